@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: an isolated home folder and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO_ROOT / "sample_data"
+SHARED_DATA = Path(os.environ.get("PATHREVIEW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own $PATHREVIEW_HOME, so no test sees another's registry or reviews."""
+    home = tmp_path_factory.mktemp("pathreview_home")
+    monkeypatch.setenv("PATHREVIEW_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public images beside the project; tests using them skip when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder absent: {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """The small attributed images committed in sample_data/."""
+    return SAMPLE_DATA
+
+
+def _torch_threads() -> None:
+    """Keep torch to the machine's two cores and deterministic where cheap."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+_torch_threads()
