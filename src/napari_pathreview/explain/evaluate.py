@@ -1,0 +1,188 @@
+"""Scoring CAM methods against ROIs: one image (``explain``) or a MIAS folder (seed 004's Table 6).
+
+The per-image scores follow :mod:`napari_pathreview.explain.metrics`; the summary is the mean
+and sample standard deviation of IoU, Dice, pointing game and energy-in-ROI per method over
+every image that has at least one ROI circle.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes
+from napari_pathreview.explain.metrics import roi_scores
+
+__all__ = [
+    "MethodSummary",
+    "find_mias_cases",
+    "iter_evaluate_mias",
+    "roi_mask_from_geojson",
+    "roi_mask_from_mias",
+    "score_methods",
+    "summarize",
+    "write_summary_csv",
+]
+
+logger = logging.getLogger(__name__)
+
+SCORES: tuple[str, ...] = ("iou", "dice", "pointing", "energy")
+_AREA = ("polygon", "rectangle", "ellipse")
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """Mean ± sample sd of each score for one CAM method over ``n`` images."""
+
+    method: str
+    n: int
+    mean: dict[str, float]
+    sd: dict[str, float]
+
+    def row(self) -> dict[str, Any]:
+        """One CSV row: method, n, then ``<score>_mean`` and ``<score>_sd`` per score."""
+        out: dict[str, Any] = {"method": self.method, "n": self.n}
+        for name in SCORES:
+            out[f"{name}_mean"] = round(self.mean[name], 6)
+            out[f"{name}_sd"] = round(self.sd[name], 6)
+        return out
+
+
+def roi_mask_from_geojson(path: str | Path, image_shape: Sequence[int]) -> np.ndarray:
+    """The union of the area ROIs (polygons, rectangles, ellipses) of a GeoJSON file.
+
+    Raises:
+        InvalidInputError: the file holds no area ROI (only points or lines).
+    """
+    from napari_pathreview.io import read_geojson_rois
+
+    rois = [r for r in read_geojson_rois(path) if r.shape_type in _AREA]
+    if not rois:
+        raise InvalidInputError(f"{path} holds no polygon, rectangle or ellipse ROI")
+    return mask_from_shapes([r.data for r in rois], [r.shape_type for r in rois], image_shape)
+
+
+def roi_mask_from_mias(
+    info: str | Path, image_path: str | Path, image_shape: Sequence[int]
+) -> np.ndarray:
+    """The ROI circles of one MIAS image (by its file name, e.g. mdb028.pgm) from Info.txt.
+
+    Raises:
+        InvalidInputError: the file name is not a MIAS reference, or the image has no circle.
+    """
+    from napari_pathreview.io import mias_refnum, read_mias_info
+
+    refnum = mias_refnum(image_path)
+    if refnum is None:
+        raise InvalidInputError(f"{Path(image_path).name} is not a MIAS image name (mdbNNN)")
+    rows = [a for a in read_mias_info(info) if a.refnum == refnum and a.has_roi]
+    if not rows:
+        raise InvalidInputError(f"{refnum} has no ROI circle in {info} (normal or diffuse finding)")
+    return mask_from_mias(rows, image_shape)
+
+
+def score_methods(
+    predictor: Any,
+    image: Any,
+    mask: np.ndarray,
+    methods: Sequence[str],
+    threshold: float = 0.5,
+    target_class: int | str | None = None,
+    tta: str = "none",
+    **cam_options: Any,
+) -> list[dict[str, Any]]:
+    """IoU, Dice, pointing game and energy-in-ROI of each method's CAM for one image.
+
+    Returns:
+        One dict per method: method, target (class name), iou, dice, pointing, energy.
+    """
+    rows = []
+    for method in methods:
+        result = predictor.explain(image, method, target_class=target_class, tta=tta, **cam_options)
+        scores = roi_scores(result.cam, mask, threshold)
+        rows.append({"method": result.method, "target": result.target_label, **scores})
+    return rows
+
+
+def find_mias_cases(folder: str | Path) -> list[tuple[Path, list[Any]]]:
+    """(image path, ROI rows) for every image of a MIAS folder with at least one ROI circle.
+
+    The folder needs an ``Info.txt`` (or a MIAS ``labels.csv``) beside images named
+    ``mdbNNN.<pgm|png|...>``.
+
+    Raises:
+        InvalidInputError: no annotation file, or no annotated image found.
+    """
+    from napari_pathreview.io import read_mias_info
+    from napari_pathreview.io.images import is_supported_image
+
+    folder = Path(folder)
+    info = next(
+        (folder / n for n in ("Info.txt", "info.txt", "labels.csv") if (folder / n).is_file()), None
+    )
+    if info is None:
+        raise InvalidInputError(f"{folder} has no Info.txt or labels.csv with MIAS annotations")
+    by_ref: dict[str, list[Any]] = {}
+    for row in read_mias_info(info):
+        if row.has_roi:
+            by_ref.setdefault(row.refnum, []).append(row)
+    images = {p.stem.lower(): p for p in sorted(folder.iterdir()) if is_supported_image(p)}
+    cases = [(images[ref], rows) for ref, rows in sorted(by_ref.items()) if ref in images]
+    if not cases:
+        raise InvalidInputError(f"no image in {folder} has an ROI circle in {info.name}")
+    return cases
+
+
+def iter_evaluate_mias(
+    predictor: Any,
+    folder: str | Path,
+    methods: Sequence[str],
+    threshold: float = 0.5,
+    limit: int | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> Iterator[dict[str, Any]]:
+    """Per-image, per-method score rows over a MIAS folder (a generator; honours ``cancel``)."""
+    from napari_pathreview.io import load_image
+
+    cases = find_mias_cases(folder)[: limit or None]
+    for index, (path, rows) in enumerate(cases, start=1):
+        if cancel is not None and cancel.is_set():
+            return
+        image = load_image(path)
+        mask = mask_from_mias(rows, image.data.shape[:2])
+        logger.info("evaluate-cam %d/%d: %s", index, len(cases), path.name)
+        for row in score_methods(predictor, image, mask, methods, threshold, **options):
+            yield {"image": path.name, **row}
+
+
+def summarize(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[MethodSummary]:
+    """Mean and sample sd (ddof=1; 0 for one image) of each score per method."""
+    out = []
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        values = {s: np.array([r[s] for r in mine], float) for s in SCORES}
+        mean = {s: float(v.mean()) if v.size else float("nan") for s, v in values.items()}
+        sd = {s: float(v.std(ddof=1)) if v.size > 1 else 0.0 for s, v in values.items()}
+        out.append(MethodSummary(method, len(mine), mean, sd))
+    return out
+
+
+def write_summary_csv(path: str | Path, summaries: Sequence[MethodSummary]) -> Path:
+    """The summary table as CSV (``method, n, iou_mean, iou_sd, ...``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [s.row() for s in summaries]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["method", "n"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

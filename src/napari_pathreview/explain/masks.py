@@ -1,0 +1,151 @@
+"""ROI masks from what readers draw: napari Shapes, napari Labels, and MIAS circles.
+
+Shapes follow napari's data format: each shape is an (N, D) array of vertices in
+(row, col) order (extra leading dimensions such as z are ignored: the last two are used);
+a rectangle is its 4 corners; an ellipse is the 4 corners of its (possibly rotated)
+bounding box, as napari stores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from skimage.draw import polygon as draw_polygon
+
+from napari_pathreview.errors import InvalidInputError
+
+__all__ = ["MIAS_SIZE", "mask_from_labels", "mask_from_mias", "mask_from_shapes"]
+
+MIAS_SIZE = 1024
+"""Edge of the mini-MIAS images the Info.txt coordinates refer to."""
+
+_AREA_SHAPES = ("polygon", "rectangle", "ellipse")
+
+
+def _image_shape(image_shape: Sequence[int]) -> tuple[int, int]:
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) < 2 or shape[0] <= 0 or shape[1] <= 0:
+        raise InvalidInputError(f"image_shape must give (rows, cols, ...), got {image_shape}")
+    return shape[0], shape[1]
+
+
+def _vertices(shape_data: np.ndarray) -> np.ndarray:
+    verts = np.asarray(shape_data, dtype=np.float64)
+    if verts.ndim != 2 or verts.shape[1] < 2 or verts.shape[0] < 2:
+        raise InvalidInputError(f"a shape needs (N, 2+) vertices in (row, col), got {verts.shape}")
+    return verts[:, -2:]
+
+
+def _fill_polygon(mask: np.ndarray, verts: np.ndarray) -> None:
+    if verts.shape[0] < 3:
+        raise InvalidInputError("a polygon needs at least 3 vertices")
+    rr, cc = draw_polygon(verts[:, 0], verts[:, 1], shape=mask.shape)
+    mask[rr, cc] = True
+
+
+def _span(centre: float, reach: float, size: int) -> tuple[int, int]:
+    return max(int(np.floor(centre - reach)), 0), min(int(np.ceil(centre + reach)) + 1, size)
+
+
+def _fill_ellipse(mask: np.ndarray, verts: np.ndarray) -> None:
+    """Fill the ellipse inscribed in a (possibly rotated) 4-corner bounding box."""
+    if verts.shape[0] != 4:
+        raise InvalidInputError(f"an ellipse is given by 4 corner points, got {verts.shape[0]}")
+    centre = verts.mean(axis=0)
+    axis1, axis2 = verts[1] - verts[0], verts[3] - verts[0]
+    r1, r2 = np.linalg.norm(axis1) / 2.0, np.linalg.norm(axis2) / 2.0
+    if r1 <= 0 or r2 <= 0:
+        return
+    u1, u2 = axis1 / (2.0 * r1), axis2 / (2.0 * r2)
+    reach = max(r1, r2)
+    r0, r_end = _span(centre[0], reach, mask.shape[0])
+    c0, c_end = _span(centre[1], reach, mask.shape[1])
+    if r0 >= r_end or c0 >= c_end:
+        return
+    rows, cols = np.mgrid[r0:r_end, c0:c_end]
+    d = np.stack([rows - centre[0], cols - centre[1]], axis=-1)
+    inside = (d @ u1 / r1) ** 2 + (d @ u2 / r2) ** 2 <= 1.0
+    mask[r0:r_end, c0:c_end] |= inside
+
+
+def mask_from_shapes(
+    data: Sequence[np.ndarray],
+    shape_types: str | Sequence[str],
+    image_shape: Sequence[int],
+) -> np.ndarray:
+    """Rasterise napari Shapes (polygons, rectangles, ellipses) into one boolean mask.
+
+    Args:
+        data: The Shapes layer's ``data``: one vertex array per shape, (row, col) order.
+        shape_types: The layer's ``shape_type`` list, or one type for all shapes.
+        image_shape: (rows, cols) of the image the shapes were drawn on.
+
+    Returns:
+        Boolean mask of ``image_shape[:2]``, True inside any shape (their union).
+
+    Raises:
+        InvalidInputError: unknown or open shape types (lines and paths enclose no area),
+            a count mismatch, or malformed vertices.
+    """
+    shape = _image_shape(image_shape)
+    data = list(data)
+    types = [shape_types] * len(data) if isinstance(shape_types, str) else list(shape_types)
+    if len(types) != len(data):
+        raise InvalidInputError(f"{len(data)} shapes but {len(types)} shape types")
+    mask = np.zeros(shape, dtype=bool)
+    for verts, kind in zip(data, types, strict=True):
+        kind = str(kind).lower()
+        if kind not in _AREA_SHAPES:
+            raise InvalidInputError(
+                f"shape type {kind!r} encloses no area; draw a polygon, rectangle or ellipse"
+            )
+        points = _vertices(verts)
+        if kind == "ellipse":
+            _fill_ellipse(mask, points)
+        else:
+            _fill_polygon(mask, points)
+    return mask
+
+
+def mask_from_labels(labels: np.ndarray, label: int | None = None) -> np.ndarray:
+    """A boolean ROI mask from a napari Labels array: any label (> 0), or one ``label``."""
+    arr = np.asarray(labels)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise InvalidInputError(f"labels must be a 2-D array, got shape {arr.shape}")
+    return arr > 0 if label is None else arr == label
+
+
+def mask_from_mias(
+    annotations: Iterable[object],
+    image_shape: Sequence[int],
+    source_shape: Sequence[int] = (MIAS_SIZE, MIAS_SIZE),
+) -> np.ndarray:
+    """The union of a MIAS image's ROI circles, scaled to ``image_shape``.
+
+    Args:
+        annotations: ``io.MiasAnnotation`` rows of ONE image (objects with ``row``, ``col``
+            and ``radius``); rows without a centre or radius (normal images, diffuse
+            calcifications) add nothing.
+        image_shape: (rows, cols) of the image the mask is for (e.g. a 256×256 copy).
+        source_shape: (rows, cols) the coordinates refer to: 1024×1024 for mini-MIAS.
+
+    Returns:
+        Boolean mask of ``image_shape[:2]``; all False when no row has a circle.
+    """
+    rows, cols = _image_shape(image_shape)
+    src_rows, src_cols = _image_shape(source_shape)
+    sy, sx = rows / src_rows, cols / src_cols
+    mask = np.zeros((rows, cols), dtype=bool)
+    grid_r, grid_c = np.ogrid[:rows, :cols]
+    for ann in annotations:
+        row, col = getattr(ann, "row", None), getattr(ann, "col", None)
+        radius = getattr(ann, "radius", None)
+        if row is None or col is None or radius is None:
+            continue
+        # Pixel centres: a circle of radius r around (row, col) in source pixels.
+        cr, cc = (row + 0.5) * sy - 0.5, (col + 0.5) * sx - 0.5
+        mask |= ((grid_r - cr) / (radius * sy)) ** 2 + ((grid_c - cc) / (radius * sx)) ** 2 <= 1.0
+    return mask

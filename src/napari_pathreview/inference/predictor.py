@@ -1,0 +1,312 @@
+"""The predictor: a registered model plus everything needed to feed it and read its output.
+
+decode → QC flags → resize → stain normalisation (the card's fitted target) → normalise
+(card mean/std) → batch → ``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
+probabilities and the decision at the card's threshold. Long runs are generators
+(:meth:`Predictor.iter_predict`) that yield :class:`Progress` and honour a cancel event, so a
+napari ``thread_worker`` can wrap them and tests can iterate them synchronously.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.device import amp_dtype, is_out_of_memory, resolve_device
+from napari_pathreview.inference.preprocess import (
+    InputSpec,
+    decode,
+    normalise,
+    resolve_stain,
+    to_batch,
+)
+
+__all__ = ["Prediction", "Predictor", "Progress"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's prediction.
+
+    Attributes:
+        path: Source file, or None for arrays.
+        probabilities: Class name → probability (TTA-merged).
+        label: Decision: binary models compare P(classes[-1]) with the card's threshold;
+            others take the most probable class.
+        threshold: The decision threshold used (None when the decision is an argmax).
+        qc: ``stain.QCResult`` for histology models (None when QC is off or not applicable).
+        stain: Stain method applied.
+        tta: TTA mode applied.
+        seconds: Wall time attributed to this image (its share of its batch).
+        model: ``name@version`` of the model.
+    """
+
+    path: str | None
+    probabilities: dict[str, float]
+    label: str
+    threshold: float | None
+    qc: Any
+    stain: str
+    tta: str
+    seconds: float
+    model: str = ""
+
+    @property
+    def label_index(self) -> int:
+        return list(self.probabilities).index(self.label)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a long run is: ``done`` of ``total`` items; ``cancelled`` when it was stopped."""
+
+    done: int
+    total: int
+    message: str = ""
+    cancelled: bool = False
+
+
+class Predictor:
+    """A model and its card, ready to predict, tile and explain.
+
+    Args:
+        model: The classifier (``registry.load`` output or any module with a matching card).
+        card: Its ``registry.ModelCard``.
+        device: "auto", "cpu", "cuda" or "mps".
+        stain: None (the card's method and fitted target), a method name, a state dict or a
+            fitted normaliser.
+        tta: "none", "flips" or "d4".
+        batch_size: Images per forward; halved automatically on CUDA out-of-memory.
+        qc: Run quality control on histology images (flags only; nothing is dropped).
+        channels_last: Put the model in channels_last memory format (faster convolutions).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        card: Any,
+        device: str = "auto",
+        stain: Any = None,
+        tta: str = "none",
+        batch_size: int = 32,
+        qc: bool = True,
+        channels_last: bool = True,
+    ) -> None:
+        from napari_pathreview import tta as tta_mod
+
+        tta_mod.get_views(tta)  # validates the mode
+        if int(batch_size) < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        self.card = card
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        self.amp_dtype = amp_dtype(self.device)
+        self.spec = InputSpec.from_card(card, model)
+        self.normalizer = resolve_stain(card, stain)
+        self.stain_name = str(getattr(self.normalizer, "name", "none"))
+        self.tta = tta
+        self.batch_size = int(batch_size)
+        self.qc = qc and card.modality == "histology"
+        self.classes = tuple(card.classes)
+
+    @classmethod
+    def from_registry(cls, ref: str, registry: Any = None, **kwargs: Any) -> Predictor:
+        """A predictor for ``"name"`` or ``"name@version"`` from the model registry.
+
+        Raises:
+            ModelNotFoundError: no such model or version (the message lists what exists).
+        """
+        from napari_pathreview.registry import ModelRegistry, parse_model_ref
+
+        name, version = parse_model_ref(ref)
+        registry = registry if registry is not None else ModelRegistry()
+        model = registry.load(name, version, device="cpu")
+        return cls(model, model.card, **kwargs)
+
+    @property
+    def model_ref(self) -> str:
+        ref = getattr(self.card, "ref", None)
+        return ref if isinstance(ref, str) else f"{self.card.name}@{self.card.version}"
+
+    @property
+    def threshold(self) -> float | None:
+        """The binary decision threshold (the card's, else 0.5), or None for argmax decisions."""
+        if len(self.classes) != 2:
+            return None
+        return 0.5 if self.card.threshold is None else float(self.card.threshold)
+
+    # -- the forward path ----------------------------------------------------------------------
+    def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images → the normalised float batch the model sees (on the device)."""
+        batch = to_batch(list(images), self.spec).to(self.device)
+        if self.stain_name != "none":
+            batch = self.normalizer.transform(batch)
+        return normalise(batch, self.spec)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        from napari_pathreview import tta as tta_mod
+
+        views = tta_mod.augment_batch(x, self.tta)
+        if self.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            logits = self.model(views).float()
+        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return tta_mod.merge_probabilities(probs, self.tta)
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """N×K probabilities of RGB uint8 images, halving the batch on out-of-memory."""
+        out: list[np.ndarray] = []
+        start = 0
+        with torch.inference_mode():
+            while start < len(images):
+                chunk = images[start : start + self.batch_size]
+                try:
+                    out.append(self._forward(self.prepare(chunk)).cpu().numpy())
+                except (RuntimeError, MemoryError) as error:
+                    if not is_out_of_memory(error) or self.batch_size == 1:
+                        raise
+                    self.batch_size = max(1, self.batch_size // 2)
+                    logger.warning("out of memory: batch size halved to %d", self.batch_size)
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                start += len(chunk)
+        return np.concatenate(out, axis=0)
+
+    def decide(self, probs: np.ndarray) -> str:
+        """The label for one probability vector (threshold on the last class for binary)."""
+        threshold = self.threshold
+        if threshold is not None:
+            return self.classes[-1] if probs[-1] >= threshold else self.classes[0]
+        return self.classes[int(np.argmax(probs))]
+
+    # -- whole images ----------------------------------------------------------------------------
+    def _qc(self, rgb: np.ndarray) -> Any:
+        if not self.qc:
+            return None
+        from napari_pathreview.stain import assess_quality
+
+        return assess_quality(rgb)
+
+    def _predict_chunk(self, items: Sequence[Any]) -> list[Prediction]:
+        start = time.perf_counter()
+        decoded = [decode(item, min_side=min(self.spec.hw)) for item in items]
+        qcs = [self._qc(d.rgb) for d in decoded]
+        probs = self.probabilities([d.rgb for d in decoded])
+        seconds = (time.perf_counter() - start) / len(items)
+        return [
+            Prediction(
+                path=d.path,
+                probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
+                label=self.decide(row),
+                threshold=self.threshold,
+                qc=qc,
+                stain=self.stain_name,
+                tta=self.tta,
+                seconds=seconds,
+                model=self.model_ref,
+            )
+            for d, qc, row in zip(decoded, qcs, probs, strict=True)
+        ]
+
+    def iter_predict(
+        self, images: Sequence[Any], cancel: threading.Event | None = None
+    ) -> Iterator[Progress | Prediction]:
+        """Predict batch by batch, yielding a Progress before each batch and every Prediction.
+
+        Stops before the next batch once ``cancel`` is set, yielding a final
+        ``Progress(cancelled=True)``.
+        """
+        items = list(images)
+        total = len(items)
+        for start in range(0, total, self.batch_size):
+            if cancel is not None and cancel.is_set():
+                yield Progress(start, total, "cancelled", cancelled=True)
+                return
+            yield Progress(
+                start, total, f"predicting {start + 1}-{min(start + self.batch_size, total)}"
+            )
+            yield from self._predict_chunk(items[start : start + self.batch_size])
+        yield Progress(total, total, "done")
+
+    def predict(self, images: Sequence[Any]) -> list[Prediction]:
+        """Predictions for paths, ``LoadedImage``s or arrays, in input order."""
+        return [p for p in self.iter_predict(images) if isinstance(p, Prediction)]
+
+    # -- tiles and explanations ------------------------------------------------------------------
+    def predict_tiled(
+        self,
+        image_or_levels: Any,
+        level: int = 0,
+        tile_size: int | None = None,
+        overlap: float = 0.25,
+        **kwargs: Any,
+    ):
+        """Sliding-window prediction of a large image (:func:`inference.tiling.predict_tiled`)."""
+        from napari_pathreview.inference.tiling import predict_tiled
+
+        return predict_tiled(
+            self, image_or_levels, level=level, tile_size=tile_size, overlap=overlap, **kwargs
+        )
+
+    def target_index(self, target_class: int | str | None, probs: np.ndarray) -> int:
+        """The class to explain: a given index or name, else the decision for ``probs``."""
+        if target_class is None:
+            return self.classes.index(self.decide(probs))
+        if isinstance(target_class, str):
+            if target_class not in self.classes:
+                raise InvalidInputError(f"unknown class {target_class!r}; classes: {self.classes}")
+            return self.classes.index(target_class)
+        if not 0 <= int(target_class) < len(self.classes):
+            raise InvalidInputError(f"target class {target_class} out of range for {self.classes}")
+        return int(target_class)
+
+    def explain(
+        self,
+        image: Any,
+        method: str = "gradcam",
+        target_class: int | str | None = None,
+        tta: str = "none",
+        **cam_options: Any,
+    ):
+        """A CAM for one image at the image's resolution (``explain.CamResult``).
+
+        Args:
+            image: Path, ``LoadedImage`` or array.
+            method: A ``explain.CAM_METHODS`` name.
+            target_class: Index or name; None explains the predicted class.
+            tta: CAM test-time augmentation ("none", "flips", "d4").
+            **cam_options: ``batch_size`` / ``top_k`` for Score-CAM.
+        """
+        from napari_pathreview.explain.cams import CamResult, compute_cam, resolve_method
+
+        decoded = decode(image, min_side=min(self.spec.hw))
+        rgb = decoded.rgb
+        index = self.target_index(target_class, self.probabilities([rgb])[0])
+        with torch.inference_mode():
+            x = self.prepare([rgb])
+        cam = compute_cam(self.model, x, method, target_class=index, tta=tta, **cam_options)[0]
+        full = self.spec.cam_to_image(cam, rgb.shape, self.spec.box(rgb))
+        return CamResult(
+            np.clip(full, 0.0, 1.0).astype(np.float32),
+            resolve_method(method),
+            index,
+            self.classes[index],
+        )

@@ -1,0 +1,243 @@
+"""ROIs as GeoJSON, the format QuPath imports and exports (File ▸ Import/Export objects).
+
+GeoJSON stores vertices as ``[x, y]`` (column, row); napari Shapes store ``(row, col)``.
+Every function here takes and returns napari order and swaps at the file boundary only.
+Ellipses and rectangles become polygons (QuPath has no other way to receive them) tagged
+with ``pathreview_shape_type`` so that reading the file back restores the napari shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError, InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+SHAPE_TYPE_KEY = "pathreview_shape_type"
+ELLIPSE_VERTICES = 64  # multiple of 4: the polygon passes through both semi-axis ends
+_WRITABLE_TYPES = ("polygon", "rectangle", "ellipse", "path", "line")
+
+
+@dataclass(frozen=True, eq=False)
+class Roi:
+    """One region of interest in napari (row, col) order.
+
+    Attributes:
+        data: Vertices, N×2 (row, col). For ellipses and rectangles, the four corners of
+            the bounding box as napari stores them.
+        shape_type: napari shape type: polygon, rectangle, ellipse, path or line.
+        properties: Flat, JSON-able properties ("name", "classification", ...).
+        holes: Interior rings of a polygon (row, col); napari cannot show them, QuPath can.
+    """
+
+    data: np.ndarray
+    shape_type: str = "polygon"
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    holes: tuple[np.ndarray, ...] = ()
+
+
+def _ring_rc(coords: Sequence[Sequence[float]], where: str) -> np.ndarray:
+    ring = np.asarray(coords, dtype=float)
+    if ring.ndim != 2 or ring.shape[0] < 2 or ring.shape[1] < 2:
+        raise ImageReadError(f"{where}: a ring needs at least two [x, y] positions")
+    ring = ring[:, [1, 0]]  # [x, y] → (row, col)
+    if ring.shape[0] > 3 and np.allclose(ring[0], ring[-1]):
+        ring = ring[:-1]  # GeoJSON closes rings by repeating the first position
+    return ring
+
+
+def _flat_properties(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        if key == "classification" and isinstance(value, Mapping):
+            props["classification"] = value.get("name", "")
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            props[key] = value
+    return props
+
+
+def _restore_shape(ring: np.ndarray, shape_type: str) -> np.ndarray:
+    """Recover napari's four bounding-box corners of an ellipse written by this module."""
+    if shape_type != "ellipse" or ring.shape[0] % 4:
+        return ring
+    centre = ring.mean(axis=0)
+    half1 = ring[0] - centre
+    half2 = ring[ring.shape[0] // 4] - centre
+    return np.array(
+        [
+            centre - half1 - half2,
+            centre + half1 - half2,
+            centre + half1 + half2,
+            centre - half1 + half2,
+        ]
+    )
+
+
+def _geometry_rois(geometry: Mapping[str, Any], props: dict[str, Any], where: str) -> list[Roi]:
+    kind = geometry.get("type")
+    coords = geometry.get("coordinates")
+    shape_type = str(props.pop(SHAPE_TYPE_KEY, "polygon"))
+    if kind == "Polygon":
+        polygons = [coords]
+    elif kind == "MultiPolygon":
+        polygons = list(coords or [])
+        shape_type = "polygon"
+    elif kind in ("LineString", "MultiLineString"):
+        lines = [coords] if kind == "LineString" else list(coords or [])
+        line_type = shape_type if shape_type in ("path", "line") else "path"
+        return [Roi(_ring_rc(line, where), line_type, dict(props)) for line in lines]
+    elif kind == "GeometryCollection":
+        return [
+            roi
+            for part in geometry.get("geometries", [])
+            for roi in _geometry_rois(part, dict(props), where)
+        ]
+    else:
+        logger.warning("%s: skipping %s geometry (napari Shapes hold areas and lines)", where, kind)
+        return []
+    rois = []
+    for polygon in polygons:
+        if not polygon:
+            raise ImageReadError(f"{where}: empty polygon")
+        exterior = _ring_rc(polygon[0], where)
+        holes = tuple(_ring_rc(hole, where) for hole in polygon[1:])
+        kept = shape_type if shape_type in ("rectangle", "ellipse") else "polygon"
+        rois.append(Roi(_restore_shape(exterior, kept), kept, dict(props), holes))
+    return rois
+
+
+def _features(document: Any, where: str) -> list[Mapping[str, Any]]:
+    if isinstance(document, list):  # QuPath's default export: a bare array of features
+        return document
+    if not isinstance(document, Mapping):
+        raise ImageReadError(f"{where}: not a GeoJSON object")
+    kind = document.get("type")
+    if kind == "FeatureCollection":
+        return list(document.get("features") or [])
+    if kind == "Feature":
+        return [document]
+    if kind in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "GeometryCollection"):
+        return [{"type": "Feature", "geometry": document, "properties": {}}]
+    raise ImageReadError(
+        f"{where}: not GeoJSON (type {kind!r}); expected a Feature or FeatureCollection"
+    )
+
+
+def parse_geojson_rois(document: Any, where: str = "GeoJSON") -> list[Roi]:
+    """ROIs of an already-parsed GeoJSON document (e.g. a review's ``roi_geojson``)."""
+    rois: list[Roi] = []
+    for number, feature in enumerate(_features(document, where)):
+        if not isinstance(feature, Mapping) or not isinstance(feature.get("geometry"), Mapping):
+            raise ImageReadError(f"{where}: feature {number} has no geometry")
+        props = _flat_properties(feature.get("properties"))
+        try:
+            rois.extend(_geometry_rois(feature["geometry"], props, f"{where} feature {number}"))
+        except (TypeError, ValueError) as error:
+            raise ImageReadError(f"{where} feature {number}: bad coordinates ({error})") from error
+    return rois
+
+
+def read_geojson_rois(path: str | Path) -> list[Roi]:
+    """Read ROIs from a GeoJSON file (QuPath Feature, FeatureCollection or feature array).
+
+    Raises:
+        ImageReadError: Not JSON, not GeoJSON, or malformed coordinates.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ImageReadError(f"{path}: cannot read GeoJSON ({error})") from error
+    return parse_geojson_rois(document, str(path))
+
+
+def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
+    centre = corners.mean(axis=0)
+    half1 = (corners[1] - corners[0]) / 2.0
+    half2 = (corners[2] - corners[1]) / 2.0
+    angles = np.arange(ELLIPSE_VERTICES) * (2 * np.pi / ELLIPSE_VERTICES)
+    return centre + np.cos(angles)[:, None] * half1 + np.sin(angles)[:, None] * half2
+
+
+def _xy(ring_rc: np.ndarray, close: bool) -> list[list[float]]:
+    points = [[round(float(c), 4), round(float(r), 4)] for r, c in ring_rc[:, -2:]]
+    if close and points and points[0] != points[-1]:
+        points.append(points[0])
+    return points
+
+
+def roi_feature(roi: Roi) -> dict[str, Any]:
+    """One QuPath-style annotation Feature for a ROI (vertices written [x, y])."""
+    data = np.asarray(roi.data, dtype=float)
+    if data.ndim != 2 or data.shape[1] < 2 or data.shape[0] < 2:
+        raise InvalidInputError(f"a ROI needs N×2 (row, col) vertices, got shape {data.shape}")
+    if roi.shape_type not in _WRITABLE_TYPES:
+        raise InvalidInputError(f"cannot write shape type {roi.shape_type!r} as GeoJSON")
+    props = {k: v for k, v in roi.properties.items() if k != "classification"}
+    properties: dict[str, Any] = {"objectType": "annotation", **props}
+    if roi.properties.get("classification"):
+        properties["classification"] = {"name": str(roi.properties["classification"])}
+    if roi.shape_type in ("path", "line"):
+        geometry = {"type": "LineString", "coordinates": _xy(data, close=False)}
+    else:
+        ring = _ellipse_ring(data[:, -2:]) if roi.shape_type == "ellipse" else data
+        rings = [_xy(ring, close=True)] + [_xy(np.asarray(h, float), close=True) for h in roi.holes]
+        geometry = {"type": "Polygon", "coordinates": rings}
+    if roi.shape_type != "polygon":
+        properties[SHAPE_TYPE_KEY] = roi.shape_type
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def rois_to_geojson(rois: Iterable[Roi]) -> dict[str, Any]:
+    """A FeatureCollection of the ROIs (what review records store as ``roi_geojson``)."""
+    return {"type": "FeatureCollection", "features": [roi_feature(roi) for roi in rois]}
+
+
+def write_geojson_rois(path: str | Path, rois: Iterable[Roi]) -> Path:
+    """Write ROIs as a GeoJSON FeatureCollection that QuPath imports.
+
+    Args:
+        path: Destination (``.geojson``); parent folders are created.
+        rois: The regions, vertices in napari (row, col) order.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rois_to_geojson(rois), indent=1), encoding="utf-8")
+    return path
+
+
+def rois_from_shapes(
+    data: Sequence[np.ndarray],
+    shape_types: Sequence[str],
+    properties: Mapping[str, Sequence[Any]] | None = None,
+) -> list[Roi]:
+    """ROIs from a napari Shapes layer's ``data``, ``shape_type`` and ``features`` columns.
+
+    Only the last two coordinates of each vertex are kept (row, col), so shapes drawn on
+    a 3-D stack are written as their 2-D outline.
+    """
+    columns = {k: list(v) for k, v in (properties or {}).items()}
+    rois = []
+    for index, (vertices, kind) in enumerate(zip(data, shape_types, strict=True)):
+        props = {k: _json_scalar(v[index]) for k, v in columns.items() if index < len(v)}
+        rois.append(Roi(np.asarray(vertices, dtype=float)[:, -2:], str(kind), props))
+    return rois
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)

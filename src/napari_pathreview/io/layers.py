@@ -1,0 +1,219 @@
+"""napari LayerData tuples for every file the plugin opens (pure data: no napari import).
+
+``layers_for_path`` is what the napari reader, the sample-data contributions and the demo
+call, so a file looks the same however it is opened. Each layer's metadata carries
+``metadata["pathreview"] = {"modality", "source_path", ...file facts}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.geojson import Roi, read_geojson_rois
+from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
+from napari_pathreview.io.mammograms import contrast_limits
+from napari_pathreview.io.mias import (
+    MIAS_SIZE,
+    MiasAnnotation,
+    find_mias_annotations,
+    mias_refnum,
+    read_mias_info,
+)
+
+logger = logging.getLogger(__name__)
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+SEVERITY_COLOURS = {"M": "red", "B": "yellow", None: "cyan"}
+GEOJSON_SUFFIXES = frozenset({".geojson", ".json"})
+
+
+def is_mias_info(path: str | Path) -> bool:
+    """True for a MIAS annotation table named ``Info.txt`` (any case)."""
+    return Path(str(path)).name.lower() == "info.txt"
+
+
+def looks_like_geojson(path: str | Path) -> bool:
+    """Cheap check that a .json/.geojson file is GeoJSON: reads its first 4 KiB only."""
+    path = Path(str(path))
+    if path.suffix.lower() == ".geojson":
+        return True
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(4096).decode("utf-8", errors="replace")
+    return '"type"' in head and ("Feature" in head or "Polygon" in head)
+
+
+def can_read(path: str | Path) -> bool:
+    """True for files this plugin opens (images, MIAS Info.txt, GeoJSON)."""
+    suffix = Path(str(path)).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or is_mias_info(path) or looks_like_geojson(path)
+
+
+def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
+    """The image layer of a loaded image: RGB histology, or gray with percentile limits."""
+    path = loaded.path or Path("image")
+    kwargs: dict[str, Any] = {
+        "name": name or path.stem,
+        "scale": loaded.scale,
+        "metadata": {"pathreview": dict(loaded.metadata)},
+    }
+    if loaded.multiscale:
+        kwargs["multiscale"] = True
+    if loaded.modality == HISTOLOGY:
+        kwargs["rgb"] = True
+    else:
+        kwargs.update(
+            rgb=False, colormap="gray", contrast_limits=contrast_limits(loaded.levels[-1])
+        )
+    data = loaded.levels if loaded.multiscale else loaded.data
+    return data, kwargs, "image"
+
+
+def _circle_corners(row: float, col: float, r_radius: float, c_radius: float) -> np.ndarray:
+    return np.array(
+        [
+            [row - r_radius, col - c_radius],
+            [row - r_radius, col + c_radius],
+            [row + r_radius, col + c_radius],
+            [row + r_radius, col - c_radius],
+        ]
+    )
+
+
+def mias_roi_layer(
+    annotations: Sequence[MiasAnnotation],
+    name: str,
+    image_shape: tuple[int, int] = (MIAS_SIZE, MIAS_SIZE),
+    scale: tuple[float, float] = (1.0, 1.0),
+    source: str = "",
+) -> LayerData | None:
+    """Ellipses for the MIAS annotations that have a centre (row = 1024 - y, col = x).
+
+    Coordinates are rescaled when the image is not 1024×1024 (a downscaled copy), so the
+    circle lands on the same tissue. Returns None when no annotation can be drawn.
+    """
+    drawable = [a for a in annotations if a.has_roi]
+    if not drawable:
+        return None
+    row_factor, col_factor = image_shape[0] / MIAS_SIZE, image_shape[1] / MIAS_SIZE
+    shapes = [
+        _circle_corners(
+            a.row * row_factor, a.col * col_factor, a.radius * row_factor, a.radius * col_factor
+        )
+        for a in drawable
+    ]
+    features = {
+        "refnum": [a.refnum for a in drawable],
+        "class": [a.abnormality for a in drawable],
+        "severity": [a.severity or "" for a in drawable],
+        "tissue": [a.tissue for a in drawable],
+    }
+    kwargs = {
+        "name": name,
+        "shape_type": ["ellipse"] * len(shapes),
+        "features": features,
+        "edge_color": [SEVERITY_COLOURS.get(a.severity, "cyan") for a in drawable],
+        "face_color": "transparent",
+        "edge_width": max(2.0, 4.0 * row_factor),
+        "scale": scale,
+        "text": {"string": "{class} {severity}", "color": "white", "anchor": "upper_left"},
+        "metadata": {
+            "pathreview": {
+                "modality": "mammogram",
+                "kind": "roi",
+                "dataset": "MIAS",
+                "source_path": source,
+            }
+        },
+    }
+    return shapes, kwargs, "shapes"
+
+
+def roi_shapes_layer(rois: Sequence[Roi], name: str, source: str = "") -> LayerData:
+    """A Shapes layer of GeoJSON ROIs; property keys become feature columns."""
+    keys = sorted({key for roi in rois for key in roi.properties})
+    features = {key: [_feature_value(roi.properties.get(key)) for roi in rois] for key in keys}
+    if any(roi.holes for roi in rois):
+        logger.info("%s: polygon holes are kept in the file but not drawn (napari Shapes)", source)
+    kwargs = {
+        "name": name,
+        "shape_type": [roi.shape_type for roi in rois],
+        "features": features,
+        "face_color": "transparent",
+        "edge_color": "lime",
+        "edge_width": 3,
+        "metadata": {"pathreview": {"modality": None, "kind": "roi", "source_path": source}},
+    }
+    return [np.asarray(roi.data, dtype=float) for roi in rois], kwargs, "shapes"
+
+
+def _feature_value(value: Any) -> Any:
+    return "" if value is None else value if isinstance(value, (int, float, bool)) else str(value)
+
+
+def _image_layers(path: Path) -> list[LayerData]:
+    loaded = load_image(path)
+    layers = [image_layer(loaded)]
+    annotations = find_mias_annotations(path) if mias_refnum(path) else None
+    if annotations:
+        shape = tuple(int(n) for n in loaded.data.shape[:2])
+        roi = mias_roi_layer(
+            annotations, f"{path.stem} ROI", shape, loaded.scale, str(path.resolve())
+        )
+        if roi is not None:
+            layers.append(roi)
+    return layers
+
+
+def _info_layers(path: Path) -> list[LayerData]:
+    annotations = read_mias_info(path)
+    present = sorted(
+        {
+            mias_refnum(p)
+            for p in path.parent.iterdir()
+            if mias_refnum(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        }
+    )
+    source = str(path.resolve())
+    layers = []
+    for refnum in present:
+        roi = mias_roi_layer(
+            [a for a in annotations if a.refnum == refnum], f"{refnum} ROI", source=source
+        )
+        if roi is not None:
+            layers.append(roi)
+    if not present:
+        roi = mias_roi_layer(annotations, f"{path.stem} ROIs (all images)", source=source)
+        layers = [roi] if roi is not None else []
+    if not layers:
+        raise ImageReadError(f"{path}: no annotation with a centre and radius to draw")
+    return layers
+
+
+def layers_for_path(path: str | Path) -> list[LayerData]:
+    """All layers one file produces.
+
+    Images give an image layer (plus the MIAS ROI layer when an ``Info.txt`` beside a
+    ``mdbNNN`` image lists it); ``Info.txt`` gives Shapes layers of ellipses; GeoJSON gives
+    one Shapes layer.
+
+    Raises:
+        ImageReadError: The file cannot be read; the message says why.
+    """
+    path = Path(path)
+    if is_mias_info(path):
+        return _info_layers(path)
+    if path.suffix.lower() in GEOJSON_SUFFIXES:
+        rois = read_geojson_rois(path)
+        if not rois:
+            raise ImageReadError(f"{path}: no polygon or line ROI in this GeoJSON file")
+        return [roi_shapes_layer(rois, path.stem, str(path.resolve()))]
+    return _image_layers(path)

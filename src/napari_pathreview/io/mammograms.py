@@ -1,0 +1,160 @@
+"""Mammograms: DICOM through pydicom, and display helpers for grayscale images.
+
+DICOM pixels go through the modality LUT (rescale slope/intercept), then the VOI LUT or
+window the file asks for, and MONOCHROME1 images (where 0 is white) are inverted, so the
+array looks like what a radiologist's workstation shows. ``PixelSpacing`` (mm) becomes
+the layer scale, so measurements in napari are in millimetres.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.images import (
+    HISTOLOGY,
+    MAMMOGRAM,
+    LoadedImage,
+    base_metadata,
+    to_rgb_uint8,
+)
+
+logger = logging.getLogger(__name__)
+
+_TAGS = {  # metadata key → DICOM keyword
+    "laterality": "ImageLaterality",
+    "view": "ViewPosition",
+    "patient_id": "PatientID",
+    "study_date": "StudyDate",
+    "manufacturer": "Manufacturer",
+    "body_part": "BodyPartExamined",
+    "photometric": "PhotometricInterpretation",
+}
+
+
+def contrast_limits(image: Any, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Display range from percentiles of a subsample, so one bright label does not grey everything.
+
+    Args:
+        image: Grayscale array (numpy or dask); at most ~1M pixels are read.
+        low: Lower percentile.
+        high: Upper percentile.
+
+    Returns:
+        (low, high) with high > low, usable as a napari layer's ``contrast_limits``.
+    """
+    array = np.asarray(image)
+    step = max(1, int(np.sqrt(array.size / 1_000_000)))
+    sample = array[::step, ::step].astype(np.float64)
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _to_unsigned(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Shift a windowed/rescaled image to start at 0 and store it as uint8 or uint16."""
+    values = pixels.astype(np.float64)
+    values -= min(0.0, float(values.min()))
+    top = float(values.max()) if values.size else 0.0
+    if bits <= 8 and top <= 255:
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if top > 65535:  # wide float/int32 output: map onto the 16-bit range
+        values *= 65535.0 / top
+    return np.clip(np.rint(values), 0, 65535).astype(np.uint16)
+
+
+def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageReadError(
+            f"{path}: DICOM file without pixel data (a report or structured document?)"
+        )
+    try:
+        raw = ds.pixel_array
+    except Exception as error:  # pydicom raises many kinds for bad or unsupported encodings
+        raise ImageReadError(
+            f"{path}: cannot decode DICOM pixel data ({type(error).__name__}: {error})"
+        ) from error
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        logger.info("%s: %s frames; showing the first", path, ds.NumberOfFrames)
+        raw = raw[0]
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    facts: dict[str, Any] = {"original_dtype": str(raw.dtype)}
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return raw, facts  # colour DICOM (e.g. a photographed slide)
+    pixels = apply_modality_lut(raw, ds)
+    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
+    if has_voi:
+        pixels = apply_voi_lut(pixels, ds, index=0)
+        facts["voi_applied"] = True
+        if "WindowCenter" in ds and "VOILUTSequence" not in ds:
+            facts["window_center"] = _first_float(ds.WindowCenter)
+            facts["window_width"] = _first_float(ds.WindowWidth)
+    bits = int(getattr(ds, "BitsStored", 16) or 16)
+    pixels = _to_unsigned(np.asarray(pixels), bits)
+    if photometric == "MONOCHROME1":
+        top = 255 if pixels.dtype == np.uint8 else max((1 << bits) - 1, int(pixels.max()))
+        pixels = (top - pixels.astype(np.int64)).clip(0, None).astype(pixels.dtype)
+        facts["inverted_monochrome1"] = True
+    return pixels, facts
+
+
+def _first_float(value: Any) -> float:
+    try:
+        return float(value[0])
+    except TypeError:
+        return float(value)
+
+
+def _spacing(ds: Any) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = getattr(ds, keyword, None)
+        if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
+            return float(value[0]), float(value[1])
+    return None
+
+
+def load_dicom(path: str | Path) -> LoadedImage:
+    """Open a DICOM image as a display-ready mammogram (or histology, for colour DICOM).
+
+    Raises:
+        ImageReadError: Not DICOM, no pixel data, or an encoding that cannot be decoded.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise ImageReadError(f"{path}: not a readable DICOM file ({error})") from error
+    pixels, facts = _dicom_pixels(ds, path)
+    modality = HISTOLOGY if pixels.ndim == 3 and pixels.shape[-1] in (3, 4) else MAMMOGRAM
+    if modality == HISTOLOGY:
+        pixels = to_rgb_uint8(pixels)
+    elif pixels.ndim != 2:
+        raise ImageReadError(f"{path}: unsupported DICOM pixel array shape {pixels.shape}")
+    metadata = base_metadata(path, modality)
+    metadata["dataset"] = "DICOM"
+    for key, keyword in _TAGS.items():
+        value = getattr(ds, keyword, None)
+        if value not in (None, ""):
+            metadata[key] = str(value)
+    if "laterality" not in metadata and getattr(ds, "Laterality", ""):
+        metadata["laterality"] = str(ds.Laterality)  # series-level tag of older files
+    metadata.update(facts)
+    spacing = _spacing(ds)
+    if spacing is not None:
+        metadata["pixel_spacing_mm"] = list(spacing)
+    metadata["original_shape"] = list(pixels.shape)
+    return LoadedImage(pixels, [pixels], modality, metadata, spacing or (1.0, 1.0), path)

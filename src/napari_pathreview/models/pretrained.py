@@ -1,0 +1,203 @@
+"""ImageNet weights for timm backbones: from timm's hub, a local file or a local folder.
+
+Hospitals often run without internet, so every backbone can take its weights from disk:
+``pretrained_path=`` (a file or a folder) or ``$PATHREVIEW_PRETRAINED_DIR`` (a folder). Only
+safetensors are read; pickles (.bin, .pth, .ckpt) can execute code when loaded and are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari_pathreview.errors import WeightsError
+
+if TYPE_CHECKING:  # torch stays unimported until weights are actually loaded
+    from torch import nn
+
+PRETRAINED_DIR_ENV = "PATHREVIEW_PRETRAINED_DIR"
+PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle")
+WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.")
+
+logger = logging.getLogger(__name__)
+
+
+def pickle_refusal(path: Path) -> WeightsError:
+    """The error for a pickle weight file, with the one-line conversion that fixes it."""
+    return WeightsError(
+        f"{path} is a pickle ({path.suffix}); loading pickles can run arbitrary code, so only "
+        "safetensors are accepted. Convert it once where you trust the file: "
+        '`python -c "import torch, safetensors.torch as st; '
+        f"st.save_file(torch.load('{path.name}', map_location='cpu'), "
+        f"'{path.stem}.safetensors')\"`"
+    )
+
+
+def _candidates(folder: Path, timm_name: str) -> list[Path]:
+    """Where a folder may hold a backbone's weights: our naming and the HF/timm hub naming."""
+    base = timm_name.split(".")[0]
+    names = [timm_name] if base == timm_name else [timm_name, base]
+    found: list[Path] = []
+    for name in names:
+        found += [folder / f"{name}.safetensors", folder / name / "model.safetensors"]
+        found += [folder / f"timm--{name}" / "model.safetensors"]
+    return found
+
+
+def find_local_weights(timm_name: str, pretrained_path: str | Path | None = None) -> Path | None:
+    """The local safetensors file for ``timm_name``, or None when no local source is configured.
+
+    Raises:
+        WeightsError: the configured place exists but holds no usable file, or only a pickle.
+    """
+    if pretrained_path is not None:
+        source, how = Path(pretrained_path).expanduser(), "pretrained_path"
+    elif os.environ.get(PRETRAINED_DIR_ENV):
+        source, how = Path(os.environ[PRETRAINED_DIR_ENV]).expanduser(), f"${PRETRAINED_DIR_ENV}"
+    else:
+        return None
+    if source.is_file():
+        return _check_safetensors(source)
+    if not source.is_dir():
+        if pretrained_path is None:  # an env folder that does not exist: fall through to the hub
+            logger.warning("%s=%s is not a folder; ignoring it", PRETRAINED_DIR_ENV, source)
+            return None
+        raise WeightsError(f"{how} {source} does not exist; give a .safetensors file or a folder")
+    for candidate in _candidates(source, timm_name):
+        if candidate.is_file():
+            return candidate
+    pickles = [
+        p for p in source.glob(f"{timm_name.split('.')[0]}*") if p.suffix.lower() in PICKLE_SUFFIXES
+    ]
+    if pickles:
+        raise pickle_refusal(pickles[0])
+    if pretrained_path is None:
+        return None
+    wanted = ", ".join(str(p.relative_to(source)) for p in _candidates(source, timm_name)[:2])
+    raise WeightsError(f"no weights for {timm_name} in {source}; expected one of: {wanted}")
+
+
+def _check_safetensors(path: Path) -> Path:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise pickle_refusal(path)
+    if path.suffix.lower() != ".safetensors":
+        raise WeightsError(f"{path} is not a .safetensors file; only safetensors weights are read")
+    return path
+
+
+def read_state(path: Path) -> dict:
+    """Tensors of a safetensors file, without a wrapper's "model."/"module." prefix."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"{path} is not a readable safetensors file: {error}") from error
+    for prefix in WRAPPER_PREFIXES:  # files saved from a wrapper (ours or DDP) carry a prefix
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def load_state_checked(
+    model: nn.Module,
+    state: dict,
+    source: object,
+    classifier: str | None = None,
+    allow_missing: tuple[str, ...] = (),
+) -> None:
+    """Load ``state`` into ``model``: strict, except for the classifier and ``allow_missing`` keys.
+
+    The classifier is skipped when its shape differs (ImageNet's 1000 classes vs ours), as timm
+    does; keys containing an ``allow_missing`` fragment are new layers the source cannot have.
+    Anything else missing, unexpected or mis-shaped is an error, so a wrong file cannot half-load.
+    """
+    state = dict(state)
+    own = model.state_dict()
+
+    def is_head(key: str) -> bool:
+        return bool(classifier) and key.startswith(classifier + ".")
+
+    for key in [k for k in state if is_head(k)]:
+        if key not in own or own[key].shape != state[key].shape:
+            del state[key]
+    missing = [
+        k
+        for k in own
+        if k not in state and not is_head(k) and not any(f in k for f in allow_missing)
+    ]
+    unexpected = [k for k in state if k not in own]
+    bad_shape = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if missing or unexpected or bad_shape:
+        raise WeightsError(
+            f"{source} does not fit {type(model).__name__}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, wrong shape {bad_shape[:3]} — "
+            "is it for another architecture?"
+        )
+    model.load_state_dict(state, strict=False)
+    logger.info("loaded %d pretrained tensors from %s", len(state), source)
+
+
+def hub_error(timm_name: str, error: Exception) -> WeightsError:
+    """The offline error: names the hub and both local ways (argument and environment)."""
+    return WeightsError(
+        f"could not fetch ImageNet weights for {timm_name} from timm's hub "
+        f"({error.__class__.__name__}). Either connect to the internet (or fill the Hugging Face "
+        f"cache), or put {timm_name}.safetensors in a folder and pass pretrained_path=FOLDER "
+        f"(a file works too) or set {PRETRAINED_DIR_ENV}=FOLDER; or use pretrained=False."
+    )
+
+
+def pretrained_state(timm_name: str, pretrained_path: str | Path | None = None) -> tuple[dict, str]:
+    """ImageNet weights of ``timm_name`` as a state dict, and where they came from.
+
+    For architectures that reuse a timm model's weights in a modified network (SSResNeXt from
+    SE-ResNeXt50): local safetensors first, then timm's hub.
+    """
+    import timm
+
+    local = find_local_weights(timm_name, pretrained_path)
+    if local is not None:
+        return read_state(local), str(local)
+    try:
+        model = timm.create_model(timm_name, pretrained=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise hub_error(timm_name, error) from error
+    return model.state_dict(), f"timm hub ({timm_name})"
+
+
+def create_timm(
+    timm_name: str,
+    *,
+    pretrained: bool = False,
+    pretrained_path: str | Path | None = None,
+    **kwargs: object,
+) -> nn.Module:
+    """``timm.create_model`` with local-first, safetensors-only, offline-aware weight loading.
+
+    Args:
+        timm_name: timm architecture name (optionally with a ``.tag``).
+        pretrained: Load ImageNet weights (local source first, then timm's hub).
+        pretrained_path: A .safetensors file or a folder; implies ``pretrained``.
+        **kwargs: Passed to ``timm.create_model`` (num_classes, drop_rate, ...).
+
+    Raises:
+        WeightsError: no local file and the hub is unreachable (the message names both ways).
+    """
+    import timm
+
+    if not pretrained and pretrained_path is None:
+        return timm.create_model(timm_name, pretrained=False, **kwargs)
+    local = find_local_weights(timm_name, pretrained_path)
+    if local is not None:
+        model = timm.create_model(timm_name, pretrained=False, **kwargs)
+        classifier = (model.pretrained_cfg or {}).get("classifier")
+        load_state_checked(model, read_state(local), local, classifier)
+        return model
+    try:
+        return timm.create_model(timm_name, pretrained=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise hub_error(timm_name, error) from error

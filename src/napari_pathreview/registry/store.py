@@ -1,0 +1,410 @@
+"""The model registry: ``<root>/<name>/<version>/{card.yaml, weights.safetensors}``.
+
+Training registers, the plugin and the CLI list and load. Writes are atomic (a temporary folder
+renamed into place) and versions are allocated under a file lock, so two trainings finishing at
+once get "3" and "4" rather than a half-written "3". Weights are safetensors only and are checked
+against the card's SHA-256 on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from napari_pathreview.errors import ModelNotFoundError, WeightsError
+from napari_pathreview.registry.card import (
+    ModelCard,
+    ModelCardError,
+    validate_name,
+    validate_version,
+)
+
+CARD_FILE = "card.yaml"
+WEIGHTS_FILE = "weights.safetensors"
+LOCK_FILE = ".registry.lock"
+TMP_DIR = ".tmp"
+#: create_model arguments that describe where weights came from, not the architecture.
+WEIGHT_SOURCE_KWARGS: tuple[str, ...] = ("pretrained", "pretrained_path")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One row of ``ModelRegistry.list()``: what a user picks a model by."""
+
+    name: str
+    version: str
+    task: str
+    classes: tuple[str, ...]
+    modality: str
+    architecture: str
+    metrics: dict
+    created_at: str
+    description: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, streamed (weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_card(folder: Path) -> ModelCard:
+    """The complete card stored in ``folder`` (ModelCardError naming a bad field)."""
+    path = folder / CARD_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ModelCardError(f"{path} is not valid YAML: {error}") from error
+    try:
+        return ModelCard.from_dict(data, complete=True)
+    except ModelCardError as error:
+        raise ModelCardError(f"{path}: {error}") from error
+
+
+def write_card(folder: Path, card: ModelCard) -> None:
+    """Write ``card.yaml`` (fields in declaration order, readable by people)."""
+    text = yaml.safe_dump(card.to_dict(), sort_keys=False, allow_unicode=True)
+    (folder / CARD_FILE).write_text(text, encoding="utf-8")
+
+
+class ModelRegistry:
+    """Registered models under ``root`` (default ``pathreview_home()/"models"``).
+
+    Args:
+        root: Registry folder; created if absent.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        if root is None:
+            from napari_pathreview.home import pathreview_home
+
+            root = pathreview_home() / "models"
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.root)!r})"
+
+    # -- reading -------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Registered model names, sorted."""
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and self._versions(p.name)
+        )
+
+    def versions(self, name: str) -> list[str]:
+        """Versions of ``name``, oldest first (ModelNotFoundError if none)."""
+        found = self._versions(validate_name(name))
+        if not found:
+            raise ModelNotFoundError(self._not_found_message(name))
+        return found
+
+    def _versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        numbers = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+        return [str(n) for n in sorted(numbers)]
+
+    def _not_found_message(self, name: str, version: str | None = None) -> str:
+        what = f"{name}@{version}" if version else name
+        available = self.names()
+        if version and name in available:
+            hint = f"versions of {name}: {', '.join(self._versions(name))}"
+        else:
+            hint = f"registered: {', '.join(available)}" if available else "the registry is empty"
+        return (
+            f"no model {what!r} in {self.root} ({hint}). Train one with `pathreview train`, "
+            "import one with `pathreview models import`, or run `pathreview demo`."
+        )
+
+    def folder(self, name: str, version: str | None = None) -> Path:
+        """The folder of ``name@version`` (latest when version is None)."""
+        versions = self.versions(name)
+        if version is None or version == "latest":
+            return self.root / name / versions[-1]
+        version = validate_version(version)
+        if version not in versions:
+            raise ModelNotFoundError(self._not_found_message(name, version))
+        return self.root / name / version
+
+    def card(self, name: str, version: str | None = None) -> ModelCard:
+        """The card of ``name@version`` (latest when version is None)."""
+        return read_card(self.folder(name, version))
+
+    def list(self) -> list[ModelSummary]:
+        """Every registered version, by name then version; unreadable cards are logged, skipped."""
+        rows: list[ModelSummary] = []
+        for name in self.names():
+            for version in self._versions(name):
+                try:
+                    card = read_card(self.root / name / version)
+                except (ModelCardError, OSError) as error:
+                    logger.warning("skipping %s@%s: %s", name, version, error)
+                    continue
+                rows.append(summary_of(card))
+        return rows
+
+    def load(self, name: str, version: str | None = None, device: str = "cpu"):
+        """Rebuild ``name@version`` from its card, verify and load its weights; eval mode.
+
+        ``device`` is any torch device string, or "auto" (CUDA when available).
+        The returned module has ``model.card``. Raises WeightsError if the file is missing,
+        altered since registration (SHA-256 mismatch) or does not fit the architecture.
+        """
+        folder = self.folder(name, version)
+        card = read_card(folder)
+        weights = verified_weights(folder, card)
+        return build_from_card(card, weights, device)
+
+    # -- writing -------------------------------------------------------------------------------
+    def register(self, model: Any, card: ModelCard | Mapping[str, Any]) -> str:
+        """Store ``model``'s weights with ``card`` as the next version of ``card.name``.
+
+        Fields the architecture knows (input size, mean/std, CAM layers, architecture name and
+        kwargs) default from the model. Returns the new version ("1", "2", ...).
+        """
+        import torch
+        from safetensors.torch import save_model
+
+        model = unwrap_model(model)
+        fields = card.to_dict() if isinstance(card, ModelCard) else dict(card)
+        fields = {k: v for k, v in fields.items() if _given(v)}
+        complete = {**defaults_from_model(model), **fields}
+        for key in ("version", "weights_sha256", "created_at"):
+            complete.pop(key, None)
+        draft = ModelCard.from_dict(complete)  # validate before writing anything
+        _check_classes(model, draft)
+        staging = self._staging()
+        try:
+            with torch.no_grad():
+                cpu_model = model if _on_cpu(model) else _cpu_copy(model)
+                save_model(
+                    cpu_model,
+                    str(staging / WEIGHTS_FILE),
+                    metadata={"format": "pt"},
+                    force_contiguous=True,
+                )
+            complete["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
+            return self._commit(staging, complete)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _staging(self) -> Path:
+        staging = self.root / TMP_DIR / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        return staging
+
+    def _commit(self, staging: Path, fields: dict[str, Any]) -> str:
+        """Allocate the next version under the lock, write the card, rename into place."""
+        from filelock import FileLock
+
+        name = validate_name(fields["name"])
+        with FileLock(str(self.root / LOCK_FILE), timeout=120):
+            (self.root / name).mkdir(exist_ok=True)
+            existing = self._versions(name)
+            version = str(int(existing[-1]) + 1 if existing else 1)
+            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            card = ModelCard.from_dict({**fields, "version": version, "created_at": created})
+            write_card(staging, card)
+            os.rename(staging, self.root / name / version)
+        logger.info("registered %s@%s in %s", name, version, self.root)
+        return version
+
+    def remove(self, name: str, version: str | None = None) -> list[str]:
+        """Delete one version, or every version of ``name`` when version is None.
+
+        Returns the removed versions. The folder is renamed away under the lock first, so a
+        concurrent ``load`` sees the model either whole or gone.
+        """
+        from filelock import FileLock
+
+        targets = self.versions(name) if version is None else [self.folder(name, version).name]
+        with FileLock(str(self.root / LOCK_FILE), timeout=120):
+            for target in targets:
+                trash = self.root / TMP_DIR / f"removed-{uuid.uuid4().hex}"
+                trash.parent.mkdir(exist_ok=True)
+                os.rename(self.root / name / target, trash)
+                shutil.rmtree(trash)
+            if not self._versions(name):
+                shutil.rmtree(self.root / name, ignore_errors=True)
+        return targets
+
+    def export(self, name: str, version: str | None, dest: str | Path) -> Path:
+        """Write ``name@version`` to a folder or a ``.tar``/``.tar.gz`` archive; return its path."""
+        from napari_pathreview.registry.transfer import export_model
+
+        folder = self.folder(name, version)
+        card = read_card(folder)
+        verified_weights(folder, card)
+        return export_model(folder, card, Path(dest))
+
+    def import_model(self, path: str | Path) -> tuple[str, str]:
+        """Import an exported folder or archive as the next version of its name.
+
+        Returns (name, version). Pickles are refused; the weights must match the card's SHA-256.
+        """
+        from napari_pathreview.registry.transfer import unpack_model
+
+        staging = self._staging()
+        try:
+            card = unpack_model(Path(path), staging)
+            fields = {k: v for k, v in card.to_dict().items() if k not in ("version", "created_at")}
+            version = self._commit(staging, fields)
+            return card.name, version
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def summary_of(card: ModelCard) -> ModelSummary:
+    return ModelSummary(
+        name=card.name,
+        version=card.version,
+        task=card.task,
+        classes=card.classes,
+        modality=card.modality,
+        architecture=card.architecture,
+        metrics=dict(card.metrics),
+        created_at=card.created_at,
+        description=card.description,
+    )
+
+
+def verified_weights(folder: Path, card: ModelCard) -> Path:
+    """The weights file of ``folder`` after its SHA-256 matched the card's."""
+    from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
+
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise pickle_refusal(pickles[0])
+        raise WeightsError(
+            f"{weights} is missing; remove the entry (`pathreview models remove {card.ref}`) "
+            "and register or import the model again"
+        )
+    actual = sha256_file(weights)
+    if actual != card.weights_sha256:
+        raise WeightsError(
+            f"{weights} does not match its card "
+            f"(sha256 {actual[:12]}… ≠ {card.weights_sha256[:12]}…): "
+            "the file was altered or corrupted after registration. Re-import or re-train the "
+            "model; "
+            "do not edit the card's checksum to silence this."
+        )
+    return weights
+
+
+def build_from_card(card: ModelCard, weights: Path, device: str = "cpu"):
+    """``create_model`` from the card, load safetensors strictly, eval mode, ``model.card`` set."""
+    from safetensors.torch import load_model
+
+    from napari_pathreview.models.factory import create_model
+
+    kwargs = {k: v for k, v in card.architecture_kwargs.items() if k not in WEIGHT_SOURCE_KWARGS}
+    model = create_model(card.architecture, card.num_classes, **kwargs)
+    try:
+        load_model(model, str(weights), strict=True, device="cpu")
+    except RuntimeError as error:
+        raise WeightsError(
+            f"{weights} does not fit architecture {card.architecture!r} with {card.num_classes} "
+            f"classes and kwargs {kwargs}: {str(error)[:300]}"
+        ) from error
+    model.card = card
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval()
+
+
+def defaults_from_model(model: Any) -> dict[str, Any]:
+    """Card fields a model built by ``create_model`` can fill in itself."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return {}
+    defaults: dict[str, Any] = {
+        "architecture": spec.architecture,
+        "input_size": list(spec.input_size),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "modality": spec.modality_hint,
+    }
+    kwargs = getattr(model, "architecture_kwargs", None)
+    if kwargs:
+        defaults["architecture_kwargs"] = {
+            k: v for k, v in kwargs.items() if k not in WEIGHT_SOURCE_KWARGS
+        }
+    if hasattr(model, "cam_target_layer_names"):
+        defaults["cam_target_layers"] = list(model.cam_target_layer_names())
+    return defaults
+
+
+def unwrap_model(model: Any) -> Any:
+    """The PathReviewModel inside torch.compile, DDP or EMA wrappers; refuse anything else.
+
+    Only models from ``create_model`` can be rebuilt from a card, so only they are registered.
+    """
+    from napari_pathreview.models.base import PathReviewModel
+
+    for attribute in ("_orig_mod", "module", "_orig_mod"):  # compile(EMA(model)) and the like
+        inner = getattr(model, attribute, None)
+        if isinstance(inner, PathReviewModel) or hasattr(inner, "_orig_mod"):
+            model = inner
+    if not isinstance(model, PathReviewModel):
+        raise ModelCardError(
+            f"cannot register a {type(model).__name__}: build it with "
+            "napari_pathreview.models.create_model(...) so the registry can rebuild it from "
+            "its card"
+        )
+    return model
+
+
+def _check_classes(model: Any, card: ModelCard) -> None:
+    spec = model.spec
+    if card.architecture != spec.architecture:
+        raise ModelCardError(
+            f"card says architecture {card.architecture!r} but the model is "
+            f"{spec.architecture!r}; leave 'architecture' out to take the model's"
+        )
+    if spec.num_classes != card.num_classes:
+        raise ModelCardError(
+            f"card lists {card.num_classes} classes {card.classes} but the model has "
+            f"{spec.num_classes} outputs; call model.reset_classifier or fix 'classes'"
+        )
+
+
+def _given(value: Any) -> bool:
+    """False for the "not set" values of a draft card (None, "", empty containers)."""
+    return value is not None and not (isinstance(value, (str, tuple, list, dict)) and not value)
+
+
+def _on_cpu(model: Any) -> bool:
+    return all(t.device.type == "cpu" for t in model.state_dict().values())
+
+
+def _cpu_copy(model: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(model).cpu()

@@ -1,0 +1,126 @@
+"""Moving a registered model between machines: a folder or a tar archive of card + weights.
+
+Archives are read member by member: only ``card.yaml`` and ``weights.safetensors`` (optionally
+inside one top-level folder) are accepted, as regular files, so an archive cannot write outside
+the registry (no links, no absolute or ``..`` paths) or smuggle in a pickle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from napari_pathreview.errors import InvalidInputError, WeightsError
+from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
+from napari_pathreview.registry.card import ModelCard
+from napari_pathreview.registry.store import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    read_card,
+    verified_weights,
+)
+
+ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz")
+MAX_MEMBER_BYTES = 8 << 30
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
+    """Copy a model folder to ``dest``: an archive, or a folder ``<name>-v<version>`` in dest."""
+    stem = f"{card.name}-v{card.version}"
+    if is_archive(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        mode = "w" if dest.name.lower().endswith(".tar") else "w:gz"
+        partial = dest.with_name(dest.name + ".partial")
+        with tarfile.open(partial, mode) as archive:
+            for member in (CARD_FILE, WEIGHTS_FILE):
+                archive.add(folder / member, arcname=f"{stem}/{member}", recursive=False)
+        partial.replace(dest)
+        return dest
+    target = dest / stem if dest.is_dir() else dest
+    if target.exists():
+        raise InvalidInputError(f"{target} already exists; choose another destination")
+    target.mkdir(parents=True)
+    for member in (CARD_FILE, WEIGHTS_FILE):
+        shutil.copy2(folder / member, target / member)
+    return target
+
+
+def unpack_model(source: Path, staging: Path) -> ModelCard:
+    """Copy an exported model into ``staging`` and return its verified card.
+
+    Raises:
+        WeightsError: a pickle instead of safetensors, or weights that fail the card's SHA-256.
+        InvalidInputError: not a model folder/archive, or an archive with unsafe members.
+    """
+    if not source.exists():
+        raise InvalidInputError(f"{source} does not exist")
+    if source.is_file() and source.suffix.lower() in PICKLE_SUFFIXES:
+        raise pickle_refusal(source)
+    if source.is_dir():
+        _copy_folder(source, staging)
+    elif is_archive(source):
+        _extract_archive(source, staging)
+    else:
+        raise InvalidInputError(
+            f"{source} is neither a model folder nor a .tar/.tar.gz archive made by "
+            "`pathreview models export`"
+        )
+    card = read_card(staging)
+    verified_weights(staging, card)
+    return card
+
+
+def _copy_folder(source: Path, staging: Path) -> None:
+    if not (source / WEIGHTS_FILE).is_file():
+        pickles = [p for p in source.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise pickle_refusal(pickles[0])
+    for member in (CARD_FILE, WEIGHTS_FILE):
+        if not (source / member).is_file():
+            raise InvalidInputError(f"{source} has no {member}; is it an exported model folder?")
+        shutil.copyfile(source / member, staging / member)
+
+
+def _extract_archive(source: Path, staging: Path) -> None:
+    found: set[str] = set()
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            for member in archive.getmembers():
+                name = _safe_member_name(member, source)
+                if name is None:
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:  # pragma: no cover - regular files always have data
+                    raise InvalidInputError(f"{source}: cannot read {member.name}")
+                with handle, open(staging / name, "wb") as out:
+                    shutil.copyfileobj(handle, out)
+                found.add(name)
+    except tarfile.TarError as error:
+        raise InvalidInputError(f"{source} is not a readable tar archive: {error}") from error
+    missing = {CARD_FILE, WEIGHTS_FILE} - found
+    if missing:
+        raise InvalidInputError(f"{source} lacks {sorted(missing)}; is it made by `models export`?")
+
+
+def _safe_member_name(member: tarfile.TarInfo, source: Path) -> str | None:
+    """The file name to extract for ``member``; None for its folder; raise for anything unsafe."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts or len(path.parts) > 2:
+        raise InvalidInputError(f"{source}: refusing unsafe archive member {member.name!r}")
+    if member.isdir():
+        return None
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise pickle_refusal(Path(path.name))
+    if not member.isfile() or path.name not in (CARD_FILE, WEIGHTS_FILE):
+        raise InvalidInputError(
+            f"{source}: unexpected archive member {member.name!r}; an exported model holds only "
+            f"{CARD_FILE} and {WEIGHTS_FILE}"
+        )
+    if member.size > MAX_MEMBER_BYTES:
+        raise WeightsError(f"{source}: {member.name} is implausibly large ({member.size} bytes)")
+    return path.name

@@ -1,0 +1,167 @@
+"""``pathreview review stats|list|export``: the review database from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help="SQLite path or postgresql:// URL (default: $PATHREVIEW_DB_URL or "
+        "$PATHREVIEW_HOME/reviews.sqlite)",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reviewer", help="only this reviewer's reviews")
+    parser.add_argument("--model", metavar="NAME[@VERSION]", help="only reviews of this model")
+    parser.add_argument(
+        "--disagreements", action="store_true", help="only reviews that disagree with the model"
+    )
+    parser.add_argument("--label", help="only reviews with this label")
+    parser.add_argument("--since", metavar="DATE", help="from this ISO date/time (inclusive)")
+    parser.add_argument(
+        "--until",
+        metavar="DATE",
+        help="up to this ISO date/time (inclusive; a bare date = the whole day)",
+    )
+
+
+def _filters(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "reviewer": args.reviewer,
+        "model": args.model,
+        "disagreements_only": args.disagreements,
+        "label": args.label,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned plain-text columns (what the CLI prints)."""
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from napari_pathreview.review.store import ReviewStore
+
+    with ReviewStore(args.db) as store:
+        counts = store.counts()
+        stats = store.agreement(**_filters(args))
+        print(f"database: {store.url} (schema version {store.schema_version})")
+        print(format_table(["table", "rows"], sorted(counts.items())))
+        print()
+        print(
+            f"latest reviews: {stats.n_reviews} of {stats.n_images} images by "
+            f"{stats.n_reviewers} reviewers; disagreements with the model: "
+            f"{stats.n_disagreements} (rate {_fmt(stats.disagreement_rate)})"
+        )
+        kappas = stats.reviewer_pairs + stats.reviewer_vs_model
+        if kappas:
+            print()
+            print(
+                format_table(
+                    ["rater_a", "rater_b", "n", "agreement", "cohen_kappa"],
+                    [
+                        (k.rater_a, k.rater_b, k.n, _fmt(k.observed_agreement), _fmt(k.kappa))
+                        for k in kappas
+                    ],
+                )
+            )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from napari_pathreview.review.store import ReviewStore
+
+    with ReviewStore(args.db) as store:
+        records = store.reviews(**_filters(args))
+    rows = [
+        (
+            r.id,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.reviewer,
+            Path(r.image_path).name,
+            r.model or "",
+            r.predicted_label or "",
+            r.label,
+            "yes" if r.agrees_with_model else "NO",
+            _fmt(r.confidence, 2) if r.confidence is not None else "",
+        )
+        for r in records
+    ]
+    header = [
+        "id",
+        "created_utc",
+        "reviewer",
+        "image",
+        "model",
+        "model_label",
+        "label",
+        "agrees",
+        "confidence",
+    ]
+    print(format_table(header, rows))
+    print(f"{len(records)} review(s)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from napari_pathreview.review.store import ReviewStore
+
+    with ReviewStore(args.db) as store:
+        path = store.export_manifest(args.out, args.disagreement_weight, **_filters(args))
+        n_rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+    print(f"wrote {path} ({n_rows} row(s); latest review per image and reviewer)")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``review stats|list|export`` to the ``pathreview`` parser."""
+    review = subparsers.add_parser(
+        "review",
+        help="the review database: statistics, listing, training-manifest export",
+        description="Reviews of model predictions: agreement statistics, listing, export.",
+    )
+    commands = review.add_subparsers(dest="review_command", metavar="SUBCOMMAND", required=True)
+
+    stats = commands.add_parser("stats", help="counts, disagreement rate, Cohen's kappas")
+    _add_db_option(stats)
+    _add_filters(stats)
+    stats.set_defaults(handler=_stats)
+
+    listing = commands.add_parser("list", help="list reviews, filtered")
+    _add_db_option(listing)
+    _add_filters(listing)
+    listing.set_defaults(handler=_list)
+
+    export = commands.add_parser(
+        "export", help="write the training manifest CSV (latest review per image and reviewer)"
+    )
+    _add_db_option(export)
+    export.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
+    export.add_argument(
+        "--disagreement-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="sample weight of reviews that disagree with the model (default 1)",
+    )
+    _add_filters(export)
+    export.set_defaults(handler=_export)

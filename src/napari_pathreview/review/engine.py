@@ -1,0 +1,188 @@
+"""Opening the review database: URL resolution and per-connection settings.
+
+SQLite (the default, one file in the home folder) gets, on every new connection, WAL
+journaling (readers never block the writer), foreign keys on (SQLite ships them off) and a
+busy timeout (a writer waits for another's lock instead of failing at once). Python's
+``sqlite3`` module manages transactions itself and does not emit ``BEGIN`` before DDL, so we
+switch that off and emit ``BEGIN`` ourselves: ``BEGIN IMMEDIATE`` for writes, which takes the
+write lock up front and so never fails half-way through a transaction on a lock upgrade.
+
+PostgreSQL (a team sharing one server) gets a ``lock_timeout`` per connection, so a table
+locked by someone else fails after the same wait instead of hanging the viewer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from napari_pathreview.errors import ReviewStoreError
+from napari_pathreview.home import pathreview_home
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DB_URL_ENV = "PATHREVIEW_DB_URL"
+# SQLSTATEs PostgreSQL uses for "someone else holds it": lock_timeout, serialisation, deadlock.
+_PG_RETRY_STATES = frozenset({"55P03", "40001", "40P01"})
+_SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table is locked")
+DEFAULT_FILENAME = "reviews.sqlite"
+_WRITE_OPTION = "pathreview_write"
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Two views of one connection pool: plain reads and ``BEGIN IMMEDIATE`` writes."""
+
+    read: Engine
+    write: Engine
+    url: URL
+
+    @property
+    def display(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def resolve_url(url: str | os.PathLike[str] | None) -> URL:
+    """The database URL: the argument, else ``$PATHREVIEW_DB_URL``, else the home SQLite file.
+
+    A plain filesystem path means an SQLite file there; ``postgresql://`` without a driver
+    means psycopg 3 (the driver the ``postgres`` extra installs).
+    """
+    raw = url if url is not None else os.environ.get(DB_URL_ENV) or None
+    if raw is None:
+        return URL.create("sqlite", database=str(pathreview_home() / DEFAULT_FILENAME))
+    text = os.fspath(raw)
+    if "://" not in text:
+        path = Path(text).expanduser().resolve()
+        return URL.create("sqlite", database=str(path))
+    try:
+        parsed = make_url(text)
+    except ArgumentError as error:
+        raise ReviewStoreError(f"not a database URL: {text!r} ({error})") from error
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
+        cursor = dbapi_connection.cursor()
+        try:
+            # PRAGMA takes no bound parameters; the value is an int we computed, not user text.
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; survives crashes
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _postgres_listeners(engine: Engine, lock_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout_ms)}ms",)
+            )
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+
+
+def open_engines(url: str | os.PathLike[str] | None, busy_timeout_s: float) -> Engines:
+    """Create the engines for ``url`` with the per-connection settings above.
+
+    Raises:
+        ReviewStoreError: Unsupported backend, or the SQLite folder cannot be created.
+    """
+    resolved = resolve_url(url)
+    timeout_ms = max(0, int(busy_timeout_s * 1000))
+    backend = resolved.get_backend_name()
+    if backend == "sqlite":
+        database = resolved.database or ""
+        if database in ("", ":memory:"):
+            raise ReviewStoreError(
+                "an in-memory SQLite review database would vanish on close; give a file path"
+            )
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ReviewStoreError(f"cannot create the folder for {database}: {error}") from error
+        # The sqlite3 module's own timeout would wait too; PRAGMA busy_timeout is the one we set.
+        engine = create_engine(resolved, connect_args={"timeout": busy_timeout_s})
+        _sqlite_listeners(engine, timeout_ms)
+    elif backend == "postgresql":
+        try:
+            engine = create_engine(resolved, pool_pre_ping=True)
+        except ModuleNotFoundError as error:
+            raise ReviewStoreError(
+                f"PostgreSQL needs the psycopg driver: pip install 'napari-pathreview[postgres]' "
+                f"({error})"
+            ) from error
+        _postgres_listeners(engine, timeout_ms)
+    else:
+        raise ReviewStoreError(
+            f"unsupported review database {resolved.render_as_string(hide_password=True)!r}: "
+            "use an SQLite path or a postgresql:// URL"
+        )
+    write = engine.execution_options(**{_WRITE_OPTION: True})
+    return Engines(read=engine, write=write, url=resolved)
+
+
+def is_lock_error(error: DBAPIError) -> bool:
+    """Whether ``error`` means another session holds a lock we need (worth retrying)."""
+    if getattr(error.orig, "sqlstate", None) in _PG_RETRY_STATES:
+        return True
+    message = str(error.orig).lower()
+    return any(words in message for words in _SQLITE_LOCK_WORDS)
+
+
+def run_with_retries(
+    attempt: Callable[[], T], action: str, where: str, retries: int, backoff_s: float
+) -> T:
+    """Run ``attempt`` (one whole transaction), retrying lock timeouts, mapping DB errors.
+
+    A failed attempt has been rolled back, so running it again cannot duplicate anything.
+
+    Raises:
+        ReviewStoreError: Still locked after ``retries`` further attempts, or any other
+            database error, with ``action`` and ``where`` in the message.
+    """
+    pause = backoff_s
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except DBAPIError as error:
+            if not is_lock_error(error):
+                raise ReviewStoreError(f"could not {action} in {where}: {error.orig}") from error
+            if number == retries:
+                raise ReviewStoreError(
+                    f"could not {action}: the review database {where} is locked by another "
+                    f"process or session ({retries + 1} attempts). Nothing was written; close "
+                    "the other writer (or wait for it) and try again."
+                ) from error
+            logger.warning("review database locked; retry %d of %d", number + 1, retries)
+            time.sleep(pause)
+            pause *= 2
+        except SQLAlchemyError as error:
+            raise ReviewStoreError(f"could not {action} in {where}: {error}") from error
+    raise AssertionError("unreachable")  # the loop returns or raises

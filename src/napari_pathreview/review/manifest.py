@@ -1,0 +1,95 @@
+"""The training manifest: the reviewed labels as a CSV that ``pathreview train`` reads.
+
+Rule: one row per (image, reviewer) — that reviewer's **latest** review of the image (by
+review time, then id), so a reviewer who changed their mind contributes only the new label,
+and two reviewers who disagree contribute one row each (training sees both labels, each at
+its weight). "Latest" is decided over all reviews before any filter is applied, so a
+review its author superseded never reaches the manifest. Rows whose review disagrees with
+the model get ``disagreement_weight`` (e.g. 2.0 to emphasise the model's mistakes when
+retraining); all others get 1.0.
+
+Columns: path (absolute), sha256, label, patient_id (empty when unknown), modality,
+roi_geojson (compact GeoJSON text or empty), weight, agrees_with_model (``true``/``false``),
+reviewer, review_id. The file is written to a temporary name and renamed, so a reader never
+sees half a manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from napari_pathreview.errors import InvalidInputError, ReviewStoreError
+from napari_pathreview.review.records import ReviewRecord
+from napari_pathreview.review.stats import latest_reviews
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "path",
+    "sha256",
+    "label",
+    "patient_id",
+    "modality",
+    "roi_geojson",
+    "weight",
+    "agrees_with_model",
+    "reviewer",
+    "review_id",
+)
+
+
+def _row(record: ReviewRecord, disagreement_weight: float) -> dict[str, str]:
+    import json
+
+    roi = (
+        "" if record.roi_geojson is None else json.dumps(record.roi_geojson, separators=(",", ":"))
+    )
+    return {
+        "path": record.image_path,
+        "sha256": record.image_sha256,
+        "label": record.label,
+        "patient_id": record.patient_id or "",
+        "modality": record.modality,
+        "roi_geojson": roi,
+        "weight": repr(1.0 if record.agrees_with_model else float(disagreement_weight)),
+        "agrees_with_model": "true" if record.agrees_with_model else "false",
+        "reviewer": record.reviewer,
+        "review_id": str(record.id),
+    }
+
+
+def write_manifest(
+    records: Iterable[ReviewRecord], path: Path, disagreement_weight: float = 1.0
+) -> Path:
+    """Write the manifest for ``records`` (see the module doc for the rule) to ``path``.
+
+    Raises:
+        InvalidInputError: The weight is negative or not finite.
+        ReviewStoreError: The file cannot be written.
+    """
+    if isinstance(disagreement_weight, bool) or not isinstance(disagreement_weight, (int, float)):
+        raise InvalidInputError(
+            f"disagreement_weight must be a number, got {disagreement_weight!r}"
+        )
+    if not math.isfinite(disagreement_weight) or disagreement_weight < 0:
+        raise InvalidInputError(f"disagreement_weight must be >= 0, got {disagreement_weight}")
+    path = Path(path).expanduser()
+    rows = [_row(r, disagreement_weight) for r in latest_reviews(records)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
+                writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise ReviewStoreError(f"cannot write the manifest {path}: {error}") from error
+    return path

@@ -1,0 +1,198 @@
+"""Numbered forward migrations of the review database, recorded in ``schema_version``.
+
+Each step turns version ``n - 1`` into version ``n`` and is recorded in the same transaction
+that applied it (SQLite and PostgreSQL both have transactional DDL), so a crash mid-upgrade
+leaves the database at the old version, never half-way. Two processes opening a fresh
+database at once serialise on the write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL
+advisory lock) and the second one finds the work done.
+
+Steps never change once released; a new column or index is a new step. Opening a database
+whose version is newer than :data:`LATEST_VERSION` is refused: this code would not know
+what the newer columns mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from napari_pathreview.errors import ReviewStoreError
+from napari_pathreview.review import schema
+
+# Any fixed 64-bit number works; it only has to be the same in every process.
+_PG_MIGRATION_LOCK_KEY = 0x70617468726576  # "pathrev"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step: ``apply`` turns version ``version - 1`` into ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_base(conn: Connection) -> None:
+    """The first released schema: images, predictions and reviews, no confidence or patient."""
+    v1 = MetaData()
+    Table(
+        "images",
+        v1,
+        Column("sha256", String(schema.SHA256_LENGTH), primary_key=True),
+        Column("path", Text, nullable=False),
+        Column("modality", String(32), nullable=False),
+        Column("metadata", JSON, nullable=False),
+        Column("added_at", DateTime, nullable=False),
+    )
+    Table(
+        "predictions",
+        v1,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(
+            "image_sha256",
+            String(schema.SHA256_LENGTH),
+            ForeignKey("images.sha256", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("model_name", String(200), nullable=False),
+        Column("model_version", String(50), nullable=False),
+        Column("predicted_label", String(100), nullable=False),
+        Column("probabilities", JSON, nullable=False),
+        Column("settings", JSON, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+    Table(
+        "reviews",
+        v1,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(
+            "image_sha256",
+            String(schema.SHA256_LENGTH),
+            ForeignKey("images.sha256", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column(
+            "prediction_id",
+            Integer,
+            ForeignKey("predictions.id", ondelete="SET NULL"),
+            nullable=True,
+        ),
+        Column("reviewer", String(200), nullable=False),
+        Column("label", String(100), nullable=False),
+        Column("agrees_with_model", Boolean, nullable=False),
+        Column("notes", Text, nullable=False),
+        Column("roi_geojson", Text, nullable=True),
+        Column("created_at", DateTime, nullable=False),
+    )
+    v1.create_all(conn)
+
+
+def _add_column(conn: Connection, table: str, column: str, type_: object) -> None:
+    """``ALTER TABLE … ADD COLUMN`` from constant identifiers (Core has no construct for it)."""
+    preparer = conn.dialect.identifier_preparer
+    compiled_type = type_.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+    statement = (
+        f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(column)} {compiled_type}"
+    )
+    conn.execute(text(statement))
+
+
+def _v2_confidence_and_patient(conn: Connection) -> None:
+    """Reviewer confidence in [0, 1] and the patient an image belongs to (for patient splits)."""
+    _add_column(conn, "reviews", "confidence", Float())
+    _add_column(conn, "images", "patient_id", String(128))
+
+
+def _v3_indexes(conn: Connection) -> None:
+    """Indexes for the list filters and the latest-review-per-reviewer export."""
+    for index in schema.INDEXES:
+        index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "base tables: images, predictions, reviews", _v1_base),
+    Migration(2, "reviews.confidence, images.patient_id", _v2_confidence_and_patient),
+    Migration(3, "indexes on reviews and predictions", _v3_indexes),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """The database's schema version; 0 for an empty database."""
+    if not inspect(conn).has_table(schema.schema_version.name):
+        return 0
+    return int(conn.execute(select(func.max(schema.schema_version.c.version))).scalar() or 0)
+
+
+def _refuse_newer(version: int, where: str) -> None:
+    if version > LATEST_VERSION:
+        raise ReviewStoreError(
+            f"The review database {where} is at schema version {version}, newer than this "
+            f"napari-pathreview understands (version {LATEST_VERSION}). It was written by a newer "
+            "release: upgrade napari-pathreview (pip install -U napari-pathreview) to open it."
+        )
+
+
+def upgrade(
+    read_engine: Engine, write_engine: Engine, target: int = LATEST_VERSION, where: str = ""
+) -> int:
+    """Bring the database to ``target``, applying each missing step in one transaction.
+
+    Args:
+        read_engine: Used for the cheap check that usually finds nothing to do.
+        write_engine: Opens write transactions (``BEGIN IMMEDIATE`` on SQLite).
+        target: Stop at this version (tests build old databases with it).
+        where: The database, as shown in error messages.
+
+    Returns:
+        The version the database is at afterwards.
+
+    Raises:
+        ReviewStoreError: The database is newer than this code.
+    """
+    if not 0 <= target <= LATEST_VERSION:
+        raise ReviewStoreError(f"unknown schema version {target}; latest is {LATEST_VERSION}")
+    with read_engine.connect() as conn:
+        version = current_version(conn)
+    _refuse_newer(version, where)
+    if version >= target:
+        return version
+    with write_engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK_KEY)))
+        version = current_version(conn)
+        _refuse_newer(version, where)
+        schema.schema_version.create(conn, checkfirst=True)
+        for migration in MIGRATIONS:
+            if version < migration.version <= target:
+                migration.apply(conn)
+                conn.execute(
+                    insert(schema.schema_version).values(
+                        version=migration.version,
+                        description=migration.description,
+                        applied_at=datetime.now(timezone.utc).replace(tzinfo=None),
+                    )
+                )
+                version = migration.version
+    return version

@@ -1,0 +1,192 @@
+"""Classification metrics over predicted probabilities, computed with scikit-learn.
+
+Every figure the training reports comes from here, so the run folder, the model card
+and the bootstrap confidence intervals all agree. Binary tasks treat the last class as
+the positive one (the registry's convention: ``threshold`` is on P(classes[-1])).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+from napari_pathreview.errors import InvalidInputError
+
+SCALAR_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "sensitivity",
+    "specificity",
+    "f1_macro",
+    "roc_auc",
+    "pr_auc",
+    "ece",
+)
+
+
+def _check(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate shapes early: a silent broadcast here would corrupt every figure downstream."""
+    y_true = np.asarray(y_true).astype(int).ravel()
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != y_true.shape[0]:
+        raise InvalidInputError(
+            f"probabilities must be N×K with N = {y_true.shape[0]} labels; got shape {probs.shape}"
+        )
+    if probs.shape[1] < 2:
+        raise InvalidInputError("need at least two classes of probabilities")
+    if y_true.size and (y_true.min() < 0 or y_true.max() >= probs.shape[1]):
+        raise InvalidInputError(f"labels must lie in 0..{probs.shape[1] - 1}")
+    return y_true, probs
+
+
+def predict_labels(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices: argmax, or for two classes P(positive) >= threshold when one is given."""
+    probs = np.asarray(probs)
+    if probs.shape[1] == 2 and threshold is not None:
+        return (probs[:, 1] >= threshold).astype(int)
+    return probs.argmax(axis=1)
+
+
+def youden_threshold(y_true: Sequence[int], p_positive: Sequence[float]) -> float:
+    """Decision threshold maximising Youden's J = sensitivity + specificity - 1 (ROC curve).
+
+    Falls back to 0.5 when only one class is present, because no ROC curve exists then.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    if np.unique(y_true).size < 2:
+        return 0.5
+    fpr, tpr, thresholds = skm.roc_curve(y_true, np.asarray(p_positive, dtype=float))
+    best = int(np.argmax(tpr - fpr))
+    return float(min(max(thresholds[best], 0.0), 1.0))
+
+
+def expected_calibration_error(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> float:
+    """ECE over equal-width confidence bins (Guo et al. 2017); scikit-learn has no ECE.
+
+    Uses the top-1 confidence; |accuracy - confidence| per bin weighted by bin size.
+    """
+    y_true, probs = _check(np.asarray(y_true), probs)
+    if y_true.size == 0:
+        return float("nan")
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(float)
+    bins = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, bins[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def _auc_scores(y_true: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and PR-AUC (average precision); one-vs-rest macro for more than two classes.
+
+    NaN when a class needed for the curve is missing from ``y_true`` (small test folds).
+    """
+    n_classes = probs.shape[1]
+    present = np.unique(y_true)
+    if n_classes == 2:
+        if present.size < 2:
+            return float("nan"), float("nan")
+        return (
+            float(skm.roc_auc_score(y_true, probs[:, 1])),
+            float(skm.average_precision_score(y_true, probs[:, 1])),
+        )
+    onehot = np.eye(n_classes)[y_true]
+    usable = [c for c in range(n_classes) if 0 < onehot[:, c].sum() < len(y_true)]
+    if not usable:
+        return float("nan"), float("nan")
+    roc = np.mean([skm.roc_auc_score(onehot[:, c], probs[:, c]) for c in usable])
+    pr = np.mean([skm.average_precision_score(onehot[:, c], probs[:, c]) for c in usable])
+    return float(roc), float(pr)
+
+
+def _specificity(confusion: np.ndarray) -> np.ndarray:
+    """Per-class specificity TN / (TN + FP) from a confusion matrix (rows = truth)."""
+    total = confusion.sum()
+    tp = np.diag(confusion)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    tn = total - tp - fp - fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+
+
+def compute_metrics(
+    y_true: Sequence[int],
+    probs: np.ndarray,
+    threshold: float | None = None,
+    with_confusion: bool = True,
+) -> dict:
+    """All scalar metrics (see ``SCALAR_METRICS``) plus the confusion matrix.
+
+    For two classes precision / sensitivity / specificity are those of the positive class
+    (index 1) at ``threshold`` (argmax when None); for more classes they are macro averages.
+
+    Args:
+        y_true: true class indices.
+        probs: N×K probabilities (rows sum to one).
+        threshold: decision threshold on P(class 1) for binary tasks.
+        with_confusion: include ``confusion_matrix`` (a nested list); the bootstrap skips it.
+    """
+    y_true, probs = _check(np.asarray(y_true), probs)
+    n_classes = probs.shape[1]
+    labels = list(range(n_classes))
+    y_pred = predict_labels(probs, threshold)
+    confusion = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    specificity = _specificity(confusion)
+    if n_classes == 2:
+        precision = skm.precision_score(y_true, y_pred, pos_label=1, zero_division=0)
+        sensitivity = skm.recall_score(y_true, y_pred, pos_label=1, zero_division=0)
+        spec = specificity[1]
+    else:
+        macro = {"labels": labels, "average": "macro", "zero_division": 0}
+        precision = skm.precision_score(y_true, y_pred, **macro)
+        sensitivity = skm.recall_score(y_true, y_pred, **macro)
+        spec = np.nanmean(specificity) if np.isfinite(specificity).any() else np.nan
+    roc_auc, pr_auc = _auc_scores(y_true, probs)
+    result = {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(_balanced_accuracy(y_true, y_pred)),
+        "precision": float(precision),
+        "sensitivity": float(sensitivity),
+        "specificity": float(spec),
+        "f1_macro": float(
+            skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+        "roc_auc": roc_auc,
+        "pr_auc": pr_auc,
+        "ece": expected_calibration_error(y_true, probs),
+        "n": int(y_true.size),
+    }
+    if with_confusion:
+        result["confusion_matrix"] = confusion.tolist()
+    return result
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """scikit-learn's balanced accuracy, without its warning when a class is absent from y_pred."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return skm.balanced_accuracy_score(y_true, y_pred)
+
+
+def json_safe(value):
+    """Replace NaN/inf by None recursively, so metrics.json stays valid strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,63 @@
+"""Registering a finished run: the chosen fold's weights plus a complete model card."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from napari_pathreview.training.datasets import data_fingerprint
+from napari_pathreview.training.evaluation import WEIGHTS_NAME, best_fold
+
+log = logging.getLogger(__name__)
+_TASKS = {"binary": "binary", "subtype": "subtype", "mammogram": "mammogram"}
+
+
+def card_metrics(metrics: dict) -> dict:
+    """What the card keeps of metrics.json: test figures with CIs, protocol, k-fold summary."""
+    keep = ("split_protocol", "protocol", "leaky", "threshold", "threshold_rule", "tta",
+            "n_images", "n_patients", "kfold_summary", "cam_iou", "external_test")
+    out = {k: metrics[k] for k in keep if k in metrics}
+    out["test"] = metrics["test"]
+    return out
+
+
+def describe(recipe, n_images: int) -> str:
+    """The card description; ``{n_images}`` in the recipe's text is filled in."""
+    text = recipe.register.description or f"trained by recipe {recipe.name}"
+    return text.replace("{n_images}", str(n_images))
+
+
+def register_run(recipe, data, folds: list[dict], metrics: dict, run_dir: Path) -> str:
+    """Register the best fold's selected weights (best / EMA / top-k mean); returns name@version."""
+    from safetensors.torch import load_file
+
+    from napari_pathreview.registry import ModelRegistry
+    from napari_pathreview.training.run import build_model
+
+    index = best_fold(folds)
+    model = build_model(recipe, len(data.classes))
+    model.load_state_dict(load_file(str(run_dir / f"fold{index}" / WEIGHTS_NAME)))
+    model.eval()
+    size = recipe.data.image_size
+    card = {
+        "name": recipe.register.name or recipe.name.replace("_", "-"),
+        "architecture": recipe.model.architecture,
+        "architecture_kwargs": dict(recipe.model.kwargs),
+        "task": _TASKS.get(recipe.data.task, recipe.data.task),
+        "classes": list(data.classes),
+        "modality": recipe.modality,
+        "input_size": [3, size, size],
+        "stain_method": recipe.data.stain,
+        "stain_target": data.stain_target,
+        "threshold": folds[index].get("threshold"),
+        "metrics": {**card_metrics(metrics), "registered_fold": index,
+                    "selection": recipe.register.select},
+        "split_protocol": metrics["split_protocol"],
+        "recipe": recipe.to_dict(),
+        "data_fingerprint": data_fingerprint(data.samples),
+        "description": describe(recipe, len(data.samples)),
+    }
+    version = ModelRegistry().register(model, card)
+    ref = f"{card['name']}@{version}"
+    log.info("registered %s (fold %d, %s weights)", ref, index, recipe.register.select)
+    return ref

@@ -1,0 +1,194 @@
+"""Uncertainty and model comparison: bootstrap CIs, k-fold summaries, Friedman + Nemenyi.
+
+The seed papers report point figures only; a 60-image test set deserves an interval.
+Seed 004 compares models with Friedman + Nemenyi and a critical-difference diagram;
+scipy supplies the Friedman test and the studentized range distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
+
+
+def bootstrap_ci(
+    y_true: Sequence[int],
+    probs: np.ndarray,
+    threshold: float | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of every scalar metric, resampling images with replacement.
+
+    A hand loop rather than ``scipy.stats.bootstrap`` because resamples that miss a class
+    leave AUC undefined; those are dropped per metric instead of poisoning the interval.
+
+    Returns:
+        metric name → (low, high); (nan, nan) when no resample defined the metric.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    if y_true.size == 0:
+        return {name: (math.nan, math.nan) for name in SCALAR_METRICS}
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {name: [] for name in SCALAR_METRICS}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, y_true.size, y_true.size)
+        values = compute_metrics(y_true[idx], probs[idx], threshold, with_confusion=False)
+        for name in SCALAR_METRICS:
+            if math.isfinite(values[name]):
+                samples[name].append(values[name])
+    alpha = (1.0 - confidence) / 2.0
+    out = {}
+    for name, values in samples.items():
+        if values:
+            low, high = np.quantile(values, [alpha, 1.0 - alpha])
+            out[name] = (float(low), float(high))
+        else:
+            out[name] = (math.nan, math.nan)
+    return out
+
+
+def summarize_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean ± sample standard deviation of each scalar metric over folds (NaN folds skipped)."""
+    summary = {}
+    for name in SCALAR_METRICS:
+        values = [f[name] for f in per_fold if f.get(name) is not None and math.isfinite(f[name])]
+        if values:
+            sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            summary[name] = {"mean": float(np.mean(values)), "sd": sd, "n_folds": len(values)}
+        else:
+            summary[name] = {"mean": math.nan, "sd": math.nan, "n_folds": 0}
+    return summary
+
+
+@dataclass(frozen=True)
+class FriedmanNemenyiResult:
+    """Outcome of comparing k models over N folds/datasets (Demšar 2006)."""
+
+    names: tuple[str, ...]
+    average_ranks: tuple[float, ...]  # rank 1 = best
+    statistic: float
+    p_value: float
+    critical_difference: float
+    pairwise_p: tuple[tuple[float, ...], ...]  # Nemenyi p-values, k×k
+
+    def to_dict(self) -> dict:
+        """JSON-able form for metrics.json."""
+        return {
+            "names": list(self.names),
+            "average_ranks": list(self.average_ranks),
+            "friedman_statistic": self.statistic,
+            "friedman_p": self.p_value,
+            "critical_difference": self.critical_difference,
+            "nemenyi_p": [list(row) for row in self.pairwise_p],
+        }
+
+
+def friedman_nemenyi(
+    scores: np.ndarray, names: Sequence[str], alpha: float = 0.05, higher_is_better: bool = True
+) -> FriedmanNemenyiResult:
+    """Friedman test over an N×k score table, then Nemenyi's post-hoc critical difference.
+
+    Args:
+        scores: rows = folds (or datasets), columns = models.
+        names: one name per column.
+        alpha: significance level of the critical difference.
+        higher_is_better: rank the highest score first (accuracy); False for losses.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[1] != len(names):
+        raise InvalidInputError("scores must be N folds × k models, one name per model")
+    n, k = scores.shape
+    if k < 3 or n < 2:
+        raise InvalidInputError("Friedman's test needs at least 3 models and 2 folds")
+    statistic, p_value = stats.friedmanchisquare(*scores.T)
+    ranks = stats.rankdata(-scores if higher_is_better else scores, axis=1)
+    average = ranks.mean(axis=0)
+    scale = math.sqrt(k * (k + 1) / (6.0 * n))
+    q_alpha = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    pairwise = []
+    for i in range(k):
+        row = []
+        for j in range(k):
+            q = abs(average[i] - average[j]) / scale * math.sqrt(2)
+            row.append(1.0 if i == j else float(stats.studentized_range.sf(q, k, np.inf)))
+        pairwise.append(tuple(row))
+    return FriedmanNemenyiResult(
+        names=tuple(names),
+        average_ranks=tuple(float(r) for r in average),
+        statistic=float(statistic),
+        p_value=float(p_value),
+        critical_difference=float(q_alpha * scale),
+        pairwise_p=tuple(pairwise),
+    )
+
+
+def plot_critical_difference(result: FriedmanNemenyiResult, path: str | Path) -> Path:
+    """Demšar's critical-difference diagram: ranks, the CD bar, non-different groups joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(result.names)
+    order = np.argsort(result.average_ranks)
+    ranks = np.asarray(result.average_ranks)[order]
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.3 * k))
+    ax.set_xlim(1, k)
+    ax.set_ylim(0, k + 2)
+    ax.invert_xaxis()
+    ax.get_yaxis().set_visible(False)
+    ax.set_xlabel("average rank (1 = best)")
+    for pos, (idx, rank) in enumerate(zip(order, ranks, strict=True)):
+        y = k - pos
+        ax.plot([rank, rank], [k + 1, y], color="k", lw=0.8)
+        ax.text(rank, y - 0.3, f"{result.names[idx]} ({rank:.2f})", ha="center", fontsize=8)
+    ax.plot([1, 1 + result.critical_difference], [k + 1.6] * 2, color="r", lw=2)
+    ax.text(1 + result.critical_difference / 2, k + 1.75, f"CD = {result.critical_difference:.2f}",
+            ha="center", fontsize=8, color="r")
+    for i in range(k):
+        j = i
+        while j + 1 < k and ranks[j + 1] - ranks[i] <= result.critical_difference:
+            j += 1
+        if j > i:
+            ax.plot([ranks[i], ranks[j]], [k + 1.2 - 0.1 * i] * 2, color="b", lw=3, alpha=0.6)
+    path = Path(path)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def compare_runs(run_dirs: Sequence[str | Path], metric: str = "balanced_accuracy",
+                 plot: str | Path | None = None) -> FriedmanNemenyiResult:
+    """Friedman + Nemenyi over k-fold runs of several models on the same folds (seed 004).
+
+    Args:
+        run_dirs: run folders (each with metrics.json from the same split protocol and seed).
+        metric: per-fold test metric to rank by (higher is better; "ece" ranks lower first).
+        plot: where to write the critical-difference diagram, if anywhere.
+    """
+    import json
+
+    names, columns, protocols = [], [], set()
+    for run_dir in run_dirs:
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        protocols.add((metrics["split_protocol"], len(metrics["folds"])))
+        names.append(metrics["recipe"])
+        columns.append([fold["test"][metric] for fold in metrics["folds"]])
+    if len(protocols) != 1:
+        raise InvalidInputError(f"runs used different splits, cannot pair folds: {protocols}")
+    result = friedman_nemenyi(np.asarray(columns, dtype=float).T, names,
+                              higher_is_better=metric != "ece")
+    if plot is not None:
+        plot_critical_difference(result, plot)
+    return result

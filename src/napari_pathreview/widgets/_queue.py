@@ -1,0 +1,187 @@
+"""A reviewer's work queue over a folder of images or a CSV manifest, with no Qt in it.
+
+The queue holds no state of its own on disk: which items are done is derived from the
+review store (the reviews a reviewer saved, keyed by the image's sha256), so a reviewer
+who closes napari and comes back resumes at the first image they have not reviewed yet,
+and a second machine sharing a PostgreSQL store sees the same progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from napari_pathreview.errors import InvalidInputError
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".pgm", ".dcm", ".dicom", ".bmp"}
+)
+
+
+class QueueSourceError(InvalidInputError):
+    """The folder or CSV given as a work queue holds no usable image paths."""
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes: the same key the review store gives an image."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def images_in_folder(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name so the order is stable across sessions."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QueueSourceError(f"{folder} is not a folder; choose a folder of images or a CSV.")
+    paths = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not paths:
+        raise QueueSourceError(
+            f"{folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+            "choose another folder or a CSV with a 'path' column."
+        )
+    return paths
+
+
+def images_in_csv(csv_path: Path) -> list[Path]:
+    """Paths from a CSV's ``path`` column, relative paths resolved against the CSV's folder.
+
+    This is the manifest format training reads and the review export writes, so a
+    reviewer can queue exactly the images a model was evaluated on.
+    """
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "path" not in reader.fieldnames:
+                raise QueueSourceError(
+                    f"{csv_path} has no 'path' column; the queue CSV needs one image path per row."
+                )
+            rows = [row["path"].strip() for row in reader if (row.get("path") or "").strip()]
+    except OSError as error:
+        raise QueueSourceError(f"cannot read {csv_path}: {error}") from error
+    if not rows:
+        raise QueueSourceError(f"{csv_path} lists no image paths.")
+    paths = []
+    for entry in rows:
+        path = Path(entry)
+        paths.append(path if path.is_absolute() else (csv_path.parent / path).resolve())
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise QueueSourceError(
+            f"{len(missing)} of {len(paths)} paths in {csv_path} do not exist "
+            f"(first: {missing[0]}); fix the CSV or its folder."
+        )
+    return paths
+
+
+@dataclass
+class WorkQueue:
+    """An ordered list of images with a cursor and the set of those already reviewed.
+
+    Args:
+        paths: the images in review order.
+        reviewed: sha256 keys of images the reviewer has already reviewed.
+    """
+
+    paths: list[Path]
+    reviewed: set[str] = field(default_factory=set)
+    index: int = 0
+    _hashes: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_source(cls, source: str | Path, reviewed: Iterable[str] = ()) -> WorkQueue:
+        """A queue over a folder (its images) or a ``.csv`` (its ``path`` column)."""
+        source = Path(source)
+        is_csv = source.suffix.lower() == ".csv"
+        paths = images_in_csv(source) if is_csv else images_in_folder(source)
+        queue = cls(paths=paths, reviewed=set(reviewed))
+        queue.resume()
+        return queue
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def sha256(self, path: Path) -> str:
+        """The store key of ``path``, hashed once and cached."""
+        if path not in self._hashes:
+            self._hashes[path] = file_sha256(path)
+        return self._hashes[path]
+
+    @property
+    def current(self) -> Path:
+        """The image under the cursor."""
+        return self.paths[self.index]
+
+    def is_reviewed(self, path: Path) -> bool:
+        """Whether the reviewer already saved a review of ``path``."""
+        return self.sha256(path) in self.reviewed
+
+    @property
+    def reviewed_count(self) -> int:
+        """How many images of this queue have a review (reviews of other images do not count)."""
+        return sum(self.is_reviewed(p) for p in self.paths)
+
+    def progress_text(self) -> str:
+        """'12 of 80 reviewed', what the widget shows above the queue buttons."""
+        return f"{self.reviewed_count} of {len(self)} reviewed"
+
+    def set_reviewed(self, hashes: Iterable[str]) -> None:
+        """Replace the reviewed set, e.g. after re-reading the store."""
+        self.reviewed = set(hashes)
+
+    def mark_reviewed(self, sha256: str) -> None:
+        """Record that an image was just reviewed (saves a round trip to the store)."""
+        self.reviewed.add(sha256)
+
+    def resume(self) -> Path:
+        """Move to the first image not yet reviewed (the last one if all are done)."""
+        for i, path in enumerate(self.paths):
+            if not self.is_reviewed(path):
+                self.index = i
+                return path
+        self.index = len(self.paths) - 1
+        return self.current
+
+    def next(self) -> Path:
+        """Step forward one image (stays on the last)."""
+        self.index = min(self.index + 1, len(self.paths) - 1)
+        return self.current
+
+    def previous(self) -> Path:
+        """Step back one image (stays on the first)."""
+        self.index = max(self.index - 1, 0)
+        return self.current
+
+    def next_unreviewed(self) -> Path:
+        """The next image after the cursor without a review, wrapping round; the cursor if none."""
+        n = len(self.paths)
+        for step in range(1, n + 1):
+            i = (self.index + step) % n
+            if not self.is_reviewed(self.paths[i]):
+                self.index = i
+                return self.current
+        return self.current
+
+    def position_text(self) -> str:
+        """'Image 3 / 80', shown beside the file name."""
+        return f"Image {self.index + 1} / {len(self)}"
+
+
+def reviewed_hashes(records: Sequence[object]) -> set[str]:
+    """The image keys of review records, whatever the record calls its sha256 field."""
+    hashes = set()
+    for record in records:
+        for attr in ("image_sha256", "sha256"):
+            value = getattr(record, attr, None)
+            if value:
+                hashes.add(str(value))
+                break
+    return hashes

@@ -1,0 +1,122 @@
+"""The demo's window: samples opened, both widgets docked, a prediction and CAM shown.
+
+Also used to take the README screenshot (``pathreview demo --screenshot PNG``), so the
+picture is always of the real workspace.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from napari_pathreview.widgets._analysis import AnalysisResult, analyse
+
+logger = logging.getLogger(__name__)
+
+
+def _open_sample(viewer: Any, sample: Any) -> list[Any]:
+    """Open a sample through the plugin's reader (so metadata and ROI layers come with it)."""
+    return list(viewer.open(sample.path, plugin="napari-pathreview"))
+
+
+def _roi_layer(viewer: Any, layers: list[Any], sample: Any, image_layer: Any) -> Any:
+    """The sample's ROI layer from the reader, else a Labels layer made from its mask."""
+    for layer in layers:
+        if type(layer).__name__ in ("Shapes", "Labels"):
+            return layer
+    if sample.roi is None:
+        return None
+    return viewer.add_labels(sample.roi.astype("uint8"), name=f"ROI · {image_layer.name}",
+                             scale=image_layer.scale, translate=image_layer.translate,
+                             opacity=0.4)
+
+
+def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -> tuple[Any, Any]:
+    """Fill ``viewer`` with the demo samples and widgets and show a prediction + CAM.
+
+    Returns:
+        (analyze_widget, review_widget).
+    """
+    from napari_pathreview.demo import demo_samples
+    from napari_pathreview.widgets.analyze import AnalyzeWidget
+    from napari_pathreview.widgets.review import ReviewWidget
+
+    opened = [(sample, _open_sample(viewer, sample)) for sample in demo_samples()]
+    analyze, review = AnalyzeWidget(viewer), ReviewWidget(viewer)
+    analyze.dock = viewer.window.add_dock_widget(analyze, name="Analyze", area="right")
+    review.dock = viewer.window.add_dock_widget(review, name="Review", area="right", tabify=True)
+    shown = None
+    for sample, layers in opened:  # the mammogram (with its ROI) comes last: it is shown
+        image = next(layer for layer in layers if type(layer).__name__ == "Image")
+        roi = _roi_layer(viewer, layers, sample, image)
+        analyze.image_combo.value = image.name
+        analyze.model_combo.value = models[sample.modality]
+        analyze.cam_method.value = "gradcam"
+        if roi is not None:
+            analyze.roi_combo.value = roi.name
+        result = _analyse_now(analyze, image, models[sample.modality], sample.modality, device)
+        analyze.show_result(result, image)
+        shown = (image, roi)
+    image, roi = shown
+    for layer in viewer.layers:
+        layer.visible = layer is image or layer is roi or layer.name.endswith(image.name)
+    analyze.image_combo.value = image.name
+    if roi is not None:
+        analyze.roi_combo.value = roi.name
+    analyze.update_roi_scores()
+    review.reset_choices()
+    review.image_combo.value = image.name
+    viewer.layers.selection.active = image
+    viewer.reset_view()
+    return analyze, review
+
+
+def _analyse_now(analyze: Any, image: Any, model_ref: str, modality: str, device: str) -> Any:
+    """Run the widget's pipeline in this thread (the window is not shown yet)."""
+    from dataclasses import replace
+
+    from napari_pathreview.widgets import _results
+
+    request = replace(analyze.request(), model_ref=model_ref, device=device)
+    levels = _results.layer_levels(image)
+    for item in analyse(request, levels if len(levels) > 1 else levels[0], modality=modality,
+                        load_model=analyze.load_model):
+        if isinstance(item, AnalysisResult):
+            return item
+    raise RuntimeError("the analysis yielded no result")
+
+
+def open_workspace(models: dict[str, str], device: str = "auto",
+                   screenshot: Path | None = None) -> int:
+    """Open napari with the demo workspace; with ``screenshot``, save a PNG and close instead."""
+    # torch's stack (and its triton) must load before napari creates its OpenGL canvas:
+    # loading triton after it crashes under Mesa (see analyze.guard_triton_import).
+    import napari
+    import timm  # noqa: F401
+
+    viewer = napari.Viewer(title="napari-pathreview demo")
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    analyze, _review = build_workspace(viewer, models, device=device)
+    window = viewer.window._qt_window
+    window.resize(1400, 950)
+    window.show()
+    for _ in range(10):
+        QApplication.processEvents()
+    analyze.dock.raise_()  # the Analyze tab in front; Review is one click away
+    window.resizeDocks([analyze.dock], [440], Qt.Orientation.Horizontal)
+    for _ in range(10):
+        QApplication.processEvents()
+    viewer.reset_view()
+    if screenshot is not None:
+        for _ in range(10):
+            QApplication.processEvents()
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
+        logger.info("screenshot saved to %s", screenshot)
+        viewer.close()
+        return 0
+    napari.run()
+    return 0

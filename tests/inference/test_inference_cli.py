@@ -1,0 +1,142 @@
+"""``pathreview predict | explain | evaluate-cam`` in-process, on a registered tiny model."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_pathreview.cli import main
+from napari_pathreview.io import Roi, write_geojson_rois
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> Path:
+    cv2.imwrite(str(path), rgb[:, :, ::-1] if rgb.ndim == 3 else rgb)
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_writes_the_specified_columns(binary_ref, rng, tissue_like, tmp_path) -> None:
+    images = [_write_png(tmp_path / f"img{i}.png", tissue_like(rng, 70, 90)) for i in range(3)]
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        *map(str, images),
+        "--model",
+        binary_ref,
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    with (out / "predictions.csv").open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == [
+        "path", "model", "p_benign", "p_malignant", "predicted_label", "threshold",
+        "qc_passed", "qc_reasons", "stain", "tta", "seconds",
+    ]  # fmt: skip
+    rows = _rows(out / "predictions.csv")
+    assert [r["path"] for r in rows] == [str(p) for p in images]
+    for row in rows:
+        assert row["model"] == "tiny@1" and row["threshold"] == "0.3"
+        assert float(row["p_benign"]) + float(row["p_malignant"]) == pytest.approx(1.0, abs=1e-5)
+        assert row["qc_passed"] in ("True", "False") and row["stain"] == "none"
+
+
+def test_predict_with_cam_writes_npy_and_overlay(binary_ref, rng, tissue_like, tmp_path) -> None:
+    image = _write_png(tmp_path / "slide.png", tissue_like(rng, 70, 90))
+    out = tmp_path / "out"
+    argv = ["predict", str(image), "--model", binary_ref, "--device", "cpu", "--tta", "flips",
+            "--cam", "gradcam++", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    cam = np.load(out / "slide_gradcam++.npy")
+    assert cam.shape == (70, 90) and cam.min() >= 0.0 and cam.max() <= 1.0
+    overlay = cv2.imread(str(out / "slide_gradcam++.png"))
+    assert overlay.shape == (70, 90, 3)
+    assert _rows(out / "predictions.csv")[0]["tta"] == "flips"
+
+
+def test_predict_missing_model_exits_with_clear_error(tmp_path, rng, tissue_like, capsys) -> None:
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 32, 32))
+    assert main(["predict", str(image), "--model", "absent@2", "--out", str(tmp_path)]) == 2
+    assert "absent" in capsys.readouterr().err
+
+
+def test_explain_scores_each_method_against_a_geojson_roi(
+    binary_ref, rng, tissue_like, tmp_path, capsys
+) -> None:
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+            "--method", "gradcam,eigencam", "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = _rows(out)
+    assert [r["method"] for r in rows] == ["gradcam", "eigencam"]
+    for row in rows:
+        assert 0.0 <= float(row["iou"]) <= float(row["dice"]) <= 1.0
+    assert "gradcam" in capsys.readouterr().out
+
+
+def _mias_folder(folder: Path, rng: np.random.Generator) -> Path:
+    folder.mkdir()
+    info = [
+        "REFNUM BG CLASS SEVERITY X Y RADIUS",
+        "mdb001 G CIRC B 512 512 100",
+        "mdb002 F SPIC M 300 700 80",
+        "mdb003 D NORM",
+    ]
+    (folder / "Info.txt").write_text("\n".join(info) + "\n")
+    for ref in ("mdb001", "mdb002", "mdb003"):
+        _write_png(folder / f"{ref}.png", rng.integers(0, 200, (128, 128), dtype=np.uint8))
+    return folder
+
+
+def test_explain_with_mias_info(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    argv = ["explain", str(folder / "mdb001.png"), "--model", binary_ref, "--device", "cpu",
+            "--mias-info", str(folder / "Info.txt")]  # fmt: skip
+    assert main(argv) == 0
+    assert "IoU" in capsys.readouterr().out
+
+
+def test_explain_normal_mias_image_has_no_roi(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    argv = ["explain", str(folder / "mdb003.png"), "--model", binary_ref, "--device", "cpu",
+            "--mias-info", str(folder / "Info.txt")]  # fmt: skip
+    assert main(argv) == 2
+    assert "no ROI" in capsys.readouterr().err
+
+
+def test_evaluate_cam_table_per_method(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
+            "--methods", "gradcam,gradcam++,scorecam", "--scorecam-top-k", "8",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 0
+    rows = _rows(out)
+    assert [r["method"] for r in rows] == ["gradcam", "gradcam++", "scorecam"]
+    scores = ("iou", "dice", "pointing", "energy")
+    assert list(rows[0]) == ["method", "n", *[f"{s}_{k}" for s in scores for k in ("mean", "sd")]]
+    assert all(r["n"] == "2" for r in rows)  # mdb003 is normal: no ROI, not scored
+    assert len(_rows(per_image)) == 6
+    printed = capsys.readouterr().out
+    assert "±" in printed and "scorecam" in printed
+
+
+def test_evaluate_cam_unknown_method_is_rejected(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--methods", "nosuchcam"]
+    assert main(argv) == 2
+    assert "unknown CAM method" in capsys.readouterr().err

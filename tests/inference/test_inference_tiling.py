@@ -1,0 +1,84 @@
+"""Sliding-window inference: repeated tiles, background skipping, pyramids, stitched CAMs."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference import Predictor
+from napari_pathreview.inference.tiling import explain_tiled, tile_origins
+
+
+@pytest.fixture
+def predictor(binary_ref) -> Predictor:
+    return Predictor.from_registry(binary_ref, device="cpu", batch_size=8)
+
+
+def test_tile_origins_cover_the_edge() -> None:
+    assert tile_origins(200, 64, 48) == [0, 48, 96, 136]
+    assert tile_origins(50, 64, 48) == [0]
+
+
+def test_repeated_tile_equals_single_tile_prediction(predictor, rng, tissue_like) -> None:
+    tile = tissue_like(rng, 64, 64)
+    image = np.tile(tile, (3, 4, 1))
+    (single,) = predictor.predict([tile])
+    tiled = predictor.predict_tiled(image, tile_size=64, overlap=0.0)
+    assert tiled.n_tiles == 12 and tiled.n_skipped == 0
+    expected = np.array(list(single.probabilities.values()), np.float32)
+    np.testing.assert_allclose(tiled.tile_probabilities, np.tile(expected, (12, 1)), atol=1e-5)
+    np.testing.assert_allclose(
+        tiled.prob_maps,
+        expected[:, None, None] * np.ones((1, *tiled.prob_maps.shape[1:])),
+        atol=1e-5,
+    )
+    for how in ("mean", "max", "topk_mean"):
+        assert tiled.aggregate[how]["malignant"] == pytest.approx(
+            single.probabilities["malignant"], abs=1e-5
+        )
+
+
+def test_maps_align_with_the_image_in_napari_coordinates(predictor, rng, tissue_like) -> None:
+    image = tissue_like(rng, 128, 192)
+    tiled = predictor.predict_tiled(image, tile_size=64, overlap=0.5, cell=8)
+    assert tiled.prob_maps.shape == (2, 16, 24)
+    assert tiled.scale == (8.0, 8.0) and tiled.translate == (3.5, 3.5)
+    assert tiled.coverage.all()
+
+
+def test_background_tiles_are_skipped(predictor, rng, tissue_like) -> None:
+    image = np.full((128, 128, 3), 245, np.uint8)
+    image[:64, :64] = tissue_like(rng, 64, 64)
+    tiled = predictor.predict_tiled(image, tile_size=64, overlap=0.0)
+    assert (tiled.n_tiles, tiled.n_skipped) == (4, 3)
+    assert tiled.coverage[: tiled.coverage.shape[0] // 2, : tiled.coverage.shape[1] // 2].all()
+    assert not tiled.coverage[-1, -1]
+
+
+def test_pyramid_level_from_dask_matches_numpy(predictor, rng, tissue_like) -> None:
+    level0 = np.tile(tissue_like(rng, 64, 64), (4, 4, 1))
+    level1 = level0[::2, ::2].copy()
+    lazy = [da.from_array(level0, chunks=(64, 64, 3)), da.from_array(level1, chunks=(32, 32, 3))]
+    from_dask = predictor.predict_tiled(lazy, level=1, tile_size=64, overlap=0.0)
+    from_numpy = predictor.predict_tiled(level1, tile_size=64, overlap=0.0)
+    np.testing.assert_allclose(from_dask.prob_maps, from_numpy.prob_maps, atol=1e-6)
+    assert from_dask.scale == (2.0 * 16, 2.0 * 16)  # cell 16 level-1 px = 32 level-0 px
+
+
+def test_missing_level_and_bad_overlap_are_rejected(predictor, rng, tissue_like) -> None:
+    image = tissue_like(rng, 64, 64)
+    with pytest.raises(InvalidInputError, match="level"):
+        predictor.predict_tiled([image], level=2)
+    with pytest.raises(InvalidInputError, match="overlap"):
+        predictor.predict_tiled(image, overlap=1.0)
+
+
+def test_tiled_cam_is_stitched_at_full_resolution(predictor, rng, tissue_like) -> None:
+    image = np.full((96, 160, 3), 245, np.uint8)
+    image[:, :64] = tissue_like(rng, 96, 64)
+    result = explain_tiled(predictor, image, "gradcam", tile_size=64, overlap=0.25)
+    assert result.cam.shape == (96, 160) and result.cam.dtype == np.float32
+    assert result.cam[:, 112:].max() == 0.0  # background tiles carry no CAM
+    assert result.cam[:, :48].max() > 0.0

@@ -1,0 +1,114 @@
+"""The plugin in a real napari viewer (under Xvfb): samples, File ▸ Open, saving ROIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_pathreview._sample_data import SAMPLES, sample_path
+
+pytestmark = pytest.mark.viewer
+PLUGIN = "napari-pathreview"
+
+
+@pytest.mark.parametrize("key", sorted(SAMPLES))
+def test_each_sample_file_opens_like_a_user_opens_it(make_napari_viewer, key: str) -> None:
+    viewer = make_napari_viewer()
+    layers = viewer.open(sample_path(key), plugin=PLUGIN)
+    image = layers[0]
+    facts = image.metadata["pathreview"]
+    assert facts["source_path"] == str(sample_path(key).resolve())
+    if key == "mias_mammogram":
+        assert [type(layer).__name__ for layer in layers] == ["Image", "Shapes"]
+        assert not image.rgb and image.data.shape == (1024, 1024)
+        assert facts["label"] == "malignant" and layers[1].shape_type == ["ellipse"]
+        assert layers[1].features["class"].tolist() == ["CIRC"]
+    else:
+        assert image.rgb and facts["modality"] == "histology"
+    if key == "pyramidal_tiff":
+        assert image.multiscale and len(image.data) == 3
+    if key.startswith("breakhis"):
+        assert image.data.shape == (460, 700, 3)
+        assert facts["label"] == key.split("_")[1]
+
+
+def test_every_sample_menu_entry_adds_layers(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    for key, relative in sorted(SAMPLES.items()):
+        before = len(viewer.layers)
+        viewer.open_sample(PLUGIN, key)
+        assert len(viewer.layers) > before, key
+        facts = viewer.layers[before].metadata["pathreview"]
+        assert facts["source_path"].endswith(relative.split("/")[-1])
+    assert [layer.name for layer in viewer.layers if type(layer).__name__ == "Shapes"] == [
+        "mdb028 ROI"
+    ]
+
+
+def test_info_txt_is_routed_to_the_plugin_without_naming_it(
+    make_napari_viewer, sample_data
+) -> None:
+    viewer = make_napari_viewer()
+    layers = viewer.open(sample_data / "mias" / "Info.txt", plugin=None)  # as File ▸ Open does
+    assert [layer.name for layer in layers] == ["mdb028 ROI"]
+    assert layers[0].features["severity"].tolist() == ["M"]
+
+
+def test_garbage_file_opens_no_layer_and_notifies(make_napari_viewer, tmp_path: Path) -> None:
+    from napari.utils.notifications import notification_manager
+
+    bad = tmp_path / "mdb999.pgm"
+    bad.write_bytes(b"\x00garbage" * 32)
+    viewer = make_napari_viewer()
+    start = len(notification_manager.records)
+    assert viewer.open(bad, plugin=PLUGIN) == []
+    assert len(viewer.layers) == 0
+    assert any("mdb999.pgm" in str(n.message) for n in notification_manager.records[start:])
+
+
+def test_shared_data_opens_in_viewer(make_napari_viewer, shared_data: Path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open(shared_data / "mias_full" / "mdb002.png", plugin=PLUGIN)
+    viewer.open(shared_data / "he_reference" / "torchstain_target.png", plugin=PLUGIN)
+    assert [type(layer).__name__ for layer in viewer.layers] == ["Image", "Shapes", "Image"]
+    assert viewer.layers[2].data.shape == (441, 587, 3)
+
+
+def test_shapes_saved_as_geojson_reopen_identically(make_napari_viewer, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    shapes = viewer.add_shapes(
+        [
+            np.array([[10, 20], [10, 80], [50, 60]], float),
+            np.array([[100, 100], [100, 140], [130, 140], [130, 100]], float),
+            np.array([[200, 10], [200, 50], [220, 50], [220, 10]], float),
+        ],
+        shape_type=["polygon", "rectangle", "ellipse"],
+        features={"classification": ["Tumor", "Stroma", "Tumor"]},
+        name="rois",
+    )
+    written = viewer.layers.save(str(tmp_path / "rois.geojson"), selected=False, plugin=PLUGIN)
+    assert written == [str(tmp_path / "rois.geojson")]
+    coordinates = json.loads(Path(written[0]).read_text())["features"][0]["geometry"][
+        "coordinates"
+    ][0]
+    assert coordinates[0] == [20.0, 10.0]  # [x, y] for QuPath
+    (back,) = viewer.open(written[0], plugin=PLUGIN)
+    assert back.shape_type == shapes.shape_type
+    for original, restored in zip(shapes.data, back.data, strict=True):
+        np.testing.assert_allclose(restored, original, atol=1e-3)
+    assert back.features["classification"].tolist() == ["Tumor", "Stroma", "Tumor"]
+
+
+def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> None:
+    labels = np.zeros((64, 64), dtype=np.int32)
+    labels[10:30, 10:40] = 3
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels, name="mask")
+    written = viewer.layers.save(str(tmp_path / "mask.geojson"), selected=False, plugin=PLUGIN)
+    (back,) = viewer.open(written[0], plugin=PLUGIN)
+    assert back.features["label"].tolist() == [3]
+    rows, cols = back.data[0][:, 0], back.data[0][:, 1]
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 29, 10, 39)

@@ -1,0 +1,85 @@
+"""`pathreview models ...` run in-process through the real argparse tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from napari_pathreview.cli import main
+from napari_pathreview.models import create_model
+from napari_pathreview.registry import ModelRegistry
+
+CARD = {
+    "name": "demo-histo",
+    "task": "binary",
+    "classes": ["benign", "malignant"],
+    "modality": "histology",
+    "metrics": {"test": {"roc_auc": 0.875, "accuracy": 0.8, "ci95": {}}, "leaky": False},
+    "description": "demo model trained on sample_data",
+}
+
+
+@pytest.fixture
+def registered() -> ModelRegistry:
+    """A registry under the test's $PATHREVIEW_HOME holding demo-histo@1."""
+    torch.manual_seed(0)
+    registry = ModelRegistry()
+    registry.register(create_model("test_resnet", 2), CARD)
+    return registry
+
+
+def test_list_prints_a_table_of_models(registered, capsys) -> None:
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    header, rule, row = out.splitlines()[:3]
+    assert header.split()[:3] == ["MODEL", "TASK", "MODALITY"] and set(rule) <= {"-", " "}
+    assert "demo-histo@1" in row and "benign,malignant" in row and "roc_auc=0.875" in row
+
+
+def test_list_on_an_empty_registry_says_how_to_get_a_model(capsys) -> None:
+    assert main(["models", "list"]) == 0
+    assert "pathreview demo" in capsys.readouterr().out
+
+
+def test_list_architectures_names_the_seeds(capsys) -> None:
+    assert main(["models", "list", "--architectures"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cspresnet50_fpn_se", "hybrid_effnetv2s_vitb16", "ssresnext50", "hmc_resnet50"):
+        assert name in out
+
+
+def test_show_prints_the_card(registered, capsys) -> None:
+    assert main(["models", "show", "demo-histo@1"]) == 0
+    out = capsys.readouterr().out
+    assert "architecture: test_resnet" in out and "weights_sha256:" in out
+
+
+def test_show_unknown_model_exits_2_with_a_hint(capsys) -> None:
+    assert main(["models", "show", "nope"]) == 2
+    assert "pathreview train" in capsys.readouterr().err
+
+
+def test_export_import_remove_cycle(registered, tmp_path: Path, capsys) -> None:
+    archive = tmp_path / "demo.tar.gz"
+    assert main(["models", "export", "demo-histo", str(archive)]) == 0
+    assert archive.is_file()
+    assert main(["models", "import", str(archive)]) == 0
+    assert "imported demo-histo@2" in capsys.readouterr().out
+    assert main(["models", "remove", "demo-histo@1"]) == 0
+    assert registered.versions("demo-histo") == ["2"]
+    assert main(["models", "remove", "demo-histo"]) == 0
+    assert registered.names() == []
+
+
+def test_import_of_a_pickle_exits_2_explaining_why(tmp_path: Path, capsys) -> None:
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"\x80\x04pickled")
+    assert main(["models", "import", str(checkpoint)]) == 2
+    assert "pickle" in capsys.readouterr().err
+
+
+def test_bad_reference_exits_2(capsys) -> None:
+    assert main(["models", "remove", "../etc@1"]) == 2
+    assert "invalid model name" in capsys.readouterr().err

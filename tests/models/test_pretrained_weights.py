@@ -1,0 +1,114 @@
+"""Pretrained weights: local safetensors (argument or environment), pickles refused, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from napari_pathreview.errors import ModelNotFoundError, WeightsError
+from napari_pathreview.models import PRETRAINED_DIR_ENV, create_model
+
+
+@pytest.fixture
+def resnet18_source(tmp_path: Path) -> tuple[Path, dict]:
+    """A freshly built (random) ImageNet-shaped resnet18 saved as <dir>/resnet18.safetensors."""
+    torch.manual_seed(1)
+    state = {k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    save_file(state, str(folder / "resnet18.safetensors"))
+    return folder, state
+
+
+def assert_backbone_loaded(model: torch.nn.Module, state: dict) -> None:
+    own = model.model.state_dict()
+    backbone = [k for k in state if not k.startswith("fc.")]
+    assert backbone and all(torch.equal(own[k], state[k]) for k in backbone)
+    assert own["fc.weight"].shape == (2, 512)  # ImageNet's 1000-way head is not forced on us
+
+
+def test_pretrained_path_folder_loads_the_backbone(resnet18_source) -> None:
+    folder, state = resnet18_source
+    assert_backbone_loaded(create_model("resnet18", 2, pretrained_path=folder), state)
+
+
+def test_pretrained_path_file_loads_the_backbone(resnet18_source) -> None:
+    folder, state = resnet18_source
+    model = create_model("resnet18", 2, pretrained_path=folder / "resnet18.safetensors")
+    assert_backbone_loaded(model, state)
+
+
+def test_environment_folder_serves_pretrained_true(resnet18_source, monkeypatch) -> None:
+    folder, state = resnet18_source
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
+    assert_backbone_loaded(create_model("resnet18", 2, pretrained=True), state)
+
+
+def test_without_pretrained_the_weights_are_not_the_files(resnet18_source) -> None:
+    _, state = resnet18_source
+    own = create_model("resnet18", 2).model.state_dict()
+    assert not torch.equal(own["conv1.weight"], state["conv1.weight"])
+
+
+def test_offline_without_a_file_names_both_ways(monkeypatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+    with pytest.raises(WeightsError) as caught:
+        create_model("resnet18", 2, pretrained=True)
+    message = str(caught.value)
+    assert "pretrained_path" in message and PRETRAINED_DIR_ENV in message
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".bin", ".ckpt"])
+def test_pickle_weight_files_are_refused(tmp_path: Path, suffix: str) -> None:
+    pickle = tmp_path / f"resnet18{suffix}"
+    pickle.write_bytes(b"\x80\x04not really loaded")
+    with pytest.raises(WeightsError, match="pickle"):
+        create_model("resnet18", 2, pretrained_path=pickle)
+    with pytest.raises(WeightsError, match="pickle"):  # found in a folder, too
+        create_model("resnet18", 2, pretrained_path=tmp_path)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    state = {k: v.contiguous() for k, v in timm.create_model("resnet34").state_dict().items()}
+    save_file(state, str(tmp_path / "resnet18.safetensors"))
+    with pytest.raises(WeightsError, match="does not fit"):
+        create_model("resnet18", 2, pretrained_path=tmp_path)
+
+
+def test_folder_without_the_file_says_what_it_expected(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="resnet18.safetensors"):
+        create_model("resnet18", 2, pretrained_path=tmp_path)
+
+
+def test_corrupt_safetensors_is_a_weights_error(tmp_path: Path) -> None:
+    (tmp_path / "resnet18.safetensors").write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        create_model("resnet18", 2, pretrained_path=tmp_path)
+
+
+def test_unknown_architecture_suggests_close_names() -> None:
+    with pytest.raises(ModelNotFoundError, match="resnet18"):
+        create_model("resnet_18", 2)
+
+
+@pytest.mark.slow
+def test_ssresnext_starts_from_seresnext_weights(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    state = {
+        k: v.contiguous() for k, v in timm.create_model("seresnext50_32x4d").state_dict().items()
+    }
+    save_file(state, str(tmp_path / "seresnext50_32x4d.safetensors"))
+    model = create_model("ssresnext50", 8, pretrained_path=tmp_path).model
+    own = model.state_dict()
+    assert torch.equal(own["layer3.2.conv2.weight"], state["layer3.2.conv2.weight"])
+    assert torch.equal(own["layer1.0.se.fc1.weight"], state["layer1.0.se.fc1.weight"])
+    assert own["layer3.2.conv2_h.weight"].abs().sum() == 0  # new kernels start neutral

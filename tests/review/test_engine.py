@@ -1,0 +1,81 @@
+"""Where the store's database is and what happens when it cannot be opened."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from napari_pathreview.errors import ReviewStoreError
+from napari_pathreview.review import ReviewStore
+from napari_pathreview.review.engine import resolve_url
+
+
+def test_default_is_reviews_sqlite_in_the_home_folder(isolated_home, monkeypatch):
+    monkeypatch.delenv("PATHREVIEW_DB_URL", raising=False)
+    url = resolve_url(None)
+    assert (url.get_backend_name(), url.database) == (
+        "sqlite",
+        str(isolated_home / "reviews.sqlite"),
+    )
+
+
+def test_environment_url_is_used_when_no_argument_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATHREVIEW_DB_URL", f"sqlite:///{tmp_path / 'team.sqlite'}")
+    assert resolve_url(None).database == str(tmp_path / "team.sqlite")
+    assert resolve_url(tmp_path / "mine.sqlite").database == str(tmp_path / "mine.sqlite")
+
+
+def test_a_plain_path_means_an_sqlite_file(tmp_path):
+    with ReviewStore(tmp_path / "sub" / "r.sqlite") as store:
+        assert store.backend == "sqlite"
+    assert (tmp_path / "sub" / "r.sqlite").is_file()
+
+
+def test_postgresql_url_without_driver_uses_psycopg_3():
+    assert resolve_url("postgresql://team@db.example/reviews").drivername == "postgresql+psycopg"
+
+
+def test_unreachable_server_fails_clearly_without_showing_the_password():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ReviewStoreError, match="could not open the review database") as raised:
+        ReviewStore(f"postgresql://ann:s3cret@127.0.0.1:{port}/reviews", retries=0)
+    assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_a_file_that_is_not_a_database_fails_clearly(tmp_path):
+    bad = tmp_path / "reviews.sqlite"
+    bad.write_bytes(b"not sqlite " * 500)
+    with pytest.raises(ReviewStoreError, match="file is not a database"):
+        ReviewStore(bad)
+
+
+def test_in_memory_sqlite_is_refused():
+    with pytest.raises(ReviewStoreError, match="in-memory"):
+        ReviewStore("sqlite://")
+
+
+def test_threads_sharing_one_store_lose_nothing(db_url, make_image):
+    """Widgets write from worker threads; the pool hands each thread its own connection."""
+    store = ReviewStore(db_url)
+    sha = store.add_image(make_image(), "histology")
+    failures: list[BaseException] = []
+
+    def write(name: str) -> None:
+        try:
+            for _ in range(25):
+                store.add_review(sha, name, "benign", True)
+        except BaseException as error:  # reported below, the test fails on it
+            failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert store.counts()["reviews"] == 100
+    store.close()

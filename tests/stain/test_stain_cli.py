@@ -1,0 +1,123 @@
+"""`pathreview stain fit|apply` and `pathreview qc`, run in-process on real images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import cv2
+import numpy as np
+
+from napari_pathreview.cli import main
+
+
+def _copy_some(shared_data, dest, n=3):
+    dest.mkdir()
+    for path in sorted((shared_data / "breakhis").glob("*.png"))[:n]:
+        shutil.copy(path, dest / path.name)
+    return dest
+
+
+def test_stain_fit_writes_a_target_and_apply_normalises(shared_data, tmp_path):
+    images = _copy_some(shared_data, tmp_path / "imgs")
+    target = tmp_path / "target.json"
+    assert (
+        main(["stain", "fit", "--method", "macenko", "--images", str(images), "--out", str(target)])
+        == 0
+    )
+    state = json.loads(target.read_text())
+    assert state["method"] == "macenko" and np.array(state["stain_matrix"]).shape == (2, 3)
+    out = tmp_path / "out"
+    source = shared_data / "he_reference" / "HEnorm_python_example1.png"
+    assert main(["stain", "apply", "--target", str(target), str(source), "--out", str(out)]) == 0
+    written = cv2.imread(str(out / "HEnorm_python_example1.png"))
+    assert written is not None and written.shape == (1024, 1024, 3)
+    assert not np.array_equal(written, cv2.imread(str(source)))
+
+
+def test_stain_fit_preset_writes_seed_statistics(tmp_path):
+    target = tmp_path / "r.json"
+    assert (
+        main(["stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", str(target)])
+        == 0
+    )
+    assert json.loads(target.read_text())["means"] == [180.8, 148.6, 116.5]
+
+
+def test_stain_fit_on_missing_folder_exits_2(tmp_path):
+    code = main(
+        [
+            "stain",
+            "fit",
+            "--method",
+            "reinhard",
+            "--images",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "t.json"),
+        ]
+    )
+    assert code == 2
+
+
+def test_stain_fit_on_blank_images_exits_2(tmp_path):
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "white.png"), np.full((32, 32, 3), 255, np.uint8))
+    assert (
+        main(
+            [
+                "stain",
+                "fit",
+                "--method",
+                "vahadane",
+                "--images",
+                str(folder),
+                "--out",
+                str(tmp_path / "t.json"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_apply_with_corrupt_target_exits_2(tmp_path, shared_data):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    image = shared_data / "he_reference" / "HEnorm_python_example2.png"
+    assert (
+        main(["stain", "apply", "--target", str(bad), str(image), "--out", str(tmp_path / "o")])
+        == 2
+    )
+
+
+def test_qc_writes_one_row_per_image_with_reasons(shared_data, tmp_path):
+    images = _copy_some(shared_data, tmp_path / "imgs", n=2)
+    cv2.imwrite(str(images / "blank.png"), np.full((64, 64, 3), 250, np.uint8))
+    out = tmp_path / "qc.csv"
+    assert main(["qc", str(images), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3
+    assert set(rows[0]) >= {
+        "path",
+        "blur_score",
+        "tissue_fraction",
+        "pen_fraction",
+        "saturation_fraction",
+        "passed",
+        "reasons",
+    }
+    blank = next(r for r in rows if r["path"].endswith("blank.png"))
+    assert blank["passed"] == "False" and "little tissue" in blank["reasons"]
+
+
+def test_qc_thresholds_come_from_flags(shared_data, tmp_path):
+    images = _copy_some(shared_data, tmp_path / "imgs", n=2)
+    out = tmp_path / "qc.csv"
+    assert (
+        main(["qc", str(images), "--out", str(out), "--min-tissue", "1.0", "--blur-threshold", "0"])
+        == 0
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert all(r["passed"] == "False" and "blurry" not in r["reasons"] for r in rows)

@@ -1,0 +1,57 @@
+"""`pathreview demo`: trains the demo models with the real training code, then writes results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_pathreview.cli import main
+from napari_pathreview.demo import ensure_demo_models, find_demo_models
+
+# The real demo recipes, shrunk for a test: one epoch, small images, few bootstrap samples.
+SHRINK = ["--epochs", "1", "--set", "data.image_size=96", "--set", "data.resize=104",
+          "--set", "eval.bootstrap=20"]
+
+
+def test_headless_demo_trains_registers_and_writes_real_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--headless", "--out", str(out), *SHRINK]) == 0
+
+    models = find_demo_models()
+    assert set(models) == {"histology", "mammogram"}
+    from napari_pathreview.registry import ModelRegistry, parse_model_ref
+
+    for ref in models.values():
+        card = ModelRegistry().card(*parse_model_ref(ref))
+        assert "demo model" in card.description and card.weights_sha256
+
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [Path(r["path"]).name for r in rows] == [
+        "SOB_M_DC-14-2523-40-010.png", "SOB_B_F-14-9133-40-001.png", "mdb028.pgm"]
+    for row in rows:
+        probs = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_") and v}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+        assert row["label"] in probs
+        png = Image.open(out / row["cam_png"])
+        assert png.size[0] > 100 and png.mode == "RGB"
+    mammogram = np.asarray(Image.open(out / "mdb028_cam.png"))
+    assert mammogram.shape[:2] == (1024, 1024) and mammogram.std() > 0
+
+    scores = json.loads((out / "iou.json").read_text())
+    assert [s["image"] for s in scores] == ["mdb028.pgm"]
+    assert all(math.isfinite(s["iou"]) and 0 <= s["iou"] <= 1 for s in scores)
+    assert list(csv.DictReader((out / "iou.csv").open()))[0]["method"] == "gradcam"
+
+    assert ensure_demo_models() == models  # registered once: no second training
+
+
+def test_demo_refuses_zero_epochs(capsys: Any) -> None:
+    assert main(["demo", "--headless", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""Recipes parse into frozen dataclasses; overrides coerce types; mistakes name the key."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from napari_pathreview.training.recipe import RecipeError, load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "training"
+MINIMAL = {"data": {"source": "folder", "root": "x"}}
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_parses(path):
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and recipe.total_epochs >= 1
+
+
+def test_recipes_are_reachable_from_the_installed_package():
+    import napari_pathreview.training as training
+
+    shipped = Path(training.__file__).parent / "recipes"
+    assert (shipped / "demo_histology.yaml").is_file()
+
+
+def test_overrides_coerce_types_and_reach_list_items():
+    recipe = load_recipe(RECIPES / "seed001_hybrid.yaml",
+                         ["optim.lr=2e-4", "phases.*.epochs=1", "phases.0.lr=0.5",
+                          "data.qc=false", "data.subset=12", "model.kwargs={head_drop: 0.1}"])
+    assert recipe.optim.lr == pytest.approx(2e-4)
+    assert [p.epochs for p in recipe.phases] == [1, 1, 1]
+    assert recipe.phases[0].lr == 0.5 and recipe.data.qc is False and recipe.data.subset == 12
+    assert recipe.model.kwargs == {"head_drop": 0.1}
+
+
+def test_recipe_is_frozen():
+    recipe = load_recipe(MINIMAL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.seed = 3
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.lrr=1", "unknown key.*lrr.*valid keys"),
+    ("optim.lr=fast", "optim.lr: expected a number"),
+    ("optim.batch_size=2.5", "expected an integer"),
+    ("loss.name=hinge", "loss.name: 'hinge' is not one of"),
+    ("split.protocol=random", "split.protocol"),
+    ("novalue", "key.path=value"),
+    ("phases.4.epochs=1", "not an index"),
+    ("register.select=ema", "ema.enabled"),
+])
+def test_mistakes_raise_errors_naming_the_key(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(MINIMAL, [override])
+
+
+def test_missing_file_and_missing_root_are_clear():
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe("/nonexistent/recipe.yaml")
+    with pytest.raises(RecipeError, match="data.root is required"):
+        load_recipe({"name": "x"})

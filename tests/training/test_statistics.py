@@ -1,0 +1,78 @@
+"""Bootstrap CIs, k-fold summaries, Friedman + Nemenyi (Demšar 2006) and the CD plot."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.training.metrics import compute_metrics
+from napari_pathreview.training.statistics import (
+    bootstrap_ci,
+    friedman_nemenyi,
+    plot_critical_difference,
+    summarize_folds,
+)
+
+
+def test_bootstrap_interval_brackets_the_point_estimate_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    p = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 60), 0, 1)
+    probs = np.stack([1 - p, p], 1)
+    ci = bootstrap_ci(y, probs, 0.5, n_resamples=100, seed=3)
+    point = compute_metrics(y, probs, 0.5)
+    for name in ("accuracy", "balanced_accuracy", "roc_auc"):
+        low, high = ci[name]
+        assert low <= point[name] <= high and high - low > 0
+    assert ci == bootstrap_ci(y, probs, 0.5, n_resamples=100, seed=3)
+
+
+def test_fold_summary_is_mean_and_sample_sd():
+    folds = [{"accuracy": 0.5, "roc_auc": 0.6}, {"accuracy": 0.7, "roc_auc": None},
+             {"accuracy": 0.9, "roc_auc": 0.8}]
+    summary = summarize_folds(folds)
+    assert summary["accuracy"]["mean"] == pytest.approx(0.7)
+    assert summary["accuracy"]["sd"] == pytest.approx(0.2)
+    assert summary["roc_auc"]["n_folds"] == 2
+
+
+def test_friedman_matches_scipy_and_critical_difference_matches_demsar_table():
+    scores = np.array([[0.9, 0.8, 0.7], [0.85, 0.8, 0.6], [0.92, 0.7, 0.75],
+                       [0.88, 0.82, 0.7], [0.9, 0.85, 0.8]])
+    result = friedman_nemenyi(scores, ["a", "b", "c"])
+    statistic, p = stats.friedmanchisquare(*scores.T)
+    assert result.statistic == pytest.approx(statistic) and result.p_value == pytest.approx(p)
+    assert result.average_ranks[0] == pytest.approx(1.0)
+    # Demšar (2006) Table 5(a): q_0.05 = 2.343 for k = 3
+    assert result.critical_difference == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 5)), rel=1e-3)
+    assert result.pairwise_p[0][2] < 0.05 < result.pairwise_p[0][1]
+
+
+def test_friedman_needs_three_models(tmp_path):
+    with pytest.raises(InvalidInputError, match="3 models"):
+        friedman_nemenyi(np.ones((4, 2)), ["a", "b"])
+
+
+def test_critical_difference_plot_is_written(tmp_path):
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.85, 0.8, 0.6, 0.65], [0.9, 0.7, 0.75, 0.5]])
+    result = friedman_nemenyi(scores, ["a", "b", "c", "d"])
+    path = plot_critical_difference(result, tmp_path / "cd.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_runs_ranks_models_over_the_same_folds(tmp_path):
+    import json
+
+    from napari_pathreview.training.statistics import compare_runs
+
+    runs = []
+    for name, base in (("a", 0.9), ("b", 0.7), ("c", 0.5)):
+        run = tmp_path / name
+        run.mkdir()
+        folds = [{"test": {"balanced_accuracy": base + 0.01 * i}} for i in range(5)]
+        run.joinpath("metrics.json").write_text(json.dumps(
+            {"recipe": name, "split_protocol": "patient_kfold: 5-fold", "folds": folds}))
+        runs.append(run)
+    result = compare_runs(runs, plot=tmp_path / "cd.png")
+    assert result.names == ("a", "b", "c") and result.average_ranks == (1.0, 2.0, 3.0)
+    assert (tmp_path / "cd.png").is_file()

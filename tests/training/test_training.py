@@ -1,0 +1,176 @@
+"""End-to-end training on real images: learning, resuming, registering, CLI, reviews, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from napari_pathreview.training import run_recipe
+
+NO_AUGMENT = {"hflip": False, "vflip": False, "rot90": False, "random_crop": False}
+
+
+def _predict(model, paths, size: int, resize: int) -> np.ndarray:
+    """Class indices the registered model predicts, preprocessing as training did."""
+    from torchvision.transforms import v2
+
+    from napari_pathreview.training.datasets import Sample, prepare_image
+
+    card = model.card
+    batch = []
+    for path in paths:
+        pixels = prepare_image(Sample(path, "", ""), resize).pixels
+        tensor = v2.CenterCrop(size)(torch.from_numpy(pixels).permute(2, 0, 1)).float() / 255
+        batch.append(v2.Normalize(list(card.mean), list(card.std))(tensor))
+    with torch.no_grad():
+        return model(torch.stack(batch)).argmax(1).numpy()
+
+
+def test_tiny_recipe_beats_chance_on_its_training_data_and_registers_a_loadable_model(
+        tiny_recipe, tmp_path):
+    from napari_pathreview.registry import ModelRegistry
+
+    recipe = tiny_recipe(augment=NO_AUGMENT, phases=[{"name": "all", "epochs": 8}],
+                         optim={"batch_size": 16, "lr": 0.002}, register={"name": "tiny"})
+    result = run_recipe(recipe, out_dir=tmp_path)
+    assert result.registered == "tiny@1"
+    train = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]["train"]
+    labels = np.array([row["label"] == "malignant" for row in train], dtype=int)
+    model = ModelRegistry().load("tiny")
+    predicted = _predict(model, [row["path"] for row in train], 32, 36)
+    majority = max(labels.mean(), 1 - labels.mean())
+    assert (predicted == labels).mean() > majority + 0.1
+    card = model.card
+    assert card.classes == ("benign", "malignant") and 0.0 <= card.threshold <= 1.0
+    assert "grouped by patient" in card.split_protocol and len(card.data_fingerprint) == 64
+    assert set(card.metrics["test"]["ci95"]) >= {"balanced_accuracy", "roc_auc", "ece"}
+    assert card.recipe["name"] == "tiny" and card.input_size == (3, 32, 32)
+    for name in ("metrics.json", "curves.png", "roc.png", "pr.png", "confusion.png"):
+        assert (result.run_dir / name).is_file()
+
+
+def _kill_after(epochs: int):
+    def progress(entry: dict) -> None:
+        if entry["epoch"] == epochs:
+            raise KeyboardInterrupt("simulated kill")
+
+    return progress
+
+
+def test_resume_after_a_kill_reaches_the_same_weights_as_an_uninterrupted_run(
+        tiny_recipe, tmp_path):
+    recipe = tiny_recipe(
+        deterministic=True,
+        phases=[{"name": "head", "epochs": 1, "train": ["head"]},
+                {"name": "all", "epochs": 2, "lr": 0.001}],
+        augment={"mixup": 0.2, "rotate": 10}, ema={"enabled": True, "decay": 0.9},
+        optim={"batch_size": 16, "sampler": "weighted"}, schedule={"name": "cosine"},
+        data={**tiny_recipe()["data"], "subset": 32})
+    whole = run_recipe(recipe, out_dir=tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, out_dir=tmp_path / "killed", progress=_kill_after(2))
+    killed_dir = next((tmp_path / "killed").iterdir())
+    assert not (killed_dir / "metrics.json").exists()
+    resumed = run_recipe(None, resume=killed_dir)
+    a = torch.load(whole.run_dir / "fold0" / "last.pt", weights_only=True)
+    b = torch.load(resumed.run_dir / "fold0" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+    assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
+
+
+def test_cli_trains_kfold_from_a_recipe_file_with_overrides(tiny_recipe, shared_data, tmp_path,
+                                                             capsys):
+    from napari_pathreview.cli import main
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe()))
+    external = tmp_path / "bach.csv"  # BACH-style labels fold into benign / malignant
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))[::8]
+    external.write_text("path,label\n" + "".join(
+        f"{p},{'Invasive' if 'SOB_M_' in p.name else 'Normal'}\n" for p in images))
+    status = main(["train", str(path), "--set", "split.protocol=patient_kfold", "--set",
+                   "split.folds=3", "--set", "phases.*.epochs=1", "--set",
+                   f"data.external_test={external}", "--out", str(tmp_path / "runs")])
+    assert status == 0
+    assert "balanced_accuracy" in capsys.readouterr().out
+    run_dir = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "patient_kfold" and metrics["leaky"] is False
+    assert len(metrics["folds"]) == 3 and metrics["test"]["pooled_out_of_fold"] is True
+    assert set(metrics["kfold_summary"]["balanced_accuracy"]) == {"mean", "sd", "n_folds"}
+    assert sum(f["sizes"]["test"] for f in metrics["folds"]) == metrics["n_images"]
+    assert metrics["external_test"]["all"]["n"] == len(images)
+
+
+def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
+    from napari_pathreview.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {source: folder, root: x}\noptim: {lrr: 1}\n")
+    assert main(["train", str(path)]) == 2
+    assert "lrr" in capsys.readouterr().err
+
+
+def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
+        tiny_recipe, shared_data, tmp_path):
+    from napari_pathreview.review import ReviewStore
+    from napari_pathreview.training.datasets import from_csv
+
+    db = tmp_path / "reviews.sqlite"
+    store = ReviewStore(f"sqlite:///{db}")
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))[::3]
+    for i, path in enumerate(images):
+        truth = "malignant" if "SOB_M_" in path.name else "benign"
+        sha = store.add_image(path, "histology")
+        agrees = i % 4 != 0
+        store.add_review(sha, "dr-a", truth, agrees_with_model=agrees)
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split={"protocol": "image_holdout"},
+                         data={"source": "reviews", "image_size": 32, "resize": 36,
+                               "disagreement_weight": 3.0})
+    result = run_recipe(recipe, out_dir=tmp_path / "runs", from_reviews=str(db))
+    assert result.metrics["n_images"] == len(images)
+    manifest = from_csv(result.run_dir / "reviews_manifest.csv")
+    assert sorted({s.weight for s in manifest}) == [1.0, 3.0]
+    assert result.metrics["leaky"] is True and "leak" in result.metrics["split_protocol"]
+
+
+DDP_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from napari_pathreview.training import run_recipe
+recipe = json.loads(sys.argv[1])
+result = run_recipe(recipe, out_dir=sys.argv[2])
+rank = torch.distributed.get_rank()
+print(f"RANK {rank} WORLD {torch.distributed.get_world_size()} RUN {result.run_dir}")
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_ddp_with_two_gloo_processes_on_cpu_trains_one_run(tiny_recipe, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], data={
+        **tiny_recipe()["data"], "subset": 24}, register={"name": "ddp"})
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(recipe),
+         str(tmp_path / "runs")], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RANK")]
+    assert sorted(line.split()[1] for line in lines) == ["0", "1"]
+    assert len({line.split("RUN ")[1] for line in lines}) == 1  # both ranks share one run folder
+    run_dir = Path(lines[0].split("RUN ")[1])
+    assert json.loads((run_dir / "metrics.json").read_text())["registered"] == "ddp@1"

@@ -1,0 +1,81 @@
+"""Fixtures for the widget tests: tiny registered models and sample layers in a real viewer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# torch's triton must be loaded before napari creates an OpenGL context: loading it after
+# (Mesa llvmpipe under Xvfb) crashes the process. The widgets guard the same way at Run.
+import timm  # noqa: F401, E402
+
+TINY_ARCH = "mobilenetv3_small_050"
+INPUT = [3, 64, 64]
+
+
+def register_tiny(name: str, modality: str, classes: list[str], seed: int = 0) -> str:
+    """Register a small random-weight model; returns ``name@version``."""
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    torch.manual_seed(seed)
+    model = create_model(TINY_ARCH, len(classes))
+    card = {
+        "name": name, "task": "binary" if len(classes) == 2 else "mammogram",
+        "classes": classes, "modality": modality, "input_size": INPUT,
+        "threshold": 0.5 if len(classes) == 2 else None,
+        "metrics": {"test": {"auc": 0.75, "balanced_accuracy": 0.7}},
+        "description": "tiny random-weight model for the widget tests",
+    }
+    version = ModelRegistry().register(model, card)
+    return f"{name}@{version}"
+
+
+@pytest.fixture
+def histology_model() -> str:
+    return register_tiny("tiny-histology", "histology", ["benign", "malignant"])
+
+
+@pytest.fixture
+def mammogram_model() -> str:
+    return register_tiny("tiny-mammogram", "mammogram", ["normal", "benign", "malignant"], seed=1)
+
+
+@pytest.fixture
+def register_model() -> Callable[..., str]:
+    return register_tiny
+
+
+@pytest.fixture
+def slow_loader() -> Callable[[float], Callable[[str, str], tuple[Any, Any]]]:
+    return make_slow_loader
+
+
+def make_slow_loader(seconds: float) -> Callable[[str, str], tuple[Any, Any]]:
+    """A model loader whose models sleep in every forward pass (a stand-in for a big model)."""
+    from napari_pathreview.widgets._analysis import default_loader
+
+    def load(ref: str, device: str) -> tuple[Any, Any]:
+        model, card = default_loader(ref, device)
+        model.register_forward_pre_hook(lambda _module, _inputs: time.sleep(seconds))
+        return model, card
+
+    return load
+
+
+@pytest.fixture
+def open_sample(make_napari_viewer: Any, sample_data: Path) -> Callable[..., tuple[Any, list[Any]]]:
+    """Open a sample file through the plugin's reader in a fresh viewer."""
+    viewer = make_napari_viewer()
+
+    def opener(relative: str) -> tuple[Any, list[Any]]:
+        layers = viewer.open(sample_data / relative, plugin="napari-pathreview")
+        return viewer, list(layers)
+
+    return opener
