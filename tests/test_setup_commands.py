@@ -1,8 +1,9 @@
 """The README's set-up commands are the ones CI runs, so a fresh clone is tested the way a user installs it."""
 
 import re
+from pathlib import Path
 
-from conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_commands() -> list[str]:

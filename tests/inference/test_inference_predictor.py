@@ -214,11 +214,23 @@ def test_recipe_cards_are_fed_like_training_evaluation(
     np.testing.assert_allclose(list(p.probabilities.values()), expected, atol=1e-5)
 
 
-def test_recipe_card_cam_is_zero_outside_the_centre_crop(
+def test_recipe_card_cam_explains_the_whole_image_not_only_the_centre_crop(
     registry, binary_ref, rng, binary_card, tissue_like
 ) -> None:
+    import cv2
+
+    from napari_pathreview.explain.cams import compute_cam
+
     registry.register(registry.load("tiny"), _recipe_card(binary_card))
-    result = Predictor.from_registry("recipe", device="cpu").explain(tissue_like(rng, 100, 100))
+    predictor = Predictor.from_registry("recipe", device="cpu")
+    image = tissue_like(rng, 100, 100)
+    result = predictor.explain(image)
+
+    whole = predictor.spec.uncropped()
+    assert whole.hw == (80, 80) and whole.resize is None
+    with torch.inference_mode():
+        x = predictor.prepare([image], whole)
+    cam = compute_cam(predictor.model, x, "gradcam", target_class=result.target_class)[0]
+    expected = np.clip(cv2.resize(cam, (100, 100), interpolation=cv2.INTER_LINEAR), 0, 1)
     assert result.cam.shape == (100, 100)
-    assert result.cam[:9].max() == 0.0 and result.cam[:, -9:].max() == 0.0
-    assert result.cam[12:88, 12:88].max() > 0.0
+    np.testing.assert_allclose(result.cam, expected, atol=1e-5)

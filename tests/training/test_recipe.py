@@ -60,3 +60,12 @@ def test_missing_file_and_missing_root_are_clear():
         load_recipe("/nonexistent/recipe.yaml")
     with pytest.raises(RecipeError, match="data.root is required"):
         load_recipe({"name": "x"})
+
+
+def test_sample_data_paths_resolve_inside_the_package_when_not_beside_the_recipe(tmp_path):
+    from napari_pathreview.training.recipe import resolve_path
+
+    recipe = load_recipe({"data": {"source": "csv", "root": "../sample_data/demo"}},
+                         base_dir=tmp_path / "elsewhere")
+    resolved = resolve_path(recipe, recipe.data.root)
+    assert resolved.is_dir() and "napari_pathreview" in str(resolved)

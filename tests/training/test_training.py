@@ -148,12 +148,14 @@ def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
 
 DDP_SCRIPT = """
 import json, sys, torch
+from pathlib import Path
 torch.set_num_threads(1)
 from napari_pathreview.training import run_recipe
 recipe = json.loads(sys.argv[1])
 result = run_recipe(recipe, out_dir=sys.argv[2])
-rank = torch.distributed.get_rank()
-print(f"RANK {rank} WORLD {torch.distributed.get_world_size()} RUN {result.run_dir}")
+rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+Path(sys.argv[3], f"rank{rank}.json").write_text(json.dumps(
+    {"rank": rank, "world": world, "run_dir": str(result.run_dir)}))
 torch.distributed.destroy_process_group()
 """
 
@@ -165,12 +167,15 @@ def test_ddp_with_two_gloo_processes_on_cpu_trains_one_run(tiny_recipe, tmp_path
         **tiny_recipe()["data"], "subset": 24}, register={"name": "ddp"})
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reports = tmp_path / "reports"
+    reports.mkdir()
     done = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(recipe),
-         str(tmp_path / "runs")], capture_output=True, text=True, timeout=600, env=env)
+         str(tmp_path / "runs"), str(reports)], capture_output=True, text=True, timeout=600,
+        env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RANK")]
-    assert sorted(line.split()[1] for line in lines) == ["0", "1"]
-    assert len({line.split("RUN ")[1] for line in lines}) == 1  # both ranks share one run folder
-    run_dir = Path(lines[0].split("RUN ")[1])
+    ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
+    assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]
+    assert len({r["run_dir"] for r in ranks}) == 1  # both ranks share one run folder
+    run_dir = Path(ranks[0]["run_dir"])
     assert json.loads((run_dir / "metrics.json").read_text())["registered"] == "ddp@1"

@@ -150,12 +150,18 @@ class Predictor:
         return 0.5 if self.card.threshold is None else float(self.card.threshold)
 
     # -- the forward path ----------------------------------------------------------------------
-    def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images → the normalised float batch the model sees (on the device)."""
-        batch = to_batch(list(images), self.spec).to(self.device)
+    def prepare(self, images: Sequence[np.ndarray], spec: InputSpec | None = None) -> torch.Tensor:
+        """RGB uint8 images → the normalised float batch the model sees (on the device).
+
+        Args:
+            images: RGB uint8 H×W×3 arrays.
+            spec: Geometry to use instead of the card's (e.g. ``spec.uncropped()`` for CAMs).
+        """
+        spec = spec or self.spec
+        batch = to_batch(list(images), spec).to(self.device)
         if self.stain_name != "none":
             batch = self.normalizer.transform(batch)
-        return normalise(batch, self.spec)
+        return normalise(batch, spec)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         from napari_pathreview import tta as tta_mod
@@ -300,10 +306,14 @@ class Predictor:
         decoded = decode(image, min_side=min(self.spec.hw))
         rgb = decoded.rgb
         index = self.target_index(target_class, self.probabilities([rgb])[0])
+        # A CNN explains the whole resized image (no evaluation crop), so the CAM has no blank
+        # border; token models (ViT, with a reshape transform) need their fixed input size.
+        fixed_size = getattr(self.model, "cam_reshape_transform", None) is not None
+        cam_spec = self.spec if fixed_size else self.spec.uncropped()
         with torch.inference_mode():
-            x = self.prepare([rgb])
+            x = self.prepare([rgb], cam_spec)
         cam = compute_cam(self.model, x, method, target_class=index, tta=tta, **cam_options)[0]
-        full = self.spec.cam_to_image(cam, rgb.shape, self.spec.box(rgb))
+        full = cam_spec.cam_to_image(cam, rgb.shape, cam_spec.box(rgb))
         return CamResult(
             np.clip(full, 0.0, 1.0).astype(np.float32),
             resolve_method(method),

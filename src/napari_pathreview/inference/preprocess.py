@@ -10,7 +10,7 @@ colour transform.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,16 @@ class InputSpec:
     @property
     def hw(self) -> tuple[int, int]:
         return self.input_size[1], self.input_size[2]
+
+    def uncropped(self) -> InputSpec:
+        """The same geometry without the centre crop: the whole resized square.
+
+        Convolutional models accept it, so their CAMs cover the entire image instead of
+        leaving a blank border where the evaluation crop cut the image away.
+        """
+        if self.resize is None:
+            return self
+        return replace(self, input_size=(self.input_size[0], self.resize, self.resize), resize=None)
 
     def box(self, image: np.ndarray) -> tuple[int, int, int, int]:
         """The part (r0, r1, c0, c1) of ``image`` the model looks at: all, or the breast."""

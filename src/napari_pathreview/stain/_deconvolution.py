@@ -25,6 +25,8 @@ from napari_pathreview.stain.base import (
     sample_stride,
 )
 
+#: largest uint8 value whose OD reaches β (219 for β = 0.15)
+TISSUE_MAX_LEVEL = int(np.nonzero(OD_LUT >= OD_BETA)[0].max())
 #: stains closer than this cosine cannot be told apart: the tile is "degenerate_stains"
 MAX_STAIN_COSINE = 0.995
 #: concentrations below this at the 99th percentile mean there is no stain to rescale
@@ -43,10 +45,22 @@ def order_he(matrix: np.ndarray) -> np.ndarray:
 def sample_od(
     image: np.ndarray, max_pixels: int = MAX_SAMPLE_PIXELS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Strided pixel sample as OD (P×3 float32) and its tissue mask (every channel ≥ β)."""
+    """Strided pixel sample as OD (P×3 float32) and its tissue mask (every channel OD ≥ β).
+
+    The mask is computed on the uint8 values (OD ≥ β ⇔ value ≤ ``TISSUE_MAX_LEVEL``), which
+    is the same test as on OD, only cheaper.
+    """
     flat = image.reshape(-1, 3)[:: sample_stride(image.shape[0], image.shape[1], max_pixels)]
-    od = OD_LUT[flat]
-    return od, (od >= OD_BETA).all(axis=1)
+    mask = flat[:, 0] <= TISSUE_MAX_LEVEL
+    mask &= flat[:, 1] <= TISSUE_MAX_LEVEL
+    mask &= flat[:, 2] <= TISSUE_MAX_LEVEL
+    return OD_LUT[flat], mask
+
+
+def covariance3(x: np.ndarray) -> np.ndarray:
+    """3×3 sample covariance of P×3 float32 pixels (one small BLAS call, no float64 copy)."""
+    centred = x - x.mean(axis=0)
+    return centred.T @ centred / max(len(x) - 1, 1)
 
 
 def reconstruct_uint8(x: np.ndarray, to_od: np.ndarray) -> np.ndarray:

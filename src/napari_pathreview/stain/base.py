@@ -25,7 +25,7 @@ OD_SCALE = 256.0
 #: A pixel is tissue for stain estimation when every channel's OD reaches this (Macenko's beta).
 OD_BETA = 0.15
 #: Largest number of pixels a stain estimate looks at; more add time, not accuracy.
-MAX_SAMPLE_PIXELS = 100_000
+MAX_SAMPLE_PIXELS = 32_768
 #: Fewer tissue pixels than this and a tile is passed through as "no_tissue".
 MIN_TISSUE_PIXELS = 16
 #: Look-up table uint8 value -> optical density (float32).

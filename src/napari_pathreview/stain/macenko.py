@@ -18,6 +18,7 @@ from napari_pathreview.stain._deconvolution import (
     PERCENTILE,
     DeconvolutionNormalizer,
     check_stains,
+    covariance3,
     masked_quantile,
     min_tissue_ok,
     od_image,
@@ -33,7 +34,7 @@ ALPHA = 1.0
 
 def macenko_stains(od: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
     """Stain matrix (2×3, H first) from tissue OD pixels P×3 (numpy)."""
-    cov = np.cov(od, rowvar=False)
+    cov = covariance3(od)
     _, vecs = np.linalg.eigh(cov)
     plane = vecs[:, [2, 1]]
     if plane[:, 0].sum() < 0:

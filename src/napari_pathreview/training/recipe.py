@@ -390,4 +390,10 @@ def resolve_path(recipe: Recipe, text: str) -> Path:
     import os
 
     path = Path(os.path.expandvars(os.path.expanduser(text)))
-    return path if path.is_absolute() else Path(recipe.base_dir) / path
+    if path.is_absolute():
+        return path
+    beside = Path(recipe.base_dir) / path
+    # In a wheel the recipes folder sits one level deeper than training/ in the repository, and
+    # sample_data/ is inside the package: "../sample_data/x" from training/ resolves to it.
+    packaged = Path(__file__).resolve().parent / path
+    return packaged if not beside.exists() and packaged.exists() else beside
