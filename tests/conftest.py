@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: an isolated home folder and the real data in ../shared/data."""
+"""Fixtures shared by the whole suite: an isolated home folder and the real data beside the repo."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ SHARED_DATA = Path(os.environ.get("PATHREVIEW_SHARED_DATA", REPO_ROOT.parent / "
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own $PATHREVIEW_HOME, so no test sees another's registry or reviews."""
     home = tmp_path_factory.mktemp("pathreview_home")
     monkeypatch.setenv("PATHREVIEW_HOME", str(home))
@@ -22,7 +24,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real public images beside the project; tests using them skip when the folder is absent."""
+    """The real public images beside the project; tests using them skip when it is absent."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder absent: {SHARED_DATA}")
     return SHARED_DATA

@@ -5,14 +5,22 @@ import pytest
 from napari_pathreview.cli import build_parser, main
 
 DOCUMENTED_COMMANDS = {
-    "demo", "predict", "explain", "evaluate-cam", "train", "models", "stain", "qc", "review",
+    "demo",
+    "predict",
+    "explain",
+    "evaluate-cam",
+    "train",
+    "models",
+    "stain",
+    "qc",
+    "review",
 }
 
 
 def test_every_documented_command_is_present():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
-    assert DOCUMENTED_COMMANDS <= set(subparsers.choices)
+    assert set(subparsers.choices) >= DOCUMENTED_COMMANDS
 
 
 def test_no_command_prints_help_and_fails(capsys):

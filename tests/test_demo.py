@@ -16,8 +16,16 @@ from napari_pathreview.cli import main
 from napari_pathreview.demo import ensure_demo_models, find_demo_models
 
 # The real demo recipes, shrunk for a test: one epoch, small images, few bootstrap samples.
-SHRINK = ["--epochs", "1", "--set", "data.image_size=96", "--set", "data.resize=104",
-          "--set", "eval.bootstrap=20"]
+SHRINK = [
+    "--epochs",
+    "1",
+    "--set",
+    "data.image_size=96",
+    "--set",
+    "data.resize=104",
+    "--set",
+    "eval.bootstrap=20",
+]
 
 
 def test_headless_demo_trains_registers_and_writes_real_outputs(tmp_path: Path) -> None:
@@ -34,7 +42,10 @@ def test_headless_demo_trains_registers_and_writes_real_outputs(tmp_path: Path) 
 
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert [Path(r["path"]).name for r in rows] == [
-        "SOB_M_DC-14-2523-40-010.png", "SOB_B_F-14-9133-40-001.png", "mdb028.pgm"]
+        "SOB_M_DC-14-2523-40-010.png",
+        "SOB_B_F-14-9133-40-001.png",
+        "mdb028.pgm",
+    ]
     for row in rows:
         probs = {k[2:]: float(v) for k, v in row.items() if k.startswith("p_") and v}
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)

@@ -1,4 +1,4 @@
-"""The README's set-up commands are the ones CI runs, so a fresh clone is tested the way a user installs it."""
+"""The README's set-up commands are what CI runs: a fresh clone is tested as users install it."""
 
 import re
 from pathlib import Path

@@ -139,8 +139,9 @@ def demo_samples() -> list[DemoSample]:
     return samples
 
 
-def analyse_sample(sample: DemoSample, model_ref: str, device: str = "auto",
-                   cam_method: str = "gradcam") -> Any:
+def analyse_sample(
+    sample: DemoSample, model_ref: str, device: str = "auto", cam_method: str = "gradcam"
+) -> Any:
     """Run the Analyze widget's own pipeline on one sample; returns its AnalysisResult."""
     from napari_pathreview.io import load_image
     from napari_pathreview.widgets._analysis import AnalysisRequest, AnalysisResult, analyse
@@ -175,8 +176,9 @@ def overlay_png(image: Any, cam: Any, path: Path, alpha: float = 0.5) -> Path:
     return path
 
 
-def write_headless(out: Path, models: dict[str, str], device: str = "auto",
-                   threshold: float = 0.5) -> dict[str, Path]:
+def write_headless(
+    out: Path, models: dict[str, str], device: str = "auto", threshold: float = 0.5
+) -> dict[str, Path]:
     """Analyse every sample and write predictions, CAM overlays and ROI scores to ``out``."""
     from napari_pathreview.io import load_image
     from napari_pathreview.widgets._results import roi_scores
@@ -187,15 +189,25 @@ def write_headless(out: Path, models: dict[str, str], device: str = "auto",
         result = analyse_sample(sample, models[sample.modality], device=device)
         png = None
         if result.cam is not None:
-            png = overlay_png(load_image(sample.path).data, result.cam.cam,
-                              out / f"{sample.name}_cam.png")
+            png = overlay_png(
+                load_image(sample.path).data, result.cam.cam, out / f"{sample.name}_cam.png"
+            )
         rows.append(_prediction_row(sample, result, png))
         if sample.roi is not None and result.cam is not None:
             values = roi_scores(result.cam.cam, sample.roi, threshold)
-            scores.append({"image": sample.path.name, "model": rows[-1]["model"],
-                           "method": result.cam.method, "threshold": threshold, **values})
-    paths = {"predictions": _write_csv(out / "predictions.csv", rows),
-             "iou_csv": _write_csv(out / "iou.csv", scores)}
+            scores.append(
+                {
+                    "image": sample.path.name,
+                    "model": rows[-1]["model"],
+                    "method": result.cam.method,
+                    "threshold": threshold,
+                    **values,
+                }
+            )
+    paths = {
+        "predictions": _write_csv(out / "predictions.csv", rows),
+        "iou_csv": _write_csv(out / "iou.csv", scores),
+    }
     paths["iou_json"] = out / "iou.json"
     paths["iou_json"].write_text(json.dumps(scores, indent=2), encoding="utf-8")
     return paths
@@ -204,19 +216,22 @@ def write_headless(out: Path, models: dict[str, str], device: str = "auto",
 def _prediction_row(sample: DemoSample, result: Any, png: Path | None) -> dict[str, Any]:
     qc = result.prediction.qc
     row: dict[str, Any] = {
-        "path": str(sample.path), "modality": sample.modality,
+        "path": str(sample.path),
+        "modality": sample.modality,
         "model": f"{result.model_name}@{result.model_version}",
     }
     row.update({f"p_{name}": f"{value:.6f}" for name, value in result.probabilities.items()})
-    row.update({
-        "label": result.prediction.label,
-        "threshold": result.prediction.threshold,
-        "qc_passed": None if qc is None else bool(qc.passed),
-        "qc_reasons": "" if qc is None else "; ".join(qc.reasons),
-        "cam_method": result.cam.method if result.cam is not None else "",
-        "cam_png": png.name if png else "",
-        "seconds": f"{result.seconds:.3f}",
-    })
+    row.update(
+        {
+            "label": result.prediction.label,
+            "threshold": result.prediction.threshold,
+            "qc_passed": None if qc is None else bool(qc.passed),
+            "qc_reasons": "" if qc is None else "; ".join(qc.reasons),
+            "cam_method": result.cam.method if result.cam is not None else "",
+            "cam_png": png.name if png else "",
+            "seconds": f"{result.seconds:.3f}",
+        }
+    )
     return row
 
 
@@ -240,22 +255,47 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Attach ``pathreview demo`` to the CLI."""
     parser = subparsers.add_parser(
-        "demo", help="train the demo models if needed, then show them in napari",
+        "demo",
+        help="train the demo models if needed, then show them in napari",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    parser.add_argument("--headless", action="store_true",
-                        help="no window: write predictions, CAM overlays and IoU to --out")
-    parser.add_argument("--out", type=Path, default=Path("pathreview-demo"),
-                        help="output folder for --headless (default: ./pathreview-demo)")
-    parser.add_argument("--retrain", action="store_true",
-                        help="train new demo model versions even if some are registered")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs per training phase (shortens the demo training)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a demo recipe key (repeatable)")
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="no window: write predictions, CAM overlays and IoU to --out",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("pathreview-demo"),
+        help="output folder for --headless (default: ./pathreview-demo)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train new demo model versions even if some are registered",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per training phase (shortens the demo training)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a demo recipe key (repeatable)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--screenshot", type=Path, default=None,
-                        help="open the workspace, save a screenshot to this PNG and exit")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        help="open the workspace, save a screenshot to this PNG and exit",
+    )
     parser.set_defaults(handler=run_demo)
 
 

@@ -27,8 +27,13 @@ def tiny_recipe(shared_data: Path):
         recipe = {
             "name": "tiny",
             "seed": 0,
-            "data": {"source": "breakhis", "root": str(shared_data / "breakhis"), "task": "binary",
-                     "image_size": 32, "resize": 36},
+            "data": {
+                "source": "breakhis",
+                "root": str(shared_data / "breakhis"),
+                "task": "binary",
+                "image_size": 32,
+                "resize": 36,
+            },
             "model": {"architecture": "resnet18"},
             "optim": {"batch_size": 16, "lr": 0.003},
             "schedule": {"name": "none"},

@@ -14,8 +14,9 @@ TARGET = torch.tensor([0, 2, 1, 0])
 def test_cross_entropy_with_smoothing_and_weights_matches_torch():
     weight = [1.0, 2.0, 0.5]
     loss = build_loss("ce", 3, label_smoothing=0.1, class_weights=weight)
-    expected = F.cross_entropy(LOGITS, TARGET, weight=torch.tensor(weight), label_smoothing=0.1,
-                               reduction="none")
+    expected = F.cross_entropy(
+        LOGITS, TARGET, weight=torch.tensor(weight), label_smoothing=0.1, reduction="none"
+    )
     assert torch.allclose(loss(LOGITS, TARGET), expected)
 
 

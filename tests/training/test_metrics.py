@@ -18,10 +18,20 @@ Y_BIN = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0, 1])
 P_POS = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.3, 0.6, 0.9, 0.2, 0.55])
 P_BIN = np.stack([1 - P_POS, P_POS], axis=1)
 Y_MULTI = np.array([0, 1, 2, 2, 1, 0, 2, 1, 0, 2])
-P_MULTI = np.array([
-    [0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1],
-    [0.6, 0.3, 0.1], [0.2, 0.6, 0.2], [0.1, 0.8, 0.1], [0.4, 0.4, 0.2], [0.2, 0.1, 0.7],
-])
+P_MULTI = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.2, 0.5, 0.3],
+        [0.1, 0.2, 0.7],
+        [0.3, 0.3, 0.4],
+        [0.5, 0.4, 0.1],
+        [0.6, 0.3, 0.1],
+        [0.2, 0.6, 0.2],
+        [0.1, 0.8, 0.1],
+        [0.4, 0.4, 0.2],
+        [0.2, 0.1, 0.7],
+    ]
+)
 
 
 def test_binary_metrics_equal_sklearn_at_a_threshold():
@@ -44,21 +54,26 @@ def test_multiclass_metrics_equal_sklearn_macro_averages():
     assert result["accuracy"] == pytest.approx(skm.accuracy_score(Y_MULTI, pred))
     assert result["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(Y_MULTI, pred))
     assert result["precision"] == pytest.approx(
-        skm.precision_score(Y_MULTI, pred, average="macro", zero_division=0))
+        skm.precision_score(Y_MULTI, pred, average="macro", zero_division=0)
+    )
     assert result["sensitivity"] == pytest.approx(skm.recall_score(Y_MULTI, pred, average="macro"))
     assert result["f1_macro"] == pytest.approx(skm.f1_score(Y_MULTI, pred, average="macro"))
     assert result["roc_auc"] == pytest.approx(
-        skm.roc_auc_score(Y_MULTI, P_MULTI, multi_class="ovr", average="macro"))
+        skm.roc_auc_score(Y_MULTI, P_MULTI, multi_class="ovr", average="macro")
+    )
     onehot = np.eye(3)[Y_MULTI]
     assert result["pr_auc"] == pytest.approx(
-        skm.average_precision_score(onehot, P_MULTI, average="macro"))
+        skm.average_precision_score(onehot, P_MULTI, average="macro")
+    )
 
 
 def test_specificity_is_true_negative_rate_per_class_averaged():
     result = compute_metrics(Y_MULTI, P_MULTI)
     cm = skm.confusion_matrix(Y_MULTI, P_MULTI.argmax(1))
-    spec = [(cm.sum() - cm[c].sum() - cm[:, c].sum() + cm[c, c]) / (cm.sum() - cm[c].sum())
-            for c in range(3)]
+    spec = [
+        (cm.sum() - cm[c].sum() - cm[:, c].sum() + cm[c, c]) / (cm.sum() - cm[c].sum())
+        for c in range(3)
+    ]
     assert result["specificity"] == pytest.approx(np.mean(spec))
 
 

@@ -25,9 +25,17 @@ def test_recipes_are_reachable_from_the_installed_package():
 
 
 def test_overrides_coerce_types_and_reach_list_items():
-    recipe = load_recipe(RECIPES / "seed001_hybrid.yaml",
-                         ["optim.lr=2e-4", "phases.*.epochs=1", "phases.0.lr=0.5",
-                          "data.qc=false", "data.subset=12", "model.kwargs={head_drop: 0.1}"])
+    recipe = load_recipe(
+        RECIPES / "seed001_hybrid.yaml",
+        [
+            "optim.lr=2e-4",
+            "phases.*.epochs=1",
+            "phases.0.lr=0.5",
+            "data.qc=false",
+            "data.subset=12",
+            "model.kwargs={head_drop: 0.1}",
+        ],
+    )
     assert recipe.optim.lr == pytest.approx(2e-4)
     assert [p.epochs for p in recipe.phases] == [1, 1, 1]
     assert recipe.phases[0].lr == 0.5 and recipe.data.qc is False and recipe.data.subset == 12
@@ -40,16 +48,19 @@ def test_recipe_is_frozen():
         recipe.seed = 3
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("optim.lrr=1", "unknown key.*lrr.*valid keys"),
-    ("optim.lr=fast", "optim.lr: expected a number"),
-    ("optim.batch_size=2.5", "expected an integer"),
-    ("loss.name=hinge", "loss.name: 'hinge' is not one of"),
-    ("split.protocol=random", "split.protocol"),
-    ("novalue", "key.path=value"),
-    ("phases.4.epochs=1", "not an index"),
-    ("register.select=ema", "ema.enabled"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown key.*lrr.*valid keys"),
+        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("optim.batch_size=2.5", "expected an integer"),
+        ("loss.name=hinge", "loss.name: 'hinge' is not one of"),
+        ("split.protocol=random", "split.protocol"),
+        ("novalue", "key.path=value"),
+        ("phases.4.epochs=1", "not an index"),
+        ("register.select=ema", "ema.enabled"),
+    ],
+)
 def test_mistakes_raise_errors_naming_the_key(override, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe(MINIMAL, [override])
@@ -65,7 +76,8 @@ def test_missing_file_and_missing_root_are_clear():
 def test_sample_data_paths_resolve_inside_the_package_when_not_beside_the_recipe(tmp_path):
     from napari_pathreview.training.recipe import resolve_path
 
-    recipe = load_recipe({"data": {"source": "csv", "root": "../sample_data/demo"}},
-                         base_dir=tmp_path / "elsewhere")
+    recipe = load_recipe(
+        {"data": {"source": "csv", "root": "../sample_data/demo"}}, base_dir=tmp_path / "elsewhere"
+    )
     resolved = resolve_path(recipe, recipe.data.root)
     assert resolved.is_dir() and "napari_pathreview" in str(resolved)

@@ -12,8 +12,13 @@ import pytest
 from napari_pathreview.training import run_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "training"
-SMALL = ["phases.*.epochs=1", "data.image_size=64", "data.resize=72", "optim.batch_size=8",
-         "eval.bootstrap=20"]
+SMALL = [
+    "phases.*.epochs=1",
+    "data.image_size=64",
+    "data.resize=72",
+    "optim.batch_size=8",
+    "eval.bootstrap=20",
+]
 HEAD_ONLY = "phases=[{name: head, epochs: 1, train: [fusion, head]}]"
 
 CASES = {
@@ -23,8 +28,12 @@ CASES = {
     "seed003_resnet50_a": ["data.subset=20", "split.folds=2"],
     "seed003_resnet50_b": ["data.subset=20", "split.folds=2"],
     "seed003_resnet50_c": ["data.subset=20", "split.folds=2"],
-    "seed004_hmcnet_mias": ["data.subset=24", "split.folds=2", "eval.cam_images=2",
-                            "eval.cam_methods=[gradcam]"],
+    "seed004_hmcnet_mias": [
+        "data.subset=24",
+        "split.folds=2",
+        "eval.cam_images=2",
+        "eval.cam_methods=[gradcam]",
+    ],
     "mias_5fold_mobilenetv3": ["data.subset=30", "split.folds=2"],
 }
 DATA = {"seed004_hmcnet_mias": "mias_full", "mias_5fold_mobilenetv3": "mias_full"}
@@ -46,8 +55,14 @@ def test_seed_recipe_runs_shrunk(name, shared_data, tmp_path):
 @pytest.mark.slow
 def test_seed001_hybrid_runs_its_head_phase_at_224_px(shared_data, tmp_path):
     """The ViT-B/16 half fixes the input at 224 px, so this shrinks by phase and subset instead."""
-    overrides = [HEAD_ONLY, "data.subset=14", "optim.batch_size=8", "eval.bootstrap=20",
-                 "eval.tta=none", f"data.root={shared_data / 'breakhis'}"]
+    overrides = [
+        HEAD_ONLY,
+        "data.subset=14",
+        "optim.batch_size=8",
+        "eval.bootstrap=20",
+        "eval.tta=none",
+        f"data.root={shared_data / 'breakhis'}",
+    ]
     result = run_recipe(RECIPES / "seed001_hybrid.yaml", overrides, out_dir=tmp_path)
     card_target = result.metrics["n_images"]
     assert card_target <= 14 and result.registered is not None
@@ -60,8 +75,9 @@ def test_demo_recipe_registers_a_demo_model(name, sample_data, tmp_path):
 
     if not (sample_data / "demo").is_dir():
         pytest.skip("sample_data/demo not built")
-    result = run_recipe(RECIPES / f"{name}.yaml", ["phases.*.epochs=1", "eval.bootstrap=20"],
-                        out_dir=tmp_path)
+    result = run_recipe(
+        RECIPES / f"{name}.yaml", ["phases.*.epochs=1", "eval.bootstrap=20"], out_dir=tmp_path
+    )
     card = ModelRegistry().card(*result.registered.split("@"))
     assert card.description.startswith("demo model — trained on ")
     assert "not for diagnosis" in card.description

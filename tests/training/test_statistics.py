@@ -28,8 +28,11 @@ def test_bootstrap_interval_brackets_the_point_estimate_and_is_reproducible():
 
 
 def test_fold_summary_is_mean_and_sample_sd():
-    folds = [{"accuracy": 0.5, "roc_auc": 0.6}, {"accuracy": 0.7, "roc_auc": None},
-             {"accuracy": 0.9, "roc_auc": 0.8}]
+    folds = [
+        {"accuracy": 0.5, "roc_auc": 0.6},
+        {"accuracy": 0.7, "roc_auc": None},
+        {"accuracy": 0.9, "roc_auc": 0.8},
+    ]
     summary = summarize_folds(folds)
     assert summary["accuracy"]["mean"] == pytest.approx(0.7)
     assert summary["accuracy"]["sd"] == pytest.approx(0.2)
@@ -37,8 +40,9 @@ def test_fold_summary_is_mean_and_sample_sd():
 
 
 def test_friedman_matches_scipy_and_critical_difference_matches_demsar_table():
-    scores = np.array([[0.9, 0.8, 0.7], [0.85, 0.8, 0.6], [0.92, 0.7, 0.75],
-                       [0.88, 0.82, 0.7], [0.9, 0.85, 0.8]])
+    scores = np.array(
+        [[0.9, 0.8, 0.7], [0.85, 0.8, 0.6], [0.92, 0.7, 0.75], [0.88, 0.82, 0.7], [0.9, 0.85, 0.8]]
+    )
     result = friedman_nemenyi(scores, ["a", "b", "c"])
     statistic, p = stats.friedmanchisquare(*scores.T)
     assert result.statistic == pytest.approx(statistic) and result.p_value == pytest.approx(p)
@@ -70,8 +74,9 @@ def test_compare_runs_ranks_models_over_the_same_folds(tmp_path):
         run = tmp_path / name
         run.mkdir()
         folds = [{"test": {"balanced_accuracy": base + 0.01 * i}} for i in range(5)]
-        run.joinpath("metrics.json").write_text(json.dumps(
-            {"recipe": name, "split_protocol": "patient_kfold: 5-fold", "folds": folds}))
+        run.joinpath("metrics.json").write_text(
+            json.dumps({"recipe": name, "split_protocol": "patient_kfold: 5-fold", "folds": folds})
+        )
         runs.append(run)
     result = compare_runs(runs, plot=tmp_path / "cd.png")
     assert result.names == ("a", "b", "c") and result.average_ranks == (1.0, 2.0, 3.0)

@@ -35,11 +35,16 @@ def _predict(model, paths, size: int, resize: int) -> np.ndarray:
 
 
 def test_tiny_recipe_beats_chance_on_its_training_data_and_registers_a_loadable_model(
-        tiny_recipe, tmp_path):
+    tiny_recipe, tmp_path
+):
     from napari_pathreview.registry import ModelRegistry
 
-    recipe = tiny_recipe(augment=NO_AUGMENT, phases=[{"name": "all", "epochs": 8}],
-                         optim={"batch_size": 16, "lr": 0.002}, register={"name": "tiny"})
+    recipe = tiny_recipe(
+        augment=NO_AUGMENT,
+        phases=[{"name": "all", "epochs": 8}],
+        optim={"batch_size": 16, "lr": 0.002},
+        register={"name": "tiny"},
+    )
     result = run_recipe(recipe, out_dir=tmp_path)
     assert result.registered == "tiny@1"
     train = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]["train"]
@@ -66,14 +71,20 @@ def _kill_after(epochs: int):
 
 
 def test_resume_after_a_kill_reaches_the_same_weights_as_an_uninterrupted_run(
-        tiny_recipe, tmp_path):
+    tiny_recipe, tmp_path
+):
     recipe = tiny_recipe(
         deterministic=True,
-        phases=[{"name": "head", "epochs": 1, "train": ["head"]},
-                {"name": "all", "epochs": 2, "lr": 0.001}],
-        augment={"mixup": 0.2, "rotate": 10}, ema={"enabled": True, "decay": 0.9},
-        optim={"batch_size": 16, "sampler": "weighted"}, schedule={"name": "cosine"},
-        data={**tiny_recipe()["data"], "subset": 32})
+        phases=[
+            {"name": "head", "epochs": 1, "train": ["head"]},
+            {"name": "all", "epochs": 2, "lr": 0.001},
+        ],
+        augment={"mixup": 0.2, "rotate": 10},
+        ema={"enabled": True, "decay": 0.9},
+        optim={"batch_size": 16, "sampler": "weighted"},
+        schedule={"name": "cosine"},
+        data={**tiny_recipe()["data"], "subset": 32},
+    )
     whole = run_recipe(recipe, out_dir=tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         run_recipe(recipe, out_dir=tmp_path / "killed", progress=_kill_after(2))
@@ -90,19 +101,35 @@ def test_resume_after_a_kill_reaches_the_same_weights_as_an_uninterrupted_run(
     assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
 
 
-def test_cli_trains_kfold_from_a_recipe_file_with_overrides(tiny_recipe, shared_data, tmp_path,
-                                                             capsys):
+def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
+    tiny_recipe, shared_data, tmp_path, capsys
+):
     from napari_pathreview.cli import main
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe()))
     external = tmp_path / "bach.csv"  # BACH-style labels fold into benign / malignant
     images = sorted((shared_data / "breakhis").glob("SOB_*.png"))[::8]
-    external.write_text("path,label\n" + "".join(
-        f"{p},{'Invasive' if 'SOB_M_' in p.name else 'Normal'}\n" for p in images))
-    status = main(["train", str(path), "--set", "split.protocol=patient_kfold", "--set",
-                   "split.folds=3", "--set", "phases.*.epochs=1", "--set",
-                   f"data.external_test={external}", "--out", str(tmp_path / "runs")])
+    external.write_text(
+        "path,label\n"
+        + "".join(f"{p},{'Invasive' if 'SOB_M_' in p.name else 'Normal'}\n" for p in images)
+    )
+    status = main(
+        [
+            "train",
+            str(path),
+            "--set",
+            "split.protocol=patient_kfold",
+            "--set",
+            "split.folds=3",
+            "--set",
+            "phases.*.epochs=1",
+            "--set",
+            f"data.external_test={external}",
+            "--out",
+            str(tmp_path / "runs"),
+        ]
+    )
     assert status == 0
     assert "balanced_accuracy" in capsys.readouterr().out
     run_dir = next((tmp_path / "runs").iterdir())
@@ -124,7 +151,8 @@ def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
 
 
 def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
-        tiny_recipe, shared_data, tmp_path):
+    tiny_recipe, shared_data, tmp_path
+):
     from napari_pathreview.review import ReviewStore
     from napari_pathreview.training.datasets import from_csv
 
@@ -136,9 +164,11 @@ def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
         sha = store.add_image(path, "histology")
         agrees = i % 4 != 0
         store.add_review(sha, "dr-a", truth, agrees_with_model=agrees)
-    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split={"protocol": "image_holdout"},
-                         data={"source": "reviews", "image_size": 32, "resize": 36,
-                               "disagreement_weight": 3.0})
+    recipe = tiny_recipe(
+        phases=[{"name": "all", "epochs": 1}],
+        split={"protocol": "image_holdout"},
+        data={"source": "reviews", "image_size": 32, "resize": 36, "disagreement_weight": 3.0},
+    )
     result = run_recipe(recipe, out_dir=tmp_path / "runs", from_reviews=str(db))
     assert result.metrics["n_images"] == len(images)
     manifest = from_csv(result.run_dir / "reviews_manifest.csv")
@@ -163,16 +193,31 @@ torch.distributed.destroy_process_group()
 def test_ddp_with_two_gloo_processes_on_cpu_trains_one_run(tiny_recipe, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], data={
-        **tiny_recipe()["data"], "subset": 24}, register={"name": "ddp"})
+    recipe = tiny_recipe(
+        phases=[{"name": "all", "epochs": 1}],
+        data={**tiny_recipe()["data"], "subset": 24},
+        register={"name": "ddp"},
+    )
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reports = tmp_path / "reports"
     reports.mkdir()
     done = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(recipe),
-         str(tmp_path / "runs"), str(reports)], capture_output=True, text=True, timeout=600,
-        env=env)
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            json.dumps(recipe),
+            str(tmp_path / "runs"),
+            str(reports),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
     assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)]

@@ -27,8 +27,11 @@ def register_tiny(name: str, modality: str, classes: list[str], seed: int = 0) -
     torch.manual_seed(seed)
     model = create_model(TINY_ARCH, len(classes))
     card = {
-        "name": name, "task": "binary" if len(classes) == 2 else "mammogram",
-        "classes": classes, "modality": modality, "input_size": INPUT,
+        "name": name,
+        "task": "binary" if len(classes) == 2 else "mammogram",
+        "classes": classes,
+        "modality": modality,
+        "input_size": INPUT,
         "threshold": 0.5 if len(classes) == 2 else None,
         "metrics": {"test": {"auc": 0.75, "balanced_accuracy": 0.7}},
         "description": "tiny random-weight model for the widget tests",

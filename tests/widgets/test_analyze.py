@@ -78,8 +78,9 @@ def test_iou_follows_the_roi_layer_and_the_threshold(
     widget = AnalyzeWidget(viewer)
     _run_to_end(qtbot, widget)
     rows, cols = image.data.shape[:2]
-    roi = viewer.add_shapes([[[0, 0], [0, cols], [rows, cols], [rows, 0]]],
-                            shape_type="rectangle", name="my ROI")
+    roi = viewer.add_shapes(
+        [[[0, 0], [0, cols], [rows, cols], [rows, 0]]], shape_type="rectangle", name="my ROI"
+    )
     widget.reset_choices()
     widget.roi_combo.value = "my ROI"
     whole = widget.roi_scores["iou"]

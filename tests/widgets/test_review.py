@@ -56,8 +56,9 @@ def test_a_review_saved_from_the_widget_is_in_the_store(
     assert review.agreement.value == "disagree"  # suggested from the model's call
     review.confidence.value = 0.9
     review.notes.value = "atypia at the left edge"
-    roi = viewer.add_shapes([np.array([[10, 10], [10, 80], [80, 80], [80, 10]])],
-                            shape_type="polygon", name="roi")
+    roi = viewer.add_shapes(
+        [np.array([[10, 10], [10, 80], [80, 80], [80, 10]])], shape_type="polygon", name="roi"
+    )
     review.reset_choices()
     review.roi_combo.value = roi.name
     assert review.save() is not None
@@ -102,9 +103,7 @@ def test_saving_a_layer_without_a_file_says_what_to_do(make_napari_viewer: Any) 
     assert any("no image file on disk" in m for m in seen)
 
 
-def test_queue_resumes_where_the_reviewer_stopped(
-    make_napari_viewer: Any, tmp_path: Path
-) -> None:
+def test_queue_resumes_where_the_reviewer_stopped(make_napari_viewer: Any, tmp_path: Path) -> None:
     paths = _folder(tmp_path)
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer)
@@ -139,10 +138,15 @@ def test_disagreements_export_as_a_training_manifest(
     review.load_queue(paths[0].parent)
     layer = review.image_layer
     meta = dict(layer.metadata["pathreview"])
-    meta["prediction"] = {"model_name": "m", "model_version": "1",
-                          "classes": ["benign", "malignant"],
-                          "probabilities": {"benign": 0.2, "malignant": 0.8}, "label": "malignant",
-                          "threshold": 0.5, "settings": {"tta": "none"}}
+    meta["prediction"] = {
+        "model_name": "m",
+        "model_version": "1",
+        "classes": ["benign", "malignant"],
+        "probabilities": {"benign": 0.2, "malignant": 0.8},
+        "label": "malignant",
+        "threshold": 0.5,
+        "settings": {"tta": "none"},
+    }
     layer.metadata["pathreview"] = meta
     review.reset_choices()
     review.label.value = "benign"

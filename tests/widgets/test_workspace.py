@@ -17,7 +17,8 @@ def test_workspace_shows_a_cam_over_the_mammogram_with_its_roi(
 ) -> None:
     viewer = make_napari_viewer()
     analyze, review = build_workspace(
-        viewer, {"histology": histology_model, "mammogram": mammogram_model}, device="cpu")
+        viewer, {"histology": histology_model, "mammogram": mammogram_model}, device="cpu"
+    )
     assert set(viewer.window.dock_widgets) >= {"Analyze", "Review"}
     mammogram = viewer.layers["mdb028"]
     cam = viewer.layers[cam_layer_name(mammogram)]

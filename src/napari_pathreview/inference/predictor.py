@@ -204,6 +204,23 @@ class Predictor:
         return self.classes[int(np.argmax(probs))]
 
     # -- whole images ----------------------------------------------------------------------------
+
+    def to_prediction(
+        self, probs: np.ndarray, path: str | None = None, qc: Any = None, seconds: float = 0.0
+    ) -> Prediction:
+        """One image's class probabilities as a ``Prediction`` under this predictor's settings."""
+        return Prediction(
+            path=path,
+            probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
+            label=self.decide(probs),
+            threshold=self.threshold,
+            qc=qc,
+            stain=self.stain_name,
+            tta=self.tta,
+            seconds=seconds,
+            model=self.model_ref,
+        )
+
     def _qc(self, rgb: np.ndarray) -> Any:
         if not self.qc:
             return None
@@ -218,17 +235,7 @@ class Predictor:
         probs = self.probabilities([d.rgb for d in decoded])
         seconds = (time.perf_counter() - start) / len(items)
         return [
-            Prediction(
-                path=d.path,
-                probabilities={c: float(p) for c, p in zip(self.classes, row, strict=True)},
-                label=self.decide(row),
-                threshold=self.threshold,
-                qc=qc,
-                stain=self.stain_name,
-                tta=self.tta,
-                seconds=seconds,
-                model=self.model_ref,
-            )
+            self.to_prediction(row, path=d.path, qc=qc, seconds=seconds)
             for d, qc, row in zip(decoded, qcs, probs, strict=True)
         ]
 

@@ -41,15 +41,22 @@ def cam_iou_for_fold(recipe, data, index: int, weights: Path, explain) -> dict:
     batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
     size = recipe.data.image_size
     offset = (data.prepared[chosen[0]].pixels.shape[0] - size) // 2
-    masks = [explain.mask_from_mias(_roi_objects(data.prepared[i].rois, offset), (size, size),
-                                    source_shape=(size, size)) for i in chosen]
+    masks = [
+        explain.mask_from_mias(
+            _roi_objects(data.prepared[i].rois, offset), (size, size), source_shape=(size, size)
+        )
+        for i in chosen
+    ]
     result = {"images": len(chosen), "fold": index, "threshold": 0.5, "methods": {}}
     for method in recipe.eval.cam_methods:
         cams = explain.compute_cam(model, batch, method)
         iou = [explain.roi_iou(cam, mask, 0.5) for cam, mask in zip(cams, masks, strict=True)]
         dice = [explain.roi_dice(cam, mask, 0.5) for cam, mask in zip(cams, masks, strict=True)]
         hits = [explain.pointing_game(cam, mask) for cam, mask in zip(cams, masks, strict=True)]
-        result["methods"][method] = {"iou": float(np.mean(iou)), "dice": float(np.mean(dice)),
-                                     "pointing_game": float(np.mean(hits))}
+        result["methods"][method] = {
+            "iou": float(np.mean(iou)),
+            "dice": float(np.mean(dice)),
+            "pointing_game": float(np.mean(hits)),
+        }
         log.info("CAM %s: IoU %.3f on %d images", method, np.mean(iou), len(chosen))
     return result

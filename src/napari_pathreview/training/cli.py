@@ -17,15 +17,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "checkpoints) and registers the chosen weights with a complete model card.",
     )
     parser.add_argument("recipe", nargs="?", help="recipe YAML (a file, or a name from training/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value, e.g. --set optim.lr=1e-4 "
-                        "--set phases.*.epochs=1")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.lr=1e-4 --set phases.*.epochs=1",
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
-    parser.add_argument("--from-reviews", nargs="?", const="", default=None, metavar="DB",
-                        help="train on the review store's export (default store, or a SQLite "
-                        "path / database URL)")
-    parser.add_argument("--out", metavar="DIR", help="parent folder of the run (default "
-                        "$PATHREVIEW_HOME/runs)")
+    parser.add_argument(
+        "--from-reviews",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DB",
+        help="train on the review store's export (default store, or a SQLite path / database URL)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="parent folder of the run (default $PATHREVIEW_HOME/runs)"
+    )
     parser.set_defaults(handler=_train)
 
 
@@ -51,12 +62,15 @@ def _train(args: argparse.Namespace) -> int:
     from napari_pathreview.training.run import run_recipe
 
     recipe = find_recipe(args.recipe) if args.recipe else None
-    result = run_recipe(recipe, args.overrides, out_dir=args.out, resume=args.resume,
-                        from_reviews=args.from_reviews)
+    result = run_recipe(
+        recipe, args.overrides, out_dir=args.out, resume=args.resume, from_reviews=args.from_reviews
+    )
     test = result.metrics["test"]
     print(f"run folder: {result.run_dir}")
-    print(f"protocol:   {result.metrics['split_protocol']}"
-          + ("  [LEAKY: image-level split]" if result.metrics["leaky"] else ""))
+    print(
+        f"protocol:   {result.metrics['split_protocol']}"
+        + ("  [LEAKY: image-level split]" if result.metrics["leaky"] else "")
+    )
     print(f"{'metric':<20}{'value':>8}   95% CI")
     for name in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"):
         value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
@@ -64,8 +78,15 @@ def _train(args: argparse.Namespace) -> int:
         ci = "" if low is None else f"[{low:.3f}, {high:.3f}]"
         print(f"{name:<20}{shown:>8}   {ci}")
     if "kfold_summary" in result.metrics:
-        print(json.dumps({k: v for k, v in result.metrics["kfold_summary"].items()
-                          if k in ("balanced_accuracy", "f1_macro", "roc_auc")}))
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in result.metrics["kfold_summary"].items()
+                    if k in ("balanced_accuracy", "f1_macro", "roc_auc")
+                }
+            )
+        )
     if result.registered:
         print(f"registered: {result.registered}")
     return 0

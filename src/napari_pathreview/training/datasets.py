@@ -128,9 +128,18 @@ def from_breakhis(root: Path, task: str, magnification: int | None = None) -> li
         if info is None or (magnification and info.magnification != magnification):
             continue
         label = info.subtype if task == "subtype" else info.binary_label
-        samples.append(Sample(str(path), label, info.patient_id, extra={
-            "magnification": info.magnification, "subtype": info.subtype,
-            "patient_stem": info.patient_stem}))
+        samples.append(
+            Sample(
+                str(path),
+                label,
+                info.patient_id,
+                extra={
+                    "magnification": info.magnification,
+                    "subtype": info.subtype,
+                    "patient_stem": info.patient_stem,
+                },
+            )
+        )
     return samples
 
 
@@ -249,8 +258,12 @@ def prepare_image(sample: Sample, size: int, crop: str = "none") -> PreparedImag
     return PreparedImage(np.ascontiguousarray(pixels), rois)
 
 
-def prepare_all(samples: Sequence[Sample], size: int, crop: str = "none",
-                progress: Callable[[int, int], None] | None = None) -> list[PreparedImage]:
+def prepare_all(
+    samples: Sequence[Sample],
+    size: int,
+    crop: str = "none",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PreparedImage]:
     """Decode every sample once (the cache shared by all folds and epochs)."""
     prepared = []
     for i, sample in enumerate(samples):
@@ -270,8 +283,9 @@ class RandomRot90:
         return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
 
-def build_transform(augment, image_size: int, mean: Sequence[float], std: Sequence[float],
-                    train: bool):
+def build_transform(
+    augment, image_size: int, mean: Sequence[float], std: Sequence[float], train: bool
+):
     """torchvision v2 pipeline on uint8 C×H×W tensors; evaluation uses a centre crop only.
 
     Args:
@@ -308,8 +322,13 @@ def build_transform(augment, image_size: int, mean: Sequence[float], std: Sequen
 class ImageDataset:
     """Map-style torch dataset over prepared images: (tensor, class index, sample weight)."""
 
-    def __init__(self, images: Sequence[PreparedImage], labels: Sequence[int],
-                 weights: Sequence[float] | None = None, transform=None):
+    def __init__(
+        self,
+        images: Sequence[PreparedImage],
+        labels: Sequence[int],
+        weights: Sequence[float] | None = None,
+        transform=None,
+    ):
         self.images = list(images)
         self.labels = [int(v) for v in labels]
         self.weights = [float(w) for w in (weights if weights is not None else [1.0] * len(labels))]

@@ -37,8 +37,9 @@ def _set_eval_transform(recipe, model, dataset) -> None:
     dataset.transform = build_transform(recipe.augment, recipe.data.image_size, mean, std, False)
 
 
-def evaluate_fold(recipe, data, index: int, model, fit, subset, fold_dir: Path, device,
-                  write: bool = True) -> dict:
+def evaluate_fold(
+    recipe, data, index: int, model, fit, subset, fold_dir: Path, device, write: bool = True
+) -> dict:
     """Load the chosen weights, threshold on validation, test with TTA; write fold.json."""
     from safetensors.torch import save_file
 
@@ -62,8 +63,10 @@ def evaluate_fold(recipe, data, index: int, model, fit, subset, fold_dir: Path, 
     result = {
         "fold": index,
         "sizes": {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)},
-        "patients": {name: len({data.samples[i].patient_id for i in getattr(fold, name)})
-                     for name in ("train", "val", "test")},
+        "patients": {
+            name: len({data.samples[i].patient_id for i in getattr(fold, name)})
+            for name in ("train", "val", "test")
+        },
         "best_epoch": fit.best_epoch,
         "best_val_score": fit.best_score,
         "stopped_early": fit.stopped_early,
@@ -124,10 +127,14 @@ def summarize_run(recipe, data, folds: list[dict], run_dir: Path, write: bool = 
         "threshold": threshold,
         "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
         "tta": recipe.eval.tta,
-        "test": {**pooled, "ci95": {k: list(v) for k, v in ci.items()},
-                 "pooled_out_of_fold": kfold},
-        "folds": [{k: v for k, v in f.items() if k not in ("test_predictions", "history")}
-                  for f in folds],
+        "test": {
+            **pooled,
+            "ci95": {k: list(v) for k, v in ci.items()},
+            "pooled_out_of_fold": kfold,
+        },
+        "folds": [
+            {k: v for k, v in f.items() if k not in ("test_predictions", "history")} for f in folds
+        ],
     }
     if kfold:
         metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
@@ -154,8 +161,9 @@ def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:
 
 def best_fold(folds: list[dict]) -> int:
     """The fold whose model is registered: highest validation score (ties → lowest index)."""
-    scores = [f.get("best_val_score") if f.get("best_val_score") is not None else -np.inf
-              for f in folds]
+    scores = [
+        f.get("best_val_score") if f.get("best_val_score") is not None else -np.inf for f in folds
+    ]
     return int(np.argmax(scores))
 
 
@@ -171,8 +179,14 @@ def _cam_iou(recipe, data, folds: list[dict], run_dir: Path) -> dict:
     return cam_iou_for_fold(recipe, data, index, run_dir / f"fold{index}" / WEIGHTS_NAME, explain)
 
 
-BACH_TO_BINARY = {"normal": "benign", "benign": "benign", "insitu": "malignant",
-                  "in situ": "malignant", "in_situ": "malignant", "invasive": "malignant"}
+BACH_TO_BINARY = {
+    "normal": "benign",
+    "benign": "benign",
+    "insitu": "malignant",
+    "in situ": "malignant",
+    "in_situ": "malignant",
+    "invasive": "malignant",
+}
 
 
 def _external_labels(samples, classes) -> list[int]:
@@ -204,9 +218,14 @@ def external_test(recipe, data, folds: list[dict], run_dir: Path, device="cpu") 
     labels = _external_labels(samples, list(data.classes))
     size = recipe.data.resize or max(recipe.data.image_size, round(recipe.data.image_size * 8 / 7))
     prepared = ds.prepare_all(samples, size, recipe.data.crop)
-    qc_kwargs = {k: v for k, v in (("blur_threshold", recipe.data.qc_blur_threshold),
-                                   ("min_tissue_fraction", recipe.data.qc_tissue_fraction))
-                 if v is not None}
+    qc_kwargs = {
+        k: v
+        for k, v in (
+            ("blur_threshold", recipe.data.qc_blur_threshold),
+            ("min_tissue_fraction", recipe.data.qc_tissue_fraction),
+        )
+        if v is not None
+    }
     passed = [assess_quality(p.pixels, QCConfig(**qc_kwargs)).passed for p in prepared]
     if data.stain_target is not None:
         normalizer = normalizer_from_dict(data.stain_target)
@@ -216,15 +235,23 @@ def external_test(recipe, data, folds: list[dict], run_dir: Path, device="cpu") 
     model.load_state_dict(load_file(str(run_dir / f"fold{index}" / WEIGHTS_NAME)))
     dataset = ds.ImageDataset(prepared, labels)
     _set_eval_transform(recipe, model, dataset)
-    probs, truth = predict_probabilities(model.to(device), dataset, recipe.optim.batch_size,
-                                         device, recipe.eval.tta)
+    probs, truth = predict_probabilities(
+        model.to(device), dataset, recipe.optim.batch_size, device, recipe.eval.tta
+    )
     threshold = folds[index].get("threshold")
     result = {"manifest": recipe.data.external_test, "fold": index}
     keep = np.asarray(passed, dtype=bool)
     for name, mask in (("all", np.ones_like(keep)), ("qc_passed", keep)):
         if mask.any():
-            ci = bootstrap_ci(truth[mask], probs[mask], threshold,
-                              n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
-            result[name] = {**compute_metrics(truth[mask], probs[mask], threshold),
-                            "ci95": {k: list(v) for k, v in ci.items()}}
+            ci = bootstrap_ci(
+                truth[mask],
+                probs[mask],
+                threshold,
+                n_resamples=recipe.eval.bootstrap,
+                seed=recipe.seed,
+            )
+            result[name] = {
+                **compute_metrics(truth[mask], probs[mask], threshold),
+                "ci95": {k: list(v) for k, v in ci.items()},
+            }
     return result

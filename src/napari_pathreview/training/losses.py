@@ -28,8 +28,9 @@ def _soft_targets(target: torch.Tensor, num_classes: int, smoothing: float) -> t
 class CrossEntropy(nn.Module):
     """torch's cross-entropy with label smoothing and class weights, per-sample."""
 
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0,
-                 weight: torch.Tensor | None = None):
+    def __init__(
+        self, num_classes: int, label_smoothing: float = 0.0, weight: torch.Tensor | None = None
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
@@ -37,8 +38,13 @@ class CrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         smoothing = self.label_smoothing if target.ndim == 1 else 0.0
-        return F.cross_entropy(logits.float(), target if target.ndim == 1 else target.float(),
-                               weight=self.weight, label_smoothing=smoothing, reduction="none")
+        return F.cross_entropy(
+            logits.float(),
+            target if target.ndim == 1 else target.float(),
+            weight=self.weight,
+            label_smoothing=smoothing,
+            reduction="none",
+        )
 
 
 class FocalLoss(nn.Module):
@@ -47,8 +53,13 @@ class FocalLoss(nn.Module):
     torchvision's ``sigmoid_focal_loss`` is one-vs-rest; the seed's is the multi-class softmax form.
     """
 
-    def __init__(self, num_classes: int, gamma: float = 2.0, label_smoothing: float = 0.0,
-                 weight: torch.Tensor | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        gamma: float = 2.0,
+        label_smoothing: float = 0.0,
+        weight: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.gamma = gamma
@@ -68,8 +79,14 @@ class FocalLoss(nn.Module):
 class CEDiceLoss(nn.Module):
     """Seed 002's 0.5 × cross-entropy + 0.5 × soft Dice loss over the softmax probabilities."""
 
-    def __init__(self, num_classes: int, dice_weight: float = 0.5, label_smoothing: float = 0.0,
-                 weight: torch.Tensor | None = None, eps: float = 1.0):
+    def __init__(
+        self,
+        num_classes: int,
+        dice_weight: float = 0.5,
+        label_smoothing: float = 0.0,
+        weight: torch.Tensor | None = None,
+        eps: float = 1.0,
+    ):
         super().__init__()
         self.ce = CrossEntropy(num_classes, label_smoothing, weight)
         self.num_classes = num_classes

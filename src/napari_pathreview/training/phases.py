@@ -50,8 +50,9 @@ def select_groups(names: Sequence[str], selectors: Sequence[str]) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-def configure_phase(model: nn.Module, phase: PhaseConfig, base_lr: float,
-                    weight_decay: float) -> list[dict]:
+def configure_phase(
+    model: nn.Module, phase: PhaseConfig, base_lr: float, weight_decay: float
+) -> list[dict]:
     """Freeze the groups the phase does not train and return optimiser parameter groups.
 
     Learning rate of group i = phase lr × layer_decay^(number of trainable groups after i),
@@ -69,12 +70,14 @@ def configure_phase(model: nn.Module, phase: PhaseConfig, base_lr: float,
             param.requires_grad_(train)
         if train:
             distance = len(trainable) - 1 - trainable.index(name)
-            param_groups.append({
-                "params": params,
-                "lr": lr * phase.layer_decay**distance,
-                "weight_decay": weight_decay,
-                "name": name,
-            })
+            param_groups.append(
+                {
+                    "params": params,
+                    "lr": lr * phase.layer_decay**distance,
+                    "weight_decay": weight_decay,
+                    "name": name,
+                }
+            )
     return param_groups
 
 

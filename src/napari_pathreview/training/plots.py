@@ -23,8 +23,11 @@ def plot_curves(history: Sequence[dict], path: Path, metric: str = "balanced_acc
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.5))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax_loss.plot(epochs, [np.nan if h["val_loss"] is None else h["val_loss"] for h in history],
-                 label="validation")
+    ax_loss.plot(
+        epochs,
+        [np.nan if h["val_loss"] is None else h["val_loss"] for h in history],
+        label="validation",
+    )
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
     values = [h.get(f"val_{metric}") for h in history]

@@ -284,8 +284,9 @@ def _build(cls, raw, where: str):
         if key in _LIST_ITEM_TYPES and cls is Recipe:
             if not isinstance(value, list) or not value:
                 raise RecipeError(f"{path}: expected a non-empty list of phases")
-            values[key] = [_build(_LIST_ITEM_TYPES[key], item, f"{path}.{i}")
-                           for i, item in enumerate(value)]
+            values[key] = [
+                _build(_LIST_ITEM_TYPES[key], item, f"{path}.{i}") for i, item in enumerate(value)
+            ]
             continue
         values[key] = _coerce(value, hints[key], path)
         if path in _CHOICES and values[key] not in _CHOICES[path]:

@@ -14,8 +14,19 @@ _TASKS = {"binary": "binary", "subtype": "subtype", "mammogram": "mammogram"}
 
 def card_metrics(metrics: dict) -> dict:
     """What the card keeps of metrics.json: test figures with CIs, protocol, k-fold summary."""
-    keep = ("split_protocol", "protocol", "leaky", "threshold", "threshold_rule", "tta",
-            "n_images", "n_patients", "kfold_summary", "cam_iou", "external_test")
+    keep = (
+        "split_protocol",
+        "protocol",
+        "leaky",
+        "threshold",
+        "threshold_rule",
+        "tta",
+        "n_images",
+        "n_patients",
+        "kfold_summary",
+        "cam_iou",
+        "external_test",
+    )
     out = {k: metrics[k] for k in keep if k in metrics}
     out["test"] = metrics["test"]
     return out
@@ -50,8 +61,11 @@ def register_run(recipe, data, folds: list[dict], metrics: dict, run_dir: Path) 
         "stain_method": recipe.data.stain,
         "stain_target": data.stain_target,
         "threshold": folds[index].get("threshold"),
-        "metrics": {**card_metrics(metrics), "registered_fold": index,
-                    "selection": recipe.register.select},
+        "metrics": {
+            **card_metrics(metrics),
+            "registered_fold": index,
+            "selection": recipe.register.select,
+        },
         "split_protocol": metrics["split_protocol"],
         "recipe": recipe.to_dict(),
         "data_fingerprint": data_fingerprint(data.samples),

@@ -148,8 +148,9 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     else:
         groups = [s.patient_id for s in samples]
     cfg = recipe.split
-    plan = make_splits(labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
-                       cfg.folds, recipe.seed)
+    plan = make_splits(
+        labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
+    )
     prepared, stain_target = _stain(recipe, prepared, plan.folds[0].train)
     return RunData(samples, classes, labels, prepared, plan, stain_target)
 
@@ -223,8 +224,10 @@ def run_recipe(
     if rank == 0:
         _write_splits(data, run_dir / "splits.json")
     device = _device(parsed.device, distributed)
-    folds = [_run_fold(parsed, data, i, run_dir, device, distributed, progress)
-             for i in range(len(data.plan.folds))]
+    folds = [
+        _run_fold(parsed, data, i, run_dir, device, distributed, progress)
+        for i in range(len(data.plan.folds))
+    ]
     metrics = summarize_run(parsed, data, folds, run_dir, write=rank == 0)
     registered = None
     if rank == 0 and parsed.register.enabled:
@@ -244,12 +247,22 @@ def _write_splits(data: RunData, path: Path) -> None:
     """Which image (and patient) went where, per fold: the audit trail of the split protocol."""
     folds = []
     for fold in data.plan.folds:
-        rows = {name: [data.samples[i] for i in getattr(fold, name)]
-                for name in ("train", "val", "test")}
-        folds.append({name: [{"path": s.path, "patient_id": s.patient_id, "label": s.label}
-                             for s in part] for name, part in rows.items()})
-    payload = {"protocol": data.plan.protocol, "leaky": data.plan.leaky,
-               "description": data.plan.description, "folds": folds}
+        rows = {
+            name: [data.samples[i] for i in getattr(fold, name)]
+            for name in ("train", "val", "test")
+        }
+        folds.append(
+            {
+                name: [{"path": s.path, "patient_id": s.patient_id, "label": s.label} for s in part]
+                for name, part in rows.items()
+            }
+        )
+    payload = {
+        "protocol": data.plan.protocol,
+        "leaky": data.plan.leaky,
+        "description": data.plan.description,
+        "folds": folds,
+    }
     path.write_text(json.dumps(payload, indent=1))
 
 
@@ -257,12 +270,17 @@ def build_model(recipe: Recipe, num_classes: int):
     """``models.create_model`` (every timm name works there too)."""
     from napari_pathreview.models import create_model
 
-    return create_model(recipe.model.architecture, num_classes, pretrained=recipe.model.pretrained,
-                        **recipe.model.kwargs)
+    return create_model(
+        recipe.model.architecture,
+        num_classes,
+        pretrained=recipe.model.pretrained,
+        **recipe.model.kwargs,
+    )
 
 
-def _run_fold(recipe: Recipe, data: RunData, index: int, run_dir: Path, device, distributed,
-              progress) -> dict:
+def _run_fold(
+    recipe: Recipe, data: RunData, index: int, run_dir: Path, device, distributed, progress
+) -> dict:
     """Train (or finish, or reload) one fold and evaluate it."""
     from napari_pathreview.training.losses import balanced_class_weights
     from napari_pathreview.training.trainer import Trainer
@@ -279,8 +297,9 @@ def _run_fold(recipe: Recipe, data: RunData, index: int, run_dir: Path, device, 
 
     def subset(name: str) -> ds.ImageDataset:
         idx = part[name]
-        return ds.ImageDataset([data.prepared[i] for i in idx], data.labels[idx],
-                               [weights[i] for i in idx])
+        return ds.ImageDataset(
+            [data.prepared[i] for i in idx], data.labels[idx], [weights[i] for i in idx]
+        )
 
     class_weights = recipe.loss.class_weights
     if class_weights == "balanced":
@@ -291,9 +310,20 @@ def _run_fold(recipe: Recipe, data: RunData, index: int, run_dir: Path, device, 
         if progress is not None:
             progress({"fold": index, "folds": len(data.plan.folds), **entry})
 
-    trainer = Trainer(recipe, model, subset("train"), subset("val"), len(data.classes), fold_dir,
-                      device, class_weights, report, distributed)
+    trainer = Trainer(
+        recipe,
+        model,
+        subset("train"),
+        subset("val"),
+        len(data.classes),
+        fold_dir,
+        device,
+        class_weights,
+        report,
+        distributed,
+    )
     trainer.resume()
     fit = trainer.fit()
-    return evaluate_fold(recipe, data, index, model, fit, subset, fold_dir, device,
-                         write=trainer.rank == 0)
+    return evaluate_fold(
+        recipe, data, index, model, fit, subset, fold_dir, device, write=trainer.rank == 0
+    )

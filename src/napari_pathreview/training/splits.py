@@ -79,8 +79,9 @@ def _image_holdout(labels, idx, fraction, seed):
 
 
 def _fold(train, val, test) -> Fold:
-    return Fold(tuple(sorted(map(int, train))), tuple(sorted(map(int, val))),
-                tuple(sorted(map(int, test))))
+    return Fold(
+        tuple(sorted(map(int, train))), tuple(sorted(map(int, val))), tuple(sorted(map(int, test)))
+    )
 
 
 def make_splits(
@@ -106,7 +107,8 @@ def make_splits(
     """
     if protocol not in PROTOCOLS:
         raise SplitError(
-            f"unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+            f"unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+        )
     labels = np.asarray(labels).astype(int)
     groups = np.asarray([str(g) for g in groups])
     if labels.size != groups.size:
@@ -168,4 +170,5 @@ def assert_no_patient_overlap(plan: SplitPlan, groups: Sequence[str]) -> None:
             shared = parts[a] & parts[b]
             if shared:
                 raise SplitError(
-                    f"fold {number}: patients in both {a} and {b}: {sorted(shared)[:5]}")
+                    f"fold {number}: patients in both {a} and {b}: {sorted(shared)[:5]}"
+                )

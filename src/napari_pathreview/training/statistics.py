@@ -154,8 +154,14 @@ def plot_critical_difference(result: FriedmanNemenyiResult, path: str | Path) ->
         ax.plot([rank, rank], [k + 1, y], color="k", lw=0.8)
         ax.text(rank, y - 0.3, f"{result.names[idx]} ({rank:.2f})", ha="center", fontsize=8)
     ax.plot([1, 1 + result.critical_difference], [k + 1.6] * 2, color="r", lw=2)
-    ax.text(1 + result.critical_difference / 2, k + 1.75, f"CD = {result.critical_difference:.2f}",
-            ha="center", fontsize=8, color="r")
+    ax.text(
+        1 + result.critical_difference / 2,
+        k + 1.75,
+        f"CD = {result.critical_difference:.2f}",
+        ha="center",
+        fontsize=8,
+        color="r",
+    )
     for i in range(k):
         j = i
         while j + 1 < k and ranks[j + 1] - ranks[i] <= result.critical_difference:
@@ -168,8 +174,11 @@ def plot_critical_difference(result: FriedmanNemenyiResult, path: str | Path) ->
     return path
 
 
-def compare_runs(run_dirs: Sequence[str | Path], metric: str = "balanced_accuracy",
-                 plot: str | Path | None = None) -> FriedmanNemenyiResult:
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    metric: str = "balanced_accuracy",
+    plot: str | Path | None = None,
+) -> FriedmanNemenyiResult:
     """Friedman + Nemenyi over k-fold runs of several models on the same folds (seed 004).
 
     Args:
@@ -187,8 +196,9 @@ def compare_runs(run_dirs: Sequence[str | Path], metric: str = "balanced_accurac
         columns.append([fold["test"][metric] for fold in metrics["folds"]])
     if len(protocols) != 1:
         raise InvalidInputError(f"runs used different splits, cannot pair folds: {protocols}")
-    result = friedman_nemenyi(np.asarray(columns, dtype=float).T, names,
-                              higher_is_better=metric != "ece")
+    result = friedman_nemenyi(
+        np.asarray(columns, dtype=float).T, names, higher_is_better=metric != "ece"
+    )
     if plot is not None:
         plot_critical_difference(result, plot)
     return result

@@ -71,8 +71,13 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, dataset: ImageDataset, batch_size: int,
-                          device: torch.device, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
+def predict_probabilities(
+    model: nn.Module,
+    dataset: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    tta: str = "none",
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N×K) and labels over a dataset, merged over TTA views."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -110,10 +115,19 @@ class FitResult:
 class Trainer:
     """Trains one model on one train/val split as a recipe says."""
 
-    def __init__(self, recipe: Recipe, model: nn.Module, train_set: ImageDataset,
-                 val_set: ImageDataset, num_classes: int, workdir: Path,
-                 device: torch.device, class_weights: list[float] | None = None,
-                 progress: Callable[[dict], None] | None = None, distributed: bool = False):
+    def __init__(
+        self,
+        recipe: Recipe,
+        model: nn.Module,
+        train_set: ImageDataset,
+        val_set: ImageDataset,
+        num_classes: int,
+        workdir: Path,
+        device: torch.device,
+        class_weights: list[float] | None = None,
+        progress: Callable[[dict], None] | None = None,
+        distributed: bool = False,
+    ):
         self.recipe = recipe
         self.model = model.to(device)
         self.train_set, self.val_set = train_set, val_set
@@ -123,9 +137,14 @@ class Trainer:
         self.progress = progress
         self.distributed = distributed
         self.rank = torch.distributed.get_rank() if distributed else 0
-        self.loss_fn = build_loss(recipe.loss.name, num_classes, recipe.loss.label_smoothing,
-                                  class_weights, recipe.loss.focal_gamma,
-                                  recipe.loss.dice_weight).to(device)
+        self.loss_fn = build_loss(
+            recipe.loss.name,
+            num_classes,
+            recipe.loss.label_smoothing,
+            class_weights,
+            recipe.loss.focal_gamma,
+            recipe.loss.dice_weight,
+        ).to(device)
         self.spec = getattr(model, "spec", None)
         self.ema = None
         if recipe.ema.enabled:
@@ -137,9 +156,17 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model)
         amp_cuda = recipe.optim.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_cuda)
-        self.state = {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": -1,
-                      "best_state": None, "topk": [], "bad_epochs": 0, "stopped_early": False,
-                      "step": 0}
+        self.state = {
+            "epoch": 0,
+            "history": [],
+            "best_score": -math.inf,
+            "best_epoch": -1,
+            "best_state": None,
+            "topk": [],
+            "bad_epochs": 0,
+            "stopped_early": False,
+            "step": 0,
+        }
         self.optimizer = self.scheduler = self.mixup = None
         self._phase_index = -1
 
@@ -148,8 +175,9 @@ class Trainer:
         recipe = self.recipe
         phase = recipe.phases[index]
         groups = configure_phase(self.model, phase, recipe.optim.lr, recipe.optim.weight_decay)
-        self.optimizer = build_optimizer(recipe.optim.optimizer, groups,
-                                         phase.lr or recipe.optim.lr, recipe.optim.momentum)
+        self.optimizer = build_optimizer(
+            recipe.optim.optimizer, groups, phase.lr or recipe.optim.lr, recipe.optim.momentum
+        )
         self.scheduler = self._build_scheduler(phase.epochs)
         augment = phase.augment or recipe.augment
         mean, std = self._norm()
@@ -158,9 +186,13 @@ class Trainer:
         if augment.mixup > 0 or augment.cutmix > 0:
             from timm.data import Mixup
 
-            self.mixup = Mixup(mixup_alpha=augment.mixup, cutmix_alpha=augment.cutmix,
-                               prob=augment.mix_prob, label_smoothing=recipe.loss.label_smoothing,
-                               num_classes=self.num_classes)
+            self.mixup = Mixup(
+                mixup_alpha=augment.mixup,
+                cutmix_alpha=augment.cutmix,
+                prob=augment.mix_prob,
+                label_smoothing=recipe.loss.label_smoothing,
+                num_classes=self.num_classes,
+            )
         self._phase_index = index
         log.info("phase %d (%s): training %s", index, phase.name, [g["name"] for g in groups])
 
@@ -174,19 +206,33 @@ class Trainer:
         if cfg.name == "cosine":
             from timm.scheduler import CosineLRScheduler
 
-            return CosineLRScheduler(self.optimizer, t_initial=max(1, epochs), lr_min=cfg.min_lr,
-                                     warmup_t=cfg.warmup_epochs, warmup_lr_init=cfg.min_lr,
-                                     warmup_prefix=True)
+            return CosineLRScheduler(
+                self.optimizer,
+                t_initial=max(1, epochs),
+                lr_min=cfg.min_lr,
+                warmup_t=cfg.warmup_epochs,
+                warmup_lr_init=cfg.min_lr,
+                warmup_prefix=True,
+            )
         if cfg.name == "step":
             from timm.scheduler import StepLRScheduler
 
-            return StepLRScheduler(self.optimizer, decay_t=cfg.step_size, decay_rate=cfg.gamma,
-                                   warmup_t=cfg.warmup_epochs, warmup_lr_init=cfg.min_lr)
+            return StepLRScheduler(
+                self.optimizer,
+                decay_t=cfg.step_size,
+                decay_rate=cfg.gamma,
+                warmup_t=cfg.warmup_epochs,
+                warmup_lr_init=cfg.min_lr,
+            )
         if cfg.name == "plateau":
             mode = "min" if cfg.plateau_metric in ("loss", "ece") else "max"
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode=mode, factor=cfg.plateau_factor,
-                patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+                self.optimizer,
+                mode=mode,
+                factor=cfg.plateau_factor,
+                patience=cfg.plateau_patience,
+                min_lr=cfg.min_lr,
+            )
         return None
 
     def _step_scheduler(self, epoch_in_phase: int, val: dict) -> None:
@@ -207,10 +253,14 @@ class Trainer:
         if self.rank != 0:
             return
         payload = dict(self.state)
-        payload.update(model=cpu_state(self.model), optimizer=self.optimizer.state_dict(),
-                       scheduler=self.scheduler.state_dict() if self.scheduler else None,
-                       ema=cpu_state(self.ema.module) if self.ema else None,
-                       scaler=self.scaler.state_dict(), phase_index=self._phase_index)
+        payload.update(
+            model=cpu_state(self.model),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler else None,
+            ema=cpu_state(self.ema.module) if self.ema else None,
+            scaler=self.scaler.state_dict(),
+            phase_index=self._phase_index,
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
         atomic_save(payload, self.checkpoint_path())
 
@@ -241,8 +291,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(recipe.seed * 100_003 + epoch)
         sampler, shuffle = None, True
         if self.distributed:
-            sampler = torch.utils.data.DistributedSampler(self.train_set, shuffle=True,
-                                                          seed=recipe.seed)
+            sampler = torch.utils.data.DistributedSampler(
+                self.train_set, shuffle=True, seed=recipe.seed
+            )
             sampler.set_epoch(epoch)
             shuffle = False
         elif recipe.optim.sampler == "weighted":
@@ -250,13 +301,22 @@ class Trainer:
             counts = np.bincount(labels, minlength=self.num_classes).astype(float)
             weights = (1.0 / np.maximum(counts, 1))[labels]
             sampler = torch.utils.data.WeightedRandomSampler(
-                torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True,
-                generator=generator)
+                torch.as_tensor(weights, dtype=torch.double),
+                len(labels),
+                replacement=True,
+                generator=generator,
+            )
             shuffle = False
         drop_last = self.mixup is not None and len(self.train_set) > recipe.optim.batch_size
-        return DataLoader(self.train_set, batch_size=recipe.optim.batch_size, shuffle=shuffle,
-                          sampler=sampler, generator=generator if shuffle else None,
-                          num_workers=recipe.optim.num_workers, drop_last=drop_last)
+        return DataLoader(
+            self.train_set,
+            batch_size=recipe.optim.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            generator=generator if shuffle else None,
+            num_workers=recipe.optim.num_workers,
+            drop_last=drop_last,
+        )
 
     def _train_epoch(self, epoch: int) -> float:
         from tqdm.auto import tqdm
@@ -265,8 +325,12 @@ class Trainer:
         amp = self.recipe.optim.amp
         amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         total, count = 0.0, 0
-        batches = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}", leave=False,
-                       disable=None if self.rank == 0 else True)
+        batches = tqdm(
+            self._loader(epoch),
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            disable=None if self.rank == 0 else True,
+        )
         for x, y, w in batches:
             x, y, w = x.to(self.device), y.to(self.device), w.to(self.device).float()
             target = y
@@ -296,10 +360,12 @@ class Trainer:
 
     def _validate(self) -> dict:
         mean, std = self._norm()
-        self.val_set.transform = build_transform(self.recipe.augment, self.recipe.data.image_size,
-                                                 mean, std, False)
-        probs, labels = predict_probabilities(self._eval_model(), self.val_set,
-                                              self.recipe.optim.batch_size, self.device)
+        self.val_set.transform = build_transform(
+            self.recipe.augment, self.recipe.data.image_size, mean, std, False
+        )
+        probs, labels = predict_probabilities(
+            self._eval_model(), self.val_set, self.recipe.optim.batch_size, self.device
+        )
         if len(labels) == 0:
             return {}
         result = compute_metrics(labels, probs, with_confusion=False)
@@ -318,14 +384,18 @@ class Trainer:
         score = self._score(val)
         state = self.state
         if score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch, bad_epochs=0,
-                         best_state=cpu_state(self._eval_model()))
+            state.update(
+                best_score=score,
+                best_epoch=epoch,
+                bad_epochs=0,
+                best_state=cpu_state(self._eval_model()),
+            )
         else:
             state["bad_epochs"] += 1
         if self.recipe.register.select == "topk":
             state["topk"].append({"score": score, "epoch": epoch, "state": cpu_state(self.model)})
             state["topk"].sort(key=lambda item: (-item["score"], item["epoch"]))
-            del state["topk"][self.recipe.register.topk:]
+            del state["topk"][self.recipe.register.topk :]
         patience = self.recipe.early_stopping.patience
         if patience is not None and state["bad_epochs"] > patience:
             state["stopped_early"] = True
@@ -345,17 +415,28 @@ class Trainer:
             val = self._validate()
             self._step_scheduler(in_phase, val)
             self._track(epoch, val)
-            entry = {"epoch": epoch + 1, "phase": recipe.phases[index].name,
-                     "lr": lr,
-                     "train_loss": train_loss, "val_loss": val.get("loss"),
-                     **{f"val_{k}": val.get(k) for k in SCALAR_METRICS},
-                     "seconds": time.perf_counter() - started}
+            entry = {
+                "epoch": epoch + 1,
+                "phase": recipe.phases[index].name,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val.get("loss"),
+                **{f"val_{k}": val.get(k) for k in SCALAR_METRICS},
+                "seconds": time.perf_counter() - started,
+            }
             self.state["history"].append(entry)
             self.state["epoch"] = epoch + 1
             self._save()
-            log.info("epoch %d/%d [%s] train_loss %.4f val_loss %.4f val_bal_acc %.3f lr %.2e",
-                     epoch + 1, recipe.total_epochs, entry["phase"], train_loss,
-                     val.get("loss", math.nan), val.get("balanced_accuracy", math.nan), entry["lr"])
+            log.info(
+                "epoch %d/%d [%s] train_loss %.4f val_loss %.4f val_bal_acc %.3f lr %.2e",
+                epoch + 1,
+                recipe.total_epochs,
+                entry["phase"],
+                train_loss,
+                val.get("loss", math.nan),
+                val.get("balanced_accuracy", math.nan),
+                entry["lr"],
+            )
             if self.progress is not None:
                 self.progress(entry)
         return self._result()

@@ -241,14 +241,22 @@ def analyse(
     warnings = tuple(qc.reasons) if qc is not None and not qc.passed else ()
     yield AnalysisProgress("done", 1.0)
     yield AnalysisResult(
-        request=request, card=card, prediction=prediction, cam=cam,
+        request=request,
+        card=card,
+        prediction=prediction,
+        cam=cam,
         cam_scale=1.0 if cam is None else float(levels[0].shape[0]) / float(cam.cam.shape[0]),
-        tiled=tiled, seconds=time.perf_counter() - start, warnings=warnings,
+        tiled=tiled,
+        seconds=time.perf_counter() - start,
+        warnings=warnings,
     )
 
 
 def _whole_steps(
-    predictor: Any, request: AnalysisRequest, image: Any, target: str | None,
+    predictor: Any,
+    request: AnalysisRequest,
+    image: Any,
+    target: str | None,
     cancel: threading.Event | None,
 ) -> Iterator[Any]:
     """Predict and explain an image small enough to classify whole."""
@@ -270,7 +278,10 @@ def _whole_steps(
 
 
 def _tiled_steps(
-    predictor: Any, request: AnalysisRequest, levels: Sequence[Any], target: str | None,
+    predictor: Any,
+    request: AnalysisRequest,
+    levels: Sequence[Any],
+    target: str | None,
     cancel: threading.Event | None,
 ) -> Iterator[Any]:
     """Tile a large or multiscale image: probability maps, aggregate prediction, stitched CAM."""
@@ -285,14 +296,19 @@ def _tiled_steps(
     except InterruptedError as error:
         raise AnalysisCancelled("analysis cancelled; nothing was added.") from error
     _check_cancel(cancel)
-    prediction = _prediction_from_tiled(predictor, tiled, request)
+    prediction = _prediction_from_tiled(predictor, tiled)
     cam = None
     if request.cam_method:
         yield AnalysisProgress(f"explaining tiles ({request.cam_method})", 0.55)
         try:
-            cam = explain_tiled(predictor, source, method=request.cam_method,
-                                target_class=target or prediction.label, level=level,
-                                cancel=cancel)
+            cam = explain_tiled(
+                predictor,
+                source,
+                method=request.cam_method,
+                target_class=target or prediction.label,
+                level=level,
+                cancel=cancel,
+            )
         except InterruptedError as error:
             raise AnalysisCancelled("analysis cancelled; nothing was added.") from error
     yield prediction, cam, tiled
@@ -316,24 +332,12 @@ def _target(card: Any, target_class: str | None) -> str | None:
     return target_class
 
 
-def _prediction_from_tiled(predictor: Any, tiled: Any, request: AnalysisRequest) -> Any:
+def _prediction_from_tiled(predictor: Any, tiled: Any) -> Any:
     """The image-level prediction of a tiled run: mean over tissue tiles, then the card's rule."""
-    from napari_pathreview.inference import Prediction
-
     mean = tiled.aggregate.get("mean") or {}
     if not mean:
         raise InvalidInputError(
             "no tissue tile found in the image; check the image or untick tissue skipping."
         )
     probs = np.array([float(mean[name]) for name in predictor.classes], dtype=np.float64)
-    return Prediction(
-        path=None,
-        probabilities={name: float(p) for name, p in zip(predictor.classes, probs, strict=True)},
-        label=predictor.decide(probs),
-        threshold=predictor.threshold,
-        qc=None,
-        stain=predictor.stain_name,
-        tta=request.tta,
-        seconds=0.0,
-        model=predictor.model_ref,
-    )
+    return predictor.to_prediction(probs)

@@ -72,8 +72,9 @@ def headline_metrics(metrics: dict[str, Any]) -> str:
     picked = []
     for key, value in flat.items():
         leaf = key.rsplit(".", 1)[-1].lower()
-        if any(leaf.endswith(k) for k in _METRIC_KEYS) and ("test" in key or "val" in key
-                                                            or "." not in key):
+        if any(leaf.endswith(k) for k in _METRIC_KEYS) and (
+            "test" in key or "val" in key or "." not in key
+        ):
             picked.append(f"{key} {value:.3f}")
     return "\n".join(picked[:4]) if picked else "no validation metrics recorded"
 

@@ -131,8 +131,10 @@ def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
     if kind == "Shapes":
         from napari_pathreview.explain import mask_from_shapes
 
-        data = [_world_to_image(np.asarray(d, dtype=float), roi_layer, image_layer)
-                for d in roi_layer.data]
+        data = [
+            _world_to_image(np.asarray(d, dtype=float), roi_layer, image_layer)
+            for d in roi_layer.data
+        ]
         if not data:
             return np.zeros(shape, dtype=bool)
         return np.asarray(mask_from_shapes(data, list(roi_layer.shape_type), shape), dtype=bool)

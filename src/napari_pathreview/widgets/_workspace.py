@@ -27,9 +27,13 @@ def _roi_layer(viewer: Any, layers: list[Any], sample: Any, image_layer: Any) ->
             return layer
     if sample.roi is None:
         return None
-    return viewer.add_labels(sample.roi.astype("uint8"), name=f"ROI · {image_layer.name}",
-                             scale=image_layer.scale, translate=image_layer.translate,
-                             opacity=0.4)
+    return viewer.add_labels(
+        sample.roi.astype("uint8"),
+        name=f"ROI · {image_layer.name}",
+        scale=image_layer.scale,
+        translate=image_layer.translate,
+        opacity=0.4,
+    )
 
 
 def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -> tuple[Any, Any]:
@@ -80,15 +84,20 @@ def _analyse_now(analyze: Any, image: Any, model_ref: str, modality: str, device
 
     request = replace(analyze.request(), model_ref=model_ref, device=device)
     levels = _results.layer_levels(image)
-    for item in analyse(request, levels if len(levels) > 1 else levels[0], modality=modality,
-                        load_model=analyze.load_model):
+    for item in analyse(
+        request,
+        levels if len(levels) > 1 else levels[0],
+        modality=modality,
+        load_model=analyze.load_model,
+    ):
         if isinstance(item, AnalysisResult):
             return item
     raise RuntimeError("the analysis yielded no result")
 
 
-def open_workspace(models: dict[str, str], device: str = "auto",
-                   screenshot: Path | None = None) -> int:
+def open_workspace(
+    models: dict[str, str], device: str = "auto", screenshot: Path | None = None
+) -> int:
     """Open napari with the demo workspace; with ``screenshot``, save a PNG and close instead."""
     # torch's stack (and its triton) must load before napari creates its OpenGL canvas:
     # loading triton after it crashes under Mesa (see analyze.guard_triton_import).

@@ -148,13 +148,23 @@ class AnalyzeWidget(QWidget):
         self.threshold = FloatSlider(label="CAM threshold", min=0.0, max=1.0, step=0.01, value=0.5)
         self.form = Container(
             widgets=[
-                self.image_combo, self.model_combo, self.all_models, self.model_info,
-                self.stain, self.qc, self.tta, self.device, self.cam_method,
-                self.target_class, self.roi_combo, self.threshold,
+                self.image_combo,
+                self.model_combo,
+                self.all_models,
+                self.model_info,
+                self.stain,
+                self.qc,
+                self.tta,
+                self.device,
+                self.cam_method,
+                self.target_class,
+                self.roi_combo,
+                self.threshold,
             ]
         )
-        compact(self.image_combo, self.model_combo, self.model_info, self.target_class,
-                self.roi_combo)
+        compact(
+            self.image_combo, self.model_combo, self.model_info, self.target_class, self.roi_combo
+        )
         self.image_combo.changed.connect(self._refresh_models)
         self.all_models.changed.connect(self._refresh_models)
         self.model_combo.changed.connect(self._show_model_info)
@@ -183,12 +193,19 @@ class AnalyzeWidget(QWidget):
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if type(layer).__name__ == "Image"
-                and (layer.metadata.get("pathreview") or {}).get("kind") is None]
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if type(layer).__name__ == "Image"
+            and (layer.metadata.get("pathreview") or {}).get("kind") is None
+        ]
 
     def _roi_names(self, _widget: Any = None) -> list[str]:
-        names = [layer.name for layer in self.viewer.layers
-                 if type(layer).__name__ in ("Shapes", "Labels")]
+        names = [
+            layer.name
+            for layer in self.viewer.layers
+            if type(layer).__name__ in ("Shapes", "Labels")
+        ]
         return [NO_ROI, *names]
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
@@ -282,7 +299,12 @@ class AnalyzeWidget(QWidget):
         self._cancel = threading.Event()
         image = levels if len(levels) > 1 else levels[0]
         self.worker = create_worker(
-            _guarded, request, image, layer_modality(layer), self._cancel, self.load_model,
+            _guarded,
+            request,
+            image,
+            layer_modality(layer),
+            self._cancel,
+            self.load_model,
             _start_thread=False,
         )
         self.worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer))

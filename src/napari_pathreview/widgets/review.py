@@ -42,8 +42,10 @@ from napari_pathreview.widgets.analyze import compact, layer_modality
 logger = logging.getLogger(__name__)
 
 NO_ROI = "(no ROI)"
-DEFAULT_CLASSES = {"histology": ("benign", "malignant"),
-                   "mammogram": ("normal", "benign", "malignant")}
+DEFAULT_CLASSES = {
+    "histology": ("benign", "malignant"),
+    "mammogram": ("normal", "benign", "malignant"),
+}
 NEXT_KEY, PREVIOUS_KEY = "Alt-Right", "Alt-Left"
 
 
@@ -60,8 +62,9 @@ class ReviewWidget(QWidget):
         busy_timeout_s: how long a save waits for a locked database before giving up.
     """
 
-    def __init__(self, napari_viewer: Any, db_url: str | None = None,
-                 busy_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, napari_viewer: Any, db_url: str | None = None, busy_timeout_s: float = 2.0
+    ) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.db_url = db_url
@@ -92,14 +95,24 @@ class ReviewWidget(QWidget):
         self.model_line = LineEdit(label="Model", value="")
         self.model_line.enabled = False
         self.label = ComboBox(label="Label", choices=self._label_choices)
-        self.agreement = RadioButtons(label="Model", choices=("agree", "disagree"), value="agree",
-                                      orientation="horizontal")
+        self.agreement = RadioButtons(
+            label="Model", choices=("agree", "disagree"), value="agree", orientation="horizontal"
+        )
         self.confidence = FloatSlider(label="Confidence", min=0.0, max=1.0, step=0.05, value=0.8)
         self.notes = TextEdit(label="Notes", value="")
         self.roi_combo = ComboBox(label="ROI", choices=self._roi_names)
-        self.form = Container(widgets=[self.image_combo, self.reviewer, self.model_line,
-                                       self.label, self.agreement, self.confidence,
-                                       self.notes, self.roi_combo])
+        self.form = Container(
+            widgets=[
+                self.image_combo,
+                self.reviewer,
+                self.model_line,
+                self.label,
+                self.agreement,
+                self.confidence,
+                self.notes,
+                self.roi_combo,
+            ]
+        )
         compact(self.image_combo, self.label, self.roi_combo)
         self.image_combo.changed.connect(self._image_changed)
         self.label.changed.connect(self._suggest_agreement)
@@ -145,12 +158,17 @@ class ReviewWidget(QWidget):
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
-        return [layer.name for layer in self.viewer.layers
-                if type(layer).__name__ == "Image" and _meta(layer).get("kind") is None]
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if type(layer).__name__ == "Image" and _meta(layer).get("kind") is None
+        ]
 
     def _roi_names(self, _widget: Any = None) -> list[str]:
-        return [NO_ROI, *(layer.name for layer in self.viewer.layers
-                          if type(layer).__name__ == "Shapes")]
+        return [
+            NO_ROI,
+            *(layer.name for layer in self.viewer.layers if type(layer).__name__ == "Shapes"),
+        ]
 
     @property
     def image_layer(self) -> Any:
@@ -194,8 +212,10 @@ class ReviewWidget(QWidget):
             self.label.choices = ()  # magicgui appends new items; rebuild in class order
             self.label.choices = self._label_choices
         if prediction:
-            self.model_line.value = (f"{prediction['model_name']}@{prediction['model_version']}"
-                                     f" said {prediction['label']}")
+            self.model_line.value = (
+                f"{prediction['model_name']}@{prediction['model_version']}"
+                f" said {prediction['label']}"
+            )
             if prediction["label"] in self.label.choices:
                 self.label.value = prediction["label"]
         else:
@@ -244,8 +264,13 @@ class ReviewWidget(QWidget):
             raise InvalidInputError("type your name in Reviewer before saving.")
         if not self.label.value:
             raise InvalidInputError("choose a label before saving.")
-        return {"layer": layer, "source": Path(source), "modality": layer_modality(layer),
-                "reviewer": reviewer, "patient_id": meta.get("patient_id")}
+        return {
+            "layer": layer,
+            "source": Path(source),
+            "modality": layer_modality(layer),
+            "reviewer": reviewer,
+            "patient_id": meta.get("patient_id"),
+        }
 
     def save(self, *_: Any) -> int | None:
         """Write the review (and the prediction it judges); returns its id, None on failure."""
@@ -265,26 +290,40 @@ class ReviewWidget(QWidget):
     def _write(self, form: dict[str, Any]) -> int:
         store, layer = self.store(), form["layer"]
         patient = form["patient_id"]
-        sha = store.add_image(form["source"], form["modality"], metadata={"layer": layer.name},
-                              patient_id=str(patient) if patient else None)
+        sha = store.add_image(
+            form["source"],
+            form["modality"],
+            metadata={"layer": layer.name},
+            patient_id=str(patient) if patient else None,
+        )
         prediction = self.prediction()
         prediction_id = None
         if prediction:
             prediction_id = prediction.get("store_id", {}).get(self.db_key())
             if prediction_id is None:
                 prediction_id = store.add_prediction(
-                    sha, prediction["model_name"], prediction["model_version"],
-                    prediction["probabilities"], prediction["settings"],
-                    label=prediction["label"])
+                    sha,
+                    prediction["model_name"],
+                    prediction["model_version"],
+                    prediction["probabilities"],
+                    prediction["settings"],
+                    label=prediction["label"],
+                )
                 prediction.setdefault("store_id", {})[self.db_key()] = prediction_id
                 meta = _meta(layer)
                 meta["prediction"] = prediction
                 layer.metadata["pathreview"] = meta
         review_id = store.add_review(
-            sha, form["reviewer"], str(self.label.value), self.agreement.value == "agree",
-            confidence=float(self.confidence.value), notes=str(self.notes.value or ""),
-            roi_geojson=self._roi_geojson(), prediction_id=prediction_id,
-            allowed_labels=self.classes())
+            sha,
+            form["reviewer"],
+            str(self.label.value),
+            self.agreement.value == "agree",
+            confidence=float(self.confidence.value),
+            notes=str(self.notes.value or ""),
+            roi_geojson=self._roi_geojson(),
+            prediction_id=prediction_id,
+            allowed_labels=self.classes(),
+        )
         if self.queue is not None:
             self.queue.mark_reviewed(sha)
         return review_id
@@ -320,7 +359,8 @@ class ReviewWidget(QWidget):
             return
         try:
             self.queue.set_reviewed(
-                reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip())))
+                reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
+            )
         except Exception as error:  # noqa: BLE001 - notified; the old count stays
             notify_exception(error, "Work queue")
         self._show_progress()
@@ -331,7 +371,8 @@ class ReviewWidget(QWidget):
             return
         mark = " ✓" if queue.is_reviewed(queue.current) else ""
         self.progress_label.setText(
-            f"{queue.progress_text()} · {queue.position_text()}: {queue.current.name}{mark}")
+            f"{queue.progress_text()} · {queue.position_text()}: {queue.current.name}{mark}"
+        )
 
     def next_item(self) -> Path | None:
         """Show the next image of the queue (Alt+→)."""
@@ -380,12 +421,14 @@ class ReviewWidget(QWidget):
         for record in records:
             said = f"{record.model} said {record.predicted_label}" if record.model else "no model"
             self.disagreements.addItem(
-                f"{Path(record.image_path).name}: {record.label} ({said}) — {record.reviewer}")
+                f"{Path(record.image_path).name}: {record.label} ({said}) — {record.reviewer}"
+            )
         return records
 
     def _choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Training manifest", "disagreements.csv",
-                                              "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Training manifest", "disagreements.csv", "CSV (*.csv)"
+        )
         if path:
             self.export_disagreements(path)
 
@@ -393,8 +436,9 @@ class ReviewWidget(QWidget):
         """Write the listed disagreements as a training manifest (``pathreview train`` reads it)."""
         reviewer = self.reviewer.value.strip() if self.only_mine.value else None
         try:
-            written = self.store().export_manifest(path, disagreement_weight=weight,
-                                                   reviewer=reviewer, disagreements_only=True)
+            written = self.store().export_manifest(
+                path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
+            )
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Export")
             return None
