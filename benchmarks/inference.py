@@ -117,9 +117,9 @@ def bench_pipeline(pred, images, files, repeats, sync) -> list[tuple[str, str, s
                 ):
                     torch.softmax(pred.model(x[:n]).float(), 1).cpu()
 
-    d4 = Predictor(
-        pred.model, pred.card, device=str(pred.device), tta="d4", batch_size=batch, qc=False
-    )
+    # d4 vs one view at the predictor's default batch size for the device (views count as inputs)
+    d4 = Predictor(pred.model, pred.card, device=str(pred.device), tta="d4", qc=False)
+    one = Predictor(pred.model, pred.card, device=str(pred.device), qc=False)
     qc_files = Predictor(pred.model, pred.card, device=str(pred.device), batch_size=batch, qc=True)
     t = _interleaved(
         {
@@ -130,9 +130,9 @@ def bench_pipeline(pred, images, files, repeats, sync) -> list[tuple[str, str, s
         repeats,
         sync,
     )
-    few = images[:8]  # d4 makes 8 views of each: 64 per forward
+    few = images[:8]
     t_d4 = _interleaved(
-        {"one": lambda: pred.predict(few), "d4": lambda: d4.predict(few)}, repeats, sync
+        {"one": lambda: one.predict(few), "d4": lambda: d4.predict(few)}, repeats, sync
     )
     n = len(images)
     overhead = t["pipe"] / t["bare"] - 1
@@ -154,7 +154,8 @@ def bench_pipeline(pred, images, files, repeats, sync) -> list[tuple[str, str, s
             "TTA d4 vs one view",
             f"{len(few) / t_d4['d4']:.1f} img/s",
             f"{t_d4['d4'] / t_d4['one']:.2f}x",
-            f"target <= 8.5x {_verdict(t_d4['d4'] / t_d4['one'] <= 8.5)}",
+            f"target <= 8.5x {_verdict(t_d4['d4'] / t_d4['one'] <= 8.5)} "
+            f"({d4.batch_size} inputs per forward)",
         ),
     ]
 

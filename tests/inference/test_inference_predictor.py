@@ -171,6 +171,33 @@ def test_out_of_memory_halves_the_batch_and_goes_on(registry, binary_ref, rng, t
     assert wrapped.batches[:3] == [7, 4, 2]  # 8 → 4 → 2, then on at 2
 
 
+class _RecordsBatches(torch.nn.Module):
+    """A real model that notes how many inputs each forward receives."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_batch_size_counts_tta_views_so_forwards_never_grow(
+    registry, binary_ref, rng, tissue_like
+) -> None:
+    model = registry.load("tiny")
+    images = [tissue_like(rng, 64, 64) for _ in range(5)]
+    wrapped = _RecordsBatches(model)
+    small = Predictor(wrapped, model.card, device="cpu", tta="d4", batch_size=16)
+    large = Predictor(model, model.card, device="cpu", tta="d4", batch_size=64)
+    by_small = small.predict(images)
+    assert wrapped.batches == [16, 16, 8]  # 2 + 2 + 1 images, 8 views each
+    for a, b in zip(by_small, large.predict(images), strict=True):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
 def test_explain_returns_cam_at_image_resolution(binary_ref, rng, tissue_like) -> None:
     predictor = Predictor.from_registry(binary_ref, device="cpu")
     image = tissue_like(rng, 100, 80)

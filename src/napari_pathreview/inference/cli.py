@@ -30,7 +30,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         help="stain normalisation (default: the model card's method and target)",
     )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
+    )
 
 
 def _cam_options(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +117,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _predictor(args: argparse.Namespace, tta: str = "none", qc: bool = True) -> Any:
     from napari_pathreview.inference.predictor import Predictor
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise InvalidInputError("--batch-size must be at least 1")
     return Predictor.from_registry(
         args.model, device=args.device, stain=args.stain, tta=tta, batch_size=args.batch_size, qc=qc
