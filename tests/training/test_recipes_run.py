@@ -73,8 +73,9 @@ def test_seed001_hybrid_runs_its_head_phase_at_224_px(shared_data, tmp_path):
 def test_demo_recipe_registers_a_demo_model(name, sample_data, tmp_path):
     from napari_pathreview.registry import ModelRegistry
 
-    if not (sample_data / "demo").is_dir():
-        pytest.skip("sample_data/demo not built")
+    assert (sample_data / "demo").is_dir(), (
+        "sample_data/demo is committed; rebuild it with make_demo_sets.py"
+    )
     result = run_recipe(
         RECIPES / f"{name}.yaml", ["phases.*.epochs=1", "eval.bootstrap=20"], out_dir=tmp_path
     )
