@@ -91,36 +91,9 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
         if len(image) != 1:
             raise InvalidInputError("pass a batch of tensors as an iterable of images")
         return image[0]
-    image = np.asarray(image)
-    try:
-        from napari_pathreview.io import to_rgb_uint8 as io_to_rgb
-    except ImportError:
-        io_to_rgb = None
-    if io_to_rgb is not None:
-        return io_to_rgb(image)
-    return _fallback_to_rgb(image)
+    from napari_pathreview.io import to_rgb_uint8 as io_to_rgb
 
-
-def _fallback_to_rgb(image: np.ndarray) -> np.ndarray:
-    """Used only while napari_pathreview.io is absent; same rules as io.to_rgb_uint8."""
-    reason = check_numpy_image(image)
-    if reason is None:
-        return image
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif image.dtype.kind == "f":
-        image = (np.clip(np.nan_to_num(image), 0, 1) * 255).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        rgb = image[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    return image
+    return io_to_rgb(np.asarray(image))
 
 
 def tensor_to_numpy_images(tensor: Any) -> list[np.ndarray]:

@@ -169,10 +169,7 @@ def best_fold(folds: list[dict]) -> int:
 
 def _cam_iou(recipe, data, folds: list[dict], run_dir: Path) -> dict:
     """Seed 004: CAM IoU against MIAS ROI circles on test images, via the explanation engine."""
-    try:
-        from napari_pathreview import explain
-    except ImportError as error:  # the explanation engine is an optional area of the package
-        return {"skipped": f"explanation engine unavailable: {error}"}
+    from napari_pathreview import explain
     from napari_pathreview.training.cam_eval import cam_iou_for_fold
 
     index = best_fold(folds)
