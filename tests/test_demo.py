@@ -60,7 +60,25 @@ def test_headless_demo_trains_registers_and_writes_real_outputs(tmp_path: Path) 
     assert all(math.isfinite(s["iou"]) and 0 <= s["iou"] <= 1 for s in scores)
     assert list(csv.DictReader((out / "iou.csv").open()))[0]["method"] == "gradcam"
 
+    _assert_slide_analysed_at_the_models_resolution(out, models["histology"])
     assert ensure_demo_models() == models  # registered once: no second training
+
+
+def _assert_slide_analysed_at_the_models_resolution(out: Path, histology_ref: str) -> None:
+    """The sample pyramid, given its µm/px, is tiled at the demo model's own resolution."""
+    from napari_pathreview.registry import ModelRegistry, parse_model_ref
+
+    card = ModelRegistry().card(*parse_model_ref(histology_ref))
+    summary = json.loads((out / "slide.json").read_text())
+    assert summary["mode"] == "matched" and summary["slide_um_per_px"] == 0.25
+    assert summary["model_um_per_px"] == pytest.approx(card.preprocess.um_per_px)
+    assert summary["read_level"] == 1  # 0.5 µm/px: the pyramid's 512-px level, not a preview
+    tiles = list(csv.DictReader((out / "slide_tiles.csv").open()))
+    assert len(tiles) == summary["tiles"] > 0
+    assert all(0.0 <= float(t["p_malignant"]) <= 1.0 for t in tiles)
+    heat = np.asarray(Image.open(out / "slide_heatmap.png"))
+    assert heat.shape == (1024, 1024, 3) and heat.std() > 0
+    assert np.asarray(Image.open(out / "slide_cam.png")).shape == (1024, 1024, 3)
 
 
 def test_demo_refuses_zero_epochs(capsys: Any) -> None:

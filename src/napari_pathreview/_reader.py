@@ -54,6 +54,32 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+def _notify_warning(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_warning
+    except ImportError:
+        return
+    show_warning(message)
+
+
+def _warn_unknown_pixel_size(layers: list[tuple[Any, ...]], file: Path) -> None:
+    """One notification per opened slide whose file does not state its pixel size."""
+    for layer in layers:
+        facts = layer[1].get("metadata", {}).get("pathreview", {}) if len(layer) > 1 else {}
+        if facts.get("backend") and not facts.get("um_per_px"):
+            _notify_warning(
+                f"{file.name}: the file does not state its pixel size, so the slide opens in "
+                "pixels (the scale bar counts pixels). Set it with "
+                "load_image(path, um_per_px=...) or `pathreview predict-slides --slide-um-per-px`."
+            )
+            return
+
+
+def _slide_fingerprint(layers: list[tuple[Any, ...]]) -> str:
+    facts = layers[0][1].get("metadata", {}).get("pathreview", {}) if layers else {}
+    return str(facts.get("slide_fingerprint", ""))
+
+
 def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
     """Read each path into layers; unreadable files are reported, not raised.
 
@@ -63,9 +89,17 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
     from napari_pathreview.io.layers import layers_for_path
 
     layers: list[tuple[Any, ...]] = []
+    slides: set[str] = set()  # several instances of one DICOM WSI series open it once
     for file in _as_paths(path) or []:
         try:
-            layers.extend(layers_for_path(file))
+            opened = layers_for_path(file)
+            fingerprint = _slide_fingerprint(opened)
+            if fingerprint in slides:
+                continue
+            if fingerprint:
+                slides.add(fingerprint)
+            _warn_unknown_pixel_size(opened, file)
+            layers.extend(opened)
         except PathReviewError as error:
             _notify_error(f"napari-pathreview could not open a file. {error}")
         except Exception as error:  # unexpected: still no crash dialog, but keep the traceback

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(subparsers)
+    _plain_help(parser)
     return parser
+
+
+# Docstring markup that reads as noise in a terminal: ``code`` and :role:`target`.
+_MARKUP = (
+    (re.compile(r":[a-z]+:`~?([^`]+)`"), r"\1"),
+    (re.compile(r"``([^`]+)``"), r"\1"),
+)
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` without reStructuredText markup (help text is read in a terminal)."""
+    if not text:
+        return text
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip docstring markup from every description and help line, sub-commands included."""
+    parser.description = plain_text(parser.description)
+    parser.epilog = plain_text(parser.epilog)
+    for action in parser._actions:
+        action.help = plain_text(action.help) if isinstance(action.help, str) else action.help
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain_text(choice.help)
+            for sub in set(action.choices.values()):
+                _plain_help(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,9 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PathReviewError as error:
         print(f"pathreview {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # A file the command was pointed at (permissions, a folder given for a file, a full
+        # disk): the user's to fix, so no traceback; an OSError without a file is a bug.
+        if error.filename is None:
+            raise
+        print(f"pathreview {args.command}: error: {_describe_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"pathreview {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe_os_error(error: OSError) -> str:
+    where = str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    return f"{where}: {error.strerror or error}"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ If the registry holds no demo model for a modality, the project's own training c
 trains one from ``sample_data/demo`` (``training/demo*.yaml``) and registers it, with a
 card saying it is a demo model. Then either napari opens with the samples, both widgets
 docked and a prediction and CAM already shown, or (``--headless --out DIR``) the same
-analysis is written to DIR: ``predictions.csv``, CAM overlay PNGs and ``iou.json``/``iou.csv``.
+analysis is written to DIR: ``predictions.csv``, CAM overlay PNGs and ``iou.json``/``iou.csv``,
+plus the sample slide analysed at the histology model's own µm/px (``slide_heatmap.png``,
+``slide_tiles.csv``, ``slide_cam.png``, ``slide.json``; see ``_demo_slide``).
 """
 
 from __future__ import annotations
@@ -15,44 +17,23 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import PathReviewError
+from napari_pathreview._demo_samples import (  # noqa: F401  (public through this module too)
+    SAMPLE_KEYS,
+    DemoError,
+    DemoSample,
+    demo_samples,
+    sample_data_dir,
+)
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.modality import MODALITIES
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("histology", "mammogram")
-SAMPLE_FILES = {
-    "histology": ("breakhis/SOB_M_DC-14-2523-40-010.png", "breakhis/SOB_B_F-14-9133-40-001.png"),
-    "mammogram": ("mias/mdb028.pgm",),
-}
-
-
-class DemoError(PathReviewError):
-    """The demo could not find its recipes or sample images, or training registered nothing."""
-
-
-@dataclass(frozen=True)
-class DemoSample:
-    """One sample image the demo analyses, with its ROI mask when it has one."""
-
-    path: Path
-    modality: str
-    roi: Any | None = None  # bool H×W mask at the image's resolution
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
 
 # ------------------------------------------------------------------------- models
-def sample_data_dir() -> Path:
-    """The committed sample images, reached through the package's ``sample_data`` link."""
-    return Path(__file__).resolve().parent / "sample_data"
-
-
 def recipes_dir() -> Path:
     """The top-level ``training/`` recipes, through the package's ``training/recipes`` link."""
     return Path(__file__).resolve().parent / "training" / "recipes"
@@ -119,32 +100,12 @@ def ensure_demo_models(retrain: bool = False, overrides: Sequence[str] = ()) -> 
 
 
 # ------------------------------------------------------------------------ samples
-def demo_samples() -> list[DemoSample]:
-    """The BreaKHis patches and the MIAS mammogram (with its radiologist's ROI circle)."""
-    from napari_pathreview.explain import mask_from_mias
-    from napari_pathreview.io import find_mias_annotations, load_image
-
-    samples = []
-    for modality, names in SAMPLE_FILES.items():
-        for name in names:
-            path = sample_data_dir() / name
-            if not path.is_file():
-                raise DemoError(f"sample image {path} is missing; reinstall the package.")
-            roi = None
-            annotations = find_mias_annotations(path)
-            if annotations:
-                shape = load_image(path).data.shape[:2]
-                roi = mask_from_mias(annotations, shape)
-            samples.append(DemoSample(path=path, modality=modality, roi=roi))
-    return samples
-
-
 def analyse_sample(
     sample: DemoSample, model_ref: str, device: str = "auto", cam_method: str = "gradcam"
 ) -> Any:
     """Run the Analyze widget's own pipeline on one sample; returns its AnalysisResult."""
+    from napari_pathreview.inference.analysis import AnalysisRequest, AnalysisResult, analyse
     from napari_pathreview.io import load_image
-    from napari_pathreview.widgets._analysis import AnalysisRequest, AnalysisResult, analyse
 
     image = load_image(sample.path)
     request = AnalysisRequest(model_ref=model_ref, device=device, cam_method=cam_method)
@@ -180,8 +141,8 @@ def write_headless(
     out: Path, models: dict[str, str], device: str = "auto", threshold: float = 0.5
 ) -> dict[str, Path]:
     """Analyse every sample and write predictions, CAM overlays and ROI scores to ``out``."""
+    from napari_pathreview.explain.metrics import roi_scores
     from napari_pathreview.io import load_image
-    from napari_pathreview.widgets._results import roi_scores
 
     out.mkdir(parents=True, exist_ok=True)
     rows, scores = [], []
@@ -210,6 +171,27 @@ def write_headless(
     }
     paths["iou_json"] = out / "iou.json"
     paths["iou_json"].write_text(json.dumps(scores, indent=2), encoding="utf-8")
+    paths.update(_slide_outputs(out, models["histology"], device))
+    return paths
+
+
+def _slide_outputs(out: Path, model_ref: str, device: str) -> dict[str, Path]:
+    """The sample pyramid at its stated µm/px, analysed at the model's own resolution."""
+    from napari_pathreview._demo_slide import (
+        analyse_slide,
+        demo_slide_path,
+        overview,
+        write_slide_outputs,
+    )
+    from napari_pathreview.io import load_image
+
+    slide = demo_slide_path()
+    result = analyse_slide(slide, model_ref, device=device)
+    paths = write_slide_outputs(out, slide, result)
+    if result.cam is not None:
+        image = overview(list(load_image(slide).levels))
+        cam = result.cam.cam / max(float(result.cam.cam.max()), 1e-6)  # tiles weight by P(class)
+        paths["slide_cam"] = overlay_png(image, cam, out / "slide_cam.png")
     return paths
 
 
@@ -289,7 +271,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a demo recipe key (repeatable)",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument(
         "--screenshot",
         type=Path,
@@ -306,6 +288,10 @@ def run_demo(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise DemoError("--epochs must be at least 1")
         overrides.append(f"phases.*.epochs={args.epochs}")
+    if args.headless:  # a bad --out fails now, not after the demo models have trained
+        from napari_pathreview.preflight import output_folder
+
+        output_folder(args.out, "--out", create=False)
     models = ensure_demo_models(retrain=args.retrain, overrides=overrides)
     if args.headless:
         paths = write_headless(Path(args.out), models, device=args.device)

@@ -27,3 +27,11 @@ class WeightsError(PathReviewError):
 
 class ReviewStoreError(PathReviewError):
     """The review database refused a write or could not be opened."""
+
+
+class NonFiniteOutputError(PathReviewError):
+    """A model produced NaN or infinite probabilities: broken weights or normalisation."""
+
+
+class DeviceUnavailableError(InvalidInputError):
+    """The requested accelerator (CUDA, MPS) is not present, or this torch build cannot use it."""

@@ -41,7 +41,7 @@ def test_predict_writes_the_specified_columns(binary_ref, rng, tissue_like, tmp_
         header = next(csv.reader(handle))
     assert header == [
         "path", "model", "p_benign", "p_malignant", "predicted_label", "threshold",
-        "qc_passed", "qc_reasons", "stain", "tta", "seconds",
+        "qc_passed", "qc_reasons", "stain", "tta", "seconds", "status", "error",
     ]  # fmt: skip
     rows = _rows(out / "predictions.csv")
     assert [r["path"] for r in rows] == [str(p) for p in images]
@@ -105,7 +105,7 @@ def _mias_folder(folder: Path, rng: np.random.Generator) -> Path:
 def test_explain_with_mias_info(binary_ref, rng, tmp_path, capsys) -> None:
     folder = _mias_folder(tmp_path / "mias", rng)
     argv = ["explain", str(folder / "mdb001.png"), "--model", binary_ref, "--device", "cpu",
-            "--mias-info", str(folder / "Info.txt")]  # fmt: skip
+            "--mias-info", str(folder / "Info.txt"), "--allow-modality-mismatch"]  # fmt: skip
     assert main(argv) == 0
     assert "IoU" in capsys.readouterr().out
 
@@ -113,7 +113,7 @@ def test_explain_with_mias_info(binary_ref, rng, tmp_path, capsys) -> None:
 def test_explain_normal_mias_image_has_no_roi(binary_ref, rng, tmp_path, capsys) -> None:
     folder = _mias_folder(tmp_path / "mias", rng)
     argv = ["explain", str(folder / "mdb003.png"), "--model", binary_ref, "--device", "cpu",
-            "--mias-info", str(folder / "Info.txt")]  # fmt: skip
+            "--mias-info", str(folder / "Info.txt"), "--allow-modality-mismatch"]  # fmt: skip
     assert main(argv) == 2
     assert "no ROI" in capsys.readouterr().err
 
@@ -122,8 +122,8 @@ def test_evaluate_cam_table_per_method(binary_ref, rng, tmp_path, capsys) -> Non
     folder = _mias_folder(tmp_path / "mias", rng)
     out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
     argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
-            "--methods", "gradcam,gradcam++,scorecam", "--scorecam-top-k", "8",
-            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+            "--allow-modality-mismatch", "--methods", "gradcam,gradcam++,scorecam",
+            "--scorecam-top-k", "8", "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
     assert main(argv) == 0
     rows = _rows(out)
     assert [r["method"] for r in rows] == ["gradcam", "gradcam++", "scorecam"]
@@ -137,6 +137,7 @@ def test_evaluate_cam_table_per_method(binary_ref, rng, tmp_path, capsys) -> Non
 
 def test_evaluate_cam_unknown_method_is_rejected(binary_ref, rng, tmp_path, capsys) -> None:
     folder = _mias_folder(tmp_path / "mias", rng)
-    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--methods", "nosuchcam"]
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--methods", "nosuchcam",
+            "--allow-modality-mismatch"]  # fmt: skip
     assert main(argv) == 2
     assert "unknown CAM method" in capsys.readouterr().err

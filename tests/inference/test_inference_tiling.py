@@ -82,3 +82,67 @@ def test_tiled_cam_is_stitched_at_full_resolution(predictor, rng, tissue_like) -
     assert result.cam.shape == (96, 160) and result.cam.dtype == np.float32
     assert result.cam[:, 112:].max() == 0.0  # background tiles carry no CAM
     assert result.cam[:, :48].max() > 0.0
+
+
+def test_iter_predict_tiled_yields_grid_progress_then_the_result(
+    predictor, rng, tissue_like
+) -> None:
+    from napari_pathreview.inference import Progress, iter_predict_tiled
+
+    image = np.tile(tissue_like(rng, 64, 64), (3, 4, 1))
+    items = list(iter_predict_tiled(predictor, image, tile_size=64, overlap=0.0))
+    progress = [item for item in items if isinstance(item, Progress)]
+    assert [p.done for p in progress] == [0, 8, 12] and {p.total for p in progress} == {12}
+    assert items[-1].n_tiles == 12 and not any(p.cancelled for p in progress)
+
+
+def test_tiled_generators_stop_within_one_batch_when_cancelled(predictor, rng, tissue_like) -> None:
+    import threading
+
+    from napari_pathreview.inference import Progress, iter_explain_tiled, iter_predict_tiled
+
+    image = np.tile(tissue_like(rng, 64, 64), (3, 4, 1))
+    for make in (iter_predict_tiled, iter_explain_tiled):
+        cancel = threading.Event()
+        steps = make(predictor, image, tile_size=64, overlap=0.0, cancel=cancel)
+        first = next(steps)
+        cancel.set()
+        rest = list(steps)
+        assert first.done == 0 and not first.cancelled
+        assert len(rest) == 1 and isinstance(rest[0], Progress) and rest[0].cancelled
+        assert rest[0].done == 8  # one batch of 8 ran, the second never started
+
+
+def test_hann_stitching_leaves_no_seams_on_a_smooth_field() -> None:
+    """Per-tile min–max rescaling of a smooth ramp: blended borders are no steeper than inside."""
+    from napari_pathreview.inference.tiling import hann_window
+
+    size, tile, stride = 256, 64, 32
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    field = np.sin(xx / 40.0) + np.cos(yy / 55.0)
+    cam = np.zeros((size, size), np.float32)
+    flat = np.zeros_like(cam)
+    weight = np.zeros_like(cam)
+    count = np.zeros_like(cam)
+    for r0 in tile_origins(size, tile, stride):
+        for c0 in tile_origins(size, tile, stride):
+            part = field[r0 : r0 + tile, c0 : c0 + tile]
+            scaled = (part - part.min()) / (part.max() - part.min())
+            window = hann_window(tile, tile)
+            cam[r0 : r0 + tile, c0 : c0 + tile] += scaled * window
+            weight[r0 : r0 + tile, c0 : c0 + tile] += window
+            flat[r0 : r0 + tile, c0 : c0 + tile] += scaled
+            count[r0 : r0 + tile, c0 : c0 + tile] += 1
+    borders = [c for c in range(1, size) if c % stride == 0]
+    inside = [c for c in range(1, size) if c % stride not in (0,)]
+
+    def steps(stitched: np.ndarray) -> tuple[float, float]:
+        grad = np.abs(np.diff(stitched[:, 16:-16], axis=1))  # column c-1 → c
+        return grad[:, [c - 17 for c in borders if 17 <= c < size - 16]].max(), grad[
+            :, [c - 17 for c in inside if 17 <= c < size - 16]
+        ].max()
+
+    blended_border, blended_inside = steps(cam / weight)
+    plain_border, plain_inside = steps(flat / count)
+    assert plain_border > 2 * plain_inside  # the naive average shows the grid ...
+    assert blended_border <= blended_inside * 1.05  # ... the Hann blend does not

@@ -107,3 +107,65 @@ def bad_files(tmp_path: Path, png_bytes: bytes) -> dict[str, Path]:
         path.write_bytes(content)
     dicom = write_dicom(tmp_path / "no_pixels.dcm", None)
     return {**{key: path for key, (path, _) in files.items()}, "dicom_without_pixels": dicom}
+
+
+OPENSLIDE_FIXTURES = (
+    "small.svs",
+    "boxes.tiff",
+    "boxes_0.dcm",
+    "boxes_1.dcm",
+    "unreadable.svs",
+    "unopenable.tiff",
+    "\N{NEUTRAL FACE}.svs",
+)
+
+
+@pytest.fixture(scope="session")
+def openslide_fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """openslide-python's own test slides, from its source distribution on PyPI.
+
+    Nobody here wrote them: they are the outside reference for our readers. Fetched with
+    pip (the sdist of the installed openslide-python version); the tests skip, saying why,
+    when PyPI cannot be reached.
+    """
+    import subprocess
+    import sys
+    import tarfile
+
+    import openslide
+
+    folder = tmp_path_factory.mktemp("openslide_sdist")
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--quiet",
+        f"openslide-python=={openslide.__version__}",
+        "-d",
+        str(folder),
+    ]
+    errors = []
+    # pip prepares the sdist's metadata: with the venv's setuptools when it is recent
+    # enough (fast), else in an isolated build environment fetched from PyPI
+    for extra in (["--no-build-isolation"], []):
+        try:
+            result = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.skip("PyPI unreachable: downloading the openslide-python sdist timed out")
+        if result.returncode == 0:
+            break
+        errors.append(result.stderr.strip()[-300:])
+    archives = sorted(folder.glob("openslide*python-*.tar.gz"))
+    if not archives:
+        pytest.skip(f"openslide-python sdist not downloadable from PyPI: {errors[-1:]}")
+    with tarfile.open(archives[0]) as archive:
+        members = [m for m in archive.getmembers() if "/tests/fixtures/" in m.name and m.isfile()]
+        archive.extractall(folder, members=members, filter="data")
+    fixtures = next(folder.glob("*/tests/fixtures"))
+    missing = [name for name in OPENSLIDE_FIXTURES if not (fixtures / name).is_file()]
+    assert not missing, f"openslide-python's sdist no longer ships {missing}"
+    return fixtures

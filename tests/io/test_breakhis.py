@@ -50,4 +50,13 @@ def test_metadata_carries_label_subtype_magnification_patient() -> None:
         "subtype_name": "papillary carcinoma",
         "magnification": 400,
         "patient_id": "15-190EF",
+        "um_per_px": 0.0492,
     }
+
+
+def test_magnification_gives_the_documented_pixel_size() -> None:
+    # Spanhol et al. 2016: 6.5 µm camera pixels / (objective × 3.3 relay lens)
+    for magnification, objective in ((40, 4), (100, 10), (200, 20), (400, 40)):
+        name = f"SOB_B_F-14-9133-{magnification}-001.png"
+        expected = 6.5 / (objective * 3.3)
+        assert parse_breakhis_name(name).um_per_px == pytest.approx(expected, rel=0.01)

@@ -95,3 +95,22 @@ def test_full_shared_info_has_322_images(shared_data: Path) -> None:
     assert [(a.abnormality, a.severity, a.row, a.col, a.radius) for a in mdb028] == [
         ("CIRC", "M", 710, 338, 56)
     ]
+
+
+def test_a_mias_film_opens_at_its_documented_0_2_mm_per_pixel(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from napari_pathreview.io import layers_for_path
+
+    film = tmp_path / "mdb028.pgm"
+    Image.fromarray(np.zeros((1024, 1024), np.uint8)).save(film)
+    other = tmp_path / "scan.pgm"
+    Image.fromarray(np.zeros((1024, 1024), np.uint8)).save(other)
+    cropped = tmp_path / "mdb029.pgm"
+    Image.fromarray(np.zeros((512, 600), np.uint8)).save(cropped)
+    (data, kwargs, _kind), *_ = layers_for_path(film)
+    assert tuple(kwargs["scale"]) == (0.2, 0.2) and tuple(kwargs["units"]) == ("mm", "mm")
+    for unknown in (other, cropped):  # not a 1024² MIAS film: no size is guessed
+        (_data, kwargs, _kind), *_ = layers_for_path(unknown)
+        assert tuple(kwargs.get("scale", (1.0, 1.0))) == (1.0, 1.0) and "units" not in kwargs

@@ -41,7 +41,8 @@ def test_pyramid_opens_as_lazy_levels(tissue, tmp_path: Path) -> None:
     loaded = load_image(path)
     assert loaded.multiscale and loaded.modality == "histology"
     assert all(isinstance(level, da.Array) for level in loaded.levels)
-    assert loaded.levels[0].chunksize[:2] == (256, 256)  # tiles, not the whole level
+    # whole tiles (2×2 of 256²), not the whole level
+    assert loaded.levels[0].chunksize[:2] == (512, 512)
     assert loaded.data is loaded.levels[0]
     assert np.array_equal(np.asarray(loaded.levels[0][300:310, 500:520]), tissue[300:310, 500:520])
     assert loaded.metadata["levels"] == [[1024, 768, 3], [512, 384, 3], [256, 192, 3]]
@@ -51,7 +52,8 @@ def test_microns_per_pixel_becomes_scale(tissue, tmp_path: Path) -> None:
     path = write_pyramidal_tiff(tissue, tmp_path / "slide.tif", microns_per_pixel=0.5)
     loaded = load_image(path)
     assert loaded.scale == pytest.approx((0.5, 0.5))
-    assert loaded.metadata["microns_per_pixel"] == pytest.approx(0.5)
+    assert loaded.metadata["um_per_px"] == pytest.approx(0.5)
+    assert loaded.um_per_px == pytest.approx(0.5) and loaded.scale_unit == "µm"
 
 
 def test_16bit_pyramid_levels_become_uint8(tmp_path: Path) -> None:

@@ -112,3 +112,33 @@ def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> N
     assert back.features["label"].tolist() == [3]
     rows, cols = back.data[0][:, 0], back.data[0][:, 1]
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 29, 10, 39)
+
+
+def test_slide_opens_multiscale_in_micrometres(make_napari_viewer, tmp_path: Path) -> None:
+    from slide_builders import tissue_image, write_aperio_svs
+
+    path = write_aperio_svs(
+        tmp_path / "slide.svs", tissue_image(1100, 900), mpp=0.25, label=tissue_image(60, 90)
+    )
+    viewer = make_napari_viewer()
+    layers = viewer.open(path, plugin=PLUGIN)
+    assert len(layers) == 1  # no label layer unless asked: it may show patient identifiers
+    image = layers[0]
+    assert image.multiscale and len(image.data) == 3
+    assert tuple(image.scale) == pytest.approx((0.25, 0.25))
+    # napari (>= 0.8) computes the scale bar's unit from the layers' units
+    assert [str(unit) for unit in image.units] == ["micrometer", "micrometer"]
+
+
+def test_dicom_wsi_folder_opens_from_the_viewer(make_napari_viewer, tmp_path: Path) -> None:
+    from slide_builders import tissue_image, write_dicom_wsi
+
+    write_dicom_wsi(tmp_path / "case", tissue_image(600, 520), n_levels=3, mpp=0.5)
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(tmp_path / "case"), plugin=PLUGIN)
+    assert image.multiscale and [level.shape for level in image.data] == [
+        (600, 520, 3),
+        (300, 260, 3),
+        (150, 130, 3),
+    ]
+    assert tuple(image.scale) == pytest.approx((0.5, 0.5))

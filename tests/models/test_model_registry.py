@@ -92,7 +92,7 @@ def test_architecture_kwargs_rebuild_the_model(registry, batch) -> None:
 
 def test_class_count_must_match_the_model(registry, tiny_model) -> None:
     with pytest.raises(ModelCardError, match="3 classes"):
-        registry.register(tiny_model, {**CARD, "classes": ["a", "b", "c"]})
+        registry.register(tiny_model, {**CARD, "task": "subtype", "classes": ["a", "b", "c"]})
 
 
 def test_missing_required_field_is_named(registry, tiny_model) -> None:

@@ -108,8 +108,17 @@ def test_export_writes_the_manifest_with_disagreement_weight(filled, tmp_path, c
 
 
 def test_default_database_is_the_home_sqlite_file(isolated_home, capsys):
+    from napari_pathreview.review import ReviewStore
+
+    ReviewStore().close()  # the widget creates it on the first save
     assert main(["review", "stats"]) == 0
     assert str(isolated_home / "reviews.sqlite") in capsys.readouterr().out
+
+
+def test_missing_home_database_is_an_error_not_created(isolated_home, capsys):
+    assert main(["review", "stats"]) == 2
+    assert "no review database" in capsys.readouterr().err
+    assert not (isolated_home / "reviews.sqlite").exists()
 
 
 def test_db_url_from_environment(filled, monkeypatch, capsys):

@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 
+from napari_pathreview.preprocessing import breast_box
 from napari_pathreview.training.datasets import (
     DatasetError,
-    breast_box,
     class_names,
     data_fingerprint,
     from_breakhis,

@@ -82,3 +82,5 @@ def test_demo_recipe_registers_a_demo_model(name, sample_data, tmp_path):
     card = ModelRegistry().card(*result.registered.split("@"))
     assert card.description.startswith("demo model — trained on ")
     assert "not for diagnosis" in card.description
+    expected = {"demo_histology": (0.5, "um"), "demo_mammogram": (1.0, "mm")}[name]
+    assert (card.preprocess.pixel_size, card.preprocess.pixel_unit) == expected

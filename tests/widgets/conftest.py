@@ -62,7 +62,7 @@ def slow_loader() -> Callable[[float], Callable[[str, str], tuple[Any, Any]]]:
 
 def make_slow_loader(seconds: float) -> Callable[[str, str], tuple[Any, Any]]:
     """A model loader whose models sleep in every forward pass (a stand-in for a big model)."""
-    from napari_pathreview.widgets._analysis import default_loader
+    from napari_pathreview.inference.analysis import default_loader
 
     def load(ref: str, device: str) -> tuple[Any, Any]:
         model, card = default_loader(ref, device)
@@ -82,3 +82,47 @@ def open_sample(make_napari_viewer: Any, sample_data: Path) -> Callable[..., tup
         return viewer, list(layers)
 
     return opener
+
+
+def dock(viewer: Any, name: str) -> Any:
+    """Open a PathReview widget as a user does, from Plugins ▸ PathReview (napari's proxy)."""
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-pathreview", name)
+    return widget
+
+
+@pytest.fixture
+def open_widget() -> Callable[[Any, str], Any]:
+    """``open_widget(viewer, "Analyze")``: the widget napari's plugin machinery builds."""
+    return dock
+
+
+def register_uniform(name: str = "tiny-uniform") -> str:
+    """A 3-class mammogram model whose head is zeroed: it outputs 1/3 for every class."""
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    model = create_model(TINY_ARCH, 3)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    card = {
+        "name": name,
+        "task": "mammogram",
+        "classes": ["normal", "benign", "malignant"],
+        "modality": "mammogram",
+        "input_size": INPUT,
+        "metrics": {
+            "test": {"auc": 1.0, "n": 5, "ci95": {"auc": [0.62, 1.0]}},
+        },
+        "description": "uniform-output model for the honest-panel tests",
+    }
+    version = ModelRegistry().register(model, card)
+    return f"{name}@{version}"
+
+
+@pytest.fixture
+def uniform_model() -> str:
+    return register_uniform()

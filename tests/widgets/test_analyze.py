@@ -1,4 +1,8 @@
-"""The Analyze widget in a real napari viewer: pickers, runs, CAM layers, live ROI scores."""
+"""The Analyze widget opened from Plugins ▸ PathReview: pickers, runs, CAM layers, live ROI scores.
+
+Every widget here is built by napari's plugin machinery (``add_plugin_dock_widget``), so it
+gets the same wrapped viewer (``PublicOnlyProxy``) a user's widget gets.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
-from napari_pathreview.widgets._results import cam_layer_name, heatmap_layer_name
-from napari_pathreview.widgets.analyze import AnalyzeWidget
+from napari_pathreview.widgets._results import cam_layer_of
 
 pytestmark = pytest.mark.viewer
 
@@ -17,7 +20,7 @@ BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
 MIAS = "mias/mdb028.pgm"
 
 
-def _messages(_monkeypatch: Any) -> list[str]:
+def _messages() -> list[str]:
     """Collect napari notifications shown by the widgets."""
     from napari.utils.notifications import notification_manager
 
@@ -27,20 +30,33 @@ def _messages(_monkeypatch: Any) -> list[str]:
 
 
 def _image(layers: list[Any]) -> Any:
-    return next(layer for layer in layers if type(layer).__name__ == "Image")
+    from napari.layers import Image
+
+    return next(layer for layer in layers if isinstance(layer, Image))
 
 
-def _run_to_end(qtbot: Any, widget: AnalyzeWidget, timeout_s: int = 60) -> None:
+def _run_to_end(qtbot: Any, widget: Any, timeout_s: int = 60) -> None:
     worker = widget.run()
     assert worker is not None
     qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=timeout_s * 1000)
 
 
+def test_the_menu_widget_gets_napari_s_proxied_viewer(
+    open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    from napari.utils._proxies import PublicOnlyProxy
+
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    assert isinstance(widget.viewer, PublicOnlyProxy)
+    assert widget.image_combo.value == "SOB_M_DC-14-2523-40-010"
+
+
 def test_model_picker_lists_registered_models_of_the_layer_modality(
-    open_sample: Any, histology_model: str, mammogram_model: str
+    open_sample: Any, open_widget: Any, histology_model: str, mammogram_model: str
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
     values = [ref for ref in widget.model_combo.choices if ref]
     assert values == [histology_model]
     assert "binary" in widget.model_info.value and "benign, malignant" in widget.model_info.value
@@ -49,19 +65,27 @@ def test_model_picker_lists_registered_models_of_the_layer_modality(
     assert {ref for ref in widget.model_combo.choices if ref} == {histology_model, mammogram_model}
 
 
-def test_run_adds_a_cam_layer_of_the_image_shape(
-    qtbot: Any, open_sample: Any, histology_model: str
+def test_run_adds_a_readable_cam_layer_named_for_method_and_class(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
     image = _image(layers)
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
     _run_to_end(qtbot, widget)
     assert widget.result is not None
-    cam = viewer.layers[cam_layer_name(image)]
+    cam = cam_layer_of(viewer, image)
+    explained = widget.result.cam.target_label
+    assert cam.name == f"CAM gradcam → {explained} · {image.name}"
     assert cam.data.shape == image.data.shape[:2]
-    assert cam.blending == "additive" and cam.colormap.name == "inferno"
+    assert cam.blending == "translucent"  # additive vanishes over bright H&E
+    assert cam.colormap.colors[0][3] == 0.0 and cam.colormap.colors[-1][3] == 1.0
+    assert cam.colorbar.visible
+    lo, hi = cam.contrast_limits
+    assert lo == pytest.approx(np.percentile(cam.data, 1), abs=1e-3)
+    assert hi == pytest.approx(np.percentile(cam.data, 99.5), abs=1e-3)
+    widget.opacity.value = 0.35
+    assert cam.opacity == pytest.approx(0.35)
     np.testing.assert_allclose(cam.scale, image.scale)
-    assert widget.table.rowCount() == 2
     table = widget.table
     shown = {table.item(r, 0).text(): float(table.item(r, 1).text()) for r in range(2)}
     assert shown.keys() == {"benign", "malignant"}
@@ -70,19 +94,63 @@ def test_run_adds_a_cam_layer_of_the_image_shape(
     assert record["model_name"] == "tiny-histology" and record["label"] in shown
 
 
-def test_iou_follows_the_roi_layer_and_the_threshold(
-    qtbot: Any, open_sample: Any, mammogram_model: str
+def test_decision_line_states_the_rule_with_its_numbers(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    _run_to_end(qtbot, widget)
+    p = widget.result.probabilities["malignant"]
+    label = widget.result.prediction.label
+    sign = "≥" if p >= 0.5 else "<"
+    assert f"P(malignant) = {p:.3f} {sign} 0.500 → {label}" in widget.decision.text()
+    assert "test AUC 0.750" in widget.metrics.text() and "n unknown" in widget.metrics.text()
+
+
+def test_near_uniform_output_is_flagged_and_small_test_sets_show_n_and_ci(
+    qtbot: Any, open_sample: Any, open_widget: Any, uniform_model: str
+) -> None:
+    viewer, _ = open_sample(MIAS)
+    widget = open_widget(viewer, "Analyze")
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    assert "uncertain" in widget.decision.text() and "<b>" not in widget.decision.text()
+    assert "near-uniform" in widget.caveats.text()
+    metrics = widget.metrics.text()
+    assert "test AUC 1.000 (95 % CI 0.62–1.00, n = 5)" in metrics
+    assert "small test set" in metrics
+
+
+def test_a_failed_run_clears_the_previous_result(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, mammogram_model: str
+) -> None:
+    seen = _messages()
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    _run_to_end(qtbot, widget)
+    assert widget.table.rowCount() == 2 and widget.decision.text()
+    widget.all_models.value = True
+    widget.model_combo.value = mammogram_model  # refused inside the run: wrong modality
+    _run_to_end(qtbot, widget)
+    assert any("trained on mammogram images" in m for m in seen)
+    assert widget.result is None and widget.table.rowCount() == 0
+    assert widget.decision.text() == "" and widget.metrics.text() == ""
+
+
+def test_live_iou_from_the_plugins_menu_follows_shapes_and_threshold(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str
+) -> None:
+    seen = _messages()
     viewer, layers = open_sample(MIAS)
     image = _image(layers)
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
     _run_to_end(qtbot, widget)
     rows, cols = image.data.shape[:2]
     roi = viewer.add_shapes(
         [[[0, 0], [0, cols], [rows, cols], [rows, 0]]], shape_type="rectangle", name="my ROI"
     )
-    widget.reset_choices()
     widget.roi_combo.value = "my ROI"
+    assert widget.roi_scores is not None, seen
     whole = widget.roi_scores["iou"]
     cam = widget.result.cam.cam
     r, c = np.unravel_index(np.argmax(cam), cam.shape)
@@ -92,13 +160,32 @@ def test_iou_follows_the_roi_layer_and_the_threshold(
     widget.threshold.value = 0.95
     assert widget.roi_scores["iou"] != pytest.approx(at_half)
     assert "IoU" in widget.roi_label.text()
+    assert not any("PublicOnlyProxy" in m for m in seen)
+
+
+def test_painting_a_labels_roi_updates_the_iou(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    image = _image(layers)
+    widget = open_widget(viewer, "Analyze")
+    _run_to_end(qtbot, widget)
+    labels = viewer.add_labels(np.zeros(image.data.shape[:2], np.uint8), name="painted ROI")
+    widget.roi_combo.value = "painted ROI"
+    assert widget.roi_scores["iou"] == 0.0
+    cam = widget.result.cam.cam
+    r, c = np.unravel_index(np.argmax(cam), cam.shape)
+    labels.selected_label = 1
+    labels.paint((r, c), 1)  # what a brush stroke calls
+    assert widget.roi_scores["iou"] > 0.0
 
 
 def test_viewer_keeps_processing_events_during_a_slow_run(
-    qtbot: Any, open_sample: Any, histology_model: str, slow_loader: Any
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, slow_loader: Any
 ) -> None:
     viewer, _ = open_sample(BREAKHIS)
-    widget = AnalyzeWidget(viewer, load_model=slow_loader(1.5))
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = slow_loader(1.5)
     ticks: list[int] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -111,29 +198,57 @@ def test_viewer_keeps_processing_events_during_a_slow_run(
 
 
 def test_cancel_stops_a_run_and_adds_nothing(
-    qtbot: Any, open_sample: Any, histology_model: str, slow_loader: Any
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, slow_loader: Any
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
     image = _image(layers)
-    widget = AnalyzeWidget(viewer, load_model=slow_loader(1.0))
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = slow_loader(1.0)
     worker = widget.run()
     qtbot.waitUntil(lambda: widget.status.text() != "starting…", timeout=10_000)
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
     assert widget.result is None
-    assert cam_layer_name(image) not in viewer.layers
+    assert cam_layer_of(viewer, image) is None
     assert widget.status.text() == "cancelled"
     assert widget.run_button.isEnabled()
 
 
+def test_cancel_inside_score_cam_takes_effect_within_one_batch(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    from napari_pathreview.inference.analysis import default_loader
+
+    forwards: list[bool] = []
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+
+    def counting_loader(ref: str, device: str) -> tuple[Any, Any]:
+        model, card = default_loader(ref, device)
+        model.register_forward_pre_hook(lambda _m, _i: forwards.append(widget._cancel.is_set()))
+        return model, card
+
+    widget.load_model = counting_loader
+    widget.cam_method.value = "scorecam"
+    statuses: list[str] = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _item: statuses.append(widget.status.text()))
+    qtbot.waitUntil(lambda: "explaining (scorecam) 64/" in widget.status.text(), timeout=60_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    assert widget.result is None and widget.status.text() == "cancelled"
+    assert sum(forwards) <= 1  # at most the batch already running when Cancel was pressed
+    assert any("s left" in s for s in statuses)  # progress inside Score-CAM carries an ETA
+
+
 def test_missing_model_and_absent_cuda_become_notifications(
-    qtbot: Any, open_sample: Any, monkeypatch: pytest.MonkeyPatch, register_model: Any
+    qtbot: Any, open_sample: Any, open_widget: Any, register_model: Any
 ) -> None:
     import torch
 
-    seen = _messages(monkeypatch)
+    seen = _messages()
     viewer, _ = open_sample(BREAKHIS)
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
     assert widget.run() is None
     assert any("pathreview demo" in m for m in seen)
     if torch.cuda.is_available():
@@ -146,44 +261,83 @@ def test_missing_model_and_absent_cuda_become_notifications(
     assert widget.result is None
 
 
-def test_a_mammogram_model_is_refused_on_histology(
-    qtbot: Any, open_sample: Any, mammogram_model: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen = _messages(monkeypatch)
-    viewer, _ = open_sample(BREAKHIS)
-    widget = AnalyzeWidget(viewer)
-    widget.all_models.value = True
-    widget.model_combo.value = mammogram_model
-    _run_to_end(qtbot, widget)
-    assert widget.result is None
-    assert any("trained on mammogram images" in m for m in seen)
-
-
 def test_a_multiscale_slide_gets_aligned_cam_and_tile_heatmap_layers(
-    qtbot: Any, open_sample: Any, histology_model: str
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
     viewer, layers = open_sample("slides/he_pyramid.tif")
     image = _image(layers)
     assert image.multiscale
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
+    widget.slide_mode.value = "preview"  # the bundled pyramid states no µm/px (issue 13)
     _run_to_end(qtbot, widget, timeout_s=180)
     assert widget.result is not None and widget.result.tiled is not None
-    cam = viewer.layers[cam_layer_name(image)]
-    heat = viewer.layers[heatmap_layer_name(image)]
+    cam = cam_layer_of(viewer, image)
+    heat = next(
+        layer
+        for layer in viewer.layers
+        if (layer.metadata.get("pathreview") or {}).get("kind") == "tile_probability"
+    )
     rows, cols = image.data[0].shape[:2]
     for layer in (cam, heat):  # both cover the slide's full extent in world coordinates
-        extent = layer.extent.world[1] - layer.extent.world[0]
-        np.testing.assert_allclose(extent[-2:], (rows, cols), rtol=0.05)
+        # napari's extent spans pixel centres: add one pixel to compare outer edges
+        extent = layer.extent.world[1] - layer.extent.world[0] + np.asarray(layer.scale)
+        np.testing.assert_allclose(
+            extent[-2:], np.array((rows, cols)) * image.scale[-2:], rtol=0.05
+        )
     assert cam.data.shape[0] < rows  # explained at a coarser pyramid level, scaled up
-    np.testing.assert_allclose(cam.scale, (rows / cam.data.shape[0], cols / cam.data.shape[1]))
+    np.testing.assert_allclose(
+        cam.scale,
+        np.array((rows / cam.data.shape[0], cols / cam.data.shape[1])) * image.scale[-2:],
+    )
 
 
 def test_a_stack_layer_is_refused_with_advice(
-    make_napari_viewer: Any, histology_model: str
+    make_napari_viewer: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages(None)
+    seen = _messages()
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 32, 32), np.uint8), name="stack")
-    widget = AnalyzeWidget(viewer)
+    widget = open_widget(viewer, "Analyze")
     assert widget.run() is None
     assert any("one 2-D image" in m for m in seen)
+
+
+def test_only_the_image_s_own_roi_is_offered_and_picked_for_live_iou(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, sample_data: Any
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    image = _image(layers)
+    rois = [layer.name for layer in layers if layer is not image]
+    assert rois == [f"{image.name} ROI"]
+    other = viewer.open(sample_data / BREAKHIS, plugin="napari-pathreview")[0]
+    viewer.add_shapes(
+        [np.array([[0, 0], [0, 9], [9, 9]])],
+        shape_type="polygon",
+        name="other ROI",
+        metadata={"pathreview": {"kind": "roi", "image": other.name}},
+    )
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = image.name
+    assert widget.roi_combo.value == f"{image.name} ROI"
+    assert "other ROI" not in widget.roi_combo.choices
+    _run_to_end(qtbot, widget)
+    assert widget.roi_scores is not None  # live IoU against the image's own ROI, no clicks
+
+
+def test_selecting_an_image_makes_analyze_follow_and_auto_run_it(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, sample_data: Any
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.auto_run.value = True
+    widget.cam_method.value = "none"
+    other = viewer.open(
+        sample_data / "breakhis/SOB_B_F-14-9133-40-001.png", plugin="napari-pathreview"
+    )[0]
+    viewer.layers.selection.active = viewer.layers[other.name]
+    assert widget.image_combo.value == other.name
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=60_000)
+    assert widget.result_layer.name == other.name
+    viewer.layers.selection.active = viewer.layers[layers[0].name]
+    assert widget.image_combo.value == layers[0].name
+    qtbot.waitUntil(lambda: widget.result_layer.name == layers[0].name, timeout=60_000)

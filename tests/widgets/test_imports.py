@@ -10,6 +10,7 @@ def test_widget_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "import napari_pathreview.widgets.analyze, napari_pathreview.widgets.review\n"
+        "import napari_pathreview.widgets.workspace\n"
         "import napari_pathreview.demo\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
         "print(','.join(heavy))\n"

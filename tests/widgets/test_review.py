@@ -1,4 +1,4 @@
-"""The Review widget in a real viewer: saving to the store, locked databases, the work queue."""
+"""The Review widget from Plugins ▸ PathReview: saving, locked databases, the work queue."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ import pytest
 from PIL import Image
 
 from napari_pathreview.review import ReviewStore
-from napari_pathreview.widgets.analyze import AnalyzeWidget
-from napari_pathreview.widgets.review import NEXT_KEY, ReviewWidget
+from napari_pathreview.widgets.review import NEXT_KEY
 
 pytestmark = pytest.mark.viewer
 
 BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
+PREDICTION = {
+    "model_name": "m",
+    "model_version": "1",
+    "classes": ["benign", "malignant"],
+    "probabilities": {"benign": 0.2, "malignant": 0.8},
+    "label": "malignant",
+    "threshold": 0.5,
+    "settings": {"tta": "none"},
+}
 
 
 def _messages() -> list[str]:
@@ -40,15 +48,51 @@ def _folder(tmp_path: Path, n: int = 3) -> list[Path]:
     return paths
 
 
+def _wait_loaded(qtbot: Any, review: Any, path: Path) -> None:
+    qtbot.waitUntil(
+        lambda: review.loaded_path == path and review.next_button.isEnabled(), timeout=20_000
+    )
+
+
+def _predict(layer: Any, prediction: dict[str, Any] = PREDICTION) -> None:
+    """What the Analyze widget leaves on a layer (assigned whole: fires the metadata event)."""
+    meta = dict(layer.metadata["pathreview"])
+    meta["prediction"] = dict(prediction)
+    layer.metadata = {**layer.metadata, "pathreview": meta}
+
+
+def _queue_review(qtbot: Any, make_napari_viewer: Any, open_widget: Any, paths: list[Path]) -> Any:
+    viewer = make_napari_viewer()
+    review = open_widget(viewer, "Review")
+    review.reviewer.value = "dr_q"
+    review.load_queue(paths[0].parent)
+    _wait_loaded(qtbot, review, paths[0])
+    return viewer, review
+
+
+def _answer_prompt(qtbot: Any, button: str) -> None:
+    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+            return
+        next(b for b in box.buttons() if b.text() == button).click()
+
+    QTimer.singleShot(20, click)
+
+
 def test_a_review_saved_from_the_widget_is_in_the_store(
-    qtbot: Any, open_sample: Any, histology_model: str
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
     viewer, _ = open_sample(BREAKHIS)
-    analyze = AnalyzeWidget(viewer)
+    analyze = open_widget(viewer, "Analyze")
     analyze.run()
     qtbot.waitUntil(lambda: analyze.result is not None, timeout=60_000)
-    review = ReviewWidget(viewer)
-    review.reset_choices()
+    review = open_widget(viewer, "Review")
     predicted = analyze.result.prediction.label
     other = next(c for c in ("benign", "malignant") if c != predicted)
     review.reviewer.value = "dr_a"
@@ -59,7 +103,6 @@ def test_a_review_saved_from_the_widget_is_in_the_store(
     roi = viewer.add_shapes(
         [np.array([[10, 10], [10, 80], [80, 80], [80, 10]])], shape_type="polygon", name="roi"
     )
-    review.reset_choices()
     review.roi_combo.value = roi.name
     assert review.save() is not None
     [record] = ReviewStore().reviews(reviewer="dr_a")
@@ -70,13 +113,147 @@ def test_a_review_saved_from_the_widget_is_in_the_store(
     assert review.disagreements.count() == 1
 
 
-def test_a_locked_database_keeps_the_form_and_saves_later(
-    open_sample: Any, isolated_home: Path, tmp_path: Path
+def test_review_sees_a_prediction_made_without_a_cam(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    analyze = open_widget(viewer, "Analyze")
+    review = open_widget(viewer, "Review")
+    analyze.cam_method.value = "none"
+    analyze.run()
+    qtbot.waitUntil(lambda: analyze.result is not None, timeout=60_000)
+    label = analyze.result.prediction.label
+    assert review.model_line.value.endswith(f"said {label}")
+    assert review.label.value == label and review.agreement.value == "agree"
+
+
+def test_no_prediction_stores_null_and_disagreeing_with_the_model_s_own_label_is_refused(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
     seen = _messages()
-    viewer, _ = open_sample(BREAKHIS)
+    paths = _folder(tmp_path, 2)
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    assert not review.agreement.enabled  # nothing to agree with yet
+    review.label.value = "benign"
+    assert review.save() is not None
+    [record] = ReviewStore().reviews(reviewer="dr_q")
+    assert record.agrees_with_model is None
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    _predict(review.image_layer)
+    review.label.value = "malignant"
+    review.agreement.value = "disagree"
+    assert review.save() is None
+    assert any("is the model's own call" in m for m in seen)
+    assert len(ReviewStore().reviews(reviewer="dr_q")) == 1
+
+
+def test_moving_on_resets_the_form_and_never_saves_the_previous_image_s_roi(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    paths = _folder(tmp_path, 2)
+    viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    review.label.value = "malignant"
+    review.confidence.value = 0.3
+    review.notes.value = "first case"
+    viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="mine")
+    review.roi_combo.value = "mine"
+    assert review.save() is not None
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    assert review.notes.value == "" and review.confidence.value == pytest.approx(0.8)
+    assert review.label.value is None
+    assert review.roi_combo.choices == ("(no ROI)",)  # the first image's ROI is not offered
+    review.label.value = "benign"
+    assert review.save() is not None
+    first, second = ReviewStore().reviews(reviewer="dr_q")
+    assert first.roi_geojson is not None and second.roi_geojson is None
+
+    review.previous_item()  # back to the first: its saved review comes back
+    _wait_loaded(qtbot, review, paths[0])
+    assert review.label.value == "malignant" and review.notes.value == "first case"
+    assert review.confidence.value == pytest.approx(0.3)
+    assert review.roi_combo.value == f"saved ROI · {review.image_layer.name}"
+    assert not review.has_unsaved_changes()
+
+
+def test_unsaved_changes_prompt_before_moving_on(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    paths = _folder(tmp_path, 2)
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    review.label.value = "benign"
+    review.notes.value = "half-typed"
+    _answer_prompt(qtbot, "Stay")
+    assert review.next_item() is None
+    assert review.queue.index == 0 and review.notes.value == "half-typed"
+    _answer_prompt(qtbot, "Save")
+    assert review.next_item() is not None
+    _wait_loaded(qtbot, review, paths[1])
+    assert [r.notes for r in ReviewStore().reviews(reviewer="dr_q")] == ["half-typed"]
+
+
+def test_end_of_queue_is_announced(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    seen = _messages()
+    paths = _folder(tmp_path, 2)
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    assert review.next_item() is None
+    assert any(m.startswith("End of the queue: 0 of 2 reviewed; 2 still to review") for m in seen)
+    assert "end of the queue" in review.progress_label.text()
+
+
+def test_hotkeys_agree_disagree_and_save(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview.widgets.review import AGREE_KEY, DISAGREE_KEY, SAVE_KEY
+
+    paths = _folder(tmp_path, 1)
+    viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    _predict(review.image_layer)
+    keys = {str(k).replace("+", "-"): f for k, f in viewer.keymap.items()}
+    review.label.value = "benign"
+    keys[AGREE_KEY](viewer)
+    assert review.agreement.value == "agree"
+    keys[DISAGREE_KEY](viewer)
+    assert review.agreement.value == "disagree"
+    keys[SAVE_KEY](viewer)
+    [record] = ReviewStore().reviews(reviewer="dr_q")
+    assert record.label == "benign" and record.agrees_with_model is False
+
+
+def test_clicking_a_disagreement_opens_its_image(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    paths = _folder(tmp_path, 2)
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    _predict(review.image_layer)
+    review.label.value = "benign"
+    assert review.save() is not None
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    item = review.disagreements.item(0)
+    review.disagreements.itemClicked.emit(item)
+    _wait_loaded(qtbot, review, paths[0])
+    assert review.queue.index == 0
+    assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[0])
+
+
+def test_a_locked_database_keeps_the_form_and_saves_later(
+    open_sample: Any,
+    open_widget: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _messages()
     db = tmp_path / "team.sqlite"
-    review = ReviewWidget(viewer, db_url=str(db), busy_timeout_s=0.2)
+    monkeypatch.setenv("PATHREVIEW_DB_URL", str(db))
+    viewer, _ = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    review.busy_timeout_s = 0.2
     review.store()  # create the schema first
     review.reviewer.value = "dr_b"
     review.label.value = "benign"
@@ -94,69 +271,80 @@ def test_a_locked_database_keeps_the_form_and_saves_later(
     assert [r.notes for r in ReviewStore(str(db)).reviews()] == ["keep me"]
 
 
-def test_saving_a_layer_without_a_file_says_what_to_do(make_napari_viewer: Any) -> None:
+def test_saving_a_layer_without_a_file_says_what_to_do(
+    make_napari_viewer: Any, open_widget: Any
+) -> None:
     seen = _messages()
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((20, 20, 3), np.uint8), name="pasted", rgb=True)
-    review = ReviewWidget(viewer)
+    review = open_widget(viewer, "Review")
+    review.label.value = "benign"
     assert review.save() is None
     assert any("no image file on disk" in m for m in seen)
 
 
-def test_queue_resumes_where_the_reviewer_stopped(make_napari_viewer: Any, tmp_path: Path) -> None:
+def test_queue_resumes_where_the_reviewer_stopped(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
     paths = _folder(tmp_path)
-    viewer = make_napari_viewer()
-    review = ReviewWidget(viewer)
-    review.reviewer.value = "dr_c"
-    queue = review.load_queue(paths[0].parent)
-    assert queue.current == paths[0]
+    viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[0])
     review.label.value = "benign"
     assert review.save() is not None
     assert review.progress_label.text().startswith("1 of 3 reviewed")
-    [shortcut] = [f for k, f in viewer.keymap.items() if str(k).replace("+", "-") == NEXT_KEY]
-    shortcut(viewer)  # what pressing Alt+→ in the viewer calls
+    keys = {str(k).replace("+", "-"): f for k, f in viewer.keymap.items()}
+    keys[NEXT_KEY](viewer)  # what pressing Alt+→ in the viewer calls
+    _wait_loaded(qtbot, review, paths[1])
     assert review.queue.current == paths[1]
     assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[1])
-    assert len([layer for layer in viewer.layers if type(layer).__name__ == "Image"]) == 1
+    from napari.layers import Image as ImageLayer
 
-    later = ReviewWidget(make_napari_viewer())  # napari restarted
-    later.reviewer.value = "dr_c"
-    assert later.load_queue(paths[0].parent).current == paths[1]
-    other = ReviewWidget(make_napari_viewer())
+    assert len([layer for layer in viewer.layers if isinstance(layer, ImageLayer)]) == 1
+
+    _later_viewer, later = _queue_review(qtbot, make_napari_viewer, open_widget, [paths[1]])
+    assert later.queue.current == paths[1]  # napari restarted: resumes after the done one
+    other = open_widget(make_napari_viewer(), "Review")
     other.reviewer.value = "dr_d"  # another reviewer starts from the beginning
     assert other.load_queue(paths[0].parent).current == paths[0]
 
 
 def test_disagreements_export_as_a_training_manifest(
-    make_napari_viewer: Any, tmp_path: Path
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
     paths = _folder(tmp_path, 2)
-    viewer = make_napari_viewer()
-    review = ReviewWidget(viewer)
-    review.reviewer.value = "dr_e"
-    review.load_queue(paths[0].parent)
-    layer = review.image_layer
-    meta = dict(layer.metadata["pathreview"])
-    meta["prediction"] = {
-        "model_name": "m",
-        "model_version": "1",
-        "classes": ["benign", "malignant"],
-        "probabilities": {"benign": 0.2, "malignant": 0.8},
-        "label": "malignant",
-        "threshold": 0.5,
-        "settings": {"tta": "none"},
-    }
-    layer.metadata["pathreview"] = meta
-    review.reset_choices()
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    _predict(review.image_layer)
     review.label.value = "benign"
     assert review.agreement.value == "disagree"
     assert review.save() is not None
     review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    _predict(review.image_layer, {**PREDICTION, "label": "benign"})
     review.label.value = "benign"
-    review.agreement.value = "agree"
+    assert review.agreement.value == "agree"
     assert review.save() is not None
     assert len(review.refresh_disagreements()) == 1
     out = review.export_disagreements(tmp_path / "retrain.csv")
     rows = list(csv.DictReader(out.open()))
-    assert [(Path(r["path"]).name, r["label"]) for r in rows] == [("case_0.png", "benign")]
+    assert [(Path(r["path"]).name, r["label"], r["weight"]) for r in rows] == [
+        ("case_0.png", "benign", "2.0")
+    ]
+
+
+def test_picking_another_image_with_unsaved_entries_asks_first(
+    qtbot: Any, open_sample: Any, open_widget: Any, sample_data: Path
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    other = viewer.open(
+        sample_data / "breakhis/SOB_B_F-14-9133-40-001.png", plugin="napari-pathreview"
+    )[0]
+    review = open_widget(viewer, "Review")
+    review.image_combo.value = layers[0].name
+    review.label.value = "benign"
+    review.notes.value = "not saved yet"
+    _answer_prompt(qtbot, "Stay")
+    review.image_combo.value = other.name
+    assert review.image_combo.value == layers[0].name and review.notes.value == "not saved yet"
+    _answer_prompt(qtbot, "Discard")
+    review.image_combo.value = other.name
+    assert review.image_combo.value == other.name and review.notes.value == ""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
-from napari_pathreview.widgets._results import cam_layer_name
+from napari_pathreview.widgets._results import cam_layer_of
 from napari_pathreview.widgets._workspace import build_workspace
 
 pytestmark = pytest.mark.viewer
@@ -19,9 +20,9 @@ def test_workspace_shows_a_cam_over_the_mammogram_with_its_roi(
     analyze, review = build_workspace(
         viewer, {"histology": histology_model, "mammogram": mammogram_model}, device="cpu"
     )
-    assert set(viewer.window.dock_widgets) >= {"Analyze", "Review"}
+    assert "PathReview" in viewer.window.dock_widgets  # one tabbed dock (Analyze, Review)
     mammogram = viewer.layers["mdb028"]
-    cam = viewer.layers[cam_layer_name(mammogram)]
+    cam = cam_layer_of(viewer, mammogram)
     assert cam.visible and cam.data.shape == mammogram.data.shape[:2]
     assert analyze.result_layer is mammogram
     assert analyze.roi_scores is not None and 0.0 <= analyze.roi_scores["iou"] <= 1.0
@@ -29,4 +30,37 @@ def test_workspace_shows_a_cam_over_the_mammogram_with_its_roi(
     assert histology.metadata["pathreview"]["prediction"]["model_name"] == "tiny-histology"
     assert not histology.visible
     assert review.image_combo.value == "mdb028"
-    assert review.label.choices == ("normal", "benign", "malignant")
+    assert [c for c in review.label.choices if c is not None] == ["normal", "benign", "malignant"]
+
+
+def test_workspace_analyses_the_sample_slide_at_the_models_resolution(
+    make_napari_viewer: Any, mammogram_model: str
+) -> None:
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    torch.manual_seed(0)
+    card = {
+        "name": "tiny-histology-um",
+        "task": "binary",
+        "classes": ["benign", "malignant"],
+        "modality": "histology",
+        "input_size": [3, 64, 64],
+        "threshold": 0.5,
+        "preprocess": {"input_size": [3, 64, 64], "pixel_size": 1.0, "pixel_unit": "um"},
+    }
+    version = ModelRegistry().register(create_model("mobilenetv3_small_050", 2), card)
+    viewer = make_napari_viewer()
+    models = {"histology": f"tiny-histology-um@{version}", "mammogram": mammogram_model}
+    build_workspace(viewer, models, device="cpu")
+    slide = viewer.layers["he_pyramid_0.25um"]
+    assert slide.multiscale and slide.metadata["pathreview"]["um_per_px"] == 0.25
+    heat = next(layer for layer in viewer.layers if layer.name.startswith("P(malignant)"))
+    assert heat.name.endswith(" 1 µm/px")  # tiled at the model's resolution, not a preview
+    assert heat.data.shape == (4, 4)  # 64-px tiles at 1 µm/px: 256 slide px each
+    cam = cam_layer_of(viewer, slide)
+    for layer in (heat, cam):  # both cover the slide exactly (outer edges, world units)
+        extent = layer.extent.world[1] - layer.extent.world[0] + np.asarray(layer.scale)
+        np.testing.assert_allclose(extent[-2:], np.array((1024, 1024)) * 0.25, rtol=1e-6)

@@ -1,15 +1,15 @@
 """CAMs (through pytorch-grad-cam) and how well they agree with readers' ROIs.
 
-The ROI metrics and masks are plain numpy; the CAM names (which import torch and
-pytorch-grad-cam) resolve lazily on first use.
+The ROI metrics and masks are plain numpy and the method names (``CAM_METHOD_NAMES``,
+``resolve_method``) torch-free; the CAM machinery (which imports torch and pytorch-grad-cam)
+resolves lazily on first use.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from napari_pathreview._lazy import lazy_attributes
 from napari_pathreview.explain.masks import mask_from_labels, mask_from_mias, mask_from_shapes
+from napari_pathreview.explain.methods import CAM_METHOD_NAMES, resolve_method
 from napari_pathreview.explain.metrics import (
     energy_in_roi,
     normalize_cam,
@@ -24,11 +24,11 @@ _LAZY: dict[str, str] = {
     "BatchedScoreCAM": "napari_pathreview.explain.cams",
     "CamResult": "napari_pathreview.explain.cams",
     "compute_cam": "napari_pathreview.explain.cams",
-    "resolve_method": "napari_pathreview.explain.cams",
 }
 
 __all__ = [
     "CAM_METHODS",
+    "CAM_METHOD_NAMES",
     "BatchedScoreCAM",
     "CamResult",
     "compute_cam",
@@ -45,12 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_pathreview.explain' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

@@ -19,27 +19,21 @@ small function). This module adds what its callers otherwise get wrong:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pytorch_grad_cam
 import torch
 import torch.nn.functional as F
-from pytorch_grad_cam import (
-    EigenCAM,
-    EigenGradCAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    ScoreCAM,
-    XGradCAM,
-)
+from pytorch_grad_cam import EigenCAM, ScoreCAM
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.explain.methods import CAM_METHOD_CLASSES, resolve_method
 
 __all__ = [
     "CAM_METHODS",
@@ -100,6 +94,9 @@ class BatchedScoreCAM(ScoreCAM):
         reshape_transform: Token → map transform for transformer layers, or None.
         batch_size: Masked inputs per forward.
         top_k: Channels to score per image, or None for all (exact Score-CAM).
+        cancel: An event checked before every masked batch; once set, the call raises
+            ``InterruptedError`` within one batch (a full Score-CAM is many forwards).
+        progress: Called as ``progress(done, total)`` after every masked batch.
     """
 
     def __init__(
@@ -109,8 +106,12 @@ class BatchedScoreCAM(ScoreCAM):
         reshape_transform: Callable | None = None,
         batch_size: int = 64,
         top_k: int | None = None,
+        cancel: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__(model, target_layers, reshape_transform=reshape_transform)
+        self.cancel = cancel
+        self.progress = progress
         if int(batch_size) < 1:
             raise InvalidInputError(f"Score-CAM batch_size must be >= 1, got {batch_size}")
         if top_k is not None and int(top_k) < 1:
@@ -162,6 +163,10 @@ class BatchedScoreCAM(ScoreCAM):
             scores[~live] = self._score(torch.zeros_like(image), target)[0]
         channels = self._channels(acts, live)
         for start in range(0, channels.numel(), self.batch_size):
+            if self.cancel is not None and self.cancel.is_set():
+                raise InterruptedError("Score-CAM cancelled")
+            if self.progress is not None:
+                self.progress(start, int(channels.numel()))
             chunk = channels[start : start + self.batch_size]
             up = F.interpolate(
                 acts[chunk][None].to(self.device),
@@ -206,30 +211,21 @@ class EconomyEigenCAM(EigenCAM):
         return np.float32(out)
 
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "scorecam": BatchedScoreCAM,
-    "eigencam": EconomyEigenCAM,
-    "layercam": LayerCAM,
-    "xgradcam": XGradCAM,
-    "hirescam": HiResCAM,
-    "eigengradcam": EigenGradCAM,
+_OURS: dict[str, type[BaseCAM]] = {
+    "BatchedScoreCAM": BatchedScoreCAM,
+    "EconomyEigenCAM": EconomyEigenCAM,
 }
-"""Canonical method name → pytorch-grad-cam class (ours subclass theirs where faster)."""
-
-_ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++"}
 
 
-def resolve_method(name: str) -> str:
-    """Canonical name of a CAM method: case, '-', '_' and spaces are ignored ('Grad-CAM++')."""
-    key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
-    key = _ALIASES.get(key, key)
-    if key not in CAM_METHODS:
-        raise InvalidInputError(
-            f"unknown CAM method {name!r}; choose from {', '.join(CAM_METHODS)}"
-        )
-    return key
+def _cam_class(class_name: str) -> type[BaseCAM]:
+    """Ours where we have a faster one, else pytorch-grad-cam's class of that name."""
+    return _OURS.get(class_name) or getattr(pytorch_grad_cam, class_name)
+
+
+CAM_METHODS: dict[str, type[BaseCAM]] = {
+    name: _cam_class(class_name) for name, class_name in CAM_METHOD_CLASSES.items()
+}
+"""Canonical method name → pytorch-grad-cam class (names from ``methods.CAM_METHOD_CLASSES``)."""
 
 
 def cam_layers(
@@ -352,6 +348,8 @@ def compute_cam(
     reshape_transform: Callable | None = None,
     batch_size: int = 64,
     top_k: int | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """CAMs for a batch of model-ready inputs, one H×W map in [0, 1] per image.
 
@@ -367,6 +365,9 @@ def compute_cam(
         reshape_transform: Explicit reshape transform for ``target_layers``.
         batch_size: Score-CAM masked inputs per forward.
         top_k: Score-CAM channels to score (None = all, exact).
+        cancel: Event checked before the CAM and, in Score-CAM, before every masked batch;
+            once set, raises ``InterruptedError``.
+        progress: Score-CAM's ``progress(done, total)`` over its masked batches.
 
     Returns:
         float32 array N×H×W, each map min–max scaled to [0, 1] (all zeros if flat).
@@ -385,7 +386,13 @@ def compute_cam(
     try:
         classes = _predicted_classes(model, x, tta) if target_class is None else target_class
         targets = _targets(classes, n)
-        options = {"batch_size": batch_size, "top_k": top_k} if name == "scorecam" else {}
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("CAM cancelled")
+        options = (
+            {"batch_size": batch_size, "top_k": top_k, "cancel": cancel, "progress": progress}
+            if name == "scorecam"
+            else {}
+        )
         if tta == "none":
             return _rescale(
                 _run_cam(CAM_METHODS[name], model, x, targets, layers, reshape, options)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes
+from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes, require_nonempty
 from napari_pathreview.explain.metrics import roi_scores
 
 __all__ = [
@@ -67,7 +67,8 @@ def roi_mask_from_geojson(path: str | Path, image_shape: Sequence[int]) -> np.nd
     rois = [r for r in read_geojson_rois(path) if r.shape_type in _AREA]
     if not rois:
         raise InvalidInputError(f"{path} holds no polygon, rectangle or ellipse ROI")
-    return mask_from_shapes([r.data for r in rois], [r.shape_type for r in rois], image_shape)
+    mask = mask_from_shapes([r.data for r in rois], [r.shape_type for r in rois], image_shape)
+    return require_nonempty(mask, path)
 
 
 def roi_mask_from_mias(
@@ -86,7 +87,7 @@ def roi_mask_from_mias(
     rows = [a for a in read_mias_info(info) if a.refnum == refnum and a.has_roi]
     if not rows:
         raise InvalidInputError(f"{refnum} has no ROI circle in {info} (normal or diffuse finding)")
-    return mask_from_mias(rows, image_shape)
+    return require_nonempty(mask_from_mias(rows, image_shape), f"{info} ({refnum})")
 
 
 def score_methods(
@@ -153,12 +154,14 @@ def iter_evaluate_mias(
     """Per-image, per-method score rows over a MIAS folder (a generator; honours ``cancel``)."""
     from napari_pathreview.io import load_image
 
-    cases = find_mias_cases(folder)[: limit or None]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"limit must be a whole number >= 1 (or None for all), got {limit}")
+    cases = find_mias_cases(folder)[:limit]
     for index, (path, rows) in enumerate(cases, start=1):
         if cancel is not None and cancel.is_set():
             return
         image = load_image(path)
-        mask = mask_from_mias(rows, image.data.shape[:2])
+        mask = require_nonempty(mask_from_mias(rows, image.data.shape[:2]), path)
         logger.info("evaluate-cam %d/%d: %s", index, len(cases), path.name)
         for row in score_methods(predictor, image, mask, methods, threshold, **options):
             yield {"image": path.name, **row}

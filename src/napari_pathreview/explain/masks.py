@@ -34,7 +34,24 @@ def _vertices(shape_data: np.ndarray) -> np.ndarray:
     verts = np.asarray(shape_data, dtype=np.float64)
     if verts.ndim != 2 or verts.shape[1] < 2 or verts.shape[0] < 2:
         raise InvalidInputError(f"a shape needs (N, 2+) vertices in (row, col), got {verts.shape}")
+    if not np.all(np.isfinite(verts)):
+        raise InvalidInputError("a shape's vertices must be finite numbers (found NaN or inf)")
     return verts[:, -2:]
+
+
+def require_nonempty(mask: np.ndarray, source: object) -> np.ndarray:
+    """``mask`` if any pixel is set; an empty ROI would score a blank CAM as a perfect match.
+
+    Raises:
+        InvalidInputError: Naming ``source`` (the ROI file): its regions cover no pixel of
+            the image (outside it, or degenerate).
+    """
+    if not mask.any():
+        raise InvalidInputError(
+            f"{source}: the ROI covers no pixel of the {mask.shape[0]}×{mask.shape[1]} image "
+            "(outside it, or of zero area); check that the ROI belongs to this image"
+        )
+    return mask
 
 
 def _fill_polygon(mask: np.ndarray, verts: np.ndarray) -> None:
@@ -145,6 +162,11 @@ def mask_from_mias(
         radius = getattr(ann, "radius", None)
         if row is None or col is None or radius is None:
             continue
+        if not all(np.isfinite(v) for v in (row, col, radius)) or radius <= 0:
+            raise InvalidInputError(
+                f"MIAS ROI ({row}, {col}) radius {radius}: needs finite coordinates and a "
+                "positive radius"
+            )
         # Pixel centres: a circle of radius r around (row, col) in source pixels.
         cr, cc = (row + 0.5) * sy - 0.5, (col + 0.5) * sx - 0.5
         mask |= ((grid_r - cr) / (radius * sy)) ** 2 + ((grid_c - cc) / (radius * sx)) ** 2 <= 1.0

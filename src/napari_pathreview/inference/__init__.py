@@ -5,8 +5,7 @@ Names resolve lazily (PEP 562) so ``import napari_pathreview.inference.cli`` sta
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from napari_pathreview._lazy import lazy_attributes
 
 _EXPORTS: dict[str, str] = {
     "Predictor": "napari_pathreview.inference.predictor",
@@ -16,6 +15,12 @@ _EXPORTS: dict[str, str] = {
     "TiledCam": "napari_pathreview.inference.tiling",
     "predict_tiled": "napari_pathreview.inference.tiling",
     "explain_tiled": "napari_pathreview.inference.tiling",
+    "iter_predict_tiled": "napari_pathreview.inference.tiling",
+    "iter_explain_tiled": "napari_pathreview.inference.tiling",
+    "SlideSettings": "napari_pathreview.inference.slides",
+    "iter_slide": "napari_pathreview.inference.slides",
+    "predict_slide": "napari_pathreview.inference.slides",
+    "as_slide": "napari_pathreview.inference.layer_slide",
     "resolve_device": "napari_pathreview.inference.device",
     "DeviceUnavailableError": "napari_pathreview.inference.device",
 }
@@ -23,12 +28,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_pathreview.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, __all__)

@@ -8,16 +8,21 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import ImageReadError, InvalidInputError, PathReviewError
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.stain.methods import STAIN_METHODS
+from napari_pathreview.tta import TTA_MODES
 
 logger = logging.getLogger(__name__)
 
-STAIN_CHOICES = ("none", "reinhard", "macenko", "vahadane")
-TTA_CHOICES = ("none", "flips", "d4")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+STAIN_CHOICES = STAIN_METHODS
+TTA_CHOICES = TTA_MODES
+DEVICE_CHOICES = DEVICES
 DEFAULT_EVAL_METHODS = "gradcam,gradcam++,scorecam"
 
 
@@ -29,7 +34,19 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stain normalisation (default: the model card's method and target)",
     )
+    parser.add_argument(
+        "--stain-target",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="fitted stain target JSON (from `pathreview stain fit`); its method is used",
+    )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument(
+        "--allow-modality-mismatch",
+        action="store_true",
+        help="run a model on images of the other modality (refused by default)",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -113,14 +130,46 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _cam_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+    from napari_pathreview.inference import slide_cli
+
+    slide_cli.add_commands(subparsers)  # predict-slides, cache
+
+
+def _stain_arg(args: argparse.Namespace) -> Any:
+    """``--stain`` or, with ``--stain-target FILE``, that file's fitted state (checked first)."""
+    target = getattr(args, "stain_target", None)
+    if target is None:
+        return args.stain
+    from napari_pathreview.stain.targets import load_target
+
+    state = load_target(target)
+    if args.stain not in (None, str(state["method"])):
+        raise InvalidInputError(
+            f"--stain {args.stain} but {target} is a {state['method']} target; "
+            "drop --stain or pass a target fitted with that method"
+        )
+    return state
+
+
+def _preflight(args: argparse.Namespace, images: list[Path]) -> Any:
+    """Check the model reference, its card and the images' modality before torch loads."""
+    from napari_pathreview import preflight
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    card = preflight.model_card(args.model)
+    preflight.check_modalities(card, images, args.allow_modality_mismatch)
+    return card
+
 
 def _predictor(args: argparse.Namespace, tta: str = "none", qc: bool = True) -> Any:
+    stain = _stain_arg(args)
     from napari_pathreview.inference.predictor import Predictor
 
     if args.batch_size is not None and args.batch_size < 1:
         raise InvalidInputError("--batch-size must be at least 1")
     return Predictor.from_registry(
-        args.model, device=args.device, stain=args.stain, tta=tta, batch_size=args.batch_size, qc=qc
+        args.model, device=args.device, stain=stain, tta=tta, batch_size=args.batch_size, qc=qc
     )
 
 
@@ -198,13 +247,48 @@ def _stems(paths: list[Path]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from napari_pathreview.inference.predictor import Prediction
+    """Predict every image; a bad one gets ``status=error`` in its row and the rest go on."""
+    from napari_pathreview import preflight
 
+    images = list(args.images)
+    problems = {i: preflight.file_problem(p) for i, p in enumerate(images)}
+    readable = [p for i, p in enumerate(images) if problems[i] is None]
+    if not readable:
+        raise ImageReadError("; ".join(str(m) for m in problems.values()))
+    _preflight(args, readable)
+    out = preflight.output_folder(args.out)
     predictor = _predictor(args, tta=args.tta, qc=not args.no_qc)
     method = _methods(args.cam)[0] if args.cam else None
-    args.out.mkdir(parents=True, exist_ok=True)
     classes = predictor.classes
-    header = [
+    rows = []
+    for path, stem, p in _iter_predictions(predictor, images, problems):
+        if isinstance(p, str):
+            rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
+            print(f"{path}\terror\t{p}")
+            continue
+        row = {**_prediction_row(p, classes), "status": "ok", "error": ""}
+        print(
+            f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
+        )
+        if method:
+            try:
+                result = predictor.explain(path, method, **_explain_kwargs(args, method))
+                _write_cam(out, stem, path, result)
+            except Exception as error:  # noqa: BLE001 - one image must not stop the batch
+                row.update(_failed(f"CAM: {_describe(error)}"))
+        rows.append(row)
+    csv_path = _write_csv(out / "predictions.csv", rows, _predict_header(classes))
+    print(f"wrote {csv_path}")
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed:
+        logger.error("%d of %d image(s) failed; see the status/error columns", failed, len(rows))
+        print(f"pathreview predict: {failed} of {len(rows)} image(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict_header(classes: tuple[str, ...]) -> list[str]:
+    return [
         "path",
         "model",
         *[f"p_{c}" for c in classes],
@@ -215,24 +299,90 @@ def _predict(args: argparse.Namespace) -> int:
         "stain",
         "tta",
         "seconds",
+        "status",
+        "error",
     ]
-    rows = []
-    predictions = [p for p in predictor.iter_predict(args.images) if isinstance(p, Prediction)]
-    for path, stem, p in zip(args.images, _stems(args.images), predictions, strict=True):
-        rows.append(_prediction_row(p, classes))
-        print(
-            f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
+
+
+def _failed(message: str) -> dict[str, str]:
+    return {"status": "error", "error": message}
+
+
+def _describe(error: BaseException) -> str:
+    """A project error as its message; anything else prefixed with its type."""
+    if isinstance(error, PathReviewError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _iter_predictions(
+    predictor: Any, images: list[Path], problems: dict[int, str | None]
+) -> Iterator[tuple[Path, str, Any]]:
+    """(path, stem, Prediction or error text) in input order, batch by batch.
+
+    A batch that fails is retried image by image, so one unreadable file costs only itself.
+    """
+    stems = _stems(images)
+    good = [i for i in range(len(images)) if problems[i] is None]
+    results: dict[int, Any] = {i: problems[i] for i in range(len(images)) if problems[i]}
+    size = predictor.images_per_forward
+    for start in range(0, len(good), size):
+        chunk = good[start : start + size]
+        try:
+            for i, p in zip(chunk, predictor.predict([images[i] for i in chunk]), strict=True):
+                results[i] = p
+        except Exception:  # noqa: BLE001 - retried one by one below to find the bad image
+            for i in chunk:
+                try:
+                    results[i] = predictor.predict([images[i]])[0]
+                except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
+                    logger.debug("prediction of %s failed", images[i], exc_info=True)
+                    results[i] = _describe(error)
+    for i, path in enumerate(images):
+        yield path, stems[i], results[i]
+
+
+def _check_threshold(value: float) -> None:
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise InvalidInputError(f"--threshold must be in [0, 1], got {value}")
+
+
+def _check_explain_args(args: argparse.Namespace) -> None:
+    """Files, threshold, model card and modality of ``explain``, before torch loads."""
+    from napari_pathreview import preflight
+
+    preflight.require_file(args.image)
+    if args.roi is not None:
+        preflight.require_file(args.roi, "ROI file")
+    else:
+        preflight.require_file(args.mias_info, "MIAS Info.txt")
+    _check_threshold(args.threshold)
+    if args.out is not None:
+        preflight.output_file(args.out)
+    _preflight(args, [args.image])
+
+
+def _check_evaluate_args(args: argparse.Namespace) -> None:
+    """Folder, limit, threshold, model card and modality of ``evaluate-cam``, before torch."""
+    from napari_pathreview import preflight
+
+    if not args.mias.is_dir():
+        raise InvalidInputError(f"--mias {args.mias} is not a folder (it must hold Info.txt)")
+    names = ("Info.txt", "info.txt", "labels.csv")
+    if not any((args.mias / n).is_file() for n in names):
+        raise InvalidInputError(f"--mias {args.mias} has none of {', '.join(names)}")
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInputError(f"--limit must be at least 1 (or omitted: all), got {args.limit}")
+    _check_threshold(args.threshold)
+    for option in ("out", "per_image"):
+        if getattr(args, option) is not None:
+            preflight.output_file(getattr(args, option), f"--{option.replace('_', '-')}")
+    card = _preflight(args, [])
+    if card.modality != "mammogram" and not args.allow_modality_mismatch:
+        raise InvalidInputError(
+            f"model {card.ref} was trained on {card.modality} images but MIAS holds "
+            "mammograms; pick a mammogram model, or pass --allow-modality-mismatch"
         )
-        if method:
-            _write_cam(
-                args.out,
-                stem,
-                path,
-                predictor.explain(path, method, **_explain_kwargs(args, method)),
-            )
-    csv_path = _write_csv(args.out / "predictions.csv", rows, header)
-    print(f"wrote {csv_path}")
-    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -243,19 +393,21 @@ def _explain(args: argparse.Namespace) -> int:
     )
     from napari_pathreview.io import load_image
 
-    methods = _methods(args.method)
-    predictor = _predictor(args, qc=False)
+    _check_explain_args(args)
     image = load_image(args.image)
     shape = image.levels[0].shape[:2]
-    if args.roi is not None:
+    if args.roi is not None:  # a bad ROI is reported before the model loads
         mask = roi_mask_from_geojson(args.roi, shape)
     else:
         mask = roi_mask_from_mias(args.mias_info, args.image, shape)
+    methods = _methods(args.method)
+    predictor = _predictor(args, qc=False)
     rows = []
     for method in methods:
         rows += score_methods(
             predictor, image, mask, [method], args.threshold, **_explain_kwargs(args, method)
         )
+    rows += _mil_map_rows(predictor, image, mask, args.threshold)
     print(f"{'method':<14}{'target':<14}{'IoU':>8}{'Dice':>8}{'pointing':>10}{'energy':>8}")
     for r in rows:
         print(
@@ -267,9 +419,27 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mil_map_rows(predictor: Any, image: Any, mask: Any, threshold: float) -> list[dict]:
+    """A patch MIL model's own maps (patch probability, attention), scored like its CAMs."""
+    from napari_pathreview.models.mil import PatchMIL
+
+    if not isinstance(predictor.model, PatchMIL):
+        return []
+    from napari_pathreview.explain.metrics import roi_scores
+    from napari_pathreview.inference.mil_maps import MAP_KINDS, explain_mil
+
+    explained = explain_mil(predictor, image)
+    return [
+        {"method": kind, "target": explained.label,
+         **roi_scores(explained.map(kind), mask, threshold)}
+        for kind in MAP_KINDS
+    ]
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from napari_pathreview.explain.evaluate import iter_evaluate_mias, summarize, write_summary_csv
 
+    _check_evaluate_args(args)
     methods = _methods(args.methods)
     predictor = _predictor(args, qc=False)
     rows = []

@@ -1,7 +1,9 @@
 """The predictor: a registered model plus everything needed to feed it and read its output.
 
-decode → QC flags → resize → stain normalisation (the card's fitted target) → normalise
-(card mean/std) → batch → ``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
+decode → QC flags → the card's preprocessing spec (crop, resample to the trained-at
+resolution, stain normalisation to the fitted target, centre crop, mean/std: the functions of
+``napari_pathreview.preprocessing`` that training's evaluation transform uses too) → batch →
+``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
 probabilities and the decision at the card's threshold. Long runs are generators
 (:meth:`Predictor.iter_predict`) that yield :class:`Progress` and honour a cancel event, so a
 napari ``thread_worker`` can wrap them and tests can iterate them synchronously.
@@ -23,12 +25,14 @@ from torch import nn
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.device import amp_dtype, is_out_of_memory, resolve_device
 from napari_pathreview.inference.preprocess import (
-    InputSpec,
     decode,
     normalise,
     resolve_stain,
+    spec_for,
     to_batch,
 )
+from napari_pathreview.inference.progress import Progress
+from napari_pathreview.preprocessing import PreprocessSpec, cam_to_image, crop_box, plan
 
 __all__ = ["Prediction", "Predictor", "Progress"]
 
@@ -65,16 +69,6 @@ class Prediction:
     @property
     def label_index(self) -> int:
         return list(self.probabilities).index(self.label)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a long run is: ``done`` of ``total`` items; ``cancelled`` when it was stopped."""
-
-    done: int
-    total: int
-    message: str = ""
-    cancelled: bool = False
 
 
 CPU_BATCH_SIZE = 8
@@ -134,7 +128,7 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype(self.device)
-        self.spec = InputSpec.from_card(card, model)
+        self.spec = spec_for(card, model)
         self.normalizer = resolve_stain(card, stain)
         self.stain_name = str(getattr(self.normalizer, "name", "none"))
         self.tta = tta
@@ -169,18 +163,39 @@ class Predictor:
         return 0.5 if self.card.threshold is None else float(self.card.threshold)
 
     # -- the forward path ----------------------------------------------------------------------
-    def prepare(self, images: Sequence[np.ndarray], spec: InputSpec | None = None) -> torch.Tensor:
+    def prepare(
+        self,
+        images: Sequence[np.ndarray],
+        spec: PreprocessSpec | None = None,
+        um_per_px: Sequence[float | None] | None = None,
+    ) -> torch.Tensor:
         """RGB uint8 images → the normalised float batch the model sees (on the device).
+
+        The same functions build training's evaluation tensors (``preprocessing``), so a
+        model is fed exactly as it was evaluated.
 
         Args:
             images: RGB uint8 H×W×3 arrays.
-            spec: Geometry to use instead of the card's (e.g. ``spec.uncropped()`` for CAMs).
+            spec: Preprocessing to use instead of the card's (e.g. ``spec.uncropped()``).
+            um_per_px: Each image's physical pixel size (µm), None where unknown; with a
+                spec that records ``pixel_size`` a known one resamples to it.
         """
         spec = spec or self.spec
-        batch = to_batch(list(images), spec).to(self.device)
-        if self.stain_name != "none":
-            batch = self.normalizer.transform(batch)
+        normalizer = self.normalizer if self.stain_name != "none" else None
+        batch = to_batch(list(images), spec, normalizer, um_per_px).to(self.device)
         return normalise(batch, spec)
+
+    def cam_to_image(
+        self,
+        cam: np.ndarray,
+        image: np.ndarray,
+        spec: PreprocessSpec | None = None,
+        um_per_px: float | None = None,
+    ) -> np.ndarray:
+        """A network-size CAM of ``image`` (prepared with ``spec``) mapped back onto it."""
+        spec = spec or self.spec
+        placement = plan(image.shape, crop_box(image, spec), spec, um_per_px)
+        return cam_to_image(cam, placement, image.shape)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         from napari_pathreview import tta as tta_mod
@@ -202,15 +217,19 @@ class Predictor:
 
         return max(1, self.batch_size // tta_mod.num_views(self.tta))
 
-    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    def probabilities(
+        self, images: Sequence[np.ndarray], um_per_px: Sequence[float | None] | None = None
+    ) -> np.ndarray:
         """N×K probabilities of RGB uint8 images, halving the batch on out-of-memory."""
         out: list[np.ndarray] = []
         start = 0
         with torch.inference_mode():
             while start < len(images):
-                chunk = images[start : start + self.images_per_forward]
+                stop = start + self.images_per_forward
+                chunk = images[start:stop]
+                sizes = um_per_px[start:stop] if um_per_px is not None else None
                 try:
-                    out.append(self._forward(self.prepare(chunk)).cpu().numpy())
+                    out.append(self._forward(self.prepare(chunk, None, sizes)).cpu().numpy())
                 except (RuntimeError, MemoryError) as error:
                     if not is_out_of_memory(error) or self.batch_size == 1:
                         raise
@@ -234,7 +253,20 @@ class Predictor:
     def to_prediction(
         self, probs: np.ndarray, path: str | None = None, qc: Any = None, seconds: float = 0.0
     ) -> Prediction:
-        """One image's class probabilities as a ``Prediction`` under this predictor's settings."""
+        """One image's class probabilities as a ``Prediction`` under this predictor's settings.
+
+        Raises:
+            NonFiniteOutputError: A probability is NaN or infinite; a NaN compares False with
+                the threshold and would silently read as the first class.
+        """
+        if not np.all(np.isfinite(probs)):
+            from napari_pathreview.errors import NonFiniteOutputError
+
+            raise NonFiniteOutputError(
+                f"model {self.model_ref} gave non-finite probabilities {np.asarray(probs).tolist()}"
+                f" for {path or 'the image'}: its weights or the card's mean/std are broken; "
+                "re-import or re-train the model"
+            )
         return Prediction(
             path=path,
             probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
@@ -258,7 +290,7 @@ class Predictor:
         start = time.perf_counter()
         decoded = [decode(item, min_side=min(self.spec.hw)) for item in items]
         qcs = [self._qc(d.rgb) for d in decoded]
-        probs = self.probabilities([d.rgb for d in decoded])
+        probs = self.probabilities([d.rgb for d in decoded], [d.um_per_px for d in decoded])
         seconds = (time.perf_counter() - start) / len(items)
         return [
             self.to_prediction(row, path=d.path, qc=qc, seconds=seconds)
@@ -338,15 +370,16 @@ class Predictor:
 
         decoded = decode(image, min_side=min(self.spec.hw))
         rgb = decoded.rgb
-        index = self.target_index(target_class, self.probabilities([rgb])[0])
+        um = [decoded.um_per_px]
+        index = self.target_index(target_class, self.probabilities([rgb], um)[0])
         # A CNN explains the whole resized image (no evaluation crop), so the CAM has no blank
         # border; token models (ViT, with a reshape transform) need their fixed input size.
         fixed_size = getattr(self.model, "cam_reshape_transform", None) is not None
         cam_spec = self.spec if fixed_size else self.spec.uncropped()
         with torch.inference_mode():
-            x = self.prepare([rgb], cam_spec)
+            x = self.prepare([rgb], cam_spec, um)
         cam = compute_cam(self.model, x, method, target_class=index, tta=tta, **cam_options)[0]
-        full = cam_spec.cam_to_image(cam, rgb.shape, cam_spec.box(rgb))
+        full = self.cam_to_image(cam, rgb, cam_spec, decoded.um_per_px)
         return CamResult(
             np.clip(full, 0.0, 1.0).astype(np.float32),
             resolve_method(method),

@@ -16,8 +16,19 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.progress import Progress
 
-__all__ = ["TiledCam", "TiledPrediction", "explain_tiled", "predict_tiled", "tile_origins"]
+__all__ = [
+    "TiledCam",
+    "TiledPrediction",
+    "explain_tiled",
+    "hann_window",
+    "iter_explain_tiled",
+    "iter_predict_tiled",
+    "last_result",
+    "predict_tiled",
+    "tile_origins",
+]
 
 
 @dataclass(frozen=True)
@@ -128,26 +139,38 @@ def _tissue_tiles(
             yield r0, c0, (rgb if _is_tissue(rgb, skip_background, min_tissue, threshold) else None)
 
 
-def _batched(
-    tiles: Iterator[tuple[int, int, np.ndarray | None]],
-    size: int,
-    counts: list[int],
-    cancel: threading.Event | None,
-) -> Iterator[list[tuple[int, int, np.ndarray]]]:
+def _batches(
+    tiles: Iterator[tuple[int, int, np.ndarray | None]], size: int
+) -> Iterator[tuple[list[tuple[int, int, np.ndarray]], int]]:
+    """Tissue tiles in batches of ``size``, each with the number of grid tiles it consumed.
+
+    The count includes the background tiles skipped since the previous batch, so progress
+    advances over the whole grid (the last item may be an empty batch of trailing background).
+    """
     batch: list[tuple[int, int, np.ndarray]] = []
+    walked = 0
     for r0, c0, rgb in tiles:
-        if cancel is not None and cancel.is_set():
-            raise InterruptedError("tiled inference cancelled")
-        counts[0] += 1
+        walked += 1
         if rgb is None:
-            counts[1] += 1
             continue
         batch.append((r0, c0, rgb))
         if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+            yield batch, walked
+            batch, walked = [], 0
+    if batch or walked:
+        yield batch, walked
+
+
+def hann_window(height: int, width: int) -> np.ndarray:
+    """A 2-D raised-cosine weight, positive everywhere and near zero at the tile border.
+
+    Stitching overlapping tiles with this weight makes each tile fade out where its
+    neighbour takes over, so per-tile rescaling (CAMs are min–max scaled per tile) leaves no
+    seam at tile borders.
+    """
+    rows = np.hanning(height + 2)[1:-1].astype(np.float32)
+    cols = np.hanning(width + 2)[1:-1].astype(np.float32)
+    return np.outer(rows, cols)
 
 
 def _aggregate(
@@ -165,7 +188,7 @@ def _aggregate(
     }
 
 
-def predict_tiled(
+def iter_predict_tiled(
     predictor: Any,
     image_or_levels: Any,
     level: int = 0,
@@ -177,8 +200,12 @@ def predict_tiled(
     cell: int | None = None,
     top_k: int = 5,
     cancel: threading.Event | None = None,
-) -> TiledPrediction:
-    """Sliding-window prediction with background skipping and probability maps.
+) -> Iterator[Progress | TiledPrediction]:
+    """Sliding-window prediction with background skipping, yielding progress per batch.
+
+    Follows ``Predictor.iter_predict``'s protocol: a :class:`Progress` (grid tiles done of
+    total) before each batch, the :class:`TiledPrediction` last; once ``cancel`` is set it
+    yields ``Progress(cancelled=True)`` before the next batch and stops without a result.
 
     Args:
         predictor: An ``inference.Predictor``.
@@ -192,7 +219,7 @@ def predict_tiled(
         background_threshold: Grayscale level at or above which a pixel is background.
         cell: Map cell edge in level pixels (default: the stride / 4, at least 1).
         top_k: Tiles averaged for the ``topk_mean`` aggregate.
-        cancel: Event that stops the run (raises InterruptedError).
+        cancel: Event that stops the run.
     """
     levels = _levels(image_or_levels)
     data, tile, stride, down = _geometry(predictor, levels, level, tile_size, overlap)
@@ -201,11 +228,22 @@ def predict_tiled(
     grid = (-(-data.shape[0] // cell), -(-data.shape[1] // cell))
     total = np.zeros((len(predictor.classes), *grid), np.float64)
     count = np.zeros(grid, np.float64)
-    counts = [0, 0]
+    n_grid = len(tile_origins(data.shape[0], tile, stride)) * len(
+        tile_origins(data.shape[1], tile, stride)
+    )
+    done = skipped = 0
     all_probs: list[np.ndarray] = []
     origins: list[tuple[int, int]] = []
     tiles = _tissue_tiles(data, tile, stride, skip, min_tissue, background_threshold)
-    for batch in _batched(tiles, predictor.batch_size, counts, cancel):
+    for batch, walked in _batches(tiles, predictor.batch_size):
+        if cancel is not None and cancel.is_set():
+            yield Progress(done, n_grid, "cancelled", cancelled=True)
+            return
+        yield Progress(done, n_grid, f"classifying tiles {done + 1}-{done + walked} of {n_grid}")
+        done += walked
+        skipped += walked - len(batch)
+        if not batch:
+            continue
         probs = predictor.probabilities([rgb for _, _, rgb in batch])
         for (r0, c0, rgb), p in zip(batch, probs, strict=True):
             rs, cs = (
@@ -216,11 +254,12 @@ def predict_tiled(
             count[rs, cs] += 1
             origins.append((r0, c0))
         all_probs.append(probs)
+    yield Progress(n_grid, n_grid, "done")
     covered = count > 0
     maps = np.where(covered, total / np.maximum(count, 1), 0.0).astype(np.float32)
     probs = np.concatenate(all_probs) if all_probs else np.zeros((0, len(predictor.classes)))
     scale = (cell * down[0], cell * down[1])
-    return TiledPrediction(
+    yield TiledPrediction(
         prob_maps=maps,
         coverage=covered,
         classes=tuple(predictor.classes),
@@ -230,14 +269,44 @@ def predict_tiled(
         level=level,
         tile_size=tile,
         stride=stride,
-        n_tiles=counts[0],
-        n_skipped=counts[1],
+        n_tiles=done,
+        n_skipped=skipped,
         tile_probabilities=probs.astype(np.float32),
         tile_origins=np.asarray(origins, int).reshape(-1, 2),
     )
 
 
-def explain_tiled(
+def last_result(steps: Iterator[Any]) -> Any:
+    """Drain a progress generator; its final non-:class:`Progress` item, or None if cancelled."""
+    result = None
+    for item in steps:
+        if not isinstance(item, Progress):
+            result = item
+    return result
+
+
+def predict_tiled(predictor: Any, image_or_levels: Any, **kwargs: Any) -> TiledPrediction | None:
+    """:func:`iter_predict_tiled` run to the end (None only if a ``cancel`` event was set)."""
+    return last_result(iter_predict_tiled(predictor, image_or_levels, **kwargs))
+
+
+def _tile_target(
+    predictor: Any, tiles: Iterator[tuple[int, int, np.ndarray | None]], target_class: Any
+) -> int:
+    """The class to explain: the given one, else the decision on the mean tile probability."""
+    if target_class is not None:
+        return predictor.target_index(target_class, np.full(len(predictor.classes), 1.0))
+    total = np.zeros(len(predictor.classes), np.float64)
+    n = 0
+    for batch, _ in _batches(tiles, predictor.batch_size):
+        if batch:
+            total += predictor.probabilities([rgb for _, _, rgb in batch]).sum(axis=0)
+            n += len(batch)
+    mean = total / n if n else np.full(len(predictor.classes), 1.0)
+    return predictor.target_index(None, mean)
+
+
+def iter_explain_tiled(
     predictor: Any,
     image_or_levels: Any,
     method: str = "gradcam",
@@ -249,38 +318,56 @@ def explain_tiled(
     min_tissue: float = 0.1,
     cancel: threading.Event | None = None,
     **cam_options: Any,
-) -> TiledCam:
-    """A CAM over a large image, stitched at the chosen level's full resolution.
+) -> Iterator[Progress | TiledCam]:
+    """A CAM over a large image, stitched at the chosen level's resolution, tile batch by batch.
 
-    Each tissue tile's CAM (min–max scaled within the tile) is weighted by the tile's
-    probability of the target class before averaging overlaps, so tiles without evidence for
-    the class do not light up just because their own CAM was rescaled to [0, 1]. The target is
-    the given class, else the predictor's decision on the mean tile probabilities.
+    Tiles stream from the image (never all held at once). Each tissue tile's CAM (min–max
+    scaled within the tile) is weighted by the tile's probability of the target class, so
+    tiles without evidence do not light up, and blended with a :func:`hann_window` so
+    overlapping tiles leave no seams. The target is the given class, else the decision on the
+    mean tile probabilities (one extra streaming pass). Same progress/cancel protocol as
+    :func:`iter_predict_tiled`.
     """
     from napari_pathreview.explain.cams import compute_cam, resolve_method
 
     levels = _levels(image_or_levels)
     data, tile, stride, down = _geometry(predictor, levels, level, tile_size, overlap)
     skip = predictor.card.modality == "histology" if skip_background is None else skip_background
-    tiles = list(_tissue_tiles(data, tile, stride, skip, min_tissue, 220))
-    tissue = [(r0, c0, rgb) for r0, c0, rgb in tiles if rgb is not None]
+
+    def tiles() -> Iterator[tuple[int, int, np.ndarray | None]]:
+        return _tissue_tiles(data, tile, stride, skip, min_tissue, 220)
+
+    index = _tile_target(predictor, tiles(), target_class)
     cam = np.zeros(data.shape[:2], np.float32)
     weight = np.zeros(data.shape[:2], np.float32)
-    if not tissue:
-        index = predictor.target_index(target_class, np.full(len(predictor.classes), 1.0))
-        return TiledCam(cam, resolve_method(method), index, predictor.classes[index], down, level)
-    probs = predictor.probabilities([rgb for _, _, rgb in tissue])
-    index = predictor.target_index(target_class, probs.mean(axis=0))
-    for start in range(0, len(tissue), predictor.batch_size):
+    n_grid = len(tile_origins(data.shape[0], tile, stride)) * len(
+        tile_origins(data.shape[1], tile, stride)
+    )
+    done = 0
+    for batch, walked in _batches(tiles(), predictor.batch_size):
         if cancel is not None and cancel.is_set():
-            raise InterruptedError("tiled CAM cancelled")
-        chunk = tissue[start : start + predictor.batch_size]
-        x = predictor.prepare([rgb for _, _, rgb in chunk]).detach().clone()
+            yield Progress(done, n_grid, "cancelled", cancelled=True)
+            return
+        yield Progress(done, n_grid, f"explaining tiles {done + 1}-{done + walked} of {n_grid}")
+        done += walked
+        if not batch:
+            continue
+        probs = predictor.probabilities([rgb for _, _, rgb in batch])
+        x = predictor.prepare([rgb for _, _, rgb in batch]).detach().clone()
         maps = compute_cam(predictor.model, x, method, target_class=index, **cam_options)
-        for (r0, c0, rgb), m, p in zip(chunk, maps, probs[start : start + len(chunk)], strict=True):
+        for (r0, c0, rgb), m, p in zip(batch, maps, probs, strict=True):
             h, w = rgb.shape[:2]
-            resized = predictor.spec.cam_to_image(m, rgb.shape, predictor.spec.box(rgb))
-            cam[r0 : r0 + h, c0 : c0 + w] += resized * float(p[index])
-            weight[r0 : r0 + h, c0 : c0 + w] += 1.0
-    stitched = np.where(weight > 0, cam / np.maximum(weight, 1.0), 0.0).astype(np.float32)
-    return TiledCam(stitched, resolve_method(method), index, predictor.classes[index], down, level)
+            resized = predictor.cam_to_image(m, rgb)
+            window = hann_window(h, w)
+            cam[r0 : r0 + h, c0 : c0 + w] += resized * float(p[index]) * window
+            weight[r0 : r0 + h, c0 : c0 + w] += window
+    yield Progress(n_grid, n_grid, "done")
+    stitched = np.where(weight > 0, cam / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
+    yield TiledCam(stitched, resolve_method(method), index, predictor.classes[index], down, level)
+
+
+def explain_tiled(
+    predictor: Any, image_or_levels: Any, method: str = "gradcam", **kwargs: Any
+) -> TiledCam | None:
+    """:func:`iter_explain_tiled` run to the end (None only if a ``cancel`` event was set)."""
+    return last_result(iter_explain_tiled(predictor, image_or_levels, method, **kwargs))

@@ -6,10 +6,11 @@ Public names (see .team/CONTRACTS.md): ``load_image``/``LoadedImage``, ``to_rgb_
 Also: ``layers_for_path`` (the napari LayerData of a file, as the reader builds it),
 ``rois_to_geojson``/``parse_geojson_rois``/``rois_from_shapes`` (ROIs ↔ GeoJSON dicts,
 e.g. a review's ``roi_geojson``), ``label_image_to_rois``, ``write_pyramidal_tiff``,
-``contrast_limits``.
+``contrast_limits``; ``open_slide``/``SlideSource`` (whole slides of every format:
+regions at any level, µm/px, associated images, a cache fingerprint).
 """
 
-from napari_pathreview.io.breakhis import BreakhisInfo, parse_breakhis_name
+from napari_pathreview.io.breakhis import BREAKHIS_UM_PER_PX, BreakhisInfo, parse_breakhis_name
 from napari_pathreview.io.geojson import (
     Roi,
     parse_geojson_rois,
@@ -30,8 +31,12 @@ from napari_pathreview.io.mias import (
     read_mias_info,
 )
 from napari_pathreview.io.pyramid import write_pyramidal_tiff
+from napari_pathreview.io.wsi import SlideSource, open_slide
 
 __all__ = [
+    "BREAKHIS_UM_PER_PX",
+    "SlideSource",
+    "open_slide",
     "BreakhisInfo",
     "LoadedImage",
     "MiasAnnotation",

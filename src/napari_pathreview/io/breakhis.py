@@ -22,6 +22,13 @@ SUBTYPE_NAMES: dict[str, str] = {
 }
 """Subtype code → name, in the dataset's order (four benign, then four malignant)."""
 
+# Spanhol et al. 2016, "A Dataset for Breast Cancer Histopathological Image Classification",
+# IEEE TBME 63(7):1455-1462: Olympus BX-50 microscope, 3.3x relay lens, Samsung SCC-131AN
+# camera with 6.5 µm pixels, so µm/px = 6.5 / (objective × 3.3); the "40X" images were
+# taken with the 4x objective (total 40X with the 10x eyepiece), and so on.
+BREAKHIS_UM_PER_PX: dict[int, float] = {40: 0.492, 100: 0.197, 200: 0.0985, 400: 0.0492}
+"""Magnification in the file name → physical pixel size (µm) of a BreaKHis patch."""
+
 BENIGN_SUBTYPES: tuple[str, ...] = ("A", "F", "PT", "TA")
 MALIGNANT_SUBTYPES: tuple[str, ...] = ("DC", "LC", "MC", "PC")
 
@@ -64,6 +71,11 @@ class BreakhisInfo:
         """
         return re.sub(r"[A-Z]+$", "", self.patient_id)
 
+    @property
+    def um_per_px(self) -> float:
+        """Physical pixel size of the patch, from the dataset's documented optics."""
+        return BREAKHIS_UM_PER_PX[self.magnification]
+
     def as_metadata(self) -> dict[str, object]:
         """JSON-able facts for layer metadata (``metadata["pathreview"]``)."""
         return {
@@ -74,6 +86,7 @@ class BreakhisInfo:
             "subtype_name": self.subtype_name,
             "magnification": self.magnification,
             "patient_id": self.patient_id,
+            "um_per_px": self.um_per_px,
         }
 
 

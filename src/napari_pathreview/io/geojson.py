@@ -44,10 +44,21 @@ class Roi:
     holes: tuple[np.ndarray, ...] = ()
 
 
+# No image is this large (whole slides reach ~2e5 px); beyond it a coordinate is corrupt.
+MAX_COORDINATE = 1e8
+
+
 def _ring_rc(coords: Sequence[Sequence[float]], where: str) -> np.ndarray:
     ring = np.asarray(coords, dtype=float)
     if ring.ndim != 2 or ring.shape[0] < 2 or ring.shape[1] < 2:
         raise ImageReadError(f"{where}: a ring needs at least two [x, y] positions")
+    if not np.all(np.isfinite(ring)):
+        raise ImageReadError(f"{where}: coordinates must be finite numbers (found NaN or inf)")
+    if np.abs(ring).max() > MAX_COORDINATE:
+        raise ImageReadError(
+            f"{where}: coordinate {np.abs(ring).max():g} is beyond any image "
+            f"(limit {MAX_COORDINATE:g} pixels)"
+        )
     ring = ring[:, [1, 0]]  # [x, y] → (row, col)
     if ring.shape[0] > 3 and np.allclose(ring[0], ring[-1]):
         ring = ring[:-1]  # GeoJSON closes rings by repeating the first position
@@ -142,6 +153,8 @@ def parse_geojson_rois(document: Any, where: str = "GeoJSON") -> list[Roi]:
             rois.extend(_geometry_rois(feature["geometry"], props, f"{where} feature {number}"))
         except (TypeError, ValueError) as error:
             raise ImageReadError(f"{where} feature {number}: bad coordinates ({error})") from error
+        except RecursionError:
+            raise ImageReadError(f"{where} feature {number}: nested too deeply") from None
     return rois
 
 
@@ -156,6 +169,8 @@ def read_geojson_rois(path: str | Path) -> list[Roi]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ImageReadError(f"{path}: cannot read GeoJSON ({error})") from error
+    except RecursionError:
+        raise ImageReadError(f"{path}: GeoJSON nested too deeply to be an annotation") from None
     return parse_geojson_rois(document, str(path))
 
 

@@ -1,140 +1,99 @@
 """One entry point for every image the plugin opens: ``load_image(path) -> LoadedImage``.
 
-Formats: PNG, JPEG, PGM (Pillow; 16-bit colour PNG through OpenCV so no bits are lost),
-TIFF/SVS (tifffile; pyramidal or very large files stay lazy, see :mod:`.slides`) and DICOM
-(:mod:`.mammograms`). The *modality* decides how an image is shown and which models apply:
+The suffix → loader table below picks the reader: PNG/JPEG/PGM (:mod:`.raster`), TIFF/SVS
+(:mod:`.slides`: tifffile, or OpenSlide for vendor TIFF flavours), the other whole-slide
+formats (OpenSlide) and DICOM (:mod:`.mammograms` for single images, wsidicom for
+whole-slide series). The *modality* decides how an image is shown and which models apply:
 colour images are histology (RGB uint8), single-channel images are mammograms (uint8 or
 uint16 grayscale). ``to_rgb_uint8`` is the one conversion every model input goes through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
-from napari_pathreview.io.breakhis import parse_breakhis_name
-from napari_pathreview.io.mias import find_mias_annotations, mias_metadata, mias_refnum
+from napari_pathreview.io._core import (
+    DICOM_SUFFIXES,
+    HISTOLOGY,
+    IMAGE_SUFFIXES,
+    MAMMOGRAM,
+    OPENSLIDE_SUFFIXES,
+    RASTER_SUFFIXES,
+    SLIDE_SUFFIXES,
+    TIFF_SUFFIXES,
+    LoadedImage,
+    base_metadata,
+    finish_loaded,
+    has_dicom_preamble,
+    is_supported_image,
+    modality_of,
+    normalize_pixels,
+    to_rgb_uint8,
+)
+from napari_pathreview.io.dicom_slide import is_dicom_wsi
+from napari_pathreview.io.mammograms import load_dicom
+from napari_pathreview.io.raster import load_raster, read_raster
+from napari_pathreview.io.slides import load_slide, load_tiff
 
 logger = logging.getLogger(__name__)
 
-RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".pnm", ".bmp"})
-TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
-IMAGE_SUFFIXES = RASTER_SUFFIXES | TIFF_SUFFIXES | DICOM_SUFFIXES
-
-HISTOLOGY = "histology"
-MAMMOGRAM = "mammogram"
-
-
-@dataclass(frozen=True)
-class LoadedImage:
-    """An opened image and what its file said about it.
-
-    Attributes:
-        data: Level 0: RGB uint8 H×W×3 (histology) or grayscale H×W uint8/uint16
-            (mammogram). For pyramidal files a lazy array (dask), never read whole.
-        levels: All resolution levels, largest first; length 1 for plain images.
-        modality: "histology" or "mammogram".
-        metadata: JSON-able file facts; readers put it under ``layer.metadata["pathreview"]``.
-        scale: (row, col) pixel spacing, in mm where the file says so (DICOM), else 1.0.
-        path: The file that was read.
-    """
-
-    data: Any
-    levels: list[Any]
-    modality: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    scale: tuple[float, float] = (1.0, 1.0)
-    path: Path | None = None
-
-    @property
-    def multiscale(self) -> bool:
-        """True when the image has several resolution levels (a slide pyramid)."""
-        return len(self.levels) > 1
+__all__ = [
+    "DICOM_SUFFIXES",
+    "HISTOLOGY",
+    "IMAGE_SUFFIXES",
+    "LOADERS",
+    "MAMMOGRAM",
+    "OPENSLIDE_SUFFIXES",
+    "RASTER_SUFFIXES",
+    "SLIDE_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "LoadedImage",
+    "base_metadata",
+    "finish_loaded",
+    "is_supported_image",
+    "load_image",
+    "modality_of",
+    "normalize_pixels",
+    "read_raster",
+    "to_rgb_uint8",
+]
 
 
-def _bit_depth_max(array: np.ndarray) -> float:
-    """The full-scale value of an unsigned integer image: 2**bits - 1 for the bits in use.
-
-    A 12-bit mammogram stored as uint16 is scaled by 4095, not 65535, so it is not
-    rendered nearly black; 8-bit content in a uint16 container stays as bright as it was.
-    """
-    peak = int(array.max()) if array.size else 0
-    bits = max(8, math.ceil(math.log2(peak + 1))) if peak > 0 else 8
-    return float(2**bits - 1)
+def _load_dicom_any(path: Path) -> LoadedImage:
+    """A DICOM WSI instance opens its whole series; any other DICOM is a single image."""
+    return load_slide(path) if is_dicom_wsi(path) else load_dicom(path)
 
 
-def _gray_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale one channel (any numeric dtype) to uint8, deliberately per dtype."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.unsignedinteger):
-        scaled = array.astype(np.float64) * (255.0 / _bit_depth_max(array))
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    values = array.astype(np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InvalidInputError("image holds NaN or infinite values; cannot convert to uint8")
-    low, high = float(values.min()), float(values.max())
-    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
-        return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-    if high <= low:  # constant signed/float image: mid-grey carries no information anyway
-        return np.zeros(array.shape, dtype=np.uint8)
-    return np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+def _load_openslide(path: Path) -> LoadedImage:
+    return load_slide(path)
 
 
-def to_rgb_uint8(array: Any) -> np.ndarray:
-    """Convert any 2-D image to RGB uint8 H×W×3, the input every model expects.
+LOADERS: dict[str, Callable[[Path], LoadedImage]] = {
+    **{suffix: _load_openslide for suffix in OPENSLIDE_SUFFIXES},
+    **{suffix: load_tiff for suffix in TIFF_SUFFIXES},
+    **{suffix: _load_dicom_any for suffix in DICOM_SUFFIXES},
+    **{suffix: load_raster for suffix in RASTER_SUFFIXES},
+}
+"""File suffix → loader; DICOM files are also recognised by content whatever their name."""
 
-    Grayscale (H×W or H×W×1) is replicated to three channels; grey+alpha and RGBA are
-    composited on white (slide background is white, so transparent corners of a tile do
-    not read as tissue); uint16 is rescaled by its bit depth; float in [0, 1] is ×255,
-    other floats and signed integers are min-max scaled.
-
-    Raises:
-        InvalidInputError: The array is not H×W, H×W×1, H×W×2, H×W×3 or H×W×4, or holds NaN.
-    """
-    image = np.asarray(array)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
-        raise InvalidInputError(
-            f"expected an image shaped H×W, H×W×1, H×W×3 or H×W×4, got {image.shape}"
-        )
-    channels = image.shape[-1]
-    has_alpha = channels in (2, 4)
-    colour = image[..., : channels - 1] if has_alpha else image
-    colour8 = _gray_to_uint8(colour)  # all channels scaled together: keeps the colour balance
-    if colour8.shape[-1] == 1:
-        colour8 = np.repeat(colour8, 3, axis=-1)
-    if not has_alpha:
-        return np.ascontiguousarray(colour8)
-    alpha = _gray_to_uint8(image[..., -1]).astype(np.float32)[..., None] / 255.0
-    composited = colour8.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
+_has_dicom_preamble = has_dicom_preamble  # kept for callers of the old private name
 
 
-def is_supported_image(path: str | Path) -> bool:
-    """True for file suffixes ``load_image`` can open."""
-    return Path(str(path)).suffix.lower() in IMAGE_SUFFIXES
-
-
-def load_image(path: str | Path) -> LoadedImage:
-    """Open a histology image, slide or mammogram.
+def load_image(path: str | Path, *, um_per_px: float | None = None) -> LoadedImage:
+    """Open a histology image, whole slide or mammogram.
 
     Args:
-        path: PNG, JPEG, PGM, TIFF, SVS or DICOM file.
+        path: An image or slide file (see ``IMAGE_SUFFIXES``), or a DICOM WSI folder.
+        um_per_px: Level-0 pixel size (µm) for histology whose file does not state it;
+            it replaces the file's value. Ignored for mammograms.
 
     Returns:
         The image with its modality, file facts (BreaKHis name, MIAS Info.txt beside it,
-        DICOM tags) and pixel spacing.
+        DICOM tags, slide properties) and pixel spacing.
 
     Raises:
         ImageReadError: The file is missing, empty, truncated, corrupt or of an
@@ -142,156 +101,34 @@ def load_image(path: str | Path) -> LoadedImage:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if not path.is_file():
+    if path.is_dir():
+        loaded = load_slide(path)  # a DICOM WSI folder; anything else is refused there
+    elif not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    elif path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
-    if suffix in DICOM_SUFFIXES or _has_dicom_preamble(path):
-        from napari_pathreview.io.mammograms import load_dicom
-
-        return load_dicom(path)
-    if suffix in TIFF_SUFFIXES:
-        from napari_pathreview.io.slides import load_tiff
-
-        return load_tiff(path)
-    if suffix in RASTER_SUFFIXES:
-        return finish_loaded(path, read_raster(path))
-    raise ImageReadError(
-        f"{path}: unsupported image type {suffix or '(no suffix)'}; "
-        f"expected one of {', '.join(sorted(IMAGE_SUFFIXES))}"
-    )
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    """DICOM Part 10 files carry "DICM" at byte 128, whatever their name."""
-    with open(path, "rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
-
-
-def _png_is_16bit_colour(path: Path) -> bool:
-    """Pillow reduces 16-bit RGB(A) PNGs to 8 bits; detect them from the IHDR chunk."""
-    with open(path, "rb") as handle:
-        header = handle.read(26)
-    return (
-        len(header) == 26
-        and header[:8] == b"\x89PNG\r\n\x1a\n"
-        and header[24] == 16
-        and header[25] in (2, 6)
-    )
-
-
-def _read_16bit_colour_png(path: Path) -> np.ndarray:
-    import cv2
-
-    decoded = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise ImageReadError(f"{path}: cannot decode this 16-bit PNG (corrupt or truncated?)")
-    order = [2, 1, 0, 3][: decoded.shape[-1]]  # OpenCV gives BGR(A)
-    return np.ascontiguousarray(decoded[..., order])
-
-
-def read_raster(path: str | Path) -> np.ndarray:
-    """Decode a PNG/JPEG/PGM/BMP completely into an array, keeping its bit depth.
-
-    Raises:
-        ImageReadError: Truncated or corrupt data (Pillow is told not to accept
-            truncated files, so half-grey images never reach a model).
-    """
-    from PIL import Image, ImageFile, UnidentifiedImageError
-
-    path = Path(path)
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
-        return _read_16bit_colour_png(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return _pil_to_array(image)
-    except Image.DecompressionBombError as error:
+    elif suffix not in DICOM_SUFFIXES and has_dicom_preamble(path):
+        loaded = _load_dicom_any(path)
+    elif suffix in LOADERS:
+        loaded = LOADERS[suffix](path)
+    else:
         raise ImageReadError(
-            f"{path}: too large to decode into memory ({error}); "
-            "convert it to a pyramidal tiled TIFF and open that instead"
-        ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"{path}: cannot decode image ({error})") from error
+            f"{path}: unsupported image type {suffix or '(no suffix)'}; "
+            f"expected one of {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
+    return with_pixel_size(loaded, um_per_px) if um_per_px else loaded
 
 
-def _pil_to_array(image: Any) -> np.ndarray:
-    """Pillow image → numpy, with palette and odd modes expanded deliberately."""
-    mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-        image = image.convert("L" if mode == "1" else "RGB")
-    elif mode == "I":  # 32-bit int container (Pillow's 16-bit grey on some builds)
-        array = np.asarray(image)
-        if array.size and array.min() >= 0 and array.max() <= 65535:
-            return array.astype(np.uint16)
-        return array
-    elif mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16)
-    return np.asarray(image)
-
-
-def modality_of(array_shape: tuple[int, ...], path: Path) -> str:
-    """Colour → histology; single channel → mammogram; BreaKHis names are always histology."""
-    if parse_breakhis_name(path.name) is not None:
-        return HISTOLOGY
-    if len(array_shape) == 2 or (len(array_shape) == 3 and array_shape[-1] in (1, 2)):
-        return MAMMOGRAM
-    return HISTOLOGY
-
-
-def normalize_pixels(array: np.ndarray, modality: str) -> np.ndarray:
-    """Bring decoded pixels to the contract: RGB uint8 histology, grey uint8/uint16 mammograms."""
-    if modality == HISTOLOGY:
-        return to_rgb_uint8(array)
-    if array.ndim == 3:
-        # grey + alpha: composite on white and keep one channel; otherwise the first channel
-        array = to_rgb_uint8(array)[..., 0] if array.shape[-1] == 2 else array[..., 0]
-    if array.dtype in (np.uint8, np.uint16):
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.unsignedinteger) and array.max() <= 65535:
-        return array.astype(np.uint16)
-    return _gray_to_uint8(array)
-
-
-def base_metadata(path: Path, modality: str) -> dict[str, Any]:
-    """``metadata["pathreview"]`` common part plus what the file name or neighbours say."""
-    metadata: dict[str, Any] = {"modality": modality, "source_path": str(path.resolve())}
-    info = parse_breakhis_name(path.name)
-    if info is not None:
-        metadata.update(info.as_metadata())
-    if mias_refnum(path) is not None:
-        annotations = find_mias_annotations(path)
-        if annotations:
-            metadata.update(mias_metadata(annotations))
-        else:
-            refnum = mias_refnum(path)
-            woman = (int(refnum[3:]) + 1) // 2  # consecutive numbers are one woman's breasts
-            metadata.update({"dataset": "MIAS", "refnum": refnum, "patient_id": str(woman)})
-    return metadata
-
-
-def finish_loaded(
-    path: Path,
-    array: np.ndarray,
-    extra: dict[str, Any] | None = None,
-    scale: tuple[float, float] = (1.0, 1.0),
-) -> LoadedImage:
-    """Build the ``LoadedImage`` of a fully decoded single-level image."""
-    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
-        raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
-    modality = modality_of(array.shape, path)
-    try:
-        pixels = normalize_pixels(array, modality)
-    except InvalidInputError as error:
-        raise ImageReadError(f"{path}: {error}") from error
-    metadata = base_metadata(path, modality)
-    metadata["original_dtype"] = str(array.dtype)
-    metadata["original_shape"] = list(array.shape)
-    metadata.update(extra or {})
-    return LoadedImage(pixels, [pixels], modality, metadata, scale, path)
+def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
+    """The same image with a user-given level-0 pixel size (histology only)."""
+    if loaded.modality != HISTOLOGY:
+        logger.info("%s: a pixel size in µm applies to histology only; ignored", loaded.path)
+        return loaded
+    if um_per_px <= 0:
+        raise InvalidInputError(f"{loaded.path}: pixel size must be positive, got {um_per_px}")
+    if loaded.slide is not None:
+        loaded.slide.um_per_px = float(um_per_px)
+    metadata = {**loaded.metadata, "um_per_px": float(um_per_px), "um_per_px_source": "user"}
+    return dataclasses.replace(
+        loaded, metadata=metadata, scale=(um_per_px, um_per_px), um_per_px=float(um_per_px)
+    )

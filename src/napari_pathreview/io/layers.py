@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.dicom_slide import is_dicom_wsi
 from napari_pathreview.io.geojson import Roi, read_geojson_rois
 from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
 from napari_pathreview.io.mammograms import contrast_limits
 from napari_pathreview.io.mias import (
+    MIAS_MM_PER_PX,
     MIAS_SIZE,
     MiasAnnotation,
     find_mias_annotations,
@@ -51,20 +53,39 @@ def looks_like_geojson(path: str | Path) -> bool:
     return '"type"' in head and ("Feature" in head or "Polygon" in head)
 
 
+def is_dicom_wsi_folder(path: str | Path, probe: int = 8) -> bool:
+    """True for a folder holding DICOM WSI instances (checks the headers of a few files)."""
+    path = Path(str(path))
+    if not path.is_dir():
+        return False
+    candidates = [p for p in sorted(path.iterdir()) if p.is_file()][: probe * 4]
+    dicoms = [p for p in candidates if p.suffix.lower() in (".dcm", ".dicom") or not p.suffix]
+    return any(is_dicom_wsi(p) for p in dicoms[:probe])
+
+
 def can_read(path: str | Path) -> bool:
-    """True for files this plugin opens (images, MIAS Info.txt, GeoJSON)."""
+    """True for what this plugin opens: images, slides, Info.txt, GeoJSON, DICOM WSI folders."""
     suffix = Path(str(path)).suffix.lower()
+    if Path(str(path)).is_dir():
+        return is_dicom_wsi_folder(path)
     return suffix in IMAGE_SUFFIXES or is_mias_info(path) or looks_like_geojson(path)
 
 
 def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
-    """The image layer of a loaded image: RGB histology, or gray with percentile limits."""
+    """The image layer of a loaded image: RGB histology, or gray with percentile limits.
+
+    The scale is physical where the file says so (µm for histology, mm for DICOM
+    mammograms) and the layer's ``units`` name it, so napari's scale bar reads µm or mm.
+    """
     path = loaded.path or Path("image")
     kwargs: dict[str, Any] = {
         "name": name or path.stem,
         "scale": loaded.scale,
         "metadata": {"pathreview": dict(loaded.metadata)},
     }
+    unit = {"µm": "um", "mm": "mm"}.get(loaded.scale_unit)
+    if unit:
+        kwargs["units"] = (unit, unit)
     if loaded.multiscale:
         kwargs["multiscale"] = True
     if loaded.modality == HISTOLOGY:
@@ -124,6 +145,7 @@ def mias_roi_layer(
         "face_color": "transparent",
         "edge_width": max(2.0, 4.0 * row_factor),
         "scale": scale,
+        **({"units": ("mm", "mm")} if tuple(scale) != (1.0, 1.0) else {}),
         "text": {"string": "{class} {severity}", "color": "white", "anchor": "upper_left"},
         "metadata": {
             "pathreview": {
@@ -159,9 +181,50 @@ def _feature_value(value: Any) -> Any:
     return "" if value is None else value if isinstance(value, (int, float, bool)) else str(value)
 
 
-def _image_layers(path: Path) -> list[LayerData]:
-    loaded = load_image(path)
-    layers = [image_layer(loaded)]
+def associated_layers(
+    loaded: LoadedImage, names: Sequence[str] = ("macro", "thumbnail")
+) -> list[LayerData]:
+    """Hidden image layers of a slide's associated images (label, macro, thumbnail).
+
+    Only the names asked for are read. The label can show patient identifiers, so it is
+    never among the defaults and, like the others, is added hidden.
+    """
+    if loaded.slide is None:
+        return []
+    available = loaded.slide.associated_images
+    stem = (loaded.path or Path("slide")).stem
+    layers = []
+    for name in names:
+        if name in available:
+            kwargs = {
+                "name": f"{stem} [{name}]",
+                "rgb": True,
+                "visible": False,
+                "metadata": {
+                    "pathreview": {
+                        "modality": HISTOLOGY,
+                        "kind": "associated",
+                        "associated": name,
+                        "source_path": loaded.metadata.get("source_path", ""),
+                    }
+                },
+            }
+            layers.append((available[name], kwargs, "image"))
+    return layers
+
+
+def _image_layers(
+    path: Path, um_per_px: float | None = None, associated: Sequence[str] = ()
+) -> list[LayerData]:
+    loaded = load_image(path, um_per_px=um_per_px)
+    if loaded.modality == HISTOLOGY and loaded.slide is not None and not loaded.um_per_px:
+        logger.warning(
+            "%s: the file does not state its pixel size; the slide opens in pixels (the "
+            "scale bar counts pixels). Give it with load_image(path, um_per_px=...) or "
+            "`pathreview predict-slides --slide-um-per-px`",
+            path,
+        )
+    layers = [image_layer(loaded), *associated_layers(loaded, associated)]
     annotations = find_mias_annotations(path) if mias_refnum(path) else None
     if annotations:
         shape = tuple(int(n) for n in loaded.data.shape[:2])
@@ -171,6 +234,10 @@ def _image_layers(path: Path) -> list[LayerData]:
         if roi is not None:
             layers.append(roi)
     return layers
+
+
+FILM_SCALE = (MIAS_MM_PER_PX, MIAS_MM_PER_PX)
+"""Info.txt coordinates are pixels of the 1024² films, which open at 0.2 mm per pixel."""
 
 
 def _info_layers(path: Path) -> list[LayerData]:
@@ -186,24 +253,37 @@ def _info_layers(path: Path) -> list[LayerData]:
     layers = []
     for refnum in present:
         roi = mias_roi_layer(
-            [a for a in annotations if a.refnum == refnum], f"{refnum} ROI", source=source
+            [a for a in annotations if a.refnum == refnum],
+            f"{refnum} ROI",
+            scale=FILM_SCALE,
+            source=source,
         )
         if roi is not None:
             layers.append(roi)
     if not present:
-        roi = mias_roi_layer(annotations, f"{path.stem} ROIs (all images)", source=source)
+        roi = mias_roi_layer(
+            annotations, f"{path.stem} ROIs (all images)", scale=FILM_SCALE, source=source
+        )
         layers = [roi] if roi is not None else []
     if not layers:
         raise ImageReadError(f"{path}: no annotation with a centre and radius to draw")
     return layers
 
 
-def layers_for_path(path: str | Path) -> list[LayerData]:
+def layers_for_path(
+    path: str | Path, *, um_per_px: float | None = None, associated: Sequence[str] = ()
+) -> list[LayerData]:
     """All layers one file produces.
 
     Images give an image layer (plus the MIAS ROI layer when an ``Info.txt`` beside a
     ``mdbNNN`` image lists it); ``Info.txt`` gives Shapes layers of ellipses; GeoJSON gives
     one Shapes layer.
+
+    Args:
+        path: The file (or DICOM WSI folder).
+        um_per_px: Level-0 pixel size for histology whose file does not state it.
+        associated: Slide associated images to add as hidden layers ("label", "macro",
+            "thumbnail"); none by default.
 
     Raises:
         ImageReadError: The file cannot be read; the message says why.
@@ -216,4 +296,4 @@ def layers_for_path(path: str | Path) -> list[LayerData]:
         if not rois:
             raise ImageReadError(f"{path}: no polygon or line ROI in this GeoJSON file")
         return [roi_shapes_layer(rois, path.stem, str(path.resolve()))]
-    return _image_layers(path)
+    return _image_layers(path, um_per_px, associated)

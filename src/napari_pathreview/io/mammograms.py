@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-from napari_pathreview.io.images import (
+from napari_pathreview.io._core import (
     HISTOLOGY,
     MAMMOGRAM,
     LoadedImage,

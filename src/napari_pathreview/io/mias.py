@@ -10,6 +10,7 @@ have a class and severity but no centre (too widespread to circle).
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,9 +85,23 @@ def mias_refnum(path: str | Path) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def _optional_int(text: str | None) -> int | None:
+# Info.txt coordinates and radii are pixels of the 1024×1024 mini-MIAS images (MIAS_SIZE).
+MIAS_MM_PER_PX = 0.2
+"""mini-MIAS films: 200 µm per pixel at 1024² (Suckling et al. 1994, the dataset's README)."""
+
+
+def _optional_int(text: str | None, what: str = "value") -> int | None:
+    """A pixel coordinate or radius; NaN, inf and values off the 1024² image are refused."""
     text = (text or "").strip()
-    return int(float(text)) if text else None
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(number) or not 0 <= number <= MIAS_SIZE:
+        raise ValueError(f"{what} {text!r} is outside the {MIAS_SIZE}×{MIAS_SIZE} image")
+    return int(number)
 
 
 def _annotation(
@@ -112,10 +127,16 @@ def _annotation(
         tissue,
         cls,
         severity,
-        _optional_int(x),
-        _optional_int(y),
-        _optional_int(radius),
+        _optional_int(x, "x"),
+        _optional_int(y, "y"),
+        _positive(_optional_int(radius, "radius")),
     )
+
+
+def _positive(radius: int | None) -> int | None:
+    if radius is not None and radius <= 0:
+        raise ValueError(f"radius {radius} must be positive")
+    return radius
 
 
 def _parse_line(fields: Sequence[str]) -> MiasAnnotation:

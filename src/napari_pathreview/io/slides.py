@@ -1,27 +1,31 @@
-"""TIFF and SVS: small files are decoded at once, pyramids and big files stay lazy.
+"""Whole slides and TIFFs as ``LoadedImage``: small files at once, pyramids lazily.
 
-A whole-slide image can be larger than memory, so its levels are dask arrays over
-tifffile's zarr view of the tiles: napari asks for the tiles it draws and nothing else
-is read. Level 0 is never materialised here.
+A whole-slide image can be larger than memory, so its levels are dask arrays over the
+file's tiles (tifffile's zarr view, OpenSlide or wsidicom regions, see :mod:`.wsi`):
+napari asks for the tiles it draws and nothing else is read. Level 0 is never
+materialised here. Grayscale TIFFs (mammograms) keep their bit depth.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-from napari_pathreview.io.images import (
+from napari_pathreview.io._core import (
     HISTOLOGY,
     LoadedImage,
     base_metadata,
     finish_loaded,
     modality_of,
 )
+from napari_pathreview.io.slide_source import SlideSource
+from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_um_per_px
+from napari_pathreview.io.wsi import open_slide
 
 logger = logging.getLogger(__name__)
 
@@ -30,26 +34,6 @@ EAGER_MAX_BYTES = 256 * 2**20
 
 VIRTUAL_LEVEL_EDGE = 4096
 """A lazy single-level image wider than this gets strided overview levels."""
-
-_MPP = re.compile(r"MPP\s*=\s*([0-9.]+)")
-
-
-def _microns_per_pixel(tif: Any) -> float | None:
-    """Pixel size in µm from an Aperio description (``MPP = 0.25``) or the resolution tags."""
-    page = tif.pages[0]
-    match = _MPP.search(page.description or "")
-    if match:
-        return float(match.group(1))
-    try:
-        resolution = page.tags["XResolution"].value
-        unit = page.tags["ResolutionUnit"].value
-    except KeyError:
-        return None
-    per_unit = resolution[0] / resolution[1] if isinstance(resolution, tuple) else float(resolution)
-    microns = {2: 25_400.0, 3: 10_000.0}.get(int(unit))  # inch, centimetre
-    if not per_unit or microns is None:
-        return None
-    return microns / per_unit
 
 
 def _to_yxs(level: Any, axes: str) -> Any:
@@ -73,19 +57,6 @@ def _to_yxs(level: Any, axes: str) -> Any:
     return array.transpose(order)
 
 
-def _lazy_uint8(level: Any) -> Any:
-    """Histology levels must be uint8 RGB; 16-bit slides are scaled by 1/257 tile by tile.
-
-    The whole-slide maximum is unknown without reading every tile, so the full 16-bit
-    range is assumed (the convention of 16-bit brightfield scanners).
-    """
-    if level.dtype == np.uint8:
-        return level
-    if level.dtype == np.uint16:
-        return (level // 257).astype(np.uint8)
-    raise ImageReadError(f"unsupported slide pixel type {level.dtype}; expected uint8 or uint16")
-
-
 def _virtual_levels(level0: Any) -> list[Any]:
     """Strided overviews of a big single-level image, so napari never asks for all of level 0.
 
@@ -102,22 +73,19 @@ def _virtual_levels(level0: Any) -> list[Any]:
     return levels
 
 
-def _open_lazy(path: Path, tif: Any) -> LoadedImage:
+def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
+    """A pyramidal or very large grayscale TIFF (a mammogram): lazy, bit depth kept."""
     import zarr
 
     series = tif.series[0]
-    store = series.aszarr()
-    root = zarr.open(store, mode="r")
+    root = zarr.open(series.aszarr(), mode="r")
     arrays = [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
     levels = [_to_yxs(array, series.axes) for array in arrays]
-    modality = modality_of(tuple(levels[0].shape), path)
-    if modality == HISTOLOGY:
-        levels = [_lazy_uint8(level[..., :3]) for level in levels]
     virtual = len(levels) == 1 and max(levels[0].shape[:2]) > VIRTUAL_LEVEL_EDGE
     if virtual:
         levels = _virtual_levels(levels[0])
+    modality = modality_of(tuple(levels[0].shape), path)
     metadata = base_metadata(path, modality)
-    mpp = _microns_per_pixel(tif)
     metadata.update(
         {
             "original_dtype": str(series.dtype),
@@ -128,17 +96,69 @@ def _open_lazy(path: Path, tif: Any) -> LoadedImage:
             "virtual_levels": virtual,
         }
     )
+    # No close(): the zarr store reads tiles through the TiffFile's handle.
+    return LoadedImage(levels[0], levels, modality, metadata, (1.0, 1.0), path)
+
+
+def loaded_from_slide(source: SlideSource) -> LoadedImage:
+    """A ``LoadedImage`` over an open slide: lazy levels, µm scale, the source attached.
+
+    Levels are dask arrays over the slide's tiles; a big single-level file gets strided
+    overviews so napari never asks for all of level 0.
+    """
+    levels = source.level_arrays()
+    virtual = len(levels) == 1 and max(levels[0].shape[:2]) > VIRTUAL_LEVEL_EDGE
+    if virtual:
+        levels = _virtual_levels(levels[0])
+    metadata = base_metadata(source.path, HISTOLOGY)
+    metadata.update(
+        {
+            "backend": source.backend,
+            "levels": [list(level.shape) for level in levels],
+            "level_downsamples": list(source.level_downsamples),
+            "lazy": True,
+            "virtual_levels": virtual,
+            "associated_images": list(source.associated_images),
+            "slide_fingerprint": source.fingerprint,
+        }
+    )
+    vendor = getattr(source, "vendor", "")
+    if vendor:
+        metadata["vendor"] = vendor
+    if source.objective_power:
+        metadata["objective_power"] = source.objective_power
     scale = (1.0, 1.0)
-    if mpp:
-        metadata["microns_per_pixel"] = mpp
-        scale = (mpp, mpp)
-    # No close(): the zarr store references the TiffFile, whose handle the tiles are read
-    # through; it is released with the last lazy array.
-    return LoadedImage(levels[0], levels, modality, metadata, scale, path)
+    if source.um_per_px:
+        metadata["um_per_px"] = source.um_per_px
+        scale = (source.um_per_px, source.um_per_px)
+    return LoadedImage(
+        levels[0], levels, HISTOLOGY, metadata, scale, source.path, source.um_per_px, source
+    )
+
+
+def load_slide(path: str | Path, *, um_per_px: float | None = None) -> LoadedImage:
+    """Open any whole-slide format lazily (see :func:`.wsi.open_slide` for who reads what).
+
+    Raises:
+        ImageReadError: Missing, damaged, unsupported or inconsistent; names the file.
+    """
+    return loaded_from_slide(open_slide(path, um_per_px=um_per_px))
+
+
+def _is_histology_series(path: Path, series: Any) -> bool:
+    shape = tuple(int(n) for n in series.shape)
+    axes = series.axes
+    yxs = tuple(
+        n for n, a in zip(shape, axes, strict=True) if a in "YXS" or (a == "C" and n in (3, 4))
+    )
+    return modality_of(yxs, path) == HISTOLOGY
 
 
 def load_tiff(path: str | Path) -> LoadedImage:
     """Open a TIFF or SVS: pyramids and files over ``EAGER_MAX_BYTES`` lazily, others at once.
+
+    Colour pyramids become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``); small files
+    are decoded whole; grayscale pyramids (mammograms) stay lazy with their bit depth.
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
@@ -148,14 +168,25 @@ def load_tiff(path: str | Path) -> LoadedImage:
     path = Path(path)
     try:
         tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as error:
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        IndexError,
+        KeyError,
+        struct.error,  # a file cut short inside its header (e.g. 6 bytes)
+    ) as error:
         raise ImageReadError(f"{path}: not a readable TIFF ({error})") from error
     try:
         if not tif.series:
             raise ImageReadError(f"{path}: the TIFF holds no image")
         series = tif.series[0]
+        check_tiff_structure(path, tif)
         if len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES:
-            return _open_lazy(path, tif)
+            if _is_histology_series(path, series):
+                tif.close()
+                return load_slide(path)
+            return _open_lazy_gray(path, tif)
         array = series.asarray()
     except ImageReadError:
         tif.close()
@@ -165,13 +196,11 @@ def load_tiff(path: str | Path) -> LoadedImage:
         raise ImageReadError(
             f"{path}: cannot decode TIFF ({type(error).__name__}: {error})"
         ) from error
-    mpp = _microns_per_pixel(tif)
+    mpp = tiff_um_per_px(tif)
     axes = series.axes
     tif.close()
     array = np.asarray(_to_yxs(array, axes))
     extra: dict[str, Any] = {"axes": axes}
-    scale = (1.0, 1.0)
     if mpp:
-        extra["microns_per_pixel"] = mpp
-        scale = (mpp, mpp)
-    return finish_loaded(path, array, extra, scale)
+        extra["um_per_px"] = mpp
+    return finish_loaded(path, array, extra)

@@ -5,14 +5,13 @@ Names resolve lazily (PEP 562) so ``import napari_pathreview.models.cli`` stays 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from napari_pathreview._lazy import lazy_attributes
 
 _EXPORTS: dict[str, str] = {
     "create_model": "napari_pathreview.models.factory",
     "list_architectures": "napari_pathreview.models.factory",
     "is_architecture": "napari_pathreview.models.factory",
-    "register_model": "napari_pathreview.models.factory",
+    "register_model": "napari_pathreview.models._registry",
     "PathReviewModel": "napari_pathreview.models.base",
     "ModelSpec": "napari_pathreview.models.base",
     "TokenReshape": "napari_pathreview.models.base",
@@ -23,12 +22,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_pathreview.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, __all__)

@@ -15,10 +15,8 @@ import torch
 from torch import nn
 
 from napari_pathreview.errors import InvalidInputError
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-MODALITIES: tuple[str, ...] = ("histology", "mammogram")
+from napari_pathreview.modality import MODALITIES
+from napari_pathreview.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 ParameterGroups = list[tuple[str, list[nn.Parameter]]]
 

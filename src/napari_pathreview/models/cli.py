@@ -74,13 +74,12 @@ def _metrics_text(metrics: dict) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     if args.architectures:
-        from napari_pathreview.models.factory import _BUILDERS, list_architectures
+        from napari_pathreview.models.factory import describe_architectures
 
-        names = list_architectures()
+        rows = describe_architectures()
         if args.json:
-            print(json.dumps(names))
+            print(json.dumps([name for name, _ in rows]))
             return 0
-        rows = [(n, ((_BUILDERS[n].__doc__ or "").strip().splitlines() or [""])[0]) for n in names]
         print(format_table(("ARCHITECTURE", "DESCRIPTION"), rows))
         print("\nAny timm classifier name (timm.list_models()) works too.")
         return 0

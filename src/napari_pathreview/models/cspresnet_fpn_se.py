@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from timm.layers import SEModule
 from torch import nn
 
+from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.base import ModelSpec, PathReviewModel
-from napari_pathreview.models.factory import register_model
 from napari_pathreview.models.pretrained import create_timm
 from napari_pathreview.models.timm_classifier import timm_stage_groups
 

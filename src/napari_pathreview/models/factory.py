@@ -1,63 +1,61 @@
 """One factory over an explicit registry of architectures (timm's ``create_model`` pattern).
 
-Architecture modules decorate their builders with ``@register_model``; the modules themselves are
-listed once, in ``ARCHITECTURE_MODULES``, and imported on first use — no ``import *`` side effects,
+Architecture modules decorate their builders with ``@register_model`` (from ``_registry``, which
+holds only the name → builder table); the modules themselves are imported once, in
+``_ensure_registered`` — the single place registration is listed. No ``import *`` side effects,
 and importing the package (e.g. for the CLI's ``--help``) does not pull in torch.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-from napari_pathreview.errors import ModelNotFoundError
-
-#: Every module that registers architectures — the single place registration is listed.
-ARCHITECTURE_MODULES: tuple[str, ...] = (
-    "napari_pathreview.models.timm_classifier",  # resnet50 (seed 003) and any timm classifier
-    "napari_pathreview.models.cspresnet_fpn_se",  # cspresnet50_fpn_se (seed 000)
-    "napari_pathreview.models.hybrid_effnet_vit",  # hybrid_effnetv2s_vitb16 (seed 001)
-    "napari_pathreview.models.ssresnext",  # ssresnext50 (seed 002)
-    "napari_pathreview.models.hmc_resnet",  # hmc_resnet50 (seed 004)
+from napari_pathreview.errors import InvalidInputError, ModelNotFoundError
+from napari_pathreview.models._registry import (
+    builder_summary,
+    get_builder,
+    register_model,
+    registered_names,
 )
 
-F = TypeVar("F", bound=Callable[..., object])
+__all__ = [
+    "create_model",
+    "describe_architectures",
+    "is_architecture",
+    "list_architectures",
+    "register_model",
+]
 
-_BUILDERS: dict[str, Callable[..., object]] = {}
 _loaded = False
 
 
-def register_model(name: str) -> Callable[[F], F]:
-    """Register ``builder(num_classes, pretrained=False, pretrained_path=None, **kw)`` as ``name``.
-
-    Raises:
-        ValueError: the name is taken (two architectures silently shadowing each other is a bug).
-    """
-
-    def decorate(builder: F) -> F:
-        if name in _BUILDERS and _BUILDERS[name] is not builder:
-            raise ValueError(f"architecture {name!r} is registered twice")
-        _BUILDERS[name] = builder
-        return builder
-
-    return decorate
-
-
 def _ensure_registered() -> None:
+    """Import every module that registers architectures (deferred: they import torch and timm)."""
     global _loaded
-    if not _loaded:
-        for module in ARCHITECTURE_MODULES:
-            importlib.import_module(module)
-        _loaded = True
+    if _loaded:
+        return
+    from napari_pathreview.models import (  # noqa: F401  (imported to register)
+        cspresnet_fpn_se,  # cspresnet50_fpn_se (seed 000)
+        hmc_resnet,  # hmc_resnet50 (seed 004)
+        hybrid_effnet_vit,  # hybrid_effnetv2s_vitb16 (seed 001)
+        mil,  # patch_mil: patch encoder + MIL pooling (issue 14)
+        ssresnext,  # ssresnext50 (seed 002)
+        timm_classifier,  # resnet50 (seed 003) and any timm classifier
+    )
+
+    _loaded = True
 
 
 def list_architectures() -> list[str]:
     """Names registered by this package (any timm classifier name also works in create_model)."""
     _ensure_registered()
-    return sorted(_BUILDERS)
+    return registered_names()
+
+
+def describe_architectures() -> list[tuple[str, str]]:
+    """(name, one-line description) of every registered architecture, sorted by name."""
+    return [(name, builder_summary(name)) for name in list_architectures()]
 
 
 def is_architecture(name: str) -> bool:
@@ -65,7 +63,7 @@ def is_architecture(name: str) -> bool:
     import timm
 
     _ensure_registered()
-    return name in _BUILDERS or timm.is_model(name)
+    return get_builder(name) is not None or timm.is_model(name)
 
 
 def create_model(
@@ -90,17 +88,15 @@ def create_model(
         ModelNotFoundError: unknown name (the message suggests close ones).
         WeightsError: pretrained weights were asked for but cannot be had.
     """
-    from napari_pathreview.errors import InvalidInputError
-
     if int(num_classes) < 1:
         raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
     _ensure_registered()
-    builder = _BUILDERS.get(name)
+    builder = get_builder(name)
     if builder is None:
         import timm
 
         if not timm.is_model(name):
-            close = difflib.get_close_matches(name, list(_BUILDERS) + timm.list_models(), n=4)
+            close = difflib.get_close_matches(name, registered_names() + timm.list_models(), n=4)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ModelNotFoundError(
                 f"unknown architecture {name!r}{hint} (see `pathreview models list "

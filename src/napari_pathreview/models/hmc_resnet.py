@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.base import ModelSpec, PathReviewModel
-from napari_pathreview.models.factory import register_model
 from napari_pathreview.models.pretrained import create_timm
 
 QK_REDUCTION = 8

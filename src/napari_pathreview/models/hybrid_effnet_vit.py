@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -23,7 +24,6 @@ from napari_pathreview.models.base import (
     PathReviewModel,
     TokenReshape,
 )
-from napari_pathreview.models.factory import register_model
 from napari_pathreview.models.pretrained import create_timm
 from napari_pathreview.models.timm_classifier import timm_cam_layer, timm_stage_groups
 

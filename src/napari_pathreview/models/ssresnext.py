@@ -20,7 +20,7 @@ import torch
 from timm.models.resnet import Bottleneck, ResNet
 from torch import nn
 
-from napari_pathreview.models.factory import register_model
+from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.pretrained import load_state_checked, pretrained_state
 from napari_pathreview.models.timm_classifier import TimmModelWrapper
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.base import ModelSpec, PathReviewModel, TokenReshape
-from napari_pathreview.models.factory import register_model
 from napari_pathreview.models.pretrained import create_timm
 
 

@@ -14,9 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.modality import MODALITIES
+from napari_pathreview.preprocessing import (
+    PreprocessSpec,
+    PreprocessSpecError,
+    default_resize,
+)
+from napari_pathreview.stain.methods import STAIN_METHODS
 
-MODALITIES: tuple[str, ...] = ("histology", "mammogram")
-STAIN_METHODS: tuple[str, ...] = ("none", "reinhard", "macenko", "vahadane")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -86,6 +91,11 @@ class ModelCard:
         std: Per-channel normalisation std; None → the architecture's.
         stain_method: Stain normaliser to apply before the model.
         stain_target: The fitted normaliser (``normalizer.to_dict()``) or None.
+        preprocess: How an image becomes this model's input (``PreprocessSpec``: geometry,
+            normalisation, trained-at resolution, stain): the one source training evaluation,
+            the Predictor and the slide engine build from. The flat fields above mirror it
+            and must agree with it. Cards without it (first wave) get it from
+            :func:`first_wave_preprocess` when read.
         threshold: Decision threshold on P(classes[-1]) for binary tasks (Youden's J).
         cam_target_layers: Module paths for CAMs; empty → the architecture's.
         metrics: Evaluation figures (with their split protocol below).
@@ -109,6 +119,7 @@ class ModelCard:
     std: tuple[float, ...] | None = None
     stain_method: str = "none"
     stain_target: dict | None = None
+    preprocess: PreprocessSpec | None = None
     threshold: float | None = None
     cam_target_layers: tuple[str, ...] = ()
     metrics: dict = field(default_factory=dict)
@@ -131,6 +142,11 @@ class ModelCard:
         set_(self, "classes", _str_tuple("classes", self.classes))
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ModelCardError(f"card field 'classes' needs distinct names, got {self.classes}")
+        if self.task == "binary" and len(self.classes) != 2:
+            raise ModelCardError(
+                f"card field 'task' is 'binary' but 'classes' lists {len(self.classes)}: "
+                f"{self.classes}"
+            )
         _choice("modality", self.modality, MODALITIES)
         _choice("stain_method", self.stain_method, STAIN_METHODS)
         for name in ("architecture_kwargs", "metrics", "recipe"):
@@ -138,6 +154,7 @@ class ModelCard:
         if self.stain_target is not None:
             set_(self, "stain_target", _plain(_expect("stain_target", self.stain_target, Mapping)))
         self._validate_geometry()
+        self._resolve_preprocess()
         if self.threshold is not None:
             value = _expect("threshold", self.threshold, (int, float))
             if not 0.0 <= float(value) <= 1.0 or math.isnan(float(value)):
@@ -166,8 +183,44 @@ class ModelCard:
                 channels = self.input_size[0] if self.input_size else len(getattr(self, name))
                 if len(getattr(self, name)) != channels:
                     raise ModelCardError(f"card field {name!r} needs {channels} values")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and not all(math.isfinite(v) for v in value):
+                raise ModelCardError(f"card field {name!r} must be finite numbers, got {value}")
         if self.std is not None and min(self.std) <= 0:
-            raise ModelCardError("card field 'std' must be positive")
+            raise ModelCardError(f"card field 'std' must be positive, got {self.std}")
+
+    def _resolve_preprocess(self) -> None:
+        """Parse the spec, fill the flat fields from it (or it from them), demand agreement."""
+        set_ = object.__setattr__
+        spec = self.preprocess
+        if isinstance(spec, Mapping):
+            try:
+                spec = PreprocessSpec.from_dict(spec)
+            except PreprocessSpecError as error:
+                raise ModelCardError(f"card field 'preprocess': {error}") from error
+        if spec is None:
+            if None not in (self.input_size, self.mean, self.std):
+                set_(self, "preprocess", first_wave_preprocess(self))
+            return
+        if not isinstance(spec, PreprocessSpec):
+            raise ModelCardError(f"card field 'preprocess' must be a mapping, got {spec!r}")
+        set_(self, "preprocess", spec)
+        stain_given = self.stain_method != "none" or self.stain_target is not None
+        pairs = [("input_size", spec.input_size), ("mean", spec.mean), ("std", spec.std)]
+        if stain_given:
+            pairs += [("stain_method", spec.stain_method), ("stain_target", spec.stain_target)]
+        else:
+            set_(self, "stain_method", spec.stain_method)
+            set_(self, "stain_target", _plain(spec.stain_target) if spec.stain_target else None)
+        for name, value in pairs:
+            mine = getattr(self, name)
+            if mine is None:
+                set_(self, name, value)
+            elif _plain(mine) != _plain(value):
+                raise ModelCardError(
+                    f"card field {name!r} ({mine!r}) disagrees with preprocess.{name} ({value!r})"
+                )
 
     @property
     def ref(self) -> str:
@@ -180,7 +233,11 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-safe dict (tuples become lists)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, PreprocessSpec) else _plain(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], complete: bool = False) -> ModelCard:
@@ -208,6 +265,44 @@ class ModelCard:
             if name not in data or data[name] in (None, ""):
                 raise ModelCardError(f"model card is missing required field {name!r}")
         return cls(**dict(data))
+
+
+def first_wave_preprocess(card: ModelCard) -> PreprocessSpec:
+    """The one-time migration of a first-wave card (written before cards had ``preprocess``).
+
+    Such cards (complete: input size, mean and std present, as the registry always wrote
+    them) fed the model as their training evaluation did: the flat ``input_size`` /
+    ``mean`` / ``std`` / stain fields, and from ``recipe.data`` the resize square
+    (``resize``, default ``default_resize(image_size)``) and crop mode; images without a
+    recipe were resized straight to the input size. Their physical resolution was never
+    recorded, so ``pixel_size`` stays None (never guessed). Applied when such a card is read;
+    re-registering the model writes the derived spec into its card.
+    """
+    size = card.input_size
+    data = card.recipe.get("data") if isinstance(card.recipe, Mapping) else None
+    resize, crop = None, "none"
+    if isinstance(data, Mapping) and data.get("image_size"):
+        resize = int(data.get("resize") or default_resize(int(data["image_size"])))
+        crop = str(data.get("crop") or "none")
+        if resize < max(size[1:]):
+            resize = None
+    channels = "grey_to_rgb" if card.modality == "mammogram" else "rgb"
+    channels = "grey" if size[0] == 1 else channels
+    try:
+        return PreprocessSpec(
+            input_size=size,
+            mean=card.mean,
+            std=card.std,
+            resize=resize,
+            crop=crop,
+            channels=channels,
+            pixel_size=None,
+            pixel_unit="mm" if card.modality == "mammogram" else "um",
+            stain_method=card.stain_method,
+            stain_target=card.stain_target,
+        )
+    except PreprocessSpecError as error:
+        raise ModelCardError(f"cannot derive 'preprocess' from this card: {error}") from error
 
 
 def _expect(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:

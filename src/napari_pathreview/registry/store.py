@@ -8,7 +8,6 @@ against the card's SHA-256 on every load.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -19,8 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from napari_pathreview.errors import ModelNotFoundError, WeightsError
 from napari_pathreview.registry.card import (
     ModelCard,
@@ -28,11 +25,18 @@ from napari_pathreview.registry.card import (
     validate_name,
     validate_version,
 )
+from napari_pathreview.registry.hygiene import remove_stale_staging
+from napari_pathreview.registry.layout import (  # noqa: F401  (CARD_FILE, read_card: public here too)
+    CARD_FILE,
+    LOCK_FILE,
+    TMP_DIR,
+    WEIGHTS_FILE,
+    read_card,
+    sha256_file,
+    verified_weights,
+    write_card,
+)
 
-CARD_FILE = "card.yaml"
-WEIGHTS_FILE = "weights.safetensors"
-LOCK_FILE = ".registry.lock"
-TMP_DIR = ".tmp"
 #: create_model arguments that describe where weights came from, not the architecture.
 WEIGHT_SOURCE_KWARGS: tuple[str, ...] = ("pretrained", "pretrained_path")
 
@@ -56,34 +60,6 @@ class ModelSummary:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed (weights can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_card(folder: Path) -> ModelCard:
-    """The complete card stored in ``folder`` (ModelCardError naming a bad field)."""
-    path = folder / CARD_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ModelCardError(f"{path} is not valid YAML: {error}") from error
-    try:
-        return ModelCard.from_dict(data, complete=True)
-    except ModelCardError as error:
-        raise ModelCardError(f"{path}: {error}") from error
-
-
-def write_card(folder: Path, card: ModelCard) -> None:
-    """Write ``card.yaml`` (fields in declaration order, readable by people)."""
-    text = yaml.safe_dump(card.to_dict(), sort_keys=False, allow_unicode=True)
-    (folder / CARD_FILE).write_text(text, encoding="utf-8")
 
 
 class ModelRegistry:
@@ -169,7 +145,8 @@ class ModelRegistry:
     def load(self, name: str, version: str | None = None, device: str = "cpu"):
         """Rebuild ``name@version`` from its card, verify and load its weights; eval mode.
 
-        ``device`` is any torch device string, or "auto" (CUDA when available).
+        ``device`` is one of ``inference.device.DEVICES`` ("auto": CUDA, then MPS, then CPU),
+        resolved by ``resolve_device`` (DeviceUnavailableError for an absent accelerator).
         The returned module has ``model.card``. Raises WeightsError if the file is missing,
         altered since registration (SHA-256 mismatch) or does not fit the architecture.
         """
@@ -191,7 +168,11 @@ class ModelRegistry:
         model = unwrap_model(model)
         fields = card.to_dict() if isinstance(card, ModelCard) else dict(card)
         fields = {k: v for k, v in fields.items() if _given(v)}
-        complete = {**defaults_from_model(model), **fields}
+        defaults = defaults_from_model(model)
+        if "preprocess" in fields:  # the card's spec says how the model is fed, not its defaults
+            for key in ("input_size", "mean", "std"):
+                defaults.pop(key, None)
+        complete = {**defaults, **fields}
         for key in ("version", "weights_sha256", "created_at"):
             complete.pop(key, None)
         draft = ModelCard.from_dict(complete)  # validate before writing anything
@@ -222,6 +203,7 @@ class ModelRegistry:
 
         name = validate_name(fields["name"])
         with FileLock(str(self.root / LOCK_FILE), timeout=120):
+            remove_stale_staging(self.root / TMP_DIR, keep=staging)
             (self.root / name).mkdir(exist_ok=True)
             existing = self._versions(name)
             version = str(int(existing[-1]) + 1 if existing else 1)
@@ -266,10 +248,12 @@ class ModelRegistry:
         Returns (name, version). Pickles are refused; the weights must match the card's SHA-256.
         """
         from napari_pathreview.registry.transfer import unpack_model
+        from napari_pathreview.registry.verify import verify_loadable
 
         staging = self._staging()
         try:
             card = unpack_model(Path(path), staging)
+            verify_loadable(card, staging / WEIGHTS_FILE)  # before it enters the registry
             fields = {k: v for k, v in card.to_dict().items() if k not in ("version", "created_at")}
             version = self._commit(staging, fields)
             return card.name, version
@@ -291,39 +275,21 @@ def summary_of(card: ModelCard) -> ModelSummary:
     )
 
 
-def verified_weights(folder: Path, card: ModelCard) -> Path:
-    """The weights file of ``folder`` after its SHA-256 matched the card's."""
-    from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
-
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
-        if pickles:
-            raise pickle_refusal(pickles[0])
-        raise WeightsError(
-            f"{weights} is missing; remove the entry (`pathreview models remove {card.ref}`) "
-            "and register or import the model again"
-        )
-    actual = sha256_file(weights)
-    if actual != card.weights_sha256:
-        raise WeightsError(
-            f"{weights} does not match its card "
-            f"(sha256 {actual[:12]}… ≠ {card.weights_sha256[:12]}…): "
-            "the file was altered or corrupted after registration. Re-import or re-train the "
-            "model; "
-            "do not edit the card's checksum to silence this."
-        )
-    return weights
-
-
 def build_from_card(card: ModelCard, weights: Path, device: str = "cpu"):
     """``create_model`` from the card, load safetensors strictly, eval mode, ``model.card`` set."""
     from safetensors.torch import load_model
 
+    from napari_pathreview.inference.device import resolve_device
     from napari_pathreview.models.factory import create_model
 
     kwargs = {k: v for k, v in card.architecture_kwargs.items() if k not in WEIGHT_SOURCE_KWARGS}
-    model = create_model(card.architecture, card.num_classes, **kwargs)
+    try:
+        model = create_model(card.architecture, card.num_classes, **kwargs)
+    except TypeError as error:  # an architecture kwarg the network does not take
+        raise ModelCardError(
+            f"card of {card.ref}: architecture {card.architecture!r} refuses "
+            f"architecture_kwargs {kwargs}: {error}"
+        ) from error
     try:
         load_model(model, str(weights), strict=True, device="cpu")
     except RuntimeError as error:
@@ -332,11 +298,7 @@ def build_from_card(card: ModelCard, weights: Path, device: str = "cpu"):
             f"classes and kwargs {kwargs}: {str(error)[:300]}"
         ) from error
     model.card = card
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def defaults_from_model(model: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from napari_pathreview.errors import InvalidInputError, WeightsError
 from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
 from napari_pathreview.registry.card import ModelCard
-from napari_pathreview.registry.store import (
+from napari_pathreview.registry.layout import (
     CARD_FILE,
     WEIGHTS_FILE,
     read_card,

@@ -1,29 +1,31 @@
 """The review store: pathologists' reviews of the model's predictions, kept safely and
-exported as a training manifest. SQLite by default, PostgreSQL for a team."""
+exported as a training manifest. SQLite by default, PostgreSQL for a team.
 
-from napari_pathreview.review.manifest import MANIFEST_COLUMNS, write_manifest
-from napari_pathreview.review.migrations import LATEST_VERSION
-from napari_pathreview.review.records import (
-    ImageRecord,
-    PredictionRecord,
-    ReviewNotFoundError,
-    ReviewRecord,
-    file_sha256,
-)
-from napari_pathreview.review.stats import AgreementStats, KappaResult, compute_agreement
-from napari_pathreview.review.store import ReviewStore
+Names resolve lazily (PEP 562), so the CLI's parser (``review.cli``) does not load
+SQLAlchemy before a command needs the database.
+"""
 
-__all__ = [
-    "LATEST_VERSION",
-    "MANIFEST_COLUMNS",
-    "AgreementStats",
-    "ImageRecord",
-    "KappaResult",
-    "PredictionRecord",
-    "ReviewNotFoundError",
-    "ReviewRecord",
-    "ReviewStore",
-    "compute_agreement",
-    "file_sha256",
-    "write_manifest",
-]
+from __future__ import annotations
+
+from napari_pathreview._lazy import lazy_attributes
+
+_EXPORTS: dict[str, str] = {
+    "LATEST_VERSION": "napari_pathreview.review.migrations",
+    "MANIFEST_COLUMNS": "napari_pathreview.review.manifest",
+    "DEFAULT_DISAGREEMENT_WEIGHT": "napari_pathreview.review.manifest",
+    "write_manifest": "napari_pathreview.review.manifest",
+    "AgreementStats": "napari_pathreview.review.stats",
+    "KappaResult": "napari_pathreview.review.stats",
+    "compute_agreement": "napari_pathreview.review.stats",
+    "ImageRecord": "napari_pathreview.review.records",
+    "PredictionRecord": "napari_pathreview.review.records",
+    "ReviewNotFoundError": "napari_pathreview.review.records",
+    "ReviewRecord": "napari_pathreview.review.records",
+    "file_sha256": "napari_pathreview.review.records",
+    "ReviewStore": "napari_pathreview.review.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, __all__)

@@ -6,6 +6,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
+from napari_pathreview.tta import TTA_MODES
+
 
 def _add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -13,7 +17,7 @@ def _add_db_option(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=None,
         help="SQLite path or postgresql:// URL (default: $PATHREVIEW_DB_URL or "
-        "$PATHREVIEW_HOME/reviews.sqlite)",
+        "$PATHREVIEW_HOME/reviews.sqlite); it must exist: reading never creates a database",
     )
 
 
@@ -61,7 +65,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def _stats(args: argparse.Namespace) -> int:
     from napari_pathreview.review.store import ReviewStore
 
-    with ReviewStore(args.db) as store:
+    with ReviewStore(args.db, create=False) as store:
         counts = store.counts()
         stats = store.agreement(**_filters(args))
         print(f"database: {store.url} (schema version {store.schema_version})")
@@ -90,7 +94,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from napari_pathreview.review.store import ReviewStore
 
-    with ReviewStore(args.db) as store:
+    with ReviewStore(args.db, create=False) as store:
         records = store.reviews(**_filters(args))
     rows = [
         (
@@ -101,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
             r.model or "",
             r.predicted_label or "",
             r.label,
-            "yes" if r.agrees_with_model else "NO",
+            {True: "yes", False: "NO"}.get(r.agrees_with_model, "—"),
             _fmt(r.confidence, 2) if r.confidence is not None else "",
         )
         for r in records
@@ -125,10 +129,41 @@ def _list(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from napari_pathreview.review.store import ReviewStore
 
-    with ReviewStore(args.db) as store:
+    with ReviewStore(args.db, create=False) as store:
         path = store.export_manifest(args.out, args.disagreement_weight, **_filters(args))
         n_rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
     print(f"wrote {path} ({n_rows} row(s); latest review per image and reviewer)")
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    """Order a work queue by model uncertainty or map/ROI disagreement (active learning)."""
+    from napari_pathreview.errors import InvalidInputError
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.review.ordering import (
+        order_images,
+        queue_paths,
+        reviewer_rois,
+        store_queue,
+        write_queue_csv,
+    )
+    from napari_pathreview.review.store import ReviewStore
+
+    model, rois = args.model, None
+    if args.source is not None and model is None:
+        raise InvalidInputError("review queue: give --model with a folder or CSV of images")
+    if args.source is None or args.order == "roi_disagreement":
+        with ReviewStore(args.db, create=False) as store:
+            if args.source is None:
+                paths, model = store_queue(store, model)
+            if args.order == "roi_disagreement":
+                rois = reviewer_rois(store)
+    if args.source is not None:
+        paths = queue_paths(args.source)
+    predictor = Predictor.from_registry(model, device=args.device)
+    entries = order_images(predictor, paths, args.order, args.tta, rois)
+    write_queue_csv(entries, args.out, args.order, predictor.classes)
+    print(f"{len(entries)} images ordered by {args.order}: {args.out}")
     return 0
 
 
@@ -159,9 +194,31 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--disagreement-weight",
         type=float,
-        default=1.0,
+        default=DEFAULT_DISAGREEMENT_WEIGHT,
         metavar="W",
-        help="sample weight of reviews that disagree with the model (default 1)",
+        help="sample weight of reviews that disagree with the model "
+        f"(default {DEFAULT_DISAGREEMENT_WEIGHT}, as in the Review widget)",
     )
     _add_filters(export)
     export.set_defaults(handler=_export)
+
+    from napari_pathreview.review.ordering import QUEUE_ORDERS
+
+    queue = commands.add_parser(
+        "queue", help="order a work queue by model uncertainty (active learning) into a CSV"
+    )
+    queue.add_argument(
+        "source", type=Path, nargs="?", default=None,
+        help="a folder of images or a CSV with a 'path' column (default: the images the review "
+        "store holds predictions for)",
+    )
+    queue.add_argument(
+        "--model", metavar="NAME[@VERSION]",
+        help="registered model (default: the model of the store's latest prediction)",
+    )
+    queue.add_argument("--order", choices=QUEUE_ORDERS, default="uncertainty")
+    queue.add_argument("--tta", choices=TTA_MODES, default="flips")
+    queue.add_argument("--device", choices=DEVICES, default="cpu")
+    queue.add_argument("--out", required=True, type=Path, help="queue CSV to write")
+    _add_db_option(queue)
+    queue.set_defaults(handler=_queue)

@@ -108,11 +108,20 @@ def _postgres_listeners(engine: Engine, lock_timeout_ms: int) -> None:
         dbapi_connection.commit()
 
 
-def open_engines(url: str | os.PathLike[str] | None, busy_timeout_s: float) -> Engines:
+def open_engines(
+    url: str | os.PathLike[str] | None, busy_timeout_s: float, create: bool = True
+) -> Engines:
     """Create the engines for ``url`` with the per-connection settings above.
 
+    Args:
+        url: As for :func:`resolve_url`.
+        busy_timeout_s: How long one attempt waits for another writer's lock.
+        create: Whether a missing SQLite file may be created; readers pass ``False`` so a
+            typo in ``--db`` is an error instead of a new, empty database in a new folder.
+
     Raises:
-        ReviewStoreError: Unsupported backend, or the SQLite folder cannot be created.
+        ReviewStoreError: Unsupported backend, a missing SQLite file when ``create`` is
+            false, or the SQLite folder cannot be created.
     """
     resolved = resolve_url(url)
     timeout_ms = max(0, int(busy_timeout_s * 1000))
@@ -122,6 +131,11 @@ def open_engines(url: str | os.PathLike[str] | None, busy_timeout_s: float) -> E
         if database in ("", ":memory:"):
             raise ReviewStoreError(
                 "an in-memory SQLite review database would vanish on close; give a file path"
+            )
+        if not create and not Path(database).is_file():
+            raise ReviewStoreError(
+                f"no review database at {database}: check the path (reviews are saved from the "
+                "Review widget; a new database is created only where you ask for one)"
             )
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)

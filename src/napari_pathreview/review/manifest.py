@@ -27,6 +27,9 @@ from napari_pathreview.errors import InvalidInputError, ReviewStoreError
 from napari_pathreview.review.records import ReviewRecord
 from napari_pathreview.review.stats import latest_reviews
 
+# The one default weight of reviews that disagree with the model (CLI, widget and API agree).
+DEFAULT_DISAGREEMENT_WEIGHT = 2.0
+
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path",
     "sha256",
@@ -54,15 +57,18 @@ def _row(record: ReviewRecord, disagreement_weight: float) -> dict[str, str]:
         "patient_id": record.patient_id or "",
         "modality": record.modality,
         "roi_geojson": roi,
-        "weight": repr(1.0 if record.agrees_with_model else float(disagreement_weight)),
-        "agrees_with_model": "true" if record.agrees_with_model else "false",
+        "weight": repr(float(disagreement_weight) if record.agrees_with_model is False else 1.0),
+        # empty: reviewed without a prediction, so neither agreeing nor disagreeing
+        "agrees_with_model": {True: "true", False: "false"}.get(record.agrees_with_model, ""),
         "reviewer": record.reviewer,
         "review_id": str(record.id),
     }
 
 
 def write_manifest(
-    records: Iterable[ReviewRecord], path: Path, disagreement_weight: float = 1.0
+    records: Iterable[ReviewRecord],
+    path: Path,
+    disagreement_weight: float = DEFAULT_DISAGREEMENT_WEIGHT,
 ) -> Path:
     """Write the manifest for ``records`` (see the module doc for the rule) to ``path``.
 

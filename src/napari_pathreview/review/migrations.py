@@ -130,10 +130,32 @@ def _v3_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v4_agreement_nullable(conn: Connection) -> None:
+    """``reviews.agrees_with_model`` may be NULL: a review of an image with no prediction.
+
+    PostgreSQL drops the NOT NULL in place; SQLite cannot, so the table is rebuilt (rows,
+    ids and indexes kept; nothing references ``reviews``).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE reviews ALTER COLUMN agrees_with_model DROP NOT NULL"))
+        return
+    review_indexes = [i for i in schema.INDEXES if i.table is schema.reviews]
+    for index in review_indexes:
+        conn.execute(text(f"DROP INDEX IF EXISTS {index.name}"))
+    conn.execute(text("ALTER TABLE reviews RENAME TO reviews_v3"))
+    schema.reviews.create(conn)
+    columns = ", ".join(c.name for c in schema.reviews.columns)
+    conn.execute(text(f"INSERT INTO reviews ({columns}) SELECT {columns} FROM reviews_v3"))
+    conn.execute(text("DROP TABLE reviews_v3"))
+    for index in review_indexes:
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables: images, predictions, reviews", _v1_base),
     Migration(2, "reviews.confidence, images.patient_id", _v2_confidence_and_patient),
     Migration(3, "indexes on reviews and predictions", _v3_indexes),
+    Migration(4, "reviews.agrees_with_model nullable (no prediction)", _v4_agreement_nullable),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

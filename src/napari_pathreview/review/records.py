@@ -59,7 +59,7 @@ class ReviewRecord:
     patient_id: str | None
     reviewer: str
     label: str
-    agrees_with_model: bool
+    agrees_with_model: bool | None
     confidence: float | None
     notes: str
     roi_geojson: dict[str, Any] | None
@@ -142,10 +142,16 @@ def prediction_row(
     }
 
 
-def _check_flag(value: object) -> bool:
+def _check_flag(value: object, prediction_id: object = None) -> bool | None:
+    """True/False for a review of a prediction; None (NULL) only when no prediction is linked."""
+    if value is None and prediction_id is None:
+        return None
     # numpy.bool_ is not a bool subclass but is what a widget's array code often yields.
     if type(value).__name__ not in ("bool", "bool_"):
-        raise InvalidInputError(f"agrees_with_model must be True or False, got {value!r}")
+        raise InvalidInputError(
+            f"agrees_with_model must be True or False for a review of a prediction "
+            f"(None only when no prediction is linked), got {value!r}"
+        )
     return bool(value)
 
 
@@ -161,7 +167,7 @@ def review_row(
     image_sha256: str,
     reviewer: str,
     label: str,
-    agrees_with_model: bool,
+    agrees_with_model: bool | None,
     confidence: float | None,
     notes: str,
     roi_geojson: Mapping[str, Any] | str | None,
@@ -171,14 +177,18 @@ def review_row(
     """The ``reviews`` row; the store checks the label against the model's classes later."""
     if not isinstance(notes, str):
         raise InvalidInputError(f"notes must be a string, got {type(notes).__name__}")
+    if "\x00" in notes:
+        raise InvalidInputError("notes contain a NUL character (PostgreSQL refuses it)")
+    now = now_utc()
+    when = validation.to_utc_naive(created_at)
     return {
         "image_sha256": validation.require_text(image_sha256, "image_sha256", 64),
         "prediction_id": _check_id(prediction_id),
         "reviewer": validation.require_text(reviewer, "reviewer"),
         "label": validation.check_label(label, None),
-        "agrees_with_model": _check_flag(agrees_with_model),
+        "agrees_with_model": _check_flag(agrees_with_model, prediction_id),
         "confidence": validation.check_confidence(confidence),
         "notes": notes,
         "roi_geojson": validation.normalise_geojson(roi_geojson),
-        "created_at": validation.to_utc_naive(created_at) or now_utc(),
+        "created_at": now if when is None else validation.check_not_future(when, now),
     }

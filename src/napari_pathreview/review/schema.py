@@ -84,7 +84,7 @@ reviews = Table(
     ),
     Column("reviewer", String(200), nullable=False),
     Column("label", String(100), nullable=False),
-    Column("agrees_with_model", Boolean, nullable=False),
+    Column("agrees_with_model", Boolean, nullable=True),  # v4: NULL = no prediction judged
     Column("notes", Text, nullable=False),
     Column("roi_geojson", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),

@@ -100,7 +100,7 @@ def compute_agreement(records: Iterable[ReviewRecord]) -> AgreementStats:
                 name, "model", [r.label for r in linked], [str(r.predicted_label) for r in linked]
             )
         )
-    disagreements = sum(not r.agrees_with_model for r in latest)
+    disagreements = sum(r.agrees_with_model is False for r in latest)
     return AgreementStats(
         n_reviews=len(latest),
         n_images=len({r.image_sha256 for r in latest}),

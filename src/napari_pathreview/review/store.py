@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.review import migrations, validation
 from napari_pathreview.review.engine import Engines, open_engines, run_with_retries
+from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import (
     ImageRecord,
     PredictionRecord,
@@ -55,6 +56,7 @@ class ReviewStore:
         busy_timeout_s: How long one attempt waits for another writer's lock.
         retries: Further attempts after a lock timeout before giving up.
         retry_backoff_s: Pause before the first retry (doubles each time).
+        create: Whether a missing SQLite file is created (``False`` for read-only callers).
 
     Raises:
         ReviewStoreError: The database cannot be opened, is newer than this code, or stays locked.
@@ -67,10 +69,11 @@ class ReviewStore:
         busy_timeout_s: float = 5.0,
         retries: int = 3,
         retry_backoff_s: float = 0.2,
+        create: bool = True,
     ) -> None:
         if retries < 0 or busy_timeout_s < 0 or retry_backoff_s < 0:
             raise InvalidInputError("busy_timeout_s, retries and retry_backoff_s must be >= 0")
-        self._engines: Engines = open_engines(url, busy_timeout_s)
+        self._engines: Engines = open_engines(url, busy_timeout_s, create=create)
         self._retries = retries
         self._backoff = retry_backoff_s
         self.schema_version = self._retry(
@@ -262,7 +265,7 @@ class ReviewStore:
         image_sha256: str,
         reviewer: str,
         label: str,
-        agrees_with_model: bool,
+        agrees_with_model: bool | None,
         confidence: float | None = None,
         notes: str = "",
         roi_geojson: Mapping[str, Any] | str | None = None,
@@ -276,7 +279,8 @@ class ReviewStore:
         Args:
             label: The reviewer's label; must be in ``allowed_labels``, or when those are not
                 given and a prediction is linked, among that model's classes.
-            agrees_with_model: Whether the reviewer agrees with the model's call.
+            agrees_with_model: Whether the reviewer agrees with the model's call; None
+                (stored as NULL) for a review with no linked prediction.
             confidence: The reviewer's confidence in [0, 1], if stated.
             roi_geojson: The region that justifies the label: a GeoJSON Feature,
                 FeatureCollection or geometry (object or JSON text).
@@ -465,7 +469,10 @@ class ReviewStore:
         return compute_agreement(self.latest_reviews(**filters))
 
     def export_manifest(
-        self, path: str | os.PathLike[str], disagreement_weight: float = 1.0, **filters: Any
+        self,
+        path: str | os.PathLike[str],
+        disagreement_weight: float = DEFAULT_DISAGREEMENT_WEIGHT,
+        **filters: Any,
     ) -> Path:
         """Write the training manifest CSV: one row per :meth:`latest_reviews` entry.
 

@@ -16,8 +16,8 @@ from pathlib import PurePath
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.modality import MODALITIES
 
-MODALITIES: tuple[str, ...] = ("histology", "mammogram")
 GEOMETRY_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
 )
@@ -29,6 +29,9 @@ def require_text(value: object, what: str, max_length: int = MAX_NAME_LENGTH) ->
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
     stripped = value.strip()
+    if "\x00" in stripped:
+        # PostgreSQL refuses NUL in text; SQLite would store it. Refuse it on both.
+        raise InvalidInputError(f"{what} contains a NUL character: {stripped!r}")
     if len(stripped) > max_length:
         raise InvalidInputError(f"{what} is longer than {max_length} characters")
     return stripped
@@ -144,6 +147,8 @@ def normalise_geojson(roi: Mapping[str, Any] | str | None) -> str | None:
             parsed = json.loads(roi)
         except json.JSONDecodeError as error:
             raise InvalidInputError(f"roi_geojson is not valid JSON: {error}") from error
+        except RecursionError:
+            raise InvalidInputError("roi_geojson is nested too deeply to be an ROI") from None
     else:
         parsed = to_json_dict(roi, "roi_geojson")
     if not isinstance(parsed, dict):
@@ -160,6 +165,23 @@ def normalise_geojson(roi: Mapping[str, Any] | str | None) -> str | None:
     else:
         _check_geometry(parsed, "roi_geojson")
     return json.dumps(parsed, separators=(",", ":"), allow_nan=False)
+
+
+# Clocks of two machines sharing a database disagree a little; more than this is an error.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_not_future(moment: datetime, now: datetime, what: str = "created_at") -> datetime:
+    """``moment`` (naive UTC), refused when later than ``now`` plus :data:`CLOCK_SKEW`.
+
+    A review dated in the future would sort as every reviewer's "latest" forever.
+    """
+    if moment > now + CLOCK_SKEW:
+        raise InvalidInputError(
+            f"{what} {moment.isoformat()} UTC is in the future (now {now.isoformat()} UTC); "
+            "check the clock or the date given"
+        )
+    return moment
 
 
 def to_utc_naive(

@@ -1,57 +1,37 @@
 """Stain normalisation (Reinhard, Macenko, Vahadane, none) and image quality control.
 
-``get_normalizer(name)`` builds any method from one table; ``normalizer_from_dict`` restores a
-fitted one from its JSON state (as stored in model cards). QC names are re-exported from
-:mod:`napari_pathreview.stain.qc`.
+``get_normalizer(name)`` builds any method from one table (:mod:`.methods`);
+``normalizer_from_dict`` restores a fitted one from its JSON state (as stored in model cards).
+QC names are re-exported from :mod:`napari_pathreview.stain.qc`. Names resolve lazily (PEP 562),
+so ``STAIN_METHODS`` can be read without importing OpenCV or a normaliser.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.stain.base import NotFittedError, StainFitError, StainNormalizer
-from napari_pathreview.stain.identity import IdentityNormalizer
-from napari_pathreview.stain.macenko import MacenkoNormalizer
-from napari_pathreview.stain.qc import QCConfig, QCResult, assess_quality, tissue_mask
-from napari_pathreview.stain.reinhard import REINHARD_BREAKHIS_PRESET, ReinhardNormalizer
-from napari_pathreview.stain.vahadane import VahadaneNormalizer
+from napari_pathreview._lazy import lazy_attributes
+from napari_pathreview.stain.methods import (
+    STAIN_METHODS,
+    get_normalizer,
+    normalizer_from_dict,
+    normalizers,
+)
 
-#: method name → class; the single place a method is registered
-NORMALIZERS: dict[str, type[StainNormalizer]] = {
-    "none": IdentityNormalizer,
-    "reinhard": ReinhardNormalizer,
-    "macenko": MacenkoNormalizer,
-    "vahadane": VahadaneNormalizer,
+_LAZY: dict[str, str] = {
+    "NotFittedError": "napari_pathreview.stain.base",
+    "StainFitError": "napari_pathreview.stain.base",
+    "StainNormalizer": "napari_pathreview.stain.base",
+    "IdentityNormalizer": "napari_pathreview.stain.identity",
+    "MacenkoNormalizer": "napari_pathreview.stain.macenko",
+    "ReinhardNormalizer": "napari_pathreview.stain.reinhard",
+    "REINHARD_BREAKHIS_PRESET": "napari_pathreview.stain.reinhard",
+    "VahadaneNormalizer": "napari_pathreview.stain.vahadane",
+    "QCConfig": "napari_pathreview.stain.qc",
+    "QCResult": "napari_pathreview.stain.qc",
+    "assess_quality": "napari_pathreview.stain.qc",
+    "tissue_mask": "napari_pathreview.stain.qc",
 }
-STAIN_METHODS: tuple[str, ...] = tuple(NORMALIZERS)
-
-
-def get_normalizer(name: str, **kwargs: Any) -> StainNormalizer:
-    """A new (unfitted, unless kwargs give a target) normaliser for a method name.
-
-    Raises:
-        InvalidInputError: for an unknown name.
-    """
-    key = (name or "none").lower()
-    if key not in NORMALIZERS:
-        raise InvalidInputError(
-            f"unknown stain method {name!r}; choose one of {', '.join(STAIN_METHODS)}"
-        )
-    return NORMALIZERS[key](**kwargs)
-
-
-def normalizer_from_dict(state: dict[str, Any] | None) -> StainNormalizer:
-    """A fitted normaliser from ``StainNormalizer.to_dict()`` output (None → "none")."""
-    if state is None:
-        return IdentityNormalizer()
-    if not isinstance(state, dict) or "method" not in state:
-        raise InvalidInputError("stain target must be a dict with a 'method' key")
-    cls = NORMALIZERS.get(str(state["method"]).lower())
-    if cls is None:
-        raise InvalidInputError(f"unknown stain method {state['method']!r} in stain target")
-    return cls.from_dict({**state, "method": cls.name})
-
 
 __all__ = [
     "NORMALIZERS",
@@ -71,3 +51,12 @@ __all__ = [
     "normalizer_from_dict",
     "tissue_mask",
 ]
+
+
+_lazy_getattr, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NORMALIZERS":  # method name → class; built from the one table in .methods
+        return normalizers()
+    return _lazy_getattr(name)

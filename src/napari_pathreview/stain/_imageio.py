@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-
-#: file suffixes the stain and QC commands pick up from a folder
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from napari_pathreview.io.images import IMAGE_SUFFIXES  # what load_image opens: the one list
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -24,7 +22,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in or below ``folder``, sorted, by suffix."""
+    """Files directly in or below ``folder`` that ``load_image`` opens (by suffix), sorted."""
     folder = Path(folder)
     if folder.is_file():
         return [folder]

@@ -9,13 +9,15 @@ import argparse
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.stain.methods import STAIN_METHODS
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("none", "reinhard", "macenko", "vahadane")
+METHODS = STAIN_METHODS
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +64,7 @@ def _collect(paths: list[Path]) -> list[Path]:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from napari_pathreview import preflight
     from napari_pathreview.stain import (
         REINHARD_BREAKHIS_PRESET,
         get_normalizer,
@@ -69,6 +72,7 @@ def _fit(args: argparse.Namespace) -> int:
     )
     from napari_pathreview.stain._imageio import read_rgb
 
+    preflight.output_file(args.out)  # a bad --out fails before the images are read
     if args.preset:
         if args.method != "reinhard":
             raise InvalidInputError("--preset breakhis is a Reinhard target; use --method reinhard")
@@ -78,34 +82,62 @@ def _fit(args: argparse.Namespace) -> int:
         normalizer = get_normalizer(args.method).fit(read_rgb(f) for f in files)
         logger.info("fitted %s on %d image(s)", args.method, len(files))
     state = normalizer.to_dict()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(state, indent=2))
+    preflight.output_file(args.out).write_text(json.dumps(state, indent=2), encoding="utf-8")
     print(json.dumps(state))
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
+    """Normalise every image; one that cannot be read is reported and the rest go on."""
+    from napari_pathreview import preflight
+    from napari_pathreview.stain import normalizer_from_dict
+    from napari_pathreview.stain.targets import load_target
+
+    normalizer = normalizer_from_dict(load_target(args.target))
+    files = _collect(args.images)
+    out = preflight.output_folder(args.out)
+    print("image\toutput\tstatus")
+    failed = 0
+    for path in files:
+        dest = out / f"{path.stem}.png"
+        try:
+            status = _normalise_one(normalizer, path, dest)
+        except Exception as error:  # noqa: BLE001 - one bad image must not stop the batch
+            failed += 1
+            status = f"error: {_describe(error)}"
+        print(f"{path}\t{dest}\t{status}")
+    return _batch_status("stain apply", failed, len(files))
+
+
+def _normalise_one(normalizer, path: Path, dest: Path) -> str:
     import cv2
 
-    from napari_pathreview.stain import normalizer_from_dict
     from napari_pathreview.stain._imageio import read_rgb
 
-    try:
-        state = json.loads(args.target.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"cannot read stain target {args.target}: {error}") from error
-    normalizer = normalizer_from_dict(state)
-    args.out.mkdir(parents=True, exist_ok=True)
-    print("image\toutput\tstatus")
-    for path in _collect(args.images):
-        result = normalizer.transform(read_rgb(path))
-        dest = args.out / f"{path.stem}.png"
-        cv2.imwrite(str(dest), cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
-        print(f"{path}\t{dest}\t{normalizer.last_flags[0] or 'normalised'}")
-    return 0
+    result = normalizer.transform(read_rgb(path))
+    if not cv2.imwrite(str(dest), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
+        raise InvalidInputError(f"could not write {dest}")
+    return normalizer.last_flags[0] or "normalised"
+
+
+def _describe(error: BaseException) -> str:
+    """A project error as its message; anything else prefixed with its type."""
+    if isinstance(error, PathReviewError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _batch_status(command: str, failed: int, total: int) -> int:
+    """Exit status of a batch: 1 (with a line on stderr) when any item failed."""
+    if not failed:
+        return 0
+    print(f"pathreview {command}: {failed} of {total} image(s) failed", file=sys.stderr)
+    return 1
 
 
 def _qc(args: argparse.Namespace) -> int:
+    """QC every image; one that cannot be read gets ``status=error`` and the rest go on."""
+    from napari_pathreview import preflight
     from napari_pathreview.stain._imageio import read_rgb
     from napari_pathreview.stain.qc import QCConfig, assess_quality
 
@@ -125,16 +157,25 @@ def _qc(args: argparse.Namespace) -> int:
         "saturation_fraction",
         "passed",
         "reasons",
+        "status",
+        "error",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    passed = 0
-    with args.out.open("w", newline="") as handle:
+    out = preflight.output_file(args.out)
+    passed = failed = 0
+    with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for path in files:
-            row = {"path": str(path), **assess_quality(read_rgb(path), config).to_dict()}
+            try:
+                quality = assess_quality(read_rgb(path), config).to_dict()
+            except Exception as error:  # noqa: BLE001 - recorded in the row, the rest go on
+                failed += 1
+                writer.writerow({"path": str(path), "status": "error", "error": _describe(error)})
+                print(f"ERROR\t{path.name}\t{_describe(error)}")
+                continue
+            row = {"path": str(path), **quality, "status": "ok", "error": ""}
             passed += bool(row["passed"])
             writer.writerow(row)
             print(f"{'PASS' if row['passed'] else 'FAIL'}\t{path.name}\t{row['reasons']}")
-    print(f"{passed}/{len(files)} passed; wrote {args.out}")
-    return 0
+    print(f"{passed}/{len(files)} passed; wrote {out}")
+    return _batch_status("qc", failed, len(files))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TrainResult", "load_recipe", "run_recipe"]
+__all__ = ["RunResult", "TrainResult", "load_recipe", "run_recipe"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run_recipe", "TrainResult"):
+    if name in ("run_recipe", "TrainResult", "RunResult"):
         from napari_pathreview.training import run
 
         return getattr(run, name)

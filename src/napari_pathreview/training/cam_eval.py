@@ -12,51 +12,56 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from napari_pathreview import explain
+from napari_pathreview.training.build import load_fold_model
+from napari_pathreview.training.datasets import ImageDataset, eval_transform
+from napari_pathreview.training.preparation import stain_images
+from napari_pathreview.training.results import FoldResult
+
 log = logging.getLogger(__name__)
 
 
-def _roi_objects(rois, offset: int) -> list[SimpleNamespace]:
-    """ROI circles (row, col, radius) of a prepared image, shifted into its centre crop."""
-    return [SimpleNamespace(row=r - offset, col=c - offset, radius=rad) for r, c, rad in rois]
+def _roi_objects(rois, top: int, left: int) -> list[SimpleNamespace]:
+    """ROI circles (row, col, radius) of a cached canvas, shifted into its centre window."""
+    return [SimpleNamespace(row=r - top, col=c - left, radius=rad) for r, c, rad in rois]
 
 
-def cam_iou_for_fold(recipe, data, index: int, weights: Path, explain) -> dict:
-    """Mean IoU / Dice / pointing game per CAM method over test images with ROIs."""
+def cam_iou_for_fold(recipe, data, fold: FoldResult, run_dir: Path) -> dict:
+    """Mean IoU / Dice / pointing game per CAM method over the fold's test images with ROIs.
+
+    The images are fed as in the fold's evaluation: its spec's window, its stain target.
+    """
     import torch
-    from safetensors.torch import load_file
 
-    from napari_pathreview.training.datasets import ImageDataset, build_transform
-    from napari_pathreview.training.run import build_model
-
-    fold = data.plan.folds[index]
-    chosen = [i for i in (fold.test or fold.val) if data.prepared[i].rois][: recipe.eval.cam_images]
+    index = fold.fold
+    split = data.plan.folds[index]
+    chosen = [i for i in (split.test or split.val) if data.prepared[i].rois]
+    chosen = chosen[: recipe.eval.cam_images]
     if not chosen:
         return {"skipped": "no test image of the registered fold has an ROI"}
-    model = build_model(recipe, len(data.classes))
-    model.load_state_dict(load_file(str(weights)))
-    model.eval()
-    spec = model.spec
-    transform = build_transform(recipe.augment, recipe.data.image_size, spec.mean, spec.std, False)
-    dataset = ImageDataset([data.prepared[i] for i in chosen], data.labels[chosen], None, transform)
+    spec = fold.preprocess
+    model = load_fold_model(run_dir, index)
+    images = stain_images([data.prepared[i] for i in chosen], spec.stain_target)
+    dataset = ImageDataset(images, data.labels[chosen], None, eval_transform(spec))
     batch = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    size = recipe.data.image_size
-    offset = (data.prepared[chosen[0]].pixels.shape[0] - size) // 2
+    top, left, height, width = spec.input_window
     masks = [
         explain.mask_from_mias(
-            _roi_objects(data.prepared[i].rois, offset), (size, size), source_shape=(size, size)
+            _roi_objects(data.prepared[i].rois, top, left),
+            (height, width),
+            source_shape=(height, width),
         )
         for i in chosen
     ]
     result = {"images": len(chosen), "fold": index, "threshold": 0.5, "methods": {}}
     for method in recipe.eval.cam_methods:
         cams = explain.compute_cam(model, batch, method)
-        iou = [explain.roi_iou(cam, mask, 0.5) for cam, mask in zip(cams, masks, strict=True)]
-        dice = [explain.roi_dice(cam, mask, 0.5) for cam, mask in zip(cams, masks, strict=True)]
-        hits = [explain.pointing_game(cam, mask) for cam, mask in zip(cams, masks, strict=True)]
+        scores = [explain.roi_scores(c, m, 0.5) for c, m in zip(cams, masks, strict=True)]
         result["methods"][method] = {
-            "iou": float(np.mean(iou)),
-            "dice": float(np.mean(dice)),
-            "pointing_game": float(np.mean(hits)),
+            "iou": float(np.mean([s["iou"] for s in scores])),
+            "dice": float(np.mean([s["dice"] for s in scores])),
+            "pointing_game": float(np.mean([s["pointing"] for s in scores])),
         }
-        log.info("CAM %s: IoU %.3f on %d images", method, np.mean(iou), len(chosen))
+        iou = result["methods"][method]["iou"]
+        log.info("CAM %s: IoU %.3f on %d images", method, iou, len(chosen))
     return result

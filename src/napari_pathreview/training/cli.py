@@ -56,12 +56,30 @@ def find_recipe(text: str):
     raise RecipeError(f"recipe {text!r} not found (neither a file nor one of {shipped})")
 
 
+def _check_folders(args: argparse.Namespace) -> None:
+    """``--out`` must be (or become) a writable folder; ``--resume`` an existing one."""
+    from pathlib import Path
+
+    from napari_pathreview import preflight
+    from napari_pathreview.training.recipe import RecipeError
+
+    if args.out:
+        preflight.output_folder(args.out, "--out", create=False)
+    if args.resume and not Path(args.resume).is_dir():
+        raise RecipeError(f"--resume {args.resume}: no such run folder")
+
+
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from napari_pathreview.training.run import run_recipe
+    from napari_pathreview.training.recipe import load_recipe
 
     recipe = find_recipe(args.recipe) if args.recipe else None
+    _check_folders(args)
+    if recipe is not None:
+        load_recipe(recipe, args.overrides)  # every --set checked before torch loads
+    from napari_pathreview.training.run import run_recipe
+
     result = run_recipe(
         recipe, args.overrides, out_dir=args.out, resume=args.resume, from_reviews=args.from_reviews
     )

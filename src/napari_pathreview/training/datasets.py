@@ -13,10 +13,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.preprocessing import (
+    PreprocessSpec,
+    centre_offset,
+    normalise,
+    to_canvas,
+)
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".dcm")
@@ -73,8 +80,11 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
     weight, roi_geojson, magnification, subtype. The review store's export is such a CSV."""
     if not manifest.is_file():
         raise DatasetError(f"manifest not found: {manifest}")
-    with manifest.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{manifest} is not a UTF-8 CSV manifest ({error})") from None
     if not rows:
         raise DatasetError(f"{manifest} has no rows")
     missing = {"path", label_column} - set(rows[0])
@@ -88,10 +98,27 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
         path = Path(row["path"])
         path = path if path.is_absolute() else manifest.parent / path
         patient = (row.get("patient_id") or "").strip() or _fallback_patient(path)
-        weight = float(row["weight"]) if (row.get("weight") or "").strip() else 1.0
-        extra = {k: v for k, v in row.items() if k in ("magnification", "subtype", "sha256") and v}
+        weight = _weight(row.get("weight"), manifest, number)
+        keep = ("magnification", "subtype", "sha256", "roi_geojson", "roi_mask")
+        extra = {k: v for k, v in row.items() if k in keep and v}
         samples.append(Sample(str(path), label, patient, weight, _geojson_rois(row), extra))
     return samples
+
+
+def _weight(text: str | None, manifest: Path, number: int) -> float:
+    """A row's sample weight: empty → 1.0; else a finite number >= 0 (a NaN or negative weight
+    would silently corrupt the loss)."""
+    import math
+
+    if not (text or "").strip():
+        return 1.0
+    try:
+        weight = float(text)
+    except ValueError:
+        raise DatasetError(f"{manifest}:{number}: weight {text!r} is not a number") from None
+    if not math.isfinite(weight) or weight < 0:
+        raise DatasetError(f"{manifest}:{number}: weight {text!r} must be a finite number >= 0")
+    return weight
 
 
 def _geojson_rois(row: dict) -> tuple:
@@ -178,7 +205,8 @@ def from_reviews(db: str | None, workdir: Path, disagreement_weight: float) -> l
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).resolve()}"
     manifest = workdir / "reviews_manifest.csv"
-    ReviewStore(url).export_manifest(manifest, disagreement_weight=disagreement_weight)
+    with ReviewStore(url, create=False) as store:  # a typo must not train on a new empty DB
+        store.export_manifest(manifest, disagreement_weight=disagreement_weight)
     samples = from_csv(manifest)
     if not samples:
         raise DatasetError("the review store holds no reviews to train on")
@@ -220,57 +248,91 @@ def data_fingerprint(samples: Sequence[Sample]) -> str:
     return digest.hexdigest()
 
 
-def breast_box(gray: np.ndarray, threshold: int = 20) -> tuple[int, int, int, int]:
-    """Box (r0, r1, c0, c1) of the largest bright component: the breast, not film labels."""
-    from skimage.measure import label, regionprops
-
-    regions = regionprops(label(gray > threshold))
-    if not regions:
-        return 0, gray.shape[0], 0, gray.shape[1]
-    r0, c0, r1, c1 = max(regions, key=lambda r: r.area).bbox
-    return r0, r1, c0, c1
-
-
 @dataclass(frozen=True)
 class PreparedImage:
-    """An image decoded, cropped and resized once; ``rois`` mapped into its pixel frame."""
+    """An image decoded and fitted once to its canvas; ``rois`` mapped into the canvas.
 
-    pixels: np.ndarray  # uint8 S×S×3
+    Attributes:
+        pixels: uint8 canvas (S×S×3): the resize square of the preprocessing spec.
+        rois: ((row, col, radius), ...) in canvas pixels.
+        um_per_px: The source image's pixel size in µm (None when unknown).
+        box_hw: Size of the part of the source laid on the canvas (all of it, or the breast).
+    """
+
+    pixels: np.ndarray
     rois: tuple
+    um_per_px: float | None = None
+    box_hw: tuple[int, int] = (0, 0)
 
 
-def prepare_image(sample: Sample, size: int, crop: str = "none") -> PreparedImage:
-    """Decode via io.load_image, optionally crop to the breast, resize to size×size (area)."""
-    import cv2
+def _as_spec(spec: PreprocessSpec | int, crop: str) -> PreprocessSpec:
+    """A spec, or (for a bare side) the plain "stretch to size×size" one."""
+    if isinstance(spec, PreprocessSpec):
+        return spec
+    return PreprocessSpec(input_size=(3, int(spec), int(spec)), crop=crop)
 
-    from napari_pathreview.io import load_image, to_rgb_uint8
 
-    loaded = load_image(sample.path)
-    rgb = to_rgb_uint8(np.asarray(loaded.levels[-1] if len(loaded.levels) > 1 else loaded.data))
-    r0, c0 = 0, 0
-    if crop == "breast":
-        r0, r1, c0, c1 = breast_box(rgb[..., 0])
-        rgb = rgb[r0:r1, c0:c1]
-    height, width = rgb.shape[:2]
-    pixels = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-    sy, sx = size / height, size / width
-    rois = tuple(((r - r0) * sy, (c - c0) * sx, rad * (sx + sy) / 2) for r, c, rad in sample.rois)
-    return PreparedImage(np.ascontiguousarray(pixels), rois)
+def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none") -> PreparedImage:
+    """Decode a sample and lay it on the spec's canvas (``preprocessing.to_canvas``).
+
+    Decoding and fitting are the functions the Predictor uses, so evaluation and inference
+    see the same pixels. With a spec that records ``pixel_size`` the image is resampled to
+    it, which needs the image's own resolution (BreaKHis and MIAS names, or the file's).
+
+    Args:
+        sample: The image.
+        spec: The preprocessing spec, or a side: stretch to side×side (with ``crop``).
+        crop: Crop mode for a bare side.
+
+    Raises:
+        DatasetError: the spec wants a physical resolution the image does not state.
+    """
+    from napari_pathreview.inference.preprocess import decode
+
+    spec = _as_spec(spec, crop)
+    decoded = decode(sample.path, min_side=min(spec.hw))
+    if spec.pixel_size is not None and decoded.um_per_px is None:
+        raise DatasetError(
+            f"{sample.path}: its pixel size is unknown, but the recipe resamples to "
+            f"data.pixel_size={spec.pixel_size} {spec.pixel_unit}; use files whose resolution "
+            "is known (BreaKHis or MIAS names, slides that record it) or drop data.pixel_size"
+        )
+    canvas, placement = to_canvas(decoded.rgb, spec, decoded.um_per_px)
+    box, (sh, sw), (oy, ox) = placement.box, placement.scaled, placement.offset
+    sy, sx = sh / (box[1] - box[0]), sw / (box[3] - box[2])
+    rois = tuple(
+        ((r - box[0]) * sy + oy, (c - box[2]) * sx + ox, rad * (sx + sy) / 2)
+        for r, c, rad in sample.rois
+    )
+    box_hw = (box[1] - box[0], box[3] - box[2])
+    return PreparedImage(canvas, rois, decoded.um_per_px, box_hw)
 
 
 def prepare_all(
     samples: Sequence[Sample],
-    size: int,
+    spec: PreprocessSpec | int,
     crop: str = "none",
     progress: Callable[[int, int], None] | None = None,
 ) -> list[PreparedImage]:
     """Decode every sample once (the cache shared by all folds and epochs)."""
     prepared = []
     for i, sample in enumerate(samples):
-        prepared.append(prepare_image(sample, size, crop))
+        prepared.append(prepare_image(sample, spec, crop))
         if progress:
             progress(i + 1, len(samples))
     return prepared
+
+
+def qc_config(data: Any):
+    """The ``stain.QCConfig`` a recipe's ``data.qc_*`` settings ask for (defaults elsewhere)."""
+    from napari_pathreview.stain import QCConfig
+
+    kwargs = {}
+    if data.qc_blur_threshold is not None:
+        kwargs["blur_threshold"] = data.qc_blur_threshold
+    if data.qc_tissue_fraction is not None:
+        kwargs["min_tissue_fraction"] = data.qc_tissue_fraction
+    return QCConfig(**kwargs)
 
 
 class RandomRot90:
@@ -283,40 +345,65 @@ class RandomRot90:
         return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
 
+class CentreCrop:
+    """The centre (H, W) of a C×S×S tensor, at the offsets the preprocessing spec uses."""
+
+    def __init__(self, hw: tuple[int, int]):
+        self.hw = (int(hw[0]), int(hw[1]))
+
+    def __call__(self, x):
+        top, left = centre_offset(x.shape[-2:], self.hw)
+        return x[..., top : top + self.hw[0], left : left + self.hw[1]]
+
+
+class Normalise:
+    """uint8 C×H×W → the normalised float tensor, by ``preprocessing.normalise``."""
+
+    def __init__(self, spec: PreprocessSpec):
+        self.spec = spec
+
+    def __call__(self, x):
+        return normalise(x[None], self.spec)[0]
+
+
+def train_transform(augment, spec: PreprocessSpec):
+    """Random augmentation for training (torchvision v2 on uint8 C×S×S), then the spec's
+    normalisation."""
+    from torchvision.transforms import v2
+
+    hw = spec.hw
+    steps = [v2.RandomCrop(hw) if augment.random_crop else CentreCrop(hw)]
+    if augment.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if augment.vflip:
+        steps.append(v2.RandomVerticalFlip())
+    if augment.rot90:
+        steps.append(RandomRot90())
+    if augment.rotate:
+        steps.append(v2.RandomRotation(augment.rotate))
+    if augment.color_jitter:
+        j = augment.color_jitter
+        steps.append(v2.ColorJitter(j, j, j, min(j, 0.5) / 5))
+    steps.append(Normalise(spec))
+    return v2.Compose(steps)
+
+
+def eval_transform(spec: PreprocessSpec):
+    """The evaluation transform of a cached canvas: the spec's centre window, normalised.
+
+    Exactly ``Predictor.prepare``'s steps after the canvas (both call ``preprocessing``).
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose([CentreCrop(spec.hw), Normalise(spec)])
+
+
 def build_transform(
     augment, image_size: int, mean: Sequence[float], std: Sequence[float], train: bool
 ):
-    """torchvision v2 pipeline on uint8 C×H×W tensors; evaluation uses a centre crop only.
-
-    Args:
-        augment: an ``AugmentConfig`` (ignored when ``train`` is False).
-        image_size: side of the crop the model sees.
-        mean: per-channel mean of the model's spec.
-        std: per-channel std of the model's spec.
-        train: random augmentation for training, deterministic for evaluation.
-    """
-    import torch
-    from torchvision.transforms import v2
-
-    steps = []
-    if train:
-        crop = v2.RandomCrop if augment.random_crop else v2.CenterCrop
-        steps.append(crop(image_size))
-        if augment.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        if augment.vflip:
-            steps.append(v2.RandomVerticalFlip())
-        if augment.rot90:
-            steps.append(RandomRot90())
-        if augment.rotate:
-            steps.append(v2.RandomRotation(augment.rotate))
-        if augment.color_jitter:
-            j = augment.color_jitter
-            steps.append(v2.ColorJitter(j, j, j, min(j, 0.5) / 5))
-    else:
-        steps.append(v2.CenterCrop(image_size))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(steps)
+    """``train_transform`` / ``eval_transform`` for a square RGB input of ``image_size``."""
+    spec = PreprocessSpec(input_size=(3, image_size, image_size), mean=mean, std=std)
+    return train_transform(augment, spec) if train else eval_transform(spec)
 
 
 class ImageDataset:

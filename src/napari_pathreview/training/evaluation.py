@@ -14,11 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_pathreview.preprocessing import PreprocessSpec
+from napari_pathreview.training import datasets as ds
+from napari_pathreview.training.build import load_fold_model
+from napari_pathreview.training.cam_eval import cam_iou_for_fold
 from napari_pathreview.training.metrics import compute_metrics, json_safe, youden_threshold
+from napari_pathreview.training.preparation import stain_images
+from napari_pathreview.training.recipe import resolve_path
+from napari_pathreview.training.results import (
+    WEIGHTS_NAME,
+    FoldResult,
+    TestPredictions,
+    best_fold,
+    fold_dir,
+    write_fold,
+)
 from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+from napari_pathreview.training.trainer import predict_probabilities
 
 log = logging.getLogger(__name__)
-WEIGHTS_NAME = "selected.safetensors"
 
 
 def selected_state(recipe, fit) -> dict:
@@ -28,64 +42,86 @@ def selected_state(recipe, fit) -> dict:
     return fit.best_state
 
 
-def _set_eval_transform(recipe, model, dataset) -> None:
-    from napari_pathreview.training.datasets import build_transform
-
-    spec = getattr(model, "spec", None)
-    mean = spec.mean if spec else (0.485, 0.456, 0.406)
-    std = spec.std if spec else (0.229, 0.224, 0.225)
-    dataset.transform = build_transform(recipe.augment, recipe.data.image_size, mean, std, False)
+def _predict_parts(recipe, model, val_set, test_set, spec: PreprocessSpec, device) -> tuple:
+    """Validation and test probabilities and labels (the validation set stands in for an
+    empty test part), through the spec's evaluation transform and the recipe's TTA."""
+    if len(test_set) == 0:
+        test_set = val_set
+    for dataset in (val_set, test_set):
+        dataset.transform = ds.eval_transform(spec)
+    bs, tta = recipe.optim.batch_size, recipe.eval.tta
+    val_probs, val_labels = predict_probabilities(model, val_set, bs, device, tta)
+    test_probs, test_labels = predict_probabilities(model, test_set, bs, device, tta)
+    return val_probs, val_labels, test_probs, test_labels
 
 
 def evaluate_fold(
-    recipe, data, index: int, model, fit, subset, fold_dir: Path, device, write: bool = True
-) -> dict:
-    """Load the chosen weights, threshold on validation, test with TTA; write fold.json."""
-    from safetensors.torch import save_file
+    recipe,
+    data,
+    index: int,
+    model,
+    fit,
+    val_set: ds.ImageDataset,
+    test_set: ds.ImageDataset,
+    spec: PreprocessSpec,
+    run_dir: Path,
+    device,
+    write: bool = True,
+) -> FoldResult:
+    """Load the chosen weights, threshold on validation, test with TTA; write fold.json.
 
-    from napari_pathreview.training.trainer import predict_probabilities
+    Args:
+        recipe: The run's recipe.
+        data: The run's ``RunData`` (samples, classes, split plan).
+        index: Fold index.
+        model: The fold's trained model.
+        fit: The trainer's ``FitResult``.
+        val_set: The fold's validation images (stained with the fold's target).
+        test_set: The fold's test images (empty: the validation set stands in).
+        spec: The fold's preprocessing spec (evaluation transform and registered card).
+        run_dir: The run folder.
+        device: Torch device.
+        write: Write weights, fold.json and curves (rank 0 only under torchrun).
+    """
+    from safetensors.torch import save_file
 
     state = selected_state(recipe, fit)
     model.load_state_dict(state)
     model.to(device)
-    val_set, test_set = subset("val"), subset("test")
-    if len(test_set) == 0:
-        test_set = val_set
-    for dataset in (val_set, test_set):
-        _set_eval_transform(recipe, model, dataset)
-    bs = recipe.optim.batch_size
-    val_probs, val_labels = predict_probabilities(model, val_set, bs, device, recipe.eval.tta)
+    val_probs, val_labels, test_probs, test_labels = _predict_parts(
+        recipe, model, val_set, test_set, spec, device
+    )
     threshold = None
     if len(data.classes) == 2 and recipe.eval.threshold == "youden" and len(val_labels):
         threshold = youden_threshold(val_labels, val_probs[:, 1])
-    test_probs, test_labels = predict_probabilities(model, test_set, bs, device, recipe.eval.tta)
     fold = data.plan.folds[index]
-    result = {
-        "fold": index,
-        "sizes": {"train": len(fold.train), "val": len(fold.val), "test": len(fold.test)},
-        "patients": {
-            name: len({data.samples[i].patient_id for i in getattr(fold, name)})
-            for name in ("train", "val", "test")
+    parts = ("train", "val", "test")
+    result = FoldResult(
+        fold=index,
+        classes=tuple(data.classes),
+        sizes={name: len(getattr(fold, name)) for name in parts},
+        patients={
+            name: len({data.samples[i].patient_id for i in getattr(fold, name)}) for name in parts
         },
-        "best_epoch": fit.best_epoch,
-        "best_val_score": fit.best_score,
-        "stopped_early": fit.stopped_early,
-        "threshold": threshold,
-        "val": compute_metrics(val_labels, val_probs, threshold) if len(val_labels) else {},
-        "test": compute_metrics(test_labels, test_probs, threshold),
-        "history": fit.history,
-        "test_predictions": {
-            "paths": [data.samples[i].path for i in (fold.test or fold.val)],
-            "labels": test_labels.tolist(),
-            "probs": test_probs.tolist(),
-        },
-        "weights": WEIGHTS_NAME,
-    }
-    result = json_safe(result)
+        best_epoch=fit.best_epoch,
+        best_val_score=json_safe(fit.best_score),
+        stopped_early=fit.stopped_early,
+        threshold=threshold,
+        val=json_safe(compute_metrics(val_labels, val_probs, threshold)) if len(val_labels) else {},
+        test=json_safe(compute_metrics(test_labels, test_probs, threshold)),
+        history=json_safe(fit.history),
+        test_predictions=TestPredictions(
+            tuple(data.samples[i].path for i in (fold.test or fold.val)),
+            tuple(int(v) for v in test_labels),
+            tuple(tuple(float(p) for p in row) for row in test_probs),
+        ),
+        preprocess=spec,
+    )
     if write:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(fold_dir / WEIGHTS_NAME))
-        (fold_dir / "fold.json").write_text(json.dumps(result))
-        _plot_curves(fit.history, fold_dir / "curves.png")
+        folder = fold_dir(run_dir, index)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / WEIGHTS_NAME))
+        write_fold(run_dir, result)
+        _plot_curves(fit.history, folder / "curves.png")
     return result
 
 
@@ -96,19 +132,18 @@ def _plot_curves(history, path: Path) -> None:
         plot_curves(history, path)
 
 
-def pooled_predictions(folds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def pooled_predictions(folds: list[FoldResult]) -> tuple[np.ndarray, np.ndarray]:
     """Test labels and probabilities of every fold stacked (out-of-fold for k-fold)."""
-    labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], dtype=int) for f in folds])
-    probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], dtype=float) for f in folds])
-    return labels, probs
+    arrays = [f.test_predictions.arrays() for f in folds]
+    return np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays])
 
 
-def _pooled_threshold(folds: list[dict]) -> float | None:
-    values = [f["threshold"] for f in folds if f.get("threshold") is not None]
+def _pooled_threshold(folds: list[FoldResult]) -> float | None:
+    values = [f.threshold for f in folds if f.threshold is not None]
     return float(np.mean(values)) if values else None
 
 
-def summarize_run(recipe, data, folds: list[dict], run_dir: Path, write: bool = True) -> dict:
+def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: bool = True) -> dict:
     """metrics.json: protocol, leaky flag, threshold, test metrics with CIs, per-fold results."""
     labels, probs = pooled_predictions(folds)
     threshold = _pooled_threshold(folds)
@@ -132,12 +167,10 @@ def summarize_run(recipe, data, folds: list[dict], run_dir: Path, write: bool = 
             "ci95": {k: list(v) for k, v in ci.items()},
             "pooled_out_of_fold": kfold,
         },
-        "folds": [
-            {k: v for k, v in f.items() if k not in ("test_predictions", "history")} for f in folds
-        ],
+        "folds": [f.summary() for f in folds],
     }
     if kfold:
-        metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
+        metrics["kfold_summary"] = summarize_folds([f.test for f in folds])
     if recipe.eval.cam_iou:
         metrics["cam_iou"] = _cam_iou(recipe, data, folds, run_dir)
     if recipe.data.external_test:
@@ -152,28 +185,17 @@ def summarize_run(recipe, data, folds: list[dict], run_dir: Path, write: bool = 
 def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:
     from napari_pathreview.training.plots import plot_confusion, plot_curves, plot_pr, plot_roc
 
-    if folds[0].get("history"):
-        plot_curves(folds[0]["history"], run_dir / "curves.png")
+    if folds[0].history:
+        plot_curves(folds[0].history, run_dir / "curves.png")
     plot_roc(labels, probs, data.classes, run_dir / "roc.png")
     plot_pr(labels, probs, data.classes, run_dir / "pr.png")
     plot_confusion(metrics["test"]["confusion_matrix"], data.classes, run_dir / "confusion.png")
 
 
-def best_fold(folds: list[dict]) -> int:
-    """The fold whose model is registered: highest validation score (ties → lowest index)."""
-    scores = [
-        f.get("best_val_score") if f.get("best_val_score") is not None else -np.inf for f in folds
-    ]
-    return int(np.argmax(scores))
-
-
-def _cam_iou(recipe, data, folds: list[dict], run_dir: Path) -> dict:
+def _cam_iou(recipe, data, folds: list[FoldResult], run_dir: Path) -> dict:
     """Seed 004: CAM IoU against MIAS ROI circles on test images, via the explanation engine."""
-    from napari_pathreview import explain
-    from napari_pathreview.training.cam_eval import cam_iou_for_fold
-
     index = best_fold(folds)
-    return cam_iou_for_fold(recipe, data, index, run_dir / f"fold{index}" / WEIGHTS_NAME, explain)
+    return cam_iou_for_fold(recipe, data, folds[index], run_dir)
 
 
 BACH_TO_BINARY = {
@@ -188,54 +210,39 @@ BACH_TO_BINARY = {
 
 def _external_labels(samples, classes) -> list[int]:
     """Class indices of an external set; BACH's four classes fold to benign/malignant (seed 001)."""
-    from napari_pathreview.training.datasets import DatasetError
-
     out = []
     for sample in samples:
         label = sample.label
         if label not in classes:
             label = BACH_TO_BINARY.get(label.lower())
         if label not in classes:
-            raise DatasetError(f"external test label {sample.label!r} is not one of {classes}")
+            raise ds.DatasetError(f"external test label {sample.label!r} is not one of {classes}")
         out.append(classes.index(label))
     return out
 
 
-def external_test(recipe, data, folds: list[dict], run_dir: Path, device="cpu") -> dict:
-    """Score the registered fold on an external manifest (e.g. BACH): all and QC-passed images."""
-    from safetensors.torch import load_file
+def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="cpu") -> dict:
+    """Score the registered fold on an external manifest (e.g. BACH): all and QC-passed images.
 
-    from napari_pathreview.stain import QCConfig, assess_quality, normalizer_from_dict
-    from napari_pathreview.training import datasets as ds
-    from napari_pathreview.training.recipe import resolve_path
-    from napari_pathreview.training.run import build_model
-    from napari_pathreview.training.trainer import predict_probabilities
+    The images are prepared with that fold's spec and stained with its target, as the
+    registered model will be fed.
+    """
+    from napari_pathreview.stain import assess_quality
 
+    index = best_fold(folds)
+    spec = folds[index].preprocess
     samples = ds.from_csv(resolve_path(recipe, recipe.data.external_test))
     labels = _external_labels(samples, list(data.classes))
-    size = recipe.data.resize or max(recipe.data.image_size, round(recipe.data.image_size * 8 / 7))
-    prepared = ds.prepare_all(samples, size, recipe.data.crop)
-    qc_kwargs = {
-        k: v
-        for k, v in (
-            ("blur_threshold", recipe.data.qc_blur_threshold),
-            ("min_tissue_fraction", recipe.data.qc_tissue_fraction),
-        )
-        if v is not None
-    }
-    passed = [assess_quality(p.pixels, QCConfig(**qc_kwargs)).passed for p in prepared]
-    if data.stain_target is not None:
-        normalizer = normalizer_from_dict(data.stain_target)
-        prepared = [type(p)(normalizer.transform(p.pixels), p.rois) for p in prepared]
-    index = best_fold(folds)
-    model = build_model(recipe, len(data.classes))
-    model.load_state_dict(load_file(str(run_dir / f"fold{index}" / WEIGHTS_NAME)))
-    dataset = ds.ImageDataset(prepared, labels)
-    _set_eval_transform(recipe, model, dataset)
+    prepared = ds.prepare_all(samples, spec)
+    config = ds.qc_config(recipe.data)
+    passed = [assess_quality(p.pixels, config).passed for p in prepared]
+    prepared = stain_images(prepared, spec.stain_target)
+    model = load_fold_model(run_dir, index)
+    dataset = ds.ImageDataset(prepared, labels, transform=ds.eval_transform(spec))
     probs, truth = predict_probabilities(
         model.to(device), dataset, recipe.optim.batch_size, device, recipe.eval.tta
     )
-    threshold = folds[index].get("threshold")
+    threshold = folds[index].threshold
     result = {"manifest": recipe.data.external_test, "fold": index}
     keep = np.asarray(passed, dtype=bool)
     for name, mask in (("all", np.ones_like(keep)), ("qc_passed", keep)):

@@ -17,6 +17,11 @@ from pathlib import Path
 import yaml
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.modality import MODALITIES
+from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
+from napari_pathreview.stain.methods import STAIN_METHODS
+from napari_pathreview.training.recipe_schema import range_problems
+from napari_pathreview.tta import TTA_MODES
 
 
 class RecipeError(InvalidInputError):
@@ -36,13 +41,17 @@ class DataConfig:
     image_size: int = 224
     resize: int | None = None  # cache images at this square size (default image_size * 8 / 7)
     crop: str = "none"  # none | breast (mammograms: crop to the breast before resizing)
+    # resample every image to this physical pixel size (µm for histology, mm for mammograms)
+    # before fitting it to the `resize` square (cut or padded, aspect kept); None stretches
+    pixel_size: float | None = None
     grayscale: bool = False  # replicate a grey channel (mammograms)
     stain: str = "none"  # none | reinhard | macenko | vahadane
     stain_target: str = ""  # "" (fit on training images), "breakhis_preset", or an image path
     qc: bool = False  # drop images failing stain.assess_quality
     qc_blur_threshold: float | None = None
     qc_tissue_fraction: float | None = None
-    disagreement_weight: float = 1.0  # --from-reviews: weight of reviews disagreeing with the model
+    # --from-reviews: weight of reviews disagreeing with the model (the export's one default)
+    disagreement_weight: float = DEFAULT_DISAGREEMENT_WEIGHT
     external_test: str = ""  # optional second dataset (e.g. BACH csv) evaluated after training
 
 
@@ -163,6 +172,33 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LesionConfig:
+    """Lesion-aware training (issue 14): ROI patches at a physical resolution, MIL pooling."""
+
+    enabled: bool = False
+    pixel_size: float = 0.0  # physical size of one training pixel (0: the images' own)
+    source_pixel_size: float = 0.0  # of the stored images (0: MIAS 0.2 mm at 1024 px, else 1)
+    pixel_unit: str = "mm"  # mm (mammograms) | um (histology)
+    patch_size: int = 32
+    stride: int = 16  # of the patch grid an image is pooled over
+    context: int = 4  # extra pixels around training patches for random crops
+    positives_per_image: int = 16
+    negatives_per_image: int = 16
+    max_per_patient: int = 64
+    margin: int = 8  # pixels between negatives and any ROI
+    background_fraction: float = 0.1
+    negative_class: str = ""  # default: the first class
+    pooling: str = "attention"  # attention | max | topk
+    topk: float = 0.05
+    frozen_encoder: str = ""  # "" trains the encoder on patches; registry:NAME / timm:ARCH=W
+    hard_negative_rounds: int = 0
+    mil_epochs: int = 40
+    mil_lr: float = 0.001
+    mil_train_classifier: bool = False  # true: bag labels also refit the patch classifier
+    map_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class RegisterConfig:
     """What goes into the registry after training."""
 
@@ -193,6 +229,7 @@ class Recipe:
     ema: EmaConfig = field(default_factory=EmaConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    lesion: LesionConfig = field(default_factory=LesionConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     base_dir: str = ""  # folder of the recipe file; relative data paths resolve against it
 
@@ -208,7 +245,7 @@ class Recipe:
 _CHOICES = {
     "data.source": ("csv", "folder", "breakhis", "mias", "reviews"),
     "data.crop": ("none", "breast"),
-    "data.stain": ("none", "reinhard", "macenko", "vahadane"),
+    "data.stain": STAIN_METHODS,
     "split.protocol": ("patient_holdout", "patient_kfold", "image_holdout", "image_kfold"),
     "split.group_by": ("patient", "patient_stem"),
     "optim.optimizer": ("adamw", "adam", "sgd"),
@@ -216,10 +253,12 @@ _CHOICES = {
     "schedule.name": ("cosine", "step", "plateau", "none"),
     "loss.name": ("ce", "focal", "ce_dice"),
     "early_stopping.mode": ("max", "min"),
-    "eval.tta": ("none", "flips", "d4"),
+    "eval.tta": TTA_MODES,
     "eval.threshold": ("youden", "argmax"),
     "register.select": ("best", "ema", "topk"),
-    "modality": ("histology", "mammogram"),
+    "modality": MODALITIES,
+    "lesion.pixel_unit": ("mm", "um"),
+    "lesion.pooling": ("attention", "max", "topk"),
 }
 _LIST_ITEM_TYPES = {"phases": PhaseConfig}
 
@@ -315,6 +354,24 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError("data.root is required (a folder or CSV manifest)")
     if isinstance(recipe.loss.class_weights, str) and recipe.loss.class_weights != "balanced":
         raise RecipeError("loss.class_weights must be 'balanced', a list of numbers, or null")
+    _validate_names(recipe)
+    problems = range_problems(recipe)
+    if problems:
+        raise RecipeError("invalid recipe value(s): " + "; ".join(problems))
+
+
+def _validate_names(recipe: Recipe) -> None:
+    """Device and CAM method names against the shared lists, before any data is read."""
+    from napari_pathreview.explain.methods import resolve_method
+    from napari_pathreview.inference.device import DEVICES
+
+    if str(recipe.device).lower().split(":", 1)[0] not in DEVICES:
+        raise RecipeError(f"device: {recipe.device!r} is not one of {', '.join(DEVICES)}")
+    for method in recipe.eval.cam_methods:
+        try:
+            resolve_method(method)
+        except InvalidInputError as error:
+            raise RecipeError(f"eval.cam_methods: {error}") from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -359,6 +416,29 @@ def _index(text: str, node: list, key: str) -> int:
     return int(text)
 
 
+def _read_yaml(path: Path) -> dict:
+    """The mapping in recipe file ``path``; every way it can be unreadable names the file."""
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file (not UTF-8); a recipe is YAML") from None
+    except OSError as error:
+        raise RecipeError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML ({error})") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to be a recipe") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RecipeError(
+            f"{path}: a recipe must be a YAML mapping of keys, got a {type(raw).__name__}"
+        )
+    return raw
+
+
 def load_recipe(
     recipe: str | Path | Mapping, overrides: Sequence[str] = (), base_dir: str | Path | None = None
 ) -> Recipe:
@@ -368,16 +448,11 @@ def load_recipe(
         folder = Path(base_dir) if base_dir else Path.cwd()
     else:
         path = Path(recipe)
-        if not path.is_file():
-            raise RecipeError(f"recipe file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RecipeError(f"{path}: not valid YAML ({error})") from None
+        raw = _read_yaml(path)
         folder = Path(base_dir) if base_dir else path.resolve().parent
         raw.setdefault("name", path.stem)
     if not isinstance(raw, dict):
-        raise RecipeError("a recipe must be a YAML mapping")
+        raise RecipeError(f"a recipe must be a YAML mapping, got {type(raw).__name__}")
     for assignment in overrides:
         apply_override(raw, assignment)
     raw.setdefault("base_dir", str(folder))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from napari_pathreview.registry import ModelRegistry
+from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.datasets import data_fingerprint
-from napari_pathreview.training.evaluation import WEIGHTS_NAME, best_fold
+from napari_pathreview.training.results import FoldResult, best_fold
 
 log = logging.getLogger(__name__)
 _TASKS = {"binary": "binary", "subtype": "subtype", "mammogram": "mammogram"}
@@ -38,18 +40,15 @@ def describe(recipe, n_images: int) -> str:
     return text.replace("{n_images}", str(n_images))
 
 
-def register_run(recipe, data, folds: list[dict], metrics: dict, run_dir: Path) -> str:
-    """Register the best fold's selected weights (best / EMA / top-k mean); returns name@version."""
-    from safetensors.torch import load_file
+def register_run(recipe, data, folds: list[FoldResult], metrics: dict, run_dir: Path) -> str:
+    """Register the best fold's selected weights (best / EMA / top-k mean); returns name@version.
 
-    from napari_pathreview.registry import ModelRegistry
-    from napari_pathreview.training.run import build_model
-
+    The card carries that fold's preprocessing spec as resolved for training (geometry,
+    resolution, normalisation, and the stain target fitted on that fold's training part).
+    """
     index = best_fold(folds)
-    model = build_model(recipe, len(data.classes))
-    model.load_state_dict(load_file(str(run_dir / f"fold{index}" / WEIGHTS_NAME)))
-    model.eval()
-    size = recipe.data.image_size
+    model = load_fold_model(run_dir, index)
+    spec = folds[index].preprocess
     card = {
         "name": recipe.register.name or recipe.name.replace("_", "-"),
         "architecture": recipe.model.architecture,
@@ -57,10 +56,13 @@ def register_run(recipe, data, folds: list[dict], metrics: dict, run_dir: Path) 
         "task": _TASKS.get(recipe.data.task, recipe.data.task),
         "classes": list(data.classes),
         "modality": recipe.modality,
-        "input_size": [3, size, size],
-        "stain_method": recipe.data.stain,
-        "stain_target": data.stain_target,
-        "threshold": folds[index].get("threshold"),
+        "input_size": list(spec.input_size),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "stain_method": spec.stain_method,
+        "stain_target": spec.stain_target,
+        "preprocess": spec.to_dict(),
+        "threshold": folds[index].threshold,
         "metrics": {
             **card_metrics(metrics),
             "registered_fold": index,

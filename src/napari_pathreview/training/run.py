@@ -3,6 +3,9 @@
 The run folder holds ``recipe.yaml`` (as run, overrides applied), ``metrics.json``, PNG plots,
 and one sub-folder per fold with its resumable checkpoint and chosen weights. A fold that
 finished is not retrained on ``--resume``; an interrupted one continues from its last epoch.
+Images are decoded and fitted to the recipe's preprocessing spec once; each fold fits its
+stain target on its own training part and evaluates with its own spec
+(:mod:`~napari_pathreview.training.preparation`).
 """
 
 from __future__ import annotations
@@ -11,40 +14,61 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
+from napari_pathreview.training.build import build_model
 from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
+from napari_pathreview.training.label_checks import check_labels
+from napari_pathreview.training.losses import balanced_class_weights
+from napari_pathreview.training.preparation import (
+    base_spec,
+    fit_fold_stain,
+    fold_spec,
+    qc_filter,
+    stain_images,
+    with_measured_resolution,
+)
 from napari_pathreview.training.recipe import Recipe, RecipeError, load_recipe, resolve_path
+from napari_pathreview.training.registration import register_run
+from napari_pathreview.training.results import (
+    RECIPE_FILE,
+    FoldResult,
+    RunResult,
+    fold_dir,
+    read_fold,
+)
 from napari_pathreview.training.splits import SplitPlan, make_splits
+from napari_pathreview.training.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
 
+TrainResult = RunResult
+"""The name ``run_recipe``'s result had before results were typed (kept for callers)."""
 
-@dataclass(frozen=True)
-class TrainResult:
-    """Where a run went and what it measured."""
-
-    run_dir: Path
-    metrics: dict
-    registered: str | None
+__all__ = ["RunData", "RunResult", "TrainResult", "build_model", "prepare_data", "run_recipe"]
 
 
 @dataclass(frozen=True)
 class RunData:
-    """Everything folds share: samples, class order, cached pixels, split plan, stain target."""
+    """Everything folds share: samples, class order, cached canvases, split plan, base spec.
+
+    ``prepared`` holds the canvases before stain normalisation: each fold stains them with
+    the target fitted on its own training part.
+    """
 
     samples: list
     classes: tuple
     labels: np.ndarray
     prepared: list
     plan: SplitPlan
-    stain_target: dict | None
+    spec: PreprocessSpec
 
 
 def _distributed() -> tuple[bool, int]:
@@ -62,13 +86,15 @@ def _distributed() -> tuple[bool, int]:
 
 
 def _device(name: str, distributed: bool):
+    """The recipe's device through the one resolver; under torchrun, this rank's GPU."""
     import torch
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and distributed:
-        name = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return torch.device(name)
+    from napari_pathreview.inference.device import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and distributed:
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+    return device
 
 
 def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> list:
@@ -87,57 +113,20 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
         samples = ds.from_mias(resolve_path(recipe, data.root))
     if not samples:
         raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
+    from_csv = reviews_db is not None or data.source in ("csv", "reviews")
+    where = str(resolve_path(recipe, data.root)) if data.root else data.source
+    check_labels(samples, data.task, where, first_row=2 if from_csv else None)
     return ds.stratified_subset(samples, data.subset, recipe.seed)
 
 
-def _qc_filter(recipe: Recipe, samples: list, prepared: list) -> tuple[list, list]:
-    """Drop images failing the preprocessing core's quality check (seed 001's blur/tissue rule)."""
-    from napari_pathreview.stain import QCConfig, assess_quality
-
-    kwargs = {}
-    if recipe.data.qc_blur_threshold is not None:
-        kwargs["blur_threshold"] = recipe.data.qc_blur_threshold
-    if recipe.data.qc_tissue_fraction is not None:
-        kwargs["min_tissue_fraction"] = recipe.data.qc_tissue_fraction
-    config = QCConfig(**kwargs)
-    keep = [i for i, p in enumerate(prepared) if assess_quality(p.pixels, config).passed]
-    log.info("QC kept %d of %d images", len(keep), len(samples))
-    if not keep:
-        raise ds.DatasetError("every image failed QC; relax data.qc_* or disable data.qc")
-    return [samples[i] for i in keep], [prepared[i] for i in keep]
-
-
-def _stain(recipe: Recipe, prepared: list, train_idx: Sequence[int]) -> tuple[list, dict | None]:
-    """Fit the recipe's stain normaliser (preset, image, or training images) and apply it to all."""
-    from napari_pathreview.stain import (
-        REINHARD_BREAKHIS_PRESET,
-        get_normalizer,
-        normalizer_from_dict,
-    )
-
-    method, target = recipe.data.stain, recipe.data.stain_target
-    if method == "none":
-        return prepared, None
-    if target == "breakhis_preset":
-        normalizer = normalizer_from_dict(dict(REINHARD_BREAKHIS_PRESET))
-    elif target:
-        from napari_pathreview.io import load_image, to_rgb_uint8
-
-        image = to_rgb_uint8(load_image(resolve_path(recipe, target)).data)
-        normalizer = get_normalizer(method).fit(image)
-    else:
-        normalizer = get_normalizer(method).fit([prepared[i].pixels for i in train_idx[:32]])
-    out = [replace(p, pixels=normalizer.transform(p.pixels)) for p in prepared]
-    return out, normalizer.to_dict()
-
-
 def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> RunData:
-    """Discover, decode (once), QC, split by patient, stain-normalise."""
+    """Discover, decode and fit to the recipe's spec (once), QC, split by patient."""
     samples = discover(recipe, workdir, reviews_db)
-    size = recipe.data.resize or max(recipe.data.image_size, round(recipe.data.image_size * 8 / 7))
-    prepared = ds.prepare_all(samples, size, recipe.data.crop)
+    spec = base_spec(recipe)
+    prepared = ds.prepare_all(samples, spec)
     if recipe.data.qc:
-        samples, prepared = _qc_filter(recipe, samples, prepared)
+        samples, prepared = qc_filter(recipe, samples, prepared)
+    spec = with_measured_resolution(spec, prepared)
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
     labels = np.asarray([index[s.label] for s in samples])
@@ -151,8 +140,7 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
-    prepared, stain_target = _stain(recipe, prepared, plan.folds[0].train)
-    return RunData(samples, classes, labels, prepared, plan, stain_target)
+    return RunData(samples, classes, labels, prepared, plan, spec)
 
 
 def _start_run_dir(recipe: Recipe, out_dir: str | Path | None) -> Path:
@@ -173,13 +161,16 @@ def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
     """The recipe and run folder: a fresh folder, or the resumed run's own saved recipe."""
     if resume is not None:
         run_dir = Path(resume)
-        saved = run_dir / "recipe.yaml"
+        saved = run_dir / RECIPE_FILE
         if not saved.is_file():
             raise RecipeError(f"{run_dir} is not a run folder (no recipe.yaml); cannot resume")
-        return load_recipe(yaml.safe_load(saved.read_text()), overrides), run_dir
+        parsed = load_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), overrides)
+        _device(parsed.device, False)  # an unavailable device fails before any image is read
+        return parsed, run_dir
     if recipe is None:
         raise RecipeError("give a recipe file (or --resume RUN_DIR)")
     parsed = load_recipe(recipe, overrides)
+    _device(parsed.device, False)
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
@@ -201,7 +192,7 @@ def run_recipe(
     resume: str | Path | None = None,
     progress: Callable[[dict], None] | None = None,
     from_reviews: str | None = None,
-) -> TrainResult:
+) -> RunResult:
     """Train, evaluate and register as a recipe says.
 
     Args:
@@ -215,11 +206,17 @@ def run_recipe(
     """
     distributed, rank = _distributed()
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
+    previous = _registered_before(run_dir) if resume is not None else None
     if rank == 0:
-        (run_dir / "recipe.yaml").write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
-    from napari_pathreview.training.trainer import seed_everything
-
+        (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
     seed_everything(parsed.seed, parsed.deterministic)
+    if parsed.lesion.enabled:  # ROI patches + MIL pooling (issue 14)
+        from napari_pathreview.training.lesion import run_lesion
+
+        samples = discover(parsed, run_dir, from_reviews)
+        device = _device(parsed.device, False)
+        metrics, registered = run_lesion(parsed, samples, run_dir, device, progress)
+        return RunResult(run_dir, metrics, registered)
     data = prepare_data(parsed, run_dir, from_reviews)
     if rank == 0:
         _write_splits(data, run_dir / "splits.json")
@@ -229,10 +226,11 @@ def run_recipe(
         for i in range(len(data.plan.folds))
     ]
     metrics = summarize_run(parsed, data, folds, run_dir, write=rank == 0)
-    registered = None
-    if rank == 0 and parsed.register.enabled:
-        from napari_pathreview.training.registration import register_run
-
+    registered = previous
+    if registered is not None:
+        log.info("this run was already registered as %s; not registering it again", registered)
+        metrics["registered"] = registered
+    elif rank == 0 and parsed.register.enabled:
         registered = register_run(parsed, data, folds, metrics, run_dir)
         metrics["registered"] = registered
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -240,7 +238,22 @@ def run_recipe(
         import torch
 
         torch.distributed.barrier()
-    return TrainResult(run_dir, metrics, registered)
+    return RunResult(run_dir, metrics, registered, tuple(folds))
+
+
+def _registered_before(run_dir: Path) -> str | None:
+    """The ``name@version`` a finished run registered (its metrics.json says), else None.
+
+    Resuming a finished run must not put a duplicate version into the registry.
+    """
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        registered = json.loads(path.read_text(encoding="utf-8")).get("registered")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return registered if isinstance(registered, str) and registered else None
 
 
 def _write_splits(data: RunData, path: Path) -> None:
@@ -266,45 +279,36 @@ def _write_splits(data: RunData, path: Path) -> None:
     path.write_text(json.dumps(payload, indent=1))
 
 
-def build_model(recipe: Recipe, num_classes: int):
-    """``models.create_model`` (every timm name works there too)."""
-    from napari_pathreview.models import create_model
-
-    return create_model(
-        recipe.model.architecture,
-        num_classes,
-        pretrained=recipe.model.pretrained,
-        **recipe.model.kwargs,
-    )
+def _fold_datasets(data: RunData, index: int, prepared: list) -> dict[str, ds.ImageDataset]:
+    """The fold's train / val / test datasets over its (stained) canvases."""
+    fold = data.plan.folds[index]
+    weights = [s.weight for s in data.samples]
+    out = {}
+    for name in ("train", "val", "test"):
+        idx = [int(i) for i in getattr(fold, name)]
+        out[name] = ds.ImageDataset(
+            [prepared[i] for i in idx], data.labels[idx], [weights[i] for i in idx]
+        )
+    return out
 
 
 def _run_fold(
     recipe: Recipe, data: RunData, index: int, run_dir: Path, device, distributed, progress
-) -> dict:
+) -> FoldResult:
     """Train (or finish, or reload) one fold and evaluate it."""
-    from napari_pathreview.training.losses import balanced_class_weights
-    from napari_pathreview.training.trainer import Trainer
-
-    fold = data.plan.folds[index]
-    fold_dir = run_dir / f"fold{index}"
-    done = fold_dir / "fold.json"
-    if done.is_file():
-        log.info("fold %d already finished; reusing %s", index, done)
-        return json.loads(done.read_text())
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    weights = [s.weight for s in data.samples]
-    part = {name: [int(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
-
-    def subset(name: str) -> ds.ImageDataset:
-        idx = part[name]
-        return ds.ImageDataset(
-            [data.prepared[i] for i in idx], data.labels[idx], [weights[i] for i in idx]
-        )
-
+    done = read_fold(run_dir, index)
+    if done is not None:
+        log.info("fold %d already finished; reusing %s", index, fold_dir(run_dir, index))
+        return done
+    fold_dir(run_dir, index).mkdir(parents=True, exist_ok=True)
+    train_idx = data.plan.folds[index].train
+    stain_target = fit_fold_stain(recipe, data.prepared, train_idx)
+    sets = _fold_datasets(data, index, stain_images(data.prepared, stain_target))
     class_weights = recipe.loss.class_weights
     if class_weights == "balanced":
-        class_weights = balanced_class_weights(data.labels[part["train"]], len(data.classes))
+        class_weights = balanced_class_weights(data.labels[list(train_idx)], len(data.classes))
     model = build_model(recipe, len(data.classes))
+    spec = fold_spec(data.spec, model, recipe.data.stain, stain_target)
 
     def report(entry: dict) -> None:
         if progress is not None:
@@ -313,17 +317,28 @@ def _run_fold(
     trainer = Trainer(
         recipe,
         model,
-        subset("train"),
-        subset("val"),
+        sets["train"],
+        sets["val"],
         len(data.classes),
-        fold_dir,
+        fold_dir(run_dir, index),
         device,
         class_weights,
         report,
         distributed,
+        preprocess=spec,
     )
     trainer.resume()
     fit = trainer.fit()
     return evaluate_fold(
-        recipe, data, index, model, fit, subset, fold_dir, device, write=trainer.rank == 0
+        recipe,
+        data,
+        index,
+        model,
+        fit,
+        sets["val"],
+        sets["test"],
+        spec,
+        run_dir,
+        device,
+        write=trainer.rank == 0,
     )

@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -24,7 +25,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from napari_pathreview.training.datasets import ImageDataset, build_transform
+from napari_pathreview.errors import WeightsError
+from napari_pathreview.preprocessing import PreprocessSpec
+from napari_pathreview.training.datasets import ImageDataset, eval_transform, train_transform
 from napari_pathreview.training.losses import build_loss, weighted_mean
 from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
 from napari_pathreview.training.phases import build_optimizer, configure_phase, phase_at
@@ -98,6 +101,20 @@ def predict_probabilities(
     return np.concatenate(probs), np.concatenate(labels)
 
 
+def _spec_of(model: nn.Module, image_size: int) -> PreprocessSpec:
+    """A square input of ``image_size`` normalised as the model's own spec says."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        return PreprocessSpec(input_size=(3, image_size, image_size))
+    channels = spec.input_size[0]
+    return PreprocessSpec(
+        input_size=(channels, image_size, image_size),
+        mean=spec.mean,
+        std=spec.std,
+        channels="grey" if channels == 1 else "rgb",
+    )
+
+
 @dataclass(frozen=True)
 class FitResult:
     """What a finished (or early-stopped) fit leaves behind; states are CPU copies."""
@@ -127,6 +144,7 @@ class Trainer:
         class_weights: list[float] | None = None,
         progress: Callable[[dict], None] | None = None,
         distributed: bool = False,
+        preprocess: PreprocessSpec | None = None,
     ):
         self.recipe = recipe
         self.model = model.to(device)
@@ -145,7 +163,7 @@ class Trainer:
             recipe.loss.focal_gamma,
             recipe.loss.dice_weight,
         ).to(device)
-        self.spec = getattr(model, "spec", None)
+        self.preprocess = preprocess or _spec_of(model, recipe.data.image_size)
         self.ema = None
         if recipe.ema.enabled:
             from timm.utils import ModelEmaV3
@@ -180,8 +198,7 @@ class Trainer:
         )
         self.scheduler = self._build_scheduler(phase.epochs)
         augment = phase.augment or recipe.augment
-        mean, std = self._norm()
-        self.train_set.transform = build_transform(augment, recipe.data.image_size, mean, std, True)
+        self.train_set.transform = train_transform(augment, self.preprocess)
         self.mixup = None
         if augment.mixup > 0 or augment.cutmix > 0:
             from timm.data import Mixup
@@ -195,11 +212,6 @@ class Trainer:
             )
         self._phase_index = index
         log.info("phase %d (%s): training %s", index, phase.name, [g["name"] for g in groups])
-
-    def _norm(self):
-        if self.spec is not None:
-            return self.spec.mean, self.spec.std
-        return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
     def _build_scheduler(self, epochs: int):
         cfg = self.recipe.schedule
@@ -269,7 +281,14 @@ class Trainer:
         path = path or self.checkpoint_path()
         if not path.is_file():
             return False
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+            raise WeightsError(
+                f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: "
+                f"{str(error)[:200]}); delete it to restart this fold from scratch, or resume "
+                "from a copy of the run folder that has an intact checkpoint"
+            ) from error
         self.model.load_state_dict(payload["model"])
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.module.load_state_dict(payload["ema"])
@@ -359,10 +378,7 @@ class Trainer:
         return self.model
 
     def _validate(self) -> dict:
-        mean, std = self._norm()
-        self.val_set.transform = build_transform(
-            self.recipe.augment, self.recipe.data.image_size, mean, std, False
-        )
+        self.val_set.transform = eval_transform(self.preprocess)
         probs, labels = predict_probabilities(
             self._eval_model(), self.val_set, self.recipe.optim.batch_size, self.device
         )

@@ -1,7 +1,9 @@
 """What the model pickers show: registry entries filtered by modality, and a card summary.
 
 Reads the registry each time the pickers refresh, so a model registered by
-``pathreview train`` in a terminal appears without restarting napari.
+``pathreview train`` in a terminal appears without restarting napari. A widget keeps a
+:class:`CardCatalog`: pickers refresh on every layer change, and re-reading every card each
+time stalled the UI; the catalog re-reads only when the registry folders changed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_METRIC_KEYS = ("auc", "roc_auc", "balanced_accuracy", "accuracy", "f1", "macro_f1", "kappa")
 
 
 def _registry() -> Any:
@@ -20,9 +21,9 @@ def _registry() -> Any:
     return ModelRegistry()
 
 
-def registered_cards() -> list[Any]:
+def registered_cards(registry: Any = None) -> list[Any]:
     """The card of every registered model version, newest version of each name first."""
-    registry = _registry()
+    registry = registry or _registry()
     cards = []
     for summary in registry.list():
         try:
@@ -33,14 +34,67 @@ def registered_cards() -> list[Any]:
     return cards
 
 
+class CardCatalog:
+    """The registered cards, re-read only when the registry's folders change.
+
+    Cards are immutable once registered (a new version is a new folder), so each is read
+    once; the listing is refreshed when the modification times of the registry folder or
+    of a model's folder change, or when ``$PATHREVIEW_HOME`` points elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self._registry: Any = None
+        self._home: str | None = None
+        self._stamp: tuple[int, ...] | None = None
+        self._cards: list[Any] = []
+        self._by_ref: dict[str, Any] = {}
+
+    def registry(self) -> Any:
+        import os
+
+        from napari_pathreview.home import HOME_ENV
+
+        home = os.environ.get(HOME_ENV, "")
+        if self._registry is None or home != self._home:
+            self._registry, self._home = _registry(), home
+            self._stamp, self._by_ref = None, {}
+        return self._registry
+
+    def _folder_stamp(self) -> tuple[int, ...] | None:
+        root = self.registry().root
+        try:
+            names = sorted(p for p in root.iterdir() if p.is_dir())
+            return (root.stat().st_mtime_ns, *(p.stat().st_mtime_ns for p in names))
+        except OSError:
+            return None
+
+    def cards(self) -> list[Any]:
+        """Every registered card (see :func:`registered_cards`), cached."""
+        stamp = self._folder_stamp()
+        if stamp is None or stamp != self._stamp:
+            self._cards = registered_cards(self.registry())
+            self._by_ref.update({model_ref(card): card for card in self._cards})
+            self._stamp = stamp
+        return self._cards
+
+    def card(self, ref: str) -> Any:
+        """The card of ``name@version`` (read once)."""
+        self.registry()
+        if ref not in self._by_ref:
+            self._by_ref[ref] = card_for(ref, self.registry())
+        return self._by_ref[ref]
+
+
 def model_ref(card: Any) -> str:
     return f"{card.name}@{card.version}"
 
 
-def model_choices(modality: str | None) -> list[tuple[str, str]]:
+def model_choices(
+    modality: str | None, catalog: CardCatalog | None = None
+) -> list[tuple[str, str]]:
     """(label, ``name@version``) pairs for a picker; only ``modality``'s models unless None."""
     choices = []
-    for card in registered_cards():
+    for card in catalog.cards() if catalog is not None else registered_cards():
         if modality is not None and card.modality != modality:
             continue
         task = "" if card.task == card.modality else f" · {card.task}"
@@ -49,42 +103,20 @@ def model_choices(modality: str | None) -> list[tuple[str, str]]:
     return choices
 
 
-def card_for(ref: str) -> Any:
+def card_for(ref: str, registry: Any = None) -> Any:
     """The card of ``name@version``."""
     from napari_pathreview.registry import parse_model_ref
 
     name, version = parse_model_ref(ref)
-    return _registry().card(name, version)
-
-
-def headline_metrics(metrics: dict[str, Any]) -> str:
-    """A short 'auc 0.91 · accuracy 0.85' string from a card's (possibly nested) metrics."""
-    flat: dict[str, float] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}{key}.", sub)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[prefix[:-1]] = float(value)
-
-    walk("", metrics or {})
-    picked = []
-    for key, value in flat.items():
-        leaf = key.rsplit(".", 1)[-1].lower()
-        if any(leaf.endswith(k) for k in _METRIC_KEYS) and (
-            "test" in key or "val" in key or "." not in key
-        ):
-            picked.append(f"{key} {value:.3f}")
-    return "\n".join(picked[:4]) if picked else "no validation metrics recorded"
+    return (registry or _registry()).card(name, version)
 
 
 def describe_card(card: Any) -> str:
-    """Task, classes, modality and validation metrics, for the line under the model picker."""
+    """Task, classes, modality and test metrics (with n and CI), under the model picker."""
+    from napari_pathreview.widgets._panel import metric_lines
+
     demo = " (demo model)" if "demo" in (card.description or "").lower() else ""
     task = "" if card.task == card.modality else f"{card.task} · "
-    return (
-        f"{task}{card.modality}{demo}\n"
-        f"classes: {', '.join(card.classes)}\n"
-        f"{headline_metrics(card.metrics)}"
+    return f"{task}{card.modality}{demo}\nclasses: {', '.join(card.classes)}\n" + "\n".join(
+        metric_lines(card.metrics, limit=2)
     )

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
-
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".pgm", ".dcm", ".dicom", ".bmp"}
-)
+from napari_pathreview.io.images import IMAGE_SUFFIXES  # what the reader opens: the one list
 
 
 class QueueSourceError(InvalidInputError):
@@ -97,17 +94,36 @@ class WorkQueue:
     _hashes: dict[Path, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_source(cls, source: str | Path, reviewed: Iterable[str] = ()) -> WorkQueue:
-        """A queue over a folder (its images) or a ``.csv`` (its ``path`` column)."""
+    def from_source(
+        cls,
+        source: str | Path,
+        reviewed: Iterable[str] = (),
+        order: str = "file name",
+        model: str | None = None,
+        rois: dict | None = None,
+    ) -> WorkQueue:
+        """A queue over a folder (its images) or a ``.csv`` (its ``path`` column), in ``order``.
+
+        See :func:`order_paths`; ``model`` and reviewer ``rois`` serve the active-learning orders.
+        """
         source = Path(source)
         is_csv = source.suffix.lower() == ".csv"
         paths = images_in_csv(source) if is_csv else images_in_folder(source)
+        paths = order_paths(paths, order, model, rois)
         queue = cls(paths=paths, reviewed=set(reviewed))
         queue.resume()
         return queue
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def unhashed(self) -> list[Path]:
+        """The paths whose hash is not known yet (a worker can compute them)."""
+        return [p for p in self.paths if p not in self._hashes]
+
+    def remember_hashes(self, hashes: dict[Path, str]) -> None:
+        """Hashes computed elsewhere (in a worker thread) for paths of this queue."""
+        self._hashes.update({p: h for p, h in hashes.items() if p in set(self.paths)})
 
     def sha256(self, path: Path) -> str:
         """The store key of ``path``, hashed once and cached."""
@@ -173,6 +189,37 @@ class WorkQueue:
     def position_text(self) -> str:
         """'Image 3 / 80', shown beside the file name."""
         return f"Image {self.index + 1} / {len(self)}"
+
+
+#: The work queue's orders: file name, or active learning (``review.ordering``) with a model.
+QUEUE_ORDER_CHOICES: tuple[str, ...] = (
+    "file name",
+    "uncertainty",
+    "tta_disagreement",
+    "roi_disagreement",
+)
+
+
+def order_paths(
+    paths: Sequence[Path],
+    order: str,
+    model: str | None = None,
+    rois: dict | None = None,
+    tta: str = "flips",
+) -> list[Path]:
+    """``paths`` in the chosen order: as given for "file name", else most informative first
+    by ``model`` (see ``review.ordering``; the same scores as ``pathreview review queue``)."""
+    if order == "file name":
+        return list(paths)
+    if order not in QUEUE_ORDER_CHOICES:
+        raise InvalidInputError(f"queue order {order!r} is not one of {QUEUE_ORDER_CHOICES}")
+    if not model:
+        raise InvalidInputError(f"ordering the queue by {order} needs a model (NAME[@VERSION])")
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.review.ordering import order_images
+
+    predictor = Predictor.from_registry(model, device="cpu")
+    return [entry.path for entry in order_images(predictor, paths, order, tta, rois)]
 
 
 def reviewed_hashes(records: Sequence[object]) -> set[str]:

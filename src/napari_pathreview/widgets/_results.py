@@ -16,6 +16,47 @@ from napari_pathreview.errors import InvalidInputError
 
 CAM_COLORMAP = "inferno"
 HEATMAP_COLORMAP = "turbo"
+#: Fraction of the colour map, from its low end, over which the overlay fades in from clear:
+#: low CAM values leave the H&E underneath untouched instead of darkening or tinting it.
+FADE_FRACTION = 0.25
+CAM_OPACITY = 0.7
+
+
+def is_image(layer: Any) -> bool:
+    """Whether ``layer`` is a napari Image layer (also through napari's plugin proxy)."""
+    from napari.layers import Image
+
+    return isinstance(layer, Image)
+
+
+def is_roi_layer(layer: Any) -> bool:
+    """Whether ``layer`` can hold an ROI: a Shapes or Labels layer (proxied or not)."""
+    from napari.layers import Labels, Shapes
+
+    return isinstance(layer, (Shapes, Labels))
+
+
+def faded_colormap(name: str) -> Any:
+    """napari's ``name`` colour map with a transparent low end (alpha ramps 0 → 1)."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    base = ensure_colormap(name)
+    colors = np.array(base.colors, dtype=np.float32)
+    ramp = np.clip(np.linspace(0.0, 1.0, len(colors)) / FADE_FRACTION, 0.0, 1.0)
+    colors[:, 3] = ramp
+    return Colormap(colors=colors, controls=base.controls, name=f"{name} (clear low end)")
+
+
+def auto_contrast(values: np.ndarray) -> tuple[float, float]:
+    """Contrast limits from the 1st to the 99.5th percentile, so a weak map is still seen."""
+    finite = np.asarray(values, dtype=np.float32)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, [1.0, 99.5]))
+    if hi - lo < 1e-6:
+        return lo, lo + 1.0
+    return lo, hi
 
 
 def level0_shape(layer: Any) -> tuple[int, int]:
@@ -50,6 +91,14 @@ def aligned_transform(layer: Any, data_shape: Sequence[int]) -> dict[str, tuple[
     return {"scale": tuple(scale.tolist()), "translate": tuple(translate.tolist())}
 
 
+def units_of(image_layer: Any) -> dict[str, Any]:
+    """``{"units": ...}`` for layers drawn over ``image_layer`` (napari wants them to agree)."""
+    from napari_pathreview.widgets._scale import layer_units
+
+    units = layer_units(image_layer)
+    return {} if units is None else {"units": units}
+
+
 def _upsert_image(viewer: Any, name: str, data: np.ndarray, **kwargs: Any) -> Any:
     """Replace the data of the layer called ``name`` or add it; returns the layer."""
     if name in viewer.layers:
@@ -61,30 +110,79 @@ def _upsert_image(viewer: Any, name: str, data: np.ndarray, **kwargs: Any) -> An
     return viewer.add_image(data, name=name, **kwargs)
 
 
-def cam_layer_name(image_layer: Any) -> str:
-    return f"CAM · {image_layer.name}"
+def cam_layer_name(image_layer: Any, method: str = "cam", target: str = "") -> str:
+    """'CAM gradcam → malignant · image': the method and the class explained, for the list."""
+    what = f"{method} → {target}" if target else method
+    return f"CAM {what} · {image_layer.name}"
+
+
+def cam_layer_of(viewer: Any, image_layer: Any) -> Any:
+    """The CAM layer shown over ``image_layer`` (there is one per image), or None."""
+    for layer in viewer.layers:
+        meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+        if meta.get("kind") == "cam" and meta.get("image") == image_layer.name:
+            return layer
+    return None
 
 
 def heatmap_layer_name(image_layer: Any) -> str:
     return f"tile probability · {image_layer.name}"
 
 
-def add_cam_layer(viewer: Any, image_layer: Any, cam: np.ndarray, method: str = "cam") -> Any:
-    """Show a CAM (H×W in [0, 1]) over its image: inferno, half opaque, additive blending."""
+def adopt_orphan(viewer: Any, kind: str) -> Any:
+    """A result layer of ``kind`` whose image is gone (the queue moved on), to reuse.
+
+    Removing a layer makes napari run a full garbage collection (seconds with torch
+    loaded, a frozen UI); reusing the previous image's CAM layer avoids it.
+    """
+    names = {layer.name for layer in viewer.layers}
+    for layer in viewer.layers:
+        meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+        if meta.get("kind") == kind and meta.get("image") not in names:
+            layer.visible = True
+            return layer
+    return None
+
+
+def add_cam_layer(
+    viewer: Any,
+    image_layer: Any,
+    cam: np.ndarray,
+    method: str = "cam",
+    target: str = "",
+    opacity: float = CAM_OPACITY,
+) -> Any:
+    """Show a CAM (H×W in [0, 1]) over its image, replacing that image's previous CAM.
+
+    Translucent (not additive) blending with a colour map whose low end is clear: on bright
+    H&E an additive inferno map is nearly invisible, and a dark low end hides the tissue.
+    A colour bar is shown so the colours can be read as values.
+    """
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise InvalidInputError(f"a CAM must be 2-D, got shape {cam.shape}")
+    name = cam_layer_name(image_layer, method, target)
+    previous = cam_layer_of(viewer, image_layer) or adopt_orphan(viewer, "cam")
+    if previous is not None and previous.name != name:
+        previous.name = name
     layer = _upsert_image(
         viewer,
-        cam_layer_name(image_layer),
+        name,
         cam,
-        colormap=CAM_COLORMAP,
-        opacity=0.5,
-        blending="additive",
-        contrast_limits=(0.0, 1.0),
+        colormap=faded_colormap(CAM_COLORMAP),
+        opacity=float(opacity),
+        blending="translucent",
+        contrast_limits=auto_contrast(cam),
         **aligned_transform(image_layer, cam.shape),
+        **units_of(image_layer),
     )
-    layer.metadata["pathreview"] = {"kind": "cam", "method": method, "image": image_layer.name}
+    layer.metadata["pathreview"] = {
+        "kind": "cam",
+        "method": method,
+        "target": target,
+        "image": image_layer.name,
+    }
+    layer.colorbar.visible = True
     return layer
 
 
@@ -96,21 +194,31 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
     positive = maps[-1]
     base_scale = np.asarray(image_layer.scale[-2:], dtype=float)
     base_translate = np.asarray(image_layer.translate[-2:], dtype=float)
+    name = heatmap_layer_name(image_layer)
+    orphan = None if name in viewer.layers else adopt_orphan(viewer, "tile_probability")
+    if orphan is not None:
+        orphan.name = name
     layer = _upsert_image(
         viewer,
-        heatmap_layer_name(image_layer),
+        name,
         positive,
-        colormap=HEATMAP_COLORMAP,
-        opacity=0.4,
-        blending="additive",
-        contrast_limits=(0.0, 1.0),
+        colormap=faded_colormap(HEATMAP_COLORMAP),
+        opacity=CAM_OPACITY,
+        blending="translucent",
+        contrast_limits=(0.0, 1.0),  # a probability: its scale is fixed, not auto
         # the tiler gives cell size and cell (0, 0)'s centre in level-0 pixels
         scale=tuple((base_scale * np.asarray(tiled.scale, dtype=float)).tolist()),
         translate=tuple(
             (base_translate + np.asarray(tiled.translate, dtype=float) * base_scale).tolist()
         ),
+        **units_of(image_layer),
     )
-    layer.metadata["pathreview"] = {"kind": "tile_probability", "class": list(classes)[-1]}
+    layer.metadata["pathreview"] = {
+        "kind": "tile_probability",
+        "class": list(classes)[-1],
+        "image": image_layer.name,
+    }
+    layer.colorbar.visible = True
     return layer
 
 
@@ -124,11 +232,18 @@ def _world_to_image(points: np.ndarray, roi_layer: Any, image_layer: Any) -> np.
     return (world - img_translate) / img_scale
 
 
+def roi_events(layer: Any) -> list[Any]:
+    """The events that mean 'the ROI changed': data, plus painting for a Labels layer."""
+    names = ("data", "paint", "labels_update")
+    return [getattr(layer.events, n) for n in names if hasattr(layer.events, n)]
+
+
 def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
     """A boolean mask of the ROI on the image's level-0 grid, from a Shapes or Labels layer."""
+    from napari.layers import Labels, Shapes
+
     shape = level0_shape(image_layer)
-    kind = type(roi_layer).__name__
-    if kind == "Shapes":
+    if isinstance(roi_layer, Shapes):
         from napari_pathreview.explain import mask_from_shapes
 
         data = [
@@ -138,7 +253,7 @@ def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
         if not data:
             return np.zeros(shape, dtype=bool)
         return np.asarray(mask_from_shapes(data, list(roi_layer.shape_type), shape), dtype=bool)
-    if kind == "Labels":
+    if isinstance(roi_layer, Labels):
         labels = np.asarray(roi_layer.data[0] if roi_layer.multiscale else roi_layer.data)
         mask = labels > 0
         if mask.shape != shape:
@@ -146,16 +261,7 @@ def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
 
             mask = resize(mask, shape, order=0, preserve_range=True, anti_aliasing=False) > 0.5
         return mask
+    kind = type(getattr(roi_layer, "__wrapped__", roi_layer)).__name__
     raise InvalidInputError(
-        f"layer {roi_layer.name!r} is a {kind}; choose a Shapes or Labels layer."
+        f"layer {roi_layer.name!r} is a {kind} layer; choose a Shapes or Labels layer."
     )
-
-
-def roi_scores(cam: np.ndarray, mask: np.ndarray, threshold: float) -> dict[str, float]:
-    """IoU and Dice of the CAM binarised at ``threshold`` against the ROI mask (seed 004)."""
-    from napari_pathreview.explain import roi_dice, roi_iou
-
-    return {
-        "iou": float(roi_iou(cam, mask, threshold=threshold)),
-        "dice": float(roi_dice(cam, mask, threshold=threshold)),
-    }

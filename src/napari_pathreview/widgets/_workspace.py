@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.widgets._analysis import AnalysisResult, analyse
+from napari_pathreview.inference.analysis import AnalysisResult, analyse
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,16 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
     Returns:
         (analyze_widget, review_widget).
     """
-    from napari_pathreview.demo import demo_samples
-    from napari_pathreview.widgets.analyze import AnalyzeWidget
-    from napari_pathreview.widgets.review import ReviewWidget
+    from napari_pathreview._demo_samples import demo_samples
+    from napari_pathreview.widgets.workspace import PathReviewWorkspace
 
     opened = [(sample, _open_sample(viewer, sample)) for sample in demo_samples()]
-    analyze, review = AnalyzeWidget(viewer), ReviewWidget(viewer)
-    analyze.dock = viewer.window.add_dock_widget(analyze, name="Analyze", area="right")
-    review.dock = viewer.window.add_dock_widget(review, name="Review", area="right", tabify=True)
+    workspace = PathReviewWorkspace(viewer)  # one tabbed dock that fits a 1366×768 screen
+    analyze, review = workspace.analyze, workspace.review
+    analyze.dock = review.dock = viewer.window.add_dock_widget(
+        workspace, name="PathReview", area="right"
+    )
+    analyze.workspace = review.workspace = workspace
     shown = None
     for sample, layers in opened:  # the mammogram (with its ROI) comes last: it is shown
         image = next(layer for layer in layers if type(layer).__name__ == "Image")
@@ -62,6 +64,7 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
         result = _analyse_now(analyze, image, models[sample.modality], sample.modality, device)
         analyze.show_result(result, image)
         shown = (image, roi)
+    _show_demo_slide(viewer, analyze, models["histology"], device)
     image, roi = shown
     for layer in viewer.layers:
         layer.visible = layer is image or layer is roi or layer.name.endswith(image.name)
@@ -74,6 +77,30 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
     viewer.layers.selection.active = image
     viewer.reset_view()
     return analyze, review
+
+
+def _show_demo_slide(viewer: Any, analyze: Any, model_ref: str, device: str) -> None:
+    """The sample pyramid (given its µm/px) analysed at the model's own resolution.
+
+    Adds the slide, its P(class) heatmap and its stitched CAM (hidden behind the last sample;
+    tick them in the layer list). A histology model without a training resolution cannot tile
+    a slide matched: the slide is then left out with a warning, never analysed at a guess.
+    """
+    from napari_pathreview._demo_slide import demo_slide_path
+    from napari_pathreview.inference.heatmap import HeatmapStream
+    from napari_pathreview.inference.slides import SlideScaleError
+
+    layers = list(viewer.open(demo_slide_path(), plugin="napari-pathreview"))
+    image = next(layer for layer in layers if type(layer).__name__ == "Image")
+    analyze.image_combo.value = image.name
+    analyze.model_combo.value = model_ref
+    try:
+        result = _analyse_now(analyze, image, model_ref, "histology", device)
+    except SlideScaleError as error:
+        logger.warning("demo slide not analysed: %s", error)
+        return
+    HeatmapStream(viewer, image).show(result.tiled)
+    analyze.show_result(result, image)
 
 
 def _analyse_now(analyze: Any, image: Any, model_ref: str, modality: str, device: str) -> Any:
@@ -89,10 +116,30 @@ def _analyse_now(analyze: Any, image: Any, model_ref: str, modality: str, device
         levels if len(levels) > 1 else levels[0],
         modality=modality,
         load_model=analyze.load_model,
+        um_per_px=(image.metadata.get("pathreview") or {}).get("um_per_px"),
     ):
         if isinstance(item, AnalysisResult):
             return item
     raise RuntimeError("the analysis yielded no result")
+
+
+def _screenshots(viewer: Any, workspace: Any, path: Path) -> None:
+    """The whole window with the Analyze tab in front (``path``) and with Review (``*_review``).
+
+    The Analyze tab is scrolled to its result panel (decision line, table, metrics).
+    """
+    from qtpy.QtWidgets import QApplication
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    review_path = path.with_name(f"{path.stem}_review{path.suffix}")
+    analyze_area = workspace.tabs.widget(0)
+    analyze_area.verticalScrollBar().setValue(analyze_area.verticalScrollBar().maximum())
+    for tab, target in ((1, review_path), (0, path)):
+        workspace.tabs.setCurrentIndex(tab)
+        for _ in range(10):
+            QApplication.processEvents()
+        viewer.screenshot(str(target), canvas_only=False, flash=False)
+        logger.info("screenshot saved to %s", target)
 
 
 def open_workspace(
@@ -105,26 +152,17 @@ def open_workspace(
     import timm  # noqa: F401
 
     viewer = napari.Viewer(title="napari-pathreview demo")
-    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
     analyze, _review = build_workspace(viewer, models, device=device)
     window = viewer.window._qt_window
-    window.resize(1400, 950)
+    window.resize(1366, 768)  # a laptop screen: the dock must fit it
     window.show()
-    for _ in range(10):
-        QApplication.processEvents()
-    analyze.dock.raise_()  # the Analyze tab in front; Review is one click away
-    window.resizeDocks([analyze.dock], [440], Qt.Orientation.Horizontal)
     for _ in range(10):
         QApplication.processEvents()
     viewer.reset_view()
     if screenshot is not None:
-        for _ in range(10):
-            QApplication.processEvents()
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(screenshot), canvas_only=False, flash=False)
-        logger.info("screenshot saved to %s", screenshot)
+        _screenshots(viewer, analyze.workspace, screenshot)
         viewer.close()
         return 0
     napari.run()

@@ -2,20 +2,25 @@
 
 Thin by design: it gathers an :class:`AnalysisRequest`, runs :func:`analyse` in a napari
 ``thread_worker`` (so the viewer stays responsive and Cancel works), and turns the result
-into a probability table, a decision, a CAM layer and live IoU/Dice against an ROI layer.
-torch and timm are imported only when Run is pressed.
+into a probability table, an explicit decision line, a CAM layer and live IoU/Dice against
+an ROI layer. torch and timm are imported only when Run is pressed.
+
+napari hands plugin widgets a *proxied* viewer whose layers are proxies too, so layer kinds
+are checked with ``isinstance`` against napari's layer classes, never by class name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
 import threading
+import time
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label
 from qtpy.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -26,84 +31,47 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets import _results
-from napari_pathreview.widgets._analysis import (
+from napari_pathreview.explain.methods import CAM_METHOD_NAMES
+from napari_pathreview.explain.metrics import roi_scores
+from napari_pathreview.inference.analysis import (
     AnalysisCancelled,
     AnalysisProgress,
     AnalysisRequest,
     AnalysisResult,
-    analyse,
     default_loader,
 )
-from napari_pathreview.widgets._models import describe_card, model_choices
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.inference.heatmap import HeatmapStream
+from napari_pathreview.inference.slides import MODES as SLIDE_MODES
+from napari_pathreview.tta import TTA_MODES
+from napari_pathreview.widgets import _panel, _results, _scale
+from napari_pathreview.widgets._common import (
+    _Failed,
+    _guarded,
+    compact,
+    eta_text,
+    fit_height,
+    guard_triton_import,
+    is_source_image,
+    layer_modality,
+)
+from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
+from napari_pathreview.widgets._review_state import belongs_to
+from napari_pathreview.widgets._stain_box import StainBox
 
 logger = logging.getLogger(__name__)
 
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam", "xgradcam", "hirescam")
-STAIN_CHOICES = ("card", "none", "reinhard", "macenko", "vahadane")
+CAM_METHODS = CAM_METHOD_NAMES  # the one list (explain.methods); "none" is added in the combo
 NO_ROI = "(no ROI)"
 PREDICTED = "(predicted class)"
-
-
-def layer_modality(layer: Any) -> str:
-    """The layer's modality from the reader's metadata, else guessed: RGB → histology."""
-    meta = getattr(layer, "metadata", {}) or {}
-    modality = (meta.get("pathreview") or {}).get("modality")
-    if modality in ("histology", "mammogram"):
-        return modality
-    return "histology" if getattr(layer, "rgb", False) else "mammogram"
-
-
-def guard_triton_import() -> None:
-    """Keep torch from importing triton inside a running napari.
-
-    triton's bundled LLVM clashes with the one Mesa loaded for napari's OpenGL canvas:
-    importing it after the canvas exists crashes the process (seen under Xvfb/llvmpipe).
-    Inference does not need triton (it only serves ``torch.compile`` on GPUs), so when it
-    is not loaded yet we mark it absent and torch falls back to its triton-free paths.
-    """
-    if "triton" not in sys.modules:
-        sys.modules["triton"] = None  # type: ignore[assignment]
-        logger.debug("triton marked unavailable inside napari (OpenGL/LLVM clash)")
-
-
-def compact(*widgets: Any) -> None:
-    """Let long model names and card summaries shrink and wrap instead of widening the dock."""
-    from qtpy.QtWidgets import QComboBox
-    from qtpy.QtWidgets import QLabel as _QLabel
-
-    for widget in widgets:
-        native = getattr(widget, "native", widget)
-        if isinstance(native, QComboBox):
-            native.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-            )
-            native.setMinimumContentsLength(14)
-        elif isinstance(native, _QLabel):
-            native.setWordWrap(True)
-
-
-class _Failed:
-    """What the worker yields instead of raising, so napari never shows a traceback dialog."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def _guarded(*args: Any, **kwargs: Any):
-    """Run :func:`analyse`, turning any exception into a yielded :class:`_Failed`."""
-    try:
-        yield from analyse(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - reported by the widget, in the main thread
-        yield _Failed(error)
 
 
 class AnalyzeWidget(QWidget):
     """Classify and explain the chosen image layer with a registered model.
 
     Args:
-        napari_viewer: the viewer this widget is docked in.
+        napari_viewer: the viewer this widget is docked in (napari's proxy from the menu).
         load_model: ``(model_ref, device) -> (model, card)``; the registry by default.
     """
 
@@ -117,20 +85,26 @@ class AnalyzeWidget(QWidget):
         self.roi_scores: dict[str, float] | None = None
         self._cancel = threading.Event()
         self._roi_layer: Any = None
+        self._started = 0.0
+        self._running_on: str | None = None
+        self.catalog = CardCatalog()
         self._build_form()
         self._build_results()
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
+        layout.addWidget(self.stain_box)
+        layout.addWidget(self.overlay_box.native)
         layout.addLayout(self._buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.table)
-        layout.addWidget(self.decision)
+        for widget in (self.progress, self.status, self.table, self.decision, self.caveats):
+            layout.addWidget(widget)
+        layout.addWidget(self.metrics)
         layout.addWidget(self.roi_label)
         layout.addStretch(1)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
+        self.viewer.layers.selection.events.active.connect(self._follow_active)
         self.reset_choices()
+        self._image_changed()
 
     # ----------------------------------------------------------------- layout
     def _build_form(self) -> None:
@@ -138,38 +112,46 @@ class AnalyzeWidget(QWidget):
         self.image_combo = ComboBox(label="Image", choices=self._image_names)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_info = Label(label="", value="")
-        self.stain = ComboBox(label="Stain", choices=STAIN_CHOICES, value="card")
         self.qc = CheckBox(text="quality control (blur, tissue)", value=True)
-        self.tta = ComboBox(label="TTA", choices=("none", "flips", "d4"), value="none")
-        self.device = ComboBox(label="Device", choices=("auto", "cpu", "cuda"), value="auto")
+        self.tta = ComboBox(label="TTA", choices=TTA_MODES, value="none")
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.cam_method = ComboBox(label="CAM", choices=(*CAM_METHODS, "none"), value="gradcam")
+        # large images: "matched" tiles at the model's µm/px; "preview" is the coarse quick look
+        self.slide_mode = ComboBox(label="Slide tiling", choices=SLIDE_MODES, value="matched")
         self.target_class = ComboBox(label="Target", choices=self._class_choices)
         self.roi_combo = ComboBox(label="ROI layer", choices=self._roi_names)
         self.threshold = FloatSlider(label="CAM threshold", min=0.0, max=1.0, step=0.01, value=0.5)
+        self.auto_run = CheckBox(text="run automatically on each new image", value=False)
         self.form = Container(
             widgets=[
                 self.image_combo,
                 self.model_combo,
                 self.all_models,
                 self.model_info,
-                self.stain,
                 self.qc,
                 self.tta,
                 self.device,
                 self.cam_method,
+                self.slide_mode,
                 self.target_class,
                 self.roi_combo,
                 self.threshold,
+                self.auto_run,
             ]
         )
+        self.opacity = FloatSlider(label="CAM opacity", min=0.0, max=1.0, step=0.05, value=0.7)
+        self.overlay_box = Container(widgets=[self.opacity])
+        self.stain_box = StainBox(self.viewer, self._image_names)
+        self.stain_box.current_image = lambda: self.image_combo.value
         compact(
             self.image_combo, self.model_combo, self.model_info, self.target_class, self.roi_combo
         )
-        self.image_combo.changed.connect(self._refresh_models)
+        self.image_combo.changed.connect(self._image_changed)
         self.all_models.changed.connect(self._refresh_models)
         self.model_combo.changed.connect(self._show_model_info)
         self.roi_combo.changed.connect(self._watch_roi_layer)
         self.threshold.changed.connect(self.update_roi_scores)
+        self.opacity.changed.connect(self._set_opacity)
 
     def _build_results(self) -> None:
         self.run_button = QPushButton("Run")
@@ -183,28 +165,33 @@ class AnalyzeWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.status = QLabel("")
+        self.status.setWordWrap(True)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["class", "probability"])
         self.table.verticalHeader().setVisible(False)
-        self.table.setMaximumHeight(130)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(110)
         self.decision = QLabel("")
-        self.decision.setWordWrap(True)
+        self.caveats = QLabel("")
+        self.caveats.setStyleSheet("color: #e0a030;")
+        self.metrics = QLabel("")
+        for label in (self.decision, self.caveats, self.metrics):
+            label.setWordWrap(True)
         self.roi_label = QLabel("IoU / Dice: —")
+        self.roi_label.setWordWrap(True)
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if type(layer).__name__ == "Image"
-            and (layer.metadata.get("pathreview") or {}).get("kind") is None
-        ]
+        return [layer.name for layer in self.viewer.layers if is_source_image(layer)]
 
     def _roi_names(self, _widget: Any = None) -> list[str]:
+        """ROI layers of the chosen image, plus untagged ones drawn by hand."""
+        image = self.image_layer
         names = [
             layer.name
             for layer in self.viewer.layers
-            if type(layer).__name__ in ("Shapes", "Labels")
+            if _results.is_roi_layer(layer)
+            and (belongs_to(layer, image) or not (layer.metadata or {}).get("pathreview"))
         ]
         return [NO_ROI, *names]
 
@@ -212,7 +199,7 @@ class AnalyzeWidget(QWidget):
         modality = None
         if not self.all_models.value and self.image_layer is not None:
             modality = layer_modality(self.image_layer)
-        return model_choices(modality)
+        return model_choices(modality, self.catalog)
 
     def _class_choices(self, _widget: Any = None) -> list[str]:
         card = self.selected_card() if hasattr(self, "model_combo") else None
@@ -221,12 +208,28 @@ class AnalyzeWidget(QWidget):
     def reset_choices(self, *_: Any) -> None:
         """Refresh every picker (napari also calls this when layers change)."""
         self.form.reset_choices()
+        self.stain_box.refresh_layers()
         self._show_model_info()
 
     def _refresh_models(self, *_: Any) -> None:
         self.model_combo.reset_choices()
         self.target_class.reset_choices()
         self._show_model_info()
+
+    def _image_changed(self, *_: Any) -> None:
+        self._refresh_models()
+        layer = self.image_layer
+        if layer is not None:
+            _scale.show_scale_bar(self.viewer, layer)
+        self.roi_combo.reset_choices()
+        if self.roi_combo.value in (None, NO_ROI):  # the image's own ROI, when it has one
+            own = [
+                name
+                for name in self.roi_combo.choices
+                if name != NO_ROI and belongs_to(self.viewer.layers[name], layer)
+            ]
+            if own:
+                self.roi_combo.value = own[0]
 
     @property
     def image_layer(self) -> Any:
@@ -240,15 +243,16 @@ class AnalyzeWidget(QWidget):
         ref = self.model_combo.value
         if not ref:
             return None
-        from napari_pathreview.widgets._models import card_for
-
-        return card_for(ref)
+        return self.catalog.card(str(ref))
 
     def _show_model_info(self, *_: Any) -> None:
         card = self.selected_card()
         if tuple(self.target_class.choices) != tuple(self._class_choices()):
             self.target_class.choices = ()  # magicgui appends new items; rebuild in class order
             self.target_class.choices = self._class_choices
+        self.stain_box.set_card(card)
+        # stain normalisation is an H&E matter: the panel only takes room for histology
+        self.stain_box.setVisible(card is None or card.modality != "mammogram")
         if card is None:
             layer = self.image_layer
             what = layer_modality(layer) if layer is not None else "any"
@@ -257,10 +261,37 @@ class AnalyzeWidget(QWidget):
             )
             return
         self.model_info.value = describe_card(card)
+        fit_height(self.model_info, self.stain_box.reason)
+
+    def follow(self, name: str, run: bool | None = None) -> Any:
+        """Show image ``name`` (the review queue's current one) and run if asked or auto-run.
+
+        Returns the worker when a run started.
+        """
+        self.reset_choices()
+        if name not in self.image_combo.choices:
+            return None
+        self.image_combo.value = name
+        analysed = bool(
+            (self.viewer.layers[name].metadata.get("pathreview") or {}).get("prediction")
+        )
+        if not (run if run is not None else self.auto_run.value and not analysed):
+            return None
+        if self.worker is not None and self.worker.is_running:
+            if self._running_on == name:
+                return self.worker  # already on it (selection and queue both asked)
+            self.cancel()
+        return self.run()
+
+    def _follow_active(self, *_: Any) -> None:
+        """The selected image becomes the one to analyse (and runs, with auto-run on)."""
+        active = self.viewer.layers.selection.active
+        if active is not None and is_source_image(active) and active.name != self.image_combo.value:
+            self.follow(active.name)
 
     # -------------------------------------------------------------------- run
     def request(self) -> AnalysisRequest:
-        """The settings the form holds now."""
+        """The settings the form holds now (stain availability is checked from the card)."""
         if not self.model_combo.value:
             layer = self.image_layer
             modality = layer_modality(layer) if layer is not None else "this"
@@ -272,11 +303,12 @@ class AnalyzeWidget(QWidget):
         return AnalysisRequest(
             model_ref=str(self.model_combo.value),
             device=str(self.device.value),
-            stain=None if self.stain.value == "card" else str(self.stain.value),
+            stain=self.stain_box.value(),
             qc=bool(self.qc.value),
             tta=str(self.tta.value),
             cam_method=None if self.cam_method.value == "none" else str(self.cam_method.value),
             target_class=None if target in (None, PREDICTED) else str(target),
+            slide_mode=str(self.slide_mode.value),
         )
 
     def run(self, *_: Any) -> Any:
@@ -296,6 +328,7 @@ class AnalyzeWidget(QWidget):
             notify_exception(error, "Analyze")
             return None
         guard_triton_import()
+        self._running_on = layer.name
         self._cancel = threading.Event()
         image = levels if len(levels) > 1 else levels[0]
         self.worker = create_worker(
@@ -305,17 +338,20 @@ class AnalyzeWidget(QWidget):
             layer_modality(layer),
             self._cancel,
             self.load_model,
+            um_per_px=(layer.metadata.get("pathreview") or {}).get("um_per_px"),
             _start_thread=False,
         )
+        self._stream = HeatmapStream(self.viewer, layer, request.target_class)
         self.worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer))
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
+        self._started = time.perf_counter()
         self.status.setText("starting…")
         self.worker.start()
         return self.worker
 
     def cancel(self, *_: Any) -> None:
-        """Ask the running analysis to stop at its next step."""
+        """Ask the running analysis to stop at its next step (within one batch)."""
         self._cancel.set()
         if self.worker is not None:
             self.worker.quit()
@@ -328,35 +364,82 @@ class AnalyzeWidget(QWidget):
             self.progress.setValue(0)
 
     def _on_finished(self) -> None:
-        self._set_running(False)
+        try:
+            self._set_running(False)
+        except RuntimeError:  # the dock was closed while the run went on
+            return
         if self._cancel.is_set() and self.status.text() in ("cancelling…", "starting…"):
             self.status.setText("cancelled")
 
     def _on_yield(self, item: Any, layer: Any) -> None:
+        try:
+            self._handle(item, layer)
+        except RuntimeError as error:  # the dock was closed while the run went on
+            if "has been deleted" not in str(error):
+                raise
+            self._cancel.set()
+
+    def _handle(self, item: Any, layer: Any) -> None:
         if isinstance(item, AnalysisProgress):
             self.progress.setValue(int(round(100 * item.fraction)))
-            self.status.setText(item.step)
+            eta = eta_text(item.fraction, time.perf_counter() - self._started)
+            if not self._cancel.is_set():
+                self.status.setText(f"{item.step} · {eta}" if eta else item.step)
         elif isinstance(item, _Failed):
             if isinstance(item.error, AnalysisCancelled):
                 self.status.setText("cancelled")
                 show_info("Analysis cancelled; nothing was added.")
             else:
-                self.status.setText("failed")
+                self.clear_result()
+                self.status.setText("failed — the previous result was cleared")
                 notify_exception(item.error, "Analyze")
         elif isinstance(item, AnalysisResult):
             self.show_result(item, layer)
+        else:  # the slide engine's SlideStart / SlideBatch: the heatmap fills in as it runs
+            self._stream.feed(item)
 
     # ---------------------------------------------------------------- results
+    def clear_result(self) -> None:
+        """Forget the shown result so no stale numbers stay on screen."""
+        self._watch_result_layer(None)
+        self.result = self.result_layer = None
+        self.table.setRowCount(0)
+        for label in (self.decision, self.caveats, self.metrics):
+            label.setText("")
+        fit_height(self.table, self.decision, self.caveats, self.metrics)
+        self.update_roi_scores()
+
+    def _image_replaced(self, *_: Any) -> None:
+        """The analysed layer now shows another image (the queue reused it): forget the result."""
+        self.clear_result()
+
+    def _watch_result_layer(self, layer: Any) -> None:
+        if self.result_layer is not None:
+            with contextlib.suppress(RuntimeError, TypeError, ValueError):
+                self.result_layer.events.data.disconnect(self._image_replaced)
+        if layer is not None:
+            layer.events.data.connect(self._image_replaced)
+
     def show_result(self, result: AnalysisResult, layer: Any) -> None:
         """Put a finished analysis into the viewer and the panel."""
+        self._watch_result_layer(layer)
         self.result, self.result_layer = result, layer
         meta = dict(layer.metadata.get("pathreview") or {})
         meta["prediction"] = result.record()
-        layer.metadata["pathreview"] = meta
-        if result.tiled is not None:
-            _results.add_tile_heatmap(self.viewer, layer, result.tiled, result.card.classes)
+        # assigning a new dict fires the layer's metadata event: the Review widget listens
+        layer.metadata = {**layer.metadata, "pathreview": meta}
+        stream = getattr(self, "_stream", None)
+        if result.tiled is not None and stream is not None:
+            stream.show(result.tiled)  # the streamed heatmap, complete (or a cache hit's)
         if result.cam is not None:
-            _results.add_cam_layer(self.viewer, layer, result.cam.cam, result.cam.method)
+            _results.add_cam_layer(
+                self.viewer,
+                layer,
+                result.cam.cam,
+                result.cam.method,
+                getattr(result.cam, "target_label", "") or "",
+                opacity=float(self.opacity.value),
+            )
         self.viewer.layers.selection.active = layer
         self._fill_table(result)
         for warning in result.warnings:
@@ -370,26 +453,29 @@ class AnalyzeWidget(QWidget):
         for row, (name, value) in enumerate(probs.items()):
             self.table.setItem(row, 0, QTableWidgetItem(name))
             self.table.setItem(row, 1, QTableWidgetItem(f"{value:.3f}"))
-        threshold = result.prediction.threshold
-        rule = f" (P({result.card.classes[-1]}) ≥ {threshold:.2f})" if threshold is not None else ""
-        if result.prediction.qc is None:
-            qc = "QC: not run (histology only)" if result.card.modality != "histology" else ""
-        else:
-            qc = "QC: passed" if not result.warnings else "QC: " + "; ".join(result.warnings)
-        self.decision.setText(
-            f"Decision: <b>{result.prediction.label}</b>{rule} — "
-            f"{result.model_name}@{result.model_version}<br>{qc}"
-        )
+        decision, caveats, metrics = _panel.result_texts(result)
+        self.decision.setText(decision)
+        self.caveats.setText(caveats)
+        self.metrics.setText(metrics)
+        fit_height(self.table, self.decision, self.caveats, self.metrics)
+
+    def _set_opacity(self, *_: Any) -> None:
+        layer = self.result_layer
+        cam = _results.cam_layer_of(self.viewer, layer) if layer is not None else None
+        if cam is not None:
+            cam.opacity = float(self.opacity.value)
 
     # -------------------------------------------------------------------- ROI
     def _watch_roi_layer(self, *_: Any) -> None:
         if self._roi_layer is not None:
-            self._roi_layer.events.data.disconnect(self.update_roi_scores)
+            for event in _results.roi_events(self._roi_layer):
+                event.disconnect(self.update_roi_scores)
             self._roi_layer = None
         name = self.roi_combo.value
         if name and name != NO_ROI and name in self.viewer.layers:
             self._roi_layer = self.viewer.layers[name]
-            self._roi_layer.events.data.connect(self.update_roi_scores)
+            for event in _results.roi_events(self._roi_layer):
+                event.connect(self.update_roi_scores)
         self.update_roi_scores()
 
     def update_roi_scores(self, *_: Any) -> dict[str, float] | None:
@@ -401,7 +487,7 @@ class AnalyzeWidget(QWidget):
             return None
         try:
             mask = _results.roi_mask(roi, self.result_layer)
-            scores = _results.roi_scores(result.cam.cam, mask, float(self.threshold.value))
+            scores = roi_scores(result.cam.cam, mask, float(self.threshold.value))
         except Exception as error:  # noqa: BLE001 - shown as a notification
             notify_exception(error, "ROI")
             return None

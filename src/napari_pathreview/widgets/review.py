@@ -2,42 +2,32 @@
 
 The form (label from the model's classes, agree/disagree, confidence, notes, ROI from a
 Shapes layer) is written to the :class:`~napari_pathreview.review.ReviewStore` with the
-prediction the Analyze widget left in the image layer's metadata. A save that fails
-(locked database, bad input) leaves the form untouched, so nothing typed is lost. Queue
-progress is read back from the store, so a reviewer resumes where they stopped.
+prediction the Analyze widget left in the image layer's metadata. The form belongs to one
+image: it is reset (or filled from that image's saved review) whenever the image changes,
+only that image's ROI layers are offered, and unsaved entries are never carried over or
+dropped silently. A save that fails (locked database, bad input) leaves the form untouched.
+Queue navigation, loading in a worker and the disagreement list live in
+:mod:`~napari_pathreview.widgets._review_nav`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSlider,
-    LineEdit,
-    RadioButtons,
-    TextEdit,
-)
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import ComboBox, Container, FloatSlider, LineEdit, RadioButtons, TextEdit
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets import _results
+from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
-from napari_pathreview.widgets._queue import WorkQueue, reviewed_hashes
-from napari_pathreview.widgets.analyze import compact, layer_modality
+from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
+from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +36,29 @@ DEFAULT_CLASSES = {
     "histology": ("benign", "malignant"),
     "mammogram": ("normal", "benign", "malignant"),
 }
-NEXT_KEY, PREVIOUS_KEY = "Alt-Right", "Alt-Left"
+AGREE_KEY, DISAGREE_KEY, SAVE_KEY = "Alt-A", "Alt-D", "Alt-S"
+
+__all__ = ["AGREE_KEY", "DISAGREE_KEY", "NEXT_KEY", "PREVIOUS_KEY", "SAVE_KEY", "ReviewWidget"]
 
 
 def _meta(layer: Any) -> dict[str, Any]:
     return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(QueueNavigation, QWidget):
     """Agree or disagree with the model on the current image, and move through a queue.
 
     Args:
-        napari_viewer: the viewer this widget is docked in.
+        napari_viewer: the viewer this widget is docked in (napari's proxy from the menu).
         db_url: review database (default: ``$PATHREVIEW_DB_URL`` or the home SQLite file).
         busy_timeout_s: how long a save waits for a locked database before giving up.
+
+    Signals:
+        image_opened(str): a queue or disagreement image was opened (its layer name), so
+            the Analyze tab can follow it.
     """
+
+    image_opened = Signal(str)
 
     def __init__(
         self, napari_viewer: Any, db_url: str | None = None, busy_timeout_s: float = 2.0
@@ -69,23 +67,33 @@ class ReviewWidget(QWidget):
         self.viewer = napari_viewer
         self.db_url = db_url
         self.busy_timeout_s = busy_timeout_s
-        self.queue: WorkQueue | None = None
         self.last_review_id: int | None = None
         self._store: Any = None
-        self._queue_layers: list[Any] = []
+        self._shown_image: Any = None
+        self._shown_key: tuple[str, str] | None = None
+        self._shown_prediction: dict[str, Any] | None = None
+        self._state = state.FormState()
         self._build_form()
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
-        self.save_button = QPushButton("Save review")
+        self.save_button = QPushButton("Save review (Alt+S)")
         self.save_button.clicked.connect(self.save)
         layout.addWidget(self.save_button)
-        layout.addWidget(self._build_queue_box())
-        layout.addWidget(self._build_disagreement_box())
+        self.init_navigation(layout)
         layout.addStretch(1)
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
+        self.viewer.layers.selection.events.active.connect(self._follow_active)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
-        self.viewer.bind_key(NEXT_KEY, lambda _v: self.next_item(), overwrite=True)
-        self.viewer.bind_key(PREVIOUS_KEY, lambda _v: self.previous_item(), overwrite=True)
+        keys = {
+            AGREE_KEY: lambda _v: self.set_agreement(state.AGREE),
+            DISAGREE_KEY: lambda _v: self.set_agreement(state.DISAGREE),
+            SAVE_KEY: lambda _v: self.save(),
+            NEXT_KEY: lambda _v: self.next_item(),
+            PREVIOUS_KEY: lambda _v: self.previous_item(),
+        }
+        for key, action in keys.items():
+            self.viewer.bind_key(key, action, overwrite=True)
         self.reset_choices()
 
     # ----------------------------------------------------------------- layout
@@ -94,12 +102,16 @@ class ReviewWidget(QWidget):
         self.reviewer = LineEdit(label="Reviewer", value=getpass.getuser())
         self.model_line = LineEdit(label="Model", value="")
         self.model_line.enabled = False
-        self.label = ComboBox(label="Label", choices=self._label_choices)
+        self.label = ComboBox(label="Label", choices=self._label_choices, nullable=True)
         self.agreement = RadioButtons(
-            label="Model", choices=("agree", "disagree"), value="agree", orientation="horizontal"
+            label="Model (Alt+A/D)",
+            choices=(state.AGREE, state.DISAGREE),
+            value=state.AGREE,
+            orientation="horizontal",
         )
         self.confidence = FloatSlider(label="Confidence", min=0.0, max=1.0, step=0.05, value=0.8)
         self.notes = TextEdit(label="Notes", value="")
+        self.notes.native.setMaximumHeight(70)
         self.roi_combo = ComboBox(label="ROI", choices=self._roi_names)
         self.form = Container(
             widgets=[
@@ -118,56 +130,19 @@ class ReviewWidget(QWidget):
         self.label.changed.connect(self._suggest_agreement)
         self.reviewer.changed.connect(self.refresh_progress)
 
-    def _build_queue_box(self) -> QGroupBox:
-        box = QGroupBox("Work queue")
-        layout = QVBoxLayout(box)
-        open_row, nav_row = QHBoxLayout(), QHBoxLayout()
-        for text, slot in (("Open folder…", self._choose_folder), ("Open CSV…", self._choose_csv)):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
-            open_row.addWidget(button)
-        self.previous_button = QPushButton("◀ Previous (Alt+←)")
-        self.next_button = QPushButton("Next (Alt+→) ▶")
-        self.previous_button.clicked.connect(self.previous_item)
-        self.next_button.clicked.connect(self.next_item)
-        nav_row.addWidget(self.previous_button)
-        nav_row.addWidget(self.next_button)
-        self.progress_label = QLabel("no queue open")
-        layout.addLayout(open_row)
-        layout.addLayout(nav_row)
-        layout.addWidget(self.progress_label)
-        return box
-
-    def _build_disagreement_box(self) -> QGroupBox:
-        box = QGroupBox("Disagreements with the model")
-        layout = QVBoxLayout(box)
-        self.disagreements = QListWidget()
-        self.disagreements.setMaximumHeight(120)
-        self.only_mine = CheckBox(text="only mine", value=True)
-        self.only_mine.changed.connect(self.refresh_disagreements)
-        row = QHBoxLayout()
-        refresh, export = QPushButton("Refresh"), QPushButton("Export for retraining…")
-        refresh.clicked.connect(self.refresh_disagreements)
-        export.clicked.connect(self._choose_export)
-        row.addWidget(refresh)
-        row.addWidget(export)
-        layout.addWidget(self.only_mine.native)
-        layout.addWidget(self.disagreements)
-        layout.addLayout(row)
-        return box
-
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if type(layer).__name__ == "Image" and _meta(layer).get("kind") is None
-        ]
+        return [layer.name for layer in self.viewer.layers if is_source_image(layer)]
 
     def _roi_names(self, _widget: Any = None) -> list[str]:
+        image = self.image_layer if hasattr(self, "image_combo") else None
         return [
             NO_ROI,
-            *(layer.name for layer in self.viewer.layers if type(layer).__name__ == "Shapes"),
+            *(
+                layer.name
+                for layer in self.viewer.layers
+                if _results.is_roi_layer(layer) and state.belongs_to(layer, image)
+            ),
         ]
 
     @property
@@ -194,39 +169,175 @@ class ReviewWidget(QWidget):
         return self.classes()
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh the pickers (layers added, removed, or a new prediction).
-
-        The label and agreement are only re-suggested when the image or its prediction
-        changed, so adding an ROI layer never overwrites what the reviewer chose.
-        """
+        """Refresh the pickers; the form is only reset when the image itself changed."""
         self.form.reset_choices()
         self._image_changed()
 
-    def _image_changed(self, *_: Any) -> None:
-        prediction = self.prediction()
-        key = (self.image_combo.value, repr(prediction and prediction.get("probabilities")))
-        if key == getattr(self, "_shown_key", None):
+    def _follow_active(self, *_: Any) -> None:
+        """Review the image the user selects, unless this one has unsaved entries."""
+        active = self.viewer.layers.selection.active
+        if active is None or not is_source_image(active) or active.name == self.image_combo.value:
             return
-        self._shown_key = key
+        if self.has_unsaved_changes():
+            return  # never drop typed entries silently; the queue buttons ask first
+        self.form.reset_choices()
+        if active.name in self.image_combo.choices:
+            self.image_combo.value = active.name
+
+    def _layer_inserted(self, event: Any) -> None:
+        """An ROI drawn while an image is under review belongs to that image."""
+        layer, image = event.value, self.image_layer
+        if image is None or not _results.is_roi_layer(layer):
+            return
+        if not _meta(layer) and state.roi_owner(layer) is None:
+            state.tag_owner(layer, image.name)
+            units = _results.units_of(image).get("units")
+            same_grid = tuple(layer.scale[-2:]) == tuple(image.scale[-2:])
+            if units and same_grid and all(str(u) == "pixel" for u in layer.units):
+                layer.units = units  # napari shows no physical scale bar unless units agree
+
+    # ------------------------------------------------------------ form state
+    def form_state(self) -> state.FormState:
+        """What the form holds now (for the image it was filled for)."""
+        agreement = self.agreement.value if self._shown_prediction else state.NO_MODEL
+        return state.FormState(
+            label=str(self.label.value or ""),
+            agreement=agreement,
+            confidence=float(self.confidence.value),
+            notes=str(self.notes.value or ""),
+            review_id=self._state.review_id,
+        )
+
+    def has_unsaved_changes(self) -> bool:
+        """Whether the reviewer typed or picked something not saved yet."""
+        return self._shown_image is not None and not self.form_state().same_entries(self._state)
+
+    def _apply(self, new: state.FormState) -> None:
         if tuple(self.label.choices) != tuple(self.classes()):
             self.label.choices = ()  # magicgui appends new items; rebuild in class order
             self.label.choices = self._label_choices
+        with self.label.changed.blocked():
+            self.label.value = new.label if new.label in self.label.choices else None
+        if new.agreement in (state.AGREE, state.DISAGREE):
+            self.agreement.value = new.agreement
+        self.agreement.enabled = bool(self.prediction())
+        self.confidence.value = new.confidence
+        self.notes.value = new.notes
+        self._state = new
+
+    def _key(self, image: Any) -> tuple[str, str] | None:
+        """Which image the form is about: a reused layer gets a new name and file."""
+        return None if image is None else (image.name, str(_meta(image).get("source_path")))
+
+    def _image_changed(self, *_: Any) -> None:
+        image = self.image_layer
+        if self._key(image) == self._shown_key:
+            self.roi_combo.reset_choices()
+            return
+        if self._leaving_refused():
+            return
+        if self._shown_image is not None:
+            with contextlib.suppress(RuntimeError, TypeError, ValueError):
+                self._shown_image.events.metadata.disconnect(self._prediction_changed)
+        self._shown_image, self._shown_key = image, self._key(image)
+        self._shown_prediction = self.prediction()
+        if image is not None:
+            image.events.metadata.connect(self._prediction_changed)
+        self.roi_combo.reset_choices()
+        self.roi_combo.value = NO_ROI
+        self._apply(self._state_for(image))
+        self._show_model_line()
+
+    def _leaving_refused(self) -> bool:
+        """Picking another image with unsaved entries asks first; "Stay" puts the pick back."""
+        shown = self._shown_image
+        if shown is None or shown not in self.viewer.layers or not self.has_unsaved_changes():
+            return False
+        if self._key(shown) != self._shown_key:
+            return False  # the layer itself now holds the next queue image: nothing to stay on
+        if self.confirm_leave():
+            return False
+        with self.image_combo.changed.blocked():
+            self.image_combo.value = shown.name
+        return True
+
+    def _state_for(self, image: Any) -> state.FormState:
+        """The reviewer's saved review of ``image``, else a fresh form."""
+        prediction = self.prediction()
+        saved = self._saved_review(image) if image is not None else None
+        if saved is None:
+            return state.fresh_state(prediction, self.classes())
+        restored = state.restored_state(saved, prediction)
+        self._restore_roi(image, restored.roi_geojson)
+        return restored
+
+    def _saved_review(self, image: Any) -> Any:
+        source = _meta(image).get("source_path")
+        reviewer = (self.reviewer.value or "").strip()
+        if not source or not reviewer or not Path(source).is_file():
+            return None
+        try:
+            sha = self.sha256_of(Path(source))
+            return state.latest_review_of(self.store().reviews(reviewer=reviewer), sha)
+        except Exception as error:  # noqa: BLE001 - notified; the form starts fresh
+            notify_exception(error, "Saved review")
+            return None
+
+    def _restore_roi(self, image: Any, geojson: Any) -> None:
+        if not geojson:
+            return
+        from napari_pathreview.io.geojson import parse_geojson_rois
+
+        rois = parse_geojson_rois(geojson, "saved review ROI")
+        name = f"saved ROI · {image.name}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        layer = self.viewer.add_shapes(
+            [roi.data for roi in rois],
+            shape_type=[roi.shape_type for roi in rois],
+            name=name,
+            edge_color="lime",
+            face_color="transparent",
+            scale=image.scale,
+            translate=image.translate,
+            metadata={"pathreview": {"kind": "roi", "image": image.name}},
+            **_results.units_of(image),
+        )
+        self.roi_combo.reset_choices()
+        self.roi_combo.value = layer.name
+
+    def _prediction_changed(self, *_: Any) -> None:
+        """Analyze stored a prediction (with or without a CAM) on the image under review."""
+        if self._key(self.image_layer) != self._shown_key:
+            self._image_changed()  # the layer was reused for the next image
+            return
+        if not self.has_unsaved_changes() or not self._state.label:
+            self._shown_prediction = self.prediction()
+            self._apply(self._state_for(self.image_layer))
+        else:
+            self._shown_prediction = self.prediction()
+            self._suggest_agreement()
+        self._show_model_line()
+
+    def _show_model_line(self) -> None:
+        prediction = self.prediction()
         if prediction:
             self.model_line.value = (
                 f"{prediction['model_name']}@{prediction['model_version']}"
                 f" said {prediction['label']}"
             )
-            if prediction["label"] in self.label.choices:
-                self.label.value = prediction["label"]
         else:
-            self.model_line.value = "no prediction yet (press Run in Analyze)"
-        self._suggest_agreement()
+            self.model_line.value = "no prediction (run Analyze); saved without agreement"
 
     def _suggest_agreement(self, *_: Any) -> None:
         prediction = self.prediction()
-        if prediction:
-            same = self.label.value == prediction["label"]
-            self.agreement.value = "agree" if same else "disagree"
+        if prediction and self.label.value:
+            self.agreement.value = state.suggest(str(self.label.value), prediction)
+
+    def set_agreement(self, value: str) -> None:
+        """Agree or disagree (Alt+A / Alt+D); ignored without a prediction."""
+        if self.prediction():
+            self.agreement.value = value
 
     # ------------------------------------------------------------------ store
     def store(self) -> Any:
@@ -241,9 +352,18 @@ class ReviewWidget(QWidget):
         name = self.roi_combo.value
         if not name or name == NO_ROI or name not in self.viewer.layers:
             return None
+        from napari.layers import Shapes
+
         from napari_pathreview.io.geojson import rois_from_shapes, rois_to_geojson
 
         layer = self.viewer.layers[name]
+        if not isinstance(layer, Shapes):
+            raise InvalidInputError(
+                f"ROI {name!r} is a Labels layer; the review stores Shapes ROIs as GeoJSON — "
+                "draw the region with the Shapes tools."
+            )
+        if not state.belongs_to(layer, self.image_layer):
+            raise InvalidInputError(f"ROI {name!r} belongs to another image; pick this image's.")
         if len(layer.data) == 0:
             return None
         return rois_to_geojson(rois_from_shapes(layer.data, layer.shape_type))
@@ -264,12 +384,16 @@ class ReviewWidget(QWidget):
             raise InvalidInputError("type your name in Reviewer before saving.")
         if not self.label.value:
             raise InvalidInputError("choose a label before saving.")
+        label = str(self.label.value)
+        prediction = self.prediction()
         return {
             "layer": layer,
             "source": Path(source),
             "modality": layer_modality(layer),
             "reviewer": reviewer,
             "patient_id": meta.get("patient_id"),
+            "agrees": state.agrees_with_model(label, self.agreement.value, prediction),
+            "roi": self._roi_geojson(),
         }
 
     def save(self, *_: Any) -> int | None:
@@ -281,8 +405,8 @@ class ReviewWidget(QWidget):
             notify_exception(error, "Review not saved (your entries are kept)")
             return None
         self.last_review_id = review_id
+        self._state = self.form_state().edited(review_id=review_id)
         show_info(f"Review saved ({form['reviewer']}: {self.label.value}).")
-        self.notes.value = ""
         self.refresh_progress()
         self.refresh_disagreements()
         return review_id
@@ -310,17 +434,14 @@ class ReviewWidget(QWidget):
                     label=prediction["label"],
                 )
                 prediction.setdefault("store_id", {})[self.db_key()] = prediction_id
-                meta = _meta(layer)
-                meta["prediction"] = prediction
-                layer.metadata["pathreview"] = meta
         review_id = store.add_review(
             sha,
             form["reviewer"],
             str(self.label.value),
-            self.agreement.value == "agree",
+            form["agrees"],
             confidence=float(self.confidence.value),
             notes=str(self.notes.value or ""),
-            roi_geojson=self._roi_geojson(),
+            roi_geojson=form["roi"],
             prediction_id=prediction_id,
             allowed_labels=self.classes(),
         )
@@ -330,117 +451,3 @@ class ReviewWidget(QWidget):
 
     def db_key(self) -> str:
         return str(self.store().url)
-
-    # ------------------------------------------------------------------ queue
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of images to review")
-        if folder:
-            self.load_queue(folder)
-
-    def _choose_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "CSV with a 'path' column", "", "CSV (*.csv)")
-        if path:
-            self.load_queue(path)
-
-    def load_queue(self, source: str | Path) -> WorkQueue | None:
-        """Open a queue over a folder or CSV and show the first image this reviewer has not done."""
-        try:
-            done = reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
-            self.queue = WorkQueue.from_source(source, reviewed=done)
-        except Exception as error:  # noqa: BLE001 - notified
-            notify_exception(error, "Work queue")
-            return None
-        self._open_current()
-        return self.queue
-
-    def refresh_progress(self, *_: Any) -> None:
-        """Re-read this reviewer's reviews and update '12 of 80 reviewed'."""
-        if self.queue is None:
-            return
-        try:
-            self.queue.set_reviewed(
-                reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
-            )
-        except Exception as error:  # noqa: BLE001 - notified; the old count stays
-            notify_exception(error, "Work queue")
-        self._show_progress()
-
-    def _show_progress(self) -> None:
-        queue = self.queue
-        if queue is None:
-            return
-        mark = " ✓" if queue.is_reviewed(queue.current) else ""
-        self.progress_label.setText(
-            f"{queue.progress_text()} · {queue.position_text()}: {queue.current.name}{mark}"
-        )
-
-    def next_item(self) -> Path | None:
-        """Show the next image of the queue (Alt+→)."""
-        if self.queue is None:
-            return None
-        self.queue.next()
-        return self._open_current()
-
-    def previous_item(self) -> Path | None:
-        """Show the previous image of the queue (Alt+←)."""
-        if self.queue is None:
-            return None
-        self.queue.previous()
-        return self._open_current()
-
-    def _open_current(self) -> Path | None:
-        queue = self.queue
-        path = queue.current
-        for layer in self._queue_layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        try:
-            self._queue_layers = list(self.viewer.open(path, plugin="napari-pathreview"))
-        except Exception as error:  # noqa: BLE001 - notified; the reviewer can skip on
-            self._queue_layers = []
-            notify_exception(error, f"Cannot open {path.name}; press Next to skip it")
-            self._show_progress()
-            return path
-        images = [layer for layer in self._queue_layers if type(layer).__name__ == "Image"]
-        self.reset_choices()
-        if images:
-            self.image_combo.value = images[0].name
-        self._show_progress()
-        return path
-
-    # ---------------------------------------------------------- disagreements
-    def refresh_disagreements(self, *_: Any) -> list[Any]:
-        """List the reviews that disagree with the model (this reviewer's, or everyone's)."""
-        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
-        try:
-            records = self.store().reviews(reviewer=reviewer, disagreements_only=True)
-        except Exception as error:  # noqa: BLE001 - notified
-            notify_exception(error, "Disagreements")
-            return []
-        self.disagreements.clear()
-        for record in records:
-            said = f"{record.model} said {record.predicted_label}" if record.model else "no model"
-            self.disagreements.addItem(
-                f"{Path(record.image_path).name}: {record.label} ({said}) — {record.reviewer}"
-            )
-        return records
-
-    def _choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Training manifest", "disagreements.csv", "CSV (*.csv)"
-        )
-        if path:
-            self.export_disagreements(path)
-
-    def export_disagreements(self, path: str | Path, weight: float = 2.0) -> Path | None:
-        """Write the listed disagreements as a training manifest (``pathreview train`` reads it)."""
-        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
-        try:
-            written = self.store().export_manifest(
-                path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
-            )
-        except Exception as error:  # noqa: BLE001 - notified
-            notify_exception(error, "Export")
-            return None
-        show_info(f"Disagreements exported to {written}")
-        return Path(written)

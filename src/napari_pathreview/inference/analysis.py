@@ -1,7 +1,8 @@
-"""The Analyze widget's job as a plain generator: load a model, predict, explain.
+"""The analysis pipeline as a plain generator: load a model, predict, explain.
 
-No Qt here: the widget wraps :func:`analyse` in a napari ``thread_worker`` and the demo's
-headless mode iterates it directly, so both show exactly the same numbers. It yields
+One function behind three entry points (Python, CLI/demo, widget). No Qt here: the widget
+wraps :func:`analyse` in a napari ``thread_worker`` and the demo's headless mode iterates it
+directly, so both show exactly the same numbers. It yields
 :class:`AnalysisProgress` while it works and one :class:`AnalysisResult` at the end, and
 stops at the next step boundary (or inside the predictor's own loop) once ``cancel`` is set.
 """
@@ -10,22 +11,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.errors import (  # noqa: F401  (DeviceUnavailableError: re-exported)
+    DeviceUnavailableError,
+    InvalidInputError,
+    PathReviewError,
+)
+from napari_pathreview.inference.device import resolve_device
 
 #: Histology images whose longer side exceeds this many pixels are classified tile by tile.
 TILE_ABOVE_PIXELS = 1600
-#: Large images are tiled on the finest pyramid level needing at most this many tiles.
-MAX_TILES = 100
-
-
-class DeviceUnavailableError(PathReviewError):
-    """The chosen device (CUDA, MPS) does not exist on this machine."""
 
 
 class ModalityMismatchError(InvalidInputError):
@@ -49,6 +49,9 @@ class AnalysisRequest:
         cam_method: CAM method name, or None for no CAM.
         target_class: class to explain, or None for the predicted one.
         tiled: force tiling on/off; None decides from the image size.
+        slide_mode: how large images are tiled: "matched" (at the model card's µm/px; the
+            image needs a physical scale) or "preview" (a coarse level, fast, not the
+            resolution the model learned).
     """
 
     model_ref: str
@@ -59,6 +62,7 @@ class AnalysisRequest:
     cam_method: str | None = "gradcam"
     target_class: str | None = None
     tiled: bool | None = None
+    slide_mode: str = "matched"
 
     def settings(self) -> dict[str, Any]:
         """The settings recorded with a prediction in the review store."""
@@ -70,6 +74,7 @@ class AnalysisRequest:
             "cam_method": self.cam_method,
             "target_class": self.target_class,
             "tiled": self.tiled,
+            "slide_mode": self.slide_mode,
         }
 
 
@@ -86,8 +91,9 @@ class AnalysisResult:
     """A finished run: the card used, the prediction, the CAM and (large images) tile maps.
 
     Attributes:
-        cam_scale: factor from CAM pixels to level-0 image pixels (1 unless the CAM was
-            computed on a coarser pyramid level).
+        cam_scale: factor from CAM pixels to level-0 image pixels (1 for an image explained
+            whole; a tiled image's CAM is a map a few pixels per heatmap cell, see
+            ``inference.slide_cam``).
     """
 
     request: AnalysisRequest
@@ -125,22 +131,8 @@ class AnalysisResult:
 
 
 def check_device(device: str) -> None:
-    """Refuse a device this machine lacks, with the choice that works instead."""
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise DeviceUnavailableError(f"unknown device {device!r}; choose auto, cpu or cuda.")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(
-                "CUDA is not available on this machine (no NVIDIA GPU or a CPU-only torch); "
-                "choose device 'auto' or 'cpu'."
-            )
-    if device == "mps":
-        import torch
-
-        if not torch.backends.mps.is_available():
-            raise DeviceUnavailableError("MPS is not available here; choose 'auto' or 'cpu'.")
+    """Refuse a device this machine lacks before loading anything (DeviceUnavailableError)."""
+    resolve_device(device)
 
 
 def check_modality(card: Any, modality: str | None) -> None:
@@ -182,16 +174,6 @@ def needs_tiling(levels: Sequence[Any], modality: str | None, tiled: bool | None
     return len(levels) > 1 or max(shape[0], shape[1]) > TILE_ABOVE_PIXELS
 
 
-def tile_level(levels: Sequence[Any], tile_side: int, overlap: float = 0.25) -> int:
-    """The finest pyramid level tiled with at most :data:`MAX_TILES` tiles of the model's size."""
-    stride = max(1.0, tile_side * (1.0 - overlap))
-    for index, level in enumerate(levels):
-        rows, cols = level.shape[0], level.shape[1]
-        if (rows / stride) * (cols / stride) <= MAX_TILES:
-            return index
-    return len(levels) - 1
-
-
 def _check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise AnalysisCancelled("analysis cancelled; nothing was added.")
@@ -203,7 +185,8 @@ def analyse(
     modality: str | None = None,
     cancel: threading.Event | None = None,
     load_model: Callable[[str, str], tuple[Any, Any]] = default_loader,
-) -> Iterator[AnalysisProgress | AnalysisResult]:
+    um_per_px: float | None = None,
+) -> Iterator[Any]:
     """Classify and explain one image, yielding progress and finally an :class:`AnalysisResult`.
 
     Args:
@@ -212,6 +195,10 @@ def analyse(
         modality: the layer's modality, checked against the model card.
         cancel: set it to stop; the generator then raises :class:`AnalysisCancelled`.
         load_model: ``(model_ref, device) -> (model, card)``.
+        um_per_px: level-0 pixel size of the image in µm (from the file), None if unknown.
+
+    Large images also yield the slide engine's ``SlideStart`` and ``SlideBatch`` events as
+    they come, so a viewer can show the heatmap filling in (``inference.heatmap``).
     """
     from napari_pathreview.inference import Predictor
 
@@ -227,15 +214,15 @@ def analyse(
     )
     target = _target(card, request.target_class)
     if needs_tiling(levels, modality, request.tiled):
-        steps = _tiled_steps(predictor, request, levels, target, cancel)
+        steps = _tiled_steps(predictor, request, levels, target, cancel, um_per_px)
     else:
         steps = _whole_steps(predictor, request, levels[0], target, cancel)
     prediction = cam = tiled = None
     for item in steps:
-        if isinstance(item, AnalysisProgress):
-            yield item
-        else:
+        if isinstance(item, tuple):
             prediction, cam, tiled = item
+        else:
+            yield item
     _check_cancel(cancel)
     qc = getattr(prediction, "qc", None)
     warnings = tuple(qc.reasons) if qc is not None and not qc.passed else ()
@@ -273,8 +260,51 @@ def _whole_steps(
     cam = None
     if request.cam_method:
         yield AnalysisProgress(f"explaining ({request.cam_method})", 0.6)
-        cam = predictor.explain(base, method=request.cam_method, target_class=target)
+        cam = yield from _explain_steps(predictor, base, request.cam_method, target, cancel)
     yield prediction, cam, None
+
+
+def _explain_steps(
+    predictor: Any, image: np.ndarray, method: str, target: str | None, cancel: Any
+) -> Generator[AnalysisProgress, None, Any]:
+    """Explain in a helper thread, relaying Score-CAM's per-batch progress (0.6 → 0.95).
+
+    A Score-CAM is hundreds of masked forwards inside one call; run inline, the progress bar
+    would sit still and Cancel would wait for the whole call. The CAM checks ``cancel``
+    before every masked batch, so Cancel takes effect within one batch.
+    """
+    import queue
+
+    updates: queue.Queue = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["cam"] = predictor.explain(
+                image,
+                method=method,
+                target_class=target,
+                cancel=cancel,
+                progress=lambda done, total: updates.put((done, total)),
+            )
+        except BaseException as error:  # noqa: BLE001 - re-raised in the generator's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="pathreview-explain", daemon=True)
+    thread.start()
+    while thread.is_alive() or not updates.empty():
+        try:
+            done, total = updates.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        yield AnalysisProgress(f"explaining ({method}) {done}/{total}", 0.6 + 0.35 * done / total)
+    thread.join()
+    error = outcome.get("error")
+    if isinstance(error, InterruptedError):
+        raise AnalysisCancelled("analysis cancelled; nothing was added.") from error
+    if error is not None:
+        raise error
+    return outcome["cam"]
 
 
 def _tiled_steps(
@@ -283,35 +313,71 @@ def _tiled_steps(
     levels: Sequence[Any],
     target: str | None,
     cancel: threading.Event | None,
+    um_per_px: float | None = None,
 ) -> Iterator[Any]:
-    """Tile a large or multiscale image: probability maps, aggregate prediction, stitched CAM."""
-    from napari_pathreview.inference import explain_tiled
+    """Tile a large or multiscale image with the slide engine (cached), then a stitched CAM.
 
-    side = int(predictor.card.input_size[-1]) if predictor.card.input_size else 224
-    level = tile_level(levels, side)
-    source = list(levels) if len(levels) > 1 else levels[0]
-    yield AnalysisProgress(f"classifying tiles (level {level})", 0.1)
-    try:
-        tiled = predictor.predict_tiled(source, level=level, cancel=cancel)
-    except InterruptedError as error:
-        raise AnalysisCancelled("analysis cancelled; nothing was added.") from error
-    _check_cancel(cancel)
+    The CAM is explained on the heatmap's own plan (matched mode: the model's µm/px, read
+    from the nearest finer level) and blended into a map a few pixels per heatmap cell
+    (``inference.slide_cam``), so it shows what the model saw at the resolution it learned.
+    """
+    from napari_pathreview.inference.cache import SlideCache, cached_slide
+    from napari_pathreview.inference.layer_slide import LevelsSlide
+    from napari_pathreview.inference.slide_cam import iter_slide_cam
+    from napari_pathreview.inference.slides import SlideSettings
+
+    settings = SlideSettings(mode=request.slide_mode)
+    source = LevelsSlide(levels, um_per_px)
+    yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
+    tiled = yield from _slide_stage(cached_slide(predictor, source, settings, SlideCache(), cancel))
     prediction = _prediction_from_tiled(predictor, tiled)
     cam = None
     if request.cam_method:
-        yield AnalysisProgress(f"explaining tiles ({request.cam_method})", 0.55)
-        try:
-            cam = explain_tiled(
-                predictor,
-                source,
-                method=request.cam_method,
-                target_class=target or prediction.label,
-                level=level,
-                cancel=cancel,
-            )
-        except InterruptedError as error:
-            raise AnalysisCancelled("analysis cancelled; nothing was added.") from error
+        index = list(predictor.classes).index(target or prediction.label)
+        where = f"{tiled.grid.um_per_px:.3g} µm/px" if tiled.grid.um_per_px else "preview"
+        yield AnalysisProgress(f"explaining tiles ({request.cam_method}, {where})", 0.7)
+        steps = iter_slide_cam(
+            predictor, source, tiled.grid, settings, index, request.cam_method, cancel
+        )
+        cam = yield from _tiled_stage(steps, 0.7, 0.95)
     yield prediction, cam, tiled
+
+
+def _slide_stage(steps: Iterator[Any]) -> Generator[Any, None, Any]:
+    """Relay the slide engine's events (and progress in [0.1, 0.7]); returns its result."""
+    from napari_pathreview.inference.progress import Progress
+    from napari_pathreview.inference.slides import SlideBatch, SlideResult
+
+    result = None
+    for item in steps:
+        if isinstance(item, SlideResult):
+            result = item
+        elif isinstance(item, Progress) and item.cancelled:
+            raise AnalysisCancelled("analysis cancelled; nothing was added.")
+        else:
+            yield item
+            if isinstance(item, SlideBatch):
+                fraction = item.done / item.total if item.total else 1.0
+                yield AnalysisProgress(f"classifying tiles: {item.message}", 0.1 + 0.6 * fraction)
+    return result
+
+
+def _tiled_stage(
+    steps: Iterator[Any], low: float, high: float
+) -> Generator[AnalysisProgress, None, Any]:
+    """Relay a tiled generator's progress into [low, high]; returns its result (cancel raises)."""
+    from napari_pathreview.inference.progress import Progress
+
+    result = None
+    for item in steps:
+        if not isinstance(item, Progress):
+            result = item
+        elif item.cancelled:
+            raise AnalysisCancelled("analysis cancelled; nothing was added.")
+        else:
+            fraction = item.done / item.total if item.total else 1.0
+            yield AnalysisProgress(item.message or "tiles", low + (high - low) * fraction)
+    return result
 
 
 def _fraction(progress: Any) -> float:
@@ -335,7 +401,7 @@ def _target(card: Any, target_class: str | None) -> str | None:
 def _prediction_from_tiled(predictor: Any, tiled: Any) -> Any:
     """The image-level prediction of a tiled run: mean over tissue tiles, then the card's rule."""
     mean = tiled.aggregate.get("mean") or {}
-    if not mean:
+    if not mean or not all(np.isfinite(float(v)) for v in mean.values()):
         raise InvalidInputError(
             "no tissue tile found in the image; check the image or untick tissue skipping."
         )

@@ -1,0 +1,286 @@
+"""Slide results kept on disk, so reopening a slide and pressing Run again is instant.
+
+An entry is keyed by everything that changes the numbers: the slide's content fingerprint,
+the model (name@version and the sha256 of its weights), its preprocessing spec, the stain and
+TTA settings, and the tiling settings. It is a zarr group (probability maps, coverage, the tile
+table; the grid and aggregates as attributes) plus ``tiles.geojson``, the tile predictions as
+QuPath-importable GeoJSON. The cache has a size limit: least recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import InvalidInputError
+
+__all__ = ["CacheEntry", "SlideCache", "cache_key", "read_result", "tiles_geojson", "write_result"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 2 * 2**30
+"""Default cache size limit (2 GiB); ``$PATHREVIEW_CACHE_MAX_MB`` overrides it."""
+
+ENGINE_VERSION = 1
+"""Bumped when the engine's output for the same inputs changes (invalidates old entries)."""
+
+
+def cache_key(slide_fingerprint: str, predictor: Any, settings: Any) -> tuple[str, dict]:
+    """(sha256 hex key, the JSON-able fields it was computed from)."""
+    card = predictor.card
+    spec = getattr(card, "preprocess", None)
+    normalizer = getattr(predictor, "normalizer", None)
+    stain_state = normalizer.to_dict() if hasattr(normalizer, "to_dict") else None
+    fields = {
+        "engine": ENGINE_VERSION,
+        "slide": slide_fingerprint,
+        "model": predictor.model_ref,
+        "weights": getattr(card, "weights_sha256", None),
+        "preprocess": spec.to_dict() if hasattr(spec, "to_dict") else repr(predictor.spec),
+        "stain": predictor.stain_name,
+        "stain_state": stain_state,
+        "tta": predictor.tta,
+        "settings": settings.cache_fields(),
+    }
+    text = json.dumps(fields, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest(), fields
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def tiles_geojson(result: Any) -> dict[str, Any]:
+    """Tile predictions as a GeoJSON FeatureCollection QuPath imports (level-0 x, y pixels)."""
+    grid = result.grid
+    features = []
+    for row, col, probs in zip(
+        result.tile_rows, result.tile_cols, result.tile_probabilities, strict=True
+    ):
+        y0, x0 = float(row) * grid.cell[0], float(col) * grid.cell[1]
+        y1, x1 = y0 + grid.cell[0], x0 + grid.cell[1]
+        ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        label = result.classes[int(np.argmax(probs))]
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "tile",
+                    "classification": {"name": label},
+                    "measurements": {
+                        f"P({name})": float(p)
+                        for name, p in zip(result.classes, probs, strict=True)
+                    },
+                    "model": result.model_ref,
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) -> Path:
+    """Write a ``SlideResult`` as ``folder/result.zarr`` + ``folder/tiles.geojson`` atomically."""
+    import zarr
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    group = zarr.open_group(str(tmp / "result.zarr"), mode="w")
+    group.create_array("prob_maps", data=np.asarray(result.prob_maps, np.float32))
+    group.create_array("coverage", data=np.asarray(result.coverage, bool))
+    tiles = np.stack([result.tile_rows, result.tile_cols], axis=1).astype(np.int32)
+    group.create_array("tile_cells", data=tiles.reshape(-1, 2))
+    group.create_array("tile_probabilities", data=np.asarray(result.tile_probabilities, np.float32))
+    attrs = {
+        "grid": json.loads(json.dumps(asdict(result.grid))),
+        "classes": list(result.classes),
+        "model_ref": result.model_ref,
+        "aggregate": result.aggregate,
+        "tissue_area_mm2": _finite(result.tissue_area_mm2),
+        "n_failed": int(result.n_failed),
+        "tiles_per_s": float(result.tiles_per_s),
+        "seconds": float(result.seconds),
+        "settings": result.settings,
+        "meta": meta or {},
+    }
+    group.attrs.update(json.loads(json.dumps(attrs, default=_json_default)))
+    (tmp / "tiles.geojson").write_text(json.dumps(tiles_geojson(result)))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def read_result(folder: Path) -> Any:
+    """The ``SlideResult`` stored by :func:`write_result`."""
+    import zarr
+
+    from napari_pathreview.inference.slides import SlideGrid, SlideResult
+
+    group = zarr.open_group(str(Path(folder) / "result.zarr"), mode="r")
+    attrs = dict(group.attrs)
+    grid_fields = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs["grid"].items()}
+    cells = np.asarray(group["tile_cells"][:]).reshape(-1, 2)
+    area = attrs.get("tissue_area_mm2")
+    return SlideResult(
+        grid=SlideGrid(**grid_fields),
+        classes=tuple(attrs["classes"]),
+        model_ref=attrs["model_ref"],
+        prob_maps=np.asarray(group["prob_maps"][:]),
+        coverage=np.asarray(group["coverage"][:]),
+        tile_rows=cells[:, 0].astype(int),
+        tile_cols=cells[:, 1].astype(int),
+        tile_probabilities=np.asarray(group["tile_probabilities"][:]),
+        aggregate=attrs["aggregate"],
+        tissue_area_mm2=float("nan") if area is None else float(area),
+        n_failed=int(attrs.get("n_failed", 0)),
+        tiles_per_s=float(attrs.get("tiles_per_s", 0.0)),
+        seconds=float(attrs.get("seconds", 0.0)),
+        settings=attrs.get("settings", {}),
+    )
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+class CacheEntry:
+    """One cached slide result: where it is, what it holds, how big it is."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.key = folder.name
+        info = folder / "key.json"
+        self.fields = json.loads(info.read_text()) if info.is_file() else {}
+        self.bytes = _folder_bytes(folder)
+        self.used = folder.stat().st_mtime
+
+    @property
+    def slide(self) -> str:
+        return str(self.fields.get("slide_path", ""))
+
+
+class SlideCache:
+    """The on-disk result cache under ``$PATHREVIEW_HOME/cache/slides``.
+
+    Args:
+        root: Folder (default: the home folder's ``cache/slides``).
+        max_bytes: Size limit; least recently used entries are evicted past it.
+    """
+
+    def __init__(self, root: str | Path | None = None, max_bytes: int | None = None) -> None:
+        if root is None:
+            from napari_pathreview.home import pathreview_home
+
+            root = pathreview_home() / "cache" / "slides"
+        self.root = Path(root)
+        if max_bytes is None:
+            env = os.environ.get("PATHREVIEW_CACHE_MAX_MB")
+            try:
+                max_bytes = int(float(env) * 2**20) if env else DEFAULT_MAX_BYTES
+            except ValueError as error:
+                raise InvalidInputError(
+                    f"PATHREVIEW_CACHE_MAX_MB must be a number of megabytes, got {env!r}"
+                ) from error
+        if max_bytes <= 0:
+            raise InvalidInputError(f"cache size limit must be positive, got {max_bytes} bytes")
+        self.max_bytes = int(max_bytes)
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> Any | None:
+        """The cached result for ``key`` (and mark it recently used), or None."""
+        folder = self.folder(key)
+        if not (folder / "result.zarr").exists():
+            return None
+        try:
+            result = read_result(folder)
+        except Exception as error:  # a damaged entry is dropped, not fatal
+            logger.warning("dropping unreadable cache entry %s: %s", folder, error)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        os.utime(folder)
+        return result
+
+    def put(self, key: str, result: Any, fields: dict[str, Any]) -> Path:
+        """Store a result under ``key``, then evict old entries past the size limit."""
+        folder = write_result(self.folder(key), result, meta=fields)
+        (folder / "key.json").write_text(json.dumps(fields, default=_json_default, indent=1))
+        self.evict(keep=key)
+        return folder
+
+    def entries(self) -> list[CacheEntry]:
+        """Entries, most recently used first."""
+        if not self.root.is_dir():
+            return []
+        found = [CacheEntry(f) for f in self.root.iterdir() if (f / "result.zarr").exists()]
+        return sorted(found, key=lambda e: e.used, reverse=True)
+
+    def evict(self, keep: str | None = None) -> list[str]:
+        """Remove least recently used entries until the cache fits; returns removed keys."""
+        entries = self.entries()
+        total = sum(e.bytes for e in entries)
+        removed = []
+        for entry in reversed(entries):
+            if total <= self.max_bytes:
+                break
+            if entry.key == keep:
+                continue
+            shutil.rmtree(entry.folder, ignore_errors=True)
+            total -= entry.bytes
+            removed.append(entry.key)
+        if removed:
+            logger.info("cache over %d bytes: evicted %d entries", self.max_bytes, len(removed))
+        return removed
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many."""
+        entries = self.entries()
+        for entry in entries:
+            shutil.rmtree(entry.folder, ignore_errors=True)
+        return len(entries)
+
+
+def cached_slide(
+    predictor: Any, source: Any, settings: Any, cache: SlideCache | None, cancel: Any = None
+) -> Any:
+    """:func:`slides.iter_slide`, served from ``cache`` when the same run was done before.
+
+    Yields the same events; a cache hit yields only the ``SlideResult`` (nothing to stream).
+    """
+    from napari_pathreview.inference.slides import SlideResult, iter_slide
+
+    if cache is None:
+        yield from iter_slide(predictor, source, settings, cancel)
+        return
+    key, fields = cache_key(source.fingerprint, predictor, settings)
+    hit = cache.get(key)
+    if hit is not None:
+        logger.info("slide result served from cache %s", key[:12])
+        yield hit
+        return
+    fields = {**fields, "slide_path": str(getattr(source, "path", "")), "cached_at": time.time()}
+    for item in iter_slide(predictor, source, settings, cancel):
+        if isinstance(item, SlideResult):
+            cache.put(key, item, fields)
+        yield item

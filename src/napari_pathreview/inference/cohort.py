@@ -1,0 +1,359 @@
+"""Cohort runs: one task per slide on Dask distributed, a local cluster or a running one.
+
+Each task opens its slide, runs the slide engine (``slides.iter_slide``) with a predictor the
+worker keeps between tasks, and writes ``slides/<stem>/`` (result.zarr + tiles.geojson) under
+the output folder. The driver collects one row of slide-level aggregates per slide into
+``slides.csv`` and one row per failed slide into ``failures.csv``; a failing slide never stops
+the others, and slides already in ``slides.csv`` with their folder present are skipped.
+``workers=0`` runs the same tasks in this process (no Dask), which the tests compare against.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_pathreview.errors import InvalidInputError, PathReviewError
+
+__all__ = [
+    "CohortJob",
+    "CohortSummary",
+    "SchedulerUnreachableError",
+    "default_workers",
+    "run_cohort",
+    "slide_task",
+]
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5
+"""Seconds to wait for a scheduler address to answer before giving up."""
+
+SLIDE_SUFFIXES = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".mrxs",
+    ".scn",
+    ".bif",
+    ".vms",
+    ".vmu",
+    ".svslide",
+    ".dcm",
+)
+
+
+class SchedulerUnreachableError(PathReviewError):
+    """No Dask scheduler answered at the given address."""
+
+
+@dataclass(frozen=True)
+class CohortJob:
+    """What every slide task needs (picklable: it travels to the workers).
+
+    Attributes:
+        model_ref: ``NAME`` or ``NAME@VERSION`` in the registry.
+        out: Output folder.
+        settings: ``slides.SlideSettings`` as a dict.
+        device, stain, tta: Predictor settings.
+        home: ``$PATHREVIEW_HOME`` the workers read the registry from.
+    """
+
+    model_ref: str
+    out: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    stain: str | None = None
+    tta: str = "none"
+    home: str | None = None
+
+    def slide_key(self, path: Path) -> str:
+        """Identifies (slide file, model, settings) so re-runs skip finished slides."""
+        stat = path.stat() if path.exists() else None
+        text = json.dumps(
+            [
+                str(path.resolve()),
+                stat.st_size if stat else None,
+                self.model_ref,
+                self.settings,
+                self.stain,
+                self.tta,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What a cohort run did: rows written, slides skipped as finished, failures."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[str]
+    failures: list[dict[str, str]]
+    slides_csv: Path
+    failures_csv: Path
+
+
+def default_workers() -> int:
+    """One worker per GPU, else one per four CPU cores (each worker runs torch's own threads)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_predictor(model_ref: str, device: str, stain: str | None, tta: str, home: str | None):
+    """A predictor per worker process and model, loaded once and reused across its slides."""
+    if home:
+        os.environ["PATHREVIEW_HOME"] = home
+    from napari_pathreview.inference.predictor import Predictor
+
+    return Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
+
+
+def _worker_device(device: str) -> str:
+    """On a multi-GPU machine, local worker N takes GPU N mod count (one worker per GPU)."""
+    if device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):  # not on a Dask worker
+        return device
+    index = name if isinstance(name, int) else sum(map(ord, str(name)))
+    return f"cuda:{index % count}"
+
+
+def _row(path: Path, stem: str, key: str, result: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "slide": stem,
+        "path": str(path),
+        "key": key,
+        "model": result.model_ref,
+        "um_per_px": result.grid.um_per_px,
+        "n_tiles": int(len(result.tile_probabilities)),
+        "n_failed_tiles": int(result.n_failed),
+        "tissue_area_mm2": round(float(result.tissue_area_mm2), 6),
+    }
+    for how in ("mean", "max", "topk_mean"):
+        for name, value in result.aggregate[how].items():
+            row[f"{how}_{name}"] = round(float(value), 6)
+    row["seconds"] = round(float(result.seconds), 3)
+    row["tiles_per_s"] = round(float(result.tiles_per_s), 2)
+    return row
+
+
+def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
+    """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row."""
+    from napari_pathreview.inference.cache import write_result
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slides import SlideSettings, predict_slide
+
+    settings = SlideSettings(**job.settings)
+    slide_um = settings.slide_um_per_px
+    device = _worker_device(job.device)
+    predictor = _worker_predictor(job.model_ref, device, job.stain, job.tta, job.home)
+    source = as_slide(Path(path), um_per_px=slide_um)
+    try:
+        result = predict_slide(predictor, source, settings)
+    finally:
+        source.close()
+    key = job.slide_key(Path(path))
+    write_result(Path(job.out) / "slides" / stem, result, meta={"key": key, "path": str(path)})
+    return _row(Path(path), stem, key, result)
+
+
+def expand_slides(items: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to the slides directly inside them (sorted)."""
+    paths: list[Path] = []
+    for item in items:
+        item = Path(item)
+        if item.is_dir() and not any(p.suffix.lower() == ".dcm" for p in item.iterdir()):
+            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES))
+        else:
+            paths.append(item)
+    if not paths:
+        raise InvalidInputError("no slides given (folders held no slide files)")
+    return paths
+
+
+def _stems(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = path.stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    header: list[str] = []
+    for row in rows:
+        header.extend(k for k in row if k not in header)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header or ["slide"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_cohort(
+    slides: Iterable[str | Path],
+    job: CohortJob,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> CohortSummary:
+    """Run every slide once; see the module docstring for the outputs.
+
+    Args:
+        slides: Slide files or folders of them.
+        job: Model, output folder and settings.
+        scheduler: ``tcp://host:port`` of a running Dask scheduler; None starts a LocalCluster.
+        workers: LocalCluster workers (None: :func:`default_workers`; 0: no Dask, in-process).
+        progress: Show a progress bar over the cohort.
+
+    Raises:
+        SchedulerUnreachableError: ``scheduler`` did not answer within ``CONNECT_TIMEOUT_S``.
+    """
+    paths = expand_slides(slides)
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    slides_csv, failures_csv = out / "slides.csv", out / "failures.csv"
+    done = {r["key"]: r for r in _read_rows(slides_csv) if "key" in r}
+    todo, skipped = [], []
+    for path, stem in zip(paths, _stems(paths), strict=True):
+        key = job.slide_key(path)
+        if key in done and (out / "slides" / stem / "result.zarr").exists():
+            skipped.append(str(path))
+        else:
+            todo.append((path, stem))
+    if skipped:
+        logger.info("skipping %d finished slide(s)", len(skipped))
+    rows, failures = _dispatch(todo, job, scheduler, workers, progress)
+    kept = [r for r in done.values() if r["path"] not in {str(p) for p, _ in todo}]
+    _write_rows(slides_csv, kept + rows)
+    _write_rows(failures_csv, failures)
+    return CohortSummary(rows, skipped, failures, slides_csv, failures_csv)
+
+
+def _dispatch(
+    todo: list[tuple[Path, str]],
+    job: CohortJob,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    bar = tqdm(total=len(todo), desc="slides", unit="slide", disable=not progress or not todo)
+
+    def record(path: Path, outcome: Any, error: BaseException | None) -> None:
+        if error is None:
+            rows.append(outcome)
+        else:
+            logger.warning("%s failed: %s", path, error)
+            failures.append({"path": str(path), "error": f"{type(error).__name__}: {error}"})
+        bar.update(1)
+
+    if not todo:
+        bar.close()
+        return rows, failures
+    if workers == 0 and scheduler is None:
+        for path, stem in todo:
+            try:
+                record(path, slide_task(str(path), stem, job), None)
+            except Exception as error:  # one slide's failure must not stop the cohort
+                record(path, None, error)
+    else:
+        _on_dask(todo, job, scheduler, workers, record)
+    bar.close()
+    order = {str(p): i for i, (p, _) in enumerate(todo)}
+    rows.sort(key=lambda r: order[r["path"]])
+    return rows, failures
+
+
+def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s"), None
+        except (OSError, TimeoutError) as error:
+            raise SchedulerUnreachableError(
+                f"no Dask scheduler answered at {scheduler} within {CONNECT_TIMEOUT_S} s "
+                f"({type(error).__name__}); start one with `dask scheduler` (and "
+                "`dask worker ADDRESS` on each machine) or leave out --scheduler to use a "
+                "local cluster."
+            ) from error
+    cluster = LocalCluster(
+        n_workers=workers or default_workers(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    return Client(cluster), cluster
+
+
+def _on_dask(
+    todo: list[tuple[Path, str]],
+    job: CohortJob,
+    scheduler: str | None,
+    workers: int | None,
+    record: Any,
+) -> None:
+    from distributed import as_completed
+
+    client, cluster = _client(scheduler, workers)
+    try:
+        futures = {
+            client.submit(slide_task, str(path), stem, job, pure=False): path for path, stem in todo
+        }
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                record(path, future.result(), None)
+            except Exception as error:  # the worker's exception, re-raised here
+                record(path, None, error)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def job_from_settings(model_ref: str, out: Path, settings: Any, **kwargs: Any) -> CohortJob:
+    """A :class:`CohortJob` from ``slides.SlideSettings`` (stored as a plain dict)."""
+    from napari_pathreview.home import HOME_ENV
+
+    return CohortJob(model_ref, str(out), asdict(settings), home=os.environ.get(HOME_ENV), **kwargs)

@@ -1,0 +1,154 @@
+"""Tiles read and decoded in a thread pool ahead of the model, batched, run without autograd.
+
+Decoding (JPEG/LZW tiles in the TIFF or OpenSlide C code, and OpenCV's area resize) releases
+the GIL, so a few reader threads keep the next batches ready while the model computes the
+current one. Only ``batch × prefetch`` decoded tiles are ever held, whatever the slide size,
+so memory stays bounded. A tile that cannot be read is counted and skipped (the caller decides
+when too many failures mean the slide is broken); CUDA out-of-memory halves the batch and the
+run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cv2
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError
+
+__all__ = ["ReadyBatch", "TileReader", "forward_tiles", "run_batches"]
+
+logger = logging.getLogger(__name__)
+
+
+class TileReader:
+    """Reads one grid cell's tile at the model's resolution (thread-safe if the source is)."""
+
+    def __init__(self, source: Any, grid: Any) -> None:
+        self.source = source
+        self.grid = grid
+
+    def __call__(self, row: int, col: int) -> np.ndarray:
+        """RGB uint8 tile of ``grid.tile_size``: read on ``grid.level``, area-resized."""
+        y, x = self.grid.read_origin(row, col)
+        h, w = self.grid.read_size
+        region = np.asarray(self.source.read_region(self.grid.level, y, x, h, w))
+        if region.shape[:2] != (h, w):
+            raise ImageReadError(f"tile ({row}, {col}) came back {region.shape}, not {(h, w)}")
+        th, tw = self.grid.tile_size
+        if (h, w) != (th, tw):
+            shrink = h * w > th * tw
+            region = cv2.resize(
+                region, (tw, th), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
+        return np.ascontiguousarray(region[..., :3])
+
+
+@dataclass(frozen=True)
+class ReadyBatch:
+    """A classified batch: cells, their probabilities, and the tiles that failed to read."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    probabilities: np.ndarray
+    failed: int = 0
+    error: str = ""
+
+
+def forward_tiles(predictor: Any, tiles: list[np.ndarray]) -> np.ndarray:
+    """N×C probabilities of model-size tiles (no resize or crop), halving the batch on OOM."""
+    import torch
+
+    from napari_pathreview.inference.device import is_out_of_memory
+
+    spec = replace(predictor.spec, resize=None, crop="none")
+    out: list[np.ndarray] = []
+    start = 0
+    with torch.inference_mode():
+        while start < len(tiles):
+            step = int(getattr(predictor, "images_per_forward", predictor.batch_size))
+            chunk = tiles[start : start + step]
+            try:
+                x = predictor.prepare(chunk, spec)
+                out.append(predictor._forward(x).cpu().numpy())
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error) or predictor.batch_size == 1:
+                    raise
+                predictor.batch_size = max(1, predictor.batch_size // 2)
+                logger.warning("out of memory: batch size halved to %d", predictor.batch_size)
+                if predictor.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+    return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, reader: TileReader, cells: np.ndarray, ahead: int
+) -> Iterator[tuple[int, int, Future]]:
+    """(row, col, future) in grid order, keeping at most ``ahead`` reads in flight."""
+    queue: deque[tuple[int, int, Future]] = deque()
+    for row, col in cells:
+        queue.append((int(row), int(col), pool.submit(reader, int(row), int(col))))
+        if len(queue) >= ahead:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+def run_batches(
+    predictor: Any,
+    reader: TileReader,
+    cells: np.ndarray,
+    settings: Any,
+    cancel: threading.Event | None = None,
+) -> Iterator[ReadyBatch | None]:
+    """Classified batches over ``cells``; a final None means ``cancel`` stopped the run."""
+    if settings.batch_size is not None:
+        predictor.batch_size = int(settings.batch_size)
+    size = max(1, int(getattr(predictor, "images_per_forward", predictor.batch_size)))
+    ahead = max(size * int(settings.prefetch), int(settings.read_workers))
+    pool = ThreadPoolExecutor(max_workers=int(settings.read_workers), thread_name_prefix="tiles")
+    try:
+        tiles: list[np.ndarray] = []
+        where: list[tuple[int, int]] = []
+        failed, error = 0, ""
+        for row, col, future in _read_ahead(pool, reader, cells, ahead):
+            try:
+                tiles.append(future.result())
+                where.append((row, col))
+            except ImageReadError as problem:
+                failed, error = failed + 1, str(problem)
+                logger.warning("skipping tile (%d, %d): %s", row, col, problem)
+            if len(tiles) >= size or failed >= size:  # failures surface batch by batch too
+                if cancel is not None and cancel.is_set():
+                    yield None
+                    return
+                yield _classify(predictor, tiles, where, failed, error)
+                tiles, where, failed, error = [], [], 0, ""
+        if tiles or failed:
+            if cancel is not None and cancel.is_set():
+                yield None
+                return
+            yield _classify(predictor, tiles, where, failed, error)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _classify(
+    predictor: Any, tiles: list[np.ndarray], where: list[tuple[int, int]], failed: int, error: str
+) -> ReadyBatch:
+    cells = np.asarray(where, int).reshape(-1, 2)
+    probs = (
+        forward_tiles(predictor, tiles)
+        if tiles
+        else np.zeros((0, len(predictor.classes)), np.float32)
+    )
+    return ReadyBatch(cells[:, 0], cells[:, 1], probs, failed, error)

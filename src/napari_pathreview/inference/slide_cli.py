@@ -1,0 +1,170 @@
+"""``pathreview predict-slides`` and ``pathreview cache list|clear``.
+
+Only argparse at import time; torch, Dask and zarr load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.tta import TTA_MODES
+
+logger = logging.getLogger(__name__)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Attach ``predict-slides`` and ``cache`` to the ``pathreview`` parser."""
+    run = subparsers.add_parser(
+        "predict-slides",
+        help="classify whole slides at the model's µm/px (Dask) → slides.csv, zarr, GeoJSON",
+    )
+    run.add_argument("slides", nargs="+", type=Path, help="slide files or folders of slides")
+    run.add_argument("--model", required=True, help="registered model: NAME or NAME@VERSION")
+    run.add_argument("--out", required=True, type=Path, help="output folder")
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://host:8786); default: a local cluster",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local cluster workers (default: one per GPU, else per 4 cores; 0 = no Dask)",
+    )
+    run.add_argument("--device", choices=DEVICES, default="auto")
+    run.add_argument("--stain", default=None, help="stain method (default: the card's)")
+    run.add_argument("--tta", choices=TTA_MODES, default="none")
+    add_tiling_options(run)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_predict_slides)
+
+    cache = subparsers.add_parser("cache", help="the slide result cache: list or clear it")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    actions.add_parser("list", help="cached slide results, most recent first").set_defaults(
+        handler=_cache_list
+    )
+    actions.add_parser("clear", help="remove every cached slide result").set_defaults(
+        handler=_cache_clear
+    )
+
+
+def add_tiling_options(parser: argparse.ArgumentParser) -> None:
+    """The slide-engine settings as options (shared with any command that tiles slides)."""
+    parser.add_argument(
+        "--mode",
+        choices=("matched", "preview"),
+        default="matched",
+        help="matched: tile at the model's µm/px (default); preview: a coarse level, fast",
+    )
+    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 0.9]")
+    parser.add_argument(
+        "--min-tissue", type=float, default=0.25, help="least tissue fraction of a tile"
+    )
+    parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward")
+    parser.add_argument("--read-workers", type=int, default=4, help="tile reader threads")
+    parser.add_argument(
+        "--model-um-per-px",
+        type=float,
+        default=None,
+        help="the model's training resolution, for cards registered without one",
+    )
+    parser.add_argument(
+        "--slide-um-per-px",
+        "--mpp",
+        dest="slide_um_per_px",
+        type=float,
+        default=None,
+        help="level-0 µm per pixel of slides whose files do not state it (never guessed)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace):
+    """``SlideSettings`` from the tiling options (validated: bad values name the option)."""
+    from napari_pathreview.inference.slides import SlideSettings
+
+    return SlideSettings(
+        mode=args.mode,
+        overlap=args.overlap,
+        min_tissue=args.min_tissue,
+        tissue=not args.no_tissue,
+        batch_size=args.batch_size,
+        read_workers=args.read_workers,
+        model_um_per_px=args.model_um_per_px,
+        slide_um_per_px=args.slide_um_per_px,
+    )
+
+
+def _predict_slides(args: argparse.Namespace) -> int:
+    from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
+    from napari_pathreview.registry import ModelRegistry, parse_model_ref
+
+    if args.workers is not None and args.workers < 0:
+        raise InvalidInputError("--workers must be 0 (no Dask) or more")
+    settings = settings_from_args(args)
+    missing = [str(p) for p in args.slides if not p.exists()]
+    if missing:
+        raise InvalidInputError(f"no such slide file or folder: {', '.join(missing)}")
+    expand_slides(args.slides)
+    name, version = parse_model_ref(args.model)
+    card = ModelRegistry().card(name, version)  # fails fast on an unknown model
+    if settings.mode == "matched":
+        from napari_pathreview.inference.slides import model_um_per_px
+
+        model_um_per_px(card, settings)  # a card without a resolution is refused up front
+    job = job_from_settings(
+        f"{card.name}@{card.version}",
+        args.out,
+        settings,
+        device=args.device,
+        stain=args.stain,
+        tta=args.tta,
+    )
+    summary = run_cohort(
+        args.slides,
+        job,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(summary.rows)} slide(s) done, {len(summary.skipped)} skipped as finished, "
+        f"{len(summary.failures)} failed → {summary.slides_csv}"
+    )
+    if summary.failures:
+        print(f"failures: {summary.failures_csv}")
+    return 1 if summary.failures else 0
+
+
+def _cache_list(args: argparse.Namespace) -> int:
+    from napari_pathreview.inference.cache import SlideCache
+
+    cache = SlideCache()
+    entries = cache.entries()
+    total = sum(e.bytes for e in entries)
+    print(
+        f"{len(entries)} cached slide result(s), {total / 2**20:.1f} MiB of "
+        f"{cache.max_bytes / 2**20:.0f} MiB, in {cache.root}"
+    )
+    for entry in entries:
+        fields = entry.fields
+        um = (fields.get("settings") or {}).get("mode", "")
+        print(
+            f"{entry.key[:12]}  {entry.bytes / 2**20:8.2f} MiB  {fields.get('model', '?'):<20} "
+            f"{um:<8} {entry.slide}"
+        )
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    from napari_pathreview.inference.cache import SlideCache
+
+    removed = SlideCache().clear()
+    print(f"removed {removed} cached slide result(s)")
+    return 0

@@ -1,0 +1,233 @@
+"""What every reader shares: ``LoadedImage``, the modalities and the pixel contract.
+
+Readers (:mod:`.raster`, :mod:`.slides`, :mod:`.mammograms`, :mod:`.wsi`) import this module
+and nothing of each other; :mod:`.images` dispatches to them by suffix. Keeping the shared
+part here is what keeps the io package free of import cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.breakhis import parse_breakhis_name
+from napari_pathreview.io.mias import (
+    MIAS_MM_PER_PX,
+    MIAS_SIZE,
+    find_mias_annotations,
+    mias_metadata,
+    mias_refnum,
+)
+
+RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".pnm", ".bmp"})
+TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+OPENSLIDE_SUFFIXES = frozenset(
+    {".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide", ".tif", ".tiff", ".svs"}
+)
+"""Everything OpenSlide reads by name (generic TIFFs and SVS go to tifffile first)."""
+SLIDE_SUFFIXES = TIFF_SUFFIXES | OPENSLIDE_SUFFIXES
+IMAGE_SUFFIXES = RASTER_SUFFIXES | SLIDE_SUFFIXES | DICOM_SUFFIXES
+"""Every file suffix ``load_image`` opens: the one source other modules list formats from."""
+
+HISTOLOGY = "histology"
+MAMMOGRAM = "mammogram"
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An opened image and what its file said about it.
+
+    Attributes:
+        data: Level 0: RGB uint8 H×W×3 (histology) or grayscale H×W uint8/uint16
+            (mammogram). For pyramidal files a lazy array (dask), never read whole.
+        levels: All resolution levels, largest first; length 1 for plain images.
+        modality: "histology" or "mammogram".
+        metadata: JSON-able file facts; readers put it under ``layer.metadata["pathreview"]``.
+        scale: (row, col) pixel spacing of level 0: µm for histology when the file (or
+            the dataset) states it, mm for DICOM mammograms, else 1.0 (pixels).
+        path: The file that was read.
+        um_per_px: Level-0 pixel size in µm (histology), None when unknown.
+        slide: The open :class:`~napari_pathreview.io.wsi.SlideSource` behind a whole
+            slide (regions at any level, associated images), None for plain images.
+    """
+
+    data: Any
+    levels: list[Any]
+    modality: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    scale: tuple[float, float] = (1.0, 1.0)
+    path: Path | None = None
+    um_per_px: float | None = None
+    slide: Any = None
+
+    @property
+    def multiscale(self) -> bool:
+        """True when the image has several resolution levels (a slide pyramid)."""
+        return len(self.levels) > 1
+
+    @property
+    def scale_unit(self) -> str:
+        """The unit of ``scale``: "µm", "mm" or "pixel"."""
+        if self.um_per_px:
+            return "µm"
+        if "pixel_spacing_mm" in self.metadata:
+            return "mm"
+        return "pixel"
+
+
+def is_supported_image(path: str | Path) -> bool:
+    """True for file suffixes ``load_image`` can open."""
+    return Path(str(path)).suffix.lower() in IMAGE_SUFFIXES
+
+
+def has_dicom_preamble(path: Path) -> bool:
+    """DICOM Part 10 files carry "DICM" at byte 128, whatever their name."""
+    with open(path, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
+def _bit_depth_max(array: np.ndarray) -> float:
+    """The full-scale value of an unsigned integer image: 2**bits - 1 for the bits in use.
+
+    A 12-bit mammogram stored as uint16 is scaled by 4095, not 65535, so it is not
+    rendered nearly black; 8-bit content in a uint16 container stays as bright as it was.
+    """
+    peak = int(array.max()) if array.size else 0
+    bits = max(8, math.ceil(math.log2(peak + 1))) if peak > 0 else 8
+    return float(2**bits - 1)
+
+
+def _gray_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale one channel (any numeric dtype) to uint8, deliberately per dtype."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        scaled = array.astype(np.float64) * (255.0 / _bit_depth_max(array))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    values = array.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("image holds NaN or infinite values; cannot convert to uint8")
+    low, high = float(values.min()), float(values.max())
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
+        return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    if high <= low:  # constant signed/float image: mid-grey carries no information anyway
+        return np.zeros(array.shape, dtype=np.uint8)
+    return np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+
+
+def to_rgb_uint8(array: Any) -> np.ndarray:
+    """Convert any 2-D image to RGB uint8 H×W×3, the input every model expects.
+
+    Grayscale (H×W or H×W×1) is replicated to three channels; grey+alpha and RGBA are
+    composited on white (slide background is white, so transparent corners of a tile do
+    not read as tissue); uint16 is rescaled by its bit depth; float in [0, 1] is ×255,
+    other floats and signed integers are min-max scaled.
+
+    Raises:
+        InvalidInputError: The array is not H×W, H×W×1, H×W×2, H×W×3 or H×W×4, or holds NaN.
+    """
+    image = np.asarray(array)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
+        raise InvalidInputError(
+            f"expected an image shaped H×W, H×W×1, H×W×3 or H×W×4, got {image.shape}"
+        )
+    channels = image.shape[-1]
+    has_alpha = channels in (2, 4)
+    colour = image[..., : channels - 1] if has_alpha else image
+    colour8 = _gray_to_uint8(colour)  # all channels scaled together: keeps the colour balance
+    if colour8.shape[-1] == 1:
+        colour8 = np.repeat(colour8, 3, axis=-1)
+    if not has_alpha:
+        return np.ascontiguousarray(colour8)
+    alpha = _gray_to_uint8(image[..., -1]).astype(np.float32)[..., None] / 255.0
+    composited = colour8.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
+
+
+def modality_of(array_shape: tuple[int, ...], path: Path) -> str:
+    """Colour → histology; single channel → mammogram; BreaKHis names are always histology."""
+    if parse_breakhis_name(path.name) is not None:
+        return HISTOLOGY
+    if len(array_shape) == 2 or (len(array_shape) == 3 and array_shape[-1] in (1, 2)):
+        return MAMMOGRAM
+    return HISTOLOGY
+
+
+def normalize_pixels(array: np.ndarray, modality: str) -> np.ndarray:
+    """Bring decoded pixels to the contract: RGB uint8 histology, grey uint8/uint16 mammograms."""
+    if modality == HISTOLOGY:
+        return to_rgb_uint8(array)
+    if array.ndim == 3:
+        # grey + alpha: composite on white and keep one channel; otherwise the first channel
+        array = to_rgb_uint8(array)[..., 0] if array.shape[-1] == 2 else array[..., 0]
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.unsignedinteger) and array.max() <= 65535:
+        return array.astype(np.uint16)
+    return _gray_to_uint8(array)
+
+
+def base_metadata(path: Path, modality: str) -> dict[str, Any]:
+    """``metadata["pathreview"]`` common part plus what the file name or neighbours say."""
+    metadata: dict[str, Any] = {"modality": modality, "source_path": str(path.resolve())}
+    info = parse_breakhis_name(path.name)
+    if info is not None:
+        metadata.update(info.as_metadata())
+    if mias_refnum(path) is not None:
+        annotations = find_mias_annotations(path)
+        if annotations:
+            metadata.update(mias_metadata(annotations))
+        else:
+            refnum = mias_refnum(path)
+            woman = (int(refnum[3:]) + 1) // 2  # consecutive numbers are one woman's breasts
+            metadata.update({"dataset": "MIAS", "refnum": refnum, "patient_id": str(woman)})
+    return metadata
+
+
+def _is_mias_film(path: Path, pixels: np.ndarray, modality: str) -> bool:
+    """A mini-MIAS film at its published 1024² size: its pixel size is documented (0.2 mm)."""
+    return (
+        modality == MAMMOGRAM
+        and mias_refnum(path) is not None
+        and tuple(pixels.shape[:2]) == (MIAS_SIZE, MIAS_SIZE)
+    )
+
+
+def finish_loaded(
+    path: Path,
+    array: np.ndarray,
+    extra: dict[str, Any] | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> LoadedImage:
+    """Build the ``LoadedImage`` of a fully decoded single-level image."""
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+        raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
+    modality = modality_of(array.shape, path)
+    try:
+        pixels = normalize_pixels(array, modality)
+    except InvalidInputError as error:
+        raise ImageReadError(f"{path}: {error}") from error
+    metadata = base_metadata(path, modality)
+    metadata["original_dtype"] = str(array.dtype)
+    metadata["original_shape"] = list(array.shape)
+    metadata.update(extra or {})
+    um_per_px = metadata.get("um_per_px") if modality == HISTOLOGY else None
+    if um_per_px and scale == (1.0, 1.0):
+        scale = (float(um_per_px), float(um_per_px))
+    if _is_mias_film(path, pixels, modality) and scale == (1.0, 1.0):
+        metadata["pixel_spacing_mm"] = [MIAS_MM_PER_PX, MIAS_MM_PER_PX]
+        scale = (MIAS_MM_PER_PX, MIAS_MM_PER_PX)
+    return LoadedImage(pixels, [pixels], modality, metadata, scale, path, um_per_px)

@@ -1,0 +1,253 @@
+"""The wsidicom backend of ``SlideSource``: DICOM whole-slide images (VL WSI, Supplement 145).
+
+A DICOM WSI is a series of instances, one or more per pyramid level, each holding tiled
+frames (TILED_FULL or TILED_SPARSE). Opening any one ``.dcm`` finds its siblings in the
+same folder by SeriesInstanceUID; a folder opens its one WSI series. Headers are checked
+before wsidicom assembles the pyramid, so an unsupported encoding or a missing level is
+reported with the file's name instead of surfacing later as a broken tile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.slide_source import SlideSource
+
+logger = logging.getLogger(__name__)
+
+WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
+"""VL Whole Slide Microscopy Image Storage."""
+
+SUPPORTED_TRANSFER_SYNTAXES: dict[str, str] = {
+    "1.2.840.10008.1.2": "implicit VR little endian (uncompressed)",
+    "1.2.840.10008.1.2.1": "explicit VR little endian (uncompressed)",
+    "1.2.840.10008.1.2.4.50": "JPEG baseline",
+    "1.2.840.10008.1.2.4.51": "JPEG extended",
+    "1.2.840.10008.1.2.4.57": "JPEG lossless",
+    "1.2.840.10008.1.2.4.70": "JPEG lossless SV1",
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000",
+    "1.2.840.10008.1.2.4.201": "HTJ2K lossless",
+    "1.2.840.10008.1.2.4.202": "HTJ2K lossless RPCL",
+    "1.2.840.10008.1.2.4.203": "HTJ2K",
+}
+"""Transfer syntaxes read (JPEG, JPEG 2000 and uncompressed families)."""
+
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SeriesInstanceUID",
+    "ImageType",
+    "TotalPixelMatrixRows",
+    "TotalPixelMatrixColumns",
+    "OpticalPathSequence",
+]
+
+
+def _header(path: Path) -> Any | None:
+    """The header of a DICOM file (no pixel data), or None for anything else."""
+    import pydicom
+
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            if handle.read(4) != b"DICM":
+                return None
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except Exception:  # unreadable sibling files are not part of any series
+        logger.debug("%s: not a readable DICOM header", path, exc_info=True)
+        return None
+
+
+def is_dicom_wsi(path: Path) -> bool:
+    """True for a DICOM file whose SOP class is VL Whole Slide Microscopy."""
+    header = _header(path)
+    return header is not None and str(getattr(header, "SOPClassUID", "")) == WSI_SOP_CLASS
+
+
+def series_files(path: Path) -> dict[Path, Any]:
+    """Instances (file → header) of the WSI series ``path`` belongs to, or a folder holds.
+
+    Raises:
+        ImageReadError: No WSI instance, or a folder holding several WSI series.
+    """
+    folder = path if path.is_dir() else path.parent
+    headers = {file: _header(file) for file in sorted(folder.iterdir()) if file.is_file()}
+    wsi = {
+        file: str(getattr(h, "SeriesInstanceUID", ""))
+        for file, h in headers.items()
+        if h is not None and str(getattr(h, "SOPClassUID", "")) == WSI_SOP_CLASS
+    }
+    if path.is_dir():
+        series = set(wsi.values())
+        if len(series) != 1:
+            found = "no DICOM whole-slide instance" if not series else f"{len(series)} series"
+            raise ImageReadError(f"{path}: expected one DICOM WSI series, found {found}")
+        uid = series.pop()
+    else:
+        if path not in wsi:
+            raise ImageReadError(f"{path}: not a DICOM whole-slide (VL WSI) instance")
+        uid = wsi[path]
+    return {file: headers[file] for file, series_uid in wsi.items() if series_uid == uid}
+
+
+def _check_transfer_syntaxes(files: Iterable[Path]) -> None:
+    import pydicom
+
+    for file in files:
+        meta = pydicom.filereader.read_file_meta_info(file)
+        syntax = str(meta.TransferSyntaxUID)
+        if syntax not in SUPPORTED_TRANSFER_SYNTAXES:
+            name = getattr(meta.TransferSyntaxUID, "name", syntax)
+            raise ImageReadError(
+                f"{file}: unsupported DICOM transfer syntax {name} ({syntax}); readable are "
+                "JPEG, JPEG 2000 and uncompressed. Re-encode the slide with one of those"
+            )
+
+
+def _um(size_mm: Any) -> float | None:
+    try:
+        width, height = float(size_mm.width), float(size_mm.height)
+    except Exception:  # wsidicom raises WsiDicomNoResolutionError without PixelSpacing
+        return None
+    return (width + height) / 2 * 1000.0 if width > 0 and height > 0 else None
+
+
+def _base_header(path: Path, headers: dict[Path, Any]) -> Any:
+    """The largest VOLUME instance; refused when it is a resampled (derived) level.
+
+    Level 0 of a DICOM WSI pyramid has ImageType value 4 NONE; when the largest volume
+    present is RESAMPLED the full-resolution instance is missing from the folder.
+    """
+    volumes = [
+        h for h in headers.values() if "VOLUME" in [str(v).upper() for v in h.get("ImageType", [])]
+    ]
+    if not volumes:
+        raise ImageReadError(f"{path}: the DICOM WSI series has no VOLUME (pyramid) instance")
+    base = max(
+        volumes,
+        key=lambda h: (
+            int(h.get("TotalPixelMatrixRows", 0) or 0)
+            * int(h.get("TotalPixelMatrixColumns", 0) or 0)
+        ),
+    )
+    if "RESAMPLED" in [str(v).upper() for v in base.ImageType]:
+        raise ImageReadError(
+            f"{path}: the full-resolution level of this DICOM WSI series is missing (the "
+            f"largest instance present is resampled, {base.get('TotalPixelMatrixColumns')}×"
+            f"{base.get('TotalPixelMatrixRows')} px); add the missing instance files"
+        )
+    return base
+
+
+def _objective_power(header: Any) -> float | None:
+    try:
+        return float(header.OpticalPathSequence[0].ObjectiveLensPower)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+class DicomSlide(SlideSource):
+    """A DICOM WSI series read through wsidicom (tiles decoded on demand)."""
+
+    backend = "wsidicom"
+
+    def __init__(self, path: str | Path) -> None:
+        from wsidicom import WsiDicom
+
+        path = Path(path)
+        headers = series_files(path)
+        files = list(headers)
+        _check_transfer_syntaxes(files)
+        base = _base_header(path, headers)
+        try:
+            wsi = WsiDicom.open(files)
+        except Exception as error:  # wsidicom raises its own and pydicom's errors
+            raise ImageReadError(
+                f"{path}: wsidicom cannot assemble the DICOM WSI series "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        self._wsi = wsi
+        self._files = files
+        try:
+            levels = list(wsi.levels)
+            if not levels:
+                raise ImageReadError(f"{path}: the DICOM WSI series has no pyramid level")
+            self._level_index = [level.level for level in levels]
+            self._level_files = [_file_of(headers, level.size) for level in levels]
+            super().__init__(
+                path,
+                [(level.size.height, level.size.width) for level in levels],
+                um_per_px=_um(levels[0].pixel_spacing) if _has_spacing(levels[0]) else None,
+                objective_power=_objective_power(base),
+                level_tiles=[(level.tile_size.height, level.tile_size.width) for level in levels],
+                properties={"dicom.files": str(len(files))},
+            )
+        except ImageReadError:
+            wsi.close()
+            raise
+
+    def _read(self, level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        try:
+            region = self._wsi.read_region((x, y), self._level_index[level], (w, h), as_array=True)
+        except Exception as error:  # pydicom/wsidicom/codecs raise many kinds on bad frames
+            raise ImageReadError(
+                f"{self._level_files[level] or self.path}: cannot decode level {level} at "
+                f"(y={y}, x={x}): {type(error).__name__}: {error}"
+            ) from error
+        region = np.asarray(region)
+        if region.ndim == 2:
+            region = np.repeat(region[..., None], 3, axis=-1)
+        return np.ascontiguousarray(region[..., :3].astype(np.uint8, copy=False))
+
+    def _associated_names(self) -> list[str]:
+        names = []
+        if self._wsi.labels:
+            names.append("label")
+        if self._wsi.overviews:
+            names.append("macro")
+        if getattr(self._wsi.pyramid, "thumbnails", None):
+            names.append("thumbnail")
+        return names
+
+    def _read_associated(self, name: str) -> np.ndarray:
+        if name == "label":
+            image = self._wsi.read_label(as_array=True)
+        elif name == "macro":
+            image = self._wsi.read_overview(as_array=True)
+        else:
+            size = self._wsi.pyramid.thumbnails[0].size
+            image = self._wsi.read_thumbnail((size.width, size.height), as_array=True)
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        return np.ascontiguousarray(image[..., :3].astype(np.uint8, copy=False))
+
+    def _fingerprint_files(self) -> list[Path]:
+        return list(self._files)
+
+    def _close(self) -> None:
+        self._wsi.close()
+
+
+def _file_of(headers: dict[Path, Any], size: Any) -> Path | None:
+    """The instance file holding a level of this size (for messages), if one matches."""
+    for file, header in headers.items():
+        rows = int(header.get("TotalPixelMatrixRows", 0) or 0)
+        columns = int(header.get("TotalPixelMatrixColumns", 0) or 0)
+        if (rows, columns) == (size.height, size.width):
+            return file
+    return None
+
+
+def _has_spacing(level: Any) -> bool:
+    try:
+        level.pixel_spacing  # noqa: B018 - wsidicom raises when PixelSpacing is absent
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,249 @@
+"""The tifffile backend of ``SlideSource``: generic tiled TIFF, Aperio SVS, OME-TIFF pyramids.
+
+tifffile decodes these natively through zarr views of the tiles (faster than OpenSlide,
+see ``benchmarks/slide_io.py``). The tile tables are checked against the declared size
+and the file length at open time, so a truncated or inconsistent file fails before any
+layer is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.slide_source import BACKGROUND, SlideSource, check_level_shapes
+from napari_pathreview.io.tiff_tiles import TileCache, TileReader, direct_readable
+
+logger = logging.getLogger(__name__)
+
+_MPP = re.compile(r"MPP\s*=\s*([0-9.]+)")
+_APP_MAG = re.compile(r"AppMag\s*=\s*([0-9.]+)")
+_UNIT_MICRONS = {2: 25_400.0, 3: 10_000.0}  # TIFF ResolutionUnit inch, centimetre → µm
+ASSOCIATED_KINDS = ("label", "macro", "thumbnail")
+
+
+def tiff_um_per_px(tif: Any) -> float | None:
+    """Pixel size in µm: Aperio ``MPP = …``, OME ``PhysicalSizeX``, else the resolution tags.
+
+    Resolution tags count only with an inch or centimetre unit, as OpenSlide reads them.
+    """
+    page = tif.pages[0]
+    match = _MPP.search(page.description or "")
+    if match:
+        return float(match.group(1))
+    if tif.is_ome:
+        found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata or "")
+        if found and (unit is None or unit.group(1) in ("µm", "um")):
+            return float(found.group(1))
+    try:
+        resolution = page.tags["XResolution"].value
+        unit = int(page.tags["ResolutionUnit"].value)
+    except KeyError:
+        return None
+    per_unit = resolution[0] / resolution[1] if isinstance(resolution, tuple) else resolution
+    microns = _UNIT_MICRONS.get(unit)
+    if not per_unit or microns is None:
+        return None
+    return microns / float(per_unit)
+
+
+def _objective_power(tif: Any) -> float | None:
+    match = _APP_MAG.search(tif.pages[0].description or "")
+    return float(match.group(1)) if match else None
+
+
+def _check_tile_table(path: Path, page: Any, file_size: int) -> None:
+    """A page's tile/strip table must cover its declared size and stay inside the file."""
+    height, width = page.imagelength, page.imagewidth
+    planes = page.samplesperpixel if page.planarconfig == 2 else 1
+    if page.is_tiled:
+        expected = math.ceil(height / page.tilelength) * math.ceil(width / page.tilewidth)
+    else:
+        expected = math.ceil(height / max(1, page.rowsperstrip or height))
+    expected *= planes * max(1, page.imagedepth)
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if len(offsets) < expected or len(counts) < expected:
+        raise ImageReadError(
+            f"{path}: the tile table of a {height}×{width} level lists {len(offsets)} tiles, "
+            f"{expected} are needed; the file is damaged"
+        )
+    ends = np.asarray(offsets, dtype=np.int64) + np.asarray(counts, dtype=np.int64)
+    if ends.size and int(ends.max()) > file_size:
+        raise ImageReadError(
+            f"{path}: a tile runs past the end of the file ({int(ends.max())} > {file_size} "
+            "bytes); the file is truncated"
+        )
+
+
+def check_tiff_structure(path: Path, tif: Any) -> None:
+    """Validate a TIFF's first series before any pixel is decoded.
+
+    Every level's tile table must cover its size and stay inside the file, and reduced
+    levels stored as SubIFDs must share level 0's aspect ratio (tifffile silently drops
+    SubIFDs that do not fit, which would hide a broken pyramid).
+
+    Raises:
+        ImageReadError: Naming the file and what is wrong.
+    """
+    series = tif.series[0]
+    size = path.stat().st_size
+    for level in series.levels:
+        _check_tile_table(path, level.keyframe, size)
+    first = series.levels[0].keyframe
+    subifds = getattr(first, "subifds", None) or ()
+    if len(subifds) + 1 > len(series.levels):
+        shapes = [(first.imagelength, first.imagewidth)]
+        for index in range(len(subifds)):
+            page = tif.pages[0].pages[index] if hasattr(tif.pages[0], "pages") else None
+            if page is not None:
+                shapes.append((page.imagelength, page.imagewidth))
+        check_level_shapes(path, shapes)
+        logger.warning(
+            "%s: tifffile skipped %d reduced level(s)", path, len(shapes) - len(series.levels)
+        )
+
+
+def _tile_shape(page: Any) -> tuple[int, int]:
+    """The (height, width) a page is stored in: its tiles, or its strips."""
+    if page.is_tiled:
+        return int(page.tilelength), int(page.tilewidth)
+    return int(min(page.rowsperstrip or page.imagelength, page.imagelength)), int(page.imagewidth)
+
+
+def _yxs_index(axes: str, shape: tuple[int, ...]) -> tuple[list[Any], list[int]]:
+    """Index template and transpose order that bring an array with ``axes`` to Y×X×S."""
+    index: list[Any] = []
+    kept: list[str] = []
+    for position, axis in enumerate(axes):
+        if axis in "YXS" or (axis == "C" and shape[position] in (3, 4)):
+            index.append(slice(None))
+            kept.append("S" if axis == "C" else axis)
+        else:
+            index.append(0)
+    return index, [kept.index(a) for a in "YXS" if a in kept]
+
+
+def region_to_rgb(region: np.ndarray) -> np.ndarray:
+    """A decoded region (Y×X or Y×X×S, uint8/uint16) as RGB uint8; uint16 is /257 per pixel."""
+    if region.dtype == np.uint16:
+        region = (region // 257).astype(np.uint8)
+    elif region.dtype != np.uint8:
+        raise ImageReadError(f"unsupported slide pixel type {region.dtype}")
+    if region.ndim == 2:
+        region = region[..., None]
+    if region.shape[-1] in (1, 2):
+        region = np.repeat(region[..., :1], 3, axis=-1)
+    return np.ascontiguousarray(region[..., :3])
+
+
+class TiffSlide(SlideSource):
+    """A pyramidal TIFF read through tifffile, tiles decoded on demand.
+
+    The common layout (one tiled, contiguous page per level) is read tile by tile
+    directly (:mod:`.tiff_tiles`); other layouts go through tifffile's zarr store, opened
+    only when such a level is first read (importing zarr costs a second).
+    """
+
+    backend = "tifffile"
+
+    def __init__(self, path: str | Path) -> None:
+        import tifffile
+
+        path = Path(path)
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as error:  # tifffile raises many kinds on non-TIFF input
+            raise ImageReadError(f"{path}: not a readable TIFF ({error})") from error
+        self._tif = tif
+        try:
+            if not tif.series:
+                raise ImageReadError(f"{path}: the TIFF holds no image")
+            series = tif.series[0]
+            check_tiff_structure(path, tif)
+            self._series = series
+            self._arrays: list[Any] | None = None
+            self._axes = series.axes
+            self._index, self._order = _yxs_index(series.axes, series.shape)
+            shapes = [self._yx(level.shape) for level in series.levels]
+            tiles = [_tile_shape(level.keyframe) for level in series.levels]
+            self._readers = self._tile_readers(tif, series)
+            super().__init__(
+                path,
+                shapes,
+                um_per_px=tiff_um_per_px(tif),
+                objective_power=_objective_power(tif),
+                level_tiles=tiles,
+                properties={"tiff.ImageDescription": (tif.pages[0].description or "")[:2000]},
+            )
+        except ImageReadError:
+            tif.close()
+            raise
+        except Exception as error:
+            tif.close()
+            raise ImageReadError(
+                f"{path}: cannot open TIFF ({type(error).__name__}: {error})"
+            ) from error
+        self._associated_pages = self._find_associated()
+
+    def _yx(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        return int(shape[self._axes.index("Y")]), int(shape[self._axes.index("X")])
+
+    def _zarr_levels(self) -> list[Any]:
+        """tifffile's zarr view of every level, opened on first use."""
+        with self._lock:
+            if self._arrays is None:
+                import zarr
+
+                root = zarr.open(self._series.aszarr(fillvalue=BACKGROUND), mode="r")
+                count = len(self._series.levels)
+                self._arrays = [root[str(i)] for i in range(count)] if count > 1 else [root]
+        return self._arrays
+
+    def _tile_readers(self, tif: Any, series: Any) -> list[TileReader | None]:
+        """Direct tile readers for levels in the common layout; None falls back to zarr."""
+        cache = TileCache()
+        readers: list[TileReader | None] = []
+        for level, pages in enumerate(series.levels):
+            page = pages.keyframe
+            fill = BACKGROUND if page.dtype == np.uint8 else 257 * BACKGROUND
+            usable = len(pages.pages) == 1 and direct_readable(page, series.axes)
+            readers.append(TileReader(tif, page, level, cache, fill) if usable else None)
+        return readers
+
+    def _read(self, level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        reader = self._readers[level]
+        if reader is not None:
+            return region_to_rgb(reader.read(y, x, h, w))
+        index = list(self._index)
+        index[self._axes.index("Y")] = slice(y, y + h)
+        index[self._axes.index("X")] = slice(x, x + w)
+        region = np.asarray(self._zarr_levels()[level][tuple(index)]).transpose(self._order)
+        return region_to_rgb(region)
+
+    def _find_associated(self) -> dict[str, Any]:
+        """Aperio keeps label and macro as extra pages named in their description."""
+        pages: dict[str, Any] = {}
+        for series in self._tif.series[1:]:
+            name = (series.name or "").lower()
+            for kind in ASSOCIATED_KINDS:
+                if kind in name and kind not in pages:
+                    pages[kind] = series
+        return pages
+
+    def _associated_names(self) -> list[str]:
+        return list(self._associated_pages)
+
+    def _read_associated(self, name: str) -> np.ndarray:
+        series = self._associated_pages[name]
+        index, order = _yxs_index(series.axes, series.shape)
+        return region_to_rgb(np.asarray(series.asarray())[tuple(index)].transpose(order))
+
+    def _close(self) -> None:
+        self._tif.close()

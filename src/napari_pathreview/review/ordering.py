@@ -1,0 +1,210 @@
+"""Active learning for the review queue: which image should a pathologist look at next?
+
+A reviewer's time is best spent where the model is least sure or visibly wrong. Three orders:
+
+* ``uncertainty`` — entropy of the TTA-averaged class probabilities (high = unsure);
+* ``tta_disagreement`` — how much the TTA views disagree (mean per-class standard deviation
+  of the view probabilities): a decision that flips when the image is flipped is fragile;
+* ``roi_disagreement`` — 1 − IoU between the model's map (a patch MIL model's patch map, else
+  its Grad-CAM) and the ROI a reviewer drew: the model looks somewhere else.
+
+No Qt here: the CLI (``pathreview review queue``) and the Review widget's queue both call
+:func:`order_images`; the written CSV has a ``path`` column, so it is itself a work queue.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+QUEUE_ORDERS: tuple[str, ...] = ("uncertainty", "tta_disagreement", "roi_disagreement")
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One image's place in the ordered queue and why."""
+
+    path: Path
+    score: float  # higher = review sooner; NaN = no score (e.g. no ROI), queued last
+    label: str
+    probs: tuple[float, ...]
+
+
+def entropy(probs: np.ndarray) -> float:
+    """Shannon entropy (nats) of a probability vector; 0 for a certain prediction."""
+    p = np.clip(np.asarray(probs, float), 1e-12, 1.0)
+    return float(-(p * np.log(p)).sum())
+
+
+def view_disagreement(view_probs: np.ndarray) -> float:
+    """Mean over classes of the standard deviation of the views' probabilities (V×K)."""
+    return float(np.asarray(view_probs, float).std(axis=0).mean())
+
+
+def view_probabilities(predictor: Any, rgb: np.ndarray, tta: str) -> np.ndarray:
+    """Class probabilities of each TTA view of one image (V×K)."""
+    import torch
+
+    from napari_pathreview import tta as tta_module
+
+    with torch.inference_mode():
+        x = predictor.prepare([rgb])
+        views = tta_module.augment_batch(x, tta)
+        logits = predictor.model(views.float().contiguous())
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def _map_iou(predictor: Any, rgb: np.ndarray, roi: Mapping[str, Any], where: str) -> float:
+    """IoU of the model's map against a reviewer's GeoJSON ROI (seed 004 protocol)."""
+    from napari_pathreview.explain.metrics import roi_iou
+    from napari_pathreview.io.geojson import parse_geojson_rois
+    from napari_pathreview.models.mil import PatchMIL
+    from napari_pathreview.training.patches import rois_mask
+
+    shapes = [r for r in parse_geojson_rois(roi, where) if r.shape_type not in ("path", "line")]
+    if not shapes:
+        return math.nan
+    mask = rois_mask(shapes, rgb.shape[:2], 1.0, where)
+    if isinstance(predictor.model, PatchMIL):
+        from napari_pathreview.inference.mil_maps import explain_mil
+
+        heat = explain_mil(predictor, rgb).patch_map
+    else:
+        heat = predictor.explain(rgb, "gradcam").cam
+    return roi_iou(heat, mask)
+
+
+def order_images(
+    predictor: Any,
+    paths: Sequence[str | Path],
+    order: str = "uncertainty",
+    tta: str = "flips",
+    rois: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[QueueEntry]:
+    """Score every image and sort the queue, most informative first.
+
+    Args:
+        predictor: an ``inference.Predictor`` (its model, preprocessing and classes).
+        paths: the images.
+        order: one of ``QUEUE_ORDERS``.
+        tta: the views uncertainty is averaged over ("none", "flips", "d4").
+        rois: image sha256 → reviewer ROI GeoJSON, for ``roi_disagreement``.
+        progress: called with (done, total).
+
+    Raises:
+        InvalidInputError: unknown order, or no images.
+    """
+    from napari_pathreview.inference.preprocess import decode
+    from napari_pathreview.review.records import file_sha256
+
+    if order not in QUEUE_ORDERS:
+        raise InvalidInputError(f"queue order {order!r} is not one of {', '.join(QUEUE_ORDERS)}")
+    if not paths:
+        raise InvalidInputError("no images to order")
+    entries = []
+    for i, path in enumerate(paths):
+        path = Path(path)
+        rgb = decode(path, min_side=min(predictor.spec.hw)).rgb
+        views = view_probabilities(predictor, rgb, tta)
+        mean = views.mean(axis=0)
+        if order == "uncertainty":
+            score = entropy(mean)
+        elif order == "tta_disagreement":
+            score = view_disagreement(views)
+        else:
+            roi = (rois or {}).get(file_sha256(path))
+            score = math.nan if roi is None else 1.0 - _map_iou(predictor, rgb, roi, path.name)
+        label = predictor.classes[int(mean.argmax())]
+        entries.append(QueueEntry(path, float(score), label, tuple(float(v) for v in mean)))
+        if progress:
+            progress(i + 1, len(paths))
+    return sorted(
+        entries, key=lambda e: (math.isnan(e.score), -np.nan_to_num(e.score), str(e.path))
+    )
+
+
+def reviewer_rois(store: Any) -> dict[str, Mapping[str, Any]]:
+    """image sha256 → the latest review's ROI GeoJSON, for images whose review has one."""
+    out = {}
+    for record in store.latest_reviews():
+        if record.roi_geojson:
+            roi = record.roi_geojson
+            out[record.image_sha256] = json.loads(roi) if isinstance(roi, str) else roi
+    return out
+
+
+def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str, classes) -> Path:
+    """The ordered queue as CSV (``path`` first: the Review widget opens it as a work queue)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "rank", order, "predicted_label", *[f"p_{c}" for c in classes]])
+        for rank, entry in enumerate(entries, start=1):
+            score = "" if math.isnan(entry.score) else f"{entry.score:.6f}"
+            writer.writerow(
+                [str(entry.path), rank, score, entry.label, *[f"{p:.6f}" for p in entry.probs]]
+            )
+    return path
+
+
+def queue_paths(source: str | Path) -> list[Path]:
+    """The images of a work-queue source: a folder's image files, or a CSV's ``path`` column."""
+    from napari_pathreview.training.datasets import IMAGE_SUFFIXES
+
+    source = Path(source)
+    if source.suffix.lower() == ".csv" and source.is_file():
+        with open(source, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if "path" not in (reader.fieldnames or []):
+                raise InvalidInputError(f"{source} has no 'path' column")
+            rows = [r["path"].strip() for r in reader if (r.get("path") or "").strip()]
+        paths = [p if p.is_absolute() else source.parent / p for p in map(Path, rows)]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise InvalidInputError(
+                f"{source}: {len(missing)} path(s) do not exist, e.g. {missing[0]}"
+            )
+    elif source.is_dir():
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        raise InvalidInputError(f"queue source {source} is neither a folder nor a CSV file")
+    if not paths:
+        raise InvalidInputError(f"{source} holds no images to queue")
+    return paths
+
+
+def store_queue(store: Any, model: str | None = None) -> tuple[list[Path], str]:
+    """The images the review store holds predictions for (still on disk) and the model to
+    order them with: ``model``, else the model of the most recent prediction."""
+    records = store.predictions(model=model)
+    if not records:
+        raise InvalidInputError(
+            "the review store holds no predictions"
+            + (f" of {model}" if model else "")
+            + "; give a folder or CSV of images and --model"
+        )
+    ref = model or f"{records[-1].model_name}@{records[-1].model_version}"
+    seen, paths = set(), []
+    for record in records:
+        if record.image_sha256 in seen:
+            continue
+        seen.add(record.image_sha256)
+        path = Path(store.image(record.image_sha256).path)
+        if path.is_file():
+            paths.append(path)
+    if not paths:
+        raise InvalidInputError("none of the store's predicted images is on disk any more")
+    return paths, ref

@@ -1,0 +1,396 @@
+"""Lesion-aware training: ROI patches → patch encoder → cached embeddings → MIL head, per fold.
+
+``pathreview train`` comes here when a recipe has ``lesion.enabled: true``. Per fold (patients
+never cross folds: the split is made on images before any patch is drawn):
+
+1. patches from the training part's ROIs and tissue (``patches.sample_patches``) train a
+   ``PatchMIL`` (a bag of one patch is an instance) with the ordinary ``Trainer``;
+2. every image's patch grid is encoded once into ``foldK/embeddings.zarr``;
+3. the MIL head (max / top-k / gated attention) trains on those bags in seconds — images with a
+   label but no ROI take part here as weakly labelled bags;
+4. the held-out images are scored: class probabilities (pooled out-of-fold over the folds,
+   bootstrap CIs) and the patch-probability and attention maps against the ROIs (IoU/Dice with
+   ``explain.metrics.roi_scores``, seed 004's protocol).
+
+The fold with the best validation score is registered as one ``patch_mil`` model that predicts
+whole images (and exposes both maps as explanations).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from napari_pathreview.training import datasets as ds
+from napari_pathreview.training.patches import (
+    LesionImage,
+    PatchSampling,
+    check_classes_have_rois,
+    geojson_rois,
+    labels_rois_mask,
+    rois_mask,
+    sample_patches,
+    tissue_mask,
+)
+from napari_pathreview.training.recipe import Recipe, RecipeError
+
+log = logging.getLogger(__name__)
+MIAS_SOURCE_MM = 0.2  # mini-MIAS: 200 µm per pixel at 1024²
+
+
+def scale_of(recipe: Recipe) -> float:
+    """Resampled pixels per stored pixel: stored pixel size / training pixel size."""
+    cfg = recipe.lesion
+    source = cfg.source_pixel_size or (MIAS_SOURCE_MM if recipe.data.source == "mias" else 0.0)
+    target = training_pixel_size(recipe)
+    if not target:
+        return 1.0
+    if source <= 0:
+        raise RecipeError(
+            "lesion.pixel_size needs lesion.source_pixel_size (the stored images' pixel size)"
+        )
+    return source / target
+
+
+def training_pixel_size(recipe: Recipe) -> float | None:
+    """lesion.pixel_size, else data.pixel_size where the recipe has one, else None (native)."""
+    return recipe.lesion.pixel_size or getattr(recipe.data, "pixel_size", None) or None
+
+
+def prepare_lesion_image(sample: ds.Sample, label: int, scale: float, modality: str) -> LesionImage:
+    """Decode, resample to the training resolution and rasterise the sample's ROIs."""
+    import cv2
+
+    from napari_pathreview.io import load_image, to_rgb_uint8
+
+    loaded = load_image(sample.path)
+    rgb = to_rgb_uint8(np.asarray(loaded.levels[-1] if len(loaded.levels) > 1 else loaded.data))
+    height, width = rgb.shape[:2]
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if shape != (height, width):
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, shape[::-1], interpolation=interpolation)
+    where = Path(sample.path).name
+    text = str(sample.extra.get("roi_geojson") or "")
+    rois = geojson_rois(text, Path(sample.path).parent, where) if text else list(sample.rois)
+    mask = rois_mask(rois, shape, scale, where)
+    if sample.extra.get("roi_mask"):
+        base = Path(sample.path).parent
+        path = Path(sample.extra["roi_mask"])
+        mask |= labels_rois_mask(path if path.is_absolute() else base / path, shape, where)
+    tissue = tissue_mask(rgb, modality)
+    return LesionImage(
+        sample.path,
+        label,
+        sample.patient_id,
+        np.ascontiguousarray(rgb),
+        mask,
+        tissue,
+        sample.weight,
+    )
+
+
+def build_patch_model(recipe: Recipe, num_classes: int, input_size: int):
+    """The ``patch_mil`` model the recipe describes (architecture = the encoder, or patch_mil)."""
+    from napari_pathreview.models import create_model
+
+    cfg = recipe.lesion
+    kwargs = dict(recipe.model.kwargs)
+    if recipe.model.architecture != "patch_mil":
+        kwargs.setdefault("encoder", recipe.model.architecture)
+    kwargs.update(
+        patch_size=cfg.patch_size,
+        stride=cfg.stride,
+        pooling=cfg.pooling,
+        topk=cfg.topk,
+        input_size=int(input_size),
+        modality_hint=recipe.modality,
+    )
+    return create_model("patch_mil", num_classes, pretrained=recipe.model.pretrained, **kwargs)
+
+
+def sampling_of(recipe: Recipe, seed: int) -> PatchSampling:
+    cfg = recipe.lesion
+    return PatchSampling(
+        cfg.patch_size,
+        cfg.context,
+        cfg.positives_per_image,
+        cfg.negatives_per_image,
+        cfg.max_per_patient,
+        cfg.margin,
+        cfg.background_fraction,
+        0.5,
+        seed,
+    )
+
+
+def negative_index(recipe: Recipe, classes: Sequence[str]) -> int:
+    name = recipe.lesion.negative_class
+    if not name:
+        return 0
+    if name not in classes:
+        raise RecipeError(f"lesion.negative_class: {name!r} is not one of {', '.join(classes)}")
+    return list(classes).index(name)
+
+
+def _patch_dataset(patches) -> ds.ImageDataset:
+    images = [ds.PreparedImage(p, ()) for p in patches.pixels]
+    return ds.ImageDataset(images, patches.labels, patches.weights)
+
+
+def _lesion_maps(model, images: Sequence[LesionImage], negative: int) -> list[np.ndarray]:
+    """Each image's lesion-probability map from the current model (for hard-negative mining)."""
+    from napari_pathreview.training.embeddings import PatchEncoder, encode_image
+    from napari_pathreview.training.mil import grid_to_image, lesion_probability, predict_bags
+
+    encoder = PatchEncoder("fold", model, model.head.dim, model.spec.mean, model.spec.std)
+    maps = []
+    for image in images:
+        bag, grid = encode_image(encoder, image.pixels, model.patch_size, model.stride)
+        patch = predict_bags(model.head, [bag]).patch_probs[0]
+        maps.append(
+            grid_to_image(
+                lesion_probability(patch, negative),
+                grid,
+                image.pixels.shape[:2],
+                model.patch_size,
+                model.stride,
+            )
+        )
+    return maps
+
+
+def train_patch_encoder(
+    recipe: Recipe,
+    model,
+    images: Sequence[LesionImage],
+    part: dict,
+    negative: int,
+    num_classes: int,
+    fold_dir: Path,
+    device,
+    progress: Callable[[dict], None] | None,
+) -> dict:
+    """Fit the encoder + instance classifier on ROI patches (and hard-negative rounds)."""
+    from napari_pathreview.training.losses import balanced_class_weights
+    from napari_pathreview.training.trainer import Trainer
+
+    patch_recipe = replace(recipe, data=replace(recipe.data, image_size=recipe.lesion.patch_size))
+    train_images = [images[i] for i in part["train"]]
+    hard_maps = None
+    summary: dict = {}
+    for round_number in range(recipe.lesion.hard_negative_rounds + 1):
+        seed = recipe.seed * 1000 + round_number
+        train = sample_patches(train_images, sampling_of(recipe, seed), negative, hard_maps)
+        val = sample_patches(
+            [images[i] for i in part["val"]], sampling_of(recipe, seed + 1), negative
+        )
+        if len(train) == 0:
+            raise RecipeError("no training patches: no ROI and no negative-class image in the fold")
+        weights = balanced_class_weights(train.labels, num_classes)
+        workdir = fold_dir / f"patches{round_number}"
+        trainer = Trainer(
+            patch_recipe,
+            model,
+            _patch_dataset(train),
+            _patch_dataset(val),
+            num_classes,
+            workdir,
+            device,
+            weights,
+            progress,
+        )
+        trainer.resume()
+        fit = trainer.fit()
+        model.load_state_dict(fit.best_state)
+        summary = {
+            "patches": train.counts(),
+            "val_patches": len(val),
+            "patch_best_val_score": fit.best_score,
+            "patch_history": fit.history,
+        }
+        if round_number < recipe.lesion.hard_negative_rounds:
+            model.cpu()
+            hard_maps = _lesion_maps(model, train_images, negative)
+            model.to(device)
+    return summary
+
+
+def run_fold(
+    recipe: Recipe,
+    images: Sequence[LesionImage],
+    classes: Sequence[str],
+    fold,
+    index: int,
+    run_dir: Path,
+    device,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train and evaluate one fold; returns the fold's record (also written to fold.json)."""
+    from safetensors.torch import save_file
+
+    from napari_pathreview.training.lesion_eval import evaluate_fold_maps
+    from napari_pathreview.training.losses import balanced_class_weights
+    from napari_pathreview.training.mil import train_mil_head
+
+    fold_dir = run_dir / f"fold{index}"
+    done = fold_dir / "fold.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    part = {name: [int(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
+    negative = negative_index(recipe, classes)
+    size = max(max(im.pixels.shape[:2]) for im in images)
+    model = build_patch_model(recipe, len(classes), size)
+    record: dict = {"fold": index}
+
+    def report(entry: dict) -> None:
+        if progress is not None:
+            progress({"fold": index, "stage": "patches", **entry})
+
+    if not recipe.lesion.frozen_encoder:
+        record.update(
+            train_patch_encoder(
+                recipe, model, images, part, negative, len(classes), fold_dir, device, report
+            )
+        )
+    else:
+        _load_frozen_encoder(recipe, model)
+    model.cpu().eval()
+    cache = _encode_fold(recipe, model, images, fold_dir)
+    labels = np.asarray([im.label for im in images])
+    tr, va = part["train"], part["val"]
+    history = train_mil_head(
+        model.head,
+        [cache.bags[i] for i in tr],
+        labels[tr],
+        [cache.bags[i] for i in va],
+        labels[va],
+        [images[i].weight for i in tr],
+        recipe.lesion.mil_epochs,
+        recipe.lesion.mil_lr,
+        class_weights=balanced_class_weights(labels[tr], len(classes)),
+        seed=recipe.seed + index,
+        train_classifier=recipe.lesion.mil_train_classifier,
+    )
+    record["mil_history"] = history
+    record["best_val_score"] = max(h["val_balanced_accuracy"] for h in history)
+    record.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(fold_dir / "selected.safetensors"))
+    record["weights"] = "selected.safetensors"
+    done.write_text(json.dumps(record, default=float))
+    return record
+
+
+def _load_frozen_encoder(recipe: Recipe, model) -> None:
+    """Copy a frozen encoder's weights into ``model.encoder`` (same timm architecture)."""
+    from napari_pathreview.training.embeddings import load_encoder
+
+    encoder = load_encoder(recipe.lesion.frozen_encoder)
+    source = getattr(encoder.model, "encoder", getattr(encoder.model, "model", encoder.model))
+    missing = model.encoder.load_state_dict(source.state_dict(), strict=False)
+    if missing.missing_keys:
+        raise RecipeError(
+            f"lesion.frozen_encoder {recipe.lesion.frozen_encoder!r} does not fit model "
+            f"encoder {recipe.model.kwargs.get('encoder', recipe.model.architecture)!r}"
+        )
+
+
+def _encode_fold(recipe: Recipe, model, images: Sequence[LesionImage], fold_dir: Path):
+    from napari_pathreview.training.embeddings import PatchEncoder, encode_to_zarr
+
+    encoder = PatchEncoder(
+        recipe.lesion.frozen_encoder or f"{fold_dir.name}-patch-encoder",
+        model,
+        model.head.dim,
+        tuple(model.spec.mean),
+        tuple(model.spec.std),
+    )
+    return encode_to_zarr(
+        encoder,
+        [im.pixels for im in images],
+        [im.path for im in images],
+        fold_dir / "embeddings.zarr",
+        model.patch_size,
+        model.stride,
+        training_pixel_size(recipe),
+    )
+
+
+def run_lesion(
+    recipe: Recipe,
+    samples: Sequence[ds.Sample],
+    run_dir: Path,
+    device,
+    progress: Callable[[dict], None] | None = None,
+) -> tuple[dict, str | None]:
+    """The whole lesion-aware run; returns (metrics, registered model ref or None)."""
+    from napari_pathreview.training.lesion_eval import register_lesion_run, summarize_lesion_run
+    from napari_pathreview.training.splits import make_splits
+
+    if recipe.data.stain != "none":
+        raise RecipeError(
+            "lesion-aware training does not stain-normalise patches yet; set data.stain: none"
+        )
+    classes = ds.class_names(samples, recipe.data.task)
+    index = {name: i for i, name in enumerate(classes)}
+    scale = scale_of(recipe)
+    images = [prepare_lesion_image(s, index[s.label], scale, recipe.modality) for s in samples]
+    negative = negative_index(recipe, classes)
+    check_classes_have_rois(images, classes, negative)
+    labels = np.asarray([im.label for im in images])
+    if len(set(labels.tolist())) < 2:
+        raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
+    groups = [s.patient_id for s in samples]
+    cfg = recipe.split
+    plan = make_splits(
+        labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
+    )
+    _write_splits(plan, samples, run_dir / "splits.json")
+    folds = [
+        run_fold(recipe, images, classes, fold, i, run_dir, device, progress)
+        for i, fold in enumerate(plan.folds)
+    ]
+    pixel_size = training_pixel_size(recipe)
+    metrics = summarize_lesion_run(recipe, images, classes, plan, folds, run_dir, pixel_size)
+    registered = None
+    if recipe.register.enabled:
+        size = max(max(im.pixels.shape[:2]) for im in images)
+        model = build_patch_model(recipe, len(classes), size)
+        registered = register_lesion_run(
+            recipe, samples, classes, folds, metrics, run_dir, model, pixel_size
+        )
+        metrics["registered"] = registered
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics, registered
+
+
+def _write_splits(plan, samples: Sequence[ds.Sample], path: Path) -> None:
+    """Which image (and patient) went where, per fold: the audit trail of the split."""
+    folds = [
+        {
+            name: [
+                {
+                    "path": samples[i].path,
+                    "patient_id": samples[i].patient_id,
+                    "label": samples[i].label,
+                }
+                for i in getattr(fold, name)
+            ]
+            for name in ("train", "val", "test")
+        }
+        for fold in plan.folds
+    ]
+    payload = {
+        "protocol": plan.protocol,
+        "leaky": plan.leaky,
+        "description": plan.description,
+        "folds": folds,
+    }
+    path.write_text(json.dumps(payload, indent=1))

@@ -1,0 +1,203 @@
+"""Scoring and registering a lesion-aware run: pooled out-of-fold metrics, maps vs ROIs, card.
+
+The maps are scored with the same protocol as the CAMs (``explain.metrics.roi_scores``:
+min–max normalised, binarised at the threshold, IoU/Dice against the ROI mask), so the
+patch-probability map, the attention map and seed 004's Grad-CAM figures are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from napari_pathreview.training.metrics import compute_metrics, json_safe
+from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+
+log = logging.getLogger(__name__)
+MAP_NAMES: tuple[str, ...] = ("patch_map", "attention_map")
+
+
+def image_maps(bag_patch_probs, attention, grid, shape, patch, stride, negative) -> dict:
+    """The lesion-probability and attention maps of one image, painted at its size."""
+    from napari_pathreview.training.mil import grid_to_image, lesion_probability
+
+    return {
+        "patch_map": grid_to_image(
+            lesion_probability(bag_patch_probs, negative), grid, shape, patch, stride
+        ),
+        "attention_map": grid_to_image(attention, grid, shape, patch, stride),
+    }
+
+
+def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) -> dict:
+    """Test-part probabilities and per-image map scores against the ROIs."""
+    from napari_pathreview.explain.metrics import roi_scores
+    from napari_pathreview.training.mil import predict_bags
+
+    test = part["test"]
+    predictions = predict_bags(model.head, [cache.bags[i] for i in test])
+    labels = [int(images[i].label) for i in test]
+    rows = []
+    for j, i in enumerate(test):
+        image = images[i]
+        if not image.has_roi:
+            continue
+        maps = image_maps(
+            predictions.patch_probs[j],
+            predictions.attention[j],
+            cache.grids[i],
+            image.pixels.shape[:2],
+            model.patch_size,
+            model.stride,
+            negative,
+        )
+        row = {"path": image.path}
+        for name in MAP_NAMES:
+            scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
+            row.update({f"{name}_{k}": v for k, v in scores.items()})
+        rows.append(row)
+    probs = predictions.probs
+    return {
+        "test_predictions": {
+            "labels": labels,
+            "probs": probs.tolist(),
+            "paths": [images[i].path for i in test],
+        },
+        "test": compute_metrics(labels, probs, None, with_confusion=False),
+        "map_scores": rows,
+    }
+
+
+def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
+    values = np.asarray([v for v in values if math.isfinite(v)], float)
+    if values.size == 0:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan], "n": 0}
+    rng = np.random.default_rng(seed)
+    means = [values[rng.integers(0, values.size, values.size)].mean() for _ in range(n_resamples)]
+    low, high = np.quantile(means, [0.025, 0.975])
+    return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "n": int(values.size)}
+
+
+def summarize_lesion_run(
+    recipe, images, classes, plan, folds: list[dict], run_dir: Path, pixel_size: float | None
+) -> dict:
+    """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice."""
+    from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
+
+    labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
+    probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], float) for f in folds])
+    pooled = compute_metrics(labels, probs, None)
+    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    rows = [row for f in folds for row in f["map_scores"]]
+    maps = {}
+    for name in MAP_NAMES:
+        maps[name] = {
+            metric: _mean_ci(
+                [r[f"{name}_{metric}"] for r in rows], recipe.eval.bootstrap, recipe.seed
+            )
+            for metric in ("iou", "dice", "pointing", "energy")
+        }
+    metrics = {
+        "recipe": recipe.name,
+        "task": recipe.data.task,
+        "classes": list(classes),
+        "lesion_aware": True,
+        "pooling": recipe.lesion.pooling,
+        "pixel_size": pixel_size,
+        "pixel_unit": recipe.lesion.pixel_unit,
+        "split_protocol": plan.description,
+        "protocol": plan.protocol,
+        "leaky": plan.leaky,
+        "n_images": len(images),
+        "n_patients": len({im.patient_id for im in images}),
+        "n_images_with_roi": int(sum(im.has_roi for im in images)),
+        "threshold": None,
+        "threshold_rule": "argmax",
+        "tta": "none",
+        "test": {
+            **pooled,
+            "ci95": {k: list(v) for k, v in ci.items()},
+            "pooled_out_of_fold": len(folds) > 1,
+        },
+        "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
+        "folds": [
+            {
+                k: v
+                for k, v in f.items()
+                if k not in ("test_predictions", "patch_history", "mil_history", "map_scores")
+            }
+            for f in folds
+        ],
+    }
+    if len(folds) > 1:
+        metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
+    metrics = json_safe(metrics)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (run_dir / "map_scores.json").write_text(json.dumps(json_safe(rows), indent=1))
+    plot_roc(labels, probs, classes, run_dir / "roc.png")
+    plot_pr(labels, probs, classes, run_dir / "pr.png")
+    plot_confusion(metrics["test"]["confusion_matrix"], classes, run_dir / "confusion.png")
+    return metrics
+
+
+def _preprocess(recipe, model, pixel_size: float | None) -> dict:
+    size = model.spec.input_size[-1]
+    return {
+        "input_size": [3, size, size],
+        "mean": list(model.spec.mean),
+        "std": list(model.spec.std),
+        "resize": None,
+        "crop": "none",
+        "interpolation": "area",
+        "channels": "grey_to_rgb" if recipe.modality == "mammogram" else "rgb",
+        "pixel_size": pixel_size,
+        "pixel_unit": recipe.lesion.pixel_unit,
+        "stain_method": recipe.data.stain,
+        "stain_target": None,
+    }
+
+
+def register_lesion_run(
+    recipe, samples, classes, folds, metrics: dict, run_dir: Path, model, pixel_size
+) -> str:
+    """Register the fold with the best validation score as one ``patch_mil`` model.
+
+    Args:
+        model: a freshly built ``patch_mil`` of the run's geometry; the fold's weights go in.
+    """
+    from safetensors.torch import load_file
+
+    from napari_pathreview.registry import ModelRegistry
+    from napari_pathreview.registry.card import ModelCard
+    from napari_pathreview.training.datasets import data_fingerprint
+    from napari_pathreview.training.registration import card_metrics, describe
+
+    best = int(np.argmax([f.get("best_val_score", -1.0) for f in folds]))
+    size = model.spec.input_size[-1]
+    model.load_state_dict(load_file(str(run_dir / f"fold{best}" / folds[best]["weights"])))
+    model.eval()
+    kept = card_metrics(metrics)
+    kept["maps_vs_roi"] = metrics["maps_vs_roi"]
+    card = {
+        "name": recipe.register.name or recipe.name.replace("_", "-"),
+        "architecture": "patch_mil",
+        "task": recipe.data.task,
+        "classes": list(classes),
+        "modality": recipe.modality,
+        "input_size": [3, size, size],
+        "stain_method": recipe.data.stain,
+        "metrics": {**kept, "registered_fold": best, "selection": "best"},
+        "split_protocol": metrics["split_protocol"],
+        "recipe": recipe.to_dict(),
+        "data_fingerprint": data_fingerprint(samples),
+        "description": describe(recipe, len(samples)),
+    }
+    if "preprocess" in ModelCard.__dataclass_fields__:
+        card["preprocess"] = _preprocess(recipe, model, pixel_size)
+    version = ModelRegistry().register(model, card)
+    return f"{card['name']}@{version}"

@@ -1,0 +1,127 @@
+"""Training a MIL head on cached bags, and turning patch grids into image-sized maps.
+
+Bags differ in size (images and slides differ), so the head sees one bag per step; with a few
+hundred bags of a few hundred 512-d embeddings an epoch is a fraction of a second on a CPU.
+Sample weights (review disagreements) scale each bag's loss; the epoch with the best validation
+score (balanced accuracy, then negative loss) is kept, as the image trainer does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_pathreview.models.mil import grid_to_image, lesion_probability
+from napari_pathreview.training.metrics import compute_metrics
+
+__all__ = [
+    "BagPredictions",
+    "grid_to_image",
+    "lesion_probability",
+    "predict_bags",
+    "train_mil_head",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BagPredictions:
+    """Per bag: class probabilities, patch probabilities (N×C) and pooling weights (N)."""
+
+    probs: np.ndarray  # (B, C)
+    patch_probs: tuple[np.ndarray, ...]
+    attention: tuple[np.ndarray, ...]
+
+
+def predict_bags(head, bags: Sequence[np.ndarray]) -> BagPredictions:
+    """Run a MIL head over bags one at a time (no gradient)."""
+    import torch
+
+    head.eval()
+    probs, patch, attention = [], [], []
+    with torch.no_grad():
+        for bag in bags:
+            out = head(torch.as_tensor(bag, dtype=torch.float32).unsqueeze(0))
+            probs.append(torch.softmax(out.logits, 1)[0].numpy())
+            patch.append(torch.softmax(out.instance_logits, -1)[0].numpy())
+            attention.append(out.attention[0].numpy())
+    width = head.classifier.out_features
+    stacked = np.stack(probs) if probs else np.zeros((0, width))
+    return BagPredictions(stacked, tuple(patch), tuple(attention))
+
+
+def _score(head, bags, labels) -> tuple[float, float]:
+    predictions = predict_bags(head, bags)
+    p = np.clip(predictions.probs[np.arange(len(labels)), labels], 1e-7, 1.0)
+    loss = float(-np.log(p).mean())
+    metrics = compute_metrics(labels, predictions.probs, None, with_confusion=False)
+    return float(metrics["balanced_accuracy"]), -loss
+
+
+def train_mil_head(
+    head,
+    bags: Sequence[np.ndarray],
+    labels: Sequence[int],
+    val_bags: Sequence[np.ndarray],
+    val_labels: Sequence[int],
+    weights: Sequence[float] | None = None,
+    epochs: int = 40,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    class_weights: Sequence[float] | None = None,
+    seed: int = 0,
+    train_classifier: bool = False,
+) -> list[dict]:
+    """Fit ``head`` (a ``models.mil.MILHead``) in place; returns the per-epoch history.
+
+    By default the instance classifier keeps the weights it learned from ROI patches and only
+    the attention and the class biases (the bag-level prior) train: fitting the classifier to
+    bag labels lets a few hundred bags overwrite what the patch map means. The weights of the
+    best validation epoch are loaded back before returning.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, int)
+    val_labels = np.asarray(val_labels, int)
+    weights = np.ones(len(bags)) if weights is None else np.asarray(weights, float)
+    cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+    params = list(head.parameters())
+    if not train_classifier:
+        params = [head.classifier.bias]
+        params += list(head.attention.parameters()) if head.attention is not None else []
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    tensors = [torch.as_tensor(b, dtype=torch.float32).unsqueeze(0) for b in bags]
+    best, best_state, history = None, copy.deepcopy(head.state_dict()), []
+    for epoch in range(epochs):
+        head.train()
+        total = 0.0
+        for i in rng.permutation(len(tensors)):
+            out = head(tensors[i])
+            loss = torch.nn.functional.cross_entropy(
+                out.logits, torch.tensor([labels[i]]), weight=cw
+            ) * float(weights[i])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        score = _score(head, val_bags, val_labels) if len(val_bags) else (0.0, -total)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / max(1, len(tensors)),
+                "val_balanced_accuracy": score[0],
+                "val_loss": -score[1],
+            }
+        )
+        if best is None or score > best:
+            best, best_state = score, copy.deepcopy(head.state_dict())
+    head.load_state_dict(best_state)
+    log.info("MIL head: best validation (balanced acc, -loss) %s over %d epochs", best, epochs)
+    return history

@@ -1,0 +1,107 @@
+"""Small helpers shared by the PathReview widgets (layer kinds, compact pickers, ETA).
+
+Qt widgets are only touched inside functions, so importing this stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from napari_pathreview.inference.analysis import analyse
+from napari_pathreview.modality import MODALITIES
+from napari_pathreview.widgets import _results
+
+logger = logging.getLogger(__name__)
+
+#: ETA is shown once this fraction of a run is done (earlier guesses swing wildly).
+ETA_AFTER = 0.1
+
+
+def layer_modality(layer: Any) -> str:
+    """The layer's modality from the reader's metadata, else guessed: RGB → histology."""
+    meta = getattr(layer, "metadata", {}) or {}
+    modality = (meta.get("pathreview") or {}).get("modality")
+    if modality in MODALITIES:
+        return modality
+    return "histology" if getattr(layer, "rgb", False) else "mammogram"
+
+
+def is_source_image(layer: Any) -> bool:
+    """An image the user opened (not a CAM, heat map or stain view the plugin added)."""
+    meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+    return _results.is_image(layer) and meta.get("kind") is None
+
+
+def guard_triton_import() -> None:
+    """Keep torch from importing triton inside a running napari.
+
+    triton's bundled LLVM clashes with the one Mesa loaded for napari's OpenGL canvas:
+    importing it after the canvas exists crashes the process (seen under Xvfb/llvmpipe).
+    Inference does not need triton (it only serves ``torch.compile`` on GPUs), so when it
+    is not loaded yet we mark it absent and torch falls back to its triton-free paths.
+    """
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+        logger.debug("triton marked unavailable inside napari (OpenGL/LLVM clash)")
+
+
+def compact(*widgets: Any) -> None:
+    """Let long model names and card summaries shrink and wrap instead of widening the dock."""
+    from qtpy.QtWidgets import QComboBox
+    from qtpy.QtWidgets import QLabel as _QLabel
+
+    for widget in widgets:
+        native = getattr(widget, "native", widget)
+        if isinstance(native, QComboBox):
+            native.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            native.setMinimumContentsLength(14)
+        elif isinstance(native, _QLabel):
+            native.setWordWrap(True)
+
+
+def eta_text(fraction: float, elapsed: float) -> str:
+    """'~12 s left' from the fraction done and the seconds spent ('' until it means something)."""
+    if fraction < ETA_AFTER or fraction >= 1.0 or elapsed <= 0:
+        return ""
+    left = elapsed * (1.0 - fraction) / fraction
+    return f"~{left:.0f} s left" if left < 120 else f"~{left / 60:.0f} min left"
+
+
+class _Failed:
+    """What the worker yields instead of raising, so napari never shows a traceback dialog."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _guarded(*args: Any, **kwargs: Any):
+    """Run :func:`analyse`, turning any exception into a yielded :class:`_Failed`."""
+    try:
+        yield from analyse(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - reported by the widget, in the main thread
+        yield _Failed(error)
+
+
+def fit_height(*widgets: Any, width: int = 250) -> None:
+    """Keep word-wrapped labels and tables at their full height inside a scroll area.
+
+    A scroll area squeezes its content to the smallest height every child allows before it
+    scrolls, and a wrapped label's smallest height is one line: the text got clipped.
+    """
+    from qtpy.QtWidgets import QLabel, QTableWidget
+
+    for widget in widgets:
+        native = getattr(widget, "native", widget)
+        if isinstance(native, QLabel):
+            text_width = native.width() if native.isVisible() and native.width() > 50 else width
+            height = native.heightForWidth(text_width) if native.text() else 0
+            native.setMinimumHeight(max(height, 0))
+        elif isinstance(native, QTableWidget):
+            rows = native.rowCount()
+            header = native.horizontalHeader().height() if rows else 0
+            body = sum(native.rowHeight(r) for r in range(rows))
+            native.setMinimumHeight(min(native.maximumHeight(), header + body + 4))

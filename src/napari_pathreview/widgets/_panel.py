@@ -1,0 +1,140 @@
+"""The words of the Analyze result panel, with no Qt in them so they are tested directly.
+
+A pathologist reads the decision line before the table, so it must say exactly what rule
+produced the label ("P(malignant) = 0.488 < 0.516 → benign"), flag outputs the model is not
+sure about instead of printing them in bold, and show the card's test metrics with the size
+of the test set and their 95 % interval: "AUC 1.000" on five images means little.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: A binary probability this close to the threshold is called borderline.
+BORDERLINE_MARGIN = 0.05
+#: Normalised entropy above which a multi-class output is called near-uniform.
+NEAR_UNIFORM_ENTROPY = 0.95
+#: Test sets smaller than this get a "small test set" caveat beside their metrics.
+SMALL_TEST_SET = 30
+
+_METRIC_NAMES = {
+    "auc": "AUC",
+    "roc_auc": "AUC",
+    "balanced_accuracy": "balanced accuracy",
+    "accuracy": "accuracy",
+    "f1": "F1",
+    "macro_f1": "macro F1",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "kappa": "kappa",
+}
+
+
+def decision_text(probabilities: Mapping[str, float], label: str, threshold: float | None) -> str:
+    """The rule that gave ``label``, with the numbers it compared.
+
+    Binary models compare P(last class) with the card's threshold; the others take the most
+    probable class.
+    """
+    classes = list(probabilities)
+    if threshold is not None and len(classes) == 2:
+        positive = classes[-1]
+        p = float(probabilities[positive])
+        sign = "≥" if p >= threshold else "<"
+        return f"P({positive}) = {p:.3f} {sign} {threshold:.3f} → {label}"
+    p = float(probabilities.get(label, float("nan")))
+    return f"most probable class: {label} (P = {p:.3f})"
+
+
+def normalised_entropy(values: Sequence[float]) -> float:
+    """Shannon entropy of a probability vector divided by its maximum (1 = uniform)."""
+    probs = [max(float(v), 0.0) for v in values]
+    total = sum(probs)
+    if len(probs) < 2 or total <= 0:
+        return 0.0
+    entropy = -sum((p / total) * math.log(p / total) for p in probs if p > 0)
+    return entropy / math.log(len(probs))
+
+
+def uncertainty_flags(
+    probabilities: Mapping[str, float],
+    threshold: float | None,
+    margin: float = BORDERLINE_MARGIN,
+) -> list[str]:
+    """Why this output should not be read as a confident call (empty when it can be)."""
+    classes = list(probabilities)
+    values = [float(probabilities[c]) for c in classes]
+    flags = []
+    if threshold is not None and len(classes) == 2:
+        gap = abs(values[-1] - threshold)
+        if gap < margin:
+            flags.append(
+                f"borderline: P({classes[-1]}) is within {gap:.3f} of the threshold {threshold:.3f}"
+            )
+    else:
+        ordered = sorted(values, reverse=True)
+        if len(ordered) >= 2 and ordered[0] - ordered[1] < margin:
+            flags.append(f"top two classes differ by only {ordered[0] - ordered[1]:.3f}")
+    if len(values) > 2 and normalised_entropy(values) > NEAR_UNIFORM_ENTROPY:
+        flags.append(
+            "near-uniform output (" + " / ".join(f"{v:.3f}" for v in values) + "): "
+            "the model cannot tell the classes apart on this image"
+        )
+    return flags
+
+
+def _test_block(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+    test = metrics.get("test") if isinstance(metrics, Mapping) else None
+    return test if isinstance(test, Mapping) else {}
+
+
+def metric_lines(metrics: Mapping[str, Any], limit: int = 3) -> list[str]:
+    """'test AUC 0.912 (95 % CI 0.85–0.96, n = 40)' for the card's headline test metrics."""
+    test = _test_block(metrics or {})
+    if not test:
+        return ["no test metrics on the model card"]
+    n = test.get("n") or (metrics or {}).get("n_images")
+    ci = test.get("ci95") if isinstance(test.get("ci95"), Mapping) else {}
+    lines = []
+    for key, name in _METRIC_NAMES.items():
+        value = test.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        interval = ci.get(key)
+        if isinstance(interval, Sequence) and len(interval) == 2 and None not in interval:
+            ci_text = f"95 % CI {float(interval[0]):.2f}–{float(interval[1]):.2f}"
+        else:
+            ci_text = "no CI on the card"
+        n_text = f"n = {int(n)}" if isinstance(n, (int, float)) else "n unknown"
+        lines.append(f"test {name} {float(value):.3f} ({ci_text}, {n_text})")
+        if len(lines) >= limit:
+            break
+    if not lines:
+        return ["no test metrics on the model card"]
+    if isinstance(n, (int, float)) and n < SMALL_TEST_SET:
+        lines.append(f"small test set ({int(n)} images): treat these figures as rough")
+    return lines
+
+
+def result_texts(result: Any) -> tuple[str, str, str]:
+    """(decision line as rich text, caveats, metrics) for a finished analysis.
+
+    An uncertain output is not printed in bold: the decision reads "uncertain: <label>".
+    """
+    probs = result.probabilities
+    threshold = result.prediction.threshold
+    label = str(result.prediction.label)
+    flags = uncertainty_flags(probs, threshold)
+    if result.prediction.qc is None:
+        qc = "QC: not run (histology only)" if result.card.modality != "histology" else ""
+    else:
+        qc = "QC: passed" if not result.warnings else "QC: " + "; ".join(result.warnings)
+    call = f"uncertain: {label}" if flags else f"<b>{label}</b>"
+    decision = (
+        f"Decision: {call}<br>{decision_text(probs, label, threshold)}<br>"
+        f"{result.model_name}@{result.model_version} · {qc}"
+    )
+    caveats = "\n".join(f"⚠ {flag}" for flag in flags)
+    return decision, caveats, "\n".join(metric_lines(result.card.metrics))

@@ -1,0 +1,393 @@
+"""The Review widget's navigation: work queue, loading in a worker, disagreements, export.
+
+A mixin of :class:`~napari_pathreview.widgets.review.ReviewWidget` (it uses the widget's
+form, store and ``image_opened`` signal). Reading and hashing the next image runs in a
+napari worker, so *Next* never blocks the UI; only adding the finished layers happens in
+the main thread. Leaving an image with unsaved entries asks first (Save / Discard / Stay).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, LineEdit
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
+from napari_pathreview.widgets import _results
+from napari_pathreview.widgets._notify import notify_exception, show_info
+from napari_pathreview.widgets._queue import (
+    QUEUE_ORDER_CHOICES,
+    WorkQueue,
+    file_sha256,
+    reviewed_hashes,
+)
+
+logger = logging.getLogger(__name__)
+
+NEXT_KEY, PREVIOUS_KEY = "Alt-Right", "Alt-Left"
+SAVE, DISCARD, STAY = "save", "discard", "stay"
+
+
+def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any], dict[Path, str]]:
+    """Read ``path`` into napari layers and hash it (and ``to_hash``), in a worker thread.
+
+    The layers are built here but not added: building one costs as much as reading the file
+    the first time (napari sets up units and colour maps), and none of it needs the viewer.
+    The queue's progress count needs every image's hash; they are computed here too.
+    """
+    from napari.layers import Layer
+
+    from napari_pathreview._reader import read_paths
+
+    data = [item for item in read_paths(str(path)) if item and item[0] is not None]
+    hashes = {p: file_sha256(p) for p in {Path(path), *map(Path, to_hash)}}
+    return path, [Layer.create(*item) for item in data], hashes
+
+
+def _reusable(old: Any, new: Any) -> bool:
+    """Whether image layer ``old`` can show ``new``'s data (same kind, channels, levels)."""
+    if not (_results.is_image(old) and _results.is_image(new)):
+        return False
+    return (old.rgb, old.multiscale, old.ndim) == (new.rgb, new.multiscale, new.ndim)
+
+
+def _take_over(old: Any, new: Any) -> None:
+    """Give the existing layer ``old`` the data and settings of the freshly read ``new``."""
+    old.data = new.data
+    old.scale, old.translate, old.units = new.scale, new.translate, new.units
+    if not new.rgb:
+        old.colormap = new.colormap
+        old.contrast_limits = new.contrast_limits
+    old.metadata = dict(new.metadata)
+    old.name = new.name
+    old.visible = True
+
+
+class QueueNavigation:
+    """Queue, disagreement list and export for the Review widget (a mixin)."""
+
+    queue: WorkQueue | None = None
+    loading: Any = None
+    loaded_path: Path | None = None
+    _queue_layers: list[Any]
+    _hashes: dict[Path, str]
+
+    def init_navigation(self, layout: QVBoxLayout) -> None:
+        self._queue_layers = []
+        self._hashes = {}
+        self.queue_source: Path | None = None
+        layout.addWidget(self._build_queue_box())
+        layout.addWidget(self._build_disagreement_box())
+
+    def _build_queue_box(self) -> QGroupBox:
+        box = QGroupBox("Work queue")
+        layout = QVBoxLayout(box)
+        open_row, nav_row = QHBoxLayout(), QHBoxLayout()
+        for text, slot in (("Open folder…", self._choose_folder), ("Open CSV…", self._choose_csv)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            open_row.addWidget(button)
+        self.previous_button = QPushButton("◀ Prev (Alt+←)")
+        self.next_button = QPushButton("Next (Alt+→) ▶")
+        self.previous_button.clicked.connect(self.previous_item)
+        self.next_button.clicked.connect(self.next_item)
+        nav_row.addWidget(self.previous_button)
+        nav_row.addWidget(self.next_button)
+        self.progress_label = QLabel("no queue open")
+        self.progress_label.setWordWrap(True)
+        self.queue_order = ComboBox(label="order", choices=QUEUE_ORDER_CHOICES, value="file name")
+        self.queue_model = LineEdit(label="by model", value="")
+        self.queue_model.native.setPlaceholderText("NAME[@VERSION] for active-learning orders")
+        order_row = QHBoxLayout()
+        order_row.addWidget(QLabel("Order:"))
+        order_row.addWidget(self.queue_order.native)
+        order_row.addWidget(self.queue_model.native)
+        layout.addLayout(order_row)
+        layout.addLayout(open_row)
+        layout.addLayout(nav_row)
+        layout.addWidget(self.progress_label)
+        return box
+
+    def _build_disagreement_box(self) -> QGroupBox:
+        box = QGroupBox("Disagreements with the model (click to open)")
+        layout = QVBoxLayout(box)
+        self.disagreements = QListWidget()
+        self.disagreements.setMaximumHeight(100)
+        self.disagreements.itemClicked.connect(self.open_disagreement)
+        self.only_mine = CheckBox(text="only mine", value=True)
+        self.only_mine.changed.connect(self.refresh_disagreements)
+        row = QHBoxLayout()
+        refresh, export = QPushButton("Refresh"), QPushButton("Export for retraining…")
+        refresh.clicked.connect(self.refresh_disagreements)
+        export.clicked.connect(self._choose_export)
+        row.addWidget(refresh)
+        row.addWidget(export)
+        layout.addWidget(self.only_mine.native)
+        layout.addWidget(self.disagreements)
+        layout.addLayout(row)
+        return box
+
+    def sha256_of(self, path: Path) -> str:
+        """The store key of ``path``, hashed once per session."""
+        if path not in self._hashes:
+            self._hashes[path] = file_sha256(path)
+        return self._hashes[path]
+
+    # ------------------------------------------------------------------ queue
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to review")
+        if folder:
+            self.load_queue(folder)
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "CSV with a 'path' column", "", "CSV (*.csv)")
+        if path:
+            self.load_queue(path)
+
+    def load_queue(self, source: str | Path, index: int | None = None) -> WorkQueue | None:
+        """Open a queue over a folder or CSV at the first image this reviewer has not done."""
+        try:
+            done = reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
+            order, model = self.queue_order.value, self.queue_model.value.strip() or None
+            rois = None
+            if order == "roi_disagreement":
+                from napari_pathreview.review.ordering import reviewer_rois
+
+                rois = reviewer_rois(self.store())
+            queue = WorkQueue.from_source(source, done, order, model, rois)
+        except Exception as error:  # noqa: BLE001 - notified
+            notify_exception(error, "Work queue")
+            return None
+        if index is not None:
+            queue.index = max(0, min(int(index), len(queue) - 1))
+        self.queue = queue
+        self.queue_source = Path(source)
+        self.open_path(queue.current)
+        return self.queue
+
+    def refresh_progress(self, *_: Any) -> None:
+        """Re-read this reviewer's reviews and update '12 of 80 reviewed'."""
+        if self.queue is None:
+            return
+        try:
+            self.queue.set_reviewed(
+                reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
+            )
+        except Exception as error:  # noqa: BLE001 - notified; the old count stays
+            notify_exception(error, "Work queue")
+        self._show_progress()
+
+    def _show_progress(self, note: str = "") -> None:
+        queue = self.queue
+        if queue is None:
+            return
+        mark = " ✓" if queue.is_reviewed(queue.current) else ""
+        self.progress_label.setText(
+            f"{queue.progress_text()} · {queue.position_text()}: {queue.current.name}{mark}{note}"
+        )
+
+    def confirm_leave(self) -> bool:
+        """Ask what to do with unsaved entries; True when it is fine to move on."""
+        if not self.has_unsaved_changes():
+            return True
+        box = QMessageBox(self)
+        box.setWindowTitle("Unsaved review")
+        box.setText("This image's review has unsaved changes. Save them before moving on?")
+        save = box.addButton("Save", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton("Stay", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is save:
+            return self.save() is not None
+        if clicked is discard:
+            self._state = self.form_state()  # dropped on purpose: do not ask again
+            return True
+        return False
+
+    def next_item(self) -> Any:
+        """Show the next image of the queue (Alt+→); returns the loading worker."""
+        queue = self.queue
+        if queue is None or not self.confirm_leave():
+            return None
+        if queue.index >= len(queue) - 1:
+            left = len(queue) - queue.reviewed_count
+            message = f"End of the queue: {queue.progress_text()}" + (
+                f"; {left} still to review (press Prev to go back)." if left else "."
+            )
+            show_info(message)
+            self._show_progress(" — end of the queue")
+            return None
+        queue.next()
+        return self.open_path(queue.current)
+
+    def previous_item(self) -> Any:
+        """Show the previous image of the queue (Alt+←); returns the loading worker."""
+        if self.queue is None or not self.confirm_leave():
+            return None
+        self.queue.previous()
+        return self.open_path(self.queue.current)
+
+    def open_path(self, path: Path) -> Any:
+        """Read ``path`` in a worker, then replace the previous queue image with it."""
+        from napari.qt.threading import create_worker
+
+        self.next_button.setEnabled(False)
+        self.previous_button.setEnabled(False)
+        self.progress_label.setText(f"opening {Path(path).name}…")
+        pending = [] if self.queue is None else self.queue.unhashed()
+        worker = create_worker(read_item, Path(path), pending, _start_thread=False)
+        worker.returned.connect(self._on_loaded)
+        worker.errored.connect(
+            lambda error: notify_exception(error, f"Cannot open {Path(path).name}; skip it")
+        )
+        worker.finished.connect(self._loading_done)
+        self.loading = worker
+        worker.start()
+        return worker
+
+    def _loading_done(self) -> None:
+        self.next_button.setEnabled(True)
+        self.previous_button.setEnabled(True)
+        self._show_progress()
+
+    def _on_loaded(self, loaded: tuple[Path, list[Any], dict[Path, str]]) -> None:
+        path, layers, hashes = loaded
+        self._hashes.update(hashes)
+        if self.queue is not None:
+            self.queue.remember_hashes(hashes)
+        adopted = self._already_open(path)
+        if adopted is not None:  # opened by hand or by a restored session: use that one
+            self._replace_queue_layers([])
+            self._queue_layers = [adopted]
+            self._show_image(adopted.name, path)
+            return
+        images = [layer for layer in layers if _results.is_image(layer)]
+        for layer in layers:
+            if images and _results.is_roi_layer(layer):
+                meta = dict(layer.metadata.get("pathreview") or {})
+                meta["image"] = images[0].name
+                layer.metadata["pathreview"] = meta
+        self._queue_layers = self._replace_queue_layers(layers)
+        if not images:
+            notify_exception(FileNotFoundError(path), f"No image read from {path.name}")
+            return
+        self._show_image(images[0].name, path)
+
+    def _replace_queue_layers(self, layers: list[Any]) -> list[Any]:
+        """Swap the previous queue image for ``layers``, reusing its layer where it can.
+
+        napari runs a full garbage collection on every layer removal (over a second with
+        torch loaded, the UI frozen), so an image layer of the same kind takes the new
+        image's data instead of being removed and re-added.
+        """
+        old = [layer for layer in self._queue_layers if layer in self.viewer.layers]
+        shown = []
+        for new in layers:
+            match = next((o for o in old if _reusable(o, new)), None)
+            if match is not None:
+                old.remove(match)
+                _take_over(match, new)
+                shown.append(match)
+            else:
+                shown.append(None)
+        if old:
+            with self.viewer.layers.batched_update():  # one clean-up for all of them
+                for layer in old:
+                    self.viewer.layers.remove(layer)
+        shown = [
+            s if s is not None else self.viewer.add_layer(n)
+            for s, n in zip(shown, layers, strict=True)
+        ]
+        names = {layer.name for layer in self.viewer.layers}
+        for layer in self.viewer.layers:  # results of the image that left: hidden, reused later
+            meta = (layer.metadata or {}).get("pathreview") or {}
+            if meta.get("kind") and meta.get("image") and meta["image"] not in names:
+                layer.visible = False
+        return shown
+
+    def _already_open(self, path: Path) -> Any:
+        for layer in self.viewer.layers:
+            meta = (layer.metadata or {}).get("pathreview") or {}
+            source = meta.get("source_path")
+            is_open = source and Path(source) == Path(path) and meta.get("kind") is None
+            if is_open and _results.is_image(layer):
+                return layer
+        return None
+
+    def _show_image(self, name: str, path: Path) -> None:
+        self.reset_choices()
+        self.image_combo.value = name
+        self.viewer.layers.selection.active = self.viewer.layers[name]
+        self.loaded_path = path
+        self._show_progress()
+        self.image_opened.emit(name)
+
+    # ---------------------------------------------------------- disagreements
+    def refresh_disagreements(self, *_: Any) -> list[Any]:
+        """List the reviews that disagree with the model (this reviewer's, or everyone's)."""
+        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
+        try:
+            records = self.store().reviews(reviewer=reviewer, disagreements_only=True)
+        except Exception as error:  # noqa: BLE001 - notified
+            notify_exception(error, "Disagreements")
+            return []
+        self.disagreements.clear()
+        for record in records:
+            said = f"{record.model} said {record.predicted_label}" if record.model else "no model"
+            item = QListWidgetItem(
+                f"{Path(record.image_path).name}: {record.label} ({said}) — {record.reviewer}"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, str(record.image_path))
+            item.setToolTip(str(record.image_path))
+            self.disagreements.addItem(item)
+        return records
+
+    def open_disagreement(self, item: QListWidgetItem) -> Any:
+        """Open the image of a clicked disagreement (moving the queue there when it holds it)."""
+        path = Path(str(item.data(Qt.ItemDataRole.UserRole)))
+        if not path.is_file():
+            notify_exception(FileNotFoundError(f"{path} no longer exists"), "Disagreement")
+            return None
+        if not self.confirm_leave():
+            return None
+        if self.queue is not None and path in self.queue.paths:
+            self.queue.index = self.queue.paths.index(path)
+        return self.open_path(path)
+
+    def _choose_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Training manifest", "disagreements.csv", "CSV (*.csv)"
+        )
+        if path:
+            self.export_disagreements(path)
+
+    def export_disagreements(
+        self, path: str | Path, weight: float = DEFAULT_DISAGREEMENT_WEIGHT
+    ) -> Path | None:
+        """Write the listed disagreements as a training manifest (``pathreview train`` reads it)."""
+        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
+        try:
+            written = self.store().export_manifest(
+                path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
+            )
+        except Exception as error:  # noqa: BLE001 - notified
+            notify_exception(error, "Export")
+            return None
+        show_info(f"Disagreements exported to {written}")
+        return Path(written)

@@ -1,0 +1,86 @@
+"""A physical scale bar for images whose resolution is known.
+
+The reader records the physical pixel size in the layer metadata (BreaKHis magnification →
+µm/px, slide MPP, DICOM pixel spacing, MIAS 0.2 mm/px) and gives the layer that size as its
+scale. The scale bar is switched on in µm only when the layer's world scale really is the
+physical size; otherwise it would print "150 µm" over 150 pixels of unknown size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_UM_KEYS = ("um_per_px", "microns_per_pixel", "mpp")
+_MM_KEYS = ("mm_per_px", "pixel_spacing_mm")
+
+
+def _first_number(value: Any) -> float | None:
+    if isinstance(value, (list, tuple)) and value:
+        value = value[-1]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def pixel_size_um(meta: Mapping[str, Any]) -> float | None:
+    """The physical pixel size (µm) a reader recorded in ``metadata["pathreview"]``."""
+    for key in _UM_KEYS:
+        value = _first_number(meta.get(key))
+        if value is not None:
+            return value
+    for key in _MM_KEYS:
+        value = _first_number(meta.get(key))
+        if value is not None:
+            return value * 1000.0
+    return None
+
+
+def scale_unit(layer: Any) -> str | None:
+    """'um' or 'mm' when the layer's world scale is its physical pixel size, else None."""
+    current = [str(u) for u in (getattr(layer, "units", None) or ())]
+    if current and all(u == "micrometer" for u in current):
+        return "um"
+    if current and all(u == "millimeter" for u in current):
+        return "mm"
+    meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+    size_um = pixel_size_um(meta)
+    if size_um is None:
+        return None
+    world = float(layer.scale[-1])
+    for unit, factor in (("um", 1.0), ("mm", 1000.0)):
+        if abs(world * factor - size_um) <= 0.01 * size_um:
+            return unit
+    logger.info(
+        "layer %r: pixel size %.4g µm known but its scale is %.4g; no physical scale bar",
+        layer.name,
+        size_um,
+        world,
+    )
+    return None
+
+
+def layer_units(layer: Any) -> tuple[str, ...] | None:
+    """The units to give layers drawn over ``layer`` (its own when physical), else None."""
+    unit = scale_unit(layer)
+    return None if unit is None else (unit,) * len(layer.scale)
+
+
+def show_scale_bar(viewer: Any, layer: Any) -> bool:
+    """Turn napari's scale bar on in the layer's physical unit; returns whether it could.
+
+    napari ≥ 0.6 takes the bar's unit from the layers' ``units`` (all layers must agree), so
+    the image gets its physical unit when its scale already is its physical pixel size.
+    """
+    units = layer_units(layer)
+    if units is None:
+        return False
+    if tuple(str(u) for u in layer.units) != tuple(
+        {"um": "micrometer", "mm": "millimeter"}[u] for u in units
+    ):
+        layer.units = units
+    viewer.scale_bar.visible = True
+    return True

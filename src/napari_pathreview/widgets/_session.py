@@ -1,0 +1,165 @@
+"""Save and restore a review session: open images, ROI layers, CAMs, queue position, settings.
+
+Qt-free: a session is a JSON document (plus an ``.npz`` beside it holding the CAM arrays),
+so a reviewer closes napari at night and resumes tomorrow exactly where they stopped. Paths
+are stored absolute; a session whose images moved is refused with the missing file named.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_pathreview.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "napari-pathreview-session"
+VERSION = 1
+
+
+class SessionError(InvalidInputError):
+    """A session file cannot be read, is not a session, or names files that are gone."""
+
+
+def cams_path(path: Path) -> Path:
+    """Where a session's CAM arrays live: ``review.session.json`` → ``review.session.cams.npz``."""
+    return path.with_name(path.name.removesuffix(".json") + ".cams.npz")
+
+
+def _meta(layer: Any) -> dict[str, Any]:
+    return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
+
+
+def _jsonable(value: Any) -> Any:
+    """A metadata value made JSON-safe (numpy scalars and tuples included)."""
+    return json.loads(
+        json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    )
+
+
+def _drawn(layer: Any, meta: Mapping[str, Any]) -> bool:
+    """A layer the reviewer made (not opened from a file, which is reopened instead)."""
+    return not meta.get("source_path") and not meta.get("dataset")
+
+
+def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The session's layer entries and CAM arrays, in layer order.
+
+    Images are stored by file (with their prediction), user-drawn Shapes ROIs as GeoJSON,
+    CAMs as arrays; layers opened from files come back by reopening the file.
+    """
+    from napari.layers import Image, Labels, Shapes
+
+    from napari_pathreview.io.geojson import rois_from_shapes, rois_to_geojson
+
+    entries: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    for layer in viewer.layers:
+        meta = _meta(layer)
+        if isinstance(layer, Image) and meta.get("kind") is None and meta.get("source_path"):
+            entries.append(
+                {
+                    "type": "image",
+                    "name": layer.name,
+                    "path": str(Path(meta["source_path"]).resolve()),
+                    "prediction": _jsonable(meta.get("prediction")),
+                    "visible": bool(layer.visible),
+                }
+            )
+        elif isinstance(layer, Image) and meta.get("kind") == "cam":
+            key = f"cam_{len(arrays)}"
+            arrays[key] = np.asarray(layer.data, dtype=np.float32)
+            entries.append(
+                {
+                    "type": "cam",
+                    "array": key,
+                    "image": meta.get("image"),
+                    "method": meta.get("method", "cam"),
+                    "target": meta.get("target", ""),
+                    "opacity": float(layer.opacity),
+                    "visible": bool(layer.visible),
+                }
+            )
+        elif _drawn(layer, meta) and isinstance(layer, Shapes) and len(layer.data):
+            rois = rois_from_shapes(layer.data, layer.shape_type)
+            entries.append(
+                {
+                    "type": "roi",
+                    "name": layer.name,
+                    "image": meta.get("image"),
+                    "geojson": rois_to_geojson(rois),
+                    "visible": bool(layer.visible),
+                }
+            )
+        elif _drawn(layer, meta) and isinstance(layer, Labels):
+            key = f"labels_{len(arrays)}"
+            arrays[key] = np.asarray(layer.data)
+            entries.append(
+                {
+                    "type": "labels",
+                    "name": layer.name,
+                    "image": meta.get("image"),
+                    "array": key,
+                    "scale": [float(v) for v in layer.scale],
+                    "translate": [float(v) for v in layer.translate],
+                    "visible": bool(layer.visible),
+                }
+            )
+    return entries, arrays
+
+
+def write_session(path: str | Path, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> Path:
+    """Write the session JSON (and its CAM arrays); returns the JSON path."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        path = path.with_suffix(".json")
+    document = {"format": FORMAT, "version": VERSION, **state}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    target = cams_path(path)
+    if arrays:
+        np.savez_compressed(target, **{k: np.asarray(v) for k, v in arrays.items()})
+    elif target.exists():
+        target.unlink()
+    return path
+
+
+def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and check a session: every image file must still exist.
+
+    Raises:
+        SessionError: naming the file or the key that is wrong.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SessionError(f"cannot read session {path}: {error}") from error
+    except json.JSONDecodeError as error:
+        raise SessionError(f"{path} is not a session file (not JSON: {error})") from error
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise SessionError(f"{path} is not a napari-pathreview session (no 'format': '{FORMAT}')")
+    if int(document.get("version", 0)) > VERSION:
+        raise SessionError(f"{path} was written by a newer napari-pathreview; upgrade to open it")
+    layers = document.get("layers", [])
+    if not isinstance(layers, list):
+        raise SessionError(f"{path}: 'layers' must be a list")
+    missing = [
+        e["path"] for e in layers if e.get("type") == "image" and not Path(e["path"]).is_file()
+    ]
+    if missing:
+        raise SessionError(
+            f"{path}: {len(missing)} image(s) of the session are gone (first: {missing[0]}); "
+            "move them back or open the images again"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    if cams_path(path).is_file():
+        with np.load(cams_path(path)) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    return document, arrays

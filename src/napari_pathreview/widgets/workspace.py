@@ -1,0 +1,249 @@
+"""The PathReview dock: Analyze and Review as tabs of one scrollable panel, plus sessions.
+
+Two separate docks stack to ~1,400 px; on a 1366×768 laptop Save and the queue end up off
+screen. One tabbed dock of fixed width fits (each tab scrolls when it must), does not
+widen when results with long names arrive, and the Review tab's queue drives the Analyze
+tab (it follows the queue's image and can run on each). "Save session…" writes the
+workspace (open images, ROI and CAM layers, queue position, settings) to a project file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QPushButton,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_pathreview.widgets import _session
+from napari_pathreview.widgets._notify import notify_exception, show_info
+from napari_pathreview.widgets.analyze import AnalyzeWidget
+from napari_pathreview.widgets.review import ReviewWidget
+
+logger = logging.getLogger(__name__)
+
+#: The dock's width in pixels: fits a 1366-px screen beside a usable canvas.
+DOCK_WIDTH = 400
+ANALYZE_TAB, REVIEW_TAB = 0, 1
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
+
+
+class PathReviewWorkspace(QWidget):
+    """Analyze and Review in one tabbed, scrollable dock of stable width.
+
+    Args:
+        napari_viewer: the viewer (napari's proxy when opened from the Plugins menu).
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.analyze = AnalyzeWidget(napari_viewer)
+        self.review = ReviewWidget(napari_viewer)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(_scrolling(self.analyze), "Analyze")
+        self.tabs.addTab(_scrolling(self.review), "Review")
+        self.save_session_button = QPushButton("Save session…")
+        self.open_session_button = QPushButton("Open session…")
+        self.save_session_button.clicked.connect(self._choose_save)
+        self.open_session_button.clicked.connect(self._choose_open)
+        row = QHBoxLayout()
+        row.addWidget(self.save_session_button)
+        row.addWidget(self.open_session_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.tabs, 1)
+        layout.addLayout(row)
+        self.setFixedWidth(DOCK_WIDTH)
+        for inner in (self.analyze, self.review):
+            inner.setMaximumWidth(DOCK_WIDTH - 24)  # room for the vertical scroll bar
+        self.review.image_opened.connect(self._queue_image_opened)
+
+    def _queue_image_opened(self, name: str) -> None:
+        """The queue moved on: Analyze shows the same image (and runs it if asked to)."""
+        self.analyze.follow(name)
+
+    # --------------------------------------------------------------- sessions
+    def _choose_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save review session", "review.session.json", "Session (*.json)"
+        )
+        if path:
+            self.save_session(path)
+
+    def _choose_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open review session", "", "Session (*.json)")
+        if path:
+            self.restore_session(path)
+
+    def session_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The workspace as a JSON-able document and its arrays."""
+        layers, arrays = _session.capture_layers(self.viewer)
+        analyze, review, queue = self.analyze, self.review, self.review.queue
+        box = analyze.stain_box
+        state = {
+            "layers": layers,
+            "queue": None
+            if queue is None
+            else {"source": str(review.queue_source), "index": int(queue.index)},
+            "analyze": {
+                "image": analyze.image_combo.value,
+                "model": analyze.model_combo.value,
+                "all_models": bool(analyze.all_models.value),
+                "qc": bool(analyze.qc.value),
+                "tta": analyze.tta.value,
+                "device": analyze.device.value,
+                "cam": analyze.cam_method.value,
+                "threshold": float(analyze.threshold.value),
+                "opacity": float(analyze.opacity.value),
+                "auto_run": bool(analyze.auto_run.value),
+                "stain": box.method.currentText(),
+                "stain_target": box.user_target,
+                "roi": analyze.roi_combo.value,
+            },
+            "review": {
+                "reviewer": review.reviewer.value,
+                "image": review.image_combo.value,
+                "only_mine": bool(review.only_mine.value),
+            },
+            "tab": int(self.tabs.currentIndex()),
+        }
+        return state, arrays
+
+    def save_session(self, path: str | Path) -> Path | None:
+        """Write the session file; returns its path (None on failure, notified)."""
+        try:
+            state, arrays = self.session_state()
+            written = _session.write_session(path, state, arrays)
+        except Exception as error:  # noqa: BLE001 - notified
+            notify_exception(error, "Save session")
+            return None
+        show_info(f"Session saved to {written}")
+        return written
+
+    def restore_session(self, path: str | Path) -> bool:
+        """Reopen a saved session in this viewer; returns whether it worked."""
+        try:
+            document, arrays = _session.read_session(path)
+            self._restore_layers(document.get("layers", []), arrays)
+            self._restore_settings(document)
+        except Exception as error:  # noqa: BLE001 - notified
+            notify_exception(error, "Open session")
+            return False
+        show_info(f"Session restored from {path}")
+        return True
+
+    def _restore_layers(self, entries: list[dict[str, Any]], arrays: dict[str, Any]) -> None:
+        from napari_pathreview.widgets import _results
+
+        for entry in entries:
+            kind = entry.get("type")
+            if kind == "image":
+                if entry["name"] in self.viewer.layers:
+                    continue
+                opened = self.viewer.open(entry["path"], plugin="napari-pathreview")
+                image = next(layer for layer in opened if _results.is_image(layer))
+                if entry.get("prediction"):
+                    meta = dict(image.metadata.get("pathreview") or {})
+                    meta["prediction"] = entry["prediction"]
+                    image.metadata = {**image.metadata, "pathreview": meta}
+                image.visible = bool(entry.get("visible", True))
+            elif kind == "cam" and entry.get("image") in self.viewer.layers:
+                image = self.viewer.layers[entry["image"]]
+                layer = _results.add_cam_layer(
+                    self.viewer,
+                    image,
+                    arrays[entry["array"]],
+                    entry.get("method", "cam"),
+                    entry.get("target", ""),
+                    opacity=float(entry.get("opacity", _results.CAM_OPACITY)),
+                )
+                layer.visible = bool(entry.get("visible", True))
+            elif kind in ("roi", "labels"):
+                self._restore_roi_entry(entry, arrays)
+
+    def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
+        from napari_pathreview.io.geojson import parse_geojson_rois
+        from napari_pathreview.widgets import _results
+
+        if entry["name"] in self.viewer.layers:
+            return
+        image = (
+            self.viewer.layers[entry["image"]] if entry.get("image") in self.viewer.layers else None
+        )
+        place = {} if image is None else {"scale": image.scale, "translate": image.translate}
+        meta = {"pathreview": {"kind": "roi", "image": entry.get("image")}}
+        extra = {} if image is None else _results.units_of(image)
+        if entry["type"] == "roi":
+            rois = parse_geojson_rois(entry["geojson"], f"session ROI {entry['name']}")
+            self.viewer.add_shapes(
+                [roi.data for roi in rois],
+                shape_type=[roi.shape_type for roi in rois],
+                name=entry["name"],
+                edge_color="lime",
+                face_color="transparent",
+                metadata=meta,
+                **place,
+                **extra,
+            )
+        else:
+            self.viewer.add_labels(
+                arrays[entry["array"]],
+                name=entry["name"],
+                scale=entry.get("scale"),
+                translate=entry.get("translate"),
+                metadata=meta,
+                **extra,
+            )
+
+    def _restore_settings(self, document: dict[str, Any]) -> None:
+        analyze, review = self.analyze, self.review
+        settings = document.get("analyze") or {}
+        review_settings = document.get("review") or {}
+        review.reviewer.value = review_settings.get("reviewer") or review.reviewer.value
+        review.only_mine.value = bool(review_settings.get("only_mine", True))
+        analyze.reset_choices()
+        analyze.all_models.value = bool(settings.get("all_models", False))
+        for widget, key in (
+            (analyze.qc, "qc"),
+            (analyze.tta, "tta"),
+            (analyze.device, "device"),
+            (analyze.cam_method, "cam"),
+            (analyze.threshold, "threshold"),
+            (analyze.opacity, "opacity"),
+            (analyze.auto_run, "auto_run"),
+        ):
+            if settings.get(key) is not None:
+                widget.value = settings[key]
+        for widget, key in ((analyze.image_combo, "image"), (analyze.model_combo, "model")):
+            if settings.get(key) in widget.choices:
+                widget.value = settings[key]
+        if settings.get("stain_target"):
+            analyze.stain_box.set_user_target(settings["stain_target"], "the saved session")
+        if settings.get("stain"):
+            analyze.stain_box.method.setCurrentText(settings["stain"])
+        if settings.get("roi") in analyze.roi_combo.choices:
+            analyze.roi_combo.value = settings["roi"]
+        queue = document.get("queue")
+        if queue:
+            review.load_queue(queue["source"], index=int(queue.get("index", 0)))
+        elif review_settings.get("image") in review.image_combo.choices:
+            review.image_combo.value = review_settings["image"]
+        self.tabs.setCurrentIndex(int(document.get("tab", ANALYZE_TAB)))

@@ -1,0 +1,55 @@
+"""`pathreview predict --stain-target FILE`: a fitted stain target, via the console script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from napari_pathreview.stain import get_normalizer
+
+REFERENCE = (
+    Path(__file__).resolve().parents[2] / "sample_data/he_reference/HEnorm_python_example1.png"
+)
+
+
+def _pathreview(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("pathreview", path=str(Path(sys.executable).parent)) or "pathreview"
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=os.environ.copy())
+
+
+def _target(path: Path, method: str) -> Path:
+    rgb = cv2.imread(str(REFERENCE))[:, :, ::-1]
+    path.write_text(json.dumps(get_normalizer(method).fit(rgb).to_dict()))
+    return path
+
+
+def test_predict_uses_a_macenko_target_from_a_file(binary_ref, rng, tissue_like, tmp_path) -> None:
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), tissue_like(rng, 70, 90)[:, :, ::-1])
+    target = _target(tmp_path / "macenko.json", "macenko")
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict", str(image), "--model", binary_ref, "--device", "cpu",
+        "--stain-target", str(target), "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [row] = list(csv.DictReader((out / "predictions.csv").open(newline="")))
+    assert row["stain"] == "macenko"
+
+
+def test_a_bad_stain_target_is_named_without_a_traceback(binary_ref, tmp_path) -> None:
+    bad = tmp_path / "target.json"
+    bad.write_text(json.dumps({"method": "macenko"}))
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 128, np.uint8))
+    done = _pathreview("predict", str(image), "--model", binary_ref, "--stain-target", str(bad))
+    assert done.returncode != 0
+    assert "target.json" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,214 @@
+"""Slide results: the zarr/GeoJSON cache, `pathreview cache`, and cohort runs on Dask."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from slide_fixtures import register_tiny, tissue_slide, write_slide
+
+from napari_pathreview.inference import Predictor
+from napari_pathreview.inference.cache import SlideCache, cached_slide
+from napari_pathreview.inference.cohort import (
+    CohortJob,
+    SchedulerUnreachableError,
+    job_from_settings,
+    run_cohort,
+)
+from napari_pathreview.inference.layer_slide import as_slide
+from napari_pathreview.inference.slides import SlideResult, SlideSettings
+
+
+@pytest.fixture
+def model_ref(registry) -> str:
+    return register_tiny(registry)
+
+
+@pytest.fixture
+def slide_path(tmp_path):
+    return write_slide(tmp_path / "slide.tif", tissue_slide(384, 512))
+
+
+def _pathreview(*args: str) -> subprocess.CompletedProcess:
+    exe = [sys.executable, "-m", "napari_pathreview.cli", *args]
+    return subprocess.run(exe, capture_output=True, text=True, timeout=600)
+
+
+def test_second_run_is_served_from_the_cache_with_the_same_numbers(
+    model_ref, slide_path, tmp_path
+) -> None:
+    predictor = Predictor.from_registry(model_ref, device="cpu")
+    cache = SlideCache(tmp_path / "cache")
+    first = list(cached_slide(predictor, as_slide(slide_path), SlideSettings(), cache))
+    again = list(cached_slide(predictor, as_slide(slide_path), SlideSettings(), cache))
+    assert len(first) > 2 and len(again) == 1 and isinstance(again[0], SlideResult)
+    np.testing.assert_array_equal(first[-1].prob_maps, again[0].prob_maps)
+    assert again[0].grid == first[-1].grid and again[0].aggregate == first[-1].aggregate
+    folder = cache.entries()[0].folder
+    geo = json.loads((folder / "tiles.geojson").read_text())
+    assert len(geo["features"]) == int(first[-1].coverage.sum())
+    feature = geo["features"][0]
+    assert (
+        feature["geometry"]["type"] == "Polygon" and feature["properties"]["objectType"] == "tile"
+    )
+    assert set(feature["properties"]["measurements"]) == {"P(benign)", "P(malignant)"}
+
+
+def test_other_settings_or_tta_are_cached_separately(model_ref, slide_path, tmp_path) -> None:
+    cache = SlideCache(tmp_path / "cache")
+    for overlap, tta in ((0.0, "none"), (0.5, "none"), (0.0, "flips")):
+        predictor = Predictor.from_registry(model_ref, device="cpu", tta=tta)
+        list(cached_slide(predictor, as_slide(slide_path), SlideSettings(overlap=overlap), cache))
+    assert len(cache.entries()) == 3
+
+
+def test_the_cache_evicts_least_recently_used_entries_past_its_limit(
+    model_ref, slide_path, tmp_path
+) -> None:
+    predictor = Predictor.from_registry(model_ref, device="cpu")
+    big = SlideCache(tmp_path / "cache")
+    list(cached_slide(predictor, as_slide(slide_path), SlideSettings(), big))
+    one = big.entries()[0].bytes
+    small = SlideCache(tmp_path / "cache", max_bytes=int(one * 1.5))
+    list(cached_slide(predictor, as_slide(slide_path), SlideSettings(min_tissue=0.5), small))
+    entries = small.entries()
+    assert len(entries) == 1 and entries[0].fields["settings"]["min_tissue"] == 0.5
+
+
+def test_cache_cli_lists_and_clears(model_ref, slide_path) -> None:
+    predictor = Predictor.from_registry(model_ref, device="cpu")
+    list(cached_slide(predictor, as_slide(slide_path), SlideSettings(), SlideCache()))
+    listed = _pathreview("cache", "list")
+    assert listed.returncode == 0 and "1 cached slide result" in listed.stdout
+    assert "slide.tif" in listed.stdout and model_ref in listed.stdout
+    cleared = _pathreview("cache", "clear")
+    assert cleared.returncode == 0 and "removed 1" in cleared.stdout
+    assert SlideCache().entries() == []
+
+
+def _rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cohort_on_a_two_worker_local_cluster_equals_a_single_process_run(
+    model_ref, tmp_path
+) -> None:
+    slides = [
+        write_slide(tmp_path / "in" / f"s{i}.tif", tissue_slide(384, 512, seed=i)) for i in range(3)
+    ]
+    broken = tmp_path / "in" / "broken.tif"
+    broken.write_bytes(b"II*\x00 not really a tiff")
+    settings = SlideSettings(batch_size=8)
+    on_dask = run_cohort(
+        [tmp_path / "in"],
+        job_from_settings(model_ref, tmp_path / "dask", settings),
+        workers=2,
+        progress=False,
+    )
+    alone = run_cohort(
+        slides,
+        job_from_settings(model_ref, tmp_path / "alone", settings),
+        workers=0,
+        progress=False,
+    )
+    assert [r["slide"] for r in on_dask.rows] == ["s0", "s1", "s2"]
+    assert len(on_dask.failures) == 1 and "broken.tif" in on_dask.failures[0]["path"]
+    assert "broken.tif" in _rows(on_dask.failures_csv)[0]["path"]
+    dask_rows, alone_rows = _rows(on_dask.slides_csv), _rows(alone.slides_csv)
+    numeric = [k for k in alone_rows[0] if k.startswith(("mean_", "max_", "topk_", "tissue_"))]
+    for a, b in zip(dask_rows, alone_rows, strict=True):
+        assert a["slide"] == b["slide"]
+        for key in numeric:
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-5), key
+    for stem in ("s0", "s1", "s2"):
+        assert (tmp_path / "dask" / "slides" / stem / "result.zarr").is_dir()
+        assert (tmp_path / "dask" / "slides" / stem / "tiles.geojson").is_file()
+    rerun = run_cohort(
+        slides,
+        job_from_settings(model_ref, tmp_path / "alone", settings),
+        workers=0,
+        progress=False,
+    )
+    assert rerun.rows == [] and len(rerun.skipped) == 3
+    assert len(_rows(rerun.slides_csv)) == 3
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(model_ref, slide_path, tmp_path) -> None:
+    job = CohortJob(model_ref, str(tmp_path / "out"))
+    with pytest.raises(SchedulerUnreachableError, match="no Dask scheduler answered at"):
+        run_cohort([slide_path], job, scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+def test_predict_slides_cli_writes_the_cohort_outputs(model_ref, slide_path, tmp_path) -> None:
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict-slides",
+        str(slide_path),
+        "--model",
+        model_ref,
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = _rows(out / "slides.csv")
+    assert row["slide"] == "slide" and float(row["um_per_px"]) == 0.5
+    assert float(row["tissue_area_mm2"]) > 0 and 0 <= float(row["mean_malignant"]) <= 1
+
+
+def test_predict_slides_cli_refuses_a_card_without_resolution(registry, slide_path, tmp_path):
+    ref = register_tiny(registry, None, "nores")
+    done = _pathreview(
+        "predict-slides",
+        str(slide_path),
+        "--model",
+        ref,
+        "--out",
+        str(tmp_path / "o"),
+        "--workers",
+        "0",
+    )
+    assert done.returncode == 2 and "pixel_size" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_predict_slides_cli_reports_a_dead_scheduler_without_traceback(
+    model_ref, slide_path, tmp_path
+):
+    done = _pathreview(
+        "predict-slides",
+        str(slide_path),
+        "--model",
+        model_ref,
+        "--out",
+        str(tmp_path / "o"),
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+    )
+    assert done.returncode == 2 and "no Dask scheduler answered at tcp://127.0.0.1:9" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_predict_slides_cli_takes_the_pixel_size_of_an_unscaled_slide_from_mpp(
+    model_ref, tmp_path
+) -> None:
+    unscaled = write_slide(tmp_path / "unscaled.tif", tissue_slide(384, 512), um_per_px=None)
+    common = ("--model", model_ref, "--workers", "0", "--device", "cpu", "--no-progress")
+    refused = _pathreview("predict-slides", str(unscaled), "--out", str(tmp_path / "a"), *common)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "--slide-um-per-px" in (tmp_path / "a" / "failures.csv").read_text()
+    done = _pathreview(
+        "predict-slides", str(unscaled), "--out", str(tmp_path / "b"), "--mpp", "0.25", *common
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = _rows(tmp_path / "b" / "slides.csv")
+    assert row["slide"] == "unscaled" and float(row["um_per_px"]) == 0.5

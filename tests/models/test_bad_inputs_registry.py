@@ -1,0 +1,177 @@
+"""Bad cards and weights at import and load, and the registry's clean-up after a killed writer.
+
+Every bad model is made here from a real exported one, edited the way a hand or a broken
+copy would. Each case asserts the error type, that the message names the field/file, and
+that nothing entered the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from napari_pathreview.errors import WeightsError
+from napari_pathreview.models import create_model
+from napari_pathreview.registry import ModelCard, ModelCardError, ModelRegistry, sha256_file
+
+CARD = {
+    "name": "tiny",
+    "task": "binary",
+    "classes": ["benign", "malignant"],
+    "modality": "histology",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("test_resnet", 2).eval()
+
+
+@pytest.fixture
+def source(tmp_path: Path, tiny_model) -> ModelRegistry:
+    registry = ModelRegistry(tmp_path / "source")
+    registry.register(tiny_model, CARD)
+    return registry
+
+
+@pytest.fixture
+def exported(source: ModelRegistry, tmp_path: Path) -> Path:
+    return source.export("tiny", None, tmp_path / "out")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "target")
+
+
+def _edit_card(folder: Path, **changes) -> None:
+    card_path = folder / "card.yaml"
+    card = yaml.safe_load(card_path.read_text())
+    card.update(changes)
+    card_path.write_text(yaml.safe_dump(card))
+
+
+def _rehash(folder: Path) -> None:
+    _edit_card(folder, weights_sha256=sha256_file(folder / "weights.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mean", [float("nan")] * 3), ("std", [0.2, float("inf"), 0.2]), ("std", [0.2, 0.0, 0.2])],
+    ids=["mean-nan", "std-inf", "std-zero"],
+)
+def test_card_with_non_finite_or_zero_normalisation_is_refused(field, value) -> None:
+    fields = {**CARD, "architecture": "test_resnet", "input_size": [3, 32, 32], field: value}
+    with pytest.raises(ModelCardError, match=field):
+        ModelCard.from_dict(fields)
+
+
+def test_binary_task_with_three_classes_is_refused() -> None:
+    fields = {**CARD, "architecture": "test_resnet", "classes": ["a", "b", "c"]}
+    with pytest.raises(ModelCardError, match="'binary'.*3"):
+        ModelCard.from_dict(fields)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "named"),
+    [
+        ({"mean": [".nan"]}, ModelCardError, "mean"),
+        ({"architecture_kwargs": {"bogus_rate": 0.5}}, ModelCardError, "bogus_rate"),
+        ({"task": "subtype", "classes": ["a", "b", "c"]}, WeightsError, "shapes differ"),
+        ({"architecture": "resnet18"}, WeightsError, "tensors"),
+    ],
+    ids=["nan-mean", "unknown-kwarg", "wrong-class-count", "other-architecture"],
+)
+def test_import_refuses_a_model_that_would_not_load(exported, target, changes, error, named):
+    if changes.get("mean") == [".nan"]:
+        text = (exported / "card.yaml").read_text()
+        card = yaml.safe_load(text)
+        card["mean"] = ["NAN_HERE"] * 3
+        (exported / "card.yaml").write_text(yaml.safe_dump(card).replace("NAN_HERE", ".nan"))
+    else:
+        _edit_card(exported, **changes)
+    with pytest.raises(error, match=named):
+        target.import_model(exported)
+    assert target.names() == []
+    assert not any((target.root / ".tmp").iterdir())
+
+
+def _forge_header(weights: Path, header: dict, data: bytes = b"") -> None:
+    raw = json.dumps(header).encode()
+    weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda w: w.write_bytes(w.read_bytes()[:-1000]),
+        lambda w: w.write_bytes(struct.pack("<Q", 10**12) + b"{}"),
+        lambda w: w.write_bytes(struct.pack("<Q", 5) + b"nope!"),
+        lambda w: _forge_header(w, {"fc.weight": {"dtype": "F32", "shape": [2, 8],
+                                                  "data_offsets": [0, 10**9]}}),
+        lambda w: w.write_bytes(b"\x01\x02"),
+    ],
+    ids=["truncated", "header-longer-than-file", "header-not-json", "offsets-beyond", "2-bytes"],
+)  # fmt: skip
+def test_import_refuses_broken_safetensors_naming_the_file(exported, target, forge) -> None:
+    weights = exported / "weights.safetensors"
+    forge(weights)
+    _rehash(exported)  # the checksum matches: only parsing can tell
+    with pytest.raises(WeightsError, match="weights.safetensors"):
+        target.import_model(exported)
+    assert target.names() == []
+
+
+def test_non_utf8_card_is_refused_at_load_naming_it(source) -> None:
+    card_path = source.folder("tiny") / "card.yaml"
+    card_path.write_bytes(card_path.read_bytes() + b"description: \xff\xfe\n")
+    with pytest.raises(ModelCardError, match=r"card\.yaml is not UTF-8"):
+        source.load("tiny")
+
+
+def test_nan_mean_in_a_stored_card_is_refused_at_load(source) -> None:
+    card_path = source.folder("tiny") / "card.yaml"
+    card = yaml.safe_load(card_path.read_text())
+    card["mean"] = ["NAN_HERE"] * len(card["mean"])
+    card_path.write_text(yaml.safe_dump(card).replace("NAN_HERE", ".nan"))
+    with pytest.raises(ModelCardError, match="mean"):
+        source.load("tiny")
+
+
+def test_models_import_cli_refuses_without_traceback(exported, tmp_path) -> None:
+    _edit_card(exported, architecture_kwargs={"bogus_rate": 0.5})
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_pathreview.cli", "models", "--registry",
+         str(tmp_path / "cli"), "import", str(exported)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "bogus_rate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_valid_export_still_imports_and_loads(exported, target) -> None:
+    assert target.import_model(exported) == ("tiny", "1")
+    target.load("tiny")
+
+
+def test_stale_staging_folders_are_removed_on_the_next_write(target, tiny_model) -> None:
+    tmp = target.root / ".tmp"
+    stale, fresh = tmp / "killed-register", tmp / "running-register"
+    for folder in (stale, fresh):
+        folder.mkdir(parents=True)
+        (folder / "weights.safetensors").write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    target.register(tiny_model, CARD)
+    assert not stale.exists()
+    assert fresh.exists()  # a writer still filling its folder is left alone

@@ -1,0 +1,82 @@
+"""Bad input to ``stain fit|apply`` and ``qc``: named errors, and batches that survive a bad file.
+
+The console script runs in a subprocess; each case checks the exit status, the file named
+on stderr (or in the CSV's error column) and that no traceback is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+CLI = [sys.executable, "-m", "napari_pathreview.cli"]
+
+
+def _run(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Two small tissue-coloured PNGs and one file that only claims to be a PNG."""
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "c.png"):
+        pixels = np.clip(rng.normal((160, 100, 150), 30, (48, 48, 3)), 0, 220).astype(np.uint8)
+        cv2.imwrite(str(images / name), pixels)
+    (images / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(100)))
+    return images
+
+
+def test_qc_records_the_bad_file_and_finishes_the_folder(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "qc.csv"
+    result = _run("qc", folder, "--out", out)
+    assert result.returncode == 1
+    assert "1 of 3 image(s) failed" in result.stderr and "Traceback" not in result.stderr
+    with out.open(newline="") as handle:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(handle)}
+    assert [rows[n]["status"] for n in ("a.png", "b.png", "c.png")] == ["ok", "error", "ok"]
+    assert "b.png" in rows["b.png"]["error"]
+    assert rows["a.png"]["blur_score"] and rows["c.png"]["tissue_fraction"]
+
+
+@pytest.mark.parametrize("target_kind", ["png", "missing", "list-json"])
+def test_stain_apply_refuses_a_bad_target_naming_it(folder, tmp_path, target_kind) -> None:
+    target = tmp_path / f"target.{target_kind}"
+    if target_kind == "png":
+        target = folder / "a.png"  # an image given where the fitted JSON belongs
+    elif target_kind == "list-json":
+        target.write_text("[1, 2, 3]")
+    result = _run("stain", "apply", "--target", target, folder / "a.png", "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert target.name in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stain_apply_goes_on_after_a_bad_image(folder, tmp_path) -> None:
+    target = tmp_path / "target.json"
+    fitted = _run("stain", "fit", "--method", "reinhard", "--images", folder / "a.png",
+                  "--out", target)  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    out = tmp_path / "normalised"
+    result = _run("stain", "apply", "--target", target, folder, "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert "b.png" in result.stdout and "error" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_stain_fit_refuses_an_out_it_cannot_write(folder, tmp_path, where) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    out = blocker / "t.json" if where == "under-a-file" else tmp_path
+    result = _run("stain", "fit", "--method", "reinhard", "--images", folder / "a.png",
+                  "--out", out)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(out if where == "file" else blocker) in result.stderr

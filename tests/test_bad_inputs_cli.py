@@ -1,0 +1,60 @@
+"""The ``pathreview`` entry point: help text without markup, OS errors without tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from napari_pathreview.cli import build_parser, plain_text
+
+CLI = [sys.executable, "-m", "napari_pathreview.cli"]
+
+
+def _run(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_demo_help_shows_no_raw_markup() -> None:
+    result = _run("demo", "--help")
+    assert result.returncode == 0
+    assert "``" not in result.stdout and ":class:" not in result.stdout
+    assert "sample_data/demo" in result.stdout  # the text is still there, only unmarked
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _all_parsers(sub)
+    return found
+
+
+def test_no_command_help_holds_markup() -> None:
+    for parser in _all_parsers(build_parser()):
+        text = parser.format_help()
+        assert "``" not in text and ":func:`" not in text, parser.prog
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("``a.yaml``", "a.yaml"),
+        (":class:`~x.Y`", "x.Y"),
+        ("phases.*.epochs=1", "phases.*.epochs=1"),
+    ],
+)
+def test_plain_text_strips_only_markup(text: str, plain: str) -> None:
+    assert plain_text(text) == plain
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_os_error_on_a_named_file_is_reported_without_traceback() -> None:
+    result = _run("stain", "fit", "--method", "reinhard", "--preset", "breakhis",
+                  "--out", "/proc/pathreview-test.json")  # fmt: skip
+    assert result.returncode == 2
+    assert "/proc/pathreview-test.json" in result.stderr and "Traceback" not in result.stderr

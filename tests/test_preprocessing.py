@@ -1,0 +1,152 @@
+"""One preprocessing spec: training's evaluation path and ``Predictor.prepare`` give one tensor.
+
+The expected tensor is written out here step by step from the spec's numbers (OpenCV resize,
+numpy padding and slicing, numpy normalisation), not by calling the code under test.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from napari_pathreview.inference import Predictor
+from napari_pathreview.inference.preprocess import decode
+from napari_pathreview.models import create_model
+from napari_pathreview.preprocessing import PreprocessSpec, PreprocessSpecError
+from napari_pathreview.registry import ModelRegistry
+from napari_pathreview.training.datasets import ImageDataset, Sample, eval_transform, prepare_image
+from napari_pathreview.training.preparation import stain_images
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _register(spec: dict, modality: str, name: str) -> str:
+    torch.manual_seed(0)
+    card = {
+        "name": name,
+        "architecture": "resnet18",
+        "task": "binary",
+        "classes": ["benign", "malignant"],
+        "modality": modality,
+        "preprocess": spec,
+    }
+    return f"{name}@{ModelRegistry().register(create_model('resnet18', 2), card)}"
+
+
+def _training_tensor(path, spec: PreprocessSpec) -> torch.Tensor:
+    """Training's evaluation path: cached canvas → fold stain → evaluation transform."""
+    prepared = stain_images(
+        [prepare_image(Sample(str(path), "benign", "p1"), spec)], spec.stain_target
+    )
+    return ImageDataset(prepared, [0], transform=eval_transform(spec))[0][0]
+
+
+def _predictor_tensor(path, ref: str) -> torch.Tensor:
+    predictor = Predictor.from_registry(ref, device="cpu")
+    decoded = decode(path, min_side=min(predictor.spec.hw))
+    return predictor.prepare([decoded.rgb], um_per_px=[decoded.um_per_px])[0]
+
+
+def _normalised(window: np.ndarray) -> np.ndarray:
+    x = window.astype(np.float32) / np.float32(255.0)
+    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def _tissue(rng, h: int, w: int) -> np.ndarray:
+    base = np.array([180, 110, 160], np.float32)
+    smooth = cv2.GaussianBlur(rng.normal(0, 40, (h, w, 3)).astype(np.float32), (0, 0), 2)
+    return np.clip(base + smooth, 0, 230).astype(np.uint8)
+
+
+def test_histology_training_evaluation_and_predictor_build_the_same_tensor(tmp_path):
+    from napari_pathreview.stain import REINHARD_BREAKHIS_PRESET, normalizer_from_dict
+
+    rgb = _tissue(np.random.default_rng(0), 115, 175)
+    # A BreaKHis 400X patch saved at 175 px wide: 0.0492 µm/px × 700 / 175 = 0.1968 µm/px.
+    path = tmp_path / "SOB_B_A-14-22549AB-400-001.png"
+    cv2.imwrite(str(path), rgb[:, :, ::-1])
+    target = dict(REINHARD_BREAKHIS_PRESET)
+    spec = {
+        "input_size": [3, 48, 48],
+        "resize": 56,
+        "pixel_size": 0.5,
+        "pixel_unit": "um",
+        "padding": "reflect",
+        "stain_method": "reinhard",
+        "stain_target": target,
+    }
+    ref = _register(spec, "histology", "histo")
+    card_spec = ModelRegistry().card("histo").preprocess
+
+    # expected, from the numbers: resample to 0.5 µm/px (area: it shrinks), centre on the
+    # 56 px canvas (cut across, mirrored top and bottom), stain, centre 48 px, normalise
+    factor = 0.0492 * 700 / 175 / 0.5
+    h, w = round(115 * factor), round(175 * factor)  # 45 × 69
+    small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    top = (56 - h) // 2
+    cut = (w - 56) // 2
+    canvas = np.pad(small[:, cut : cut + 56], ((top, 56 - h - top), (0, 0), (0, 0)), "symmetric")
+    canvas = normalizer_from_dict(target).transform(canvas)
+    expected = torch.from_numpy(_normalised(canvas[4:52, 4:52]))
+
+    training = _training_tensor(path, card_spec)
+    predicted = _predictor_tensor(path, ref)
+    assert training.shape == predicted.shape == (3, 48, 48)
+    torch.testing.assert_close(training, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(predicted, expected, atol=1e-6, rtol=0)
+
+
+def test_mammogram_training_evaluation_and_predictor_build_the_same_tensor(tmp_path):
+    rng = np.random.default_rng(1)
+    grey = np.zeros((256, 256), np.uint8)
+    grey[40:200, 10:110] = rng.integers(60, 220, (160, 100), dtype=np.uint8)  # the breast
+    grey[230:240, 200:220] = 255  # a film label: bright but smaller, not the breast
+    path = tmp_path / "mdb001.png"  # mini-MIAS at 256 px: 0.2 mm × 1024 / 256 = 0.8 mm/px
+    cv2.imwrite(str(path), grey)
+    spec = {
+        "input_size": [3, 48, 48],
+        "resize": 56,
+        "crop": "breast",
+        "channels": "grey_to_rgb",
+        "pixel_size": 2.0,
+        "pixel_unit": "mm",
+        "padding": "constant",
+    }
+    ref = _register(spec, "mammogram", "mammo")
+    card_spec = ModelRegistry().card("mammo").preprocess
+
+    # expected: the breast box (rows 40-200, cols 10-110) resampled to 2 mm/px = ×0.4,
+    # 64 × 40 px, centred on a black 56 px canvas (cut in height), centre 48 px, normalised
+    breast = grey[40:200, 10:110]
+    small = cv2.resize(breast, (40, 64), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((56, 56), np.uint8)
+    canvas[:, 8:48] = small[4:60]
+    rgb = np.repeat(canvas[4:52, 4:52, None], 3, axis=2)
+    expected = torch.from_numpy(_normalised(rgb))
+
+    training = _training_tensor(path, card_spec)
+    predicted = _predictor_tensor(path, ref)
+    torch.testing.assert_close(training, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(predicted, expected, atol=1e-6, rtol=0)
+
+
+def test_images_of_unknown_resolution_are_stretched_not_guessed(tmp_path):
+    """An array without a known µm/px cannot be resampled: it is fitted like a first-wave card."""
+    rgb = _tissue(np.random.default_rng(2), 70, 90)
+    ref = _register({"input_size": [3, 32, 32], "pixel_size": 0.5}, "histology", "plain")
+    predictor = Predictor.from_registry(ref, device="cpu")
+    x = predictor.prepare([rgb])[0]
+    stretched = cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA)
+    torch.testing.assert_close(x, torch.from_numpy(_normalised(stretched)), atol=1e-6, rtol=0)
+
+
+def test_the_spec_names_a_bad_field():
+    with pytest.raises(PreprocessSpecError, match="padding"):
+        PreprocessSpec(input_size=(3, 8, 8), padding="wrap")
+    with pytest.raises(PreprocessSpecError, match="channels"):
+        PreprocessSpec(input_size=(1, 8, 8), mean=(0.5,), std=(0.2,), channels="rgb")
+    with pytest.raises(PreprocessSpecError, match="unknown preprocessing"):
+        PreprocessSpec.from_dict({"input_size": [3, 8, 8], "mpp": 0.5})

@@ -1,0 +1,231 @@
+"""Bad recipes, overrides, manifests and run folders: refused before any image is decoded.
+
+Every case is generated in the test. Library cases assert the error type and that the
+message names the key/file; CLI cases run the console script and assert a non-zero exit,
+the name in stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from napari_pathreview.errors import PathReviewError, WeightsError
+from napari_pathreview.training.datasets import DatasetError, Sample, from_csv
+from napari_pathreview.training.label_checks import LabelError, check_labels
+from napari_pathreview.training.recipe import RecipeError, load_recipe
+
+CLI = [sys.executable, "-m", "napari_pathreview.cli"]
+MINIMAL = {"data": {"source": "folder", "root": "x"}}
+
+# (override, text the error must contain: the key and the offending value)
+OVERRIDES = [
+    ("optim.lr=0", "optim.lr=0"),
+    ("optim.lr=-0.1", "optim.lr=-0.1"),
+    ("optim.lr=.nan", "optim.lr=nan"),
+    ("optim.num_workers=-1", "optim.num_workers=-1"),
+    ("seed=-1", "seed=-1"),
+    ("seed=99999999999", "seed=99999999999"),
+    ("data.subset=-3", "data.subset=-3"),
+    ("data.subset=0", "data.subset=0"),
+    ("data.image_size=512", "data.image_size=512"),  # > data.resize below
+    ("eval.bootstrap=-1", "eval.bootstrap=-1"),
+    ("eval.bootstrap=100000000", "eval.bootstrap=100000000"),
+    ("optim.momentum=1.5", "optim.momentum=1.5"),
+    ("loss.label_smoothing=1", "loss.label_smoothing=1"),
+    ("phases.0.epochs=-2", "phases.0.epochs"),
+    ("ema.decay=1", "ema.decay=1"),
+    ("loss.class_weights=[1, -2]", "loss.class_weights"),
+    ("loss.class_weights=[1, .inf]", "loss.class_weights"),
+    ("data.disagreement_weight=-1", "data.disagreement_weight=-1"),
+    ("register.name=../escape", "register.name='../escape'"),
+    ("register.name=has space", "register.name='has space'"),
+    ("optim.lr=fast", "optim.lr"),
+    ("optim.batch_size=0", "optim.batch_size"),
+]
+
+
+@pytest.mark.parametrize(("override", "named"), OVERRIDES, ids=[o for o, _ in OVERRIDES])
+def test_bad_override_is_refused_naming_key_value_and_range(override, named) -> None:
+    recipe = {**MINIMAL, "data": {**MINIMAL["data"], "resize": 256}}
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(recipe, [override])
+    assert named in str(caught.value)
+
+
+def test_range_message_gives_the_allowed_range() -> None:
+    with pytest.raises(RecipeError, match=r"eval\.bootstrap=-1 is outside \[0, 100000\]"):
+        load_recipe(MINIMAL, ["eval.bootstrap=-1"])
+
+
+def test_recipe_name_the_registry_refuses_is_caught_when_no_register_name() -> None:
+    with pytest.raises(RecipeError, match="name='bad/name'"):
+        load_recipe({**MINIMAL, "name": "bad/name"})
+
+
+def _file(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+RECIPE_FILES = [
+    ("binary.yaml", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file"),
+    ("list.yaml", b"- data\n- model\n", "got a list"),
+    ("scalar.yaml", b"42\n", "got a int"),
+    ("broken.yaml", b"data: [1, 2\n", "not valid YAML"),
+    ("deep.yaml", b"[" * 5000 + b"]" * 5000, "deep.yaml"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "says"), RECIPE_FILES, ids=[n for n, _, _ in RECIPE_FILES]
+)
+def test_unreadable_recipe_file_is_a_recipe_error_naming_it(tmp_path, name, data, says) -> None:
+    path = _file(tmp_path, name, data)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert name in str(caught.value) and says in str(caught.value)
+
+
+def _manifest(tmp_path: Path, rows: list[dict[str, str]]) -> Path:
+    path = tmp_path / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("weight", ["-1", "nan", "inf", "heavy"])
+def test_bad_sample_weight_is_refused_naming_the_row(tmp_path, weight) -> None:
+    rows = [{"path": "a.png", "label": "benign", "weight": "1"}]
+    rows.append({"path": "b.png", "label": "malignant", "weight": weight})
+    manifest = _manifest(tmp_path, rows)
+    with pytest.raises(DatasetError, match=rf"manifest\.csv:3: weight '{weight}'"):
+        from_csv(manifest)
+
+
+def test_non_utf8_manifest_is_refused_naming_it(tmp_path) -> None:
+    manifest = _file(tmp_path, "manifest.csv", b"path,label\n\xff\xfe\x00bad,benign\n")
+    with pytest.raises(DatasetError, match="manifest.csv"):
+        from_csv(manifest)
+
+
+def _samples(labels: list[str]) -> list[Sample]:
+    return [Sample(f"img{i}.png", label, str(i)) for i, label in enumerate(labels)]
+
+
+LABEL_CASES = [
+    (["benign", "malignant", "cat", "benign"], "binary", ["'cat'", "rows 4"]),
+    (["benign", "malignant", "Malignant"], "binary", ["'Malignant'", "'malignant'", "row"]),
+    (["normal", "benign", "malignnat"], "mammogram", ["'malignnat'", "rows 4"]),
+    (["DC", "LC", "XX"], "subtype", ["'XX'"]),
+    (["dark", "light", "Light "], "mytask", ["'Light '", "'light'"]),
+    (["dark", "light", "grey"], "binary", ["exactly 2 labels", "grey"]),
+]
+
+
+@pytest.mark.parametrize(("labels", "task", "named"), LABEL_CASES)
+def test_labels_outside_the_task_are_refused_naming_labels_and_rows(labels, task, named) -> None:
+    with pytest.raises(LabelError) as caught:
+        check_labels(_samples(labels), task, "manifest.csv", first_row=2)
+    assert all(text in str(caught.value) for text in named), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("labels", "task"),
+    [(["benign", "malignant"], "binary"), (["dark", "light"], "binary"), (["x", "y", "z"], "free")],
+)
+def test_consistent_labels_pass(labels, task) -> None:
+    check_labels(_samples(labels), task, "manifest.csv")
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _recipe_file(tmp_path: Path, png_tree: Path) -> Path:
+    text = (
+        f"name: tinyrun\ndata:\n  source: folder\n  root: {png_tree}\n  image_size: 32\n"
+        "  resize: 36\nmodel:\n  architecture: resnet18\noptim:\n  batch_size: 8\n"
+        "schedule:\n  name: none\nphases:\n  - {name: all, epochs: 1}\neval:\n  bootstrap: 20\n"
+    )
+    return _file(tmp_path, "tiny.yaml", text.encode())
+
+
+CLI_CASES = [
+    (["--set", "optim.lr=-1"], "optim.lr=-1"),
+    (["--set", "eval.bootstrap=100000000"], "eval.bootstrap"),
+    (["--set", "data.subset=-1"], "data.subset=-1"),
+    (["--set", "nosuch.key=1"], "nosuch"),
+    (["--out", "{file}"], "is a file"),
+    (["--resume", "{missing}"], "no such run folder"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), CLI_CASES, ids=[" ".join(e) for e, _ in CLI_CASES])
+def test_train_cli_refuses_before_work_without_traceback(png_tree, tmp_path, extra, named):
+    recipe = _recipe_file(tmp_path, png_tree)
+    blocker = _file(tmp_path, "afile", b"x")
+    extra = [e.format(file=blocker, missing=tmp_path / "nope") for e in extra]
+    result = _cli("train", str(recipe), *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_cli_refuses_an_unavailable_device_before_reading_images(png_tree, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here, so device=cuda is available")
+    recipe = _recipe_file(tmp_path, png_tree)
+    result = _cli("train", str(recipe), "--set", "device=cuda", "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "cuda" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_manifest_with_a_typo_label_is_refused_before_training(tmp_path) -> None:
+    from napari_pathreview.training import run_recipe
+
+    rows = [{"path": f"{i}.png", "label": lab} for i, lab in enumerate(["benign", "cat"])]
+    manifest = _manifest(tmp_path, rows)
+    recipe = {"data": {"source": "csv", "root": str(manifest)}, "register": {"enabled": False}}
+    with pytest.raises(LabelError, match=r"'cat' at rows 3"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+
+
+@pytest.fixture
+def finished_run(png_tree, tmp_path):
+    from napari_pathreview.training import run_recipe
+
+    recipe = load_recipe(_recipe_file(tmp_path, png_tree))
+    return run_recipe(recipe.to_dict(), out_dir=tmp_path / "runs")
+
+
+def test_resuming_a_finished_run_registers_no_duplicate(finished_run) -> None:
+    from napari_pathreview.registry import ModelRegistry
+    from napari_pathreview.training import run_recipe
+
+    assert finished_run.registered == "tinyrun@1"
+    again = run_recipe(None, resume=finished_run.run_dir)
+    assert again.registered == "tinyrun@1"
+    assert ModelRegistry().versions("tinyrun") == ["1"]
+
+
+def test_truncated_checkpoint_on_resume_says_what_to_do(finished_run) -> None:
+    from napari_pathreview.training import run_recipe
+
+    fold = finished_run.run_dir / "fold0"
+    (fold / "fold.json").unlink()  # the fold is unfinished again
+    checkpoint = fold / "last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(WeightsError, match=r"last\.pt is truncated or corrupt.*delete it"):
+        run_recipe(None, resume=finished_run.run_dir)
+    assert issubclass(WeightsError, PathReviewError)

@@ -1,0 +1,164 @@
+"""MIL pooling heads, the patch MIL model, training on cached bags, and the zarr embedding cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.models import create_model
+from napari_pathreview.models.mil import MILHead, grid_to_image, unfold_patches
+from napari_pathreview.training.embeddings import (
+    EmbeddingError,
+    PatchEncoder,
+    encode_to_zarr,
+    load_encoder,
+    read_cache,
+)
+from napari_pathreview.training.mil import predict_bags, train_mil_head
+
+
+def _head(pooling: str, **kw) -> MILHead:
+    torch.manual_seed(0)
+    return MILHead(8, 3, pooling, **kw).eval()
+
+
+def test_max_pooling_is_the_highest_instance_logit_per_class():
+    head = _head("max")
+    h = torch.randn(2, 10, 8)
+    out = head(h)
+    assert torch.allclose(out.logits, out.instance_logits.max(1).values)
+
+
+def test_topk_pooling_is_the_mean_of_the_top_share():
+    head = _head("topk", topk=0.3)
+    h = torch.randn(1, 10, 8)
+    out = head(h)
+    expected = out.instance_logits.topk(3, dim=1).values.mean(1)
+    assert torch.allclose(out.logits, expected)
+    assert torch.isclose(out.attention.sum(), torch.tensor(1.0))
+
+
+def test_gated_attention_logits_are_the_attention_weighted_patch_logits():
+    head = _head("attention")
+    h = torch.randn(2, 7, 8)
+    out = head(h)
+    assert torch.allclose(out.attention.sum(1), torch.ones(2))
+    weighted = (out.attention.unsqueeze(-1) * out.instance_logits).sum(1)
+    assert torch.allclose(out.logits, weighted, atol=1e-5)
+
+
+def test_padding_instances_never_pool():
+    head = _head("max")
+    h = torch.randn(1, 4, 8)
+    h[0, 3] = 100.0  # a huge padding instance
+    mask = torch.tensor([[True, True, True, False]])
+    out = head(h, mask)
+    assert torch.allclose(out.logits, out.instance_logits[:, :3].max(1).values)
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(InvalidInputError, match="MIL pooling 'mean'"):
+        MILHead(8, 2, "mean")
+
+
+@pytest.mark.parametrize("pooling", ["max", "topk", "attention"])
+def test_a_single_patch_is_a_bag_of_one(pooling):
+    model = create_model("patch_mil", 2, encoder="test_resnet", patch_size=16, pooling=pooling)
+    model.eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        instance = model.head.classifier(model.embed(x))
+        assert torch.allclose(model(x), instance, atol=1e-5)
+
+
+def test_patch_grid_covers_the_image_and_maps_paint_back():
+    tiles, grid = unfold_patches(torch.zeros(1, 3, 50, 70), 16, 8)
+    assert grid == (6, 8) and tiles.shape == (48, 3, 16, 16)
+    painted = grid_to_image(np.arange(48.0), grid, (50, 70), 16, 8)
+    assert painted.shape == (50, 70)
+    assert painted[0, 0] == 0 and painted[-1, -1] == 47
+
+
+def test_explain_gives_patch_and_attention_maps_on_the_grid():
+    model = create_model("patch_mil", 3, encoder="test_resnet", patch_size=16, stride=8)
+    maps = model.explain(torch.randn(2, 3, 48, 48))
+    assert maps.patch_probs.shape == (2, 3, 5, 5)
+    assert torch.allclose(maps.patch_probs.sum(1), torch.ones(2, 5, 5), atol=1e-5)
+    assert torch.allclose(maps.attention.sum((1, 2)), torch.ones(2))
+
+
+def _bags(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Positive bags hide one 'lesion' instance (feature 0 high) among background instances."""
+    rng = np.random.default_rng(seed)
+    bags, labels = [], []
+    for i in range(n):
+        bag = rng.normal(0, 1, (int(rng.integers(10, 30)), 8)).astype(np.float32)
+        label = i % 2
+        if label:
+            bag[rng.integers(0, len(bag)), 0] += 6.0
+        bags.append(bag)
+        labels.append(label)
+    return bags, np.asarray(labels)
+
+
+def test_attention_head_learns_a_witness_instance_on_cached_bags():
+    bags, labels = _bags(60, 0)
+    val_bags, val_labels = _bags(20, 1)
+    torch.manual_seed(0)
+    head = MILHead(8, 2, "attention", hidden=16)
+    history = train_mil_head(
+        head, bags, labels, val_bags, val_labels, epochs=15, lr=5e-3, train_classifier=True
+    )
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    test_bags, test_labels = _bags(20, 2)
+    predictions = predict_bags(head, test_bags)
+    assert (predictions.probs.argmax(1) == test_labels).mean() >= 0.9
+    witness = [int(np.argmax(b[:, 0])) for b, y in zip(test_bags, test_labels, strict=True) if y]
+    peaks = [
+        int(np.argmax(a)) for a, y in zip(predictions.attention, test_labels, strict=True) if y
+    ]
+    assert np.mean(np.equal(witness, peaks)) >= 0.8
+
+
+def test_by_default_bag_training_keeps_the_patch_classifier_weights():
+    bags, labels = _bags(10, 0)
+    head = MILHead(8, 2, "attention", hidden=16)
+    before = head.classifier.weight.detach().clone()
+    attention_before = head.attention.value.weight.detach().clone()
+    train_mil_head(head, bags, labels, bags, labels, epochs=2)
+    assert torch.equal(head.classifier.weight, before)
+    assert not torch.equal(head.attention.value.weight, attention_before)
+
+
+def test_embeddings_are_written_once_and_reused(tmp_path: Path):
+    model = create_model("patch_mil", 2, encoder="test_resnet", patch_size=16, stride=16).eval()
+    encoder = PatchEncoder("test", model, model.head.dim, model.spec.mean, model.spec.std)
+    images = [np.full((32, 48, 3), v, np.uint8) for v in (10, 200)]
+    cache = encode_to_zarr(encoder, images, ["a.png", "b.png"], tmp_path / "e.zarr", 16, 16)
+    assert cache.grids == ((2, 3), (2, 3)) and cache.bags[0].shape == (6, model.head.dim)
+    again = read_cache(tmp_path / "e.zarr")
+    assert again.keys == ("a.png", "b.png")
+    np.testing.assert_allclose(again.bags[1], cache.bags[1], rtol=1e-2, atol=1e-2)
+    reused = encode_to_zarr(encoder, [], ["a.png", "b.png"], tmp_path / "e.zarr", 16, 16)
+    assert len(reused.bags) == 2  # nothing re-encoded: no images were even given
+
+
+def test_encoder_spec_must_name_its_source():
+    with pytest.raises(EmbeddingError, match="registry:NAME"):
+        load_encoder("resnet18")
+
+
+def test_a_timm_encoder_with_local_safetensors_weights(tmp_path: Path):
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("test_resnet", num_classes=1)
+    save_file(source.state_dict(), str(tmp_path / "test_resnet.safetensors"))
+    encoder = load_encoder(f"timm:test_resnet={tmp_path / 'test_resnet.safetensors'}")
+    assert encoder.dim > 0
+    out = encoder(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, encoder.dim)

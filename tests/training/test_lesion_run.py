@@ -1,0 +1,260 @@
+"""Lesion-aware recipes end to end on small real PNG files: train, score maps, register, explain."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_pathreview.training import run_recipe
+from napari_pathreview.training.patches import rois_mask
+
+RECIPES = Path(__file__).resolve().parents[2] / "training"
+SIDE = 64
+
+
+def write_lesion_set(folder: Path, n: int = 12, seed: int = 0) -> list[dict]:
+    """Grey 'mammograms' (textured tissue); half hold a bright disc lesion, circled as the ROI."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        image = np.clip(rng.normal(90, 12, (SIDE, SIDE)), 30, 255).astype(np.uint8)
+        row = {
+            "path": f"img{i:02d}.png",
+            "label": "normal",
+            "patient_id": str(i),
+            "roi_row": "",
+            "roi_col": "",
+            "roi_radius": "",
+        }
+        if i % 2:
+            r, c = (int(v) for v in rng.integers(18, SIDE - 18, 2))
+            cv2.circle(image, (c, r), 8, 220, -1)
+            row.update(label="lesion", roi_row=r, roi_col=c, roi_radius=9)
+        cv2.imwrite(str(folder / row["path"]), image)
+        rows.append(row)
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def lesion_recipe(root: str, **lesion) -> dict:
+    return {
+        "name": "tiny_lesion",
+        "seed": 0,
+        "modality": "mammogram",
+        "data": {"source": "csv", "root": root, "task": "lesion"},
+        "split": {"protocol": "patient_kfold", "folds": 2, "val_fraction": 0.25},
+        "model": {"architecture": "test_resnet"},
+        "optim": {"batch_size": 32, "lr": 0.005},
+        "schedule": {"name": "none"},
+        "augment": {"rot90": True, "vflip": True},
+        "phases": [{"name": "all", "epochs": 2}],
+        "eval": {"bootstrap": 20},
+        "lesion": {
+            "enabled": True,
+            "patch_size": 16,
+            "stride": 8,
+            "context": 2,
+            "margin": 2,
+            "negative_class": "normal",
+            "mil_epochs": 3,
+            **lesion,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 2-fold lesion run, registered (shared by the tests that inspect it)."""
+    base = tmp_path_factory.mktemp("lesion")
+    write_lesion_set(base / "data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        result = run_recipe(lesion_recipe(str(base / "data" / "labels.csv")), out_dir=base / "runs")
+    return result, base
+
+
+def test_lesion_run_reports_pooled_out_of_fold_metrics_and_map_scores(trained):
+    result, _ = trained
+    metrics = result.metrics
+    assert metrics["lesion_aware"] and metrics["test"]["pooled_out_of_fold"]
+    assert metrics["n_images"] == 12 and not metrics["leaky"]
+    assert set(metrics["test"]["ci95"]) >= {"roc_auc", "balanced_accuracy"}
+    iou = metrics["maps_vs_roi"]["patch_map"]["iou"]
+    assert iou["n"] == 6 and 0.0 <= iou["mean"] <= 1.0
+    assert (result.run_dir / "fold0" / "embeddings.zarr").is_dir()
+    assert json.loads((result.run_dir / "metrics.json").read_text())["registered"]
+
+
+def test_registered_model_explains_an_image_with_patch_and_attention_maps(trained):
+    from napari_pathreview.explain.metrics import roi_scores
+    from napari_pathreview.inference.mil_maps import explain_mil
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.registry import ModelRegistry
+
+    result, base = trained
+    registry = ModelRegistry(base / "home" / "models")
+    predictor = Predictor.from_registry(
+        result.registered, registry=registry, device="cpu", channels_last=False
+    )
+    assert predictor.card.architecture == "patch_mil"
+    image = cv2.imread(str(base / "data" / "img01.png"))
+    explained = explain_mil(predictor, image[..., ::-1].copy())
+    assert explained.patch_map.shape == explained.attention_map.shape == (SIDE, SIDE)
+    assert np.isclose(explained.probs.sum(), 1.0, atol=1e-4)
+    row = next(
+        r
+        for r in csv.DictReader((base / "data" / "labels.csv").read_text().splitlines())
+        if r["path"] == "img01.png"
+    )
+    mask = rois_mask(
+        [(float(row["roi_row"]), float(row["roi_col"]), 9.0)], (SIDE, SIDE), 1.0, "img01"
+    )
+    scores = roi_scores(explained.patch_map, mask)  # scored like a CAM
+    assert set(scores) == {"iou", "dice", "pointing", "energy"}
+
+
+def test_a_class_without_any_roi_is_refused_before_training(tmp_path):
+    from napari_pathreview.training.patches import PatchError
+
+    rows = write_lesion_set(tmp_path / "data")
+    for row in rows:
+        row.update(roi_row="", roi_col="", roi_radius="")
+    with open(tmp_path / "data" / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(PatchError, match="class 'lesion' has 6 image"):
+        run_recipe(lesion_recipe(str(tmp_path / "data" / "labels.csv")), out_dir=tmp_path / "r")
+
+
+def test_cli_prints_a_bad_roi_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    rows = write_lesion_set(tmp_path / "data", n=6)
+    rows[1].update(roi_row=500, roi_col=500, roi_radius=5)  # outside the 64² image
+    with open(tmp_path / "data" / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(lesion_recipe(str(tmp_path / "data" / "labels.csv"))))
+    script = Path(sys.executable).parent / "pathreview"
+    done = subprocess.run(
+        [str(script), "train", str(recipe), "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "img01.png ROI 0 lies outside the image" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
+    overrides = [
+        "data.subset=24",
+        "split.folds=2",
+        "phases.*.epochs=1",
+        "lesion.mil_epochs=2",
+        "lesion.positives_per_image=4",
+        "lesion.negatives_per_image=4",
+        "eval.bootstrap=20",
+        "lesion.stride=32",
+        f"data.root={shared_data / 'mias_full'}",
+        "register.enabled=false",
+    ]
+    result = run_recipe(RECIPES / "mias_lesion_mil.yaml", overrides, out_dir=tmp_path)
+    assert result.metrics["classes"] == ["normal", "benign", "malignant"]
+    assert result.metrics["pixel_size"] == 0.8
+    assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] >= 1
+
+
+def test_explain_cli_scores_patch_and_attention_maps_beside_the_cam(trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from napari_pathreview.io.geojson import Roi, write_geojson_rois
+
+    result, base = trained
+    corners = np.array([[10.0, 10.0], [10.0, 30.0], [30.0, 30.0], [30.0, 10.0]])
+    roi = write_geojson_rois(tmp_path / "roi.geojson", [Roi(corners, "ellipse")])
+    script = Path(sys.executable).parent / "pathreview"
+    env = {**os.environ, "PATHREVIEW_HOME": str(base / "home")}
+    done = subprocess.run(
+        [
+            str(script),
+            "explain",
+            str(base / "data" / "img01.png"),
+            "--model",
+            result.registered,
+            "--roi",
+            str(roi),
+            "--method",
+            "gradcam",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    methods = [line.split()[0] for line in done.stdout.splitlines()[1:]]
+    assert methods == ["gradcam", "patch_map", "attention_map"]
+
+
+def test_shipped_histology_recipe_learns_from_geojson_regions(tmp_path):
+    from napari_pathreview.io.geojson import Roi, rois_to_geojson
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(12):
+        image = np.full((SIDE, SIDE, 3), 245, np.uint8)  # glass
+        image[8:56, 8:56] = (200, 120, 170)  # pink tissue
+        label, roi = "benign", ""
+        if i % 2:
+            label = "malignant"
+            r, c = (int(v) for v in rng.integers(14, 34, 2))
+            image[r : r + 16, c : c + 16] = (90, 40, 120)  # dark, crowded region
+            square = np.array([[r, c], [r, c + 16], [r + 16, c + 16], [r + 16, c]], float)
+            roi = json.dumps(rois_to_geojson([Roi(square, "polygon")]))
+        cv2.imwrite(str(tmp_path / f"h{i:02d}.png"), image[..., ::-1])
+        rows.append(
+            {"path": f"h{i:02d}.png", "label": label, "patient_id": str(i), "roi_geojson": roi}
+        )
+    with open(tmp_path / "regions.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    overrides = [
+        f"data.root={tmp_path / 'regions.csv'}",
+        "split.folds=2",
+        "split.val_fraction=0.25",
+        "phases.*.epochs=1",
+        "model.architecture=test_resnet",
+        "lesion.pixel_size=0",
+        "lesion.patch_size=16",
+        "lesion.stride=16",
+        "lesion.context=2",
+        "lesion.margin=2",
+        "lesion.mil_epochs=2",
+        "eval.bootstrap=10",
+        "register.enabled=false",
+    ]
+    result = run_recipe(RECIPES / "histology_lesion_mil.yaml", overrides, out_dir=tmp_path / "r")
+    assert result.metrics["classes"] == ["benign", "malignant"]
+    assert result.metrics["n_images_with_roi"] == 6
+    assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] == 6

@@ -1,0 +1,62 @@
+"""The result panel's words and the review's agreement rule, tested without a viewer."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from napari_pathreview.widgets._panel import decision_text, metric_lines, uncertainty_flags
+from napari_pathreview.widgets._review_state import (
+    AgreementError,
+    agrees_with_model,
+    restored_state,
+)
+
+
+def test_decision_line_compares_the_probability_with_the_threshold() -> None:
+    probs = {"benign": 0.512, "malignant": 0.488}
+    assert decision_text(probs, "benign", 0.516) == "P(malignant) = 0.488 < 0.516 → benign"
+    assert decision_text(probs, "malignant", 0.4) == "P(malignant) = 0.488 ≥ 0.400 → malignant"
+
+
+def test_borderline_and_near_uniform_outputs_are_flagged() -> None:
+    assert uncertainty_flags({"benign": 0.512, "malignant": 0.488}, 0.516)[0].startswith(
+        "borderline"
+    )
+    assert uncertainty_flags({"benign": 0.9, "malignant": 0.1}, 0.5) == []
+    flags = uncertainty_flags({"normal": 0.332, "benign": 0.333, "malignant": 0.335}, None)
+    assert any("near-uniform output (0.332 / 0.333 / 0.335)" in f for f in flags)
+    assert uncertainty_flags({"normal": 0.05, "benign": 0.05, "malignant": 0.9}, None) == []
+
+
+def test_metrics_carry_their_n_and_interval() -> None:
+    metrics = {"test": {"auc": 1.0, "n": 5, "ci95": {"auc": [0.62, 1.0]}}}
+    lines = metric_lines(metrics)
+    assert lines[0] == "test AUC 1.000 (95 % CI 0.62–1.00, n = 5)"
+    assert lines[-1].startswith("small test set (5 images)")
+    assert metric_lines({}) == ["no test metrics on the model card"]
+
+
+def test_agreement_is_null_without_a_prediction_and_contradictions_are_refused() -> None:
+    prediction = {"label": "malignant"}
+    assert agrees_with_model("benign", "agree", None) is None
+    assert agrees_with_model("malignant", "agree", prediction) is True
+    assert agrees_with_model("benign", "disagree", prediction) is False
+    with pytest.raises(AgreementError, match="model's own call"):
+        agrees_with_model("malignant", "disagree", prediction)
+    with pytest.raises(AgreementError, match="choose 'disagree'"):
+        agrees_with_model("benign", "agree", prediction)
+
+
+def test_a_saved_review_restores_the_form() -> None:
+    record = SimpleNamespace(
+        id=7, label="benign", agrees_with_model=False, confidence=0.4, notes="n", roi_geojson=None
+    )
+    state = restored_state(record, {"label": "malignant"})
+    assert (state.label, state.agreement, state.confidence, state.review_id) == (
+        "benign",
+        "disagree",
+        0.4,
+        7,
+    )

@@ -1,0 +1,122 @@
+"""Issue 13: a slide's heatmap appears when Run starts and fills in while the UI stays live."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+
+def _slide(path: Path) -> Path:
+    """A 1024×1536 RGB pyramid at 0.25 µm/px with an elliptic patch of tissue."""
+    from napari_pathreview.io.pyramid import write_pyramidal_tiff
+
+    rng = np.random.default_rng(0)
+    image = np.full((1024, 1536, 3), 240, np.uint8)
+    yy, xx = np.mgrid[0:1024, 0:1536]
+    tissue = ((yy - 512) / 420.0) ** 2 + ((xx - 768) / 620.0) ** 2 < 1
+    texture = np.array([175, 105, 160]) + 25 * np.sin(xx[..., None] / 9.0)
+    image[tissue] = np.clip(texture + rng.normal(0, 20, image.shape), 0, 215)[tissue]
+    return write_pyramidal_tiff(
+        image, path, tile=128, n_levels=3, microns_per_pixel=0.25, compression="deflate"
+    )
+
+
+def _register_model_at_half_micron() -> str:
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_small_050", 2)
+    card = {
+        "name": "tiny-slide",
+        "task": "binary",
+        "classes": ["benign", "malignant"],
+        "modality": "histology",
+        "input_size": [3, 64, 64],
+        "threshold": 0.5,
+        "preprocess": {"input_size": [3, 64, 64], "pixel_size": 0.5, "pixel_unit": "um"},
+    }
+    return f"tiny-slide@{ModelRegistry().register(model, card)}"
+
+
+def _heatmap(viewer: Any) -> Any:
+    for layer in viewer.layers:
+        if (layer.metadata.get("pathreview") or {}).get("kind") == "tile_probability":
+            return layer
+    return None
+
+
+def test_heatmap_appears_at_start_and_fills_in_without_freezing_the_ui(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    ref = _register_model_at_half_micron()
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.cam_method.value = "none"
+    seen: list[tuple[bool, int]] = []  # (running, cells filled) at every tick
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(time.perf_counter())
+        heat = _heatmap(viewer)
+        if heat is not None:
+            seen.append((widget.cancel_button.isEnabled(), int((heat.data > 0).sum())))
+
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(tick)
+    timer.start()
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=300_000)
+    timer.stop()
+    heat = _heatmap(viewer)
+    assert heat is not None and widget.result is not None
+    final = int((heat.data > 0).sum())
+    running = [filled for was_running, filled in seen if was_running]
+    assert running and running[0] < final  # shown while running, before it was complete
+    assert len(set(running)) >= 2  # and it filled in over several batches
+    assert final == int(widget.result.tiled.coverage.sum()) > 0
+    assert "tiny-slide@1" in heat.name and "malignant" in heat.name and "0.5 µm/px" in heat.name
+    assert tuple(heat.contrast_limits) != (0.0, 1.0)
+    gaps = np.diff(ticks)
+    assert gaps.max() < 1.0, f"the UI froze for {gaps.max():.2f} s"
+    first = heat.data.copy()
+    batches: list[Any] = []
+    worker = widget.run()  # the same slide again: the cached result, nothing streams
+    worker.yielded.connect(lambda item: batches.append(type(item).__name__))
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=300_000)
+    again = _heatmap(viewer)
+    assert "SlideBatch" not in batches and widget.result is not None
+    np.testing.assert_array_equal(again.data, first)
+
+
+def test_the_tissue_mask_can_be_shown_as_a_labels_layer_over_the_slide(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview.inference.heatmap import HeatmapStream
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slides import SlideSettings, SlideStart, plan_grid
+    from napari_pathreview.inference.tissue import slide_tissue
+
+    viewer = make_napari_viewer()
+    path = _slide(tmp_path / "slide.tif")
+    (image,) = viewer.open(path, plugin="napari-pathreview")
+    source = as_slide(path)
+    grid = plan_grid(source, (64, 64), SlideSettings(), 0.5)
+    stream = HeatmapStream(viewer, image, "malignant", show_tissue=True)
+    stream.feed(SlideStart(grid, ("benign", "malignant"), "m@1", 0, slide_tissue(source)))
+    tissue = viewer.layers[f"tissue · {image.name}"]
+    assert not tissue.visible and tissue.data.any()
+    np.testing.assert_allclose(  # it covers the slide: corner-to-corner extents agree
+        tissue.extent.world[1] - tissue.extent.world[0] + np.asarray(tissue.scale),
+        image.extent.world[1][-2:] - image.extent.world[0][-2:] + 1,
+        rtol=0.01,
+    )

@@ -1,0 +1,106 @@
+"""The Analyze widget's stain panel: unavailable methods, user targets, side-by-side views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.viewer
+
+BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
+REFERENCE = "he_reference/HEnorm_python_example1.png"
+
+
+def _messages() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    return seen
+
+
+def test_methods_the_card_cannot_serve_are_disabled_before_the_model_loads(
+    open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    seen = _messages()
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    loads: list[str] = []
+    widget.load_model = lambda ref, device: loads.append(ref)
+    box = widget.stain_box
+    reasons = box.disabled_reasons()
+    assert set(reasons) == {"macenko", "vahadane"}
+    assert "needs a fitted target" in reasons["macenko"]
+    model = box.method.model()
+    disabled = {
+        model.item(i).text() for i in range(model.rowCount()) if not model.item(i).isEnabled()
+    }
+    assert disabled == {"macenko", "vahadane"}
+    assert "macenko" in box.reason.text()
+    with pytest.raises(Exception, match="needs a fitted target"):
+        box.select("macenko")
+    box.method.setCurrentText("vahadane")  # forced past the disabled item
+    assert widget.run() is None
+    assert loads == [] and any("needs a fitted target" in m for m in seen)
+
+
+def test_a_target_fitted_to_an_image_layer_enables_macenko_for_the_run(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, sample_data: Path
+) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    reference = viewer.open(sample_data / REFERENCE, plugin="napari-pathreview")[0]
+    widget = open_widget(viewer, "Analyze")
+    box = widget.stain_box
+    box.fit_method.setCurrentText("macenko")
+    box.refresh_layers()
+    assert box.fit_to_layer(reference.name) is not None
+    qtbot.waitUntil(lambda: box.user_target is not None, timeout=30_000)
+    assert "macenko" not in box.disabled_reasons()
+    assert box.method.currentText() == "macenko"
+    widget.image_combo.value = "SOB_M_DC-14-2523-40-010"
+    widget.cam_method.value = "none"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=60_000)
+    assert widget.result.request.stain["method"] == "macenko"
+    assert widget.result.prediction.stain == "macenko"
+
+
+def test_a_target_file_enables_vahadane_and_a_bad_file_is_named(
+    open_sample: Any, open_widget: Any, histology_model: str, sample_data: Path, tmp_path: Path
+) -> None:
+    from napari_pathreview.stain import get_normalizer
+
+    seen = _messages()
+    rgb = np.asarray(Image.open(sample_data / REFERENCE).convert("RGB"))
+    target = tmp_path / "vahadane.json"
+    target.write_text(json.dumps(get_normalizer("vahadane").fit(rgb).to_dict()))
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    viewer, _ = open_sample(BREAKHIS)
+    box = open_widget(viewer, "Analyze").stain_box
+    assert box.load_target_file(str(bad)) is None
+    assert any("broken.json" in m for m in seen)
+    assert box.load_target_file(str(target))["method"] == "vahadane"
+    assert "vahadane" not in box.disabled_reasons()
+    assert box.value()["method"] == "vahadane"
+
+
+def test_compare_shows_every_usable_normalisation_beside_the_image(
+    open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    image = layers[0]
+    widget = open_widget(viewer, "Analyze")
+    views = widget.stain_box.compare(image.name)
+    assert [v.name for v in views] == [
+        f"stain none · {image.name}",
+        f"stain reinhard · {image.name}",
+    ]
+    right_edge = image.extent.world[1][-1]
+    assert all(v.extent.world[0][-1] > right_edge for v in views)  # side by side, no overlap
+    assert widget.image_combo.choices == (image.name,)  # the views are not offered as images
