@@ -69,8 +69,9 @@ def _warn_unknown_pixel_size(layers: list[tuple[Any, ...]], file: Path) -> None:
         if facts.get("backend") and not facts.get("um_per_px"):
             _notify_warning(
                 f"{file.name}: the file does not state its pixel size, so the slide opens in "
-                "pixels (the scale bar counts pixels). Set it with "
-                "load_image(path, um_per_px=...) or `pathreview predict-slides --slide-um-per-px`."
+                "pixels (the scale bar counts pixels). Set it in the Analyze widget's pixel size "
+                "field, with load_image(path, um_per_px=...) or "
+                "`pathreview predict-slides --slide-um-per-px`."
             )
             return
 

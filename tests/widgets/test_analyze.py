@@ -146,8 +146,12 @@ def test_live_iou_from_the_plugins_menu_follows_shapes_and_threshold(
     widget = open_widget(viewer, "Analyze")
     _run_to_end(qtbot, widget)
     rows, cols = image.data.shape[:2]
-    roi = viewer.add_shapes(
-        [[[0, 0], [0, cols], [rows, cols], [rows, 0]]], shape_type="rectangle", name="my ROI"
+    roi = viewer.add_shapes(  # in the image's frame, as napari's New Shapes button makes it
+        [[[0, 0], [0, cols], [rows, cols], [rows, 0]]],
+        shape_type="rectangle",
+        name="my ROI",
+        scale=image.scale,
+        units=image.units,
     )
     widget.roi_combo.value = "my ROI"
     assert widget.roi_scores is not None, seen

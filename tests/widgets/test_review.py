@@ -305,7 +305,9 @@ def test_queue_resumes_where_the_reviewer_stopped(
     assert later.queue.current == paths[1]  # napari restarted: resumes after the done one
     other = open_widget(make_napari_viewer(), "Review")
     other.reviewer.value = "dr_d"  # another reviewer starts from the beginning
-    assert other.load_queue(paths[0].parent).current == paths[0]
+    other.load_queue(paths[0].parent)  # built in a worker: the store is read off the GUI thread
+    qtbot.waitUntil(lambda: other.queue is not None, timeout=20_000)
+    assert other.queue.current == paths[0]
 
 
 def test_disagreements_export_as_a_training_manifest(

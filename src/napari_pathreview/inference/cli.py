@@ -430,8 +430,11 @@ def _mil_map_rows(predictor: Any, image: Any, mask: Any, threshold: float) -> li
 
     explained = explain_mil(predictor, image)
     return [
-        {"method": kind, "target": explained.label,
-         **roi_scores(explained.map(kind), mask, threshold)}
+        {
+            "method": kind,
+            "target": explained.label,
+            **roi_scores(explained.map(kind), mask, threshold),
+        }
         for kind in MAP_KINDS
     ]
 

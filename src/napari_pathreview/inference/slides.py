@@ -301,8 +301,9 @@ def plan_grid(
         if slide_um is None:
             raise SlideScaleError(
                 f"{getattr(source, 'path', 'the slide')} states no physical pixel size, so it "
-                "cannot be tiled at the model's µm/px; pass --slide-um-per-px (the scanner's "
-                "µm per level-0 pixel) or use the explicitly coarse --mode preview."
+                "cannot be tiled at the model's µm/px; give the scanner's µm per level-0 pixel "
+                "(Analyze: 'pixel size (µm/px)' then Set; CLI: --mpp / --slide-um-per-px) or "
+                "use the explicitly coarse preview mode (--mode preview)."
             )
         assert model_um is not None
         level = _read_level(downs, slide_um, model_um)

@@ -208,12 +208,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "queue", help="order a work queue by model uncertainty (active learning) into a CSV"
     )
     queue.add_argument(
-        "source", type=Path, nargs="?", default=None,
+        "source",
+        type=Path,
+        nargs="?",
+        default=None,
         help="a folder of images or a CSV with a 'path' column (default: the images the review "
         "store holds predictions for)",
     )
     queue.add_argument(
-        "--model", metavar="NAME[@VERSION]",
+        "--model",
+        metavar="NAME[@VERSION]",
         help="registered model (default: the model of the store's latest prediction)",
     )
     queue.add_argument("--order", choices=QUEUE_ORDERS, default="uncertainty")

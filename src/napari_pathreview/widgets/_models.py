@@ -14,7 +14,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-
 def _registry() -> Any:
     from napari_pathreview.registry import ModelRegistry
 

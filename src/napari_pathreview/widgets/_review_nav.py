@@ -1,8 +1,9 @@
 """The Review widget's navigation: work queue, loading in a worker, disagreements, export.
 
 A mixin of :class:`~napari_pathreview.widgets.review.ReviewWidget` (it uses the widget's
-form, store and ``image_opened`` signal). Reading and hashing the next image runs in a
-napari worker, so *Next* never blocks the UI; only adding the finished layers happens in
+form, store and ``image_opened`` signal). Building the queue (reading the store, ordering,
+hashing) and reading and hashing the next image run in napari workers, so neither opening a
+queue nor *Next* blocks the UI; only adding the finished layers happens in
 the main thread. Leaving an image with unsaved entries asks first (Save / Discard / Stay).
 """
 
@@ -29,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.widgets import _results
+from napari_pathreview.widgets._common import _Failed, guard_triton_import
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._queue import (
     QUEUE_ORDER_CHOICES,
@@ -57,6 +59,31 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
     data = [item for item in read_paths(str(path)) if item and item[0] is not None]
     hashes = {p: file_sha256(p) for p in {Path(path), *map(Path, to_hash)}}
     return path, [Layer.create(*item) for item in data], hashes
+
+
+def prepare_queue(
+    store: Any, reviewer: str, source: Path, order: str, model: str | None
+) -> WorkQueue:
+    """Build the work queue in a worker thread: the store's reviews, the order, the hashes.
+
+    An active-learning order scores every image with ``model`` (``review.ordering``), and
+    resuming hashes images up to the first unreviewed one: neither belongs on the GUI thread.
+    """
+    done = reviewed_hashes(store.reviews(reviewer=reviewer))
+    rois = None
+    if order == "roi_disagreement":
+        from napari_pathreview.review.ordering import reviewer_rois
+
+        rois = reviewer_rois(store)
+    return WorkQueue.from_source(source, done, order, model, rois)
+
+
+def _queue_or_failure(*args: Any) -> WorkQueue | _Failed:
+    """:func:`prepare_queue`, its error wrapped (not raised) for the widget to notify."""
+    try:
+        return prepare_queue(*args)
+    except Exception as error:  # noqa: BLE001 - notified by the widget, in the main thread
+        return _Failed(error)
 
 
 def _reusable(old: Any, new: Any) -> bool:
@@ -159,26 +186,51 @@ class QueueNavigation:
         if path:
             self.load_queue(path)
 
-    def load_queue(self, source: str | Path, index: int | None = None) -> WorkQueue | None:
-        """Open a queue over a folder or CSV at the first image this reviewer has not done."""
-        try:
-            done = reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
-            order, model = self.queue_order.value, self.queue_model.value.strip() or None
-            rois = None
-            if order == "roi_disagreement":
-                from napari_pathreview.review.ordering import reviewer_rois
+    def load_queue(self, source: str | Path, index: int | None = None) -> Any:
+        """Open a queue over a folder or CSV at the first image this reviewer has not done.
 
-                rois = reviewer_rois(self.store())
-            queue = WorkQueue.from_source(source, done, order, model, rois)
+        Reading the store, scoring an active-learning order and hashing run in a worker;
+        returns it (``self.queue`` is set when it returns), or None if the store is unusable.
+        """
+        from napari.qt.threading import create_worker
+
+        try:
+            store = self.store()
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Work queue")
             return None
+        order, model = str(self.queue_order.value), self.queue_model.value.strip() or None
+        if order != "file name":
+            guard_triton_import()  # the order loads a model in the worker
+        self.next_button.setEnabled(False)
+        self.previous_button.setEnabled(False)
+        self.progress_label.setText(
+            "reading the queue…" if order == "file name" else f"ordering the queue by {order}…"
+        )
+        reviewer = self.reviewer.value.strip()
+        worker = create_worker(
+            _queue_or_failure, store, reviewer, Path(source), order, model, _start_thread=False
+        )
+        worker.returned.connect(lambda queue: self._queue_ready(queue, Path(source), index))
+        self.loading = worker
+        worker.start()
+        return worker
+
+    def _queue_ready(self, queue: WorkQueue | _Failed, source: Path, index: int | None) -> None:
+        if isinstance(queue, _Failed):
+            self._queue_failed(queue.error)
+            return
         if index is not None:
             queue.index = max(0, min(int(index), len(queue) - 1))
         self.queue = queue
-        self.queue_source = Path(source)
+        self.queue_source = source
         self.open_path(queue.current)
-        return self.queue
+
+    def _queue_failed(self, error: Exception) -> None:
+        notify_exception(error, "Work queue")
+        self._loading_done()
+        if self.queue is None:
+            self.progress_label.setText("no queue open")
 
     def refresh_progress(self, *_: Any) -> None:
         """Re-read this reviewer's reviews and update '12 of 80 reviewed'."""

@@ -70,6 +70,10 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                     "path": str(Path(meta["source_path"]).resolve()),
                     "prediction": _jsonable(meta.get("prediction")),
                     "visible": bool(layer.visible),
+                    # a pixel size the user typed (the file has none) is not in the file
+                    "um_per_px": (
+                        meta.get("um_per_px") if meta.get("um_per_px_source") == "user" else None
+                    ),
                 }
             )
         elif isinstance(layer, Image) and meta.get("kind") == "cam":

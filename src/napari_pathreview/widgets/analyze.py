@@ -44,7 +44,7 @@ from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.inference.heatmap import HeatmapStream
 from napari_pathreview.inference.slides import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
-from napari_pathreview.widgets import _panel, _results, _scale
+from napari_pathreview.widgets import _panel, _pixel_size, _results, _scale
 from napari_pathreview.widgets._common import (
     _Failed,
     _guarded,
@@ -88,11 +88,12 @@ class AnalyzeWidget(QWidget):
         self._started = 0.0
         self._running_on: str | None = None
         self.catalog = CardCatalog()
+        self.pixel_size = _pixel_size.PixelSizeBox(self.viewer, lambda: self.image_layer)
         self._build_form()
         self._build_results()
         layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.stain_box)
+        for box in (self.form.native, self.pixel_size.native, self.stain_box):
+            layout.addWidget(box)
         layout.addWidget(self.overlay_box.native)
         layout.addLayout(self._buttons)
         for widget in (self.progress, self.status, self.table, self.decision, self.caveats):
@@ -221,6 +222,7 @@ class AnalyzeWidget(QWidget):
         layer = self.image_layer
         if layer is not None:
             _scale.show_scale_bar(self.viewer, layer)
+        self.pixel_size.refresh()
         self.roi_combo.reset_choices()
         if self.roi_combo.value in (None, NO_ROI):  # the image's own ROI, when it has one
             own = [

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_pathreview.widgets import _session
+from napari_pathreview.widgets import _pixel_size, _session
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets.analyze import AnalyzeWidget
 from napari_pathreview.widgets.review import ReviewWidget
@@ -164,6 +164,8 @@ class PathReviewWorkspace(QWidget):
                     meta = dict(image.metadata.get("pathreview") or {})
                     meta["prediction"] = entry["prediction"]
                     image.metadata = {**image.metadata, "pathreview": meta}
+                if entry.get("um_per_px") and _pixel_size.needs_pixel_size(image):
+                    _pixel_size.set_pixel_size(self.viewer, image, float(entry["um_per_px"]))
                 image.visible = bool(entry.get("visible", True))
             elif kind == "cam" and entry.get("image") in self.viewer.layers:
                 image = self.viewer.layers[entry["image"]]
