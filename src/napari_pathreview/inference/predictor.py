@@ -218,9 +218,16 @@ class Predictor:
         return max(1, self.batch_size // tta_mod.num_views(self.tta))
 
     def probabilities(
-        self, images: Sequence[np.ndarray], um_per_px: Sequence[float | None] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        um_per_px: Sequence[float | None] | None = None,
+        spec: PreprocessSpec | None = None,
     ) -> np.ndarray:
-        """N×K probabilities of RGB uint8 images, halving the batch on out-of-memory."""
+        """N×K probabilities of RGB uint8 images, halving the batch on out-of-memory.
+
+        ``spec`` overrides the card's preprocessing (the slide engine passes model-size
+        tiles with resize and crop switched off).
+        """
         out: list[np.ndarray] = []
         start = 0
         with torch.inference_mode():
@@ -229,7 +236,7 @@ class Predictor:
                 chunk = images[start:stop]
                 sizes = um_per_px[start:stop] if um_per_px is not None else None
                 try:
-                    out.append(self._forward(self.prepare(chunk, None, sizes)).cpu().numpy())
+                    out.append(self._forward(self.prepare(chunk, spec, sizes)).cpu().numpy())
                 except (RuntimeError, MemoryError) as error:
                     if not is_out_of_memory(error) or self.batch_size == 1:
                         raise

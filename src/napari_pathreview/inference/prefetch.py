@@ -64,30 +64,8 @@ class ReadyBatch:
 
 def forward_tiles(predictor: Any, tiles: list[np.ndarray]) -> np.ndarray:
     """N×C probabilities of model-size tiles (no resize or crop), halving the batch on OOM."""
-    import torch
-
-    from napari_pathreview.inference.device import is_out_of_memory
-
     spec = replace(predictor.spec, resize=None, crop="none")
-    out: list[np.ndarray] = []
-    start = 0
-    with torch.inference_mode():
-        while start < len(tiles):
-            step = int(getattr(predictor, "images_per_forward", predictor.batch_size))
-            chunk = tiles[start : start + step]
-            try:
-                x = predictor.prepare(chunk, spec)
-                out.append(predictor._forward(x).cpu().numpy())
-            except (RuntimeError, MemoryError) as error:
-                if not is_out_of_memory(error) or predictor.batch_size == 1:
-                    raise
-                predictor.batch_size = max(1, predictor.batch_size // 2)
-                logger.warning("out of memory: batch size halved to %d", predictor.batch_size)
-                if predictor.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            start += len(chunk)
-    return np.concatenate(out, axis=0).astype(np.float32)
+    return predictor.probabilities(tiles, spec=spec).astype(np.float32)
 
 
 def _read_ahead(
