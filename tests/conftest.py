@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,15 @@ SHARED_DATA = Path(os.environ.get("PATHREVIEW_SHARED_DATA", REPO_ROOT.parent / "
 @pytest.fixture(autouse=True)
 def isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Every test gets its own $PATHREVIEW_HOME, so no test sees another's registry or reviews."""
+) -> Iterator[Path]:
+    """Every test gets its own $PATHREVIEW_HOME, so no test sees another's registry or reviews.
+
+    The folder is removed after the test: registered full architectures weigh up to 0.4 GB each.
+    """
     home = tmp_path_factory.mktemp("pathreview_home")
     monkeypatch.setenv("PATHREVIEW_HOME", str(home))
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from napari_pathreview.widgets._scale import scale_bar
+
 pytestmark = pytest.mark.viewer
 
 MODEL_UM = 0.5
@@ -89,7 +91,7 @@ def test_setting_the_pixel_size_scales_the_layer_and_enables_matched_tiling(
     assert [str(u) for u in layer.units] == ["micrometer", "micrometer"]
     assert layer.metadata["pathreview"]["um_per_px"] == 0.25
     assert layer.metadata["pathreview"]["um_per_px_source"] == "user"
-    assert viewer.scale_bar.visible
+    assert scale_bar(viewer).visible
     result = _run(qtbot, analyze)
     assert result is not None and result.tiled is not None
     assert result.tiled.grid.um_per_px == pytest.approx(MODEL_UM)  # tiles at the model's µm/px

@@ -13,6 +13,7 @@ from qtpy.QtCore import QPoint, QTimer
 from qtpy.QtWidgets import QApplication
 
 from napari_pathreview.widgets._results import cam_layer_of
+from napari_pathreview.widgets._scale import scale_bar
 
 pytestmark = pytest.mark.viewer
 
@@ -193,7 +194,7 @@ def test_scale_bar_is_in_micrometres_for_a_breakhis_patch(
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
     analyze = open_widget(viewer, "Analyze")
-    assert viewer.scale_bar.visible
+    assert scale_bar(viewer).visible
     assert [str(u) for u in viewer.layers.extent.units] == ["micrometer", "micrometer"]
     analyze.run()
     qtbot.waitUntil(lambda: analyze.result is not None, timeout=60_000)

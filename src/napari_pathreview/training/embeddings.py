@@ -80,7 +80,8 @@ def load_encoder(spec: str, device: str = "cpu") -> PatchEncoder:
 def _to_tensor(pixels: np.ndarray, mean, std, device):
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+    writable = np.require(pixels, requirements=["C", "W"])  # torch warns on read-only arrays
+    x = torch.from_numpy(writable).permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     return ((x - m) / s).unsqueeze(0).to(device)

@@ -82,5 +82,14 @@ def show_scale_bar(viewer: Any, layer: Any) -> bool:
         {"um": "micrometer", "mm": "millimeter"}[u] for u in units
     ):
         layer.units = units
-    viewer.scale_bar.visible = True
+    scale_bar(viewer).visible = True
     return True
+
+
+def scale_bar(viewer: Any) -> Any:
+    """napari's scale-bar overlay: in ``viewer.canvas.overlays`` since napari 0.9."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and hasattr(overlays, "scale_bar"):
+        return overlays.scale_bar
+    return viewer.scale_bar
