@@ -75,6 +75,18 @@ def test_card_defaults_come_from_the_architecture(registry, tiny_model) -> None:
     assert len(card.weights_sha256) == 64 and card.created_at
 
 
+def test_a_partial_preprocess_spec_takes_the_models_mean_and_std_not_imagenets(
+    registry, tiny_model
+) -> None:
+    assert tiny_model.spec.mean == (0.5, 0.5, 0.5)  # timm's test_resnet, unlike ImageNet's
+    registry.register(tiny_model, {**CARD, "preprocess": {"pixel_size": 0.5, "pixel_unit": "um"}})
+    card = registry.card("tiny")
+    assert card.preprocess.mean == tiny_model.spec.mean and card.mean == tiny_model.spec.mean
+    assert card.preprocess.std == tiny_model.spec.std
+    assert card.preprocess.input_size == tiny_model.spec.input_size
+    assert card.preprocess.um_per_px == 0.5
+
+
 def test_register_accepts_a_model_card(registry, tiny_model) -> None:
     version = registry.register(
         tiny_model, ModelCard(**{**CARD, "architecture": "test_resnet", "threshold": 0.4})

@@ -42,6 +42,70 @@ def test_topk_pooling_is_the_mean_of_the_top_share():
     assert torch.isclose(out.attention.sum(), torch.tensor(1.0))
 
 
+def _logit_head(pooling: str, **kw) -> MILHead:
+    """A head whose instance logits are the embeddings themselves (normal, benign, malignant)."""
+    head = MILHead(3, 3, pooling, **kw).eval()
+    with torch.no_grad():
+        head.classifier.weight.copy_(torch.eye(3))
+        head.classifier.bias.zero_()
+    return head
+
+
+def _mammogram_bag(lesion: list[float] | None) -> torch.Tensor:
+    """50 patches of confidently normal tissue, plus one lesion patch when given."""
+    patches = [[5.0, 0.0, 0.0]] * 50 + ([lesion] if lesion else [])
+    return torch.tensor([patches])
+
+
+@pytest.mark.parametrize("pooling", ["max", "topk"])
+def test_with_a_negative_class_the_most_lesion_like_patch_decides_the_bag(pooling):
+    per_class = _logit_head(pooling, topk=0.01)
+    lesion_ranked = _logit_head(pooling, topk=0.01, negative_class=0)
+    bag = _mammogram_bag([0.0, 4.0, 0.0])
+    # per class, the top normal logit (5) of the normal tissue outvotes the benign lesion (4)
+    assert int(per_class(bag).logits.argmax()) == 0
+    out = lesion_ranked(bag)
+    assert int(out.logits.argmax()) == 1
+    assert int(out.attention[0].argmax()) == 50  # the pooled patch is the lesion
+    assert int(lesion_ranked(_mammogram_bag(None)).logits.argmax()) == 0
+
+
+def test_lesion_ranked_pooling_averages_the_top_share_of_whole_logit_vectors():
+    head = _logit_head("topk", topk=0.1, negative_class=0)
+    h = torch.randn(1, 20, 3)
+    out = head(h)
+    score = torch.logsumexp(h[0, :, 1:], -1) - h[0, :, 0]
+    top = score.topk(2).indices
+    assert torch.allclose(out.logits[0], h[0, top].mean(0))
+    assert torch.allclose(out.attention[0, top], torch.full((2,), 0.5))
+
+
+def test_negative_class_must_be_a_class_index():
+    with pytest.raises(InvalidInputError, match="negative_class 3"):
+        MILHead(8, 3, "topk", negative_class=3)
+
+
+def test_bag_training_never_ends_worse_on_validation_than_the_patch_classifier():
+    from napari_pathreview.training.mil import _score
+
+    bags, labels = _bags(30, 0)
+    val_bags, val_labels = _bags(20, 1)
+    head = MILHead(8, 2, "max")
+    with torch.no_grad():  # a patch classifier that already finds the witness instance
+        head.classifier.weight.zero_()
+        head.classifier.weight[1, 0] = 1.0
+        head.classifier.bias.copy_(torch.tensor([3.0, 0.0]))
+    before = _score(head, val_bags, val_labels)
+    assert before[0] > 0.9
+    # bags with flipped labels pull every epoch away from the truth: epoch 0 must be kept
+    history = train_mil_head(
+        head, bags, 1 - labels, val_bags, val_labels, epochs=3, lr=0.05, train_classifier=True
+    )
+    assert history[0]["epoch"] == 0
+    assert all(h["val_balanced_accuracy"] < before[0] for h in history[1:])
+    assert _score(head, val_bags, val_labels) == before
+
+
 def test_gated_attention_logits_are_the_attention_weighted_patch_logits():
     head = _head("attention")
     h = torch.randn(2, 7, 8)
@@ -113,7 +177,8 @@ def test_attention_head_learns_a_witness_instance_on_cached_bags():
     history = train_mil_head(
         head, bags, labels, val_bags, val_labels, epochs=15, lr=5e-3, train_classifier=True
     )
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    trained = [h for h in history if h["epoch"] >= 1]
+    assert trained[-1]["train_loss"] < trained[0]["train_loss"]
     test_bags, test_labels = _bags(20, 2)
     predictions = predict_bags(head, test_bags)
     assert (predictions.probs.argmax(1) == test_labels).mean() >= 0.9

@@ -258,3 +258,65 @@ def test_shipped_histology_recipe_learns_from_geojson_regions(tmp_path):
     assert result.metrics["classes"] == ["benign", "malignant"]
     assert result.metrics["n_images_with_roi"] == 6
     assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] == 6
+
+
+def test_a_topk_model_pools_by_lesion_odds_and_the_registry_rebuilds_it_so(tmp_path):
+    from napari_pathreview.registry import ModelRegistry
+    from napari_pathreview.training.lesion import build_patch_model
+    from napari_pathreview.training.recipe import load_recipe
+
+    recipe = load_recipe(lesion_recipe("labels.csv", pooling="topk", topk=0.05))
+    model = build_patch_model(recipe, 3, SIDE, negative_class=1)
+    assert model.head.negative_class == 1
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register(model, {"name": "lesion-topk", "task": "mammogram", "classes": list("abc")})
+    rebuilt = registry.load("lesion-topk")
+    assert rebuilt.head.negative_class == 1 and rebuilt.head.pooling == "topk"
+
+
+def test_resuming_a_finished_lesion_run_does_not_register_a_duplicate(trained):
+    from napari_pathreview.registry import ModelRegistry
+
+    result, base = trained
+    name = result.registered.split("@")[0]
+    registry = ModelRegistry(base / "home" / "models")
+    before = registry.versions(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        again = run_recipe(None, resume=result.run_dir)
+    assert again.registered == result.registered
+    assert registry.versions(name) == before
+
+
+def test_a_histology_lesion_run_normalises_stain_per_fold_and_the_card_carries_the_target(
+    tmp_path, monkeypatch
+):
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.registry import ModelRegistry
+
+    rows = write_lesion_set(tmp_path / "data", n=8)
+    rng = np.random.default_rng(1)
+    for row in rows:  # grey → pink/purple H&E-like colour, a different tint per image
+        grey = cv2.imread(str(tmp_path / "data" / row["path"]), cv2.IMREAD_GRAYSCALE) / 255.0
+        tint = np.array([0.55, 0.35, 0.75]) + rng.uniform(-0.1, 0.1, 3)  # B, G, R for cv2
+        bgr = np.clip(255 - (1 - grey[..., None]) * 255 * tint, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / "data" / row["path"]), bgr)
+    monkeypatch.setenv("PATHREVIEW_HOME", str(tmp_path / "home"))
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"))
+    recipe["modality"] = "histology"
+    recipe["data"]["stain"] = "reinhard"
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+
+    targets = [
+        json.loads((result.run_dir / f"fold{i}" / "fold.json").read_text())["stain_target"]
+        for i in range(2)
+    ]
+    assert all(t and t["method"] == "reinhard" for t in targets)
+    assert targets[0] != targets[1]  # each fold fitted on its own training images
+    card = ModelRegistry(tmp_path / "home" / "models").card(result.registered.split("@")[0])
+    assert card.preprocess.stain_method == "reinhard"
+    assert card.preprocess.stain_target == targets[card.metrics["registered_fold"]]
+    predictor = Predictor.from_registry(result.registered, device="cpu", channels_last=False)
+    assert predictor.stain_name == "reinhard"
+    prediction = predictor.predict([str(tmp_path / "data" / rows[1]["path"])])[0]
+    assert np.isclose(sum(prediction.probabilities.values()), 1.0, atol=1e-4)

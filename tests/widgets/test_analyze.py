@@ -345,3 +345,47 @@ def test_selecting_an_image_makes_analyze_follow_and_auto_run_it(
     viewer.layers.selection.active = viewer.layers[layers[0].name]
     assert widget.image_combo.value == layers[0].name
     qtbot.waitUntil(lambda: widget.result_layer.name == layers[0].name, timeout=60_000)
+
+
+def _register_lesion_mammogram_model() -> str:
+    """A random-weight patch MIL mammogram model at 0.8 mm/px (32-px patches, 8×8 grid)."""
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    torch.manual_seed(0)
+    model = create_model(
+        "patch_mil", 3, encoder="test_resnet", patch_size=32, pooling="attention", input_size=256
+    )
+    card = {
+        "name": "tiny-lesion",
+        "task": "mammogram",
+        "classes": ["normal", "benign", "malignant"],
+        "modality": "mammogram",
+        "recipe": {"lesion": {"negative_class": "normal"}},
+        "preprocess": {"pixel_size": 0.8, "pixel_unit": "mm", "channels": "grey_to_rgb"},
+    }
+    return f"tiny-lesion@{ModelRegistry().register(model, card)}"
+
+
+@pytest.mark.parametrize("kind", ["patch_map", "attention_map"])
+def test_a_lesion_model_offers_its_patch_and_attention_maps_scored_live_against_the_roi(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, kind: str
+) -> None:
+    lesion_model = _register_lesion_mammogram_model()
+    viewer, layers = open_sample(MIAS)
+    image = _image(layers)
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = mammogram_model
+    assert "patch_map" not in widget.cam_method.choices  # an ordinary CNN has CAMs only
+    widget.model_combo.value = lesion_model
+    assert {"patch_map", "attention_map"} <= set(widget.cam_method.choices)
+    widget.cam_method.value = kind
+    _run_to_end(qtbot, widget)
+    cam = cam_layer_of(viewer, image)
+    assert cam.name.startswith(f"CAM {kind} → ")
+    assert cam.data.shape == image.data.shape[:2]
+    assert float(cam.data.min()) >= 0.0 and float(cam.data.max()) <= 1.0
+    assert float(cam.data.max()) > float(cam.data.min())  # a map, not a constant
+    assert widget.roi_scores is not None and "IoU" in widget.roi_label.text()

@@ -23,6 +23,7 @@ from napari_pathreview.errors import (  # noqa: F401  (DeviceUnavailableError: r
     PathReviewError,
 )
 from napari_pathreview.inference.device import resolve_device
+from napari_pathreview.inference.mil_maps import MAP_KINDS
 
 #: Histology images whose longer side exceeds this many pixels are classified tile by tile.
 TILE_ABOVE_PIXELS = 1600
@@ -332,7 +333,9 @@ def _tiled_steps(
     tiled = yield from _slide_stage(cached_slide(predictor, source, settings, SlideCache(), cancel))
     prediction = _prediction_from_tiled(predictor, tiled)
     cam = None
-    if request.cam_method:
+    if request.cam_method in MAP_KINDS:  # a patch MIL model's own maps, from the run itself
+        cam = _slide_mil_map(predictor, tiled, request.cam_method, prediction.label)
+    elif request.cam_method:
         index = list(predictor.classes).index(target or prediction.label)
         where = f"{tiled.grid.um_per_px:.3g} µm/px" if tiled.grid.um_per_px else "preview"
         yield AnalysisProgress(f"explaining tiles ({request.cam_method}, {where})", 0.7)
@@ -341,6 +344,15 @@ def _tiled_steps(
         )
         cam = yield from _tiled_stage(steps, 0.7, 0.95)
     yield prediction, cam, tiled
+
+
+def _slide_mil_map(predictor: Any, tiled: Any, kind: str, label: str) -> Any:
+    from napari_pathreview.explain.cams import CamResult
+    from napari_pathreview.inference.mil_maps import negative_class_index
+    from napari_pathreview.inference.slide_mil import slide_map
+
+    grid = slide_map(tiled, kind, negative_class_index(predictor.card))
+    return CamResult(grid, kind, list(predictor.classes).index(label), label)
 
 
 def _slide_stage(steps: Iterator[Any]) -> Generator[Any, None, Any]:
@@ -399,8 +411,9 @@ def _target(card: Any, target_class: str | None) -> str | None:
 
 
 def _prediction_from_tiled(predictor: Any, tiled: Any) -> Any:
-    """The image-level prediction of a tiled run: mean over tissue tiles, then the card's rule."""
-    mean = tiled.aggregate.get("mean") or {}
+    """The image-level prediction of a tiled run: a patch MIL model's own pooling of all tiles
+    (``aggregate["mil"]``), else the mean over tissue tiles; then the card's rule."""
+    mean = tiled.aggregate.get("mil") or tiled.aggregate.get("mean") or {}
     if not mean or not all(np.isfinite(float(v)) for v in mean.values()):
         raise InvalidInputError(
             "no tissue tile found in the image; check the image or untick tissue skipping."

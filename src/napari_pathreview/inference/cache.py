@@ -106,6 +106,9 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
     tiles = np.stack([result.tile_rows, result.tile_cols], axis=1).astype(np.int32)
     group.create_array("tile_cells", data=tiles.reshape(-1, 2))
     group.create_array("tile_probabilities", data=np.asarray(result.tile_probabilities, np.float32))
+    if result.bag is not None:  # a patch MIL model's slide decision and tile attention
+        group.create_array("bag_probabilities", data=result.bag.probabilities)
+        group.create_array("bag_attention", data=result.bag.attention)
     attrs = {
         "grid": json.loads(json.dumps(asdict(result.grid))),
         "classes": list(result.classes),
@@ -134,10 +137,16 @@ def read_result(folder: Path) -> Any:
     """The ``SlideResult`` stored by :func:`write_result`."""
     import zarr
 
+    from napari_pathreview.inference.slide_mil import SlideBag
     from napari_pathreview.inference.slides import SlideGrid, SlideResult
 
     group = zarr.open_group(str(Path(folder) / "result.zarr"), mode="r")
     attrs = dict(group.attrs)
+    bag = None
+    if "bag_attention" in group:
+        bag = SlideBag(
+            np.asarray(group["bag_probabilities"][:]), np.asarray(group["bag_attention"][:])
+        )
     grid_fields = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs["grid"].items()}
     cells = np.asarray(group["tile_cells"][:]).reshape(-1, 2)
     area = attrs.get("tissue_area_mm2")
@@ -156,6 +165,7 @@ def read_result(folder: Path) -> Any:
         tiles_per_s=float(attrs.get("tiles_per_s", 0.0)),
         seconds=float(attrs.get("seconds", 0.0)),
         settings=attrs.get("settings", {}),
+        bag=bag,
     )
 
 

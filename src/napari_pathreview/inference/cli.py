@@ -88,7 +88,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--cam",
         default=None,
         metavar="METHOD",
-        help="also write a CAM (.npy) and overlay (.png) per image",
+        help="also write a CAM (.npy) and overlay (.png) per image; a lesion-aware (patch MIL) "
+        "model also offers patch_map and attention_map",
     )
     predict.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     predict.add_argument("--no-qc", action="store_true", help="skip quality control")
@@ -182,6 +183,21 @@ def _methods(text: str) -> list[str]:
     return methods
 
 
+def _cam_method(text: str, predictor: Any) -> str:
+    """``--cam``: a CAM method, or a patch MIL model's own ``patch_map`` / ``attention_map``."""
+    from napari_pathreview.inference.mil_maps import MAP_KINDS
+    from napari_pathreview.inference.slide_mil import patch_mil_of
+
+    if text not in MAP_KINDS:
+        return _methods(text)[0]
+    if patch_mil_of(predictor) is None:
+        raise InvalidInputError(
+            f"--cam {text}: {predictor.model_ref} is not a lesion-aware patch MIL model, so it "
+            "has no patch or attention map; use a CAM method (e.g. gradcam)"
+        )
+    return text
+
+
 def _cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.scorecam_batch_size, "top_k": args.scorecam_top_k}
 
@@ -258,7 +274,7 @@ def _predict(args: argparse.Namespace) -> int:
     _preflight(args, readable)
     out = preflight.output_folder(args.out)
     predictor = _predictor(args, tta=args.tta, qc=not args.no_qc)
-    method = _methods(args.cam)[0] if args.cam else None
+    method = _cam_method(args.cam, predictor) if args.cam else None
     classes = predictor.classes
     rows = []
     for path, stem, p in _iter_predictions(predictor, images, problems):

@@ -368,13 +368,19 @@ class Predictor:
 
         Args:
             image: Path, ``LoadedImage`` or array.
-            method: A ``explain.CAM_METHODS`` name.
+            method: A ``explain.CAM_METHODS`` name, or for a patch MIL model "patch_map" /
+                "attention_map" (``inference.mil_maps``).
             target_class: Index or name; None explains the predicted class.
             tta: CAM test-time augmentation ("none", "flips", "d4").
             **cam_options: ``batch_size`` / ``top_k`` for Score-CAM.
         """
         from napari_pathreview.explain.cams import CamResult, compute_cam, resolve_method
+        from napari_pathreview.inference.mil_maps import MAP_KINDS, explain_mil
 
+        if method in MAP_KINDS:  # a patch MIL model's own maps: no gradient, no target class
+            explained = explain_mil(self, image)
+            label = explained.label
+            return CamResult(explained.map(method), method, self.classes.index(label), label)
         decoded = decode(image, min_side=min(self.spec.hw))
         rgb = decoded.rgb
         um = [decoded.um_per_px]

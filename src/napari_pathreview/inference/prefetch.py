@@ -63,8 +63,11 @@ class ReadyBatch:
 
 
 def forward_tiles(predictor: Any, tiles: list[np.ndarray]) -> np.ndarray:
-    """N×C probabilities of model-size tiles (no resize or crop), halving the batch on OOM."""
-    spec = replace(predictor.spec, resize=None, crop="none")
+    """N×C probabilities of the grid's tiles as they are (no resize or crop), halving the batch
+    on OOM. Tiles are the model's input size, or one patch for a patch MIL model."""
+    height, width = tiles[0].shape[:2]
+    size = (predictor.spec.input_size[0], int(height), int(width))
+    spec = replace(predictor.spec, resize=None, crop="none", input_size=size)
     return predictor.probabilities(tiles, spec=spec).astype(np.float32)
 
 

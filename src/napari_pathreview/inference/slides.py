@@ -19,12 +19,13 @@ decoding run in a thread pool ahead of the model (:mod:`.prefetch`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,8 @@ class SlideResult:
         tile_rows / tile_cols: cells of the classified tiles; ``tile_probabilities`` T×C.
         aggregate: ``{"mean"|"max"|"topk_mean": {class: p}}`` over tissue tiles.
         tissue_area_mm2: From the tissue mask (NaN without a scale).
+        bag: A patch MIL model's decision over all tiles as one bag (``slide_mil.SlideBag``;
+            also ``aggregate["mil"]``), else None.
     """
 
     grid: SlideGrid
@@ -231,6 +234,7 @@ class SlideResult:
     tiles_per_s: float = 0.0
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    bag: Any = None
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -378,6 +382,7 @@ def iter_slide(
         SlideScaleError: no physical scale on the card or slide (checked before any reading).
         ImageReadError: more than ``max_failed`` of the tiles could not be read.
     """
+    from napari_pathreview.inference import slide_mil
     from napari_pathreview.inference.prefetch import TileReader, run_batches
     from napari_pathreview.inference.progress import Progress
     from napari_pathreview.inference.tissue import slide_tissue
@@ -385,7 +390,9 @@ def iter_slide(
     settings = settings or SlideSettings()
     start = time.perf_counter()
     model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
-    tile_size = tuple(int(v) for v in predictor.spec.hw)
+    tile_size = slide_mil.tile_size_of(predictor)
+    mil_model = slide_mil.patch_mil_of(predictor)
+    tap = slide_mil.EmbeddingTap(mil_model, predictor.tta) if mil_model is not None else None
     grid = plan_grid(source, tile_size, settings, model_um)
     tissue = slide_tissue(source) if settings.tissue else None
     cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
@@ -394,23 +401,26 @@ def iter_slide(
     maps = _Maps(grid, classes)
     model_start = time.perf_counter()
     done = failed = 0
-    for batch in run_batches(predictor, TileReader(source, grid), cells, settings, cancel):
-        if batch is None:
-            yield Progress(done, len(cells), "cancelled", cancelled=True)
-            return
-        failed += batch.failed
-        if failed > max(2, settings.max_failed * len(cells)):
-            raise ImageReadError(
-                f"{getattr(source, 'path', 'slide')}: {failed} tiles could not be read "
-                f"(last error: {batch.error}); the file may be corrupt or gone."
+    with tap if tap is not None else contextlib.nullcontext():
+        for batch in run_batches(predictor, TileReader(source, grid), cells, settings, cancel):
+            if batch is None:
+                yield Progress(done, len(cells), "cancelled", cancelled=True)
+                return
+            failed += batch.failed
+            if failed > max(2, settings.max_failed * len(cells)):
+                raise ImageReadError(
+                    f"{getattr(source, 'path', 'slide')}: {failed} tiles could not be read "
+                    f"(last error: {batch.error}); the file may be corrupt or gone."
+                )
+            done += len(batch.rows) + batch.failed
+            maps.add(batch)
+            rate = done / max(time.perf_counter() - model_start, 1e-9)
+            eta = (len(cells) - done) / rate if rate > 0 else float("inf")
+            yield SlideBatch(
+                batch.rows, batch.cols, batch.probabilities, done, len(cells), rate, eta
             )
-        done += len(batch.rows) + batch.failed
-        maps.add(batch)
-        rate = done / max(time.perf_counter() - model_start, 1e-9)
-        eta = (len(cells) - done) / rate if rate > 0 else float("inf")
-        yield SlideBatch(batch.rows, batch.cols, batch.probabilities, done, len(cells), rate, eta)
     elapsed = time.perf_counter() - model_start
-    yield maps.result(
+    result = maps.result(
         predictor.model_ref,
         settings,
         tissue_area_mm2=tissue.area_mm2 if tissue is not None else float("nan"),
@@ -418,6 +428,12 @@ def iter_slide(
         model_seconds=elapsed,
         seconds=time.perf_counter() - start,
     )
+    if tap is not None:
+        bag = slide_mil.pool_slide(mil_model, tap.embeddings())
+        if bag is not None and len(bag.attention) == len(result.tile_probabilities):
+            mil = dict(zip(classes, map(float, bag.probabilities), strict=True))
+            result = replace(result, bag=bag, aggregate={**result.aggregate, "mil": mil})
+    yield result
 
 
 class _Maps:

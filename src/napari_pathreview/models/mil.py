@@ -7,6 +7,11 @@ patches to one image decision:
 
 * ``max`` — a bag is as abnormal as its most abnormal patch (per class, on logits);
 * ``topk`` — the mean of the ``topk`` share of highest patch logits (robust to one noisy patch);
+* with a ``negative_class`` (e.g. "normal"), ``max`` and ``topk`` rank the patches by their
+  lesion log-odds (any other class against the negative one) and average the *whole* logit
+  vectors of the most lesion-like patches. Per-class ranking cannot express "normal": almost
+  every patch of every image is normal tissue, so the top normal logits are high in all images
+  and the bag decision collapses to one class;
 * ``attention`` — gated attention (Ilse, Tomczak & Welling, ICML 2018): weights
   ``a_n ∝ exp(wᵀ(tanh(V h_n) ⊙ σ(U h_n)))``, bag embedding ``z = Σ a_n h_n``, logits ``W z``.
   The classifier is linear, so ``W z = Σ a_n W h_n``: the bag logits are the attention-weighted
@@ -78,6 +83,7 @@ class MILHead(nn.Module):
         topk: float = 0.05,
         hidden: int = 128,
         dropout: float = 0.0,
+        negative_class: int | None = None,
     ) -> None:
         super().__init__()
         if pooling not in MIL_POOLINGS:
@@ -86,7 +92,12 @@ class MILHead(nn.Module):
             )
         if not 0.0 < float(topk) <= 1.0:
             raise InvalidInputError(f"topk must be a share in (0, 1], got {topk}")
+        if negative_class is not None and not 0 <= int(negative_class) < num_classes:
+            raise InvalidInputError(
+                f"negative_class {negative_class} is not a class index of {num_classes} classes"
+            )
         self.pooling, self.topk, self.dim = pooling, float(topk), int(dim)
+        self.negative_class = None if negative_class is None else int(negative_class)
         self.attention = GatedAttention(dim, hidden, dropout) if pooling == "attention" else None
         self.classifier = nn.Linear(dim, num_classes)
 
@@ -108,8 +119,16 @@ class MILHead(nn.Module):
             return MILOutput(self.classifier(z), instance, weights, z)
         return self._rank_pool(h, instance, mask)
 
+    def lesion_score(self, instance: torch.Tensor) -> torch.Tensor:
+        """(B, N) log-odds of any non-negative class against the negative class, per instance."""
+        neg = self.negative_class
+        others = torch.cat([instance[..., :neg], instance[..., neg + 1 :]], dim=-1)
+        return torch.logsumexp(others, dim=-1) - instance[..., neg]
+
     def _rank_pool(self, h, instance, mask) -> MILOutput:
-        """Max / top-k mean of instance logits per class; padding never gets selected."""
+        """Max / top-k mean of instance logits; padding never gets selected."""
+        if self.negative_class is not None and instance.shape[-1] > 1:
+            return self._lesion_rank_pool(h, instance, mask)
         masked = instance.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         counts = mask.sum(1)
         k = self._k(int(counts.max().item()))
@@ -122,6 +141,21 @@ class MILHead(nn.Module):
         weights = torch.zeros(h.shape[:2], device=h.device, dtype=h.dtype)
         weights.scatter_(1, chosen.squeeze(-1), 1.0)
         weights = weights * mask / (weights * mask).sum(1, keepdim=True).clamp(min=1.0)
+        denominator = mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
+        z = (h * mask.unsqueeze(-1)).sum(1) / denominator
+        return MILOutput(logits, instance, weights, z)
+
+    def _lesion_rank_pool(self, h, instance, mask) -> MILOutput:
+        """Mean logit vector of the k most lesion-like instances (see the module docstring)."""
+        score = self.lesion_score(instance).masked_fill(~mask, float("-inf"))
+        k = min(self._k(int(mask.sum(1).max().item())), score.shape[1])
+        top = score.topk(k, dim=1)
+        valid = torch.isfinite(top.values).to(instance.dtype)  # (B, k)
+        chosen = instance.gather(1, top.indices.unsqueeze(-1).expand(-1, -1, instance.shape[-1]))
+        logits = (chosen * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        weights = torch.zeros(h.shape[:2], device=h.device, dtype=h.dtype)
+        weights.scatter_(1, top.indices, valid.to(h.dtype))
+        weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0)
         denominator = mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
         z = (h * mask.unsqueeze(-1)).sum(1) / denominator
         return MILOutput(logits, instance, weights, z)
@@ -175,6 +209,8 @@ class PatchMIL(PathReviewModel):
         attention_hidden: Width of the gated attention.
         dropout: Dropout inside the attention.
         modality_hint: "histology" or "mammogram".
+        negative_class: The class of lesion-free tissue (e.g. "normal"); max / top-k pooling
+            then ranks patches by lesion log-odds instead of per class.
         pretrained / pretrained_path: ImageNet or local safetensors weights for the encoder.
     """
 
@@ -190,6 +226,7 @@ class PatchMIL(PathReviewModel):
         attention_hidden: int = 128,
         dropout: float = 0.0,
         modality_hint: str = "histology",
+        negative_class: int | None = None,
         pretrained: bool = False,
         pretrained_path: str | Path | None = None,
         **timm_kwargs: object,
@@ -209,7 +246,9 @@ class PatchMIL(PathReviewModel):
             **timm_kwargs,
         )
         dim = int(self.encoder.num_features)
-        self.head = MILHead(dim, num_classes, pooling, topk, attention_hidden, dropout)
+        self.head = MILHead(
+            dim, num_classes, pooling, topk, attention_hidden, dropout, negative_class
+        )
         self.patch_grid = nn.Identity()  # CAM target: the (B, D, gh, gw) embedding grid
         base = timm_spec(self.encoder, "patch_mil", modality_hint)
         self.spec = ModelSpec(
@@ -259,6 +298,8 @@ class PatchMIL(PathReviewModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head.classifier = nn.Linear(self.head.dim, num_classes)
+        if self.head.negative_class is not None and self.head.negative_class >= num_classes:
+            self.head.negative_class = None
         self._set_num_classes(num_classes)
 
     def cam_target_layers(self) -> list[nn.Module]:

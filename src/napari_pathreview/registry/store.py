@@ -170,6 +170,10 @@ class ModelRegistry:
         fields = {k: v for k, v in fields.items() if _given(v)}
         defaults = defaults_from_model(model)
         if "preprocess" in fields:  # the card's spec says how the model is fed, not its defaults
+            spec = fields["preprocess"]
+            if isinstance(spec, Mapping):  # …but what it leaves out is the model's, not ImageNet's
+                given = {k: defaults[k] for k in ("input_size", "mean", "std") if k in defaults}
+                fields["preprocess"] = {**given, **spec}
             for key in ("input_size", "mean", "std"):
                 defaults.pop(key, None)
         complete = {**defaults, **fields}

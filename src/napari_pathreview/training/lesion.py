@@ -95,8 +95,14 @@ def prepare_lesion_image(sample: ds.Sample, label: int, scale: float, modality: 
     )
 
 
-def build_patch_model(recipe: Recipe, num_classes: int, input_size: int):
-    """The ``patch_mil`` model the recipe describes (architecture = the encoder, or patch_mil)."""
+def build_patch_model(
+    recipe: Recipe, num_classes: int, input_size: int, negative_class: int | None = None
+):
+    """The ``patch_mil`` model the recipe describes (architecture = the encoder, or patch_mil).
+
+    ``negative_class`` (the index of lesion.negative_class) makes max / top-k pooling rank
+    patches by lesion log-odds, so a bag of normal tissue can be decided "normal".
+    """
     from napari_pathreview.models import create_model
 
     cfg = recipe.lesion
@@ -111,6 +117,8 @@ def build_patch_model(recipe: Recipe, num_classes: int, input_size: int):
         input_size=int(input_size),
         modality_hint=recipe.modality,
     )
+    if negative_class is not None and recipe.lesion.pooling != "attention":
+        kwargs["negative_class"] = int(negative_class)
     return create_model("patch_mil", num_classes, pretrained=recipe.model.pretrained, **kwargs)
 
 
@@ -136,6 +144,11 @@ def negative_index(recipe: Recipe, classes: Sequence[str]) -> int:
     if name not in classes:
         raise RecipeError(f"lesion.negative_class: {name!r} is not one of {', '.join(classes)}")
     return list(classes).index(name)
+
+
+def _negative_of(recipe: Recipe, classes: Sequence[str]) -> int | None:
+    """The negative class's index when the recipe names one, else None (per-class pooling)."""
+    return negative_index(recipe, classes) if recipe.lesion.negative_class else None
 
 
 def _patch_dataset(patches) -> ds.ImageDataset:
@@ -237,6 +250,7 @@ def run_fold(
     from napari_pathreview.training.lesion_eval import evaluate_fold_maps
     from napari_pathreview.training.losses import balanced_class_weights
     from napari_pathreview.training.mil import train_mil_head
+    from napari_pathreview.training.preparation import fit_fold_stain, stain_images
 
     fold_dir = run_dir / f"fold{index}"
     done = fold_dir / "fold.json"
@@ -244,10 +258,13 @@ def run_fold(
         return json.loads(done.read_text())
     fold_dir.mkdir(parents=True, exist_ok=True)
     part = {name: [int(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
+    # the stain target is fitted on this fold's training images only, as in image training
+    stain_target = fit_fold_stain(recipe, images, part["train"])
+    images = stain_images(images, stain_target)
     negative = negative_index(recipe, classes)
     size = max(max(im.pixels.shape[:2]) for im in images)
-    model = build_patch_model(recipe, len(classes), size)
-    record: dict = {"fold": index}
+    model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
+    record: dict = {"fold": index, "stain_target": stain_target}
 
     def report(entry: dict) -> None:
         if progress is not None:
@@ -329,15 +346,16 @@ def run_lesion(
     run_dir: Path,
     device,
     progress: Callable[[dict], None] | None = None,
+    registered_before: str | None = None,
 ) -> tuple[dict, str | None]:
-    """The whole lesion-aware run; returns (metrics, registered model ref or None)."""
+    """The whole lesion-aware run; returns (metrics, registered model ref or None).
+
+    ``registered_before``: what a finished run that is being resumed registered; it is
+    reported again instead of registering a duplicate version.
+    """
     from napari_pathreview.training.lesion_eval import register_lesion_run, summarize_lesion_run
     from napari_pathreview.training.splits import make_splits
 
-    if recipe.data.stain != "none":
-        raise RecipeError(
-            "lesion-aware training does not stain-normalise patches yet; set data.stain: none"
-        )
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
     scale = scale_of(recipe)
@@ -359,10 +377,14 @@ def run_lesion(
     ]
     pixel_size = training_pixel_size(recipe)
     metrics = summarize_lesion_run(recipe, images, classes, plan, folds, run_dir, pixel_size)
-    registered = None
-    if recipe.register.enabled:
+    registered = registered_before
+    if registered is not None:
+        log.info("this run was already registered as %s; not registering it again", registered)
+        metrics["registered"] = registered
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    elif recipe.register.enabled:
         size = max(max(im.pixels.shape[:2]) for im in images)
-        model = build_patch_model(recipe, len(classes), size)
+        model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
         registered = register_lesion_run(
             recipe, samples, classes, folds, metrics, run_dir, model, pixel_size
         )

@@ -145,7 +145,7 @@ def summarize_lesion_run(
     return metrics
 
 
-def _preprocess(recipe, model, pixel_size: float | None) -> dict:
+def _preprocess(recipe, model, pixel_size: float | None, stain_target: dict | None) -> dict:
     size = model.spec.input_size[-1]
     return {
         "input_size": [3, size, size],
@@ -157,8 +157,8 @@ def _preprocess(recipe, model, pixel_size: float | None) -> dict:
         "channels": "grey_to_rgb" if recipe.modality == "mammogram" else "rgb",
         "pixel_size": pixel_size,
         "pixel_unit": recipe.lesion.pixel_unit,
-        "stain_method": recipe.data.stain,
-        "stain_target": None,
+        "stain_method": recipe.data.stain if stain_target else "none",
+        "stain_target": stain_target,
     }
 
 
@@ -190,7 +190,7 @@ def register_lesion_run(
         "classes": list(classes),
         "modality": recipe.modality,
         "input_size": [3, size, size],
-        "stain_method": recipe.data.stain,
+        "stain_method": recipe.data.stain if folds[best].get("stain_target") else "none",
         "metrics": {**kept, "registered_fold": best, "selection": "best"},
         "split_protocol": metrics["split_protocol"],
         "recipe": recipe.to_dict(),
@@ -198,6 +198,6 @@ def register_lesion_run(
         "description": describe(recipe, len(samples)),
     }
     if "preprocess" in ModelCard.__dataclass_fields__:
-        card["preprocess"] = _preprocess(recipe, model, pixel_size)
+        card["preprocess"] = _preprocess(recipe, model, pixel_size, folds[best].get("stain_target"))
     version = ModelRegistry().register(model, card)
     return f"{card['name']}@{version}"

@@ -3,7 +3,8 @@
 Bags differ in size (images and slides differ), so the head sees one bag per step; with a few
 hundred bags of a few hundred 512-d embeddings an epoch is a fraction of a second on a CPU.
 Sample weights (review disagreements) scale each bag's loss; the epoch with the best validation
-score (balanced accuracy, then negative loss) is kept, as the image trainer does.
+score (balanced accuracy, then negative loss) is kept, as the image trainer does — and the head
+as it came from patch training counts as epoch 0, so bag training never makes it worse.
 """
 
 from __future__ import annotations
@@ -98,7 +99,14 @@ def train_mil_head(
         params += list(head.attention.parameters()) if head.attention is not None else []
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     tensors = [torch.as_tensor(b, dtype=torch.float32).unsqueeze(0) for b in bags]
-    best, best_state, history = None, copy.deepcopy(head.state_dict()), []
+    # the untrained head (the patch classifier's own decision) is the first candidate: bag
+    # training may only replace it by something better on validation, never by a collapse
+    best = _score(head, val_bags, val_labels) if len(val_bags) else None
+    best_state, history = copy.deepcopy(head.state_dict()), []
+    if best is not None:
+        history.append(
+            {"epoch": 0, "train_loss": None, "val_balanced_accuracy": best[0], "val_loss": -best[1]}
+        )
     for epoch in range(epochs):
         head.train()
         total = 0.0

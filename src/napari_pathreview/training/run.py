@@ -215,7 +215,7 @@ def run_recipe(
 
         samples = discover(parsed, run_dir, from_reviews)
         device = _device(parsed.device, False)
-        metrics, registered = run_lesion(parsed, samples, run_dir, device, progress)
+        metrics, registered = run_lesion(parsed, samples, run_dir, device, progress, previous)
         return RunResult(run_dir, metrics, registered)
     data = prepare_data(parsed, run_dir, from_reviews)
     if rank == 0:

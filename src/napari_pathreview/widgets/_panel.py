@@ -138,3 +138,10 @@ def result_texts(result: Any) -> tuple[str, str, str]:
     )
     caveats = "\n".join(f"⚠ {flag}" for flag in flags)
     return decision, caveats, "\n".join(metric_lines(result.card.metrics))
+
+
+def roi_text(scores: Mapping[str, float], threshold: float, roi_name: str) -> str:
+    """The live IoU / Dice line under the results."""
+    return (
+        f"IoU {scores['iou']:.3f} · Dice {scores['dice']:.3f} (CAM ≥ {threshold:.2f} vs {roi_name})"
+    )

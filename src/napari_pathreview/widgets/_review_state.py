@@ -154,3 +154,11 @@ def tag_owner(layer: Any, image_name: str) -> None:
     meta = _meta(layer)
     meta["image"] = image_name
     layer.metadata = {**(layer.metadata or {}), "pathreview": meta}
+
+
+def own_roi_name(viewer: Any, names: Any, image: Any) -> str | None:
+    """The first of the layer ``names`` that is an ROI of ``image`` (see belongs_to), or None."""
+    for name in names:
+        if name in viewer.layers and belongs_to(viewer.layers[name], image):
+            return str(name)
+    return None

@@ -42,6 +42,7 @@ from napari_pathreview.inference.analysis import (
 )
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.inference.heatmap import HeatmapStream
+from napari_pathreview.inference.mil_maps import MAP_KINDS
 from napari_pathreview.inference.slides import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
 from napari_pathreview.widgets import _panel, _pixel_size, _results, _scale
@@ -57,7 +58,7 @@ from napari_pathreview.widgets._common import (
 )
 from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
-from napari_pathreview.widgets._review_state import belongs_to
+from napari_pathreview.widgets._review_state import belongs_to, own_roi_name
 from napari_pathreview.widgets._stain_box import StainBox
 
 logger = logging.getLogger(__name__)
@@ -98,8 +99,8 @@ class AnalyzeWidget(QWidget):
         layout.addLayout(self._buttons)
         for widget in (self.progress, self.status, self.table, self.decision, self.caveats):
             layout.addWidget(widget)
-        layout.addWidget(self.metrics)
-        layout.addWidget(self.roi_label)
+        for widget in (self.metrics, self.roi_label):
+            layout.addWidget(widget)
         layout.addStretch(1)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
@@ -116,7 +117,7 @@ class AnalyzeWidget(QWidget):
         self.qc = CheckBox(text="quality control (blur, tissue)", value=True)
         self.tta = ComboBox(label="TTA", choices=TTA_MODES, value="none")
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
-        self.cam_method = ComboBox(label="CAM", choices=(*CAM_METHODS, "none"), value="gradcam")
+        self.cam_method = ComboBox(label="CAM", choices=self._cam_choices, value="gradcam")
         # large images: "matched" tiles at the model's µm/px; "preview" is the coarse quick look
         self.slide_mode = ComboBox(label="Slide tiling", choices=SLIDE_MODES, value="matched")
         self.target_class = ComboBox(label="Target", choices=self._class_choices)
@@ -206,6 +207,12 @@ class AnalyzeWidget(QWidget):
         card = self.selected_card() if hasattr(self, "model_combo") else None
         return [PREDICTED, *(list(card.classes) if card is not None else [])]
 
+    def _cam_choices(self, _widget: Any = None) -> list[str]:
+        """Every model's CAMs; a patch MIL model adds its own patch and attention maps."""
+        card = self.selected_card() if hasattr(self, "model_combo") else None
+        own = MAP_KINDS if card is not None and card.architecture == "patch_mil" else ()
+        return [*CAM_METHODS, *own, "none"]
+
     def reset_choices(self, *_: Any) -> None:
         """Refresh every picker (napari also calls this when layers change)."""
         self.form.reset_choices()
@@ -225,13 +232,11 @@ class AnalyzeWidget(QWidget):
         self.pixel_size.refresh()
         self.roi_combo.reset_choices()
         if self.roi_combo.value in (None, NO_ROI):  # the image's own ROI, when it has one
-            own = [
-                name
-                for name in self.roi_combo.choices
-                if name != NO_ROI and belongs_to(self.viewer.layers[name], layer)
-            ]
-            if own:
-                self.roi_combo.value = own[0]
+            own = own_roi_name(
+                self.viewer, [n for n in self.roi_combo.choices if n != NO_ROI], layer
+            )
+            if own is not None:
+                self.roi_combo.value = own
 
     @property
     def image_layer(self) -> Any:
@@ -252,18 +257,20 @@ class AnalyzeWidget(QWidget):
         if tuple(self.target_class.choices) != tuple(self._class_choices()):
             self.target_class.choices = ()  # magicgui appends new items; rebuild in class order
             self.target_class.choices = self._class_choices
+        if tuple(self.cam_method.choices) != tuple(self._cam_choices()):
+            self.cam_method.reset_choices()
         self.stain_box.set_card(card)
         # stain normalisation is an H&E matter: the panel only takes room for histology
         self.stain_box.setVisible(card is None or card.modality != "mammogram")
         if card is None:
-            layer = self.image_layer
-            what = layer_modality(layer) if layer is not None else "any"
-            self.model_info.value = (
-                f"no {what} model registered — run `pathreview demo` or train one"
-            )
+            self.model_info.value = f"{self._no_model()} — run `pathreview demo` or train one"
             return
         self.model_info.value = describe_card(card)
         fit_height(self.model_info, self.stain_box.reason)
+
+    def _no_model(self) -> str:
+        layer = self.image_layer
+        return f"no {layer_modality(layer) if layer is not None else 'suitable'} model registered"
 
     def follow(self, name: str, run: bool | None = None) -> Any:
         """Show image ``name`` (the review queue's current one) and run if asked or auto-run.
@@ -295,11 +302,9 @@ class AnalyzeWidget(QWidget):
     def request(self) -> AnalysisRequest:
         """The settings the form holds now (stain availability is checked from the card)."""
         if not self.model_combo.value:
-            layer = self.image_layer
-            modality = layer_modality(layer) if layer is not None else "this"
             raise InvalidInputError(
-                f"no {modality} model is registered; run `pathreview demo` to train the demo "
-                "models, or `pathreview train RECIPE.yaml`, then reopen this widget."
+                f"{self._no_model()}; run `pathreview demo` to train the demo models, or "
+                "`pathreview train RECIPE.yaml`, then reopen this widget."
             )
         target = self.target_class.value
         return AnalysisRequest(
@@ -401,8 +406,9 @@ class AnalyzeWidget(QWidget):
             self._stream.feed(item)
 
     # ---------------------------------------------------------------- results
-    def clear_result(self) -> None:
-        """Forget the shown result so no stale numbers stay on screen."""
+    def clear_result(self, *_: Any) -> None:
+        """Forget the shown result so no stale numbers stay on screen (also when the analysed
+        layer starts showing another image: the queue reuses layers)."""
         self._watch_result_layer(None)
         self.result = self.result_layer = None
         self.table.setRowCount(0)
@@ -411,16 +417,12 @@ class AnalyzeWidget(QWidget):
         fit_height(self.table, self.decision, self.caveats, self.metrics)
         self.update_roi_scores()
 
-    def _image_replaced(self, *_: Any) -> None:
-        """The analysed layer now shows another image (the queue reused it): forget the result."""
-        self.clear_result()
-
     def _watch_result_layer(self, layer: Any) -> None:
         if self.result_layer is not None:
             with contextlib.suppress(RuntimeError, TypeError, ValueError):
-                self.result_layer.events.data.disconnect(self._image_replaced)
+                self.result_layer.events.data.disconnect(self.clear_result)
         if layer is not None:
-            layer.events.data.connect(self._image_replaced)
+            layer.events.data.connect(self.clear_result)
 
     def show_result(self, result: AnalysisResult, layer: Any) -> None:
         """Put a finished analysis into the viewer and the panel."""
@@ -494,8 +496,5 @@ class AnalyzeWidget(QWidget):
             notify_exception(error, "ROI")
             return None
         self.roi_scores = scores
-        self.roi_label.setText(
-            f"IoU {scores['iou']:.3f} · Dice {scores['dice']:.3f} "
-            f"(CAM ≥ {self.threshold.value:.2f} vs {roi.name})"
-        )
+        self.roi_label.setText(_panel.roi_text(scores, float(self.threshold.value), roi.name))
         return scores
