@@ -111,3 +111,25 @@ def test_the_slide_maps_and_the_bag_survive_the_result_cache(tmp_path, registry)
     assert ordinary.bag is None and "mil" not in ordinary.aggregate
     with pytest.raises(InvalidInputError, match="not a patch MIL model"):
         slide_map(ordinary, "attention_map", 0)
+
+
+def test_analyse_shows_a_lesion_models_attention_over_a_slide_and_decides_by_its_bag(
+    tmp_path, registry
+) -> None:
+    from napari_pathreview.inference.analysis import AnalysisRequest, AnalysisResult, analyse
+    from napari_pathreview.io import load_image
+
+    ref = _register_patch_mil(registry, "attention")
+    image = load_image(write_slide(tmp_path / "s.tif", tissue_slide(512, 768)))
+    request = AnalysisRequest(
+        model_ref=ref, device="cpu", tta="none", qc=False, cam_method="attention_map"
+    )
+    result = list(analyse(request, image.levels, modality="histology", um_per_px=0.25))[-1]
+    assert isinstance(result, AnalysisResult)
+    tiled = result.tiled
+    assert result.cam.method == "attention_map"
+    assert result.cam.cam.shape == tiled.grid.shape  # one map pixel per grid cell …
+    assert result.cam_scale == pytest.approx(tiled.grid.cell[0])  # … lying on level 0
+    assert result.cam.cam.max() == pytest.approx(1.0)
+    mil = [tiled.aggregate["mil"][name] for name in CLASSES]
+    assert [result.probabilities[name] for name in CLASSES] == pytest.approx(mil)
