@@ -433,6 +433,8 @@ def iter_slide(
         if bag is not None and len(bag.attention) == len(result.tile_probabilities):
             mil = dict(zip(classes, map(float, bag.probabilities), strict=True))
             result = replace(result, bag=bag, aggregate={**result.aggregate, "mil": mil})
+        elif bag is not None:  # e.g. a forward retried after running out of memory
+            logger.warning("tile embeddings do not match the tiles; slide decided by tile mean")
     yield result
 
 
