@@ -185,8 +185,7 @@ def _methods(text: str) -> list[str]:
 
 def _cam_method(text: str, predictor: Any) -> str:
     """``--cam``: a CAM method, or a patch MIL model's own ``patch_map`` / ``attention_map``."""
-    from napari_pathreview.inference.mil_maps import MAP_KINDS
-    from napari_pathreview.inference.slide_mil import patch_mil_of
+    from napari_pathreview.inference.mil_maps import MAP_KINDS, patch_mil_of
 
     if text not in MAP_KINDS:
         return _methods(text)[0]
@@ -437,12 +436,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _mil_map_rows(predictor: Any, image: Any, mask: Any, threshold: float) -> list[dict]:
     """A patch MIL model's own maps (patch probability, attention), scored like its CAMs."""
-    from napari_pathreview.models.mil import PatchMIL
-
-    if not isinstance(predictor.model, PatchMIL):
-        return []
     from napari_pathreview.explain.metrics import roi_scores
-    from napari_pathreview.inference.mil_maps import MAP_KINDS, explain_mil
+    from napari_pathreview.inference.mil_maps import MAP_KINDS, explain_mil, patch_mil_of
+
+    if patch_mil_of(predictor) is None:
+        return []
 
     explained = explain_mil(predictor, image)
     return [

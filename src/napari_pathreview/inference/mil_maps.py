@@ -34,6 +34,14 @@ class MilExplanation:
         return getattr(self, kind)
 
 
+def patch_mil_of(predictor: Any) -> Any | None:
+    """The predictor's ``PatchMIL`` model, or None for any other model."""
+    from napari_pathreview.models.mil import PatchMIL
+
+    model = getattr(predictor, "model", None)
+    return model if isinstance(model, PatchMIL) else None
+
+
 def negative_class_index(card: Any) -> int:
     """The class that means "no lesion": the recipe's lesion.negative_class, else the first."""
     recipe = getattr(card, "recipe", None) or {}
@@ -51,10 +59,10 @@ def explain_mil(predictor: Any, image: Any) -> MilExplanation:
     import torch
 
     from napari_pathreview.inference.preprocess import decode
-    from napari_pathreview.models.mil import PatchMIL, grid_to_image, lesion_probability
+    from napari_pathreview.models.mil import grid_to_image, lesion_probability
 
-    model = predictor.model
-    if not isinstance(model, PatchMIL):
+    model = patch_mil_of(predictor)
+    if model is None:
         raise InvalidInputError(
             f"{predictor.model_ref} is not a patch MIL model: it has CAMs but no patch maps"
         )

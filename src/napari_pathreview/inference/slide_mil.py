@@ -15,13 +15,7 @@ from typing import Any
 
 import numpy as np
 
-
-def patch_mil_of(predictor: Any) -> Any | None:
-    """The predictor's ``PatchMIL`` model, or None for any other model."""
-    from napari_pathreview.models.mil import PatchMIL
-
-    model = getattr(predictor, "model", None)
-    return model if isinstance(model, PatchMIL) else None
+from napari_pathreview.inference.mil_maps import patch_mil_of
 
 
 def tile_size_of(predictor: Any) -> tuple[int, int]:

@@ -141,9 +141,7 @@ class MILHead(nn.Module):
         weights = torch.zeros(h.shape[:2], device=h.device, dtype=h.dtype)
         weights.scatter_(1, chosen.squeeze(-1), 1.0)
         weights = weights * mask / (weights * mask).sum(1, keepdim=True).clamp(min=1.0)
-        denominator = mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
-        z = (h * mask.unsqueeze(-1)).sum(1) / denominator
-        return MILOutput(logits, instance, weights, z)
+        return MILOutput(logits, instance, weights, _masked_mean(h, mask))
 
     def _lesion_rank_pool(self, h, instance, mask) -> MILOutput:
         """Mean logit vector of the k most lesion-like instances (see the module docstring)."""
@@ -156,9 +154,13 @@ class MILHead(nn.Module):
         weights = torch.zeros(h.shape[:2], device=h.device, dtype=h.dtype)
         weights.scatter_(1, top.indices, valid.to(h.dtype))
         weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0)
-        denominator = mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
-        z = (h * mask.unsqueeze(-1)).sum(1) / denominator
-        return MILOutput(logits, instance, weights, z)
+        return MILOutput(logits, instance, weights, _masked_mean(h, mask))
+
+
+def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, D) mean of the real instances of (B, N, D) ``h``: the rank poolings' bag embedding."""
+    denominator = mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
+    return (h * mask.unsqueeze(-1)).sum(1) / denominator
 
 
 def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, int]:

@@ -68,21 +68,16 @@ def view_probabilities(predictor: Any, rgb: np.ndarray, tta: str) -> np.ndarray:
 def _map_iou(predictor: Any, rgb: np.ndarray, roi: Mapping[str, Any], where: str) -> float:
     """IoU of the model's map against a reviewer's GeoJSON ROI (seed 004 protocol)."""
     from napari_pathreview.explain.metrics import roi_iou
+    from napari_pathreview.inference.mil_maps import patch_mil_of
     from napari_pathreview.io.geojson import parse_geojson_rois
-    from napari_pathreview.models.mil import PatchMIL
     from napari_pathreview.training.patches import rois_mask
 
     shapes = [r for r in parse_geojson_rois(roi, where) if r.shape_type not in ("path", "line")]
     if not shapes:
         return math.nan
     mask = rois_mask(shapes, rgb.shape[:2], 1.0, where)
-    if isinstance(predictor.model, PatchMIL):
-        from napari_pathreview.inference.mil_maps import explain_mil
-
-        heat = explain_mil(predictor, rgb).patch_map
-    else:
-        heat = predictor.explain(rgb, "gradcam").cam
-    return roi_iou(heat, mask)
+    method = "patch_map" if patch_mil_of(predictor) is not None else "gradcam"
+    return roi_iou(predictor.explain(rgb, method).cam, mask)
 
 
 def order_images(
