@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.patches import (
     LesionImage,
@@ -40,13 +41,12 @@ from napari_pathreview.training.patches import (
 from napari_pathreview.training.recipe import Recipe, RecipeError
 
 log = logging.getLogger(__name__)
-MIAS_SOURCE_MM = 0.2  # mini-MIAS: 200 µm per pixel at 1024²
 
 
 def scale_of(recipe: Recipe) -> float:
     """Resampled pixels per stored pixel: stored pixel size / training pixel size."""
     cfg = recipe.lesion
-    source = cfg.source_pixel_size or (MIAS_SOURCE_MM if recipe.data.source == "mias" else 0.0)
+    source = cfg.source_pixel_size or (MIAS_MM_PER_PX if recipe.data.source == "mias" else 0.0)
     target = training_pixel_size(recipe)
     if not target:
         return 1.0
