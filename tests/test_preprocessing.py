@@ -150,3 +150,70 @@ def test_the_spec_names_a_bad_field():
         PreprocessSpec(input_size=(1, 8, 8), mean=(0.5,), std=(0.2,), channels="rgb")
     with pytest.raises(PreprocessSpecError, match="unknown preprocessing"):
         PreprocessSpec.from_dict({"input_size": [3, 8, 8], "mpp": 0.5})
+
+
+def _film(rng) -> tuple[np.ndarray, np.ndarray]:
+    """A 'mammogram' (grey breast on black film with a bright label) and its breast mask."""
+    grey = np.zeros((256, 256), np.uint8)
+    grey[40:200, 10:110] = rng.integers(60, 220, (160, 100), dtype=np.uint8)
+    grey[230:240, 200:220] = 255  # a film label: bright but smaller, not the breast
+    breast = np.zeros(grey.shape, bool)
+    breast[40:200, 10:110] = True
+    return grey, breast
+
+
+def _stretched(grey: np.ndarray, breast: np.ndarray) -> np.ndarray:
+    """The "breast" rule from its numbers: 2nd percentile → 16, 99.8th → 255, outside → 0."""
+    low, high = np.percentile(grey[breast], [2.0, 99.8])
+    values = np.clip(16 + (grey.astype(np.float32) - low) * 239 / (high - low), 0, 255)
+    return np.where(breast, np.rint(values), 0).astype(np.uint8)
+
+
+def test_breast_intensity_maps_every_film_exposure_to_one_range_and_drops_the_label():
+    from napari_pathreview.preprocessing import normalise_intensity
+
+    grey, breast = _film(np.random.default_rng(3))
+    out = normalise_intensity(np.repeat(grey[..., None], 3, axis=2), "breast")
+    assert out[235, 210].tolist() == [0, 0, 0]  # the film label is not breast
+    np.testing.assert_array_equal(out[..., 0], _stretched(grey, breast))
+    # the same breast on a darker film (lower exposure): after the rule, nearly the same pixels
+    darker = np.where(breast, np.rint(grey * 0.7 + 10), grey).astype(np.uint8)
+    again = normalise_intensity(np.repeat(darker[..., None], 3, axis=2), "breast")
+    assert np.abs(again.astype(int) - out.astype(int))[breast].max() <= 2
+    assert np.abs(darker.astype(int) - grey.astype(int))[breast].max() > 50
+    flat = np.full((32, 32, 3), 120, np.uint8)  # no contrast to stretch: left as it is
+    np.testing.assert_array_equal(normalise_intensity(flat, "breast"), flat)
+
+
+def test_breast_intensity_is_applied_alike_by_training_the_predictor_and_lesion_patches(tmp_path):
+    from napari_pathreview.training.lesion import prepare_lesion_image
+
+    grey, breast = _film(np.random.default_rng(1))
+    path = tmp_path / "mdb001.png"  # mini-MIAS at 256 px: 0.8 mm/px
+    cv2.imwrite(str(path), grey)
+    spec = {
+        "input_size": [3, 48, 48],
+        "resize": 56,
+        "crop": "breast",
+        "channels": "grey_to_rgb",
+        "pixel_size": 2.0,
+        "pixel_unit": "mm",
+        "intensity": "breast",
+    }
+    ref = _register(spec, "mammogram", "mammo-stretched")
+    card_spec = ModelRegistry().card("mammo-stretched").preprocess
+    assert card_spec.intensity == "breast"
+
+    # expected: the rule first, then the geometry of the mammogram test above
+    stretched = _stretched(grey, breast)
+    small = cv2.resize(stretched[40:200, 10:110], (40, 64), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((56, 56), np.uint8)
+    canvas[:, 8:48] = small[4:60]
+    expected = torch.from_numpy(_normalised(np.repeat(canvas[4:52, 4:52, None], 3, axis=2)))
+    torch.testing.assert_close(_training_tensor(path, card_spec), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(_predictor_tensor(path, ref), expected, atol=1e-6, rtol=0)
+
+    # lesion training draws its patches from the image after the same rule, then resampled
+    lesion = prepare_lesion_image(Sample(str(path), "normal", "1"), 0, 0.5, "mammogram", "breast")
+    resampled = cv2.resize(stretched, (128, 128), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(lesion.pixels[..., 0], resampled)

@@ -5,9 +5,9 @@ recipe that trained the model) and stored on the model card; the training evalua
 the ``Predictor`` and the slide engine all build their input from it. Nothing else re-derives
 input size, resize rule, crop, interpolation, normalisation or physical resolution.
 
-The pipeline, one function per step: :func:`to_canvas` (channel rule, crop, resample to the
-trained-at resolution or stretch, pad) → stain normalisation of the canvas (the card's
-normaliser) → :func:`window` (centre crop) → :func:`normalise`. Training caches canvases and
+The pipeline, one function per step: :func:`to_canvas` (channel rule, intensity rule, crop,
+resample to the trained-at resolution or stretch, pad) → stain normalisation of the canvas (the
+card's normaliser) → :func:`window` (centre crop) → :func:`normalise`. Training caches canvases and
 its evaluation transform takes the same window and normalisation, so a model is fed at
 inference exactly as it was evaluated.
 
@@ -37,6 +37,7 @@ CROP_MODES: tuple[str, ...] = ("none", "breast")
 PADDINGS: tuple[str, ...] = ("constant", "reflect")
 INTERPOLATIONS: tuple[str, ...] = ("area", "bilinear", "bicubic", "nearest")
 CHANNEL_MODES: tuple[str, ...] = ("rgb", "grey_to_rgb", "grey")
+INTENSITY_MODES: tuple[str, ...] = ("none", "breast")
 PIXEL_UNITS: tuple[str, ...] = ("um", "mm")
 _UM_PER_UNIT: dict[str, float] = {"um": 1.0, "mm": 1000.0}
 
@@ -82,6 +83,8 @@ class PreprocessSpec:
             the resolution the model was trained at. A slide is tiled so that a tile of
             H×W input pixels covers H·pixel_size × W·pixel_size. None when unknown.
         pixel_unit: "um" (histology) or "mm" (mammograms).
+        intensity: "none", or "breast" (stretch each mammogram's breast grey levels to one
+            range, :func:`normalise_intensity`: films differ in exposure and development).
         padding: How an image resampled to ``pixel_size`` that is smaller than the canvas is
             padded: "constant" (black: mammogram background) or "reflect" (tissue texture).
         stain_method: "none", "reinhard", "macenko" or "vahadane".
@@ -97,6 +100,7 @@ class PreprocessSpec:
     channels: str = "rgb"
     pixel_size: float | None = None
     pixel_unit: str = "um"
+    intensity: str = "none"
     padding: str = "constant"
     stain_method: str = "none"
     stain_target: dict | None = field(default=None, compare=True)
@@ -127,6 +131,7 @@ class PreprocessSpec:
             ("interpolation", INTERPOLATIONS),
             ("channels", CHANNEL_MODES),
             ("pixel_unit", PIXEL_UNITS),
+            ("intensity", INTENSITY_MODES),
             ("padding", PADDINGS),
         ):
             if getattr(self, name) not in allowed:
@@ -234,15 +239,65 @@ class Placement:
     window: tuple[int, int, int, int]
 
 
-def breast_box(gray: np.ndarray, threshold: int = 20) -> tuple[int, int, int, int]:
-    """Box (r0, r1, c0, c1) of the largest bright component: the breast, not film labels."""
-    from skimage.measure import label, regionprops
+BREAST_THRESHOLD: int = 20
+"""Grey level above which a mammogram pixel may be breast (film background is darker)."""
 
-    regions = regionprops(label(gray > threshold))
-    if not regions:
+
+def breast_mask(gray: np.ndarray, threshold: int = BREAST_THRESHOLD) -> np.ndarray:
+    """The largest bright component of a grey mammogram: the breast, not film labels.
+
+    All False when nothing is brighter than ``threshold``.
+    """
+    from skimage.measure import label
+
+    bright = gray > threshold
+    labelled = label(bright)
+    if labelled.max() == 0:
+        return bright
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == sizes.argmax()
+
+
+def breast_box(gray: np.ndarray, threshold: int = BREAST_THRESHOLD) -> tuple[int, int, int, int]:
+    """Box (r0, r1, c0, c1) of the breast (:func:`breast_mask`); the whole image without one."""
+    rows, cols = np.nonzero(breast_mask(gray, threshold))
+    if rows.size == 0:
         return 0, gray.shape[0], 0, gray.shape[1]
-    r0, c0, r1, c1 = max(regions, key=lambda r: r.area).bbox
-    return int(r0), int(r1), int(c0), int(c1)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+#: Breast grey-level percentiles :func:`normalise_intensity` maps to ``BREAST_RANGE``.
+BREAST_PERCENTILES: tuple[float, float] = (2.0, 99.8)
+BREAST_RANGE: tuple[int, int] = (16, 255)
+
+
+def normalise_intensity(image: np.ndarray, mode: str) -> np.ndarray:
+    """A uint8 image with the spec's intensity rule applied ("none": unchanged).
+
+    "breast": the breast's 2nd grey-level percentile (fat) goes to 16 and its 99.8th (the
+    densest tissue) to 255, linearly, so a mass is as bright relative to its surroundings on
+    every film whatever its exposure; everything outside the breast (background, film labels)
+    goes to 0. The top percentile is high so that a mass, often the brightest 1 % of a fatty
+    breast, keeps its texture. An image without a breast, or a flat one, is returned as is.
+    """
+    if mode == "none":
+        return image
+    if mode != "breast":
+        raise PreprocessSpecError(f"preprocessing 'intensity' must be one of {INTENSITY_MODES}")
+    gray = image if image.ndim == 2 else image[..., :3].mean(axis=-1)
+    breast = breast_mask(gray)
+    if not breast.any():
+        return image
+    low, high = np.percentile(gray[breast], BREAST_PERCENTILES)
+    if high - low < 4:
+        return image
+    out_low, out_high = BREAST_RANGE
+    levels = np.arange(256, dtype=np.float32)
+    lut = np.clip(out_low + (levels - low) * (out_high - out_low) / (high - low), 0, 255)
+    out = np.rint(lut).astype(np.uint8)[image]
+    out[~breast] = 0
+    return out
 
 
 def crop_box(image: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int]:
@@ -331,14 +386,14 @@ def _channels(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def to_canvas(
     image: np.ndarray, spec: PreprocessSpec, um_per_px: float | None = None
 ) -> tuple[np.ndarray, Placement]:
-    """RGB uint8 image → the uint8 canvas (crop, resample, pad) and its placement.
+    """RGB uint8 image → the uint8 canvas (intensity, crop, resample, pad) and its placement.
 
     Training caches this canvas (random crops come from it); evaluation and inference take
     its centre window (:func:`window`). Stain normalisation runs on the canvas in both.
     """
     import cv2
 
-    image = _channels(image, spec)
+    image = normalise_intensity(_channels(image, spec), spec.intensity)
     box = crop_box(image, spec)
     placement = plan(image.shape, box, spec, um_per_px)
     region = resample(image[box[0] : box[1], box[2] : box[3]], placement.scaled, spec.interpolation)

@@ -46,6 +46,8 @@ OVERRIDES = [
     ("register.name=has space", "register.name='has space'"),
     ("optim.lr=fast", "optim.lr"),
     ("optim.batch_size=0", "optim.batch_size"),
+    ("data.intensity=breast", "data.intensity='breast'"),  # MINIMAL is histology
+    ("data.intensity=equalise", "data.intensity"),
 ]
 
 

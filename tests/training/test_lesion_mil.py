@@ -95,7 +95,7 @@ def test_bag_training_never_ends_worse_on_validation_than_the_patch_classifier()
         head.classifier.weight.zero_()
         head.classifier.weight[1, 0] = 1.0
         head.classifier.bias.copy_(torch.tensor([3.0, 0.0]))
-    before = _score(head, val_bags, val_labels)
+    before = _score(head, val_bags, val_labels)[:2]
     assert before[0] > 0.9
     # bags with flipped labels pull every epoch away from the truth: epoch 0 must be kept
     history = train_mil_head(
@@ -103,7 +103,33 @@ def test_bag_training_never_ends_worse_on_validation_than_the_patch_classifier()
     )
     assert history[0]["epoch"] == 0
     assert all(h["val_balanced_accuracy"] < before[0] for h in history[1:])
-    assert _score(head, val_bags, val_labels) == before
+    assert _score(head, val_bags, val_labels)[:2] == before
+
+
+@pytest.mark.parametrize(("metric", "mode"), [("roc_auc", "max"), ("loss", "min")])
+def test_bag_training_keeps_the_epoch_best_by_the_recipes_early_stopping_metric(metric, mode):
+    from napari_pathreview.training.mil import _score
+
+    bags, labels = _bags(30, 0)
+    val_bags, val_labels = _bags(20, 1)
+    torch.manual_seed(0)
+    head = MILHead(8, 2, "attention", hidden=16)
+    history = train_mil_head(
+        head,
+        bags,
+        labels,
+        val_bags,
+        val_labels,
+        epochs=6,
+        lr=5e-3,
+        train_classifier=True,
+        metric=metric,
+        mode=mode,
+    )
+    sign = 1.0 if mode == "max" else -1.0
+    assert [h["val_score"] for h in history] == [sign * h[f"val_{metric}"] for h in history]
+    kept = _score(head, val_bags, val_labels, metric, mode)[0]
+    assert kept == pytest.approx(max(h["val_score"] for h in history), abs=1e-6)
 
 
 def test_gated_attention_logits_are_the_attention_weighted_patch_logits():

@@ -73,12 +73,15 @@ def lesion_recipe(root: str, **lesion) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One 2-fold lesion run, registered (shared by the tests that inspect it)."""
+    """One 2-fold lesion run with the breast intensity rule, registered (shared by the tests
+    that inspect it)."""
     base = tmp_path_factory.mktemp("lesion")
     write_lesion_set(base / "data")
+    recipe = lesion_recipe(str(base / "data" / "labels.csv"))
+    recipe["data"]["intensity"] = "breast"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATHREVIEW_HOME", str(base / "home"))
-        result = run_recipe(lesion_recipe(str(base / "data" / "labels.csv")), out_dir=base / "runs")
+        result = run_recipe(recipe, out_dir=base / "runs")
     return result, base
 
 
@@ -106,6 +109,7 @@ def test_registered_model_explains_an_image_with_patch_and_attention_maps(traine
         result.registered, registry=registry, device="cpu", channels_last=False
     )
     assert predictor.card.architecture == "patch_mil"
+    assert predictor.spec.intensity == "breast"  # the images are seen as training saw them
     image = cv2.imread(str(base / "data" / "img01.png"))
     explained = explain_mil(predictor, image[..., ::-1].copy())
     assert explained.patch_map.shape == explained.attention_map.shape == (SIDE, SIDE)

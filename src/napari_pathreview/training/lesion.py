@@ -62,14 +62,19 @@ def training_pixel_size(recipe: Recipe) -> float | None:
     return recipe.lesion.pixel_size or getattr(recipe.data, "pixel_size", None) or None
 
 
-def prepare_lesion_image(sample: ds.Sample, label: int, scale: float, modality: str) -> LesionImage:
-    """Decode, resample to the training resolution and rasterise the sample's ROIs."""
+def prepare_lesion_image(
+    sample: ds.Sample, label: int, scale: float, modality: str, intensity: str = "none"
+) -> LesionImage:
+    """Decode, apply the intensity rule, resample to the training resolution and rasterise
+    the sample's ROIs (the order ``preprocessing.to_canvas`` follows at inference)."""
     import cv2
 
     from napari_pathreview.io import load_image, to_rgb_uint8
+    from napari_pathreview.preprocessing import normalise_intensity
 
     loaded = load_image(sample.path)
     rgb = to_rgb_uint8(np.asarray(loaded.levels[-1] if len(loaded.levels) > 1 else loaded.data))
+    rgb = normalise_intensity(rgb, intensity)
     height, width = rgb.shape[:2]
     shape = (max(1, round(height * scale)), max(1, round(width * scale)))
     if shape != (height, width):
@@ -294,9 +299,12 @@ def run_fold(
         class_weights=balanced_class_weights(labels[tr], len(classes)),
         seed=recipe.seed + index,
         train_classifier=recipe.lesion.mil_train_classifier,
+        metric=recipe.early_stopping.metric,
+        mode=recipe.early_stopping.mode,
     )
     record["mil_history"] = history
-    record["best_val_score"] = max(h["val_balanced_accuracy"] for h in history)
+    scores = [h["val_score"] for h in history if h.get("val_score") is not None]
+    record["best_val_score"] = max(scores) if scores else None
     record.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(fold_dir / "selected.safetensors"))
@@ -359,7 +367,10 @@ def run_lesion(
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
     scale = scale_of(recipe)
-    images = [prepare_lesion_image(s, index[s.label], scale, recipe.modality) for s in samples]
+    images = [
+        prepare_lesion_image(s, index[s.label], scale, recipe.modality, recipe.data.intensity)
+        for s in samples
+    ]
     negative = negative_index(recipe, classes)
     check_classes_have_rois(images, classes, negative)
     labels = np.asarray([im.label for im in images])

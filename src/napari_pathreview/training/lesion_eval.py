@@ -157,6 +157,7 @@ def _preprocess(recipe, model, pixel_size: float | None, stain_target: dict | No
         "channels": "grey_to_rgb" if recipe.modality == "mammogram" else "rgb",
         "pixel_size": pixel_size,
         "pixel_unit": recipe.lesion.pixel_unit,
+        "intensity": recipe.data.intensity,
         "stain_method": recipe.data.stain if stain_target else "none",
         "stain_target": stain_target,
     }
@@ -177,7 +178,8 @@ def register_lesion_run(
     from napari_pathreview.training.datasets import data_fingerprint
     from napari_pathreview.training.registration import card_metrics, describe
 
-    best = int(np.argmax([f.get("best_val_score", -1.0) for f in folds]))
+    scores = [f.get("best_val_score") for f in folds]
+    best = int(np.argmax([-np.inf if v is None else v for v in scores]))
     size = model.spec.input_size[-1]
     model.load_state_dict(load_file(str(run_dir / f"fold{best}" / folds[best]["weights"])))
     model.eval()

@@ -3,14 +3,16 @@
 Bags differ in size (images and slides differ), so the head sees one bag per step; with a few
 hundred bags of a few hundred 512-d embeddings an epoch is a fraction of a second on a CPU.
 Sample weights (review disagreements) scale each bag's loss; the epoch with the best validation
-score (balanced accuracy, then negative loss) is kept, as the image trainer does — and the head
-as it came from patch training counts as epoch 0, so bag training never makes it worse.
+score (the recipe's ``early_stopping`` metric, then negative loss) is kept, as the image trainer
+does — and the head as it came from patch training counts as epoch 0, so bag training never
+makes it worse.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,12 +58,23 @@ def predict_bags(head, bags: Sequence[np.ndarray]) -> BagPredictions:
     return BagPredictions(stacked, tuple(patch), tuple(attention))
 
 
-def _score(head, bags, labels) -> tuple[float, float]:
+def _score(
+    head, bags, labels, metric: str = "balanced_accuracy", mode: str = "max"
+) -> tuple[float, float, dict]:
+    """(selection score, −loss, metrics): higher is better in both scores.
+
+    As in the image trainer, a metric that is undefined on this validation set (AUC with one
+    class present) falls back to balanced accuracy; "loss" is the bags' cross-entropy.
+    """
     predictions = predict_bags(head, bags)
     p = np.clip(predictions.probs[np.arange(len(labels)), labels], 1e-7, 1.0)
     loss = float(-np.log(p).mean())
     metrics = compute_metrics(labels, predictions.probs, None, with_confusion=False)
-    return float(metrics["balanced_accuracy"]), -loss
+    metrics["loss"] = loss
+    value = metrics.get(metric)
+    if value is None or not math.isfinite(value):
+        value = metrics["balanced_accuracy"]
+    return float(value if mode == "max" else -value), -loss, metrics
 
 
 def train_mil_head(
@@ -77,13 +90,17 @@ def train_mil_head(
     class_weights: Sequence[float] | None = None,
     seed: int = 0,
     train_classifier: bool = False,
+    metric: str = "balanced_accuracy",
+    mode: str = "max",
 ) -> list[dict]:
     """Fit ``head`` (a ``models.mil.MILHead``) in place; returns the per-epoch history.
 
     By default the instance classifier keeps the weights it learned from ROI patches and only
     the attention and the class biases (the bag-level prior) train: fitting the classifier to
     bag labels lets a few hundred bags overwrite what the patch map means. The weights of the
-    best validation epoch are loaded back before returning.
+    best validation epoch by ``metric`` (``mode`` max/min; ties by loss) are loaded back
+    before returning; each history entry's ``val_score`` is that score, signed so that higher
+    is better (the image trainer's convention).
     """
     import torch
 
@@ -99,14 +116,26 @@ def train_mil_head(
         params += list(head.attention.parameters()) if head.attention is not None else []
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     tensors = [torch.as_tensor(b, dtype=torch.float32).unsqueeze(0) for b in bags]
+
     # the untrained head (the patch classifier's own decision) is the first candidate: bag
     # training may only replace it by something better on validation, never by a collapse
-    best = _score(head, val_bags, val_labels) if len(val_bags) else None
-    best_state, history = copy.deepcopy(head.state_dict()), []
-    if best is not None:
+    def scored(epoch: int, train_loss: float | None) -> tuple[float, float]:
+        score, neg_loss, metrics = _score(head, val_bags, val_labels, metric, mode)
         history.append(
-            {"epoch": 0, "train_loss": None, "val_balanced_accuracy": best[0], "val_loss": -best[1]}
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_score": score,
+                "val_balanced_accuracy": float(metrics["balanced_accuracy"]),
+                "val_roc_auc": metrics.get("roc_auc"),
+                "val_loss": -neg_loss,
+            }
         )
+        return score, neg_loss
+
+    history: list[dict] = []
+    best = scored(0, None) if len(val_bags) else None
+    best_state = copy.deepcopy(head.state_dict())
     for epoch in range(epochs):
         head.train()
         total = 0.0
@@ -119,17 +148,14 @@ def train_mil_head(
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
-        score = _score(head, val_bags, val_labels) if len(val_bags) else (0.0, -total)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total / max(1, len(tensors)),
-                "val_balanced_accuracy": score[0],
-                "val_loss": -score[1],
-            }
-        )
+        train_loss = total / max(1, len(tensors))
+        if len(val_bags):
+            score = scored(epoch + 1, train_loss)
+        else:
+            score = (0.0, -total)
+            history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_score": None})
         if best is None or score > best:
             best, best_state = score, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
-    log.info("MIL head: best validation (balanced acc, -loss) %s over %d epochs", best, epochs)
+    log.info("MIL head: best validation (%s, -loss) %s over %d epochs", metric, best, epochs)
     return history

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.preprocessing import breast_mask
 
 log = logging.getLogger(__name__)
 KINDS: tuple[str, ...] = ("positive", "negative", "background", "hard")
@@ -222,15 +223,7 @@ def tissue_mask(pixels: np.ndarray, modality: str) -> np.ndarray:
     dropped) for mammograms, non-white pixels for histology."""
     grey = pixels[..., :3].mean(axis=-1)
     if modality == "mammogram":
-        from skimage.measure import label
-
-        bright = grey > 20
-        labelled = label(bright)
-        if labelled.max() == 0:
-            return bright
-        sizes = np.bincount(labelled.ravel())
-        sizes[0] = 0
-        return labelled == sizes.argmax()
+        return breast_mask(grey)
     return grey < 220
 
 

@@ -43,6 +43,7 @@ def base_spec(recipe: Recipe) -> PreprocessSpec:
         channels="grey_to_rgb" if mammogram or data.grayscale else "rgb",
         pixel_size=data.pixel_size,
         pixel_unit="mm" if mammogram else "um",
+        intensity=data.intensity,
         padding="constant" if mammogram else "reflect",
     )
 

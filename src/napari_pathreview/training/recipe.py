@@ -18,6 +18,7 @@ import yaml
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.modality import MODALITIES
+from napari_pathreview.preprocessing import CROP_MODES, INTENSITY_MODES
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.stain.methods import STAIN_METHODS
 from napari_pathreview.training.recipe_schema import range_problems
@@ -45,6 +46,7 @@ class DataConfig:
     # before fitting it to the `resize` square (cut or padded, aspect kept); None stretches
     pixel_size: float | None = None
     grayscale: bool = False  # replicate a grey channel (mammograms)
+    intensity: str = "none"  # none | breast (stretch each mammogram's breast grey levels)
     stain: str = "none"  # none | reinhard | macenko | vahadane
     stain_target: str = ""  # "" (fit on training images), "breakhis_preset", or an image path
     qc: bool = False  # drop images failing stain.assess_quality
@@ -244,7 +246,8 @@ class Recipe:
 
 _CHOICES = {
     "data.source": ("csv", "folder", "breakhis", "mias", "reviews"),
-    "data.crop": ("none", "breast"),
+    "data.crop": CROP_MODES,
+    "data.intensity": INTENSITY_MODES,
     "data.stain": STAIN_METHODS,
     "split.protocol": ("patient_holdout", "patient_kfold", "image_holdout", "image_kfold"),
     "split.group_by": ("patient", "patient_stem"),

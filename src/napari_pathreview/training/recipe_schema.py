@@ -152,6 +152,11 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             f"data.image_size={data.image_size} is larger than data.resize={data.resize}: "
             "the crop must fit inside the resized image (raise data.resize or leave it null)"
         )
+    if data.intensity == "breast" and recipe.modality != "mammogram":
+        problems.append(
+            f"data.intensity='breast' stretches a mammogram's breast grey levels; this recipe's "
+            f"modality is {recipe.modality!r} (use data.stain for histology colour)"
+        )
     weights = recipe.loss.class_weights
     if isinstance(weights, list):
         bad = [
