@@ -183,6 +183,7 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
     assert result.metrics["classes"] == ["normal", "benign", "malignant"]
     assert result.metrics["pixel_size"] == 0.4
     assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] >= 1
+    assert all(fold["patches"]["hard"] > 0 for fold in result.metrics["folds"])  # round 2
 
 
 def test_explain_cli_scores_patch_and_attention_maps_beside_the_cam(trained, tmp_path):
