@@ -99,40 +99,6 @@ def test_histology_training_evaluation_and_predictor_build_the_same_tensor(tmp_p
     torch.testing.assert_close(predicted, expected, atol=1e-6, rtol=0)
 
 
-def test_mammogram_training_evaluation_and_predictor_build_the_same_tensor(tmp_path):
-    rng = np.random.default_rng(1)
-    grey = np.zeros((256, 256), np.uint8)
-    grey[40:200, 10:110] = rng.integers(60, 220, (160, 100), dtype=np.uint8)  # the breast
-    grey[230:240, 200:220] = 255  # a film label: bright but smaller, not the breast
-    path = tmp_path / "mdb001.png"  # mini-MIAS at 256 px: 0.2 mm × 1024 / 256 = 0.8 mm/px
-    cv2.imwrite(str(path), grey)
-    spec = {
-        "input_size": [3, 48, 48],
-        "resize": 56,
-        "crop": "breast",
-        "channels": "grey_to_rgb",
-        "pixel_size": 2.0,
-        "pixel_unit": "mm",
-        "padding": "constant",
-    }
-    ref = _register(spec, "mammogram", "mammo")
-    card_spec = ModelRegistry().card("mammo").preprocess
-
-    # expected: the breast box (rows 40-200, cols 10-110) resampled to 2 mm/px = ×0.4,
-    # 64 × 40 px, centred on a black 56 px canvas (cut in height), centre 48 px, normalised
-    breast = grey[40:200, 10:110]
-    small = cv2.resize(breast, (40, 64), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((56, 56), np.uint8)
-    canvas[:, 8:48] = small[4:60]
-    rgb = np.repeat(canvas[4:52, 4:52, None], 3, axis=2)
-    expected = torch.from_numpy(_normalised(rgb))
-
-    training = _training_tensor(path, card_spec)
-    predicted = _predictor_tensor(path, ref)
-    torch.testing.assert_close(training, expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(predicted, expected, atol=1e-6, rtol=0)
-
-
 def test_images_of_unknown_resolution_are_stretched_not_guessed(tmp_path):
     """An array without a known µm/px cannot be resampled: it is fitted like a first-wave card."""
     rgb = _tissue(np.random.default_rng(2), 70, 90)
@@ -185,11 +151,14 @@ def test_breast_intensity_maps_every_film_exposure_to_one_range_and_drops_the_la
     np.testing.assert_array_equal(normalise_intensity(flat, "breast"), flat)
 
 
-def test_breast_intensity_is_applied_alike_by_training_the_predictor_and_lesion_patches(tmp_path):
+@pytest.mark.parametrize("intensity", ["none", "breast"])
+def test_mammogram_training_evaluation_predictor_and_lesion_patches_see_the_same_pixels(
+    tmp_path, intensity
+):
     from napari_pathreview.training.lesion import prepare_lesion_image
 
     grey, breast = _film(np.random.default_rng(1))
-    path = tmp_path / "mdb001.png"  # mini-MIAS at 256 px: 0.8 mm/px
+    path = tmp_path / "mdb001.png"  # mini-MIAS at 256 px: 0.2 mm × 1024 / 256 = 0.8 mm/px
     cv2.imwrite(str(path), grey)
     spec = {
         "input_size": [3, 48, 48],
@@ -198,15 +167,18 @@ def test_breast_intensity_is_applied_alike_by_training_the_predictor_and_lesion_
         "channels": "grey_to_rgb",
         "pixel_size": 2.0,
         "pixel_unit": "mm",
-        "intensity": "breast",
+        "padding": "constant",
+        "intensity": intensity,
     }
-    ref = _register(spec, "mammogram", "mammo-stretched")
-    card_spec = ModelRegistry().card("mammo-stretched").preprocess
-    assert card_spec.intensity == "breast"
+    ref = _register(spec, "mammogram", f"mammo-{intensity}")
+    card_spec = ModelRegistry().card(f"mammo-{intensity}").preprocess
+    assert card_spec.intensity == intensity
 
-    # expected: the rule first, then the geometry of the mammogram test above
-    stretched = _stretched(grey, breast)
-    small = cv2.resize(stretched[40:200, 10:110], (40, 64), interpolation=cv2.INTER_AREA)
+    # expected: the intensity rule first; then the breast box (rows 40-200, cols 10-110)
+    # resampled to 2 mm/px = ×0.4, 64 × 40 px, centred on a black 56 px canvas (cut in
+    # height), centre 48 px, normalised
+    source = _stretched(grey, breast) if intensity == "breast" else grey
+    small = cv2.resize(source[40:200, 10:110], (40, 64), interpolation=cv2.INTER_AREA)
     canvas = np.zeros((56, 56), np.uint8)
     canvas[:, 8:48] = small[4:60]
     expected = torch.from_numpy(_normalised(np.repeat(canvas[4:52, 4:52, None], 3, axis=2)))
@@ -214,6 +186,7 @@ def test_breast_intensity_is_applied_alike_by_training_the_predictor_and_lesion_
     torch.testing.assert_close(_predictor_tensor(path, ref), expected, atol=1e-6, rtol=0)
 
     # lesion training draws its patches from the image after the same rule, then resampled
-    lesion = prepare_lesion_image(Sample(str(path), "normal", "1"), 0, 0.5, "mammogram", "breast")
-    resampled = cv2.resize(stretched, (128, 128), interpolation=cv2.INTER_AREA)
+    sample = Sample(str(path), "normal", "1")
+    lesion = prepare_lesion_image(sample, 0, 0.5, "mammogram", intensity)
+    resampled = cv2.resize(source, (128, 128), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(lesion.pixels[..., 0], resampled)
