@@ -275,8 +275,8 @@ BREAST_RANGE: tuple[int, int] = (16, 255)
 def normalise_intensity(image: np.ndarray, mode: str) -> np.ndarray:
     """A uint8 image with the spec's intensity rule applied ("none": unchanged).
 
-    "breast": the breast's 2nd grey-level percentile (fat) goes to 16 and its 99.8th (the
-    densest tissue) to 255, linearly, so a mass is as bright relative to its surroundings on
+    "breast": the breast's 2nd grey-level percentile (its thin edge) goes to 16 and its 99.8th
+    (the densest tissue) to 255, linearly, so the same tissue has about the same grey level on
     every film whatever its exposure; everything outside the breast (background, film labels)
     goes to 0. The top percentile is high so that a mass, often the brightest 1 % of a fatty
     breast, keeps its texture. An image without a breast, or a flat one, is returned as is.
