@@ -308,6 +308,7 @@ def test_queue_resumes_where_the_reviewer_stopped(
     other.load_queue(paths[0].parent)  # built in a worker: the store is read off the GUI thread
     qtbot.waitUntil(lambda: other.queue is not None, timeout=20_000)
     assert other.queue.current == paths[0]
+    _wait_loaded(qtbot, other, paths[0])  # its image opens in a worker too: let it finish
 
 
 def test_disagreements_export_as_a_training_manifest(
