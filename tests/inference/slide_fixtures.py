@@ -48,8 +48,14 @@ def write_slide(
     )
 
 
-def register_tiny(registry, pixel_size: float | None = MODEL_UM, name: str = "tinyslide") -> str:
-    """Register a random-weight resnet18 at 64 px with ``preprocess.pixel_size``; its ref."""
+def register_tiny(
+    registry,
+    pixel_size: float | None = MODEL_UM,
+    name: str = "tinyslide",
+    preprocess: dict | None = None,
+) -> str:
+    """Register a random-weight resnet18 at 64 px with ``preprocess.pixel_size`` (and any
+    other ``preprocess`` fields given); its ref."""
     import torch
 
     from napari_pathreview.models import create_model
@@ -65,7 +71,12 @@ def register_tiny(registry, pixel_size: float | None = MODEL_UM, name: str = "ti
         "input_size": [3, 64, 64],
         "stain_method": "none",
         "threshold": 0.5,
-        "preprocess": {"input_size": [3, 64, 64], "pixel_size": pixel_size, "pixel_unit": "um"},
+        "preprocess": {
+            "input_size": [3, 64, 64],
+            "pixel_size": pixel_size,
+            "pixel_unit": "um",
+            **(preprocess or {}),
+        },
     }
     version = registry.register(model, card)
     return f"{name}@{version}"

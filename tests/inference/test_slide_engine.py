@@ -84,23 +84,11 @@ def test_a_model_with_a_whole_image_intensity_rule_is_refused_before_any_tile_is
     registry, slide_path
 ) -> None:
     from napari_pathreview.errors import InvalidInputError
-    from napari_pathreview.models import create_model
 
-    card = {
-        "name": "stretched",
-        "architecture": "resnet18",
-        "task": "binary",
-        "classes": ["benign", "malignant"],
-        "modality": "histology",
-        "preprocess": {
-            "input_size": [3, 64, 64],
-            "pixel_size": MODEL_UM,
-            "channels": "grey_to_rgb",
-            "intensity": "breast",
-        },
-    }
-    version = registry.register(create_model("resnet18", 2), card)
-    pred = Predictor.from_registry(f"stretched@{version}", device="cpu")
+    rule = {"channels": "grey_to_rgb", "intensity": "breast"}
+    pred = Predictor.from_registry(
+        register_tiny(registry, name="stretched", preprocess=rule), device="cpu"
+    )
     with pytest.raises(InvalidInputError, match=r"stretched@1 applies the 'breast' intensity"):
         next(iter_slide(pred, as_slide(slide_path)))
 
