@@ -300,6 +300,20 @@ def normalise_intensity(image: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+def check_tileable(spec: PreprocessSpec, model: str) -> None:
+    """Refuse to feed ``model`` tiles when its preprocessing needs the whole image.
+
+    The "breast" intensity rule takes its percentiles from a whole mammogram; applied to each
+    tile of a slide or a large image it would stretch every tile differently.
+    """
+    if spec.intensity != "none":
+        raise InvalidInputError(
+            f"model {model} applies the {spec.intensity!r} intensity rule to whole mammograms "
+            "(preprocess.intensity) and cannot analyse an image tile by tile; analyse the "
+            "whole image instead"
+        )
+
+
 def crop_box(image: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int]:
     """The part (r0, r1, c0, c1) of ``image`` the model looks at: all, or the breast."""
     if spec.crop == "breast":

@@ -83,6 +83,7 @@ def test_a_card_without_resolution_is_refused_saying_what_to_set(registry, slide
 def test_a_model_with_a_whole_image_intensity_rule_is_refused_before_any_tile_is_read(
     registry, slide_path
 ) -> None:
+    """On a slide and on a large image tiled by the Predictor alike."""
     from napari_pathreview.errors import InvalidInputError
 
     rule = {"channels": "grey_to_rgb", "intensity": "breast"}
@@ -91,6 +92,8 @@ def test_a_model_with_a_whole_image_intensity_rule_is_refused_before_any_tile_is
     )
     with pytest.raises(InvalidInputError, match=r"stretched@1 applies the 'breast' intensity"):
         next(iter_slide(pred, as_slide(slide_path)))
+    with pytest.raises(InvalidInputError, match=r"stretched@1 applies the 'breast' intensity"):
+        pred.predict_tiled(tissue_slide())
 
 
 def test_a_slide_without_scale_is_refused_unless_preview_is_asked_for(tmp_path, predictor) -> None:

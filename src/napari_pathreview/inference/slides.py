@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.preprocessing import check_tileable
 
 __all__ = [
     "MODES",
@@ -263,22 +264,6 @@ def model_um_per_px(card: Any, settings: SlideSettings) -> float:
     return float(value)
 
 
-def _check_whole_image_rules(predictor: Any) -> None:
-    """Refuse a model whose preprocessing needs the whole image: a slide is read tile by tile.
-
-    The "breast" intensity rule takes its percentiles from a whole mammogram; applied to each
-    tile it would stretch every tile differently.
-    """
-    intensity = getattr(predictor.spec, "intensity", "none")
-    if intensity != "none":
-        card = predictor.card
-        raise InvalidInputError(
-            f"model {card.name}@{card.version} applies the {intensity!r} intensity rule to whole "
-            "mammograms (preprocess.intensity); slides are analysed tile by tile, so it cannot "
-            "analyse a slide — open the image as an image instead"
-        )
-
-
 def _slide_um(source: Any, settings: SlideSettings) -> float | None:
     if settings.slide_um_per_px is not None:
         return float(settings.slide_um_per_px)
@@ -405,7 +390,7 @@ def iter_slide(
 
     settings = settings or SlideSettings()
     start = time.perf_counter()
-    _check_whole_image_rules(predictor)
+    check_tileable(predictor.spec, predictor.model_ref)
     model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
     tile_size = slide_mil.tile_size_of(predictor)
     mil_model = slide_mil.patch_mil_of(predictor)

@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.progress import Progress
+from napari_pathreview.preprocessing import check_tileable
 
 __all__ = [
     "TiledCam",
@@ -105,6 +106,7 @@ def _geometry(
         )
     if not 0.0 <= overlap < 1.0:
         raise InvalidInputError(f"overlap must be in [0, 1), got {overlap}")
+    check_tileable(predictor.spec, predictor.model_ref)
     data = levels[level]
     tile = int(tile_size or min(predictor.spec.hw))
     if tile < 8:
