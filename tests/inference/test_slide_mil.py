@@ -18,7 +18,7 @@ PATCH = 32
 CLASSES = ["normal", "tumour"]
 
 
-def _register_patch_mil(registry, pooling: str) -> str:
+def _register_patch_mil(registry, pooling: str, members: int = 1) -> str:
     torch.manual_seed(0)
     model = create_model(
         "patch_mil",
@@ -29,16 +29,18 @@ def _register_patch_mil(registry, pooling: str) -> str:
         pooling=pooling,
         input_size=128,
         negative_class=None if pooling == "attention" else 0,
+        members=members,
     ).eval()
+    name = f"lesion-{pooling}-x{members}"
     card = {
-        "name": f"lesion-{pooling}",
+        "name": name,
         "task": "binary",
         "classes": CLASSES,
         "modality": "histology",
         "stain_method": "none",
         "preprocess": {"input_size": [3, 128, 128], "pixel_size": MODEL_UM, "pixel_unit": "um"},
     }
-    return f"lesion-{pooling}@{registry.register(model, card)}"
+    return f"{name}@{registry.register(model, card)}"
 
 
 def _expected_bag(model, level1: np.ndarray, rows, cols):
@@ -57,9 +59,9 @@ def _expected_bag(model, level1: np.ndarray, rows, cols):
     return torch.softmax(out.logits, 1)[0].numpy(), out.attention[0].numpy()
 
 
-@pytest.mark.parametrize("pooling", ["attention", "topk"])
-def test_a_slide_is_one_bag_of_all_its_tissue_patches(tmp_path, registry, pooling) -> None:
-    ref = _register_patch_mil(registry, pooling)
+@pytest.mark.parametrize(("pooling", "members"), [("attention", 1), ("topk", 1), ("topk", 2)])
+def test_a_slide_is_one_bag_of_all_its_tissue_patches(tmp_path, registry, pooling, members):
+    ref = _register_patch_mil(registry, pooling, members)  # members=2: a fold ensemble
     predictor = Predictor.from_registry(ref, device="cpu", batch_size=16, channels_last=False)
     path = write_slide(tmp_path / "slide.tif", tissue_slide(512, 768), um_per_px=0.25)
 

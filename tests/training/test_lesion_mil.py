@@ -181,6 +181,42 @@ def test_explain_gives_patch_and_attention_maps_on_the_grid():
     assert torch.allclose(maps.attention.sum((1, 2)), torch.ones(2))
 
 
+@pytest.mark.parametrize("pooling", ["topk", "attention"])
+def test_a_fold_ensemble_predicts_the_mean_of_its_members(pooling):
+    kwargs = {"encoder": "test_resnet", "patch_size": 16, "stride": 8, "pooling": pooling}
+    if pooling == "topk":
+        kwargs["negative_class"] = 0
+    torch.manual_seed(0)
+    folds = [create_model("patch_mil", 3, **kwargs).eval() for _ in range(3)]
+    ensemble = create_model("patch_mil", 3, members=3, **kwargs).eval()
+    ensemble.load_member_states([fold.state_dict() for fold in folds])
+    x = torch.randn(2, 3, 48, 48)
+
+    maps, singles = ensemble.explain(x), [fold.explain(x) for fold in folds]
+
+    def mean(name: str) -> torch.Tensor:
+        return torch.stack([getattr(single, name) for single in singles]).mean(0)
+
+    assert ensemble.members == 3 and ensemble.head.dim == 3 * folds[0].head.dim
+    torch.testing.assert_close(maps.probs, mean("probs"), atol=1e-5, rtol=0)
+    torch.testing.assert_close(maps.patch_probs, mean("patch_probs"), atol=1e-5, rtol=0)
+    torch.testing.assert_close(maps.attention, mean("attention"), atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.softmax(ensemble(x), 1), mean("probs"), atol=1e-5, rtol=0)
+
+
+def test_a_fold_ensemble_refuses_the_wrong_number_or_shape_of_members():
+    kwargs = {"encoder": "test_resnet", "patch_size": 16}
+    ensemble = create_model("patch_mil", 2, members=2, **kwargs)
+    single = create_model("patch_mil", 2, **kwargs).state_dict()
+    with pytest.raises(InvalidInputError, match="averages 2 model.*got 1"):
+        ensemble.load_member_states([single])
+    wider = create_model("patch_mil", 3, **kwargs).state_dict()  # a 3-class fold
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        ensemble.load_member_states([single, wider])
+    with pytest.raises(InvalidInputError, match="cannot take a new head"):
+        ensemble.reset_classifier(4)
+
+
 def _bags(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Positive bags hide one 'lesion' instance (feature 0 high) among background instances."""
     rng = np.random.default_rng(seed)

@@ -126,6 +126,37 @@ def test_registered_model_explains_an_image_with_patch_and_attention_maps(traine
     assert set(scores) == {"iou", "dice", "pointing", "energy"}
 
 
+def test_an_ensemble_run_registers_the_mean_of_its_fold_models(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from napari_pathreview.inference.mil_maps import explain_mil
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.training.lesion import build_patch_model
+    from napari_pathreview.training.recipe import load_recipe
+
+    write_lesion_set(tmp_path / "data")
+    monkeypatch.setenv("PATHREVIEW_HOME", str(tmp_path / "home"))
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"), pooling="topk", topk=0.1)
+    recipe["register"] = {"select": "ensemble"}
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+
+    predictor = Predictor.from_registry(result.registered, device="cpu", channels_last=False)
+    assert predictor.card.metrics["selection"] == "ensemble"
+    assert predictor.card.metrics["registered_folds"] == [0, 1]
+    assert predictor.model.members == 2
+    rgb = cv2.imread(str(tmp_path / "data" / "img01.png"))[..., ::-1].copy()
+    folds = []
+    for i in range(2):  # each fold's own weights, as the run saved them
+        fold = build_patch_model(load_recipe(recipe), 2, SIDE, predictor.model.head.negative_class)
+        fold.load_state_dict(load_file(str(result.run_dir / f"fold{i}" / "selected.safetensors")))
+        folds.append(fold.eval())
+    x = predictor.prepare([rgb], predictor.spec.uncropped(), [None])
+    expected = np.mean([fold.explain(x.float()).probs[0].numpy() for fold in folds], axis=0)
+    np.testing.assert_allclose(explain_mil(predictor, rgb).probs, expected, atol=1e-5)
+    cam = predictor.explain(rgb, "gradcam").cam  # Grad-CAM of the ensemble's own decision
+    assert cam.shape == rgb.shape[:2] and np.isfinite(cam).all()
+
+
 def test_a_class_without_any_roi_is_refused_before_training(tmp_path):
     from napari_pathreview.training.patches import PatchError
 

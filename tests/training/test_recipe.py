@@ -66,6 +66,27 @@ def test_mistakes_raise_errors_naming_the_key(override, message):
         load_recipe(MINIMAL, [override])
 
 
+LESION = {
+    "data": {"source": "mias", "root": "x"},
+    "split": {"protocol": "patient_kfold"},
+    "lesion": {"enabled": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        (MINIMAL, "register.select=ensemble", "lesion.enabled: false"),
+        (LESION, "split.protocol=patient_holdout", "needs a k-fold split"),
+        (LESION, "data.stain=reinhard", "one model card holds one"),
+    ],
+)
+def test_a_fold_ensemble_is_refused_where_folds_cannot_be_averaged(recipe, override, message):
+    with pytest.raises(RecipeError, match=f"register.select: ensemble.*{message}"):
+        load_recipe(recipe, ["register.select=ensemble", override])
+    assert load_recipe(LESION, ["register.select=ensemble"]).register.select == "ensemble"
+
+
 def test_missing_file_and_missing_root_are_clear():
     with pytest.raises(RecipeError, match="not found"):
         load_recipe("/nonexistent/recipe.yaml")

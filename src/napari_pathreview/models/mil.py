@@ -20,6 +20,13 @@ patches to one image decision:
 A single patch is a bag of one, so the same model trains on patch datasets (instance labels from
 ROIs) and predicts whole images; its grid of patch embeddings passes through ``patch_grid`` (an
 identity module) so Grad-CAM can hook it like any other model's last stage.
+
+``members=k`` builds a fold ensemble in the same shape: k encoders side by side (a patch's
+embedding is their concatenation, so ``patch_grid`` and the slide engine's embedding tap see one
+tensor and Grad-CAM explains the ensemble's own decision) and k heads, each pooling its own slice;
+the ensemble's probabilities, patch probabilities and pooling weights are the members' means.
+Cross-validation trains k models on k different 80 % of the women; their mean is the usual way
+to use all of them on women none of them saw (k times the compute of one).
 """
 
 from __future__ import annotations
@@ -163,6 +170,57 @@ def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * mask.unsqueeze(-1)).sum(1) / denominator
 
 
+def _log_mean_softmax(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Logits whose softmax is the mean of the members' softmaxes (probability averaging)."""
+    stacked = torch.stack([torch.log_softmax(x.float(), dim=-1) for x in logits])
+    return torch.logsumexp(stacked, dim=0) - math.log(len(logits))
+
+
+class EncoderEnsemble(nn.Module):
+    """k patch encoders side by side: a patch's embedding is the concatenation of theirs."""
+
+    def __init__(self, encoders: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(encoders)
+        self.num_features = sum(int(e.num_features) for e in encoders)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member(x) for member in self.members], dim=1)
+
+
+class MILHeadEnsemble(nn.Module):
+    """k MIL heads, each over its member's slice of the concatenated embedding; means of theirs.
+
+    Each head pools its own bag (its own top-k patches or attention), as the fold model did on
+    its own; the bag and patch logits returned are log mean probabilities, so a softmax of them
+    gives the members' mean, and the pooling weights are the members' mean weights.
+    """
+
+    def __init__(self, heads: Sequence[MILHead]) -> None:
+        super().__init__()
+        if len({(h.dim, h.pooling, h.negative_class) for h in heads}) != 1:
+            raise InvalidInputError("ensemble heads must share embedding width and pooling")
+        self.members = nn.ModuleList(heads)
+        first = heads[0]
+        self.member_dim, self.pooling, self.topk = first.dim, first.pooling, first.topk
+        self.negative_class = first.negative_class
+        self.dim = first.dim * len(heads)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> MILOutput:
+        if h.ndim != 3 or h.shape[-1] != self.dim:
+            raise InvalidInputError(
+                f"MIL head expects (B, N, {self.dim}) embeddings, got {tuple(h.shape)}"
+            )
+        chunks = h.split(self.member_dim, dim=-1)
+        outs = [head(chunk, mask) for head, chunk in zip(self.members, chunks, strict=True)]
+        return MILOutput(
+            _log_mean_softmax([o.logits for o in outs]).to(h.dtype),
+            _log_mean_softmax([o.instance_logits for o in outs]).to(h.dtype),
+            torch.stack([o.attention for o in outs]).mean(0),
+            torch.cat([o.bag_embedding for o in outs], dim=-1),
+        )
+
+
 def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, int]:
     """(gh, gw) of the patch grid ``unfold_patches`` lays over a height × width image."""
     return (
@@ -213,6 +271,8 @@ class PatchMIL(PathReviewModel):
         modality_hint: "histology" or "mammogram".
         negative_class: The class of lesion-free tissue (e.g. "normal"); max / top-k pooling
             then ranks patches by lesion log-odds instead of per class.
+        members: 1 for one model; k for a fold ensemble of k encoder + head pairs whose
+            weights come from k trained models (``load_member_states``).
         pretrained / pretrained_path: ImageNet or local safetensors weights for the encoder.
     """
 
@@ -229,30 +289,39 @@ class PatchMIL(PathReviewModel):
         dropout: float = 0.0,
         modality_hint: str = "histology",
         negative_class: int | None = None,
+        members: int = 1,
         pretrained: bool = False,
         pretrained_path: str | Path | None = None,
         **timm_kwargs: object,
     ) -> None:
         super().__init__()
+        if int(members) < 1:
+            raise InvalidInputError(f"members must be at least 1, got {members}")
         self.patch_size = int(patch_size)
         self.stride = int(stride or patch_size)
         if self.patch_size < 8 or not 0 < self.stride <= self.patch_size:
             raise InvalidInputError(
                 f"patch_size must be >= 8 and 0 < stride <= patch_size, got {patch_size}/{stride}"
             )
-        self.encoder = create_timm(
-            encoder,
-            pretrained=pretrained,
-            pretrained_path=pretrained_path,
-            num_classes=0,
-            **timm_kwargs,
-        )
-        dim = int(self.encoder.num_features)
-        self.head = MILHead(
-            dim, num_classes, pooling, topk, attention_hidden, dropout, negative_class
-        )
+        encoders = [
+            create_timm(
+                encoder,
+                pretrained=pretrained,
+                pretrained_path=pretrained_path,
+                num_classes=0,
+                **timm_kwargs,
+            )
+            for _ in range(int(members))
+        ]
+        dim = int(encoders[0].num_features)
+        heads = [
+            MILHead(dim, num_classes, pooling, topk, attention_hidden, dropout, negative_class)
+            for _ in encoders
+        ]
+        self.encoder = encoders[0] if len(encoders) == 1 else EncoderEnsemble(encoders)
+        self.head = heads[0] if len(heads) == 1 else MILHeadEnsemble(heads)
         self.patch_grid = nn.Identity()  # CAM target: the (B, D, gh, gw) embedding grid
-        base = timm_spec(self.encoder, "patch_mil", modality_hint)
+        base = timm_spec(encoders[0], "patch_mil", modality_hint)
         self.spec = ModelSpec(
             "patch_mil",
             (3, int(input_size), int(input_size)),
@@ -265,6 +334,29 @@ class PatchMIL(PathReviewModel):
     @property
     def pooling(self) -> str:
         return self.head.pooling
+
+    @property
+    def members(self) -> int:
+        """How many models this one averages (1 unless it is a fold ensemble)."""
+        return len(self.head.members) if isinstance(self.head, MILHeadEnsemble) else 1
+
+    def load_member_states(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Fill a fold ensemble's members with the state dicts of k single PatchMIL models.
+
+        Raises:
+            InvalidInputError: the count or a member's keys do not fit (strict, as the registry).
+        """
+        if not isinstance(self.head, MILHeadEnsemble) or len(states) != self.members:
+            raise InvalidInputError(
+                f"this PatchMIL averages {self.members} model(s); got {len(states)} state dicts"
+            )
+        for index, state in enumerate(states):
+            unknown = [k for k in state if not k.startswith(("encoder.", "head."))]
+            if unknown:
+                raise InvalidInputError(f"member {index} has keys no PatchMIL has: {unknown[:3]}")
+            for prefix, part in (("encoder.", self.encoder), ("head.", self.head)):
+                own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                part.members[index].load_state_dict(own, strict=True)
 
     def patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B·gh·gw, C, p, p) patches covering ``x`` and the grid (gh, gw); see unfold_patches."""
@@ -296,9 +388,15 @@ class PatchMIL(PathReviewModel):
         return PatchMaps(probs, patch_probs, attention, self.patch_size, self.stride)
 
     def get_classifier(self) -> nn.Module:
+        if isinstance(self.head, MILHeadEnsemble):
+            return nn.ModuleList([member.classifier for member in self.head.members])
         return self.head.classifier
 
     def reset_classifier(self, num_classes: int) -> None:
+        if isinstance(self.head, MILHeadEnsemble):
+            raise InvalidInputError(
+                "a fold ensemble cannot take a new head: fine-tune one fold's model instead"
+            )
         self.head.classifier = nn.Linear(self.head.dim, num_classes)
         if self.head.negative_class is not None and self.head.negative_class >= num_classes:
             self.head.negative_class = None
@@ -308,6 +406,8 @@ class PatchMIL(PathReviewModel):
         return [self.patch_grid]
 
     def _parameter_group_modules(self) -> list[tuple[str, Sequence[nn.Module | nn.Parameter]]]:
+        if isinstance(self.head, MILHeadEnsemble):  # trained as folds, not as one model
+            return [("encoder", [self.encoder]), ("head", [self.head])]
         groups: list[tuple[str, Sequence[nn.Module | nn.Parameter]]] = list(
             timm_stage_groups(self.encoder)
         )

@@ -12,8 +12,9 @@ never cross folds: the split is made on images before any patch is drawn):
    bootstrap CIs) and the patch-probability and attention maps against the ROIs (IoU/Dice with
    ``explain.metrics.roi_scores``, seed 004's protocol).
 
-The fold with the best validation score is registered as one ``patch_mil`` model that predicts
-whole images (and exposes both maps as explanations).
+The fold with the best validation score — or, with ``register.select: ensemble``, the mean of all
+folds' models — is registered as one ``patch_mil`` model that predicts whole images (and exposes
+both maps as explanations).
 """
 
 from __future__ import annotations
@@ -101,12 +102,17 @@ def prepare_lesion_image(
 
 
 def build_patch_model(
-    recipe: Recipe, num_classes: int, input_size: int, negative_class: int | None = None
+    recipe: Recipe,
+    num_classes: int,
+    input_size: int,
+    negative_class: int | None = None,
+    members: int = 1,
 ):
     """The ``patch_mil`` model the recipe describes (architecture = the encoder, or patch_mil).
 
     ``negative_class`` (the index of lesion.negative_class) makes max / top-k pooling rank
-    patches by lesion log-odds, so a bag of normal tissue can be decided "normal".
+    patches by lesion log-odds, so a bag of normal tissue can be decided "normal";
+    ``members`` > 1 builds the fold ensemble that ``register.select: ensemble`` registers.
     """
     from napari_pathreview.models import create_model
 
@@ -124,6 +130,8 @@ def build_patch_model(
     )
     if negative_class is not None and recipe.lesion.pooling != "attention":
         kwargs["negative_class"] = int(negative_class)
+    if members > 1:
+        kwargs["members"] = int(members)
     return create_model("patch_mil", num_classes, pretrained=recipe.model.pretrained, **kwargs)
 
 
@@ -395,7 +403,10 @@ def run_lesion(
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     elif recipe.register.enabled:
         size = max(max(im.pixels.shape[:2]) for im in images)
-        model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
+        members = len(folds) if recipe.register.select == "ensemble" else 1
+        model = build_patch_model(
+            recipe, len(classes), size, _negative_of(recipe, classes), members
+        )
         registered = register_lesion_run(
             recipe, samples, classes, folds, metrics, run_dir, model, pixel_size
         )

@@ -166,10 +166,12 @@ def _preprocess(recipe, model, pixel_size: float | None, stain_target: dict | No
 def register_lesion_run(
     recipe, samples, classes, folds, metrics: dict, run_dir: Path, model, pixel_size
 ) -> str:
-    """Register the fold with the best validation score as one ``patch_mil`` model.
+    """Register the run as one ``patch_mil`` model: the fold with the best validation score,
+    or (``register.select: ensemble``) the mean of every fold's model.
 
     Args:
-        model: a freshly built ``patch_mil`` of the run's geometry; the fold's weights go in.
+        model: a freshly built ``patch_mil`` of the run's geometry (with one member per fold
+            for an ensemble); the folds' weights go in.
     """
     from safetensors.torch import load_file
 
@@ -178,10 +180,20 @@ def register_lesion_run(
     from napari_pathreview.training.datasets import data_fingerprint
     from napari_pathreview.training.registration import card_metrics, describe
 
+    def weights_of(index: int) -> dict:
+        return load_file(str(run_dir / f"fold{index}" / folds[index]["weights"]))
+
     scores = [f.get("best_val_score") for f in folds]
     best = int(np.argmax([-np.inf if v is None else v for v in scores]))
     size = model.spec.input_size[-1]
-    model.load_state_dict(load_file(str(run_dir / f"fold{best}" / folds[best]["weights"])))
+    if recipe.register.select == "ensemble":
+        model.load_member_states([weights_of(i) for i in range(len(folds))])
+        chosen = {"registered_folds": list(range(len(folds))), "selection": "ensemble"}
+        stain_target = None  # refused with data.stain at recipe load: one target per card
+    else:
+        model.load_state_dict(weights_of(best))
+        chosen = {"registered_fold": best, "selection": "best"}
+        stain_target = folds[best].get("stain_target")
     model.eval()
     kept = card_metrics(metrics)
     kept["maps_vs_roi"] = metrics["maps_vs_roi"]
@@ -192,14 +204,14 @@ def register_lesion_run(
         "classes": list(classes),
         "modality": recipe.modality,
         "input_size": [3, size, size],
-        "stain_method": recipe.data.stain if folds[best].get("stain_target") else "none",
-        "metrics": {**kept, "registered_fold": best, "selection": "best"},
+        "stain_method": recipe.data.stain if stain_target else "none",
+        "metrics": {**kept, **chosen},
         "split_protocol": metrics["split_protocol"],
         "recipe": recipe.to_dict(),
         "data_fingerprint": data_fingerprint(samples),
         "description": describe(recipe, len(samples)),
     }
     if "preprocess" in ModelCard.__dataclass_fields__:
-        card["preprocess"] = _preprocess(recipe, model, pixel_size, folds[best].get("stain_target"))
+        card["preprocess"] = _preprocess(recipe, model, pixel_size, stain_target)
     version = ModelRegistry().register(model, card)
     return f"{card['name']}@{version}"

@@ -206,7 +206,7 @@ class RegisterConfig:
 
     enabled: bool = True
     name: str = ""  # default: recipe name
-    select: str = "best"  # best | ema | topk
+    select: str = "best"  # best | ema | topk | ensemble (lesion runs: the mean of all folds)
     topk: int = 3
     description: str = ""
 
@@ -258,7 +258,7 @@ _CHOICES = {
     "early_stopping.mode": ("max", "min"),
     "eval.tta": TTA_MODES,
     "eval.threshold": ("youden", "argmax"),
-    "register.select": ("best", "ema", "topk"),
+    "register.select": ("best", "ema", "topk", "ensemble"),
     "modality": MODALITIES,
     "lesion.pixel_unit": ("mm", "um"),
     "lesion.pooling": ("attention", "max", "topk"),
@@ -353,6 +353,8 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError("the phases must train for at least one epoch in total")
     if recipe.register.select == "ema" and not recipe.ema.enabled:
         raise RecipeError("register.select: ema needs ema.enabled: true")
+    if recipe.register.select == "ensemble":
+        _validate_ensemble(recipe)
     if recipe.data.source != "reviews" and not recipe.data.root:
         raise RecipeError("data.root is required (a folder or CSV manifest)")
     if isinstance(recipe.loss.class_weights, str) and recipe.loss.class_weights != "balanced":
@@ -361,6 +363,25 @@ def _validate(recipe: Recipe) -> None:
     problems = range_problems(recipe)
     if problems:
         raise RecipeError("invalid recipe value(s): " + "; ".join(problems))
+
+
+def _validate_ensemble(recipe: Recipe) -> None:
+    """A fold ensemble is registered from a lesion run's k-fold models, all on one input."""
+    if not recipe.lesion.enabled:
+        raise RecipeError(
+            "register.select: ensemble averages a lesion run's fold models; this recipe has "
+            "lesion.enabled: false (use best, ema or topk)"
+        )
+    if not recipe.split.protocol.endswith("kfold"):
+        raise RecipeError(
+            f"register.select: ensemble needs a k-fold split; split.protocol is "
+            f"{recipe.split.protocol!r}"
+        )
+    if recipe.data.stain != "none":
+        raise RecipeError(
+            f"register.select: ensemble cannot be combined with data.stain={recipe.data.stain!r}: "
+            "each fold fits its own stain target, and one model card holds one"
+        )
 
 
 def _validate_names(recipe: Recipe) -> None:
