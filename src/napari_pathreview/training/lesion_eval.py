@@ -170,8 +170,9 @@ def register_lesion_run(
     or (``register.select: ensemble``) the mean of every fold's model.
 
     Args:
-        model: a freshly built ``patch_mil`` of the run's geometry (with one member per fold
-            for an ensemble); the folds' weights go in.
+        model: a freshly built ``patch_mil`` of the run's geometry; the folds' weights go in.
+            Its member count says which: one member takes the best fold, k members all k folds
+            (``run_lesion`` builds it from ``register.select``).
     """
     from safetensors.torch import load_file
 
@@ -186,7 +187,7 @@ def register_lesion_run(
     scores = [f.get("best_val_score") for f in folds]
     best = int(np.argmax([-np.inf if v is None else v for v in scores]))
     size = model.spec.input_size[-1]
-    if recipe.register.select == "ensemble":
+    if model.members > 1:
         model.load_member_states([weights_of(i) for i in range(len(folds))])
         chosen = {"registered_folds": list(range(len(folds))), "selection": "ensemble"}
         stain_target = None  # refused with data.stain at recipe load: one target per card
