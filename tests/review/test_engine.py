@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from napari_pathreview.errors import ReviewStoreError
-from napari_pathreview.review import ReviewStore
+from napari_pathreview.review import ReviewStore, engine
 from napari_pathreview.review.engine import resolve_url
 
 
@@ -44,6 +44,48 @@ def test_unreachable_server_fails_clearly_without_showing_the_password():
     with pytest.raises(ReviewStoreError, match="could not open the review database") as raised:
         ReviewStore(f"postgresql://ann:s3cret@127.0.0.1:{port}/reviews", retries=0)
     assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
+
+
+def open_in_thread(url: str) -> BaseException | None:
+    """Open a store in a thread; the error it raised. Fails the test if it has not returned
+    within a minute (a hang, rather than a slow machine)."""
+    outcome: list[BaseException | None] = []
+
+    def open_store() -> None:
+        try:
+            ReviewStore(url, retries=0)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=open_store, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), f"opening {url} hung"
+    return outcome[0]
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts TCP connections and never answers (a hung server, a stalled tunnel)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def test_a_server_that_never_answers_fails_clearly_instead_of_hanging(silent_server, monkeypatch):
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 1)  # the default is 10 s
+    error = open_in_thread(f"postgresql://ann:s3cret@127.0.0.1:{silent_server}/reviews")
+    assert isinstance(error, ReviewStoreError)
+    assert "timeout" in str(error) and f"127.0.0.1:{silent_server}/reviews" in str(error)
+    assert "s3cret" not in str(error)
+
+
+def test_the_urls_own_connect_timeout_is_kept(silent_server, monkeypatch):
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 3600)
+    error = open_in_thread(f"postgresql://ann@127.0.0.1:{silent_server}/reviews?connect_timeout=1")
+    assert isinstance(error, ReviewStoreError) and "timeout" in str(error)
 
 
 def test_a_file_that_is_not_a_database_fails_clearly(tmp_path):

@@ -8,7 +8,10 @@ switch that off and emit ``BEGIN`` ourselves: ``BEGIN IMMEDIATE`` for writes, wh
 write lock up front and so never fails half-way through a transaction on a lock upgrade.
 
 PostgreSQL (a team sharing one server) gets a ``lock_timeout`` per connection, so a table
-locked by someone else fails after the same wait instead of hanging the viewer.
+locked by someone else fails after the same wait instead of hanging the viewer, and a
+``connect_timeout`` (unless the URL sets its own), because libpq otherwise waits for ever on a
+server that accepts the connection but never answers — a hung server or a stalled tunnel would
+freeze the Review widget and the CLI with it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ DB_URL_ENV = "PATHREVIEW_DB_URL"
 _PG_RETRY_STATES = frozenset({"55P03", "40001", "40P01"})
 _SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table is locked")
 DEFAULT_FILENAME = "reviews.sqlite"
+PG_CONNECT_TIMEOUT_S = 10  # libpq's connect_timeout where the URL gives none
 _WRITE_OPTION = "pathreview_write"
 
 
@@ -146,7 +150,10 @@ def open_engines(
         _sqlite_listeners(engine, timeout_ms)
     elif backend == "postgresql":
         try:
-            engine = create_engine(resolved, pool_pre_ping=True)
+            connect_args = {}
+            if "connect_timeout" not in resolved.query:
+                connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+            engine = create_engine(resolved, pool_pre_ping=True, connect_args=connect_args)
         except ModuleNotFoundError as error:
             raise ReviewStoreError(
                 f"PostgreSQL needs the psycopg driver: pip install 'napari-pathreview[postgres]' "

@@ -395,7 +395,9 @@ def run_lesion(
         for i, fold in enumerate(plan.folds)
     ]
     pixel_size = training_pixel_size(recipe)
-    metrics = summarize_lesion_run(recipe, images, classes, plan, folds, run_dir, pixel_size)
+    metrics = summarize_lesion_run(
+        recipe, images, classes, plan, folds, run_dir, pixel_size, negative
+    )
     registered = registered_before
     if registered is not None:
         log.info("this run was already registered as %s; not registering it again", registered)

@@ -56,7 +56,18 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             model.stride,
             negative,
         )
-        row = {"path": image.path}
+        row = {
+            "path": image.path,
+            "label": int(image.label),
+            "probs": predictions.probs[j].tolist(),
+            "roi_patch_probs": roi_patch_probs(
+                predictions.patch_probs[j],
+                cache.grids[i],
+                image.roi_mask,
+                model.patch_size,
+                model.stride,
+            ).tolist(),
+        }
         for name in MAP_NAMES:
             scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
@@ -73,6 +84,58 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
     }
 
 
+def roi_patch_probs(
+    patch_probs: np.ndarray, grid: tuple[int, int], roi_mask: np.ndarray, patch: int, stride: int
+) -> np.ndarray:
+    """Mean class probabilities of the patches centred inside the ROI, or of the one patch
+    that covers most of it when no centre falls inside (an ROI smaller than the stride)."""
+    gh, gw = grid
+    probs = np.asarray(patch_probs, float).reshape(gh * gw, -1)
+    mask = np.asarray(roi_mask, bool)
+    half = patch // 2
+    centres = [
+        (min(r * stride + half, mask.shape[0] - 1), min(c * stride + half, mask.shape[1] - 1))
+        for r in range(gh)
+        for c in range(gw)
+    ]
+    inside = [k for k, (y, x) in enumerate(centres) if mask[y, x]]
+    if not inside:
+        cover = [
+            mask[
+                (k // gw) * stride : (k // gw) * stride + patch,
+                (k % gw) * stride : (k % gw) * stride + patch,
+            ].sum()
+            for k in range(gh * gw)
+        ]
+        inside = [int(np.argmax(cover))]
+    return probs[inside].mean(axis=0)
+
+
+def lesion_class_separation(
+    rows: Sequence[dict], classes: Sequence[str], negative: int, n_resamples: int, seed: int
+) -> dict | None:
+    """How well the held-out lesions' own patches separate the lesion classes (e.g. benign vs
+    malignant), beside the pooled image probabilities of the same images.
+
+    The ROI patches are what perfect localisation would hand the pooling, so their AUC bounds
+    what any pooling of this encoder can reach on that question: when it is near 0.5 the
+    encoder, not the pooling, is what falls short. None with fewer than two lesion classes.
+    """
+    lesion = [c for c in range(len(classes)) if c != negative]
+    kept = [r for r in rows if r.get("label", negative) != negative and "roi_patch_probs" in r]
+    if len(lesion) < 2 or not kept:
+        return None
+    labels = np.asarray([lesion.index(r["label"]) for r in kept])
+    out: dict = {"classes": [classes[c] for c in lesion], "n_images": len(kept)}
+    for name, key in (("roi_patches", "roi_patch_probs"), ("pooled_image", "probs")):
+        probs = np.asarray([r[key] for r in kept], float)[:, lesion]
+        probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+        auc = compute_metrics(labels, probs, None, with_confusion=False)["roc_auc"]
+        ci = bootstrap_ci(labels, probs, None, n_resamples=n_resamples, seed=seed)["roc_auc"]
+        out[name] = {"roc_auc": auc, "ci95": list(ci)}
+    return out
+
+
 def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
     values = np.asarray([v for v in values if math.isfinite(v)], float)
     if values.size == 0:
@@ -84,9 +147,17 @@ def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
 
 
 def summarize_lesion_run(
-    recipe, images, classes, plan, folds: list[dict], run_dir: Path, pixel_size: float | None
+    recipe,
+    images,
+    classes,
+    plan,
+    folds: list[dict],
+    run_dir: Path,
+    pixel_size: float | None,
+    negative: int,
 ) -> dict:
-    """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice."""
+    """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice and
+    the lesion classes' separation at the ROIs (``lesion_class_separation``)."""
     from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
 
     labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
@@ -125,6 +196,9 @@ def summarize_lesion_run(
             "pooled_out_of_fold": len(folds) > 1,
         },
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
+        "lesion_classes_at_roi": lesion_class_separation(
+            rows, classes, negative, recipe.eval.bootstrap, recipe.seed
+        ),
         "folds": [
             {
                 k: v

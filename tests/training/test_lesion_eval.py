@@ -1,0 +1,60 @@
+"""How a lesion run reads its held-out lesions: the ROI's own patches against the pooled image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_pathreview.training.lesion_eval import lesion_class_separation, roi_patch_probs
+
+CLASSES = ["normal", "benign", "malignant"]
+
+
+def grid_probs(values: dict[tuple[int, int], list[float]], grid=(3, 3)) -> np.ndarray:
+    """Per-patch class probabilities: 'normal' everywhere except the given grid cells."""
+    probs = np.tile([1.0, 0.0, 0.0], (grid[0] * grid[1], 1))
+    for (r, c), p in values.items():
+        probs[r * grid[1] + c] = p
+    return probs
+
+
+def test_roi_patches_are_those_centred_inside_the_roi():
+    # 3×3 grid of 16-px patches at stride 8 over a 32² image; centres at 8, 16, 24
+    probs = grid_probs({(1, 1): [0.0, 0.2, 0.8], (1, 2): [0.0, 0.6, 0.4]})
+    mask = np.zeros((32, 32), bool)
+    mask[14:27, 14:27] = True  # holds the centres (16, 16), (16, 24), (24, 16), (24, 24)
+    got = roi_patch_probs(probs, (3, 3), mask, 16, 8)
+    expected = np.mean([[0, 0.2, 0.8], [0, 0.6, 0.4], [1, 0, 0], [1, 0, 0]], axis=0)
+    np.testing.assert_allclose(got, expected)
+
+
+def test_an_roi_between_patch_centres_takes_the_patch_covering_most_of_it():
+    probs = grid_probs({(0, 0): [0.0, 0.9, 0.1]})
+    mask = np.zeros((32, 32), bool)
+    mask[1:4, 1:4] = True  # no centre inside; only patch (0, 0) covers it
+    np.testing.assert_allclose(roi_patch_probs(probs, (3, 3), mask, 16, 8), [0.0, 0.9, 0.1])
+
+
+def rows(roi_malignancy: list[float], image_malignancy: list[float], labels: list[int]):
+    return [
+        {"label": y, "roi_patch_probs": [0.5, 0.5 * (1 - r), 0.5 * r], "probs": [0.2, 0.8 - p, p]}
+        for r, p, y in zip(roi_malignancy, image_malignancy, labels, strict=True)
+    ]
+
+
+def test_lesion_classes_are_scored_at_the_roi_and_on_the_pooled_image_separately():
+    labels = [1, 1, 1, 2, 2, 2]
+    # the lesions' own patches rank malignant above benign; the pooled image ranks them reversed
+    scored = rows([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1], labels)
+    scored.append({"label": 0, "roi_patch_probs": [1, 0, 0], "probs": [1, 0, 0]})  # ignored
+    out = lesion_class_separation(scored, CLASSES, negative=0, n_resamples=50, seed=0)
+    assert out["classes"] == ["benign", "malignant"] and out["n_images"] == 6
+    assert out["roi_patches"]["roc_auc"] == pytest.approx(1.0)
+    assert out["pooled_image"]["roc_auc"] == pytest.approx(0.0)
+    low, high = out["roi_patches"]["ci95"]
+    assert 0.0 <= low <= high <= 1.0
+
+
+def test_with_one_lesion_class_there_is_nothing_to_separate():
+    two = rows([0.1, 0.9], [0.1, 0.9], [1, 1])
+    assert lesion_class_separation(two, ["normal", "lesion"], 0, 10, 0) is None
