@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_pathreview.training.lesion_eval import lesion_class_separation, roi_patch_probs
+from napari_pathreview.explain.metrics import roi_scores
+from napari_pathreview.training.lesion_eval import (
+    lesion_class_separation,
+    perfect_patch_map,
+    roi_patch_probs,
+)
 
 CLASSES = ["normal", "benign", "malignant"]
 
@@ -33,6 +38,15 @@ def test_an_roi_between_patch_centres_takes_the_patch_covering_most_of_it():
     mask = np.zeros((32, 32), bool)
     mask[1:4, 1:4] = True  # no centre inside; only patch (0, 0) covers it
     np.testing.assert_allclose(roi_patch_probs(probs, (3, 3), mask, 16, 8), [0.0, 0.9, 0.1])
+
+
+def test_a_perfect_patch_map_is_the_ceiling_the_patch_geometry_allows():
+    mask = np.zeros((96, 96), bool)
+    mask[36:60, 36:60] = True  # a 24-px lesion under 16-px patches at stride 8
+    fine = roi_scores(perfect_patch_map(mask, (11, 11), 16, 8), mask)["iou"]
+    coarse = roi_scores(perfect_patch_map(mask, (3, 3), 48, 24), mask)["iou"]
+    assert fine > 0.8  # small patches at a fine stride can outline it
+    assert coarse < fine  # one 48-px patch cannot
 
 
 def rows(roi_malignancy: list[float], image_malignancy: list[float], labels: list[int]):

@@ -173,6 +173,19 @@ def test_patch_grid_covers_the_image_and_maps_paint_back():
     assert painted[0, 0] == 0 and painted[-1, -1] == 47
 
 
+def test_a_patch_value_is_painted_at_its_centre_and_fades_to_the_next_centres():
+    values = np.zeros(25)
+    values[2 * 5 + 2] = 1.0  # patch (2, 2) covers pixels 16..31; its centre lies at 24.0
+    painted = grid_to_image(values, (5, 5), (48, 48), 16, 8)
+    peak = np.unravel_index(painted.argmax(), painted.shape)
+    assert all(p in (23, 24) for p in peak)
+    assert painted[peak] > 0.85
+    assert np.allclose(painted[16:24, 24], painted[24:32, 24][::-1])  # symmetric about 24.0
+    # nothing of it reaches the neighbouring patches' centres or beyond (it once covered 16..31)
+    assert painted[:16, :].max() == 0 and painted[32:, :].max() == 0
+    assert painted[23:25, 17].max() < 0.2 and painted[23:25, 30].max() < 0.2
+
+
 def test_explain_gives_patch_and_attention_maps_on_the_grid():
     model = create_model("patch_mil", 3, encoder="test_resnet", patch_size=16, stride=8)
     maps = model.explain(torch.randn(2, 3, 48, 48))

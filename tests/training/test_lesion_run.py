@@ -94,6 +94,8 @@ def test_lesion_run_reports_pooled_out_of_fold_metrics_and_map_scores(trained):
     iou = metrics["maps_vs_roi"]["patch_map"]["iou"]
     assert iou["n"] == 6 and 0.0 <= iou["mean"] <= 1.0
     assert metrics["lesion_classes_at_roi"] is None  # one lesion class: nothing to separate
+    ceiling = metrics["maps_vs_roi"]["perfect_patch_map"]["iou"]
+    assert ceiling["n"] == 6 and 0.0 < ceiling["mean"] <= 1.0
     assert (result.run_dir / "fold0" / "embeddings.zarr").is_dir()
     assert json.loads((result.run_dir / "metrics.json").read_text())["registered"]
 

@@ -420,19 +420,29 @@ class PatchMIL(PathReviewModel):
 def grid_to_image(
     values: np.ndarray, grid: tuple[int, int], shape: tuple[int, int], patch: int, stride: int
 ) -> np.ndarray:
-    """Paint per-patch values (gh·gw,) onto an H×W map, averaging where patches overlap."""
+    """Paint per-patch values (gh·gw,) onto an H×W map, each at its patch's centre.
+
+    A patch is labelled by where its centre lies (positives are centred inside an ROI), so its
+    value belongs at that centre: the map interpolates bilinearly between neighbouring patch
+    centres and holds the outermost centres' values out to the image edge. Spreading each
+    value over its whole window instead would blur every lesion by the patch size (on MIAS at
+    64-px patches and stride 32 that alone caps a perfect classifier's IoU at ~0.40, against
+    ~0.48 painted at the centres).
+    """
     gh, gw = grid
-    values = np.asarray(values, float).reshape(gh, gw)
-    height = (gh - 1) * stride + patch
-    width = (gw - 1) * stride + patch
-    total = np.zeros((height, width))
-    count = np.zeros((height, width))
-    for r in range(gh):
-        for c in range(gw):
-            total[r * stride : r * stride + patch, c * stride : c * stride + patch] += values[r, c]
-            count[r * stride : r * stride + patch, c * stride : c * stride + patch] += 1
-    out = total / np.maximum(count, 1)
-    return out[: shape[0], : shape[1]]
+    grid_values = np.asarray(values, float).reshape(gh, gw)
+
+    def axis(length: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel: the lower and upper patch index and the weight of the upper one."""
+        at = np.clip((np.arange(length) + 0.5 - patch / 2) / stride, 0, cells - 1)
+        low = np.floor(at).astype(int)
+        return low, np.minimum(low + 1, cells - 1), at - low
+
+    y0, y1, wy = axis(shape[0], gh)
+    x0, x1, wx = axis(shape[1], gw)
+    top = grid_values[y0][:, x0] * (1 - wx) + grid_values[y0][:, x1] * wx
+    bottom = grid_values[y1][:, x0] * (1 - wx) + grid_values[y1][:, x1] * wx
+    return top * (1 - wy)[:, None] + bottom * wy[:, None]
 
 
 def lesion_probability(patch_probs: np.ndarray, negative_class: int) -> np.ndarray:

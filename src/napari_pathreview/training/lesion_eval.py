@@ -20,6 +20,8 @@ from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
 
 log = logging.getLogger(__name__)
 MAP_NAMES: tuple[str, ...] = ("patch_map", "attention_map")
+# scored beside the model's maps: the ceiling that the patch size and stride leave
+SCORED_MAPS: tuple[str, ...] = (*MAP_NAMES, "perfect_patch_map")
 
 
 def image_maps(bag_patch_probs, attention, grid, shape, patch, stride, negative) -> dict:
@@ -56,6 +58,9 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             model.stride,
             negative,
         )
+        maps["perfect_patch_map"] = perfect_patch_map(
+            image.roi_mask, cache.grids[i], model.patch_size, model.stride
+        )
         row = {
             "path": image.path,
             "label": int(image.label),
@@ -68,7 +73,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
                 model.stride,
             ).tolist(),
         }
-        for name in MAP_NAMES:
+        for name in SCORED_MAPS:
             scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         rows.append(row)
@@ -84,31 +89,43 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
     }
 
 
-def roi_patch_probs(
-    patch_probs: np.ndarray, grid: tuple[int, int], roi_mask: np.ndarray, patch: int, stride: int
-) -> np.ndarray:
-    """Mean class probabilities of the patches centred inside the ROI, or of the one patch
-    that covers most of it when no centre falls inside (an ROI smaller than the stride)."""
+def roi_patches(roi_mask: np.ndarray, grid: tuple[int, int], patch: int, stride: int) -> np.ndarray:
+    """Indices of the patches centred inside the ROI (patches are labelled by their centre),
+    or of the one patch covering most of it when no centre falls inside (an ROI smaller than
+    the stride)."""
     gh, gw = grid
-    probs = np.asarray(patch_probs, float).reshape(gh * gw, -1)
     mask = np.asarray(roi_mask, bool)
-    half = patch // 2
-    centres = [
-        (min(r * stride + half, mask.shape[0] - 1), min(c * stride + half, mask.shape[1] - 1))
+    rows = np.minimum(np.arange(gh) * stride + patch // 2, mask.shape[0] - 1)
+    cols = np.minimum(np.arange(gw) * stride + patch // 2, mask.shape[1] - 1)
+    inside = np.flatnonzero(mask[np.ix_(rows, cols)])
+    if inside.size:
+        return inside
+    cover = [
+        mask[r * stride : r * stride + patch, c * stride : c * stride + patch].sum()
         for r in range(gh)
         for c in range(gw)
     ]
-    inside = [k for k, (y, x) in enumerate(centres) if mask[y, x]]
-    if not inside:
-        cover = [
-            mask[
-                (k // gw) * stride : (k // gw) * stride + patch,
-                (k % gw) * stride : (k % gw) * stride + patch,
-            ].sum()
-            for k in range(gh * gw)
-        ]
-        inside = [int(np.argmax(cover))]
-    return probs[inside].mean(axis=0)
+    return np.asarray([int(np.argmax(cover))])
+
+
+def roi_patch_probs(
+    patch_probs: np.ndarray, grid: tuple[int, int], roi_mask: np.ndarray, patch: int, stride: int
+) -> np.ndarray:
+    """Mean class probabilities of the ROI's own patches (``roi_patches``)."""
+    probs = np.asarray(patch_probs, float).reshape(grid[0] * grid[1], -1)
+    return probs[roi_patches(roi_mask, grid, patch, stride)].mean(axis=0)
+
+
+def perfect_patch_map(
+    roi_mask: np.ndarray, grid: tuple[int, int], patch: int, stride: int
+) -> np.ndarray:
+    """The map of a patch classifier that is right about every patch (1 on the ROI's own
+    patches, 0 elsewhere), painted like the model's maps: what this patch geometry allows."""
+    from napari_pathreview.models.mil import grid_to_image
+
+    values = np.zeros(grid[0] * grid[1])
+    values[roi_patches(roi_mask, grid, patch, stride)] = 1.0
+    return grid_to_image(values, grid, np.asarray(roi_mask).shape[:2], patch, stride)
 
 
 def lesion_class_separation(
@@ -166,7 +183,7 @@ def summarize_lesion_run(
     ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     rows = [row for f in folds for row in f["map_scores"]]
     maps = {}
-    for name in MAP_NAMES:
+    for name in SCORED_MAPS:
         maps[name] = {
             metric: _mean_ci(
                 [r[f"{name}_{metric}"] for r in rows], recipe.eval.bootstrap, recipe.seed
