@@ -134,12 +134,12 @@ def lesion_class_separation(
     """How well the held-out lesions' own patches separate the lesion classes (e.g. benign vs
     malignant), beside the pooled image probabilities of the same images.
 
-    The ROI patches are what perfect localisation would hand the pooling, so their AUC bounds
-    what any pooling of this encoder can reach on that question: when it is near 0.5 the
-    encoder, not the pooling, is what falls short. None with fewer than two lesion classes.
+    The ROI patches are what perfect localisation would hand the pooling: when their AUC is
+    near 0.5 too, the encoder, not the localisation or the pooling, is what falls short.
+    None with fewer than two lesion classes.
     """
     lesion = [c for c in range(len(classes)) if c != negative]
-    kept = [r for r in rows if r.get("label", negative) != negative and "roi_patch_probs" in r]
+    kept = [r for r in rows if r["label"] != negative]
     if len(lesion) < 2 or not kept:
         return None
     labels = np.asarray([lesion.index(r["label"]) for r in kept])
