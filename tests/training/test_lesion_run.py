@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -327,6 +328,54 @@ def test_resuming_a_finished_lesion_run_does_not_register_a_duplicate(trained):
         again = run_recipe(None, resume=result.run_dir)
     assert again.registered == result.registered
     assert registry.versions(name) == before
+
+
+def test_rescore_scores_a_finished_run_again_from_its_saved_folds_without_training(
+    trained, tmp_path
+):
+    import shutil
+    import subprocess
+    import sys
+
+    result, base = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    weights = sorted(run.glob("fold*/selected.safetensors"))
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    for path in run.glob("fold*/fold.json"):  # stale scores, as from older scoring rules
+        record = json.loads(path.read_text())
+        for row in record["map_scores"]:
+            row["patch_map_iou"] = 0.987
+        path.write_text(json.dumps(record))
+    script = Path(sys.executable).parent / "pathreview"
+    env = {**os.environ, "PATHREVIEW_HOME": str(base / "home")}
+    done = subprocess.run(
+        [str(script), "train", "--resume", str(run), "--rescore"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    fresh = result.metrics["maps_vs_roi"]["patch_map"]["iou"]["mean"]
+    assert metrics["maps_vs_roi"]["patch_map"]["iou"]["mean"] == pytest.approx(fresh)
+    assert metrics["test"]["roc_auc"] == pytest.approx(result.metrics["test"]["roc_auc"], abs=1e-6)
+    assert metrics["registered"] == result.registered  # not registered again
+    assert [w.stat().st_mtime_ns for w in weights] == stamps  # nothing was trained
+
+
+def test_rescore_without_a_finished_run_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "pathreview"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\n")
+    done = subprocess.run(
+        [str(script), "train", str(recipe), "--rescore"], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "--rescore" in done.stderr and "--resume" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_histology_lesion_run_normalises_stain_per_fold_and_the_card_carries_the_target(

@@ -1,4 +1,5 @@
-"""``pathreview train RECIPE.yaml [--set k=v ...] [--resume RUN] [--from-reviews [DB]] [--out D]``.
+"""``pathreview train RECIPE.yaml [--set k=v ...] [--resume RUN [--rescore]] [--from-reviews [DB]]
+[--out D]``.
 
 Imports torch only inside the handler so ``pathreview --help`` stays fast.
 """
@@ -26,6 +27,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="override a recipe value, e.g. --set optim.lr=1e-4 --set phases.*.epochs=1",
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --resume: score a finished lesion-aware run again from its saved fold models "
+        "and embeddings (after the scoring rules changed); nothing is trained",
+    )
     parser.add_argument(
         "--from-reviews",
         nargs="?",
@@ -67,6 +74,8 @@ def _check_folders(args: argparse.Namespace) -> None:
         preflight.output_folder(args.out, "--out", create=False)
     if args.resume and not Path(args.resume).is_dir():
         raise RecipeError(f"--resume {args.resume}: no such run folder")
+    if args.rescore and not args.resume:
+        raise RecipeError("--rescore re-reads a finished run: give --resume RUN_DIR")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -81,7 +90,12 @@ def _train(args: argparse.Namespace) -> int:
     from napari_pathreview.training.run import run_recipe
 
     result = run_recipe(
-        recipe, args.overrides, out_dir=args.out, resume=args.resume, from_reviews=args.from_reviews
+        recipe,
+        args.overrides,
+        out_dir=args.out,
+        resume=args.resume,
+        from_reviews=args.from_reviews,
+        rescore=args.rescore,
     )
     test = result.metrics["test"]
     print(f"run folder: {result.run_dir}")

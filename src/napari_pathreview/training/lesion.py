@@ -256,9 +256,15 @@ def run_fold(
     run_dir: Path,
     device,
     progress: Callable[[dict], None] | None = None,
+    rescore: bool = False,
 ) -> dict:
-    """Train and evaluate one fold; returns the fold's record (also written to fold.json)."""
-    from safetensors.torch import save_file
+    """Train and evaluate one fold; returns the fold's record (also written to fold.json).
+
+    A finished fold is returned as it is, or with ``rescore`` scored again by the current code
+    from its saved model and embeddings (no training): how a run is re-read after the scoring
+    rules change.
+    """
+    from safetensors.torch import load_file, save_file
 
     from napari_pathreview.training.lesion_eval import evaluate_fold_maps
     from napari_pathreview.training.losses import balanced_class_weights
@@ -267,16 +273,27 @@ def run_fold(
 
     fold_dir = run_dir / f"fold{index}"
     done = fold_dir / "fold.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    finished = json.loads(done.read_text()) if done.is_file() else None
+    if finished is not None and not rescore:
+        return finished
     fold_dir.mkdir(parents=True, exist_ok=True)
     part = {name: [int(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
     # the stain target is fitted on this fold's training images only, as in image training
-    stain_target = fit_fold_stain(recipe, images, part["train"])
+    if finished is not None:
+        stain_target = finished.get("stain_target")
+    else:
+        stain_target = fit_fold_stain(recipe, images, part["train"])
     images = stain_images(images, stain_target)
     negative = negative_index(recipe, classes)
     size = max(max(im.pixels.shape[:2]) for im in images)
     model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
+    if finished is not None:
+        model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
+        model.eval()
+        cache = _encode_fold(recipe, model, images, fold_dir)  # the fold's own store, reused
+        finished.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
+        done.write_text(json.dumps(finished, default=float))
+        return finished
     record: dict = {"fold": index, "stain_target": stain_target}
 
     def report(entry: dict) -> None:
@@ -363,11 +380,13 @@ def run_lesion(
     device,
     progress: Callable[[dict], None] | None = None,
     registered_before: str | None = None,
+    rescore: bool = False,
 ) -> tuple[dict, str | None]:
     """The whole lesion-aware run; returns (metrics, registered model ref or None).
 
     ``registered_before``: what a finished run that is being resumed registered; it is
-    reported again instead of registering a duplicate version.
+    reported again instead of registering a duplicate version. ``rescore``: finished folds
+    are scored again from their saved models (``run_fold``).
     """
     from napari_pathreview.training.lesion_eval import register_lesion_run, summarize_lesion_run
     from napari_pathreview.training.splits import make_splits
@@ -391,7 +410,7 @@ def run_lesion(
     )
     _write_splits(plan, samples, run_dir / "splits.json")
     folds = [
-        run_fold(recipe, images, classes, fold, i, run_dir, device, progress)
+        run_fold(recipe, images, classes, fold, i, run_dir, device, progress, rescore)
         for i, fold in enumerate(plan.folds)
     ]
     pixel_size = training_pixel_size(recipe)

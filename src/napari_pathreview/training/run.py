@@ -192,6 +192,7 @@ def run_recipe(
     resume: str | Path | None = None,
     progress: Callable[[dict], None] | None = None,
     from_reviews: str | None = None,
+    rescore: bool = False,
 ) -> RunResult:
     """Train, evaluate and register as a recipe says.
 
@@ -203,9 +204,16 @@ def run_recipe(
         progress: called with one dict per finished epoch (fold, epoch, losses, metrics).
         from_reviews: train on the review store's export instead ("" = default store,
             else a SQLite path or database URL).
+        rescore: with ``resume``, score a lesion-aware run's finished folds again from their
+            saved models and embeddings, by the current scoring code (no training).
     """
     distributed, rank = _distributed()
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
+    if rescore and (resume is None or not parsed.lesion.enabled):
+        raise RecipeError(
+            "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
+            "whose recipe has lesion.enabled"
+        )
     previous = _registered_before(run_dir) if resume is not None else None
     if rank == 0:
         (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
@@ -215,7 +223,9 @@ def run_recipe(
 
         samples = discover(parsed, run_dir, from_reviews)
         device = _device(parsed.device, False)
-        metrics, registered = run_lesion(parsed, samples, run_dir, device, progress, previous)
+        metrics, registered = run_lesion(
+            parsed, samples, run_dir, device, progress, previous, rescore
+        )
         return RunResult(run_dir, metrics, registered)
     data = prepare_data(parsed, run_dir, from_reviews)
     if rank == 0:
