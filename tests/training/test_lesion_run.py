@@ -13,6 +13,7 @@ import pytest
 
 from napari_pathreview.training import run_recipe
 from napari_pathreview.training.patches import rois_mask
+from napari_pathreview.training.recipe import RecipeError
 
 RECIPES = Path(__file__).resolve().parents[2] / "training"
 SIDE = 64
@@ -362,6 +363,21 @@ def test_rescore_scores_a_finished_run_again_from_its_saved_folds_without_traini
     assert metrics["test"]["roc_auc"] == pytest.approx(result.metrics["test"]["roc_auc"], abs=1e-6)
     assert metrics["registered"] == result.registered  # not registered again
     assert [w.stat().st_mtime_ns for w in weights] == stamps  # nothing was trained
+
+
+def test_rescore_names_a_fold_whose_saved_model_is_missing(trained, tmp_path):
+    import shutil
+
+    result, base = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    (run / "fold1" / "selected.safetensors").unlink()
+    before = (run / "fold0" / "fold.json").read_text()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        with pytest.raises(RecipeError, match=r"fold1.selected\.safetensors is missing"):
+            run_recipe(None, resume=run, rescore=True)
+    assert (run / "fold0" / "fold.json").read_text() == before  # refused before any fold
 
 
 def test_rescore_without_a_finished_run_is_refused(tmp_path):

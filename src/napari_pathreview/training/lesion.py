@@ -287,7 +287,7 @@ def run_fold(
     negative = negative_index(recipe, classes)
     size = max(max(im.pixels.shape[:2]) for im in images)
     model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
-    if finished is not None:
+    if finished is not None:  # checked up front by _check_rescorable
         model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
         model.eval()
         cache = _encode_fold(recipe, model, images, fold_dir)  # the fold's own store, reused
@@ -408,6 +408,8 @@ def run_lesion(
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
+    if rescore:
+        _check_rescorable(run_dir, len(plan.folds))
     _write_splits(plan, samples, run_dir / "splits.json")
     folds = [
         run_fold(recipe, images, classes, fold, i, run_dir, device, progress, rescore)
@@ -434,6 +436,17 @@ def run_lesion(
         metrics["registered"] = registered
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics, registered
+
+
+def _check_rescorable(run_dir: Path, n_folds: int) -> None:
+    """Every finished fold still has its saved model, before any fold.json is rewritten."""
+    for index in range(n_folds):
+        done = run_dir / f"fold{index}" / "fold.json"
+        if not done.is_file():
+            continue
+        weights = done.parent / str(json.loads(done.read_text()).get("weights", ""))
+        if not weights.is_file():
+            raise RecipeError(f"--rescore: {weights} is missing; fold {index} cannot be re-scored")
 
 
 def _write_splits(plan, samples: Sequence[ds.Sample], path: Path) -> None:
