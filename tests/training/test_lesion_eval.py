@@ -8,6 +8,7 @@ import pytest
 from napari_pathreview.explain.metrics import roi_scores
 from napari_pathreview.training.lesion_eval import (
     lesion_class_separation,
+    lesion_detection,
     perfect_patch_map,
     roi_patch_probs,
 )
@@ -72,3 +73,40 @@ def test_lesion_classes_are_scored_at_the_roi_and_on_the_pooled_image_separately
 def test_with_one_lesion_class_there_is_nothing_to_separate():
     two = rows([0.1, 0.9], [0.1, 0.9], [1, 1])
     assert lesion_class_separation(two, ["normal", "lesion"], 0, 10, 0) is None
+
+
+def film_probs(scores: list[float]) -> np.ndarray:
+    """Class probabilities whose lesion log-odds against "normal" are ``scores``."""
+    p_normal = 1.0 / (1.0 + np.exp(np.asarray(scores, float)))
+    return np.stack([p_normal, (1 - p_normal) / 2, (1 - p_normal) / 2], axis=1)
+
+
+def test_comparing_a_film_with_the_other_breast_cancels_what_both_share():
+    # four women; each woman's density lifts both her films, the lesion adds 1 to one film
+    density = {"w0": 3.0, "w1": 0.0, "w2": 2.0, "w3": -1.0}
+    films = [  # (woman, label, lesion)
+        ("w0", 0, 0), ("w0", 0, 0), ("w1", 2, 1), ("w1", 0, 0),
+        ("w2", 0, 0), ("w2", 0, 0), ("w3", 1, 1), ("w3", 0, 0),
+    ]  # fmt: skip
+    scores = [density[w] + lesion for w, _, lesion in films]
+    out = lesion_detection(
+        [y for _, y, _ in films], film_probs(scores), [w for w, _, _ in films], 0, 200, 0
+    )
+    assert out["all_films"]["roc_auc"] < 0.75  # dense normal breasts outscore the lesions
+    paired = out["paired_films"]
+    assert paired["n_women"] == 4
+    assert paired["film_alone"]["roc_auc"] == pytest.approx(out["all_films"]["roc_auc"])
+    assert paired["minus_other_film"]["roc_auc"] == pytest.approx(1.0)
+    low, high = paired["minus_other_film"]["ci95"]
+    assert 0.0 <= low <= high <= 1.0
+
+
+def test_only_women_with_exactly_two_films_are_compared():
+    films = [("a", 1, 2.0), ("a", 0, 0.0), ("b", 0, 0.5), ("c", 0, 0.1), ("c", 2, 1.0), ("c", 0, 0)]
+    labels, women = [y for _, y, _ in films], [w for w, *_ in films]
+    out = lesion_detection(labels, film_probs([s for *_, s in films]), women, 0, 50, 0)
+    assert out["all_films"]["n_images"] == 6
+    assert out["paired_films"]["n_women"] == 1  # "b" has one film, "c" three
+    assert out["paired_films"]["film_alone"]["n_images"] == 2
+    alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], 0, 50, 0)
+    assert alone["paired_films"] is None and alone["all_films"]["roc_auc"] == pytest.approx(1.0)

@@ -153,6 +153,75 @@ def lesion_class_separation(
     return out
 
 
+def lesion_detection(
+    labels: Sequence[int],
+    probs: np.ndarray,
+    patients: Sequence[str],
+    negative: int,
+    n_resamples: int,
+    seed: int,
+) -> dict:
+    """Abnormal-vs-normal ROC-AUC of the pooled images, alone and against the woman's other film.
+
+    A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
+    score subtracts the score of the same woman's other film (women with exactly two held-out
+    films), as a radiologist compares left with right: it cancels what both breasts share
+    (density, exposure). Nothing is fitted, so it reads the held-out predictions as they are;
+    it tells whether a two-film model is worth building, it is not an estimate of one. Both
+    films of a woman are dependent, so the intervals resample women.
+    """
+    labels = np.asarray(labels, int)
+    probs = np.asarray(probs, float)
+    abnormal = (labels != negative).astype(int)
+    p_negative = np.clip(probs[:, negative], 1e-7, 1 - 1e-7)
+    score = np.log1p(-p_negative) - np.log(p_negative)
+    patients = np.asarray([str(p) for p in patients])
+    films: dict[str, list[int]] = {}
+    for i, patient in enumerate(patients):
+        films.setdefault(patient, []).append(i)
+    pairs = [f for f in films.values() if len(f) == 2]
+    paired = np.asarray([i for pair in pairs for i in pair], int)
+    other = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+    bilateral = score[paired] - score[[other[i] for i in paired]]
+    out: dict = {
+        "all_films": _grouped_auc(abnormal, score, patients, n_resamples, seed),
+        "paired_films": None,
+    }
+    if paired.size:
+        out["paired_films"] = {
+            "n_women": len(pairs),
+            "film_alone": _grouped_auc(
+                abnormal[paired], score[paired], patients[paired], n_resamples, seed
+            ),
+            "minus_other_film": _grouped_auc(
+                abnormal[paired], bilateral, patients[paired], n_resamples, seed
+            ),
+        }
+    return out
+
+
+def _grouped_auc(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int
+) -> dict:
+    """ROC-AUC with a percentile bootstrap that resamples whole groups (women)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {"roc_auc": math.nan, "ci95": [math.nan, math.nan], "n_images": int(labels.size)}
+    if np.unique(labels).size < 2:
+        return out
+    out["roc_auc"] = float(roc_auc_score(labels, scores))
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
+        if np.unique(labels[idx]).size == 2:
+            resampled.append(roc_auc_score(labels[idx], scores[idx]))
+    if resampled:
+        out["ci95"] = [float(q) for q in np.quantile(resampled, [0.025, 0.975])]
+    return out
+
+
 def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
     values = np.asarray([v for v in values if math.isfinite(v)], float)
     if values.size == 0:
@@ -173,14 +242,17 @@ def summarize_lesion_run(
     pixel_size: float | None,
     negative: int,
 ) -> dict:
-    """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice and
-    the lesion classes' separation at the ROIs (``lesion_class_separation``)."""
+    """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice, the
+    lesion classes' separation at the ROIs (``lesion_class_separation``) and abnormal-vs-normal
+    detection, alone and against the woman's other film (``lesion_detection``)."""
     from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
 
     labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
     probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], float) for f in folds])
     pooled = compute_metrics(labels, probs, None)
     ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    patient_of = {im.path: im.patient_id for im in images}
+    patients = [patient_of[p] for f in folds for p in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     maps = {}
     for name in SCORED_MAPS:
@@ -215,6 +287,9 @@ def summarize_lesion_run(
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
         "lesion_classes_at_roi": lesion_class_separation(
             rows, classes, negative, recipe.eval.bootstrap, recipe.seed
+        ),
+        "lesion_detection": lesion_detection(
+            labels, probs, patients, negative, recipe.eval.bootstrap, recipe.seed
         ),
         "folds": [
             {
