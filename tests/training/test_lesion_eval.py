@@ -108,5 +108,7 @@ def test_only_women_with_exactly_two_films_are_compared():
     assert out["all_films"]["n_images"] == 6
     assert out["paired_films"]["n_women"] == 1  # "b" has one film, "c" three
     assert out["paired_films"]["film_alone"]["n_images"] == 2
+    slides = lesion_detection(labels, film_probs([s for *_, s in films]), women, 0, 50, 0, False)
+    assert slides["paired_films"] is None  # two slides of a patient are not left and right
     alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], 0, 50, 0)
     assert alone["paired_films"] is None and alone["all_films"]["roc_auc"] == pytest.approx(1.0)

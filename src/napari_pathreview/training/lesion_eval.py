@@ -160,15 +160,17 @@ def lesion_detection(
     negative: int,
     n_resamples: int,
     seed: int,
+    bilateral: bool = True,
 ) -> dict:
     """Abnormal-vs-normal ROC-AUC of the pooled images, alone and against the woman's other film.
 
     A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
     score subtracts the score of the same woman's other film (women with exactly two held-out
-    films), as a radiologist compares left with right: it cancels what both breasts share
-    (density, exposure). Nothing is fitted, so it reads the held-out predictions as they are;
-    it tells whether a two-film model is worth building, it is not an estimate of one. Both
-    films of a woman are dependent, so the intervals resample women.
+    films, taken to be her left and right breast, as in MIAS), as a radiologist compares left
+    with right: it cancels what both breasts share (density, exposure). Nothing is fitted, so
+    it reads the held-out predictions as they are; it tells whether a two-film model is worth
+    building, it is not an estimate of one. Both films of a woman are dependent, so the
+    intervals resample women. ``bilateral=False`` (slides: no left and right) skips it.
     """
     labels = np.asarray(labels, int)
     probs = np.asarray(probs, float)
@@ -179,7 +181,7 @@ def lesion_detection(
     films: dict[str, list[int]] = {}
     for i, patient in enumerate(patients):
         films.setdefault(patient, []).append(i)
-    pairs = [f for f in films.values() if len(f) == 2]
+    pairs = [f for f in films.values() if len(f) == 2] if bilateral else []
     paired = np.asarray([i for pair in pairs for i in pair], int)
     other = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     bilateral = score[paired] - score[[other[i] for i in paired]]
@@ -289,7 +291,13 @@ def summarize_lesion_run(
             rows, classes, negative, recipe.eval.bootstrap, recipe.seed
         ),
         "lesion_detection": lesion_detection(
-            labels, probs, patients, negative, recipe.eval.bootstrap, recipe.seed
+            labels,
+            probs,
+            patients,
+            negative,
+            recipe.eval.bootstrap,
+            recipe.seed,
+            bilateral=recipe.modality == "mammogram",
         ),
         "folds": [
             {
