@@ -89,26 +89,48 @@ def test_comparing_a_film_with_the_other_breast_cancels_what_both_share():
         ("w2", 0, 0), ("w2", 0, 0), ("w3", 1, 1), ("w3", 0, 0),
     ]  # fmt: skip
     scores = [density[w] + lesion for w, _, lesion in films]
-    out = lesion_detection(
-        [y for _, y, _ in films], film_probs(scores), [w for w, _, _ in films], 0, 200, 0
-    )
-    assert out["all_films"]["roc_auc"] < 0.75  # dense normal breasts outscore the lesions
-    paired = out["paired_films"]
+    labels, women = [y for _, y, _ in films], [w for w, _, _ in films]
+    out = lesion_detection(labels, film_probs(scores), women, [0] * 8, 0, 200, 0)
+    assert out["pooled"]["roc_auc"] < 0.75  # dense normal breasts outscore the lesions
+    assert out["within_folds"]["per_fold"] == [pytest.approx(out["pooled"]["roc_auc"])]
+    paired = out["bilateral"]
     assert paired["n_women"] == 4
-    assert paired["film_alone"]["roc_auc"] == pytest.approx(out["all_films"]["roc_auc"])
-    assert paired["minus_other_film"]["roc_auc"] == pytest.approx(1.0)
-    low, high = paired["minus_other_film"]["ci95"]
+    assert paired["pooled"]["film_alone"]["roc_auc"] == pytest.approx(out["pooled"]["roc_auc"])
+    assert paired["pooled"]["minus_other_film"]["roc_auc"] == pytest.approx(1.0)
+    assert paired["within_folds"]["minus_other_film"]["mean"] == pytest.approx(1.0)
+    low, high = paired["pooled"]["minus_other_film"]["ci95"]
     assert 0.0 <= low <= high <= 1.0
+
+
+def test_within_folds_the_comparison_is_not_credited_with_cancelling_fold_offsets():
+    # two folds whose models score on different scales and no left/right signal in either:
+    # in each fold every lesion film scores like its partner
+    fold_a = [("a1", 1, 0.5), ("a1", 0, 0.5), ("a2", 0, 0.0), ("a2", 0, 1.0)]
+    fold_b = [("b1", 2, 0.5), ("b1", 0, 0.5), ("b2", 1, 0.5), ("b2", 0, 0.5)]
+    offset = {0: 0.0, 1: 5.0}  # fold b's model says "lesion" more readily
+    films = [(w, y, s + offset[k]) for k, fold in enumerate((fold_a, fold_b)) for w, y, s in fold]
+    folds = [0] * 4 + [1] * 4
+    out = lesion_detection(
+        [y for _, y, _ in films], film_probs([s for *_, s in films]), [w for w, *_ in films],
+        folds, 0, 50, 0,
+    )  # fmt: skip
+    within = out["bilateral"]["within_folds"]
+    assert within["film_alone"]["per_fold"] == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert within["minus_other_film"]["mean"] == pytest.approx(0.5)  # nothing to compare
+    assert out["within_folds"]["mean"] == pytest.approx(0.5)
+    # pooled, the offset alone moves the film's AUC away from 0.5: only within folds is fair
+    assert out["pooled"]["roc_auc"] != pytest.approx(0.5)
 
 
 def test_only_women_with_exactly_two_films_are_compared():
     films = [("a", 1, 2.0), ("a", 0, 0.0), ("b", 0, 0.5), ("c", 0, 0.1), ("c", 2, 1.0), ("c", 0, 0)]
     labels, women = [y for _, y, _ in films], [w for w, *_ in films]
-    out = lesion_detection(labels, film_probs([s for *_, s in films]), women, 0, 50, 0)
-    assert out["all_films"]["n_images"] == 6
-    assert out["paired_films"]["n_women"] == 1  # "b" has one film, "c" three
-    assert out["paired_films"]["film_alone"]["n_images"] == 2
-    slides = lesion_detection(labels, film_probs([s for *_, s in films]), women, 0, 50, 0, False)
-    assert slides["paired_films"] is None  # two slides of a patient are not left and right
-    alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], 0, 50, 0)
-    assert alone["paired_films"] is None and alone["all_films"]["roc_auc"] == pytest.approx(1.0)
+    probs, folds = film_probs([s for *_, s in films]), [0] * 6
+    out = lesion_detection(labels, probs, women, folds, 0, 50, 0)
+    assert out["pooled"]["n_images"] == 6
+    assert out["bilateral"]["n_women"] == 1  # "b" has one film, "c" three
+    assert out["bilateral"]["pooled"]["film_alone"]["n_images"] == 2
+    slides = lesion_detection(labels, probs, women, folds, 0, 50, 0, bilateral=False)
+    assert slides["bilateral"] is None  # two slides of a patient are not left and right
+    alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], [0, 0], 0, 50, 0)
+    assert alone["bilateral"] is None and alone["pooled"]["roc_auc"] == pytest.approx(1.0)

@@ -96,7 +96,7 @@ def test_lesion_run_reports_pooled_out_of_fold_metrics_and_map_scores(trained):
     iou = metrics["maps_vs_roi"]["patch_map"]["iou"]
     assert iou["n"] == 6 and 0.0 <= iou["mean"] <= 1.0
     assert metrics["lesion_classes_at_roi"] is None  # one lesion class: nothing to separate
-    assert metrics["lesion_detection"]["all_films"]["n_images"] == metrics["n_images"]
+    assert metrics["lesion_detection"]["pooled"]["n_images"] == metrics["n_images"]
     ceiling = metrics["maps_vs_roi"]["perfect_patch_map"]["iou"]
     assert ceiling["n"] == 6 and 0.0 < ceiling["mean"] <= 1.0
     assert (result.run_dir / "fold0" / "embeddings.zarr").is_dir()
@@ -222,7 +222,7 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
     assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] >= 1
     at_roi = result.metrics["lesion_classes_at_roi"]
     assert at_roi["classes"] == ["benign", "malignant"] and at_roi["n_images"] >= 1
-    assert result.metrics["lesion_detection"]["all_films"]["n_images"] == 24
+    assert result.metrics["lesion_detection"]["pooled"]["n_images"] == 24
     assert all(fold["patches"]["hard"] > 0 for fold in result.metrics["folds"])  # round 2
 
 

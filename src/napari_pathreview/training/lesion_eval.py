@@ -157,49 +157,74 @@ def lesion_detection(
     labels: Sequence[int],
     probs: np.ndarray,
     patients: Sequence[str],
+    folds: Sequence[int],
     negative: int,
     n_resamples: int,
     seed: int,
     bilateral: bool = True,
 ) -> dict:
-    """Abnormal-vs-normal ROC-AUC of the pooled images, alone and against the woman's other film.
+    """Abnormal-vs-normal ROC-AUC of the held-out films, alone and against the woman's other film.
 
     A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
     score subtracts the score of the same woman's other film (women with exactly two held-out
     films, taken to be her left and right breast, as in MIAS), as a radiologist compares left
-    with right: it cancels what both breasts share (density, exposure). Nothing is fitted, so
-    it reads the held-out predictions as they are; it tells whether a two-film model is worth
-    building, it is not an estimate of one. Both films of a woman are dependent, so the
-    intervals resample women. ``bilateral=False`` (slides: no left and right) skips it.
+    with right: it would cancel what both breasts share (density, exposure). Nothing is fitted;
+    it tells whether a two-film model is worth building, it is not an estimate of one.
+
+    Pooled out-of-fold scores come from one model per fold, each on its own scale, and both
+    films of a woman are held out by the same fold: pooled, the subtraction also cancels the
+    fold models' offsets. ``within_folds`` compares inside each fold, where only the left/right
+    comparison acts. Pooled intervals resample women (a woman's films are dependent).
+    ``bilateral=False`` (slides: no left and right) skips the comparison.
     """
     labels = np.asarray(labels, int)
-    probs = np.asarray(probs, float)
     abnormal = (labels != negative).astype(int)
-    p_negative = np.clip(probs[:, negative], 1e-7, 1 - 1e-7)
+    p_negative = np.clip(np.asarray(probs, float)[:, negative], 1e-7, 1 - 1e-7)
     score = np.log1p(-p_negative) - np.log(p_negative)
     patients = np.asarray([str(p) for p in patients])
+    folds = np.asarray(folds, int)
     films: dict[str, list[int]] = {}
     for i, patient in enumerate(patients):
         films.setdefault(patient, []).append(i)
     pairs = [f for f in films.values() if len(f) == 2] if bilateral else []
+    out: dict = {
+        "pooled": _grouped_auc(abnormal, score, patients, n_resamples, seed),
+        "within_folds": _per_fold_auc(abnormal, score, folds),
+        "bilateral": None,
+    }
+    if not pairs:
+        return out
     paired = np.asarray([i for pair in pairs for i in pair], int)
     other = {a: b for a, b in pairs} | {b: a for a, b in pairs}
-    bilateral = score[paired] - score[[other[i] for i in paired]]
-    out: dict = {
-        "all_films": _grouped_auc(abnormal, score, patients, n_resamples, seed),
-        "paired_films": None,
+    minus_other = score[paired] - score[[other[i] for i in paired]]
+    y, groups, fold_of = abnormal[paired], patients[paired], folds[paired]
+    out["bilateral"] = {
+        "n_women": len(pairs),
+        "pooled": {
+            "film_alone": _grouped_auc(y, score[paired], groups, n_resamples, seed),
+            "minus_other_film": _grouped_auc(y, minus_other, groups, n_resamples, seed),
+        },
+        "within_folds": {
+            "film_alone": _per_fold_auc(y, score[paired], fold_of),
+            "minus_other_film": _per_fold_auc(y, minus_other, fold_of),
+        },
     }
-    if paired.size:
-        out["paired_films"] = {
-            "n_women": len(pairs),
-            "film_alone": _grouped_auc(
-                abnormal[paired], score[paired], patients[paired], n_resamples, seed
-            ),
-            "minus_other_film": _grouped_auc(
-                abnormal[paired], bilateral, patients[paired], n_resamples, seed
-            ),
-        }
     return out
+
+
+def _per_fold_auc(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> dict:
+    """ROC-AUC inside each fold (folds with both classes), with their mean and SD."""
+    from sklearn.metrics import roc_auc_score
+
+    per_fold = [
+        float(roc_auc_score(labels[folds == f], scores[folds == f]))
+        for f in np.unique(folds)
+        if np.unique(labels[folds == f]).size == 2
+    ]
+    if not per_fold:
+        return {"per_fold": [], "mean": math.nan, "sd": math.nan}
+    sd = float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else math.nan
+    return {"per_fold": per_fold, "mean": float(np.mean(per_fold)), "sd": sd}
 
 
 def _grouped_auc(
@@ -255,6 +280,7 @@ def summarize_lesion_run(
     ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     patient_of = {im.path: im.patient_id for im in images}
     patients = [patient_of[p] for f in folds for p in f["test_predictions"]["paths"]]
+    fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     maps = {}
     for name in SCORED_MAPS:
@@ -294,6 +320,7 @@ def summarize_lesion_run(
             labels,
             probs,
             patients,
+            fold_of,
             negative,
             recipe.eval.bootstrap,
             recipe.seed,
