@@ -279,7 +279,8 @@ def summarize_lesion_run(
     pooled = compute_metrics(labels, probs, None)
     ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     patient_of = {im.path: im.patient_id for im in images}
-    patients = [patient_of[p] for f in folds for p in f["test_predictions"]["paths"]]
+    # a film the run's images no longer list counts as a woman of its own (never paired)
+    patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     maps = {}
