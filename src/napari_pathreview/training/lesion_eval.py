@@ -213,7 +213,7 @@ def lesion_detection(
 
 
 def _per_fold_auc(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> dict:
-    """ROC-AUC inside each fold (folds with both classes), with their mean and SD."""
+    """ROC-AUC inside each fold (folds with both classes), summarised as every run's folds are."""
     from sklearn.metrics import roc_auc_score
 
     per_fold = [
@@ -221,10 +221,8 @@ def _per_fold_auc(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> 
         for f in np.unique(folds)
         if np.unique(labels[folds == f]).size == 2
     ]
-    if not per_fold:
-        return {"per_fold": [], "mean": math.nan, "sd": math.nan}
-    sd = float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else math.nan
-    return {"per_fold": per_fold, "mean": float(np.mean(per_fold)), "sd": sd}
+    summary = summarize_folds([{"roc_auc": auc} for auc in per_fold])["roc_auc"]
+    return {"per_fold": per_fold, **summary}
 
 
 def _grouped_auc(
