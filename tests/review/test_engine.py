@@ -65,15 +65,6 @@ def open_in_thread(url: str) -> BaseException | None:
     return outcome[0]
 
 
-@pytest.fixture
-def silent_server():
-    """A port that accepts TCP connections and never answers (a hung server, a stalled tunnel)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield sock.getsockname()[1]
-
-
 def test_a_server_that_never_answers_fails_clearly_instead_of_hanging(silent_server, monkeypatch):
     monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 1)  # the default is 10 s
     error = open_in_thread(f"postgresql://ann:s3cret@127.0.0.1:{silent_server}/reviews")

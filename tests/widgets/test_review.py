@@ -271,6 +271,43 @@ def test_a_locked_database_keeps_the_form_and_saves_later(
     assert [r.notes for r in ReviewStore(str(db)).reviews()] == ["keep me"]
 
 
+def test_a_silent_database_server_makes_save_wait_but_never_the_viewer(
+    open_sample: Any,
+    open_widget: Any,
+    silent_server: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qtpy.QtCore import QTimer
+
+    from napari_pathreview.review import engine
+
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)  # the default is 10 s
+    monkeypatch.setenv("PATHREVIEW_DB_URL", f"postgresql://dr@127.0.0.1:{silent_server}/reviews")
+    seen = _messages()
+    viewer, _ = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    review.reviewer.value = "dr_c"
+    review.label.value = "malignant"
+    review.notes.value = "typed while the server hangs"
+    save_enabled_while_waiting: list[bool] = []
+    second_press: list[int | None] = []
+    ticker = QTimer()
+    button = review.save_button
+    ticker.timeout.connect(lambda: save_enabled_while_waiting.append(button.isEnabled()))
+    ticker.start(50)
+    QTimer.singleShot(300, lambda: second_press.append(review.save()))
+    try:
+        assert review.save() is None
+    finally:
+        ticker.stop()
+    # Qt's event loop ran during the wait (a frozen viewer runs no timers), Save disabled
+    assert len(save_enabled_while_waiting) >= 5 and not any(save_enabled_while_waiting)
+    assert second_press == [None] and any("Still saving" in m for m in seen)
+    assert any("timeout" in m and f"127.0.0.1:{silent_server}" in m for m in seen)
+    assert review.save_button.isEnabled() and not review.saving
+    assert review.notes.value == "typed while the server hangs" and review.has_unsaved_changes()
+
+
 def test_saving_a_layer_without_a_file_says_what_to_do(
     make_napari_viewer: Any, open_widget: Any
 ) -> None:
@@ -309,6 +346,24 @@ def test_queue_resumes_where_the_reviewer_stopped(
     qtbot.waitUntil(lambda: other.queue is not None, timeout=20_000)
     assert other.queue.current == paths[0]
     _wait_loaded(qtbot, other, paths[0])  # its image opens in a worker too: let it finish
+
+
+def test_the_count_follows_the_reviewer_once_the_name_is_entered(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    from qtpy.QtCore import Qt
+
+    paths = _folder(tmp_path)
+    _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    review.label.value = "benign"
+    assert review.save() is not None
+    assert review.progress_label.text().startswith("1 of 3 reviewed")
+    field = review.reviewer.native
+    field.clear()
+    qtbot.keyClicks(field, "dr_new")
+    assert review.progress_label.text().startswith("1 of 3 reviewed")  # not per keystroke
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+    assert review.progress_label.text().startswith("0 of 3 reviewed")
 
 
 def test_disagreements_export_as_a_training_manifest(

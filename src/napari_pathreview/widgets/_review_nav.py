@@ -4,7 +4,8 @@ A mixin of :class:`~napari_pathreview.widgets.review.ReviewWidget` (it uses the 
 form, store and ``image_opened`` signal). Building the queue (reading the store, ordering,
 hashing) and reading and hashing the next image run in napari workers, so neither opening a
 queue nor *Next* blocks the UI; only adding the finished layers happens in
-the main thread. Leaving an image with unsaved entries asks first (Save / Discard / Stay).
+the main thread. The progress count, the disagreement list and the export read the store in
+the store thread. Leaving an image with unsaved entries asks first (Save / Discard / Stay).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from napari_pathreview.widgets._queue import (
     file_sha256,
     reviewed_hashes,
 )
+from napari_pathreview.widgets._store_thread import wait_in_store_thread
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class QueueNavigation:
 
     queue: WorkQueue | None = None
     loading: Any = None
+    saving: bool = False  # a review is being written: navigation waits for it
     loaded_path: Path | None = None
     _queue_layers: list[Any]
     _hashes: dict[Path, str]
@@ -195,7 +198,7 @@ class QueueNavigation:
         from napari.qt.threading import create_worker
 
         try:
-            store = self.store()
+            store = wait_in_store_thread(self.store)
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Work queue")
             return None
@@ -236,10 +239,11 @@ class QueueNavigation:
         """Re-read this reviewer's reviews and update '12 of 80 reviewed'."""
         if self.queue is None:
             return
+        reviewer = self.reviewer.value.strip()
         try:
-            self.queue.set_reviewed(
-                reviewed_hashes(self.store().reviews(reviewer=self.reviewer.value.strip()))
-            )
+            reviews = wait_in_store_thread(lambda: self.store().reviews(reviewer=reviewer))
+            if self.queue is not None:  # closed while it was read
+                self.queue.set_reviewed(reviewed_hashes(reviews))
         except Exception as error:  # noqa: BLE001 - notified; the old count stays
             notify_exception(error, "Work queue")
         self._show_progress()
@@ -275,7 +279,7 @@ class QueueNavigation:
     def next_item(self) -> Any:
         """Show the next image of the queue (Alt+→); returns the loading worker."""
         queue = self.queue
-        if queue is None or not self.confirm_leave():
+        if queue is None or self.saving or not self.confirm_leave():
             return None
         if queue.index >= len(queue) - 1:
             left = len(queue) - queue.reviewed_count
@@ -290,7 +294,7 @@ class QueueNavigation:
 
     def previous_item(self) -> Any:
         """Show the previous image of the queue (Alt+←); returns the loading worker."""
-        if self.queue is None or not self.confirm_leave():
+        if self.queue is None or self.saving or not self.confirm_leave():
             return None
         self.queue.previous()
         return self.open_path(self.queue.current)
@@ -395,7 +399,9 @@ class QueueNavigation:
         """List the reviews that disagree with the model (this reviewer's, or everyone's)."""
         reviewer = self.reviewer.value.strip() if self.only_mine.value else None
         try:
-            records = self.store().reviews(reviewer=reviewer, disagreements_only=True)
+            records = wait_in_store_thread(
+                lambda: self.store().reviews(reviewer=reviewer, disagreements_only=True)
+            )
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Disagreements")
             return []
@@ -416,7 +422,7 @@ class QueueNavigation:
         if not path.is_file():
             notify_exception(FileNotFoundError(f"{path} no longer exists"), "Disagreement")
             return None
-        if not self.confirm_leave():
+        if self.saving or not self.confirm_leave():
             return None
         if self.queue is not None and path in self.queue.paths:
             self.queue.index = self.queue.paths.index(path)
@@ -435,8 +441,10 @@ class QueueNavigation:
         """Write the listed disagreements as a training manifest (``pathreview train`` reads it)."""
         reviewer = self.reviewer.value.strip() if self.only_mine.value else None
         try:
-            written = self.store().export_manifest(
-                path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
+            written = wait_in_store_thread(
+                lambda: self.store().export_manifest(
+                    path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
+                )
             )
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Export")

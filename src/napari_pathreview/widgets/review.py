@@ -6,6 +6,8 @@ prediction the Analyze widget left in the image layer's metadata. The form belon
 image: it is reset (or filled from that image's saved review) whenever the image changes,
 only that image's ROI layers are offered, and unsaved entries are never carried over or
 dropped silently. A save that fails (locked database, bad input) leaves the form untouched.
+Every database call runs in the store thread (:mod:`~napari_pathreview.widgets._store_thread`):
+a locked file or a silent PostgreSQL server makes Save wait, never the viewer.
 Queue navigation, loading in a worker and the disagreement list live in
 :mod:`~napari_pathreview.widgets._review_nav`.
 """
@@ -27,6 +29,7 @@ from napari_pathreview.widgets import _results
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
+from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_key: tuple[str, str] | None = None
         self._shown_prediction: dict[str, Any] | None = None
         self._state = state.FormState()
+        self.saving = False
         self._build_form()
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
@@ -128,7 +132,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         compact(self.image_combo, self.label, self.roi_combo)
         self.image_combo.changed.connect(self._image_changed)
         self.label.changed.connect(self._suggest_agreement)
-        self.reviewer.changed.connect(self.refresh_progress)
+        # Once the name is typed (Enter, or focus leaves), not per keystroke: each count is a read.
+        self.reviewer.native.editingFinished.connect(self.refresh_progress)
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
@@ -176,6 +181,8 @@ class ReviewWidget(QueueNavigation, QWidget):
     def _follow_active(self, *_: Any) -> None:
         """Review the image the user selects, unless this one has unsaved entries."""
         active = self.viewer.layers.selection.active
+        if self.saving:
+            return  # the form stays on the image whose review is being written
         if active is None or not is_source_image(active) or active.name == self.image_combo.value:
             return
         if self.has_unsaved_changes():
@@ -277,11 +284,16 @@ class ReviewWidget(QueueNavigation, QWidget):
         if not source or not reviewer or not Path(source).is_file():
             return None
         try:
-            sha = self.sha256_of(Path(source))
-            return state.latest_review_of(self.store().reviews(reviewer=reviewer), sha)
+            return wait_in_store_thread(self._latest_review, Path(source), reviewer)
         except Exception as error:  # noqa: BLE001 - notified; the form starts fresh
             notify_exception(error, "Saved review")
             return None
+
+    def _latest_review(self, source: Path, reviewer: str) -> Any:
+        """In the store thread: ``reviewer``'s latest review of the file (hashing it too)."""
+        return state.latest_review_of(
+            self.store().reviews(reviewer=reviewer), self.sha256_of(source)
+        )
 
     def _restore_roi(self, image: Any, geojson: Any) -> None:
         if not geojson:
@@ -341,7 +353,10 @@ class ReviewWidget(QueueNavigation, QWidget):
 
     # ------------------------------------------------------------------ store
     def store(self) -> Any:
-        """The review store, opened on first use (a failure to open is retried next time)."""
+        """The review store, opened on first use (a failure to open is retried next time).
+
+        Opening connects to the database: call it in the store thread, as every caller here does.
+        """
         if self._store is None:
             from napari_pathreview.review import ReviewStore
 
@@ -387,43 +402,70 @@ class ReviewWidget(QueueNavigation, QWidget):
         label = str(self.label.value)
         prediction = self.prediction()
         return {
-            "layer": layer,
+            "layer_name": layer.name,
             "source": Path(source),
             "modality": layer_modality(layer),
             "reviewer": reviewer,
             "patient_id": meta.get("patient_id"),
+            "label": label,
             "agrees": state.agrees_with_model(label, self.agreement.value, prediction),
+            "confidence": float(self.confidence.value),
+            "notes": str(self.notes.value or ""),
             "roi": self._roi_geojson(),
+            "classes": self.classes(),
+            "prediction": prediction,  # the layer's own dict: its store ids are noted on it
         }
 
     def save(self, *_: Any) -> int | None:
-        """Write the review (and the prediction it judges); returns its id, None on failure."""
+        """Write the review (and the prediction it judges); returns its id, None on failure.
+
+        The form is read here, written in the store thread; while that waits (a locked or
+        silent database) the viewer stays live, Save is disabled and a second press is refused.
+        """
+        if self.saving:
+            show_info("Still saving the last review; wait for it before saving again.")
+            return None
+        shown_key, entries = self._shown_key, self.form_state()
+        self.saving = True
+        self.save_button.setEnabled(False)
         try:
             form = self._gather()
-            review_id = self._write(form)
+            review_id, sha, db_key, prediction_id = wait_in_store_thread(self._write, form)
         except Exception as error:  # noqa: BLE001 - notified; the form keeps its contents
             notify_exception(error, "Review not saved (your entries are kept)")
             return None
+        finally:
+            self.saving = False
+            self.save_button.setEnabled(True)
+        if prediction_id is not None:  # the prediction's row, reused by the next save
+            form["prediction"].setdefault("store_id", {})[db_key] = prediction_id
+        if self.queue is not None:
+            self.queue.mark_reviewed(sha)
         self.last_review_id = review_id
-        self._state = self.form_state().edited(review_id=review_id)
-        show_info(f"Review saved ({form['reviewer']}: {self.label.value}).")
+        if self._shown_key == shown_key:  # edits made while it was written stay unsaved
+            self._state = entries.edited(review_id=review_id)
+        show_info(f"Review saved ({form['reviewer']}: {form['label']}).")
         self.refresh_progress()
         self.refresh_disagreements()
         return review_id
 
-    def _write(self, form: dict[str, Any]) -> int:
-        store, layer = self.store(), form["layer"]
+    def _write(self, form: dict[str, Any]) -> tuple[int, str, str, int | None]:
+        """In the store thread: the image, the prediction (once per database) and the review.
+
+        Returns the review id, the image's hash, the database key and the prediction id.
+        """
+        store = self.store()
+        db_key = str(store.url)
         patient = form["patient_id"]
         sha = store.add_image(
             form["source"],
             form["modality"],
-            metadata={"layer": layer.name},
+            metadata={"layer": form["layer_name"]},
             patient_id=str(patient) if patient else None,
         )
-        prediction = self.prediction()
-        prediction_id = None
+        prediction, prediction_id = form["prediction"], None
         if prediction:
-            prediction_id = prediction.get("store_id", {}).get(self.db_key())
+            prediction_id = prediction.get("store_id", {}).get(db_key)
             if prediction_id is None:
                 prediction_id = store.add_prediction(
                     sha,
@@ -433,21 +475,15 @@ class ReviewWidget(QueueNavigation, QWidget):
                     prediction["settings"],
                     label=prediction["label"],
                 )
-                prediction.setdefault("store_id", {})[self.db_key()] = prediction_id
         review_id = store.add_review(
             sha,
             form["reviewer"],
-            str(self.label.value),
+            form["label"],
             form["agrees"],
-            confidence=float(self.confidence.value),
-            notes=str(self.notes.value or ""),
+            confidence=form["confidence"],
+            notes=form["notes"],
             roi_geojson=form["roi"],
             prediction_id=prediction_id,
-            allowed_labels=self.classes(),
+            allowed_labels=form["classes"],
         )
-        if self.queue is not None:
-            self.queue.mark_reviewed(sha)
-        return review_id
-
-    def db_key(self) -> str:
-        return str(self.store().url)
+        return review_id, sha, db_key, prediction_id
