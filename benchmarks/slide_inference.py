@@ -75,7 +75,7 @@ def _sync(predictor) -> None:
 def _extract(predictor, source, settings) -> list[np.ndarray]:
     """The exact tiles our engine classifies, read up front (not timed)."""
     from napari_pathreview.inference.prefetch import TileReader
-    from napari_pathreview.inference.slides import model_um_per_px, plan_grid, tissue_cells
+    from napari_pathreview.inference.slide_grid import model_um_per_px, plan_grid, tissue_cells
     from napari_pathreview.inference.tissue import slide_tissue
 
     grid = plan_grid(source, predictor.spec.hw, settings, model_um_per_px(predictor.card, settings))

@@ -325,7 +325,7 @@ def _tiled_steps(
     from napari_pathreview.inference.cache import SlideCache, cached_slide
     from napari_pathreview.inference.layer_slide import LevelsSlide
     from napari_pathreview.inference.slide_cam import iter_slide_cam
-    from napari_pathreview.inference.slides import SlideSettings
+    from napari_pathreview.inference.slide_grid import SlideSettings
 
     settings = SlideSettings(mode=request.slide_mode)
     source = LevelsSlide(levels, um_per_px)

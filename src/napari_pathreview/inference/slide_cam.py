@@ -1,6 +1,6 @@
 """CAMs of a whole slide at the model's resolution, stitched into a bounded map.
 
-The heatmap grid (``slides.plan_grid``) says where tiles are and what resolution the model
+The heatmap grid (``slide_grid.plan_grid``) says where tiles are and what resolution the model
 sees; this module explains tiles read on that same plan and blends their CAMs into a map that
 covers level 0 exactly, ``k`` map pixels per grid cell (a modest multiple of the heatmap
 grid, so memory grows with the number of tiles, never with the slide's pixel count).
@@ -105,7 +105,7 @@ class CamCanvas:
 
 def cam_grid(source: Any, grid: Any, settings: Any, model_um: float | None) -> Any:
     """The explanation grid: the heatmap grid's tiles at half-tile stride (50 % overlap)."""
-    from napari_pathreview.inference.slides import plan_grid
+    from napari_pathreview.inference.slide_grid import plan_grid
 
     return plan_grid(source, grid.tile_size, replace(settings, overlap=0.5), model_um)
 
@@ -160,7 +160,7 @@ def iter_slide_cam(
     """
     from napari_pathreview.explain.cams import resolve_method
     from napari_pathreview.inference.prefetch import TileReader, _read_ahead
-    from napari_pathreview.inference.slides import model_um_per_px, tissue_cells
+    from napari_pathreview.inference.slide_grid import model_um_per_px, tissue_cells
     from napari_pathreview.inference.tissue import slide_tissue
 
     model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None

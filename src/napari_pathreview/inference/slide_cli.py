@@ -87,7 +87,7 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """``SlideSettings`` from the tiling options (validated: bad values name the option)."""
-    from napari_pathreview.inference.slides import SlideSettings
+    from napari_pathreview.inference.slide_grid import SlideSettings
 
     return SlideSettings(
         mode=args.mode,
@@ -115,7 +115,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     name, version = parse_model_ref(args.model)
     card = ModelRegistry().card(name, version)  # fails fast on an unknown model
     if settings.mode == "matched":
-        from napari_pathreview.inference.slides import model_um_per_px
+        from napari_pathreview.inference.slide_grid import model_um_per_px
 
         model_um_per_px(card, settings)  # a card without a resolution is refused up front
     job = job_from_settings(

@@ -1,14 +1,10 @@
 """Whole-slide inference at the model's own magnification, streamed batch by batch.
 
-A slide is tiled at the µm/px recorded in the model card's preprocessing spec (the resolution
-the model was trained at), whatever the slide's own levels are: each tile is read from the
-nearest level at least as fine and shrunk with area interpolation, so a 0.5 µm/px model sees
-0.5 µm/px on a 0.25 µm/px slide and on a 0.5 µm/px one alike. The quick low-resolution look of
-earlier versions survives only as the explicitly named ``preview`` mode.
-
-The grid is regular and exactly covers the slide: ``n`` cells per axis of ``extent / n``
-level-0 pixels each, one tile centred on each cell. A heatmap cell is therefore a box of the
-slide with no overhang, and a napari layer with ``scale = cell`` lines up at every level.
+The slide is tiled on the grid :func:`~.slide_grid.plan_grid` lays out at the µm/px the model
+was trained at (its settings, grid and resolution rules live in :mod:`.slide_grid` and are
+re-exported here), so a 0.5 µm/px model sees 0.5 µm/px on a 0.25 µm/px slide and on a
+0.5 µm/px one alike. The quick low-resolution look of earlier versions survives only as the
+explicitly named ``preview`` mode.
 
 :func:`iter_slide` is a generator (the micro-sam/stardist pattern): it yields one
 :class:`SlideStart` (so a viewer can show the empty heatmap at once), a :class:`SlideBatch` per
@@ -21,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.errors import ImageReadError
+from napari_pathreview.inference.slide_grid import (
+    MODES,
+    SlideGrid,
+    SlideScaleError,
+    SlideSettings,
+    model_um_per_px,
+    plan_grid,
+    tissue_cells,
+)
 from napari_pathreview.preprocessing import check_tileable
 
 __all__ = [
@@ -45,126 +49,10 @@ __all__ = [
     "model_um_per_px",
     "plan_grid",
     "predict_slide",
+    "tissue_cells",
 ]
 
 logger = logging.getLogger(__name__)
-
-MODES: tuple[str, ...] = ("matched", "preview")
-
-
-class SlideScaleError(InvalidInputError):
-    """The model card or the slide lacks the physical pixel size matched tiling needs."""
-
-
-@dataclass(frozen=True)
-class SlideSettings:
-    """How a slide is tiled and run.
-
-    Attributes:
-        mode: "matched" (tile at the model's µm/px) or "preview" (the finest level needing at
-            most ``preview_max_tiles`` tiles, no resampling: fast, not what the model learned).
-        overlap: Fraction of a tile shared with each neighbour, in [0, 0.9].
-        min_tissue: Least tissue fraction of a tile's box for it to be classified.
-        tissue: Detect tissue and skip glass (off: every tile is classified).
-        batch_size: Tiles per forward (None: the predictor's); halved on CUDA out-of-memory.
-        read_workers: Threads reading and decoding tiles ahead of the model.
-        prefetch: Decoded tiles kept ready, in batches.
-        model_um_per_px: Overrides the card's resolution (for cards registered without one).
-        slide_um_per_px: Overrides the slide's level-0 pixel size (for files without one).
-        preview_max_tiles: Tile budget of the preview mode.
-        top_k: Tiles averaged for the ``topk_mean`` aggregate.
-        max_failed: Fraction of unreadable tiles above which the run stops.
-    """
-
-    mode: str = "matched"
-    overlap: float = 0.0
-    min_tissue: float = 0.25
-    tissue: bool = True
-    batch_size: int | None = None
-    read_workers: int = 4
-    prefetch: int = 2
-    model_um_per_px: float | None = None
-    slide_um_per_px: float | None = None
-    preview_max_tiles: int = 100
-    top_k: int = 5
-    max_failed: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise InvalidInputError(f"slide mode must be one of {MODES}, got {self.mode!r}")
-        if not 0.0 <= self.overlap <= 0.9:
-            raise InvalidInputError(f"overlap must be in [0, 0.9], got {self.overlap}")
-        if not 0.0 <= self.min_tissue <= 1.0:
-            raise InvalidInputError(f"min_tissue must be in [0, 1], got {self.min_tissue}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.read_workers < 1 or self.prefetch < 1:
-            raise InvalidInputError("read_workers and prefetch must be >= 1")
-        for name in ("model_um_per_px", "slide_um_per_px"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise InvalidInputError(f"{name} must be a positive number, got {value}")
-
-    def cache_fields(self) -> dict[str, Any]:
-        """The settings that change the result (not speed knobs): part of the cache key."""
-        return {
-            "mode": self.mode,
-            "overlap": self.overlap,
-            "min_tissue": self.min_tissue,
-            "tissue": self.tissue,
-            "model_um_per_px": self.model_um_per_px,
-            "slide_um_per_px": self.slide_um_per_px,
-            "preview_max_tiles": self.preview_max_tiles if self.mode == "preview" else None,
-        }
-
-
-@dataclass(frozen=True)
-class SlideGrid:
-    """Where the tiles are: a regular grid of cells covering level 0 exactly.
-
-    Attributes:
-        shape: (rows, cols) of cells = of the heatmap.
-        cell: (row, col) level-0 pixels per cell (the heatmap layer's ``scale``).
-        tile0: (row, col) level-0 pixels one tile covers (≥ cell; centred on its cell).
-        level: Level tiles are read from.
-        read_size: (row, col) pixels read from that level per tile.
-        tile_size: (row, col) pixels the model gets (read tiles are area-resized to it).
-        um_per_px: Resolution the model sees, None in preview mode without a slide scale.
-        level0_shape: (height, width) of the slide's level 0.
-    """
-
-    shape: tuple[int, int]
-    cell: tuple[float, float]
-    tile0: tuple[float, float]
-    level: int
-    read_size: tuple[int, int]
-    tile_size: tuple[int, int]
-    um_per_px: float | None
-    level0_shape: tuple[int, int]
-    downsample: float = 1.0
-
-    @property
-    def n_cells(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def box0(self, row: Any, col: Any) -> tuple[Any, Any, float, float]:
-        """(y0, x0, h, w) of a cell's tile in level-0 pixels (may start before 0).
-
-        ``row``/``col`` may be arrays: the origins come back as arrays.
-        """
-        y0 = (row + 0.5) * self.cell[0] - self.tile0[0] / 2
-        x0 = (col + 0.5) * self.cell[1] - self.tile0[1] / 2
-        return y0, x0, self.tile0[0], self.tile0[1]
-
-    def read_origin(self, row: int, col: int) -> tuple[int, int]:
-        """Top-left of a cell's tile in pixels of the read level."""
-        y0, x0, _, _ = self.box0(row, col)
-        return int(round(y0 / self.downsample)), int(round(x0 / self.downsample))
-
-    @property
-    def translate(self) -> tuple[float, float]:
-        """napari ``translate`` that puts cell (0, 0) on level-0 pixels [0, cell)."""
-        return ((self.cell[0] - 1.0) / 2.0, (self.cell[1] - 1.0) / 2.0)
 
 
 @dataclass(frozen=True)
@@ -246,117 +134,6 @@ class SlideResult:
     def translate(self) -> tuple[float, float]:
         """Centre of cell (0, 0) in level-0 pixels (the napari layer's ``translate``)."""
         return self.grid.translate
-
-
-def model_um_per_px(card: Any, settings: SlideSettings) -> float:
-    """The resolution a model was trained at, from the settings' override or the card's spec."""
-    if settings.model_um_per_px is not None:
-        return float(settings.model_um_per_px)
-    spec = getattr(card, "preprocess", None)
-    value = getattr(spec, "um_per_px", None) if spec is not None else None
-    if value is None:
-        raise SlideScaleError(
-            f"model {card.name}@{card.version} has no training resolution: its card's "
-            "preprocess.pixel_size (µm per network-input pixel) is not set. Re-register it "
-            "with the resolution (BreaKHis 40X = 0.492 µm/px), pass --model-um-per-px, or use "
-            "the explicitly coarse --mode preview."
-        )
-    return float(value)
-
-
-def _slide_um(source: Any, settings: SlideSettings) -> float | None:
-    if settings.slide_um_per_px is not None:
-        return float(settings.slide_um_per_px)
-    return getattr(source, "um_per_px", None)
-
-
-def _read_level(downsamples: Sequence[float], level0_um: float, target_um: float) -> int:
-    """The coarsest level still at least as fine as ``target_um`` (level 0 if none is)."""
-    best = 0
-    for index, down in enumerate(downsamples):
-        # 1 % slack: level downsamples are rounded (4.0003); a 1 % enlargement is harmless
-        if level0_um * float(down) <= target_um * 1.01:
-            best = index if down >= downsamples[best] else best
-    return best
-
-
-def _cells(extent: int, stride: float) -> tuple[int, float]:
-    n = max(1, math.ceil(extent / stride - 1e-9))
-    return n, extent / n
-
-
-def plan_grid(
-    source: Any, tile_size: tuple[int, int], settings: SlideSettings, model_um: float | None
-) -> SlideGrid:
-    """The tile grid of a slide for a model taking ``tile_size`` inputs.
-
-    Raises:
-        SlideScaleError: matched mode on a slide that states no pixel size.
-    """
-    shapes = [tuple(int(v) for v in s) for s in source.level_shapes]
-    downs = [float(d) for d in source.level_downsamples]
-    height, width = shapes[0]
-    slide_um = _slide_um(source, settings)
-    if settings.mode == "preview":
-        level = _preview_level(shapes, tile_size, settings)
-        factor = (1.0, 1.0)
-        target = None if slide_um is None else slide_um * downs[level]
-        tile0 = (tile_size[0] * downs[level], tile_size[1] * downs[level])
-    else:
-        if slide_um is None:
-            raise SlideScaleError(
-                f"{getattr(source, 'path', 'the slide')} states no physical pixel size, so it "
-                "cannot be tiled at the model's µm/px; give the scanner's µm per level-0 pixel "
-                "(Analyze: 'pixel size (µm/px)' then Set; CLI: --mpp / --slide-um-per-px) or "
-                "use the explicitly coarse preview mode (--mode preview)."
-            )
-        assert model_um is not None
-        level = _read_level(downs, slide_um, model_um)
-        target = model_um
-        if slide_um > model_um * 1.01:
-            logger.warning(
-                "%s is scanned at %.3g µm/px, coarser than the model's %.3g µm/px: tiles are "
-                "enlarged, so fine detail the model learned from is missing",
-                getattr(source, "path", "the slide"),
-                slide_um,
-                model_um,
-            )
-        tile0 = (tile_size[0] * model_um / slide_um, tile_size[1] * model_um / slide_um)
-        factor = (tile0[0] / downs[level] / tile_size[0], tile0[1] / downs[level] / tile_size[1])
-    stride = (tile0[0] * (1.0 - settings.overlap), tile0[1] * (1.0 - settings.overlap))
-    rows, cell_h = _cells(height, stride[0])
-    cols, cell_w = _cells(width, stride[1])
-    read = (max(1, round(factor[0] * tile_size[0])), max(1, round(factor[1] * tile_size[1])))
-    return SlideGrid(
-        shape=(rows, cols),
-        cell=(cell_h, cell_w),
-        tile0=tile0,
-        level=level,
-        read_size=(int(read[0]), int(read[1])),
-        tile_size=tuple(tile_size),
-        um_per_px=target,
-        level0_shape=(height, width),
-        downsample=downs[level],
-    )
-
-
-def _preview_level(
-    shapes: Sequence[tuple[int, int]], tile_size: tuple[int, int], settings: SlideSettings
-) -> int:
-    for index, (height, width) in enumerate(shapes):
-        if (height / tile_size[0]) * (width / tile_size[1]) <= settings.preview_max_tiles:
-            return index
-    return len(shapes) - 1
-
-
-def tissue_cells(grid: SlideGrid, tissue: Any, min_tissue: float) -> np.ndarray:
-    """K×2 (row, col) of the cells whose tile box holds at least ``min_tissue`` tissue."""
-    rows, cols = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]
-    cells = np.stack([rows.ravel(), cols.ravel()], axis=1)
-    if tissue is None:
-        return cells
-    y0, x0, h, w = grid.box0(cells[:, 0], cells[:, 1])  # vectorised over all cells
-    return cells[np.asarray(tissue.fraction(y0, x0, h, w)) >= min_tissue]
 
 
 def _aggregate(probs: np.ndarray, classes: Sequence[str], top_k: int) -> dict:

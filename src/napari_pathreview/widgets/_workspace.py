@@ -88,7 +88,7 @@ def _show_demo_slide(viewer: Any, analyze: Any, model_ref: str, device: str) -> 
     """
     from napari_pathreview._demo_slide import demo_slide_path
     from napari_pathreview.inference.heatmap import HeatmapStream
-    from napari_pathreview.inference.slides import SlideScaleError
+    from napari_pathreview.inference.slide_grid import SlideScaleError
 
     layers = list(viewer.open(demo_slide_path(), plugin="napari-pathreview"))
     image = next(layer for layer in layers if type(layer).__name__ == "Image")

@@ -43,7 +43,7 @@ from napari_pathreview.inference.analysis import (
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.inference.heatmap import HeatmapStream
 from napari_pathreview.inference.mil_maps import MAP_KINDS
-from napari_pathreview.inference.slides import MODES as SLIDE_MODES
+from napari_pathreview.inference.slide_grid import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
 from napari_pathreview.widgets import _panel, _pixel_size, _results, _scale
 from napari_pathreview.widgets._common import (
