@@ -56,6 +56,16 @@ def test_a_wrapped_checkpoint_with_timm_names_loads_by_name(tmp_path, resnet18_s
     assert out.name == "r18.safetensors" and _same_outputs(out, resnet18_state)
 
 
+def test_a_headless_backbone_checkpoint_converts_without_the_classifier(tmp_path, resnet18_state):
+    backbone = {k: v for k, v in resnet18_state.items() if not k.startswith("fc.")}
+    checkpoint = tmp_path / "ssl-backbone.pth"
+    torch.save(_renamed(backbone), checkpoint)
+    out = convert_checkpoint(checkpoint, "resnet18", tmp_path)
+    own = create_model("resnet18", 2, pretrained_path=out).model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in backbone.items())
+    assert own["fc.weight"].shape == (2, 512)
+
+
 def test_a_checkpoint_of_another_network_is_refused_and_nothing_written(tmp_path):
     checkpoint = tmp_path / "mobilenet.pth"
     torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), checkpoint)

@@ -50,27 +50,29 @@ def match_state(
         WeightsError: the two differ in tensor count or in any shape (named in the message).
     """
     if set(source) == set(target):
-        pairs = [(name, source[name]) for name in target]
+        pairs = [(name, name) for name in target]
     else:
         if len(source) != len(target):
             raise WeightsError(
                 f"{where} has {len(source)} tensors, the model {len(target)}: not the same network"
             )
-        pairs = list(zip(target, source.values(), strict=True))
-    for (name, tensor), (src_name, _) in zip(pairs, source.items(), strict=True):
-        if tuple(tensor.shape) != tuple(target[name].shape):
+        pairs = list(zip(target, source, strict=True))
+    for name, source_name in pairs:
+        shape, wanted = tuple(source[source_name].shape), tuple(target[name].shape)
+        if shape != wanted:
             raise WeightsError(
-                f"{where}: {src_name} has shape {tuple(tensor.shape)} where the model's {name} "
-                f"has {tuple(target[name].shape)}: not the same network (or not in the same order)"
+                f"{where}: {source_name} has shape {shape} where the model's {name} has "
+                f"{wanted}: not the same network (or not in the same order)"
             )
-    return {name: tensor.detach().contiguous() for name, tensor in pairs}
+    return {name: source[source_name].detach().contiguous() for name, source_name in pairs}
 
 
 def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
     """Write ``source`` (a ``.pth``/``.pt``/``.safetensors`` checkpoint) for timm's ``arch``.
 
-    ``out`` is a file or a folder (then ``<arch>.safetensors`` in it). The checkpoint must have
-    timm's ImageNet head (or none): it is kept, so the file is a complete ``arch`` model.
+    ``out`` is a file or a folder (then ``<arch>.safetensors`` in it). A checkpoint with timm's
+    ImageNet head keeps it (a complete ``arch`` model); one saved without a head (a backbone
+    from self-supervised training, say) is matched to the model without its classifier.
     """
     import timm
     import torch
@@ -95,7 +97,6 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
     if len(source_state) == len(target) - 2 and head:  # a checkpoint saved without its head
         target = {k: v for k, v in target.items() if not k.startswith(head + ".")}
     state = match_state(source_state, target, str(source))
-    model.load_state_dict(state, strict=False)
     out = Path(out).expanduser()
     if out.suffix.lower() != ".safetensors":
         out = out / f"{arch}.safetensors"
