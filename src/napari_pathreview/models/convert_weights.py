@@ -94,8 +94,10 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
     target = model.state_dict()
     source_state = _tensors(checkpoint, source)
     head = model.default_cfg.get("classifier", "")
-    if len(source_state) == len(target) - 2 and head:  # a checkpoint saved without its head
-        target = {k: v for k, v in target.items() if not k.startswith(head + ".")}
+    if head:  # a checkpoint saved without its head matches the model without its classifier
+        headless = {k: v for k, v in target.items() if not k.startswith(head + ".")}
+        if len(source_state) == len(headless):
+            target = headless
     state = match_state(source_state, target, str(source))
     out = Path(out).expanduser()
     if out.suffix.lower() != ".safetensors":
