@@ -19,8 +19,12 @@ RECIPES = Path(__file__).resolve().parents[2] / "training"
 SIDE = 64
 
 
-def write_lesion_set(folder: Path, n: int = 12, seed: int = 0) -> list[dict]:
-    """Grey 'mammograms' (textured tissue); half hold a bright disc lesion, circled as the ROI."""
+def write_lesion_set(folder: Path, n: int = 12, seed: int = 0, pairs: bool = False) -> list[dict]:
+    """Grey 'mammograms' (textured tissue); half hold a bright disc lesion, circled as the ROI.
+
+    ``pairs``: films 2k and 2k + 1 are one woman's two breasts (one normal, one with the
+    lesion), as in MIAS; else every film is a woman of its own.
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -29,7 +33,7 @@ def write_lesion_set(folder: Path, n: int = 12, seed: int = 0) -> list[dict]:
         row = {
             "path": f"img{i:02d}.png",
             "label": "normal",
-            "patient_id": str(i),
+            "patient_id": str(i // 2 if pairs else i),
             "roi_row": "",
             "roi_col": "",
             "roi_radius": "",
@@ -163,6 +167,65 @@ def test_an_ensemble_run_registers_the_mean_of_its_fold_models(tmp_path, monkeyp
     assert cam.shape == rgb.shape[:2] and np.isfinite(cam).all()
 
 
+def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from napari_pathreview.registry import ModelRegistry
+
+    write_lesion_set(tmp_path / "data", n=16, pairs=True)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(lesion_recipe(str(tmp_path / "data" / "labels.csv"))))
+    script = Path(sys.executable).parent / "pathreview"
+    env = {**os.environ, "PATHREVIEW_HOME": str(tmp_path / "home")}
+    command = [str(script), "train", str(recipe), "--out", str(tmp_path / "runs")]
+    done = subprocess.run(
+        [*command, "--set", "lesion.bilateral=true"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "two-film decision (each film against the woman's other film):" in done.stdout
+    run = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    decision = metrics["bilateral_decision"]
+    assert [f["calibration"]["n_films"] for f in decision["folds"]] == [2, 2]  # one val woman
+    assert all(f["calibration"]["fitted"] for f in decision["folds"])
+    assert set(decision["test"]["ci95"]) >= {"roc_auc", "balanced_accuracy"}
+    assert decision["kfold_summary"]["balanced_accuracy"]["n_folds"] == 2
+    # each held-out film's two-film probabilities follow from its own and its partner's
+    from napari_pathreview.training.bilateral import BilateralCalibration, bilateral_probs
+
+    normal = metrics["classes"].index("normal")
+    for k in range(2):
+        fold = json.loads((run / f"fold{k}" / "fold.json").read_text())
+        women = [str(int(Path(p).stem[3:]) // 2) for p in fold["test_predictions"]["paths"]]
+        calibration = BilateralCalibration(**fold["bilateral"]["calibration"])
+        expected = bilateral_probs(fold["test_predictions"]["probs"], women, normal, calibration)
+        np.testing.assert_allclose(fold["bilateral"]["probs"], expected, atol=1e-9)
+    # the registered model reads one film: its card keeps its own figures, the decision beside
+    name, version = metrics["registered"].split("@")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(tmp_path / "home"))
+        card = ModelRegistry().card(name, version)
+    assert card.metrics["test"]["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"])
+    assert card.metrics["bilateral_decision"]["test"] == decision["test"]
+    # re-scored without it, the finished run drops the decision and trains nothing
+    rescore = ["--resume", str(run), "--rescore", "--set", "lesion.bilateral=false"]
+    again = subprocess.run(
+        [str(script), "train", *rescore],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "two-film decision" not in again.stdout
+    rescored = json.loads((run / "metrics.json").read_text())
+    assert "bilateral_decision" not in rescored
+    assert rescored["test"]["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"], abs=1e-6)
+    assert "bilateral" not in json.loads((run / "fold0" / "fold.json").read_text())
+
+
 def test_a_class_without_any_roi_is_refused_before_training(tmp_path):
     from napari_pathreview.training.patches import PatchError
 
@@ -223,6 +286,9 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
     at_roi = result.metrics["lesion_classes_at_roi"]
     assert at_roi["classes"] == ["benign", "malignant"] and at_roi["n_images"] >= 1
     assert result.metrics["lesion_detection"]["pooled"]["n_images"] == 24
+    two_film = result.metrics["bilateral_decision"]  # the shipped recipe reports it
+    assert sum(f["calibration"]["n_films"] for f in two_film["folds"]) >= 2
+    assert 0.0 <= two_film["test"]["balanced_accuracy"] <= 1.0
     assert all(fold["patches"]["hard"] > 0 for fold in result.metrics["folds"])  # round 2
 
 

@@ -87,6 +87,14 @@ def test_a_fold_ensemble_is_refused_where_folds_cannot_be_averaged(recipe, overr
     assert load_recipe(LESION, ["register.select=ensemble"]).register.select == "ensemble"
 
 
+def test_the_two_film_decision_is_refused_where_there_is_no_left_and_right():
+    with pytest.raises(RecipeError, match="lesion.bilateral.*modality: histology"):
+        load_recipe(LESION, ["lesion.bilateral=true"])  # slides of a patient are not a pair
+    with pytest.raises(RecipeError, match="lesion.bilateral.*lesion.enabled: false"):
+        load_recipe(MINIMAL, ["lesion.bilateral=true", "modality=mammogram"])
+    assert load_recipe(LESION, ["lesion.bilateral=true", "modality=mammogram"]).lesion.bilateral
+
+
 def test_missing_file_and_missing_root_are_clear():
     with pytest.raises(RecipeError, match="not found"):
         load_recipe("/nonexistent/recipe.yaml")

@@ -103,12 +103,7 @@ def _train(args: argparse.Namespace) -> int:
         f"protocol:   {result.metrics['split_protocol']}"
         + ("  [LEAKY: image-level split]" if result.metrics["leaky"] else "")
     )
-    print(f"{'metric':<20}{'value':>8}   95% CI")
-    for name in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"):
-        value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
-        shown = "n/a" if value is None else f"{value:.3f}"
-        ci = "" if low is None else f"[{low:.3f}, {high:.3f}]"
-        print(f"{name:<20}{shown:>8}   {ci}")
+    _print_table(test, ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"))
     if "kfold_summary" in result.metrics:
         print(
             json.dumps(
@@ -119,6 +114,22 @@ def _train(args: argparse.Namespace) -> int:
                 }
             )
         )
+    if "bilateral_decision" in result.metrics:
+        print("two-film decision (each film against the woman's other film):")
+        _print_table(
+            result.metrics["bilateral_decision"]["test"],
+            ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc"),
+        )
     if result.registered:
         print(f"registered: {result.registered}")
     return 0
+
+
+def _print_table(test: dict, names: tuple[str, ...]) -> None:
+    """Pooled test figures with their bootstrap CIs, one metric per line."""
+    print(f"{'metric':<20}{'value':>8}   95% CI")
+    for name in names:
+        value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
+        shown = "n/a" if value is None else f"{value:.3f}"
+        ci = "" if low is None else f"[{low:.3f}, {high:.3f}]"
+        print(f"{name:<20}{shown:>8}   {ci}")

@@ -291,6 +291,7 @@ def run_fold(
         model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
         model.eval()
         cache = _encode_fold(recipe, model, images, fold_dir)  # the fold's own store, reused
+        finished.pop("bilateral", None)  # present again only if the recipe still asks for it
         finished.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
         done.write_text(json.dumps(finished, default=float))
         return finished

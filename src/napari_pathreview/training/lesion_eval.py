@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MAP_NAMES: tuple[str, ...] = ("patch_map", "attention_map")
 # scored beside the model's maps: the ceiling that the patch size and stride leave
 SCORED_MAPS: tuple[str, ...] = (*MAP_NAMES, "perfect_patch_map")
+# per-image and per-epoch records of a fold, kept in fold.json but not in metrics.json's folds
+FOLD_DETAIL = ("test_predictions", "patch_history", "mil_history", "map_scores", "bilateral")
 
 
 def image_maps(bag_patch_probs, attention, grid, shape, patch, stride, negative) -> dict:
@@ -78,7 +80,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         rows.append(row)
     probs = predictions.probs
-    return {
+    out = {
         "test_predictions": {
             "labels": labels,
             "probs": probs.tolist(),
@@ -86,6 +88,31 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
         },
         "test": compute_metrics(labels, probs, None, with_confusion=False),
         "map_scores": rows,
+    }
+    if recipe.lesion.bilateral:
+        out.update(bilateral_fold(model, images, cache, part, negative, probs))
+    return out
+
+
+def bilateral_fold(model, images, cache, part: dict, negative: int, test_probs) -> dict:
+    """The two-film decision of one fold: calibrated on its validation films, applied to its
+    held-out films (``training.bilateral``)."""
+    from napari_pathreview.training.bilateral import bilateral_probs, fit_bilateral
+    from napari_pathreview.training.mil import predict_bags
+
+    val, test = part["val"], part["test"]
+    val_probs = predict_bags(model.head, [cache.bags[i] for i in val]).probs
+    calibration = fit_bilateral(
+        val_probs, [images[i].label for i in val], [images[i].patient_id for i in val], negative
+    )
+    probs = bilateral_probs(test_probs, [images[i].patient_id for i in test], negative, calibration)
+    labels = [int(images[i].label) for i in test]
+    return {
+        "bilateral": {
+            "calibration": calibration.to_dict(),
+            "probs": probs.tolist(),
+            "test": compute_metrics(labels, probs, None, with_confusion=False),
+        }
     }
 
 
@@ -168,8 +195,9 @@ def lesion_detection(
     A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
     score subtracts the score of the same woman's other film (women with exactly two held-out
     films, taken to be her left and right breast, as in MIAS), as a radiologist compares left
-    with right: it would cancel what both breasts share (density, exposure). Nothing is fitted;
-    it tells whether a two-film model is worth building, it is not an estimate of one.
+    with right: it would cancel what both breasts share (density, exposure). Nothing is fitted
+    here: it tells whether the comparison carries signal; ``lesion.bilateral`` builds the
+    two-film decision from it (``training.bilateral``).
 
     Pooled out-of-fold scores come from one model per fold, each on its own scale, and both
     films of a woman are held out by the same fold: pooled, the subtraction also cancels the
@@ -177,29 +205,23 @@ def lesion_detection(
     comparison acts. Pooled intervals resample women (a woman's films are dependent).
     ``bilateral=False`` (slides: no left and right) skips the comparison.
     """
-    labels = np.asarray(labels, int)
-    abnormal = (labels != negative).astype(int)
-    p_negative = np.clip(np.asarray(probs, float)[:, negative], 1e-7, 1 - 1e-7)
-    score = np.log1p(-p_negative) - np.log(p_negative)
+    from napari_pathreview.training.bilateral import lesion_log_odds, log_odds_difference
+
+    abnormal = (np.asarray(labels, int) != negative).astype(int)
+    score = lesion_log_odds(probs, negative)
     patients = np.asarray([str(p) for p in patients])
     folds = np.asarray(folds, int)
-    films: dict[str, list[int]] = {}
-    for i, patient in enumerate(patients):
-        films.setdefault(patient, []).append(i)
-    pairs = [f for f in films.values() if len(f) == 2] if bilateral else []
     out: dict = {
         "pooled": _grouped_auc(abnormal, score, patients, n_resamples, seed),
         "within_folds": _per_fold_auc(abnormal, score, folds),
         "bilateral": None,
     }
-    if not pairs:
+    paired, minus_other = log_odds_difference(probs, patients, negative) if bilateral else ([], [])
+    if len(paired) == 0:
         return out
-    paired = np.asarray([i for pair in pairs for i in pair], int)
-    other = {a: b for a, b in pairs} | {b: a for a, b in pairs}
-    minus_other = score[paired] - score[[other[i] for i in paired]]
     y, groups, fold_of = abnormal[paired], patients[paired], folds[paired]
     out["bilateral"] = {
-        "n_women": len(pairs),
+        "n_women": len(paired) // 2,
         "pooled": {
             "film_alone": _grouped_auc(y, score[paired], groups, n_resamples, seed),
             "minus_other_film": _grouped_auc(y, minus_other, groups, n_resamples, seed),
@@ -244,6 +266,29 @@ def _grouped_auc(
             resampled.append(roc_auc_score(labels[idx], scores[idx]))
     if resampled:
         out["ci95"] = [float(q) for q in np.quantile(resampled, [0.025, 0.975])]
+    return out
+
+
+def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
+    """Pooled out-of-fold figures of the two-film decision, with the same bootstrap as the
+    run's own, and each fold's figures and fitted calibration."""
+    probs = np.concatenate([np.asarray(f["bilateral"]["probs"], float) for f in folds])
+    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    out = {
+        "rule": "P(abnormal) = sigmoid(slope * (film log-odds - other film's) + intercept), "
+        "fitted per fold on its validation films; lesion classes share it in the film's own "
+        "proportions; needs both films of a woman (the registered model reads one)",
+        "test": {
+            **compute_metrics(labels, probs, None),
+            "ci95": {k: list(v) for k, v in ci.items()},
+        },
+        "folds": [
+            {"calibration": f["bilateral"]["calibration"], "test": f["bilateral"]["test"]}
+            for f in folds
+        ],
+    }
+    if len(folds) > 1:
+        out["kfold_summary"] = summarize_folds([f["bilateral"]["test"] for f in folds])
     return out
 
 
@@ -325,17 +370,12 @@ def summarize_lesion_run(
             recipe.seed,
             bilateral=recipe.modality == "mammogram",
         ),
-        "folds": [
-            {
-                k: v
-                for k, v in f.items()
-                if k not in ("test_predictions", "patch_history", "mil_history", "map_scores")
-            }
-            for f in folds
-        ],
+        "folds": [{k: v for k, v in f.items() if k not in FOLD_DETAIL} for f in folds],
     }
     if len(folds) > 1:
         metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
+    if recipe.lesion.bilateral:
+        metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe)
     metrics = json_safe(metrics)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (run_dir / "map_scores.json").write_text(json.dumps(json_safe(rows), indent=1))
@@ -398,6 +438,8 @@ def register_lesion_run(
     model.eval()
     kept = card_metrics(metrics)
     kept["maps_vs_roi"] = metrics["maps_vs_roi"]
+    if "bilateral_decision" in metrics:  # beside the model's own figures: it needs two films
+        kept["bilateral_decision"] = metrics["bilateral_decision"]
     card = {
         "name": recipe.register.name or recipe.name.replace("_", "-"),
         "architecture": "patch_mil",

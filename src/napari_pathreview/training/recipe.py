@@ -198,6 +198,7 @@ class LesionConfig:
     mil_lr: float = 0.001
     mil_train_classifier: bool = False  # true: bag labels also refit the patch classifier
     map_threshold: float = 0.5
+    bilateral: bool = False  # mammograms: also decide each film against the woman's other film
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,12 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError("register.select: ema needs ema.enabled: true")
     if recipe.register.select == "ensemble":
         _validate_ensemble(recipe)
+    if recipe.lesion.bilateral and not (recipe.lesion.enabled and recipe.modality == "mammogram"):
+        raise RecipeError(
+            "lesion.bilateral compares a woman's left and right mammograms: it needs "
+            f"lesion.enabled: true and modality: mammogram (here lesion.enabled: "
+            f"{str(recipe.lesion.enabled).lower()}, modality: {recipe.modality})"
+        )
     if recipe.data.source != "reviews" and not recipe.data.root:
         raise RecipeError("data.root is required (a folder or CSV manifest)")
     if isinstance(recipe.loss.class_weights, str) and recipe.loss.class_weights != "balanced":
