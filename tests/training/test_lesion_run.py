@@ -448,6 +448,18 @@ def test_rescore_names_a_fold_whose_saved_model_is_missing(trained, tmp_path):
     assert (run / "fold0" / "fold.json").read_text() == before  # refused before any fold
 
 
+def test_rescore_refuses_to_change_a_training_setting_it_would_not_retrain(trained, tmp_path):
+    import shutil
+
+    result, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    recipe_before = (run / "recipe.yaml").read_text()
+    with pytest.raises(RecipeError, match=r"--rescore --set lesion\.patch_size.*trains nothing"):
+        run_recipe(None, ["lesion.patch_size=32"], resume=run, rescore=True)
+    assert (run / "recipe.yaml").read_text() == recipe_before  # refused before anything changed
+
+
 def test_rescore_without_a_finished_run_is_refused(tmp_path):
     import subprocess
     import sys

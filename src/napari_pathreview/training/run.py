@@ -174,6 +174,22 @@ def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
+# what --rescore may change: it re-reads saved fold models, so only how they are scored
+RESCORE_KEYS = ("lesion.bilateral", "lesion.map_threshold", "eval.bootstrap")
+
+
+def _check_rescore_overrides(overrides: Sequence[str]) -> None:
+    """Refuse ``--set`` of a training setting with ``--rescore``: nothing would retrain, and
+    the run folder's recipe.yaml would then describe models it does not hold."""
+    for assignment in overrides:
+        key = assignment.split("=", 1)[0].strip()
+        if key not in RESCORE_KEYS:
+            raise RecipeError(
+                f"--rescore --set {key}: a rescore re-reads the saved fold models and trains "
+                f"nothing; only {', '.join(RESCORE_KEYS)} can change"
+            )
+
+
 def _shared_run_dir(recipe: Recipe, out_dir) -> Path:
     """Rank 0 creates the run folder; under torchrun every other rank receives its path."""
     import torch
@@ -208,6 +224,8 @@ def run_recipe(
             saved models and embeddings, by the current scoring code (no training).
     """
     distributed, rank = _distributed()
+    if rescore:
+        _check_rescore_overrides(overrides)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
     if rescore and (resume is None or not parsed.lesion.enabled):
         raise RecipeError(
