@@ -433,6 +433,28 @@ def test_rescore_scores_a_finished_run_again_from_its_saved_folds_without_traini
     assert [w.stat().st_mtime_ns for w in weights] == stamps  # nothing was trained
 
 
+def test_rescore_reads_the_saved_models_so_the_pretrained_weights_need_not_be_here(
+    trained, tmp_path
+):
+    import shutil
+
+    import yaml
+
+    result, base = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    saved["model"]["pretrained"] = True  # as if trained from ImageNet weights absent here
+    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        patch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
+        again = run_recipe(None, resume=run, rescore=True)
+    assert again.metrics["test"]["roc_auc"] == pytest.approx(
+        result.metrics["test"]["roc_auc"], abs=1e-6
+    )
+
+
 def test_rescore_names_a_fold_whose_saved_model_is_missing(trained, tmp_path):
     import shutil
 

@@ -107,12 +107,15 @@ def build_patch_model(
     input_size: int,
     negative_class: int | None = None,
     members: int = 1,
+    pretrained: bool | None = None,
 ):
     """The ``patch_mil`` model the recipe describes (architecture = the encoder, or patch_mil).
 
     ``negative_class`` (the index of lesion.negative_class) makes max / top-k pooling rank
     patches by lesion log-odds, so a bag of normal tissue can be decided "normal";
     ``members`` > 1 builds the fold ensemble that ``register.select: ensemble`` registers.
+    ``pretrained=False`` for a model whose saved weights go in next (rescoring, registering):
+    the recipe's pretrained weights need not be on this machine then.
     """
     from napari_pathreview.models import create_model
 
@@ -132,7 +135,9 @@ def build_patch_model(
         kwargs["negative_class"] = int(negative_class)
     if members > 1:
         kwargs["members"] = int(members)
-    return create_model("patch_mil", num_classes, pretrained=recipe.model.pretrained, **kwargs)
+    if pretrained is None:
+        pretrained = recipe.model.pretrained
+    return create_model("patch_mil", num_classes, pretrained=pretrained, **kwargs)
 
 
 def sampling_of(recipe: Recipe, seed: int) -> PatchSampling:
@@ -286,7 +291,13 @@ def run_fold(
     images = stain_images(images, stain_target)
     negative = negative_index(recipe, classes)
     size = max(max(im.pixels.shape[:2]) for im in images)
-    model = build_patch_model(recipe, len(classes), size, _negative_of(recipe, classes))
+    model = build_patch_model(
+        recipe,
+        len(classes),
+        size,
+        _negative_of(recipe, classes),
+        pretrained=recipe.model.pretrained and finished is None,  # rescoring loads its own
+    )
     if finished is not None:  # checked up front by _check_rescorable
         model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
         model.eval()
@@ -428,8 +439,8 @@ def run_lesion(
     elif recipe.register.enabled:
         size = max(max(im.pixels.shape[:2]) for im in images)
         members = len(folds) if recipe.register.select == "ensemble" else 1
-        model = build_patch_model(
-            recipe, len(classes), size, _negative_of(recipe, classes), members
+        model = build_patch_model(  # the folds' saved weights go in
+            recipe, len(classes), size, _negative_of(recipe, classes), members, pretrained=False
         )
         registered = register_lesion_run(
             recipe, samples, classes, folds, metrics, run_dir, model, pixel_size
