@@ -269,19 +269,21 @@ def _grouped_auc(
     return out
 
 
+def pooled_with_ci(labels: np.ndarray, probs: np.ndarray, recipe) -> dict:
+    """Pooled out-of-fold metrics with the run's bootstrap 95 % CIs (``ci95``)."""
+    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    return {**compute_metrics(labels, probs, None), "ci95": {k: list(v) for k, v in ci.items()}}
+
+
 def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
     """Pooled out-of-fold figures of the two-film decision, with the same bootstrap as the
     run's own, and each fold's figures and fitted calibration."""
     probs = np.concatenate([np.asarray(f["bilateral"]["probs"], float) for f in folds])
-    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     out = {
         "rule": "P(abnormal) = sigmoid(slope * (film log-odds - other film's) + intercept), "
         "fitted per fold on its validation films; lesion classes share it in the film's own "
         "proportions; needs both films of a woman (the registered model reads one)",
-        "test": {
-            **compute_metrics(labels, probs, None),
-            "ci95": {k: list(v) for k, v in ci.items()},
-        },
+        "test": pooled_with_ci(labels, probs, recipe),
         "folds": [
             {"calibration": f["bilateral"]["calibration"], "test": f["bilateral"]["test"]}
             for f in folds
@@ -319,8 +321,6 @@ def summarize_lesion_run(
 
     labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
     probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], float) for f in folds])
-    pooled = compute_metrics(labels, probs, None)
-    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     patient_of = {im.path: im.patient_id for im in images}
     # a film the run's images no longer list counts as a woman of its own (never paired)
     patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
@@ -351,11 +351,7 @@ def summarize_lesion_run(
         "threshold": None,
         "threshold_rule": "argmax",
         "tta": "none",
-        "test": {
-            **pooled,
-            "ci95": {k: list(v) for k, v in ci.items()},
-            "pooled_out_of_fold": len(folds) > 1,
-        },
+        "test": {**pooled_with_ci(labels, probs, recipe), "pooled_out_of_fold": len(folds) > 1},
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
         "lesion_classes_at_roi": lesion_class_separation(
             rows, classes, negative, recipe.eval.bootstrap, recipe.seed
