@@ -85,3 +85,40 @@ def test_numpy_metrics_become_plain_numbers() -> None:
 def test_ref_and_num_classes() -> None:
     card = ModelCard.from_dict({**BASE, "version": 3})
     assert card.ref == "demo@3" and card.num_classes == 2
+
+
+MAMMOGRAM = {**BASE, "task": "lesion", "classes": ["normal", "lesion"], "modality": "mammogram"}
+TWO_FILM = {
+    "slope": 1.2,
+    "intercept": 0.4,
+    "fitted": True,
+    "n_films": 32,
+    "negative_class": "normal",
+    "fitted_on": "fold 2's validation films",
+}
+
+
+def test_a_mammogram_card_carries_its_two_film_calibration() -> None:
+    card = ModelCard.from_dict({**MAMMOGRAM, "bilateral": TWO_FILM})
+    assert ModelCard.from_dict(card.to_dict()).bilateral == TWO_FILM
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"slope": float("nan")}, "bilateral.slope"),
+        ({"intercept": "0.4"}, "bilateral.intercept"),
+        ({"fitted": "yes"}, "bilateral.fitted"),
+        ({"n_films": -1}, "bilateral.n_films"),
+        ({"negative_class": "benign"}, "bilateral.negative_class"),
+        ({"offset": 0.1}, "offset"),
+    ],
+)
+def test_a_bad_two_film_calibration_is_refused_naming_the_key(change, named) -> None:
+    with pytest.raises(ModelCardError, match=named):
+        ModelCard.from_dict({**MAMMOGRAM, "bilateral": {**TWO_FILM, **change}})
+
+
+def test_a_histology_card_has_no_left_and_right_film() -> None:
+    with pytest.raises(ModelCardError, match="'bilateral'.*mammograms"):
+        ModelCard.from_dict({**BASE, "bilateral": TWO_FILM})

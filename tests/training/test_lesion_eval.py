@@ -134,3 +134,46 @@ def test_only_women_with_exactly_two_films_are_compared():
     assert slides["bilateral"] is None  # two slides of a patient are not left and right
     alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], [0, 0], 0, 50, 0)
     assert alone["bilateral"] is None and alone["pooled"]["roc_auc"] == pytest.approx(1.0)
+
+
+def test_the_registered_model_carries_the_two_film_calibration_of_what_it_averages():
+    from napari_pathreview.bilateral import fit_bilateral
+    from napari_pathreview.training.datasets import Sample
+    from napari_pathreview.training.lesion_eval import registered_bilateral
+
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"f{i}.png", "x", f"w{i // 2}") for i in range(16)]
+    folds = []
+    for part in (range(0, 8), range(8, 16)):  # a woman's two films share a fold
+        p_normal = rng.uniform(0.05, 0.95, len(part))
+        probs = np.stack([p_normal, (1 - p_normal) / 2, (1 - p_normal) / 2], axis=1)
+        folds.append(
+            {
+                "test_predictions": {
+                    "probs": probs.tolist(),
+                    "labels": [int(i % 2) for i in part],  # the first film of each is normal
+                    "paths": [f"f{i}.png" for i in part],
+                },
+                "bilateral": {"calibration": {"slope": 0.7, "intercept": 0.1, "fitted": True}},
+            }
+        )
+    classes = ["normal", "benign", "malignant"]
+    one = registered_bilateral(folds, samples, classes, 0, best=1)
+    assert one == {
+        "slope": 0.7,
+        "intercept": 0.1,
+        "fitted": True,
+        "n_films": 0,
+        "negative_class": "normal",
+        "fitted_on": "fold 1's validation films",
+    }
+    ensemble = registered_bilateral(folds, samples, classes, 0, best=None)
+    pooled = fit_bilateral(
+        np.concatenate([f["test_predictions"]["probs"] for f in folds]),
+        [i % 2 for i in range(16)],
+        [s.patient_id for s in samples],
+        0,
+    )
+    assert ensemble["fitted_on"] == "the 2 folds' held-out films"
+    assert (ensemble["slope"], ensemble["intercept"]) == (pooled.slope, pooled.intercept)
+    assert ensemble["n_films"] == 16 and ensemble["fitted"]

@@ -194,7 +194,7 @@ def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_pa
     assert set(decision["test"]["ci95"]) >= {"roc_auc", "balanced_accuracy"}
     assert decision["kfold_summary"]["balanced_accuracy"]["n_folds"] == 2
     # each held-out film's two-film probabilities follow from its own and its partner's
-    from napari_pathreview.training.bilateral import BilateralCalibration, bilateral_probs
+    from napari_pathreview.bilateral import BilateralCalibration, bilateral_probs
 
     normal = metrics["classes"].index("normal")
     for k in range(2):
@@ -210,6 +210,33 @@ def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_pa
         card = ModelRegistry().card(name, version)
     assert card.metrics["test"]["roc_auc"] == pytest.approx(metrics["test"]["roc_auc"])
     assert card.metrics["bilateral_decision"]["test"] == decision["test"]
+    # ... and carries the registered fold's calibration, so that predict can read two films
+    best = card.metrics["registered_fold"]
+    assert card.bilateral == {
+        **decision["folds"][best]["calibration"],
+        "negative_class": "normal",
+        "fitted_on": f"fold {best}'s validation films",
+    }
+    films = [tmp_path / "data" / f"img{i:02d}.png" for i in (0, 1, 2)]  # woman 1 has one here
+    predict = [str(script), "predict", *map(str, films), "--model", metrics["registered"]]
+    predict += ["--two-film", "--patients", str(tmp_path / "data" / "labels.csv")]
+    read = subprocess.run(
+        [*predict, "--out", str(tmp_path / "pred")], capture_output=True, text=True, env=env
+    )
+    assert read.returncode == 0, read.stderr
+    assert "1 film(s) without exactly one other film of the same woman: read alone" in read.stdout
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    one_film = np.asarray([[float(r[f"p_{c}"]) for c in card.classes] for r in rows[:2]])
+    expected = bilateral_probs(
+        one_film, ["0", "0"], normal, BilateralCalibration.from_dict(card.bilateral)
+    )
+    for row, other, want in zip(rows[:2], films[1::-1], expected, strict=True):
+        assert row["two_film_other"] == str(other)
+        got = [float(row[f"two_film_p_{c}"]) for c in card.classes]
+        np.testing.assert_allclose(got, want, atol=1e-3)  # the CSV rounds p to 6 digits
+        assert row["two_film_label"] == card.classes[int(np.argmax(want))]
+    assert rows[2]["two_film_other"] == rows[2]["two_film_label"] == ""
     # re-scored without it, the finished run drops the decision and trains nothing
     rescore = ["--resume", str(run), "--rescore", "--set", "lesion.bilateral=false"]
     again = subprocess.run(
@@ -266,7 +293,11 @@ def test_cli_prints_a_bad_roi_without_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
+def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PATHREVIEW_HOME", str(tmp_path / "home"))
     overrides = [
         "data.subset=24",
         "split.folds=2",
@@ -277,9 +308,8 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
         "eval.bootstrap=20",
         "lesion.stride=32",
         f"data.root={shared_data / 'mias_full'}",
-        "register.enabled=false",
     ]
-    result = run_recipe(RECIPES / "mias_lesion_mil.yaml", overrides, out_dir=tmp_path)
+    result = run_recipe(RECIPES / "mias_lesion_mil.yaml", overrides, out_dir=tmp_path / "runs")
     assert result.metrics["classes"] == ["normal", "benign", "malignant"]
     assert result.metrics["pixel_size"] == 0.4
     assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] >= 1
@@ -290,6 +320,46 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path):
     assert sum(f["calibration"]["n_films"] for f in two_film["folds"]) >= 2
     assert 0.0 <= two_film["test"]["balanced_accuracy"] <= 1.0
     assert all(fold["patches"]["hard"] > 0 for fold in result.metrics["folds"])  # round 2
+    # the registered fold ensemble reads a woman's two films, paired by their MIAS numbers
+    from napari_pathreview.registry import ModelRegistry
+
+    card = ModelRegistry().card(*result.registered.split("@"))
+    assert card.bilateral["fitted_on"] == "the 2 folds' held-out films"
+    films = [shared_data / "mias_full" / f"mdb{n:03d}.png" for n in (1, 2, 3)]
+    script = Path(sys.executable).parent / "pathreview"
+    command = [str(script), "predict", *map(str, films), "--model", result.registered]
+    read = subprocess.run(
+        [*command, "--two-film", "--out", str(tmp_path / "pred")], capture_output=True, text=True
+    )
+    assert read.returncode == 0, read.stderr
+    with open(tmp_path / "pred" / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [Path(r["two_film_other"]).name for r in rows] == ["mdb002.png", "mdb001.png", ""]
+    p_normal = [float(r["two_film_p_normal"]) for r in rows[:2]]
+    assert all(0.0 < p < 1.0 for p in p_normal)
+
+
+def test_two_film_reading_is_refused_before_any_work_for_a_model_without_its_calibration(
+    trained, tmp_path
+):
+    import subprocess
+    import sys
+
+    result, base = trained
+    script = Path(sys.executable).parent / "pathreview"
+    env = {**os.environ, "PATHREVIEW_HOME": str(base / "home")}
+    films = [str(base / "data" / f"img{i:02d}.png") for i in (0, 1)]
+    predict = [str(script), "predict", *films, "--model", result.registered]
+    for extra, named in [
+        (["--two-film"], f"model {result.registered} has no two-film calibration"),
+        (["--patients", str(base / "data" / "labels.csv")], "add --two-film"),
+    ]:
+        done = subprocess.run(
+            [*predict, *extra, "--out", str(tmp_path)], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 2 and named in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "predictions.csv").exists()
 
 
 def test_explain_cli_scores_patch_and_attention_maps_beside_the_cam(trained, tmp_path):

@@ -22,6 +22,7 @@ from napari_pathreview.io.mias import (
     find_mias_annotations,
     mias_metadata,
     mias_refnum,
+    mias_woman,
 )
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".pnm", ".bmp"})
@@ -192,8 +193,9 @@ def base_metadata(path: Path, modality: str) -> dict[str, Any]:
             metadata.update(mias_metadata(annotations))
         else:
             refnum = mias_refnum(path)
-            woman = (int(refnum[3:]) + 1) // 2  # consecutive numbers are one woman's breasts
-            metadata.update({"dataset": "MIAS", "refnum": refnum, "patient_id": str(woman)})
+            metadata.update(
+                {"dataset": "MIAS", "refnum": refnum, "patient_id": str(mias_woman(refnum))}
+            )
     return metadata
 
 

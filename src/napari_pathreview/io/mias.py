@@ -76,13 +76,19 @@ class MiasAnnotation:
     @property
     def patient(self) -> int:
         """Woman number: MIAS numbers her two breasts consecutively (mdb001/mdb002 → 1)."""
-        return (int(self.refnum[3:]) + 1) // 2
+        return mias_woman(self.refnum)
 
 
 def mias_refnum(path: str | Path) -> str | None:
     """The MIAS reference ("mdb028") of an image path, or None for other names."""
     match = _REFNUM.match(Path(str(path)).name)
     return match.group(1).lower() if match else None
+
+
+def mias_woman(refnum: str) -> int:
+    """The woman a MIAS reference belongs to: her two breasts are numbered consecutively
+    (mdb001/mdb002 → 1)."""
+    return (int(refnum[3:]) + 1) // 2
 
 
 # Info.txt coordinates and radii are pixels of the 1024×1024 mini-MIAS images (MIAS_SIZE).

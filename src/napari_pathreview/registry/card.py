@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from napari_pathreview.bilateral import read_card_entry
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.modality import MODALITIES
 from napari_pathreview.preprocessing import (
@@ -105,6 +106,8 @@ class ModelCard:
         weights_sha256: SHA-256 of weights.safetensors (written by the registry).
         created_at: ISO-8601 time of registration.
         description: Free text; demo models say so here.
+        bilateral: Mammogram models: the two-film decision's calibration
+            (``bilateral.card_entry``), used when a film is read against the woman's other film.
     """
 
     name: str
@@ -129,6 +132,7 @@ class ModelCard:
     weights_sha256: str = ""
     created_at: str = ""
     description: str = ""
+    bilateral: dict | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -155,6 +159,7 @@ class ModelCard:
             set_(self, "stain_target", _plain(_expect("stain_target", self.stain_target, Mapping)))
         self._validate_geometry()
         self._resolve_preprocess()
+        self._validate_bilateral()
         if self.threshold is not None:
             value = _expect("threshold", self.threshold, (int, float))
             if not 0.0 <= float(value) <= 1.0 or math.isnan(float(value)):
@@ -189,6 +194,18 @@ class ModelCard:
                 raise ModelCardError(f"card field {name!r} must be finite numbers, got {value}")
         if self.std is not None and min(self.std) <= 0:
             raise ModelCardError(f"card field 'std' must be positive, got {self.std}")
+
+    def _validate_bilateral(self) -> None:
+        if self.bilateral is None:
+            return
+        if self.modality != "mammogram":
+            raise ModelCardError("card field 'bilateral' (left vs right film) is for mammograms")
+        entry = _plain(_expect("bilateral", self.bilateral, Mapping))
+        try:
+            read_card_entry(entry, self.classes)
+        except InvalidInputError as error:
+            raise ModelCardError(f"card field {error}") from error
+        object.__setattr__(self, "bilateral", entry)
 
     def _resolve_preprocess(self) -> None:
         """Parse the spec, fill the flat fields from it (or it from them), demand agreement."""

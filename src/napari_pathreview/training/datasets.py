@@ -52,16 +52,11 @@ def _images_under(root: Path) -> list[Path]:
 
 
 def _fallback_patient(path: Path) -> str:
-    """A file's patient when none is given: from BreaKHis or MIAS names, else the file itself."""
-    from napari_pathreview.io import mias_refnum, parse_breakhis_name
+    """A file's patient when none is given: what the file says (``io.patient_of_file``), else
+    the file itself."""
+    from napari_pathreview.io.patients import patient_of_file
 
-    info = parse_breakhis_name(path.name)
-    if info is not None:
-        return info.patient_id
-    refnum = mias_refnum(path)
-    if refnum is not None:
-        return str((int(refnum[3:]) + 1) // 2)
-    return path.stem
+    return patient_of_file(path) or path.stem
 
 
 def from_folder(root: Path) -> list[Sample]:

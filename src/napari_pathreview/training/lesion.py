@@ -443,7 +443,7 @@ def run_lesion(
             recipe, len(classes), size, _negative_of(recipe, classes), members, pretrained=False
         )
         registered = register_lesion_run(
-            recipe, samples, classes, folds, metrics, run_dir, model, pixel_size
+            recipe, samples, classes, folds, metrics, run_dir, model, pixel_size, negative
         )
         metrics["registered"] = registered
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

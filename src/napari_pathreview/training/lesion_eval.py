@@ -96,8 +96,8 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
 
 def bilateral_fold(model, images, cache, part: dict, negative: int, test_probs) -> dict:
     """The two-film decision of one fold: calibrated on its validation films, applied to its
-    held-out films (``training.bilateral``)."""
-    from napari_pathreview.training.bilateral import bilateral_probs, fit_bilateral
+    held-out films (``napari_pathreview.bilateral``)."""
+    from napari_pathreview.bilateral import bilateral_probs, fit_bilateral
     from napari_pathreview.training.mil import predict_bags
 
     val, test = part["val"], part["test"]
@@ -197,7 +197,7 @@ def lesion_detection(
     films, taken to be her left and right breast, as in MIAS), as a radiologist compares left
     with right: it would cancel what both breasts share (density, exposure). Nothing is fitted
     here: it tells whether the comparison carries signal; ``lesion.bilateral`` builds the
-    two-film decision from it (``training.bilateral``).
+    two-film decision from it (``napari_pathreview.bilateral``).
 
     Pooled out-of-fold scores come from one model per fold, each on its own scale, and both
     films of a woman are held out by the same fold: pooled, the subtraction also cancels the
@@ -205,7 +205,7 @@ def lesion_detection(
     comparison acts. Pooled intervals resample women (a woman's films are dependent).
     ``bilateral=False`` (slides: no left and right) skips the comparison.
     """
-    from napari_pathreview.training.bilateral import lesion_log_odds, log_odds_difference
+    from napari_pathreview.bilateral import lesion_log_odds, log_odds_difference
 
     abnormal = (np.asarray(labels, int) != negative).astype(int)
     score = lesion_log_odds(probs, negative)
@@ -292,6 +292,30 @@ def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
     if len(folds) > 1:
         out["kfold_summary"] = summarize_folds([f["bilateral"]["test"] for f in folds])
     return out
+
+
+def registered_bilateral(
+    folds: list[dict], samples, classes: Sequence[str], negative: int, best: int | None
+) -> dict:
+    """The registered model's two-film calibration (its card's ``bilateral``).
+
+    One fold's model (``best``) keeps the calibration fitted on that fold's validation films.
+    A fold ensemble, whose films were all seen in training by some member, is calibrated on the
+    folds' held-out films, each scored by the fold model that never saw it (a woman's two films
+    share a fold): cross-fitted, as the ensemble averages those models.
+    """
+    from napari_pathreview.bilateral import BilateralCalibration, card_entry, fit_bilateral
+
+    if best is not None:
+        calibration = BilateralCalibration.from_dict(folds[best]["bilateral"]["calibration"])
+        return card_entry(calibration, classes[negative], f"fold {best}'s validation films")
+    patient_of = {s.path: s.patient_id for s in samples}
+    tests = [f["test_predictions"] for f in folds]
+    probs = np.concatenate([np.asarray(t["probs"], float) for t in tests])
+    labels = [label for t in tests for label in t["labels"]]
+    patients = [patient_of[path] for t in tests for path in t["paths"]]
+    calibration = fit_bilateral(probs, labels, patients, negative)
+    return card_entry(calibration, classes[negative], f"the {len(folds)} folds' held-out films")
 
 
 def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
@@ -400,7 +424,7 @@ def _preprocess(recipe, model, pixel_size: float | None, stain_target: dict | No
 
 
 def register_lesion_run(
-    recipe, samples, classes, folds, metrics: dict, run_dir: Path, model, pixel_size
+    recipe, samples, classes, folds, metrics: dict, run_dir: Path, model, pixel_size, negative
 ) -> str:
     """Register the run as one ``patch_mil`` model: the fold with the best validation score,
     or (``register.select: ensemble``) the mean of every fold's model.
@@ -452,5 +476,9 @@ def register_lesion_run(
     }
     if "preprocess" in ModelCard.__dataclass_fields__:
         card["preprocess"] = _preprocess(recipe, model, pixel_size, stain_target)
+    if "bilateral_decision" in metrics:
+        card["bilateral"] = registered_bilateral(
+            folds, samples, classes, negative, None if model.members > 1 else best
+        )
     version = ModelRegistry().register(model, card)
     return f"{card['name']}@{version}"

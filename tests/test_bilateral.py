@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_pathreview.training.bilateral import (
+from napari_pathreview.bilateral import (
     BilateralCalibration,
     bilateral_probs,
     film_partners,

@@ -6,16 +6,22 @@ left and right), so a film's lesion log-odds minus her other film's cancels what
 ``lesion.bilateral: true`` turns that difference into the run's two-film decision: one slope and
 one offset per fold, fitted on the fold's validation films, never on its held-out ones.
 
-The registered model still reads one film at a time; the two-film decision is reported beside
-its figures (``metrics.json`` → ``bilateral_decision``), not in place of them.
+The run reports the decision beside the one-film figures (``metrics.json`` →
+``bilateral_decision``); the registered model's card carries its calibration (``ModelCard.
+bilateral``) so that ``pathreview predict --two-film`` and the Analyze dock can decide a film
+against the woman's other film (``inference.two_film``). Plain numpy: training, the registry and
+inference share this one definition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from napari_pathreview.errors import InvalidInputError
 
 # normal : abnormal total sample weight when fitting, as for three balanced classes with the
 # two lesion classes merged (what balanced accuracy over normal / benign / malignant rewards)
@@ -33,6 +39,51 @@ class BilateralCalibration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "bilateral") -> BilateralCalibration:
+        """Read back :meth:`to_dict`; a missing, non-finite or mistyped value is refused,
+        naming ``where.key``."""
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"{where} must be a mapping, got {type(data).__name__}")
+        values = {}
+        for key in ("slope", "intercept"):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInputError(f"{where}.{key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InvalidInputError(f"{where}.{key} must be finite, got {value}")
+            values[key] = float(value)
+        fitted, n_films = data.get("fitted", False), data.get("n_films", 0)
+        if not isinstance(fitted, bool):
+            raise InvalidInputError(f"{where}.fitted must be true or false, got {fitted!r}")
+        if isinstance(n_films, bool) or not isinstance(n_films, int) or n_films < 0:
+            raise InvalidInputError(f"{where}.n_films must be a count, got {n_films!r}")
+        return cls(values["slope"], values["intercept"], fitted, n_films)
+
+
+def card_entry(calibration: BilateralCalibration, negative_class: str, fitted_on: str) -> dict:
+    """What a model card stores (``ModelCard.bilateral``): the calibration, which class is
+    "no lesion", and which films it was fitted on."""
+    return {**calibration.to_dict(), "negative_class": negative_class, "fitted_on": fitted_on}
+
+
+def read_card_entry(entry: Mapping, classes: Sequence[str]) -> tuple[BilateralCalibration, int]:
+    """(calibration, index of the negative class) of a card's entry, validated against the
+    card's classes; errors name the key."""
+    calibration = BilateralCalibration.from_dict(entry)
+    negative = entry.get("negative_class")
+    if negative not in classes:
+        raise InvalidInputError(
+            f"bilateral.negative_class must be one of the classes {tuple(classes)}, "
+            f"got {negative!r}"
+        )
+    if not isinstance(entry.get("fitted_on", ""), str):
+        raise InvalidInputError(f"bilateral.fitted_on must be text, got {entry['fitted_on']!r}")
+    unknown = sorted(set(entry) - {*calibration.to_dict(), "negative_class", "fitted_on"})
+    if unknown:
+        raise InvalidInputError(f"unknown bilateral key(s) {unknown}")
+    return calibration, list(classes).index(negative)
 
 
 def lesion_log_odds(probs: np.ndarray, negative: int) -> np.ndarray:
