@@ -1,0 +1,159 @@
+"""What ``pathreview predict``, ``explain`` and ``evaluate-cam`` share: the model, stain and
+CAM options, the checks made before torch loads, and how a result becomes a CSV.
+
+Only argparse at import time; torch, the models and pytorch-grad-cam load inside the functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.stain.methods import STAIN_METHODS
+from napari_pathreview.tta import TTA_MODES
+
+STAIN_CHOICES = STAIN_METHODS
+TTA_CHOICES = TTA_MODES
+DEVICE_CHOICES = DEVICES
+
+
+def model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="registered model: NAME or NAME@VERSION")
+    parser.add_argument(
+        "--stain",
+        choices=STAIN_CHOICES,
+        default=None,
+        help="stain normalisation (default: the model card's method and target)",
+    )
+    parser.add_argument(
+        "--stain-target",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="fitted stain target JSON (from `pathreview stain fit`); its method is used",
+    )
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument(
+        "--allow-modality-mismatch",
+        action="store_true",
+        help="run a model on images of the other modality (refused by default)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
+    )
+
+
+def cam_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target-class", default=None, help="class name to explain (default: the predicted class)"
+    )
+    parser.add_argument(
+        "--cam-tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="average each CAM over these views (de-augmented)",
+    )
+    parser.add_argument(
+        "--scorecam-batch-size", type=int, default=64, help="Score-CAM masked inputs per forward"
+    )
+    parser.add_argument(
+        "--scorecam-top-k",
+        type=int,
+        default=None,
+        help="Score-CAM: score only the K most active channels (approximate)",
+    )
+
+
+def stain_arg(args: argparse.Namespace) -> Any:
+    """``--stain`` or, with ``--stain-target FILE``, that file's fitted state (checked first)."""
+    target = getattr(args, "stain_target", None)
+    if target is None:
+        return args.stain
+    from napari_pathreview.stain.targets import load_target
+
+    state = load_target(target)
+    if args.stain not in (None, str(state["method"])):
+        raise InvalidInputError(
+            f"--stain {args.stain} but {target} is a {state['method']} target; "
+            "drop --stain or pass a target fitted with that method"
+        )
+    return state
+
+
+def preflight_card(args: argparse.Namespace, images: list[Path]) -> Any:
+    """Check the model reference, its card and the images' modality before torch loads."""
+    from napari_pathreview import preflight
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    card = preflight.model_card(args.model)
+    preflight.check_modalities(card, images, args.allow_modality_mismatch)
+    return card
+
+
+def build_predictor(args: argparse.Namespace, tta: str = "none", qc: bool = True) -> Any:
+    stain = stain_arg(args)
+    from napari_pathreview.inference.predictor import Predictor
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidInputError("--batch-size must be at least 1")
+    return Predictor.from_registry(
+        args.model, device=args.device, stain=stain, tta=tta, batch_size=args.batch_size, qc=qc
+    )
+
+
+def cam_methods(text: str) -> list[str]:
+    from napari_pathreview.explain.cams import resolve_method
+
+    methods = [resolve_method(m) for m in text.split(",") if m.strip()]
+    if not methods:
+        raise InvalidInputError("give at least one CAM method")
+    return methods
+
+
+def cam_method(text: str, predictor: Any) -> str:
+    """``--cam``: a CAM method, or a patch MIL model's own ``patch_map`` / ``attention_map``."""
+    from napari_pathreview.inference.mil_maps import MAP_KINDS, patch_mil_of
+
+    if text not in MAP_KINDS:
+        return cam_methods(text)[0]
+    if patch_mil_of(predictor) is None:
+        raise InvalidInputError(
+            f"--cam {text}: {predictor.model_ref} is not a lesion-aware patch MIL model, so it "
+            "has no patch or attention map; use a CAM method (e.g. gradcam)"
+        )
+    return text
+
+
+def cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": args.scorecam_batch_size, "top_k": args.scorecam_top_k}
+
+
+def explain_kwargs(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"target_class": args.target_class, "tta": args.cam_tta}
+    if method == "scorecam":
+        kwargs.update(cam_kwargs(args))
+    return kwargs
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], header: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def describe_error(error: BaseException) -> str:
+    """A project error as its message; anything else prefixed with its type."""
+    if isinstance(error, PathReviewError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,115 @@
+"""A mammogram read against the same woman's other film, with the registered model's calibration.
+
+The model reads one film; what a film shares with the other breast's (density, exposure,
+processing) is not a lesion. A card that carries ``bilateral`` (a lesion-aware mammogram run
+with ``lesion.bilateral: true``) turns the pair of one-film predictions into the two-film
+decision its training run reported (``napari_pathreview.bilateral``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_pathreview.bilateral import bilateral_probs, read_card_entry
+from napari_pathreview.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class TwoFilmDecision:
+    """One film decided against the woman's other film.
+
+    Attributes:
+        other: The other film (its path or layer name).
+        probabilities: Class name → probability of the two-film decision.
+        label: The most probable class.
+    """
+
+    other: str
+    probabilities: dict[str, float]
+    label: str
+
+
+def check_two_film_model(card) -> None:
+    """Refuse, naming the model, a card without a two-film calibration (before any work)."""
+    if getattr(card, "bilateral", None) is None:
+        raise InvalidInputError(
+            f"model {card.ref} has no two-film calibration: train it with a lesion-aware "
+            "mammogram recipe and lesion.bilateral: true to read a film against the other film"
+        )
+
+
+def decide_pair(
+    card, film: Mapping[str, float], other: Mapping[str, float], other_name: str
+) -> TwoFilmDecision:
+    """The two-film decision of ``film`` given the woman's ``other`` film (one-film class
+    probabilities of each, as the model's ``Prediction.probabilities``)."""
+    return decide_films(card, [film, other], ["woman", "woman"], ["film", other_name])[0]
+
+
+def decide_films(
+    card,
+    probabilities: Sequence[Mapping[str, float] | None],
+    patients: Sequence[str | None],
+    names: Sequence[str],
+) -> list[TwoFilmDecision | None]:
+    """Each film's two-film decision, in input order.
+
+    A film gets one when its woman has exactly two predicted films here (None probabilities:
+    a film that failed; None patient: unknown). Any other film gets None: it stands alone.
+    """
+    check_two_film_model(card)
+    calibration, negative = read_card_entry(card.bilateral, card.classes)
+    usable = [i for i, p in enumerate(probabilities) if p is not None and patients[i] is not None]
+    out: list[TwoFilmDecision | None] = [None] * len(probabilities)
+    if not usable:
+        return out
+    probs = np.asarray([[probabilities[i][c] for c in card.classes] for i in usable], float)
+    women = [str(patients[i]) for i in usable]
+    decided = bilateral_probs(probs, women, negative, calibration)
+    for row, i in enumerate(usable):
+        partner = [j for j in usable if j != i and str(patients[j]) == women[row]]
+        if len(partner) != 1 or women.count(women[row]) != 2:
+            continue
+        values = {c: float(v) for c, v in zip(card.classes, decided[row], strict=True)}
+        out[i] = TwoFilmDecision(names[partner[0]], values, max(values, key=values.get))
+    return out
+
+
+def read_patients_csv(path: Path) -> dict[Path, str]:
+    """A ``path,patient_id`` CSV (paths relative to its folder, as in training manifests) as
+    resolved path → patient; a missing column or an empty cell is refused naming the row."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows, header = list(reader), reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(f"cannot read patients CSV {path}: {error}") from error
+    missing = [c for c in ("path", "patient_id") if c not in header]
+    if missing:
+        raise InvalidInputError(f"patients CSV {path} needs the columns path,patient_id")
+    patients: dict[Path, str] = {}
+    for line, row in enumerate(rows, start=2):
+        image, patient = (row.get("path") or "").strip(), (row.get("patient_id") or "").strip()
+        if not image or not patient:
+            raise InvalidInputError(f"patients CSV {path}, line {line}: empty path or patient_id")
+        patients[(path.parent / image).resolve()] = patient
+    return patients
+
+
+def patients_of(images: Sequence[Path], listed: Mapping[Path, str] | None) -> list[str | None]:
+    """Each image's patient: from the CSV when one is given (an image it omits is refused,
+    naming it: pairing must not guess), else from what the file says (``io.patient_of_file``)."""
+    from napari_pathreview.io.patients import patient_of_file
+
+    if listed is None:
+        return [patient_of_file(image) for image in images]
+    absent = [str(image) for image in images if Path(image).resolve() not in listed]
+    if absent:
+        raise InvalidInputError(f"the patients CSV lists no patient_id for {', '.join(absent)}")
+    return [listed[Path(image).resolve()] for image in images]
