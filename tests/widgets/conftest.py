@@ -17,8 +17,11 @@ TINY_ARCH = "mobilenetv3_small_050"
 INPUT = [3, 64, 64]
 
 
-def register_tiny(name: str, modality: str, classes: list[str], seed: int = 0) -> str:
-    """Register a small random-weight model; returns ``name@version``."""
+def register_tiny(
+    name: str, modality: str, classes: list[str], seed: int = 0, **card_fields: Any
+) -> str:
+    """Register a small random-weight model (``card_fields`` added to its card); returns
+    ``name@version``."""
     import torch
 
     from napari_pathreview.models import create_model
@@ -35,6 +38,7 @@ def register_tiny(name: str, modality: str, classes: list[str], seed: int = 0) -
         "threshold": 0.5 if len(classes) == 2 else None,
         "metrics": {"test": {"auc": 0.75, "balanced_accuracy": 0.7}},
         "description": "tiny random-weight model for the widget tests",
+        **card_fields,
     }
     version = ModelRegistry().register(model, card)
     return f"{name}@{version}"

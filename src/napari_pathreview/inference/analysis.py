@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from napari_pathreview.errors import (  # noqa: F401  (DeviceUnavailableError: r
 )
 from napari_pathreview.inference.device import resolve_device
 from napari_pathreview.inference.mil_maps import MAP_KINDS
+from napari_pathreview.inference.two_film import check_two_film_model, decide_pair
 
 #: Histology images whose longer side exceeds this many pixels are classified tile by tile.
 TILE_ABOVE_PIXELS = 1600
@@ -105,6 +106,7 @@ class AnalysisResult:
     tiled: Any | None = None
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    two_film: Any | None = None  # inference.two_film.TwoFilmDecision against the other film
 
     @property
     def model_name(self) -> str:
@@ -128,6 +130,7 @@ class AnalysisResult:
             "label": str(self.prediction.label),
             "threshold": self.prediction.threshold,
             "settings": self.request.settings(),
+            **({"two_film": asdict(self.two_film)} if self.two_film is not None else {}),
         }
 
 
@@ -187,6 +190,8 @@ def analyse(
     cancel: threading.Event | None = None,
     load_model: Callable[[str, str], tuple[Any, Any]] = default_loader,
     um_per_px: float | None = None,
+    other_film: np.ndarray | None = None,
+    other_name: str = "",
 ) -> Iterator[Any]:
     """Classify and explain one image, yielding progress and finally an :class:`AnalysisResult`.
 
@@ -197,6 +202,10 @@ def analyse(
         cancel: set it to stop; the generator then raises :class:`AnalysisCancelled`.
         load_model: ``(model_ref, device) -> (model, card)``.
         um_per_px: level-0 pixel size of the image in µm (from the file), None if unknown.
+        other_film: the same woman's other mammogram: it is classified too and the image is
+            decided against it with the card's two-film calibration (``inference.two_film``);
+            a card without one is refused before any prediction.
+        other_name: what the result calls the other film (its layer name).
 
     Large images also yield the slide engine's ``SlideStart`` and ``SlideBatch`` events as
     they come, so a viewer can show the heatmap filling in (``inference.heatmap``).
@@ -209,6 +218,8 @@ def analyse(
     yield AnalysisProgress("loading model", 0.05)
     model, card = load_model(request.model_ref, request.device)
     check_modality(card, modality)
+    if other_film is not None:
+        check_two_film_model(card)
     _check_cancel(cancel)
     predictor = Predictor(
         model, card, device=request.device, stain=request.stain, tta=request.tta, qc=request.qc
@@ -225,6 +236,10 @@ def analyse(
         else:
             yield item
     _check_cancel(cancel)
+    two_film = None
+    if other_film is not None:
+        yield AnalysisProgress(f"classifying the other film ({other_name})", 0.97)
+        two_film = _against_other_film(predictor, prediction, other_film, other_name, cancel)
     qc = getattr(prediction, "qc", None)
     warnings = tuple(qc.reasons) if qc is not None and not qc.passed else ()
     yield AnalysisProgress("done", 1.0)
@@ -237,6 +252,23 @@ def analyse(
         tiled=tiled,
         seconds=time.perf_counter() - start,
         warnings=warnings,
+        two_film=two_film,
+    )
+
+
+def _against_other_film(
+    predictor: Any, prediction: Any, other: Any, other_name: str, cancel: Any
+) -> Any:
+    """The image's two-film decision against the woman's other film (classified here)."""
+    other_prediction = None
+    for item in predictor.iter_predict([np.asarray(other)], cancel=cancel):
+        if hasattr(item, "probabilities"):
+            other_prediction = item
+    _check_cancel(cancel)
+    if other_prediction is None:
+        raise AnalysisCancelled("analysis cancelled; nothing was added.")
+    return decide_pair(
+        predictor.card, prediction.probabilities, other_prediction.probabilities, other_name
     )
 
 

@@ -145,3 +145,11 @@ def roi_text(scores: Mapping[str, float], threshold: float, roi_name: str) -> st
     return (
         f"IoU {scores['iou']:.3f} · Dice {scores['dice']:.3f} (CAM ≥ {threshold:.2f} vs {roi_name})"
     )
+
+
+def two_film_text(decision: Any, card: Any = None) -> str:
+    """The two-film decision as the panel shows it, with where its calibration came from."""
+    probabilities = " · ".join(f"P({c}) {p:.3f}" for c, p in decision.probabilities.items())
+    line = f"against {decision.other}: {decision.label} — {probabilities}"
+    fitted_on = ((getattr(card, "bilateral", None) or {}).get("fitted_on")) if card else None
+    return f"{line} (calibrated on {fitted_on})" if fitted_on else line

@@ -20,12 +20,9 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label
 from qtpy.QtWidgets import (
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -58,8 +55,10 @@ from napari_pathreview.widgets._common import (
 )
 from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
+from napari_pathreview.widgets._result_view import ResultView
 from napari_pathreview.widgets._review_state import belongs_to, own_roi_name
 from napari_pathreview.widgets._stain_box import StainBox
+from napari_pathreview.widgets._two_film_box import TwoFilmBox
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +92,11 @@ class AnalyzeWidget(QWidget):
         self._build_form()
         self._build_results()
         layout = QVBoxLayout(self)
-        for box in (self.form.native, self.pixel_size.native, self.stain_box):
+        for box in (self.form.native, self.two_film, self.pixel_size.native, self.stain_box):
             layout.addWidget(box)
         layout.addWidget(self.overlay_box.native)
         layout.addLayout(self._buttons)
-        for widget in (self.progress, self.status, self.table, self.decision, self.caveats):
-            layout.addWidget(widget)
-        for widget in (self.metrics, self.roi_label):
+        for widget in (self.progress, self.status, *self.view.widgets, self.roi_label):
             layout.addWidget(widget)
         layout.addStretch(1)
         for event in ("inserted", "removed", "reordered"):
@@ -145,6 +142,7 @@ class AnalyzeWidget(QWidget):
         self.overlay_box = Container(widgets=[self.opacity])
         self.stain_box = StainBox(self.viewer, self._image_names)
         self.stain_box.current_image = lambda: self.image_combo.value
+        self.two_film = TwoFilmBox(self.viewer, self._image_names)
         compact(
             self.image_combo, self.model_combo, self.model_info, self.target_class, self.roi_combo
         )
@@ -168,17 +166,8 @@ class AnalyzeWidget(QWidget):
         self.progress.setRange(0, 100)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["class", "probability"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(110)
-        self.decision = QLabel("")
-        self.caveats = QLabel("")
-        self.caveats.setStyleSheet("color: #e0a030;")
-        self.metrics = QLabel("")
-        for label in (self.decision, self.caveats, self.metrics):
-            label.setWordWrap(True)
+        self.view = ResultView()
+        self.table, self.decision, self.caveats, self.metrics = self.view.widgets
         self.roi_label = QLabel("IoU / Dice: —")
         self.roi_label.setWordWrap(True)
 
@@ -260,6 +249,7 @@ class AnalyzeWidget(QWidget):
         if tuple(self.cam_method.choices) != tuple(self._cam_choices()):
             self.cam_method.reset_choices()
         self.stain_box.set_card(card)
+        self.two_film.set_context(card, self.image_layer)
         # stain normalisation is an H&E matter: the panel only takes room for histology
         self.stain_box.setVisible(card is None or card.modality != "mammogram")
         if card is None:
@@ -331,6 +321,8 @@ class AnalyzeWidget(QWidget):
             _results.level0_shape(layer)
             levels = _results.layer_levels(layer)
             request = self.request()
+            other = self.two_film.other_layer()
+            other_film = None if other is None else _results.layer_levels(other)[0]
         except Exception as error:  # noqa: BLE001 - shown as a notification
             notify_exception(error, "Analyze")
             return None
@@ -346,6 +338,8 @@ class AnalyzeWidget(QWidget):
             self._cancel,
             self.load_model,
             um_per_px=(layer.metadata.get("pathreview") or {}).get("um_per_px"),
+            other_film=other_film,
+            other_name=other.name if other is not None else "",
             _start_thread=False,
         )
         self._stream = HeatmapStream(self.viewer, layer, request.target_class)
@@ -411,10 +405,8 @@ class AnalyzeWidget(QWidget):
         layer starts showing another image: the queue reuses layers)."""
         self._watch_result_layer(None)
         self.result = self.result_layer = None
-        self.table.setRowCount(0)
-        for label in (self.decision, self.caveats, self.metrics):
-            label.setText("")
-        fit_height(self.table, self.decision, self.caveats, self.metrics)
+        self.view.clear()
+        self.two_film.show_decision(None)
         self.update_roi_scores()
 
     def _watch_result_layer(self, layer: Any) -> None:
@@ -445,23 +437,12 @@ class AnalyzeWidget(QWidget):
                 opacity=float(self.opacity.value),
             )
         self.viewer.layers.selection.active = layer
-        self._fill_table(result)
+        self.view.fill(result)
+        self.two_film.show_decision(result.two_film, result.card)
         for warning in result.warnings:
             show_warning(f"Quality check: {warning}")
         self.status.setText(f"done in {result.seconds:.1f} s")
         self.update_roi_scores()
-
-    def _fill_table(self, result: AnalysisResult) -> None:
-        probs = result.probabilities
-        self.table.setRowCount(len(probs))
-        for row, (name, value) in enumerate(probs.items()):
-            self.table.setItem(row, 0, QTableWidgetItem(name))
-            self.table.setItem(row, 1, QTableWidgetItem(f"{value:.3f}"))
-        decision, caveats, metrics = _panel.result_texts(result)
-        self.decision.setText(decision)
-        self.caveats.setText(caveats)
-        self.metrics.setText(metrics)
-        fit_height(self.table, self.decision, self.caveats, self.metrics)
 
     def _set_opacity(self, *_: Any) -> None:
         layer = self.result_layer

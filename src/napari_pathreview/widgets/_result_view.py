@@ -1,0 +1,52 @@
+"""The Analyze widget's result view: the probability table and the lines under it.
+
+The words come from ``_panel`` (no Qt there, tested directly); this only puts them on screen
+and keeps the labels at their full wrapped height.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem
+
+from napari_pathreview.widgets import _panel
+from napari_pathreview.widgets._common import fit_height
+
+
+class ResultView:
+    """Class probabilities, the decision rule, caveats and the card's test metrics."""
+
+    def __init__(self) -> None:
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["class", "probability"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(110)
+        self.decision, self.caveats, self.metrics = QLabel(""), QLabel(""), QLabel("")
+        self.caveats.setStyleSheet("color: #e0a030;")
+        for label in (self.decision, self.caveats, self.metrics):
+            label.setWordWrap(True)
+
+    @property
+    def widgets(self) -> tuple[Any, ...]:
+        """(table, decision, caveats, metrics), top to bottom."""
+        return self.table, self.decision, self.caveats, self.metrics
+
+    def fill(self, result: Any) -> None:
+        """Show an ``AnalysisResult``."""
+        probs = result.probabilities
+        self.table.setRowCount(len(probs))
+        for row, (name, value) in enumerate(probs.items()):
+            self.table.setItem(row, 0, QTableWidgetItem(name))
+            self.table.setItem(row, 1, QTableWidgetItem(f"{value:.3f}"))
+        for label, text in zip(self.widgets[1:], _panel.result_texts(result), strict=True):
+            label.setText(text)
+        fit_height(*self.widgets)
+
+    def clear(self) -> None:
+        """Show nothing: no stale numbers stay on screen."""
+        self.table.setRowCount(0)
+        for label in self.widgets[1:]:
+            label.setText("")
+        fit_height(*self.widgets)

@@ -1,0 +1,79 @@
+"""The Analyze widget's two-film row: a mammogram read against the same woman's other film.
+
+Shown only for a model whose card carries a two-film calibration (a lesion-aware mammogram run
+with ``lesion.bilateral``). The other film is picked among the open images, preselected when
+exactly one of them names the same patient (MIAS numbers, DICOM PatientID). The decision is
+computed by ``inference.analysis`` with the rest of the run; this box gathers and shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
+
+from napari_pathreview.widgets import _panel
+
+NO_OTHER = "(read this film alone)"
+
+
+def _patient(layer: Any) -> str | None:
+    patient = ((layer.metadata or {}).get("pathreview") or {}).get("patient_id")
+    return str(patient) if patient not in (None, "") else None
+
+
+class TwoFilmBox(QGroupBox):
+    """Other-film picker and the two-film decision of the last run.
+
+    Args:
+        viewer: the (possibly proxied) napari viewer.
+        image_names: callable listing the analysable image layers.
+    """
+
+    def __init__(self, viewer: Any, image_names: Callable[[], list[str]]) -> None:
+        super().__init__("Two films (her other breast)")
+        self.viewer = viewer
+        self._image_names = image_names
+        self._image: Any = None
+        self.other = QComboBox()
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        layout = QFormLayout(self)
+        layout.addRow("Other film", self.other)
+        layout.addRow(self.text)
+        self.setVisible(False)
+
+    def set_context(self, card: Any, image_layer: Any) -> None:
+        """Show the row for a model that can read two films; refill the picker for this image
+        (a new image gets its own woman's other film preselected)."""
+        self.setVisible(card is not None and getattr(card, "bilateral", None) is not None)
+        new_image = image_layer is not self._image
+        self._image = image_layer
+        current = self.other.currentText()
+        mine = image_layer.name if image_layer is not None else None
+        names = [name for name in self._image_names() if name != mine]
+        self.other.blockSignals(True)
+        self.other.clear()
+        self.other.addItems([NO_OTHER, *names])
+        keep = current in names and not new_image
+        self.other.setCurrentText(current if keep else self._same_woman(image_layer, names))
+        self.other.blockSignals(False)
+
+    def _same_woman(self, image_layer: Any, names: list[str]) -> str:
+        patient = _patient(image_layer) if image_layer is not None else None
+        same = [
+            n for n in names if patient is not None and _patient(self.viewer.layers[n]) == patient
+        ]
+        return same[0] if len(same) == 1 else NO_OTHER
+
+    def other_layer(self) -> Any:
+        """The chosen other film's layer, or None (hidden row, nothing chosen, or gone)."""
+        name = self.other.currentText()
+        if self.isHidden() or name == NO_OTHER or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def show_decision(self, decision: Any, card: Any = None) -> None:
+        """The last run's two-film decision (None clears it)."""
+        self.text.setText("" if decision is None else _panel.two_film_text(decision, card))

@@ -1,0 +1,85 @@
+"""The Analyze dock reads a mammogram against the same woman's other film, when its model can."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from napari_pathreview.bilateral import BilateralCalibration, card_entry
+
+CALIBRATION = BilateralCalibration(slope=1.3, intercept=-0.1, fitted=True, n_films=32)
+CLASSES = ["normal", "benign", "malignant"]
+
+
+@pytest.fixture
+def woman_14(tmp_path: Path, sample_data: Path) -> list[Path]:
+    """MIAS woman 14: her film mdb028, and as mdb027 the same film mirrored (her other side)."""
+    right = shutil.copy(sample_data / "mias" / "mdb028.pgm", tmp_path / "mdb028.pgm")
+    left = tmp_path / "mdb027.pgm"
+    cv2.imwrite(str(left), cv2.imread(str(right), cv2.IMREAD_GRAYSCALE)[:, ::-1])
+    return [left, Path(right)]
+
+
+def _open(viewer: Any, paths: list[Path]) -> list[Any]:
+    return [viewer.open(p, plugin="napari-pathreview")[0] for p in paths]
+
+
+def _run_to_end(qtbot: Any, widget: Any) -> None:
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=60_000)
+
+
+def test_her_other_film_is_preselected_and_the_two_film_decision_is_shown(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, register_model: Any, woman_14: list
+) -> None:
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.inference.two_film import decide_pair
+
+    ref = register_model(
+        "tiny-two-film",
+        "mammogram",
+        CLASSES,
+        seed=3,
+        bilateral=card_entry(CALIBRATION, "normal", "fold 1's validation films"),
+    )
+    viewer = make_napari_viewer()
+    left, right = _open(viewer, woman_14)
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = right.name
+    widget.model_combo.value = ref
+    assert not widget.two_film.isHidden()
+    assert widget.two_film.other.currentText() == left.name  # same woman (MIAS numbers)
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+
+    decision = widget.result.two_film
+    assert decision is not None and decision.other == left.name
+    predictor = Predictor.from_registry(ref, device="cpu")
+    alone = [predictor.predict([layer.data])[0].probabilities for layer in (right, left)]
+    expected = decide_pair(predictor.card, alone[0], alone[1], left.name)
+    assert decision.probabilities == pytest.approx(expected.probabilities, abs=1e-5)
+    assert widget.result.probabilities == pytest.approx(alone[0], abs=1e-5)  # still one film
+    shown = widget.two_film.text.text()
+    assert f"against {left.name}: {decision.label}" in shown
+    assert "calibrated on fold 1's validation films" in shown
+    assert right.metadata["pathreview"]["prediction"]["two_film"]["other"] == left.name
+
+
+def test_a_model_without_the_calibration_reads_one_film(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, mammogram_model: str, woman_14: list
+) -> None:
+    viewer = make_napari_viewer()
+    _left, right = _open(viewer, woman_14)
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = right.name
+    widget.model_combo.value = mammogram_model
+    assert widget.two_film.isHidden()
+    assert widget.two_film.other_layer() is None
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    assert widget.result is not None and widget.result.two_film is None
+    assert widget.two_film.text.text() == ""
