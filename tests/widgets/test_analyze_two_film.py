@@ -69,6 +69,29 @@ def test_her_other_film_is_preselected_and_the_two_film_decision_is_shown(
     assert right.metadata["pathreview"]["prediction"]["two_film"]["other"] == left.name
 
 
+def test_only_mammograms_are_offered_and_a_choice_made_by_hand_is_kept(
+    make_napari_viewer: Any, open_widget: Any, register_model: Any, woman_14: list, sample_data
+) -> None:
+    from napari_pathreview.widgets._two_film_box import NO_OTHER
+
+    ref = register_model(
+        "tiny-two-film", "mammogram", CLASSES, bilateral=card_entry(CALIBRATION, "normal", "x")
+    )
+    viewer = make_napari_viewer()
+    histology = _open(viewer, [next((sample_data / "breakhis").rglob("*.png"))])[0]
+    left, right = _open(viewer, woman_14)
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = right.name
+    widget.model_combo.value = ref
+    choices = [widget.two_film.other.itemText(i) for i in range(widget.two_film.other.count())]
+    assert choices == [NO_OTHER, left.name]  # the H&E image is no other breast
+    assert histology.name not in choices
+    widget.two_film.other.setCurrentText(NO_OTHER)  # the reader wants this film alone
+    viewer.add_shapes(name="my ROI")  # the layer list changes; the analysed image does not
+    assert widget.image_combo.value == right.name
+    assert widget.two_film.other_layer() is None
+
+
 def test_a_model_without_the_calibration_reads_one_film(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, mammogram_model: str, woman_14: list
 ) -> None:

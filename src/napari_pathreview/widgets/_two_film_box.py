@@ -14,6 +14,7 @@ from typing import Any
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
 from napari_pathreview.widgets import _panel
+from napari_pathreview.widgets._common import layer_modality
 
 NO_OTHER = "(read this film alone)"
 
@@ -35,8 +36,10 @@ class TwoFilmBox(QGroupBox):
         super().__init__("Two films (her other breast)")
         self.viewer = viewer
         self._image_names = image_names
-        self._image: Any = None
+        self._image: str | None = None
+        self._by_hand = False  # the reader picked the other film (or none) for this image
         self.other = QComboBox()
+        self.other.currentTextChanged.connect(self._picked)  # refills below block it
         self.text = QLabel("")
         self.text.setWordWrap(True)
         layout = QFormLayout(self)
@@ -45,20 +48,27 @@ class TwoFilmBox(QGroupBox):
         self.setVisible(False)
 
     def set_context(self, card: Any, image_layer: Any) -> None:
-        """Show the row for a model that can read two films; refill the picker for this image
-        (a new image gets its own woman's other film preselected)."""
+        """Show the row for a model that can read two films; refill the picker with the other
+        open mammograms (a new image gets its own woman's other film preselected)."""
         self.setVisible(card is not None and getattr(card, "bilateral", None) is not None)
-        new_image = image_layer is not self._image
-        self._image = image_layer
-        current = self.other.currentText()
         mine = image_layer.name if image_layer is not None else None
-        names = [name for name in self._image_names() if name != mine]
+        if mine != self._image:  # by name: napari hands out a new proxy each time
+            self._image, self._by_hand = mine, False
+        current = self.other.currentText()
+        names = [
+            name
+            for name in self._image_names()
+            if name != mine and layer_modality(self.viewer.layers[name]) == "mammogram"
+        ]
         self.other.blockSignals(True)
         self.other.clear()
         self.other.addItems([NO_OTHER, *names])
-        keep = current in names and not new_image
+        keep = self._by_hand and (current == NO_OTHER or current in names)
         self.other.setCurrentText(current if keep else self._same_woman(image_layer, names))
         self.other.blockSignals(False)
+
+    def _picked(self, _text: str) -> None:
+        self._by_hand = True
 
     def _same_woman(self, image_layer: Any, names: list[str]) -> str:
         patient = _patient(image_layer) if image_layer is not None else None
