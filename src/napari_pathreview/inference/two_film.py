@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathreview.bilateral import bilateral_probs, read_card_entry
+from napari_pathreview.bilateral import bilateral_probs, film_partners, read_card_entry
 from napari_pathreview.errors import InvalidInputError
 
 
@@ -71,12 +71,11 @@ def decide_films(
     probs = np.asarray([[probabilities[i][c] for c in card.classes] for i in usable], float)
     women = [str(patients[i]) for i in usable]
     decided = bilateral_probs(probs, women, negative, calibration)
-    for row, i in enumerate(usable):
-        partner = [j for j in usable if j != i and str(patients[j]) == women[row]]
-        if len(partner) != 1 or women.count(women[row]) != 2:
-            continue
+    for row, partner in film_partners(women).items():  # the pairing bilateral_probs used
         values = {c: float(v) for c, v in zip(card.classes, decided[row], strict=True)}
-        out[i] = TwoFilmDecision(names[partner[0]], values, max(values, key=values.get))
+        out[usable[row]] = TwoFilmDecision(
+            names[usable[partner]], values, max(values, key=values.get)
+        )
     return out
 
 
