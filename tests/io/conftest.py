@@ -1,4 +1,5 @@
-"""Builders of small real inputs for the io tests: DICOM files, broken images, pyramids."""
+"""Builders of small real inputs for the io tests: broken images, pyramids (DICOM files:
+``dicom_factory`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,70 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray | None,
-    *,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int = 12,
-    window: tuple[float, float] | None = None,
-    voi_lut: np.ndarray | None = None,
-    spacing: tuple[float, float] | None = (0.07, 0.08),
-    laterality: str = "R",
-    view: str = "CC",
-    rescale: tuple[float, float] | None = None,
-) -> Path:
-    """Write a minimal but valid DICOM (digital mammography SOP class) with pydicom."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.PatientID = "TEST-001"
-    ds.ImageLaterality = laterality
-    ds.ViewPosition = view
-    if spacing is not None:
-        ds.PixelSpacing = [str(spacing[0]), str(spacing[1])]
-    if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated = 16
-        ds.BitsStored = bits_stored
-        ds.HighBit = bits_stored - 1
-        ds.PixelRepresentation = 0
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    if rescale is not None:
-        ds.RescaleSlope, ds.RescaleIntercept = rescale
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    if voi_lut is not None:
-        item = Dataset()
-        item.LUTDescriptor = [len(voi_lut), 0, 16]
-        item.add_new(0x00283006, "US", [int(v) for v in voi_lut])  # LUTData as US values
-        ds.VOILUTSequence = Sequence([item])
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-@pytest.fixture
-def dicom_factory(tmp_path: Path) -> Callable[..., Path]:
-    """``dicom_factory(name, pixels, **options)`` writes a DICOM into tmp_path."""
-
-    def make(name: str, pixels: np.ndarray | None, **options) -> Path:
-        return write_dicom(tmp_path / name, pixels, **options)
-
-    return make
 
 
 @pytest.fixture
@@ -93,7 +30,7 @@ def png_bytes() -> bytes:
 
 
 @pytest.fixture
-def bad_files(tmp_path: Path, png_bytes: bytes) -> dict[str, Path]:
+def bad_files(tmp_path: Path, png_bytes: bytes, dicom_factory: Callable) -> dict[str, Path]:
     """Files the plugin claims by name but cannot read."""
     files = {
         "truncated_png": (tmp_path / "truncated.png", png_bytes[: len(png_bytes) // 2]),
@@ -105,7 +42,7 @@ def bad_files(tmp_path: Path, png_bytes: bytes) -> dict[str, Path]:
     }
     for path, content in files.values():
         path.write_bytes(content)
-    dicom = write_dicom(tmp_path / "no_pixels.dcm", None)
+    dicom = dicom_factory("no_pixels.dcm", None)
     return {**{key: path for key, (path, _) in files.items()}, "dicom_without_pixels": dicom}
 
 

@@ -88,24 +88,9 @@ def test_breast_crop_drops_the_background_and_maps_rois(shared_data):
     assert breast_box(gray) == (10, 30, 5, 25)
 
 
-def test_a_folder_of_dicom_films_keeps_a_woman_together_by_her_patient_id(tmp_path):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    def film(path, patient):
-        meta = FileMetaDataset()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-        ds.Modality, ds.PatientID = "MG", patient
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(path, enforce_file_format=True)
-
-    film(tmp_path / "benign" / "left.dcm", "W-17")
-    film(tmp_path / "normal" / "right.dcm", "W-17")
-    film(tmp_path / "normal" / "other.dcm", "W-18")
+def test_a_folder_of_dicom_films_keeps_a_woman_together_by_her_patient_id(tmp_path, dicom_factory):
+    dicom_factory("benign/left.dcm", None, patient_id="W-17")
+    dicom_factory("normal/right.dcm", None, patient_id="W-17")
+    dicom_factory("normal/other.dcm", None, patient_id="W-18")
     patients = {s.path.rsplit("/", 1)[-1]: s.patient_id for s in from_folder(tmp_path)}
     assert patients == {"left.dcm": "W-17", "right.dcm": "W-17", "other.dcm": "W-18"}
