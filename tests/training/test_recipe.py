@@ -66,6 +66,28 @@ def test_mistakes_raise_errors_naming_the_key(override, message):
         load_recipe(MINIMAL, [override])
 
 
+def test_every_problem_in_a_recipe_is_listed_at_once():
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(
+            MINIMAL,
+            [
+                "split.val_fraction=0.6",
+                "split.test_fraction=0.5",
+                "register.select=ema",
+                "phases.*.epochs=0",
+                "optim.lr=-1",
+            ],
+        )
+    message = str(caught.value)
+    for expected in (
+        "val_fraction + split.test_fraction = 1.1",
+        "ema.enabled",
+        "at least one epoch",
+        "optim.lr=-1.0 is outside",
+    ):
+        assert expected in message
+
+
 LESION = {
     "data": {"source": "mias", "root": "x"},
     "split": {"protocol": "patient_kfold"},

@@ -338,71 +338,10 @@ def _build(cls, raw, where: str):
 
 
 def _validate(recipe: Recipe) -> None:
-    """Cross-field checks that single values cannot express."""
-    if recipe.data.image_size < 16:
-        raise RecipeError("data.image_size must be at least 16")
-    if not 0 < recipe.split.val_fraction < 1 or not 0 <= recipe.split.test_fraction < 1:
-        raise RecipeError("split fractions must lie between 0 and 1")
-    if recipe.split.val_fraction + recipe.split.test_fraction >= 1:
-        raise RecipeError("split.val_fraction + split.test_fraction must be below 1")
-    if recipe.optim.batch_size < 1:
-        raise RecipeError("optim.batch_size must be positive")
-    for i, phase in enumerate(recipe.phases):
-        if phase.epochs < 0:
-            raise RecipeError(f"phases.{i}.epochs must not be negative")
-    if recipe.total_epochs < 1:
-        raise RecipeError("the phases must train for at least one epoch in total")
-    if recipe.register.select == "ema" and not recipe.ema.enabled:
-        raise RecipeError("register.select: ema needs ema.enabled: true")
-    if recipe.register.select == "ensemble":
-        _validate_ensemble(recipe)
-    if recipe.lesion.bilateral and not (recipe.lesion.enabled and recipe.modality == "mammogram"):
-        raise RecipeError(
-            "lesion.bilateral compares a woman's left and right mammograms: it needs "
-            f"lesion.enabled: true and modality: mammogram (here lesion.enabled: "
-            f"{str(recipe.lesion.enabled).lower()}, modality: {recipe.modality})"
-        )
-    if recipe.data.source != "reviews" and not recipe.data.root:
-        raise RecipeError("data.root is required (a folder or CSV manifest)")
-    if isinstance(recipe.loss.class_weights, str) and recipe.loss.class_weights != "balanced":
-        raise RecipeError("loss.class_weights must be 'balanced', a list of numbers, or null")
-    _validate_names(recipe)
+    """Every range and cross-field rule (:mod:`.recipe_schema`), reported together."""
     problems = range_problems(recipe)
     if problems:
         raise RecipeError("invalid recipe value(s): " + "; ".join(problems))
-
-
-def _validate_ensemble(recipe: Recipe) -> None:
-    """A fold ensemble is registered from a lesion run's k-fold models, all on one input."""
-    if not recipe.lesion.enabled:
-        raise RecipeError(
-            "register.select: ensemble averages a lesion run's fold models; this recipe has "
-            "lesion.enabled: false (use best, ema or topk)"
-        )
-    if not recipe.split.protocol.endswith("kfold"):
-        raise RecipeError(
-            f"register.select: ensemble needs a k-fold split; split.protocol is "
-            f"{recipe.split.protocol!r}"
-        )
-    if recipe.data.stain != "none":
-        raise RecipeError(
-            f"register.select: ensemble cannot be combined with data.stain={recipe.data.stain!r}: "
-            "each fold fits its own stain target, and one model card holds one"
-        )
-
-
-def _validate_names(recipe: Recipe) -> None:
-    """Device and CAM method names against the shared lists, before any data is read."""
-    from napari_pathreview.explain.methods import resolve_method
-    from napari_pathreview.inference.device import DEVICES
-
-    if str(recipe.device).lower().split(":", 1)[0] not in DEVICES:
-        raise RecipeError(f"device: {recipe.device!r} is not one of {', '.join(DEVICES)}")
-    for method in recipe.eval.cam_methods:
-        try:
-            resolve_method(method)
-        except InvalidInputError as error:
-            raise RecipeError(f"eval.cam_methods: {error}") from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:

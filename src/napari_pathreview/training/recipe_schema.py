@@ -1,8 +1,10 @@
-"""The allowed range of every numeric recipe value, checked before any image is decoded.
+"""Every rule a recipe's values must meet, checked before any image is decoded.
 
-Types are enforced while the recipe is parsed (:mod:`.recipe`); this table adds the ranges,
-so ``--set optim.lr=-1`` or ``--set eval.bootstrap=100000000`` is refused at once with the
-key, the value and the range, instead of failing (or running for hours) mid-training.
+Types are enforced while the recipe is parsed (:mod:`.recipe`); this module holds the rest:
+the allowed range of each numeric value and the rules that tie values together (split
+fractions, an ensemble's k-fold lesion run, device and CAM names). So ``--set optim.lr=-1`` or
+``--set eval.bootstrap=100000000`` is refused at once with the key, the value and the range,
+instead of failing (or running for hours) mid-training, and every problem is listed at once.
 The checks return messages rather than raising, so :mod:`.recipe` (which owns
 ``RecipeError``) raises them and this module imports nothing of it.
 """
@@ -145,8 +147,18 @@ def range_problems(recipe: Any) -> list[str]:
 
 
 def _cross_field_problems(recipe: Any) -> list[str]:
+    """Rules that tie two or more values together, which no single range can express."""
     data = recipe.data
     problems = []
+    if recipe.split.val_fraction + recipe.split.test_fraction >= 1:
+        problems.append(
+            f"split.val_fraction + split.test_fraction = "
+            f"{recipe.split.val_fraction + recipe.split.test_fraction:g}: must be below 1"
+        )
+    if sum(phase.epochs for phase in recipe.phases) < 1:
+        problems.append("phases: must train for at least one epoch in total")
+    if data.source != "reviews" and not data.root:
+        problems.append("data.root is required (a folder or CSV manifest)")
     if data.resize is not None and data.resize < data.image_size:
         problems.append(
             f"data.image_size={data.image_size} is larger than data.resize={data.resize}: "
@@ -157,7 +169,23 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             f"data.intensity='breast' stretches a mammogram's breast grey levels; this recipe's "
             f"modality is {recipe.modality!r} (use data.stain for histology colour)"
         )
-    weights = recipe.loss.class_weights
+    if recipe.register.select == "ema" and not recipe.ema.enabled:
+        problems.append("register.select: ema needs ema.enabled: true")
+    if recipe.register.select == "ensemble":
+        problems += _ensemble_problems(recipe)
+    if recipe.lesion.bilateral and not (recipe.lesion.enabled and recipe.modality == "mammogram"):
+        problems.append(
+            "lesion.bilateral compares a woman's left and right mammograms: it needs "
+            f"lesion.enabled: true and modality: mammogram (here lesion.enabled: "
+            f"{str(recipe.lesion.enabled).lower()}, modality: {recipe.modality})"
+        )
+    problems += _class_weight_problems(recipe.loss.class_weights)
+    problems += _name_problems(recipe)
+    return problems
+
+
+def _class_weight_problems(weights: Any) -> list[str]:
+    """``loss.class_weights``: 'balanced', finite non-negative numbers, or null."""
     if isinstance(weights, list):
         bad = [
             w
@@ -168,27 +196,55 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             or w < 0
         ]
         if bad or not weights:
-            problems.append(
+            return [
                 f"loss.class_weights={weights!r}: give finite non-negative numbers, one per class"
-            )
+            ]
     elif weights is not None and weights != "balanced":
+        return [f"loss.class_weights={weights!r}: must be 'balanced', a list of numbers, or null"]
+    return []
+
+
+def _ensemble_problems(recipe: Any) -> list[str]:
+    """A fold ensemble is registered from a lesion run's k-fold models, all on one input."""
+    problems = []
+    if not recipe.lesion.enabled:
         problems.append(
-            f"loss.class_weights={weights!r}: must be 'balanced', a list of numbers, or null"
+            "register.select: ensemble averages a lesion run's fold models; this recipe has "
+            "lesion.enabled: false (use best, ema or topk)"
         )
-    problems += _name_problems(recipe)
+    if not recipe.split.protocol.endswith("kfold"):
+        problems.append(
+            f"register.select: ensemble needs a k-fold split; split.protocol is "
+            f"{recipe.split.protocol!r}"
+        )
+    if recipe.data.stain != "none":
+        problems.append(
+            f"register.select: ensemble cannot be combined with data.stain={recipe.data.stain!r}: "
+            "each fold fits its own stain target, and one model card holds one"
+        )
     return problems
 
 
 def _name_problems(recipe: Any) -> list[str]:
-    """``register.name`` (or the recipe name it defaults to) as the registry will check it."""
+    """Device, CAM method and registry names against the shared lists, before data is read."""
+    from napari_pathreview.errors import InvalidInputError
+    from napari_pathreview.explain.methods import resolve_method
+    from napari_pathreview.inference.device import DEVICES
     from napari_pathreview.registry.card import ModelCardError, validate_name
 
-    if not recipe.register.enabled:
-        return []
-    key = "register.name" if recipe.register.name else "name"
-    name = recipe.register.name or recipe.name.replace("_", "-")
-    try:
-        validate_name(name)
-    except ModelCardError as error:
-        return [f"{key}={name!r}: the registry would refuse it ({error})"]
-    return []
+    problems = []
+    if str(recipe.device).lower().split(":", 1)[0] not in DEVICES:
+        problems.append(f"device: {recipe.device!r} is not one of {', '.join(DEVICES)}")
+    for method in recipe.eval.cam_methods:
+        try:
+            resolve_method(method)
+        except InvalidInputError as error:
+            problems.append(f"eval.cam_methods: {error}")
+    if recipe.register.enabled:
+        key = "register.name" if recipe.register.name else "name"
+        name = recipe.register.name or recipe.name.replace("_", "-")
+        try:
+            validate_name(name)
+        except ModelCardError as error:
+            problems.append(f"{key}={name!r}: the registry would refuse it ({error})")
+    return problems
