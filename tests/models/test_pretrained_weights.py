@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +78,24 @@ def test_pickle_weight_files_are_refused(tmp_path: Path, suffix: str) -> None:
         create_model("resnet18", 2, pretrained_path=pickle)
     with pytest.raises(WeightsError, match="pickle"):  # found in a folder, too
         create_model("resnet18", 2, pretrained_path=tmp_path)
+
+
+def test_the_refusal_of_a_pickle_gives_the_command_that_makes_it_loadable(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    state = timm.create_model("resnet18").state_dict()
+    pickle = tmp_path / "resnet18_imagenet.pth"
+    torch.save({"state_dict": state}, pickle)  # how training code bases usually save
+    with pytest.raises(WeightsError) as caught:
+        create_model("resnet18", 2, pretrained_path=pickle)
+    command = str(caught.value).split("`")[1]
+    assert command.startswith("pathreview models convert-weights") and str(pickle) in command
+
+    folder = tmp_path / "converted"
+    args = command.replace("FOLDER", str(folder)).split()[1:]
+    exe = shutil.which("pathreview", path=str(Path(sys.executable).parent)) or "pathreview"
+    done = subprocess.run([exe, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_backbone_loaded(create_model("resnet18", 2, pretrained_path=folder), state)
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:

@@ -24,14 +24,18 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.")
 logger = logging.getLogger(__name__)
 
 
-def pickle_refusal(path: Path) -> WeightsError:
-    """The error for a pickle weight file, with the one-line conversion that fixes it."""
+def pickle_refusal(path: Path, arch: str | None = None) -> WeightsError:
+    """The error for a pickle weight file, with the command that converts it to safetensors.
+
+    ``arch`` (the timm architecture the file should hold) completes the command; without it
+    the user fills it in. pathreview itself never unpickles a file it was not told to convert.
+    """
+    target = arch.split(".")[0] if arch else "TIMM_ARCH"
     return WeightsError(
         f"{path} is a pickle ({path.suffix}); loading pickles can run arbitrary code, so only "
-        "safetensors are accepted. Convert it once where you trust the file: "
-        '`python -c "import torch, safetensors.torch as st; '
-        f"st.save_file(torch.load('{path.name}', map_location='cpu'), "
-        f"'{path.stem}.safetensors')\"`"
+        "safetensors are read. Convert it once, where you trust the file: "
+        f"`pathreview models convert-weights {path} --arch {target} --out FOLDER`, then give "
+        f"FOLDER (or FOLDER/{target}.safetensors) as pretrained_path or ${PRETRAINED_DIR_ENV}"
     )
 
 
@@ -59,7 +63,7 @@ def find_local_weights(timm_name: str, pretrained_path: str | Path | None = None
     else:
         return None
     if source.is_file():
-        return _check_safetensors(source)
+        return _check_safetensors(source, timm_name)
     if not source.is_dir():
         if pretrained_path is None:  # an env folder that does not exist: fall through to the hub
             logger.warning("%s=%s is not a folder; ignoring it", PRETRAINED_DIR_ENV, source)
@@ -72,16 +76,16 @@ def find_local_weights(timm_name: str, pretrained_path: str | Path | None = None
         p for p in source.glob(f"{timm_name.split('.')[0]}*") if p.suffix.lower() in PICKLE_SUFFIXES
     ]
     if pickles:
-        raise pickle_refusal(pickles[0])
+        raise pickle_refusal(pickles[0], timm_name)
     if pretrained_path is None:
         return None
     wanted = ", ".join(str(p.relative_to(source)) for p in _candidates(source, timm_name)[:2])
     raise WeightsError(f"no weights for {timm_name} in {source}; expected one of: {wanted}")
 
 
-def _check_safetensors(path: Path) -> Path:
+def _check_safetensors(path: Path, timm_name: str) -> Path:
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise pickle_refusal(path)
+        raise pickle_refusal(path, timm_name)
     if path.suffix.lower() != ".safetensors":
         raise WeightsError(f"{path} is not a .safetensors file; only safetensors weights are read")
     return path

@@ -57,6 +57,17 @@ def read_card(folder: Path) -> ModelCard:
         raise ModelCardError(f"{path}: {error}") from error
 
 
+def model_pickle_refusal(path: Path) -> WeightsError:
+    """The error for a pickle where a registered model's weights belong (never unpickled)."""
+    return WeightsError(
+        f"{path} is a pickle ({path.suffix}); loading pickles can run arbitrary code, so a "
+        f"pathreview model holds its weights as {WEIGHTS_FILE} beside {CARD_FILE}. Export the "
+        "model where it was trained (`pathreview models export NAME DEST`); a backbone "
+        "checkpoint becomes pretrained weights for training with `pathreview models "
+        "convert-weights FILE --arch TIMM_ARCH --out FOLDER`"
+    )
+
+
 def write_card(folder: Path, card: ModelCard) -> None:
     """Write ``card.yaml`` (fields in declaration order, readable by people)."""
     text = yaml.safe_dump(card.to_dict(), sort_keys=False, allow_unicode=True)
@@ -65,13 +76,13 @@ def write_card(folder: Path, card: ModelCard) -> None:
 
 def verified_weights(folder: Path, card: ModelCard) -> Path:
     """The weights file of ``folder`` after its SHA-256 matched the card's."""
-    from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
+    from napari_pathreview.models.pretrained import PICKLE_SUFFIXES
 
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
-            raise pickle_refusal(pickles[0])
+            raise model_pickle_refusal(pickles[0])
         raise WeightsError(
             f"{weights} is missing; remove the entry (`pathreview models remove {card.ref}`) "
             "and register or import the model again"

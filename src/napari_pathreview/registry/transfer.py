@@ -12,11 +12,12 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from napari_pathreview.errors import InvalidInputError, WeightsError
-from napari_pathreview.models.pretrained import PICKLE_SUFFIXES, pickle_refusal
+from napari_pathreview.models.pretrained import PICKLE_SUFFIXES
 from napari_pathreview.registry.card import ModelCard
 from napari_pathreview.registry.layout import (
     CARD_FILE,
     WEIGHTS_FILE,
+    model_pickle_refusal,
     read_card,
     verified_weights,
 )
@@ -60,7 +61,7 @@ def unpack_model(source: Path, staging: Path) -> ModelCard:
     if not source.exists():
         raise InvalidInputError(f"{source} does not exist")
     if source.is_file() and source.suffix.lower() in PICKLE_SUFFIXES:
-        raise pickle_refusal(source)
+        raise model_pickle_refusal(source)
     if source.is_dir():
         _copy_folder(source, staging)
     elif is_archive(source):
@@ -79,7 +80,7 @@ def _copy_folder(source: Path, staging: Path) -> None:
     if not (source / WEIGHTS_FILE).is_file():
         pickles = [p for p in source.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
-            raise pickle_refusal(pickles[0])
+            raise model_pickle_refusal(pickles[0])
     for member in (CARD_FILE, WEIGHTS_FILE):
         if not (source / member).is_file():
             raise InvalidInputError(f"{source} has no {member}; is it an exported model folder?")
@@ -115,7 +116,7 @@ def _safe_member_name(member: tarfile.TarInfo, source: Path) -> str | None:
     if member.isdir():
         return None
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise pickle_refusal(Path(path.name))
+        raise model_pickle_refusal(Path(path.name))
     if not member.isfile() or path.name not in (CARD_FILE, WEIGHTS_FILE):
         raise InvalidInputError(
             f"{source}: unexpected archive member {member.name!r}; an exported model holds only "
