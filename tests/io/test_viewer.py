@@ -142,3 +142,21 @@ def test_dicom_wsi_folder_opens_from_the_viewer(make_napari_viewer, tmp_path: Pa
         (150, 130, 3),
     ]
     assert tuple(image.scale) == pytest.approx((0.5, 0.5))
+
+
+def test_a_slide_in_micrometres_and_a_mammogram_in_millimetres_share_one_physical_world(
+    make_napari_viewer, dicom_factory, tmp_path: Path
+) -> None:
+    from slide_builders import tissue_image, write_aperio_svs
+
+    slide = write_aperio_svs(tmp_path / "slide.svs", tissue_image(1100, 900), mpp=0.25)
+    film = dicom_factory("film.dcm", np.full((300, 200), 900, np.uint16), spacing=(0.1, 0.1))
+    viewer = make_napari_viewer()
+    [histology] = viewer.open(slide, plugin=PLUGIN)
+    [mammogram] = viewer.open(str(film), plugin=PLUGIN)
+    assert [str(u) for u in histology.units] == ["micrometer", "micrometer"]
+    assert [str(u) for u in mammogram.units] == ["millimeter", "millimeter"]
+    # the scale bar has one unit: the film's 30 x 20 mm must span 30,000 x 20,000 µm there
+    world = viewer.layers.extent.world
+    assert [str(u) for u in viewer.layers.extent.units] == ["micrometer", "micrometer"]
+    assert world[1] - world[0] == pytest.approx((29_900.0, 19_900.0))
