@@ -62,3 +62,27 @@ def test_patch_map_of_an_ordinary_cnn_is_refused_before_any_work(binary_ref, tmp
     assert done.returncode != 0
     assert "not a lesion-aware patch MIL model" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "predictions.csv").exists()
+
+
+def test_predict_tta_of_a_lesion_model_averages_its_four_flipped_views(
+    registry, rng, tissue_like, tmp_path
+) -> None:
+    ref = _lesion_ref(registry)
+    image = tissue_like(rng, 64, 64)[:, :, ::-1]
+    views = {"id": image, "h": image[:, ::-1], "v": image[::-1], "hv": image[::-1, ::-1]}
+    for name, pixels in views.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.ascontiguousarray(pixels))
+
+    def probabilities(out: Path, *args: str) -> dict[str, np.ndarray]:
+        done = _pathreview("predict", *args, "--model", ref, "--device", "cpu", "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        rows = list(csv.DictReader((out / "predictions.csv").open(newline="")))
+        return {
+            Path(r["path"]).stem: np.array([float(r["p_benign"]), float(r["p_malignant"])])
+            for r in rows
+        }
+
+    alone = probabilities(tmp_path / "alone", *(str(tmp_path / f"{n}.png") for n in views))
+    merged = probabilities(tmp_path / "tta", str(tmp_path / "id.png"), "--tta", "flips")
+    np.testing.assert_allclose(merged["id"], np.mean(list(alone.values()), axis=0), atol=1e-5)
+    assert not np.allclose(alone["id"], alone["hv"], atol=1e-4)  # the views do differ
