@@ -302,3 +302,21 @@ def test_a_timm_encoder_with_local_safetensors_weights(tmp_path: Path):
     assert encoder.dim > 0
     out = encoder(torch.zeros(2, 3, 32, 32))
     assert out.shape == (2, encoder.dim)
+
+
+def test_a_probe_learns_features_of_any_scale_and_reads_the_raw_embeddings():
+    from napari_pathreview.training.probe import fit_probe
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    raw = rng.normal(0, 1, (200, 8)) + labels[:, None] * 0.8  # class 1 shifted in every axis
+    raw = raw * 1000.0 + 5e4  # a foundation model's scale, far from unit
+    classifier = torch.nn.Linear(8, 2)
+    fit = fit_probe(
+        classifier, (raw[::2], labels[::2], np.ones(100)), (raw[1::2], labels[1::2]),
+        epochs=30, lr=0.01, weight_decay=0.0, batch_size=16, metric="roc_auc",
+    )  # fmt: skip
+    assert fit.best_score > 0.9 and len(fit.history) == 30
+    with torch.no_grad():  # the standardisation is folded into the weights
+        predicted = classifier(torch.as_tensor(raw[1::2]).float()).argmax(1).numpy()
+    assert (predicted == labels[1::2]).mean() > 0.85

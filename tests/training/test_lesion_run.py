@@ -598,3 +598,52 @@ def test_a_histology_lesion_run_normalises_stain_per_fold_and_the_card_carries_t
     assert predictor.stain_name == "reinhard"
     prediction = predictor.predict([str(tmp_path / "data" / rows[1]["path"])])[0]
     assert np.isclose(sum(prediction.probabilities.values()), 1.0, atol=1e-4)
+
+
+def test_a_frozen_encoder_stays_as_loaded_and_the_rois_train_its_patch_classifier(tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from napari_pathreview.training.lesion import build_patch_model
+    from napari_pathreview.training.recipe import load_recipe
+
+    torch.manual_seed(3)
+    frozen = timm.create_model("test_resnet", num_classes=0)
+    weights = tmp_path / "test_resnet.safetensors"
+    save_file(frozen.state_dict(), str(weights))
+    rows = write_lesion_set(tmp_path / "data", n=16)
+    recipe = lesion_recipe(
+        str(tmp_path / "data" / "labels.csv"), frozen_encoder=f"timm:test_resnet={weights}"
+    )
+    recipe["phases"] = [{"name": "probe", "epochs": 20}]
+    recipe["register"] = {"enabled": False}
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+
+    for fold in range(2):
+        saved = load_file(str(result.run_dir / f"fold{fold}" / "selected.safetensors"))
+        for key, value in frozen.state_dict().items():  # BatchNorm statistics included
+            assert torch.equal(saved[f"encoder.{key}"], value), key
+        record = json.loads((result.run_dir / f"fold{fold}" / "fold.json").read_text())
+        assert len(record["patch_history"]) == 20 and record["patches"]["positive"] > 0
+        # the patch classifier tells each held-out disc from its film's tissue (a probe over
+        # fixed random features); untrained, as the head pooled it before, it did not
+        normal = result.metrics["classes"].index("normal")
+        model = build_patch_model(load_recipe(recipe), 2, SIDE, normal)
+        model.load_state_dict(saved)
+        model.eval()
+        for path in record["test_predictions"]["paths"]:
+            row = next(r for r in rows if r["path"] == Path(path).name)
+            if not row["roi_row"]:
+                continue
+            grey = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+            x = torch.from_numpy(np.repeat(grey[None, None], 3, 1)).float() / 255.0
+            mean, std = (
+                torch.tensor(v).view(1, 3, 1, 1) for v in (model.spec.mean, model.spec.std)
+            )
+            lesion = 1.0 - model.explain((x - mean) / std).patch_probs[0, normal].numpy()
+            centre = np.array([int(row["roi_row"]), int(row["roi_col"])])
+            cells = np.indices(lesion.shape).reshape(2, -1).T * model.stride + 8  # centres
+            distance = np.linalg.norm(cells - centre, axis=1)
+            far = distance > 16  # the patch does not reach the disc
+            assert lesion.ravel()[distance.argmin()] > 0.5 > lesion.ravel()[far].mean(), path

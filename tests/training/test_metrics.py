@@ -107,3 +107,14 @@ def test_malformed_probabilities_raise_a_clear_error():
         compute_metrics([0, 1], np.array([0.2, 0.8]))
     with pytest.raises(InvalidInputError, match="labels must lie"):
         compute_metrics([0, 3], P_BIN[:2])
+
+
+def test_the_kept_epoch_is_scored_by_the_metric_or_by_balanced_accuracy_where_it_is_undefined():
+    from napari_pathreview.training.metrics import selection_score
+
+    scores = {"roc_auc": 0.8, "loss": 0.4, "balanced_accuracy": 0.6}
+    assert selection_score(scores, "roc_auc", "max") == 0.8
+    assert selection_score(scores, "loss", "min") == -0.4  # higher is always better
+    undefined = {"roc_auc": float("nan"), "ece": None, "balanced_accuracy": 0.6}
+    assert selection_score(undefined, "roc_auc", "max") == 0.6
+    assert selection_score(undefined, "ece", "min") == 0.6  # not -0.6: a better BA scores higher

@@ -238,8 +238,10 @@ def analyse(
     _check_cancel(cancel)
     two_film = None
     if other_film is not None:
-        yield AnalysisProgress(f"classifying the other film ({other_name})", 0.97)
-        two_film = _against_other_film(predictor, prediction, other_film, other_name, cancel)
+        label = f"classifying the other film ({other_name})"
+        yield AnalysisProgress(label, 0.96)
+        other = yield from _classify_steps(predictor, other_film, cancel, label, (0.96, 0.03))
+        two_film = decide_pair(card, prediction.probabilities, other.probabilities, other_name)
     qc = getattr(prediction, "qc", None)
     warnings = tuple(qc.reasons) if qc is not None and not qc.passed else ()
     yield AnalysisProgress("done", 1.0)
@@ -256,20 +258,20 @@ def analyse(
     )
 
 
-def _against_other_film(
-    predictor: Any, prediction: Any, other: Any, other_name: str, cancel: Any
-) -> Any:
-    """The image's two-film decision against the woman's other film (classified here)."""
-    other_prediction = None
-    for item in predictor.iter_predict([np.asarray(other)], cancel=cancel):
+def _classify_steps(
+    predictor: Any, image: Any, cancel: Any, label: str, span: tuple[float, float]
+) -> Generator[AnalysisProgress, None, Any]:
+    """Classify one whole image, relaying progress over ``span`` (start, width); its prediction."""
+    prediction = None
+    for item in predictor.iter_predict([np.asarray(image)], cancel=cancel):
         if hasattr(item, "probabilities"):
-            other_prediction = item
+            prediction = item
+        else:
+            yield AnalysisProgress(label, span[0] + span[1] * _fraction(item))
     _check_cancel(cancel)
-    if other_prediction is None:
+    if prediction is None:
         raise AnalysisCancelled("analysis cancelled; nothing was added.")
-    return decide_pair(
-        predictor.card, prediction.probabilities, other_prediction.probabilities, other_name
-    )
+    return prediction
 
 
 def _whole_steps(
@@ -281,15 +283,7 @@ def _whole_steps(
 ) -> Iterator[Any]:
     """Predict and explain an image small enough to classify whole."""
     base = np.asarray(image)
-    prediction = None
-    for item in predictor.iter_predict([base], cancel=cancel):
-        if hasattr(item, "probabilities"):
-            prediction = item
-        else:
-            yield AnalysisProgress("classifying", 0.1 + 0.4 * _fraction(item))
-    _check_cancel(cancel)
-    if prediction is None:
-        raise AnalysisCancelled("analysis cancelled; nothing was added.")
+    prediction = yield from _classify_steps(predictor, base, cancel, "classifying", (0.1, 0.4))
     cam = None
     if request.cam_method:
         yield AnalysisProgress(f"explaining ({request.cam_method})", 0.6)

@@ -4,7 +4,8 @@
 never cross folds: the split is made on images before any patch is drawn):
 
 1. patches from the training part's ROIs and tissue (``patches.sample_patches``) train a
-   ``PatchMIL`` (a bag of one patch is an instance) with the ordinary ``Trainer``;
+   ``PatchMIL`` (a bag of one patch is an instance) with the ordinary ``Trainer`` — or, on a
+   ``lesion.frozen_encoder``, only its instance classifier (``probe``);
 2. every image's patch grid is encoded once into ``foldK/embeddings.zarr``;
 3. the MIL head (max / top-k / gated attention) trains on those bags in seconds — images with a
    label but no ROI take part here as weakly labelled bags;
@@ -196,7 +197,7 @@ def _lesion_maps(model, images: Sequence[LesionImage], negative: int) -> list[np
     return maps
 
 
-def train_patch_encoder(
+def train_patch_classifier(
     recipe: Recipe,
     model,
     images: Sequence[LesionImage],
@@ -207,11 +208,14 @@ def train_patch_encoder(
     device,
     progress: Callable[[dict], None] | None,
 ) -> dict:
-    """Fit the encoder + instance classifier on ROI patches (and hard-negative rounds)."""
-    from napari_pathreview.training.losses import balanced_class_weights
-    from napari_pathreview.training.trainer import Trainer
+    """Fit the instance classifier on ROI patches, over the hard-negative rounds.
 
-    patch_recipe = replace(recipe, data=replace(recipe.data, image_size=recipe.lesion.patch_size))
+    The encoder learns with it through the image ``Trainer``; a ``lesion.frozen_encoder``
+    stays as loaded and only the classifier learns, as a probe over embeddings encoded once.
+    """
+    from napari_pathreview.training.losses import balanced_class_weights
+    from napari_pathreview.training.probe import train_probe
+
     train_images = [images[i] for i in part["train"]]
     hard_maps = None
     summary: dict = {}
@@ -224,21 +228,13 @@ def train_patch_encoder(
         if len(train) == 0:
             raise RecipeError("no training patches: no ROI and no negative-class image in the fold")
         weights = balanced_class_weights(train.labels, num_classes)
-        workdir = fold_dir / f"patches{round_number}"
-        trainer = Trainer(
-            patch_recipe,
-            model,
-            _patch_dataset(train),
-            _patch_dataset(val),
-            num_classes,
-            workdir,
-            device,
-            weights,
-            progress,
-        )
-        trainer.resume()
-        fit = trainer.fit()
-        model.load_state_dict(fit.best_state)
+        if recipe.lesion.frozen_encoder:
+            fit = train_probe(recipe, model, train, val, weights, device)
+        else:
+            workdir = fold_dir / f"patches{round_number}"
+            fit = _fit_encoder(
+                recipe, model, train, val, num_classes, weights, workdir, device, progress
+            )
         summary = {
             "patches": train.counts(),
             "val_patches": len(val),
@@ -250,6 +246,28 @@ def train_patch_encoder(
             hard_maps = _lesion_maps(model, train_images, negative)
             model.to(device)
     return summary
+
+
+def _fit_encoder(recipe, model, train, val, num_classes, weights, workdir, device, progress):
+    """Encoder and classifier on the patches, with the recipe's augmentation and phases."""
+    from napari_pathreview.training.trainer import Trainer
+
+    patch_recipe = replace(recipe, data=replace(recipe.data, image_size=recipe.lesion.patch_size))
+    trainer = Trainer(
+        patch_recipe,
+        model,
+        _patch_dataset(train),
+        _patch_dataset(val),
+        num_classes,
+        workdir,
+        device,
+        weights,
+        progress,
+    )
+    trainer.resume()
+    fit = trainer.fit()
+    model.load_state_dict(fit.best_state)
+    return fit
 
 
 def run_fold(
@@ -312,14 +330,13 @@ def run_fold(
         if progress is not None:
             progress({"fold": index, "stage": "patches", **entry})
 
-    if not recipe.lesion.frozen_encoder:
-        record.update(
-            train_patch_encoder(
-                recipe, model, images, part, negative, len(classes), fold_dir, device, report
-            )
-        )
-    else:
+    if recipe.lesion.frozen_encoder:
         _load_frozen_encoder(recipe, model)
+    record.update(
+        train_patch_classifier(
+            recipe, model, images, part, negative, len(classes), fold_dir, device, report
+        )
+    )
     model.cpu().eval()
     cache = _encode_fold(recipe, model, images, fold_dir)
     labels = np.asarray([im.label for im in images])
@@ -463,24 +480,14 @@ def _check_rescorable(run_dir: Path, n_folds: int) -> None:
 
 def _write_splits(plan, samples: Sequence[ds.Sample], path: Path) -> None:
     """Which image (and patient) went where, per fold: the audit trail of the split."""
+
+    def entry(i: int) -> dict:
+        sample = samples[i]
+        return {"path": sample.path, "patient_id": sample.patient_id, "label": sample.label}
+
     folds = [
-        {
-            name: [
-                {
-                    "path": samples[i].path,
-                    "patient_id": samples[i].patient_id,
-                    "label": samples[i].label,
-                }
-                for i in getattr(fold, name)
-            ]
-            for name in ("train", "val", "test")
-        }
+        {name: [entry(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
         for fold in plan.folds
     ]
-    payload = {
-        "protocol": plan.protocol,
-        "leaky": plan.leaky,
-        "description": plan.description,
-        "folds": folds,
-    }
-    path.write_text(json.dumps(payload, indent=1))
+    payload = {"protocol": plan.protocol, "leaky": plan.leaky, "description": plan.description}
+    path.write_text(json.dumps({**payload, "folds": folds}, indent=1))

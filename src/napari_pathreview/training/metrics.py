@@ -190,3 +190,15 @@ def json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def selection_score(metrics: dict, metric: str, mode: str) -> float:
+    """The score that picks the kept epoch, higher is better (``mode`` max/min of ``metric``).
+
+    A metric undefined on this validation set (AUC with one class present) falls back to
+    balanced accuracy, which is always better higher, whatever ``mode`` says of the metric.
+    """
+    value = metrics.get(metric)
+    if value is None or not math.isfinite(value):
+        return float(metrics.get("balanced_accuracy", -math.inf))
+    return float(value if mode == "max" else -value)

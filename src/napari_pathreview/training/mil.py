@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from napari_pathreview.models.mil import grid_to_image, lesion_probability
-from napari_pathreview.training.metrics import compute_metrics
+from napari_pathreview.training.metrics import compute_metrics, selection_score
 
 __all__ = [
     "BagPredictions",
@@ -71,10 +70,7 @@ def _score(
     loss = float(-np.log(p).mean())
     metrics = compute_metrics(labels, predictions.probs, None, with_confusion=False)
     metrics["loss"] = loss
-    value = metrics.get(metric)
-    if value is None or not math.isfinite(value):
-        value = metrics["balanced_accuracy"]
-    return float(value if mode == "max" else -value), -loss, metrics
+    return selection_score(metrics, metric, mode), -loss, metrics
 
 
 def train_mil_head(

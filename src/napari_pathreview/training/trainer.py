@@ -29,7 +29,7 @@ from napari_pathreview.errors import WeightsError
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training.datasets import ImageDataset, eval_transform, train_transform
 from napari_pathreview.training.losses import build_loss, weighted_mean
-from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
+from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics, selection_score
 from napari_pathreview.training.phases import build_optimizer, configure_phase, phase_at
 from napari_pathreview.training.recipe import Recipe
 
@@ -391,10 +391,7 @@ class Trainer:
 
     def _score(self, val: dict) -> float:
         cfg = self.recipe.early_stopping
-        value = val.get(cfg.metric, math.nan)
-        if value is None or not math.isfinite(value):
-            value = val.get("balanced_accuracy", -math.inf)  # e.g. AUC undefined on a tiny val set
-        return value if cfg.mode == "max" else -value
+        return selection_score(val, cfg.metric, cfg.mode)
 
     def _track(self, epoch: int, val: dict) -> None:
         score = self._score(val)

@@ -1,0 +1,157 @@
+"""The patch classifier on a frozen encoder: ROI patches encoded once, a linear probe on them.
+
+With ``lesion.frozen_encoder`` the encoder's weights never change (a foundation model on disk,
+or a registered model): the ROIs still supervise, through the instance classifier. Each round's
+patches are encoded once (the centre ``patch_size`` of each sampled crop, no augmentation: a
+probe over fixed features), and the classifier learns them in seconds on a CPU. Without this
+step the MIL head, which by default keeps the instance classifier as the patches taught it,
+would pool the ranks of an untrained classifier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_pathreview.training.metrics import compute_metrics, selection_score
+from napari_pathreview.training.patches import PatchSet
+from napari_pathreview.training.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """What fitting the probe kept: its best validation score and the per-epoch history."""
+
+    best_score: float | None
+    history: list[dict]
+
+
+def encode_patches(model, patches: PatchSet, device="cpu", batch: int = 256) -> np.ndarray:
+    """(M, D) embeddings of the centre ``model.patch_size`` square of each sampled patch."""
+    import torch
+
+    size = model.patch_size
+    offset = (patches.pixels.shape[1] - size) // 2
+    window = slice(offset, offset + size)
+    mean = torch.tensor(model.spec.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(model.spec.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    model.eval().to(device)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(patches), batch):
+            crop = patches.pixels[start : start + batch, window, window]
+            x = torch.from_numpy(np.ascontiguousarray(crop)).to(device)
+            x = (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
+            out.append(model.embed(x).float().cpu().numpy())
+    width = model.head.dim
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+
+def fit_probe(
+    classifier,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    label_smoothing: float = 0.0,
+    class_weights: Sequence[float] | None = None,
+    metric: str = "roc_auc",
+    mode: str = "max",
+    seed: int = 0,
+) -> ProbeFit:
+    """Fit ``classifier`` (an ``nn.Linear``) in place on (embeddings, labels, weights).
+
+    The epoch best on the validation patches by ``metric`` (``mode`` max/min; balanced
+    accuracy where the metric is undefined, as in the image trainer; ties by the loss) is
+    loaded back.
+    """
+    import torch
+    from torch.nn import functional
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x, y, w = (torch.as_tensor(a) for a in train)
+    x, y, w = x.float(), y.long(), w.float()
+    # features of any scale (a foundation model's, a random encoder's) are standardised for
+    # the fit and the scaling folded into the weights afterwards, so the classifier still
+    # reads the encoder's raw output
+    centre, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = (x - centre) / scale
+    val_x, val_y = (torch.as_tensor(val[0]).float() - centre) / scale, np.asarray(val[1], int)
+    cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
+    history: list[dict] = []
+    best, best_state = (-math.inf, -math.inf), None
+    for epoch in range(1, epochs + 1):
+        classifier.train()
+        total = 0.0
+        for index in torch.randperm(len(y), generator=generator).split(batch_size):
+            losses = functional.cross_entropy(
+                classifier(x[index]), y[index], weight=cw, reduction="none",
+                label_smoothing=label_smoothing,
+            )  # fmt: skip
+            loss = (losses * w[index]).sum() / w[index].sum().clamp_min(1e-12)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(index)
+        entry = {"epoch": epoch, "train_loss": total / max(len(y), 1)}
+        if len(val_y):
+            score, metrics = _validation_score(classifier, val_x, val_y, metric, mode)
+            entry.update(
+                val_score=score, val_roc_auc=metrics.get("roc_auc"), val_loss=metrics["loss"]
+            )
+            rank = (score, -metrics["loss"])  # ties (AUC 1.0 on easy patches) by the loss
+        else:
+            rank = (-entry["train_loss"], 0.0)
+        history.append(entry)
+        if rank > best:
+            best = rank
+            best_state = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
+    if best_state is not None:
+        classifier.load_state_dict(best_state)
+    with torch.no_grad():
+        classifier.bias -= classifier.weight @ (centre / scale)
+        classifier.weight /= scale
+    classifier.eval()
+    kept = best[0] if len(val_y) and math.isfinite(best[0]) else None
+    return ProbeFit(kept, history)
+
+
+def _validation_score(classifier, x, labels: np.ndarray, metric: str, mode: str):
+    import torch
+
+    with torch.no_grad():
+        probs = torch.softmax(classifier(x), dim=1).numpy()
+    metrics = compute_metrics(labels, probs, None, with_confusion=False)
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
+    metrics["loss"] = float(-np.log(p).mean())
+    return selection_score(metrics, metric, mode), metrics
+
+
+def train_probe(
+    recipe: Recipe, model, train: PatchSet, val: PatchSet, class_weights, device="cpu"
+) -> ProbeFit:
+    """A lesion recipe's probe round: its optimiser, loss and early-stopping settings."""
+    fit = fit_probe(
+        model.head.classifier.cpu(),
+        (encode_patches(model, train, device), train.labels, train.weights),
+        (encode_patches(model, val, device), val.labels),
+        epochs=recipe.total_epochs,
+        lr=recipe.optim.lr,
+        weight_decay=recipe.optim.weight_decay,
+        batch_size=recipe.optim.batch_size,
+        label_smoothing=recipe.loss.label_smoothing,
+        class_weights=class_weights,
+        metric=recipe.early_stopping.metric,
+        mode=recipe.early_stopping.mode,
+        seed=recipe.seed,
+    )
+    model.cpu()
+    return fit
