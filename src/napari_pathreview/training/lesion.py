@@ -180,6 +180,7 @@ def _lesion_maps(model, images: Sequence[LesionImage], negative: int) -> list[np
     from napari_pathreview.training.embeddings import PatchEncoder, encode_image
     from napari_pathreview.training.mil import grid_to_image, lesion_probability, predict_bags
 
+    model.eval()  # BatchNorm statistics are read, never updated, by the mining pass
     encoder = PatchEncoder("fold", model, model.head.dim, model.spec.mean, model.spec.std)
     maps = []
     for image in images:
