@@ -79,6 +79,45 @@ def test_the_urls_own_connect_timeout_is_kept(silent_server, monkeypatch):
     assert isinstance(error, ReviewStoreError) and "timeout" in str(error)
 
 
+
+def call_in_thread(call) -> BaseException | None:
+    """Run ``call`` in a thread; the error it raised (None if none). Fails the test if it has
+    not returned within a minute."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the call hung"
+    return outcome[0]
+
+
+@pytest.mark.postgres
+def test_a_server_that_stops_answering_mid_session_is_cut_off_and_the_store_recovers(
+    stalling_pg_url, make_image, monkeypatch
+):
+    url, proxy = stalling_pg_url
+    monkeypatch.setattr(engine, "PG_ANSWER_TIMEOUT_S", 1.5)  # the default is 30 s
+    store = ReviewStore(url, retries=0)
+    first = store.add_image(make_image(), "histology")  # connected and answering
+
+    proxy.stall()
+    error = call_in_thread(lambda: store.add_image(make_image(), "histology"))
+    assert isinstance(error, ReviewStoreError), error
+    assert "did not answer for 1.5 s" in str(error) and "127.0.0.1" in str(error)
+
+    proxy.resume()  # the pool dropped the cut-off connection; a new one works
+    second = store.add_image(make_image(), "histology")
+    assert first != second and store.image(first) is not None
+
+
 def test_a_file_that_is_not_a_database_fails_clearly(tmp_path):
     bad = tmp_path / "reviews.sqlite"
     bad.write_bytes(b"not sqlite " * 500)

@@ -11,11 +11,13 @@ PostgreSQL (a team sharing one server) gets a ``lock_timeout`` per connection, s
 locked by someone else fails after the same wait instead of hanging the viewer, and a
 ``connect_timeout`` (unless the URL sets its own), because libpq otherwise waits for ever on a
 server that accepts the connection but never answers — a hung server or a stalled tunnel would
-freeze the Review widget and the CLI with it.
+freeze the Review widget and the CLI with it. A server that stops answering later, mid-session,
+is cut off by the store's :class:`~.deadline.AnswerDeadline` (``PG_ANSWER_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -30,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from napari_pathreview.errors import ReviewStoreError
 from napari_pathreview.home import pathreview_home
+from napari_pathreview.review.deadline import AnswerDeadline
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +43,7 @@ _PG_RETRY_STATES = frozenset({"55P03", "40001", "40P01"})
 _SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table is locked")
 DEFAULT_FILENAME = "reviews.sqlite"
 PG_CONNECT_TIMEOUT_S = 10  # libpq's connect_timeout where the URL gives none
+PG_ANSWER_TIMEOUT_S = 30.0  # the longest one store operation waits for a connected server
 _WRITE_OPTION = "pathreview_write"
 
 
@@ -50,6 +54,7 @@ class Engines:
     read: Engine
     write: Engine
     url: URL
+    deadline: AnswerDeadline | None = None  # PostgreSQL: how long a server may stay silent
 
     @property
     def display(self) -> str:
@@ -129,6 +134,7 @@ def open_engines(
     """
     resolved = resolve_url(url)
     timeout_ms = max(0, int(busy_timeout_s * 1000))
+    deadline = None
     backend = resolved.get_backend_name()
     if backend == "sqlite":
         database = resolved.database or ""
@@ -160,13 +166,14 @@ def open_engines(
                 f"({error})"
             ) from error
         _postgres_listeners(engine, timeout_ms)
+        deadline = AnswerDeadline(engine, PG_ANSWER_TIMEOUT_S)
     else:
         raise ReviewStoreError(
             f"unsupported review database {resolved.render_as_string(hide_password=True)!r}: "
             "use an SQLite path or a postgresql:// URL"
         )
     write = engine.execution_options(**{_WRITE_OPTION: True})
-    return Engines(read=engine, write=write, url=resolved)
+    return Engines(read=engine, write=write, url=resolved, deadline=deadline)
 
 
 def is_lock_error(error: DBAPIError) -> bool:
@@ -178,21 +185,37 @@ def is_lock_error(error: DBAPIError) -> bool:
 
 
 def run_with_retries(
-    attempt: Callable[[], T], action: str, where: str, retries: int, backoff_s: float
+    attempt: Callable[[], T],
+    action: str,
+    where: str,
+    retries: int,
+    backoff_s: float,
+    deadline: AnswerDeadline | None = None,
 ) -> T:
     """Run ``attempt`` (one whole transaction), retrying lock timeouts, mapping DB errors.
 
     A failed attempt has been rolled back, so running it again cannot duplicate anything.
+    Under a ``deadline`` an attempt the server leaves unanswered is cut off and not retried.
 
     Raises:
-        ReviewStoreError: Still locked after ``retries`` further attempts, or any other
-            database error, with ``action`` and ``where`` in the message.
+        ReviewStoreError: Still locked after ``retries`` further attempts, no answer within
+            the deadline, or any other database error, with ``action`` and ``where`` in the
+            message.
     """
     pause = backoff_s
     for number in range(retries + 1):
+        guard = deadline.guard() if deadline is not None else contextlib.nullcontext(None)
         try:
-            return attempt()
+            with guard as expired:
+                return attempt()
         except DBAPIError as error:
+            if expired is not None and expired.is_set():
+                raise ReviewStoreError(
+                    f"could not {action}: the review database {where} did not answer for "
+                    f"{deadline.seconds:g} s (a hung server or a stalled network), so its "
+                    "connection was closed. If this was a save, check whether it arrived "
+                    "before saving again."
+                ) from error
             if not is_lock_error(error):
                 raise ReviewStoreError(f"could not {action} in {where}: {error.orig}") from error
             if number == retries:

@@ -107,7 +107,9 @@ class ReviewStore:
     # -- transaction plumbing -------------------------------------------------------------
 
     def _retry(self, action: str, attempt: Callable[[], T]) -> T:
-        return run_with_retries(attempt, action, self.url, self._retries, self._backoff)
+        return run_with_retries(
+            attempt, action, self.url, self._retries, self._backoff, self._engines.deadline
+        )
 
     def _write(self, action: str, work: Callable[[Connection], T]) -> T:
         def attempt() -> T:
