@@ -292,6 +292,40 @@ def test_cli_prints_a_bad_roi_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("timm:test_resnet={folder}/absent.safetensors", "absent.safetensors does not exist"),
+        ("timm:resnet18={folder}/resnet18.safetensors", "does not fit model encoder 'test_resnet'"),
+        ("test_resnet", "use registry:NAME"),
+    ],
+)
+def test_a_frozen_encoder_that_cannot_be_used_is_refused_before_any_image_is_read(
+    tmp_path, spec, message
+):
+    import subprocess
+    import sys
+
+    import timm
+    import yaml
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("resnet18").state_dict(), str(tmp_path / "resnet18.safetensors"))
+    write_lesion_set(tmp_path / "data", n=6)
+    (tmp_path / "data" / "img02.png").write_bytes(b"not a png")  # reading it would fail
+    recipe = lesion_recipe(
+        str(tmp_path / "data" / "labels.csv"), frozen_encoder=spec.format(folder=tmp_path)
+    )
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pathreview"), "train", str(tmp_path / "r.yaml"),
+         "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert message in done.stderr and "img02" not in done.stderr, done.stderr
+
 @pytest.mark.slow
 def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path, monkeypatch):
     import subprocess

@@ -40,6 +40,7 @@ from napari_pathreview.training.patches import (
     sample_patches,
     tissue_mask,
 )
+from napari_pathreview.training.probe import load_frozen_encoder, train_probe
 from napari_pathreview.training.recipe import Recipe, RecipeError
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,6 @@ def train_patch_classifier(
     stays as loaded and only the classifier learns, as a probe over embeddings encoded once.
     """
     from napari_pathreview.training.losses import balanced_class_weights
-    from napari_pathreview.training.probe import train_probe
 
     train_images = [images[i] for i in part["train"]]
     hard_maps = None
@@ -332,7 +332,7 @@ def run_fold(
             progress({"fold": index, "stage": "patches", **entry})
 
     if recipe.lesion.frozen_encoder:
-        _load_frozen_encoder(recipe, model)
+        load_frozen_encoder(recipe, model)
     record.update(
         train_patch_classifier(
             recipe, model, images, part, negative, len(classes), fold_dir, device, report
@@ -366,20 +366,6 @@ def run_fold(
     record["weights"] = "selected.safetensors"
     done.write_text(json.dumps(record, default=float))
     return record
-
-
-def _load_frozen_encoder(recipe: Recipe, model) -> None:
-    """Copy a frozen encoder's weights into ``model.encoder`` (same timm architecture)."""
-    from napari_pathreview.training.embeddings import load_encoder
-
-    encoder = load_encoder(recipe.lesion.frozen_encoder)
-    source = getattr(encoder.model, "encoder", getattr(encoder.model, "model", encoder.model))
-    missing = model.encoder.load_state_dict(source.state_dict(), strict=False)
-    if missing.missing_keys:
-        raise RecipeError(
-            f"lesion.frozen_encoder {recipe.lesion.frozen_encoder!r} does not fit model "
-            f"encoder {recipe.model.kwargs.get('encoder', recipe.model.architecture)!r}"
-        )
 
 
 def _encode_fold(recipe: Recipe, model, images: Sequence[LesionImage], fold_dir: Path):
@@ -422,6 +408,9 @@ def run_lesion(
     from napari_pathreview.training.splits import make_splits
 
     classes = ds.class_names(samples, recipe.data.task)
+    if recipe.lesion.frozen_encoder and not rescore:  # a wrong spec fails before images are read
+        target = build_patch_model(recipe, len(classes), recipe.lesion.patch_size, pretrained=False)
+        load_frozen_encoder(recipe, target)
     index = {name: i for i, name in enumerate(classes)}
     scale = scale_of(recipe)
     images = [

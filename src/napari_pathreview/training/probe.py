@@ -1,11 +1,12 @@
 """The patch classifier on a frozen encoder: ROI patches encoded once, a linear probe on them.
 
 With ``lesion.frozen_encoder`` the encoder's weights never change (a foundation model on disk,
-or a registered model): the ROIs still supervise, through the instance classifier. Each round's
-patches are encoded once (the centre ``patch_size`` of each sampled crop, no augmentation: a
-probe over fixed features), and the classifier learns them in seconds on a CPU. Without this
-step the MIL head, which by default keeps the instance classifier as the patches taught it,
-would pool the ranks of an untrained classifier.
+or a registered model; :func:`load_frozen_encoder` copies them into the fold's model, refusing
+one of another architecture): the ROIs still supervise, through the instance classifier. Each
+round's patches are encoded once (the centre ``patch_size`` of each sampled crop, no
+augmentation: a probe over fixed features), and the classifier learns them in seconds on a
+CPU. Without this step the MIL head, which by default keeps the instance classifier as the
+patches taught it, would pool the ranks of an untrained classifier.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from napari_pathreview.training.metrics import compute_metrics, selection_score
 from napari_pathreview.training.patches import PatchSet
-from napari_pathreview.training.recipe import Recipe
+from napari_pathreview.training.recipe import Recipe, RecipeError
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,24 @@ class ProbeFit:
 
     best_score: float | None
     history: list[dict]
+
+
+def load_frozen_encoder(recipe: Recipe, model) -> None:
+    """Copy a frozen encoder's weights into ``model.encoder`` (same timm architecture)."""
+    from napari_pathreview.training.embeddings import load_encoder
+
+    encoder = load_encoder(recipe.lesion.frozen_encoder)
+    source = getattr(encoder.model, "encoder", getattr(encoder.model, "model", encoder.model))
+    refusal = RecipeError(
+        f"lesion.frozen_encoder {recipe.lesion.frozen_encoder!r} does not fit model "
+        f"encoder {recipe.model.kwargs.get('encoder', recipe.model.architecture)!r}"
+    )
+    try:
+        missing = model.encoder.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as error:  # the same names with other shapes
+        raise refusal from error
+    if missing.missing_keys:
+        raise refusal
 
 
 def encode_patches(model, patches: PatchSet, device="cpu", batch: int = 256) -> np.ndarray:
