@@ -320,3 +320,13 @@ def test_a_probe_learns_features_of_any_scale_and_reads_the_raw_embeddings():
     with torch.no_grad():  # the standardisation is folded into the weights
         predicted = classifier(torch.as_tensor(raw[1::2]).float()).argmax(1).numpy()
     assert (predicted == labels[1::2]).mean() > 0.85
+
+
+def test_a_probe_on_a_single_patch_stays_finite():
+    from napari_pathreview.training.probe import fit_probe
+
+    classifier = torch.nn.Linear(4, 2)
+    one = (np.ones((1, 4)), np.array([1]), np.ones(1))
+    fit_probe(classifier, one, (np.ones((1, 4)), np.array([1])), epochs=2, lr=0.1,
+              weight_decay=0.0, batch_size=4)  # fmt: skip
+    assert torch.isfinite(classifier.weight).all() and torch.isfinite(classifier.bias).all()

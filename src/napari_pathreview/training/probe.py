@@ -100,7 +100,8 @@ def fit_probe(
     # features of any scale (a foundation model's, a random encoder's) are standardised for
     # the fit and the scaling folded into the weights afterwards, so the classifier still
     # reads the encoder's raw output
-    centre, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+    spread = x.std(0) if len(x) > 1 else torch.ones(x.shape[1])  # one patch: no spread
+    centre, scale = x.mean(0), spread.clamp_min(1e-6)
     x = (x - centre) / scale
     val_x, val_y = (torch.as_tensor(val[0]).float() - centre) / scale, np.asarray(val[1], int)
     cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
