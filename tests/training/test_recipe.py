@@ -109,12 +109,19 @@ def test_a_fold_ensemble_is_refused_where_folds_cannot_be_averaged(recipe, overr
     assert load_recipe(LESION, ["register.select=ensemble"]).register.select == "ensemble"
 
 
-
 def test_a_lesion_run_refuses_a_tta_it_would_not_apply():
     # held-out images are scored from cached patch embeddings; metrics.json would say "none"
     with pytest.raises(RecipeError, match="eval.tta='flips'.*predict --tta"):
         load_recipe(LESION, ["eval.tta=flips"])
     assert load_recipe(MINIMAL, ["eval.tta=flips"]).eval.tta == "flips"
+
+
+def test_a_lesion_run_refuses_a_checkpoint_average_it_would_not_register():
+    # the fold's patch training keeps its best epoch; topk would silently register "best"
+    with pytest.raises(RecipeError, match="register.select: topk.*lesion run"):
+        load_recipe(LESION, ["register.select=topk"])
+    assert load_recipe(MINIMAL, ["register.select=topk"]).register.select == "topk"
+
 
 def test_the_two_film_decision_is_refused_where_there_is_no_left_and_right():
     with pytest.raises(RecipeError, match="lesion.bilateral.*modality: histology"):

@@ -179,6 +179,12 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             f"lesion.enabled: true and modality: mammogram (here lesion.enabled: "
             f"{str(recipe.lesion.enabled).lower()}, modality: {recipe.modality})"
         )
+    if recipe.lesion.enabled and recipe.register.select == "topk":
+        problems.append(
+            "register.select: topk averages an image model's best checkpoints; a lesion run "
+            "registers its best fold (best, or ema for the patch encoder's moving average) or "
+            "the mean of its folds (ensemble)"
+        )
     if recipe.lesion.enabled and recipe.eval.tta != "none":
         problems.append(
             f"eval.tta={recipe.eval.tta!r}: a lesion run scores its held-out images from the "
