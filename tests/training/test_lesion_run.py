@@ -652,7 +652,12 @@ def test_a_frozen_encoder_stays_as_loaded_and_the_rois_train_its_patch_classifie
     )
     recipe["phases"] = [{"name": "probe", "epochs": 20}]
     recipe["register"] = {"enabled": False}
+    recipe["eval"].update(cam_iou=True, cam_methods=["gradcam"])
     result = run_recipe(recipe, out_dir=tmp_path / "runs")
+    # the fold models' own Grad-CAM is scored against the ROIs beside their maps
+    scored = result.metrics["maps_vs_roi"]
+    assert scored["gradcam"]["iou"]["n"] == scored["patch_map"]["iou"]["n"] == 8
+    assert 0.0 <= scored["gradcam"]["iou"]["mean"] <= 1.0
 
     for fold in range(2):
         saved = load_file(str(result.run_dir / f"fold{fold}" / "selected.safetensors"))

@@ -46,6 +46,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
     test = part["test"]
     predictions = predict_bags(model.head, [cache.bags[i] for i in test])
     labels = [int(images[i].label) for i in test]
+    cams = tuple(recipe.eval.cam_methods) if recipe.eval.cam_iou else ()
     rows = []
     for j, i in enumerate(test):
         image = images[i]
@@ -63,6 +64,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
         maps["perfect_patch_map"] = perfect_patch_map(
             image.roi_mask, cache.grids[i], model.patch_size, model.stride
         )
+        maps.update({method: image_cam(model, image.pixels, method) for method in cams})
         row = {
             "path": image.path,
             "label": int(image.label),
@@ -75,7 +77,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
                 model.stride,
             ).tolist(),
         }
-        for name in SCORED_MAPS:
+        for name in (*SCORED_MAPS, *cams):
             scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         rows.append(row)
@@ -92,6 +94,18 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
     if recipe.lesion.bilateral:
         out.update(bilateral_fold(model, images, cache, part, negative, probs))
     return out
+
+
+def image_cam(model, pixels: np.ndarray, method: str) -> np.ndarray:
+    """A CAM of the fold model's own decision on one H×W×3 training-resolution image."""
+    import torch
+
+    from napari_pathreview.explain import compute_cam
+
+    mean = torch.tensor(model.spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(model.spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
+    return compute_cam(model, (x - mean) / std, method)[0]
 
 
 def bilateral_fold(model, images, cache, part: dict, negative: int, test_probs) -> dict:
@@ -350,8 +364,9 @@ def summarize_lesion_run(
     patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
+    cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
     maps = {}
-    for name in SCORED_MAPS:
+    for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
         maps[name] = {
             metric: _mean_ci(
                 [r[f"{name}_{metric}"] for r in rows], recipe.eval.bootstrap, recipe.seed
