@@ -292,7 +292,6 @@ def test_cli_prints_a_bad_roi_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -325,6 +324,7 @@ def test_a_frozen_encoder_that_cannot_be_used_is_refused_before_any_image_is_rea
     )  # fmt: skip
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert message in done.stderr and "img02" not in done.stderr, done.stderr
+
 
 @pytest.mark.slow
 def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path, monkeypatch):
@@ -522,14 +522,17 @@ def test_rescore_scores_a_finished_run_again_from_its_saved_folds_without_traini
         path.write_text(json.dumps(record))
     script = Path(sys.executable).parent / "pathreview"
     env = {**os.environ, "PATHREVIEW_HOME": str(base / "home")}
+    cams = ["--set", "eval.cam_iou=true", "--set", "eval.cam_methods=[gradcam]"]  # scoring only
     done = subprocess.run(
-        [str(script), "train", "--resume", str(run), "--rescore"],
+        [str(script), "train", "--resume", str(run), "--rescore", *cams],
         capture_output=True,
         text=True,
         env=env,
     )
     assert done.returncode == 0, done.stderr
     metrics = json.loads((run / "metrics.json").read_text())
+    assert "gradcam" not in result.metrics["maps_vs_roi"]
+    assert metrics["maps_vs_roi"]["gradcam"]["iou"]["n"] == 6  # the fold models' own CAMs
     fresh = result.metrics["maps_vs_roi"]["patch_map"]["iou"]["mean"]
     assert metrics["maps_vs_roi"]["patch_map"]["iou"]["mean"] == pytest.approx(fresh)
     assert metrics["test"]["roc_auc"] == pytest.approx(result.metrics["test"]["roc_auc"], abs=1e-6)

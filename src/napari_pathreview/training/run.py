@@ -175,7 +175,13 @@ def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
 
 
 # what --rescore may change: it re-reads saved fold models, so only how they are scored
-RESCORE_KEYS = ("lesion.bilateral", "lesion.map_threshold", "eval.bootstrap")
+RESCORE_KEYS = (
+    "lesion.bilateral",
+    "lesion.map_threshold",
+    "eval.bootstrap",
+    "eval.cam_iou",
+    "eval.cam_methods",
+)
 
 
 def _check_rescore_overrides(overrides: Sequence[str]) -> None:
