@@ -46,40 +46,6 @@ def test_unreachable_server_fails_clearly_without_showing_the_password():
     assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
 
 
-def open_in_thread(url: str) -> BaseException | None:
-    """Open a store in a thread; the error it raised. Fails the test if it has not returned
-    within a minute (a hang, rather than a slow machine)."""
-    outcome: list[BaseException | None] = []
-
-    def open_store() -> None:
-        try:
-            ReviewStore(url, retries=0)
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            outcome.append(error)
-
-    thread = threading.Thread(target=open_store, daemon=True)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), f"opening {url} hung"
-    return outcome[0]
-
-
-def test_a_server_that_never_answers_fails_clearly_instead_of_hanging(silent_server, monkeypatch):
-    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 1)  # the default is 10 s
-    error = open_in_thread(f"postgresql://ann:s3cret@127.0.0.1:{silent_server}/reviews")
-    assert isinstance(error, ReviewStoreError)
-    assert "timeout" in str(error) and f"127.0.0.1:{silent_server}/reviews" in str(error)
-    assert "s3cret" not in str(error)
-
-
-def test_the_urls_own_connect_timeout_is_kept(silent_server, monkeypatch):
-    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 3600)
-    error = open_in_thread(f"postgresql://ann@127.0.0.1:{silent_server}/reviews?connect_timeout=1")
-    assert isinstance(error, ReviewStoreError) and "timeout" in str(error)
-
-
-
 def call_in_thread(call) -> BaseException | None:
     """Run ``call`` in a thread; the error it raised (None if none). Fails the test if it has
     not returned within a minute."""
@@ -97,6 +63,25 @@ def call_in_thread(call) -> BaseException | None:
     thread.join(60)
     assert not thread.is_alive(), "the call hung"
     return outcome[0]
+
+
+def open_in_thread(url: str) -> BaseException | None:
+    """Open a store in a thread; the error it raised (see ``call_in_thread``)."""
+    return call_in_thread(lambda: ReviewStore(url, retries=0))
+
+
+def test_a_server_that_never_answers_fails_clearly_instead_of_hanging(silent_server, monkeypatch):
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 1)  # the default is 10 s
+    error = open_in_thread(f"postgresql://ann:s3cret@127.0.0.1:{silent_server}/reviews")
+    assert isinstance(error, ReviewStoreError)
+    assert "timeout" in str(error) and f"127.0.0.1:{silent_server}/reviews" in str(error)
+    assert "s3cret" not in str(error)
+
+
+def test_the_urls_own_connect_timeout_is_kept(silent_server, monkeypatch):
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 3600)
+    error = open_in_thread(f"postgresql://ann@127.0.0.1:{silent_server}/reviews?connect_timeout=1")
+    assert isinstance(error, ReviewStoreError) and "timeout" in str(error)
 
 
 @pytest.mark.postgres
