@@ -77,14 +77,16 @@ def load_encoder(spec: str, device: str = "cpu") -> PatchEncoder:
     return PatchEncoder(spec, model, dim, tuple(model.spec.mean), tuple(model.spec.std))
 
 
-def _to_tensor(pixels: np.ndarray, mean, std, device):
+def model_input(pixels: np.ndarray, mean, std, device="cpu"):
+    """N×C×H×W float input, normalised as the weights expect, of H×W×3 or N×H×W×3 uint8."""
     import torch
 
     writable = np.require(pixels, requirements=["C", "W"])  # torch warns on read-only arrays
-    x = torch.from_numpy(writable).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    return ((x - m) / s).unsqueeze(0).to(device)
+    x = torch.from_numpy(writable).to(device)
+    x = (x[None] if x.ndim == 3 else x).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return (x - m) / s
 
 
 def encode_image(
@@ -101,7 +103,7 @@ def encode_image(
     from napari_pathreview.models.mil import unfold_patches
 
     tiles, grid = unfold_patches(
-        _to_tensor(pixels, encoder.mean, encoder.std, device), patch, stride
+        model_input(pixels, encoder.mean, encoder.std, device), patch, stride
     )
     out = []
     with torch.no_grad():

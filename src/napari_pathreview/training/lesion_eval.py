@@ -98,14 +98,10 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
 
 def image_cam(model, pixels: np.ndarray, method: str) -> np.ndarray:
     """A CAM of the fold model's own decision on one H×W×3 training-resolution image."""
-    import torch
-
     from napari_pathreview.explain import compute_cam
+    from napari_pathreview.training.embeddings import model_input
 
-    mean = torch.tensor(model.spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(model.spec.std, dtype=torch.float32).view(1, -1, 1, 1)
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255.0
-    return compute_cam(model, (x - mean) / std, method)[0]
+    return compute_cam(model, model_input(pixels, model.spec.mean, model.spec.std), method)[0]
 
 
 def bilateral_fold(model, images, cache, part: dict, negative: int, test_probs) -> dict:

@@ -52,18 +52,17 @@ def encode_patches(model, patches: PatchSet, device="cpu", batch: int = 256) -> 
     """(M, D) embeddings of the centre ``model.patch_size`` square of each sampled patch."""
     import torch
 
+    from napari_pathreview.training.embeddings import model_input
+
     size = model.patch_size
     offset = (patches.pixels.shape[1] - size) // 2
     window = slice(offset, offset + size)
-    mean = torch.tensor(model.spec.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(model.spec.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     model.eval().to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(patches), batch):
             crop = patches.pixels[start : start + batch, window, window]
-            x = torch.from_numpy(np.ascontiguousarray(crop)).to(device)
-            x = (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
+            x = model_input(crop, model.spec.mean, model.spec.std, device)
             out.append(model.embed(x).float().cpu().numpy())
     width = model.head.dim
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
