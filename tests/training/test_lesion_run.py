@@ -689,3 +689,16 @@ def test_a_frozen_encoder_stays_as_loaded_and_the_rois_train_its_patch_classifie
             distance = np.linalg.norm(cells - centre, axis=1)
             far = distance > 16  # the patch does not reach the disc
             assert lesion.ravel()[distance.argmin()] > 0.5 > lesion.ravel()[far].mean(), path
+
+
+def test_the_card_says_which_weights_of_the_best_fold_it_holds(tmp_path, monkeypatch):
+    from napari_pathreview.registry import ModelRegistry
+
+    write_lesion_set(tmp_path / "data", n=8)
+    monkeypatch.setenv("PATHREVIEW_HOME", str(tmp_path / "home"))
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"))
+    recipe.update(ema={"enabled": True}, register={"select": "ema"})
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+    card = ModelRegistry().card(*result.registered.split("@"))
+    assert card.metrics["selection"] == "ema"  # the fold's patch encoder's moving average
+    assert card.metrics["registered_fold"] in (0, 1)

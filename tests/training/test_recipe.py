@@ -121,6 +121,10 @@ def test_a_lesion_run_refuses_a_checkpoint_average_it_would_not_register():
     with pytest.raises(RecipeError, match="register.select: topk.*lesion run"):
         load_recipe(LESION, ["register.select=topk"])
     assert load_recipe(MINIMAL, ["register.select=topk"]).register.select == "topk"
+    frozen = ["lesion.frozen_encoder=timm:resnet18=w.safetensors", "ema.enabled=true"]
+    with pytest.raises(RecipeError, match="register.select: ema.*frozen_encoder"):
+        load_recipe(LESION, [*frozen, "register.select=ema"])
+    assert load_recipe(LESION, ["ema.enabled=true", "register.select=ema"]).register.select == "ema"
 
 
 def test_the_two_film_decision_is_refused_where_there_is_no_left_and_right():

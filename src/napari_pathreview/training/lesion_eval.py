@@ -464,7 +464,7 @@ def register_lesion_run(
         stain_target = None  # refused with data.stain at recipe load: one target per card
     else:
         model.load_state_dict(weights_of(best))
-        chosen = {"registered_fold": best, "selection": "best"}
+        chosen = {"registered_fold": best, "selection": recipe.register.select}  # best | ema
         stain_target = folds[best].get("stain_target")
     model.eval()
     kept = card_metrics(metrics)

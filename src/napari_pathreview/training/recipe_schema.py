@@ -185,6 +185,11 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             "registers its best fold (best, or ema for the patch encoder's moving average) or "
             "the mean of its folds (ensemble)"
         )
+    if recipe.lesion.enabled and recipe.lesion.frozen_encoder and recipe.register.select == "ema":
+        problems.append(
+            "register.select: ema keeps the patch encoder's moving average, and "
+            "lesion.frozen_encoder does not train the encoder (use best or ensemble)"
+        )
     if recipe.lesion.enabled and recipe.eval.tta != "none":
         problems.append(
             f"eval.tta={recipe.eval.tta!r}: a lesion run scores its held-out images from the "
