@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from napari_pathreview.explain.metrics import roi_scores
-from napari_pathreview.training.lesion_eval import (
+from napari_pathreview.training.lesion_diagnostics import (
     lesion_class_separation,
     lesion_detection,
-    perfect_patch_map,
-    roi_patch_probs,
 )
+from napari_pathreview.training.lesion_eval import perfect_patch_map, roi_patch_probs
 
 CLASSES = ["normal", "benign", "malignant"]
 
