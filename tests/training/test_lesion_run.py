@@ -107,6 +107,25 @@ def test_lesion_run_reports_pooled_out_of_fold_metrics_and_map_scores(trained):
     assert json.loads((result.run_dir / "metrics.json").read_text())["registered"]
 
 
+def test_a_binary_lesion_run_thresholds_by_youden_on_validation_as_image_runs_do(trained):
+    from napari_pathreview.registry import ModelRegistry
+    from napari_pathreview.training.metrics import compute_metrics
+
+    result, base = trained
+    folds = [json.loads((result.run_dir / f"fold{i}" / "fold.json").read_text()) for i in (0, 1)]
+    thresholds = [f["threshold"] for f in folds]
+    assert all(0.0 <= t <= 1.0 for t in thresholds)
+    metrics = result.metrics
+    assert metrics["threshold_rule"] == "youden_on_validation"
+    assert metrics["threshold"] == pytest.approx(np.mean(thresholds))
+    labels = np.concatenate([f["test_predictions"]["labels"] for f in folds])
+    probs = np.concatenate([f["test_predictions"]["probs"] for f in folds])
+    scored = compute_metrics(labels, probs, metrics["threshold"])
+    assert metrics["test"]["balanced_accuracy"] == pytest.approx(scored["balanced_accuracy"])
+    card = ModelRegistry(base / "home" / "models").card(*result.registered.split("@"))
+    assert card.threshold == folds[card.metrics["registered_fold"]]["threshold"]
+
+
 def test_registered_model_explains_an_image_with_patch_and_attention_maps(trained):
     from napari_pathreview.explain.metrics import roi_scores
     from napari_pathreview.inference.mil_maps import explain_mil

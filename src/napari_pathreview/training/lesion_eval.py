@@ -19,7 +19,7 @@ from napari_pathreview.training.lesion_diagnostics import (
     lesion_class_separation,
     lesion_detection,
 )
-from napari_pathreview.training.metrics import compute_metrics, json_safe
+from napari_pathreview.training.metrics import compute_metrics, json_safe, youden_threshold
 from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
     test = part["test"]
     predictions = predict_bags(model.head, [cache.bags[i] for i in test])
     labels = [int(images[i].label) for i in test]
+    threshold = fold_threshold(recipe, model, images, cache, part)
     cams = tuple(recipe.eval.cam_methods) if recipe.eval.cam_iou else ()
     rows = []
     for j, i in enumerate(test):
@@ -92,12 +93,25 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             "probs": probs.tolist(),
             "paths": [images[i].path for i in test],
         },
-        "test": compute_metrics(labels, probs, None, with_confusion=False),
+        "test": compute_metrics(labels, probs, threshold, with_confusion=False),
+        "threshold": threshold,
         "map_scores": rows,
     }
     if recipe.lesion.bilateral:
         out.update(bilateral_fold(model, images, cache, part, negative, probs))
     return out
+
+
+def fold_threshold(recipe, model, images, cache, part: dict) -> float | None:
+    """Youden's J on the fold's validation bags for a binary task, as image runs choose theirs
+    (``eval.threshold: youden``); None (argmax) otherwise."""
+    from napari_pathreview.training.mil import predict_bags
+
+    val = part["val"]
+    if model.head.classifier.out_features != 2 or recipe.eval.threshold != "youden" or not val:
+        return None
+    probs = predict_bags(model.head, [cache.bags[i] for i in val]).probs
+    return youden_threshold([int(images[i].label) for i in val], probs[:, 1])
 
 
 def image_cam(model, pixels: np.ndarray, method: str) -> np.ndarray:
@@ -169,10 +183,19 @@ def perfect_patch_map(
     return grid_to_image(values, grid, np.asarray(roi_mask).shape[:2], patch, stride)
 
 
-def pooled_with_ci(labels: np.ndarray, probs: np.ndarray, recipe) -> dict:
+def pooled_with_ci(
+    labels: np.ndarray, probs: np.ndarray, recipe, threshold: float | None = None
+) -> dict:
     """Pooled out-of-fold metrics with the run's bootstrap 95 % CIs (``ci95``)."""
-    ci = bootstrap_ci(labels, probs, None, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
-    return {**compute_metrics(labels, probs, None), "ci95": {k: list(v) for k, v in ci.items()}}
+    ci = bootstrap_ci(labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    metrics = compute_metrics(labels, probs, threshold)
+    return {**metrics, "ci95": {k: list(v) for k, v in ci.items()}}
+
+
+def pooled_threshold(folds: list[dict]) -> float | None:
+    """The folds' validation thresholds, averaged (as image runs pool theirs); None: argmax."""
+    values = [f["threshold"] for f in folds if f.get("threshold") is not None]
+    return float(np.mean(values)) if values else None
 
 
 def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
@@ -250,6 +273,7 @@ def summarize_lesion_run(
     patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
+    threshold = pooled_threshold(folds)
     cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
     maps = {}
     for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
@@ -273,10 +297,13 @@ def summarize_lesion_run(
         "n_images": len(images),
         "n_patients": len({im.patient_id for im in images}),
         "n_images_with_roi": int(sum(im.has_roi for im in images)),
-        "threshold": None,
-        "threshold_rule": "argmax",
+        "threshold": threshold,
+        "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
         "tta": "none",
-        "test": {**pooled_with_ci(labels, probs, recipe), "pooled_out_of_fold": len(folds) > 1},
+        "test": {
+            **pooled_with_ci(labels, probs, recipe, threshold),
+            "pooled_out_of_fold": len(folds) > 1,
+        },
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
         "lesion_classes_at_roi": lesion_class_separation(
             rows, classes, negative, recipe.eval.bootstrap, recipe.seed
@@ -352,10 +379,12 @@ def register_lesion_run(
         model.load_member_states([weights_of(i) for i in range(len(folds))])
         chosen = {"registered_folds": list(range(len(folds))), "selection": "ensemble"}
         stain_target = None  # refused with data.stain at recipe load: one target per card
+        threshold = pooled_threshold(folds)
     else:
         model.load_state_dict(weights_of(best))
         chosen = {"registered_fold": best, "selection": recipe.register.select}  # best | ema
         stain_target = folds[best].get("stain_target")
+        threshold = folds[best].get("threshold")
     model.eval()
     kept = card_metrics(metrics)
     kept["maps_vs_roi"] = metrics["maps_vs_roi"]
@@ -370,6 +399,7 @@ def register_lesion_run(
         "input_size": [3, size, size],
         "stain_method": recipe.data.stain if stain_target else "none",
         "metrics": {**kept, **chosen},
+        "threshold": threshold,  # binary: Youden's J on validation, as the run scored it
         "split_protocol": metrics["split_protocol"],
         "recipe": recipe.to_dict(),
         "data_fingerprint": data_fingerprint(samples),
