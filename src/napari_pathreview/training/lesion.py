@@ -40,7 +40,11 @@ from napari_pathreview.training.patches import (
     sample_patches,
     tissue_mask,
 )
-from napari_pathreview.training.probe import load_frozen_encoder, train_probe
+from napari_pathreview.training.probe import (
+    frozen_encoder_state,
+    load_frozen_encoder,
+    train_probe,
+)
 from napari_pathreview.training.recipe import Recipe, RecipeError
 
 log = logging.getLogger(__name__)
@@ -281,6 +285,7 @@ def run_fold(
     device,
     progress: Callable[[dict], None] | None = None,
     rescore: bool = False,
+    frozen_state: dict | None = None,
 ) -> dict:
     """Train and evaluate one fold; returns the fold's record (also written to fold.json).
 
@@ -331,8 +336,9 @@ def run_fold(
         if progress is not None:
             progress({"fold": index, "stage": "patches", **entry})
 
-    if recipe.lesion.frozen_encoder:
-        load_frozen_encoder(recipe, model)
+    if recipe.lesion.frozen_encoder:  # the run's copy, else (a fold trained by --rescore) read
+        state = frozen_state if frozen_state is not None else frozen_encoder_state(recipe)
+        load_frozen_encoder(recipe, model, state)
     record.update(
         train_patch_classifier(
             recipe, model, images, part, negative, len(classes), fold_dir, device, report
@@ -408,9 +414,11 @@ def run_lesion(
     from napari_pathreview.training.splits import make_splits
 
     classes = ds.class_names(samples, recipe.data.task)
+    frozen_state = None
     if recipe.lesion.frozen_encoder and not rescore:  # a wrong spec fails before images are read
+        frozen_state = frozen_encoder_state(recipe)
         target = build_patch_model(recipe, len(classes), recipe.lesion.patch_size, pretrained=False)
-        load_frozen_encoder(recipe, target)
+        load_frozen_encoder(recipe, target, frozen_state)
     index = {name: i for i, name in enumerate(classes)}
     scale = scale_of(recipe)
     images = [
@@ -431,7 +439,7 @@ def run_lesion(
         _check_rescorable(run_dir, len(plan.folds))
     _write_splits(plan, samples, run_dir / "splits.json")
     folds = [
-        run_fold(recipe, images, classes, fold, i, run_dir, device, progress, rescore)
+        run_fold(recipe, images, classes, fold, i, run_dir, device, progress, rescore, frozen_state)
         for i, fold in enumerate(plan.folds)
     ]
     pixel_size = training_pixel_size(recipe)

@@ -25,6 +25,7 @@ __all__ = [
     "grid_to_image",
     "lesion_probability",
     "predict_bags",
+    "score_probabilities",
     "train_mil_head",
 ]
 
@@ -65,10 +66,16 @@ def _score(
     As in the image trainer, a metric that is undefined on this validation set (AUC with one
     class present) falls back to balanced accuracy; "loss" is the bags' cross-entropy.
     """
-    predictions = predict_bags(head, bags)
-    p = np.clip(predictions.probs[np.arange(len(labels)), labels], 1e-7, 1.0)
+    return score_probabilities(labels, predict_bags(head, bags).probs, metric, mode)
+
+
+def score_probabilities(
+    labels, probs: np.ndarray, metric: str, mode: str
+) -> tuple[float, float, dict]:
+    """(selection score, −loss, metrics) of validation probabilities; see ``_score``."""
+    p = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
     loss = float(-np.log(p).mean())
-    metrics = compute_metrics(labels, predictions.probs, None, with_confusion=False)
+    metrics = compute_metrics(labels, probs, None, with_confusion=False)
     metrics["loss"] = loss
     return selection_score(metrics, metric, mode), -loss, metrics
 

@@ -1,12 +1,13 @@
 """The patch classifier on a frozen encoder: ROI patches encoded once, a linear probe on them.
 
 With ``lesion.frozen_encoder`` the encoder's weights never change (a foundation model on disk,
-or a registered model; :func:`load_frozen_encoder` copies them into the fold's model, refusing
-one of another architecture): the ROIs still supervise, through the instance classifier. Each
-round's patches are encoded once (the centre ``patch_size`` of each sampled crop, no
-augmentation: a probe over fixed features), and the classifier learns them in seconds on a
-CPU. Without this step the MIL head, which by default keeps the instance classifier as the
-patches taught it, would pool the ranks of an untrained classifier.
+or a registered model; read once per run by :func:`frozen_encoder_state`, copied into each
+fold's model by :func:`load_frozen_encoder`, which refuses another architecture): the ROIs
+still supervise, through the instance classifier. Each round's patches are encoded once (the
+centre ``patch_size`` of each sampled crop, no augmentation: a probe over fixed features), and
+the classifier learns them in seconds on a CPU. Without this step the MIL head, which by
+default keeps the instance classifier as the patches taught it, would pool the ranks of an
+untrained classifier.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_pathreview.training.metrics import compute_metrics, selection_score
+from napari_pathreview.training.mil import score_probabilities
 from napari_pathreview.training.patches import PatchSet
 from napari_pathreview.training.recipe import Recipe, RecipeError
 
@@ -30,18 +31,27 @@ class ProbeFit:
     history: list[dict]
 
 
-def load_frozen_encoder(recipe: Recipe, model) -> None:
-    """Copy a frozen encoder's weights into ``model.encoder`` (same timm architecture)."""
+def frozen_encoder_state(recipe: Recipe) -> dict:
+    """The weights of ``lesion.frozen_encoder``, read from disk (once per run)."""
     from napari_pathreview.training.embeddings import load_encoder
 
     encoder = load_encoder(recipe.lesion.frozen_encoder)
     source = getattr(encoder.model, "encoder", getattr(encoder.model, "model", encoder.model))
+    return source.state_dict()
+
+
+def load_frozen_encoder(recipe: Recipe, model, state: dict) -> None:
+    """Copy a frozen encoder's weights (``frozen_encoder_state``) into ``model.encoder``.
+
+    Raises:
+        RecipeError: the weights are of another architecture than the recipe's encoder.
+    """
     refusal = RecipeError(
         f"lesion.frozen_encoder {recipe.lesion.frozen_encoder!r} does not fit model "
         f"encoder {recipe.model.kwargs.get('encoder', recipe.model.architecture)!r}"
     )
     try:
-        missing = model.encoder.load_state_dict(source.state_dict(), strict=False)
+        missing = model.encoder.load_state_dict(state, strict=False)
     except RuntimeError as error:  # the same names with other shapes
         raise refusal from error
     if missing.missing_keys:
@@ -122,11 +132,11 @@ def fit_probe(
             total += loss.item() * len(index)
         entry = {"epoch": epoch, "train_loss": total / max(len(y), 1)}
         if len(val_y):
-            score, metrics = _validation_score(classifier, val_x, val_y, metric, mode)
-            entry.update(
-                val_score=score, val_roc_auc=metrics.get("roc_auc"), val_loss=metrics["loss"]
-            )
-            rank = (score, -metrics["loss"])  # ties (AUC 1.0 on easy patches) by the loss
+            with torch.no_grad():
+                probs = torch.softmax(classifier(val_x), dim=1).numpy()
+            score, neg_loss, metrics = score_probabilities(val_y, probs, metric, mode)
+            entry.update(val_score=score, val_roc_auc=metrics.get("roc_auc"), val_loss=-neg_loss)
+            rank = (score, neg_loss)  # ties (AUC 1.0 on easy patches) by the loss
         else:
             rank = (-entry["train_loss"], 0.0)
         history.append(entry)
@@ -141,17 +151,6 @@ def fit_probe(
     classifier.eval()
     kept = best[0] if len(val_y) and math.isfinite(best[0]) else None
     return ProbeFit(kept, history)
-
-
-def _validation_score(classifier, x, labels: np.ndarray, metric: str, mode: str):
-    import torch
-
-    with torch.no_grad():
-        probs = torch.softmax(classifier(x), dim=1).numpy()
-    metrics = compute_metrics(labels, probs, None, with_confusion=False)
-    p = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
-    metrics["loss"] = float(-np.log(p).mean())
-    return selection_score(metrics, metric, mode), metrics
 
 
 def train_probe(
