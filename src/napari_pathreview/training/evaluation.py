@@ -18,7 +18,12 @@ from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.cam_eval import cam_iou_for_fold
-from napari_pathreview.training.metrics import compute_metrics, json_safe, youden_threshold
+from napari_pathreview.training.metrics import (
+    compute_metrics,
+    json_safe,
+    pooled_threshold,
+    youden_threshold,
+)
 from napari_pathreview.training.preparation import stain_images
 from napari_pathreview.training.recipe import resolve_path
 from napari_pathreview.training.results import (
@@ -138,15 +143,10 @@ def pooled_predictions(folds: list[FoldResult]) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays])
 
 
-def _pooled_threshold(folds: list[FoldResult]) -> float | None:
-    values = [f.threshold for f in folds if f.threshold is not None]
-    return float(np.mean(values)) if values else None
-
-
 def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: bool = True) -> dict:
     """metrics.json: protocol, leaky flag, threshold, test metrics with CIs, per-fold results."""
     labels, probs = pooled_predictions(folds)
-    threshold = _pooled_threshold(folds)
+    threshold = pooled_threshold([f.threshold for f in folds])
     pooled = compute_metrics(labels, probs, threshold)
     ci = bootstrap_ci(labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
     kfold = len(folds) > 1

@@ -19,7 +19,12 @@ from napari_pathreview.training.lesion_diagnostics import (
     lesion_class_separation,
     lesion_detection,
 )
-from napari_pathreview.training.metrics import compute_metrics, json_safe, youden_threshold
+from napari_pathreview.training.metrics import (
+    compute_metrics,
+    json_safe,
+    pooled_threshold,
+    youden_threshold,
+)
 from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
 
 log = logging.getLogger(__name__)
@@ -192,12 +197,6 @@ def pooled_with_ci(
     return {**metrics, "ci95": {k: list(v) for k, v in ci.items()}}
 
 
-def pooled_threshold(folds: list[dict]) -> float | None:
-    """The folds' validation thresholds, averaged (as image runs pool theirs); None: argmax."""
-    values = [f["threshold"] for f in folds if f.get("threshold") is not None]
-    return float(np.mean(values)) if values else None
-
-
 def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
     """Pooled out-of-fold figures of the two-film decision, with the same bootstrap as the
     run's own, and each fold's figures and fitted calibration."""
@@ -273,7 +272,7 @@ def summarize_lesion_run(
     patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
-    threshold = pooled_threshold(folds)
+    threshold = pooled_threshold([f.get("threshold") for f in folds])
     cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
     maps = {}
     for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
@@ -379,7 +378,7 @@ def register_lesion_run(
         model.load_member_states([weights_of(i) for i in range(len(folds))])
         chosen = {"registered_folds": list(range(len(folds))), "selection": "ensemble"}
         stain_target = None  # refused with data.stain at recipe load: one target per card
-        threshold = pooled_threshold(folds)
+        threshold = metrics.get("threshold")  # the folds' pooled, as the run scored them
     else:
         model.load_state_dict(weights_of(best))
         chosen = {"registered_fold": best, "selection": recipe.register.select}  # best | ema

@@ -64,6 +64,13 @@ def youden_threshold(y_true: Sequence[int], p_positive: Sequence[float]) -> floa
     return float(min(max(thresholds[best], 0.0), 1.0))
 
 
+def pooled_threshold(thresholds: Sequence[float | None]) -> float | None:
+    """One threshold for pooled out-of-fold predictions: the mean of the folds' own
+    (None, i.e. argmax, when no fold chose one)."""
+    values = [t for t in thresholds if t is not None]
+    return float(np.mean(values)) if values else None
+
+
 def expected_calibration_error(y_true: Sequence[int], probs: np.ndarray, n_bins: int = 15) -> float:
     """ECE over equal-width confidence bins (Guo et al. 2017); scikit-learn has no ECE.
 
