@@ -322,6 +322,22 @@ def test_a_probe_learns_features_of_any_scale_and_reads_the_raw_embeddings():
     assert (predicted == labels[1::2]).mean() > 0.85
 
 
+def test_a_probe_round_starts_afresh_whatever_the_classifier_held():
+    from napari_pathreview.training.probe import fit_probe
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 40)
+    features = rng.normal(0, 1, (80, 6)) + labels[:, None]
+    settings = dict(epochs=3, lr=0.05, weight_decay=0.0, batch_size=8, seed=3)
+    fits = []
+    for start in (0.0, 7.0):  # a fresh classifier, and one a previous round left behind
+        classifier = torch.nn.Linear(6, 2)
+        torch.nn.init.constant_(classifier.weight, start)
+        fit_probe(classifier, (features, labels, np.ones(80)), (features, labels), **settings)
+        fits.append(torch.cat([classifier.weight.flatten(), classifier.bias]))
+    torch.testing.assert_close(fits[0], fits[1])
+
+
 def test_a_probe_on_a_single_patch_stays_finite():
     from napari_pathreview.training.probe import fit_probe
 

@@ -95,14 +95,18 @@ def fit_probe(
 ) -> ProbeFit:
     """Fit ``classifier`` (an ``nn.Linear``) in place on (embeddings, labels, weights).
 
-    The epoch best on the validation patches by ``metric`` (``mode`` max/min; balanced
-    accuracy where the metric is undefined, as in the image trainer; ties by the loss) is
-    loaded back.
+    The fit starts afresh from a seeded initialisation, whatever the classifier held: a
+    hard-negative round's probe depends on its own patches only (a convex fit needs no warm
+    start, and the previous round's weights read in this round's standardised space would be a
+    different function anyway). The epoch best on the validation patches by ``metric``
+    (``mode`` max/min; balanced accuracy where the metric is undefined, as in the image
+    trainer; ties by the loss) is loaded back.
     """
     import torch
     from torch.nn import functional
 
     torch.manual_seed(seed)
+    classifier.reset_parameters()
     generator = torch.Generator().manual_seed(seed)
     x, y, w = (torch.as_tensor(a) for a in train)
     x, y, w = x.float(), y.long(), w.float()
