@@ -37,16 +37,21 @@ def model_options(parser: argparse.ArgumentParser) -> None:
         help="fitted stain target JSON (from `pathreview stain fit`); its method is used",
     )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument(
-        "--allow-modality-mismatch",
-        action="store_true",
-        help="run a model on images of the other modality (refused by default)",
-    )
+    modality_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
         default=None,
         help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
+    )
+
+
+def modality_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-modality-mismatch`` (shared with ``predict-slides``)."""
+    parser.add_argument(
+        "--allow-modality-mismatch",
+        action="store_true",
+        help="run a model on images of the other modality (refused by default)",
     )
 
 
