@@ -141,6 +141,19 @@ def cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.scorecam_batch_size, "top_k": args.scorecam_top_k}
 
 
+def check_cam_options(args: argparse.Namespace, method: str, predictor: Any) -> None:
+    """``--target-class`` and the Score-CAM options, checked once before the first image:
+    a bad one would otherwise fail the CAM of every image of the batch, one by one."""
+    if args.target_class is not None:  # a class name: the probabilities are not consulted
+        import numpy as np
+
+        predictor.target_index(args.target_class, np.zeros(len(predictor.classes)))
+    if method == "scorecam":
+        from napari_pathreview.explain.cams import check_scorecam_options
+
+        check_scorecam_options(**cam_kwargs(args))
+
+
 def explain_kwargs(args: argparse.Namespace, method: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"target_class": args.target_class, "tta": args.cam_tta}
     if method == "scorecam":
