@@ -58,3 +58,15 @@ def test_an_os_error_on_a_named_file_is_reported_without_traceback() -> None:
                   "--out", "/proc/pathreview-test.json")  # fmt: skip
     assert result.returncode == 2
     assert "/proc/pathreview-test.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_without_traceback() -> None:
+    """``pathreview models list | head``: the pipe closes before the command writes to it."""
+    console_script = str(Path(sys.executable).with_name("pathreview"))
+    process = subprocess.Popen(
+        [console_script, "models", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the only reader is gone: every write to stdout fails (EPIPE)
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports `head`'s writer
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

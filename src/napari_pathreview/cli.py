@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -97,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PathReviewError as error:
         print(f"pathreview {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Whoever read stdout stopped early (`pathreview models list | head`): stop quietly,
+        # as Unix tools do, with the status of a process ended by SIGPIPE.
+        _silence_stdout()
+        return 128 + 13
     except OSError as error:
         # A file the command was pointed at (permissions, a folder given for a file, a full
         # disk): the user's to fix, so no traceback; an OSError without a file is a bug.
@@ -107,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pathreview {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit cannot raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _describe_os_error(error: OSError) -> str:

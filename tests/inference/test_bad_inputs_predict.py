@@ -66,6 +66,11 @@ SIMPLE_CASES = [
     (["evaluate-cam", "--mias", "{tmp}", "--model", "{model}", "--limit", "-1"], "--limit"),
     (["evaluate-cam", "--mias", "{tmp}/nope", "--model", "{model}"], "nope"),
     (["predict", "{rgb}", "--model", "{model}", "--batch-size", "0"], "--batch-size"),
+    # CAM options: refused once, not by the CAM of every image of the batch in turn
+    (["predict", "{rgb}", "--model", "{model}", "--cam", "gradcam", "--target-class", "nosuch"],
+     "unknown class 'nosuch'"),
+    (["predict", "{rgb}", "--model", "{model}", "--cam", "scorecam", "--scorecam-top-k", "0"],
+     "top_k must be >= 1"),
 ]  # fmt: skip
 
 

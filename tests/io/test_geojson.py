@@ -10,6 +10,7 @@ import pytest
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io import Roi, read_geojson_rois, write_geojson_rois
+from napari_pathreview.io.geojson import read_geojson
 from napari_pathreview.io.labels import label_image_to_rois
 
 
@@ -71,6 +72,20 @@ def test_malformed_geojson_raises(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ImageReadError):
         read_geojson_rois(path)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [{"scale": [0, 1]}, {"scale": ["a", 1]}, {"scale": [1, 1], "translate": [1]}, "0.5"],
+    ids=["zero scale", "text scale", "one offset", "not a mapping"],
+)
+def test_a_malformed_layer_frame_is_refused_naming_the_file(tmp_path: Path, frame) -> None:
+    document = {"type": "FeatureCollection", "pathreview_frame": frame,
+                "features": [_qupath_feature([[[0, 0], [4, 0], [4, 4], [0, 0]]])]}  # fmt: skip
+    path = tmp_path / "framed.geojson"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ImageReadError, match="framed.geojson.*pathreview_frame"):
+        read_geojson(path)
 
 
 def test_round_trip_keeps_every_shape_type(tmp_path: Path) -> None:

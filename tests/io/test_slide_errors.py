@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,20 @@ def test_truncated_tile_is_reported_at_open(tmp_path: Path, image) -> None:
         handle.truncate(first_tile_end + 10)  # level-0 tiles beyond the first are cut off
     with pytest.raises(ImageReadError, match=r"cut\.tif.*truncated"):
         load_image(path)
+
+
+def test_a_cut_short_slide_is_one_error_not_tifffile_log_lines(tmp_path: Path, caplog) -> None:
+    """The sample pyramid cut inside its tiles: tifffile used to log six ERROR/WARNING lines
+    of its internals before the one ImageReadError that says what is wrong."""
+    from napari_pathreview._sample_data import sample_path
+
+    whole = sample_path("pyramidal_tiff").read_bytes()
+    path = tmp_path / "cut_slide.tif"
+    path.write_bytes(whole[: len(whole) * 6 // 10])
+    with caplog.at_level(logging.DEBUG), pytest.raises(ImageReadError, match="cut_slide.tif"):
+        load_image(path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "tifffile: " in caplog.text  # still there at debug level for whoever looks
 
 
 def test_tile_table_not_covering_the_declared_size(tmp_path: Path, image) -> None:

@@ -102,6 +102,27 @@ def test_shapes_saved_as_geojson_reopen_identically(make_napari_viewer, tmp_path
     assert back.features["classification"].tolist() == ["Tumor", "Stroma", "Tumor"]
 
 
+def test_shapes_drawn_over_a_um_scaled_image_reopen_over_the_same_tissue(
+    make_napari_viewer, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(sample_path("breakhis_benign"), plugin=PLUGIN)  # 0.492 µm/px
+    shapes = viewer.add_shapes(
+        np.array([[100, 200], [300, 500]], float),
+        shape_type="rectangle",
+        scale=image.scale,  # as napari's new-Shapes button places it over the image
+        translate=(5.0, 7.0),
+        name="tumour",
+    )
+    viewer.layers.selection = {shapes}  # File ▸ Save Selected Layers
+    (written,) = viewer.layers.save(str(tmp_path / "tumour.geojson"), selected=True, plugin=PLUGIN)
+    ring = json.loads(Path(written).read_text())["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == [200.0, 100.0]  # still image pixels, [x, y], for QuPath
+    (back,) = viewer.open(written, plugin=PLUGIN)
+    np.testing.assert_allclose(back.scale, image.scale)
+    np.testing.assert_allclose(back.extent.world, shapes.extent.world, atol=1e-6)
+
+
 def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> None:
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[10:30, 10:40] = 3

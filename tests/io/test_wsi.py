@@ -163,13 +163,18 @@ def test_reading_a_closed_slide_or_a_missing_level_is_refused(image, tmp_path: P
         slide.read_region(0, 0, 0, 10, 10)
 
 
-def test_user_pixel_size_fills_in_an_unknown_one(image, tmp_path: Path) -> None:
+def _unscaled_pyramid(image: np.ndarray, path: Path) -> Path:
+    """A pyramid with no resolution tags at all."""
     import tifffile
 
-    path = tmp_path / "plain.tif"
-    with tifffile.TiffWriter(path) as tif:  # a pyramid with no resolution tags at all
+    with tifffile.TiffWriter(path) as tif:
         tif.write(image, tile=(128, 128), subifds=1, metadata=None)
         tif.write(halvings(image, 2)[1], tile=(128, 128), subfiletype=1, metadata=None)
+    return path
+
+
+def test_user_pixel_size_fills_in_an_unknown_one(image, tmp_path: Path) -> None:
+    path = _unscaled_pyramid(image, tmp_path / "plain.tif")
     unknown = load_image(path)
     assert unknown.um_per_px is None and unknown.scale == (1.0, 1.0)
     assert unknown.scale_unit == "pixel"
@@ -177,6 +182,15 @@ def test_user_pixel_size_fills_in_an_unknown_one(image, tmp_path: Path) -> None:
     assert given.scale == pytest.approx((0.3, 0.3)) and given.slide.um_per_px == pytest.approx(0.3)
     [(_, kwargs, _)] = layers_for_path(path, um_per_px=0.3)
     assert kwargs["units"] == ("um", "um")
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.3, float("nan"), float("inf")])
+def test_a_user_pixel_size_that_is_not_a_positive_number_is_refused(
+    image, tmp_path: Path, bad: float
+) -> None:
+    path = _unscaled_pyramid(image, tmp_path / "plain.tif")
+    with pytest.raises(InvalidInputError, match=r"plain\.tif: pixel size must be positive"):
+        load_image(path, um_per_px=bad)
 
 
 def test_breakhis_patch_gets_its_magnification_pixel_size(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def registered_model(tmp_path):
         "name": "queue-model",
         "task": "binary",
         "classes": ["benign", "malignant"],
-        "modality": "histology",
+        "modality": "mammogram",  # the films it orders are single-channel
         "input_size": [3, 32, 32],
     }
     return f"queue-model@{ModelRegistry().register(model, card)}"

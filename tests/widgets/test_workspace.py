@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from napari_pathreview.widgets._results import cam_layer_of
+from napari_pathreview.explain.metrics import roi_scores
+from napari_pathreview.widgets._results import cam_layer_of, roi_mask
 from napari_pathreview.widgets._workspace import build_workspace
 
 pytestmark = pytest.mark.viewer
@@ -33,9 +34,9 @@ def test_workspace_shows_a_cam_over_the_mammogram_with_its_roi(
     assert [c for c in review.label.choices if c is not None] == ["normal", "benign", "malignant"]
 
 
-def test_workspace_analyses_the_sample_slide_at_the_models_resolution(
-    make_napari_viewer: Any, mammogram_model: str
-) -> None:
+@pytest.fixture
+def histology_model_um() -> str:
+    """A histology model trained at 1 µm/px: the demo slide is analysed with it (as in the demo)."""
     import torch
 
     from napari_pathreview.models import create_model
@@ -52,8 +53,30 @@ def test_workspace_analyses_the_sample_slide_at_the_models_resolution(
         "preprocess": {"input_size": [3, 64, 64], "pixel_size": 1.0, "pixel_unit": "um"},
     }
     version = ModelRegistry().register(create_model("mobilenetv3_small_050", 2), card)
+    return f"tiny-histology-um@{version}"
+
+
+def test_workspace_panel_shows_the_mammograms_result_not_the_slides(
+    make_napari_viewer: Any, histology_model_um: str, mammogram_model: str
+) -> None:
     viewer = make_napari_viewer()
-    models = {"histology": f"tiny-histology-um@{version}", "mammogram": mammogram_model}
+    analyze, _review = build_workspace(
+        viewer, {"histology": histology_model_um, "mammogram": mammogram_model}, device="cpu"
+    )
+    assert "he_pyramid_0.25um" in viewer.layers  # the slide was analysed as well
+    mammogram, roi = viewer.layers["mdb028"], viewer.layers["mdb028 ROI"]
+    assert analyze.result_layer is mammogram
+    assert analyze.result.model_name == "tiny-mammogram"
+    # the IoU shown is the mammogram's CAM against its own ROI, not the slide's CAM
+    expected = roi_scores(analyze.result.cam.cam, roi_mask(roi, mammogram), 0.5)
+    assert analyze.roi_scores == pytest.approx(expected)
+
+
+def test_workspace_analyses_the_sample_slide_at_the_models_resolution(
+    make_napari_viewer: Any, histology_model_um: str, mammogram_model: str
+) -> None:
+    viewer = make_napari_viewer()
+    models = {"histology": histology_model_um, "mammogram": mammogram_model}
     build_workspace(viewer, models, device="cpu")
     slide = viewer.layers["he_pyramid_0.25um"]
     assert slide.multiscale and slide.metadata["pathreview"]["um_per_px"] == 0.25
@@ -64,3 +87,14 @@ def test_workspace_analyses_the_sample_slide_at_the_models_resolution(
     for layer in (heat, cam):  # both cover the slide exactly (outer edges, world units)
         extent = layer.extent.world[1] - layer.extent.world[0] + np.asarray(layer.scale)
         np.testing.assert_allclose(extent[-2:], np.array((1024, 1024)) * 0.25, rtol=1e-6)
+
+
+def test_workspace_view_is_centred_on_the_mammogram_not_the_hidden_slide(
+    make_napari_viewer: Any, histology_model_um: str, mammogram_model: str
+) -> None:
+    viewer = make_napari_viewer()
+    build_workspace(
+        viewer, {"histology": histology_model_um, "mammogram": mammogram_model}, device="cpu"
+    )
+    extent = viewer.layers["mdb028"].extent.world
+    np.testing.assert_allclose(viewer.camera.center[-2:], (extent[0] + extent[1])[-2:] / 2)

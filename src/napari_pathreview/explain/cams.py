@@ -70,6 +70,14 @@ class _Sink(list):
         return None
 
 
+def check_scorecam_options(batch_size: int, top_k: int | None) -> None:
+    """Refuse a Score-CAM batch size or top-k below 1 (callers check once, before a batch)."""
+    if int(batch_size) < 1:
+        raise InvalidInputError(f"Score-CAM batch_size must be >= 1, got {batch_size}")
+    if top_k is not None and int(top_k) < 1:
+        raise InvalidInputError(f"Score-CAM top_k must be >= 1 or None, got {top_k}")
+
+
 class BatchedScoreCAM(ScoreCAM):
     """Score-CAM with the masked forwards batched, deduplicated and optionally restricted.
 
@@ -112,10 +120,7 @@ class BatchedScoreCAM(ScoreCAM):
         super().__init__(model, target_layers, reshape_transform=reshape_transform)
         self.cancel = cancel
         self.progress = progress
-        if int(batch_size) < 1:
-            raise InvalidInputError(f"Score-CAM batch_size must be >= 1, got {batch_size}")
-        if top_k is not None and int(top_k) < 1:
-            raise InvalidInputError(f"Score-CAM top_k must be >= 1 or None, got {top_k}")
+        check_scorecam_options(batch_size, top_k)
         self.batch_size = int(batch_size)
         self.top_k = None if top_k is None else int(top_k)
 

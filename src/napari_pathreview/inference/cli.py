@@ -19,6 +19,7 @@ from napari_pathreview.inference.cli_options import (
     build_predictor,
     cam_method,
     cam_options,
+    check_cam_options,
     describe_error,
     explain_kwargs,
     model_options,
@@ -123,6 +124,8 @@ def _predict(args: argparse.Namespace) -> int:
     out = preflight.output_folder(args.out)
     predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc)
     method = cam_method(args.cam, predictor) if args.cam else None
+    if method:
+        check_cam_options(args, method, predictor)
     classes = predictor.classes
     rows, one_film = [], []
     for path, stem, p in _iter_predictions(predictor, images, problems):

@@ -37,16 +37,21 @@ def model_options(parser: argparse.ArgumentParser) -> None:
         help="fitted stain target JSON (from `pathreview stain fit`); its method is used",
     )
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument(
-        "--allow-modality-mismatch",
-        action="store_true",
-        help="run a model on images of the other modality (refused by default)",
-    )
+    modality_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
         default=None,
         help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
+    )
+
+
+def modality_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-modality-mismatch`` (shared with ``predict-slides``)."""
+    parser.add_argument(
+        "--allow-modality-mismatch",
+        action="store_true",
+        help="run a model on images of the other modality (refused by default)",
     )
 
 
@@ -134,6 +139,19 @@ def cam_method(text: str, predictor: Any) -> str:
 
 def cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.scorecam_batch_size, "top_k": args.scorecam_top_k}
+
+
+def check_cam_options(args: argparse.Namespace, method: str, predictor: Any) -> None:
+    """``--target-class`` and the Score-CAM options, checked once before the first image:
+    a bad one would otherwise fail the CAM of every image of the batch, one by one."""
+    if args.target_class is not None:  # a class name: the probabilities are not consulted
+        import numpy as np
+
+        predictor.target_index(args.target_class, np.zeros(len(predictor.classes)))
+    if method == "scorecam":
+        from napari_pathreview.explain.cams import check_scorecam_options
+
+        check_scorecam_options(**cam_kwargs(args))
 
 
 def explain_kwargs(args: argparse.Namespace, method: str) -> dict[str, Any]:

@@ -10,7 +10,9 @@ import logging
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.cli_options import modality_option
 from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.stain.methods import STAIN_METHODS
 from napari_pathreview.tta import TTA_MODES
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="local cluster workers (default: one per GPU, else per 4 cores; 0 = no Dask)",
     )
     run.add_argument("--device", choices=DEVICES, default="auto")
-    run.add_argument("--stain", default=None, help="stain method (default: the card's)")
+    run.add_argument(
+        "--stain", choices=STAIN_METHODS, default=None, help="stain method (default: the card's)"
+    )
     run.add_argument("--tta", choices=TTA_MODES, default="none")
+    modality_option(run)
     add_tiling_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_predict_slides)
@@ -102,8 +107,9 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def _predict_slides(args: argparse.Namespace) -> int:
+    from napari_pathreview import preflight
     from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
-    from napari_pathreview.registry import ModelRegistry, parse_model_ref
+    from napari_pathreview.inference.preprocess import resolve_stain
 
     if args.workers is not None and args.workers < 0:
         raise InvalidInputError("--workers must be 0 (no Dask) or more")
@@ -111,9 +117,12 @@ def _predict_slides(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.slides if not p.exists()]
     if missing:
         raise InvalidInputError(f"no such slide file or folder: {', '.join(missing)}")
-    expand_slides(args.slides)
-    name, version = parse_model_ref(args.model)
-    card = ModelRegistry().card(name, version)  # fails fast on an unknown model
+    paths = expand_slides(args.slides)
+    card = preflight.model_card(args.model)  # fails fast on an unknown model
+    # Refused here, once, rather than by every slide of the cohort (or, for a model of the
+    # other modality, not at all: its rows came out empty with exit status 0).
+    preflight.check_modalities(card, paths, args.allow_modality_mismatch)
+    resolve_stain(card, args.stain)
     if settings.mode == "matched":
         from napari_pathreview.inference.slide_grid import model_um_per_px
 

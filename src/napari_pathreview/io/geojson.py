@@ -22,6 +22,10 @@ from napari_pathreview.errors import ImageReadError, InvalidInputError
 logger = logging.getLogger(__name__)
 
 SHAPE_TYPE_KEY = "pathreview_shape_type"
+# A foreign member of the FeatureCollection (QuPath ignores it): where the napari layer sat in
+# the world (scale, translate, units), so ROIs drawn over a µm- or mm-scaled image reopen over
+# the same tissue. Vertices stay in image pixels, the frame QuPath expects.
+FRAME_KEY = "pathreview_frame"
 ELLIPSE_VERTICES = 64  # multiple of 4: the polygon passes through both semi-axis ends
 _WRITABLE_TYPES = ("polygon", "rectangle", "ellipse", "path", "line")
 
@@ -164,6 +168,15 @@ def read_geojson_rois(path: str | Path) -> list[Roi]:
     Raises:
         ImageReadError: Not JSON, not GeoJSON, or malformed coordinates.
     """
+    return read_geojson(path)[0]
+
+
+def read_geojson(path: str | Path) -> tuple[list[Roi], dict[str, Any]]:
+    """The ROIs of a GeoJSON file and the layer frame saved with them ({} if none).
+
+    Raises:
+        ImageReadError: Not JSON, not GeoJSON, malformed coordinates or a malformed frame.
+    """
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -171,7 +184,31 @@ def read_geojson_rois(path: str | Path) -> list[Roi]:
         raise ImageReadError(f"{path}: cannot read GeoJSON ({error})") from error
     except RecursionError:
         raise ImageReadError(f"{path}: GeoJSON nested too deeply to be an annotation") from None
-    return parse_geojson_rois(document, str(path))
+    return parse_geojson_rois(document, str(path)), geojson_frame(document, str(path))
+
+
+def geojson_frame(document: Any, where: str = "GeoJSON") -> dict[str, Any]:
+    """The ``scale``/``translate``/``units`` written under ``FRAME_KEY``, as layer kwargs.
+
+    Raises:
+        ImageReadError: The frame is present but not two positive scales, two finite
+            offsets and two unit names.
+    """
+    raw = document.get(FRAME_KEY) if isinstance(document, Mapping) else None
+    if raw is None:
+        return {}
+    try:
+        scale = tuple(float(v) for v in raw["scale"])
+        translate = tuple(float(v) for v in raw.get("translate", (0.0, 0.0)))
+        units = tuple(str(u) for u in raw.get("units", ("pixel", "pixel")))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ImageReadError(f"{where}: malformed {FRAME_KEY} ({error!r})") from error
+    numbers = scale + translate
+    if (len(scale), len(translate), len(units)) != (2, 2, 2) or not np.all(np.isfinite(numbers)):
+        raise ImageReadError(f"{where}: {FRAME_KEY} needs 2 finite scales, offsets and units")
+    if min(scale) <= 0:
+        raise ImageReadError(f"{where}: {FRAME_KEY} scale must be positive, got {scale}")
+    return {"scale": scale, "translate": translate, "units": units}
 
 
 def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
@@ -211,24 +248,38 @@ def roi_feature(roi: Roi) -> dict[str, Any]:
     return {"type": "Feature", "geometry": geometry, "properties": properties}
 
 
-def rois_to_geojson(rois: Iterable[Roi]) -> dict[str, Any]:
-    """A FeatureCollection of the ROIs (what review records store as ``roi_geojson``)."""
-    return {"type": "FeatureCollection", "features": [roi_feature(roi) for roi in rois]}
+def rois_to_geojson(rois: Iterable[Roi], frame: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A FeatureCollection of the ROIs (what review records store as ``roi_geojson``).
+
+    Args:
+        rois: The regions, vertices in napari (row, col) order.
+        frame: The layer's ``scale``/``translate``/``units``, stored under ``FRAME_KEY``.
+    """
+    document: dict[str, Any] = {
+        "type": "FeatureCollection",
+        "features": [roi_feature(roi) for roi in rois],
+    }
+    if frame:
+        document[FRAME_KEY] = {key: list(value) for key, value in frame.items()}
+    return document
 
 
-def write_geojson_rois(path: str | Path, rois: Iterable[Roi]) -> Path:
+def write_geojson_rois(
+    path: str | Path, rois: Iterable[Roi], frame: Mapping[str, Any] | None = None
+) -> Path:
     """Write ROIs as a GeoJSON FeatureCollection that QuPath imports.
 
     Args:
         path: Destination (``.geojson``); parent folders are created.
         rois: The regions, vertices in napari (row, col) order.
+        frame: The layer's ``scale``/``translate``/``units`` (see ``FRAME_KEY``).
 
     Returns:
         The written path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rois_to_geojson(rois), indent=1), encoding="utf-8")
+    path.write_text(json.dumps(rois_to_geojson(rois, frame), indent=1), encoding="utf-8")
     return path
 
 

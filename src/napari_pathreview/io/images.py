@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,16 +117,21 @@ def load_image(path: str | Path, *, um_per_px: float | None = None) -> LoadedIma
             f"{path}: unsupported image type {suffix or '(no suffix)'}; "
             f"expected one of {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
-    return with_pixel_size(loaded, um_per_px) if um_per_px else loaded
+    return with_pixel_size(loaded, um_per_px) if um_per_px is not None else loaded
 
 
 def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
-    """The same image with a user-given level-0 pixel size (histology only)."""
+    """The same image with a user-given level-0 pixel size (histology only).
+
+    Raises:
+        InvalidInputError: ``um_per_px`` is not a positive finite number (0 used to be
+            ignored and NaN or inf became the layer's scale).
+    """
+    if not (math.isfinite(um_per_px) and um_per_px > 0):
+        raise InvalidInputError(f"{loaded.path}: pixel size must be positive, got {um_per_px}")
     if loaded.modality != HISTOLOGY:
         logger.info("%s: a pixel size in µm applies to histology only; ignored", loaded.path)
         return loaded
-    if um_per_px <= 0:
-        raise InvalidInputError(f"{loaded.path}: pixel size must be positive, got {um_per_px}")
     if loaded.slide is not None:
         loaded.slide.um_per_px = float(um_per_px)
     metadata = {**loaded.metadata, "um_per_px": float(um_per_px), "um_per_px_source": "user"}

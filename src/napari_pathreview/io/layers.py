@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io.dicom_slide import is_dicom_wsi
-from napari_pathreview.io.geojson import Roi, read_geojson_rois
+from napari_pathreview.io.geojson import Roi, read_geojson
 from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
 from napari_pathreview.io.mammograms import contrast_limits
 from napari_pathreview.io.mias import (
@@ -292,8 +292,9 @@ def layers_for_path(
     if is_mias_info(path):
         return _info_layers(path)
     if path.suffix.lower() in GEOJSON_SUFFIXES:
-        rois = read_geojson_rois(path)
+        rois, frame = read_geojson(path)
         if not rois:
             raise ImageReadError(f"{path}: no polygon or line ROI in this GeoJSON file")
-        return [roi_shapes_layer(rois, path.stem, str(path.resolve()))]
+        data, kwargs, kind = roi_shapes_layer(rois, path.stem, str(path.resolve()))
+        return [(data, {**kwargs, **frame}, kind)]  # placed where it was drawn, if recorded
     return _image_layers(path, um_per_px, associated)

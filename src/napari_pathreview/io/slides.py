@@ -24,7 +24,7 @@ from napari_pathreview.io._core import (
     modality_of,
 )
 from napari_pathreview.io.slide_source import SlideSource
-from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_um_per_px
+from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series, tiff_um_per_px
 from napari_pathreview.io.wsi import open_slide
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def load_tiff(path: str | Path) -> LoadedImage:
     ) as error:
         raise ImageReadError(f"{path}: not a readable TIFF ({error})") from error
     try:
-        if not tif.series:
+        if not tiff_series(tif):
             raise ImageReadError(f"{path}: the TIFF holds no image")
         series = tif.series[0]
         check_tiff_structure(path, tif)

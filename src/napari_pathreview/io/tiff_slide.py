@@ -82,6 +82,29 @@ def _check_tile_table(path: Path, page: Any, file_size: int) -> None:
         )
 
 
+class _DemoteToDebug(logging.Filter):
+    """Passes tifffile's records on at DEBUG (under this module's logger) instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger.debug("tifffile: %s", record.getMessage())
+        return False
+
+
+def tiff_series(tif: Any) -> list[Any]:
+    """``tif.series``, with tifffile's own log lines about a damaged file demoted to debug.
+
+    Parsing a truncated or corrupt file makes tifffile log several ERROR/WARNING lines of its
+    internals; the caller reports the problem once, as an ImageReadError naming the file.
+    """
+    tifffile_logger = logging.getLogger("tifffile")
+    demote = _DemoteToDebug()
+    tifffile_logger.addFilter(demote)
+    try:
+        return tif.series
+    finally:
+        tifffile_logger.removeFilter(demote)
+
+
 def check_tiff_structure(path: Path, tif: Any) -> None:
     """Validate a TIFF's first series before any pixel is decoded.
 
@@ -163,7 +186,7 @@ class TiffSlide(SlideSource):
             raise ImageReadError(f"{path}: not a readable TIFF ({error})") from error
         self._tif = tif
         try:
-            if not tif.series:
+            if not tiff_series(tif):
                 raise ImageReadError(f"{path}: the TIFF holds no image")
             series = tif.series[0]
             check_tiff_structure(path, tif)

@@ -33,7 +33,7 @@ from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.openslide_slide import OpenSlideSource
 from napari_pathreview.io.raster import load_raster
 from napari_pathreview.io.slide_source import SlideSource
-from napari_pathreview.io.tiff_slide import TiffSlide
+from napari_pathreview.io.tiff_slide import TiffSlide, tiff_series
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _prefers_openslide(path: Path) -> bool:
     try:
         with tifffile.TiffFile(path) as tif:
             vendor = tif.is_philips or tif.is_ndpi or tif.is_scn or tif.is_bif
-            if vendor or not tif.series:
+            if vendor or not tiff_series(tif):
                 return True
             page = tif.series[0].levels[0].keyframe
             return page.compression not in tifffile.TIFF.DECOMPRESSORS

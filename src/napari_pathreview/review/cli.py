@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_pathreview.inference.cli_options import modality_option
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.tta import TTA_MODES
@@ -138,6 +139,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _queue(args: argparse.Namespace) -> int:
     """Order a work queue by model uncertainty or map/ROI disagreement (active learning)."""
+    from napari_pathreview import preflight
     from napari_pathreview.errors import InvalidInputError
     from napari_pathreview.inference.predictor import Predictor
     from napari_pathreview.review.ordering import (
@@ -160,6 +162,8 @@ def _queue(args: argparse.Namespace) -> int:
                 rois = reviewer_rois(store)
     if args.source is not None:
         paths = queue_paths(args.source)
+    # as `predict` does: a model of the other modality would order the queue by noise
+    preflight.check_modalities(preflight.model_card(model), paths, args.allow_modality_mismatch)
     predictor = Predictor.from_registry(model, device=args.device)
     entries = order_images(predictor, paths, args.order, args.tta, rois)
     write_queue_csv(entries, args.out, args.order, predictor.classes)
@@ -224,5 +228,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     queue.add_argument("--tta", choices=TTA_MODES, default="flips")
     queue.add_argument("--device", choices=DEVICES, default="cpu")
     queue.add_argument("--out", required=True, type=Path, help="queue CSV to write")
+    modality_option(queue)
     _add_db_option(queue)
     queue.set_defaults(handler=_queue)

@@ -52,6 +52,9 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
         workspace, name="PathReview", area="right"
     )
     analyze.workspace = review.workspace = workspace
+    # The slide first: the panel must end on the shown sample's own result (the mammogram's),
+    # or it would show the slide's decision and score the slide's CAM against the mammogram's ROI.
+    _show_demo_slide(viewer, analyze, models["histology"], device)
     shown = None
     for sample, layers in opened:  # the mammogram (with its ROI) comes last: it is shown
         image = next(layer for layer in layers if type(layer).__name__ == "Image")
@@ -64,7 +67,6 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
         result = _analyse_now(analyze, image, models[sample.modality], sample.modality, device)
         analyze.show_result(result, image)
         shown = (image, roi)
-    _show_demo_slide(viewer, analyze, models["histology"], device)
     image, roi = shown
     for layer in viewer.layers:
         layer.visible = layer is image or layer is roi or layer.name.endswith(image.name)
@@ -75,7 +77,7 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
     review.reset_choices()
     review.image_combo.value = image.name
     viewer.layers.selection.active = image
-    viewer.reset_view()
+    viewer.reset_view(layers=[image])  # the hidden slide is larger: it would shrink the view
     return analyze, review
 
 
@@ -160,7 +162,7 @@ def open_workspace(
     window.show()
     for _ in range(10):
         QApplication.processEvents()
-    viewer.reset_view()
+    viewer.reset_view(layers=[analyze.result_layer])
     if screenshot is not None:
         _screenshots(viewer, analyze.workspace, screenshot)
         viewer.close()

@@ -1,0 +1,83 @@
+"""``pathreview predict-slides`` refuses a wrong model or stain once, before any slide is read.
+
+Without these checks a cohort either failed slide by slide (a bad ``--stain``) or, for a model
+of the other modality, "finished" every slide with no tile and NaN probabilities, exit status 0.
+The console script runs in a subprocess, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from slide_fixtures import register_tiny, tissue_slide, write_slide
+
+PATHREVIEW = str(Path(sys.executable).with_name("pathreview"))
+
+
+def _predict_slides(slide: Path, model: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = [PATHREVIEW, "predict-slides", str(slide), "--model", model, "--out", str(out)]
+    argv += ["--workers", "0", "--device", "cpu", "--no-progress", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def slide_path(tmp_path: Path) -> Path:
+    return write_slide(tmp_path / "slide.tif", tissue_slide(384, 512))
+
+
+@pytest.fixture
+def mammogram_ref(registry) -> str:
+    """A mammogram model that states a resolution (so only its modality is wrong for a slide)."""
+    import torch
+
+    from napari_pathreview.models import create_model
+
+    torch.manual_seed(0)
+    card = {
+        "name": "tinymammo",
+        "task": "mammogram",
+        "classes": ["normal", "benign", "malignant"],
+        "modality": "mammogram",
+        "input_size": [3, 64, 64],
+        "preprocess": {"input_size": [3, 64, 64], "pixel_size": 0.5, "pixel_unit": "um"},
+    }
+    return f"tinymammo@{registry.register(create_model('resnet18', 3).eval(), card)}"
+
+
+def test_a_model_of_the_other_modality_is_refused_before_any_slide(
+    mammogram_ref: str, slide_path: Path, tmp_path: Path
+) -> None:
+    done = _predict_slides(slide_path, mammogram_ref, tmp_path / "out")
+    assert done.returncode == 2, done.stdout
+    assert "trained on mammogram images" in done.stderr and "slide.tif" in done.stderr
+    assert "--allow-modality-mismatch" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "slides.csv").exists()
+
+
+def test_the_modality_check_can_be_overridden(
+    mammogram_ref: str, slide_path: Path, tmp_path: Path
+) -> None:
+    done = _predict_slides(slide_path, mammogram_ref, tmp_path / "out", "--allow-modality-mismatch")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "slides.csv").exists()
+
+
+def test_an_unknown_stain_method_is_refused_by_the_parser(
+    registry, slide_path: Path, tmp_path: Path
+) -> None:
+    done = _predict_slides(slide_path, register_tiny(registry), tmp_path / "out", "--stain", "foo")
+    assert done.returncode == 2 and "invalid choice: 'foo'" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stain_method_without_a_fitted_target_is_refused_before_any_slide(
+    registry, slide_path: Path, tmp_path: Path
+) -> None:
+    model = register_tiny(registry)
+    done = _predict_slides(slide_path, model, tmp_path / "out", "--stain", "macenko")
+    assert done.returncode == 2 and "'macenko' needs a fitted target" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "failures.csv").exists()
