@@ -165,6 +165,21 @@ def test_predict_slides_cli_writes_the_cohort_outputs(model_ref, slide_path, tmp
     assert float(row["tissue_area_mm2"]) > 0 and 0 <= float(row["mean_malignant"]) <= 1
 
 
+def test_a_blank_slide_in_a_cohort_is_a_failure_not_a_row_of_nan(
+    model_ref, slide_path, tmp_path
+) -> None:
+    blank = write_slide(tmp_path / "blank.tif", np.full((384, 512, 3), 240, np.uint8))
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict-slides", str(slide_path), str(blank), "--model", model_ref, "--out", str(out),
+        "--workers", "0", "--device", "cpu", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [row["slide"] for row in _rows(out / "slides.csv")] == ["slide"]
+    (failure,) = _rows(out / "failures.csv")
+    assert failure["path"] == str(blank) and "holds 25% tissue" in failure["error"]
+
+
 def test_predict_slides_cli_refuses_a_card_without_resolution(registry, slide_path, tmp_path):
     ref = register_tiny(registry, None, "nores")
     done = _pathreview(

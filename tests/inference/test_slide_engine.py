@@ -21,6 +21,7 @@ from napari_pathreview.inference.heatmap import (
 from napari_pathreview.inference.layer_slide import as_slide
 from napari_pathreview.inference.progress import Progress
 from napari_pathreview.inference.slides import (
+    NoTissueError,
     SlideBatch,
     SlideResult,
     SlideScaleError,
@@ -125,6 +126,14 @@ def test_run_streams_start_batches_and_result_with_tile_progress(predictor, slid
     assert batches[-1].done == start.n_tiles == int(result.coverage.sum()) > 0
     assert result.tiles_per_s > 0 and "tiles/s" in batches[0].message
     assert 0 < result.tissue_area_mm2 < 512 * 768 * 0.25**2 / 1e6
+
+
+def test_a_blank_slide_is_refused_before_the_model_runs(predictor, tmp_path) -> None:
+    glass = np.full((384, 512, 3), 240, np.uint8)
+    steps = iter_slide(predictor, as_slide(write_slide(tmp_path / "glass.tif", glass)))
+    with pytest.raises(NoTissueError, match=r"glass\.tif: no tile at .* holds 25% tissue") as error:
+        next(steps)  # before SlideStart: no empty heatmap, no NaN slide decision
+    assert "--min-tissue" in str(error.value) and "--no-tissue" in str(error.value)
 
 
 def test_cancel_stops_within_one_batch(predictor, slide_path) -> None:

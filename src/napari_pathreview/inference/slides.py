@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_pathreview.errors import ImageReadError
+from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.inference.slide_grid import (
     MODES,
     SlideGrid,
@@ -175,6 +175,8 @@ def iter_slide(
     grid = plan_grid(source, tile_size, settings, model_um)
     tissue = slide_tissue(source) if settings.tissue else None
     cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
+    if not len(cells):
+        raise NoTissueError(_no_tissue_message(source, grid, tissue, settings))
     classes = tuple(predictor.classes)
     yield SlideStart(grid, classes, predictor.model_ref, len(cells), tissue)
     maps = _Maps(grid, classes)
@@ -198,6 +200,8 @@ def iter_slide(
             yield SlideBatch(
                 batch.rows, batch.cols, batch.probabilities, done, len(cells), rate, eta
             )
+    if not maps.probs:  # every tile failed, too few to pass ``max_failed``
+        raise ImageReadError(f"{getattr(source, 'path', 'slide')}: no tile could be read")
     elapsed = time.perf_counter() - model_start
     result = maps.result(
         predictor.model_ref,
@@ -215,6 +219,24 @@ def iter_slide(
         elif bag is not None:  # e.g. a forward retried after running out of memory
             logger.warning("tile embeddings do not match the tiles; slide decided by tile mean")
     yield result
+
+
+class NoTissueError(InvalidInputError):
+    """No tile of the slide holds enough tissue to classify (a blank or tiny slide)."""
+
+
+def _no_tissue_message(source: Any, grid: SlideGrid, tissue: Any, settings: SlideSettings) -> str:
+    """Why a slide has no tile to classify, and what to change: said before the model runs."""
+    where = getattr(source, "path", "slide")
+    at = f" at {grid.um_per_px:.3g} µm/px" if grid.um_per_px else ""
+    if tissue is None:  # tissue detection off: the grid itself is empty
+        return f"{where}: the slide is smaller than one tile{at}"
+    found = f" (tissue found: {tissue.area_mm2:.3g} mm²)" if np.isfinite(tissue.area_mm2) else ""
+    return (
+        f"{where}: no tile{at} holds {settings.min_tissue:.0%} tissue{found}: a blank slide, "
+        "or tissue too small for the model's tiles. From the command line --min-tissue "
+        "lowers that share and --no-tissue classifies every tile."
+    )
 
 
 class _Maps:
