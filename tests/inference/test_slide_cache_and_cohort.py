@@ -180,6 +180,19 @@ def test_a_blank_slide_in_a_cohort_is_a_failure_not_a_row_of_nan(
     assert failure["path"] == str(blank) and "holds 25% tissue" in failure["error"]
 
 
+def test_a_cohort_without_tissue_detection_leaves_the_tissue_area_empty(
+    model_ref, slide_path, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict-slides", str(slide_path), "--model", model_ref, "--out", str(out),
+        "--workers", "0", "--device", "cpu", "--no-progress", "--no-tissue",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (row,) = _rows(out / "slides.csv")
+    assert row["tissue_area_mm2"] == "" and 0 <= float(row["mean_malignant"]) <= 1
+
+
 def test_predict_slides_cli_refuses_a_card_without_resolution(registry, slide_path, tmp_path):
     ref = register_tiny(registry, None, "nores")
     done = _pathreview(

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -154,7 +155,8 @@ def _row(path: Path, stem: str, key: str, result: Any) -> dict[str, Any]:
         "um_per_px": result.grid.um_per_px,
         "n_tiles": int(len(result.tile_probabilities)),
         "n_failed_tiles": int(result.n_failed),
-        "tissue_area_mm2": round(float(result.tissue_area_mm2), 6),
+        # unmeasured with --no-tissue: an empty cell, never "nan"
+        "tissue_area_mm2": round(area, 6) if math.isfinite(area := result.tissue_area_mm2) else "",
     }
     for how in ("mean", "max", "topk_mean"):
         for name, value in result.aggregate[how].items():
