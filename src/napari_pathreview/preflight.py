@@ -147,8 +147,19 @@ def _dicom_modality(file: Path) -> str | None:
     return HISTOLOGY if str(getattr(dataset, "Modality", "")).upper() == "SM" else MAMMOGRAM
 
 
-def check_modalities(card: Any, paths: Sequence[Path], allow_mismatch: bool = False) -> None:
+CLI_OVERRIDE = "pass --allow-modality-mismatch to run it anyway"
+
+
+def check_modalities(
+    card: Any,
+    paths: Sequence[Path],
+    allow_mismatch: bool = False,
+    override: str | None = CLI_OVERRIDE,
+) -> None:
     """Refuse images whose modality differs from the model's, as the Analyze widget does.
+
+    Args:
+        override: How the caller lets a user run it anyway (None where it cannot: a widget).
 
     Raises:
         ModalityMismatchError: Naming the images and the model, unless ``allow_mismatch``.
@@ -164,7 +175,7 @@ def check_modalities(card: Any, paths: Sequence[Path], allow_mismatch: bool = Fa
     message = (
         f"model {card.ref} was trained on {card.modality} images but {names} "
         f"{'is a' if len(wrong) == 1 else 'are'} {other} image{'s' if len(wrong) > 1 else ''}; "
-        f"pick a {other} model, or pass --allow-modality-mismatch to run it anyway"
+        f"pick a {other} model" + (f", or {override}" if override else "")
     )
     if not allow_mismatch:
         raise ModalityMismatchError(message)

@@ -72,3 +72,26 @@ def test_an_order_without_a_model_is_refused_and_the_buttons_come_back(
     assert review.queue is None
     assert any("needs a model" in m for m in seen)
     assert review.progress_label.text() == "no queue open"
+
+
+def test_a_model_of_the_other_modality_is_refused_without_a_command_line_hint(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    films = tmp_path / "films"
+    films.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):  # single-channel: mammograms by the readers' rule
+        Image.fromarray(rng.integers(0, 255, (48, 40), dtype=np.uint8)).save(films / name)
+    review = open_widget(make_napari_viewer(), "Review")
+    review.queue_order.value = "uncertainty"
+    review.queue_model.value = histology_model
+    review.load_queue(films)
+    qtbot.waitUntil(lambda: review.next_button.isEnabled(), timeout=60_000)
+    assert review.queue is None
+    (refusal,) = [m for m in seen if "trained on histology images" in m]
+    assert "a.png" in refusal and "pick a mammogram model" in refusal
+    assert "--allow-modality-mismatch" not in refusal  # a dock has no such flag

@@ -208,16 +208,23 @@ def order_paths(
     tta: str = "flips",
 ) -> list[Path]:
     """``paths`` in the chosen order: as given for "file name", else most informative first
-    by ``model`` (see ``review.ordering``; the same scores as ``pathreview review queue``)."""
+    by ``model`` (see ``review.ordering``; the same scores as ``pathreview review queue``).
+
+    Raises:
+        ModalityMismatchError: ``model`` is of the other modality than some of the images
+            (its scores over them would order the queue by noise).
+    """
     if order == "file name":
         return list(paths)
     if order not in QUEUE_ORDER_CHOICES:
         raise InvalidInputError(f"queue order {order!r} is not one of {QUEUE_ORDER_CHOICES}")
     if not model:
         raise InvalidInputError(f"ordering the queue by {order} needs a model (NAME[@VERSION])")
+    from napari_pathreview import preflight
     from napari_pathreview.inference.predictor import Predictor
     from napari_pathreview.review.ordering import order_images
 
+    preflight.check_modalities(preflight.model_card(model), paths, override=None)
     predictor = Predictor.from_registry(model, device="cpu")
     return [entry.path for entry in order_images(predictor, paths, order, tta, rois)]
 
