@@ -63,6 +63,19 @@ def test_malformed_row_names_the_line(tmp_path: Path) -> None:
         read_mias_info(path)
 
 
+@pytest.mark.parametrize(
+    ("row", "given"), [("mdb001 G CIRC B 535", "x"), ("mdb001 G CIRC B 535 425", "x, y")]
+)
+def test_a_row_with_part_of_a_circle_is_refused_naming_the_line(
+    tmp_path: Path, row: str, given: str
+) -> None:
+    path = tmp_path / "Info.txt"
+    path.write_text(f"mdb003 D NORM\n{row}\n")
+    needs = f"Info.txt:2: a circle needs x, y and radius, the row gives only {given}:"
+    with pytest.raises(ImageReadError, match=needs):
+        read_mias_info(path)  # it would have been a lesion with no ROI, silently
+
+
 def test_empty_info_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "Info.txt"
     path.write_text("")

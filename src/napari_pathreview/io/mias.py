@@ -128,6 +128,10 @@ def _annotation(
     severity = (severity or "").strip().upper() or None
     if severity is not None and severity not in SEVERITY_NAMES:
         raise ValueError(f"unknown MIAS severity {severity!r}")
+    circle = (("x", x), ("y", y), ("radius", radius))
+    given = [name for name, text in circle if (text or "").strip()]
+    if 0 < len(given) < 3:  # a cut-off row: its circle would silently vanish
+        raise ValueError(f"a circle needs x, y and radius, the row gives only {', '.join(given)}")
     return MiasAnnotation(
         refnum.lower(),
         tissue,
