@@ -86,6 +86,8 @@ def test_heatmap_appears_at_start_and_fills_in_without_freezing_the_ui(
     assert final == int(widget.result.tiled.coverage.sum()) > 0
     assert "tiny-slide@1" in heat.name and "malignant" in heat.name and "0.5 µm/px" in heat.name
     assert tuple(heat.contrast_limits) != (0.0, 1.0)
+    assert heat.units == image.units  # µm, as the slide: the viewer keeps one world unit
+    assert [str(u) for u in viewer.layers.extent.units] == ["micrometer", "micrometer"]
     gaps = np.diff(ticks)
     assert gaps.max() < 1.0, f"the UI froze for {gaps.max():.2f} s"
     first = heat.data.copy()
@@ -114,7 +116,7 @@ def test_the_tissue_mask_can_be_shown_as_a_labels_layer_over_the_slide(
     stream = HeatmapStream(viewer, image, "malignant", show_tissue=True)
     stream.feed(SlideStart(grid, ("benign", "malignant"), "m@1", 0, slide_tissue(source)))
     tissue = viewer.layers[f"tissue · {image.name}"]
-    assert not tissue.visible and tissue.data.any()
+    assert not tissue.visible and tissue.data.any() and tissue.units == image.units
     np.testing.assert_allclose(  # it covers the slide: corner-to-corner extents agree
         tissue.extent.world[1] - tissue.extent.world[0] + np.asarray(tissue.scale),
         image.extent.world[1][-2:] - image.extent.world[0][-2:] + 1,

@@ -164,8 +164,12 @@ class HeatmapStream:
         self.class_index = list(start.classes).index(name)
         base_scale = tuple(float(v) for v in self.image_layer.scale[-2:])
         base_translate = np.asarray(self.image_layer.translate[-2:], float)
+        # the slide's own units too: a layer in pixels beside one in µm leaves napari without
+        # world units ("Inconsistent units across layers"), and the scale bar without its unit
+        units = {"units": tuple(self.image_layer.units[-2:])}
         data, kwargs, _ = heatmap_layer(start, name, base_scale)
         kwargs["translate"] = tuple((np.asarray(kwargs["translate"]) + base_translate).tolist())
+        kwargs.update(units)
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         self.layer = self.viewer.add_image(data, **kwargs)
@@ -176,6 +180,7 @@ class HeatmapStream:
                 (np.asarray(options["translate"]) + base_translate).tolist()
             )
             options["name"] = f"tissue · {self.image_layer.name}"
+            options.update(units)
             if options["name"] in self.viewer.layers:
                 self.viewer.layers.remove(options["name"])
             self.viewer.add_labels(mask, **options)
