@@ -96,5 +96,13 @@ def test_workspace_view_is_centred_on_the_mammogram_not_the_hidden_slide(
     build_workspace(
         viewer, {"histology": histology_model_um, "mammogram": mammogram_model}, device="cpu"
     )
-    extent = viewer.layers["mdb028"].extent.world
-    np.testing.assert_allclose(viewer.camera.center[-2:], (extent[0] + extent[1])[-2:] / 2)
+    film = viewer.layers["mdb028"]
+    # the world is in µm (the slides'); the film's own extent is in mm: 1 mm = 1,000 world units
+    assert [str(u) for u in viewer.layers.extent.units] == ["micrometer", "micrometer"]
+    assert [str(u) for u in film.units] == ["millimeter", "millimeter"]
+    extent_um = film.extent.world[:, -2:] * 1000.0
+    np.testing.assert_allclose(viewer.camera.center[-2:], extent_um.mean(axis=0))
+    # and zoomed to fit the film, not 1000× into its corner
+    canvas = np.asarray(viewer.canvas.size)
+    fitted = viewer.camera.zoom * (extent_um[1] - extent_um[0])  # canvas pixels it spans
+    assert 0.8 < (fitted / canvas).max() <= 1.0

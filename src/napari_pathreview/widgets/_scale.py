@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 _UM_KEYS = ("um_per_px", "microns_per_pixel", "mpp")
@@ -93,3 +95,22 @@ def scale_bar(viewer: Any) -> Any:
     if overlays is not None and hasattr(overlays, "scale_bar"):
         return overlays.scale_bar
     return viewer.scale_bar
+
+
+def fit_view(viewer: Any, layers: list[Any]) -> None:
+    """Fit the camera to ``layers``, measured in the viewer's world units.
+
+    napari's ``reset_view(layers=...)`` measures the given layers in their own units: a film
+    in mm beside slides in µm was fitted as if its 204.8 mm were 204.8 µm, the view zoomed
+    1000× into its corner. The fit is rescaled from their units to the world's.
+    """
+    viewer.reset_view(layers=layers)
+    world, own = viewer.layers.extent.units, viewer.layers.get_extent(layers).units
+    if world is None or own is None or tuple(world) == tuple(own):
+        return
+    pairs = zip(own[-2:], world[-2:], strict=True)
+    factors = np.array([(1 * unit).to(target).magnitude for unit, target in pairs])
+    center = np.asarray(viewer.camera.center, dtype=float)
+    center[-2:] *= factors
+    viewer.camera.center = tuple(center)
+    viewer.camera.zoom = viewer.camera.zoom / factors.max()

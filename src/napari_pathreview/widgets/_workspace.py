@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.inference.analysis import AnalysisResult, analyse
+from napari_pathreview.widgets._scale import fit_view
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def build_workspace(viewer: Any, models: dict[str, str], device: str = "auto") -
     review.reset_choices()
     review.image_combo.value = image.name
     viewer.layers.selection.active = image
-    viewer.reset_view(layers=[image])  # the hidden slide is larger: it would shrink the view
+    fit_view(viewer, [image])  # the hidden slide is larger: it would shrink the view
     return analyze, review
 
 
@@ -162,7 +163,7 @@ def open_workspace(
     window.show()
     for _ in range(10):
         QApplication.processEvents()
-    viewer.reset_view(layers=[analyze.result_layer])
+    fit_view(viewer, [analyze.result_layer])
     if screenshot is not None:
         _screenshots(viewer, analyze.workspace, screenshot)
         viewer.close()
