@@ -176,6 +176,47 @@ def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
     assert result.metrics["leaky"] is True and "leak" in result.metrics["split_protocol"]
 
 
+def test_cli_from_reviews_without_db_trains_on_the_default_store_not_the_recipe_data(
+    tiny_recipe, shared_data, tmp_path, isolated_home
+):
+    """README: `pathreview train RECIPE --from-reviews` retrains a recipe that has its own
+    data.root on the pathologists' labels in $PATHREVIEW_HOME's review store."""
+    import shutil
+
+    from napari_pathreview.review import ReviewStore
+
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))
+    own_data = tmp_path / "labels.csv"  # the recipe's own manifest: every image
+    own_data.write_text(
+        "path,label\n"
+        + "".join(f"{p},{'malignant' if 'SOB_M_' in p.name else 'benign'}\n" for p in images)
+    )
+    reviewed = images[::3]
+    with ReviewStore() as store:  # the default store, in the isolated home
+        for path in reviewed:
+            sha = store.add_image(path, "histology")
+            label = "malignant" if "SOB_M_" in path.name else "benign"
+            store.add_review(sha, "dr-a", label, agrees_with_model=True)
+    recipe = tiny_recipe(
+        phases=[{"name": "all", "epochs": 1}],
+        data={**tiny_recipe()["data"], "source": "csv", "root": str(own_data)},
+    )
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    exe = shutil.which("pathreview", path=str(Path(sys.executable).parent)) or "pathreview"
+    result = subprocess.run(
+        [exe, "train", str(path), "--from-reviews", "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == len(reviewed) < len(images)
+    assert (run_dir / "reviews_manifest.csv").is_file()
+
+
 DDP_SCRIPT = """
 import json, sys, torch
 from pathlib import Path

@@ -101,8 +101,10 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
     """The recipe's samples (source, task, magnification, subset), before QC."""
     data = recipe.data
     if reviews_db is not None or data.source == "reviews":
-        db = reviews_db or (data.root or None)
-        samples = ds.from_reviews(db, workdir, data.disagreement_weight)
+        # --from-reviews names its store ("" = the default one); data.root is then the recipe's
+        # own data, not a database, and only a `source: reviews` recipe's root names one
+        db = reviews_db if reviews_db is not None else data.root
+        samples = ds.from_reviews(db or None, workdir, data.disagreement_weight)
     elif data.source == "csv":
         samples = ds.from_csv(resolve_path(recipe, data.root), data.label_column)
     elif data.source == "folder":
