@@ -165,20 +165,24 @@ CLI_CASES = [
     (["--set", "eval.bootstrap=100000000"], "eval.bootstrap"),
     (["--set", "data.subset=-1"], "data.subset=-1"),
     (["--set", "nosuch.key=1"], "nosuch"),
+    (["--set", "model.architecture=resnet1800"], "unknown architecture 'resnet1800'"),
     (["--out", "{file}"], "is a file"),
     (["--resume", "{missing}"], "no such run folder"),
 ]
 
 
 @pytest.mark.parametrize(("extra", "named"), CLI_CASES, ids=[" ".join(e) for e, _ in CLI_CASES])
-def test_train_cli_refuses_before_work_without_traceback(png_tree, tmp_path, extra, named):
+def test_train_cli_refuses_before_work_without_traceback(
+    png_tree, tmp_path, isolated_home, extra, named
+):
     recipe = _recipe_file(tmp_path, png_tree)
     blocker = _file(tmp_path, "afile", b"x")
     extra = [e.format(file=blocker, missing=tmp_path / "nope") for e in extra]
     result = _cli("train", str(recipe), *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert named in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
 def test_train_cli_refuses_an_unavailable_device_before_reading_images(png_tree, tmp_path):

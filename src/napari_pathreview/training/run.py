@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import build_model
@@ -168,11 +169,13 @@ def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
             raise RecipeError(f"{run_dir} is not a run folder (no recipe.yaml); cannot resume")
         parsed = load_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), overrides)
         _device(parsed.device, False)  # an unavailable device fails before any image is read
+        require_architecture(parsed.model.architecture)
         return parsed, run_dir
     if recipe is None:
         raise RecipeError("give a recipe file (or --resume RUN_DIR)")
     parsed = load_recipe(recipe, overrides)
     _device(parsed.device, False)
+    require_architecture(parsed.model.architecture)  # a typo costs no run folder, no decoding
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
