@@ -101,6 +101,24 @@ def test_resume_after_a_kill_reaches_the_same_weights_as_an_uninterrupted_run(
     assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
 
 
+def test_a_training_part_one_image_past_a_full_batch_trains(tiny_recipe, tmp_path):
+    """A last batch of a single image cannot pass BatchNorm in training mode; one image more
+    than a multiple of the batch size is an ordinary data set size and must train."""
+    from napari_pathreview.training.recipe import load_recipe
+    from napari_pathreview.training.run import discover
+    from napari_pathreview.training.splits import make_splits
+
+    split = {"protocol": "image_holdout", "val_fraction": 0.15, "test_fraction": 0.15}
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split=split)
+    samples = discover(load_recipe(recipe), tmp_path)
+    labels = [s.label == "malignant" for s in samples]
+    plan = make_splits(labels, [s.patient_id for s in samples], **split, seed=0)
+    n_train = len(plan.folds[0].train)
+    recipe["optim"] = {**recipe["optim"], "batch_size": n_train - 1}
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert result.metrics["folds"][0]["sizes"]["train"] == n_train
+
+
 def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     tiny_recipe, shared_data, tmp_path, capsys
 ):
