@@ -49,6 +49,20 @@ def test_a_checkpoint_with_other_names_loads_into_timm_by_position(tmp_path, res
     assert _same_outputs(out, resnet18_state)
 
 
+def test_converted_weights_are_readable_as_the_umask_allows(tmp_path, resnet18_state):
+    """Converted weights go to a folder others train from ($PATHREVIEW_PRETRAINED_DIR)."""
+    import os
+
+    checkpoint = tmp_path / "other-code-base.pth"
+    torch.save(_renamed(resnet18_state), checkpoint)
+    before = os.umask(0o022)
+    try:
+        out = convert_checkpoint(checkpoint, "resnet18", tmp_path / "weights")
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
 def test_a_wrapped_checkpoint_with_timm_names_loads_by_name(tmp_path, resnet18_state):
     checkpoint = tmp_path / "trainer.pt"
     torch.save({"epoch": 90, "state_dict": resnet18_state}, checkpoint)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import WeightsError
+from napari_pathreview.models.pretrained import readable_as_umask
 
 __all__ = ["convert_checkpoint", "match_state"]
 
@@ -104,4 +105,4 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
         out = out / f"{arch}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata={"source": source.name, "arch": arch})
-    return out
+    return readable_as_umask(out)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import ModelNotFoundError, PathReviewError, WeightsError
+from napari_pathreview.models.pretrained import readable_as_umask
 from napari_pathreview.registry.card import (
     ModelCard,
     ModelCardError,
@@ -191,6 +192,7 @@ class ModelRegistry:
                     metadata={"format": "pt"},
                     force_contiguous=True,
                 )
+            readable_as_umask(staging / WEIGHTS_FILE)
             complete["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
             return self._commit(staging, complete)
         finally:
