@@ -185,6 +185,36 @@ def test_train_cli_refuses_before_work_without_traceback(
     assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
+def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
+    """A second process on a live run folder (a requeued job, another terminal) would
+    interleave checkpoints with the first and register the run twice."""
+    import time
+
+    recipe = _recipe_file(tmp_path, png_tree)
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [*CLI, "train", str(recipe), "--set", "phases.*.epochs=100000", "--out", str(runs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(1200):  # until the first run has started its fold
+            if list(runs.glob("*/fold0")) or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert first.poll() is None, "the first run ended before the check"
+        run_dir = next(runs.iterdir())
+        recipe_before = (run_dir / "recipe.yaml").read_bytes()
+        second = _cli("train", "--resume", str(run_dir), "--set", "phases.*.epochs=1")
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert "in use by another `pathreview train`" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert (run_dir / "recipe.yaml").read_bytes() == recipe_before
+
+
 def test_train_cli_refuses_an_unavailable_device_before_reading_images(png_tree, tmp_path):
     import torch
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,7 @@ from napari_pathreview.training.recipe import Recipe, RecipeError, load_recipe, 
 from napari_pathreview.training.registration import register_run
 from napari_pathreview.training.results import (
     RECIPE_FILE,
+    RUN_LOCK_FILE,
     FoldResult,
     RunResult,
     fold_dir,
@@ -234,7 +236,7 @@ def run_recipe(
         rescore: with ``resume``, score a lesion-aware run's finished folds again from their
             saved models and embeddings, by the current scoring code (no training).
     """
-    distributed, rank = _distributed()
+    rank = _distributed()[1]
     if rescore:
         _check_rescore_overrides(overrides)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
@@ -243,6 +245,47 @@ def run_recipe(
             "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
             "whose recipe has lesion.enabled"
         )
+    with _sole_writer(run_dir, rank):
+        return _run_in(parsed, run_dir, resume, progress, from_reviews, rescore)
+
+
+@contextmanager
+def _sole_writer(run_dir: Path, rank: int) -> Iterator[None]:
+    """Hold the run folder's lock while this process writes it (rank 0 for all DDP ranks).
+
+    A second ``--resume`` (or ``--rescore``) of a run that is still training, from another
+    terminal or a requeued job, would interleave checkpoints with it and register the run
+    twice. The lock is the operating system's, so a killed run leaves it free.
+    """
+    if rank != 0:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / RUN_LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RecipeError(
+            f"{run_dir} is in use by another `pathreview train` still running on it; let it "
+            "finish, or stop it, before resuming or rescoring this run"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_in(
+    parsed: Recipe,
+    run_dir: Path,
+    resume: str | Path | None,
+    progress: Callable[[dict], None] | None,
+    from_reviews: str | None,
+    rescore: bool,
+) -> RunResult:
+    """The run itself, in a run folder this process holds (see :func:`run_recipe`)."""
+    distributed, rank = _distributed()
     previous = _registered_before(run_dir) if resume is not None else None
     if rank == 0:
         (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
