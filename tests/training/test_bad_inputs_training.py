@@ -185,6 +185,30 @@ def test_train_cli_refuses_before_work_without_traceback(
     assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
+def _missing_image(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
+    images = sorted(png_tree.rglob("*.png"))
+    rows = [{"path": str(p), "label": p.parent.name} for p in images]
+    rows[3]["path"] += ".gone"
+    manifest = _manifest(tmp_path, rows)
+    return ["data.source=csv", f"data.root={manifest}"], ".png.gone"
+
+
+def _missing_root(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
+    return [f"data.root={tmp_path / 'no-such-folder'}"], "no-such-folder"
+
+
+@pytest.mark.parametrize("refusal", [_missing_image, _missing_root], ids=["image", "data-root"])
+def test_a_run_refused_for_its_data_leaves_no_run_folder(png_tree, tmp_path, refusal):
+    """Each such refusal used to leave a timestamped folder holding only recipe.yaml."""
+    overrides, named = refusal(tmp_path, png_tree)
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    runs = tmp_path / "runs"
+    result = _cli("train", str(_recipe_file(tmp_path, png_tree)), *sets, "--out", str(runs))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert named in result.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
     """A second process on a live run folder (a requeued job, another terminal) would
     interleave checkpoints with the first and register the run twice."""

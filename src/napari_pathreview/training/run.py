@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from napari_pathreview.errors import PathReviewError
 from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
@@ -246,7 +247,26 @@ def run_recipe(
             "whose recipe has lesion.enabled"
         )
     with _sole_writer(run_dir, rank):
-        return _run_in(parsed, run_dir, resume, progress, from_reviews, rescore)
+        try:
+            return _run_in(parsed, run_dir, resume, progress, from_reviews, rescore)
+        except PathReviewError:
+            if resume is None and rank == 0:
+                _discard_if_untrained(run_dir)
+            raise
+
+
+# what a run writes before it trains: a run folder holding only these was refused at the start
+SETUP_FILES = (RECIPE_FILE, RUN_LOCK_FILE, "splits.json", "reviews_manifest.csv")
+
+
+def _discard_if_untrained(run_dir: Path) -> None:
+    """Remove a fresh run folder refused before any training (a missing image, an ROI outside
+    its image): it holds nothing to resume, and each refusal would leave another behind."""
+    import shutil
+
+    made = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in SETUP_FILES]
+    if not made:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @contextmanager
