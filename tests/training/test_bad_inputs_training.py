@@ -209,6 +209,29 @@ def test_a_run_refused_for_its_data_leaves_no_run_folder(png_tree, tmp_path, ref
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
+def test_a_bad_label_in_the_reviews_is_blamed_on_the_reviews_not_the_recipes_data(
+    png_tree, tmp_path
+):
+    """With --from-reviews the labels come from the review store: naming the recipe's own
+    manifest (which holds no such label) sent the user to the wrong file."""
+    from napari_pathreview.review import ReviewStore
+
+    images = sorted(png_tree.rglob("*.png"))
+    own = _manifest(tmp_path, [{"path": str(p), "label": p.parent.name} for p in images])
+    with ReviewStore() as store:  # the default store, in the isolated home
+        for i, path in enumerate(images):
+            label = "drak" if i == 2 else path.parent.name
+            store.add_review(store.add_image(path, "histology"), "dr-a", label, None)
+    recipe = _recipe_file(tmp_path, png_tree)
+    result = _cli(
+        "train", str(recipe), "--from-reviews", "--set", "data.source=csv",
+        "--set", f"data.root={own}", "--set", "data.task=binary", "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "drak" in result.stderr, result.stderr
+    assert "the reviews in the default review store" in result.stderr
+    assert str(own) not in result.stderr
+
+
 def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
     """A second process on a live run folder (a requeued job, another terminal) would
     interleave checkpoints with the first and register the run twice."""

@@ -104,11 +104,13 @@ def _device(name: str, distributed: bool):
 def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> list:
     """The recipe's samples (source, task, magnification, subset), before QC."""
     data = recipe.data
+    where = str(resolve_path(recipe, data.root)) if data.root else data.source
     if reviews_db is not None or data.source == "reviews":
         # --from-reviews names its store ("" = the default one); data.root is then the recipe's
         # own data, not a database, and only a `source: reviews` recipe's root names one
         db = reviews_db if reviews_db is not None else data.root
         samples = ds.from_reviews(db or None, workdir, data.disagreement_weight)
+        where = f"the reviews in {db or 'the default review store'} (as `pathreview review export`)"
     elif data.source == "csv":
         samples = ds.from_csv(resolve_path(recipe, data.root), data.label_column)
     elif data.source == "folder":
@@ -120,7 +122,6 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
     if not samples:
         raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
     from_csv = reviews_db is not None or data.source in ("csv", "reviews")
-    where = str(resolve_path(recipe, data.root)) if data.root else data.source
     check_labels(samples, data.task, where, first_row=2 if from_csv else None)
     return ds.stratified_subset(samples, data.subset, recipe.seed)
 
