@@ -88,6 +88,27 @@ def test_a_malformed_layer_frame_is_refused_naming_the_file(tmp_path: Path, fram
         read_geojson(path)
 
 
+BARE_GEOMETRIES = {  # what the review store accepts as a review's ROI (README: a Point)
+    "Point": ({"type": "Point", "coordinates": [120, 80]}, 0),
+    "MultiPoint": ({"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}, 0),
+    "Polygon": ({"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 0]]]}, 1),
+}
+
+
+@pytest.mark.parametrize(("geometry", "areas"), BARE_GEOMETRIES.values(), ids=BARE_GEOMETRIES)
+def test_every_bare_geometry_the_review_store_accepts_parses(geometry, areas, caplog) -> None:
+    """A review saved with the README's Point ROI used to stop lesion retraining from reviews
+    and the roi_disagreement queue with "not GeoJSON (type 'Point')"; a point has no area, so
+    it is skipped with a warning, as inside a Feature."""
+    from napari_pathreview.io import parse_geojson_rois
+    from napari_pathreview.review.validation import normalise_geojson
+
+    stored = json.loads(normalise_geojson(geometry))
+    rois = parse_geojson_rois(stored, "case17.png")
+    assert len(rois) == areas
+    assert areas or "skipping" in caplog.text
+
+
 def test_round_trip_keeps_every_shape_type(tmp_path: Path) -> None:
     theta = np.deg2rad(30)
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])

@@ -159,6 +159,51 @@ def test_models_import_cli_refuses_without_traceback(exported, tmp_path) -> None
     assert "bogus_rate" in result.stderr and "Traceback" not in result.stderr
 
 
+def _truncate_weights(folder: Path) -> None:
+    weights = folder / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])  # an interrupted copy
+
+
+def _archive(folder: Path) -> Path:
+    import tarfile
+
+    archive = folder.with_name("model.tar.gz")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+IMPORT_CASES = {
+    "truncated-weights-folder": (_truncate_weights, False, "does not match the SHA-256"),
+    "truncated-weights-archive": (_truncate_weights, True, "does not match the SHA-256"),
+    "card-field-archive": (lambda f: _edit_card(f, classes="one"), True, "classes"),
+    "not-a-tar": (lambda f: f.with_name("model.tar.gz").write_bytes(b"x" * 600), None, "tar"),
+}
+
+
+@pytest.mark.parametrize(("damage", "as_archive", "says"), IMPORT_CASES.values(), ids=IMPORT_CASES)
+def test_models_import_of_a_damaged_export_names_the_users_file_on_one_line(
+    exported, tmp_path, damage, as_archive, says
+) -> None:
+    """The message names what the user gave (not the registry's hidden staging copy) and does
+    not call a damaged copy 'altered after registration'."""
+    damage(exported)
+    given = exported if as_archive is False else exported.with_name("model.tar.gz")
+    if as_archive:
+        _archive(exported)
+    exe = Path(sys.executable).parent / "pathreview"
+    registry = tmp_path / "cli"
+    result = subprocess.run(
+        [str(exe), "models", "--registry", str(registry), "import", str(given)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert str(given) in lines[0] and says in lines[0]
+    assert ".tmp" not in lines[0] and "after registration" not in lines[0]
+    assert ModelRegistry(registry).names() == []
+
+
 def test_a_valid_export_still_imports_and_loads(exported, target) -> None:
     assert target.import_model(exported) == ("tiny", "1")
     target.load("tiny")

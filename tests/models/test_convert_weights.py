@@ -49,6 +49,20 @@ def test_a_checkpoint_with_other_names_loads_into_timm_by_position(tmp_path, res
     assert _same_outputs(out, resnet18_state)
 
 
+def test_converted_weights_are_readable_as_the_umask_allows(tmp_path, resnet18_state):
+    """Converted weights go to a folder others train from ($PATHREVIEW_PRETRAINED_DIR)."""
+    import os
+
+    checkpoint = tmp_path / "other-code-base.pth"
+    torch.save(_renamed(resnet18_state), checkpoint)
+    before = os.umask(0o022)
+    try:
+        out = convert_checkpoint(checkpoint, "resnet18", tmp_path / "weights")
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
 def test_a_wrapped_checkpoint_with_timm_names_loads_by_name(tmp_path, resnet18_state):
     checkpoint = tmp_path / "trainer.pt"
     torch.save({"epoch": 90, "state_dict": resnet18_state}, checkpoint)
@@ -112,6 +126,38 @@ def test_the_console_script_converts_and_names_a_bad_file(tmp_path, resnet18_sta
     )
     assert failed.returncode != 0 and "broken.pth" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def _numpy_scalar_checkpoint(path: Path, state: dict) -> str:
+    import numpy as np
+
+    torch.save({"state_dict": state, "best_acc": np.float64(0.9)}, path)  # a trainer's habit
+    return "numpy"
+
+
+def _garbage(path: Path, state: dict) -> str:
+    path.write_bytes(b"not a checkpoint at all")
+    return "not a readable checkpoint"
+
+
+@pytest.mark.parametrize("make", [_numpy_scalar_checkpoint, _garbage], ids=["numpy", "garbage"])
+def test_a_checkpoint_the_safe_loader_refuses_is_named_on_one_line(tmp_path, resnet18_state, make):
+    """torch's own refusal runs to six lines with colour codes and recommends
+    weights_only=False; the user gets one line naming the file and a safe way on."""
+    checkpoint = tmp_path / "trainer.pth"
+    says = make(checkpoint, resnet18_state)
+    done = subprocess.run(
+        [_console_script(), "models", "convert-weights", str(checkpoint), "--arch", "resnet18"]
+        + ["--out", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert str(checkpoint) in lines[0] and says in lines[0]
+    assert "weights_only` set to `False`" not in lines[0] and "\x1b" not in lines[0]
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,29 @@ def test_register_writes_card_and_safetensors(registry, tiny_model) -> None:
     assert not any((registry.root / ".tmp").iterdir())  # staging cleaned up
 
 
+@pytest.fixture
+def umask_022():
+    """The common umask, so 'readable by others' has one expected mode."""
+    import os
+
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def test_registered_and_exported_weights_are_as_readable_as_the_card(
+    registry, tiny_model, tmp_path, umask_022
+) -> None:
+    """A colleague reading a shared registry or an exported folder needs the weights, not only
+    the card (safetensors writes its files with mode 0600)."""
+    registry.register(tiny_model, CARD)
+    stored = registry.root / "tiny" / "1"
+    exported = registry.export("tiny", None, tmp_path / "export")
+    for folder in (stored, exported):
+        for name in ("card.yaml", "weights.safetensors"):
+            assert (folder / name).stat().st_mode & 0o777 == 0o644, folder / name
+
+
 def test_register_then_load_gives_bit_identical_outputs(registry, tiny_model, batch) -> None:
     registry.register(tiny_model, CARD)
     loaded = registry.load("tiny")

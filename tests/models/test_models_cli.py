@@ -65,6 +65,7 @@ def test_export_import_remove_cycle(registered, tmp_path: Path, capsys) -> None:
     archive = tmp_path / "demo.tar.gz"
     assert main(["models", "export", "demo-histo", str(archive)]) == 0
     assert archive.is_file()
+    assert f"exported demo-histo@1 to {archive}" in capsys.readouterr().out  # not "@latest"
     assert main(["models", "import", str(archive)]) == 0
     assert "imported demo-histo@2" in capsys.readouterr().out
     assert main(["models", "remove", "demo-histo@1"]) == 0

@@ -81,6 +81,19 @@ def test_read_commands_refuse_a_missing_db_and_create_nothing(tmp_path: Path, co
     assert not (tmp_path / "m.csv").exists()
 
 
+@pytest.mark.parametrize("command", ["stats", "export"])
+def test_read_commands_leave_an_empty_file_given_as_db_untouched(tmp_path: Path, command) -> None:
+    """SQLite takes an empty file for a new database: `--db notes.txt` (just created, or a
+    mistyped path to some empty file) used to become a 45 KB review database."""
+    empty = tmp_path / "notes.txt"
+    empty.touch()
+    extra = ["--out", str(tmp_path / "m.csv")] if command == "export" else []
+    result = _run("review", command, "--db", str(empty), *extra)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{empty} is an empty file" in result.stderr
+    assert empty.stat().st_size == 0 and not (tmp_path / "m.csv").exists()
+
+
 def test_export_weight_default_is_the_widgets() -> None:
     from napari_pathreview.cli import build_parser
     from napari_pathreview.widgets.review import ReviewWidget

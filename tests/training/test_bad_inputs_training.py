@@ -165,20 +165,101 @@ CLI_CASES = [
     (["--set", "eval.bootstrap=100000000"], "eval.bootstrap"),
     (["--set", "data.subset=-1"], "data.subset=-1"),
     (["--set", "nosuch.key=1"], "nosuch"),
+    (["--set", "model.architecture=resnet1800"], "unknown architecture 'resnet1800'"),
     (["--out", "{file}"], "is a file"),
     (["--resume", "{missing}"], "no such run folder"),
 ]
 
 
 @pytest.mark.parametrize(("extra", "named"), CLI_CASES, ids=[" ".join(e) for e, _ in CLI_CASES])
-def test_train_cli_refuses_before_work_without_traceback(png_tree, tmp_path, extra, named):
+def test_train_cli_refuses_before_work_without_traceback(
+    png_tree, tmp_path, isolated_home, extra, named
+):
     recipe = _recipe_file(tmp_path, png_tree)
     blocker = _file(tmp_path, "afile", b"x")
     extra = [e.format(file=blocker, missing=tmp_path / "nope") for e in extra]
     result = _cli("train", str(recipe), *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert named in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
+
+
+def _missing_image(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
+    images = sorted(png_tree.rglob("*.png"))
+    rows = [{"path": str(p), "label": p.parent.name} for p in images]
+    rows[3]["path"] += ".gone"
+    manifest = _manifest(tmp_path, rows)
+    return ["data.source=csv", f"data.root={manifest}"], ".png.gone"
+
+
+def _missing_root(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
+    return [f"data.root={tmp_path / 'no-such-folder'}"], "no-such-folder"
+
+
+@pytest.mark.parametrize("refusal", [_missing_image, _missing_root], ids=["image", "data-root"])
+def test_a_run_refused_for_its_data_leaves_no_run_folder(png_tree, tmp_path, refusal):
+    """Each such refusal used to leave a timestamped folder holding only recipe.yaml."""
+    overrides, named = refusal(tmp_path, png_tree)
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    runs = tmp_path / "runs"
+    result = _cli("train", str(_recipe_file(tmp_path, png_tree)), *sets, "--out", str(runs))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert named in result.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_a_bad_label_in_the_reviews_is_blamed_on_the_reviews_not_the_recipes_data(
+    png_tree, tmp_path
+):
+    """With --from-reviews the labels come from the review store: naming the recipe's own
+    manifest (which holds no such label) sent the user to the wrong file."""
+    from napari_pathreview.review import ReviewStore
+
+    images = sorted(png_tree.rglob("*.png"))
+    own = _manifest(tmp_path, [{"path": str(p), "label": p.parent.name} for p in images])
+    with ReviewStore() as store:  # the default store, in the isolated home
+        for i, path in enumerate(images):
+            label = "drak" if i == 2 else path.parent.name
+            store.add_review(store.add_image(path, "histology"), "dr-a", label, None)
+    recipe = _recipe_file(tmp_path, png_tree)
+    result = _cli(
+        "train", str(recipe), "--from-reviews", "--set", "data.source=csv",
+        "--set", f"data.root={own}", "--set", "data.task=binary", "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "drak" in result.stderr, result.stderr
+    assert "the reviews in the default review store" in result.stderr
+    assert str(own) not in result.stderr
+
+
+def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
+    """A second process on a live run folder (a requeued job, another terminal) would
+    interleave checkpoints with the first and register the run twice."""
+    import time
+
+    recipe = _recipe_file(tmp_path, png_tree)
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [*CLI, "train", str(recipe), "--set", "phases.*.epochs=100000", "--out", str(runs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(1200):  # until the first run has started its fold
+            if list(runs.glob("*/fold0")) or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert first.poll() is None, "the first run ended before the check"
+        run_dir = next(runs.iterdir())
+        recipe_before = (run_dir / "recipe.yaml").read_bytes()
+        second = _cli("train", "--resume", str(run_dir), "--set", "phases.*.epochs=1")
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert "in use by another `pathreview train`" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert (run_dir / "recipe.yaml").read_bytes() == recipe_before
 
 
 def test_train_cli_refuses_an_unavailable_device_before_reading_images(png_tree, tmp_path):

@@ -106,6 +106,20 @@ def test_roi_outside_the_image_is_refused_naming_the_image():
         rois_mask([(500.0, 500.0, 10.0)], (100, 100), 1.0, "mdb042.png")
 
 
+def test_roi_outside_a_resampled_image_is_reported_in_the_files_pixels():
+    """The reader drew the ROI on the file (200 × 400 px here); the 100 × 200 working size after
+    resampling to the lesion pixel size would only confuse them."""
+    square = Roi(
+        np.array([[300.0, 500.0], [300.0, 560.0], [340.0, 560.0], [340.0, 500.0]]), "polygon"
+    )
+    with pytest.raises(PatchError) as refused:
+        rois_mask([square], (100, 200), 0.5, "slide7.png")
+    message = str(refused.value)
+    assert message.startswith("slide7.png ROI 0 lies outside the image")
+    assert "rows 300–340 and columns 500–560" in message
+    assert "200 rows × 400 columns" in message
+
+
 def test_empty_polygon_is_refused_naming_the_image():
     flat = Roi(np.array([[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]]), "polygon")
     with pytest.raises(PatchError, match="slide7.png ROI 0: empty polygon"):

@@ -185,6 +185,25 @@ def test_review_queue_cli_writes_an_ordered_queue_csv(tmp_path, registered_model
     assert scores == sorted(scores, reverse=True)
 
 
+def test_review_queue_csv_from_relative_paths_opens_as_a_work_queue(tmp_path, registered_model):
+    """`pathreview review queue images/ --out queues/next.csv` run in the images' parent folder:
+    the Review widget's Open CSV (WorkQueue.from_source) finds every queued image."""
+    from napari_pathreview.widgets._queue import WorkQueue
+
+    paths = [p for p, _, _ in _write_images(tmp_path / "images")]
+    script = Path(sys.executable).parent / "pathreview"
+    args = ["review", "queue", "images", "--model", registered_model, "--tta", "none"]
+    done = subprocess.run(
+        [str(script), *args, "--out", "queues/next.csv"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    queue = WorkQueue.from_source(tmp_path / "queues" / "next.csv", order="file name")
+    assert sorted(queue.paths) == sorted(p.resolve() for p in paths)
+
+
 def test_review_queue_cli_refuses_an_unknown_order(tmp_path):
     script = Path(sys.executable).parent / "pathreview"
     done = subprocess.run(

@@ -308,6 +308,7 @@ def test_cli_prints_a_bad_roi_without_traceback(tmp_path):
     )
     assert done.returncode != 0
     assert "img01.png ROI 0 lies outside the image" in done.stderr
+    assert "rows 495–505 and columns 495–505, the image 64 rows × 64 columns" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -81,3 +81,38 @@ def test_compare_runs_ranks_models_over_the_same_folds(tmp_path):
     result = compare_runs(runs, plot=tmp_path / "cd.png")
     assert result.names == ("a", "b", "c") and result.average_ranks == (1.0, 2.0, 3.0)
     assert (tmp_path / "cd.png").is_file()
+
+
+@pytest.fixture
+def tiny_run(tiny_recipe, tmp_path):
+    """A real 3-fold run of the tiny recipe at a learning rate, on a subset of the images."""
+    from napari_pathreview.training import run_recipe
+
+    def run(lr: float, subset: int):
+        recipe = tiny_recipe(
+            phases=[{"name": "all", "epochs": 1}],
+            optim={"batch_size": 16, "lr": lr},
+            split={"protocol": "patient_kfold", "folds": 3},
+            data={**tiny_recipe()["data"], "subset": subset},
+        )
+        return run_recipe(recipe, out_dir=tmp_path / "runs").run_dir
+
+    return run
+
+
+def test_compare_runs_of_one_recipe_names_them_by_their_folders(tiny_run):
+    from napari_pathreview.training.statistics import compare_runs
+
+    runs = [tiny_run(lr, 30) for lr in (0.003, 0.001, 0.0003)]
+    result = compare_runs(runs)
+    assert result.names == tuple(r.name for r in runs) and len(set(result.names)) == 3
+
+
+def test_compare_runs_refuses_a_run_whose_folds_hold_other_images(tiny_run):
+    """Same protocol, fold count and seed, but another data.subset: fold k tests other images,
+    so pairing its scores with the first run's would compare unrelated numbers."""
+    from napari_pathreview.training.statistics import compare_runs
+
+    first, other = tiny_run(0.003, 30), tiny_run(0.003, 24)
+    with pytest.raises(InvalidInputError, match=rf"{other.name}: fold 0 tests other images"):
+        compare_runs([first, other, first])

@@ -101,6 +101,24 @@ def test_resume_after_a_kill_reaches_the_same_weights_as_an_uninterrupted_run(
     assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
 
 
+def test_a_training_part_one_image_past_a_full_batch_trains(tiny_recipe, tmp_path):
+    """A last batch of a single image cannot pass BatchNorm in training mode; one image more
+    than a multiple of the batch size is an ordinary data set size and must train."""
+    from napari_pathreview.training.recipe import load_recipe
+    from napari_pathreview.training.run import discover
+    from napari_pathreview.training.splits import make_splits
+
+    split = {"protocol": "image_holdout", "val_fraction": 0.15, "test_fraction": 0.15}
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split=split)
+    samples = discover(load_recipe(recipe), tmp_path)
+    labels = [s.label == "malignant" for s in samples]
+    plan = make_splits(labels, [s.patient_id for s in samples], **split, seed=0)
+    n_train = len(plan.folds[0].train)
+    recipe["optim"] = {**recipe["optim"], "batch_size": n_train - 1}
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert result.metrics["folds"][0]["sizes"]["train"] == n_train
+
+
 def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     tiny_recipe, shared_data, tmp_path, capsys
 ):
@@ -174,6 +192,47 @@ def test_from_reviews_trains_on_pathologist_labels_with_disagreement_weights(
     manifest = from_csv(result.run_dir / "reviews_manifest.csv")
     assert sorted({s.weight for s in manifest}) == [1.0, 3.0]
     assert result.metrics["leaky"] is True and "leak" in result.metrics["split_protocol"]
+
+
+def test_cli_from_reviews_without_db_trains_on_the_default_store_not_the_recipe_data(
+    tiny_recipe, shared_data, tmp_path, isolated_home
+):
+    """README: `pathreview train RECIPE --from-reviews` retrains a recipe that has its own
+    data.root on the pathologists' labels in $PATHREVIEW_HOME's review store."""
+    import shutil
+
+    from napari_pathreview.review import ReviewStore
+
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))
+    own_data = tmp_path / "labels.csv"  # the recipe's own manifest: every image
+    own_data.write_text(
+        "path,label\n"
+        + "".join(f"{p},{'malignant' if 'SOB_M_' in p.name else 'benign'}\n" for p in images)
+    )
+    reviewed = images[::3]
+    with ReviewStore() as store:  # the default store, in the isolated home
+        for path in reviewed:
+            sha = store.add_image(path, "histology")
+            label = "malignant" if "SOB_M_" in path.name else "benign"
+            store.add_review(sha, "dr-a", label, agrees_with_model=True)
+    recipe = tiny_recipe(
+        phases=[{"name": "all", "epochs": 1}],
+        data={**tiny_recipe()["data"], "source": "csv", "root": str(own_data)},
+    )
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    exe = shutil.which("pathreview", path=str(Path(sys.executable).parent)) or "pathreview"
+    result = subprocess.run(
+        [exe, "train", str(path), "--from-reviews", "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == len(reviewed) < len(images)
+    assert (run_dir / "reviews_manifest.csv").is_file()
 
 
 DDP_SCRIPT = """

@@ -139,7 +139,9 @@ def _features(document: Any, where: str) -> list[Mapping[str, Any]]:
         return list(document.get("features") or [])
     if kind == "Feature":
         return [document]
-    if kind in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "GeometryCollection"):
+    if "coordinates" in document or kind == "GeometryCollection":  # a bare geometry, any type:
+        # the review store accepts them all; one without area (a Point) is skipped below, as
+        # it is inside a Feature, not refused as "not GeoJSON"
         return [{"type": "Feature", "geometry": document, "properties": {}}]
     raise ImageReadError(
         f"{where}: not GeoJSON (type {kind!r}); expected a Feature or FeatureCollection"

@@ -11,6 +11,7 @@ _EXPORTS: dict[str, str] = {
     "create_model": "napari_pathreview.models.factory",
     "list_architectures": "napari_pathreview.models.factory",
     "is_architecture": "napari_pathreview.models.factory",
+    "require_architecture": "napari_pathreview.models.factory",
     "register_model": "napari_pathreview.models._registry",
     "PathReviewModel": "napari_pathreview.models.base",
     "ModelSpec": "napari_pathreview.models.base",

@@ -161,8 +161,10 @@ def _export(args: argparse.Namespace) -> int:
     from napari_pathreview.registry import parse_model_ref
 
     name, version = parse_model_ref(args.ref)
-    path = _registry(args).export(name, version, args.dest)
-    print(f"exported {name}@{version or 'latest'} to {path}")
+    registry = _registry(args)
+    card = registry.card(name, version)  # the version "latest" is now, named in the message
+    path = registry.export(name, card.version, args.dest)
+    print(f"exported {card.ref} to {path}")
     return 0
 
 

@@ -16,14 +16,36 @@ Reading a pickle (``.pth``) can run code: this is the one place that does, with
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import WeightsError
+from napari_pathreview.models.pretrained import readable_as_umask
 
 __all__ = ["convert_checkpoint", "match_state"]
 
 NESTED_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
+
+
+def _unreadable(source: Path, error: Exception) -> WeightsError:
+    """One line for a checkpoint torch's safe loader refused. Its own text runs to six lines,
+    with terminal colour codes, and suggests ``weights_only=False``, which can run code."""
+    text = str(error)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return WeightsError(
+            f"{source} holds a {found.group(1)} object beside its tensors, which a safe load "
+            "refuses (unpickling it could run code); where you trust the file, save only its "
+            "state dict (torch.save(checkpoint['state_dict'], 'weights.pth')) and convert that"
+        )
+    detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = detail.group(1).strip() if detail else (lines[0] if lines else type(error).__name__)
+    return WeightsError(
+        f"{source} is not a readable checkpoint ({reason}); is it a whole PyTorch .pth/.pt or "
+        ".safetensors file?"
+    )
 
 
 def _tensors(checkpoint: Any, source: Path) -> dict[str, Any]:
@@ -89,7 +111,7 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
         else:
             checkpoint = torch.load(str(source), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
-        raise WeightsError(f"{source} is not a readable checkpoint: {error}") from error
+        raise _unreadable(source, error) from error
     model = timm.create_model(arch, pretrained=False)
     target = model.state_dict()
     source_state = _tensors(checkpoint, source)
@@ -104,4 +126,4 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
         out = out / f"{arch}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata={"source": source.name, "arch": arch})
-    return out
+    return readable_as_umask(out)

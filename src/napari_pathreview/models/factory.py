@@ -25,6 +25,7 @@ __all__ = [
     "is_architecture",
     "list_architectures",
     "register_model",
+    "require_architecture",
 ]
 
 _loaded = False
@@ -66,6 +67,28 @@ def is_architecture(name: str) -> bool:
     return get_builder(name) is not None or timm.is_model(name)
 
 
+def require_architecture(name: str) -> None:
+    """Refuse a name ``create_model`` cannot build, suggesting close ones.
+
+    Training calls it before it creates a run folder or decodes an image, so a misspelt
+    ``model.architecture`` costs a second, not the data preparation.
+
+    Raises:
+        ModelNotFoundError: ``name`` is neither registered here nor a timm model.
+    """
+    if is_architecture(name):
+        return
+    import timm
+
+    known = dict.fromkeys(registered_names() + timm.list_models())  # ours shadow timm's
+    close = difflib.get_close_matches(name, list(known), n=4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(
+        f"unknown architecture {name!r}{hint} (see `pathreview models list --architectures` "
+        "or timm.list_models())"
+    )
+
+
 def create_model(
     name: str,
     num_classes: int,
@@ -90,19 +113,9 @@ def create_model(
     """
     if int(num_classes) < 1:
         raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
-    _ensure_registered()
+    require_architecture(name)
     builder = get_builder(name)
     if builder is None:
-        import timm
-
-        if not timm.is_model(name):
-            close = difflib.get_close_matches(name, registered_names() + timm.list_models(), n=4)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ModelNotFoundError(
-                f"unknown architecture {name!r}{hint} (see `pathreview models list "
-                "--architectures` "
-                "or timm.list_models())"
-            )
         from napari_pathreview.models.timm_classifier import TimmClassifier
 
         builder = TimmClassifier.builder(name)

@@ -24,6 +24,33 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.")
 logger = logging.getLogger(__name__)
 
 
+def readable_as_umask(path: Path) -> Path:
+    """Give a weights file the permissions any new file gets (``0o666`` less the umask).
+
+    safetensors writes through a private temporary file (mode 0600), so without this the
+    weights a model's card points to could be read by their owner only: a shared registry,
+    an exported folder or converted weights handed to a colleague would fail with
+    'Permission denied' while card.yaml beside them reads fine.
+    """
+    os.chmod(path, 0o666 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS tells (Linux), since setting
+    it to read it back would briefly affect files other threads create."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            lines = [line for line in status if line.startswith("Umask:")]
+    except OSError:  # not Linux
+        lines = []
+    if lines:
+        return int(lines[0].split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def pickle_refusal(path: Path, arch: str | None = None) -> WeightsError:
     """The error for a pickle weight file, with the command that converts it to safetensors.
 

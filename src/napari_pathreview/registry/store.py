@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import ModelNotFoundError, WeightsError
+from napari_pathreview.errors import ModelNotFoundError, PathReviewError, WeightsError
+from napari_pathreview.models.pretrained import readable_as_umask
 from napari_pathreview.registry.card import (
     ModelCard,
     ModelCardError,
@@ -191,6 +192,7 @@ class ModelRegistry:
                     metadata={"format": "pt"},
                     force_contiguous=True,
                 )
+            readable_as_umask(staging / WEIGHTS_FILE)
             complete["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
             return self._commit(staging, complete)
         finally:
@@ -256,8 +258,12 @@ class ModelRegistry:
 
         staging = self._staging()
         try:
-            card = unpack_model(Path(path), staging)
-            verify_loadable(card, staging / WEIGHTS_FILE)  # before it enters the registry
+            try:
+                card = unpack_model(Path(path), staging)
+                verify_loadable(card, staging / WEIGHTS_FILE)  # before it enters the registry
+            except PathReviewError as error:  # name the user's file, not the hidden staged copy
+                error.args = (str(error).replace(str(staging), str(path)),)
+                raise
             fields = {k: v for k, v in card.to_dict().items() if k not in ("version", "created_at")}
             version = self._commit(staging, fields)
             return card.name, version

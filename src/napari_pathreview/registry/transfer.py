@@ -72,7 +72,14 @@ def unpack_model(source: Path, staging: Path) -> ModelCard:
             "`pathreview models export`"
         )
     card = read_card(staging)
-    verified_weights(staging, card)
+    try:
+        verified_weights(staging, card)
+    except WeightsError as error:  # both files were staged: the source's pair disagrees
+        raise WeightsError(
+            f"{source}: {WEIGHTS_FILE} does not match the SHA-256 in its {CARD_FILE}, so the "
+            "copy is damaged or incomplete; export the model again where it was trained "
+            "(`pathreview models export`). Nothing was imported"
+        ) from error
     return card
 
 
@@ -101,8 +108,11 @@ def _extract_archive(source: Path, staging: Path) -> None:
                 with handle, open(staging / name, "wb") as out:
                     shutil.copyfileobj(handle, out)
                 found.add(name)
-    except tarfile.TarError as error:
-        raise InvalidInputError(f"{source} is not a readable tar archive: {error}") from error
+    except tarfile.TarError as error:  # its text lists every compression tried, over lines
+        raise InvalidInputError(
+            f"{source} is not a readable tar archive ({type(error).__name__}); give a .tar or "
+            ".tar.gz made by `pathreview models export`, or its unpacked folder"
+        ) from error
     missing = {CARD_FILE, WEIGHTS_FILE} - found
     if missing:
         raise InvalidInputError(f"{source} lacks {sorted(missing)}; is it made by `models export`?")

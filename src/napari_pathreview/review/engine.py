@@ -147,6 +147,11 @@ def open_engines(
                 f"no review database at {database}: check the path (reviews are saved from the "
                 "Review widget; a new database is created only where you ask for one)"
             )
+        if not create and Path(database).stat().st_size == 0:  # SQLite would adopt it
+            raise ReviewStoreError(
+                f"{database} is an empty file, not a review database: check the path (a reader "
+                "never turns another file into a database)"
+            )
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -141,7 +141,11 @@ def reviewer_rois(store: Any) -> dict[str, Mapping[str, Any]]:
 
 
 def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str, classes) -> Path:
-    """The ordered queue as CSV (``path`` first: the Review widget opens it as a work queue)."""
+    """The ordered queue as CSV (``path`` first: the Review widget opens it as a work queue).
+
+    Image paths are written absolute: readers resolve a relative one against the CSV's folder,
+    which is not the folder the paths were given relative to (``--out queues/next.csv``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -150,7 +154,13 @@ def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str,
         for rank, entry in enumerate(entries, start=1):
             score = "" if math.isnan(entry.score) else f"{entry.score:.6f}"
             writer.writerow(
-                [str(entry.path), rank, score, entry.label, *[f"{p:.6f}" for p in entry.probs]]
+                [
+                    str(Path(entry.path).resolve()),
+                    rank,
+                    score,
+                    entry.label,
+                    *[f"{p:.6f}" for p in entry.probs],
+                ]
             )
     return path
 

@@ -90,7 +90,7 @@ def prepare_lesion_image(
     where = Path(sample.path).name
     text = str(sample.extra.get("roi_geojson") or "")
     rois = geojson_rois(text, Path(sample.path).parent, where) if text else list(sample.rois)
-    mask = rois_mask(rois, shape, scale, where)
+    mask = rois_mask(rois, shape, scale, where, source_shape=(height, width))
     if sample.extra.get("roi_mask"):
         base = Path(sample.path).parent
         path = Path(sample.extra["roi_mask"])

@@ -139,6 +139,7 @@ def rois_mask(
     shape: tuple[int, int],
     scale: float,
     where: str,
+    source_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Union mask of ROIs given in source pixels, at ``shape`` = source shape × ``scale``.
 
@@ -148,6 +149,8 @@ def rois_mask(
         shape: (rows, cols) of the resampled image.
         scale: resampled pixels per source pixel.
         where: the image, named in errors and warnings.
+        source_shape: (rows, cols) of the file, named when an ROI lies outside it (else
+            estimated from ``shape`` and ``scale``).
 
     Raises:
         PatchError: an empty polygon, an unsupported shape, or an ROI wholly outside the image.
@@ -158,14 +161,16 @@ def rois_mask(
     for number, roi in enumerate(rois):
         label = f"{where} ROI {number}"
         if isinstance(roi, tuple | list) and len(roi) == 3:
-            row, col, radius = (float(v) * scale for v in roi)
+            row, col, radius = (float(v) for v in roi)
             if radius <= 0:
                 raise PatchError(f"{label}: circle radius must be positive, got {roi[2]}")
+            corners = np.array([[row - radius, col - radius], [row + radius, col + radius]])
             rr, cc = np.ogrid[: shape[0], : shape[1]]
-            part = (rr - row) ** 2 + (cc - col) ** 2 <= radius**2
+            part = (rr - row * scale) ** 2 + (cc - col * scale) ** 2 <= (radius * scale) ** 2
         else:
             kind = getattr(roi, "shape_type", None)
-            data = np.asarray(getattr(roi, "data", ()), float)[:, -2:] * scale
+            corners = np.asarray(getattr(roi, "data", ()), float)[:, -2:]
+            data = corners * scale
             if kind == "polygon":
                 part = _polygon_mask(data, shape, label)
             elif kind in ("rectangle", "ellipse"):
@@ -173,9 +178,21 @@ def rois_mask(
             else:
                 raise PatchError(f"{label}: a {kind!r} encloses no area; use polygons or ellipses")
         if not part.any():
-            raise PatchError(f"{label} lies outside the image ({shape[0]}×{shape[1]} px)")
+            size = source_shape or tuple(round(n / scale) for n in shape)
+            raise PatchError(f"{label} lies outside the image: {_outside(corners, size)}")
         mask |= part
     return mask
+
+
+def _outside(points: np.ndarray, size: tuple[int, ...]) -> str:
+    """Where an ROI lies and how large the image is, both in the file's pixels (what the
+    reader drew on), not the resampled working size the user never sees."""
+    (r0, c0), (r1, c1) = points.min(axis=0), points.max(axis=0)
+    rows, cols = size
+    return (
+        f"it spans rows {r0:.0f}–{r1:.0f} and columns {c0:.0f}–{c1:.0f}, the image "
+        f"{rows} rows × {cols} columns (the file's pixels)"
+    )
 
 
 def labels_rois_mask(path: str | Path, shape: tuple[int, int], where: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from napari_pathreview.training.metrics import json_safe
 WEIGHTS_NAME = "selected.safetensors"
 FOLD_FILE = "fold.json"
 RECIPE_FILE = "recipe.yaml"
+RUN_LOCK_FILE = ".run.lock"  # held by the process writing the run folder
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from napari_pathreview.errors import PathReviewError
+from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import build_model
@@ -39,6 +42,7 @@ from napari_pathreview.training.recipe import Recipe, RecipeError, load_recipe, 
 from napari_pathreview.training.registration import register_run
 from napari_pathreview.training.results import (
     RECIPE_FILE,
+    RUN_LOCK_FILE,
     FoldResult,
     RunResult,
     fold_dir,
@@ -100,9 +104,13 @@ def _device(name: str, distributed: bool):
 def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> list:
     """The recipe's samples (source, task, magnification, subset), before QC."""
     data = recipe.data
+    where = str(resolve_path(recipe, data.root)) if data.root else data.source
     if reviews_db is not None or data.source == "reviews":
-        db = reviews_db or (data.root or None)
-        samples = ds.from_reviews(db, workdir, data.disagreement_weight)
+        # --from-reviews names its store ("" = the default one); data.root is then the recipe's
+        # own data, not a database, and only a `source: reviews` recipe's root names one
+        db = reviews_db if reviews_db is not None else data.root
+        samples = ds.from_reviews(db or None, workdir, data.disagreement_weight)
+        where = f"the reviews in {db or 'the default review store'} (as `pathreview review export`)"
     elif data.source == "csv":
         samples = ds.from_csv(resolve_path(recipe, data.root), data.label_column)
     elif data.source == "folder":
@@ -114,7 +122,6 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
     if not samples:
         raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
     from_csv = reviews_db is not None or data.source in ("csv", "reviews")
-    where = str(resolve_path(recipe, data.root)) if data.root else data.source
     check_labels(samples, data.task, where, first_row=2 if from_csv else None)
     return ds.stratified_subset(samples, data.subset, recipe.seed)
 
@@ -166,11 +173,13 @@ def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
             raise RecipeError(f"{run_dir} is not a run folder (no recipe.yaml); cannot resume")
         parsed = load_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), overrides)
         _device(parsed.device, False)  # an unavailable device fails before any image is read
+        require_architecture(parsed.model.architecture)
         return parsed, run_dir
     if recipe is None:
         raise RecipeError("give a recipe file (or --resume RUN_DIR)")
     parsed = load_recipe(recipe, overrides)
     _device(parsed.device, False)
+    require_architecture(parsed.model.architecture)  # a typo costs no run folder, no decoding
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
@@ -229,7 +238,7 @@ def run_recipe(
         rescore: with ``resume``, score a lesion-aware run's finished folds again from their
             saved models and embeddings, by the current scoring code (no training).
     """
-    distributed, rank = _distributed()
+    rank = _distributed()[1]
     if rescore:
         _check_rescore_overrides(overrides)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
@@ -238,6 +247,66 @@ def run_recipe(
             "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
             "whose recipe has lesion.enabled"
         )
+    with _sole_writer(run_dir, rank):
+        try:
+            return _run_in(parsed, run_dir, resume, progress, from_reviews, rescore)
+        except PathReviewError:
+            if resume is None and rank == 0:
+                _discard_if_untrained(run_dir)
+            raise
+
+
+# what a run writes before it trains: a run folder holding only these was refused at the start
+SETUP_FILES = (RECIPE_FILE, RUN_LOCK_FILE, "splits.json", "reviews_manifest.csv")
+
+
+def _discard_if_untrained(run_dir: Path) -> None:
+    """Remove a fresh run folder refused before any training (a missing image, an ROI outside
+    its image): it holds nothing to resume, and each refusal would leave another behind."""
+    import shutil
+
+    made = [p for p in run_dir.rglob("*") if p.is_file() and p.name not in SETUP_FILES]
+    if not made:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextmanager
+def _sole_writer(run_dir: Path, rank: int) -> Iterator[None]:
+    """Hold the run folder's lock while this process writes it (rank 0 for all DDP ranks).
+
+    A second ``--resume`` (or ``--rescore``) of a run that is still training, from another
+    terminal or a requeued job, would interleave checkpoints with it and register the run
+    twice. The lock is the operating system's, so a killed run leaves it free.
+    """
+    if rank != 0:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / RUN_LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RecipeError(
+            f"{run_dir} is in use by another `pathreview train` still running on it; let it "
+            "finish, or stop it, before resuming or rescoring this run"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_in(
+    parsed: Recipe,
+    run_dir: Path,
+    resume: str | Path | None,
+    progress: Callable[[dict], None] | None,
+    from_reviews: str | None,
+    rescore: bool,
+) -> RunResult:
+    """The run itself, in a run folder this process holds (see :func:`run_recipe`)."""
+    distributed, rank = _distributed()
     previous = _registered_before(run_dir) if resume is not None else None
     if rank == 0:
         (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))

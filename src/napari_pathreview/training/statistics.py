@@ -182,7 +182,9 @@ def compare_runs(
     """Friedman + Nemenyi over k-fold runs of several models on the same folds (seed 004).
 
     Args:
-        run_dirs: run folders (each with metrics.json from the same split protocol and seed).
+        run_dirs: run folders (each with metrics.json from the same split protocol and seed);
+            fold k must test the same images in each (checked against splits.json). Runs of
+            one recipe (several ``--set``) are named by their folders.
         metric: per-fold test metric to rank by (higher is better; "ece" ranks lower first).
         plot: where to write the critical-difference diagram, if anywhere.
     """
@@ -196,9 +198,44 @@ def compare_runs(
         columns.append([fold["test"][metric] for fold in metrics["folds"]])
     if len(protocols) != 1:
         raise InvalidInputError(f"runs used different splits, cannot pair folds: {protocols}")
+    _check_same_test_images(run_dirs)
+    if len(set(names)) < len(names):  # one recipe run with different --set: tell them apart
+        names = [Path(run_dir).name for run_dir in run_dirs]
     result = friedman_nemenyi(
         np.asarray(columns, dtype=float).T, names, higher_is_better=metric != "ece"
     )
     if plot is not None:
         plot_critical_difference(result, plot)
     return result
+
+
+def _fold_test_images(run_dir: Path) -> list[set[str]] | None:
+    """Each fold's test images per the run's splits.json (None for a run folder without one)."""
+    import json
+    import os
+
+    path = run_dir / "splits.json"
+    if not path.is_file():
+        return None
+    folds = json.loads(path.read_text())["folds"]
+    return [{os.path.normpath(row["path"]) for row in fold["test"]} for fold in folds]
+
+
+def _check_same_test_images(run_dirs: Sequence[str | Path]) -> None:
+    """Refuse runs whose folds hold different images: the same protocol and fold count on other
+    data (a ``data.subset``, another seed) pairs unrelated scores, and the test means nothing."""
+    reference, first = None, None
+    for run_dir in map(Path, run_dirs):
+        folds = _fold_test_images(run_dir)
+        if folds is None:
+            continue
+        if reference is None:
+            reference, first = folds, run_dir
+            continue
+        for index, (mine, theirs) in enumerate(zip(folds, reference, strict=True)):
+            if mine != theirs:
+                raise InvalidInputError(
+                    f"{run_dir}: fold {index} tests other images than {first}'s "
+                    f"({len(mine ^ theirs)} differ); compare runs of the same data, split "
+                    "protocol and seed, so that fold k holds the same images in every run"
+                )

@@ -101,6 +101,15 @@ def predict_probabilities(
     return np.concatenate(probs), np.concatenate(labels)
 
 
+def _drop_last(n_samples: int, batch_size: int, mixup: bool) -> bool:
+    """Whether an epoch drops its short last batch: always under MixUp/CutMix (it mixes pairs
+    within a batch), else only a batch of one image, which BatchNorm cannot train on
+    ("Expected more than 1 value per channel"); never the only batch."""
+    if n_samples <= batch_size:
+        return False
+    return mixup or n_samples % batch_size == 1
+
+
 def _spec_of(model: nn.Module, image_size: int) -> PreprocessSpec:
     """A square input of ``image_size`` normalised as the model's own spec says."""
     spec = getattr(model, "spec", None)
@@ -326,7 +335,11 @@ class Trainer:
                 generator=generator,
             )
             shuffle = False
-        drop_last = self.mixup is not None and len(self.train_set) > recipe.optim.batch_size
+        drop_last = _drop_last(
+            len(sampler) if sampler is not None else len(self.train_set),
+            recipe.optim.batch_size,
+            self.mixup is not None,
+        )
         return DataLoader(
             self.train_set,
             batch_size=recipe.optim.batch_size,
