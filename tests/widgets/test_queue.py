@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets._queue import WorkQueue, file_sha256, reviewed_hashes
+from napari_pathreview.review.records import file_sha256
+from napari_pathreview.widgets._queue import WorkQueue, reviewed_hashes
 
 
 def _images(folder: Path, n: int) -> list[Path]:

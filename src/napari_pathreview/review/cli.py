@@ -144,11 +144,11 @@ def _queue(args: argparse.Namespace) -> int:
     from napari_pathreview.inference.predictor import Predictor
     from napari_pathreview.review.ordering import (
         order_images,
-        queue_paths,
         reviewer_rois,
         store_queue,
         write_queue_csv,
     )
+    from napari_pathreview.review.queue_source import queue_paths
     from napari_pathreview.review.store import ReviewStore
 
     model, rois = args.model, None

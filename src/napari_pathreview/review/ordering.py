@@ -165,32 +165,6 @@ def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str,
     return path
 
 
-def queue_paths(source: str | Path) -> list[Path]:
-    """The images of a work-queue source: a folder's image files, or a CSV's ``path`` column."""
-    from napari_pathreview.training.datasets import IMAGE_SUFFIXES
-
-    source = Path(source)
-    if source.suffix.lower() == ".csv" and source.is_file():
-        with open(source, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if "path" not in (reader.fieldnames or []):
-                raise InvalidInputError(f"{source} has no 'path' column")
-            rows = [r["path"].strip() for r in reader if (r.get("path") or "").strip()]
-        paths = [p if p.is_absolute() else source.parent / p for p in map(Path, rows)]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise InvalidInputError(
-                f"{source}: {len(missing)} path(s) do not exist, e.g. {missing[0]}"
-            )
-    elif source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        raise InvalidInputError(f"queue source {source} is neither a folder nor a CSV file")
-    if not paths:
-        raise InvalidInputError(f"{source} holds no images to queue")
-    return paths
-
-
 def store_queue(store: Any, model: str | None = None) -> tuple[list[Path], str]:
     """The images the review store holds predictions for (still on disk) and the model to
     order them with: ``model``, else the model of the most recent prediction."""

@@ -8,75 +8,13 @@ and a second machine sharing a PostgreSQL store sees the same progress.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.io.images import IMAGE_SUFFIXES  # what the reader opens: the one list
-
-
-class QueueSourceError(InvalidInputError):
-    """The folder or CSV given as a work queue holds no usable image paths."""
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes: the same key the review store gives an image."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def images_in_folder(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name so the order is stable across sessions."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise QueueSourceError(f"{folder} is not a folder; choose a folder of images or a CSV.")
-    paths = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not paths:
-        raise QueueSourceError(
-            f"{folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-            "choose another folder or a CSV with a 'path' column."
-        )
-    return paths
-
-
-def images_in_csv(csv_path: Path) -> list[Path]:
-    """Paths from a CSV's ``path`` column, relative paths resolved against the CSV's folder.
-
-    This is the manifest format training reads and the review export writes, so a
-    reviewer can queue exactly the images a model was evaluated on.
-    """
-    csv_path = Path(csv_path)
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise QueueSourceError(
-                    f"{csv_path} has no 'path' column; the queue CSV needs one image path per row."
-                )
-            rows = [row["path"].strip() for row in reader if (row.get("path") or "").strip()]
-    except OSError as error:
-        raise QueueSourceError(f"cannot read {csv_path}: {error}") from error
-    if not rows:
-        raise QueueSourceError(f"{csv_path} lists no image paths.")
-    paths = []
-    for entry in rows:
-        path = Path(entry)
-        paths.append(path if path.is_absolute() else (csv_path.parent / path).resolve())
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise QueueSourceError(
-            f"{len(missing)} of {len(paths)} paths in {csv_path} do not exist "
-            f"(first: {missing[0]}); fix the CSV or its folder."
-        )
-    return paths
+from napari_pathreview.review.queue_source import queue_paths
+from napari_pathreview.review.records import file_sha256
 
 
 @dataclass
@@ -106,10 +44,7 @@ class WorkQueue:
 
         See :func:`order_paths`; ``model`` and reviewer ``rois`` serve the active-learning orders.
         """
-        source = Path(source)
-        is_csv = source.suffix.lower() == ".csv"
-        paths = images_in_csv(source) if is_csv else images_in_folder(source)
-        paths = order_paths(paths, order, model, rois)
+        paths = order_paths(queue_paths(source), order, model, rois)
         queue = cls(paths=paths, reviewed=set(reviewed))
         queue.resume()
         return queue

@@ -30,15 +30,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
+from napari_pathreview.review.records import file_sha256
 from napari_pathreview.widgets import _results
 from napari_pathreview.widgets._common import _Failed, guard_triton_import
 from napari_pathreview.widgets._notify import notify_exception, show_info
-from napari_pathreview.widgets._queue import (
-    QUEUE_ORDER_CHOICES,
-    WorkQueue,
-    file_sha256,
-    reviewed_hashes,
-)
+from napari_pathreview.widgets._queue import QUEUE_ORDER_CHOICES, WorkQueue, reviewed_hashes
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 
 logger = logging.getLogger(__name__)
