@@ -102,28 +102,23 @@ def _console_script() -> str:
     return str(script) if script.exists() else shutil.which("pathreview") or "pathreview"
 
 
+def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:
+    """``pathreview models convert-weights CHECKPOINT --arch resnet18 --out OUT``."""
+    command = [_console_script(), "models", "convert-weights", str(checkpoint)]
+    command += ["--arch", "resnet18", "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, env=os.environ)
+
+
 def test_the_console_script_converts_and_names_a_bad_file(tmp_path, resnet18_state):
     checkpoint = tmp_path / "other.pth"
     torch.save(_renamed(resnet18_state), checkpoint)
-    command = [_console_script(), "models", "convert-weights", str(checkpoint)]
-    done = subprocess.run(
-        [*command, "--arch", "resnet18", "--out", str(tmp_path / "w")],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-    )
+    done = _convert(checkpoint, tmp_path / "w")
     assert done.returncode == 0, done.stderr
     assert "resnet18.safetensors" in done.stdout
     assert (tmp_path / "w" / "resnet18.safetensors").is_file()
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"not a checkpoint")
-    failed = subprocess.run(
-        [_console_script(), "models", "convert-weights", str(broken), "--arch", "resnet18"]
-        + ["--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-    )
+    failed = _convert(broken, tmp_path / "x")
     assert failed.returncode != 0 and "broken.pth" in failed.stderr
     assert "Traceback" not in failed.stderr
 
@@ -146,13 +141,7 @@ def test_a_checkpoint_the_safe_loader_refuses_is_named_on_one_line(tmp_path, res
     weights_only=False; the user gets one line naming the file and a safe way on."""
     checkpoint = tmp_path / "trainer.pth"
     says = make(checkpoint, resnet18_state)
-    done = subprocess.run(
-        [_console_script(), "models", "convert-weights", str(checkpoint), "--arch", "resnet18"]
-        + ["--out", str(tmp_path / "w")],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-    )
+    done = _convert(checkpoint, tmp_path / "w")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert str(checkpoint) in lines[0] and says in lines[0]
