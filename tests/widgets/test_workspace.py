@@ -9,6 +9,7 @@ import pytest
 
 from napari_pathreview.explain.metrics import roi_scores
 from napari_pathreview.widgets._results import cam_layer_of, roi_mask
+from napari_pathreview.widgets._scale import viewer_camera
 from napari_pathreview.widgets._workspace import build_workspace
 
 pytestmark = pytest.mark.viewer
@@ -101,8 +102,8 @@ def test_workspace_view_is_centred_on_the_mammogram_not_the_hidden_slide(
     assert [str(u) for u in viewer.layers.extent.units] == ["micrometer", "micrometer"]
     assert [str(u) for u in film.units] == ["millimeter", "millimeter"]
     extent_um = film.extent.world[:, -2:] * 1000.0
-    np.testing.assert_allclose(viewer.camera.center[-2:], extent_um.mean(axis=0))
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], extent_um.mean(axis=0))
     # and zoomed to fit the film, not 1000× into its corner
     canvas = np.asarray(viewer.canvas.size)
-    fitted = viewer.camera.zoom * (extent_um[1] - extent_um[0])  # canvas pixels it spans
+    fitted = viewer_camera(viewer).zoom * (extent_um[1] - extent_um[0])  # canvas pixels it spans
     assert 0.8 < (fitted / canvas).max() <= 1.0

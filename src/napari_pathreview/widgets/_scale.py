@@ -110,7 +110,14 @@ def fit_view(viewer: Any, layers: list[Any]) -> None:
         return
     pairs = zip(own[-2:], world[-2:], strict=True)
     factors = np.array([(1 * unit).to(target).magnitude for unit, target in pairs])
-    center = np.asarray(viewer.camera.center, dtype=float)
+    camera = viewer_camera(viewer)
+    center = np.asarray(camera.center, dtype=float)
     center[-2:] *= factors
-    viewer.camera.center = tuple(center)
-    viewer.camera.zoom = viewer.camera.zoom / factors.max()
+    camera.center = tuple(center)
+    camera.zoom = camera.zoom / factors.max()
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
