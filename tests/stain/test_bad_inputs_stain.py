@@ -80,3 +80,38 @@ def test_stain_fit_refuses_an_out_it_cannot_write(folder, tmp_path, where) -> No
                   "--out", out)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(out if where == "file" else blocker) in result.stderr
+
+
+def _same_name_in_two_folders(shared_data: Path, root: Path) -> Path:
+    """``root/a/x.png`` and ``root/b/x.png``: two different real BreaKHis images, one name."""
+    sources = sorted((shared_data / "breakhis").glob("*.png"))
+    for sub, source in zip("ab", (sources[0], sources[-1]), strict=True):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "x.png").write_bytes(source.read_bytes())
+    return root
+
+
+def test_stain_apply_keeps_same_named_images_of_subfolders_apart(shared_data, tmp_path) -> None:
+    images = _same_name_in_two_folders(shared_data, tmp_path / "images")
+    target = tmp_path / "preset.json"
+    fitted = _run("stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", target)
+    assert fitted.returncode == 0, fitted.stderr
+    out = tmp_path / "normalised"
+    result = _run("stain", "apply", "--target", target, images, "--out", out)
+    assert result.returncode == 0, result.stderr
+    written = {sub: cv2.imread(str(out / sub / "x.png")) for sub in "ab"}
+    assert all(w is not None and w.shape == (460, 700, 3) for w in written.values())
+    assert not np.array_equal(written["a"], written["b"])
+
+
+def test_stain_apply_refuses_two_inputs_for_one_output(shared_data, tmp_path) -> None:
+    images = _same_name_in_two_folders(shared_data, tmp_path / "images")
+    target = tmp_path / "preset.json"
+    _run("stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", target)
+    out = tmp_path / "normalised"
+    result = _run("stain", "apply", "--target", target, images / "a" / "x.png",
+                  images / "b" / "x.png", "--out", out)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(images / "a" / "x.png") in result.stderr
+    assert str(images / "b" / "x.png") in result.stderr
+    assert not out.exists()

@@ -59,8 +59,12 @@ def _collect(paths: list[Path]) -> list[Path]:
 
     files = [f for p in paths for f in list_images(p)]
     if not files:
-        raise InvalidInputError(f"no images found in {', '.join(map(str, paths))}")
+        raise _no_images(paths)
     return files
+
+
+def _no_images(paths: list[Path]) -> InvalidInputError:
+    return InvalidInputError(f"no images found in {', '.join(map(str, paths))}")
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -94,19 +98,48 @@ def _apply(args: argparse.Namespace) -> int:
     from napari_pathreview.stain.targets import load_target
 
     normalizer = normalizer_from_dict(load_target(args.target))
-    files = _collect(args.images)
-    out = preflight.output_folder(args.out)
+    pairs = _destinations(args.images, args.out)  # collisions refused before any write
+    preflight.output_folder(args.out)
     print("image\toutput\tstatus")
     failed = 0
-    for path in files:
-        dest = out / f"{path.stem}.png"
+    for path, dest in pairs:
         try:
             status = _normalise_one(normalizer, path, dest)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the batch
             failed += 1
             status = f"error: {_describe(error)}"
         print(f"{path}\t{dest}\t{status}")
-    return _batch_status("stain apply", failed, len(files))
+    return _batch_status("stain apply", failed, len(pairs))
+
+
+def _destinations(paths: list[Path], out: Path) -> list[tuple[Path, Path]]:
+    """Each input image and the PNG it becomes under ``out``, keeping its folder's layout.
+
+    Images found in a folder keep their path below it, so ``a/x.png`` and ``b/x.png`` do not
+    write one file over the other.
+
+    Raises:
+        InvalidInputError: when two inputs would still share an output (``x.png`` and ``x.tif``,
+            or two files of one name given directly), before anything is written.
+    """
+    from napari_pathreview.stain._imageio import list_images
+
+    pairs: dict[Path, Path] = {}
+    for root in paths:
+        for path in list_images(root):
+            relative = path.relative_to(root) if root.is_dir() else Path(path.name)
+            dest = out / relative.with_suffix(".png")
+            if dest in pairs and pairs[dest].resolve() == path.resolve():
+                continue  # the same image named twice is normalised once
+            if dest in pairs:
+                raise InvalidInputError(
+                    f"{pairs[dest]} and {path} would both be written to {dest}; "
+                    "rename one or normalise them in separate runs"
+                )
+            pairs[dest] = path
+    if not pairs:
+        raise _no_images(paths)
+    return [(path, dest) for dest, path in pairs.items()]
 
 
 def _normalise_one(normalizer, path: Path, dest: Path) -> str:
@@ -115,6 +148,7 @@ def _normalise_one(normalizer, path: Path, dest: Path) -> str:
     from napari_pathreview.stain._imageio import read_rgb
 
     result = normalizer.transform(read_rgb(path))
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(dest), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
         raise InvalidInputError(f"could not write {dest}")
     return normalizer.last_flags[0] or "normalised"
