@@ -115,3 +115,13 @@ def test_stain_apply_refuses_two_inputs_for_one_output(shared_data, tmp_path) ->
     assert str(images / "a" / "x.png") in result.stderr
     assert str(images / "b" / "x.png") in result.stderr
     assert not out.exists()
+
+
+def test_stain_apply_refuses_a_cielab_reinhard_target(folder, tmp_path) -> None:
+    target = tmp_path / "skimage_reinhard.json"  # CIELAB statistics, as other tools write them
+    target.write_text('{"method": "reinhard", "means": [65.0, 20.0, -15.0], "stds": [15, 8, 6]}')
+    out = tmp_path / "o"
+    result = _run("stain", "apply", "--target", target, folder / "a.png", "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert target.name in result.stderr and "opencv_lab8" in result.stderr
+    assert not out.exists()

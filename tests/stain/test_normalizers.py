@@ -171,6 +171,19 @@ def test_malformed_state_raises_invalid_input():
         normalizer_from_dict({"stain_matrix": []})
 
 
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"color_space": "cielab", "means": [180.8, 148.6, 116.5], "stds": [35.4, 17.5, 11.1]},
+        {"means": [65.0, 20.0, -15.0], "stds": [15.0, 8.0, 6.0]},  # scikit-image CIELAB
+    ],
+    ids=["named-cielab", "cielab-values"],
+)
+def test_reinhard_target_in_another_lab_convention_is_refused(state):
+    with pytest.raises(InvalidInputError, match="opencv_lab8"):
+        normalizer_from_dict({"method": "reinhard", **state})
+
+
 @pytest.mark.parametrize("method", DECONV)
 def test_streamed_fit_takes_median_of_images(method, ruifrok_image):
     other = synthesize_he(seed=5, matrix=np.array([[0.55, 0.76, 0.35], [0.15, 0.95, 0.27]]))

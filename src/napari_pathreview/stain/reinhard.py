@@ -16,11 +16,13 @@ import numpy as np
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.stain.base import MIN_TISSUE_PIXELS, StainNormalizer
 
+#: the only LAB convention a Reinhard target may hold (L·255/100, a+128, b+128)
+COLOR_SPACE = "opencv_lab8"
 #: Seed 001's global BreaKHis statistics (OpenCV 8-bit LAB), usable with ``normalizer_from_dict``.
 REINHARD_BREAKHIS_PRESET: dict[str, Any] = {
     "method": "reinhard",
     "version": 1,
-    "color_space": "opencv_lab8",
+    "color_space": COLOR_SPACE,
     "means": [180.8, 148.6, 116.5],
     "stds": [35.4, 17.5, 11.1],
     "source": "seed 001: global BreaKHis training-set statistics",
@@ -106,16 +108,32 @@ class ReinhardNormalizer(StainNormalizer):
 
     def _state(self) -> dict[str, Any]:
         return {
-            "color_space": "opencv_lab8",
+            "color_space": COLOR_SPACE,
             "means": [float(v) for v in self.means],
             "stds": [float(v) for v in self.stds],
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore means/stds, refusing values in another LAB convention (they recolour wrongly).
+
+        Targets from other tools (scikit-image, StainTools) hold CIELAB (L 0-100, a/b around 0);
+        read as OpenCV 8-bit LAB they produce a plausible-looking but wrong image.
+        """
+        space = state.get("color_space", COLOR_SPACE)
+        if space != COLOR_SPACE:
+            raise ValueError(
+                f"color_space {space!r} is not supported; Reinhard targets hold OpenCV 8-bit LAB "
+                f"({COLOR_SPACE!r}): refit with `pathreview stain fit --method reinhard`"
+            )
         means = np.asarray(state["means"], dtype=np.float64).reshape(3)
         stds = np.asarray(state["stds"], dtype=np.float64).reshape(3)
         if not (np.isfinite(means).all() and np.isfinite(stds).all()) or (stds <= 0).any():
             raise ValueError("means/stds must be finite and stds positive")
+        if (means < 0).any() or (means > 255).any() or (stds > 255).any():
+            raise ValueError(
+                f"means {means.round(2).tolist()} / stds {stds.round(2).tolist()} are not "
+                f"OpenCV 8-bit LAB ({COLOR_SPACE!r}: every value within 0-255)"
+            )
         self.means, self.stds = means, stds
 
 
