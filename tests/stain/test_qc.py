@@ -85,3 +85,12 @@ def test_grayscale_input_is_accepted():
     gray = np.tile(np.arange(0, 256, 2, dtype=np.uint8), (64, 1))
     result = assess_quality(gray)
     assert 0.0 <= result.tissue_fraction <= 1.0
+
+
+def test_float_tensor_holding_0_to_255_is_refused_not_read_as_white(sharp):
+    import torch
+
+    pixels = torch.from_numpy(sharp).permute(2, 0, 1).float()  # 0-255, not the [0, 1] contract
+    with pytest.raises(InvalidInputError, match=r"divide 0-255 pixels by 255"):
+        assess_quality(pixels)
+    assert assess_quality(pixels / 255.0).passed

@@ -3,7 +3,7 @@
 Cases counted here: 7 degenerate tiles × 3 methods × 2 paths (numpy, torch) = 42; 4 unsupported
 numpy inputs × 4 methods = 16; 5 impossible shapes; 6 mixed batches (3 methods × uint8 batch
 with blank tiles, float batch with a NaN tile and an out-of-range tile); 2 odd tensor layouts;
-4 blank-fit cases: 75 in all.
+4 blank-fit cases; 9 fits on tensors outside the uint8 or [0, 1] contract: 84 in all.
 """
 
 from __future__ import annotations
@@ -150,3 +150,18 @@ def test_fit_on_only_blank_images_raises():
     blanks = [DEGENERATE["white"](), DEGENERATE["flat_pink"]()]
     with pytest.raises(StainFitError):
         get_normalizer("macenko").fit(iter(blanks))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fit_refuses_a_float_tensor_holding_0_to_255(method):
+    pixels = torch.from_numpy(synthesize_he(size=(64, 64))).permute(2, 0, 1)[None].float()
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\], got 5 to 255"):
+        get_normalizer(method).fit(pixels)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int16])
+def test_fit_refuses_an_integer_tensor_other_than_uint8(method, dtype):
+    pixels = torch.from_numpy(synthesize_he(size=(64, 64))).permute(2, 0, 1)[None].to(dtype)
+    with pytest.raises(InvalidInputError, match=str(dtype)):
+        get_normalizer(method).fit(pixels)

@@ -28,6 +28,8 @@ OD_BETA = 0.15
 MAX_SAMPLE_PIXELS = 32_768
 #: Fewer tissue pixels than this and a tile is passed through as "no_tissue".
 MIN_TISSUE_PIXELS = 16
+#: Float tensors hold [0, 1]; values this far outside (rounding) are still accepted.
+FLOAT_SLACK = 1e-3
 #: Look-up table uint8 value -> optical density (float32).
 OD_LUT = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / OD_SCALE)).astype(np.float32)
 
@@ -96,15 +98,46 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     return io_to_rgb(np.asarray(image))
 
 
+def float_tiles_in_range(batch: Any) -> Any:
+    """Per tile of a float N×…: True when every value is finite and within [0, 1] (± slack).
+
+    The one rule for float tensors, shared by ``transform`` (which passes other tiles through
+    flagged) and ``fit`` / QC (which refuse them).
+    """
+    finite = batch.isfinite().flatten(1).all(1)
+    values = batch.nan_to_num(0.0).flatten(1)
+    return finite & (values.amax(1) <= 1.0 + FLOAT_SLACK) & (values.amin(1) >= -FLOAT_SLACK)
+
+
 def tensor_to_numpy_images(tensor: Any) -> list[np.ndarray]:
-    """N×3×H×W (or 3×H×W) tensor → list of uint8 H×W×3 arrays, for fitting on tensors."""
+    """N×3×H×W (or 3×H×W) tensor → list of uint8 H×W×3 arrays, for fitting on tensors.
+
+    Raises:
+        InvalidInputError: for a float tensor outside [0, 1] (0-255 floats would be clipped
+            to white) or an integer tensor other than uint8 (its scale is unknown).
+    """
+    import torch
+
     t = tensor.detach().cpu()
     if t.ndim == 3:
         t = t[None]
     if t.ndim != 4 or t.shape[1] != 3:
         raise InvalidInputError(f"expected an N×3×H×W tensor, got shape {tuple(t.shape)}")
     if t.is_floating_point():
-        t = (t.clamp(0, 1) * 255).round().to(dtype=__import__("torch").uint8)
+        if not bool(float_tiles_in_range(t).all()):
+            values = t[t.isfinite()]
+            span = f"{float(values.min()):g} to {float(values.max()):g}" if values.numel() else ""
+            raise InvalidInputError(
+                f"float tensors must hold finite values in [0, 1], got {span}"
+                f"{'' if bool(t.isfinite().all()) else ' and NaN/inf'}; "
+                "divide 0-255 pixels by 255"
+            )
+        t = (t.clamp(0, 1) * 255).round().to(dtype=torch.uint8)
+    elif t.dtype != torch.uint8:
+        raise InvalidInputError(
+            f"expected a uint8 tensor or a float tensor in [0, 1], got {t.dtype}; "
+            "convert it first (e.g. .to(torch.uint8) for 0-255 values)"
+        )
     return [np.ascontiguousarray(img) for img in t.permute(0, 2, 3, 1).numpy()]
 
 
@@ -276,11 +309,7 @@ class StainNormalizer(ABC):
             work = batch.float()
             bad = torch.zeros(n, dtype=torch.bool, device=batch.device)
         elif batch.is_floating_point():
-            finite = torch.isfinite(batch).flatten(1).all(1)
-            in_range = (batch.nan_to_num(0.0).flatten(1).amax(1) <= 1.0 + 1e-3) & (
-                batch.nan_to_num(0.0).flatten(1).amin(1) >= -1e-3
-            )
-            bad = ~(finite & in_range)
+            bad = ~float_tiles_in_range(batch)
             work = (batch.nan_to_num(0.0).clamp(0, 1) * 255.0).float()
         else:
             self._record([f"dtype_{str(batch.dtype).removeprefix('torch.')}"] * n)
