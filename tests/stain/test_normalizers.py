@@ -171,6 +171,12 @@ def test_malformed_state_raises_invalid_input():
         normalizer_from_dict({"stain_matrix": []})
 
 
+def test_target_missing_a_field_names_the_field():
+    torchstain_like = {"method": "macenko", "HERef": [[0.5, 0.7], [0.6, 0.6], [0.4, 0.3]]}
+    with pytest.raises(InvalidInputError, match=r"missing 'stain_matrix' \(it has 'HERef'\)"):
+        normalizer_from_dict(torchstain_like)
+
+
 @pytest.mark.parametrize(
     "state",
     [

@@ -276,7 +276,13 @@ class StainNormalizer(ABC):
         obj = cls()
         try:
             obj._load_state(state)
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:  # str(KeyError) is only the quoted key
+            fields = ", ".join(repr(k) for k in state if k not in ("method", "version"))
+            raise InvalidInputError(
+                f"invalid {cls.name} stain target: missing {error.args[0]!r} "
+                f"(it has {fields or 'no fields'}); write one with `pathreview stain fit`"
+            ) from error
+        except (TypeError, ValueError) as error:
             raise InvalidInputError(f"invalid {cls.name} stain target: {error}") from error
         return obj
 
