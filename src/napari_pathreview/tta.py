@@ -74,6 +74,19 @@ def num_views(mode: str) -> int:
     return len(get_views(mode))
 
 
+def check_input_shape(mode: str, height: int, width: int) -> None:
+    """Refuse a mode whose quarter turns would change a non-square H×W input.
+
+    Raises:
+        InvalidInputError: for d4 on a non-square input (the message offers 'flips').
+    """
+    if height != width and any(v.swaps_axes for v in get_views(mode)):
+        raise InvalidInputError(
+            f"TTA mode {mode!r} rotates by 90°, which needs square inputs; "
+            f"got {(height, width)}: use TTA 'flips' or 'none', or square inputs"
+        )
+
+
 def augment_batch(x: Any, mode: str) -> Any:
     """All views of a batch stacked view-major: N×C×H×W → (V·N)×C×H×W.
 
@@ -85,11 +98,7 @@ def augment_batch(x: Any, mode: str) -> Any:
     views = get_views(mode)
     if x.ndim < 3:
         raise InvalidInputError(f"expected a batch N×C×H×W, got shape {tuple(x.shape)}")
-    if x.shape[-1] != x.shape[-2] and any(v.swaps_axes for v in views):
-        raise InvalidInputError(
-            f"TTA mode {mode!r} rotates by 90°, which needs square inputs; "
-            f"got {tuple(x.shape[-2:])}: resize or crop first, or use 'flips'"
-        )
+    check_input_shape(mode, x.shape[-2], x.shape[-1])
     if len(views) == 1:
         return x
     return torch.cat([v.apply(x) for v in views], dim=0)

@@ -159,3 +159,26 @@ def test_nan_model_in_the_cli_is_a_failed_row(nan_ref, rgb, tmp_path) -> None:
     _no_traceback(result)
     row = _rows(out / "predictions.csv")[0]
     assert row["status"] == "error" and "non-finite" in row["error"]
+
+
+@pytest.fixture
+def wide_ref(registry) -> str:
+    """``wide@1``: a random binary resnet18 taking 64×96 (non-square) inputs."""
+    from napari_pathreview.models import create_model
+
+    torch.manual_seed(0)
+    card = {"name": "wide", "architecture": "resnet18", "task": "binary",
+            "classes": ["benign", "malignant"], "modality": "histology",
+            "input_size": [3, 64, 96], "stain_method": "none", "threshold": 0.5}  # fmt: skip
+    return f"wide@{registry.register(create_model('resnet18', 2).eval(), card)}"
+
+
+def test_d4_on_a_non_square_model_is_refused_before_any_image(wide_ref, rgb, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = _run("predict", rgb, "--model", wide_ref, "--tta", "d4", "--out", out)
+    assert result.returncode == 2
+    _no_traceback(result)
+    assert "'d4'" in result.stderr and "(64, 96)" in result.stderr and "'flips'" in result.stderr
+    assert not (out / "predictions.csv").exists()
+    flips = _run("predict", rgb, "--model", wide_ref, "--tta", "flips", "--out", out)
+    assert flips.returncode == 0, flips.stderr

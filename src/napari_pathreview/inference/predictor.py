@@ -129,6 +129,7 @@ class Predictor:
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype(self.device)
         self.spec = spec_for(card, model)
+        tta_mod.check_input_shape(tta, *self.spec.hw)  # d4 on a non-square model: refuse now
         self.normalizer = resolve_stain(card, stain)
         self.stain_name = str(getattr(self.normalizer, "name", "none"))
         self.tta = tta
