@@ -94,3 +94,9 @@ def test_float_tensor_holding_0_to_255_is_refused_not_read_as_white(sharp):
     with pytest.raises(InvalidInputError, match=r"divide 0-255 pixels by 255"):
         assess_quality(pixels)
     assert assess_quality(pixels / 255.0).passed
+
+
+@pytest.mark.parametrize("blur_threshold", [float("nan"), float("inf"), -1.0])
+def test_blur_threshold_must_be_a_finite_non_negative_number(blur_threshold):
+    with pytest.raises(InvalidInputError, match="blur_threshold"):
+        QCConfig(blur_threshold=blur_threshold)

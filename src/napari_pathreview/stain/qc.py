@@ -8,6 +8,7 @@ ones, which H&E does not produce; over-exposure is the fraction of clipped pixel
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,9 +45,10 @@ class QCConfig:
         for name in ("min_tissue_fraction", "max_pen_fraction", "max_saturation_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInputError(f"QCConfig.{name} must be within [0, 1]")
-        if not 0 <= self.background_threshold <= 256 or self.blur_threshold < 0:
+        # written so that NaN fails too: a NaN blur threshold would pass every image
+        if not (0 <= self.background_threshold <= 256 and 0 <= self.blur_threshold < math.inf):
             raise InvalidInputError(
-                "QCConfig: background_threshold in [0, 256], blur_threshold ≥ 0"
+                "QCConfig: background_threshold in [0, 256], blur_threshold a finite number ≥ 0"
             )
 
 
