@@ -6,6 +6,7 @@ would read as the new one's, and a CAM the dock adds must never be taken for an 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +16,56 @@ from napari_pathreview.widgets._results import cam_layer_of
 pytestmark = pytest.mark.viewer
 
 MIAS = "mias/mdb028.pgm"
+OTHER_FILM = "mias/mdb001.pgm"  # a benign mass: the reader adds its ROI too
 
 
 def _image(layers: list[Any]) -> Any:
     from napari.layers import Image
 
     return next(layer for layer in layers if isinstance(layer, Image))
+
+
+def test_choosing_another_image_clears_the_result_and_scores_no_cam_against_its_roi(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, shared_data: Path
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    first = _image(layers)
+    second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = first.name
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=60_000)
+    assert widget.roi_scores is not None  # the first film's CAM against its own ROI
+
+    widget.image_combo.value = second.name
+    assert widget.roi_combo.value == f"{second.name} ROI"
+    assert widget.result is None and widget.roi_scores is None
+    assert widget.table.rowCount() == 0 and widget.decision.text() == ""
+    assert "—" in widget.roi_label.text()
+
+
+def test_a_result_that_arrives_after_the_picker_moved_on_is_shown_with_its_own_image(
+    qtbot: Any,
+    open_sample: Any,
+    open_widget: Any,
+    mammogram_model: str,
+    shared_data: Path,
+    slow_loader: Any,
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    first = _image(layers)
+    second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = first.name
+    viewer.layers.selection.active = viewer.layers[first.name]
+    widget.cam_method.value = "none"  # no CAM layer is added: the selection does not move
+    widget.load_model = slow_loader(0.5)
+    widget.run()
+    widget.image_combo.value = second.name  # the user looks at the next film meanwhile
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=60_000)
+    assert widget.image_combo.value == first.name
+    assert widget.roi_combo.value == f"{first.name} ROI"
+    assert widget.table.rowCount() == 3
 
 
 def test_auto_run_with_a_cam_runs_once_and_never_takes_the_cam_for_an_image(

@@ -214,8 +214,13 @@ class AnalyzeWidget(QWidget):
         self._show_model_info()
 
     def _image_changed(self, *_: Any) -> None:
-        self._refresh_models()
         layer = self.image_layer
+        shown = self.result_layer
+        if shown is not None and (layer is None or layer.name != shown.name):  # proxies: by name
+            # the panel only ever shows the chosen image's result: another image's numbers
+            # (and its CAM scored against this image's ROI) would read as this one's
+            self.clear_result()
+        self._refresh_models()
         if layer is not None:
             _scale.show_scale_bar(self.viewer, layer)
         self.pixel_size.refresh()
@@ -418,6 +423,8 @@ class AnalyzeWidget(QWidget):
 
     def show_result(self, result: AnalysisResult, layer: Any) -> None:
         """Put a finished analysis into the viewer and the panel."""
+        if self.image_combo.value != layer.name and layer.name in self.image_combo.choices:
+            self.image_combo.value = layer.name  # the panel names no image: the picker does
         self._watch_result_layer(layer)
         self.result, self.result_layer = result, layer
         meta = dict(layer.metadata.get("pathreview") or {})
