@@ -85,3 +85,28 @@ def test_auto_run_with_a_cam_runs_once_and_never_takes_the_cam_for_an_image(
     cams = [layer.name for layer in viewer.layers if layer.name.startswith("CAM")]
     assert cams == [cam_layer_of(viewer, image).name]
     assert widget.result_layer.name == image.name
+
+
+def test_a_run_cancelled_for_the_next_image_leaves_the_new_run_s_buttons_and_status(
+    qtbot: Any,
+    open_sample: Any,
+    open_widget: Any,
+    mammogram_model: str,
+    shared_data: Path,
+    slow_loader: Any,
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    first = _image(layers)
+    second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = first.name
+    widget.load_model = slow_loader(0.5)
+    cancelled = widget.run()
+    widget.load_model = slow_loader(5.0)  # the next film's run is still going when we look
+    with qtbot.waitSignal(cancelled.finished, timeout=30_000):
+        current = widget.follow(second.name, run=True)  # what the work queue does on Next
+    assert current is not cancelled and current.is_running
+    assert widget.cancel_button.isEnabled() and not widget.run_button.isEnabled()
+    assert widget.status.text() != "cancelled"
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=30_000)
