@@ -346,7 +346,11 @@ def test_selecting_an_image_makes_analyze_follow_and_auto_run_it(
     assert widget.result_layer.name == other.name
     viewer.layers.selection.active = viewer.layers[layers[0].name]
     assert widget.image_combo.value == layers[0].name
-    qtbot.waitUntil(lambda: widget.result_layer.name == layers[0].name, timeout=60_000)
+    assert widget.result is None  # the other image's result is not shown for this one
+    qtbot.waitUntil(
+        lambda: widget.result is not None and widget.result_layer.name == layers[0].name,
+        timeout=60_000,
+    )
 
 
 def _register_lesion_mammogram_model() -> str:

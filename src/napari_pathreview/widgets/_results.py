@@ -100,7 +100,11 @@ def units_of(image_layer: Any) -> dict[str, Any]:
 
 
 def _upsert_image(viewer: Any, name: str, data: np.ndarray, **kwargs: Any) -> Any:
-    """Replace the data of the layer called ``name`` or add it; returns the layer."""
+    """Replace the data of the layer called ``name`` or add it; returns the layer.
+
+    Pass ``metadata`` here, not afterwards: napari selects a new layer as it inserts it, and
+    the docks take a selected layer without a plugin ``kind`` for an image the user opened.
+    """
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data = data
@@ -175,13 +179,15 @@ def add_cam_layer(
         contrast_limits=auto_contrast(cam),
         **aligned_transform(image_layer, cam.shape),
         **units_of(image_layer),
+        metadata={
+            "pathreview": {
+                "kind": "cam",
+                "method": method,
+                "target": target,
+                "image": image_layer.name,
+            }
+        },
     )
-    layer.metadata["pathreview"] = {
-        "kind": "cam",
-        "method": method,
-        "target": target,
-        "image": image_layer.name,
-    }
     layer.colorbar.visible = True
     return layer
 
@@ -212,12 +218,14 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
             (base_translate + np.asarray(tiled.translate, dtype=float) * base_scale).tolist()
         ),
         **units_of(image_layer),
+        metadata={
+            "pathreview": {
+                "kind": "tile_probability",
+                "class": list(classes)[-1],
+                "image": image_layer.name,
+            }
+        },
     )
-    layer.metadata["pathreview"] = {
-        "kind": "tile_probability",
-        "class": list(classes)[-1],
-        "image": image_layer.name,
-    }
     layer.colorbar.visible = True
     return layer
 

@@ -214,8 +214,13 @@ class AnalyzeWidget(QWidget):
         self._show_model_info()
 
     def _image_changed(self, *_: Any) -> None:
-        self._refresh_models()
         layer = self.image_layer
+        shown = self.result_layer
+        if shown is not None and (layer is None or layer.name != shown.name):  # proxies: by name
+            # the panel only ever shows the chosen image's result: another image's numbers
+            # (and its CAM scored against this image's ROI) would read as this one's
+            self.clear_result()
+        self._refresh_models()
         if layer is not None:
             _scale.show_scale_bar(self.viewer, layer)
         self.pixel_size.refresh()
@@ -330,7 +335,7 @@ class AnalyzeWidget(QWidget):
         self._running_on = layer.name
         self._cancel = threading.Event()
         image = levels if len(levels) > 1 else levels[0]
-        self.worker = create_worker(
+        self.worker = worker = create_worker(
             _guarded,
             request,
             image,
@@ -343,8 +348,8 @@ class AnalyzeWidget(QWidget):
             _start_thread=False,
         )
         self._stream = HeatmapStream(self.viewer, layer, request.target_class)
-        self.worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer))
-        self.worker.finished.connect(self._on_finished)
+        worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer, worker))
+        worker.finished.connect(lambda: self._on_finished(worker))
         self._set_running(True)
         self._started = time.perf_counter()
         self.status.setText("starting…")
@@ -364,7 +369,9 @@ class AnalyzeWidget(QWidget):
         if running:
             self.progress.setValue(0)
 
-    def _on_finished(self) -> None:
+    def _on_finished(self, worker: Any) -> None:
+        if worker is not self.worker:  # a run cancelled for a newer one: that one owns the buttons
+            return
         try:
             self._set_running(False)
         except RuntimeError:  # the dock was closed while the run went on
@@ -372,7 +379,9 @@ class AnalyzeWidget(QWidget):
         if self._cancel.is_set() and self.status.text() in ("cancelling…", "starting…"):
             self.status.setText("cancelled")
 
-    def _on_yield(self, item: Any, layer: Any) -> None:
+    def _on_yield(self, item: Any, layer: Any, worker: Any) -> None:
+        if worker is not self.worker:  # a superseded run: its progress, tiles or result would
+            return  # land in the newer run's bar, status and heat map
         try:
             self._handle(item, layer)
         except RuntimeError as error:  # the dock was closed while the run went on
@@ -418,6 +427,8 @@ class AnalyzeWidget(QWidget):
 
     def show_result(self, result: AnalysisResult, layer: Any) -> None:
         """Put a finished analysis into the viewer and the panel."""
+        if self.image_combo.value != layer.name and layer.name in self.image_combo.choices:
+            self.image_combo.value = layer.name  # the panel names no image: the picker does
         self._watch_result_layer(layer)
         self.result, self.result_layer = result, layer
         meta = dict(layer.metadata.get("pathreview") or {})
