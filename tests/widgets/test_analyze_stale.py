@@ -25,14 +25,23 @@ def _image(layers: list[Any]) -> Any:
     return next(layer for layer in layers if isinstance(layer, Image))
 
 
-def test_choosing_another_image_clears_the_result_and_scores_no_cam_against_its_roi(
-    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, shared_data: Path
-) -> None:
+@pytest.fixture
+def two_films(
+    open_sample: Any, open_widget: Any, mammogram_model: str, shared_data: Path
+) -> tuple[Any, Any, Any]:
+    """Two MIAS films in one viewer (each with its ROI), the Analyze dock on the first."""
     viewer, layers = open_sample(MIAS)
     first = _image(layers)
     second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
     widget = open_widget(viewer, "Analyze")
     widget.image_combo.value = first.name
+    return widget, first, second
+
+
+def test_choosing_another_image_clears_the_result_and_scores_no_cam_against_its_roi(
+    qtbot: Any, two_films: tuple[Any, Any, Any]
+) -> None:
+    widget, _first, second = two_films
     widget.run()
     qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=60_000)
     assert widget.roi_scores is not None  # the first film's CAM against its own ROI
@@ -45,19 +54,10 @@ def test_choosing_another_image_clears_the_result_and_scores_no_cam_against_its_
 
 
 def test_a_result_that_arrives_after_the_picker_moved_on_is_shown_with_its_own_image(
-    qtbot: Any,
-    open_sample: Any,
-    open_widget: Any,
-    mammogram_model: str,
-    shared_data: Path,
-    slow_loader: Any,
+    qtbot: Any, two_films: tuple[Any, Any, Any], slow_loader: Any
 ) -> None:
-    viewer, layers = open_sample(MIAS)
-    first = _image(layers)
-    second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
-    widget = open_widget(viewer, "Analyze")
-    widget.image_combo.value = first.name
-    viewer.layers.selection.active = viewer.layers[first.name]
+    widget, first, second = two_films
+    widget.viewer.layers.selection.active = widget.viewer.layers[first.name]
     widget.cam_method.value = "none"  # no CAM layer is added: the selection does not move
     widget.load_model = slow_loader(0.5)
     widget.run()
@@ -88,18 +88,9 @@ def test_auto_run_with_a_cam_runs_once_and_never_takes_the_cam_for_an_image(
 
 
 def test_a_run_cancelled_for_the_next_image_leaves_the_new_run_s_buttons_and_status(
-    qtbot: Any,
-    open_sample: Any,
-    open_widget: Any,
-    mammogram_model: str,
-    shared_data: Path,
-    slow_loader: Any,
+    qtbot: Any, two_films: tuple[Any, Any, Any], slow_loader: Any
 ) -> None:
-    viewer, layers = open_sample(MIAS)
-    first = _image(layers)
-    second = _image(viewer.open(shared_data / OTHER_FILM, plugin="napari-pathreview"))
-    widget = open_widget(viewer, "Analyze")
-    widget.image_combo.value = first.name
+    widget, _first, second = two_films
     widget.load_model = slow_loader(0.5)
     cancelled = widget.run()
     widget.load_model = slow_loader(5.0)  # the next film's run is still going when we look
