@@ -122,3 +122,34 @@ def test_the_tissue_mask_can_be_shown_as_a_labels_layer_over_the_slide(
         image.extent.world[1][-2:] - image.extent.world[0][-2:] + 1,
         rtol=0.01,
     )
+
+
+def test_a_session_brings_a_slide_s_heatmap_back_where_it_was(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview.inference import Predictor
+    from napari_pathreview.inference.heatmap import HeatmapStream
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slides import predict_slide
+
+    path = _slide(tmp_path / "slide.tif")
+    predictor = Predictor.from_registry(_register_model_at_half_micron())
+    result = predict_slide(predictor, as_slide(path))
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(path, plugin="napari-pathreview")
+    stream = HeatmapStream(viewer, image)
+    stream.show(result)
+    heat = stream.layer
+    saved = open_widget(viewer, "Workspace (Analyze + Review)").save_session(tmp_path / "s.json")
+    assert saved is not None
+
+    viewer2 = make_napari_viewer()  # the next morning
+    assert open_widget(viewer2, "Workspace (Analyze + Review)").restore_session(saved)
+    again = _heatmap(viewer2)
+    assert again is not None and again.name == heat.name
+    np.testing.assert_array_equal(again.data, heat.data)
+    np.testing.assert_allclose(again.scale, heat.scale)
+    np.testing.assert_allclose(again.translate, heat.translate)
+    assert again.units == heat.units and again.metadata["pathreview"]["image"] == image.name
+    np.testing.assert_allclose(again.colormap.colors, heat.colormap.colors)  # clear low end
+    np.testing.assert_allclose(again.contrast_limits, heat.contrast_limits)

@@ -170,6 +170,7 @@ class HeatmapStream:
         data, kwargs, _ = heatmap_layer(start, name, base_scale)
         kwargs["translate"] = tuple((np.asarray(kwargs["translate"]) + base_translate).tolist())
         kwargs.update(units)
+        kwargs["metadata"]["pathreview"]["image"] = self.image_layer.name  # its slide, by name
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         self.layer = self.viewer.add_image(data, **kwargs)

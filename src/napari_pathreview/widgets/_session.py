@@ -1,6 +1,8 @@
-"""Save and restore a review session: open images, ROI layers, CAMs, queue position, settings.
+"""Save and restore a review session: open images, ROI layers, CAMs, slide heat maps, queue
+position, settings.
 
-Qt-free: a session is a JSON document (plus an ``.npz`` beside it holding the CAM arrays),
+Qt-free: a session is a JSON document (plus an ``.npz`` beside it holding the CAM and heat-map
+arrays),
 so a reviewer closes napari at night and resumes tomorrow exactly where they stopped. Paths
 are stored absolute; a session whose images moved is refused with the missing file named.
 """
@@ -90,6 +92,10 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                     "visible": bool(layer.visible),
                 }
             )
+        elif isinstance(layer, Image) and meta.get("kind") == "tile_probability":
+            key = f"tiles_{len(arrays)}"
+            arrays[key] = np.asarray(layer.data, dtype=np.float32)
+            entries.append({"type": "tile_map", "array": key, **_placed(layer, meta)})
         elif _drawn(layer, meta) and isinstance(layer, Shapes) and len(layer.data):
             rois = rois_from_shapes(layer.data, layer.shape_type)
             entries.append(
@@ -116,6 +122,30 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                 }
             )
     return entries, arrays
+
+
+def _placed(layer: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What redraws a slide's tile heat map as it was: where it lies (absolute: its slide
+    reopens at the same scale), its colour map (the clear low end is not a named one) and
+    contrast, and its plugin metadata."""
+    colormap = layer.colormap
+    return {
+        "name": layer.name,
+        "image": meta.get("image"),
+        "metadata": _jsonable(meta),
+        "scale": [float(v) for v in layer.scale],
+        "translate": [float(v) for v in layer.translate],
+        "units": [str(u) for u in layer.units],
+        "colormap": {
+            "name": colormap.name,
+            "colors": np.asarray(colormap.colors).tolist(),
+            "controls": np.asarray(colormap.controls).tolist(),
+        },
+        "contrast_limits": [float(v) for v in layer.contrast_limits],
+        "opacity": float(layer.opacity),
+        "blending": str(layer.blending),
+        "visible": bool(layer.visible),
+    }
 
 
 def write_session(path: str | Path, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> Path:

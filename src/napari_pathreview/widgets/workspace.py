@@ -178,8 +178,31 @@ class PathReviewWorkspace(QWidget):
                     opacity=float(entry.get("opacity", _results.CAM_OPACITY)),
                 )
                 layer.visible = bool(entry.get("visible", True))
+            elif kind == "tile_map" and entry["name"] not in self.viewer.layers:
+                self._restore_tile_map(entry, arrays[entry["array"]])
             elif kind in ("roi", "labels"):
                 self._restore_roi_entry(entry, arrays)
+
+    def _restore_tile_map(self, entry: dict[str, Any], data: Any) -> None:
+        """A slide's tile heat map, drawn as it was saved (``_session._placed``)."""
+        from napari.utils.colormaps import Colormap
+
+        colormap = Colormap(**entry["colormap"])
+        layer = self.viewer.add_image(
+            data,
+            name=entry["name"],
+            scale=entry["scale"],
+            translate=entry["translate"],
+            units=tuple(entry["units"]),
+            colormap=colormap,
+            contrast_limits=entry["contrast_limits"],
+            opacity=float(entry["opacity"]),
+            blending=entry["blending"],
+            interpolation2d="nearest",
+            metadata={"pathreview": entry["metadata"]},
+        )
+        layer.visible = bool(entry.get("visible", True))
+        layer.colorbar.visible = True
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
         from napari_pathreview.io.geojson import parse_geojson_rois
