@@ -58,7 +58,10 @@ def auto_contrast(values: np.ndarray, low: float = 2.0, high: float = 98.0) -> t
 
 
 def heatmap_layer(
-    start: Any, class_name: str, base_scale: tuple[float, float] = (1.0, 1.0)
+    start: Any,
+    class_name: str,
+    base_scale: tuple[float, float] = (1.0, 1.0),
+    image: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any], str]:
     """An empty heatmap (0 = not classified yet: below the limits, drawn transparent).
 
@@ -67,6 +70,7 @@ def heatmap_layer(
         class_name: The class whose probability is shown.
         base_scale: The slide layer's own ``scale`` (e.g. µm per level-0 pixel), so the map
             lands on it whatever world units the viewer uses.
+        image: The slide layer's name, recorded as the map's owner (sessions save it).
     """
     grid = start.grid
     data = np.zeros(grid.shape, np.float32)
@@ -87,6 +91,7 @@ def heatmap_layer(
                 "model": start.model_ref,
                 "um_per_px": grid.um_per_px,
                 "cell_level0_px": list(grid.cell),
+                "image": image,
             }
         },
     }
@@ -167,10 +172,9 @@ class HeatmapStream:
         # the slide's own units too: a layer in pixels beside one in µm leaves napari without
         # world units ("Inconsistent units across layers"), and the scale bar without its unit
         units = {"units": tuple(self.image_layer.units[-2:])}
-        data, kwargs, _ = heatmap_layer(start, name, base_scale)
+        data, kwargs, _ = heatmap_layer(start, name, base_scale, self.image_layer.name)
         kwargs["translate"] = tuple((np.asarray(kwargs["translate"]) + base_translate).tolist())
         kwargs.update(units)
-        kwargs["metadata"]["pathreview"]["image"] = self.image_layer.name  # its slide, by name
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers.remove(kwargs["name"])
         self.layer = self.viewer.add_image(data, **kwargs)
