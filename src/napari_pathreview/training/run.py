@@ -238,7 +238,7 @@ def run_recipe(
         rescore: with ``resume``, score a lesion-aware run's finished folds again from their
             saved models and embeddings, by the current scoring code (no training).
     """
-    rank = _distributed()[1]
+    distributed, rank = _distributed()
     if rescore:
         _check_rescore_overrides(overrides)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume)
@@ -249,7 +249,9 @@ def run_recipe(
         )
     with _sole_writer(run_dir, rank):
         try:
-            return _run_in(parsed, run_dir, resume, progress, from_reviews, rescore)
+            return _run_in(
+                parsed, run_dir, resume, progress, from_reviews, rescore, distributed, rank
+            )
         except PathReviewError:
             if resume is None and rank == 0:
                 _discard_if_untrained(run_dir)
@@ -304,9 +306,10 @@ def _run_in(
     progress: Callable[[dict], None] | None,
     from_reviews: str | None,
     rescore: bool,
+    distributed: bool,
+    rank: int,
 ) -> RunResult:
     """The run itself, in a run folder this process holds (see :func:`run_recipe`)."""
-    distributed, rank = _distributed()
     previous = _registered_before(run_dir) if resume is not None else None
     if rank == 0:
         (run_dir / RECIPE_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
