@@ -560,6 +560,42 @@ def test_rescore_scores_a_finished_run_again_from_its_saved_folds_without_traini
     assert [w.stat().st_mtime_ns for w in weights] == stamps  # nothing was trained
 
 
+def test_rescore_with_tta_scores_every_held_out_film_under_the_views_it_names(trained, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    result, base = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    script = Path(sys.executable).parent / "pathreview"
+    env = {**os.environ, "PATHREVIEW_HOME": str(base / "home")}
+    done = subprocess.run(
+        [str(script), "train", "--resume", str(run), "--rescore", "--set", "eval.tta=flips"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["tta"] == "flips" and result.metrics["tta"] == "none"
+    assert yaml_of(run)["eval"]["tta"] == "flips"  # the folder says how it was scored
+    for fold in (0, 1):
+        before = json.loads((result.run_dir / f"fold{fold}" / "fold.json").read_text())
+        after = json.loads((run / f"fold{fold}" / "fold.json").read_text())
+        probs = np.asarray(after["test_predictions"]["probs"])
+        assert np.all(np.isfinite(probs)) and np.allclose(probs.sum(1), 1.0)
+        assert not np.allclose(probs, before["test_predictions"]["probs"])  # the views count
+        assert after["test_predictions"]["paths"] == before["test_predictions"]["paths"]
+    assert metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] == 6
+
+
+def yaml_of(run: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((run / "recipe.yaml").read_text())
+
+
 def test_rescore_reads_the_saved_models_so_the_pretrained_weights_need_not_be_here(
     trained, tmp_path
 ):

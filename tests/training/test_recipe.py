@@ -109,11 +109,10 @@ def test_a_fold_ensemble_is_refused_where_folds_cannot_be_averaged(recipe, overr
     assert load_recipe(LESION, ["register.select=ensemble"]).register.select == "ensemble"
 
 
-def test_a_lesion_run_refuses_a_tta_it_would_not_apply():
-    # held-out images are scored from cached patch embeddings; metrics.json would say "none"
-    with pytest.raises(RecipeError, match="eval.tta='flips'.*predict --tta"):
-        load_recipe(LESION, ["eval.tta=flips"])
-    assert load_recipe(MINIMAL, ["eval.tta=flips"]).eval.tta == "flips"
+def test_a_lesion_run_takes_the_tta_its_held_out_films_are_scored_under():
+    assert load_recipe(LESION, ["eval.tta=d4"]).eval.tta == "d4"
+    with pytest.raises(RecipeError, match="eval.tta"):
+        load_recipe(LESION, ["eval.tta=rotations"])
 
 
 def test_a_lesion_run_refuses_a_checkpoint_average_it_would_not_register():

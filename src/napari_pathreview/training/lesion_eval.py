@@ -35,41 +35,27 @@ SCORED_MAPS: tuple[str, ...] = (*MAP_NAMES, "perfect_patch_map")
 FOLD_DETAIL = ("test_predictions", "patch_history", "mil_history", "map_scores", "bilateral")
 
 
-def image_maps(bag_patch_probs, attention, grid, shape, patch, stride, negative) -> dict:
-    """The lesion-probability and attention maps of one image, painted at its size."""
-    from napari_pathreview.training.mil import grid_to_image, lesion_probability
-
-    return {
-        "patch_map": grid_to_image(
-            lesion_probability(bag_patch_probs, negative), grid, shape, patch, stride
-        ),
-        "attention_map": grid_to_image(attention, grid, shape, patch, stride),
-    }
-
-
 def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) -> dict:
-    """Test-part probabilities and per-image map scores against the ROIs."""
+    """Test-part probabilities and per-image map scores against the ROIs, under the recipe's
+    test-time augmentation (``eval.tta``; ``training.lesion_tta``)."""
     from napari_pathreview.explain.metrics import roi_scores
-    from napari_pathreview.training.mil import predict_bags
+    from napari_pathreview.training.lesion_tta import merged_maps, merged_probs, predict_views
 
-    test = part["test"]
-    predictions = predict_bags(model.head, [cache.bags[i] for i in test])
+    test, val = part["test"], part["val"]
+    views = predict_views(recipe.eval.tta, model, images, cache, test)
+    probs = merged_probs(views)
+    val_probs = merged_probs(predict_views(recipe.eval.tta, model, images, cache, val))
     labels = [int(images[i].label) for i in test]
-    threshold = fold_threshold(recipe, model, images, cache, part)
+    threshold = fold_threshold(recipe, model, [int(images[i].label) for i in val], val_probs)
     cams = tuple(recipe.eval.cam_methods) if recipe.eval.cam_iou else ()
+    identity = views[0]  # the ROI's own patches are read in the film's own grid
     rows = []
     for j, i in enumerate(test):
         image = images[i]
         if not image.has_roi:
             continue
-        maps = image_maps(
-            predictions.patch_probs[j],
-            predictions.attention[j],
-            cache.grids[i],
-            image.pixels.shape[:2],
-            model.patch_size,
-            model.stride,
-            negative,
+        maps = merged_maps(
+            views, j, image.pixels.shape[:2], model.patch_size, model.stride, negative
         )
         maps["perfect_patch_map"] = perfect_patch_map(
             image.roi_mask, cache.grids[i], model.patch_size, model.stride
@@ -78,10 +64,10 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
         row = {
             "path": image.path,
             "label": int(image.label),
-            "probs": predictions.probs[j].tolist(),
+            "probs": probs[j].tolist(),
             "roi_patch_probs": roi_patch_probs(
-                predictions.patch_probs[j],
-                cache.grids[i],
+                identity.patch_probs[j],
+                identity.grids[j],
                 image.roi_mask,
                 model.patch_size,
                 model.stride,
@@ -91,7 +77,6 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         rows.append(row)
-    probs = predictions.probs
     out = {
         "test_predictions": {
             "labels": labels,
@@ -103,20 +88,17 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
         "map_scores": rows,
     }
     if recipe.lesion.bilateral:
-        out.update(bilateral_fold(model, images, cache, part, negative, probs))
+        out.update(bilateral_fold(images, part, negative, val_probs, probs))
     return out
 
 
-def fold_threshold(recipe, model, images, cache, part: dict) -> float | None:
+def fold_threshold(recipe, model, val_labels: Sequence[int], val_probs) -> float | None:
     """Youden's J on the fold's validation bags for a binary task, as image runs choose theirs
     (``eval.threshold: youden``); None (argmax) otherwise."""
-    from napari_pathreview.training.mil import predict_bags
-
-    val = part["val"]
-    if model.head.classifier.out_features != 2 or recipe.eval.threshold != "youden" or not val:
+    binary = model.head.classifier.out_features == 2
+    if not binary or recipe.eval.threshold != "youden" or len(val_labels) == 0:
         return None
-    probs = predict_bags(model.head, [cache.bags[i] for i in val]).probs
-    return youden_threshold([int(images[i].label) for i in val], probs[:, 1])
+    return youden_threshold(list(val_labels), val_probs[:, 1])
 
 
 def image_cam(model, pixels: np.ndarray, method: str) -> np.ndarray:
@@ -127,14 +109,12 @@ def image_cam(model, pixels: np.ndarray, method: str) -> np.ndarray:
     return compute_cam(model, model_input(pixels, model.spec.mean, model.spec.std), method)[0]
 
 
-def bilateral_fold(model, images, cache, part: dict, negative: int, test_probs) -> dict:
+def bilateral_fold(images, part: dict, negative: int, val_probs, test_probs) -> dict:
     """The two-film decision of one fold: calibrated on its validation films, applied to its
     held-out films (``napari_pathreview.bilateral``)."""
     from napari_pathreview.bilateral import bilateral_probs, fit_bilateral
-    from napari_pathreview.training.mil import predict_bags
 
     val, test = part["val"], part["test"]
-    val_probs = predict_bags(model.head, [cache.bags[i] for i in val]).probs
     calibration = fit_bilateral(
         val_probs, [images[i].label for i in val], [images[i].patient_id for i in val], negative
     )
@@ -298,7 +278,7 @@ def summarize_lesion_run(
         "n_images_with_roi": int(sum(im.has_roi for im in images)),
         "threshold": threshold,
         "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
-        "tta": "none",
+        "tta": recipe.eval.tta,
         "test": {
             **pooled_with_ci(labels, probs, recipe, threshold),
             "pooled_out_of_fold": len(folds) > 1,

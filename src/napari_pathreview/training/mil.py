@@ -23,6 +23,7 @@ from napari_pathreview.training.metrics import compute_metrics, selection_score
 __all__ = [
     "BagPredictions",
     "grid_to_image",
+    "image_maps",
     "lesion_probability",
     "predict_bags",
     "score_probabilities",
@@ -39,6 +40,16 @@ class BagPredictions:
     probs: np.ndarray  # (B, C)
     patch_probs: tuple[np.ndarray, ...]
     attention: tuple[np.ndarray, ...]
+
+
+def image_maps(bag_patch_probs, attention, grid, shape, patch, stride, negative) -> dict:
+    """The lesion-probability and attention maps of one image, painted at its size."""
+    return {
+        "patch_map": grid_to_image(
+            lesion_probability(bag_patch_probs, negative), grid, shape, patch, stride
+        ),
+        "attention_map": grid_to_image(attention, grid, shape, patch, stride),
+    }
 
 
 def predict_bags(head, bags: Sequence[np.ndarray]) -> BagPredictions:

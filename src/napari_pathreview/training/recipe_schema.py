@@ -190,13 +190,6 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             "register.select: ema keeps the patch encoder's moving average, and "
             "lesion.frozen_encoder does not train the encoder (use best or ensemble)"
         )
-    if recipe.lesion.enabled and recipe.eval.tta != "none":
-        problems.append(
-            f"eval.tta={recipe.eval.tta!r}: a lesion run scores its held-out images from the "
-            "patch embeddings it cached once, without augmented views, so it would report "
-            "figures without TTA; set eval.tta: none (test-time augmentation of a registered "
-            "lesion model: `pathreview predict --tta`)"
-        )
     problems += _class_weight_problems(recipe.loss.class_weights)
     problems += _name_problems(recipe)
     return problems

@@ -188,6 +188,7 @@ RESCORE_KEYS = (
     "lesion.bilateral",
     "lesion.map_threshold",
     "eval.bootstrap",
+    "eval.tta",
     "eval.cam_iou",
     "eval.cam_methods",
 )
