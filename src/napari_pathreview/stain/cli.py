@@ -120,13 +120,12 @@ def _destinations(paths: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
     Raises:
         InvalidInputError: when two inputs would still share an output (``x.png`` and ``x.tif``,
-            or two files of one name given directly), before anything is written.
+            or two files of one name given directly), or an output would replace its own input,
+            before anything is written.
     """
-    from napari_pathreview.stain._imageio import list_images
-
     pairs: dict[Path, Path] = {}
     for root in paths:
-        for path in list_images(root):
+        for path in _images_of(root, out):
             relative = path.relative_to(root) if root.is_dir() else Path(path.name)
             dest = out / relative.with_suffix(".png")
             if dest in pairs and pairs[dest].resolve() == path.resolve():
@@ -136,10 +135,36 @@ def _destinations(paths: list[Path], out: Path) -> list[tuple[Path, Path]]:
                     f"{pairs[dest]} and {path} would both be written to {dest}; "
                     "rename one or normalise them in separate runs"
                 )
+            if dest.resolve() == path.resolve():
+                raise InvalidInputError(
+                    f"{path} would be overwritten by its normalised copy; choose another --out"
+                )
             pairs[dest] = path
     if not pairs:
         raise _no_images(paths)
     return [(path, dest) for dest, path in pairs.items()]
+
+
+def _images_of(root: Path, out: Path) -> list[Path]:
+    """The images of one input file or folder, less those under ``out``.
+
+    An output folder inside the input folder holds an earlier run's PNGs: output, not input,
+    so a rerun does not normalise them again.
+
+    Raises:
+        InvalidInputError: when ``out`` is the input folder itself (its PNGs would be replaced).
+    """
+    from napari_pathreview.stain._imageio import list_images
+
+    if not root.is_dir():
+        return list_images(root)
+    if root.resolve() == out.resolve():
+        raise InvalidInputError(
+            f"--out {out} is the input folder {root}; its images would be replaced by their "
+            "normalised copies: choose another --out folder"
+        )
+    skip = out.resolve()
+    return [p for p in list_images(root) if not p.parent.resolve().is_relative_to(skip)]
 
 
 def _normalise_one(normalizer, path: Path, dest: Path) -> str:
