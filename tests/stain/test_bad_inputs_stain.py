@@ -165,3 +165,22 @@ def test_stain_apply_refuses_to_write_an_image_over_itself(folder, tmp_path) -> 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(folder / "a.png") in result.stderr
     assert (folder / "a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [
+        ("--min-tissue", "1.5", "min_tissue_fraction"),
+        ("--max-pen", "-0.1", "max_pen_fraction"),
+        ("--max-saturation", "2", "max_saturation_fraction"),
+        ("--blur-threshold", "nan", "blur_threshold"),
+        ("--background-threshold", "300", "background_threshold"),
+    ],
+)
+def test_qc_names_the_flag_the_user_typed_for_a_bad_threshold(folder, tmp_path, flag, value, field):
+    out = tmp_path / "qc.csv"
+    result = _run("qc", folder, "--out", out, flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{flag} must be" in result.stderr and value in result.stderr
+    assert field not in result.stderr
+    assert not out.exists()
