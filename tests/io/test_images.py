@@ -46,6 +46,12 @@ def test_float_within_0_to_255_reads_as_those_levels_like_uint8() -> None:
     assert to_rgb_uint8(np.full((2, 2), 180.0))[0, 0].tolist() == [180, 180, 180]
 
 
+def test_float_rgba_with_opaque_alpha_of_255_keeps_its_colours() -> None:
+    rgba = np.zeros((2, 2, 4), dtype=np.float32)
+    rgba[..., :3], rgba[..., 3] = (180.0, 60.0, 150.0), 255.0
+    assert to_rgb_uint8(rgba)[1, 1].tolist() == [180, 60, 150]
+
+
 def test_float_outside_0_to_255_is_still_stretched_min_to_max() -> None:
     assert to_rgb_uint8(np.array([[-1.0, 1000.0]]))[0, :, 0].tolist() == [0, 255]
 
