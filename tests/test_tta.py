@@ -66,6 +66,13 @@ def test_d4_on_non_square_input_raises():
         augment_batch(torch.zeros(1, 3, 4, 6), "d4")
 
 
+@pytest.mark.parametrize("mode", TTA_MODES)
+@pytest.mark.parametrize("shape", [(3, 8, 8), (2, 1, 3, 8, 8)])
+def test_augment_refuses_anything_but_a_four_dimensional_batch(mode, shape):
+    with pytest.raises(InvalidInputError, match=r"N×C×H×W.*unsqueeze"):
+        augment_batch(torch.zeros(shape), mode)
+
+
 def _invariant_model(x: torch.Tensor) -> torch.Tensor:
     """Channel means and maxima → softmax: unchanged by any flip or quarter turn."""
     features = torch.cat([x.mean((-2, -1)), x.amax((-2, -1))], dim=1)

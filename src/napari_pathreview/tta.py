@@ -91,13 +91,18 @@ def augment_batch(x: Any, mode: str) -> Any:
     """All views of a batch stacked view-major: N×C×H×W → (V·N)×C×H×W.
 
     Raises:
-        InvalidInputError: if a view would change H×W (quarter turns of a non-square batch).
+        InvalidInputError: for anything but a 4-D batch (the views of one C×H×W image would be
+            stacked along its channels), or if a view would change H×W (quarter turns of a
+            non-square batch).
     """
     import torch
 
     views = get_views(mode)
-    if x.ndim < 3:
-        raise InvalidInputError(f"expected a batch N×C×H×W, got shape {tuple(x.shape)}")
+    if x.ndim != 4:
+        raise InvalidInputError(
+            f"augment_batch expects a batch N×C×H×W, got shape {tuple(x.shape)}; "
+            "make one C×H×W image a batch of one with x.unsqueeze(0)"
+        )
     check_input_shape(mode, x.shape[-2], x.shape[-1])
     if len(views) == 1:
         return x

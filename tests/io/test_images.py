@@ -40,6 +40,36 @@ def test_float_unit_range_and_bool() -> None:
     assert to_rgb_uint8(np.array([[False, True]]))[0, :, 1].tolist() == [0, 255]
 
 
+def test_float_within_0_to_255_reads_as_those_levels_like_uint8() -> None:
+    greys = np.array([[40.0, 120.4, 200.0]], dtype=np.float32)
+    assert to_rgb_uint8(greys)[0, :, 0].tolist() == [40, 120, 200]
+    assert to_rgb_uint8(np.full((2, 2), 180.0))[0, 0].tolist() == [180, 180, 180]
+
+
+def test_float_rgba_with_opaque_alpha_of_255_keeps_its_colours() -> None:
+    rgba = np.zeros((2, 2, 4), dtype=np.float32)
+    rgba[..., :3], rgba[..., 3] = (180.0, 60.0, 150.0), 255.0
+    assert to_rgb_uint8(rgba)[1, 1].tolist() == [180, 60, 150]
+
+
+def test_float_outside_0_to_255_is_still_stretched_min_to_max() -> None:
+    assert to_rgb_uint8(np.array([[-1.0, 1000.0]]))[0, :, 0].tolist() == [0, 255]
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_float32_tiff_of_0_to_255_values_is_not_contrast_stretched(
+    tmp_path: Path, channels: int | None
+) -> None:
+    import tifffile
+
+    ramp = np.tile(np.linspace(40.0, 200.0, 32, dtype=np.float32), (16, 1))
+    pixels = ramp if channels is None else np.stack([ramp, ramp * 0.5, ramp * 0.8], axis=-1)
+    tifffile.imwrite(tmp_path / "float.tif", pixels, photometric="rgb" if channels else None)
+    loaded = load_image(tmp_path / "float.tif")
+    assert loaded.metadata["original_dtype"] == "float32"
+    assert np.array_equal(loaded.data, np.rint(pixels).astype(np.uint8))
+
+
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 5), (1, 2, 3, 3), (0, 4)])
 def test_impossible_shapes_raise(shape: tuple[int, ...]) -> None:
     with pytest.raises(InvalidInputError):

@@ -125,3 +125,62 @@ def test_stain_apply_refuses_a_cielab_reinhard_target(folder, tmp_path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert target.name in result.stderr and "opencv_lab8" in result.stderr
     assert not out.exists()
+
+
+def _preset_target(tmp_path: Path) -> Path:
+    target = tmp_path / "preset.json"
+    fitted = _run("stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", target)
+    assert fitted.returncode == 0, fitted.stderr
+    return target
+
+
+def test_stain_apply_rerun_into_a_folder_inside_the_input_leaves_its_outputs_alone(
+    folder, tmp_path
+) -> None:
+    (folder / "b.png").unlink()  # two readable images
+    target, out = _preset_target(tmp_path), folder / "normalised"
+    runs = [_run("stain", "apply", "--target", target, folder, "--out", out) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
+    inputs = [line.split("\t")[0] for line in runs[1].stdout.splitlines()[1:]]
+    assert inputs == [str(folder / "a.png"), str(folder / "c.png")]
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert written == ["a.png", "c.png", "normalised/a.png", "normalised/c.png"]
+    assert runs[1].stderr == runs[0].stderr  # nothing new to read on the rerun
+
+
+def test_stain_apply_refuses_the_input_folder_as_out_and_keeps_the_originals(
+    folder, tmp_path
+) -> None:
+    before = (folder / "a.png").read_bytes()
+    result = _run("stain", "apply", "--target", _preset_target(tmp_path), folder, "--out", folder)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--out {folder}" in result.stderr
+    assert (folder / "a.png").read_bytes() == before
+
+
+def test_stain_apply_refuses_to_write_an_image_over_itself(folder, tmp_path) -> None:
+    before = (folder / "a.png").read_bytes()
+    target = _preset_target(tmp_path)
+    result = _run("stain", "apply", "--target", target, folder / "a.png", "--out", folder)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(folder / "a.png") in result.stderr
+    assert (folder / "a.png").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [
+        ("--min-tissue", "1.5", "min_tissue_fraction"),
+        ("--max-pen", "-0.1", "max_pen_fraction"),
+        ("--max-saturation", "2", "max_saturation_fraction"),
+        ("--blur-threshold", "nan", "blur_threshold"),
+        ("--background-threshold", "300", "background_threshold"),
+    ],
+)
+def test_qc_names_the_flag_the_user_typed_for_a_bad_threshold(folder, tmp_path, flag, value, field):
+    out = tmp_path / "qc.csv"
+    result = _run("qc", folder, "--out", out, flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{flag} must be" in result.stderr and value in result.stderr
+    assert field not in result.stderr
+    assert not out.exists()

@@ -100,3 +100,16 @@ def test_float_tensor_holding_0_to_255_is_refused_not_read_as_white(sharp):
 def test_blur_threshold_must_be_a_finite_non_negative_number(blur_threshold):
     with pytest.raises(InvalidInputError, match="blur_threshold"):
         QCConfig(blur_threshold=blur_threshold)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("background_threshold", 300), ("min_tissue_fraction", 1.5), ("pen_min_saturation", -1)],
+)
+def test_a_bad_threshold_error_names_that_field_alone(field, value):
+    with pytest.raises(InvalidInputError) as raised:
+        QCConfig(**{field: value})
+    message = str(raised.value)
+    assert f"QCConfig.{field} must be" in message and str(value) in message
+    others = {f.name for f in dataclasses.fields(QCConfig)} - {field}
+    assert not any(other in message for other in others)

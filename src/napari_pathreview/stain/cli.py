@@ -19,6 +19,17 @@ logger = logging.getLogger(__name__)
 
 METHODS = STAIN_METHODS
 
+#: ``pathreview qc``'s threshold flags → (``QCConfig`` field, type, help): the one table that
+#: builds the parser, the config and the errors, which name the flag the user typed; a flag
+#: left out keeps QCConfig's default
+QC_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--blur-threshold": ("blur_threshold", float, "min Laplacian variance"),
+    "--background-threshold": ("background_threshold", int, "gray level of background"),
+    "--min-tissue": ("min_tissue_fraction", float, "min tissue fraction"),
+    "--max-pen": ("max_pen_fraction", float, "max pen-mark fraction"),
+    "--max-saturation": ("max_saturation_fraction", float, "max clipped-pixel fraction"),
+}
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Attach ``stain`` (fit, apply) and ``qc`` to the ``pathreview`` parser."""
@@ -44,13 +55,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     qc = subparsers.add_parser("qc", help="image quality control → one CSV row per image")
     qc.add_argument("folder", type=Path, help="image file or folder (searched recursively)")
     qc.add_argument("--out", required=True, type=Path, help="CSV file to write")
-    qc.add_argument("--blur-threshold", type=float, default=75.0, help="min Laplacian variance")
-    qc.add_argument(
-        "--background-threshold", type=int, default=220, help="gray level of background"
-    )
-    qc.add_argument("--min-tissue", type=float, default=0.40, help="min tissue fraction")
-    qc.add_argument("--max-pen", type=float, default=0.05, help="max pen-mark fraction")
-    qc.add_argument("--max-saturation", type=float, default=0.25, help="max clipped-pixel fraction")
+    for flag, (field, kind, text) in QC_FLAGS.items():
+        metavar = flag[2:].replace("-", "_").upper()
+        qc.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)  # unset: None
     qc.set_defaults(handler=_qc)
 
 
@@ -120,13 +127,12 @@ def _destinations(paths: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
     Raises:
         InvalidInputError: when two inputs would still share an output (``x.png`` and ``x.tif``,
-            or two files of one name given directly), before anything is written.
+            or two files of one name given directly), or an output would replace its own input,
+            before anything is written.
     """
-    from napari_pathreview.stain._imageio import list_images
-
     pairs: dict[Path, Path] = {}
     for root in paths:
-        for path in list_images(root):
+        for path in _images_of(root, out):
             relative = path.relative_to(root) if root.is_dir() else Path(path.name)
             dest = out / relative.with_suffix(".png")
             if dest in pairs and pairs[dest].resolve() == path.resolve():
@@ -136,10 +142,36 @@ def _destinations(paths: list[Path], out: Path) -> list[tuple[Path, Path]]:
                     f"{pairs[dest]} and {path} would both be written to {dest}; "
                     "rename one or normalise them in separate runs"
                 )
+            if dest.resolve() == path.resolve():
+                raise InvalidInputError(
+                    f"{path} would be overwritten by its normalised copy; choose another --out"
+                )
             pairs[dest] = path
     if not pairs:
         raise _no_images(paths)
     return [(path, dest) for dest, path in pairs.items()]
+
+
+def _images_of(root: Path, out: Path) -> list[Path]:
+    """The images of one input file or folder, less those under ``out``.
+
+    An output folder inside the input folder holds an earlier run's PNGs: output, not input,
+    so a rerun does not normalise them again.
+
+    Raises:
+        InvalidInputError: when ``out`` is the input folder itself (its PNGs would be replaced).
+    """
+    from napari_pathreview.stain._imageio import list_images
+
+    if not root.is_dir():
+        return list_images(root)
+    if root.resolve() == out.resolve():
+        raise InvalidInputError(
+            f"--out {out} is the input folder {root}; its images would be replaced by their "
+            "normalised copies: choose another --out folder"
+        )
+    skip = out.resolve()
+    return [p for p in list_images(root) if not p.parent.resolve().is_relative_to(skip)]
 
 
 def _normalise_one(normalizer, path: Path, dest: Path) -> str:
@@ -173,15 +205,9 @@ def _qc(args: argparse.Namespace) -> int:
     """QC every image; one that cannot be read gets ``status=error`` and the rest go on."""
     from napari_pathreview import preflight
     from napari_pathreview.stain._imageio import read_rgb
-    from napari_pathreview.stain.qc import QCConfig, assess_quality
+    from napari_pathreview.stain.qc import assess_quality
 
-    config = QCConfig(
-        blur_threshold=args.blur_threshold,
-        background_threshold=args.background_threshold,
-        min_tissue_fraction=args.min_tissue,
-        max_pen_fraction=args.max_pen,
-        max_saturation_fraction=args.max_saturation,
-    )
+    config = _qc_config(args)
     files = _collect([args.folder])
     fields = [
         "path",
@@ -213,3 +239,19 @@ def _qc(args: argparse.Namespace) -> int:
             print(f"{'PASS' if row['passed'] else 'FAIL'}\t{path.name}\t{row['reasons']}")
     print(f"{passed}/{len(files)} passed; wrote {out}")
     return _batch_status("qc", failed, len(files))
+
+
+def _qc_config(args: argparse.Namespace):
+    """The ``QCConfig`` of the flags given; a bad value is reported under its flag.
+
+    Raises:
+        InvalidInputError: naming the flag (``--min-tissue``), not the field behind it.
+    """
+    from napari_pathreview.stain.qc import QCConfig, QCConfigError
+
+    given = {field: getattr(args, field) for field, _, _ in QC_FLAGS.values()}
+    try:
+        return QCConfig(**{field: value for field, value in given.items() if value is not None})
+    except QCConfigError as error:
+        flag = next(flag for flag, (field, _, _) in QC_FLAGS.items() if field == error.field)
+        raise InvalidInputError(error.naming(flag)) from None

@@ -9,13 +9,43 @@ ones, which H&E does not produce; over-exposure is the fraction of clipped pixel
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Any
 
 import cv2
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+
+
+class QCConfigError(InvalidInputError):
+    """A ``QCConfig`` threshold out of range; ``field`` lets a caller call it its own name."""
+
+    def __init__(self, field: str, requirement: str, value: object) -> None:
+        self.field, self.requirement, self.value = field, requirement, value
+        super().__init__(self.naming(f"QCConfig.{field}"))
+
+    def naming(self, name: str) -> str:
+        """This error's message with the threshold called ``name`` (the CLI's flag, say)."""
+        return f"{name} must be {self.requirement}, got {self.value!r}"
+
+
+def _within(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda value: low <= value <= high  # NaN fails, so it cannot pass every image
+
+
+#: each threshold's valid range and how an error states it
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "blur_threshold": (lambda value: 0 <= value < math.inf, "a finite number ≥ 0"),
+    "background_threshold": (_within(0, 256), "within [0, 256]"),
+    "min_tissue_fraction": (_within(0.0, 1.0), "within [0, 1]"),
+    "max_pen_fraction": (_within(0.0, 1.0), "within [0, 1]"),
+    "max_saturation_fraction": (_within(0.0, 1.0), "within [0, 1]"),
+    "pen_min_saturation": (_within(0, 256), "within [0, 256]"),
+    "pen_max_value": (_within(0, 256), "within [0, 256]"),
+}
 
 
 @dataclass(frozen=True)
@@ -42,14 +72,10 @@ class QCConfig:
     pen_max_value: int = 30
 
     def __post_init__(self) -> None:
-        for name in ("min_tissue_fraction", "max_pen_fraction", "max_saturation_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise InvalidInputError(f"QCConfig.{name} must be within [0, 1]")
-        # written so that NaN fails too: a NaN blur threshold would pass every image
-        if not (0 <= self.background_threshold <= 256 and 0 <= self.blur_threshold < math.inf):
-            raise InvalidInputError(
-                "QCConfig: background_threshold in [0, 256], blur_threshold a finite number ≥ 0"
-            )
+        for name, (valid, requirement) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or not valid(value):
+                raise QCConfigError(name, requirement, value)
 
 
 @dataclass(frozen=True)
