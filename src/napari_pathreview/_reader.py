@@ -76,6 +76,14 @@ def _warn_unknown_pixel_size(layers: list[tuple[Any, ...]], file: Path) -> None:
             return
 
 
+def _warn_roi_placement(layers: list[tuple[Any, ...]]) -> None:
+    """A GeoJSON left in pixels (no image of its name beside it) or doubtfully placed says so."""
+    for layer in layers:
+        facts = layer[1].get("metadata", {}).get("pathreview", {}) if len(layer) > 1 else {}
+        if facts.get("frame_note"):
+            _notify_warning(str(facts["frame_note"]))
+
+
 def _slide_fingerprint(layers: list[tuple[Any, ...]]) -> str:
     facts = layers[0][1].get("metadata", {}).get("pathreview", {}) if layers else {}
     return str(facts.get("slide_fingerprint", ""))
@@ -100,6 +108,7 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
             if fingerprint:
                 slides.add(fingerprint)
             _warn_unknown_pixel_size(opened, file)
+            _warn_roi_placement(opened)
             layers.extend(opened)
         except PathReviewError as error:
             _notify_error(f"napari-pathreview could not open a file. {error}")

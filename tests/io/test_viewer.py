@@ -123,6 +123,36 @@ def test_shapes_drawn_over_a_um_scaled_image_reopen_over_the_same_tissue(
     np.testing.assert_allclose(back.extent.world, shapes.extent.world, atol=1e-6)
 
 
+def test_a_qupath_geojson_beside_its_slide_lands_on_the_slide(
+    make_napari_viewer, tmp_path: Path
+) -> None:
+    from slide_builders import tissue_image, write_aperio_svs
+
+    slide = write_aperio_svs(tmp_path / "case7.svs", tissue_image(1100, 900), mpp=0.25)
+    ring = [[100.0, 400.0], [300.0, 400.0], [300.0, 800.0], [100.0, 800.0], [100.0, 400.0]]
+    qupath = {  # QuPath's export: full-resolution [x, y] pixels, no frame
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+            }
+        ],
+    }
+    (tmp_path / "case7.geojson").write_text(json.dumps(qupath))
+    viewer = make_napari_viewer()
+    [image] = viewer.open(slide, plugin=PLUGIN)
+    [roi] = viewer.open(str(tmp_path / "case7.geojson"), plugin=PLUGIN)
+    np.testing.assert_allclose(roi.scale, image.scale)
+    assert [str(u) for u in roi.units] == [str(u) for u in image.units] == ["micrometer"] * 2
+    world = roi.data_to_world(roi.data[0][0])  # x=100, y=400 px of the slide
+    np.testing.assert_allclose(world, (400 * 0.25, 100 * 0.25))
+    np.testing.assert_allclose(image.world_to_data(world), (400, 100))
+    lows, highs = roi.extent.world
+    np.testing.assert_allclose([*lows, *highs], [100.0, 25.0, 200.0, 75.0])
+
+
 def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> None:
     labels = np.zeros((64, 64), dtype=np.int32)
     labels[10:30, 10:40] = 3

@@ -180,3 +180,20 @@ def test_prepare_resamples_image_and_rois_to_the_pixel_size(tmp_path: Path):
     assert prepared.pixels.shape == (50, 50, 3)
     rows, cols = np.nonzero(prepared.roi_mask)
     assert abs(rows.mean() - 25) < 1 and abs(cols.mean() - 12.5) < 1
+
+
+def test_qupath_roi_on_a_pyramid_marks_the_lesion_at_the_training_resolution(tmp_path: Path):
+    from napari_pathreview.io import write_pyramidal_tiff
+    from napari_pathreview.training.lesion import prepare_lesion_image
+
+    image = np.full((1024, 768, 3), 230, np.uint8)
+    image[400:600, 300:500] = (120, 40, 160)  # the lesion: level-0 rows 400-600, cols 300-500
+    path = write_pyramidal_tiff(image, tmp_path / "slide.tif", n_levels=3, compression="deflate")
+    ring = [[300, 400], [500, 400], [500, 600], [300, 600], [300, 400]]  # QuPath: level-0 [x, y]
+    roi = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    sample = Sample(str(path), "malignant", "1", extra={"roi_geojson": json.dumps(roi)})
+    prepared = prepare_lesion_image(sample, 1, 0.5, "histology")
+    assert prepared.pixels.shape == (512, 384, 3)
+    lesion = prepared.pixels[..., 1] < 100
+    overlap = (lesion & prepared.roi_mask).sum() / (lesion | prepared.roi_mask).sum()
+    assert overlap > 0.95

@@ -67,6 +67,7 @@ class DecodedImage:
     rgb: np.ndarray
     path: str | None
     um_per_px: float | None = None
+    source_shape: tuple[int, int] | None = None  # the file's level 0 (rows, cols): ROI pixels
 
 
 def pick_level(levels: Sequence[Any], min_side: int) -> Any:
@@ -105,7 +106,8 @@ def decode(item: Any, min_side: int = 0) -> DecodedImage:
     preview = loaded is not None and len(loaded.levels) > 1
     known = (path or loaded) and not preview
     resolution = source_um_per_px(path, rgb.shape[1], loaded) if known else None
-    return DecodedImage(rgb, path, resolution)
+    source_shape = tuple(int(n) for n in loaded.levels[0].shape[:2]) if loaded else None
+    return DecodedImage(rgb, path, resolution, source_shape)
 
 
 def canvases(

@@ -81,6 +81,21 @@ class LoadedImage:
             return "mm"
         return "pixel"
 
+    @property
+    def name(self) -> str:
+        """The image layer's name: the file name without its suffix."""
+        return (self.path or Path("image")).stem
+
+    @property
+    def layer_frame(self) -> dict[str, Any]:
+        """``scale`` and, when physical, napari ``units`` of a layer drawn on this image.
+
+        The image layer and anything placed on it (e.g. a QuPath GeoJSON beside the file)
+        take this, so they share one world: µm for histology, mm for mammograms.
+        """
+        unit = {"µm": "um", "mm": "mm"}.get(self.scale_unit)
+        return {"scale": self.scale, **({"units": (unit, unit)} if unit else {})}
+
 
 def is_supported_image(path: str | Path) -> bool:
     """True for file suffixes ``load_image`` can open."""

@@ -70,6 +70,16 @@ def is_dicom_wsi(path: Path) -> bool:
     return header is not None and str(getattr(header, "SOPClassUID", "")) == WSI_SOP_CLASS
 
 
+def is_dicom_wsi_folder(path: str | Path, probe: int = 8) -> bool:
+    """True for a folder holding DICOM WSI instances (checks the headers of a few files)."""
+    path = Path(str(path))
+    if not path.is_dir():
+        return False
+    candidates = [p for p in sorted(path.iterdir()) if p.is_file()][: probe * 4]
+    dicoms = [p for p in candidates if p.suffix.lower() in (".dcm", ".dicom") or not p.suffix]
+    return any(is_dicom_wsi(p) for p in dicoms[:probe])
+
+
 def series_files(path: Path) -> dict[Path, Any]:
     """Instances (file → header) of the WSI series ``path`` belongs to, or a folder holds.
 

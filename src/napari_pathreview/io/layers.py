@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-from napari_pathreview.io.dicom_slide import is_dicom_wsi
+from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
 from napari_pathreview.io.geojson import Roi, read_geojson
 from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
 from napari_pathreview.io.mammograms import contrast_limits
@@ -27,6 +27,7 @@ from napari_pathreview.io.mias import (
     mias_refnum,
     read_mias_info,
 )
+from napari_pathreview.io.roi_placement import frameless_placement
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,6 @@ def looks_like_geojson(path: str | Path) -> bool:
     return '"type"' in head and ("Feature" in head or "Polygon" in head)
 
 
-def is_dicom_wsi_folder(path: str | Path, probe: int = 8) -> bool:
-    """True for a folder holding DICOM WSI instances (checks the headers of a few files)."""
-    path = Path(str(path))
-    if not path.is_dir():
-        return False
-    candidates = [p for p in sorted(path.iterdir()) if p.is_file()][: probe * 4]
-    dicoms = [p for p in candidates if p.suffix.lower() in (".dcm", ".dicom") or not p.suffix]
-    return any(is_dicom_wsi(p) for p in dicoms[:probe])
-
-
 def can_read(path: str | Path) -> bool:
     """True for what this plugin opens: images, slides, Info.txt, GeoJSON, DICOM WSI folders."""
     suffix = Path(str(path)).suffix.lower()
@@ -77,15 +68,11 @@ def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
     The scale is physical where the file says so (µm for histology, mm for DICOM
     mammograms) and the layer's ``units`` name it, so napari's scale bar reads µm or mm.
     """
-    path = loaded.path or Path("image")
     kwargs: dict[str, Any] = {
-        "name": name or path.stem,
-        "scale": loaded.scale,
+        "name": name or loaded.name,
+        **loaded.layer_frame,
         "metadata": {"pathreview": dict(loaded.metadata)},
     }
-    unit = {"µm": "um", "mm": "mm"}.get(loaded.scale_unit)
-    if unit:
-        kwargs["units"] = (unit, unit)
     if loaded.multiscale:
         kwargs["multiscale"] = True
     if loaded.modality == HISTOLOGY:
@@ -270,6 +257,17 @@ def _info_layers(path: Path) -> list[LayerData]:
     return layers
 
 
+def _geojson_layer(path: Path, rois: Sequence[Roi], frame: dict[str, Any]) -> LayerData:
+    """The Shapes layer of a GeoJSON: where it was drawn if it says so (our own files),
+    else on the image of the same name beside it (QuPath exports; see ``roi_placement``)."""
+    data, kwargs, kind = roi_shapes_layer(rois, path.stem, str(path.resolve()))
+    facts: dict[str, Any] = {"frame_from": "file"}
+    if not frame:
+        frame, facts = frameless_placement(path, rois)
+    kwargs["metadata"]["pathreview"].update(facts)
+    return data, {**kwargs, **frame}, kind
+
+
 def layers_for_path(
     path: str | Path, *, um_per_px: float | None = None, associated: Sequence[str] = ()
 ) -> list[LayerData]:
@@ -295,6 +293,5 @@ def layers_for_path(
         rois, frame = read_geojson(path)
         if not rois:
             raise ImageReadError(f"{path}: no polygon or line ROI in this GeoJSON file")
-        data, kwargs, kind = roi_shapes_layer(rois, path.stem, str(path.resolve()))
-        return [(data, {**kwargs, **frame}, kind)]  # placed where it was drawn, if recorded
+        return [_geojson_layer(path, rois, frame)]
     return _image_layers(path, um_per_px, associated)

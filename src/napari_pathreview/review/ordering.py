@@ -65,19 +65,33 @@ def view_probabilities(predictor: Any, rgb: np.ndarray, tta: str) -> np.ndarray:
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
-def _map_iou(predictor: Any, rgb: np.ndarray, roi: Mapping[str, Any], where: str) -> float:
-    """IoU of the model's map against a reviewer's GeoJSON ROI (seed 004 protocol)."""
-    from napari_pathreview.explain.metrics import roi_iou
-    from napari_pathreview.inference.mil_maps import patch_mil_of
+def reviewer_roi_mask(decoded: Any, roi: Mapping[str, Any], where: str) -> np.ndarray | None:
+    """A reviewer's GeoJSON ROI (full-resolution pixels) as a mask on the decoded image.
+
+    A slide is decoded at a coarse pyramid level, so the ROI is scaled by that level's size;
+    None when the ROI holds no area.
+    """
     from napari_pathreview.io.geojson import parse_geojson_rois
     from napari_pathreview.training.patches import rois_mask
 
     shapes = [r for r in parse_geojson_rois(roi, where) if r.shape_type not in ("path", "line")]
     if not shapes:
+        return None
+    rgb, full = decoded.rgb, decoded.source_shape
+    scale = rgb.shape[1] / full[1] if full else 1.0
+    return rois_mask(shapes, rgb.shape[:2], scale, where, source_shape=full)
+
+
+def _map_iou(predictor: Any, decoded: Any, roi: Mapping[str, Any], where: str) -> float:
+    """IoU of the model's map against a reviewer's GeoJSON ROI (seed 004 protocol)."""
+    from napari_pathreview.explain.metrics import roi_iou
+    from napari_pathreview.inference.mil_maps import patch_mil_of
+
+    mask = reviewer_roi_mask(decoded, roi, where)
+    if mask is None:
         return math.nan
-    mask = rois_mask(shapes, rgb.shape[:2], 1.0, where)
     method = "patch_map" if patch_mil_of(predictor) is not None else "gradcam"
-    return roi_iou(predictor.explain(rgb, method).cam, mask)
+    return roi_iou(predictor.explain(decoded.rgb, method).cam, mask)
 
 
 def order_images(
@@ -111,8 +125,8 @@ def order_images(
     entries = []
     for i, path in enumerate(paths):
         path = Path(path)
-        rgb = decode(path, min_side=min(predictor.spec.hw)).rgb
-        views = view_probabilities(predictor, rgb, tta)
+        decoded = decode(path, min_side=min(predictor.spec.hw))
+        views = view_probabilities(predictor, decoded.rgb, tta)
         mean = views.mean(axis=0)
         if order == "uncertainty":
             score = entropy(mean)
@@ -120,7 +134,7 @@ def order_images(
             score = view_disagreement(views)
         else:
             roi = (rois or {}).get(file_sha256(path))
-            score = math.nan if roi is None else 1.0 - _map_iou(predictor, rgb, roi, path.name)
+            score = math.nan if roi is None else 1.0 - _map_iou(predictor, decoded, roi, path.name)
         label = predictor.classes[int(mean.argmax())]
         entries.append(QueueEntry(path, float(score), label, tuple(float(v) for v in mean)))
         if progress:

@@ -39,6 +39,7 @@ from napari_pathreview.training.patches import (
     rois_mask,
     sample_patches,
     tissue_mask,
+    training_level,
 )
 from napari_pathreview.training.probe import (
     frozen_encoder_state,
@@ -79,15 +80,15 @@ def prepare_lesion_image(
     from napari_pathreview.io import load_image, to_rgb_uint8
     from napari_pathreview.preprocessing import normalise_intensity
 
-    loaded = load_image(sample.path)
-    rgb = to_rgb_uint8(np.asarray(loaded.levels[-1] if len(loaded.levels) > 1 else loaded.data))
-    rgb = normalise_intensity(rgb, intensity)
-    height, width = rgb.shape[:2]
-    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if shape != (height, width):
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, shape[::-1], interpolation=interpolation)
     where = Path(sample.path).name
+    loaded = load_image(sample.path)
+    level, downsample = training_level(loaded.levels, scale, where)
+    rgb = normalise_intensity(to_rgb_uint8(level), intensity)
+    height, width = loaded.levels[0].shape[:2]  # ROIs are in these (level-0) pixels
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if shape != rgb.shape[:2]:
+        interpolation = cv2.INTER_AREA if scale * downsample < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, shape[::-1], interpolation=interpolation)
     text = str(sample.extra.get("roi_geojson") or "")
     rois = geojson_rois(text, Path(sample.path).parent, where) if text else list(sample.rois)
     mask = rois_mask(rois, shape, scale, where, source_shape=(height, width))

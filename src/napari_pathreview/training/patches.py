@@ -134,6 +134,35 @@ def _polygon_mask(ring: np.ndarray, shape: tuple[int, int], where: str) -> np.nd
     return mask.astype(bool)
 
 
+WHOLE_IMAGE_MAX_PIXELS = 2**27
+"""Largest level (~134 Mpx) a lesion sample decodes whole; a bigger one is a slide to tile."""
+
+
+def training_level(levels: Sequence, scale: float, where: str) -> tuple[np.ndarray, float]:
+    """The coarsest stored level still as fine as the training resolution, and its downsample.
+
+    ROIs (QuPath, the review store) are in level-0 pixels and ``scale`` counts training
+    pixels per level-0 pixel, so a pyramid's small level is only a faster source to resample,
+    never a different coordinate frame.
+
+    Raises:
+        PatchError: That level is larger than ``WHOLE_IMAGE_MAX_PIXELS``.
+    """
+    width0 = levels[0].shape[1]
+    chosen, downsample = levels[0], 1.0
+    for level in levels[1:]:
+        factor = width0 / level.shape[1]
+        if factor * scale <= 1.0 + 1e-6:
+            chosen, downsample = level, factor
+    rows, cols = chosen.shape[:2]
+    if rows * cols > WHOLE_IMAGE_MAX_PIXELS:
+        raise PatchError(
+            f"{where}: {rows}×{cols} pixels are needed at this pixel size, too many to train "
+            "on the whole image; set lesion.pixel_size coarser (with lesion.source_pixel_size)"
+        )
+    return np.asarray(chosen), downsample
+
+
 def rois_mask(
     rois: Sequence,
     shape: tuple[int, int],
