@@ -29,6 +29,23 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class TypedFlag(argparse.Action):
+    """Stores an option's value and the spelling typed (``--mpp`` or ``--slide-um-per-px``).
+
+    With :func:`typed_flags` and ``errors.reported_as``, a bad value is reported under the flag
+    the user wrote rather than the config field it fills.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        setattr(namespace, self.dest, values)
+        vars(namespace).setdefault("typed_flags", {})[self.dest] = option_string
+
+
+def typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """Destination → the flag typed for it, for every :class:`TypedFlag` option given."""
+    return dict(getattr(args, "typed_flags", {}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every area's sub-commands attached."""
     parser = argparse.ArgumentParser(

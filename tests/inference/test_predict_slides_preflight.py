@@ -81,3 +81,27 @@ def test_a_stain_method_without_a_fitted_target_is_refused_before_any_slide(
     assert done.returncode == 2 and "'macenko' needs a fitted target" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "failures.csv").exists()
+
+
+# (flag, bad value): the message must name the flag as typed, not the SlideSettings field
+BAD_TILING_FLAGS = [
+    ("--mpp", "-1"),
+    ("--slide-um-per-px", "0"),
+    ("--model-um-per-px", "nan"),
+    ("--batch-size", "0"),
+    ("--read-workers", "0"),
+    ("--overlap", "0.95"),
+    ("--min-tissue", "1.5"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), BAD_TILING_FLAGS, ids=[f for f, _ in BAD_TILING_FLAGS])
+def test_a_bad_tiling_option_is_refused_naming_the_flag_typed(
+    registry, slide_path: Path, tmp_path: Path, flag: str, value: str
+) -> None:
+    out = tmp_path / "out"
+    done = _predict_slides(slide_path, register_tiny(registry), out, flag, value)
+    assert done.returncode == 2, done.stdout
+    assert f"error: {flag} must be" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()

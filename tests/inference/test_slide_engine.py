@@ -10,7 +10,7 @@ import tifffile
 import torch
 from slide_fixtures import MODEL_UM, register_tiny, tissue_slide, write_slide
 
-from napari_pathreview.errors import ImageReadError
+from napari_pathreview.errors import ImageReadError, SettingError
 from napari_pathreview.inference import Predictor
 from napari_pathreview.inference.heatmap import (
     HEATMAP_COLORMAP,
@@ -103,6 +103,23 @@ def test_a_slide_without_scale_is_refused_unless_preview_is_asked_for(tmp_path, 
         next(iter_slide(predictor, as_slide(path)))
     preview = predict_slide(predictor, as_slide(path), SlideSettings(mode="preview"))
     assert preview.grid.um_per_px is None and preview.grid.n_cells <= 100
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("top_k", 0),
+        ("max_failed", 1.5),
+        ("preview_max_tiles", 0),
+        ("prefetch", 0),
+        ("overlap", -0.1),
+    ],
+)
+def test_settings_out_of_range_are_refused_naming_the_field(field: str, value: float) -> None:
+    """Python callers get the field name (the CLI names its flag instead); top_k=0 used to be
+    read as 1 and max_failed=1.5 as "never stop", silently."""
+    with pytest.raises(SettingError, match=rf"^{field} must be .*, got {value}$"):
+        SlideSettings(**{field: value})
 
 
 def test_tissue_mask_keeps_tissue_and_drops_pen_glass_and_specks() -> None:

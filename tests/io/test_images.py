@@ -70,6 +70,26 @@ def test_float32_tiff_of_0_to_255_values_is_not_contrast_stretched(
     assert np.array_equal(loaded.data, np.rint(pixels).astype(np.uint8))
 
 
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_signed_integer_tiff_of_0_to_255_values_is_not_contrast_stretched(
+    tmp_path: Path, dtype: type, channels: int | None
+) -> None:
+    import tifffile
+
+    ramp = np.tile(np.linspace(40, 200, 32).round().astype(dtype), (16, 1))
+    pixels = ramp if channels is None else np.stack([ramp, ramp // 2, ramp // 4 * 3], axis=-1)
+    tifffile.imwrite(tmp_path / "signed.tif", pixels, photometric="rgb" if channels else None)
+    loaded = load_image(tmp_path / "signed.tif")
+    assert loaded.metadata["original_dtype"] == np.dtype(dtype).name
+    assert np.array_equal(loaded.data, pixels.astype(np.uint8))
+
+
+def test_signed_integers_outside_0_to_255_are_still_stretched_min_to_max() -> None:
+    assert to_rgb_uint8(np.array([[-55, 45, 200]], np.int16))[0, :, 0].tolist() == [0, 100, 255]
+    assert to_rgb_uint8(np.array([[0, 400, 1020]], np.int16))[0, :, 0].tolist() == [0, 100, 255]
+
+
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 5), (1, 2, 3, 3), (0, 4)])
 def test_impossible_shapes_raise(shape: tuple[int, ...]) -> None:
     with pytest.raises(InvalidInputError):

@@ -21,6 +21,7 @@ from napari_pathreview.training.recipe import RecipeError, load_recipe
 
 CLI = [sys.executable, "-m", "napari_pathreview.cli"]
 MINIMAL = {"data": {"source": "folder", "root": "x"}}
+BIG = "1" + "0" * 400  # an integer beyond any float
 
 # (override, text the error must contain: the key and the offending value)
 OVERRIDES = [
@@ -48,10 +49,23 @@ OVERRIDES = [
     ("optim.batch_size=0", "optim.batch_size"),
     ("data.intensity=breast", "data.intensity='breast'"),  # MINIMAL is histology
     ("data.intensity=equalise", "data.intensity"),
+    ("data.qc_blur_threshold=.inf", "data.qc_blur_threshold=inf: must be a finite number"),
+    ("data.qc_tissue_fraction=.nan", "data.qc_tissue_fraction=nan: must be a finite number"),
+    # an integer no float holds (used to raise OverflowError with a traceback)
+    (f"data.qc_blur_threshold={BIG}", "data.qc_blur_threshold: must be a finite number"),
+    (f"seed={BIG}", "seed: must be a finite number"),
+    (f"loss.class_weights=[1, {BIG}]", "loss.class_weights"),
+    # values YAML itself cannot read (used to raise ValueError with a traceback)
+    (f"data.qc_blur_threshold=1{'0' * 5000}", "override data.qc_blur_threshold=1"),
+    ("name=2020-13-45", "override name=2020-13-45: cannot read it"),
 ]
 
 
-@pytest.mark.parametrize(("override", "named"), OVERRIDES, ids=[o for o, _ in OVERRIDES])
+def _id(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:30]}…({len(text)} chars)"
+
+
+@pytest.mark.parametrize(("override", "named"), OVERRIDES, ids=[_id(o) for o, _ in OVERRIDES])
 def test_bad_override_is_refused_naming_key_value_and_range(override, named) -> None:
     recipe = {**MINIMAL, "data": {**MINIMAL["data"], "resize": 256}}
     with pytest.raises(RecipeError) as caught:
@@ -81,6 +95,8 @@ RECIPE_FILES = [
     ("scalar.yaml", b"42\n", "got a int"),
     ("broken.yaml", b"data: [1, 2\n", "not valid YAML"),
     ("deep.yaml", b"[" * 5000 + b"]" * 5000, "deep.yaml"),
+    ("date.yaml", b"name: 2020-13-45\n", "not valid YAML (month must be in 1..12)"),
+    ("huge.yaml", b"seed: 1" + b"0" * 5000 + b"\n", "not valid YAML"),
 ]
 
 
@@ -166,12 +182,16 @@ CLI_CASES = [
     (["--set", "data.subset=-1"], "data.subset=-1"),
     (["--set", "nosuch.key=1"], "nosuch"),
     (["--set", "model.architecture=resnet1800"], "unknown architecture 'resnet1800'"),
+    (["--set", "data.qc_blur_threshold=.inf"], "data.qc_blur_threshold=inf: must be a finite"),
+    (["--set", f"data.qc_blur_threshold={BIG}"], "data.qc_blur_threshold: must be a finite"),
     (["--out", "{file}"], "is a file"),
     (["--resume", "{missing}"], "no such run folder"),
 ]
 
 
-@pytest.mark.parametrize(("extra", "named"), CLI_CASES, ids=[" ".join(e) for e, _ in CLI_CASES])
+@pytest.mark.parametrize(
+    ("extra", "named"), CLI_CASES, ids=[_id(" ".join(e)) for e, _ in CLI_CASES]
+)
 def test_train_cli_refuses_before_work_without_traceback(
     png_tree, tmp_path, isolated_home, extra, named
 ):

@@ -9,7 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.cli import TypedFlag, typed_flags
+from napari_pathreview.errors import InvalidInputError, reported_as
 from napari_pathreview.inference.cli_options import modality_option
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.stain.methods import STAIN_METHODS
@@ -60,25 +61,33 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_tiling_options(parser: argparse.ArgumentParser) -> None:
-    """The slide-engine settings as options (shared with any command that tiles slides)."""
+    """The slide-engine settings as options (shared with any command that tiles slides).
+
+    Each value option records the spelling typed (``TypedFlag``), so a bad value is reported
+    under it (``--mpp must be …``) rather than the ``SlideSettings`` field it fills.
+    """
     parser.add_argument(
         "--mode",
         choices=("matched", "preview"),
         default="matched",
         help="matched: tile at the model's µm/px (default); preview: a coarse level, fast",
     )
-    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 0.9]")
+    typed = {"action": TypedFlag}
     parser.add_argument(
-        "--min-tissue", type=float, default=0.25, help="least tissue fraction of a tile"
+        "--overlap", type=float, default=0.0, help="tile overlap in [0, 0.9]", **typed
+    )
+    parser.add_argument(
+        "--min-tissue", type=float, default=0.25, help="least tissue fraction of a tile", **typed
     )
     parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
-    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward")
-    parser.add_argument("--read-workers", type=int, default=4, help="tile reader threads")
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward", **typed)
+    parser.add_argument("--read-workers", type=int, default=4, help="tile reader threads", **typed)
     parser.add_argument(
         "--model-um-per-px",
         type=float,
         default=None,
         help="the model's training resolution, for cards registered without one",
+        **typed,
     )
     parser.add_argument(
         "--slide-um-per-px",
@@ -87,23 +96,29 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="level-0 µm per pixel of slides whose files do not state it (never guessed)",
+        **typed,
     )
 
 
 def settings_from_args(args: argparse.Namespace):
-    """``SlideSettings`` from the tiling options (validated: bad values name the option)."""
+    """``SlideSettings`` from the tiling options; a bad value is reported under its flag.
+
+    Raises:
+        InvalidInputError: naming the flag typed (``--mpp``), not the field behind it.
+    """
     from napari_pathreview.inference.slide_grid import SlideSettings
 
-    return SlideSettings(
-        mode=args.mode,
-        overlap=args.overlap,
-        min_tissue=args.min_tissue,
-        tissue=not args.no_tissue,
-        batch_size=args.batch_size,
-        read_workers=args.read_workers,
-        model_um_per_px=args.model_um_per_px,
-        slide_um_per_px=args.slide_um_per_px,
-    )
+    with reported_as(typed_flags(args)):
+        return SlideSettings(
+            mode=args.mode,
+            overlap=args.overlap,
+            min_tissue=args.min_tissue,
+            tissue=not args.no_tissue,
+            batch_size=args.batch_size,
+            read_workers=args.read_workers,
+            model_um_per_px=args.model_um_per_px,
+            slide_um_per_px=args.slide_um_per_px,
+        )
 
 
 def _predict_slides(args: argparse.Namespace) -> int:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import InvalidInputError, SettingError
 
 __all__ = [
     "MODES",
@@ -34,6 +35,39 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("matched", "preview")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _within(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda value: _number(value) and low <= value <= high  # NaN fails
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and math.isfinite(value) and value > 0
+
+
+#: each numeric setting's valid range and how an error states it (``SettingError`` carries
+#: the field, so the CLI reports it under the flag typed: ``--mpp`` for ``slide_um_per_px``)
+_SETTING_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "overlap": (_within(0.0, 0.9), "within [0, 0.9]"),
+    "min_tissue": (_within(0.0, 1.0), "within [0, 1]"),
+    "batch_size": (_count, "a whole number ≥ 1"),
+    "read_workers": (_count, "a whole number ≥ 1"),
+    "prefetch": (_count, "a whole number ≥ 1"),
+    "model_um_per_px": (_positive, "a positive number (µm per pixel)"),
+    "slide_um_per_px": (_positive, "a positive number (µm per pixel)"),
+    "preview_max_tiles": (_count, "a whole number ≥ 1"),
+    "top_k": (_count, "a whole number ≥ 1"),
+    "max_failed": (_within(0.0, 1.0), "within [0, 1]"),
+}
+_OPTIONAL = frozenset({"batch_size", "model_um_per_px", "slide_um_per_px"})  # None: not set
 
 
 class SlideScaleError(InvalidInputError):
@@ -75,19 +109,11 @@ class SlideSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise InvalidInputError(f"slide mode must be one of {MODES}, got {self.mode!r}")
-        if not 0.0 <= self.overlap <= 0.9:
-            raise InvalidInputError(f"overlap must be in [0, 0.9], got {self.overlap}")
-        if not 0.0 <= self.min_tissue <= 1.0:
-            raise InvalidInputError(f"min_tissue must be in [0, 1], got {self.min_tissue}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.read_workers < 1 or self.prefetch < 1:
-            raise InvalidInputError("read_workers and prefetch must be >= 1")
-        for name in ("model_um_per_px", "slide_um_per_px"):
+            raise SettingError("mode", f"one of {', '.join(MODES)}", self.mode)
+        for name, (valid, requirement) in _SETTING_RANGES.items():
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise InvalidInputError(f"{name} must be a positive number, got {value}")
+            if not (value is None and name in _OPTIONAL) and not valid(value):
+                raise SettingError(name, requirement, value)
 
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the result (not speed knobs): part of the cache key."""

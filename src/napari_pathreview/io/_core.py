@@ -133,12 +133,11 @@ def _gray_to_uint8(array: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise InvalidInputError("image holds NaN or infinite values; cannot convert to uint8")
     low, high = float(values.min()), float(values.max())
-    floating = np.issubdtype(array.dtype, np.floating)
-    if floating and low >= 0.0 and high <= 1.0:
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
         return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-    if floating and low >= 0.0 and high <= 255.0:
-        # 8-bit levels stored as float (a float32 TIFF, an array saved by numpy): read them
-        # as uint8 would be, so the image keeps its brightness instead of being stretched
+    if low >= 0.0 and high <= 255.0:
+        # 8-bit levels in a wider container (a float32 or int16 TIFF, an array saved by
+        # numpy): read them as uint8 would be, so the image keeps its brightness
         return np.rint(values).astype(np.uint8)
     if high <= low:  # constant signed/float image: mid-grey carries no information anyway
         return np.zeros(array.shape, dtype=np.uint8)
@@ -150,9 +149,9 @@ def to_rgb_uint8(array: Any) -> np.ndarray:
 
     Grayscale (H×W or H×W×1) is replicated to three channels; grey+alpha and RGBA are
     composited on white (slide background is white, so transparent corners of a tile do
-    not read as tissue); uint16 is rescaled by its bit depth; float in [0, 1] is ×255,
-    float with values above 1 but within [0, 255] is read as 8-bit levels (rounded), other
-    floats and signed integers are min-max scaled.
+    not read as tissue); uint16 is rescaled by its bit depth; float in [0, 1] is ×255;
+    other float and signed-integer values within [0, 255] are read as 8-bit levels (rounded),
+    any other range is min-max scaled.
 
     Raises:
         InvalidInputError: The array is not H×W, H×W×1, H×W×2, H×W×3 or H×W×4, or holds NaN.

@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.cli import TypedFlag, typed_flags
+from napari_pathreview.errors import InvalidInputError, PathReviewError, reported_as
 from napari_pathreview.stain.methods import STAIN_METHODS
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     qc.add_argument("--out", required=True, type=Path, help="CSV file to write")
     for flag, (field, kind, text) in QC_FLAGS.items():
         metavar = flag[2:].replace("-", "_").upper()
-        qc.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)  # unset: None
+        # unset: None; TypedFlag lets an error name the flag
+        qc.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text, action=TypedFlag)
     qc.set_defaults(handler=_qc)
 
 
@@ -247,11 +249,8 @@ def _qc_config(args: argparse.Namespace):
     Raises:
         InvalidInputError: naming the flag (``--min-tissue``), not the field behind it.
     """
-    from napari_pathreview.stain.qc import QCConfig, QCConfigError
+    from napari_pathreview.stain.qc import QCConfig
 
     given = {field: getattr(args, field) for field, _, _ in QC_FLAGS.values()}
-    try:
+    with reported_as(typed_flags(args)):
         return QCConfig(**{field: value for field, value in given.items() if value is not None})
-    except QCConfigError as error:
-        flag = next(flag for flag, (field, _, _) in QC_FLAGS.items() if field == error.field)
-        raise InvalidInputError(error.naming(flag)) from None

@@ -17,19 +17,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import SettingError
 
 
-class QCConfigError(InvalidInputError):
+class QCConfigError(SettingError):
     """A ``QCConfig`` threshold out of range; ``field`` lets a caller call it its own name."""
 
     def __init__(self, field: str, requirement: str, value: object) -> None:
-        self.field, self.requirement, self.value = field, requirement, value
-        super().__init__(self.naming(f"QCConfig.{field}"))
-
-    def naming(self, name: str) -> str:
-        """This error's message with the threshold called ``name`` (the CLI's flag, say)."""
-        return f"{name} must be {self.requirement}, got {self.value!r}"
+        super().__init__(field, requirement, value, name=f"QCConfig.{field}")
 
 
 def _within(low: float, high: float) -> Callable[[Any], bool]:

@@ -8,6 +8,7 @@ back as a dict, so a model can always be retrained from its card. Unknown keys a
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -292,6 +293,11 @@ def _coerce(value, annotation, where: str):
             number = float(value)
         except (TypeError, ValueError):
             raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+        except OverflowError:  # an integer beyond any float: 1 followed by 400 zeros, say
+            digits = int(math.log10(abs(value))) + 1
+            raise RecipeError(
+                f"{where}: must be a finite number, got an integer of {digits} digits"
+            ) from None
         if annotation is int:
             if not number.is_integer():
                 raise RecipeError(f"{where}: expected an integer, got {value!r}")
@@ -356,6 +362,9 @@ def apply_override(raw: dict, assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError as error:
         raise RecipeError(f"override {assignment!r}: value is not valid YAML ({error})") from None
+    except ValueError as error:  # a date-like 2020-13-45, an integer of over 4300 digits
+        shown = text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
+        raise RecipeError(f"override {key.strip()}={shown}: cannot read it ({error})") from None
     parts = key.strip().split(".")
     _assign(raw, parts, value, key)
 
@@ -396,7 +405,7 @@ def _read_yaml(path: Path) -> dict:
         raise RecipeError(f"{path}: not a text file (not UTF-8); a recipe is YAML") from None
     except OSError as error:
         raise RecipeError(f"{path}: cannot read it ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: 2020-13-45, a 5000-digit integer
         raise RecipeError(f"{path}: not valid YAML ({error})") from None
     except RecursionError:
         raise RecipeError(f"{path}: nested too deeply to be a recipe") from None

@@ -195,17 +195,20 @@ def _cross_field_problems(recipe: Any) -> list[str]:
     return problems
 
 
+def _finite(value: Any) -> bool:
+    """A finite real number (not a bool); an integer too large for a float is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # 1 followed by 400 zeros: no float holds it, so no tensor either
+        return False
+
+
 def _class_weight_problems(weights: Any) -> list[str]:
     """``loss.class_weights``: 'balanced', finite non-negative numbers, or null."""
     if isinstance(weights, list):
-        bad = [
-            w
-            for w in weights
-            if isinstance(w, bool)
-            or not isinstance(w, (int, float))
-            or not math.isfinite(w)
-            or w < 0
-        ]
+        bad = [w for w in weights if not _finite(w) or w < 0]
         if bad or not weights:
             return [
                 f"loss.class_weights={weights!r}: give finite non-negative numbers, one per class"
