@@ -104,11 +104,10 @@ def preflight_card(args: argparse.Namespace, images: list[Path]) -> Any:
 
 
 def build_predictor(args: argparse.Namespace, tta: str = "none", qc: bool = True) -> Any:
+    """The Predictor the options describe; after ``preflight_card``, which checks them."""
     stain = stain_arg(args)
     from napari_pathreview.inference.predictor import Predictor
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InvalidInputError("--batch-size must be at least 1")
     return Predictor.from_registry(
         args.model, device=args.device, stain=stain, tta=tta, batch_size=args.batch_size, qc=qc
     )
