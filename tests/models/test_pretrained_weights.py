@@ -13,7 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 from napari_pathreview.errors import ModelNotFoundError, WeightsError
-from napari_pathreview.models import PRETRAINED_DIR_ENV, create_model
+from napari_pathreview.models import (
+    PRETRAINED_DIR_ENV,
+    create_model,
+    list_architectures,
+    pretrained_backbones,
+    require_pretrained,
+)
 
 
 @pytest.fixture
@@ -25,6 +31,22 @@ def resnet18_source(tmp_path: Path) -> tuple[Path, dict]:
     folder.mkdir()
     save_file(state, str(folder / "resnet18.safetensors"))
     return folder, state
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path: Path) -> Path:
+    """timm's hub unreachable (HF_HUB_OFFLINE) with an empty cache, and no local folder set.
+
+    Returns the (empty) Hugging Face cache folder.
+    """
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+    return cache
 
 
 def assert_backbone_loaded(model: torch.nn.Module, state: dict) -> None:
@@ -57,17 +79,76 @@ def test_without_pretrained_the_weights_are_not_the_files(resnet18_source) -> No
     assert not torch.equal(own["conv1.weight"], state["conv1.weight"])
 
 
-def test_offline_without_a_file_names_both_ways(monkeypatch, tmp_path: Path) -> None:
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+def test_offline_without_a_file_names_both_ways(offline_hub) -> None:
     with pytest.raises(WeightsError) as caught:
         create_model("resnet18", 2, pretrained=True)
     message = str(caught.value)
     assert "pretrained_path" in message and PRETRAINED_DIR_ENV in message
+
+
+def test_missing_weights_name_the_places_looked_in_and_the_fixes(offline_hub) -> None:
+    with pytest.raises(WeightsError) as caught:
+        require_pretrained("resnet18")
+    message = str(caught.value)
+    assert f"${PRETRAINED_DIR_ENV} (not set)" in message
+    assert str(offline_hub) in message and "timm/resnet18.a1_in1k" in message
+    assert "HF_HUB_OFFLINE is set" in message
+    assert "pathreview models convert-weights FILE --arch resnet18" in message
+    assert "pretrained=False" in message
+
+
+def test_a_folder_without_the_file_is_named_with_the_names_it_may_have(
+    offline_hub, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(tmp_path))
+    with pytest.raises(WeightsError) as caught:
+        require_pretrained("resnet18")
+    assert f"{PRETRAINED_DIR_ENV}={tmp_path} (none of resnet18.safetensors" in str(caught.value)
+
+
+def test_a_local_safetensors_file_passes_the_check_with_the_hub_offline(
+    resnet18_source, offline_hub, monkeypatch
+) -> None:
+    folder, _ = resnet18_source
+    require_pretrained("resnet18", pretrained_path=folder)
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
+    require_pretrained("resnet18")
+
+
+def test_a_file_in_the_hugging_face_cache_counts_and_is_what_loads(
+    resnet18_source, offline_hub
+) -> None:
+    """As huggingface_hub lays out a download of timm/resnet18.a1_in1k."""
+    folder, state = resnet18_source
+    repo = offline_hub / "models--timm--resnet18.a1_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    shutil.copy(
+        folder / "resnet18.safetensors", repo / "snapshots" / "0123abcd" / "model.safetensors"
+    )
+    require_pretrained("resnet18")
+    assert_backbone_loaded(create_model("resnet18", 2, pretrained=True), state)
+
+
+def test_a_two_backbone_model_names_every_backbone_it_lacks(offline_hub) -> None:
+    with pytest.raises(WeightsError) as caught:
+        create_model("hybrid_effnetv2s_vitb16", 2, pretrained=True)
+    assert "needs pretrained weights for tf_efficientnetv2_s, vit_base_patch16_224" in str(
+        caught.value
+    )
+
+
+def test_the_mil_encoder_is_the_backbone_looked_up() -> None:
+    assert pretrained_backbones("patch_mil", encoder="test_resnet") == ("test_resnet",)
+    assert pretrained_backbones("cspresnet50_fpn_se", backbone="cspresnet18") == ("cspresnet18",)
+
+
+@pytest.mark.parametrize("name", list_architectures())
+def test_every_architecture_names_backbones_timm_has_weights_for(name: str) -> None:
+    backbones = pretrained_backbones(name)
+    assert backbones
+    assert all(timm.models.get_pretrained_cfg(b).hf_hub_id for b in backbones)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".bin", ".ckpt"])

@@ -8,6 +8,7 @@ the name in stderr and no traceback.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,8 +164,12 @@ def test_consistent_labels_pass(labels, task) -> None:
     check_labels(_samples(labels), task, "manifest.csv")
 
 
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def _cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
 
 
 def _recipe_file(tmp_path: Path, png_tree: Path) -> Path:
@@ -332,3 +337,47 @@ def test_truncated_checkpoint_on_resume_says_what_to_do(finished_run) -> None:
     with pytest.raises(WeightsError, match=r"last\.pt is truncated or corrupt.*delete it"):
         run_recipe(None, resume=finished_run.run_dir)
     assert issubclass(WeightsError, PathReviewError)
+
+
+def _offline(tmp_path: Path, weights: Path | None = None) -> dict:
+    """The environment of a machine that cannot reach timm's hub and has nothing cached."""
+    env = {k: v for k, v in os.environ.items() if k != "PATHREVIEW_PRETRAINED_DIR"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"))
+    if weights is not None:
+        env["PATHREVIEW_PRETRAINED_DIR"] = str(weights)
+    return env
+
+
+def test_train_without_pretrained_weights_is_refused_before_any_image_is_decoded(
+    png_tree, tmp_path
+):
+    """It used to fail only after decoding the data and a minute of hub retries."""
+    (png_tree / "dark" / "dark_0.png").write_bytes(b"not a png")  # decoding it would fail
+    runs = tmp_path / "runs"
+    result = _cli(
+        "train", str(_recipe_file(tmp_path, png_tree)), "--set", "model.pretrained=true",
+        "--out", str(runs), env=_offline(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "asks for pretrained weights (model.pretrained: true)" in result.stderr
+    assert "no pretrained weights for resnet18" in result.stderr
+    assert "PATHREVIEW_PRETRAINED_DIR" in result.stderr and "convert-weights" in result.stderr
+    assert "dark_0" not in result.stderr
+    assert not runs.exists()
+
+
+def test_train_with_a_local_safetensors_file_goes_past_the_weights_check(png_tree, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "pretrained"
+    weights.mkdir()
+    save_file(timm.create_model("resnet18").state_dict(), str(weights / "resnet18.safetensors"))
+    (png_tree / "dark" / "dark_0.png").write_bytes(b"not a png")
+    result = _cli(
+        "train", str(_recipe_file(tmp_path, png_tree)), "--set", "model.pretrained=true",
+        "--out", str(tmp_path / "runs"), env=_offline(tmp_path, weights),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "dark_0" in result.stderr  # the run reached the data
+    assert "pretrained weights" not in result.stderr

@@ -346,6 +346,78 @@ def test_a_frozen_encoder_that_cannot_be_used_is_refused_before_any_image_is_rea
     assert message in done.stderr and "img02" not in done.stderr, done.stderr
 
 
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """timm's hub unreachable (HF_HUB_OFFLINE), its cache empty, no local weights folder."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # for subprocesses
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
+    monkeypatch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
+
+
+def test_a_lesion_run_without_its_encoders_weights_is_refused_before_any_image_is_read(
+    tmp_path, offline_hub
+):
+    import subprocess
+    import sys
+
+    import yaml
+
+    write_lesion_set(tmp_path / "data", n=6)
+    (tmp_path / "data" / "img02.png").write_bytes(b"not a png")  # reading it would fail
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"))
+    recipe["model"]["pretrained"] = True
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pathreview"), "train", str(tmp_path / "r.yaml"),
+         "--out", str(runs)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "patch_mil needs pretrained weights for test_resnet" in done.stderr, done.stderr
+    assert "img02" not in done.stderr and not runs.exists()
+
+
+def test_a_frozen_encoder_needs_no_pretrained_weights_for_the_encoder_it_replaces(
+    tmp_path, offline_hub
+):
+    import timm
+    from safetensors.torch import save_file
+
+    from napari_pathreview.training.build import require_recipe_weights
+    from napari_pathreview.training.lesion import build_patch_model
+    from napari_pathreview.training.recipe import load_recipe
+
+    weights = tmp_path / "test_resnet.safetensors"
+    save_file(timm.create_model("test_resnet", num_classes=0).state_dict(), str(weights))
+    recipe = lesion_recipe("labels.csv", frozen_encoder=f"timm:test_resnet={weights}")
+    recipe["model"]["pretrained"] = True
+    parsed = load_recipe(recipe)
+    require_recipe_weights(parsed)
+    assert build_patch_model(parsed, 2, SIDE).encoder is not None
+
+
+def test_resuming_a_finished_run_needs_no_pretrained_weights(trained, tmp_path, offline_hub):
+    import shutil
+
+    import yaml
+
+    result, base = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    saved["model"]["pretrained"] = True  # as if trained from ImageNet weights absent here
+    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        again = run_recipe(None, resume=run)
+    assert again.registered == result.registered
+
+
 @pytest.mark.slow
 def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path, monkeypatch):
     import subprocess

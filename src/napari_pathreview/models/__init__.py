@@ -12,6 +12,8 @@ _EXPORTS: dict[str, str] = {
     "list_architectures": "napari_pathreview.models.factory",
     "is_architecture": "napari_pathreview.models.factory",
     "require_architecture": "napari_pathreview.models.factory",
+    "require_pretrained": "napari_pathreview.models.factory",
+    "pretrained_backbones": "napari_pathreview.models.factory",
     "register_model": "napari_pathreview.models._registry",
     "PathReviewModel": "napari_pathreview.models.base",
     "ModelSpec": "napari_pathreview.models.base",

@@ -13,10 +13,17 @@ from typing import TypeVar
 F = TypeVar("F", bound=Callable[..., object])
 
 _BUILDERS: dict[str, Callable[..., object]] = {}
+_BACKBONES: dict[str, Callable[..., tuple[str, ...]]] = {}
 
 
-def register_model(name: str) -> Callable[[F], F]:
+def register_model(name: str, *, backbones: Callable[..., tuple[str, ...]]) -> Callable[[F], F]:
     """Register ``builder(num_classes, pretrained=False, pretrained_path=None, **kw)`` as ``name``.
+
+    Args:
+        name: The architecture's name in ``create_model``.
+        backbones: ``backbones(**kw)`` gives the timm names whose weights ``pretrained=True``
+            loads for those architecture kwargs, so they can be looked up before anything
+            is built (``require_pretrained``); ``()`` for none.
 
     Raises:
         ValueError: the name is taken (two architectures silently shadowing each other is a bug).
@@ -26,6 +33,7 @@ def register_model(name: str) -> Callable[[F], F]:
         if name in _BUILDERS and _BUILDERS[name] is not builder:
             raise ValueError(f"architecture {name!r} is registered twice")
         _BUILDERS[name] = builder
+        _BACKBONES[name] = backbones
         return builder
 
     return decorate
@@ -39,6 +47,11 @@ def registered_names() -> list[str]:
 def get_builder(name: str) -> Callable[..., object] | None:
     """The builder registered as ``name``, or None."""
     return _BUILDERS.get(name)
+
+
+def get_backbones(name: str) -> Callable[..., tuple[str, ...]] | None:
+    """The backbones declaration registered with ``name``, or None."""
+    return _BACKBONES.get(name)
 
 
 def builder_summary(name: str) -> str:

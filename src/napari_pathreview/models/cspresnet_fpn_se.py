@@ -23,6 +23,7 @@ from napari_pathreview.models.base import ModelSpec, PathReviewModel
 from napari_pathreview.models.pretrained import create_timm
 from napari_pathreview.models.timm_classifier import timm_stage_groups
 
+BACKBONE = "cspresnet50"  # the paper's trunk; ``backbone=`` takes another timm CSP model
 FPN_CHANNELS = 256
 NECK_WIDTHS: tuple[int, ...] = (1024, 512, 256, 128)
 
@@ -82,7 +83,7 @@ class CspResNetFpnSe(PathReviewModel):
         pretrained: bool = False,
         pretrained_path: str | Path | None = None,
         drop_rate: float = 0.3,
-        backbone: str = "cspresnet50",
+        backbone: str = BACKBONE,
     ) -> None:
         super().__init__()
         self.backbone = create_timm(
@@ -127,7 +128,7 @@ class CspResNetFpnSe(PathReviewModel):
         return [*stages, ("fpn", [self.fpn]), ("neck", [self.neck]), ("head", [self.classifier])]
 
 
-@register_model("cspresnet50_fpn_se")
+@register_model("cspresnet50_fpn_se", backbones=lambda backbone=BACKBONE, **_: (str(backbone),))
 def cspresnet50_fpn_se(num_classes: int, **kwargs: object) -> CspResNetFpnSe:
     """Seed 000 (CSPResNet50 + FPN + SE + avg/max pooling + dense neck)."""
     return CspResNetFpnSe(num_classes, **kwargs)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from napari_pathreview.errors import InvalidInputError, ModelNotFoundError
+from napari_pathreview.errors import InvalidInputError, ModelNotFoundError, WeightsError
 from napari_pathreview.models._registry import (
     builder_summary,
+    get_backbones,
     get_builder,
     register_model,
     registered_names,
@@ -24,8 +25,10 @@ __all__ = [
     "describe_architectures",
     "is_architecture",
     "list_architectures",
+    "pretrained_backbones",
     "register_model",
     "require_architecture",
+    "require_pretrained",
 ]
 
 _loaded = False
@@ -89,6 +92,46 @@ def require_architecture(name: str) -> None:
     )
 
 
+def pretrained_backbones(name: str, **kwargs: object) -> tuple[str, ...]:
+    """The timm names whose weights ``create_model(name, pretrained=True, **kwargs)`` loads.
+
+    A timm classifier is its own backbone; a registered architecture declares its own
+    (``register_model(..., backbones=)``: both of the hybrid's, the MIL encoder chosen by
+    ``encoder=``, the SE-ResNeXt that SSResNeXt starts from, ...).
+    """
+    require_architecture(name)
+    declared = get_backbones(name)
+    return (name,) if declared is None else tuple(declared(**kwargs))
+
+
+def require_pretrained(
+    name: str, pretrained_path: str | Path | None = None, **kwargs: object
+) -> None:
+    """Refuse, in seconds and before anything is built, weights that cannot be found.
+
+    Every backbone is looked up as loading will look it up (``locate_weights``: a local
+    safetensors file, else timm's hub cache, else one short request to the hub).
+
+    Raises:
+        WeightsError: a backbone's weights are nowhere; names every such backbone, the places
+            looked in and what to do.
+    """
+    from napari_pathreview.models.pretrained import locate_weights
+
+    refusals: list[tuple[str, WeightsError]] = []
+    for backbone in pretrained_backbones(name, **kwargs):
+        try:
+            locate_weights(backbone, pretrained_path)
+        except WeightsError as error:
+            refusals.append((backbone, error))
+    if not refusals:
+        return
+    missing, first = ", ".join(b for b, _ in refusals), refusals[0][1]
+    if [b for b, _ in refusals] == [name]:
+        raise first
+    raise WeightsError(f"{name} needs pretrained weights for {missing}: {first}") from first
+
+
 def create_model(
     name: str,
     num_classes: int,
@@ -114,6 +157,8 @@ def create_model(
     if int(num_classes) < 1:
         raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
     require_architecture(name)
+    if pretrained or pretrained_path is not None:  # all backbones found before one is built
+        require_pretrained(name, pretrained_path, **kwargs)
     builder = get_builder(name)
     if builder is None:
         from napari_pathreview.models.timm_classifier import TimmClassifier

@@ -26,6 +26,7 @@ from napari_pathreview.models._registry import register_model
 from napari_pathreview.models.base import ModelSpec, PathReviewModel
 from napari_pathreview.models.pretrained import create_timm
 
+BACKBONE = "resnet50"
 QK_REDUCTION = 8
 
 
@@ -91,7 +92,7 @@ class HmcResNet(PathReviewModel):
     ) -> None:
         super().__init__()
         self.backbone = create_timm(
-            "resnet50",
+            BACKBONE,
             pretrained=pretrained,
             pretrained_path=pretrained_path,
             num_classes=num_classes,
@@ -148,7 +149,7 @@ class HmcResNet(PathReviewModel):
         ]
 
 
-@register_model("hmc_resnet50")
+@register_model("hmc_resnet50", backbones=lambda **_: (BACKBONE,))
 def hmc_resnet50(num_classes: int, **kwargs: object) -> HmcResNet:
     """Seed 004 (ResNet50 + HA1/HA2 self-attention + CA23/CA34 cross-attention)."""
     return HmcResNet(num_classes, **kwargs)

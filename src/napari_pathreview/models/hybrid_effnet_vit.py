@@ -134,7 +134,7 @@ class HybridEffNetViT(PathReviewModel):
         return [*stages, ("fusion", [self.fusion]), ("head", [self.head])]
 
 
-@register_model("hybrid_effnetv2s_vitb16")
+@register_model("hybrid_effnetv2s_vitb16", backbones=lambda **_: (CNN_NAME, VIT_NAME))
 def hybrid_effnetv2s_vitb16(num_classes: int, **kwargs: object) -> HybridEffNetViT:
     """Seed 001 (EfficientNetV2-S ‖ ViT-B/16 → fusion → head)."""
     return HybridEffNetViT(num_classes, **kwargs)

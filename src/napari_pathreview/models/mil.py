@@ -48,6 +48,7 @@ from napari_pathreview.models.pretrained import create_timm
 from napari_pathreview.models.timm_classifier import timm_spec, timm_stage_groups
 
 MIL_POOLINGS: tuple[str, ...] = ("max", "topk", "attention")
+DEFAULT_ENCODER = "resnet18"
 
 
 class GatedAttention(nn.Module):
@@ -279,7 +280,7 @@ class PatchMIL(PathReviewModel):
     def __init__(
         self,
         num_classes: int,
-        encoder: str = "resnet18",
+        encoder: str = DEFAULT_ENCODER,
         patch_size: int = 56,
         stride: int | None = None,
         pooling: str = "attention",
@@ -450,7 +451,7 @@ def lesion_probability(patch_probs: np.ndarray, negative_class: int) -> np.ndarr
     return 1.0 - np.asarray(patch_probs)[..., negative_class]
 
 
-@register_model("patch_mil")
+@register_model("patch_mil", backbones=lambda encoder=DEFAULT_ENCODER, **_: (str(encoder),))
 def patch_mil(num_classes: int, **kwargs: object) -> PatchMIL:
     """Patch encoder + max / top-k / gated-attention MIL pooling (lesion-aware, issue 14)."""
     return PatchMIL(num_classes, **kwargs)

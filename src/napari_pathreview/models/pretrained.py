@@ -3,6 +3,8 @@
 Hospitals often run without internet, so every backbone can take its weights from disk:
 ``pretrained_path=`` (a file or a folder) or ``$PATHREVIEW_PRETRAINED_DIR`` (a folder). Only
 safetensors are read; pickles (.bin, .pth, .ckpt) can execute code when loaded and are refused.
+:func:`locate_weights` is the one lookup (local file, else timm's hub, asked once and briefly),
+used both by the up-front check before training and by the loading itself.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ if TYPE_CHECKING:  # torch stays unimported until weights are actually loaded
 PRETRAINED_DIR_ENV = "PATHREVIEW_PRETRAINED_DIR"
 PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle")
 WRAPPER_PREFIXES: tuple[str, ...] = ("model.", "module.")
+#: How long the hub may take to answer the one request that tells whether it can serve weights
+#: (huggingface_hub's own download retries for about 50 s before giving up).
+HUB_PROBE_TIMEOUT_S = 5.0
+#: What timm fetches from a hub repository without a ``hf_hub_filename``, in its order.
+HUB_FILES: tuple[str, ...] = ("model.safetensors", "pytorch_model.bin")
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +179,124 @@ def load_state_checked(
     logger.info("loaded %d pretrained tensors from %s", len(state), source)
 
 
+def locate_weights(timm_name: str, pretrained_path: str | Path | None = None) -> Path | None:
+    """Where ``timm_name``'s pretrained weights come from: a local safetensors file, or None
+    for timm's hub, which then holds them in its cache or answered one short request.
+
+    The single lookup behind the check made before any work (``require_pretrained``) and the
+    loading itself, so a run that cannot have its weights is refused in seconds, not after the
+    data are decoded and the hub's downloads have retried for a minute.
+
+    Raises:
+        WeightsError: no source has them; the message names the places looked in and the fixes.
+    """
+    local = find_local_weights(timm_name, pretrained_path)
+    if local is not None:
+        return local
+    problem = _hub_problem(timm_name)
+    if problem is None:
+        return None
+    raise WeightsError(
+        f"no pretrained weights for {timm_name} on this machine. Looked in: "
+        f"{_local_places(timm_name)}; {problem}. Either put {_base(timm_name)}.safetensors in a "
+        f"folder and set {PRETRAINED_DIR_ENV}=FOLDER or pass pretrained_path=FOLDER (a .pth/.bin "
+        f"converts with `pathreview models convert-weights FILE --arch {_base(timm_name)} --out "
+        "FOLDER`), or connect to the hub (or fill its cache), or do without them "
+        "(pretrained=False; in a recipe model.pretrained: false)"
+    )
+
+
+def _base(timm_name: str) -> str:
+    return timm_name.split(".")[0]
+
+
+def _local_places(timm_name: str) -> str:
+    """The local places ``find_local_weights`` read for the default (environment) source."""
+    folder = os.environ.get(PRETRAINED_DIR_ENV)
+    if not folder:
+        return f"${PRETRAINED_DIR_ENV} (not set)"
+    source = Path(folder).expanduser()
+    if not source.is_dir():
+        return f"${PRETRAINED_DIR_ENV}={source} (not a folder)"
+    names = ", ".join(str(p.relative_to(source)) for p in _candidates(source, timm_name))
+    return f"${PRETRAINED_DIR_ENV}={source} (none of {names})"
+
+
+def _hub_problem(timm_name: str) -> str | None:
+    """Why timm's hub cannot give ``timm_name``'s weights now, or None when it can.
+
+    Where timm would fetch them from is timm's own rule (``_resolve_pretrained_source`` over
+    the name's ``pretrained_cfg``), so this check and ``timm.create_model`` cannot disagree.
+    """
+    import timm
+    from timm.models._builder import _resolve_pretrained_source
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(timm_name)
+    except RuntimeError as error:  # a tag the architecture does not have
+        return f"timm's hub: {error}"
+    source, where = _resolve_pretrained_source(cfg.to_dict()) if cfg else ("", "")
+    if source == "hf-hub":
+        return _hf_problem(*where) if isinstance(where, tuple) else _hf_problem(where)
+    if source == "url":
+        return _url_problem(where)
+    if source in ("file", "local-dir"):
+        return None if Path(where).exists() else f"timm's configured file {where} (absent)"
+    return f"timm's hub (timm has no pretrained weights for {timm_name})"
+
+
+def _hf_problem(hub_id: str, filename: str | None = None) -> str | None:
+    """None when the Hugging Face cache holds the file timm loads or the hub answers for it.
+
+    One HEAD request with a short timeout and no retries; ``HF_HUB_OFFLINE`` sends none.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.utils import EntryNotFoundError
+
+    repo, _, revision = hub_id.partition("@")
+    files = (filename,) if filename else HUB_FILES
+    for name in files:
+        if isinstance(try_to_load_from_cache(repo, name, revision=revision or None), str):
+            return None
+    where = f"the Hugging Face cache {constants.HF_HUB_CACHE} and hub {constants.ENDPOINT}/{repo}"
+    if constants.HF_HUB_OFFLINE:
+        return f"{where} (not in the cache; HF_HUB_OFFLINE is set)"
+    for name in files:
+        url = hf_hub_url(repo, name, revision=revision or None)
+        try:
+            get_hf_file_metadata(url, timeout=HUB_PROBE_TIMEOUT_S)
+        except EntryNotFoundError:  # not in this repository: timm tries the next name
+            continue
+        except Exception as error:  # noqa: BLE001 (its transport errors differ by version)
+            return f"{where} (not in the cache; {_reason(error)})"
+        return None
+    return f"{where} (the repository holds none of {', '.join(files)})"
+
+
+def _url_problem(url: str) -> str | None:
+    """None when torch's hub cache holds ``url`` or the server answers a short HEAD request."""
+    import urllib.request
+
+    from timm.models._hub import check_cached_file
+
+    if check_cached_file(url, check_hash=False):
+        return None
+    try:
+        urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S
+        ).close()
+    except OSError as error:  # URLError, timeouts and refused connections are OSErrors
+        return f"torch's hub cache and {url} (not cached; {_reason(error)})"
+    return None
+
+
+def _reason(error: Exception) -> str:
+    """How one short request failed, in a line (hub errors span several)."""
+    lines = str(error).strip().splitlines()
+    said = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return f"a {HUB_PROBE_TIMEOUT_S:g}-second request failed, {said}"
+
+
 def hub_error(timm_name: str, error: Exception) -> WeightsError:
     """The offline error: names the hub and both local ways (argument and environment)."""
     return WeightsError(
@@ -190,7 +315,7 @@ def pretrained_state(timm_name: str, pretrained_path: str | Path | None = None) 
     """
     import timm
 
-    local = find_local_weights(timm_name, pretrained_path)
+    local = locate_weights(timm_name, pretrained_path)
     if local is not None:
         return read_state(local), str(local)
     try:
@@ -222,7 +347,7 @@ def create_timm(
 
     if not pretrained and pretrained_path is None:
         return timm.create_model(timm_name, pretrained=False, **kwargs)
-    local = find_local_weights(timm_name, pretrained_path)
+    local = locate_weights(timm_name, pretrained_path)
     if local is not None:
         model = timm.create_model(timm_name, pretrained=False, **kwargs)
         classifier = (model.pretrained_cfg or {}).get("classifier")

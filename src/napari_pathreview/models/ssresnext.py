@@ -121,7 +121,7 @@ def _zero_asymmetric(model: nn.Module) -> None:
                 param.zero_()
 
 
-@register_model("ssresnext50")
+@register_model("ssresnext50", backbones=lambda **_: (PRETRAINED_SOURCE,))
 def ssresnext50(num_classes: int, **kwargs: object) -> SSResNeXt:
     """Seed 002 (SSResNeXt50: 32 branches, asymmetric convs, SE, dense first↔last links)."""
     return SSResNeXt(num_classes, **kwargs)

@@ -187,7 +187,7 @@ class TimmClassifier(TimmModelWrapper):
         return build
 
 
-@register_model("resnet50")
+@register_model("resnet50", backbones=lambda **_: ("resnet50",))
 def resnet50(num_classes: int, **kwargs: object) -> TimmClassifier:
     """Seed 003's ResNet50 (timm ``resnet50``, torchvision-compatible layout) with a new head."""
     return TimmClassifier("resnet50", num_classes, **kwargs)

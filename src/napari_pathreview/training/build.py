@@ -18,21 +18,70 @@ from napari_pathreview.training.results import RECIPE_FILE, fold_dir, read_fold
 _WEIGHT_SOURCES = ("pretrained", "pretrained_path")
 
 
+def wants_pretrained(recipe: Recipe) -> bool:
+    """Whether the recipe's model starts from pretrained weights, which must then be found.
+
+    A lesion run's ``lesion.frozen_encoder`` replaces every encoder weight, so it needs none.
+    """
+    if recipe.lesion.enabled and recipe.lesion.frozen_encoder:
+        return False
+    return bool(recipe.model.pretrained or recipe.model.kwargs.get("pretrained_path"))
+
+
+def model_arguments(recipe: Recipe, pretrained: bool | None = None) -> tuple[str, dict]:
+    """The ``create_model`` name and keyword arguments of the recipe's model (not num_classes).
+
+    A lesion recipe builds ``patch_mil`` with ``model.architecture`` as its encoder (unless it
+    names patch_mil itself). Weight sources are included only when the recipe wants
+    pretrained weights and ``pretrained`` is not False.
+    """
+    kwargs = {k: v for k, v in recipe.model.kwargs.items() if k not in _WEIGHT_SOURCES}
+    name = recipe.model.architecture
+    if recipe.lesion.enabled:
+        if name != "patch_mil":
+            kwargs.setdefault("encoder", name)
+        name = "patch_mil"
+    if pretrained is not False and wants_pretrained(recipe):
+        kwargs["pretrained"] = True
+        if recipe.model.kwargs.get("pretrained_path"):
+            kwargs["pretrained_path"] = recipe.model.kwargs["pretrained_path"]
+    return name, kwargs
+
+
+def require_recipe_weights(recipe: Recipe) -> None:
+    """Refuse a recipe whose pretrained weights are nowhere, before a run folder or an image.
+
+    Raises:
+        WeightsError: names the model, its backbones, the places looked in and what to do.
+    """
+    from napari_pathreview.errors import WeightsError
+    from napari_pathreview.models.factory import require_pretrained
+
+    if not wants_pretrained(recipe):
+        return
+    name, kwargs = model_arguments(recipe)
+    kwargs.pop("pretrained")
+    try:
+        require_pretrained(name, **kwargs)
+    except WeightsError as error:
+        raise WeightsError(
+            f"recipe {recipe.name!r} asks for pretrained weights (model.pretrained: true), "
+            f"but {error}"
+        ) from None
+
+
 def build_model(recipe: Recipe, num_classes: int, pretrained: bool | None = None):
     """``models.create_model`` as the recipe says (every timm name works there too).
 
     Args:
         recipe: The run's recipe.
         num_classes: Width of the logits.
-        pretrained: Override the recipe's choice; False when weights are loaded afterwards.
+        pretrained: False when weights are loaded afterwards; else as the recipe says.
     """
     from napari_pathreview.models import create_model
 
-    kwargs = dict(recipe.model.kwargs)
-    if pretrained is False:
-        kwargs = {k: v for k, v in kwargs.items() if k not in _WEIGHT_SOURCES}
-    use = recipe.model.pretrained if pretrained is None else pretrained
-    return create_model(recipe.model.architecture, num_classes, pretrained=use, **kwargs)
+    name, kwargs = model_arguments(recipe, pretrained)
+    return create_model(name, num_classes, **kwargs)
 
 
 def load_fold_model(run_dir: str | Path, fold: int):

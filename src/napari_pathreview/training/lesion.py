@@ -125,11 +125,10 @@ def build_patch_model(
     the recipe's pretrained weights need not be on this machine then.
     """
     from napari_pathreview.models import create_model
+    from napari_pathreview.training.build import model_arguments
 
     cfg = recipe.lesion
-    kwargs = dict(recipe.model.kwargs)
-    if recipe.model.architecture != "patch_mil":
-        kwargs.setdefault("encoder", recipe.model.architecture)
+    _, kwargs = model_arguments(recipe, pretrained)
     kwargs.update(
         patch_size=cfg.patch_size,
         stride=cfg.stride,
@@ -142,9 +141,7 @@ def build_patch_model(
         kwargs["negative_class"] = int(negative_class)
     if members > 1:
         kwargs["members"] = int(members)
-    if pretrained is None:
-        pretrained = recipe.model.pretrained
-    return create_model("patch_mil", num_classes, pretrained=pretrained, **kwargs)
+    return create_model("patch_mil", num_classes, **kwargs)
 
 
 def sampling_of(recipe: Recipe, seed: int) -> PatchSampling:
@@ -321,7 +318,7 @@ def run_fold(
         len(classes),
         size,
         _negative_of(recipe, classes),
-        pretrained=recipe.model.pretrained and finished is None,  # rescoring loads its own
+        pretrained=finished is None,  # as the recipe says; rescoring loads its own
     )
     if finished is not None:  # checked up front by _check_rescorable
         model.load_state_dict(load_file(str(fold_dir / finished["weights"])))

@@ -26,7 +26,7 @@ from napari_pathreview.errors import PathReviewError
 from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
-from napari_pathreview.training.build import build_model
+from napari_pathreview.training.build import build_model, require_recipe_weights
 from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
 from napari_pathreview.training.label_checks import check_labels
 from napari_pathreview.training.losses import balanced_class_weights
@@ -164,23 +164,34 @@ def _start_run_dir(recipe: Recipe, out_dir: str | Path | None) -> Path:
     return run_dir
 
 
-def _load(recipe, overrides, out_dir, resume) -> tuple[Recipe, Path]:
-    """The recipe and run folder: a fresh folder, or the resumed run's own saved recipe."""
+def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Recipe, Path]:
+    """The recipe and run folder: a fresh folder, or the resumed run's own saved recipe.
+
+    What the run needs is checked first, so a typo, an absent device or absent pretrained
+    weights cost no run folder and no decoding.
+    """
     if resume is not None:
         run_dir = Path(resume)
         saved = run_dir / RECIPE_FILE
         if not saved.is_file():
             raise RecipeError(f"{run_dir} is not a run folder (no recipe.yaml); cannot resume")
         parsed = load_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), overrides)
-        _device(parsed.device, False)  # an unavailable device fails before any image is read
-        require_architecture(parsed.model.architecture)
+        finished = (run_dir / "metrics.json").is_file()  # its folds load their own weights
+        _check_needs(parsed, weights=not (rescore or finished))
         return parsed, run_dir
     if recipe is None:
         raise RecipeError("give a recipe file (or --resume RUN_DIR)")
     parsed = load_recipe(recipe, overrides)
-    _device(parsed.device, False)
-    require_architecture(parsed.model.architecture)  # a typo costs no run folder, no decoding
+    _check_needs(parsed, weights=not rescore)
     return parsed, _shared_run_dir(parsed, out_dir)
+
+
+def _check_needs(recipe: Recipe, weights: bool) -> None:
+    """The device, the architecture and (``weights``) the pretrained weights, in seconds."""
+    _device(recipe.device, False)
+    require_architecture(recipe.model.architecture)
+    if weights:
+        require_recipe_weights(recipe)
 
 
 # what --rescore may change: it re-reads saved fold models, so only how they are scored
@@ -242,7 +253,7 @@ def run_recipe(
     distributed, rank = _distributed()
     if rescore:
         _check_rescore_overrides(overrides)
-    parsed, run_dir = _load(recipe, overrides, out_dir, resume)
+    parsed, run_dir = _load(recipe, overrides, out_dir, resume, rescore)
     if rescore and (resume is None or not parsed.lesion.enabled):
         raise RecipeError(
             "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
