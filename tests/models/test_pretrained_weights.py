@@ -214,3 +214,19 @@ def test_ssresnext_starts_from_seresnext_weights(tmp_path: Path) -> None:
     assert torch.equal(own["layer3.2.conv2.weight"], state["layer3.2.conv2.weight"])
     assert torch.equal(own["layer1.0.se.fc1.weight"], state["layer1.0.se.fc1.weight"])
     assert own["layer3.2.conv2_h.weight"].abs().sum() == 0  # new kernels start neutral
+
+
+def test_the_weight_source_is_read_from_the_config_where_timm_lacks_its_private_rule(monkeypatch):
+    import timm.models._builder as builder
+
+    from napari_pathreview.models.pretrained import _pretrained_source
+
+    cfg = {"hf_hub_id": "timm/resnet18.a1_in1k", "url": "https://x/r.pth"}
+    assert _pretrained_source(cfg) == ("hf-hub", "timm/resnet18.a1_in1k")  # timm's own rule
+    monkeypatch.delattr(builder, "_resolve_pretrained_source")
+    assert _pretrained_source(cfg) == ("hf-hub", "timm/resnet18.a1_in1k")
+    assert _pretrained_source({**cfg, "hf_hub_filename": "w.bin"}) == (
+        "hf-hub",
+        ("timm/resnet18.a1_in1k", "w.bin"),
+    )
+    assert _pretrained_source({"url": "https://x/r.pth"}) == ("url", "https://x/r.pth")

@@ -229,13 +229,12 @@ def _hub_problem(timm_name: str) -> str | None:
     the name's ``pretrained_cfg``), so this check and ``timm.create_model`` cannot disagree.
     """
     import timm
-    from timm.models._builder import _resolve_pretrained_source
 
     try:
         cfg = timm.models.get_pretrained_cfg(timm_name)
     except RuntimeError as error:  # a tag the architecture does not have
         return f"timm's hub: {error}"
-    source, where = _resolve_pretrained_source(cfg.to_dict()) if cfg else ("", "")
+    source, where = _pretrained_source(cfg.to_dict()) if cfg else ("", "")
     if source == "hf-hub":
         return _hf_problem(*where) if isinstance(where, tuple) else _hf_problem(where)
     if source == "url":
@@ -243,6 +242,23 @@ def _hub_problem(timm_name: str) -> str | None:
     if source in ("file", "local-dir"):
         return None if Path(where).exists() else f"timm's configured file {where} (absent)"
     return f"timm's hub (timm has no pretrained weights for {timm_name})"
+
+
+def _pretrained_source(cfg: dict) -> tuple[str, object]:
+    """(kind, location) timm loads ``cfg``'s weights from: timm's private rule where this timm
+    has it (it is not public API), else the same rule's common case read from the config."""
+    try:
+        from timm.models._builder import _resolve_pretrained_source
+    except ImportError:
+        _resolve_pretrained_source = None
+    if _resolve_pretrained_source is not None:
+        return _resolve_pretrained_source(cfg)
+    if cfg.get("file"):
+        return "file", cfg["file"]
+    if cfg.get("hf_hub_id"):
+        name = cfg.get("hf_hub_filename")
+        return "hf-hub", (cfg["hf_hub_id"], name) if name else cfg["hf_hub_id"]
+    return ("url", cfg["url"]) if cfg.get("url") else ("", "")
 
 
 def _hf_problem(hub_id: str, filename: str | None = None) -> str | None:
