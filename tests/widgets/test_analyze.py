@@ -167,6 +167,34 @@ def test_live_iou_from_the_plugins_menu_follows_shapes_and_threshold(
     assert not any("PublicOnlyProxy" in m for m in seen)
 
 
+@pytest.mark.parametrize("placement", ["scale 1, drawn in world units", "affine"])
+def test_live_iou_scores_an_roi_where_it_lies_over_the_image_whatever_its_layer_frame(
+    qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, placement: str
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    image = _image(layers)
+    assert float(image.scale[-1]) != 1.0  # mm per pixel
+    widget = open_widget(viewer, "Analyze")
+    _run_to_end(qtbot, widget)
+    cam = widget.result.cam.cam
+    r, c = np.unravel_index(np.argmax(cam), cam.shape)
+    # edges a quarter pixel off any pixel centre: a rounding error in the frame flips none
+    r0, r1, c0, c1 = r - 60.25, r + 60.25, c - 60.25, c + 60.25
+    pixels = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]])
+    viewer.add_shapes([pixels], shape_type="rectangle", name="image frame", scale=image.scale)
+    widget.roi_combo.value = "image frame"
+    expected = widget.roi_scores["iou"]
+    assert expected > 0.0
+    if placement == "affine":  # a layer placed by an affine (OME-NGFF readers do this)
+        other = {"affine": np.diag([*image.scale[-2:], 1.0])}
+        data = pixels
+    else:  # napari's "new shapes layer" button while another layer was active
+        other, data = {}, pixels * np.asarray(image.scale) + np.asarray(image.translate)
+    viewer.add_shapes([data], shape_type="rectangle", name="other frame", **other)
+    widget.roi_combo.value = "other frame"
+    assert widget.roi_scores["iou"] == pytest.approx(expected)
+
+
 def test_painting_a_labels_roi_updates_the_iou(
     qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str
 ) -> None:

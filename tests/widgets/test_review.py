@@ -113,6 +113,30 @@ def test_a_review_saved_from_the_widget_is_in_the_store(
     assert review.disagreements.count() == 1
 
 
+def test_an_roi_on_a_scale_1_shapes_layer_is_stored_in_the_image_s_pixels(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    image = layers[0]
+    um = float(image.scale[-1])
+    assert um < 0.9  # a µm-scaled patch: world units are not pixels
+    review = open_widget(viewer, "Review")
+    review.reviewer.value = "dr_px"
+    review.label.value = "benign"
+    r0, r1, c0, c1 = 100.0, 300.0, 150.0, 500.0  # the image pixels the reviewer outlines
+    pixels = np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]])
+    world = pixels * np.asarray(image.scale) + np.asarray(image.translate)
+    # napari's "new shapes layer" button over another active layer: scale 1, drawn in world
+    roi = viewer.add_shapes([world], shape_type="polygon", name="drawn at scale 1")
+    assert tuple(roi.scale) == (1.0, 1.0)
+    review.roi_combo.value = roi.name
+    assert review.save() is not None
+    [record] = ReviewStore().reviews(reviewer="dr_px")
+    [ring] = record.roi_geojson["features"][0]["geometry"]["coordinates"]
+    xy = np.array(ring[:-1])  # GeoJSON [x, y], closed
+    np.testing.assert_allclose(xy[:, ::-1], pixels, atol=1e-3)
+
+
 def test_review_sees_a_prediction_made_without_a_cam(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:

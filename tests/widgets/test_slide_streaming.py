@@ -153,3 +153,24 @@ def test_a_session_brings_a_slide_s_heatmap_back_where_it_was(
     assert again.units == heat.units and again.metadata["pathreview"]["image"] == image.name
     np.testing.assert_allclose(again.colormap.colors, heat.colormap.colors)  # clear low end
     np.testing.assert_allclose(again.contrast_limits, heat.contrast_limits)
+
+
+def test_cached_tiles_geojson_opens_over_its_slide_at_the_slide_s_scale(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview.inference import Predictor
+    from napari_pathreview.inference.cache import SlideCache, cached_slide
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slides import SlideSettings
+
+    path = _slide(tmp_path / "slide.tif")
+    predictor = Predictor.from_registry(_register_model_at_half_micron(), device="cpu")
+    cache = SlideCache(tmp_path / "cache")
+    list(cached_slide(predictor, as_slide(path), SlideSettings(), cache))
+    tiles = cache.entries()[0].folder / "tiles.geojson"  # no slide beside it
+    viewer = make_napari_viewer()
+    [slide] = viewer.open(path, plugin="napari-pathreview")
+    [shapes] = viewer.open(tiles, plugin="napari-pathreview")
+    assert tuple(slide.scale) == tuple(shapes.scale) == (0.25, 0.25)
+    assert tuple(shapes.units) == tuple(slide.units) and str(slide.units[0]) == "micrometer"
+    assert shapes.metadata["pathreview"]["frame_from"] == "file"

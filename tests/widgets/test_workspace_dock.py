@@ -171,6 +171,28 @@ def test_a_session_restores_images_layers_queue_position_and_settings(
     assert restored.review.model_line.value.startswith("tiny-histology")
 
 
+def test_a_session_restores_an_roi_of_a_scale_1_layer_over_the_same_image_pixels(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path, sample_data: Path
+) -> None:
+    path = tmp_path / Path(BREAKHIS).name  # the name gives the magnification, hence µm/px
+    path.write_bytes((sample_data / BREAKHIS).read_bytes())
+    viewer = make_napari_viewer()
+    workspace = open_widget(viewer, WORKSPACE)
+    [image] = viewer.open(path, plugin="napari-pathreview")
+    assert float(image.scale[-1]) != 1.0  # µm per pixel
+    pixels = np.array([[100.0, 150.0], [100.0, 500.0], [300.0, 500.0], [300.0, 150.0]])
+    world = pixels * np.asarray(image.scale) + np.asarray(image.translate)
+    viewer.add_shapes([world], shape_type="polygon", name="drawn at scale 1")
+    saved = workspace.save_session(tmp_path / "s.session.json")
+    assert saved is not None
+
+    viewer2 = make_napari_viewer()
+    assert open_widget(viewer2, WORKSPACE).restore_session(saved)
+    restored = viewer2.layers["drawn at scale 1"]
+    again = np.array([restored.data_to_world(v) for v in restored.data[0]])
+    np.testing.assert_allclose(again, world, rtol=1e-6)
+
+
 def test_a_session_whose_images_moved_is_refused_naming_the_file(
     make_napari_viewer: Any, open_widget: Any, tmp_path: Path, sample_data: Path
 ) -> None:

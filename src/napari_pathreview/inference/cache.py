@@ -64,7 +64,13 @@ def _json_default(value: Any) -> Any:
 
 
 def tiles_geojson(result: Any) -> dict[str, Any]:
-    """Tile predictions as a GeoJSON FeatureCollection QuPath imports (level-0 x, y pixels)."""
+    """Tile predictions as a GeoJSON FeatureCollection QuPath imports (level-0 x, y pixels).
+
+    It lies in a cache or cohort folder with no slide beside it, so it carries the slide's
+    frame (``geojson.FRAME_KEY``): it opens in napari over the slide, at the slide's µm/px.
+    """
+    from napari_pathreview.io.geojson import FRAME_KEY, frame_of
+
     grid = result.grid
     features = []
     for row, col, probs in zip(
@@ -89,7 +95,9 @@ def tiles_geojson(result: Any) -> dict[str, Any]:
                 },
             }
         )
-    return {"type": "FeatureCollection", "features": features}
+    um = grid.level0_um_per_px
+    frame = {"scale": (um, um), "units": ("um", "um")} if um else {"scale": (1.0, 1.0)}
+    return {"type": "FeatureCollection", "features": features, FRAME_KEY: frame_of(frame)}
 
 
 def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) -> Path:

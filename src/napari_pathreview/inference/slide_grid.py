@@ -141,6 +141,8 @@ class SlideGrid:
         tile_size: (row, col) pixels the model gets (read tiles are area-resized to it).
         um_per_px: Resolution the model sees, None in preview mode without a slide scale.
         level0_shape: (height, width) of the slide's level 0.
+        level0_um_per_px: The slide's level-0 pixel size the grid was planned with (None when
+            unknown): the frame of everything drawn in level-0 pixels, e.g. ``tiles.geojson``.
     """
 
     shape: tuple[int, int]
@@ -152,6 +154,7 @@ class SlideGrid:
     um_per_px: float | None
     level0_shape: tuple[int, int]
     downsample: float = 1.0
+    level0_um_per_px: float | None = None
 
     @property
     def n_cells(self) -> int:
@@ -266,6 +269,7 @@ def plan_grid(
         um_per_px=target,
         level0_shape=(height, width),
         downsample=downs[level],
+        level0_um_per_px=slide_um,
     )
 
 

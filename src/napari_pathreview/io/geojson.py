@@ -213,6 +213,21 @@ def geojson_frame(document: Any, where: str = "GeoJSON") -> dict[str, Any]:
     return {"scale": scale, "translate": translate, "units": units}
 
 
+def frame_of(attributes: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The ``FRAME_KEY`` value: the last two ``scale``, ``translate`` and ``units`` given.
+
+    Args:
+        attributes: A napari layer's attributes (the writer's), a ``layer_frame`` or a frame
+            read back; keys that are missing are left out.
+    """
+    frame: dict[str, list[Any]] = {}
+    for key, convert in (("scale", float), ("translate", float), ("units", str)):
+        values = attributes.get(key)
+        if values is not None and len(values) >= 2:
+            frame[key] = [convert(v) for v in list(values)[-2:]]
+    return frame
+
+
 def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
     centre = corners.mean(axis=0)
     half1 = (corners[1] - corners[0]) / 2.0
@@ -262,7 +277,7 @@ def rois_to_geojson(rois: Iterable[Roi], frame: Mapping[str, Any] | None = None)
         "features": [roi_feature(roi) for roi in rois],
     }
     if frame:
-        document[FRAME_KEY] = {key: list(value) for key, value in frame.items()}
+        document[FRAME_KEY] = frame_of(frame)
     return document
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._scale import shapes_in_image_pixels
 
 CAM_COLORMAP = "inferno"
 HEATMAP_COLORMAP = "turbo"
@@ -230,16 +231,6 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
     return layer
 
 
-def _world_to_image(points: np.ndarray, roi_layer: Any, image_layer: Any) -> np.ndarray:
-    """Shape vertices from the ROI layer's data coordinates to the image's pixel grid."""
-    roi_scale = np.asarray(roi_layer.scale[-2:], dtype=float)
-    roi_translate = np.asarray(roi_layer.translate[-2:], dtype=float)
-    img_scale = np.asarray(image_layer.scale[-2:], dtype=float)
-    img_translate = np.asarray(image_layer.translate[-2:], dtype=float)
-    world = points[:, -2:] * roi_scale + roi_translate
-    return (world - img_translate) / img_scale
-
-
 def roi_events(layer: Any) -> list[Any]:
     """The events that mean 'the ROI changed': data, plus painting for a Labels layer."""
     names = ("data", "paint", "labels_update")
@@ -254,10 +245,7 @@ def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
     if isinstance(roi_layer, Shapes):
         from napari_pathreview.explain import mask_from_shapes
 
-        data = [
-            _world_to_image(np.asarray(d, dtype=float), roi_layer, image_layer)
-            for d in roi_layer.data
-        ]
+        data = shapes_in_image_pixels(roi_layer, image_layer)
         if not data:
             return np.zeros(shape, dtype=bool)
         return np.asarray(mask_from_shapes(data, list(roi_layer.shape_type), shape), dtype=bool)

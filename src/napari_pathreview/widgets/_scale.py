@@ -4,6 +4,9 @@ The reader records the physical pixel size in the layer metadata (BreaKHis magni
 µm/px, slide MPP, DICOM pixel spacing, MIAS 0.2 mm/px) and gives the layer that size as its
 scale. The scale bar is switched on in µm only when the layer's world scale really is the
 physical size; otherwise it would print "150 µm" over 150 pixels of unknown size.
+
+ROIs are stored in their image's pixels whatever their own layer's frame:
+:func:`in_image_pixels` goes from one layer's data coordinates to another's through the world.
 """
 
 from __future__ import annotations
@@ -121,3 +124,42 @@ def viewer_camera(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None else viewer.camera
+
+
+def data_to_world_matrix(layer: Any) -> np.ndarray:
+    """The layer's homogeneous data → world matrix, ``affine · (rotate·shear·scale + translate)``.
+
+    Composed from the public transform properties (napari 0.5–0.9 all have them) so whole
+    vertex arrays map at once; napari's ``data_to_world`` takes one point per call.
+    """
+    from napari.utils.transforms import Affine
+
+    physical = Affine(
+        scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear
+    )
+    return np.asarray(layer.affine.affine_matrix, float) @ np.asarray(physical.affine_matrix)
+
+
+def in_image_pixels(vertices: Any, layer: Any, image: Any) -> np.ndarray:
+    """N×2 (row, col) on ``image``'s full-resolution pixel grid of ``layer``'s data ``vertices``.
+
+    A Shapes layer need not share its image's frame (napari's "new shapes layer" button gives
+    scale 1 over a µm-scaled image), so its own data coordinates are not image pixels: they go
+    through the world, the space both layers are shown in. Dimensions align from the last.
+    """
+    points = np.asarray(vertices, dtype=float)
+    source = data_to_world_matrix(layer)
+    n = source.shape[0] - 1
+    world = points[:, -n:] @ source[:n, :n].T + source[:n, n]
+    target = np.linalg.inv(data_to_world_matrix(image))
+    m = target.shape[0] - 1
+    if n >= m:
+        world = world[:, -m:]
+    else:
+        world = np.concatenate([np.zeros((len(world), m - n)), world], axis=1)
+    return (world @ target[:m, :m].T + target[:m, m])[:, -2:]
+
+
+def shapes_in_image_pixels(layer: Any, image: Any) -> list[np.ndarray]:
+    """Every shape of a Shapes ``layer`` as (row, col) vertices in ``image``'s pixels."""
+    return [in_image_pixels(shape, layer, image) for shape in layer.data]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._scale import shapes_in_image_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
     """
     from napari.layers import Image, Labels, Shapes
 
-    from napari_pathreview.io.geojson import rois_from_shapes, rois_to_geojson
-
     entries: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for layer in viewer.layers:
@@ -97,13 +96,12 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
             arrays[key] = np.asarray(layer.data, dtype=np.float32)
             entries.append({"type": "tile_map", "array": key, **_placed(layer, meta)})
         elif _drawn(layer, meta) and isinstance(layer, Shapes) and len(layer.data):
-            rois = rois_from_shapes(layer.data, layer.shape_type)
             entries.append(
                 {
                     "type": "roi",
                     "name": layer.name,
                     "image": meta.get("image"),
-                    "geojson": rois_to_geojson(rois),
+                    "geojson": _roi_geojson(viewer, layer, meta.get("image")),
                     "visible": bool(layer.visible),
                 }
             )
@@ -122,6 +120,18 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                 }
             )
     return entries, arrays
+
+
+def _roi_geojson(viewer: Any, layer: Any, image_name: str | None) -> dict[str, Any]:
+    """A drawn ROI in its image's pixels (restored on the image's frame); with no image in
+    the viewer, in its own data coordinates with its own frame (restored on that frame)."""
+    from napari_pathreview.io.geojson import frame_of, rois_from_shapes, rois_to_geojson
+
+    if image_name and image_name in viewer.layers:
+        vertices = shapes_in_image_pixels(layer, viewer.layers[image_name])
+        return rois_to_geojson(rois_from_shapes(vertices, layer.shape_type))
+    frame = {"scale": layer.scale, "translate": layer.translate, "units": layer.units}
+    return rois_to_geojson(rois_from_shapes(layer.data, layer.shape_type), frame_of(frame))
 
 
 def _placed(layer: Any, meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from napari_pathreview.widgets import _results
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
+from napari_pathreview.widgets._scale import shapes_in_image_pixels
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
@@ -381,7 +382,10 @@ class ReviewWidget(QueueNavigation, QWidget):
             raise InvalidInputError(f"ROI {name!r} belongs to another image; pick this image's.")
         if len(layer.data) == 0:
             return None
-        return rois_to_geojson(rois_from_shapes(layer.data, layer.shape_type))
+        # training, scoring and the queue read these as the image's pixels, whatever the
+        # Shapes layer's own scale/translate: convert through the world
+        vertices = shapes_in_image_pixels(layer, self.image_layer)
+        return rois_to_geojson(rois_from_shapes(vertices, layer.shape_type))
 
     def _gather(self) -> dict[str, Any]:
         layer = self.image_layer

@@ -205,7 +205,7 @@ class PathReviewWorkspace(QWidget):
         layer.colorbar.visible = True
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
-        from napari_pathreview.io.geojson import parse_geojson_rois
+        from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
         from napari_pathreview.widgets import _results
 
         if entry["name"] in self.viewer.layers:
@@ -217,7 +217,11 @@ class PathReviewWorkspace(QWidget):
         meta = {"pathreview": {"kind": "roi", "image": entry.get("image")}}
         extra = {} if image is None else _results.units_of(image)
         if entry["type"] == "roi":
-            rois = parse_geojson_rois(entry["geojson"], f"session ROI {entry['name']}")
+            where = f"session ROI {entry['name']}"
+            rois = parse_geojson_rois(entry["geojson"], where)
+            own = geojson_frame(entry["geojson"], where)  # saved without its image in view
+            if own:
+                place, extra = own, {}
             self.viewer.add_shapes(
                 [roi.data for roi in rois],
                 shape_type=[roi.shape_type for roi in rois],
