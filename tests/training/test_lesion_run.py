@@ -401,17 +401,24 @@ def test_a_frozen_encoder_needs_no_pretrained_weights_for_the_encoder_it_replace
     assert build_patch_model(parsed, 2, SIDE).encoder is not None
 
 
-def test_resuming_a_finished_run_needs_no_pretrained_weights(trained, tmp_path, offline_hub):
+def copy_as_if_pretrained(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run whose recipe says its encoder started from ImageNet weights
+    (absent here)."""
     import shutil
 
     import yaml
 
-    result, base = trained
     run = tmp_path / "run"
-    shutil.copytree(result.run_dir, run)
+    shutil.copytree(run_dir, run)
     saved = yaml.safe_load((run / "recipe.yaml").read_text())
-    saved["model"]["pretrained"] = True  # as if trained from ImageNet weights absent here
+    saved["model"]["pretrained"] = True
     (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    return run
+
+
+def test_resuming_a_finished_run_needs_no_pretrained_weights(trained, tmp_path, offline_hub):
+    result, base = trained
+    run = copy_as_if_pretrained(result.run_dir, tmp_path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATHREVIEW_HOME", str(base / "home"))
         again = run_recipe(None, resume=run)
@@ -671,16 +678,8 @@ def yaml_of(run: Path) -> dict:
 def test_rescore_reads_the_saved_models_so_the_pretrained_weights_need_not_be_here(
     trained, tmp_path
 ):
-    import shutil
-
-    import yaml
-
     result, base = trained
-    run = tmp_path / "run"
-    shutil.copytree(result.run_dir, run)
-    saved = yaml.safe_load((run / "recipe.yaml").read_text())
-    saved["model"]["pretrained"] = True  # as if trained from ImageNet weights absent here
-    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
+    run = copy_as_if_pretrained(result.run_dir, tmp_path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATHREVIEW_HOME", str(base / "home"))
         patch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
