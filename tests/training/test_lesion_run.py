@@ -445,6 +445,7 @@ def test_shipped_mias_recipe_runs_shrunk(shared_data, tmp_path, monkeypatch):
     result = run_recipe(RECIPES / "mias_lesion_mil.yaml", overrides, out_dir=tmp_path / "runs")
     assert result.metrics["classes"] == ["normal", "benign", "malignant"]
     assert result.metrics["pixel_size"] == 0.4
+    assert result.metrics["tta"] == "flips"  # held-out films scored under four views (run 13)
     assert result.metrics["maps_vs_roi"]["patch_map"]["iou"]["n"] >= 1
     at_roi = result.metrics["lesion_classes_at_roi"]
     assert at_roi["classes"] == ["benign", "malignant"] and at_roi["n_images"] >= 1
