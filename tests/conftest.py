@@ -130,3 +130,19 @@ def dicom_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_dicom(tmp_path / name, pixels, **options)
 
     return make
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """timm's hub unreachable (HF_HUB_OFFLINE) with an empty cache, and no local weights folder,
+    in this process and in the console scripts it starts. Returns the (empty) hub cache."""
+    import huggingface_hub.constants as hf_constants
+
+    home = tmp_path / "hf-home"
+    cache = home / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
+    return cache

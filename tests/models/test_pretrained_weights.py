@@ -33,22 +33,6 @@ def resnet18_source(tmp_path: Path) -> tuple[Path, dict]:
     return folder, state
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path: Path) -> Path:
-    """timm's hub unreachable (HF_HUB_OFFLINE) with an empty cache, and no local folder set.
-
-    Returns the (empty) Hugging Face cache folder.
-    """
-    import huggingface_hub.constants as hf_constants
-
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
-    return cache
-
-
 def assert_backbone_loaded(model: torch.nn.Module, state: dict) -> None:
     own = model.model.state_dict()
     backbone = [k for k in state if not k.startswith("fc.")]

@@ -346,3 +346,22 @@ def test_a_probe_on_a_single_patch_stays_finite():
     fit_probe(classifier, one, (np.ones((1, 4)), np.array([1])), epochs=2, lr=0.1,
               weight_decay=0.0, batch_size=4)  # fmt: skip
     assert torch.isfinite(classifier.weight).all() and torch.isfinite(classifier.bias).all()
+
+
+def test_a_timm_encoder_without_a_file_is_never_left_random(
+    tmp_path: Path, offline_hub, monkeypatch
+):
+    import timm
+    from safetensors.torch import save_file
+
+    from napari_pathreview.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="test_resnet"):  # nowhere to take its weights from
+        load_encoder("timm:test_resnet")
+    source = timm.create_model("test_resnet", num_classes=1)
+    save_file(source.state_dict(), str(tmp_path / "test_resnet.safetensors"))
+    monkeypatch.setenv("PATHREVIEW_PRETRAINED_DIR", str(tmp_path))
+    encoder = load_encoder("timm:test_resnet")
+    loaded = encoder.model.model.state_dict()
+    stem = next(k for k in source.state_dict() if k.endswith("weight"))
+    assert torch.equal(loaded[stem], source.state_dict()[stem])  # the folder's weights, not random

@@ -346,18 +346,6 @@ def test_a_frozen_encoder_that_cannot_be_used_is_refused_before_any_image_is_rea
     assert message in done.stderr and "img02" not in done.stderr, done.stderr
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """timm's hub unreachable (HF_HUB_OFFLINE), its cache empty, no local weights folder."""
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # for subprocesses
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
-    monkeypatch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
-
-
 def test_a_lesion_run_without_its_encoders_weights_is_refused_before_any_image_is_read(
     tmp_path, offline_hub
 ):

@@ -50,6 +50,10 @@ class PatchEncoder:
 def load_encoder(spec: str, device: str = "cpu") -> PatchEncoder:
     """An encoder from ``registry:NAME[@VERSION]`` or ``timm:ARCH[=path/to/weights.safetensors]``.
 
+    ``timm:ARCH`` without a file takes that architecture's pretrained weights where the models
+    find them ($PATHREVIEW_PRETRAINED_DIR, else timm's hub): a frozen encoder is only worth its
+    weights, so it is never left randomly initialised.
+
     Raises:
         EmbeddingError: the spec is malformed; registry and weight errors pass through.
     """
@@ -65,7 +69,7 @@ def load_encoder(spec: str, device: str = "cpu") -> PatchEncoder:
         from napari_pathreview.models import create_model
 
         arch, _, weights = rest.partition("=")
-        model = create_model(arch, 1, pretrained=bool(weights), pretrained_path=weights or None)
+        model = create_model(arch, 1, pretrained=True, pretrained_path=weights or None)
     else:
         raise EmbeddingError(
             f"encoder {spec!r}: use registry:NAME[@VERSION] or timm:ARCH[=weights.safetensors]"
