@@ -381,3 +381,25 @@ def test_train_with_a_local_safetensors_file_goes_past_the_weights_check(png_tre
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "dark_0" in result.stderr  # the run reached the data
     assert "pretrained weights" not in result.stderr
+
+
+def test_a_relative_pretrained_path_is_read_beside_the_recipe_not_the_working_folder(
+    png_tree, tmp_path
+):
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "pretrained"
+    weights.mkdir()
+    save_file(timm.create_model("resnet18").state_dict(), str(weights / "resnet18.safetensors"))
+    (png_tree / "dark" / "dark_0.png").write_bytes(b"not a png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _cli(
+        "train", str(_recipe_file(tmp_path, png_tree)), "--set", "model.pretrained=true",
+        "--set", "model.kwargs.pretrained_path=pretrained", "--out", str(tmp_path / "runs"),
+        cwd=elsewhere, env=_offline(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "dark_0" in result.stderr  # the weights beside the recipe were found: data reached
+    assert "pretrained weights" not in result.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.training.recipe import Recipe, load_recipe
+from napari_pathreview.training.recipe import Recipe, load_recipe, resolve_path
 from napari_pathreview.training.results import RECIPE_FILE, fold_dir, read_fold
 
 #: create_model arguments naming where initial weights come from, not the architecture.
@@ -43,8 +43,10 @@ def model_arguments(recipe: Recipe, pretrained: bool | None = None) -> tuple[str
         name = "patch_mil"
     if pretrained is not False and wants_pretrained(recipe):
         kwargs["pretrained"] = True
-        if recipe.model.kwargs.get("pretrained_path"):
-            kwargs["pretrained_path"] = recipe.model.kwargs["pretrained_path"]
+        if recipe.model.kwargs.get("pretrained_path"):  # beside the recipe, as data paths
+            kwargs["pretrained_path"] = str(
+                resolve_path(recipe, recipe.model.kwargs["pretrained_path"])
+            )
     return name, kwargs
 
 
