@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError, SettingError
+from napari_pathreview.setting_rules import COUNT, Rule, check_settings, positive, within
 
 __all__ = [
     "MODES",
@@ -37,35 +37,19 @@ logger = logging.getLogger(__name__)
 MODES: tuple[str, ...] = ("matched", "preview")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _within(low: float, high: float) -> Callable[[Any], bool]:
-    return lambda value: _number(value) and low <= value <= high  # NaN fails
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
-
-
-def _positive(value: Any) -> bool:
-    return _number(value) and math.isfinite(value) and value > 0
-
-
 #: each numeric setting's valid range and how an error states it (``SettingError`` carries
 #: the field, so the CLI reports it under the flag typed: ``--mpp`` for ``slide_um_per_px``)
-_SETTING_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "overlap": (_within(0.0, 0.9), "within [0, 0.9]"),
-    "min_tissue": (_within(0.0, 1.0), "within [0, 1]"),
-    "batch_size": (_count, "a whole number ≥ 1"),
-    "read_workers": (_count, "a whole number ≥ 1"),
-    "prefetch": (_count, "a whole number ≥ 1"),
-    "model_um_per_px": (_positive, "a positive number (µm per pixel)"),
-    "slide_um_per_px": (_positive, "a positive number (µm per pixel)"),
-    "preview_max_tiles": (_count, "a whole number ≥ 1"),
-    "top_k": (_count, "a whole number ≥ 1"),
-    "max_failed": (_within(0.0, 1.0), "within [0, 1]"),
+_SETTING_RANGES: dict[str, Rule] = {
+    "overlap": within(0.0, 0.9),
+    "min_tissue": within(0.0, 1.0),
+    "batch_size": COUNT,
+    "read_workers": COUNT,
+    "prefetch": COUNT,
+    "model_um_per_px": positive("a positive number (µm per pixel)"),
+    "slide_um_per_px": positive("a positive number (µm per pixel)"),
+    "preview_max_tiles": COUNT,
+    "top_k": COUNT,
+    "max_failed": within(0.0, 1.0),
 }
 _OPTIONAL = frozenset({"batch_size", "model_um_per_px", "slide_um_per_px"})  # None: not set
 
@@ -110,10 +94,7 @@ class SlideSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SettingError("mode", f"one of {', '.join(MODES)}", self.mode)
-        for name, (valid, requirement) in _SETTING_RANGES.items():
-            value = getattr(self, name)
-            if not (value is None and name in _OPTIONAL) and not valid(value):
-                raise SettingError(name, requirement, value)
+        check_settings(self, _SETTING_RANGES, _OPTIONAL)
 
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the result (not speed knobs): part of the cache key."""

@@ -8,16 +8,14 @@ ones, which H&E does not produce; over-exposure is the fraction of clipped pixel
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from numbers import Real
 from typing import Any
 
 import cv2
 import numpy as np
 
 from napari_pathreview.errors import SettingError
+from napari_pathreview.setting_rules import FINITE_NON_NEGATIVE, Rule, check_settings, within
 
 
 class QCConfigError(SettingError):
@@ -27,19 +25,15 @@ class QCConfigError(SettingError):
         super().__init__(field, requirement, value, name=f"QCConfig.{field}")
 
 
-def _within(low: float, high: float) -> Callable[[Any], bool]:
-    return lambda value: low <= value <= high  # NaN fails, so it cannot pass every image
-
-
 #: each threshold's valid range and how an error states it
-_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "blur_threshold": (lambda value: 0 <= value < math.inf, "a finite number ≥ 0"),
-    "background_threshold": (_within(0, 256), "within [0, 256]"),
-    "min_tissue_fraction": (_within(0.0, 1.0), "within [0, 1]"),
-    "max_pen_fraction": (_within(0.0, 1.0), "within [0, 1]"),
-    "max_saturation_fraction": (_within(0.0, 1.0), "within [0, 1]"),
-    "pen_min_saturation": (_within(0, 256), "within [0, 256]"),
-    "pen_max_value": (_within(0, 256), "within [0, 256]"),
+_RANGES: dict[str, Rule] = {
+    "blur_threshold": FINITE_NON_NEGATIVE,
+    "background_threshold": within(0, 256),
+    "min_tissue_fraction": within(0.0, 1.0),
+    "max_pen_fraction": within(0.0, 1.0),
+    "max_saturation_fraction": within(0.0, 1.0),
+    "pen_min_saturation": within(0, 256),
+    "pen_max_value": within(0, 256),
 }
 
 
@@ -67,10 +61,7 @@ class QCConfig:
     pen_max_value: int = 30
 
     def __post_init__(self) -> None:
-        for name, (valid, requirement) in _RANGES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not valid(value):
-                raise QCConfigError(name, requirement, value)
+        check_settings(self, _RANGES, error=QCConfigError)
 
 
 @dataclass(frozen=True)
