@@ -6,7 +6,8 @@ scale. The scale bar is switched on in µm only when the layer's world scale rea
 physical size; otherwise it would print "150 µm" over 150 pixels of unknown size.
 
 ROIs are stored in their image's pixels whatever their own layer's frame:
-:func:`in_image_pixels` goes from one layer's data coordinates to another's through the world.
+:func:`shapes_in_image_pixels` goes from one layer's data coordinates to another's through
+the world.
 """
 
 from __future__ import annotations
@@ -140,26 +141,28 @@ def data_to_world_matrix(layer: Any) -> np.ndarray:
     return np.asarray(layer.affine.affine_matrix, float) @ np.asarray(physical.affine_matrix)
 
 
-def in_image_pixels(vertices: Any, layer: Any, image: Any) -> np.ndarray:
-    """N×2 (row, col) on ``image``'s full-resolution pixel grid of ``layer``'s data ``vertices``.
+def shapes_in_image_pixels(layer: Any, image: Any) -> list[np.ndarray]:
+    """Every shape of a Shapes ``layer`` as (row, col) vertices on ``image``'s pixel grid.
 
     A Shapes layer need not share its image's frame (napari's "new shapes layer" button gives
     scale 1 over a µm-scaled image), so its own data coordinates are not image pixels: they go
-    through the world, the space both layers are shown in. Dimensions align from the last.
+    through the world, the space both layers are shown in. Dimensions align from the last. The
+    two transforms are built once per call, not per shape (the live IoU calls this on every edit).
     """
-    points = np.asarray(vertices, dtype=float)
     source = data_to_world_matrix(layer)
+    target = np.linalg.inv(data_to_world_matrix(image))
+    return [_through_world(shape, source, target) for shape in layer.data]
+
+
+def _through_world(vertices: Any, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """N×2 (row, col): ``vertices`` mapped by ``source`` (data → world), then ``target``
+    (world → the image's data)."""
+    points = np.asarray(vertices, dtype=float)
     n = source.shape[0] - 1
     world = points[:, -n:] @ source[:n, :n].T + source[:n, n]
-    target = np.linalg.inv(data_to_world_matrix(image))
     m = target.shape[0] - 1
     if n >= m:
         world = world[:, -m:]
     else:
         world = np.concatenate([np.zeros((len(world), m - n)), world], axis=1)
     return (world @ target[:m, :m].T + target[:m, m])[:, -2:]
-
-
-def shapes_in_image_pixels(layer: Any, image: Any) -> list[np.ndarray]:
-    """Every shape of a Shapes ``layer`` as (row, col) vertices in ``image``'s pixels."""
-    return [in_image_pixels(shape, layer, image) for shape in layer.data]
