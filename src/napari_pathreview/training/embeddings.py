@@ -38,6 +38,11 @@ class PatchEncoder:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    @classmethod
+    def of_patch_model(cls, name: str, model) -> PatchEncoder:
+        """A patch MIL model's own encoder: its embedding, width and normalisation."""
+        return cls(name, model, model.head.dim, tuple(model.spec.mean), tuple(model.spec.std))
+
     def __call__(self, patches):
         """(M, D) embeddings of normalised (M, C, p, p) patches."""
         from napari_pathreview.models.mil import PatchMIL

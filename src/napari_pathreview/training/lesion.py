@@ -184,7 +184,7 @@ def _lesion_maps(model, images: Sequence[LesionImage], negative: int) -> list[np
     from napari_pathreview.training.mil import grid_to_image, lesion_probability, predict_bags
 
     model.eval()  # BatchNorm statistics are read, never updated, by the mining pass
-    encoder = PatchEncoder("fold", model, model.head.dim, model.spec.mean, model.spec.std)
+    encoder = PatchEncoder.of_patch_model("fold", model)
     maps = []
     for image in images:
         bag, grid = encode_image(encoder, image.pixels, model.patch_size, model.stride)
@@ -375,12 +375,8 @@ def run_fold(
 def _encode_fold(recipe: Recipe, model, images: Sequence[LesionImage], fold_dir: Path):
     from napari_pathreview.training.embeddings import PatchEncoder, encode_to_zarr
 
-    encoder = PatchEncoder(
-        recipe.lesion.frozen_encoder or f"{fold_dir.name}-patch-encoder",
-        model,
-        model.head.dim,
-        tuple(model.spec.mean),
-        tuple(model.spec.std),
+    encoder = PatchEncoder.of_patch_model(
+        recipe.lesion.frozen_encoder or f"{fold_dir.name}-patch-encoder", model
     )
     return encode_to_zarr(
         encoder,

@@ -50,9 +50,7 @@ def predict_views(mode: str, model, images, cache, indices: Sequence[int]) -> li
     from napari_pathreview.tta import get_views
 
     views = get_views(mode)
-    encoder = PatchEncoder(
-        "tta-view", model, model.head.dim, tuple(model.spec.mean), tuple(model.spec.std)
-    )
+    encoder = PatchEncoder.of_patch_model("tta-view", model)
     out = []
     for view in views:
         if view.name == "identity":
