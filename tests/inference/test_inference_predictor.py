@@ -66,6 +66,23 @@ def test_without_tta_rotation_changes_the_output(binary_ref, rng, tissue_like) -
     )
 
 
+def test_a_card_fitted_under_d4_predicts_under_d4_unless_told_otherwise(
+    registry, binary_ref, rng, tissue_like
+) -> None:
+    from dataclasses import replace
+
+    model = registry.load("tiny")
+    card = replace(model.card, tta="d4")
+    image = tissue_like(rng, 64, 64)
+    by_card = Predictor(model, card, device="cpu")
+    upright, turned = by_card.predict([image, np.ascontiguousarray(np.rot90(image))])
+    assert by_card.tta == upright.tta == "d4"
+    assert turned.probabilities["malignant"] == pytest.approx(
+        upright.probabilities["malignant"], abs=1e-5
+    )
+    assert Predictor(model, card, device="cpu", tta="none").predict([image])[0].tta == "none"
+
+
 def test_images_are_resized_to_the_card_input(binary_ref, rng, tissue_like) -> None:
     predictor = Predictor.from_registry(binary_ref, device="cpu")
     (p,) = predictor.predict([tissue_like(rng, 130, 90)])

@@ -63,6 +63,7 @@ def test_complete_cards_need_the_registry_fields() -> None:
         ("created_at", "yesterday"),
         ("version", "v1"),
         ("cam_target_layers", "layer4"),
+        ("tta", "sideways"),
     ],
 )
 def test_wrong_value_names_the_field(field: str, value: object) -> None:
@@ -122,3 +123,25 @@ def test_a_bad_two_film_calibration_is_refused_naming_the_key(change, named) -> 
 def test_a_histology_card_has_no_left_and_right_film() -> None:
     with pytest.raises(ModelCardError, match="'bilateral'.*mammograms"):
         ModelCard.from_dict({**BASE, "bilateral": TWO_FILM})
+
+
+def test_a_card_reads_with_the_views_its_run_was_scored_under() -> None:
+    assert ModelCard.from_dict(BASE).tta == "none"
+    flips = ModelCard.from_dict({**BASE, "tta": "flips"})
+    assert ModelCard.from_dict(flips.to_dict()).tta == "flips"
+    # a card written before the field: its run's eval.tta, as metrics.json recorded it
+    assert ModelCard.from_dict({**BASE, "metrics": {"tta": "d4"}}).tta == "d4"
+
+
+def test_reading_with_other_views_than_the_fitted_ones_is_explained() -> None:
+    from napari_pathreview.registry.card import tta_mismatch
+
+    binary = ModelCard.from_dict({**BASE, "threshold": 0.4, "tta": "flips", "version": 2})
+    assert tta_mismatch(binary, "flips") is None
+    reason = tta_mismatch(binary, "none")
+    assert "demo@2's threshold was fitted under test-time augmentation 'flips'" in reason
+    assert "read with 'none'" in reason
+    two_film = ModelCard.from_dict({**MAMMOGRAM, "bilateral": TWO_FILM, "tta": "flips"})
+    assert "two-film calibration was fitted" in tta_mismatch(two_film, "d4")
+    # a card with neither a threshold nor a two-film calibration decides by argmax alone
+    assert tta_mismatch(ModelCard.from_dict({**MAMMOGRAM, "tta": "flips"}), "none") is None

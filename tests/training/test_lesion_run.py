@@ -272,6 +272,37 @@ def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_pa
     assert "bilateral" not in json.loads((run / "fold0" / "fold.json").read_text())
 
 
+def test_a_run_scored_under_flips_registers_a_model_that_predicts_under_flips(tmp_path, capsys):
+    """Its two-film calibration was fitted on flip-averaged probabilities, so predict reads
+    under flips unless told otherwise, and says so when told otherwise."""
+    from napari_pathreview.cli import main
+    from napari_pathreview.registry import ModelRegistry
+
+    write_lesion_set(tmp_path / "data", n=16, pairs=True)
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"), bilateral=True)
+    recipe["eval"]["tta"] = "flips"
+    result = run_recipe(recipe, out_dir=tmp_path / "runs")
+    card = ModelRegistry().card(*result.registered.split("@"))
+    assert card.tta == "flips" and card.bilateral is not None
+    films = [str(tmp_path / "data" / f"img{i:02d}.png") for i in (0, 1)]
+    argv = ["predict", *films, "--model", result.registered, "--two-film", "--device", "cpu"]
+    argv += ["--patients", str(tmp_path / "data" / "labels.csv")]
+
+    def read(*extra: str) -> tuple[list[dict], str]:
+        out = tmp_path / f"pred{len(extra)}"
+        capsys.readouterr()
+        assert main([*argv, *extra, "--out", str(out)]) == 0
+        with open(out / "predictions.csv", newline="") as handle:
+            return list(csv.DictReader(handle)), capsys.readouterr().err
+
+    rows, stderr = read()
+    assert {row["tta"] for row in rows} == {"flips"} and "warning" not in stderr
+    rows, stderr = read("--tta", "none")
+    assert {row["tta"] for row in rows} == {"none"}
+    fitted = "threshold and two-film calibration were fitted under test-time augmentation 'flips'"
+    assert fitted in stderr
+
+
 def test_a_class_without_any_roi_is_refused_before_training(tmp_path):
     from napari_pathreview.training.patches import PatchError
 

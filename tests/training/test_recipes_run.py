@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from napari_pathreview.registry import ModelRegistry
 from napari_pathreview.training import run_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "training"
@@ -48,6 +49,8 @@ def test_seed_recipe_runs_shrunk(name, shared_data, tmp_path):
     assert (result.run_dir / "metrics.json").is_file()
     assert result.metrics["leaky"] is False
     assert result.registered is not None
+    card = ModelRegistry().card(*result.registered.split("@"))
+    assert card.tta == result.metrics["tta"]  # the views its threshold was fitted under
     if name == "seed004_hmcnet_mias":
         assert "gradcam" in result.metrics["cam_iou"]["methods"]
 
@@ -71,8 +74,6 @@ def test_seed001_hybrid_runs_its_head_phase_at_224_px(shared_data, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["demo_histology", "demo_mammogram"])
 def test_demo_recipe_registers_a_demo_model(name, sample_data, tmp_path):
-    from napari_pathreview.registry import ModelRegistry
-
     assert (sample_data / "demo").is_dir(), (
         "sample_data/demo is committed; rebuild it with make_demo_sets.py"
     )

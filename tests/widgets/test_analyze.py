@@ -423,3 +423,22 @@ def test_a_lesion_model_offers_its_patch_and_attention_maps_scored_live_against_
     assert float(cam.data.min()) >= 0.0 and float(cam.data.max()) <= 1.0
     assert float(cam.data.max()) > float(cam.data.min())  # a map, not a constant
     assert widget.roi_scores is not None and "IoU" in widget.roi_label.text()
+
+
+def test_a_picked_model_reads_with_the_views_its_threshold_was_fitted_under(
+    qtbot: Any, open_sample: Any, open_widget: Any, register_model: Any
+) -> None:
+    flips = register_model("tiny-flips", "histology", ["benign", "malignant"], tta="flips")
+    plain = register_model("tiny-plain", "histology", ["benign", "malignant"], seed=1)
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = flips
+    assert widget.tta.value == "flips" and "fitted under TTA flips" in widget.model_info.value
+    widget.tta.value = "none"  # the reader's own choice stands for this model ...
+    _run_to_end(qtbot, widget)
+    assert widget.result.prediction.tta == "none"
+    assert "threshold was fitted under test-time augmentation 'flips'" in widget.caveats.text()
+    widget.model_combo.value = plain  # ... until another model is picked
+    assert widget.tta.value == "none" and "TTA" not in widget.model_info.value
+    widget.model_combo.value = flips
+    assert widget.tta.value == "flips"

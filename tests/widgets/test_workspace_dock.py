@@ -147,6 +147,7 @@ def test_a_session_restores_images_layers_queue_position_and_settings(
     analyze.cam_method.value = "gradcam++"
     analyze.threshold.value = 0.7
     analyze.opacity.value = 0.4
+    analyze.tta.value = "flips"  # not the card's: the reader's choice is what is restored
     analyze.run()
     qtbot.waitUntil(lambda: analyze.result is not None, timeout=60_000)
     workspace.tabs.setCurrentIndex(1)
@@ -167,6 +168,7 @@ def test_a_session_restores_images_layers_queue_position_and_settings(
     assert "mine" in viewer2.layers
     assert restored.analyze.cam_method.value == "gradcam++"
     assert restored.analyze.threshold.value == pytest.approx(0.7)
+    assert restored.analyze.tta.value == "flips"
     assert restored.tabs.currentIndex() == 1
     assert restored.review.model_line.value.startswith("tiny-histology")
 

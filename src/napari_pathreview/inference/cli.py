@@ -15,7 +15,6 @@ from typing import Any
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.inference.cli_options import (
-    TTA_CHOICES,
     build_predictor,
     cam_method,
     cam_options,
@@ -24,6 +23,8 @@ from napari_pathreview.inference.cli_options import (
     explain_kwargs,
     model_options,
     preflight_card,
+    tta_option,
+    warn_tta_mismatch,
     write_csv,
 )
 
@@ -35,9 +36,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser("predict", help="classify images → predictions.csv (+ CAMs)")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
     model_options(predict)
-    predict.add_argument(
-        "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation"
-    )
+    tta_option(predict)
     predict.add_argument(
         "--cam",
         default=None,
@@ -123,6 +122,7 @@ def _predict(args: argparse.Namespace) -> int:
     patients = _two_film_patients(args, card, images)
     out = preflight.output_folder(args.out)
     predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc)
+    warn_tta_mismatch("predict", predictor.card, predictor.tta)
     method = cam_method(args.cam, predictor) if args.cam else None
     if method:
         check_cam_options(args, method, predictor)

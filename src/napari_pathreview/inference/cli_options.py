@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,29 @@ def preflight_card(args: argparse.Namespace, images: list[Path]) -> Any:
     return card
 
 
-def build_predictor(args: argparse.Namespace, tta: str = "none", qc: bool = True) -> Any:
-    """The Predictor the options describe; after ``preflight_card``, which checks them."""
+def tta_option(parser: argparse.ArgumentParser) -> None:
+    """``--tta``: by default the model card's, the views its threshold and calibration assume."""
+    parser.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default=None,
+        help="test-time augmentation (default: the model card's tta, the views its threshold "
+        "and two-film calibration were fitted under; 'none' for most models)",
+    )
+
+
+def warn_tta_mismatch(command: str, card: Any, tta: str) -> None:
+    """Say on stderr when ``tta`` is not the one the card's decisions were fitted under."""
+    from napari_pathreview.registry.card import tta_mismatch
+
+    reason = tta_mismatch(card, tta)
+    if reason is not None:
+        print(f"pathreview {command}: warning: {reason}", file=sys.stderr)
+
+
+def build_predictor(args: argparse.Namespace, tta: str | None = None, qc: bool = True) -> Any:
+    """The Predictor the options describe (``tta`` None: the card's); after ``preflight_card``,
+    which checks them."""
     stain = stain_arg(args)
     from napari_pathreview.inference.predictor import Predictor
 

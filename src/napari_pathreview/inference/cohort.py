@@ -65,7 +65,7 @@ class CohortJob:
         model_ref: ``NAME`` or ``NAME@VERSION`` in the registry.
         out: Output folder.
         settings: ``slides.SlideSettings`` as a dict.
-        device, stain, tta: Predictor settings.
+        device, stain, tta: Predictor settings (None: the card's).
         home: ``$PATHREVIEW_HOME`` the workers read the registry from.
     """
 
@@ -74,7 +74,7 @@ class CohortJob:
     settings: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     stain: str | None = None
-    tta: str = "none"
+    tta: str | None = None
     home: str | None = None
 
     def slide_key(self, path: Path) -> str:
@@ -118,7 +118,9 @@ def default_workers() -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_predictor(model_ref: str, device: str, stain: str | None, tta: str, home: str | None):
+def _worker_predictor(
+    model_ref: str, device: str, stain: str | None, tta: str | None, home: str | None
+):
     """A predictor per worker process and model, loaded once and reused across its slides."""
     if home:
         os.environ["PATHREVIEW_HOME"] = home

@@ -94,7 +94,8 @@ class Predictor:
         device: "auto", "cpu", "cuda" or "mps".
         stain: None (the card's method and fitted target), a method name, a state dict or a
             fitted normaliser.
-        tta: "none", "flips" or "d4".
+        tta: "none", "flips" or "d4"; None: the card's (``ModelCard.tta``, the views its
+            threshold and two-film calibration were fitted under).
         batch_size: Model inputs per forward, TTA views included; None picks the device's
             default (``default_batch_size``) (so memory use does not grow
             with the TTA mode: d4 at 32 puts 4 images × 8 views through each forward); halved
@@ -109,13 +110,14 @@ class Predictor:
         card: Any,
         device: str = "auto",
         stain: Any = None,
-        tta: str = "none",
+        tta: str | None = None,
         batch_size: int | None = None,
         qc: bool = True,
         channels_last: bool = True,
     ) -> None:
         from napari_pathreview import tta as tta_mod
 
+        tta = (getattr(card, "tta", None) or "none") if tta is None else tta
         tta_mod.get_views(tta)  # validates the mode
         if batch_size is not None and int(batch_size) < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")

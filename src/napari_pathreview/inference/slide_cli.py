@@ -11,10 +11,9 @@ from pathlib import Path
 
 from napari_pathreview.cli import TypedFlag, typed_flags
 from napari_pathreview.errors import InvalidInputError, reported_as
-from napari_pathreview.inference.cli_options import modality_option
+from napari_pathreview.inference.cli_options import modality_option, tta_option, warn_tta_mismatch
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.stain.methods import STAIN_METHODS
-from napari_pathreview.tta import TTA_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--stain", choices=STAIN_METHODS, default=None, help="stain method (default: the card's)"
     )
-    run.add_argument("--tta", choices=TTA_MODES, default="none")
+    tta_option(run)
     modality_option(run)
     add_tiling_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -142,6 +141,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
         from napari_pathreview.inference.slide_grid import model_um_per_px
 
         model_um_per_px(card, settings)  # a card without a resolution is refused up front
+    warn_tta_mismatch("predict-slides", card, args.tta or card.tta)
     job = job_from_settings(
         f"{card.name}@{card.version}",
         args.out,

@@ -22,6 +22,7 @@ from napari_pathreview.preprocessing import (
     default_resize,
 )
 from napari_pathreview.stain.methods import STAIN_METHODS
+from napari_pathreview.tta import TTA_MODES
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
@@ -108,6 +109,10 @@ class ModelCard:
         description: Free text; demo models say so here.
         bilateral: Mammogram models: the two-film decision's calibration
             (``bilateral.card_entry``), used when a film is read against the woman's other film.
+        tta: The test-time augmentation the threshold, the two-film calibration and the test
+            figures were obtained under (the run's ``eval.tta``): the views ``predict``, the
+            slide engine and the Analyze dock use unless told otherwise. Cards written before
+            this field take it from ``metrics.tta`` (else "none").
     """
 
     name: str
@@ -133,6 +138,7 @@ class ModelCard:
     created_at: str = ""
     description: str = ""
     bilateral: dict | None = None
+    tta: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -160,6 +166,10 @@ class ModelCard:
         self._validate_geometry()
         self._resolve_preprocess()
         self._validate_bilateral()
+        if self.tta is None:  # a card from before the field: its run's eval.tta, if recorded
+            recorded = self.metrics.get("tta")
+            set_(self, "tta", recorded if recorded in TTA_MODES else "none")
+        _choice("tta", self.tta, TTA_MODES)
         if self.threshold is not None:
             value = _expect("threshold", self.threshold, (int, float))
             if not 0.0 <= float(value) <= 1.0 or math.isnan(float(value)):
@@ -282,6 +292,32 @@ class ModelCard:
             if name not in data or data[name] in (None, ""):
                 raise ModelCardError(f"model card is missing required field {name!r}")
         return cls(**dict(data))
+
+
+def tta_mismatch(card: ModelCard, tta: str) -> str | None:
+    """Why decisions made with ``tta`` may be off for this card, or None when they are not.
+
+    A threshold (binary) or a two-film calibration fitted on probabilities averaged over one set
+    of views does not carry over exactly to another set: the averaged probabilities are
+    steadier, so the same cut-off sits elsewhere in their distribution.
+    """
+    if tta == card.tta:
+        return None
+    fitted = [
+        name
+        for name, present in (
+            ("threshold", card.threshold is not None and card.num_classes == 2),
+            ("two-film calibration", card.bilateral is not None),
+        )
+        if present
+    ]
+    if not fitted:
+        return None
+    verb = "were" if len(fitted) > 1 else "was"
+    return (
+        f"model {card.ref}'s {' and '.join(fitted)} {verb} fitted under test-time augmentation "
+        f"{card.tta!r}; read with {tta!r}, its decisions may shift (the card's TTA is the default)"
+    )
 
 
 def first_wave_preprocess(card: ModelCard) -> PreprocessSpec:

@@ -379,6 +379,7 @@ def register_lesion_run(
         "stain_method": recipe.data.stain if stain_target else "none",
         "metrics": {**kept, **chosen},
         "threshold": threshold,  # binary: Youden's J on validation, as the run scored it
+        "tta": recipe.eval.tta,  # the views the threshold and two-film calibration assume
         "split_protocol": metrics["split_protocol"],
         "recipe": recipe.to_dict(),
         "data_fingerprint": data_fingerprint(samples),

@@ -63,6 +63,7 @@ def register_run(recipe, data, folds: list[FoldResult], metrics: dict, run_dir: 
         "stain_target": spec.stain_target,
         "preprocess": spec.to_dict(),
         "threshold": folds[index].threshold,
+        "tta": recipe.eval.tta,  # the views the threshold was fitted under
         "metrics": {
             **card_metrics(metrics),
             "registered_fold": index,

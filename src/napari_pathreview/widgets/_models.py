@@ -116,6 +116,8 @@ def describe_card(card: Any) -> str:
 
     demo = " (demo model)" if "demo" in (card.description or "").lower() else ""
     task = "" if card.task == card.modality else f"{card.task} · "
-    return f"{task}{card.modality}{demo}\nclasses: {', '.join(card.classes)}\n" + "\n".join(
-        metric_lines(card.metrics, limit=2)
+    tta = getattr(card, "tta", "none")
+    views = f" · fitted under TTA {tta}" if tta != "none" else ""
+    return f"{task}{card.modality}{demo}{views}\nclasses: {', '.join(card.classes)}\n" + (
+        "\n".join(metric_lines(card.metrics, limit=2))
     )

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from napari_pathreview.registry.card import tta_mismatch
+
 #: A binary probability this close to the threshold is called borderline.
 BORDERLINE_MARGIN = 0.05
 #: Normalised entropy above which a multi-class output is called near-uniform.
@@ -136,7 +138,8 @@ def result_texts(result: Any) -> tuple[str, str, str]:
         f"Decision: {call}<br>{decision_text(probs, label, threshold)}<br>"
         f"{result.model_name}@{result.model_version} · {qc}"
     )
-    caveats = "\n".join(f"⚠ {flag}" for flag in flags)
+    mismatch = tta_mismatch(result.card, result.request.tta)
+    caveats = "\n".join(f"⚠ {flag}" for flag in [*flags, *([mismatch] if mismatch else [])])
     return decision, caveats, "\n".join(metric_lines(result.card.metrics))
 
 

@@ -88,6 +88,7 @@ class AnalyzeWidget(QWidget):
         self._started = 0.0
         self._running_on: str | None = None
         self.catalog = CardCatalog()
+        self._tta_set_for: str | None = None  # the model whose card last set the TTA choice
         self.pixel_size = _pixel_size.PixelSizeBox(self.viewer, lambda: self.image_layer)
         self._build_form()
         self._build_results()
@@ -248,6 +249,9 @@ class AnalyzeWidget(QWidget):
 
     def _show_model_info(self, *_: Any) -> None:
         card = self.selected_card()
+        if card is not None and card.ref != self._tta_set_for:
+            # a newly picked model reads with the views its threshold and calibration assume
+            self._tta_set_for, self.tta.value = card.ref, card.tta
         if tuple(self.target_class.choices) != tuple(self._class_choices()):
             self.target_class.choices = ()  # magicgui appends new items; rebuild in class order
             self.target_class.choices = self._class_choices

@@ -252,7 +252,6 @@ class PathReviewWorkspace(QWidget):
         analyze.all_models.value = bool(settings.get("all_models", False))
         for widget, key in (
             (analyze.qc, "qc"),
-            (analyze.tta, "tta"),
             (analyze.device, "device"),
             (analyze.cam_method, "cam"),
             (analyze.threshold, "threshold"),
@@ -264,6 +263,8 @@ class PathReviewWorkspace(QWidget):
         for widget, key in ((analyze.image_combo, "image"), (analyze.model_combo, "model")):
             if settings.get(key) in widget.choices:
                 widget.value = settings[key]
+        if settings.get("tta") is not None:  # after the model, whose card sets its own default
+            analyze.tta.value = settings["tta"]
         if settings.get("stain_target"):
             analyze.stain_box.set_user_target(settings["stain_target"], "the saved session")
         if settings.get("stain"):
