@@ -98,6 +98,18 @@ def _plain_help(parser: argparse.ArgumentParser) -> None:
                 _plain_help(sub)
 
 
+QUIET_LIBRARIES: tuple[str, ...] = ("distributed",)
+"""Loggers whose INFO lines only ``-v`` shows: Dask's scheduler, nanny and core log every start,
+connection and shutdown (some twenty lines per ``predict-slides`` on a local cluster), which
+buried the command's own summary. Their warnings and errors always show."""
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Handler filter: keep a record unless it is a quiet library's, below WARNING."""
+    library = record.name.split(".", 1)[0]
+    return record.levelno >= logging.WARNING or library not in QUIET_LIBRARIES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
@@ -106,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for log_handler in logging.getLogger().handlers:
+            log_handler.addFilter(_quiet_libraries)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -141,3 +141,18 @@ def test_evaluate_cam_unknown_method_is_rejected(binary_ref, rng, tmp_path, caps
             "--allow-modality-mismatch"]  # fmt: skip
     assert main(argv) == 2
     assert "unknown CAM method" in capsys.readouterr().err
+
+
+def test_the_readme_names_every_predictions_csv_column(binary_ref, rng, tissue_like, tmp_path):
+    image = _write_png(tmp_path / "img.png", tissue_like(rng, 70, 90))
+    out = tmp_path / "out"
+    assert main(["predict", str(image), "--model", binary_ref, "--out", str(out)]) == 0
+    with (out / "predictions.csv").open(newline="") as handle:
+        header = next(csv.reader(handle))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("# predictions.csv: "))
+    documented = [c.strip() for c in line.split(":", 1)[1].split(",")]
+    assert "p_<class>…" in documented
+    at = documented.index("p_<class>…")
+    documented[at : at + 1] = ["p_benign", "p_malignant"]
+    assert [c.split(" ")[0] for c in documented] == header

@@ -105,3 +105,15 @@ def test_a_bad_tiling_option_is_refused_naming_the_flag_typed(
     assert f"error: {flag} must be" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_help_states_each_tiling_default(capsys) -> None:
+    from napari_pathreview.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["predict-slides", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    assert "least tissue fraction of a tile (default: 0.25)" in text
+    assert "tile overlap in [0, 0.9] (default: 0.0)" in text
+    assert "tile reader threads (default: 4)" in text
+    assert "tiles per forward (default: 8 on CPU, 32 on GPU)" in text

@@ -165,6 +165,17 @@ def test_predict_slides_cli_writes_the_cohort_outputs(model_ref, slide_path, tmp
     assert float(row["tissue_area_mm2"]) > 0 and 0 <= float(row["mean_malignant"]) <= 1
 
 
+def test_a_local_cluster_run_does_not_print_dask_start_and_stop_lines(
+    model_ref, slide_path, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    args = ("--model", model_ref, "--out", str(out), "--workers", "1", "--device", "cpu")
+    done = _pathreview("predict-slides", str(slide_path), *args, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "distributed." not in done.stderr
+    assert "1 slide(s) done" in done.stdout
+
+
 def test_a_blank_slide_in_a_cohort_is_a_failure_not_a_row_of_nan(
     model_ref, slide_path, tmp_path
 ) -> None:

@@ -115,3 +115,24 @@ def test_an_image_the_csv_omits_is_named_rather_than_guessed(tmp_path):
 def test_without_a_csv_the_file_names_say_whose_film_it_is(tmp_path):
     names = ["mdb001.pgm", "mdb002.pgm", "mdb003.pgm", "scan.png"]
     assert patients_of([tmp_path / n for n in names], None) == ["1", "1", "2", None]
+
+
+def test_predict_names_the_patients_csv_and_its_folder_when_it_omits_a_film(
+    registry, shared_data, tmp_path, capsys
+):
+    import torch
+
+    from napari_pathreview.cli import main
+    from napari_pathreview.models import create_model
+
+    torch.manual_seed(0)
+    fields = {**TWO_FILM.to_dict(), "architecture": "resnet18", "input_size": [3, 64, 64]}
+    registry.register(create_model("resnet18", 3), fields)
+    films = [shared_data / "mias" / "mdb005.pgm", shared_data / "mias" / "mdb007.pgm"]
+    patients = tmp_path / "patients.csv"  # names relative to the films' folder, not its own
+    patients.write_text("path,patient_id\nmdb005.pgm,W3\nmdb007.pgm,W3\n")
+    argv = ["predict", *map(str, films), "--model", "mias-lesion", "--two-film"]
+    assert main([*argv, "--patients", str(patients), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"patients CSV {patients} lists no patient_id for" in error
+    assert f"relative to its own folder, {tmp_path.resolve()}" in error

@@ -74,6 +74,15 @@ def test_export_import_remove_cycle(registered, tmp_path: Path, capsys) -> None:
     assert registered.names() == []
 
 
+def test_export_to_a_zip_name_is_refused_instead_of_making_a_folder_so_named(
+    registered, tmp_path: Path, capsys
+) -> None:
+    dest = tmp_path / "demo.zip"
+    assert main(["models", "export", "demo-histo", str(dest)]) == 2
+    assert not dest.exists()
+    assert "demo.tar.gz" in capsys.readouterr().err
+
+
 def test_import_of_a_pickle_exits_2_explaining_why(tmp_path: Path, capsys) -> None:
     checkpoint = tmp_path / "model.pth"
     checkpoint.write_bytes(b"\x80\x04pickled")

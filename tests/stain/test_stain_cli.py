@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,3 +122,16 @@ def test_qc_thresholds_come_from_flags(shared_data, tmp_path):
     )
     rows = list(csv.DictReader(out.open()))
     assert all(r["passed"] == "False" and "blurry" not in r["reasons"] for r in rows)
+
+
+def test_qc_skips_a_mammogram_instead_of_failing_it_on_histology_rules(shared_data, tmp_path):
+    images = _copy_some(shared_data, tmp_path / "imgs", n=1)
+    shutil.copy(shared_data / "mias" / "mdb028.pgm", images / "mdb028.pgm")
+    out = tmp_path / "qc.csv"
+    assert main(["qc", str(images), "--out", str(out)]) == 0
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(out.open())}
+    film = rows["mdb028.pgm"]
+    assert film["status"] == "skipped" and film["passed"] == ""
+    assert "mammogram" in film["reasons"] and "pen" not in film["reasons"]
+    histology = next(r for name, r in rows.items() if name != "mdb028.pgm")
+    assert histology["status"] == "ok" and histology["passed"] in ("True", "False")

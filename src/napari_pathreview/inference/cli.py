@@ -168,7 +168,7 @@ def _two_film_patients(args: argparse.Namespace, card: Any, images: list[Path]) 
         return None
     two_film.check_two_film_model(card)
     listed = two_film.read_patients_csv(args.patients) if args.patients else None
-    return two_film.patients_of(images, listed)
+    return two_film.patients_of(images, listed, args.patients)
 
 
 def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, patients: list) -> list:

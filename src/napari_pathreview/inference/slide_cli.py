@@ -73,14 +73,34 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     )
     typed = {"action": TypedFlag}
     parser.add_argument(
-        "--overlap", type=float, default=0.0, help="tile overlap in [0, 0.9]", **typed
+        "--overlap",
+        type=float,
+        default=0.0,
+        help="tile overlap in [0, 0.9] (default: %(default)s)",
+        **typed,
     )
     parser.add_argument(
-        "--min-tissue", type=float, default=0.25, help="least tissue fraction of a tile", **typed
+        "--min-tissue",
+        type=float,
+        default=0.25,
+        help="least tissue fraction of a tile (default: %(default)s)",
+        **typed,
     )
     parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
-    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward", **typed)
-    parser.add_argument("--read-workers", type=int, default=4, help="tile reader threads", **typed)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tiles per forward (default: 8 on CPU, 32 on GPU)",
+        **typed,
+    )
+    parser.add_argument(
+        "--read-workers",
+        type=int,
+        default=4,
+        help="tile reader threads (default: %(default)s)",
+        **typed,
+    )
     parser.add_argument(
         "--model-um-per-px",
         type=float,

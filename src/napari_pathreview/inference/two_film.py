@@ -101,14 +101,23 @@ def read_patients_csv(path: Path) -> dict[Path, str]:
     return patients
 
 
-def patients_of(images: Sequence[Path], listed: Mapping[Path, str] | None) -> list[str | None]:
+def patients_of(
+    images: Sequence[Path], listed: Mapping[Path, str] | None, source: Path | None = None
+) -> list[str | None]:
     """Each image's patient: from the CSV when one is given (an image it omits is refused,
-    naming it: pairing must not guess), else from what the file says (``io.patient_of_file``)."""
+    naming it and the CSV ``source``: pairing must not guess), else from what the file says
+    (``io.patient_of_file``)."""
     from napari_pathreview.io.patients import patient_of_file
 
     if listed is None:
         return [patient_of_file(image) for image in images]
     absent = [str(image) for image in images if Path(image).resolve() not in listed]
     if absent:
-        raise InvalidInputError(f"the patients CSV lists no patient_id for {', '.join(absent)}")
+        named = f"the patients CSV {source}" if source is not None else "the patients CSV"
+        hint = (
+            f"; its paths are read relative to its own folder, {Path(source).parent.resolve()}"
+            if source is not None
+            else ""
+        )
+        raise InvalidInputError(f"{named} lists no patient_id for {', '.join(absent)}{hint}")
     return [listed[Path(image).resolve()] for image in images]

@@ -23,6 +23,9 @@ from napari_pathreview.registry.layout import (
 )
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz")
+OTHER_ARCHIVE_SUFFIXES: tuple[str, ...] = (".zip", ".7z", ".rar", ".tar.bz2", ".tar.xz", ".tar.zst")
+"""Destinations that name an archive export cannot write: without this check ``out.zip`` became
+a folder called ``out.zip``."""
 MAX_MEMBER_BYTES = 8 << 30
 
 
@@ -33,6 +36,12 @@ def is_archive(path: Path) -> bool:
 def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
     """Copy a model folder to ``dest``: an archive, or a folder ``<name>-v<version>`` in dest."""
     stem = f"{card.name}-v{card.version}"
+    other = [s for s in OTHER_ARCHIVE_SUFFIXES if dest.name.lower().endswith(s)]
+    if other and not dest.is_dir():
+        raise InvalidInputError(
+            f"{dest}: models export writes .tar, .tar.gz or .tgz archives, or a folder; "
+            f"name it {dest.name[: -len(other[0])]}.tar.gz (or give a folder)"
+        )
     if is_archive(dest):
         dest.parent.mkdir(parents=True, exist_ok=True)
         mode = "w" if dest.name.lower().endswith(".tar") else "w:gz"

@@ -204,10 +204,9 @@ def _batch_status(command: str, failed: int, total: int) -> int:
 
 
 def _qc(args: argparse.Namespace) -> int:
-    """QC every image; one that cannot be read gets ``status=error`` and the rest go on."""
+    """QC every image; one that cannot be read gets ``status=error`` and the rest go on, one
+    that is not histology ``status=skipped``."""
     from napari_pathreview import preflight
-    from napari_pathreview.stain._imageio import read_rgb
-    from napari_pathreview.stain.qc import assess_quality
 
     config = _qc_config(args)
     files = _collect([args.folder])
@@ -223,24 +222,46 @@ def _qc(args: argparse.Namespace) -> int:
         "error",
     ]
     out = preflight.output_file(args.out)
-    passed = failed = 0
+    passed = failed = skipped = 0
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for path in files:
             try:
-                quality = assess_quality(read_rgb(path), config).to_dict()
+                row = _qc_row(path, config)
             except Exception as error:  # noqa: BLE001 - recorded in the row, the rest go on
                 failed += 1
                 writer.writerow({"path": str(path), "status": "error", "error": _describe(error)})
                 print(f"ERROR\t{path.name}\t{_describe(error)}")
                 continue
-            row = {"path": str(path), **quality, "status": "ok", "error": ""}
-            passed += bool(row["passed"])
             writer.writerow(row)
+            if row["status"] == "skipped":
+                skipped += 1
+                print(f"SKIP\t{path.name}\t{row['reasons']}")
+                continue
+            passed += bool(row["passed"])
             print(f"{'PASS' if row['passed'] else 'FAIL'}\t{path.name}\t{row['reasons']}")
-    print(f"{passed}/{len(files)} passed; wrote {out}")
+    checked = len(files) - skipped
+    note = f"; {skipped} skipped (not histology)" if skipped else ""
+    print(f"{passed}/{checked} passed{note}; wrote {out}")
     return _batch_status("qc", failed, len(files))
+
+
+def _qc_row(path: Path, config) -> dict:
+    """One image's CSV row. QC's rules (blur, tissue against a white background, pen ink) are
+    H&E histology's, as in ``Predictor``: a mammogram would be called pen-marked and clipped
+    for its black background, so it is skipped, saying why, rather than failed."""
+    import numpy as np
+
+    from napari_pathreview.io import load_image, to_rgb_uint8
+    from napari_pathreview.stain.qc import assess_quality
+
+    loaded = load_image(path)
+    if loaded.modality != "histology":
+        reason = f"{loaded.modality} image: QC's rules are for H&E histology"
+        return {"path": str(path), "reasons": reason, "status": "skipped", "error": ""}
+    quality = assess_quality(to_rgb_uint8(np.asarray(loaded.data)), config).to_dict()
+    return {"path": str(path), **quality, "status": "ok", "error": ""}
 
 
 def _qc_config(args: argparse.Namespace):
