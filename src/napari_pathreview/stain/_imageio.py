@@ -16,9 +16,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     Raises:
         ImageReadError: when the file cannot be decoded.
     """
-    from napari_pathreview.io import load_image, to_rgb_uint8
+    from napari_pathreview.io import load_image
 
-    return to_rgb_uint8(np.asarray(load_image(Path(path)).data))
+    return rgb_of(load_image(Path(path)))
+
+
+def rgb_of(loaded) -> np.ndarray:
+    """A ``LoadedImage`` (``io.load_image``) as uint8 RGB H×W×3 (level 0 of a pyramid)."""
+    from napari_pathreview.io import to_rgb_uint8
+
+    return to_rgb_uint8(np.asarray(loaded.data))
 
 
 def list_images(folder: str | Path) -> list[Path]:

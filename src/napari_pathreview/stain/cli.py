@@ -251,16 +251,15 @@ def _qc_row(path: Path, config) -> dict:
     """One image's CSV row. QC's rules (blur, tissue against a white background, pen ink) are
     H&E histology's, as in ``Predictor``: a mammogram would be called pen-marked and clipped
     for its black background, so it is skipped, saying why, rather than failed."""
-    import numpy as np
-
-    from napari_pathreview.io import load_image, to_rgb_uint8
+    from napari_pathreview.io import load_image
+    from napari_pathreview.stain._imageio import rgb_of
     from napari_pathreview.stain.qc import assess_quality
 
     loaded = load_image(path)
     if loaded.modality != "histology":
         reason = f"{loaded.modality} image: QC's rules are for H&E histology"
         return {"path": str(path), "reasons": reason, "status": "skipped", "error": ""}
-    quality = assess_quality(to_rgb_uint8(np.asarray(loaded.data)), config).to_dict()
+    quality = assess_quality(rgb_of(loaded), config).to_dict()
     return {"path": str(path), **quality, "status": "ok", "error": ""}
 
 
