@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# torch's triton must be loaded before napari creates an OpenGL context: loading it after
+# (Mesa llvmpipe under Xvfb) crashes the process. Imported here, for every test file, the
+# order pytest runs them in does not matter (tests/io/test_viewer.py before tests/inference/
+# used to segfault). The widgets guard the same way at Run.
+import timm  # noqa: F401, E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO_ROOT / "sample_data"
 SHARED_DATA = Path(os.environ.get("PATHREVIEW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -9,10 +9,6 @@ from typing import Any
 
 import pytest
 
-# torch's triton must be loaded before napari creates an OpenGL context: loading it after
-# (Mesa llvmpipe under Xvfb) crashes the process. The widgets guard the same way at Run.
-import timm  # noqa: F401, E402
-
 TINY_ARCH = "mobilenetv3_small_050"
 INPUT = [3, 64, 64]
 
