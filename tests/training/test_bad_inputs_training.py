@@ -403,3 +403,39 @@ def test_a_relative_pretrained_path_is_read_beside_the_recipe_not_the_working_fo
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "dark_0" in result.stderr  # the weights beside the recipe were found: data reached
     assert "pretrained weights" not in result.stderr
+
+
+def test_the_imagenet_mias_recipe_without_its_weights_is_refused_before_any_film_is_read(
+    tmp_path,
+):
+    recipe = Path(__file__).resolve().parents[2] / "training" / "mias_lesion_mil_imagenet.yaml"
+    empty = tmp_path / "films"
+    empty.mkdir()  # reading it would fail differently: no MIAS info file
+    result = _cli(
+        "train", str(recipe), "--set", f"data.root={empty}", "--out", str(tmp_path / "runs"),
+        env=_offline(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "no pretrained weights for tf_efficientnet_lite0" in result.stderr
+    assert "convert-weights" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_imagenet_mias_recipe_encodes_patches_with_the_weights_it_finds(tmp_path, monkeypatch):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from napari_pathreview.training.lesion import build_patch_model
+    from napari_pathreview.training.recipe import load_recipe
+
+    source = timm.create_model("tf_efficientnet_lite0")  # random: distinct from any other draw
+    save_file(source.state_dict(), str(tmp_path / "tf_efficientnet_lite0.safetensors"))
+    monkeypatch.setenv("PATHREVIEW_PRETRAINED_DIR", str(tmp_path))
+    recipe = load_recipe(
+        Path(__file__).resolve().parents[2] / "training" / "mias_lesion_mil_imagenet.yaml"
+    )
+    model = build_patch_model(recipe, 3, 512, negative_class=0)
+    stem = source.state_dict()["conv_stem.weight"]
+    loaded = [t for k, t in model.state_dict().items() if k.endswith("conv_stem.weight")]
+    assert len(loaded) == 1 and torch.equal(loaded[0], stem)

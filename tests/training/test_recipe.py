@@ -149,3 +149,51 @@ def test_sample_data_paths_resolve_inside_the_package_when_not_beside_the_recipe
     )
     resolved = resolve_path(recipe, recipe.data.root)
     assert resolved.is_dir() and "napari_pathreview" in str(resolved)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_recipe_extends_another_by_the_keys_it_changes(tmp_path):
+    _write(
+        tmp_path / "base.yaml",
+        "name: base\ndata: {source: folder, root: x, image_size: 96}\n"
+        "optim: {lr: 0.01, batch_size: 16}\nphases: [{name: a, epochs: 2}, {name: b, epochs: 3}]\n",
+    )
+    child = _write(
+        tmp_path / "child.yaml",
+        "extends: base.yaml\noptim: {lr: 0.001}\nphases: [{name: only, epochs: 1}]\n",
+    )
+    recipe = load_recipe(child, ["optim.batch_size=8"])
+    assert recipe.name == "child"  # named for itself, not for the recipe it extends
+    assert (recipe.optim.lr, recipe.optim.batch_size) == (0.001, 8)
+    assert recipe.data.image_size == 96  # kept from the base, key by key
+    assert [p.name for p in recipe.phases] == ["only"]  # a list is replaced whole
+
+
+def test_the_imagenet_mias_recipe_is_the_shipped_one_with_its_three_changes():
+    """README run 11's command (the shipped recipe and three --set), as a recipe of its own."""
+    changes = [
+        "model.architecture=tf_efficientnet_lite0",
+        "model.pretrained=true",
+        "optim.lr=0.0005",
+        "name=mias_lesion_mil_imagenet",
+    ]
+    by_command = load_recipe(RECIPES / "mias_lesion_mil.yaml", changes).to_dict()
+    assert load_recipe(RECIPES / "mias_lesion_mil_imagenet.yaml").to_dict() == by_command
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: nowhere.yaml\n", r"a\.yaml: extends: recipe file not found: .*nowhere\.yaml"),
+        ("extends: 3\n", r"a\.yaml: extends must name a recipe file, got 3"),
+        ("extends: b.yaml\n", r"extend each other in a loop: .*a\.yaml → .*b\.yaml → .*a\.yaml"),
+    ],
+)
+def test_a_base_that_cannot_be_read_is_named(tmp_path, text, message):
+    _write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(_write(tmp_path / "a.yaml", text))

@@ -418,6 +418,43 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` laid over it: mappings merge key by key, anything else
+    (numbers, text, lists such as ``phases``) is replaced whole."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _with_base(raw: dict, folder: Path, chain: tuple[Path, ...]) -> dict:
+    """Resolve ``extends: OTHER.yaml`` (read beside the recipe that names it): the other
+    recipe, itself possibly extending a third, with this one's keys laid over it.
+
+    A recipe that differs from another by a few keys says only those, so the two cannot
+    drift apart. Relative data paths are still read beside the recipe that is run.
+    """
+    if "extends" not in raw:
+        return raw
+    raw = dict(raw)
+    named = raw.pop("extends")
+    where = f"{chain[-1]}: extends" if chain else "extends"
+    if not isinstance(named, str) or not named.strip():
+        raise RecipeError(f"{where} must name a recipe file, got {named!r}")
+    path = (folder / Path(named).expanduser()).resolve()
+    if path in chain:
+        loop = " → ".join(str(p) for p in (*chain, path))
+        raise RecipeError(f"{where}: recipes extend each other in a loop: {loop}")
+    if not path.is_file():
+        raise RecipeError(f"{where}: recipe file not found: {path}")
+    base = _with_base(_read_yaml(path), path.parent, (*chain, path))
+    base.pop("name", None)  # a recipe is named for itself, not for the one it extends
+    return _merged(base, raw)
+
+
 def load_recipe(
     recipe: str | Path | Mapping, overrides: Sequence[str] = (), base_dir: str | Path | None = None
 ) -> Recipe:
@@ -425,9 +462,10 @@ def load_recipe(
     if isinstance(recipe, Mapping):
         raw = yaml.safe_load(yaml.safe_dump(dict(recipe)))  # deep copy through YAML
         folder = Path(base_dir) if base_dir else Path.cwd()
+        raw = _with_base(raw, folder, ()) if isinstance(raw, dict) else raw
     else:
         path = Path(recipe)
-        raw = _read_yaml(path)
+        raw = _with_base(_read_yaml(path), path.resolve().parent, (path.resolve(),))
         folder = Path(base_dir) if base_dir else path.resolve().parent
         raw.setdefault("name", path.stem)
     if not isinstance(raw, dict):
