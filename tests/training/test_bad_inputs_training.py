@@ -439,3 +439,32 @@ def test_the_imagenet_mias_recipe_encodes_patches_with_the_weights_it_finds(tmp_
     stem = source.state_dict()["conv_stem.weight"]
     loaded = [t for k, t in model.state_dict().items() if k.endswith("conv_stem.weight")]
     assert len(loaded) == 1 and torch.equal(loaded[0], stem)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "model.kwargs.bogus=1",
+            "model.architecture 'resnet18' with model.kwargs {'bogus': 1} cannot be built: "
+            "ResNet.__init__() got an unexpected keyword argument 'bogus'",
+        ),
+        (
+            "model.kwargs.drop_path_rate=1.5",
+            "model.kwargs.drop_path_rate=1.5 is outside [0, 1): a drop rate is a probability",
+        ),
+    ],
+)
+def test_model_kwargs_the_architecture_refuses_are_named_before_any_image_is_decoded(
+    png_tree, tmp_path, setting, message
+):
+    """Both used to end in a traceback: one when the model was built after decoding, the
+    other in the first training step."""
+    (png_tree / "dark" / "dark_0.png").write_bytes(b"not a png")  # decoding it would fail
+    runs = tmp_path / "runs"
+    result = _cli(
+        "train", str(_recipe_file(tmp_path, png_tree)), "--set", setting, "--out", str(runs)
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr and "dark_0" not in result.stderr
+    assert not runs.exists()

@@ -72,6 +72,29 @@ def require_recipe_weights(recipe: Recipe) -> None:
         ) from None
 
 
+def require_buildable(recipe: Recipe) -> None:
+    """Refuse a recipe whose model cannot be built (a ``model.kwargs`` key the architecture
+    does not take, a value it rejects), before a run folder or an image.
+
+    The model is built on PyTorch's meta device: no memory, no weights, a fraction of a second.
+
+    Raises:
+        RecipeError: names the architecture, the kwargs and the constructor's complaint.
+    """
+    import torch
+
+    from napari_pathreview.training.recipe import RecipeError
+
+    try:
+        with torch.device("meta"):
+            build_model(recipe, 2, pretrained=False)
+    except (TypeError, ValueError) as error:
+        raise RecipeError(
+            f"recipe {recipe.name!r}: model.architecture {recipe.model.architecture!r} with "
+            f"model.kwargs {dict(recipe.model.kwargs)} cannot be built: {error}"
+        ) from None
+
+
 def build_model(recipe: Recipe, num_classes: int, pretrained: bool | None = None):
     """``models.create_model`` as the recipe says (every timm name works there too).
 

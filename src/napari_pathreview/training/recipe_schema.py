@@ -142,8 +142,20 @@ def range_problems(recipe: Any) -> list[str]:
                 continue  # reported above
             if not allowed.admits(value):
                 problems.append(f"{concrete}={value!r} is outside {allowed.describe()}")
+    problems += _drop_rate_problems(recipe)
     problems += _cross_field_problems(recipe)
     return problems
+
+
+def _drop_rate_problems(recipe: Any) -> list[str]:
+    """``model.kwargs`` drop rates (timm's ``drop_rate``, ``drop_path_rate``, ...) are
+    probabilities; out of range, timm fails only in the first training step."""
+    rate = Range(0.0, 1.0, open_high=True)
+    return [
+        f"model.kwargs.{key}={value!r} is outside {rate.describe()}: a drop rate is a probability"
+        for key, value in recipe.model.kwargs.items()
+        if "drop" in key and key.endswith("rate") and not rate.admits(value)
+    ]
 
 
 def _cross_field_problems(recipe: Any) -> list[str]:
