@@ -79,6 +79,8 @@ def test_a_stain_method_without_a_fitted_target_is_refused_before_any_slide(
     model = register_tiny(registry)
     done = _predict_slides(slide_path, model, tmp_path / "out", "--stain", "macenko")
     assert done.returncode == 2 and "'macenko' needs a fitted target" in done.stderr
+    assert "pathreview stain fit --method macenko" in done.stderr
+    assert "--stain-target FILE.json" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "failures.csv").exists()
 

@@ -53,3 +53,18 @@ def test_a_bad_stain_target_is_named_without_a_traceback(binary_ref, tmp_path) -
     done = _pathreview("predict", str(image), "--model", binary_ref, "--stain-target", str(bad))
     assert done.returncode != 0
     assert "target.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_method_the_card_has_no_target_for_names_the_stain_target_flag(
+    binary_ref, tmp_path, capsys
+) -> None:
+    from napari_pathreview.cli import main
+
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    argv = ["predict", str(image), "--model", binary_ref, "--stain", "macenko", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "'macenko' needs a fitted target" in err and "--stain-target FILE.json" in err
+    assert "pathreview stain fit --method macenko" in err and not (out / "predictions.csv").exists()

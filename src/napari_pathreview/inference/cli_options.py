@@ -1,5 +1,6 @@
-"""What ``pathreview predict``, ``explain`` and ``evaluate-cam`` share: the model, stain and
-CAM options, the checks made before torch loads, and how a result becomes a CSV.
+"""What ``pathreview predict``, ``explain`` and ``evaluate-cam`` share (``predict-slides`` the
+stain, TTA and modality options): the model, stain and CAM options, the checks made before
+torch loads, and how a result becomes a CSV.
 
 Only argparse at import time; torch, the models and pytorch-grad-cam load inside the functions.
 """
@@ -24,6 +25,20 @@ DEVICE_CHOICES = DEVICES
 
 def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="registered model: NAME or NAME@VERSION")
+    stain_options(parser)
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    modality_option(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
+    )
+
+
+def stain_options(parser: argparse.ArgumentParser) -> None:
+    """``--stain`` and ``--stain-target`` (shared with ``predict-slides``); read by
+    :func:`stain_arg`."""
     parser.add_argument(
         "--stain",
         choices=STAIN_CHOICES,
@@ -36,14 +51,6 @@ def model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="fitted stain target JSON (from `pathreview stain fit`); its method is used",
-    )
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    modality_option(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="model inputs per forward, TTA views included (default: 8 on CPU, 32 on GPU)",
     )
 
 
@@ -78,16 +85,24 @@ def cam_options(parser: argparse.ArgumentParser) -> None:
 
 
 def stain_arg(args: argparse.Namespace) -> Any:
-    """``--stain`` or, with ``--stain-target FILE``, that file's fitted state (checked first)."""
+    """``--stain`` or, with ``--stain-target FILE``, that file's fitted state (checked first).
+
+    Raises:
+        StainTargetError: the file is missing, not JSON or not a fitted state (named, under
+            the flag); InvalidInputError: ``--stain`` names another method than the file's.
+    """
     target = getattr(args, "stain_target", None)
     if target is None:
         return args.stain
-    from napari_pathreview.stain.targets import load_target
+    from napari_pathreview.stain.targets import StainTargetError, load_target
 
-    state = load_target(target)
+    try:
+        state = load_target(target)
+    except StainTargetError as error:
+        raise StainTargetError(f"--stain-target: {error}") from error
     if args.stain not in (None, str(state["method"])):
         raise InvalidInputError(
-            f"--stain {args.stain} but {target} is a {state['method']} target; "
+            f"--stain {args.stain} but --stain-target {target} is a {state['method']} target; "
             "drop --stain or pass a target fitted with that method"
         )
     return state

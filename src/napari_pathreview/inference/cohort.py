@@ -65,7 +65,9 @@ class CohortJob:
         model_ref: ``NAME`` or ``NAME@VERSION`` in the registry.
         out: Output folder.
         settings: ``slides.SlideSettings`` as a dict.
-        device, stain, tta: Predictor settings (None: the card's).
+        device, tta: Predictor settings (None: the card's).
+        stain: None (the card's), a method name, or a fitted target's state (``--stain-target``),
+            which is part of :meth:`slide_key`: another target is another result.
         home: ``$PATHREVIEW_HOME`` the workers read the registry from.
     """
 
@@ -73,12 +75,13 @@ class CohortJob:
     out: str
     settings: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
-    stain: str | None = None
+    stain: str | dict[str, Any] | None = None
     tta: str | None = None
     home: str | None = None
 
     def slide_key(self, path: Path) -> str:
-        """Identifies (slide file, model, settings) so re-runs skip finished slides."""
+        """Identifies (slide file, model, settings, stain target) so re-runs skip finished
+        slides, and only those run with the same settings."""
         stat = path.stat() if path.exists() else None
         text = json.dumps(
             [
@@ -119,13 +122,18 @@ def default_workers() -> int:
 
 @functools.lru_cache(maxsize=2)
 def _worker_predictor(
-    model_ref: str, device: str, stain: str | None, tta: str | None, home: str | None
+    model_ref: str, device: str, stain_json: str, tta: str | None, home: str | None
 ):
-    """A predictor per worker process and model, loaded once and reused across its slides."""
+    """A predictor per worker process and model, loaded once and reused across its slides.
+
+    ``stain_json``: the job's ``stain`` as JSON text, hashable for the cache even when it is a
+    fitted target's state.
+    """
     if home:
         os.environ["PATHREVIEW_HOME"] = home
     from napari_pathreview.inference.predictor import Predictor
 
+    stain = json.loads(stain_json)
     return Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
 
 
@@ -177,7 +185,8 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     settings = SlideSettings(**job.settings)
     slide_um = settings.slide_um_per_px
     device = _worker_device(job.device)
-    predictor = _worker_predictor(job.model_ref, device, job.stain, job.tta, job.home)
+    stain_json = json.dumps(job.stain, sort_keys=True)
+    predictor = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
     source = as_slide(Path(path), um_per_px=slide_um)
     try:
         result = predict_slide(predictor, source, settings)

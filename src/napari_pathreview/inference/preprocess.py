@@ -154,7 +154,8 @@ def resolve_stain(card: Any, stain: Any = None) -> Any:
     from napari_pathreview import stain as stain_mod
 
     spec = spec_for(card)
-    if stain is None:
+    from_card = stain is None
+    if from_card:
         if spec.stain_target:
             return stain_mod.normalizer_from_dict(spec.stain_target)
         stain = spec.stain_method or "none"
@@ -171,6 +172,8 @@ def resolve_stain(card: Any, stain: Any = None) -> Any:
     if not normalizer.is_fitted:
         raise InvalidInputError(
             f"stain method {name!r} needs a fitted target and the model card has none for it; "
-            "fit one with `pathreview stain fit` and pass it, or use the card's method"
+            f"fit one with `pathreview stain fit --method {name} --images IMAGES --out "
+            "FILE.json` and pass --stain-target FILE.json (from Python: stain=load_target(FILE)), "
+            + ("or --stain none" if from_card else "or leave out --stain to use the card's method")
         )
     return normalizer

@@ -11,9 +11,14 @@ from pathlib import Path
 
 from napari_pathreview.cli import TypedFlag, typed_flags
 from napari_pathreview.errors import InvalidInputError, reported_as
-from napari_pathreview.inference.cli_options import modality_option, tta_option, warn_tta_mismatch
+from napari_pathreview.inference.cli_options import (
+    modality_option,
+    stain_arg,
+    stain_options,
+    tta_option,
+    warn_tta_mismatch,
+)
 from napari_pathreview.inference.device import DEVICES
-from napari_pathreview.stain.methods import STAIN_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="local cluster workers (default: one per GPU, else per 4 cores; 0 = no Dask)",
     )
     run.add_argument("--device", choices=DEVICES, default="auto")
-    run.add_argument(
-        "--stain", choices=STAIN_METHODS, default=None, help="stain method (default: the card's)"
-    )
+    stain_options(run)
     tta_option(run)
     modality_option(run)
     add_tiling_options(run)
@@ -148,6 +151,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise InvalidInputError("--workers must be 0 (no Dask) or more")
     settings = settings_from_args(args)
+    stain = stain_arg(args)  # a --stain-target file is read and checked before any slide
     missing = [str(p) for p in args.slides if not p.exists()]
     if missing:
         raise InvalidInputError(f"no such slide file or folder: {', '.join(missing)}")
@@ -156,7 +160,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     # Refused here, once, rather than by every slide of the cohort (or, for a model of the
     # other modality, not at all: its rows came out empty with exit status 0).
     preflight.check_modalities(card, paths, args.allow_modality_mismatch)
-    resolve_stain(card, args.stain)
+    resolve_stain(card, stain)
     if settings.mode == "matched":
         from napari_pathreview.inference.slide_grid import model_um_per_px
 
@@ -167,7 +171,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
         args.out,
         settings,
         device=args.device,
-        stain=args.stain,
+        stain=stain,
         tta=args.tta,
     )
     summary = run_cohort(
