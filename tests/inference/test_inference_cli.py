@@ -184,6 +184,29 @@ def test_evaluate_cam_counts_and_names_the_images_with_an_empty_cam(
     assert "gradcam CAM is empty" in err and "mdb001.png, mdb002.png" in err
 
 
+def test_evaluate_cam_says_where_it_wrote_each_csv(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"wrote {out}" in printed and f"wrote {per_image}" in printed
+
+
+def test_explain_says_where_it_wrote_its_csv(binary_ref, rng, tissue_like, tmp_path, capsys):
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out.splitlines()
+
+
 def test_evaluate_cam_unknown_method_is_rejected(binary_ref, rng, tmp_path, capsys) -> None:
     folder = _mias_folder(tmp_path / "mias", rng)
     argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--methods", "nosuchcam",

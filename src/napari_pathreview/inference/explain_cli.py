@@ -140,7 +140,7 @@ def _explain(args: argparse.Namespace) -> int:
         )
     warn_empty_cams("explain", [{"image": args.image.name, **r} for r in rows])
     if args.out is not None:
-        write_csv(args.out, rows, SCORE_COLUMNS)
+        print(f"wrote {write_csv(args.out, rows, SCORE_COLUMNS)}")
     return 0
 
 
@@ -214,5 +214,5 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"wrote {write_summary_csv(args.out, summaries)}")
     if args.per_image is not None:
-        write_csv(args.per_image, rows, ["image", *SCORE_COLUMNS])
+        print(f"wrote {write_csv(args.per_image, rows, ['image', *SCORE_COLUMNS])}")
     return 0
