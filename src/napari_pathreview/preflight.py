@@ -80,11 +80,15 @@ def output_folder(path: str | os.PathLike[str], what: str = "--out", create: boo
     return folder
 
 
-def output_file(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """A file to write: its parent folder is created; a folder at ``path`` is refused."""
+def output_file(
+    path: str | os.PathLike[str], what: str = "--out", example: str | None = None
+) -> Path:
+    """A file to write: its parent folder is created; a folder at ``path`` is refused (naming
+    a file in it, ``example``, the user could give instead)."""
     file = Path(path)
     if file.is_dir():
-        raise InvalidInputError(f"{what} {file} is a folder; give a file name")
+        instead = f", e.g. {file / example}" if example else ""
+        raise InvalidInputError(f"{what} {file} is a folder; give a file name{instead}")
     output_folder(file.parent, f"the folder of {what}")
     return file
 

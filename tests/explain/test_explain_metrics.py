@@ -8,6 +8,7 @@ import pytest
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.explain.metrics import (
     binarize_cam,
+    cam_is_empty,
     energy_in_roi,
     normalize_cam,
     pointing_game,
@@ -121,6 +122,16 @@ def test_roi_scores_bundles_all_four() -> None:
     scores = roi_scores(cam, mask)
     assert set(scores) == {"iou", "dice", "pointing", "energy"}
     assert scores["iou"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("cam", [np.zeros((4, 4)), np.full((4, 4), 0.7), np.full((4, 4), np.nan)])
+def test_a_constant_cam_is_empty(cam: np.ndarray) -> None:
+    assert cam_is_empty(cam)
+
+
+def test_a_cam_with_a_peak_is_not_empty() -> None:
+    cam, _ = _cam_and_mask()
+    assert not cam_is_empty(cam)
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])

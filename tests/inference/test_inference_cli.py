@@ -8,9 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from napari_pathreview.cli import main
 from napari_pathreview.io import Roi, write_geojson_rois
+from napari_pathreview.models import create_model
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
@@ -128,11 +130,81 @@ def test_evaluate_cam_table_per_method(binary_ref, rng, tmp_path, capsys) -> Non
     rows = _rows(out)
     assert [r["method"] for r in rows] == ["gradcam", "gradcam++", "scorecam"]
     scores = ("iou", "dice", "pointing", "energy")
-    assert list(rows[0]) == ["method", "n", *[f"{s}_{k}" for s in scores for k in ("mean", "sd")]]
+    stats = [f"{s}_{k}" for s in scores for k in ("mean", "sd")]
+    assert list(rows[0]) == ["method", "n", "n_cam_empty", *stats]
     assert all(r["n"] == "2" for r in rows)  # mdb003 is normal: no ROI, not scored
     assert len(_rows(per_image)) == 6
     printed = capsys.readouterr().out
     assert "±" in printed and "scorecam" in printed
+
+
+@pytest.fixture
+def blind_ref(registry, binary_card) -> str:
+    """A resnet18 whose classifier weights are all zero: every gradient CAM comes out empty."""
+    model = create_model("resnet18", 2).eval()
+    with torch.no_grad():
+        model.get_classifier().weight.zero_()
+    version = registry.register(model, {**binary_card, "name": "blind"})
+    return f"blind@{version}"
+
+
+def test_explain_flags_an_empty_cam_instead_of_a_silent_zero(
+    blind_ref, rng, tissue_like, tmp_path, capsys
+) -> None:
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", blind_ref, "--device", "cpu",
+            "--method", "gradcam,eigencam", "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert {r["method"]: r["cam_empty"] for r in _rows(out)} == {
+        "gradcam": "True",
+        "eigencam": "False",
+    }
+    printed = capsys.readouterr()
+    assert "empty CAM" in printed.out
+    assert "warning: gradcam CAM is empty" in printed.err and "a.png" in printed.err
+    assert "eigencam" not in printed.err
+
+
+def test_evaluate_cam_counts_and_names_the_images_with_an_empty_cam(
+    blind_ref, rng, tmp_path, capsys
+) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", blind_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 0
+    assert _rows(out)[0]["n_cam_empty"] == "2"
+    assert [r["cam_empty"] for r in _rows(per_image)] == ["True", "True"]
+    err = capsys.readouterr().err
+    assert "gradcam CAM is empty" in err and "mdb001.png, mdb002.png" in err
+
+
+def test_evaluate_cam_says_where_it_wrote_each_csv(binary_ref, rng, tmp_path, capsys) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"wrote {out}" in printed and f"wrote {per_image}" in printed
+
+
+def test_explain_says_where_it_wrote_its_csv(binary_ref, rng, tissue_like, tmp_path, capsys):
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out.splitlines()
 
 
 def test_evaluate_cam_unknown_method_is_rejected(binary_ref, rng, tmp_path, capsys) -> None:

@@ -6,11 +6,13 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from slide_fixtures import register_tiny, tissue_slide, write_slide
 
+from napari_pathreview.cli import main
 from napari_pathreview.inference import Predictor
 from napari_pathreview.inference.cache import SlideCache, cached_slide
 from napari_pathreview.inference.cohort import (
@@ -251,3 +253,28 @@ def test_predict_slides_cli_takes_the_pixel_size_of_an_unscaled_slide_from_mpp(
     assert done.returncode == 0, done.stderr
     (row,) = _rows(tmp_path / "b" / "slides.csv")
     assert row["slide"] == "unscaled" and float(row["um_per_px"]) == 0.5
+
+
+def test_the_readme_names_every_slides_csv_column_and_um_per_px_as_the_model_s(
+    model_ref, tmp_path
+) -> None:
+    fine = write_slide(tmp_path / "fine.tif", tissue_slide(384, 512), um_per_px=0.25)
+    out = tmp_path / "out"
+    argv = ["predict-slides", str(fine), "--model", model_ref, "--out", str(out),
+            "--workers", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (row,) = _rows(out / "slides.csv")
+    assert float(row["um_per_px"]) == 0.5  # the model's 0.5 µm/px, not the scan's 0.25
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("# slides.csv: "))
+    documented = [c.strip() for c in line.split(":", 1)[1].split(",")]
+    per_class = {"mean_<class>…", "max_<class>…", "topk_mean_<class>…"}
+    named = [c.split(" ")[0] for c in documented]
+    expanded = [
+        col
+        for c in named
+        for col in ([c.replace("<class>…", k) for k in ("benign", "malignant")]
+                    if c in per_class else [c])
+    ]  # fmt: skip
+    assert expanded == list(row)
+    assert "the model's analysis resolution" in documented[named.index("um_per_px")]

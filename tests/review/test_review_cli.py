@@ -146,3 +146,13 @@ def test_newer_database_is_a_user_error(tmp_path, capsys):
         )
     assert main(["review", "stats", "--db", str(db)]) == 2
     assert "newer than this napari-pathreview" in capsys.readouterr().err
+
+
+def test_export_to_a_folder_says_it_is_a_folder_and_what_to_give(filled, tmp_path, capsys):
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    assert main(["review", "export", "--db", filled, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {folder} is a folder; give a file name, e.g. {folder / 'manifest.csv'}" in err
+    assert ".qa." not in err  # no hidden temporary file named
+    assert list(folder.iterdir()) == []

@@ -139,3 +139,11 @@ def test_invalid_disagreement_weight_is_refused(team, tmp_path, weight):
     with pytest.raises(InvalidInputError, match="disagreement_weight"):
         team[0].export_manifest(tmp_path / "m.csv", disagreement_weight=weight)
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_a_manifest_path_that_is_a_folder_is_refused_by_name(team, tmp_path) -> None:
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    with pytest.raises(InvalidInputError, match=r"is a folder; give a file name, e\.g\. .*\.csv"):
+        team[0].export_manifest(folder)
+    assert list(folder.iterdir()) == []

@@ -135,3 +135,47 @@ def test_qc_skips_a_mammogram_instead_of_failing_it_on_histology_rules(shared_da
     assert "mammogram" in film["reasons"] and "pen" not in film["reasons"]
     histology = next(r for name, r in rows.items() if name != "mdb028.pgm")
     assert histology["status"] == "ok" and histology["passed"] in ("True", "False")
+
+
+def _with_a_film(shared_data, folder):
+    images = _copy_some(shared_data, folder, n=2)
+    shutil.copy(shared_data / "mias" / "mdb028.pgm", images / "mdb028.pgm")
+    return images
+
+
+def test_stain_apply_skips_a_mammogram_instead_of_normalising_it_with_he_rules(
+    shared_data, tmp_path, capsys
+):
+    images = _with_a_film(shared_data, tmp_path / "imgs")
+    target, out = tmp_path / "target.json", tmp_path / "out"
+    fit = ["stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", str(target)]
+    assert main(fit) == 0
+    capsys.readouterr()
+    assert main(["stain", "apply", "--target", str(target), str(images), "--out", str(out)]) == 0
+    rows = {Path(line.split("\t")[0]).name: line for line in capsys.readouterr().out.splitlines()}
+    assert "skipped: mammogram image: stain normalisation is for H&E" in rows["mdb028.pgm"]
+    assert not (out / "mdb028.png").exists()
+    assert len(list(out.glob("*.png"))) == 2  # the histology images are normalised
+
+
+def test_stain_fit_leaves_a_mammogram_out_of_the_target(shared_data, tmp_path, capsys):
+    with_film, without = tmp_path / "with.json", tmp_path / "without.json"
+    images = _with_a_film(shared_data, tmp_path / "imgs")
+    only_he = _copy_some(shared_data, tmp_path / "he", n=2)
+    for folder, out in ((images, with_film), (only_he, without)):
+        argv = ["stain", "fit", "--method", "reinhard", "--images", str(folder), "--out", str(out)]
+        assert main(argv) == 0
+    assert json.loads(with_film.read_text()) == json.loads(without.read_text())
+    err = capsys.readouterr().err
+    assert "warning: skipped" in err and "mdb028.pgm (mammogram image" in err
+
+
+def test_stain_fit_on_mammograms_only_is_refused_saying_why(shared_data, tmp_path, capsys):
+    films = tmp_path / "films"
+    films.mkdir()
+    shutil.copy(shared_data / "mias" / "mdb028.pgm", films / "mdb028.pgm")
+    out = tmp_path / "t.json"
+    argv = ["stain", "fit", "--method", "macenko", "--images", str(films), "--out", str(out)]
+    assert main(argv) == 2
+    assert "none of the 1 image(s)" in capsys.readouterr().err
+    assert not out.exists()

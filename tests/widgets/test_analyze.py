@@ -167,6 +167,25 @@ def test_live_iou_from_the_plugins_menu_follows_shapes_and_threshold(
     assert not any("PublicOnlyProxy" in m for m in seen)
 
 
+def test_live_iou_says_when_the_cam_is_empty_rather_than_a_miss(
+    qtbot: Any, open_sample: Any, open_widget: Any, uniform_model: str
+) -> None:
+    viewer, layers = open_sample(MIAS)
+    image = _image(layers)
+    widget = open_widget(viewer, "Analyze")
+    _run_to_end(qtbot, widget)  # gradcam of a zeroed head: every gradient is 0, the CAM flat
+    rows, cols = image.data.shape[:2]
+    viewer.add_shapes(
+        [[[0, 0], [0, cols // 2], [rows // 2, cols // 2], [rows // 2, 0]]],
+        shape_type="rectangle",
+        name="my ROI",
+        scale=image.scale,
+    )
+    widget.roi_combo.value = "my ROI"
+    assert widget.roi_scores is not None and widget.roi_scores["iou"] == 0.0
+    assert "empty CAM" in widget.roi_label.text()
+
+
 @pytest.mark.parametrize("placement", ["scale 1, drawn in world units", "affine"])
 def test_live_iou_scores_an_roi_where_it_lies_over_the_image_whatever_its_layer_frame(
     qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str, placement: str

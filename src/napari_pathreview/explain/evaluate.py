@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes, require_nonempty
-from napari_pathreview.explain.metrics import roi_scores
+from napari_pathreview.explain.metrics import cam_is_empty, roi_scores
 
 __all__ = [
     "MethodSummary",
@@ -28,6 +28,7 @@ __all__ = [
     "roi_mask_from_geojson",
     "roi_mask_from_mias",
     "score_methods",
+    "scored_map",
     "summarize",
     "write_summary_csv",
 ]
@@ -40,16 +41,21 @@ _AREA = ("polygon", "rectangle", "ellipse")
 
 @dataclass(frozen=True)
 class MethodSummary:
-    """Mean ± sample sd of each score for one CAM method over ``n`` images."""
+    """Mean ± sample sd of each score for one CAM method over ``n`` images.
+
+    ``n_cam_empty`` of them had a constant CAM (see :func:`cam_is_empty`): they count as 0 in
+    the means, as seed 004's protocol has it, and are counted so a low mean can be read.
+    """
 
     method: str
     n: int
     mean: dict[str, float]
     sd: dict[str, float]
+    n_cam_empty: int = 0
 
     def row(self) -> dict[str, Any]:
-        """One CSV row: method, n, then ``<score>_mean`` and ``<score>_sd`` per score."""
-        out: dict[str, Any] = {"method": self.method, "n": self.n}
+        """One CSV row: method, n, n_cam_empty, then ``<score>_mean`` and ``<score>_sd``."""
+        out: dict[str, Any] = {"method": self.method, "n": self.n, "n_cam_empty": self.n_cam_empty}
         for name in SCORES:
             out[f"{name}_mean"] = round(self.mean[name], 6)
             out[f"{name}_sd"] = round(self.sd[name], 6)
@@ -103,14 +109,20 @@ def score_methods(
     """IoU, Dice, pointing game and energy-in-ROI of each method's CAM for one image.
 
     Returns:
-        One dict per method: method, target (class name), iou, dice, pointing, energy.
+        One dict per method: method, target (class name), iou, dice, pointing, energy, and
+        cam_empty (True when the CAM is constant: its zeros say "no map", not "missed").
     """
     rows = []
     for method in methods:
         result = predictor.explain(image, method, target_class=target_class, tta=tta, **cam_options)
-        scores = roi_scores(result.cam, mask, threshold)
+        scores = scored_map(result.cam, mask, threshold)
         rows.append({"method": result.method, "target": result.target_label, **scores})
     return rows
+
+
+def scored_map(cam: np.ndarray, mask: np.ndarray, threshold: float) -> dict[str, Any]:
+    """:func:`roi_scores` of one map plus ``cam_empty``, the row every explain output writes."""
+    return {**roi_scores(cam, mask, threshold), "cam_empty": cam_is_empty(cam)}
 
 
 def find_mias_cases(folder: str | Path) -> list[tuple[Path, list[Any]]]:
@@ -175,7 +187,8 @@ def summarize(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[Me
         values = {s: np.array([r[s] for r in mine], float) for s in SCORES}
         mean = {s: float(v.mean()) if v.size else float("nan") for s, v in values.items()}
         sd = {s: float(v.std(ddof=1)) if v.size > 1 else 0.0 for s, v in values.items()}
-        out.append(MethodSummary(method, len(mine), mean, sd))
+        empty = sum(bool(r.get("cam_empty")) for r in mine)
+        out.append(MethodSummary(method, len(mine), mean, sd, empty))
     return out
 
 

@@ -29,6 +29,7 @@ from napari_pathreview.errors import InvalidInputError
 
 __all__ = [
     "binarize_cam",
+    "cam_is_empty",
     "energy_in_roi",
     "normalize_cam",
     "pointing_game",
@@ -60,11 +61,29 @@ def normalize_cam(cam: np.ndarray) -> np.ndarray:
 
     NaNs (a diverged CAM) are treated as zero evidence rather than propagated.
     """
-    arr = np.nan_to_num(_as_2d(cam, "cam").astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+    arr = _finite(cam)
+    if _is_constant(arr):
         return np.zeros_like(arr)
+    lo, hi = float(arr.min()), float(arr.max())
     return (arr - lo) / (hi - lo)
+
+
+def _finite(cam: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(_as_2d(cam, "cam").astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _is_constant(arr: np.ndarray) -> bool:
+    lo, hi = float(arr.min()), float(arr.max())
+    return hi - lo <= 1e-12 * max(1.0, abs(hi))
+
+
+def cam_is_empty(cam: np.ndarray) -> bool:
+    """Whether the CAM is constant (all zeros, all NaN, or flat): it localises nothing.
+
+    Such a CAM scores IoU = Dice = 0 against any ROI, which reads like a miss; callers report
+    it so a user can tell "the method gave no map" from "the map missed the lesion".
+    """
+    return _is_constant(_finite(cam))
 
 
 def binarize_cam(cam: np.ndarray, threshold: float = 0.5) -> np.ndarray:

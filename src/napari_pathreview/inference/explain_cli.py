@@ -7,6 +7,8 @@ Only argparse at import time; torch, the models and pytorch-grad-cam load inside
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from napari_pathreview.inference.cli_options import (
 )
 
 DEFAULT_EVAL_METHODS = "gradcam,gradcam++,scorecam"
+SCORE_COLUMNS = ["method", "target", "iou", "dice", "pointing", "energy", "cam_empty"]
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -133,15 +136,35 @@ def _explain(args: argparse.Namespace) -> int:
         print(
             f"{r['method']:<14}{r['target']:<14}{r['iou']:>8.3f}{r['dice']:>8.3f}"
             f"{int(r['pointing']):>10d}{r['energy']:>8.3f}"
+            + ("  empty CAM" if r["cam_empty"] else "")
         )
+    warn_empty_cams("explain", [{"image": args.image.name, **r} for r in rows])
     if args.out is not None:
-        write_csv(args.out, rows, ["method", "target", "iou", "dice", "pointing", "energy"])
+        print(f"wrote {write_csv(args.out, rows, SCORE_COLUMNS)}")
     return 0
+
+
+def warn_empty_cams(command: str, rows: Sequence[dict[str, Any]], shown: int = 5) -> None:
+    """Say on stderr, per method, which images got a constant CAM: their IoU/Dice 0 means
+    the method gave no map, not that it missed the ROI."""
+    empty: dict[str, list[str]] = {}
+    for row in rows:
+        if row["cam_empty"]:
+            empty.setdefault(row["method"], []).append(row["image"])
+    for method, images in empty.items():
+        names = ", ".join(images[:shown])
+        if len(images) > shown:
+            names += f" and {len(images) - shown} more"
+        print(
+            f"pathreview {command}: warning: {method} CAM is empty (constant: no localisation) "
+            f"on {names}; its IoU/Dice/pointing 0 there is no evidence of a miss",
+            file=sys.stderr,
+        )
 
 
 def _mil_map_rows(predictor: Any, image: Any, mask: Any, threshold: float) -> list[dict]:
     """A patch MIL model's own maps (patch probability, attention), scored like its CAMs."""
-    from napari_pathreview.explain.metrics import roi_scores
+    from napari_pathreview.explain.evaluate import scored_map
     from napari_pathreview.inference.mil_maps import MAP_KINDS, explain_mil, patch_mil_of
 
     if patch_mil_of(predictor) is None:
@@ -152,7 +175,7 @@ def _mil_map_rows(predictor: Any, image: Any, mask: Any, threshold: float) -> li
         {
             "method": kind,
             "target": explained.label,
-            **roi_scores(explained.map(kind), mask, threshold),
+            **scored_map(explained.map(kind), mask, threshold),
         }
         for kind in MAP_KINDS
     ]
@@ -178,17 +201,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     summaries = summarize(rows, methods)
     print(f"CAM vs ROI on {args.mias} (threshold {args.threshold}; mean ± sd over images)")
-    print(f"{'method':<14}{'n':>4}  {'IoU':<15}{'Dice':<15}{'pointing':<15}{'energy':<15}")
+    print(
+        f"{'method':<14}{'n':>4}{'empty':>6}  {'IoU':<15}{'Dice':<15}{'pointing':<15}{'energy':<15}"
+    )
     for s in summaries:
         cells = "".join(
             f"{s.mean[k]:.3f} ± {s.sd[k]:.3f}".ljust(15)
             for k in ("iou", "dice", "pointing", "energy")
         )
-        print(f"{s.method:<14}{s.n:>4}  {cells}")
+        print(f"{s.method:<14}{s.n:>4}{s.n_cam_empty:>6}  {cells}")
+    warn_empty_cams("evaluate-cam", rows)
     if args.out is not None:
         print(f"wrote {write_summary_csv(args.out, summaries)}")
     if args.per_image is not None:
-        write_csv(
-            args.per_image, rows, ["image", "method", "target", "iou", "dice", "pointing", "energy"]
-        )
+        print(f"wrote {write_csv(args.per_image, rows, ['image', *SCORE_COLUMNS])}")
     return 0

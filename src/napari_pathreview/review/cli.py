@@ -128,8 +128,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from napari_pathreview import preflight
     from napari_pathreview.review.store import ReviewStore
 
+    preflight.output_file(args.out, example="manifest.csv")
     with ReviewStore(args.db, create=False) as store:
         path = store.export_manifest(args.out, args.disagreement_weight, **_filters(args))
         n_rows = sum(1 for _ in path.open(encoding="utf-8")) - 1

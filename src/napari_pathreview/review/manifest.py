@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from napari_pathreview import preflight
 from napari_pathreview.errors import InvalidInputError, ReviewStoreError
 from napari_pathreview.review.records import ReviewRecord
 from napari_pathreview.review.stats import latest_reviews
@@ -73,7 +74,7 @@ def write_manifest(
     """Write the manifest for ``records`` (see the module doc for the rule) to ``path``.
 
     Raises:
-        InvalidInputError: The weight is negative or not finite.
+        InvalidInputError: The weight is negative or not finite, or ``path`` is a folder.
         ReviewStoreError: The file cannot be written.
     """
     if isinstance(disagreement_weight, bool) or not isinstance(disagreement_weight, (int, float)):
@@ -83,6 +84,7 @@ def write_manifest(
     if not math.isfinite(disagreement_weight) or disagreement_weight < 0:
         raise InvalidInputError(f"disagreement_weight must be >= 0, got {disagreement_weight}")
     path = Path(path).expanduser()
+    preflight.output_file(path, "the manifest path", "manifest.csv")  # not a folder
     rows = [_row(r, disagreement_weight) for r in latest_reviews(records)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,7 @@ def _fit(args: argparse.Namespace) -> int:
         get_normalizer,
         normalizer_from_dict,
     )
-    from napari_pathreview.stain._imageio import read_rgb
+    from napari_pathreview.stain.base import StainFitError
 
     preflight.output_file(args.out)  # a bad --out fails before the images are read
     if args.preset:
@@ -92,12 +92,37 @@ def _fit(args: argparse.Namespace) -> int:
         normalizer = normalizer_from_dict(REINHARD_BREAKHIS_PRESET)
     else:
         files = _collect(args.images)
-        normalizer = get_normalizer(args.method).fit(read_rgb(f) for f in files)
-        logger.info("fitted %s on %d image(s)", args.method, len(files))
+        used: list[Path] = []
+        try:
+            normalizer = get_normalizer(args.method).fit(_histology_rgbs(files, used))
+        except StainFitError:  # also what an empty stream raises
+            if used:
+                raise
+            raise InvalidInputError(
+                f"none of the {len(files)} image(s) in {', '.join(map(str, args.images))} is "
+                "H&E histology: fit a stain target on stained tissue images"
+            ) from None
+        logger.info("fitted %s on %d image(s)", args.method, len(used))
     state = normalizer.to_dict()
     preflight.output_file(args.out).write_text(json.dumps(state, indent=2), encoding="utf-8")
     print(json.dumps(state))
     return 0
+
+
+def _histology_rgbs(files: list[Path], used: list[Path]):
+    """The RGB of each histology image of ``files`` (streamed; each one appended to ``used``);
+    any other image is skipped with a warning on stderr, not fitted as a stain reference."""
+    from napari_pathreview.io import load_image
+    from napari_pathreview.stain._imageio import not_histology, rgb_of
+
+    for path in files:
+        loaded = load_image(path)
+        reason = not_histology(loaded, "stain fitting")
+        if reason is not None:
+            print(f"pathreview stain fit: warning: skipped {path} ({reason})", file=sys.stderr)
+            continue
+        used.append(path)
+        yield rgb_of(loaded)
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -177,11 +202,17 @@ def _images_of(root: Path, out: Path) -> list[Path]:
 
 
 def _normalise_one(normalizer, path: Path, dest: Path) -> str:
+    """Normalise one image to ``dest``; a non-histology image is skipped (nothing written)."""
     import cv2
 
-    from napari_pathreview.stain._imageio import read_rgb
+    from napari_pathreview.io import load_image
+    from napari_pathreview.stain._imageio import not_histology, rgb_of
 
-    result = normalizer.transform(read_rgb(path))
+    loaded = load_image(path)
+    reason = not_histology(loaded, "stain normalisation")
+    if reason is not None:
+        return f"skipped: {reason}"
+    result = normalizer.transform(rgb_of(loaded))
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(dest), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
         raise InvalidInputError(f"could not write {dest}")
@@ -252,12 +283,12 @@ def _qc_row(path: Path, config) -> dict:
     H&E histology's, as in ``Predictor``: a mammogram would be called pen-marked and clipped
     for its black background, so it is skipped, saying why, rather than failed."""
     from napari_pathreview.io import load_image
-    from napari_pathreview.stain._imageio import rgb_of
+    from napari_pathreview.stain._imageio import not_histology, rgb_of
     from napari_pathreview.stain.qc import assess_quality
 
     loaded = load_image(path)
-    if loaded.modality != "histology":
-        reason = f"{loaded.modality} image: QC's rules are for H&E histology"
+    reason = not_histology(loaded, "QC")
+    if reason is not None:
         return {"path": str(path), "reasons": reason, "status": "skipped", "error": ""}
     quality = assess_quality(rgb_of(loaded), config).to_dict()
     return {"path": str(path), **quality, "status": "ok", "error": ""}

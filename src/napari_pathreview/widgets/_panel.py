@@ -143,11 +143,17 @@ def result_texts(result: Any) -> tuple[str, str, str]:
     return decision, caveats, "\n".join(metric_lines(result.card.metrics))
 
 
-def roi_text(scores: Mapping[str, float], threshold: float, roi_name: str) -> str:
-    """The live IoU / Dice line under the results."""
-    return (
+def roi_text(
+    scores: Mapping[str, float], threshold: float, roi_name: str, cam_empty: bool = False
+) -> str:
+    """The live IoU / Dice line under the results; an empty (constant) CAM is said to be one,
+    since its zeros would otherwise read as a map that missed the ROI."""
+    line = (
         f"IoU {scores['iou']:.3f} · Dice {scores['dice']:.3f} (CAM ≥ {threshold:.2f} vs {roi_name})"
     )
+    if cam_empty:
+        line += "\n⚠ empty CAM (constant map): it localises nothing, so 0 here is not a miss"
+    return line
 
 
 def two_film_text(decision: Any, card: Any = None) -> str:

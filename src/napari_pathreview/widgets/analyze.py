@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.explain.methods import CAM_METHOD_NAMES
-from napari_pathreview.explain.metrics import roi_scores
+from napari_pathreview.explain.metrics import cam_is_empty, roi_scores
 from napari_pathreview.inference.analysis import (
     AnalysisCancelled,
     AnalysisProgress,
@@ -492,5 +492,8 @@ class AnalyzeWidget(QWidget):
             notify_exception(error, "ROI")
             return None
         self.roi_scores = scores
-        self.roi_label.setText(_panel.roi_text(scores, float(self.threshold.value), roi.name))
+        text = _panel.roi_text(
+            scores, float(self.threshold.value), roi.name, cam_is_empty(result.cam.cam)
+        )
+        self.roi_label.setText(text)
         return scores
