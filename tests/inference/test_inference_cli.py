@@ -72,17 +72,23 @@ def test_predict_missing_model_exits_with_clear_error(tmp_path, rng, tissue_like
     assert "absent" in capsys.readouterr().err
 
 
-def test_explain_scores_each_method_against_a_geojson_roi(
-    binary_ref, rng, tissue_like, tmp_path, capsys
-) -> None:
-    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+def _explain_against_a_square_roi(model_ref: str, rgb: np.ndarray, tmp_path: Path) -> Path:
+    """``pathreview explain a.png --method gradcam,eigencam --roi <a square>``; its CSV."""
+    image = _write_png(tmp_path / "a.png", rgb)
     roi = write_geojson_rois(
         tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
     )
     out = tmp_path / "scores.csv"
-    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+    argv = ["explain", str(image), "--model", model_ref, "--device", "cpu",
             "--method", "gradcam,eigencam", "--roi", str(roi), "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
+    return out
+
+
+def test_explain_scores_each_method_against_a_geojson_roi(
+    binary_ref, rng, tissue_like, tmp_path, capsys
+) -> None:
+    out = _explain_against_a_square_roi(binary_ref, tissue_like(rng, 64, 64), tmp_path)
     rows = _rows(out)
     assert [r["method"] for r in rows] == ["gradcam", "eigencam"]
     for row in rows:
@@ -151,14 +157,7 @@ def blind_ref(registry, binary_card) -> str:
 def test_explain_flags_an_empty_cam_instead_of_a_silent_zero(
     blind_ref, rng, tissue_like, tmp_path, capsys
 ) -> None:
-    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
-    roi = write_geojson_rois(
-        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
-    )
-    out = tmp_path / "scores.csv"
-    argv = ["explain", str(image), "--model", blind_ref, "--device", "cpu",
-            "--method", "gradcam,eigencam", "--roi", str(roi), "--out", str(out)]  # fmt: skip
-    assert main(argv) == 0
+    out = _explain_against_a_square_roi(blind_ref, tissue_like(rng, 64, 64), tmp_path)
     assert {r["method"]: r["cam_empty"] for r in _rows(out)} == {
         "gradcam": "True",
         "eigencam": "False",
