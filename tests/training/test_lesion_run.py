@@ -849,3 +849,30 @@ def test_the_card_says_which_weights_of_the_best_fold_it_holds(tmp_path, monkeyp
     card = ModelRegistry().card(*result.registered.split("@"))
     assert card.metrics["selection"] == "ema"  # the fold's patch encoder's moving average
     assert card.metrics["registered_fold"] in (0, 1)
+
+
+def test_a_rescore_counts_the_maps_that_come_out_empty_beside_their_mean_iou(trained, tmp_path):
+    """A fold model with a zeroed classifier gives a constant patch map and Grad-CAM: each is
+    counted in ``n_cam_empty`` instead of reading as a 0 that missed the lesion."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    result, base = trained
+    fresh = {k: v for k, v in result.metrics["maps_vs_roi"].items() if k != "threshold"}
+    assert all("n_cam_empty" in scored for scored in fresh.values())
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    for path in run.glob("fold*/selected.safetensors"):
+        weights = load_file(str(path))
+        for key in [k for k in weights if k.endswith("classifier.weight")]:
+            weights[key].zero_()
+        save_file(weights, str(path))
+    cams = ["eval.cam_iou=true", "eval.cam_methods=[gradcam]"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATHREVIEW_HOME", str(base / "home"))
+        again = run_recipe(None, cams, resume=run, rescore=True)
+    scored = again.metrics["maps_vs_roi"]
+    assert scored["gradcam"]["n_cam_empty"] == scored["gradcam"]["iou"]["n"] == 6
+    assert scored["patch_map"]["n_cam_empty"] == 6
+    assert scored["perfect_patch_map"]["n_cam_empty"] == 0

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from napari_pathreview import explain
+from napari_pathreview.explain.evaluate import scored_map
 from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.datasets import ImageDataset, eval_transform
 from napari_pathreview.training.preparation import stain_images
@@ -30,6 +31,8 @@ def cam_iou_for_fold(recipe, data, fold: FoldResult, run_dir: Path) -> dict:
     """Mean IoU / Dice / pointing game per CAM method over the fold's test images with ROIs.
 
     The images are fed as in the fold's evaluation: its spec's window, its stain target.
+    ``n_cam_empty`` counts the images whose CAM came out constant (``cam_is_empty``): they
+    score 0, as seed 004 counts them, and are counted so a low mean can be read.
     """
     import torch
 
@@ -56,12 +59,21 @@ def cam_iou_for_fold(recipe, data, fold: FoldResult, run_dir: Path) -> dict:
     result = {"images": len(chosen), "fold": index, "threshold": 0.5, "methods": {}}
     for method in recipe.eval.cam_methods:
         cams = explain.compute_cam(model, batch, method)
-        scores = [explain.roi_scores(c, m, 0.5) for c, m in zip(cams, masks, strict=True)]
+        scores = [scored_map(c, m, 0.5) for c, m in zip(cams, masks, strict=True)]
+        empty = sum(s["cam_empty"] for s in scores)
         result["methods"][method] = {
             "iou": float(np.mean([s["iou"] for s in scores])),
             "dice": float(np.mean([s["dice"] for s in scores])),
             "pointing_game": float(np.mean([s["pointing"] for s in scores])),
+            "n_cam_empty": int(empty),
         }
         iou = result["methods"][method]["iou"]
         log.info("CAM %s: IoU %.3f on %d images", method, iou, len(chosen))
+        if empty:
+            log.warning(
+                "CAM %s is empty (constant: no localisation) on %d of %d images: they score 0",
+                method,
+                empty,
+                len(chosen),
+            )
     return result

@@ -38,7 +38,7 @@ FOLD_DETAIL = ("test_predictions", "patch_history", "mil_history", "map_scores",
 def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) -> dict:
     """Test-part probabilities and per-image map scores against the ROIs, under the recipe's
     test-time augmentation (``eval.tta``; ``training.lesion_tta``)."""
-    from napari_pathreview.explain.metrics import roi_scores
+    from napari_pathreview.explain.evaluate import scored_map
     from napari_pathreview.training.lesion_tta import merged_maps, merged_probs, predict_views
 
     test, val = part["test"], part["val"]
@@ -74,7 +74,7 @@ def evaluate_fold_maps(recipe, model, images, cache, part: dict, negative: int) 
             ).tolist(),
         }
         for name in (*SCORED_MAPS, *cams):
-            scores = roi_scores(maps[name], image.roi_mask, recipe.lesion.map_threshold)
+            scores = scored_map(maps[name], image.roi_mask, recipe.lesion.map_threshold)
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         rows.append(row)
     out = {
@@ -230,6 +230,23 @@ def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
     return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "n": int(values.size)}
 
 
+def map_summary(rows: Sequence[dict], name: str, n_resamples: int, seed: int) -> dict:
+    """Mean and CI of each score of one map over the scored images, and ``n_cam_empty``: how
+    many of them had a constant map (``cam_is_empty``), which scores 0 as a miss would.
+
+    Rows scored before the flag existed (a fold.json kept from an older version) leave the count
+    out rather than report 0.
+    """
+    out: dict = {
+        metric: _mean_ci([r[f"{name}_{metric}"] for r in rows], n_resamples, seed)
+        for metric in ("iou", "dice", "pointing", "energy")
+    }
+    flags = [r.get(f"{name}_cam_empty") for r in rows]
+    if None not in flags:
+        out["n_cam_empty"] = int(sum(flags))
+    return out
+
+
 def summarize_lesion_run(
     recipe,
     images,
@@ -256,12 +273,14 @@ def summarize_lesion_run(
     cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
     maps = {}
     for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
-        maps[name] = {
-            metric: _mean_ci(
-                [r[f"{name}_{metric}"] for r in rows], recipe.eval.bootstrap, recipe.seed
+        maps[name] = map_summary(rows, name, recipe.eval.bootstrap, recipe.seed)
+        if maps[name].get("n_cam_empty"):
+            log.warning(
+                "%s is empty (constant: no localisation) on %d of %d images: they score 0",
+                name,
+                maps[name]["n_cam_empty"],
+                len(rows),
             )
-            for metric in ("iou", "dice", "pointing", "energy")
-        }
     metrics = {
         "recipe": recipe.name,
         "task": recipe.data.task,
