@@ -84,3 +84,40 @@ def _assert_slide_analysed_at_the_models_resolution(out: Path, histology_ref: st
 def test_demo_refuses_zero_epochs(capsys: Any) -> None:
     assert main(["demo", "--headless", "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def _register_blind_demo_models() -> None:
+    """A demo model per modality whose classifier weights are all zero: its Grad-CAM is empty."""
+    import torch
+
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry import ModelRegistry
+
+    for modality in ("histology", "mammogram"):
+        model = create_model("resnet18", 2).eval()
+        with torch.no_grad():
+            model.get_classifier().weight.zero_()
+        card = {
+            "name": f"blind-{modality}",
+            "architecture": "resnet18",
+            "task": "binary",
+            "classes": ["benign", "malignant"],
+            "modality": modality,
+            "input_size": [3, 64, 64],
+            "description": "demo model with a zeroed classifier",
+        }
+        if modality == "histology":  # the demo slide is analysed at the model's resolution
+            card["preprocess"] = {"input_size": [3, 64, 64], "pixel_size": 1.0, "pixel_unit": "um"}
+        ModelRegistry().register(model, card)
+
+
+def test_headless_demo_flags_an_empty_cam_instead_of_a_silent_zero(
+    tmp_path: Path, capsys: Any
+) -> None:
+    _register_blind_demo_models()
+    out = tmp_path / "demo"
+    assert main(["demo", "--headless", "--out", str(out), "--device", "cpu"]) == 0
+    assert [s["cam_empty"] for s in json.loads((out / "iou.json").read_text())] == [True]
+    assert [r["cam_empty"] for r in csv.DictReader((out / "iou.csv").open())] == ["True"]
+    err = capsys.readouterr().err
+    assert "pathreview demo: warning: gradcam CAM is empty" in err and "mdb028.pgm" in err

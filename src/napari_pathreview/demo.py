@@ -140,8 +140,12 @@ def overlay_png(image: Any, cam: Any, path: Path, alpha: float = 0.5) -> Path:
 def write_headless(
     out: Path, models: dict[str, str], device: str = "auto", threshold: float = 0.5
 ) -> dict[str, Path]:
-    """Analyse every sample and write predictions, CAM overlays and ROI scores to ``out``."""
-    from napari_pathreview.explain.metrics import roi_scores
+    """Analyse every sample and write predictions, CAM overlays and ROI scores to ``out``.
+
+    The scores carry ``cam_empty`` (``explain.evaluate.scored_map``), as explain's do: a
+    constant CAM scores 0 without having missed the ROI.
+    """
+    from napari_pathreview.explain.evaluate import scored_map
     from napari_pathreview.io import load_image
 
     out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +159,7 @@ def write_headless(
             )
         rows.append(_prediction_row(sample, result, png))
         if sample.roi is not None and result.cam is not None:
-            values = roi_scores(result.cam.cam, sample.roi, threshold)
+            values = scored_map(result.cam.cam, sample.roi, threshold)
             scores.append(
                 {
                     "image": sample.path.name,
@@ -294,9 +298,12 @@ def run_demo(args: argparse.Namespace) -> int:
         output_folder(args.out, "--out", create=False)
     models = ensure_demo_models(retrain=args.retrain, overrides=overrides)
     if args.headless:
+        from napari_pathreview.inference.explain_cli import warn_empty_cams
+
         paths = write_headless(Path(args.out), models, device=args.device)
         for kind, path in paths.items():
             sys.stdout.write(f"{kind}: {path}\n")
+        warn_empty_cams("demo", json.loads(paths["iou_json"].read_text(encoding="utf-8")))
         return 0
     from napari_pathreview.widgets._workspace import open_workspace
 
