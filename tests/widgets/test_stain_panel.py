@@ -104,3 +104,18 @@ def test_compare_shows_every_usable_normalisation_beside_the_image(
     right_edge = image.extent.world[1][-1]
     assert all(v.extent.world[0][-1] > right_edge for v in views)  # side by side, no overlap
     assert widget.image_combo.choices == (image.name,)  # the views are not offered as images
+
+
+def test_fitting_a_stain_target_to_a_mammogram_layer_is_refused_saying_why(
+    open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    seen = _messages()
+    viewer, layers = open_sample("mias/mdb028.pgm")
+    box = open_widget(viewer, "Analyze").stain_box
+    box.refresh_layers()
+    assert box.fit_to_layer(layers[0].name) is None  # no fit started
+    assert box.user_target is None and box.target_label.text() == "user target: none"
+    assert any(
+        "layer 'mdb028': mammogram image: stain normalisation is for H&E histology only" in m
+        for m in seen
+    ), seen
