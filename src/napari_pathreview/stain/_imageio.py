@@ -28,18 +28,19 @@ def rgb_of(loaded) -> np.ndarray:
     return to_rgb_uint8(np.asarray(loaded.data))
 
 
-def not_histology(loaded, use: str) -> str | None:
-    """Why ``loaded`` is kept from an H&E rule (``use``: "QC", "stain normalisation"), or None
-    when it is histology: the one test ``qc``, ``stain fit`` and ``stain apply`` share.
+def not_histology(modality: str, use: str) -> str | None:
+    """Why an image of ``modality`` is kept from an H&E rule (``use``: "QC", "stain
+    normalisation"), or None for histology: the one test ``qc``, ``stain fit``, ``stain apply``
+    and the Analyze dock's stain fit share.
 
     A mammogram's black background and grey film read as pen ink and clipping to QC and as
     no stain at all to a normaliser, so such an image is skipped with this reason instead.
     """
     from napari_pathreview.modality import HISTOLOGY
 
-    if loaded.modality == HISTOLOGY:
+    if modality == HISTOLOGY:
         return None
-    return f"{loaded.modality} image: {use} is for H&E histology only"
+    return f"{modality} image: {use} is for H&E histology only"
 
 
 def list_images(folder: str | Path) -> list[Path]:

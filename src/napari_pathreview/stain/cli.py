@@ -117,7 +117,7 @@ def _histology_rgbs(files: list[Path], used: list[Path]):
 
     for path in files:
         loaded = load_image(path)
-        reason = not_histology(loaded, "stain fitting")
+        reason = not_histology(loaded.modality, "stain fitting")
         if reason is not None:
             print(f"pathreview stain fit: warning: skipped {path} ({reason})", file=sys.stderr)
             continue
@@ -209,7 +209,7 @@ def _normalise_one(normalizer, path: Path, dest: Path) -> str:
     from napari_pathreview.stain._imageio import not_histology, rgb_of
 
     loaded = load_image(path)
-    reason = not_histology(loaded, "stain normalisation")
+    reason = not_histology(loaded.modality, "stain normalisation")
     if reason is not None:
         return f"skipped: {reason}"
     result = normalizer.transform(rgb_of(loaded))
@@ -287,7 +287,7 @@ def _qc_row(path: Path, config) -> dict:
     from napari_pathreview.stain.qc import assess_quality
 
     loaded = load_image(path)
-    reason = not_histology(loaded, "QC")
+    reason = not_histology(loaded.modality, "QC")
     if reason is not None:
         return {"path": str(path), "reasons": reason, "status": "skipped", "error": ""}
     quality = assess_quality(rgb_of(loaded), config).to_dict()

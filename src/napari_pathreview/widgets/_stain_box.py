@@ -199,8 +199,6 @@ class StainBox(QGroupBox):
     def _layer(self, name: str | None) -> Any:
         """The H&E image layer ``name``; a mammogram is refused by the rule ``stain fit`` and
         ``stain apply`` use (``stain._imageio.not_histology``), naming the layer."""
-        from types import SimpleNamespace
-
         from napari_pathreview.stain._imageio import not_histology
         from napari_pathreview.widgets._common import layer_modality
 
@@ -208,8 +206,7 @@ class StainBox(QGroupBox):
             raise InvalidInputError("choose an H&E image layer (open one with File ▸ Open).")
         layer = self.viewer.layers[name]
         if _results.is_image(layer):
-            modality = SimpleNamespace(modality=layer_modality(layer))
-            reason = not_histology(modality, "stain normalisation")
+            reason = not_histology(layer_modality(layer), "stain normalisation")
             if reason is not None:
                 raise InvalidInputError(f"layer {name!r}: {reason}; choose an H&E image layer.")
         if not _results.is_image(layer) or not getattr(layer, "rgb", False):
