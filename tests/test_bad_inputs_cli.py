@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from napari_pathreview.cli import build_parser, plain_text
+from napari_pathreview.cli import _describe_os_error, build_parser, plain_text
 
 CLI = [sys.executable, "-m", "napari_pathreview.cli"]
 
@@ -58,6 +59,25 @@ def test_an_os_error_on_a_named_file_is_reported_without_traceback() -> None:
                   "--out", "/proc/pathreview-test.json")  # fmt: skip
     assert result.returncode == 2
     assert "/proc/pathreview-test.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_failed_rename_is_reported_by_its_target_not_the_temporary_file(tmp_path) -> None:
+    """An atomic write renames a hidden temporary file onto the user's path."""
+    temporary, target = tmp_path / ".report.csv.tmp123", tmp_path / "report.csv"
+    temporary.write_text("a,b\n")
+    target.mkdir()
+    with pytest.raises(OSError) as caught:
+        os.replace(temporary, target)
+    message = _describe_os_error(caught.value)
+    assert message == f"{target} is a folder; give a file name"
+
+
+def test_a_failed_rename_names_the_target_with_the_system_s_reason(tmp_path) -> None:
+    temporary, target = tmp_path / ".out.tmp123", tmp_path / "missing" / "out.csv"
+    temporary.write_text("a,b\n")
+    with pytest.raises(OSError) as caught:
+        os.replace(temporary, target)
+    assert _describe_os_error(caught.value) == f"{target}: No such file or directory"
 
 
 def test_a_reader_that_stops_early_ends_the_command_without_traceback() -> None:

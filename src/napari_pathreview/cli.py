@@ -155,9 +155,11 @@ def _silence_stdout() -> None:
 
 
 def _describe_os_error(error: OSError) -> str:
-    where = str(error.filename)
-    if error.filename2 is not None:
-        where += f" -> {error.filename2}"
+    """The user's path and what is wrong with it. A rename's error names the target only: the
+    source is the hidden temporary file of an atomic write, which the user never gave."""
+    where = error.filename if error.filename2 is None else error.filename2
+    if isinstance(error, IsADirectoryError):
+        return f"{where} is a folder; give a file name"
     return f"{where}: {error.strerror or error}"
 
 

@@ -7,7 +7,9 @@ with another target runs again instead of skipping the slides as finished.
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -102,6 +104,49 @@ def test_a_rerun_with_the_same_target_is_skipped_as_finished(
     capsys.readouterr()
     assert _predict_slides(slide_path, model_ref, tmp_path / "out", *args) == 0
     assert "0 slide(s) done, 1 skipped as finished" in capsys.readouterr().out
+
+
+def _slides_csv_row(out: Path) -> dict[str, str]:
+    with (out / "slides.csv").open(newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    return row
+
+
+def test_slides_csv_names_the_stain_method_and_the_target_id_the_run_printed(
+    model_ref: str, slide_path: Path, target: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    assert _predict_slides(slide_path, model_ref, out, "--stain-target", str(target)) == 0
+    printed = re.search(
+        r"stain target \S+: id ([0-9a-f]{12}) in slides\.csv", capsys.readouterr().out
+    )
+    row = _slides_csv_row(out)
+    assert row["stain"] == "macenko"
+    assert printed is not None and row["stain_target"] == printed.group(1)
+
+
+def test_slides_csv_gives_each_fitted_target_its_own_id_and_a_copy_the_same(
+    model_ref: str, slide_path: Path, target: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.json"
+    copy.write_text(json.dumps(json.loads(target.read_text()), indent=2))  # same state
+    other = _fitted(tmp_path / "other.json", tissue_slide(256, 256, seed=5))
+    ids = []
+    for name, path in (("a", target), ("b", copy), ("c", other)):
+        assert (
+            _predict_slides(slide_path, model_ref, tmp_path / name, "--stain-target", str(path))
+            == 0
+        )
+        ids.append(_slides_csv_row(tmp_path / name)["stain_target"])
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_slides_csv_without_a_target_names_the_card_s_method_and_no_target(
+    model_ref: str, slide_path: Path, tmp_path: Path
+) -> None:
+    assert _predict_slides(slide_path, model_ref, tmp_path / "out") == 0
+    row = _slides_csv_row(tmp_path / "out")
+    assert row["stain"] == "none" and row["stain_target"] == ""
 
 
 def _bad_targets(tmp_path: Path, target: Path) -> dict[str, tuple[Path, list[str]]]:

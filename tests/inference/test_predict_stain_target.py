@@ -67,4 +67,36 @@ def test_a_method_the_card_has_no_target_for_names_the_stain_target_flag(
     assert main([*argv, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "'macenko' needs a fitted target" in err and "--stain-target FILE.json" in err
-    assert "pathreview stain fit --method macenko" in err and not (out / "predictions.csv").exists()
+    assert "pathreview stain fit --method macenko" in err
+    assert not out.exists()  # refused before the --out folder is made
+
+
+def test_a_bad_stain_target_is_refused_before_the_out_folder_is_made(
+    binary_ref, tmp_path, capsys
+) -> None:
+    from napari_pathreview.cli import main
+
+    bad = tmp_path / "target.json"
+    bad.write_text("{not json")
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    argv = ["predict", str(image), "--model", binary_ref, "--stain-target", str(bad)]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 2
+    assert "--stain-target" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_stain_flag_contradicting_the_target_is_refused_before_the_out_folder_is_made(
+    binary_ref, tmp_path, capsys
+) -> None:
+    from napari_pathreview.cli import main
+
+    target = _target(tmp_path / "macenko.json", "macenko")
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    argv = ["predict", str(image), "--model", binary_ref, "--stain-target", str(target)]
+    assert main([*argv, "--stain", "reinhard", "--out", str(out), "--device", "cpu"]) == 2
+    assert "drop --stain" in capsys.readouterr().err
+    assert not out.exists()

@@ -83,6 +83,18 @@ def test_export_to_a_zip_name_is_refused_instead_of_making_a_folder_so_named(
     assert "demo.tar.gz" in capsys.readouterr().err
 
 
+def test_export_to_an_existing_folder_named_as_an_archive_says_it_is_a_folder(
+    registered, tmp_path: Path, capsys
+) -> None:
+    dest = tmp_path / "out.tar.gz"
+    dest.mkdir()
+    assert main(["models", "export", "demo-histo", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert f"{dest} is a folder; give a file name" in err
+    assert ".partial" not in err  # not the hidden temporary file of the atomic write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar.gz"]  # nothing left behind
+
+
 def test_import_of_a_pickle_exits_2_explaining_why(tmp_path: Path, capsys) -> None:
     checkpoint = tmp_path / "model.pth"
     checkpoint.write_bytes(b"\x80\x04pickled")

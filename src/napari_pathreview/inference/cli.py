@@ -23,6 +23,7 @@ from napari_pathreview.inference.cli_options import (
     explain_kwargs,
     model_options,
     preflight_card,
+    stain_arg,
     tta_option,
     warn_tta_mismatch,
     write_csv,
@@ -113,15 +114,19 @@ def _predict(args: argparse.Namespace) -> int:
     """Predict every image; a bad one gets ``status=error`` in its row and the rest go on."""
     from napari_pathreview import preflight
 
+    stain = stain_arg(args)  # a --stain-target file is read and checked before --out exists
     images = list(args.images)
     problems = {i: preflight.file_problem(p) for i, p in enumerate(images)}
     readable = [p for i, p in enumerate(images) if problems[i] is None]
     if not readable:
         raise ImageReadError("; ".join(str(m) for m in problems.values()))
     card = preflight_card(args, readable)
+    from napari_pathreview.inference.preprocess import resolve_stain  # imports torch
+
+    resolve_stain(card, stain)  # a method without a fitted target: refused before the weights
     patients = _two_film_patients(args, card, images)
     out = preflight.output_folder(args.out)
-    predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc)
+    predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc, stain=stain)
     warn_tta_mismatch("predict", predictor.card, predictor.tta)
     method = cam_method(args.cam, predictor) if args.cam else None
     if method:

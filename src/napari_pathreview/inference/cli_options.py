@@ -139,10 +139,14 @@ def warn_tta_mismatch(command: str, card: Any, tta: str) -> None:
         print(f"pathreview {command}: warning: {reason}", file=sys.stderr)
 
 
-def build_predictor(args: argparse.Namespace, tta: str | None = None, qc: bool = True) -> Any:
+def build_predictor(
+    args: argparse.Namespace, tta: str | None = None, qc: bool = True, stain: Any = None
+) -> Any:
     """The Predictor the options describe (``tta`` None: the card's); after ``preflight_card``,
-    which checks them."""
-    stain = stain_arg(args)
+    which checks them. ``stain``: what :func:`stain_arg` returned, when the caller read it
+    up front (None: read it here)."""
+    if stain is None:
+        stain = stain_arg(args)
     from napari_pathreview.inference.predictor import Predictor
 
     return Predictor.from_registry(

@@ -83,18 +83,21 @@ class CohortJob:
         """Identifies (slide file, model, settings, stain target) so re-runs skip finished
         slides, and only those run with the same settings."""
         stat = path.stat() if path.exists() else None
-        text = json.dumps(
-            [
-                str(path.resolve()),
-                stat.st_size if stat else None,
-                self.model_ref,
-                self.settings,
-                self.stain,
-                self.tta,
-            ],
-            sort_keys=True,
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        size = stat.st_size if stat else None
+        parts = [str(path.resolve()), size, self.model_ref, self.settings, self.stain, self.tta]
+        return _digest(parts, 16)
+
+    @property
+    def stain_target_id(self) -> str:
+        """12 hex digits naming a fitted ``--stain-target`` state, hashed as :meth:`slide_key`
+        hashes it (one id per target, whatever the file is called); empty without one."""
+        return _digest(self.stain, 12) if isinstance(self.stain, dict) else ""
+
+
+def _digest(value: Any, length: int) -> str:
+    """The first ``length`` hex digits of the sha256 of ``value``'s canonical JSON."""
+    text = json.dumps(value, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,15 @@ def _worker_device(device: str) -> str:
     return f"cuda:{index % count}"
 
 
-def _row(path: Path, stem: str, key: str, result: Any) -> dict[str, Any]:
+def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) -> dict[str, Any]:
+    """The slides.csv row; ``stain``: the method applied, ``target``: its fitted target's id."""
     row: dict[str, Any] = {
         "slide": stem,
         "path": str(path),
         "key": key,
         "model": result.model_ref,
+        "stain": stain,
+        "stain_target": target,
         "um_per_px": result.grid.um_per_px,
         "n_tiles": int(len(result.tile_probabilities)),
         "n_failed_tiles": int(result.n_failed),
@@ -194,7 +200,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
         source.close()
     key = job.slide_key(Path(path))
     write_result(Path(job.out) / "slides" / stem, result, meta={"key": key, "path": str(path)})
-    return _row(Path(path), stem, key, result)
+    return _row(Path(path), stem, key, result, predictor.stain_name, job.stain_target_id)
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:

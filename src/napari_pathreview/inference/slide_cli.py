@@ -174,6 +174,8 @@ def _predict_slides(args: argparse.Namespace) -> int:
         stain=stain,
         tta=args.tta,
     )
+    if job.stain_target_id:  # ties the stain_target column of slides.csv to the user's file
+        print(f"stain target {args.stain_target}: id {job.stain_target_id} in slides.csv")
     summary = run_cohort(
         args.slides,
         job,

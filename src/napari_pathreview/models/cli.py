@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 METRIC_KEYS: tuple[str, ...] = ("roc_auc", "auc", "balanced_accuracy", "accuracy", "f1_macro", "f1")
 
@@ -158,11 +159,16 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from napari_pathreview import preflight
     from napari_pathreview.registry import parse_model_ref
+    from napari_pathreview.registry.transfer import archive_suffix
 
     name, version = parse_model_ref(args.ref)
     registry = _registry(args)
     card = registry.card(name, version)  # the version "latest" is now, named in the message
+    suffix = archive_suffix(Path(args.dest))
+    if suffix is not None:  # a folder so named fails only at the rename, naming the temp file
+        preflight.output_file(args.dest, "the destination", f"{card.name}-v{card.version}{suffix}")
     path = registry.export(name, card.version, args.dest)
     print(f"exported {card.ref} to {path}")
     return 0

@@ -29,8 +29,13 @@ a folder called ``out.zip``."""
 MAX_MEMBER_BYTES = 8 << 30
 
 
+def archive_suffix(path: Path) -> str | None:
+    """The archive suffix ``path`` ends with (``.tar``, ``.tar.gz``, ``.tgz``), or None."""
+    return next((s for s in ARCHIVE_SUFFIXES if path.name.lower().endswith(s)), None)
+
+
 def is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+    return archive_suffix(path) is not None
 
 
 def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
@@ -43,14 +48,7 @@ def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
             f"name it {dest.name[: -len(other[0])]}.tar.gz (or give a folder)"
         )
     if is_archive(dest):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        mode = "w" if dest.name.lower().endswith(".tar") else "w:gz"
-        partial = dest.with_name(dest.name + ".partial")
-        with tarfile.open(partial, mode) as archive:
-            for member in (CARD_FILE, WEIGHTS_FILE):
-                archive.add(folder / member, arcname=f"{stem}/{member}", recursive=False)
-        partial.replace(dest)
-        return dest
+        return _write_archive(folder, stem, dest)
     target = dest / stem if dest.is_dir() else dest
     if target.exists():
         raise InvalidInputError(f"{target} already exists; choose another destination")
@@ -58,6 +56,23 @@ def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
     for member in (CARD_FILE, WEIGHTS_FILE):
         shutil.copy2(folder / member, target / member)
     return target
+
+
+def _write_archive(folder: Path, stem: str, dest: Path) -> Path:
+    """Write ``dest`` through a ``.partial`` file renamed into place, so a reader never sees half
+    an archive; a failed write leaves no ``.partial`` behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    mode = "w" if archive_suffix(dest) == ".tar" else "w:gz"
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with tarfile.open(partial, mode) as archive:
+            for member in (CARD_FILE, WEIGHTS_FILE):
+                archive.add(folder / member, arcname=f"{stem}/{member}", recursive=False)
+        partial.replace(dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return dest
 
 
 def unpack_model(source: Path, staging: Path) -> ModelCard:
