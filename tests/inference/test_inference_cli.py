@@ -168,15 +168,20 @@ def test_explain_flags_an_empty_cam_instead_of_a_silent_zero(
     assert "eigencam" not in printed.err
 
 
-def test_evaluate_cam_counts_and_names_the_images_with_an_empty_cam(
-    blind_ref, rng, tmp_path, capsys
-) -> None:
-    folder = _mias_folder(tmp_path / "mias", rng)
+def _evaluate_gradcam(model_ref: str, folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """``pathreview evaluate-cam --methods gradcam`` over a MIAS folder; (table, per-image) CSVs."""
     out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
-    argv = ["evaluate-cam", "--mias", str(folder), "--model", blind_ref, "--device", "cpu",
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", model_ref, "--device", "cpu",
             "--allow-modality-mismatch", "--methods", "gradcam",
             "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
     assert main(argv) == 0
+    return out, per_image
+
+
+def test_evaluate_cam_counts_and_names_the_images_with_an_empty_cam(
+    blind_ref, rng, tmp_path, capsys
+) -> None:
+    out, per_image = _evaluate_gradcam(blind_ref, _mias_folder(tmp_path / "mias", rng), tmp_path)
     assert _rows(out)[0]["n_cam_empty"] == "2"
     assert [r["cam_empty"] for r in _rows(per_image)] == ["True", "True"]
     err = capsys.readouterr().err
@@ -184,12 +189,7 @@ def test_evaluate_cam_counts_and_names_the_images_with_an_empty_cam(
 
 
 def test_evaluate_cam_says_where_it_wrote_each_csv(binary_ref, rng, tmp_path, capsys) -> None:
-    folder = _mias_folder(tmp_path / "mias", rng)
-    out, per_image = tmp_path / "table.csv", tmp_path / "per_image.csv"
-    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
-            "--allow-modality-mismatch", "--methods", "gradcam",
-            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
-    assert main(argv) == 0
+    out, per_image = _evaluate_gradcam(binary_ref, _mias_folder(tmp_path / "mias", rng), tmp_path)
     printed = capsys.readouterr().out.splitlines()
     assert f"wrote {out}" in printed and f"wrote {per_image}" in printed
 
