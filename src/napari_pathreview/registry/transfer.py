@@ -29,9 +29,10 @@ a folder called ``out.zip``."""
 MAX_MEMBER_BYTES = 8 << 30
 
 
-def archive_suffix(path: Path) -> str | None:
-    """The archive suffix ``path`` ends with (``.tar``, ``.tar.gz``, ``.tgz``), or None."""
-    return next((s for s in ARCHIVE_SUFFIXES if path.name.lower().endswith(s)), None)
+def archive_suffix(path: Path, suffixes: tuple[str, ...] = ARCHIVE_SUFFIXES) -> str | None:
+    """The suffix of ``suffixes`` (by default the archives export writes: ``.tar``,
+    ``.tar.gz``, ``.tgz``) that ``path`` ends with, case-blind, or None."""
+    return next((s for s in suffixes if path.name.lower().endswith(s)), None)
 
 
 def is_archive(path: Path) -> bool:
@@ -41,11 +42,11 @@ def is_archive(path: Path) -> bool:
 def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
     """Copy a model folder to ``dest``: an archive, or a folder ``<name>-v<version>`` in dest."""
     stem = f"{card.name}-v{card.version}"
-    other = [s for s in OTHER_ARCHIVE_SUFFIXES if dest.name.lower().endswith(s)]
-    if other and not dest.is_dir():
+    other = archive_suffix(dest, OTHER_ARCHIVE_SUFFIXES)
+    if other is not None and not dest.is_dir():
         raise InvalidInputError(
             f"{dest}: models export writes .tar, .tar.gz or .tgz archives, or a folder; "
-            f"name it {dest.name[: -len(other[0])]}.tar.gz (or give a folder)"
+            f"name it {dest.name[: -len(other)]}.tar.gz (or give a folder)"
         )
     if is_archive(dest):
         return _write_archive(folder, stem, dest)
