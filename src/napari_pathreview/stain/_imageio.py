@@ -43,6 +43,20 @@ def not_histology(modality: str, use: str) -> str | None:
     return f"{modality} image: {use} is for H&E histology only"
 
 
+def histology_rgb(path: str | Path, use: str) -> tuple[np.ndarray | None, str | None]:
+    """(uint8 RGB, None) of a histology image, or (None, why it is kept from ``use``) for any
+    other (:func:`not_histology`): what ``qc``, ``stain fit`` and ``stain apply`` read.
+
+    Raises:
+        ImageReadError: when the file cannot be decoded.
+    """
+    from napari_pathreview.io import load_image
+
+    loaded = load_image(Path(path))
+    reason = not_histology(loaded.modality, use)
+    return (None, reason) if reason is not None else (rgb_of(loaded), None)
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Files directly in or below ``folder`` that ``load_image`` opens (by suffix), sorted."""
     folder = Path(folder)

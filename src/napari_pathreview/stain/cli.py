@@ -112,17 +112,15 @@ def _fit(args: argparse.Namespace) -> int:
 def _histology_rgbs(files: list[Path], used: list[Path]):
     """The RGB of each histology image of ``files`` (streamed; each one appended to ``used``);
     any other image is skipped with a warning on stderr, not fitted as a stain reference."""
-    from napari_pathreview.io import load_image
-    from napari_pathreview.stain._imageio import not_histology, rgb_of
+    from napari_pathreview.stain._imageio import histology_rgb
 
     for path in files:
-        loaded = load_image(path)
-        reason = not_histology(loaded.modality, "stain fitting")
+        rgb, reason = histology_rgb(path, "stain fitting")
         if reason is not None:
             print(f"pathreview stain fit: warning: skipped {path} ({reason})", file=sys.stderr)
             continue
         used.append(path)
-        yield rgb_of(loaded)
+        yield rgb
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -205,14 +203,12 @@ def _normalise_one(normalizer, path: Path, dest: Path) -> str:
     """Normalise one image to ``dest``; a non-histology image is skipped (nothing written)."""
     import cv2
 
-    from napari_pathreview.io import load_image
-    from napari_pathreview.stain._imageio import not_histology, rgb_of
+    from napari_pathreview.stain._imageio import histology_rgb
 
-    loaded = load_image(path)
-    reason = not_histology(loaded.modality, "stain normalisation")
+    rgb, reason = histology_rgb(path, "stain normalisation")
     if reason is not None:
         return f"skipped: {reason}"
-    result = normalizer.transform(rgb_of(loaded))
+    result = normalizer.transform(rgb)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(dest), cv2.cvtColor(result, cv2.COLOR_RGB2BGR)):
         raise InvalidInputError(f"could not write {dest}")
@@ -282,15 +278,13 @@ def _qc_row(path: Path, config) -> dict:
     """One image's CSV row. QC's rules (blur, tissue against a white background, pen ink) are
     H&E histology's, as in ``Predictor``: a mammogram would be called pen-marked and clipped
     for its black background, so it is skipped, saying why, rather than failed."""
-    from napari_pathreview.io import load_image
-    from napari_pathreview.stain._imageio import not_histology, rgb_of
+    from napari_pathreview.stain._imageio import histology_rgb
     from napari_pathreview.stain.qc import assess_quality
 
-    loaded = load_image(path)
-    reason = not_histology(loaded.modality, "QC")
+    rgb, reason = histology_rgb(path, "QC")
     if reason is not None:
         return {"path": str(path), "reasons": reason, "status": "skipped", "error": ""}
-    quality = assess_quality(rgb_of(loaded), config).to_dict()
+    quality = assess_quality(rgb, config).to_dict()
     return {"path": str(path), **quality, "status": "ok", "error": ""}
 
 
