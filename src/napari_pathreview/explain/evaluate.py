@@ -23,6 +23,7 @@ from napari_pathreview.explain.metrics import cam_is_empty, roi_scores
 
 __all__ = [
     "MethodSummary",
+    "empty_maps_note",
     "find_mias_cases",
     "iter_evaluate_mias",
     "roi_mask_from_geojson",
@@ -123,6 +124,14 @@ def score_methods(
 def scored_map(cam: np.ndarray, mask: np.ndarray, threshold: float) -> dict[str, Any]:
     """:func:`roi_scores` of one map plus ``cam_empty``, the row every explain output writes."""
     return {**roi_scores(cam, mask, threshold), "cam_empty": cam_is_empty(cam)}
+
+
+def empty_maps_note(name: str, empty: int, total: int) -> str | None:
+    """The warning a run logs when ``empty`` of the ``total`` maps ``name`` scored came out
+    constant (``cam_is_empty``), else None: their zeros are no evidence of a miss."""
+    if not empty:
+        return None
+    return f"{name} is empty (constant: no localisation) on {empty} of {total} images: they score 0"
 
 
 def find_mias_cases(folder: str | Path) -> list[tuple[Path, list[Any]]]:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from napari_pathreview import explain
-from napari_pathreview.explain.evaluate import scored_map
+from napari_pathreview.explain.evaluate import empty_maps_note, scored_map
 from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.datasets import ImageDataset, eval_transform
 from napari_pathreview.training.preparation import stain_images
@@ -69,11 +69,7 @@ def cam_iou_for_fold(recipe, data, fold: FoldResult, run_dir: Path) -> dict:
         }
         iou = result["methods"][method]["iou"]
         log.info("CAM %s: IoU %.3f on %d images", method, iou, len(chosen))
-        if empty:
-            log.warning(
-                "CAM %s is empty (constant: no localisation) on %d of %d images: they score 0",
-                method,
-                empty,
-                len(chosen),
-            )
+        note = empty_maps_note(f"CAM {method}", empty, len(chosen))
+        if note is not None:
+            log.warning(note)
     return result

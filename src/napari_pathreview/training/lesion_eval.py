@@ -260,6 +260,7 @@ def summarize_lesion_run(
     """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice, the
     lesion classes' separation at the ROIs (``lesion_class_separation``) and abnormal-vs-normal
     detection, alone and against the woman's other film (``lesion_detection``)."""
+    from napari_pathreview.explain.evaluate import empty_maps_note
     from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
 
     labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
@@ -274,13 +275,9 @@ def summarize_lesion_run(
     maps = {}
     for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
         maps[name] = map_summary(rows, name, recipe.eval.bootstrap, recipe.seed)
-        if maps[name].get("n_cam_empty"):
-            log.warning(
-                "%s is empty (constant: no localisation) on %d of %d images: they score 0",
-                name,
-                maps[name]["n_cam_empty"],
-                len(rows),
-            )
+        note = empty_maps_note(name, maps[name].get("n_cam_empty", 0), len(rows))
+        if note is not None:
+            log.warning(note)
     metrics = {
         "recipe": recipe.name,
         "task": recipe.data.task,
