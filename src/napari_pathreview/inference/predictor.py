@@ -116,8 +116,9 @@ class Predictor:
         channels_last: bool = True,
     ) -> None:
         from napari_pathreview import tta as tta_mod
+        from napari_pathreview.registry.card import reading_tta
 
-        tta = (getattr(card, "tta", None) or "none") if tta is None else tta
+        tta = reading_tta(card, tta)
         tta_mod.get_views(tta)  # validates the mode
         if batch_size is not None and int(batch_size) < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")

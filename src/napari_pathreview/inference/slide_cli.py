@@ -147,6 +147,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     from napari_pathreview import preflight
     from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
     from napari_pathreview.inference.preprocess import resolve_stain
+    from napari_pathreview.registry.card import reading_tta
 
     if args.workers is not None and args.workers < 0:
         raise InvalidInputError("--workers must be 0 (no Dask) or more")
@@ -165,7 +166,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
         from napari_pathreview.inference.slide_grid import model_um_per_px
 
         model_um_per_px(card, settings)  # a card without a resolution is refused up front
-    warn_tta_mismatch("predict-slides", card, args.tta or card.tta)
+    warn_tta_mismatch("predict-slides", card, reading_tta(card, args.tta))
     job = job_from_settings(
         f"{card.name}@{card.version}",
         args.out,

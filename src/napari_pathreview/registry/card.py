@@ -294,6 +294,12 @@ class ModelCard:
         return cls(**dict(data))
 
 
+def reading_tta(card: object, tta: str | None) -> str:
+    """The views a model is read with: ``tta`` when given, else its card's (``ModelCard.tta``;
+    "none" for a card-like object without one)."""
+    return (getattr(card, "tta", None) or "none") if tta is None else tta
+
+
 def tta_mismatch(card: ModelCard, tta: str) -> str | None:
     """Why decisions made with ``tta`` may be off for this card, or None when they are not.
 
