@@ -468,3 +468,44 @@ def test_model_kwargs_the_architecture_refuses_are_named_before_any_image_is_dec
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert message in result.stderr and "dark_0" not in result.stderr
     assert not runs.exists()
+
+
+def test_cam_iou_at_an_image_size_with_a_one_by_one_cam_layer_is_refused_before_a_run_folder(
+    png_tree, tmp_path
+):
+    """It used to train the whole run and only then report n_cam_empty: every CAM was flat."""
+    (png_tree / "dark" / "dark_0.png").write_bytes(b"not a png")  # decoding it would fail
+    runs = tmp_path / "runs"
+    result = _cli(
+        "train", str(_recipe_file(tmp_path, png_tree)), "--set", "eval.cam_iou=true",
+        "--out", str(runs),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        "eval.cam_iou needs a CAM layer of at least 2×2, but model.architecture 'resnet18' has "
+        "a 1×1 one at data.image_size 32, so every CAM would be flat; set data.image_size to "
+        "at least 33" in result.stderr
+    )
+    assert "dark_0" not in result.stderr and not runs.exists()
+
+
+def test_cam_iou_at_an_image_size_with_a_two_by_two_cam_layer_is_accepted(png_tree, tmp_path):
+    from napari_pathreview.training.build import require_buildable, require_cam_grid
+
+    recipe = load_recipe(
+        _recipe_file(tmp_path, png_tree),
+        ["eval.cam_iou=true", "data.image_size=64", "data.resize=72"],
+    )
+    require_cam_grid(recipe, require_buildable(recipe))
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "training").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_recipe_has_a_cam_layer_that_can_localise(path):
+    """With eval.cam_iou switched on, whether or not the recipe asks for it."""
+    from napari_pathreview.training.build import require_buildable, require_cam_grid
+
+    recipe = load_recipe(path, ["eval.cam_iou=true"])
+    require_cam_grid(recipe, require_buildable(recipe))

@@ -33,6 +33,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.explain.cam_grid import cam_layers
 from napari_pathreview.explain.methods import CAM_METHOD_CLASSES, resolve_method
 
 __all__ = [
@@ -231,32 +232,6 @@ CAM_METHODS: dict[str, type[BaseCAM]] = {
     name: _cam_class(class_name) for name, class_name in CAM_METHOD_CLASSES.items()
 }
 """Canonical method name → pytorch-grad-cam class (names from ``methods.CAM_METHOD_CLASSES``)."""
-
-
-def cam_layers(
-    model: nn.Module,
-    target_layers: Sequence[nn.Module] | None = None,
-    reshape_transform: Callable | None = None,
-) -> tuple[list[nn.Module], Callable | None]:
-    """The layers to hook and the reshape transform: explicit ones, else the model's own.
-
-    Raises:
-        InvalidInputError: the model does not say where to hook (no ``cam_target_layers``)
-            and no layers were given: we do not guess.
-    """
-    if target_layers is not None:
-        layers = list(target_layers)
-    elif hasattr(model, "cam_target_layers"):
-        layers = list(model.cam_target_layers())
-        if reshape_transform is None:
-            reshape_transform = getattr(model, "cam_reshape_transform", None)
-    else:
-        raise InvalidInputError(
-            f"{type(model).__name__} has no cam_target_layers(); pass target_layers explicitly"
-        )
-    if not layers:
-        raise InvalidInputError("no CAM target layers: the model lists none")
-    return layers, reshape_transform
 
 
 def _is_channels_last(model: nn.Module) -> bool:

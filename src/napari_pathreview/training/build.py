@@ -72,11 +72,14 @@ def require_recipe_weights(recipe: Recipe) -> None:
         ) from None
 
 
-def require_buildable(recipe: Recipe) -> None:
+def require_buildable(recipe: Recipe):
     """Refuse a recipe whose model cannot be built (a ``model.kwargs`` key the architecture
     does not take, a value it rejects), before a run folder or an image.
 
     The model is built on PyTorch's meta device: no memory, no weights, a fraction of a second.
+
+    Returns:
+        That meta-device model, for the checks that read its shapes (``require_cam_grid``).
 
     Raises:
         RecipeError: names the architecture, the kwargs and the constructor's complaint.
@@ -87,12 +90,61 @@ def require_buildable(recipe: Recipe) -> None:
 
     try:
         with torch.device("meta"):
-            build_model(recipe, 2, pretrained=False)
+            return build_model(recipe, 2, pretrained=False)
     except (TypeError, ValueError) as error:
         raise RecipeError(
             f"recipe {recipe.name!r}: model.architecture {recipe.model.architecture!r} with "
             f"model.kwargs {dict(recipe.model.kwargs)} cannot be built: {error}"
         ) from None
+
+
+def require_cam_grid(recipe: Recipe, model) -> None:
+    """Refuse ``eval.cam_iou`` when the model's CAM layer is too coarse at ``data.image_size``
+    (``explain.cam_grid``): every CAM would be flat and its IoU meaningless, which the run
+    would otherwise report only after training.
+
+    A lesion run is not checked: its CAM layer is the patch grid over the whole film, whose
+    size comes from the films themselves.
+
+    Args:
+        recipe: The run's recipe.
+        model: The recipe's model, as :func:`require_buildable` returns it (meta device).
+
+    Raises:
+        RecipeError: names the keys, the architecture, the grid and the smallest size that
+            gives a usable one.
+    """
+    from napari_pathreview.explain.cam_grid import (
+        MIN_CAM_CELLS,
+        cam_grid,
+        can_localise,
+        smallest_localising_size,
+    )
+    from napari_pathreview.training.recipe import RecipeError
+    from napari_pathreview.training.recipe_schema import MAX_IMAGE_SIZE
+
+    if not recipe.eval.cam_iou or recipe.lesion.enabled:
+        return
+    size = recipe.data.image_size
+    try:
+        grid = cam_grid(model, size)
+    except (RuntimeError, ValueError, AssertionError):
+        return  # a model that cannot run on the meta device at this size: not this check's
+    if can_localise(grid):
+        return
+    smallest = smallest_localising_size(model, size, MAX_IMAGE_SIZE)
+    if smallest is None:
+        fix = f"no data.image_size up to {MAX_IMAGE_SIZE} gives one; set eval.cam_iou: false"
+    else:
+        fix = f"set data.image_size to at least {smallest} (or eval.cam_iou: false)"
+        if recipe.data.resize is not None and recipe.data.resize < smallest:
+            fix += f", with data.resize at least as large (now {recipe.data.resize})"
+    raise RecipeError(
+        f"recipe {recipe.name!r}: eval.cam_iou needs a CAM layer of at least "
+        f"{MIN_CAM_CELLS}×{MIN_CAM_CELLS}, but model.architecture "
+        f"{recipe.model.architecture!r} has a {grid[0]}×{grid[1]} one at data.image_size "
+        f"{size}, so every CAM would be flat; {fix}"
+    )
 
 
 def build_model(recipe: Recipe, num_classes: int, pretrained: bool | None = None):

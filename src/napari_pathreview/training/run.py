@@ -26,7 +26,12 @@ from napari_pathreview.errors import PathReviewError
 from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
-from napari_pathreview.training.build import build_model, require_buildable, require_recipe_weights
+from napari_pathreview.training.build import (
+    build_model,
+    require_buildable,
+    require_cam_grid,
+    require_recipe_weights,
+)
 from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
 from napari_pathreview.training.label_checks import check_labels
 from napari_pathreview.training.losses import balanced_class_weights
@@ -187,11 +192,11 @@ def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Re
 
 
 def _check_needs(recipe: Recipe, weights: bool) -> None:
-    """The device, the architecture, its kwargs and (``weights``) the pretrained weights,
-    in seconds."""
+    """The device, the architecture, its kwargs, its CAM grid for ``eval.cam_iou`` and
+    (``weights``) the pretrained weights, in seconds."""
     _device(recipe.device, False)
     require_architecture(recipe.model.architecture)
-    require_buildable(recipe)
+    require_cam_grid(recipe, require_buildable(recipe))
     if weights:
         require_recipe_weights(recipe)
 
