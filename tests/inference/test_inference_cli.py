@@ -227,3 +227,42 @@ def test_the_readme_names_every_predictions_csv_column(binary_ref, rng, tissue_l
     at = documented.index("p_<class>…")
     documented[at : at + 1] = ["p_benign", "p_malignant"]
     assert [c.split(" ")[0] for c in documented] == header
+
+
+@pytest.fixture
+def coarse_ref(registry, binary_card) -> str:
+    """``coarse@1``: a resnet18 read at 32 px, where its CAM layer (stride 32) is 1×1."""
+    torch.manual_seed(0)
+    card = {**binary_card, "name": "coarse", "input_size": [3, 32, 32]}
+    return f"coarse@{registry.register(create_model('resnet18', 2).eval(), card)}"
+
+
+def test_explain_with_a_one_by_one_cam_layer_says_so_instead_of_scoring_flat_maps(
+    coarse_ref, rng, tissue_like, tmp_path, capsys
+) -> None:
+    """It used to print IoU 0 per method, each marked "empty CAM"."""
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    argv = ["explain", str(image), "--model", coarse_ref, "--device", "cpu",
+            "--method", "gradcam,eigencam", "--roi", str(roi)]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"model {coarse_ref}: this model's CAM layer is 1×1 at 32 px: CAMs cannot " in (
+        captured.err
+    )
+    assert "use patch maps" in captured.err and "IoU" not in captured.out
+
+
+def test_the_analyze_dock_keeps_the_prediction_and_says_why_a_one_by_one_cam_is_left_out(
+    coarse_ref, rng, tissue_like
+) -> None:
+    """It used to add a flat CAM layer; now no CAM layer, and the reason beside the result."""
+    from napari_pathreview.inference.analysis import AnalysisRequest, AnalysisResult, analyse
+
+    request = AnalysisRequest(model_ref=coarse_ref, device="cpu", qc=False)
+    result = list(analyse(request, tissue_like(rng, 64, 64), modality="histology"))[-1]
+    assert isinstance(result, AnalysisResult) and result.cam is None
+    assert set(result.probabilities) == {"benign", "malignant"}
+    assert "CAM layer is 1×1 at 32 px: CAMs cannot localise" in result.cam_note

@@ -96,6 +96,8 @@ class AnalysisResult:
         cam_scale: factor from CAM pixels to level-0 image pixels (1 for an image explained
             whole; a tiled image's CAM is a map a few pixels per heatmap cell, see
             ``inference.slide_cam``).
+        cam_note: why a CAM that was asked for is missing (the model's CAM layer is too
+            coarse at its input size: ``explain.cam_grid``), else "".
     """
 
     request: AnalysisRequest
@@ -107,6 +109,7 @@ class AnalysisResult:
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
     two_film: Any | None = None  # inference.two_film.TwoFilmDecision against the other film
+    cam_note: str = ""
 
     @property
     def model_name(self) -> str:
@@ -230,9 +233,10 @@ def analyse(
     else:
         steps = _whole_steps(predictor, request, levels[0], target, cancel)
     prediction = cam = tiled = None
+    cam_note = ""
     for item in steps:
         if isinstance(item, tuple):
-            prediction, cam, tiled = item
+            prediction, cam, tiled, cam_note = item
         else:
             yield item
     _check_cancel(cancel)
@@ -255,6 +259,7 @@ def analyse(
         seconds=time.perf_counter() - start,
         warnings=warnings,
         two_film=two_film,
+        cam_note=cam_note,
     )
 
 
@@ -281,14 +286,20 @@ def _whole_steps(
     target: str | None,
     cancel: threading.Event | None,
 ) -> Iterator[Any]:
-    """Predict and explain an image small enough to classify whole."""
+    """Predict and explain an image small enough to classify whole; a CAM the model's CAM
+    layer is too coarse for is left out, with the reason, and the prediction kept."""
+    from napari_pathreview.explain.cam_grid import CamResolutionError
+
     base = np.asarray(image)
     prediction = yield from _classify_steps(predictor, base, cancel, "classifying", (0.1, 0.4))
-    cam = None
+    cam, note = None, ""
     if request.cam_method:
         yield AnalysisProgress(f"explaining ({request.cam_method})", 0.6)
-        cam = yield from _explain_steps(predictor, base, request.cam_method, target, cancel)
-    yield prediction, cam, None
+        try:
+            cam = yield from _explain_steps(predictor, base, request.cam_method, target, cancel)
+        except CamResolutionError as error:
+            note = str(error)
+    yield prediction, cam, None, note
 
 
 def _explain_steps(
@@ -369,7 +380,7 @@ def _tiled_steps(
             predictor, source, tiled.grid, settings, index, request.cam_method, cancel
         )
         cam = yield from _tiled_stage(steps, 0.7, 0.95)
-    yield prediction, cam, tiled
+    yield prediction, cam, tiled, ""
 
 
 def _slide_mil_map(predictor: Any, tiled: Any, kind: str, label: str) -> Any:

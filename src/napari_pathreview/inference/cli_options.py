@@ -182,8 +182,12 @@ def cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_cam_options(args: argparse.Namespace, method: str, predictor: Any) -> None:
-    """``--target-class`` and the Score-CAM options, checked once before the first image:
-    a bad one would otherwise fail the CAM of every image of the batch, one by one."""
+    """``--target-class``, the Score-CAM options and the model's CAM grid, checked once before
+    the first image: a bad one would otherwise fail the CAM of every image, one by one."""
+    from napari_pathreview.inference.mil_maps import MAP_KINDS
+
+    if method not in MAP_KINDS:
+        predictor.require_cam_grid()
     if args.target_class is not None:  # a class name: the probabilities are not consulted
         import numpy as np
 

@@ -125,6 +125,7 @@ def _explain(args: argparse.Namespace) -> int:
         mask = roi_mask_from_mias(args.mias_info, args.image, shape)
     methods = cam_methods(args.method)
     predictor = build_predictor(args, qc=False)
+    predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:
         rows += score_methods(
@@ -187,6 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_evaluate_args(args)
     methods = cam_methods(args.methods)
     predictor = build_predictor(args, qc=False)
+    predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:
         rows += list(

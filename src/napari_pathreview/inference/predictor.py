@@ -132,6 +132,7 @@ class Predictor:
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype(self.device)
         self.spec = spec_for(card, model)
+        self._cam_grid: tuple[int, int] | None = None  # see require_cam_grid
         tta_mod.check_input_shape(tta, *self.spec.hw)  # d4 on a non-square model: refuse now
         self.normalizer = resolve_stain(card, stain)
         self.stain_name = str(getattr(self.normalizer, "name", "none"))
@@ -360,6 +361,34 @@ class Predictor:
             raise InvalidInputError(f"target class {target_class} out of range for {self.classes}")
         return int(target_class)
 
+    def require_cam_grid(self) -> PreprocessSpec:
+        """The spec CAMs read images with, once its CAM grid is known to localise.
+
+        A CNN explains the whole resized image (no evaluation crop), so the CAM has no blank
+        border; token models (ViT, with a reshape transform) need their fixed input size.
+        The grid (``explain.cam_grid``) costs one forward, once per predictor.
+
+        Raises:
+            CamResolutionError: the CAM layer is too coarse at that size (resnet18 at 32 px
+                is 1×1): every CAM would be flat, so none is computed.
+        """
+        from napari_pathreview.explain.cam_grid import (
+            CamResolutionError,
+            cam_grid,
+            cam_grid_note,
+            can_localise,
+        )
+
+        fixed_size = getattr(self.model, "cam_reshape_transform", None) is not None
+        spec = self.spec if fixed_size else self.spec.uncropped()
+        if self._cam_grid is None:
+            self._cam_grid = cam_grid(self.model, spec.hw, spec.input_size[0])
+        if not can_localise(self._cam_grid):
+            raise CamResolutionError(
+                f"model {self.model_ref}: {cam_grid_note(self._cam_grid, spec.hw)}"
+            )
+        return spec
+
     def explain(
         self,
         image: Any,
@@ -385,14 +414,11 @@ class Predictor:
             explained = explain_mil(self, image)
             label = explained.label
             return CamResult(explained.map(method), method, self.classes.index(label), label)
+        cam_spec = self.require_cam_grid()
         decoded = decode(image, min_side=min(self.spec.hw))
         rgb = decoded.rgb
         um = [decoded.um_per_px]
         index = self.target_index(target_class, self.probabilities([rgb], um)[0])
-        # A CNN explains the whole resized image (no evaluation crop), so the CAM has no blank
-        # border; token models (ViT, with a reshape transform) need their fixed input size.
-        fixed_size = getattr(self.model, "cam_reshape_transform", None) is not None
-        cam_spec = self.spec if fixed_size else self.spec.uncropped()
         with torch.inference_mode():
             x = self.prepare([rgb], cam_spec, um)
         cam = compute_cam(self.model, x, method, target_class=index, tta=tta, **cam_options)[0]

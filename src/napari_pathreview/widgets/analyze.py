@@ -454,8 +454,9 @@ class AnalyzeWidget(QWidget):
         self.viewer.layers.selection.active = layer
         self.view.fill(result)
         self.two_film.show_decision(result.two_film, result.card)
-        for warning in result.warnings:
-            show_warning(f"Quality check: {warning}")
+        notes = [f"Quality check: {warning}" for warning in result.warnings]
+        for note in notes + ([f"No CAM: {result.cam_note}"] if result.cam_note else []):
+            show_warning(note)
         self.status.setText(f"done in {result.seconds:.1f} s")
         self.update_roi_scores()
 
