@@ -82,15 +82,20 @@ def reviewer_roi_mask(decoded: Any, roi: Mapping[str, Any], where: str) -> np.nd
     return rois_mask(shapes, rgb.shape[:2], scale, where, source_shape=full)
 
 
+def _has_patch_map(predictor: Any) -> bool:
+    from napari_pathreview.inference.mil_maps import patch_mil_of
+
+    return patch_mil_of(predictor) is not None
+
+
 def _map_iou(predictor: Any, decoded: Any, roi: Mapping[str, Any], where: str) -> float:
     """IoU of the model's map against a reviewer's GeoJSON ROI (seed 004 protocol)."""
     from napari_pathreview.explain.metrics import roi_iou
-    from napari_pathreview.inference.mil_maps import patch_mil_of
 
     mask = reviewer_roi_mask(decoded, roi, where)
     if mask is None:
         return math.nan
-    method = "patch_map" if patch_mil_of(predictor) is not None else "gradcam"
+    method = "patch_map" if _has_patch_map(predictor) else "gradcam"
     return roi_iou(predictor.explain(decoded.rgb, method).cam, mask)
 
 
@@ -122,6 +127,8 @@ def order_images(
         raise InvalidInputError(f"queue order {order!r} is not one of {', '.join(QUEUE_ORDERS)}")
     if not paths:
         raise InvalidInputError("no images to order")
+    if order == "roi_disagreement" and rois and not _has_patch_map(predictor):
+        predictor.require_cam_grid()  # a 1×1 CAM layer would score every ROI image 1 - 0
     entries = []
     for i, path in enumerate(paths):
         path = Path(path)
