@@ -12,6 +12,7 @@ from pathlib import Path
 from napari_pathreview.cli import TypedFlag, typed_flags
 from napari_pathreview.errors import InvalidInputError, reported_as
 from napari_pathreview.inference.cli_options import (
+    checked_stain,
     modality_option,
     stain_arg,
     stain_options,
@@ -146,7 +147,6 @@ def settings_from_args(args: argparse.Namespace):
 def _predict_slides(args: argparse.Namespace) -> int:
     from napari_pathreview import preflight
     from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
-    from napari_pathreview.inference.preprocess import resolve_stain
     from napari_pathreview.registry.card import reading_tta
     from napari_pathreview.stain.targets import target_id
 
@@ -162,7 +162,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     # Refused here, once, rather than by every slide of the cohort (or, for a model of the
     # other modality, not at all: its rows came out empty with exit status 0).
     preflight.check_modalities(card, paths, args.allow_modality_mismatch)
-    applied = target_id(resolve_stain(card, stain))
+    applied = target_id(checked_stain(card, stain))
     if settings.mode == "matched":
         from napari_pathreview.inference.slide_grid import model_um_per_px
 
