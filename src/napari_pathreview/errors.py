@@ -20,32 +20,68 @@ class InvalidInputError(PathReviewError, ValueError):
     """An array or argument of the wrong shape, dtype or range."""
 
 
-class SettingError(InvalidInputError):
+class ArgumentError(InvalidInputError):
+    """An error whose advice names arguments of a Python call (``fields``).
+
+    Python callers read them as spelled in the call; a front end re-raises the error under the
+    names its user typed (CLI flags: see :func:`reported_as`). The rule that raises it is
+    written once; only the spelling of its advice differs. Subclasses write :meth:`naming`.
+    """
+
+    fields: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__(self.naming({}))
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        """This error's message with the arguments in ``names`` spelled that way."""
+        raise NotImplementedError
+
+
+class SettingError(ArgumentError):
     """A setting of a config out of range; ``field`` lets a front end report it under the name
     the user typed (a CLI flag: see :func:`reported_as`), while Python callers see ``name``."""
 
     def __init__(self, field: str, requirement: str, value: object, name: str = "") -> None:
-        self.field, self.requirement, self.value = field, requirement, value
-        super().__init__(self.naming(name or field))
+        self.field, self.requirement, self.value, self.name = field, requirement, value, name
+        self.fields = (field,)
+        super().__init__()
 
-    def naming(self, name: str) -> str:
-        """This error's message with the setting called ``name`` (``--mpp``, say)."""
+    def naming(self, names: Mapping[str, str]) -> str:
+        """This error's message with the setting called ``names[field]`` (``--mpp``, say)."""
+        name = names.get(self.field) or self.name or self.field
         return f"{name} must be {self.requirement}, got {self.value!r}"
+
+
+class DestinationExistsError(ArgumentError):
+    """A file would be replaced by an output; refused unless the caller asks to overwrite."""
+
+    fields = ("overwrite",)
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__()
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        flag = names.get("overwrite", "overwrite=True")
+        return (
+            f"{self.path} already exists; choose another destination or pass {flag} to replace it"
+        )
 
 
 @contextmanager
 def reported_as(names: Mapping[str, str]) -> Iterator[None]:
-    """Re-raise a :class:`SettingError` of a field in ``names`` under that name.
+    """Re-raise an :class:`ArgumentError` naming a field in ``names`` under that name.
 
     ``with reported_as({"slide_um_per_px": "--mpp"}): SlideSettings(...)`` makes a bad value
     read "--mpp must be …": the user is told what they typed, not the field behind it.
     """
     try:
         yield
-    except SettingError as error:
-        if error.field not in names:
+    except ArgumentError as error:
+        if not set(error.fields) & set(names):
             raise
-        raise InvalidInputError(error.naming(names[error.field])) from None
+        raise InvalidInputError(error.naming(names)) from None
 
 
 class ModelNotFoundError(PathReviewError, LookupError):

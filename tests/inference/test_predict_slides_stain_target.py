@@ -149,6 +149,25 @@ def test_slides_csv_without_a_target_names_the_card_s_method_and_no_target(
     assert row["stain"] == "none" and row["stain_target"] == ""
 
 
+def test_slides_csv_names_the_card_s_own_fitted_target_with_the_id_its_file_gets(
+    registry, slide_path: Path, target: Path, tmp_path: Path, capsys
+) -> None:
+    state = json.loads(target.read_text())
+    stained = register_tiny(
+        registry, name="tinystained", preprocess={"stain_method": "macenko", "stain_target": state}
+    )
+    assert _predict_slides(slide_path, stained, tmp_path / "card") == 0
+    printed = re.search(r"stain target of \S+: id ([0-9a-f]{12})", capsys.readouterr().out)
+    by_card = _slides_csv_row(tmp_path / "card")
+    assert (
+        _predict_slides(slide_path, stained, tmp_path / "file", "--stain-target", str(target)) == 0
+    )
+    by_file = _slides_csv_row(tmp_path / "file")
+    assert by_card["stain"] == "macenko" and by_card["stain_target"] != ""
+    assert printed is not None and by_card["stain_target"] == printed.group(1)
+    assert by_card["stain_target"] == by_file["stain_target"]
+
+
 def _bad_targets(tmp_path: Path, target: Path) -> dict[str, tuple[Path, list[str]]]:
     """name → (target file, extra options): each must be refused before any slide."""
     not_json = tmp_path / "not_json.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from napari_pathreview.stain import get_normalizer
 
@@ -69,6 +70,42 @@ def test_a_method_the_card_has_no_target_for_names_the_stain_target_flag(
     assert "'macenko' needs a fitted target" in err and "--stain-target FILE.json" in err
     assert "pathreview stain fit --method macenko" in err
     assert not out.exists()  # refused before the --out folder is made
+
+
+def test_from_python_a_method_the_card_has_no_target_for_names_the_stain_argument(
+    binary_ref,
+) -> None:
+    from napari_pathreview.errors import InvalidInputError
+    from napari_pathreview.inference import Predictor
+
+    with pytest.raises(InvalidInputError) as refused:
+        Predictor.from_registry(binary_ref, device="cpu", stain="macenko")
+    message = str(refused.value)
+    assert "'macenko' needs a fitted target" in message
+    assert "stain=load_target('FILE.json')" in message and "leave out stain " in message
+    assert "--stain" not in message.replace("pathreview stain fit --method", "")
+
+
+def test_explain_names_the_stain_flags_when_the_card_has_no_target_for_the_method(
+    binary_ref, tmp_path, capsys
+) -> None:
+    from napari_pathreview.cli import main
+
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((40, 40, 3), 128, np.uint8))
+    roi = tmp_path / "roi.geojson"
+    square = [[[5, 5], [30, 5], [30, 30], [5, 30], [5, 5]]]
+    feature = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": square},
+    }
+    roi.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    argv = ["explain", str(image), "--model", binary_ref, "--stain", "macenko", "--roi", str(roi)]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--stain-target FILE.json" in err and "leave out --stain " in err
+    assert "stain=" not in err and "Traceback" not in err
 
 
 def test_a_bad_stain_target_is_refused_before_the_out_folder_is_made(

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from napari_pathreview.cli import main
+from napari_pathreview.errors import DestinationExistsError
 from napari_pathreview.models import create_model
 from napari_pathreview.registry import ModelRegistry
 
@@ -93,6 +94,37 @@ def test_export_to_an_existing_folder_named_as_an_archive_says_it_is_a_folder(
     assert f"{dest} is a folder; give a file name" in err
     assert ".partial" not in err  # not the hidden temporary file of the atomic write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar.gz"]  # nothing left behind
+
+
+def test_export_onto_an_existing_archive_is_refused_naming_it_and_force(
+    registered, tmp_path: Path, capsys
+) -> None:
+    archive = tmp_path / "demo.tar.gz"
+    archive.write_bytes(b"someone else's export")
+    assert main(["models", "export", "demo-histo", str(archive)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(archive) in err and "--force" in err
+    assert "Traceback" not in err and "overwrite=True" not in err
+    assert archive.read_bytes() == b"someone else's export"
+
+
+def test_export_with_force_replaces_an_existing_archive(registered, tmp_path: Path, capsys) -> None:
+    archive = tmp_path / "demo.tar.gz"
+    archive.write_bytes(b"an old export")
+    assert main(["models", "export", "demo-histo", str(archive), "--force"]) == 0
+    assert main(["models", "import", str(archive)]) == 0
+    assert "imported demo-histo@2" in capsys.readouterr().out
+
+
+def test_python_export_onto_an_existing_archive_names_the_overwrite_argument(
+    registered, tmp_path: Path
+) -> None:
+    archive = tmp_path / "demo.tar"
+    archive.write_bytes(b"an old export")
+    with pytest.raises(DestinationExistsError, match="overwrite=True") as error:
+        registered.export("demo-histo", None, archive)
+    assert "--force" not in str(error.value)
+    assert registered.export("demo-histo", None, archive, overwrite=True) == archive
 
 
 def test_import_of_a_pickle_exits_2_explaining_why(tmp_path: Path, capsys) -> None:

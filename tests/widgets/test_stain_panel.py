@@ -119,3 +119,24 @@ def test_fitting_a_stain_target_to_a_mammogram_layer_is_refused_saying_why(
         "layer 'mdb028': mammogram image: stain normalisation is for H&E histology only" in m
         for m in seen
     ), seen
+
+
+def _fit_choices(box: Any) -> list[str]:
+    """The layers the "Fit" row offers."""
+    return [box.fit_layer.itemText(i) for i in range(box.fit_layer.count())]
+
+
+def test_the_fit_layer_list_offers_h_and_e_images_and_never_a_mammogram(
+    make_napari_viewer: Any, histology_model: str, sample_data: Path, shared_data: Path
+) -> None:
+    viewer = make_napari_viewer()
+    film = viewer.open(shared_data / "mias_full/mdb001.png", plugin="napari-pathreview")[0]
+    assert film.metadata["pathreview"]["modality"] == "mammogram"
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-pathreview", "Analyze")
+    box = widget.stain_box
+    assert _fit_choices(box) == []
+    he = viewer.open(sample_data / REFERENCE, plugin="napari-pathreview")[0]
+    assert _fit_choices(box) == [he.name]  # updated as the layer was added
+    viewer.layers.remove(he)
+    assert _fit_choices(box) == []  # and as it was removed
+    assert film.name in [layer.name for layer in viewer.layers]

@@ -19,6 +19,7 @@ from napari_pathreview.inference.cli_options import (
     cam_method,
     cam_options,
     check_cam_options,
+    checked_stain,
     describe_error,
     explain_kwargs,
     model_options,
@@ -121,9 +122,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not readable:
         raise ImageReadError("; ".join(str(m) for m in problems.values()))
     card = preflight_card(args, readable)
-    from napari_pathreview.inference.preprocess import resolve_stain  # imports torch
-
-    resolve_stain(card, stain)  # a method without a fitted target: refused before the weights
+    checked_stain(card, stain)  # a method without a fitted target: refused before the weights
     patients = _two_film_patients(args, card, images)
     out = preflight.output_folder(args.out)
     predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc, stain=stain)

@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.errors import InvalidInputError, PathReviewError, reported_as
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.stain.methods import STAIN_METHODS
 from napari_pathreview.tta import TTA_MODES
 
 STAIN_CHOICES = STAIN_METHODS
+STAIN_FLAGS = {"stain": "--stain", "stain_target": "--stain-target"}
+"""How the stain options' errors name them (``errors.reported_as``): the flags, not ``stain=``."""
 TTA_CHOICES = TTA_MODES
 DEVICE_CHOICES = DEVICES
 
@@ -149,9 +151,19 @@ def build_predictor(
         stain = stain_arg(args)
     from napari_pathreview.inference.predictor import Predictor
 
-    return Predictor.from_registry(
-        args.model, device=args.device, stain=stain, tta=tta, batch_size=args.batch_size, qc=qc
-    )
+    with reported_as(STAIN_FLAGS):
+        return Predictor.from_registry(
+            args.model, device=args.device, stain=stain, tta=tta, batch_size=args.batch_size, qc=qc
+        )
+
+
+def checked_stain(card: Any, stain: Any) -> Any:
+    """``resolve_stain`` for a CLI: the normaliser, or a refusal naming the stain flags, before
+    any weights load."""
+    from napari_pathreview.inference.preprocess import resolve_stain  # imports torch
+
+    with reported_as(STAIN_FLAGS):
+        return resolve_stain(card, stain)
 
 
 def cam_methods(text: str) -> list[str]:

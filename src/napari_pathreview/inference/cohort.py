@@ -87,12 +87,6 @@ class CohortJob:
         parts = [str(path.resolve()), size, self.model_ref, self.settings, self.stain, self.tta]
         return _digest(parts, 16)
 
-    @property
-    def stain_target_id(self) -> str:
-        """12 hex digits naming a fitted ``--stain-target`` state, hashed as :meth:`slide_key`
-        hashes it (one id per target, whatever the file is called); empty without one."""
-        return _digest(self.stain, 12) if isinstance(self.stain, dict) else ""
-
 
 def _digest(value: Any, length: int) -> str:
     """The first ``length`` hex digits of the sha256 of ``value``'s canonical JSON."""
@@ -160,7 +154,8 @@ def _worker_device(device: str) -> str:
 
 
 def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) -> dict[str, Any]:
-    """The slides.csv row; ``stain``: the method applied, ``target``: its fitted target's id."""
+    """The slides.csv row; ``stain``: the method applied, ``target``: the id of the fitted
+    target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
     row: dict[str, Any] = {
         "slide": stem,
         "path": str(path),
@@ -187,6 +182,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
     from napari_pathreview.inference.slides import SlideSettings, predict_slide
+    from napari_pathreview.stain.targets import target_id
 
     settings = SlideSettings(**job.settings)
     slide_um = settings.slide_um_per_px
@@ -200,7 +196,9 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
         source.close()
     key = job.slide_key(Path(path))
     write_result(Path(job.out) / "slides" / stem, result, meta={"key": key, "path": str(path)})
-    return _row(Path(path), stem, key, result, predictor.stain_name, job.stain_target_id)
+    return _row(
+        Path(path), stem, key, result, predictor.stain_name, target_id(predictor.normalizer)
+    )
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:

@@ -10,7 +10,7 @@ Stain normalisation runs on each uint8 canvas, as training applied it to its cac
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import ArgumentError, InvalidInputError
 from napari_pathreview.preprocessing import (
     Placement,
     PreprocessSpec,
@@ -30,6 +30,7 @@ from napari_pathreview.preprocessing import (
 
 __all__ = [
     "DecodedImage",
+    "StainTargetNeededError",
     "decode",
     "normalise",
     "pick_level",
@@ -140,6 +141,34 @@ def to_batch(
     return torch.from_numpy(np.stack(fitted)).permute(0, 3, 1, 2)
 
 
+class StainTargetNeededError(ArgumentError):
+    """A stain method was asked for that needs a fitted target, and neither the call nor the
+    model card supplies one. Python callers read the ``stain`` argument's spellings; a CLI
+    re-raises it naming its ``--stain`` and ``--stain-target`` flags (``errors.reported_as``).
+    """
+
+    fields = ("stain", "stain_target")
+
+    def __init__(self, method: str, from_card: bool) -> None:
+        self.method, self.from_card = method, from_card
+        super().__init__()
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        if "stain_target" in names:  # a front end where the target is its own option
+            stain = names.get("stain", "stain")
+            target = f"{names['stain_target']} FILE.json"
+            none, omit = f"{stain} none", f"leave out {stain}"
+        else:
+            target = "stain=load_target('FILE.json') (napari_pathreview.stain.targets)"
+            none, omit = "stain='none'", "leave out stain"
+        other = none if self.from_card else f"{omit} to use the card's method"
+        return (
+            f"stain method {self.method!r} needs a fitted target and the model card has none "
+            f"for it; fit one with `pathreview stain fit --method {self.method} --images IMAGES "
+            f"--out FILE.json` and pass {target}, or {other}"
+        )
+
+
 def resolve_stain(card: Any, stain: Any = None) -> Any:
     """The fitted normaliser to use: an explicit one, a method name, or the card's.
 
@@ -148,7 +177,7 @@ def resolve_stain(card: Any, stain: Any = None) -> Any:
         stain: None (the card's), a method name, a ``to_dict()`` state, or a normaliser.
 
     Raises:
-        InvalidInputError: a named method has no fitted target (the card's target is used
+        StainTargetNeededError: a named method has no fitted target (the card's target is used
             when the card names the same method; Reinhard falls back to the BreaKHis preset).
     """
     from napari_pathreview import stain as stain_mod
@@ -170,10 +199,5 @@ def resolve_stain(card: Any, stain: Any = None) -> Any:
     if name == "reinhard" and not normalizer.is_fitted:
         normalizer = stain_mod.normalizer_from_dict(stain_mod.REINHARD_BREAKHIS_PRESET)
     if not normalizer.is_fitted:
-        raise InvalidInputError(
-            f"stain method {name!r} needs a fitted target and the model card has none for it; "
-            f"fit one with `pathreview stain fit --method {name} --images IMAGES --out "
-            "FILE.json` and pass --stain-target FILE.json (from Python: stain=load_target(FILE)), "
-            + ("or --stain none" if from_card else "or leave out --stain to use the card's method")
-        )
+        raise StainTargetNeededError(name, from_card)
     return normalizer

@@ -12,6 +12,7 @@ from pathlib import Path
 from napari_pathreview.cli import TypedFlag, typed_flags
 from napari_pathreview.errors import InvalidInputError, reported_as
 from napari_pathreview.inference.cli_options import (
+    checked_stain,
     modality_option,
     stain_arg,
     stain_options,
@@ -146,8 +147,8 @@ def settings_from_args(args: argparse.Namespace):
 def _predict_slides(args: argparse.Namespace) -> int:
     from napari_pathreview import preflight
     from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
-    from napari_pathreview.inference.preprocess import resolve_stain
     from napari_pathreview.registry.card import reading_tta
+    from napari_pathreview.stain.targets import target_id
 
     if args.workers is not None and args.workers < 0:
         raise InvalidInputError("--workers must be 0 (no Dask) or more")
@@ -161,7 +162,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
     # Refused here, once, rather than by every slide of the cohort (or, for a model of the
     # other modality, not at all: its rows came out empty with exit status 0).
     preflight.check_modalities(card, paths, args.allow_modality_mismatch)
-    resolve_stain(card, stain)
+    applied = target_id(checked_stain(card, stain))
     if settings.mode == "matched":
         from napari_pathreview.inference.slide_grid import model_um_per_px
 
@@ -175,8 +176,9 @@ def _predict_slides(args: argparse.Namespace) -> int:
         stain=stain,
         tta=args.tta,
     )
-    if job.stain_target_id:  # ties the stain_target column of slides.csv to the user's file
-        print(f"stain target {args.stain_target}: id {job.stain_target_id} in slides.csv")
+    if applied:  # ties the stain_target column of slides.csv to the target's file or card
+        source = args.stain_target or (f"for --stain {stain}" if stain else f"of {args.model}")
+        print(f"stain target {source}: id {applied} in slides.csv")
     summary = run_cohort(
         args.slides,
         job,

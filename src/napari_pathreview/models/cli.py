@@ -47,6 +47,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="export a model to a folder or .tar/.tar.gz")
     export.add_argument("ref", metavar="NAME[@VERSION]")
     export.add_argument("dest", metavar="DEST")
+    export.add_argument(
+        "--force", action="store_true", help="replace an existing archive file DEST"
+    )
     export.set_defaults(handler=_export)
 
     convert = actions.add_parser(
@@ -160,6 +163,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from napari_pathreview import preflight
+    from napari_pathreview.errors import reported_as
     from napari_pathreview.registry import parse_model_ref
     from napari_pathreview.registry.transfer import archive_suffix
 
@@ -169,7 +173,8 @@ def _export(args: argparse.Namespace) -> int:
     suffix = archive_suffix(Path(args.dest))
     if suffix is not None:  # a folder so named fails only at the rename, naming the temp file
         preflight.output_file(args.dest, "the destination", f"{card.name}-v{card.version}{suffix}")
-    path = registry.export(name, card.version, args.dest)
+    with reported_as({"overwrite": "--force"}):
+        path = registry.export(name, card.version, args.dest, overwrite=args.force)
     print(f"exported {card.ref} to {path}")
     return 0
 

@@ -239,14 +239,19 @@ class ModelRegistry:
                 shutil.rmtree(self.root / name, ignore_errors=True)
         return targets
 
-    def export(self, name: str, version: str | None, dest: str | Path) -> Path:
-        """Write ``name@version`` to a folder or a ``.tar``/``.tar.gz`` archive; return its path."""
+    def export(
+        self, name: str, version: str | None, dest: str | Path, overwrite: bool = False
+    ) -> Path:
+        """Write ``name@version`` to a folder or a ``.tar``/``.tar.gz`` archive; return its path.
+
+        An existing archive file is replaced only with ``overwrite``; an existing folder never.
+        """
         from napari_pathreview.registry.transfer import export_model
 
         folder = self.folder(name, version)
         card = read_card(folder)
         verified_weights(folder, card)
-        return export_model(folder, card, Path(dest))
+        return export_model(folder, card, Path(dest), overwrite=overwrite)
 
     def import_model(self, path: str | Path) -> tuple[str, str]:
         """Import an exported folder or archive as the next version of its name.

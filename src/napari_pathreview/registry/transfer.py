@@ -11,7 +11,7 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from napari_pathreview.errors import InvalidInputError, WeightsError
+from napari_pathreview.errors import DestinationExistsError, InvalidInputError, WeightsError
 from napari_pathreview.models.pretrained import PICKLE_SUFFIXES
 from napari_pathreview.registry.card import ModelCard
 from napari_pathreview.registry.layout import (
@@ -39,8 +39,14 @@ def is_archive(path: Path) -> bool:
     return archive_suffix(path) is not None
 
 
-def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
-    """Copy a model folder to ``dest``: an archive, or a folder ``<name>-v<version>`` in dest."""
+def export_model(folder: Path, card: ModelCard, dest: Path, overwrite: bool = False) -> Path:
+    """Copy a model folder to ``dest``: an archive, or a folder ``<name>-v<version>`` in dest.
+
+    Raises:
+        DestinationExistsError: ``dest`` is an existing archive file and not ``overwrite``
+            (a re-export must not silently replace the copy someone else may be reading).
+        InvalidInputError: another archive type, or an existing export folder (never replaced).
+    """
     stem = f"{card.name}-v{card.version}"
     other = archive_suffix(dest, OTHER_ARCHIVE_SUFFIXES)
     if other is not None and not dest.is_dir():
@@ -49,6 +55,8 @@ def export_model(folder: Path, card: ModelCard, dest: Path) -> Path:
             f"name it {dest.name[: -len(other)]}.tar.gz (or give a folder)"
         )
     if is_archive(dest):
+        if dest.is_file() and not overwrite:
+            raise DestinationExistsError(dest)
         return _write_archive(folder, stem, dest)
     target = dest / stem if dest.is_dir() else dest
     if target.exists():

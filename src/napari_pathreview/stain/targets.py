@@ -1,11 +1,13 @@
 """Stain targets a user supplies: the JSON ``pathreview stain fit`` writes, read back safely.
 
 Shared by ``pathreview predict --stain-target FILE`` and the Analyze widget's "Load target…",
-so both accept and refuse exactly the same files.
+so both accept and refuse exactly the same files. :func:`target_id` names whatever target was
+applied (a file's, a model card's, a preset) in ``slides.csv``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -42,3 +44,15 @@ def load_target(path: str | Path) -> dict[str, Any]:
     if not normalizer.is_fitted:
         raise StainTargetError(f"{path} holds an unfitted {state.get('method')} normaliser")
     return dict(state)
+
+
+def target_id(normalizer: Any) -> str:
+    """12 hex digits naming the fitted target ``normalizer`` applies; empty when it applies none.
+
+    Hashed from the restored state (``to_dict()``), so a target has one id wherever it came
+    from: a ``--stain-target`` file, a copy of it, or the model card holding the same state.
+    """
+    if str(getattr(normalizer, "name", "none")) == "none" or not normalizer.is_fitted:
+        return ""
+    text = json.dumps(normalizer.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -34,6 +34,21 @@ logger = logging.getLogger(__name__)
 COMPARE_KIND = "stain_view"
 
 
+def fit_refusal(layer: Any) -> str | None:
+    """Why a stain target cannot be fitted to ``layer``, or None: a mammogram is kept out by
+    the rule ``stain fit`` and ``stain apply`` use (``stain._imageio.not_histology``, with the
+    layer's modality from its metadata), and the fit reads RGB pixels."""
+    from napari_pathreview.stain._imageio import not_histology
+    from napari_pathreview.widgets._common import layer_modality
+
+    if not _results.is_image(layer):
+        return "not an image layer"
+    reason = not_histology(layer_modality(layer), "stain normalisation")
+    if reason is not None:
+        return reason
+    return None if getattr(layer, "rgb", False) else "not an RGB H&E image"
+
+
 class StainBox(QGroupBox):
     """Stain method picker plus user targets.
 
@@ -111,10 +126,12 @@ class StainBox(QGroupBox):
         self._show_reason()
 
     def refresh_layers(self) -> None:
-        """Re-list the image layers a target can be fitted to."""
+        """Re-list the image layers a target can be fitted to (:func:`fit_refusal`: no
+        mammograms, which fitting would refuse)."""
         keep = self.fit_layer.currentText()
+        layers = self.viewer.layers
         self.fit_layer.clear()
-        self.fit_layer.addItems(self._image_names())
+        self.fit_layer.addItems([n for n in self._image_names() if fit_refusal(layers[n]) is None])
         if keep:
             self.fit_layer.setCurrentText(keep)
 
@@ -197,20 +214,14 @@ class StainBox(QGroupBox):
         return self.fit_worker
 
     def _layer(self, name: str | None) -> Any:
-        """The H&E image layer ``name``; a mammogram is refused by the rule ``stain fit`` and
-        ``stain apply`` use (``stain._imageio.not_histology``), naming the layer."""
-        from napari_pathreview.stain._imageio import not_histology
-        from napari_pathreview.widgets._common import layer_modality
-
+        """The H&E image layer ``name``; any other is refused with :func:`fit_refusal`'s
+        reason, naming the layer."""
         if not name or name not in self.viewer.layers:
             raise InvalidInputError("choose an H&E image layer (open one with File ▸ Open).")
         layer = self.viewer.layers[name]
-        if _results.is_image(layer):
-            reason = not_histology(layer_modality(layer), "stain normalisation")
-            if reason is not None:
-                raise InvalidInputError(f"layer {name!r}: {reason}; choose an H&E image layer.")
-        if not _results.is_image(layer) or not getattr(layer, "rgb", False):
-            raise InvalidInputError(f"layer {name!r} is not an RGB H&E image.")
+        reason = fit_refusal(layer)
+        if reason is not None:
+            raise InvalidInputError(f"layer {name!r}: {reason}; choose an H&E image layer.")
         return layer
 
     def _current_image(self) -> str | None:
