@@ -98,8 +98,12 @@ def _take_over(old: Any, new: Any) -> None:
     if not new.rgb:
         old.colormap = new.colormap
         old.contrast_limits = new.contrast_limits
-    old.metadata = dict(new.metadata)
+    # the Review form reloads on the metadata event: fired before the rename, it read the new
+    # file's saved review under the old name and left its ROI as the other image's
+    with old.events.metadata.blocker():
+        old.metadata = dict(new.metadata)
     old.name = new.name
+    old.events.metadata(value=old.metadata)
     old.visible = True
 
 
