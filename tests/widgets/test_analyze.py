@@ -94,6 +94,15 @@ def test_run_adds_a_readable_cam_layer_named_for_method_and_class(
     assert record["model_name"] == "tiny-histology" and record["label"] in shown
 
 
+def _shown(label: Any) -> str:
+    """A QLabel's text as rendered on screen (rich text parsed as Qt parses it)."""
+    from qtpy.QtGui import QTextDocument
+
+    document = QTextDocument()
+    document.setHtml(label.text())
+    return document.toPlainText()
+
+
 def test_decision_line_states_the_rule_with_its_numbers(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
@@ -103,8 +112,24 @@ def test_decision_line_states_the_rule_with_its_numbers(
     p = widget.result.probabilities["malignant"]
     label = widget.result.prediction.label
     sign = "≥" if p >= 0.5 else "<"
-    assert f"P(malignant) = {p:.3f} {sign} 0.500 → {label}" in widget.decision.text()
+    assert f"P(malignant) = {p:.3f} {sign} 0.500 → {label}" in _shown(widget.decision)
     assert "test AUC 0.750" in widget.metrics.text() and "n unknown" in widget.metrics.text()
+
+
+def test_a_call_below_the_threshold_shows_its_rule_on_screen(
+    qtbot: Any, open_sample: Any, open_widget: Any, register_model: Any
+) -> None:
+    """The decision line is rich text: "P < t → benign" must not be eaten as an HTML tag."""
+    strict = register_model("tiny-strict", "histology", ["benign", "malignant"], threshold=0.999)
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = strict
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    p = widget.result.probabilities["malignant"]
+    shown = _shown(widget.decision)
+    assert f"P(malignant) = {p:.3f} < 0.999 → benign" in shown
+    assert "tiny-strict@1 · QC" in shown
 
 
 def test_near_uniform_output_is_flagged_and_small_test_sets_show_n_and_ci(

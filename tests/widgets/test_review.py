@@ -201,6 +201,26 @@ def test_moving_on_resets_the_form_and_never_saves_the_previous_image_s_roi(
     assert not review.has_unsaved_changes()
 
 
+def test_a_saved_roi_never_comes_back_as_another_queue_image_s_roi(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    """The queue reuses the image layer; its ROI must follow the file, not the old layer name."""
+    paths = _folder(tmp_path, 2)
+    viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
+    review.label.value = "malignant"
+    viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="mine")
+    review.roi_combo.value = "mine"
+    assert review.save() is not None
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    review.previous_item()
+    _wait_loaded(qtbot, review, paths[0])
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    assert review.roi_combo.choices == ("(no ROI)",)
+    assert "saved ROI · case_1" not in viewer.layers
+
+
 def test_unsaved_changes_prompt_before_moving_on(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:

@@ -100,6 +100,44 @@ def test_heatmap_appears_at_start_and_fills_in_without_freezing_the_ui(
     np.testing.assert_array_equal(again.data, first)
 
 
+def test_cancelling_a_slide_run_leaves_no_partial_heatmap(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
+) -> None:
+    """Unclassified cells are transparent, as low ones are: half a map reads as a finished one."""
+    ref = _register_model_at_half_micron()
+    viewer = make_napari_viewer()
+    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.cam_method.value = "none"
+    widget.load_model = slow_loader(0.2)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: _heatmap(viewer) is not None, timeout=120_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    assert widget.result is None and widget.status.text() == "cancelled"
+    assert _heatmap(viewer) is None
+
+
+def test_a_slide_run_shows_one_time_left_estimate(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
+) -> None:
+    ref = _register_model_at_half_micron()
+    viewer = make_napari_viewer()
+    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.cam_method.value = "none"
+    widget.load_model = slow_loader(0.05)
+    statuses: list[str] = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _item: statuses.append(widget.status.text()))
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    tiles = [s for s in statuses if "tiles/s" in s]
+    assert any("s left" in s for s in tiles)
+    assert not any("ETA" in s for s in tiles)  # not "ETA 6 s · ~36 s left"
+
+
 def test_the_tissue_mask_can_be_shown_as_a_labels_layer_over_the_slide(
     make_napari_viewer: Any, tmp_path: Path
 ) -> None:

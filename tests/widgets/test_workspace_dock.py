@@ -173,6 +173,31 @@ def test_a_session_restores_images_layers_queue_position_and_settings(
     assert restored.review.model_line.value.startswith("tiny-histology")
 
 
+def test_a_session_of_a_model_ordered_queue_reopens_the_image_under_review(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths = _folder(tmp_path, 4)
+    workspace = open_widget(make_napari_viewer(), WORKSPACE)
+    review = workspace.review
+    review.queue_order.value, review.queue_model.value = "uncertainty", histology_model
+    review.load_queue(paths[0].parent)
+    qtbot.waitUntil(lambda: review.loaded_path is not None, timeout=60_000)
+    ordered = list(review.queue.paths)
+    assert ordered != paths  # the model's order is not the file names'
+    step = next(i for i, (a, b) in enumerate(zip(ordered, paths, strict=True)) if a != b)
+    for _ in range(step):
+        review.next_item()
+        qtbot.waitUntil(lambda: review.next_button.isEnabled(), timeout=20_000)
+    assert review.loaded_path == ordered[step]
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+
+    restored = open_widget(make_napari_viewer(), WORKSPACE)
+    assert restored.restore_session(saved)
+    qtbot.waitUntil(lambda: restored.review.loaded_path is not None, timeout=60_000)
+    assert restored.review.loaded_path == ordered[step]
+    assert restored.review.queue_order.value == "uncertainty"
+
+
 def test_a_session_restores_an_roi_of_a_scale_1_layer_over_the_same_image_pixels(
     make_napari_viewer: Any, open_widget: Any, tmp_path: Path, sample_data: Path
 ) -> None:

@@ -153,8 +153,10 @@ class HeatmapStream:
         self.image_layer = image_layer
         self.class_name = class_name
         self.layer: Any = None
+        self.tissue: Any = None
         self.data: np.ndarray | None = None
         self.class_index = -1
+        self.complete = False
 
     def feed(self, event: Any) -> None:
         """Handle a ``SlideStart`` (add the empty layer) or a ``SlideBatch`` (fill it in)."""
@@ -188,7 +190,7 @@ class HeatmapStream:
             options.update(units)
             if options["name"] in self.viewer.layers:
                 self.viewer.layers.remove(options["name"])
-            self.viewer.add_labels(mask, **options)
+            self.tissue = self.viewer.add_labels(mask, **options)
 
     def show(self, result: Any) -> None:
         """Show a finished ``SlideResult`` (a cache hit streams nothing: draw it whole)."""
@@ -199,3 +201,18 @@ class HeatmapStream:
         self.data[...] = result.prob_maps[self.class_index]
         self.layer.contrast_limits = auto_contrast(self.data)
         self.layer.refresh()
+        self.complete = True
+
+    def discard(self) -> None:
+        """Take an unfinished map off the viewer (a cancelled or failed run).
+
+        Its unclassified cells are drawn transparent like low-probability ones, so a partial
+        map would read as a finished one with little tumour in it. A newer run's map that
+        replaced this one (same name) is left alone.
+        """
+        if self.complete:
+            return
+        for layer in (self.layer, self.tissue):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layer = self.tissue = self.data = None

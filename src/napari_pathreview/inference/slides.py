@@ -89,10 +89,9 @@ class SlideBatch:
 
     @property
     def message(self) -> str:
-        return (
-            f"{self.done}/{self.total} tiles, {self.tiles_per_s:.1f} tiles/s, "
-            f"ETA {self.eta_s:.0f} s"
-        )
+        """Tiles done and throughput; no ETA: the Analyze status gives one for the whole run,
+        and this stage's own (the tiles only, not the CAM after them) read as a second clock."""
+        return f"{self.done}/{self.total} tiles, {self.tiles_per_s:.1f} tiles/s"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ of the test set and their 95 % interval: "AUC 1.000" on five images means little
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -133,11 +134,11 @@ def result_texts(result: Any) -> tuple[str, str, str]:
         qc = "QC: not run (histology only)" if result.card.modality != "histology" else ""
     else:
         qc = "QC: passed" if not result.warnings else "QC: " + "; ".join(result.warnings)
-    call = f"uncertain: {label}" if flags else f"<b>{label}</b>"
-    decision = (
-        f"Decision: {call}<br>{decision_text(probs, label, threshold)}<br>"
-        f"{result.model_name}@{result.model_version} · {qc}"
-    )
+    shown = html.escape(label)  # the decision line is rich text: a bare "<" would start a tag
+    call = f"uncertain: {shown}" if flags else f"<b>{shown}</b>"
+    lines = (decision_text(probs, label, threshold), f"{result.model_name}@{result.model_version}")
+    rule, model = (html.escape(line) for line in lines)
+    decision = f"Decision: {call}<br>{rule}<br>{model} · {html.escape(qc)}"
     mismatch = tta_mismatch(result.card, result.request.tta)
     caveats = "\n".join(f"⚠ {flag}" for flag in [*flags, *([mismatch] if mismatch else [])])
     return decision, caveats, "\n".join(metric_lines(result.card.metrics))

@@ -98,8 +98,12 @@ def _take_over(old: Any, new: Any) -> None:
     if not new.rgb:
         old.colormap = new.colormap
         old.contrast_limits = new.contrast_limits
-    old.metadata = dict(new.metadata)
+    # the Review form reloads on the metadata event: fired before the rename, it read the new
+    # file's saved review under the old name and left its ROI as the other image's
+    with old.events.metadata.blocker():
+        old.metadata = dict(new.metadata)
     old.name = new.name
+    old.events.metadata(value=old.metadata)
     old.visible = True
 
 
@@ -185,8 +189,11 @@ class QueueNavigation:
         if path:
             self.load_queue(path)
 
-    def load_queue(self, source: str | Path, index: int | None = None) -> Any:
-        """Open a queue over a folder or CSV at the first image this reviewer has not done.
+    def load_queue(
+        self, source: str | Path, index: int | None = None, at: Path | None = None
+    ) -> Any:
+        """Open a queue over a folder or CSV at the first image this reviewer has not done
+        (or at position ``index``; or at image ``at`` when the queue holds it).
 
         Reading the store, scoring an active-learning order and hashing run in a worker;
         returns it (``self.queue`` is set when it returns), or None if the store is unusable.
@@ -210,16 +217,20 @@ class QueueNavigation:
         worker = create_worker(
             _queue_or_failure, store, reviewer, Path(source), order, model, _start_thread=False
         )
-        worker.returned.connect(lambda queue: self._queue_ready(queue, Path(source), index))
+        worker.returned.connect(lambda queue: self._queue_ready(queue, Path(source), index, at))
         self.loading = worker
         worker.start()
         return worker
 
-    def _queue_ready(self, queue: WorkQueue | _Failed, source: Path, index: int | None) -> None:
+    def _queue_ready(
+        self, queue: WorkQueue | _Failed, source: Path, index: int | None, at: Path | None = None
+    ) -> None:
         if isinstance(queue, _Failed):
             self._queue_failed(queue.error)
             return
-        if index is not None:
+        if at is not None and at in queue.paths:
+            queue.index = queue.paths.index(at)
+        elif index is not None:
             queue.index = max(0, min(int(index), len(queue) - 1))
         self.queue = queue
         self.queue_source = source

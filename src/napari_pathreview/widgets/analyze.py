@@ -351,9 +351,9 @@ class AnalyzeWidget(QWidget):
             other_name=other.name if other is not None else "",
             _start_thread=False,
         )
-        self._stream = HeatmapStream(self.viewer, layer, request.target_class)
+        self._stream = stream = HeatmapStream(self.viewer, layer, request.target_class)
         worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer, worker))
-        worker.finished.connect(lambda: self._on_finished(worker))
+        worker.finished.connect(lambda: self._on_finished(worker, stream))
         self._set_running(True)
         self._started = time.perf_counter()
         self.status.setText("starting…")
@@ -373,7 +373,8 @@ class AnalyzeWidget(QWidget):
         if running:
             self.progress.setValue(0)
 
-    def _on_finished(self, worker: Any) -> None:
+    def _on_finished(self, worker: Any, stream: HeatmapStream) -> None:
+        stream.discard()  # a run that ended without its result leaves no partial heat map
         if worker is not self.worker:  # a run cancelled for a newer one: that one owns the buttons
             return
         try:

@@ -102,7 +102,13 @@ class PathReviewWorkspace(QWidget):
             "layers": layers,
             "queue": None
             if queue is None
-            else {"source": str(review.queue_source), "index": int(queue.index)},
+            else {
+                "source": str(review.queue_source),
+                "index": int(queue.index),
+                "path": str(queue.current),  # the image, whatever order rebuilds the queue
+                "order": str(review.queue_order.value),
+                "model": review.queue_model.value.strip(),
+            },
             "analyze": {
                 "image": analyze.image_combo.value,
                 "model": analyze.model_combo.value,
@@ -273,7 +279,10 @@ class PathReviewWorkspace(QWidget):
             analyze.roi_combo.value = settings["roi"]
         queue = document.get("queue")
         if queue:
-            review.load_queue(queue["source"], index=int(queue.get("index", 0)))
+            review.queue_order.value = queue.get("order") or "file name"
+            review.queue_model.value = queue.get("model") or ""
+            at = Path(queue["path"]) if queue.get("path") else None
+            review.load_queue(queue["source"], index=int(queue.get("index", 0)), at=at)
         elif review_settings.get("image") in review.image_combo.choices:
             review.image_combo.value = review_settings["image"]
         self.tabs.setCurrentIndex(int(document.get("tab", ANALYZE_TAB)))
