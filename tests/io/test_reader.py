@@ -126,7 +126,9 @@ def test_downscaled_mias_image_gets_rescaled_roi(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((256, 256), np.uint8)).save(tmp_path / "mdb028.png")
     (tmp_path / "Info.txt").write_text("mdb028 F CIRC M 338 314 56\n")
     layers = napari_get_reader(str(tmp_path / "mdb028.png"))(str(tmp_path / "mdb028.png"))
-    np.testing.assert_allclose(layers[1][0][0].mean(axis=0), [(1024 - 314) / 4, 338 / 4])
+    # the centre of film pixel (710, 338) on the 4× smaller copy: pixel centres scale
+    centre = [(1024 - 314 + 0.5) / 4 - 0.5, (338 + 0.5) / 4 - 0.5]
+    np.testing.assert_allclose(layers[1][0][0].mean(axis=0), centre)
 
 
 def test_info_txt_alone_gives_roi_layers_for_images_beside_it(shared_data: Path) -> None:
