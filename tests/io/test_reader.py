@@ -154,7 +154,8 @@ def test_geojson_gives_shapes_in_row_col_order(tmp_path: Path) -> None:
     path = tmp_path / "roi.geojson"
     path.write_text(json.dumps(feature))
     ((data, kwargs, kind),) = napari_get_reader(str(path))(str(path))
-    assert kind == "shapes" and data[0].tolist() == [[10, 1], [10, 5], [20, 5]]
+    # (row, col), napari's pixel centres: QuPath's x=1 is the left edge of pixel 1
+    assert kind == "shapes" and data[0].tolist() == [[9.5, 0.5], [9.5, 4.5], [19.5, 4.5]]
     assert kwargs["features"]["classification"] == ["Tumor"]
 
 
