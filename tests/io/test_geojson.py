@@ -35,7 +35,9 @@ def test_reads_qupath_polygon_swapping_x_and_y(tmp_path: Path) -> None:
     )
     (roi,) = read_geojson_rois(path)
     assert roi.shape_type == "polygon"
-    assert roi.data.tolist() == [[100, 10], [100, 50], [120, 50], [120, 10]]  # (row, col), open
+    # (row, col), open, and half a pixel up-left: QuPath's x=10 is the left EDGE of pixel 10,
+    # whose centre napari puts at 10
+    assert roi.data.tolist() == [[99.5, 9.5], [99.5, 49.5], [119.5, 49.5], [119.5, 9.5]]
     assert (
         roi.properties["classification"] == "Tumor" and roi.properties["objectType"] == "annotation"
     )
@@ -135,7 +137,7 @@ def test_written_file_is_qupath_shaped(tmp_path: Path) -> None:
     document = json.loads(write_geojson_rois(tmp_path / "q.geojson", [roi]).read_text())
     feature = document["features"][0]
     assert document["type"] == "FeatureCollection"
-    assert feature["geometry"]["coordinates"][0][0] == [1.0, 10.0]  # [x, y]
+    assert feature["geometry"]["coordinates"][0][0] == [1.5, 10.5]  # [x, y], pixel corners
     assert feature["geometry"]["coordinates"][0][-1] == feature["geometry"]["coordinates"][0][0]
     assert feature["properties"]["classification"] == {"name": "Tumor"}
     assert feature["properties"]["objectType"] == "annotation"

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes
 from napari_pathreview.io import (
     find_mias_annotations,
     mias_image_label,
     mias_refnum,
     read_mias_info,
 )
+from napari_pathreview.io.layers import mias_roi_layer
+from napari_pathreview.io.mias import MiasAnnotation
 
 INFO = """REFNUM BG CLASS SEVERITY X Y RADIUS
 mdb001 G CIRC B 535 425 197
@@ -127,3 +131,17 @@ def test_a_mias_film_opens_at_its_documented_0_2_mm_per_pixel(tmp_path: Path) ->
     for unknown in (other, cropped):  # not a 1024² MIAS film: no size is guessed
         (_data, kwargs, _kind), *_ = layers_for_path(unknown)
         assert tuple(kwargs.get("scale", (1.0, 1.0))) == (1.0, 1.0) and "units" not in kwargs
+
+
+def test_mias_circle_on_a_downscaled_film_is_drawn_over_its_mask() -> None:
+    """The Shapes circle napari shows covers the pixels the IoU mask holds (256² copy)."""
+    annotations = [MiasAnnotation("mdb023", "G", "CIRC", "M", 538, 681, 29)]
+    data, kwargs, _ = mias_roi_layer(annotations, "mdb023 ROI", (256, 256))
+    shown = mask_from_shapes(data, kwargs["shape_type"], (256, 256))
+    np.testing.assert_array_equal(shown, mask_from_mias(annotations, (256, 256)))
+
+
+def test_mias_circle_on_the_full_film_is_centred_on_its_pixel() -> None:
+    annotations = [MiasAnnotation("mdb023", "G", "CIRC", "M", 538, 681, 29)]
+    data, _, _ = mias_roi_layer(annotations, "mdb023 ROI", (1024, 1024))
+    np.testing.assert_allclose(data[0].mean(axis=0), [1024 - 681, 538])

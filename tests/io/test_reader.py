@@ -126,7 +126,9 @@ def test_downscaled_mias_image_gets_rescaled_roi(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((256, 256), np.uint8)).save(tmp_path / "mdb028.png")
     (tmp_path / "Info.txt").write_text("mdb028 F CIRC M 338 314 56\n")
     layers = napari_get_reader(str(tmp_path / "mdb028.png"))(str(tmp_path / "mdb028.png"))
-    np.testing.assert_allclose(layers[1][0][0].mean(axis=0), [(1024 - 314) / 4, 338 / 4])
+    # the centre of film pixel (710, 338) on the 4× smaller copy: pixel centres scale
+    centre = [(1024 - 314 + 0.5) / 4 - 0.5, (338 + 0.5) / 4 - 0.5]
+    np.testing.assert_allclose(layers[1][0][0].mean(axis=0), centre)
 
 
 def test_info_txt_alone_gives_roi_layers_for_images_beside_it(shared_data: Path) -> None:
@@ -152,7 +154,8 @@ def test_geojson_gives_shapes_in_row_col_order(tmp_path: Path) -> None:
     path = tmp_path / "roi.geojson"
     path.write_text(json.dumps(feature))
     ((data, kwargs, kind),) = napari_get_reader(str(path))(str(path))
-    assert kind == "shapes" and data[0].tolist() == [[10, 1], [10, 5], [20, 5]]
+    # (row, col), napari's pixel centres: QuPath's x=1 is the left edge of pixel 1
+    assert kind == "shapes" and data[0].tolist() == [[9.5, 0.5], [9.5, 4.5], [19.5, 4.5]]
     assert kwargs["features"]["classification"] == ["Tumor"]
 
 

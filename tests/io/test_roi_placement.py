@@ -67,7 +67,8 @@ def test_qupath_geojson_takes_the_scale_of_the_image_named_like_it(
     assert kind == "shapes"
     assert tuple(kwargs["scale"]) == (UM_PER_PX, UM_PER_PX)
     assert tuple(kwargs["units"]) == ("um", "um")
-    assert data[0].tolist() == [[10, 20], [10, 60], [50, 60], [50, 20]]  # still image pixels
+    # still image pixels, in napari's convention (pixel centres on integers)
+    assert data[0].tolist() == [[9.5, 19.5], [9.5, 59.5], [49.5, 59.5], [49.5, 19.5]]
     facts = kwargs["metadata"]["pathreview"]
     assert facts["frame_from"] == "image" and facts["image"] == "case7"
 

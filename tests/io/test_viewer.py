@@ -94,7 +94,7 @@ def test_shapes_saved_as_geojson_reopen_identically(make_napari_viewer, tmp_path
     coordinates = json.loads(Path(written[0]).read_text())["features"][0]["geometry"][
         "coordinates"
     ][0]
-    assert coordinates[0] == [20.0, 10.0]  # [x, y] for QuPath
+    assert coordinates[0] == [20.5, 10.5]  # [x, y] for QuPath, whose pixel i starts at i
     (back,) = viewer.open(written[0], plugin=PLUGIN)
     assert back.shape_type == shapes.shape_type
     for original, restored in zip(shapes.data, back.data, strict=True):
@@ -117,7 +117,7 @@ def test_shapes_drawn_over_a_um_scaled_image_reopen_over_the_same_tissue(
     viewer.layers.selection = {shapes}  # File ▸ Save Selected Layers
     (written,) = viewer.layers.save(str(tmp_path / "tumour.geojson"), selected=True, plugin=PLUGIN)
     ring = json.loads(Path(written).read_text())["features"][0]["geometry"]["coordinates"][0]
-    assert ring[0] == [200.0, 100.0]  # still image pixels, [x, y], for QuPath
+    assert ring[0] == [200.5, 100.5]  # still image pixels, [x, y], corner-origin for QuPath
     (back,) = viewer.open(written, plugin=PLUGIN)
     np.testing.assert_allclose(back.scale, image.scale)
     np.testing.assert_allclose(back.extent.world, shapes.extent.world, atol=1e-6)
@@ -146,11 +146,11 @@ def test_a_qupath_geojson_beside_its_slide_lands_on_the_slide(
     [roi] = viewer.open(str(tmp_path / "case7.geojson"), plugin=PLUGIN)
     np.testing.assert_allclose(roi.scale, image.scale)
     assert [str(u) for u in roi.units] == [str(u) for u in image.units] == ["micrometer"] * 2
-    world = roi.data_to_world(roi.data[0][0])  # x=100, y=400 px of the slide
-    np.testing.assert_allclose(world, (400 * 0.25, 100 * 0.25))
-    np.testing.assert_allclose(image.world_to_data(world), (400, 100))
+    world = roi.data_to_world(roi.data[0][0])  # x=100, y=400: the corner of that slide pixel
+    np.testing.assert_allclose(world, (399.5 * 0.25, 99.5 * 0.25))
+    np.testing.assert_allclose(image.world_to_data(world), (399.5, 99.5))
     lows, highs = roi.extent.world
-    np.testing.assert_allclose([*lows, *highs], [100.0, 25.0, 200.0, 75.0])
+    np.testing.assert_allclose([*lows, *highs], [99.875, 24.875, 199.875, 74.875])
 
 
 def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> None:

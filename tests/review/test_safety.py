@@ -175,4 +175,8 @@ def test_roi_is_stored_as_json_text(tmp_path, make_image):
     store.close()
     with sqlite3.connect(tmp_path / "reviews.sqlite") as conn:
         (text,) = conn.execute("SELECT roi_geojson FROM reviews").fetchone()
-    assert json.loads(text) == {"type": "Point", "coordinates": [1, 2]}
+    assert json.loads(text) == {
+        "type": "Point",
+        "coordinates": [1, 2],
+        "pathreview_pixel_origin": "corner",  # QuPath's convention, said so
+    }

@@ -126,7 +126,8 @@ def test_manifest_paths_exist_and_roi_is_geojson_text(team, tmp_path):
     rows = _read(team[0].export_manifest(tmp_path / "m.csv"))
     assert all(__import__("pathlib").Path(r["path"]).is_file() for r in rows)
     rois = [json.loads(r["roi_geojson"]) for r in rows if r["roi_geojson"]]
-    assert rois == [{"type": "Point", "coordinates": [1, 1]}] * 2
+    point = {"type": "Point", "coordinates": [1, 1], "pathreview_pixel_origin": "corner"}
+    assert rois == [point] * 2
 
 
 def test_manifest_export_honours_filters(team, tmp_path):

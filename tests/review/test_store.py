@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from napari_pathreview.errors import InvalidInputError, ReviewStoreError
+from napari_pathreview.io.geojson import PIXEL_ORIGIN_KEY
 from napari_pathreview.review import ReviewNotFoundError, ReviewStore
 
 PROBS = {"benign": 0.2, "malignant": 0.8}
@@ -83,7 +84,8 @@ def test_review_round_trips_every_field(store, make_image):
     (record,) = store.reviews()
     assert record.id == rid and record.reviewer == "alice" and record.label == "benign"
     assert record.agrees_with_model is False and record.confidence == 0.75
-    assert record.notes == "looks benign" and record.roi_geojson == roi
+    assert record.notes == "looks benign"
+    assert record.roi_geojson == {**roi, PIXEL_ORIGIN_KEY: "corner"}  # QuPath's, said so
     assert record.model == "demo@1" and record.predicted_label == "malignant"
     assert record.patient_id == "P7" and record.modality == "histology"
     assert before <= record.created_at <= datetime.now(timezone.utc) + timedelta(seconds=1)
@@ -281,8 +283,8 @@ def test_geojson_text_and_feature_collections_are_accepted(store, make_image):
     )
     store.add_review(sha, "alice", "benign", True, roi_geojson=collection)
     assert [r.roi_geojson for r in store.reviews()] == [
-        {"type": "Point", "coordinates": [1, 2]},
-        collection,
+        {"type": "Point", "coordinates": [1, 2], PIXEL_ORIGIN_KEY: "corner"},
+        {**collection, PIXEL_ORIGIN_KEY: "corner"},
     ]
 
 

@@ -133,8 +133,8 @@ def test_an_roi_on_a_scale_1_shapes_layer_is_stored_in_the_image_s_pixels(
     assert review.save() is not None
     [record] = ReviewStore().reviews(reviewer="dr_px")
     [ring] = record.roi_geojson["features"][0]["geometry"]["coordinates"]
-    xy = np.array(ring[:-1])  # GeoJSON [x, y], closed
-    np.testing.assert_allclose(xy[:, ::-1], pixels, atol=1e-3)
+    xy = np.array(ring[:-1])  # GeoJSON [x, y], closed, QuPath's pixel corners (napari's + 0.5)
+    np.testing.assert_allclose(xy[:, ::-1], pixels + 0.5, atol=1e-3)
 
 
 def test_review_sees_a_prediction_made_without_a_cam(

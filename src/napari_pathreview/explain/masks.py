@@ -3,7 +3,9 @@
 Shapes follow napari's data format: each shape is an (N, D) array of vertices in
 (row, col) order (extra leading dimensions such as z are ignored: the last two are used);
 a rectangle is its 4 corners; an ellipse is the 4 corners of its (possibly rotated)
-bounding box, as napari stores it.
+bounding box, as napari stores it. Coordinates are napari's, pixel ``i`` centred on ``i``
+(``io.geojson`` converts GeoJSON ROIs on reading), and a pixel belongs to a shape when its
+centre lies inside: QuPath's square (0, 0)–(10, 10) is napari's −0.5..9.5, pixels 0..9.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from skimage.draw import polygon as draw_polygon
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.pixel_origin import resample_centres
 
 __all__ = ["MIAS_SIZE", "mask_from_labels", "mask_from_mias", "mask_from_shapes"]
 
@@ -167,7 +170,7 @@ def mask_from_mias(
                 f"MIAS ROI ({row}, {col}) radius {radius}: needs finite coordinates and a "
                 "positive radius"
             )
-        # Pixel centres: a circle of radius r around (row, col) in source pixels.
-        cr, cc = (row + 0.5) * sy - 0.5, (col + 0.5) * sx - 0.5
+        # a circle of radius r around the centre of pixel (row, col) of the source film
+        cr, cc = resample_centres([row, col], np.array([sy, sx]))
         mask |= ((grid_r - cr) / (radius * sy)) ** 2 + ((grid_c - cc) / (radius * sx)) ** 2 <= 1.0
     return mask

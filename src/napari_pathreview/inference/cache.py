@@ -69,7 +69,8 @@ def tiles_geojson(result: Any) -> dict[str, Any]:
     It lies in a cache or cohort folder with no slide beside it, so it carries the slide's
     frame (``geojson.FRAME_KEY``): it opens in napari over the slide, at the slide's µm/px.
     """
-    from napari_pathreview.io.geojson import FRAME_KEY, frame_of
+    from napari_pathreview.io.geojson import FRAME_KEY, PIXEL_ORIGIN_KEY, frame_of
+    from napari_pathreview.io.pixel_origin import CORNER
 
     grid = result.grid
     features = []
@@ -97,7 +98,12 @@ def tiles_geojson(result: Any) -> dict[str, Any]:
         )
     um = grid.level0_um_per_px
     frame = {"scale": (um, um), "units": ("um", "um")} if um else {"scale": (1.0, 1.0)}
-    return {"type": "FeatureCollection", "features": features, FRAME_KEY: frame_of(frame)}
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        FRAME_KEY: frame_of(frame),
+        PIXEL_ORIGIN_KEY: CORNER,  # a tile's edges: its pixels x0 .. x1 - 1, as QuPath reads
+    }
 
 
 def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) -> Path:

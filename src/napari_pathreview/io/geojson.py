@@ -1,13 +1,18 @@
 """ROIs as GeoJSON, the format QuPath imports and exports (File ▸ Import/Export objects).
 
-GeoJSON stores vertices as ``[x, y]`` (column, row); napari Shapes store ``(row, col)``.
-Every function here takes and returns napari order and swaps at the file boundary only.
+GeoJSON stores vertices as ``[x, y]`` (column, row) with pixel ``i`` spanning [i, i + 1) (its
+corner at ``i``, as in QuPath); napari Shapes store ``(row, col)`` with pixel ``i`` centred on
+``i`` (see ``pixel_origin``). Every function here takes and returns napari coordinates and
+converts at the file boundary only (``_ring_rc`` in, ``_xy`` out). Documents written here say
+so under ``PIXEL_ORIGIN_KEY``; a file without it is QuPath's (corner) unless it carries our
+``FRAME_KEY``: then our writer made it before the key existed and it holds napari's.
 Ellipses and rectangles become polygons (QuPath has no other way to receive them) tagged
 with ``pathreview_shape_type`` so that reading the file back restores the napari shape.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +23,13 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.pixel_origin import (
+    CENTRE,
+    CORNER,
+    PIXEL_ORIGINS,
+    centre_to_corner,
+    corner_to_centre,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +38,10 @@ SHAPE_TYPE_KEY = "pathreview_shape_type"
 # the world (scale, translate, units), so ROIs drawn over a µm- or mm-scaled image reopen over
 # the same tissue. Vertices stay in image pixels, the frame QuPath expects.
 FRAME_KEY = "pathreview_frame"
+# A foreign member saying where a pixel's coordinate lies: "corner" (QuPath's convention, what
+# this module writes) or "centre" (napari's: our files and review ROIs from before 0.5 px was
+# accounted for, tagged so when migrated).
+PIXEL_ORIGIN_KEY = "pathreview_pixel_origin"
 ELLIPSE_VERTICES = 64  # multiple of 4: the polygon passes through both semi-axis ends
 _WRITABLE_TYPES = ("polygon", "rectangle", "ellipse", "path", "line")
 
@@ -52,7 +68,7 @@ class Roi:
 MAX_COORDINATE = 1e8
 
 
-def _ring_rc(coords: Sequence[Sequence[float]], where: str) -> np.ndarray:
+def _ring_rc(coords: Sequence[Sequence[float]], where: str, origin: str = CORNER) -> np.ndarray:
     ring = np.asarray(coords, dtype=float)
     if ring.ndim != 2 or ring.shape[0] < 2 or ring.shape[1] < 2:
         raise ImageReadError(f"{where}: a ring needs at least two [x, y] positions")
@@ -63,7 +79,7 @@ def _ring_rc(coords: Sequence[Sequence[float]], where: str) -> np.ndarray:
             f"{where}: coordinate {np.abs(ring).max():g} is beyond any image "
             f"(limit {MAX_COORDINATE:g} pixels)"
         )
-    ring = ring[:, [1, 0]]  # [x, y] → (row, col)
+    ring = corner_to_centre(ring[:, [1, 0]], origin)  # [x, y] → napari (row, col)
     if ring.shape[0] > 3 and np.allclose(ring[0], ring[-1]):
         ring = ring[:-1]  # GeoJSON closes rings by repeating the first position
     return ring
@@ -96,7 +112,9 @@ def _restore_shape(ring: np.ndarray, shape_type: str) -> np.ndarray:
     )
 
 
-def _geometry_rois(geometry: Mapping[str, Any], props: dict[str, Any], where: str) -> list[Roi]:
+def _geometry_rois(
+    geometry: Mapping[str, Any], props: dict[str, Any], where: str, origin: str
+) -> list[Roi]:
     kind = geometry.get("type")
     coords = geometry.get("coordinates")
     shape_type = str(props.pop(SHAPE_TYPE_KEY, "polygon"))
@@ -108,12 +126,12 @@ def _geometry_rois(geometry: Mapping[str, Any], props: dict[str, Any], where: st
     elif kind in ("LineString", "MultiLineString"):
         lines = [coords] if kind == "LineString" else list(coords or [])
         line_type = shape_type if shape_type in ("path", "line") else "path"
-        return [Roi(_ring_rc(line, where), line_type, dict(props)) for line in lines]
+        return [Roi(_ring_rc(line, where, origin), line_type, dict(props)) for line in lines]
     elif kind == "GeometryCollection":
         return [
             roi
             for part in geometry.get("geometries", [])
-            for roi in _geometry_rois(part, dict(props), where)
+            for roi in _geometry_rois(part, dict(props), where, origin)
         ]
     else:
         logger.warning("%s: skipping %s geometry (napari Shapes hold areas and lines)", where, kind)
@@ -122,8 +140,8 @@ def _geometry_rois(geometry: Mapping[str, Any], props: dict[str, Any], where: st
     for polygon in polygons:
         if not polygon:
             raise ImageReadError(f"{where}: empty polygon")
-        exterior = _ring_rc(polygon[0], where)
-        holes = tuple(_ring_rc(hole, where) for hole in polygon[1:])
+        exterior = _ring_rc(polygon[0], where, origin)
+        holes = tuple(_ring_rc(hole, where, origin) for hole in polygon[1:])
         kept = shape_type if shape_type in ("rectangle", "ellipse") else "polygon"
         rois.append(Roi(_restore_shape(exterior, kept), kept, dict(props), holes))
     return rois
@@ -149,19 +167,84 @@ def _features(document: Any, where: str) -> list[Mapping[str, Any]]:
 
 
 def parse_geojson_rois(document: Any, where: str = "GeoJSON") -> list[Roi]:
-    """ROIs of an already-parsed GeoJSON document (e.g. a review's ``roi_geojson``)."""
+    """ROIs of an already-parsed GeoJSON document (e.g. a review's ``roi_geojson``).
+
+    Raises:
+        ImageReadError: Not GeoJSON, malformed coordinates or an unknown ``PIXEL_ORIGIN_KEY``.
+    """
+    origin = pixel_origin(document, where)
     rois: list[Roi] = []
     for number, feature in enumerate(_features(document, where)):
         if not isinstance(feature, Mapping) or not isinstance(feature.get("geometry"), Mapping):
             raise ImageReadError(f"{where}: feature {number} has no geometry")
         props = _flat_properties(feature.get("properties"))
         try:
-            rois.extend(_geometry_rois(feature["geometry"], props, f"{where} feature {number}"))
+            rois.extend(
+                _geometry_rois(feature["geometry"], props, f"{where} feature {number}", origin)
+            )
         except (TypeError, ValueError) as error:
             raise ImageReadError(f"{where} feature {number}: bad coordinates ({error})") from error
         except RecursionError:
             raise ImageReadError(f"{where} feature {number}: nested too deeply") from None
     return rois
+
+
+def pixel_origin(document: Any, where: str = "GeoJSON") -> str:
+    """The document's pixel convention: its ``PIXEL_ORIGIN_KEY``; else ``CENTRE`` when it
+    carries ``FRAME_KEY`` (our writer's files from before the key), else ``CORNER`` (QuPath).
+
+    Raises:
+        ImageReadError: ``PIXEL_ORIGIN_KEY`` names neither convention.
+    """
+    if not isinstance(document, Mapping):
+        return CORNER  # QuPath's bare feature array
+    origin = document.get(PIXEL_ORIGIN_KEY)
+    if origin is None:
+        return CENTRE if FRAME_KEY in document else CORNER
+    if origin not in PIXEL_ORIGINS:
+        raise ImageReadError(
+            f"{where}: {PIXEL_ORIGIN_KEY} is {origin!r}; expected one of {PIXEL_ORIGINS}"
+        )
+    return str(origin)
+
+
+def as_corner_document(document: Any, origin: str | None = None) -> Any:
+    """A copy of a GeoJSON document in QuPath's convention, tagged with ``PIXEL_ORIGIN_KEY``.
+
+    Args:
+        document: A Feature, FeatureCollection, bare geometry or feature array (the array,
+            QuPath's own export, cannot be tagged and is read as corner-origin anyway).
+        origin: Its convention when known (a migration's old rows); else ``pixel_origin``'s.
+    """
+    origin = origin or pixel_origin(document)
+    shift = float(centre_to_corner(0.0)) if origin == CENTRE else 0.0
+    converted = _shifted(document, shift) if shift else copy.deepcopy(document)
+    if isinstance(converted, dict):
+        converted[PIXEL_ORIGIN_KEY] = CORNER
+    return converted
+
+
+def _shifted(node: Any, shift: float) -> Any:
+    """``node`` with every [x, y, ...] position under a ``coordinates`` key moved by ``shift``."""
+    if isinstance(node, Mapping):
+        return {
+            key: _moved(value, shift) if key == "coordinates" else _shifted(value, shift)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_shifted(item, shift) for item in node]
+    return node
+
+
+def _moved(coordinates: Any, shift: float) -> Any:
+    if not isinstance(coordinates, list):
+        return coordinates
+    if coordinates and not isinstance(coordinates[0], list):  # one position [x, y, (z)]
+        return [
+            v + shift if i < 2 and isinstance(v, (int, float)) else v
+            for i, v in enumerate(coordinates)
+        ]
+    return [_moved(item, shift) for item in coordinates]
 
 
 def read_geojson_rois(path: str | Path) -> list[Roi]:
@@ -237,14 +320,15 @@ def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
 
 
 def _xy(ring_rc: np.ndarray, close: bool) -> list[list[float]]:
-    points = [[round(float(c), 4), round(float(r), 4)] for r, c in ring_rc[:, -2:]]
+    corner = centre_to_corner(ring_rc[:, -2:])  # napari (row, col) → GeoJSON [x, y]
+    points = [[round(float(c), 4), round(float(r), 4)] for r, c in corner]
     if close and points and points[0] != points[-1]:
         points.append(points[0])
     return points
 
 
 def roi_feature(roi: Roi) -> dict[str, Any]:
-    """One QuPath-style annotation Feature for a ROI (vertices written [x, y])."""
+    """One QuPath-style annotation Feature for a ROI (vertices written [x, y], corner-origin)."""
     data = np.asarray(roi.data, dtype=float)
     if data.ndim != 2 or data.shape[1] < 2 or data.shape[0] < 2:
         raise InvalidInputError(f"a ROI needs N×2 (row, col) vertices, got shape {data.shape}")
@@ -275,6 +359,7 @@ def rois_to_geojson(rois: Iterable[Roi], frame: Mapping[str, Any] | None = None)
     document: dict[str, Any] = {
         "type": "FeatureCollection",
         "features": [roi_feature(roi) for roi in rois],
+        PIXEL_ORIGIN_KEY: CORNER,
     }
     if frame:
         document[FRAME_KEY] = frame_of(frame)

@@ -27,6 +27,7 @@ from napari_pathreview.io.mias import (
     mias_refnum,
     read_mias_info,
 )
+from napari_pathreview.io.pixel_origin import resample_centres
 from napari_pathreview.io.roi_placement import frameless_placement
 
 logger = logging.getLogger(__name__)
@@ -112,10 +113,9 @@ def mias_roi_layer(
     if not drawable:
         return None
     row_factor, col_factor = image_shape[0] / MIAS_SIZE, image_shape[1] / MIAS_SIZE
-    shapes = [
-        _circle_corners(
-            a.row * row_factor, a.col * col_factor, a.radius * row_factor, a.radius * col_factor
-        )
+    factors = np.array([row_factor, col_factor])
+    shapes = [  # pixel centres rescale as in ``explain.masks.mask_from_mias``: the same pixels
+        _circle_corners(*resample_centres([a.row, a.col], factors), *(a.radius * factors))
         for a in drawable
     ]
     features = {

@@ -37,6 +37,7 @@ from napari_pathreview.io._core import (
 from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
 from napari_pathreview.io.geojson import Roi
 from napari_pathreview.io.images import load_image
+from napari_pathreview.io.pixel_origin import centre_to_corner
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +93,10 @@ def sibling_image(geojson: str | Path) -> Path | None:
 
 
 def _reach_beyond(rois: Sequence[Roi], shape: tuple[int, int]) -> tuple[float, float] | None:
-    """The farthest (x, y) of the ROIs when it lies outside an image of ``shape`` (rows, cols)."""
+    """The farthest (x, y) of the ROIs, as the file gives it, when it lies outside an image of
+    ``shape`` (rows, cols)."""
     points = np.concatenate([np.asarray(roi.data, float)[:, -2:] for roi in rois])
-    far_row, far_col = points.max(axis=0)
+    far_row, far_col = centre_to_corner(points.max(axis=0))
     if far_row > shape[0] + _EDGE_SLACK_PX or far_col > shape[1] + _EDGE_SLACK_PX:
         return float(far_col), float(far_row)
     return None

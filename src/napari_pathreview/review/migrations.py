@@ -13,6 +13,7 @@ what the newer columns mean.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -151,11 +152,33 @@ def _v4_agreement_nullable(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v5_roi_corner_origin(conn: Connection) -> None:
+    """Stored ROIs in QuPath's pixel convention (pixel ``i`` spans [i, i + 1)), tagged so.
+
+    Before, every reader took ``roi_geojson`` coordinates as napari's (pixel ``i`` centred on
+    ``i``), so each old ROI moves by +0.5 px into the stored convention: it covers the same
+    pixels it did for training, scoring and the review widget (``io.pixel_origin``).
+    """
+    from napari_pathreview.io.geojson import as_corner_document
+    from napari_pathreview.io.pixel_origin import CENTRE
+
+    rows = conn.execute(
+        text("SELECT id, roi_geojson FROM reviews WHERE roi_geojson IS NOT NULL")
+    ).all()
+    for review_id, roi in rows:
+        moved = as_corner_document(json.loads(roi), CENTRE)
+        conn.execute(
+            text("UPDATE reviews SET roi_geojson = :roi WHERE id = :id"),
+            {"roi": json.dumps(moved, separators=(",", ":"), allow_nan=False), "id": review_id},
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables: images, predictions, reviews", _v1_base),
     Migration(2, "reviews.confidence, images.patient_id", _v2_confidence_and_patient),
     Migration(3, "indexes on reviews and predictions", _v3_indexes),
     Migration(4, "reviews.agrees_with_model nullable (no prediction)", _v4_agreement_nullable),
+    Migration(5, "reviews.roi_geojson in QuPath's pixel-corner convention", _v5_roi_corner_origin),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

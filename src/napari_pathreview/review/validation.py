@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import PurePath
 from typing import Any
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.modality import MODALITIES
 
 GEOMETRY_TYPES = frozenset(
@@ -138,8 +138,12 @@ def _check_feature(feature: object, where: str) -> None:
 def normalise_geojson(roi: Mapping[str, Any] | str | None) -> str | None:
     """The ROI as compact GeoJSON text, after checking it is a Feature, collection or geometry.
 
-    Accepts a parsed object or JSON text (e.g. a QuPath export read from disk).
+    Accepts a parsed object or JSON text (e.g. a QuPath export read from disk). It is stored
+    in QuPath's pixel convention (pixel ``i`` spans [i, i + 1)) and tagged so
+    (``io.geojson.PIXEL_ORIGIN_KEY``): a document in napari's is converted first.
     """
+    from napari_pathreview.io.geojson import as_corner_document
+
     if roi is None:
         return None
     if isinstance(roi, str):
@@ -164,6 +168,10 @@ def normalise_geojson(roi: Mapping[str, Any] | str | None) -> str | None:
         _check_feature(parsed, "roi_geojson")
     else:
         _check_geometry(parsed, "roi_geojson")
+    try:
+        parsed = as_corner_document(parsed)
+    except ImageReadError as error:
+        raise InvalidInputError(str(error)) from None
     return json.dumps(parsed, separators=(",", ":"), allow_nan=False)
 
 

@@ -124,16 +124,21 @@ def _geojson_rois(row: dict) -> tuple:
     text = (row.get("roi_geojson") or "").strip()
     if not text:
         return ()
+    from napari_pathreview.errors import ImageReadError
+    from napari_pathreview.io.geojson import pixel_origin
+    from napari_pathreview.io.pixel_origin import corner_to_centre
+
     try:
-        features = json.loads(text).get("features", [])
-    except (json.JSONDecodeError, AttributeError):
+        document = json.loads(text)
+        features, origin = document.get("features", []), pixel_origin(document)
+    except (json.JSONDecodeError, AttributeError, ImageReadError):
         return ()
     rois = []
     for feature in features:
         coords = np.asarray(feature.get("geometry", {}).get("coordinates", [[]])[0], dtype=float)
         if coords.ndim == 2 and len(coords) >= 3:  # GeoJSON is (x, y) = (col, row)
-            centre = coords.mean(axis=0)
-            radius = float(np.max(np.linalg.norm(coords - centre, axis=1)))
+            centre = corner_to_centre(coords.mean(axis=0), origin)  # napari's pixel centres
+            radius = float(np.max(np.linalg.norm(coords - coords.mean(axis=0), axis=1)))
             rois.append((float(centre[1]), float(centre[0]), radius))
     return tuple(rois)
 

@@ -112,26 +112,24 @@ def _segments_cross(ring: np.ndarray) -> bool:
 
 
 def _polygon_mask(ring: np.ndarray, shape: tuple[int, int], where: str) -> np.ndarray:
-    """Rasterise one polygon ring (row, col); a self-intersecting ring is repaired to the union
-    of its lobes (filled outline), as QuPath's and shapely's ``make_valid`` would."""
-    import cv2
+    """Rasterise one polygon ring (napari row, col) by the pixel-centre rule every ROI mask
+    follows (``explain.masks``); a self-intersecting ring is repaired to the union of its lobes
+    (holes of the even-odd fill filled), as QuPath's and shapely's ``make_valid`` would."""
     from scipy.ndimage import binary_fill_holes
+
+    from napari_pathreview.explain.masks import mask_from_shapes
 
     distinct = np.unique(np.round(ring, 6), axis=0)
     if len(distinct) < 3:
         raise PatchError(f"{where}: empty polygon (fewer than 3 distinct vertices)")
-    mask = np.zeros(shape, np.uint8)
-    points = np.round(ring[:, ::-1]).astype(np.int32).reshape(-1, 1, 2)  # cv2 wants (x, y)
+    mask = mask_from_shapes([ring], "polygon", shape)
     if _segments_cross(ring):
         log.warning("%s: self-intersecting polygon repaired to the union of its lobes", where)
-        cv2.polylines(mask, [points], True, 1)
-        cv2.fillPoly(mask, [points], 1)
-        return binary_fill_holes(mask.astype(bool))
+        return binary_fill_holes(mask)
     x, y = ring[:, 1], ring[:, 0]
     if 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) < 1e-9:
         raise PatchError(f"{where}: empty polygon (zero area)")
-    cv2.fillPoly(mask, [points], 1)
-    return mask.astype(bool)
+    return mask
 
 
 WHOLE_IMAGE_MAX_PIXELS = 2**27
@@ -172,9 +170,13 @@ def rois_mask(
 ) -> np.ndarray:
     """Union mask of ROIs given in source pixels, at ``shape`` = source shape × ``scale``.
 
+    Pixel centres scale with the image (``io.pixel_origin.resample_centres``), so an ROI
+    covers the same tissue at any working pixel size.
+
     Args:
         rois: circles ``(row, col, radius)`` and/or ``io.geojson.Roi`` shapes (polygon,
-            rectangle, ellipse), all in the source image's pixels.
+            rectangle, ellipse), all in the source image's pixels (napari coordinates: pixel
+            ``i`` centred on ``i``).
         shape: (rows, cols) of the resampled image.
         scale: resampled pixels per source pixel.
         where: the image, named in errors and warnings.
@@ -185,6 +187,7 @@ def rois_mask(
         PatchError: an empty polygon, an unsupported shape, or an ROI wholly outside the image.
     """
     from napari_pathreview.explain.masks import mask_from_shapes
+    from napari_pathreview.io.pixel_origin import resample_centres
 
     mask = np.zeros(shape, bool)
     for number, roi in enumerate(rois):
@@ -195,11 +198,12 @@ def rois_mask(
                 raise PatchError(f"{label}: circle radius must be positive, got {roi[2]}")
             corners = np.array([[row - radius, col - radius], [row + radius, col + radius]])
             rr, cc = np.ogrid[: shape[0], : shape[1]]
-            part = (rr - row * scale) ** 2 + (cc - col * scale) ** 2 <= (radius * scale) ** 2
+            centre_r, centre_c = resample_centres([row, col], scale)
+            part = (rr - centre_r) ** 2 + (cc - centre_c) ** 2 <= (radius * scale) ** 2
         else:
             kind = getattr(roi, "shape_type", None)
             corners = np.asarray(getattr(roi, "data", ()), float)[:, -2:]
-            data = corners * scale
+            data = resample_centres(corners, scale)
             if kind == "polygon":
                 part = _polygon_mask(data, shape, label)
             elif kind in ("rectangle", "ellipse"):

@@ -23,7 +23,8 @@ from napari_pathreview.widgets._scale import shapes_in_image_pixels
 logger = logging.getLogger(__name__)
 
 FORMAT = "napari-pathreview-session"
-VERSION = 1
+VERSION = 2
+"""2: ROI GeoJSON in QuPath's pixel convention (``io.geojson.PIXEL_ORIGIN_KEY``); 1: napari's."""
 
 
 class SessionError(InvalidInputError):
@@ -174,6 +175,17 @@ def write_session(path: str | Path, state: Mapping[str, Any], arrays: Mapping[st
     return path
 
 
+def _mark_napari_origin(layers: list[Any]) -> None:
+    """Tag a version-1 session's ROIs as napari coordinates, what they were written in, so
+    they reopen over the same pixels."""
+    from napari_pathreview.io.geojson import PIXEL_ORIGIN_KEY
+    from napari_pathreview.io.pixel_origin import CENTRE
+
+    for entry in layers:
+        if isinstance(entry, dict) and isinstance(entry.get("geojson"), dict):
+            entry["geojson"].setdefault(PIXEL_ORIGIN_KEY, CENTRE)
+
+
 def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and check a session: every image file must still exist.
 
@@ -194,6 +206,8 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
     layers = document.get("layers", [])
     if not isinstance(layers, list):
         raise SessionError(f"{path}: 'layers' must be a list")
+    if int(document.get("version", 0)) < 2:
+        _mark_napari_origin(layers)
     missing = [
         e["path"] for e in layers if e.get("type") == "image" and not Path(e["path"]).is_file()
     ]
