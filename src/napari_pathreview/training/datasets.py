@@ -7,7 +7,6 @@ kept resized in memory, because re-decoding 700×460 PNGs every epoch dominates 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.csv_table import read_csv_rows
 from napari_pathreview.preprocessing import (
     PreprocessSpec,
     centre_offset,
@@ -75,11 +75,7 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
     weight, roi_geojson, magnification, subtype. The review store's export is such a CSV."""
     if not manifest.is_file():
         raise DatasetError(f"manifest not found: {manifest}")
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DatasetError(f"{manifest} is not a UTF-8 CSV manifest ({error})") from None
+    _, rows = read_csv_rows(manifest, "manifest", DatasetError)
     if not rows:
         raise DatasetError(f"{manifest} has no rows")
     missing = {"path", label_column} - set(rows[0])
