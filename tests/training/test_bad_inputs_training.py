@@ -210,6 +210,17 @@ def test_train_cli_refuses_before_work_without_traceback(
     assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
+def test_resume_of_a_run_whose_recipe_yaml_is_damaged_names_it(tmp_path) -> None:
+    """A run folder's recipe.yaml cut short (a full disk) used to end `train --resume` in a
+    yaml.parser.ParserError traceback."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    saved = _file(run_dir, "recipe.yaml", b"name: tinyrun\ndata: {source: folder, root: [x\n")
+    result = _cli("train", "--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{saved}: not valid YAML" in result.stderr and "Traceback" not in result.stderr
+
+
 def _missing_image(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
     images = sorted(png_tree.rglob("*.png"))
     rows = [{"path": str(p), "label": p.parent.name} for p in images]
