@@ -245,6 +245,24 @@ def test_a_run_refused_for_its_data_leaves_no_run_folder(png_tree, tmp_path, ref
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
+def test_an_image_listed_under_two_patients_is_refused_before_training(png_tree, tmp_path):
+    """The same file under two patient_ids used to be split as two patients' images: it went
+    to validation under one and to the test set under the other, silently."""
+    images = sorted(png_tree.rglob("*.png"))
+    rows = [{"path": str(p), "label": p.parent.name, "patient_id": f"P{i}"}
+            for i, p in enumerate(images)]  # fmt: skip
+    rows.append({**rows[0], "patient_id": "P-other"})
+    manifest = _manifest(tmp_path, rows)
+    runs = tmp_path / "runs"
+    result = _cli("train", str(_recipe_file(tmp_path, png_tree)), "--set", "data.source=csv",
+                  "--set", f"data.root={manifest}", "--out", str(runs))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{manifest}:{len(rows) + 1}: {images[0]} is listed at line 2 under patient_id 'P0'" in (
+        result.stderr
+    )
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 def test_a_bad_label_in_the_reviews_is_blamed_on_the_reviews_not_the_recipes_data(
     png_tree, tmp_path
 ):
