@@ -119,3 +119,16 @@ def test_the_help_states_each_tiling_default(capsys) -> None:
     assert "tile overlap in [0, 0.9] (default: 0.0)" in text
     assert "tile reader threads (default: 4)" in text
     assert "tiles per forward (default: 8 on CPU, 32 on GPU)" in text
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_slide(
+    registry, slide_path: Path, tmp_path: Path
+) -> None:
+    """`--out results.csv` (an existing file) used to end, after the model check, in the bare
+    'results.csv: File exists' of a failed mkdir."""
+    blocker = tmp_path / "results.csv"
+    blocker.write_text("kept\n")
+    done = _predict_slides(slide_path, register_tiny(registry), blocker)
+    assert done.returncode == 2, done.stdout
+    assert f"--out {blocker} is a file, not a folder" in done.stderr
+    assert "Traceback" not in done.stderr and blocker.read_text() == "kept\n"

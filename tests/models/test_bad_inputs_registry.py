@@ -173,11 +173,17 @@ def _archive(folder: Path) -> Path:
     return archive
 
 
+def _cut_short_archive(folder: Path) -> None:
+    archive = _archive(folder)  # an interrupted download (used to end in an EOFError traceback)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+
+
 IMPORT_CASES = {
     "truncated-weights-folder": (_truncate_weights, False, "does not match the SHA-256"),
     "truncated-weights-archive": (_truncate_weights, True, "does not match the SHA-256"),
     "card-field-archive": (lambda f: _edit_card(f, classes="one"), True, "classes"),
     "not-a-tar": (lambda f: f.with_name("model.tar.gz").write_bytes(b"x" * 600), None, "tar"),
+    "archive-cut-short": (_cut_short_archive, None, "is cut short or damaged"),
 }
 
 

@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import subprocess
 import sys
@@ -92,6 +93,36 @@ def test_read_commands_leave_an_empty_file_given_as_db_untouched(tmp_path: Path,
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{empty} is an empty file" in result.stderr
     assert empty.stat().st_size == 0 and not (tmp_path / "m.csv").exists()
+
+
+def _other_programs_db(path: Path) -> Path:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE bookmarks (url TEXT)")
+        conn.commit()
+    return path
+
+
+@pytest.mark.parametrize("command", ["stats", "export"])
+def test_read_commands_leave_another_programs_sqlite_file_untouched(tmp_path, command) -> None:
+    """`--db places.sqlite` (a browser's, say) used to get the review tables built into it and
+    be switched to WAL journaling, and the command then reported an empty review store."""
+    other = _other_programs_db(tmp_path / "places.sqlite")
+    before = other.read_bytes()
+    extra = ["--out", str(tmp_path / "m.csv")] if command == "export" else []
+    result = _run("review", command, "--db", str(other), *extra)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{other} is an SQLite database of another program (tables: bookmarks)" in (
+        result.stderr
+    )
+    assert other.read_bytes() == before and not (tmp_path / "m.csv").exists()
+
+
+def test_a_writer_refuses_another_programs_sqlite_file(tmp_path) -> None:
+    other = _other_programs_db(tmp_path / "places.sqlite")
+    with pytest.raises(ReviewStoreError, match="places.sqlite is an SQLite database of another"):
+        ReviewStore(other)
 
 
 def test_export_weight_default_is_the_widgets() -> None:

@@ -7,6 +7,7 @@ on stderr (or in the CSV's error column) and that no traceback is printed.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,21 @@ def test_stain_apply_refuses_a_bad_target_naming_it(folder, tmp_path, target_kin
     result = _run("stain", "apply", "--target", target, folder / "a.png", "--out", tmp_path / "o")
     assert result.returncode == 2
     assert target.name in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("method", ["macenko", "vahadane"])
+def test_stain_apply_refuses_a_target_with_a_zero_stain_vector(folder, tmp_path, method) -> None:
+    """A hand-edited target whose eosin row is all zeros used to be accepted, and every image
+    came out pure white with the status 'normalised'."""
+    target = tmp_path / "target.json"
+    matrix = [[0.65, 0.70, 0.29], [0.0, 0.0, 0.0]]
+    target.write_text(json.dumps({"method": method, "version": 1, "stain_matrix": matrix,
+                                  "max_concentrations": [1.9, 1.0]}))  # fmt: skip
+    out = tmp_path / "o"
+    result = _run("stain", "apply", "--target", target, folder / "a.png", "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{target} is not a stain target" in result.stderr and "non-zero" in result.stderr
+    assert not out.exists()
 
 
 def test_stain_apply_goes_on_after_a_bad_image(folder, tmp_path) -> None:

@@ -210,6 +210,17 @@ def test_train_cli_refuses_before_work_without_traceback(
     assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
+def test_resume_of_a_run_whose_recipe_yaml_is_damaged_names_it(tmp_path) -> None:
+    """A run folder's recipe.yaml cut short (a full disk) used to end `train --resume` in a
+    yaml.parser.ParserError traceback."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    saved = _file(run_dir, "recipe.yaml", b"name: tinyrun\ndata: {source: folder, root: [x\n")
+    result = _cli("train", "--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{saved}: not valid YAML" in result.stderr and "Traceback" not in result.stderr
+
+
 def _missing_image(tmp_path: Path, png_tree: Path) -> tuple[list[str], str]:
     images = sorted(png_tree.rglob("*.png"))
     rows = [{"path": str(p), "label": p.parent.name} for p in images]
@@ -231,6 +242,24 @@ def test_a_run_refused_for_its_data_leaves_no_run_folder(png_tree, tmp_path, ref
     result = _cli("train", str(_recipe_file(tmp_path, png_tree)), *sets, "--out", str(runs))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert named in result.stderr
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_an_image_listed_under_two_patients_is_refused_before_training(png_tree, tmp_path):
+    """The same file under two patient_ids used to be split as two patients' images: it went
+    to validation under one and to the test set under the other, silently."""
+    images = sorted(png_tree.rglob("*.png"))
+    rows = [{"path": str(p), "label": p.parent.name, "patient_id": f"P{i}"}
+            for i, p in enumerate(images)]  # fmt: skip
+    rows.append({**rows[0], "patient_id": "P-other"})
+    manifest = _manifest(tmp_path, rows)
+    runs = tmp_path / "runs"
+    result = _cli("train", str(_recipe_file(tmp_path, png_tree)), "--set", "data.source=csv",
+                  "--set", f"data.root={manifest}", "--out", str(runs))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{manifest}:{len(rows) + 1}: {images[0]} is listed at line 2 under patient_id 'P0'" in (
+        result.stderr
+    )
     assert not runs.exists() or list(runs.iterdir()) == []
 
 

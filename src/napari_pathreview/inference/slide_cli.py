@@ -154,6 +154,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
         raise InvalidInputError("--workers must be 0 (no Dask) or more")
     settings = settings_from_args(args)
     stain = stain_arg(args)  # a --stain-target file is read and checked before any slide
+    preflight.output_folder(args.out, "--out", create=False)  # a file there: refused up front
     missing = [str(p) for p in args.slides if not p.exists()]
     if missing:
         raise InvalidInputError(f"no such slide file or folder: {', '.join(missing)}")

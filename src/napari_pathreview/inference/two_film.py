@@ -8,7 +8,6 @@ decision its training run reported (``napari_pathreview.bilateral``).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from napari_pathreview.bilateral import bilateral_probs, film_partners, read_card_entry
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.csv_table import read_csv_rows
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,7 @@ def read_patients_csv(path: Path) -> dict[Path, str]:
     """A ``path,patient_id`` CSV (paths relative to its folder, as in training manifests) as
     resolved path → patient; a missing column or an empty cell is refused naming the row."""
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            rows, header = list(reader), reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(f"cannot read patients CSV {path}: {error}") from error
+    header, rows = read_csv_rows(path, "patients CSV")
     missing = [c for c in ("path", "patient_id") if c not in header]
     if missing:
         raise InvalidInputError(f"patients CSV {path} needs the columns path,patient_id")

@@ -7,8 +7,11 @@ the registry (no links, no absolute or ``..`` paths) or smuggle in a pickle.
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import shutil
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from napari_pathreview.errors import DestinationExistsError, InvalidInputError, WeightsError
@@ -145,6 +148,12 @@ def _extract_archive(source: Path, staging: Path) -> None:
         raise InvalidInputError(
             f"{source} is not a readable tar archive ({type(error).__name__}); give a .tar or "
             ".tar.gz made by `pathreview models export`, or its unpacked folder"
+        ) from error
+    except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as error:
+        raise InvalidInputError(
+            f"{source} is cut short or damaged ({error}); copy the archive again, or export "
+            "the model again where it was trained (`pathreview models export`). Nothing was "
+            "imported"
         ) from error
     missing = {CARD_FILE, WEIGHTS_FILE} - found
     if missing:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from napari_pathreview.errors import ReviewStoreError
 from napari_pathreview.home import pathreview_home
 from napari_pathreview.review.deadline import AnswerDeadline
+from napari_pathreview.review.schema import schema_version
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,6 +154,7 @@ def open_engines(
                 f"{database} is an empty file, not a review database: check the path (a reader "
                 "never turns another file into a database)"
             )
+        _refuse_foreign_sqlite(Path(database))
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -179,6 +182,27 @@ def open_engines(
         )
     write = engine.execution_options(**{_WRITE_OPTION: True})
     return Engines(read=engine, write=write, url=resolved, deadline=deadline)
+
+
+def _refuse_foreign_sqlite(path: Path) -> None:
+    """Refuse an SQLite file with tables but no review schema: another program's database (a
+    mistyped ``--db``). Looked at read-only, before any connection of ours switches it to WAL
+    or builds our tables in it; a file SQLite cannot read is left to the normal open."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    try:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            tables = sorted(row[0] for row in conn.execute(query))
+    except sqlite3.Error:
+        return
+    if tables and schema_version.name not in tables:
+        shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+        raise ReviewStoreError(
+            f"{path} is an SQLite database of another program (tables: {shown}), not a review "
+            "database: check the path. Nothing was written to it"
+        )
 
 
 def is_lock_error(error: DBAPIError) -> bool:

@@ -6,10 +6,10 @@ images (those the reader opens), relative CSV paths resolved against the CSV's f
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.csv_table import read_csv_rows
 from napari_pathreview.io.images import IMAGE_SUFFIXES  # what the reader opens: the one list
 
 
@@ -40,16 +40,12 @@ def images_in_csv(csv_path: Path) -> list[Path]:
     reviewer can queue exactly the images a model was evaluated on.
     """
     csv_path = Path(csv_path)
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise QueueSourceError(
-                    f"{csv_path} has no 'path' column; the queue CSV needs one image path per row."
-                )
-            rows = [row["path"].strip() for row in reader if (row.get("path") or "").strip()]
-    except OSError as error:
-        raise QueueSourceError(f"cannot read {csv_path}: {error}") from error
+    header, table = read_csv_rows(csv_path, "queue CSV", QueueSourceError)
+    if "path" not in header:
+        raise QueueSourceError(
+            f"{csv_path} has no 'path' column; the queue CSV needs one image path per row."
+        )
+    rows = [row["path"].strip() for row in table if (row.get("path") or "").strip()]
     if not rows:
         raise QueueSourceError(f"{csv_path} lists no image paths.")
     paths = []

@@ -31,6 +31,8 @@ TISSUE_MAX_LEVEL = int(np.nonzero(OD_LUT >= OD_BETA)[0].max())
 MAX_STAIN_COSINE = 0.995
 #: concentrations below this at the 99th percentile mean there is no stain to rescale
 MIN_MAX_CONCENTRATION = 1e-3
+#: a stain vector shorter than this is no colour at all (every pixel would come out white)
+MIN_STAIN_NORM = 1e-6
 PERCENTILE = 99.0
 
 
@@ -88,6 +90,8 @@ OD_LUT_3 = np.repeat(OD_LUT[:, None], 3, axis=1).reshape(256, 1, 3)
 def check_stains(matrix: np.ndarray, max_conc: np.ndarray) -> str | None:
     """Why an estimated (stain matrix, maxima) pair is unusable, or None."""
     if not (np.isfinite(matrix).all() and np.isfinite(max_conc).all()):
+        return "degenerate_stains"
+    if np.linalg.norm(matrix, axis=1).min() < MIN_STAIN_NORM:  # no colour: every pixel white
         return "degenerate_stains"
     if float(matrix[0] @ matrix[1]) > MAX_STAIN_COSINE or max_conc.min() < MIN_MAX_CONCENTRATION:
         return "degenerate_stains"
@@ -223,7 +227,9 @@ class DeconvolutionNormalizer(StainNormalizer):
         matrix = np.asarray(state["stain_matrix"], dtype=np.float64).reshape(2, 3)
         conc = np.asarray(state["max_concentrations"], dtype=np.float64).reshape(2)
         if check_stains(order_he(matrix), conc) is not None:
-            raise ValueError("stain_matrix rows must be finite and distinct, maxima positive")
+            raise ValueError(
+                "stain_matrix rows must be finite, non-zero and distinct, maxima positive"
+            )
         self.stain_matrix = order_he(matrix).astype(np.float64)
         self.max_concentrations = conc
 

@@ -7,9 +7,9 @@ kept resized in memory, because re-decoding 700×460 PNGs every epoch dominates 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.csv_table import read_csv_rows
 from napari_pathreview.preprocessing import (
     PreprocessSpec,
     centre_offset,
@@ -75,17 +76,14 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
     weight, roi_geojson, magnification, subtype. The review store's export is such a CSV."""
     if not manifest.is_file():
         raise DatasetError(f"manifest not found: {manifest}")
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DatasetError(f"{manifest} is not a UTF-8 CSV manifest ({error})") from None
+    _, rows = read_csv_rows(manifest, "manifest", DatasetError)
     if not rows:
         raise DatasetError(f"{manifest} has no rows")
     missing = {"path", label_column} - set(rows[0])
     if missing:
         raise DatasetError(f"{manifest} lacks column(s) {sorted(missing)}; has {sorted(rows[0])}")
     samples = []
+    owners: dict[str, tuple[str, int]] = {}
     for number, row in enumerate(rows, start=2):
         label = (row.get(label_column) or "").strip()
         if not label:
@@ -93,11 +91,27 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
         path = Path(row["path"])
         path = path if path.is_absolute() else manifest.parent / path
         patient = (row.get("patient_id") or "").strip() or _fallback_patient(path)
+        _one_patient(owners, path, patient, manifest, number)
         weight = _weight(row.get("weight"), manifest, number)
         keep = ("magnification", "subtype", "sha256", "roi_geojson", "roi_mask")
         extra = {k: v for k, v in row.items() if k in keep and v}
         samples.append(Sample(str(path), label, patient, weight, _geojson_rois(row), extra))
     return samples
+
+
+def _one_patient(
+    owners: dict[str, tuple[str, int]], path: Path, patient: str, manifest: Path, number: int
+) -> None:
+    """Refuse an image listed under two patients: a split by patient would put it on both sides
+    (trained on and tested on). ``owners`` maps each image seen so far to (patient, line)."""
+    key = os.path.normpath(path)
+    first = owners.setdefault(key, (patient, number))
+    if first[0] != patient:
+        raise DatasetError(
+            f"{manifest}:{number}: {path} is listed at line {first[1]} under patient_id "
+            f"{first[0]!r} and here under {patient!r}; an image belongs to one patient: fix the "
+            "patient_id"
+        )
 
 
 def _weight(text: str | None, manifest: Path, number: int) -> float:

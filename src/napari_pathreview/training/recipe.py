@@ -395,7 +395,7 @@ def _index(text: str, node: list, key: str) -> int:
     return int(text)
 
 
-def _read_yaml(path: Path) -> dict:
+def read_recipe_yaml(path: Path) -> dict:
     """The mapping in recipe file ``path``; every way it can be unreadable names the file."""
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
@@ -450,7 +450,7 @@ def _with_base(raw: dict, folder: Path, chain: tuple[Path, ...]) -> dict:
         raise RecipeError(f"{where}: recipes extend each other in a loop: {loop}")
     if not path.is_file():
         raise RecipeError(f"{where}: recipe file not found: {path}")
-    base = _with_base(_read_yaml(path), path.parent, (*chain, path))
+    base = _with_base(read_recipe_yaml(path), path.parent, (*chain, path))
     base.pop("name", None)  # a recipe is named for itself, not for the one it extends
     return _merged(base, raw)
 
@@ -465,7 +465,7 @@ def load_recipe(
         raw = _with_base(raw, folder, ()) if isinstance(raw, dict) else raw
     else:
         path = Path(recipe)
-        raw = _with_base(_read_yaml(path), path.resolve().parent, (path.resolve(),))
+        raw = _with_base(read_recipe_yaml(path), path.resolve().parent, (path.resolve(),))
         folder = Path(base_dir) if base_dir else path.resolve().parent
         raw.setdefault("name", path.stem)
     if not isinstance(raw, dict):

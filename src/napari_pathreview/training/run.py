@@ -43,7 +43,13 @@ from napari_pathreview.training.preparation import (
     stain_images,
     with_measured_resolution,
 )
-from napari_pathreview.training.recipe import Recipe, RecipeError, load_recipe, resolve_path
+from napari_pathreview.training.recipe import (
+    Recipe,
+    RecipeError,
+    load_recipe,
+    read_recipe_yaml,
+    resolve_path,
+)
 from napari_pathreview.training.registration import register_run
 from napari_pathreview.training.results import (
     RECIPE_FILE,
@@ -180,7 +186,7 @@ def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Re
         saved = run_dir / RECIPE_FILE
         if not saved.is_file():
             raise RecipeError(f"{run_dir} is not a run folder (no recipe.yaml); cannot resume")
-        parsed = load_recipe(yaml.safe_load(saved.read_text(encoding="utf-8")), overrides)
+        parsed = load_recipe(read_recipe_yaml(saved), overrides)
         finished = (run_dir / "metrics.json").is_file()  # its folds load their own weights
         _check_needs(parsed, weights=not (rescore or finished))
         return parsed, run_dir
