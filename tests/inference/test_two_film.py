@@ -96,6 +96,11 @@ def test_patients_come_from_the_csv_with_paths_relative_to_it(tmp_path):
         ("file,patient\nL.png,W7\n", "needs the columns path,patient_id"),
         ("path,patient_id\n", "needs the columns|lists no patient_id"),
         ("path,patient_id\nL.png,\n", "line 2: empty path or patient_id"),
+        (
+            "path,patient_id\nL.png,W7\nR.png,W7\n./L.png,W8\n",
+            r"patients.csv:4: .*L.png is listed at line 2 under patient_id 'W7' and here under "
+            "'W8'",
+        ),
     ],
 )
 def test_a_bad_patients_csv_is_refused_naming_it(tmp_path, text, named):

@@ -17,6 +17,7 @@ import numpy as np
 from napari_pathreview.bilateral import bilateral_probs, film_partners, read_card_entry
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.csv_table import read_csv_rows
+from napari_pathreview.io.patients import check_one_patient
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,22 @@ def decide_films(
 
 def read_patients_csv(path: Path) -> dict[Path, str]:
     """A ``path,patient_id`` CSV (paths relative to its folder, as in training manifests) as
-    resolved path → patient; a missing column or an empty cell is refused naming the row."""
+    resolved path → patient; a missing column, an empty cell or an image listed under two
+    patients is refused naming the row."""
     path = Path(path)
     header, rows = read_csv_rows(path, "patients CSV")
     missing = [c for c in ("path", "patient_id") if c not in header]
     if missing:
         raise InvalidInputError(f"patients CSV {path} needs the columns path,patient_id")
     patients: dict[Path, str] = {}
+    owners: dict[str, tuple[str, int]] = {}
     for line, row in enumerate(rows, start=2):
         image, patient = (row.get("path") or "").strip(), (row.get("patient_id") or "").strip()
         if not image or not patient:
             raise InvalidInputError(f"patients CSV {path}, line {line}: empty path or patient_id")
-        patients[(path.parent / image).resolve()] = patient
+        resolved = (path.parent / image).resolve()
+        check_one_patient(owners, resolved, patient, f"patients CSV {path}", line)
+        patients[resolved] = patient
     return patients
 
 

@@ -6,8 +6,10 @@ a manifest's ``patient_id`` column, when there is one, always wins over this.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io._core import DICOM_SUFFIXES
 from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.mias import mias_refnum, mias_woman
@@ -37,3 +39,31 @@ def _dicom_patient(path: Path) -> str | None:
         return None
     patient = str(header.get("PatientID", "") or "").strip()
     return patient or None
+
+
+def check_one_patient(
+    owners: dict[str, tuple[str, int]],
+    image: Path,
+    patient: str,
+    where: str,
+    line: int,
+    error: type[InvalidInputError] = InvalidInputError,
+) -> None:
+    """Refuse an image listed under two patients in one CSV (a manifest, a patients list).
+
+    A split by patient would put it on both sides (trained on and tested on), and a two-film
+    reading would pair it with either woman's other film. The same image listed again under
+    the same patient is fine (a review export lists it once per reviewer).
+
+    Args:
+        owners: image (normalised path) → (patient, line) of the rows read so far; updated.
+        image: This row's image. patient: its patient_id. where: the CSV, for the message.
+        line: This row's line number. error: the caller's own kind of InvalidInputError.
+    """
+    first_patient, first_line = owners.setdefault(os.path.normpath(image), (patient, line))
+    if first_patient != patient:
+        raise error(
+            f"{where}:{line}: {image} is listed at line {first_line} under patient_id "
+            f"{first_patient!r} and here under {patient!r}; an image belongs to one patient: "
+            "fix the patient_id"
+        )

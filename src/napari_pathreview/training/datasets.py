@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.csv_table import read_csv_rows
+from napari_pathreview.io.patients import check_one_patient
 from napari_pathreview.preprocessing import (
     PreprocessSpec,
     centre_offset,
@@ -91,27 +91,12 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
         path = Path(row["path"])
         path = path if path.is_absolute() else manifest.parent / path
         patient = (row.get("patient_id") or "").strip() or _fallback_patient(path)
-        _one_patient(owners, path, patient, manifest, number)
+        check_one_patient(owners, path, patient, str(manifest), number, DatasetError)
         weight = _weight(row.get("weight"), manifest, number)
         keep = ("magnification", "subtype", "sha256", "roi_geojson", "roi_mask")
         extra = {k: v for k, v in row.items() if k in keep and v}
         samples.append(Sample(str(path), label, patient, weight, _geojson_rois(row), extra))
     return samples
-
-
-def _one_patient(
-    owners: dict[str, tuple[str, int]], path: Path, patient: str, manifest: Path, number: int
-) -> None:
-    """Refuse an image listed under two patients: a split by patient would put it on both sides
-    (trained on and tested on). ``owners`` maps each image seen so far to (patient, line)."""
-    key = os.path.normpath(path)
-    first = owners.setdefault(key, (patient, number))
-    if first[0] != patient:
-        raise DatasetError(
-            f"{manifest}:{number}: {path} is listed at line {first[1]} under patient_id "
-            f"{first[0]!r} and here under {patient!r}; an image belongs to one patient: fix the "
-            "patient_id"
-        )
 
 
 def _weight(text: str | None, manifest: Path, number: int) -> float:
