@@ -226,3 +226,14 @@ def test_stale_staging_folders_are_removed_on_the_next_write(target, tiny_model)
     target.register(tiny_model, CARD)
     assert not stale.exists()
     assert fresh.exists()  # a writer still filling its folder is left alone
+
+
+def test_a_version_folder_copied_under_another_name_is_refused_naming_its_card(
+    source: ModelRegistry,
+) -> None:
+    import shutil
+
+    shutil.copytree(source.root / "tiny" / "1", source.root / "other" / "1")
+    with pytest.raises(ModelCardError, match=r"other/1/card.yaml names tiny@1 .*other@1"):
+        source.load("other")
+    assert [row.ref for row in source.list()] == ["tiny@1"]  # not listed as a model it is not

@@ -128,7 +128,25 @@ class ModelRegistry:
 
     def card(self, name: str, version: str | None = None) -> ModelCard:
         """The card of ``name@version`` (latest when version is None)."""
-        return read_card(self.folder(name, version))
+        return self._read_registered(self.folder(name, version))
+
+    def _read_registered(self, folder: Path) -> ModelCard:
+        """The card in the registry folder ``<root>/<name>/<version>``, which must name it.
+
+        A card that names another model (a version folder copied by hand) would be listed
+        under its own name and then not be found by it.
+
+        Raises:
+            ModelCardError: unreadable, or it names another name or version than its folder.
+        """
+        card = read_card(folder)
+        if (card.name, card.version) != (folder.parent.name, folder.name):
+            raise ModelCardError(
+                f"{folder / CARD_FILE} names {card.ref} but lies in the folder of "
+                f"{folder.parent.name}@{folder.name}; was it copied by hand? Put it back, or "
+                "add a model with `pathreview models import FOLDER`"
+            )
+        return card
 
     def list(self) -> list[ModelSummary]:
         """Every registered version, by name then version; unreadable cards are logged, skipped."""
@@ -136,7 +154,7 @@ class ModelRegistry:
         for name in self.names():
             for version in self._versions(name):
                 try:
-                    card = read_card(self.root / name / version)
+                    card = self._read_registered(self.root / name / version)
                 except (ModelCardError, OSError) as error:
                     logger.warning("skipping %s@%s: %s", name, version, error)
                     continue
@@ -152,7 +170,7 @@ class ModelRegistry:
         altered since registration (SHA-256 mismatch) or does not fit the architecture.
         """
         folder = self.folder(name, version)
-        card = read_card(folder)
+        card = self._read_registered(folder)
         weights = verified_weights(folder, card)
         return build_from_card(card, weights, device)
 
@@ -249,7 +267,7 @@ class ModelRegistry:
         from napari_pathreview.registry.transfer import export_model
 
         folder = self.folder(name, version)
-        card = read_card(folder)
+        card = self._read_registered(folder)
         verified_weights(folder, card)
         return export_model(folder, card, Path(dest), overwrite=overwrite)
 
