@@ -291,6 +291,53 @@ def test_cancel_stops_a_run_and_adds_nothing(
     assert cam_layer_of(viewer, image) is None
 
 
+def test_cancel_empties_the_progress_bar(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, slow_loader: Any
+) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = slow_loader(0.5)
+    widget.tta.value = "flips"  # several forward passes: the bar moves before Cancel
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=30_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.status.text() == "cancelled", timeout=10_000)
+    assert widget.progress.value() < widget.progress.minimum()  # reset: no bar, no "49 %"
+    assert widget.progress.text() == ""
+
+
+def test_a_failed_run_empties_the_progress_bar(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    from napari_pathreview.inference.analysis import default_loader
+
+    def failing_on_second_pass(ref: str, device: str) -> tuple[Any, Any]:
+        model, card = default_loader(ref, device)
+        passes: list[int] = []
+
+        def fail(_module: Any, _inputs: Any) -> None:
+            passes.append(1)
+            if len(passes) > 1:
+                raise RuntimeError("CUDA error: out of memory")
+
+        model.register_forward_pre_hook(fail)
+        return model, card
+
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = failing_on_second_pass
+    widget.tta.value = "flips"
+    shown: list[int] = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _item: shown.append(widget.progress.value()))
+    qtbot.waitUntil(lambda: widget.status.text().startswith("failed"), timeout=60_000)
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=10_000)
+    assert max(shown) > 0  # the bar had moved before the failure
+    assert widget.progress.value() < widget.progress.minimum()
+    assert widget.progress.text() == ""
+
+
 def test_cancel_inside_score_cam_takes_effect_within_one_batch(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
