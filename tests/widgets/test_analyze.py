@@ -533,3 +533,20 @@ def test_a_picked_model_reads_with_the_views_its_threshold_was_fitted_under(
     assert widget.tta.value == "none" and "TTA" not in widget.model_info.value
     widget.model_combo.value = flips
     assert widget.tta.value == "flips"
+
+
+def test_a_three_class_table_shows_every_class_without_scrolling(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, sample_data: Any, uniform_model: str
+) -> None:
+    viewer = make_napari_viewer(show=True)
+    viewer.open(sample_data / MIAS, plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = uniform_model
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    table = widget.table
+    qtbot.waitUntil(lambda: table.isVisible(), timeout=5_000)
+    assert table.rowCount() == 3
+    assert not table.verticalScrollBar().isVisible()
+    rows = sum(table.rowHeight(r) for r in range(3))
+    assert table.viewport().height() >= rows  # the last class is not cut off
