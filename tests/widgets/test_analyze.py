@@ -550,3 +550,27 @@ def test_a_three_class_table_shows_every_class_without_scrolling(
     assert not table.verticalScrollBar().isVisible()
     rows = sum(table.rowHeight(r) for r in range(3))
     assert table.viewport().height() >= rows  # the last class is not cut off
+
+
+def test_a_one_pixel_image_is_refused_and_a_small_one_warned(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str
+) -> None:
+    seen = _messages()
+    viewer = make_napari_viewer()
+    pink = np.array([200, 120, 180], np.uint8)
+    viewer.add_image(np.full((1, 1, 3), pink), rgb=True, name="dot")
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = "dot"
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    assert widget.result is None
+    assert any("1×1 px: too small to classify" in m for m in seen)
+
+    rng = np.random.default_rng(0)
+    viewer.add_image(np.clip(rng.normal(pink, 30, (12, 12, 3)), 0, 210).astype(np.uint8),
+                     rgb=True, name="speck")  # fmt: skip
+    widget.image_combo.value = "speck"
+    _run_to_end(qtbot, widget)
+    assert widget.result is not None
+    assert any("heavily upsampled" in w for w in widget.result.warnings)
+    assert "heavily upsampled" in widget.decision.text()  # QC line of the panel
