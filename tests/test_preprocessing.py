@@ -14,7 +14,7 @@ import torch
 from napari_pathreview.inference import Predictor
 from napari_pathreview.inference.preprocess import decode
 from napari_pathreview.models import create_model
-from napari_pathreview.preprocessing import PreprocessSpec, PreprocessSpecError
+from napari_pathreview.preprocessing import PreprocessSpec, PreprocessSpecError, plan
 from napari_pathreview.registry import ModelRegistry
 from napari_pathreview.training.datasets import ImageDataset, Sample, eval_transform, prepare_image
 from napari_pathreview.training.preparation import stain_images
@@ -190,3 +190,32 @@ def test_mammogram_training_evaluation_predictor_and_lesion_patches_see_the_same
     lesion = prepare_lesion_image(sample, 0, 0.5, "mammogram", intensity)
     resampled = cv2.resize(source, (128, 128), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(lesion.pixels[..., 0], resampled)
+
+
+def test_size_rule_refuses_an_image_under_a_few_pixels() -> None:
+    from napari_pathreview.errors import InvalidInputError
+    from napari_pathreview.preprocessing import MIN_IMAGE_SIDE, size_warning
+
+    spec = PreprocessSpec(input_size=(3, 224, 224))
+    side = MIN_IMAGE_SIDE - 1
+    with pytest.raises(InvalidInputError, match=rf"{side}×300 px: too small to classify"):
+        size_warning(plan((side, 300, 3), (0, side, 0, 300), spec), spec)
+
+
+def test_size_rule_warns_when_the_model_would_enlarge_the_image_heavily() -> None:
+    from napari_pathreview.preprocessing import size_warning
+
+    spec = PreprocessSpec(input_size=(3, 224, 224))
+    assert size_warning(plan((100, 100, 3), (0, 100, 0, 100), spec), spec) is None  # 2.2×
+    text = size_warning(plan((40, 40, 3), (0, 40, 0, 40), spec), spec)
+    assert text is not None and "enlarged 6× to the model's 224×224 input" in text
+
+
+def test_size_rule_measures_physical_upsampling_against_the_cards_um_per_px() -> None:
+    from napari_pathreview.preprocessing import size_warning
+
+    spec = PreprocessSpec(input_size=(3, 224, 224), pixel_size=0.5, pixel_unit="um")
+    big = (2000, 2000, 3)  # plenty of pixels, but at 2.5 µm/px for a 0.5 µm/px model: 5×
+    text = size_warning(plan(big, (0, 2000, 0, 2000), spec, um_per_px=2.5), spec)
+    assert text is not None and "to the card's 0.5 um/px" in text
+    assert size_warning(plan(big, (0, 2000, 0, 2000), spec, um_per_px=0.5), spec) is None

@@ -368,6 +368,38 @@ def plan(
     return Placement(tuple(int(v) for v in box), scaled, offset, canvas, spec.input_window)
 
 
+#: An image whose smaller side is under this many pixels holds no structure to classify.
+MIN_IMAGE_SIDE: int = 8
+#: Enlarging an image more than this for the network makes it read an interpolated blur.
+MAX_UPSAMPLING: float = 4.0
+
+
+def size_warning(placement: Placement, spec: PreprocessSpec, what: str = "the image") -> str | None:
+    """The one size rule for classification: refuse a meaningless image, warn on heavy upsampling.
+
+    The factor is what :func:`plan` does to the image: the stretch to the model's canvas, or the
+    resampling to the card's µm/px when both resolutions are known.
+
+    Raises:
+        InvalidInputError: the image's smaller side is under ``MIN_IMAGE_SIDE`` pixels.
+    """
+    r0, r1, c0, c1 = placement.box
+    h, w = r1 - r0, c1 - c0
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise InvalidInputError(
+            f"{what} is {h}×{w} px: too small to classify (under {MIN_IMAGE_SIDE} px a side the "
+            f"model's {spec.hw[0]}×{spec.hw[1]} input would be interpolation only); open the "
+            "full-resolution image or a larger region."
+        )
+    factor = max(placement.scaled[0] / h, placement.scaled[1] / w)
+    if factor <= MAX_UPSAMPLING:
+        return None
+    why = f"the model's {spec.hw[0]}×{spec.hw[1]} input"
+    if placement.scaled != placement.canvas:  # resampled to the card's physical resolution
+        why = f"the card's {spec.pixel_size:g} {spec.pixel_unit}/px"
+    return f"heavily upsampled ({h}×{w} px enlarged {factor:.0f}× to {why}): the model reads blur"
+
+
 def resample(image: np.ndarray, hw: tuple[int, int], interpolation: str = "area") -> np.ndarray:
     """``image`` resized to (H, W); "area" shrinks with INTER_AREA and enlarges bilinearly."""
     import cv2

@@ -182,3 +182,21 @@ def test_d4_on_a_non_square_model_is_refused_before_any_image(wide_ref, rgb, tmp
     assert not (out / "predictions.csv").exists()
     flips = _run("predict", rgb, "--model", wide_ref, "--tta", "flips", "--out", out)
     assert flips.returncode == 0, flips.stderr
+
+
+def test_a_one_pixel_image_is_a_failed_row_and_a_small_one_a_qc_warning(
+    places, rgb, tmp_path, tissue_like, rng
+) -> None:
+    """The size rule (``preprocessing.size_warning``) as `pathreview predict` applies it."""
+    dot = _png(tmp_path / "dot.png", np.full((1, 1, 3), (200, 120, 180), np.uint8))
+    small = _png(tmp_path / "small.png", tissue_like(rng, 12, 12))  # 64² model: 5× enlarged
+    out = tmp_path / "out"
+    result = _run("predict", dot, small, rgb, "--model", places["model"], "--device", "cpu",
+                  "--out", out)  # fmt: skip
+    assert result.returncode == 1
+    _no_traceback(result)
+    rows = _rows(out / "predictions.csv")
+    assert [r["status"] for r in rows] == ["error", "ok", "ok"]
+    assert "dot.png is 1×1 px: too small to classify" in rows[0]["error"]
+    assert "heavily upsampled (12×12 px enlarged 5×" in rows[1]["qc_reasons"]
+    assert "upsampled" not in rows[2]["qc_reasons"]  # 64×64 on a 64×64 model

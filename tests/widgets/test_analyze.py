@@ -291,6 +291,53 @@ def test_cancel_stops_a_run_and_adds_nothing(
     assert cam_layer_of(viewer, image) is None
 
 
+def test_cancel_empties_the_progress_bar(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, slow_loader: Any
+) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = slow_loader(0.5)
+    widget.tta.value = "flips"  # several forward passes: the bar moves before Cancel
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() > 0, timeout=30_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.status.text() == "cancelled", timeout=10_000)
+    assert widget.progress.value() < widget.progress.minimum()  # reset: no bar, no "49 %"
+    assert widget.progress.text() == ""
+
+
+def test_a_failed_run_empties_the_progress_bar(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    from napari_pathreview.inference.analysis import default_loader
+
+    def failing_on_second_pass(ref: str, device: str) -> tuple[Any, Any]:
+        model, card = default_loader(ref, device)
+        passes: list[int] = []
+
+        def fail(_module: Any, _inputs: Any) -> None:
+            passes.append(1)
+            if len(passes) > 1:
+                raise RuntimeError("CUDA error: out of memory")
+
+        model.register_forward_pre_hook(fail)
+        return model, card
+
+    viewer, _ = open_sample(BREAKHIS)
+    widget = open_widget(viewer, "Analyze")
+    widget.load_model = failing_on_second_pass
+    widget.tta.value = "flips"
+    shown: list[int] = []
+    worker = widget.run()
+    worker.yielded.connect(lambda _item: shown.append(widget.progress.value()))
+    qtbot.waitUntil(lambda: widget.status.text().startswith("failed"), timeout=60_000)
+    qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=10_000)
+    assert max(shown) > 0  # the bar had moved before the failure
+    assert widget.progress.value() < widget.progress.minimum()
+    assert widget.progress.text() == ""
+
+
 def test_cancel_inside_score_cam_takes_effect_within_one_batch(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
@@ -486,3 +533,44 @@ def test_a_picked_model_reads_with_the_views_its_threshold_was_fitted_under(
     assert widget.tta.value == "none" and "TTA" not in widget.model_info.value
     widget.model_combo.value = flips
     assert widget.tta.value == "flips"
+
+
+def test_a_three_class_table_shows_every_class_without_scrolling(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, sample_data: Any, uniform_model: str
+) -> None:
+    viewer = make_napari_viewer(show=True)
+    viewer.open(sample_data / MIAS, plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = uniform_model
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    table = widget.table
+    qtbot.waitUntil(lambda: table.isVisible(), timeout=5_000)
+    assert table.rowCount() == 3
+    assert not table.verticalScrollBar().isVisible()
+    rows = sum(table.rowHeight(r) for r in range(3))
+    assert table.viewport().height() >= rows  # the last class is not cut off
+
+
+def test_a_one_pixel_image_is_refused_and_a_small_one_warned(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str
+) -> None:
+    seen = _messages()
+    viewer = make_napari_viewer()
+    pink = np.array([200, 120, 180], np.uint8)
+    viewer.add_image(np.full((1, 1, 3), pink), rgb=True, name="dot")
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = "dot"
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget)
+    assert widget.result is None
+    assert any("1×1 px: too small to classify" in m for m in seen)
+
+    rng = np.random.default_rng(0)
+    viewer.add_image(np.clip(rng.normal(pink, 30, (12, 12, 3)), 0, 210).astype(np.uint8),
+                     rgb=True, name="speck")  # fmt: skip
+    widget.image_combo.value = "speck"
+    _run_to_end(qtbot, widget)
+    assert widget.result is not None
+    assert any("heavily upsampled" in w for w in widget.result.warnings)
+    assert "heavily upsampled" in widget.decision.text()  # QC line of the panel

@@ -97,6 +97,28 @@ def test_setting_the_pixel_size_scales_the_layer_and_enables_matched_tiling(
     assert result.tiled.grid.um_per_px == pytest.approx(MODEL_UM)  # tiles at the model's µm/px
 
 
+def test_an_unknown_pixel_size_reads_unknown_and_is_never_set_as_zero(
+    make_napari_viewer: Any, open_widget: Any, sample_data: Path
+) -> None:
+    """The H&E reference tile states no µm/px: the field says so instead of "0.0000"."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(
+        sample_data / "he_reference/HEnorm_python_example1.png", plugin="napari-pathreview"
+    )
+    box = open_widget(viewer, "Analyze").pixel_size
+    assert box.field.enabled
+    assert box.field.native.text() == "unknown"
+    assert box.typed() is None
+    box.apply_button.native.click()  # Set pressed without typing a size
+    assert "um_per_px" not in layer.metadata["pathreview"]  # the analysis gets None, not 0
+    assert tuple(layer.scale) == (1.0, 1.0)
+    assert any("pixel size is unknown" in m for m in seen)
+
+
 def test_the_field_is_off_for_an_image_whose_file_states_its_size(
     make_napari_viewer: Any, open_widget: Any, sample_data: Path
 ) -> None:

@@ -32,7 +32,13 @@ from napari_pathreview.inference.preprocess import (
     to_batch,
 )
 from napari_pathreview.inference.progress import Progress
-from napari_pathreview.preprocessing import PreprocessSpec, cam_to_image, crop_box, plan
+from napari_pathreview.preprocessing import (
+    PreprocessSpec,
+    cam_to_image,
+    crop_box,
+    plan,
+    size_warning,
+)
 
 __all__ = ["Prediction", "Predictor", "Progress"]
 
@@ -291,17 +297,26 @@ class Predictor:
             model=self.model_ref,
         )
 
-    def _qc(self, rgb: np.ndarray) -> Any:
+    def _qc(self, decoded: Any) -> Any:
+        """Quality control of one decoded image; the size rule refuses whether or not QC runs."""
+        rgb = decoded.rgb
+        placement = plan(rgb.shape, crop_box(rgb, self.spec), self.spec, decoded.um_per_px)
+        upsampled = size_warning(placement, self.spec, decoded.path or "the image")
         if not self.qc:
             return None
+        from dataclasses import replace
+
         from napari_pathreview.stain import assess_quality
 
-        return assess_quality(rgb)
+        qc = assess_quality(rgb)
+        if upsampled is None:
+            return qc
+        return replace(qc, passed=False, reasons=(*qc.reasons, upsampled))
 
     def _predict_chunk(self, items: Sequence[Any]) -> list[Prediction]:
         start = time.perf_counter()
         decoded = [decode(item, min_side=min(self.spec.hw)) for item in items]
-        qcs = [self._qc(d.rgb) for d in decoded]
+        qcs = [self._qc(d) for d in decoded]
         probs = self.probabilities([d.rgb for d in decoded], [d.um_per_px for d in decoded])
         seconds = (time.perf_counter() - start) / len(items)
         return [

@@ -24,6 +24,8 @@ from napari_pathreview.widgets._review_state import belongs_to
 logger = logging.getLogger(__name__)
 
 FIELD_LABEL = "pixel size (µm/px)"
+#: What the field shows while the size is not known (its value is then 0, its minimum).
+UNKNOWN = "unknown"
 USER = "user"  # metadata["pathreview"]["um_per_px_source"] of a size typed here
 
 
@@ -79,6 +81,8 @@ class PixelSizeBox:
         self.current_layer = current_layer
         self.field = FloatSpinBox(label=FIELD_LABEL, min=0.0, max=100_000.0, step=0.01, value=0)
         self.field.native.setDecimals(4)
+        # at its minimum (0) the field reads "unknown": "0.0000" read like a measured size
+        self.field.native.setSpecialValueText(UNKNOWN)
         self.apply_button = PushButton(text="Set")
         self.apply_button.changed.connect(self.apply)
         self.native_box = Container(widgets=[self.field, self.apply_button], layout="horizontal")
@@ -91,7 +95,7 @@ class PixelSizeBox:
         needed = needs_pixel_size(layer)
         meta = ((layer.metadata or {}).get("pathreview") or {}) if layer is not None else {}
         known = _scale.pixel_size_um(meta)
-        self.field.value = known or 0.0
+        self.field.value = known or self.field.min
         for widget in (self.field, self.apply_button):
             widget.enabled = needed
         self.native.setToolTip(
@@ -101,13 +105,24 @@ class PixelSizeBox:
             else "the image's pixel size, from its file"
         )
 
+    def typed(self) -> float | None:
+        """The size in the field, None while it reads "unknown"."""
+        value = float(self.field.value)
+        return None if value <= self.field.min else value
+
     def apply(self, *_: Any) -> bool:
         """Set the typed size on the chosen image; False (and a notification) if refused."""
         layer = self.current_layer()
         if not needs_pixel_size(layer):
             return False
         try:
-            set_pixel_size(self.viewer, layer, float(self.field.value))
+            size = self.typed()
+            if size is None:
+                raise InvalidInputError(
+                    f"{layer.name}: the pixel size is unknown; type the scanner's µm per "
+                    "level-0 pixel (e.g. 0.25 at 40×) before pressing Set."
+                )
+            set_pixel_size(self.viewer, layer, size)
         except InvalidInputError as error:
             notify_exception(error, "Pixel size")
             return False

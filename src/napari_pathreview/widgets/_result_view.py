@@ -13,6 +13,9 @@ from qtpy.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem
 from napari_pathreview.widgets import _panel
 from napari_pathreview.widgets._common import fit_height
 
+#: Rows the table shows without scrolling (a card with more classes scrolls beyond this).
+VISIBLE_ROWS = 8
+
 
 class ResultView:
     """Class probabilities, the decision rule, caveats and the card's test metrics."""
@@ -22,7 +25,7 @@ class ResultView:
         self.table.setHorizontalHeaderLabels(["class", "probability"])
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(110)
+        self._fit_table()
         self.decision, self.caveats, self.metrics = QLabel(""), QLabel(""), QLabel("")
         self.caveats.setStyleSheet("color: #e0a030;")
         for label in (self.decision, self.caveats, self.metrics):
@@ -40,6 +43,7 @@ class ResultView:
         for row, (name, value) in enumerate(probs.items()):
             self.table.setItem(row, 0, QTableWidgetItem(name))
             self.table.setItem(row, 1, QTableWidgetItem(f"{value:.3f}"))
+        self._fit_table()
         for label, text in zip(self.widgets[1:], _panel.result_texts(result), strict=True):
             label.setText(text)
         fit_height(*self.widgets)
@@ -47,6 +51,16 @@ class ResultView:
     def clear(self) -> None:
         """Show nothing: no stale numbers stay on screen."""
         self.table.setRowCount(0)
+        self._fit_table()
         for label in self.widgets[1:]:
             label.setText("")
         fit_height(*self.widgets)
+
+    def _fit_table(self) -> None:
+        """Size the table to its rows: a fixed 110 px cut the third class of a 3-class model
+        and hid it behind a scroll bar."""
+        table = self.table
+        rows = min(table.rowCount(), VISIBLE_ROWS)
+        header = table.horizontalHeader().sizeHint().height()
+        body = sum(table.rowHeight(r) for r in range(rows))
+        table.setMaximumHeight(header + body + 2 * table.frameWidth())

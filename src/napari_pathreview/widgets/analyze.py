@@ -87,6 +87,7 @@ class AnalyzeWidget(QWidget):
         self._roi_layer: Any = None
         self._started = 0.0
         self._running_on: str | None = None
+        self._delivered = False  # whether the current run's result reached the panel
         self.catalog = CardCatalog()
         self._tta_set_for: str | None = None  # the model whose card last set the TTA choice
         self.pixel_size = _pixel_size.PixelSizeBox(self.viewer, lambda: self.image_layer)
@@ -338,6 +339,7 @@ class AnalyzeWidget(QWidget):
         guard_triton_import()
         self._running_on = layer.name
         self._cancel = threading.Event()
+        self._delivered = False
         image = levels if len(levels) > 1 else levels[0]
         self.worker = worker = create_worker(
             _guarded,
@@ -381,6 +383,8 @@ class AnalyzeWidget(QWidget):
             self._set_running(False)
         except RuntimeError:  # the dock was closed while the run went on
             return
+        if not self._delivered:  # cancelled or failed: a bar left at 49 % read as still going
+            self.progress.reset()
         if self._cancel.is_set() and self.status.text() in ("cancelling…", "starting…"):
             self.status.setText("cancelled")
 
@@ -410,6 +414,7 @@ class AnalyzeWidget(QWidget):
                 notify_exception(item.error, "Analyze")
         elif isinstance(item, AnalysisResult):
             self.show_result(item, layer)
+            self._delivered = True
         else:  # the slide engine's SlideStart / SlideBatch: the heatmap fills in as it runs
             self._stream.feed(item)
 
