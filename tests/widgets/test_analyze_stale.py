@@ -101,3 +101,18 @@ def test_a_run_cancelled_for_the_next_image_leaves_the_new_run_s_buttons_and_sta
     assert widget.status.text() != "cancelled"
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: widget.run_button.isEnabled(), timeout=30_000)
+
+
+def test_a_hand_drawn_roi_named_for_one_film_is_not_kept_as_the_next_films_roi(
+    two_films: tuple[Any, Any, Any],
+) -> None:
+    widget, first, second = two_films
+    square = [[100.0, 100.0], [100.0, 300.0], [300.0, 300.0], [300.0, 100.0]]
+    widget.viewer.add_shapes([square], shape_type="polygon", name=f"{first.name} - Shapes")
+    widget.viewer.add_shapes([square], shape_type="polygon", name="Shapes")  # nobody's
+    widget.roi_combo.value = f"{first.name} - Shapes"
+
+    widget.image_combo.value = second.name
+    assert widget.roi_combo.value == f"{second.name} ROI"
+    assert f"{first.name} - Shapes" not in widget.roi_combo.choices
+    assert "Shapes" in widget.roi_combo.choices  # drawn by hand for no image: offered to all

@@ -34,6 +34,31 @@ def is_source_image(layer: Any) -> bool:
     return _results.is_image(layer) and meta.get("kind") is None
 
 
+def analysis_roi_names(layers: Any, image: Any) -> list[str]:
+    """The ROI layers the Analyze dock offers for ``image``: its own, plus untagged ones drawn
+    by hand that belong to no other open image (one named for another image, say "SOB_… -
+    Shapes", would otherwise be kept as the ROI of the next film and scored against it)."""
+    from napari_pathreview.widgets._review_state import belongs_to
+
+    others = [
+        layer
+        for layer in layers
+        if is_source_image(layer) and (image is None or layer.name != image.name)
+    ]
+    return [
+        layer.name
+        for layer in layers
+        if _results.is_roi_layer(layer)
+        and (
+            belongs_to(layer, image)
+            or (
+                not (layer.metadata or {}).get("pathreview")
+                and not any(belongs_to(layer, other) for other in others)
+            )
+        )
+    ]
+
+
 def guard_triton_import() -> None:
     """Keep torch from importing triton inside a running napari.
 

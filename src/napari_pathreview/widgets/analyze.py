@@ -46,6 +46,7 @@ from napari_pathreview.widgets import _panel, _pixel_size, _results, _scale
 from napari_pathreview.widgets._common import (
     _Failed,
     _guarded,
+    analysis_roi_names,
     compact,
     eta_text,
     fit_height,
@@ -56,7 +57,7 @@ from napari_pathreview.widgets._common import (
 from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
 from napari_pathreview.widgets._result_view import ResultView
-from napari_pathreview.widgets._review_state import belongs_to, own_roi_name
+from napari_pathreview.widgets._review_state import own_roi_name
 from napari_pathreview.widgets._stain_box import StainBox
 from napari_pathreview.widgets._two_film_box import TwoFilmBox
 
@@ -178,15 +179,7 @@ class AnalyzeWidget(QWidget):
         return [layer.name for layer in self.viewer.layers if is_source_image(layer)]
 
     def _roi_names(self, _widget: Any = None) -> list[str]:
-        """ROI layers of the chosen image, plus untagged ones drawn by hand."""
-        image = self.image_layer
-        names = [
-            layer.name
-            for layer in self.viewer.layers
-            if _results.is_roi_layer(layer)
-            and (belongs_to(layer, image) or not (layer.metadata or {}).get("pathreview"))
-        ]
-        return [NO_ROI, *names]
+        return [NO_ROI, *analysis_roi_names(self.viewer.layers, self.image_layer)]
 
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         modality = None
