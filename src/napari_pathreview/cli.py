@@ -46,6 +46,15 @@ def typed_flags(args: argparse.Namespace) -> dict[str, str]:
     return dict(getattr(args, "typed_flags", {}))
 
 
+FORCE_FLAG: dict[str, str] = {"overwrite": "--force"}
+"""How ``--force`` is named in a refusal (``errors.reported_as``): the flag, not ``overwrite=``."""
+
+
+def force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: replace an existing ``what`` (refused without it: ``preflight.output_file``)."""
+    parser.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every area's sub-commands attached."""
     parser = argparse.ArgumentParser(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.errors import DestinationExistsError, ImageReadError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +81,35 @@ def output_folder(path: str | os.PathLike[str], what: str = "--out", create: boo
 
 
 def output_file(
-    path: str | os.PathLike[str], what: str = "--out", example: str | None = None
+    path: str | os.PathLike[str],
+    what: str = "--out",
+    example: str | None = None,
+    *,
+    overwrite: bool = False,
+    create: bool = True,
 ) -> Path:
     """A file to write: its parent folder is created; a folder at ``path`` is refused (naming
-    a file in it, ``example``, the user could give instead)."""
+    a file in it, ``example``, the user could give instead), and so is an existing file unless
+    ``overwrite``: an output never silently replaces a file the user may still need.
+
+    Args:
+        overwrite: Replace an existing file. A CLI passes its ``--force`` (and reports the
+            error under that flag with ``errors.reported_as(FORCE_FLAG)``); a report the
+            command regenerates from its inputs on every run may pass True.
+        create: Create the parent folder now; without it only what can be known in advance
+            is checked (:func:`output_folder`), for a command that may still fail before writing.
+
+    Raises:
+        DestinationExistsError: ``path`` is an existing file and not ``overwrite``.
+        InvalidInputError: ``path`` is a folder, or its folder cannot be made.
+    """
     file = Path(path)
     if file.is_dir():
         instead = f", e.g. {file / example}" if example else ""
         raise InvalidInputError(f"{what} {file} is a folder; give a file name{instead}")
-    output_folder(file.parent, f"the folder of {what}")
+    if not overwrite and (file.exists() or file.is_symlink()):
+        raise DestinationExistsError(file)
+    output_folder(file.parent, f"the folder of {what}", create=create)
     return file
 
 

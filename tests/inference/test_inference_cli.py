@@ -266,3 +266,21 @@ def test_the_analyze_dock_keeps_the_prediction_and_says_why_a_one_by_one_cam_is_
     assert isinstance(result, AnalysisResult) and result.cam is None
     assert set(result.probabilities) == {"benign", "malignant"}
     assert "CAM layer is 1×1 at 32 px: CAMs cannot localise" in result.cam_note
+
+
+def test_predict_cam_with_a_one_by_one_cam_layer_exits_2_once_leaving_no_output_folder(
+    coarse_ref, rng, tissue_like, tmp_path, capsys
+) -> None:
+    """The whole command is refused before any image is predicted: every CAM would be flat."""
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    out = tmp_path / "results"
+    argv = ["predict", str(image), "--model", coarse_ref, "--device", "cpu",
+            "--cam", "gradcam", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"model {coarse_ref}: this model's CAM layer is 1×1 at 32 px: CAMs cannot " in (
+        captured.err
+    )
+    assert captured.err.count("CAMs cannot localise") == 1 and "Traceback" not in captured.err
+    assert str(image) not in captured.out  # no prediction row printed
+    assert not out.exists()  # no half-made output folder

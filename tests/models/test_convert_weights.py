@@ -102,10 +102,10 @@ def _console_script() -> str:
     return str(script) if script.exists() else shutil.which("pathreview") or "pathreview"
 
 
-def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:
-    """``pathreview models convert-weights CHECKPOINT --arch resnet18 --out OUT``."""
+def _convert(checkpoint: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``pathreview models convert-weights CHECKPOINT --arch resnet18 --out OUT [FLAGS]``."""
     command = [_console_script(), "models", "convert-weights", str(checkpoint)]
-    command += ["--arch", "resnet18", "--out", str(out)]
+    command += ["--arch", "resnet18", "--out", str(out), *flags]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ)
 
 
@@ -121,6 +121,24 @@ def test_the_console_script_converts_and_names_a_bad_file(tmp_path, resnet18_sta
     failed = _convert(broken, tmp_path / "x")
     assert failed.returncode != 0 and "broken.pth" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_the_console_script_refuses_to_replace_converted_weights_without_force(
+    tmp_path, resnet18_state
+):
+    checkpoint = tmp_path / "other.pth"
+    torch.save(_renamed(resnet18_state), checkpoint)
+    weights = tmp_path / "w" / "resnet18.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"the weights a recipe points at")
+    refused = _convert(checkpoint, tmp_path / "w")
+    assert refused.returncode == 2
+    err = refused.stderr.strip()
+    assert len(err.splitlines()) == 1 and str(weights) in err and "--force" in err
+    assert weights.read_bytes() == b"the weights a recipe points at"
+    forced = _convert(checkpoint, tmp_path / "w", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _same_outputs(weights, resnet18_state)
 
 
 def _numpy_scalar_checkpoint(path: Path, state: dict) -> str:

@@ -156,3 +156,22 @@ def test_export_to_a_folder_says_it_is_a_folder_and_what_to_give(filled, tmp_pat
     assert f"--out {folder} is a folder; give a file name, e.g. {folder / 'manifest.csv'}" in err
     assert ".qa." not in err  # no hidden temporary file named
     assert list(folder.iterdir()) == []
+
+
+def test_export_onto_an_existing_manifest_is_refused_naming_it_and_force(filled, tmp_path, capsys):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\nlast-week.png,benign\n")
+    assert main(["review", "export", "--db", filled, "--out", str(manifest)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(manifest) in err and "--force" in err
+    assert "overwrite=True" not in err
+    assert manifest.read_text() == "path,label\nlast-week.png,benign\n"
+
+
+def test_export_with_force_replaces_an_existing_manifest(filled, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\nlast-week.png,benign\n")
+    assert main(["review", "export", "--db", filled, "--out", str(manifest), "--force"]) == 0
+    fresh = tmp_path / "fresh.csv"
+    assert main(["review", "export", "--db", filled, "--out", str(fresh)]) == 0
+    assert manifest.read_text() == fresh.read_text()

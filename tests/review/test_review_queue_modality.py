@@ -69,3 +69,16 @@ def test_the_refusal_can_be_overridden(histology_model: str, films: Path, tmp_pa
     done = _queue(films, histology_model, out, "--allow-modality-mismatch", "--tta", "none")
     assert done.returncode == 0, done.stderr
     assert len(list(csv.DictReader(out.open()))) == 2
+
+
+def test_a_folder_as_out_is_refused_naming_a_file_to_give(
+    histology_model: str, films: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "queues"
+    folder.mkdir()
+    done = _queue(films, histology_model, folder, "--allow-modality-mismatch", "--tta", "none")
+    assert done.returncode == 2, done.stderr
+    assert f"--out {folder} is a folder; give a file name, e.g. {folder / 'queue.csv'}" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr and list(folder.iterdir()) == []

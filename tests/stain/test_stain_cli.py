@@ -179,3 +179,22 @@ def test_stain_fit_on_mammograms_only_is_refused_saying_why(shared_data, tmp_pat
     assert main(argv) == 2
     assert "none of the 1 image(s)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_stain_fit_onto_an_existing_target_is_refused_naming_it_and_force(tmp_path, capsys):
+    target = tmp_path / "target.json"
+    target.write_text('{"method": "macenko", "fitted": "on the reference tiles"}')
+    fit = ["stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", str(target)]
+    assert main(fit) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(target) in err and "--force" in err
+    assert "overwrite=True" not in err and "Traceback" not in err
+    assert target.read_text() == '{"method": "macenko", "fitted": "on the reference tiles"}'
+
+
+def test_stain_fit_with_force_replaces_an_existing_target(tmp_path):
+    target = tmp_path / "target.json"
+    target.write_text("{}")
+    fit = ["stain", "fit", "--method", "reinhard", "--preset", "breakhis", "--out", str(target)]
+    assert main([*fit, "--force"]) == 0
+    assert json.loads(target.read_text())["means"] == [180.8, 148.6, 116.5]

@@ -124,12 +124,13 @@ def _predict(args: argparse.Namespace) -> int:
     card = preflight_card(args, readable)
     checked_stain(card, stain)  # a method without a fitted target: refused before the weights
     patients = _two_film_patients(args, card, images)
-    out = preflight.output_folder(args.out)
+    preflight.output_folder(args.out, create=False)  # made once the model and --cam pass
     predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc, stain=stain)
     warn_tta_mismatch("predict", predictor.card, predictor.tta)
     method = cam_method(args.cam, predictor) if args.cam else None
     if method:
-        check_cam_options(args, method, predictor)
+        check_cam_options(args, method, predictor)  # a 1×1 CAM layer: refused, nothing made
+    out = preflight.output_folder(args.out)
     classes = predictor.classes
     rows, one_film = [], []
     for path, stem, p in _iter_predictions(predictor, images, problems):

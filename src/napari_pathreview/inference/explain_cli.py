@@ -81,7 +81,7 @@ def _check_explain_args(args: argparse.Namespace) -> None:
         preflight.require_file(args.mias_info, "MIAS Info.txt")
     _check_threshold(args.threshold)
     if args.out is not None:
-        preflight.output_file(args.out)
+        preflight.output_file(args.out, overwrite=True)  # a report: every run rewrites it
     preflight_card(args, [args.image])
 
 
@@ -99,7 +99,8 @@ def _check_evaluate_args(args: argparse.Namespace) -> None:
     _check_threshold(args.threshold)
     for option in ("out", "per_image"):
         if getattr(args, option) is not None:
-            preflight.output_file(getattr(args, option), f"--{option.replace('_', '-')}")
+            flag = f"--{option.replace('_', '-')}"  # reports: every run rewrites them
+            preflight.output_file(getattr(args, option), flag, overwrite=True)
     card = preflight_card(args, [])
     if card.modality != "mammogram" and not args.allow_modality_mismatch:
         raise InvalidInputError(

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_pathreview.cli import FORCE_FLAG, force_option
+
 METRIC_KEYS: tuple[str, ...] = ("roc_auc", "auc", "balanced_accuracy", "accuracy", "f1_macro", "f1")
 
 
@@ -47,9 +49,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="export a model to a folder or .tar/.tar.gz")
     export.add_argument("ref", metavar="NAME[@VERSION]")
     export.add_argument("dest", metavar="DEST")
-    export.add_argument(
-        "--force", action="store_true", help="replace an existing archive file DEST"
-    )
+    force_option(export, "archive file DEST")
     export.set_defaults(handler=_export)
 
     convert = actions.add_parser(
@@ -64,6 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR_OR_FILE",
         help="a folder (→ ARCH.safetensors, e.g. $PATHREVIEW_PRETRAINED_DIR) or a .safetensors",
     )
+    force_option(convert, "weights file (ARCH.safetensors in the folder, or the file)")
     convert.set_defaults(handler=_convert)
 
 
@@ -171,18 +172,21 @@ def _export(args: argparse.Namespace) -> int:
     registry = _registry(args)
     card = registry.card(name, version)  # the version "latest" is now, named in the message
     suffix = archive_suffix(Path(args.dest))
-    if suffix is not None:  # a folder so named fails only at the rename, naming the temp file
-        preflight.output_file(args.dest, "the destination", f"{card.name}-v{card.version}{suffix}")
-    with reported_as({"overwrite": "--force"}):
+    with reported_as(FORCE_FLAG):
+        if suffix is not None:  # a folder so named fails only at the rename, naming the temp file
+            example = f"{card.name}-v{card.version}{suffix}"
+            preflight.output_file(args.dest, "the destination", example, overwrite=args.force)
         path = registry.export(name, card.version, args.dest, overwrite=args.force)
     print(f"exported {card.ref} to {path}")
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from napari_pathreview.errors import reported_as
     from napari_pathreview.models.convert_weights import convert_checkpoint
 
-    out = convert_checkpoint(args.checkpoint, args.arch, args.out)
+    with reported_as(FORCE_FLAG):
+        out = convert_checkpoint(args.checkpoint, args.arch, args.out, overwrite=args.force)
     print(f"wrote {out} ({args.arch}); use it with model.pretrained: true and")
     print(f"PATHREVIEW_PRETRAINED_DIR={out.parent} (or pretrained_path: {out})")
     return 0

@@ -89,20 +89,33 @@ def match_state(
     return {name: source[source_name].detach().contiguous() for name, source_name in pairs}
 
 
-def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
+def convert_checkpoint(
+    source: str | Path, arch: str, out: str | Path, overwrite: bool = False
+) -> Path:
     """Write ``source`` (a ``.pth``/``.pt``/``.safetensors`` checkpoint) for timm's ``arch``.
 
     ``out`` is a file or a folder (then ``<arch>.safetensors`` in it). A checkpoint with timm's
     ImageNet head keeps it (a complete ``arch`` model); one saved without a head (a backbone
     from self-supervised training, say) is matched to the model without its classifier.
+
+    Raises:
+        DestinationExistsError: the weights file exists and not ``overwrite`` (checked before
+            the checkpoint is read): recipes may already point at it.
+        WeightsError: the checkpoint is missing, unreadable or not ``arch``'s.
     """
     import timm
     import torch
     from safetensors.torch import load_file, save_file
 
+    from napari_pathreview import preflight
+
     source = Path(source).expanduser()
     if not source.is_file():
         raise WeightsError(f"{source} does not exist")
+    out = Path(out).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        out = out / f"{arch}.safetensors"
+    preflight.output_file(out, "the weights file", overwrite=overwrite, create=False)
     if not timm.is_model(arch):
         raise WeightsError(f"{arch!r} is not a timm architecture (see timm.list_models())")
     try:
@@ -121,9 +134,6 @@ def convert_checkpoint(source: str | Path, arch: str, out: str | Path) -> Path:
         if len(source_state) == len(headless):
             target = headless
     state = match_state(source_state, target, str(source))
-    out = Path(out).expanduser()
-    if out.suffix.lower() != ".safetensors":
-        out = out / f"{arch}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata={"source": source.name, "arch": arch})
     return readable_as_umask(out)

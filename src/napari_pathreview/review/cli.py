@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_pathreview.cli import FORCE_FLAG, force_option
 from napari_pathreview.inference.cli_options import modality_option
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
@@ -129,9 +130,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from napari_pathreview import preflight
+    from napari_pathreview.errors import reported_as
     from napari_pathreview.review.store import ReviewStore
 
-    preflight.output_file(args.out, example="manifest.csv")
+    with reported_as(FORCE_FLAG):  # reviews change: an earlier export cannot be made again
+        preflight.output_file(args.out, example="manifest.csv", overwrite=args.force)
     with ReviewStore(args.db, create=False) as store:
         path = store.export_manifest(args.out, args.disagreement_weight, **_filters(args))
         n_rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
@@ -153,6 +156,8 @@ def _queue(args: argparse.Namespace) -> int:
     from napari_pathreview.review.queue_source import queue_paths
     from napari_pathreview.review.store import ReviewStore
 
+    # a report ordered afresh on every run; a folder is refused before the model runs
+    preflight.output_file(args.out, example="queue.csv", overwrite=True)
     model, rois = args.model, None
     if args.source is not None and model is None:
         raise InvalidInputError("review queue: give --model with a folder or CSV of images")
@@ -197,6 +202,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_db_option(export)
     export.add_argument("--out", required=True, type=Path, help="manifest CSV to write")
+    force_option(export, "--out file")
     export.add_argument(
         "--disagreement-weight",
         type=float,

@@ -84,7 +84,8 @@ def write_manifest(
     if not math.isfinite(disagreement_weight) or disagreement_weight < 0:
         raise InvalidInputError(f"disagreement_weight must be >= 0, got {disagreement_weight}")
     path = Path(path).expanduser()
-    preflight.output_file(path, "the manifest path", "manifest.csv")  # not a folder
+    # not a folder; replacing a file is the caller's call (`review export --force`, a dialog)
+    preflight.output_file(path, "the manifest path", "manifest.csv", overwrite=True)
     rows = [_row(r, disagreement_weight) for r in latest_reviews(records)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from napari_pathreview.cli import TypedFlag, typed_flags
+from napari_pathreview.cli import FORCE_FLAG, TypedFlag, force_option, typed_flags
 from napari_pathreview.errors import InvalidInputError, PathReviewError, reported_as
 from napari_pathreview.stain.methods import STAIN_METHODS
 
@@ -45,6 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--preset", choices=["breakhis"], help="reinhard only: seed 001's BreaKHis stats"
     )
     fit.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    force_option(fit, "--out file")
     fit.set_defaults(handler=_fit)
 
     apply = stain_sub.add_parser("apply", help="normalise images to a target.json")
@@ -85,7 +86,8 @@ def _fit(args: argparse.Namespace) -> int:
     )
     from napari_pathreview.stain.base import StainFitError
 
-    preflight.output_file(args.out)  # a bad --out fails before the images are read
+    with reported_as(FORCE_FLAG):  # a bad or existing --out fails before the images are read
+        out = preflight.output_file(args.out, overwrite=args.force)
     if args.preset:
         if args.method != "reinhard":
             raise InvalidInputError("--preset breakhis is a Reinhard target; use --method reinhard")
@@ -104,7 +106,7 @@ def _fit(args: argparse.Namespace) -> int:
             ) from None
         logger.info("fitted %s on %d image(s)", args.method, len(used))
     state = normalizer.to_dict()
-    preflight.output_file(args.out).write_text(json.dumps(state, indent=2), encoding="utf-8")
+    out.write_text(json.dumps(state, indent=2), encoding="utf-8")
     print(json.dumps(state))
     return 0
 
@@ -248,7 +250,7 @@ def _qc(args: argparse.Namespace) -> int:
         "status",
         "error",
     ]
-    out = preflight.output_file(args.out)
+    out = preflight.output_file(args.out, overwrite=True)  # a report: every run rewrites it
     passed = failed = skipped = 0
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)

@@ -299,12 +299,25 @@ def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none"
     canvas, placement = to_canvas(decoded.rgb, spec, decoded.um_per_px)
     box, (sh, sw), (oy, ox) = placement.box, placement.scaled, placement.offset
     sy, sx = sh / (box[1] - box[0]), sw / (box[3] - box[2])
-    rois = tuple(
-        ((r - box[0]) * sy + oy, (c - box[2]) * sx + ox, rad * (sx + sy) / 2)
-        for r, c, rad in sample.rois
-    )
+    rois = tuple(_canvas_circle(roi, box, (sy, sx), (oy, ox)) for roi in sample.rois)
     box_hw = (box[1] - box[0], box[3] - box[2])
     return PreparedImage(canvas, rois, decoded.um_per_px, box_hw)
+
+
+def _canvas_circle(
+    circle: tuple[float, float, float],
+    box: tuple[int, int, int, int],
+    scale: tuple[float, float],
+    offset: tuple[int, int],
+) -> tuple[float, float, float]:
+    """A (row, col, radius) circle of the source image in canvas pixels: the centre of the
+    pixel it is centred on lands on the centre of that pixel's place in the resized copy
+    (``io.pixel_origin.resample_centres``), not at its coordinates times the scale."""
+    from napari_pathreview.io.pixel_origin import resample_centres
+
+    row, col, radius = circle
+    centre = resample_centres([row - box[0], col - box[2]], np.asarray(scale)) + offset
+    return float(centre[0]), float(centre[1]), float(radius * (scale[0] + scale[1]) / 2)
 
 
 def prepare_all(
