@@ -219,10 +219,10 @@ def _free_memory_gib() -> float:
     return float("nan")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 tiles, smaller slides")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     count = 100 if args.quick else 1000
     edge = 2048 if args.quick else 8192
     big = 20_000 if args.quick else 100_000
