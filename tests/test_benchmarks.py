@@ -33,3 +33,26 @@ def test_review_store_benchmark_prints_each_writer_against_bare_sqlite(capsys) -
     out = capsys.readouterr().out
     assert "sqlite3 bare insert (reference)" in out
     assert "ReviewStore.add_review, SQLite" in out
+
+
+def test_models_benchmark_times_a_timm_classifier_beside_its_bare_model(capsys) -> None:
+    models = load("models")
+    assert models.main(["--only", "resnet18", "--batches", "1", "--repeats", "1"]) == 0
+    table = capsys.readouterr().out.split("| device |")[1]
+    assert table.count("| cpu | resnet18 | resnet18 | 1 |") == 3  # fp32, channels_last, bf16
+
+
+def test_models_benchmark_refuses_a_misspelt_architecture_with_a_suggestion(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load("models").main(["--only", "resnet5O"])
+    assert exit_info.value.code == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+def test_models_benchmark_pairs_each_registered_architecture_with_its_declared_backbones() -> None:
+    models = load("models")
+    assert "patch_mil" not in models.default_names()
+    assert models.reference_names("hybrid_effnetv2s_vitb16") == (
+        "tf_efficientnetv2_s",
+        "vit_base_patch16_224",
+    )
