@@ -56,3 +56,19 @@ def test_models_benchmark_pairs_each_registered_architecture_with_its_declared_b
         "tf_efficientnetv2_s",
         "vit_base_patch16_224",
     )
+
+
+def test_slide_inference_benchmark_skips_tiatoolbox_when_its_python_lacks_it(capsys) -> None:
+    if importlib.util.find_spec("tiatoolbox") is not None:
+        pytest.skip("this interpreter has tiatoolbox: it is no example of one without")
+    argv = ["--edge", "512", "--input", "64", "--batch", "16", "--repeats", "1", "--workers", "1"]
+    assert load("slide_inference").main([*argv, "--tia-python", sys.executable]) == 0
+    out = capsys.readouterr().out
+    assert "ours end to end" in out
+    assert "bare forward on pre-extracted tiles" in out
+    assert f"skipped: {sys.executable} cannot import tiatoolbox" in out
+
+
+def test_slide_inference_benchmark_skips_a_tia_python_that_does_not_exist(tmp_path) -> None:
+    note = load("slide_inference")._tia_unusable(str(tmp_path / "absent" / "python"))
+    assert note.startswith("skipped: --tia-python")
