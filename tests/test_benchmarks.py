@@ -72,3 +72,15 @@ def test_slide_inference_benchmark_skips_tiatoolbox_when_its_python_lacks_it(cap
 def test_slide_inference_benchmark_skips_a_tia_python_that_does_not_exist(tmp_path) -> None:
     note = load("slide_inference")._tia_unusable(str(tmp_path / "absent" / "python"))
     assert note.startswith("skipped: --tia-python")
+
+
+def test_inference_benchmark_skips_score_cam_reference_without_pytorch_grad_cam(
+    monkeypatch, tmp_path
+) -> None:
+    bench = load("inference")
+    predictor = bench._predictor(bench._register("resnet18", 64, tmp_path), tmp_path, "cpu")
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # import raises ImportError
+    [(name, _, _, note)] = bench.bench_scorecam(predictor, lambda: None)
+    assert name == "ScoreCAM pytorch-grad-cam default"
+    assert note.startswith("skipped: peer missing") and "pytorch_grad_cam" in note
+
