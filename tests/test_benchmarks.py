@@ -14,7 +14,6 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -84,3 +83,30 @@ def test_inference_benchmark_skips_score_cam_reference_without_pytorch_grad_cam(
     assert name == "ScoreCAM pytorch-grad-cam default"
     assert note.startswith("skipped: peer missing") and "pytorch_grad_cam" in note
 
+
+
+@pytest.fixture
+def small_svs(tmp_path) -> Path:
+    slide_io = load("slide_io")
+    image = slide_io.tissue_image(1024, 1024)
+    return slide_io.write_aperio_svs(tmp_path / "slide.svs", image, mpp=0.25, n_levels=2)
+
+
+def test_slide_io_benchmark_compares_our_tiles_with_openslide(small_svs) -> None:
+    rows = load("slide_io")._compare(small_svs, 4, "SVS/JPEG")
+    assert [name for name, _, _ in rows][:2] == [
+        "SVS/JPEG L0 ours (tifffile) read_region",
+        "SVS/JPEG L0 ours (tifffile) dask level (napari)",
+    ]
+    assert all(ref > 0 for _, _, ref in rows)
+
+
+def test_slide_io_benchmark_skips_the_openslide_reference_when_it_is_missing(
+    small_svs, monkeypatch, capsys
+) -> None:
+    slide_io = load("slide_io")
+    monkeypatch.setitem(sys.modules, "openslide", None)  # import raises ImportError
+    rows = slide_io._compare(small_svs, 4, "SVS/JPEG")
+    assert rows and all(mine > 0 and np.isnan(ref) for _, mine, ref in rows)
+    assert slide_io._forced(small_svs, 4, "SVS/JPEG") == []
+    assert "OpenSlide reference skipped: peer missing" in capsys.readouterr().out
