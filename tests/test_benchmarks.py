@@ -84,7 +84,6 @@ def test_inference_benchmark_skips_score_cam_reference_without_pytorch_grad_cam(
     assert note.startswith("skipped: peer missing") and "pytorch_grad_cam" in note
 
 
-
 @pytest.fixture
 def small_svs(tmp_path) -> Path:
     slide_io = load("slide_io")
@@ -110,3 +109,11 @@ def test_slide_io_benchmark_skips_the_openslide_reference_when_it_is_missing(
     assert rows and all(mine > 0 and np.isnan(ref) for _, mine, ref in rows)
     assert slide_io._forced(small_svs, 4, "SVS/JPEG") == []
     assert "OpenSlide reference skipped: peer missing" in capsys.readouterr().out
+
+
+def test_lesion_mil_benchmark_times_one_fold_model_beside_the_bare_encoder(tmp_path) -> None:
+    bench = load("lesion_mil")
+    films = bench._films(1, tmp_path)
+    row = bench.bench(32, 1, films, tmp_path, repeats=1)
+    assert row["patches"] == 225  # 15×15 patches of 64 px at stride 32 on a 512² film
+    assert row["ours_s"] > 0 and row["bare_s"] > 0
