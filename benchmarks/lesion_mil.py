@@ -132,10 +132,10 @@ def bench(stride: int, members: int, films: list[str], home: Path, repeats: int)
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 film, 1 repeat, stride 32 only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     geometries = [(32, 1), (32, 5)] if args.quick else [(32, 1), (32, 5), (16, 1), (16, 5)]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

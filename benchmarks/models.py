@@ -1,12 +1,14 @@
 """Inference throughput of the model zoo, side by side with the bare timm backbone of each family.
 
-For every registered architecture, images/s at batch 1 and 32 on CPU in fp32 (NCHW and
+For every registered whole-image architecture (or those named with ``--only``, any timm
+classifier included), images/s at batch 1 and 32 on CPU in fp32 (NCHW and
 channels_last) and with bf16 autocast, next to the bare timm model it is built on, measured in
 the same run and interleaved (ours, bare, ours, bare, ...) so a shared CPU slows both alike: the
 ratio ours/bare is the figure to read. With CUDA, a GPU section adds fp32 / AMP bf16 / AMP fp16.
 
     python benchmarks/models.py            # full run (several minutes on 2 cores)
     python benchmarks/models.py --quick    # smoke run: batch 1 and 2, one timed repeat
+    python benchmarks/models.py --only resnet18 --batches 1 --repeats 1   # seconds
 """
 
 from __future__ import annotations
@@ -23,16 +25,31 @@ import timm
 import torch
 from torch import nn
 
+from napari_pathreview.errors import ModelNotFoundError
 from napari_pathreview.models import create_model
 
-#: ours → the bare timm model(s) of the same family (the reference in the same run).
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "resnet50": ("resnet50",),
-    "cspresnet50_fpn_se": ("cspresnet50",),
-    "ssresnext50": ("seresnext50_32x4d",),
-    "hmc_resnet50": ("resnet50",),
-    "hybrid_effnetv2s_vitb16": ("tf_efficientnetv2_s", "vit_base_patch16_224"),
-}
+#: registered architectures timed elsewhere: patch MIL reads films, not 224² images
+ELSEWHERE = {"patch_mil": "benchmarks/lesion_mil.py"}
+
+
+def default_names() -> list[str]:
+    """Every registered whole-image architecture."""
+    from napari_pathreview.models import list_architectures
+
+    return [name for name in list_architectures() if name not in ELSEWHERE]
+
+
+def reference_names(name: str) -> tuple[str, ...]:
+    """The bare timm model(s) of ``name``'s family: the backbones its registration declares.
+
+    A plain timm classifier name (``resnet18``) is its own reference.
+
+    Raises:
+        ModelNotFoundError: ``name`` is neither registered nor a timm model.
+    """
+    from napari_pathreview.models import pretrained_backbones
+
+    return pretrained_backbones(name)
 
 
 class Bare(nn.Module):
@@ -118,7 +135,8 @@ def measure(
     """Rows for one architecture and its bare reference on ``device``."""
     torch.manual_seed(0)
     ours_base = create_model(name, 2)
-    bare_base = Bare(FAMILIES[name], 2)
+    references = reference_names(name)
+    bare_base = Bare(references, 2)
     for setting, autocast in settings(device).items():
         channels_last = "channels_last" in setting
         ours = prepared(ours_base, device, channels_last)
@@ -131,7 +149,7 @@ def measure(
             yield Row(
                 device,
                 name,
-                "+".join(FAMILIES[name]),
+                "+".join(references),
                 batch,
                 setting,
                 batch / t_ours,
@@ -157,7 +175,12 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 1 and 2, one timed repeat")
-    parser.add_argument("--only", nargs="*", default=None, help="architectures to run")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="architectures to run (registered or any timm classifier; default: all registered)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="CPU batch sizes")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats at batch <= 8")
@@ -165,7 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.only or list(FAMILIES)
+    names = args.only or default_names()
+    for name in names:
+        if name in ELSEWHERE:
+            parser.error(f"{name} is benchmarked by {ELSEWHERE[name]}")
+        try:
+            reference_names(name)
+        except ModelNotFoundError as error:
+            parser.error(str(error))
     batches = (1, 2) if args.quick else tuple(args.batches)
     repeats = {b: 1 if args.quick or b > 8 else args.repeats for b in batches}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -47,11 +47,11 @@ def _store(url: str, image: Path, n: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 writes instead of 2,000")
     parser.add_argument("--pg-url", default=os.environ.get("PATHREVIEW_TEST_PG_URL"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = 200 if args.quick else 2000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -136,6 +136,9 @@ def _tia_prepare(predictor, tiles: list[np.ndarray], args, tmp: Path, slide: Pat
         )
     if args.arch != "resnet18":
         return "skipped: the weight export is written for resnet18"
+    unusable = _tia_unusable(args.tia_python)
+    if unusable:
+        return unusable
     np.save(tmp / "tiles.npy", np.stack(tiles))
     save_file(_tia_state_dict(predictor.model), str(tmp / "tia.safetensors"))
     config = {
@@ -154,6 +157,22 @@ def _tia_prepare(predictor, tiles: list[np.ndarray], args, tmp: Path, slide: Pat
         "side": args.input,
     }
     (tmp / "tia.json").write_text(json.dumps(config), encoding="utf-8")
+    return ""
+
+
+def _tia_unusable(python: str) -> str:
+    """Why ``python`` cannot run the TIAToolbox runner ("" when it can): checked before timing."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [python, "-c", "import tiatoolbox, safetensors"], capture_output=True, text=True
+        )
+    except OSError as error:
+        return f"skipped: --tia-python {python} does not run ({error.strerror})"
+    if done.returncode != 0:
+        missing = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "import failed"
+        return f"skipped: {python} cannot import tiatoolbox/safetensors ({missing})"
     return ""
 
 

@@ -233,11 +233,11 @@ def ours_calls(
     return calls
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2048×1536 and 16 tiles, 1 repeat")
     parser.add_argument("--reps", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     reps = 1 if args.quick else args.reps
     target = read_rgb(DATA / "he_reference" / "torchstain_target.png")
