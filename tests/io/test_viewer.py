@@ -161,8 +161,9 @@ def test_labels_layer_saves_as_polygons(make_napari_viewer, tmp_path: Path) -> N
     written = viewer.layers.save(str(tmp_path / "mask.geojson"), selected=False, plugin=PLUGIN)
     (back,) = viewer.open(written[0], plugin=PLUGIN)
     assert back.features["label"].tolist() == [3]
-    rows, cols = back.data[0][:, 0], back.data[0][:, 1]
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (10, 29, 10, 39)
+    rows, cols = back.data[0][:, 0], back.data[0][:, 1]  # along the painted pixels' edges
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (9.5, 29.5, 9.5, 39.5)
+    assert np.array_equal(back.to_masks(labels.shape)[0], labels == 3)
 
 
 def test_slide_opens_multiscale_in_micrometres(make_napari_viewer, tmp_path: Path) -> None:
