@@ -96,6 +96,34 @@ def test_explain_scores_each_method_against_a_geojson_roi(
     assert "gradcam" in capsys.readouterr().out
 
 
+def test_explain_scores_the_cam_against_the_roi_less_its_hole(
+    binary_ref, rng, tissue_like, tmp_path
+) -> None:
+    """QuPath's 40×40 square (8, 8)–(48, 48) with the hole (18, 18)–(38, 38): the printed IoU
+    and Dice are the CAM's against rows/columns 8–47 less 18–37 (they counted the hole)."""
+    import json
+
+    from napari_pathreview.explain.metrics import roi_dice, roi_iou
+    from napari_pathreview.inference import Predictor
+
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    outer = [[8, 8], [48, 8], [48, 48], [8, 48], [8, 8]]
+    hole = [[18, 18], [18, 38], [38, 38], [38, 18], [18, 18]]
+    roi = tmp_path / "tumour.geojson"
+    roi.write_text(json.dumps({"type": "Polygon", "coordinates": [outer, hole]}))
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (row,) = _rows(out)
+    by_hand = np.zeros((64, 64), bool)
+    by_hand[8:48, 8:48] = True
+    by_hand[18:38, 18:38] = False
+    cam = Predictor.from_registry(binary_ref, device="cpu").explain(image, "gradcam").cam
+    assert float(row["iou"]) == pytest.approx(roi_iou(cam, by_hand, 0.5))
+    assert float(row["dice"]) == pytest.approx(roi_dice(cam, by_hand, 0.5))
+
+
 def _mias_folder(folder: Path, rng: np.random.Generator) -> Path:
     folder.mkdir()
     info = [
