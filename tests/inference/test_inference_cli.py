@@ -283,6 +283,31 @@ def test_explain_with_a_one_by_one_cam_layer_says_so_instead_of_scoring_flat_map
     assert "use patch maps" in captured.err and "IoU" not in captured.out
 
 
+def test_a_refused_explain_leaves_no_folder_for_its_out_csv(
+    coarse_ref, rng, tissue_like, tmp_path
+) -> None:
+    """The 1×1 CAM-layer refusal comes after --out is checked: it used to leave reports/ empty."""
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "reports" / "explain" / "scores.csv"
+    argv = ["explain", str(image), "--model", coarse_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_refused_evaluate_cam_leaves_no_folder_for_its_csvs(coarse_ref, rng, tmp_path) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "summary" / "table.csv", tmp_path / "per" / "images.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", coarse_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 2
+    assert not (tmp_path / "summary").exists() and not (tmp_path / "per").exists()
+
+
 def test_the_analyze_dock_keeps_the_prediction_and_says_why_a_one_by_one_cam_is_left_out(
     coarse_ref, rng, tissue_like
 ) -> None:
