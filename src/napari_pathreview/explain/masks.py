@@ -69,7 +69,9 @@ def require_nonempty(mask: np.ndarray, source: object) -> np.ndarray:
 
 def _fill_polygon(mask: np.ndarray, verts: np.ndarray) -> None:
     if verts.shape[0] < 3:
-        raise InvalidInputError("a polygon needs at least 3 vertices")
+        raise InvalidInputError(
+            f"a polygon needs at least 3 vertices, got {verts.shape[0]}; redraw or delete it"
+        )
     rr, cc = draw_polygon(verts[:, 0], verts[:, 1], shape=mask.shape)
     mask[rr, cc] = True
 
@@ -149,7 +151,12 @@ def cut_holes(mask: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
         return mask
     cut = np.zeros(mask.shape, dtype=bool)
     for ring in holes:
-        _fill_polygon(cut, _vertices(ring))
+        verts = _vertices(ring)
+        if verts.shape[0] < 3:
+            raise InvalidInputError(
+                f"a hole needs at least 3 vertices, got {verts.shape[0]}; redraw or delete it"
+            )
+        _fill_polygon(cut, verts)
     return mask & ~cut
 
 
@@ -159,12 +166,18 @@ def mask_from_rois(rois: Sequence[Any], image_shape: Sequence[int]) -> np.ndarra
     Each ROI's holes are its own: a hole of one region does not cut an overlapping other.
 
     Raises:
-        InvalidInputError: As :func:`mask_from_shapes`.
+        InvalidInputError: As :func:`mask_from_shapes`, led by the ROI's ``source`` (its
+            file and feature) when it was read from one.
     """
     mask = np.zeros(_image_shape(image_shape), dtype=bool)
     for roi in rois:
-        part = mask_from_shapes([roi.data], roi.shape_type, image_shape)
-        mask |= cut_holes(part, roi.holes)
+        try:
+            part = mask_from_shapes([roi.data], roi.shape_type, image_shape)
+            mask |= cut_holes(part, roi.holes)
+        except InvalidInputError as error:
+            if not roi.source:
+                raise
+            raise InvalidInputError(f"{roi.source}: {error}") from error
     return mask
 
 

@@ -205,7 +205,7 @@ def rois_mask(
         try:
             mask |= cut_holes(part, holes)  # a circle (a tuple) has none
         except InvalidInputError as error:
-            raise PatchError(f"{label} hole: {error}") from error
+            raise PatchError(f"{label}: {error}") from error
     return mask
 
 
