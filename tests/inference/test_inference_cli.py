@@ -96,6 +96,34 @@ def test_explain_scores_each_method_against_a_geojson_roi(
     assert "gradcam" in capsys.readouterr().out
 
 
+def test_explain_scores_the_cam_against_the_roi_less_its_hole(
+    binary_ref, rng, tissue_like, tmp_path
+) -> None:
+    """QuPath's 40×40 square (8, 8)–(48, 48) with the hole (18, 18)–(38, 38): the printed IoU
+    and Dice are the CAM's against rows/columns 8–47 less 18–37 (they counted the hole)."""
+    import json
+
+    from napari_pathreview.explain.metrics import roi_dice, roi_iou
+    from napari_pathreview.inference import Predictor
+
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    outer = [[8, 8], [48, 8], [48, 48], [8, 48], [8, 8]]
+    hole = [[18, 18], [18, 38], [38, 38], [38, 18], [18, 18]]
+    roi = tmp_path / "tumour.geojson"
+    roi.write_text(json.dumps({"type": "Polygon", "coordinates": [outer, hole]}))
+    out = tmp_path / "scores.csv"
+    argv = ["explain", str(image), "--model", binary_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (row,) = _rows(out)
+    by_hand = np.zeros((64, 64), bool)
+    by_hand[8:48, 8:48] = True
+    by_hand[18:38, 18:38] = False
+    cam = Predictor.from_registry(binary_ref, device="cpu").explain(image, "gradcam").cam
+    assert float(row["iou"]) == pytest.approx(roi_iou(cam, by_hand, 0.5))
+    assert float(row["dice"]) == pytest.approx(roi_dice(cam, by_hand, 0.5))
+
+
 def _mias_folder(folder: Path, rng: np.random.Generator) -> Path:
     folder.mkdir()
     info = [
@@ -253,6 +281,31 @@ def test_explain_with_a_one_by_one_cam_layer_says_so_instead_of_scoring_flat_map
         captured.err
     )
     assert "use patch maps" in captured.err and "IoU" not in captured.out
+
+
+def test_a_refused_explain_leaves_no_folder_for_its_out_csv(
+    coarse_ref, rng, tissue_like, tmp_path
+) -> None:
+    """The 1×1 CAM-layer refusal comes after --out is checked: it used to leave reports/ empty."""
+    image = _write_png(tmp_path / "a.png", tissue_like(rng, 64, 64))
+    roi = write_geojson_rois(
+        tmp_path / "roi.geojson", [Roi(np.array([[8, 8], [8, 40], [40, 40], [40, 8]]), "rectangle")]
+    )
+    out = tmp_path / "reports" / "explain" / "scores.csv"
+    argv = ["explain", str(image), "--model", coarse_ref, "--device", "cpu",
+            "--roi", str(roi), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_refused_evaluate_cam_leaves_no_folder_for_its_csvs(coarse_ref, rng, tmp_path) -> None:
+    folder = _mias_folder(tmp_path / "mias", rng)
+    out, per_image = tmp_path / "summary" / "table.csv", tmp_path / "per" / "images.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", coarse_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam",
+            "--out", str(out), "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 2
+    assert not (tmp_path / "summary").exists() and not (tmp_path / "per").exists()
 
 
 def test_the_analyze_dock_keeps_the_prediction_and_says_why_a_one_by_one_cam_is_left_out(

@@ -73,6 +73,26 @@ def test_roi_empty_after_rasterising_is_refused_not_scored(tmp_path: Path, coord
         roi_mask_from_geojson(path, (64, 64))
 
 
+def test_a_two_vertex_polygon_is_refused_naming_the_file_and_feature(tmp_path: Path) -> None:
+    """It used to say only "a polygon needs at least 3 vertices", naming no file."""
+    square = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE]}}
+    two = [[[10, 10], [40, 40]]]
+    line = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": two}}
+    path = tmp_path / "two.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [square, line]}))
+    with pytest.raises(InvalidInputError) as refused:
+        roi_mask_from_geojson(path, (64, 64))
+    assert str(refused.value).startswith(f"{path} feature 1: a polygon needs at least 3 vertices")
+
+
+def test_a_two_vertex_hole_is_refused_naming_the_file_and_feature(tmp_path: Path) -> None:
+    path = tmp_path / "hole.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [SQUARE, [[15, 15], [20, 20]]]}))
+    with pytest.raises(InvalidInputError) as refused:
+        roi_mask_from_geojson(path, (64, 64))
+    assert str(refused.value).startswith(f"{path} feature 0: a hole needs at least 3 vertices")
+
+
 def test_valid_roi_still_rasterises(tmp_path: Path) -> None:
     path = tmp_path / "roi.geojson"
     path.write_text(_polygon(SQUARE))

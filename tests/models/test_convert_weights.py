@@ -123,6 +123,20 @@ def test_the_console_script_converts_and_names_a_bad_file(tmp_path, resnet18_sta
     assert "Traceback" not in failed.stderr
 
 
+def test_the_console_script_says_a_folder_is_not_a_checkpoint(tmp_path, resnet18_state):
+    """It used to say "<folder> does not exist" of a folder that plainly does."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save(_renamed(resnet18_state), folder / "epoch_90.pth")
+    refused = _convert(folder, tmp_path / "w")
+    assert refused.returncode == 2
+    err = refused.stderr.strip()
+    assert "does not exist" not in err and "Traceback" not in err
+    assert f"{folder} is a folder; give the checkpoint file to convert" in err
+    assert ".pth, .pt, .safetensors" in err and "e.g. epoch_90.pth in it" in err
+    assert not (tmp_path / "w").exists()
+
+
 def test_the_console_script_refuses_to_replace_converted_weights_without_force(
     tmp_path, resnet18_state
 ):

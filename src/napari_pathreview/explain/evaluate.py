@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.explain.masks import mask_from_mias, mask_from_shapes, require_nonempty
+from napari_pathreview.explain.masks import mask_from_mias, mask_from_rois, require_nonempty
 from napari_pathreview.explain.metrics import cam_is_empty, roi_scores
 
 __all__ = [
@@ -64,18 +64,19 @@ class MethodSummary:
 
 
 def roi_mask_from_geojson(path: str | Path, image_shape: Sequence[int]) -> np.ndarray:
-    """The union of the area ROIs (polygons, rectangles, ellipses) of a GeoJSON file.
+    """The union of the area ROIs (polygons, rectangles, ellipses) of a GeoJSON file, their
+    holes cut out (``explain.masks.mask_from_rois``).
 
     Raises:
-        InvalidInputError: the file holds no area ROI (only points or lines).
+        InvalidInputError: the file holds no area ROI (only points or lines), or one that
+            cannot be drawn (named by file and feature).
     """
     from napari_pathreview.io import read_geojson_rois
 
     rois = [r for r in read_geojson_rois(path) if r.shape_type in _AREA]
     if not rois:
         raise InvalidInputError(f"{path} holds no polygon, rectangle or ellipse ROI")
-    mask = mask_from_shapes([r.data for r in rois], [r.shape_type for r in rois], image_shape)
-    return require_nonempty(mask, path)
+    return require_nonempty(mask_from_rois(rois, image_shape), path)
 
 
 def roi_mask_from_mias(

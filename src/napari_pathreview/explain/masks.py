@@ -6,11 +6,14 @@ a rectangle is its 4 corners; an ellipse is the 4 corners of its (possibly rotat
 bounding box, as napari stores it. Coordinates are napari's, pixel ``i`` centred on ``i``
 (``io.geojson`` converts GeoJSON ROIs on reading), and a pixel belongs to a shape when its
 centre lies inside: QuPath's square (0, 0)–(10, 10) is napari's −0.5..9.5, pixels 0..9.
+GeoJSON ROIs (``io.geojson.Roi``) may also have holes, which every mask made from them
+cuts out (:func:`cut_holes`): QuPath draws a region with a cut-out, napari Shapes cannot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from skimage.draw import polygon as draw_polygon
@@ -18,7 +21,14 @@ from skimage.draw import polygon as draw_polygon
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.pixel_origin import resample_centres
 
-__all__ = ["MIAS_SIZE", "mask_from_labels", "mask_from_mias", "mask_from_shapes"]
+__all__ = [
+    "MIAS_SIZE",
+    "cut_holes",
+    "mask_from_labels",
+    "mask_from_mias",
+    "mask_from_rois",
+    "mask_from_shapes",
+]
 
 MIAS_SIZE = 1024
 """Edge of the mini-MIAS images the Info.txt coordinates refer to."""
@@ -59,7 +69,9 @@ def require_nonempty(mask: np.ndarray, source: object) -> np.ndarray:
 
 def _fill_polygon(mask: np.ndarray, verts: np.ndarray) -> None:
     if verts.shape[0] < 3:
-        raise InvalidInputError("a polygon needs at least 3 vertices")
+        raise InvalidInputError(
+            f"a polygon needs at least 3 vertices, got {verts.shape[0]}; redraw or delete it"
+        )
     rr, cc = draw_polygon(verts[:, 0], verts[:, 1], shape=mask.shape)
     mask[rr, cc] = True
 
@@ -125,6 +137,47 @@ def mask_from_shapes(
             _fill_ellipse(mask, points)
         else:
             _fill_polygon(mask, points)
+    return mask
+
+
+def cut_holes(mask: np.ndarray, holes: Sequence[np.ndarray]) -> np.ndarray:
+    """``mask`` less every pixel whose centre lies inside one of ``holes``: the one rule by
+    which a GeoJSON ROI's interior rings (napari (row, col), on ``mask``'s grid) are honoured.
+
+    Raises:
+        InvalidInputError: A hole with fewer than 3 vertices or non-finite ones.
+    """
+    if not len(holes):
+        return mask
+    cut = np.zeros(mask.shape, dtype=bool)
+    for ring in holes:
+        verts = _vertices(ring)
+        if verts.shape[0] < 3:
+            raise InvalidInputError(
+                f"a hole needs at least 3 vertices, got {verts.shape[0]}; redraw or delete it"
+            )
+        _fill_polygon(cut, verts)
+    return mask & ~cut
+
+
+def mask_from_rois(rois: Sequence[Any], image_shape: Sequence[int]) -> np.ndarray:
+    """The union of GeoJSON area ROIs (``io.geojson.Roi``), each with its holes cut out.
+
+    Each ROI's holes are its own: a hole of one region does not cut an overlapping other.
+
+    Raises:
+        InvalidInputError: As :func:`mask_from_shapes`, led by the ROI's ``source`` (its
+            file and feature) when it was read from one.
+    """
+    mask = np.zeros(_image_shape(image_shape), dtype=bool)
+    for roi in rois:
+        try:
+            part = mask_from_shapes([roi.data], roi.shape_type, image_shape)
+            mask |= cut_holes(part, roi.holes)
+        except InvalidInputError as error:
+            if not roi.source:
+                raise
+            raise InvalidInputError(f"{roi.source}: {error}") from error
     return mask
 
 

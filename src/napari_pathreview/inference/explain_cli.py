@@ -80,8 +80,8 @@ def _check_explain_args(args: argparse.Namespace) -> None:
     else:
         preflight.require_file(args.mias_info, "MIAS Info.txt")
     _check_threshold(args.threshold)
-    if args.out is not None:
-        preflight.output_file(args.out, overwrite=True)  # a report: every run rewrites it
+    if args.out is not None:  # a report: every run rewrites it; its folder made on writing
+        preflight.output_file(args.out, overwrite=True, create=False)
     preflight_card(args, [args.image])
 
 
@@ -100,7 +100,7 @@ def _check_evaluate_args(args: argparse.Namespace) -> None:
     for option in ("out", "per_image"):
         if getattr(args, option) is not None:
             flag = f"--{option.replace('_', '-')}"  # reports: every run rewrites them
-            preflight.output_file(getattr(args, option), flag, overwrite=True)
+            preflight.output_file(getattr(args, option), flag, overwrite=True, create=False)
     card = preflight_card(args, [])
     if card.modality != "mammogram" and not args.allow_modality_mismatch:
         raise InvalidInputError(

@@ -56,12 +56,15 @@ class Roi:
         shape_type: napari shape type: polygon, rectangle, ellipse, path or line.
         properties: Flat, JSON-able properties ("name", "classification", ...).
         holes: Interior rings of a polygon (row, col); napari cannot show them, QuPath can.
+        source: Where it was read from ("roi.geojson feature 3"), so that an error found
+            later, when it is drawn, names the file and feature; "" for ROIs made in memory.
     """
 
     data: np.ndarray
     shape_type: str = "polygon"
     properties: Mapping[str, Any] = field(default_factory=dict)
     holes: tuple[np.ndarray, ...] = ()
+    source: str = ""
 
 
 # No image is this large (whole slides reach ~2e5 px); beyond it a coordinate is corrupt.
@@ -126,7 +129,10 @@ def _geometry_rois(
     elif kind in ("LineString", "MultiLineString"):
         lines = [coords] if kind == "LineString" else list(coords or [])
         line_type = shape_type if shape_type in ("path", "line") else "path"
-        return [Roi(_ring_rc(line, where, origin), line_type, dict(props)) for line in lines]
+        return [
+            Roi(_ring_rc(line, where, origin), line_type, dict(props), source=where)
+            for line in lines
+        ]
     elif kind == "GeometryCollection":
         return [
             roi
@@ -143,7 +149,7 @@ def _geometry_rois(
         exterior = _ring_rc(polygon[0], where, origin)
         holes = tuple(_ring_rc(hole, where, origin) for hole in polygon[1:])
         kept = shape_type if shape_type in ("rectangle", "ellipse") else "polygon"
-        rois.append(Roi(_restore_shape(exterior, kept), kept, dict(props), holes))
+        rois.append(Roi(_restore_shape(exterior, kept), kept, dict(props), holes, where))
     return rois
 
 

@@ -89,6 +89,19 @@ def match_state(
     return {name: source[source_name].detach().contiguous() for name, source_name in pairs}
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
+"""What ``convert_checkpoint`` reads: PyTorch pickles (weights only) and safetensors."""
+
+
+def _checkpoints_in(folder: Path, shown: int = 3) -> str:
+    """The first checkpoints a folder holds, as ", e.g. a.pth or b.pt in it"; "" if none."""
+    try:
+        found = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    except OSError:  # an unreadable folder: the refusal itself still holds
+        return ""
+    return f", e.g. {' or '.join(found[:shown])} in it" if found else ""
+
+
 def convert_checkpoint(
     source: str | Path, arch: str, out: str | Path, overwrite: bool = False
 ) -> Path:
@@ -110,6 +123,11 @@ def convert_checkpoint(
     from napari_pathreview import preflight
 
     source = Path(source).expanduser()
+    if source.is_dir():
+        raise WeightsError(
+            f"{source} is a folder; give the checkpoint file to convert "
+            f"({', '.join(CHECKPOINT_SUFFIXES)}){_checkpoints_in(source)}"
+        )
     if not source.is_file():
         raise WeightsError(f"{source} does not exist")
     out = Path(out).expanduser()

@@ -184,37 +184,56 @@ def rois_mask(
             estimated from ``shape`` and ``scale``).
 
     Raises:
-        PatchError: an empty polygon, an unsupported shape, or an ROI wholly outside the image.
+        PatchError: an empty polygon or hole, an unsupported shape, or an ROI wholly outside
+            the image.
     """
-    from napari_pathreview.explain.masks import mask_from_shapes
+    from napari_pathreview.explain.masks import cut_holes
     from napari_pathreview.io.pixel_origin import resample_centres
 
     mask = np.zeros(shape, bool)
     for number, roi in enumerate(rois):
         label = f"{where} ROI {number}"
         if isinstance(roi, tuple | list) and len(roi) == 3:
-            row, col, radius = (float(v) for v in roi)
-            if radius <= 0:
-                raise PatchError(f"{label}: circle radius must be positive, got {roi[2]}")
-            corners = np.array([[row - radius, col - radius], [row + radius, col + radius]])
-            rr, cc = np.ogrid[: shape[0], : shape[1]]
-            centre_r, centre_c = resample_centres([row, col], scale)
-            part = (rr - centre_r) ** 2 + (cc - centre_c) ** 2 <= (radius * scale) ** 2
+            corners, part = _circle_mask(roi, shape, scale, label)
         else:
-            kind = getattr(roi, "shape_type", None)
             corners = np.asarray(getattr(roi, "data", ()), float)[:, -2:]
-            data = resample_centres(corners, scale)
-            if kind == "polygon":
-                part = _polygon_mask(data, shape, label)
-            elif kind in ("rectangle", "ellipse"):
-                part = mask_from_shapes([data], kind, shape)
-            else:
-                raise PatchError(f"{label}: a {kind!r} encloses no area; use polygons or ellipses")
+            part = _shape_mask(roi, resample_centres(corners, scale), shape, label)
         if not part.any():
             size = source_shape or tuple(round(n / scale) for n in shape)
             raise PatchError(f"{label} lies outside the image: {_outside(corners, size)}")
-        mask |= part
+        holes = [resample_centres(np.asarray(h, float), scale) for h in getattr(roi, "holes", ())]
+        try:
+            mask |= cut_holes(part, holes)  # a circle (a tuple) has none
+        except InvalidInputError as error:
+            raise PatchError(f"{label}: {error}") from error
     return mask
+
+
+def _circle_mask(
+    circle: Sequence[float], shape: tuple[int, int], scale: float, label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bounding corners in source pixels, mask) of a circle ``(row, col, radius)``."""
+    from napari_pathreview.io.pixel_origin import resample_centres
+
+    row, col, radius = (float(v) for v in circle)
+    if radius <= 0:
+        raise PatchError(f"{label}: circle radius must be positive, got {circle[2]}")
+    corners = np.array([[row - radius, col - radius], [row + radius, col + radius]])
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    centre_r, centre_c = resample_centres([row, col], scale)
+    return corners, (rr - centre_r) ** 2 + (cc - centre_c) ** 2 <= (radius * scale) ** 2
+
+
+def _shape_mask(roi: object, data: np.ndarray, shape: tuple[int, int], label: str) -> np.ndarray:
+    """The outline of a polygon, rectangle or ellipse ROI (resampled ``data``), filled."""
+    from napari_pathreview.explain.masks import mask_from_shapes
+
+    kind = getattr(roi, "shape_type", None)
+    if kind == "polygon":
+        return _polygon_mask(data, shape, label)
+    if kind in ("rectangle", "ellipse"):
+        return mask_from_shapes([data], kind, shape)
+    raise PatchError(f"{label}: a {kind!r} encloses no area; use polygons or ellipses")
 
 
 def _outside(points: np.ndarray, size: tuple[int, ...]) -> str:
