@@ -105,6 +105,7 @@ class AnalyzeWidget(QWidget):
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
+        _results.follow_colorbars(self.viewer)
         self.reset_choices()
         self._image_changed()
 
