@@ -102,6 +102,38 @@ def units_of(image_layer: Any) -> dict[str, Any]:
     return {} if units is None else {"units": units}
 
 
+def match_roi_units(viewer: Any, layer: Any, image_layer: Any) -> bool:
+    """Give an ROI layer still in napari's default units ("pixel") the units it is drawn in.
+
+    A Shapes or Labels layer made without units (``viewer.add_shapes()``, a script) beside a
+    µm- or mm-scaled image leaves napari's layers with inconsistent units: it warns again at
+    every later layer change and drops the scale bar's unit. On the image's grid (same scale)
+    the layer takes the image's units; at scale 1 (drawn in world coordinates) the world's, as
+    napari's own New Shapes button does. Where it is drawn does not change. Layers with units
+    of their own or on another grid are left alone, as are images: a tile without a pixel
+    size beside a µm image is a real inconsistency.
+
+    Returns:
+        Whether the layer's units were changed.
+    """
+    if image_layer is None or not is_roi_layer(layer):
+        return False
+    if any(str(unit) != "pixel" for unit in layer.units):
+        return False
+    scale = np.asarray(layer.scale[-2:], dtype=float)
+    if np.allclose(scale, np.asarray(image_layer.scale[-2:], dtype=float)):
+        units = units_of(image_layer).get("units")
+    elif np.allclose(scale, 1.0):
+        others = [other for other in viewer.layers if other.name != layer.name]  # proxies
+        units = viewer.layers.get_extent(others).units if others else None
+    else:
+        return False
+    if not units or len(units) < len(layer.units) or all(str(u) == "pixel" for u in units):
+        return False
+    layer.units = tuple(units)[-len(layer.units) :]
+    return True
+
+
 def _upsert_image(viewer: Any, name: str, data: np.ndarray, **kwargs: Any) -> Any:
     """Replace the data of the layer called ``name`` or add it; returns the layer.
 
