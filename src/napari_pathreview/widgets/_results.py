@@ -21,6 +21,8 @@ HEATMAP_COLORMAP = "turbo"
 #: low CAM values leave the H&E underneath untouched instead of darkening or tinting it.
 FADE_FRACTION = 0.25
 CAM_OPACITY = 0.7
+#: Result layers that are read through a colour bar (``metadata["pathreview"]["kind"]``).
+COLORBAR_KINDS = ("cam", "tile_probability")
 
 
 def is_image(layer: Any) -> bool:
@@ -100,6 +102,38 @@ def units_of(image_layer: Any) -> dict[str, Any]:
     return {} if units is None else {"units": units}
 
 
+def match_roi_units(viewer: Any, layer: Any, image_layer: Any) -> bool:
+    """Give an ROI layer still in napari's default units ("pixel") the units it is drawn in.
+
+    A Shapes or Labels layer made without units (``viewer.add_shapes()``, a script) beside a
+    µm- or mm-scaled image leaves napari's layers with inconsistent units: it warns again at
+    every later layer change and drops the scale bar's unit. On the image's grid (same scale)
+    the layer takes the image's units; at scale 1 (drawn in world coordinates) the world's, as
+    napari's own New Shapes button does. Where it is drawn does not change. Layers with units
+    of their own or on another grid are left alone, as are images: a tile without a pixel
+    size beside a µm image is a real inconsistency.
+
+    Returns:
+        Whether the layer's units were changed.
+    """
+    if image_layer is None or not is_roi_layer(layer):
+        return False
+    if any(str(unit) != "pixel" for unit in layer.units):
+        return False
+    scale = np.asarray(layer.scale[-2:], dtype=float)
+    if np.allclose(scale, np.asarray(image_layer.scale[-2:], dtype=float)):
+        units = units_of(image_layer).get("units")
+    elif np.allclose(scale, 1.0):
+        others = [other for other in viewer.layers if other.name != layer.name]  # proxies
+        units = viewer.layers.get_extent(others).units if others else None
+    else:
+        return False
+    if not units or len(units) < len(layer.units) or all(str(u) == "pixel" for u in units):
+        return False
+    layer.units = tuple(units)[-len(layer.units) :]
+    return True
+
+
 def _upsert_image(viewer: Any, name: str, data: np.ndarray, **kwargs: Any) -> Any:
     """Replace the data of the layer called ``name`` or add it; returns the layer.
 
@@ -161,7 +195,7 @@ def add_cam_layer(
 
     Translucent (not additive) blending with a colour map whose low end is clear: on bright
     H&E an additive inferno map is nearly invisible, and a dark low end hides the tissue.
-    A colour bar is shown so the colours can be read as values.
+    Its colour bar is shown while it is the map in view (:func:`sync_colorbars`).
     """
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
@@ -189,7 +223,7 @@ def add_cam_layer(
             }
         },
     )
-    layer.colorbar.visible = True
+    sync_colorbars(viewer)
     return layer
 
 
@@ -227,8 +261,59 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
             }
         },
     )
-    layer.colorbar.visible = True
+    sync_colorbars(viewer)
     return layer
+
+
+def _pathreview(layer: Any) -> dict[str, Any]:
+    return (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+
+
+def _map_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if _pathreview(layer).get("kind") in COLORBAR_KINDS]
+
+
+def colorbar_layer(viewer: Any) -> Any:
+    """The one map whose colour bar is shown, or None when no map is visible.
+
+    napari draws every layer's bar in the same corner without a title, so several bars
+    cannot be told apart: the bar belongs to the selected map, else to the selected image's
+    map, else to the topmost visible map (the one seen on top).
+    """
+    shown = [layer for layer in _map_layers(viewer) if layer.visible]
+    if not shown:
+        return None
+    active = getattr(viewer.layers.selection.active, "name", None)  # proxies: by name
+    selected = [layer for layer in shown if layer.name == active]
+    owned = [layer for layer in shown if _pathreview(layer).get("image") == active]
+    return (selected or owned or shown)[-1]
+
+
+def sync_colorbars(viewer: Any) -> None:
+    """Show the colour bar of :func:`colorbar_layer` only; hide every other map's bar."""
+    chosen = colorbar_layer(viewer)
+    name = None if chosen is None else chosen.name
+    for layer in _map_layers(viewer):
+        layer.colorbar.visible = layer.name == name
+
+
+def follow_colorbars(viewer: Any) -> None:
+    """Keep :func:`sync_colorbars` true as layers are selected, added, removed or hidden."""
+
+    def sync(*_: Any) -> None:
+        sync_colorbars(viewer)
+
+    def watch(event: Any) -> None:
+        event.value.events.visible.connect(sync)
+        sync()
+
+    for layer in viewer.layers:
+        layer.events.visible.connect(sync)
+    viewer.layers.events.inserted.connect(watch)
+    viewer.layers.events.removed.connect(sync)
+    viewer.layers.events.reordered.connect(sync)
+    viewer.layers.selection.events.active.connect(sync)
+    sync()
 
 
 def roi_events(layer: Any) -> list[Any]:

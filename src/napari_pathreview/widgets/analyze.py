@@ -104,7 +104,9 @@ class AnalyzeWidget(QWidget):
         layout.addStretch(1)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
+        _results.follow_colorbars(self.viewer)
         self.reset_choices()
         self._image_changed()
 
@@ -284,6 +286,10 @@ class AnalyzeWidget(QWidget):
                 return self.worker  # already on it (selection and queue both asked)
             self.cancel()
         return self.run()
+
+    def _layer_inserted(self, event: Any) -> None:
+        """An ROI layer added in pixels over the chosen image gets its units (napari warns)."""
+        _results.match_roi_units(self.viewer, event.value, self.image_layer)
 
     def _follow_active(self, *_: Any) -> None:
         """The selected image becomes the one to analyse (and runs, with auto-run on)."""

@@ -193,16 +193,13 @@ class ReviewWidget(QueueNavigation, QWidget):
             self.image_combo.value = active.name
 
     def _layer_inserted(self, event: Any) -> None:
-        """An ROI drawn while an image is under review belongs to that image."""
+        """An ROI drawn while an image is under review belongs to that image (and its units)."""
         layer, image = event.value, self.image_layer
         if image is None or not _results.is_roi_layer(layer):
             return
         if not _meta(layer) and state.roi_owner(layer) is None:
             state.tag_owner(layer, image.name)
-            units = _results.units_of(image).get("units")
-            same_grid = tuple(layer.scale[-2:]) == tuple(image.scale[-2:])
-            if units and same_grid and all(str(u) == "pixel" for u in layer.units):
-                layer.units = units  # napari shows no physical scale bar unless units agree
+        _results.match_roi_units(self.viewer, layer, image)
 
     # ------------------------------------------------------------ form state
     def form_state(self) -> state.FormState:

@@ -193,6 +193,8 @@ class PathReviewWorkspace(QWidget):
         """A slide's tile heat map, drawn as it was saved (``_session._placed``)."""
         from napari.utils.colormaps import Colormap
 
+        from napari_pathreview.widgets import _results
+
         colormap = Colormap(**entry["colormap"])
         layer = self.viewer.add_image(
             data,
@@ -208,7 +210,7 @@ class PathReviewWorkspace(QWidget):
             metadata={"pathreview": entry["metadata"]},
         )
         layer.visible = bool(entry.get("visible", True))
-        layer.colorbar.visible = True
+        _results.sync_colorbars(self.viewer)
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
         from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois

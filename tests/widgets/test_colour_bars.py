@@ -1,0 +1,61 @@
+"""Colour bars of CAM and tile-probability maps: one bar, the one for the map in view.
+
+napari draws every layer's colour bar in the same corner, without a title; with a CAM on each
+of two images the bars stacked and could not be told apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from napari_pathreview.widgets._results import add_cam_layer
+
+pytestmark = pytest.mark.viewer
+
+MALIGNANT = "breakhis/SOB_M_DC-14-2523-40-010.png"
+BENIGN = "breakhis/SOB_B_F-14-9133-40-001.png"
+
+
+def _two_cams(open_sample: Any, open_widget: Any) -> tuple[Any, list[Any], list[Any]]:
+    """Two BreaKHis images, each with its CAM, and the Analyze dock open."""
+    viewer, first = open_sample(MALIGNANT)
+    _, second = open_sample(BENIGN)
+    images = [first[0], second[0]]
+    open_widget(viewer, "Analyze")
+    rng = np.random.default_rng(0)
+    cams = [add_cam_layer(viewer, image, rng.random((23, 35))) for image in images]
+    return viewer, images, cams
+
+
+def _bars(viewer: Any) -> list[str]:
+    return [
+        layer.name
+        for layer in viewer.layers
+        if getattr(layer, "colorbar", None) and layer.colorbar.visible
+    ]
+
+
+def test_selecting_an_image_shows_only_its_own_map_s_colour_bar(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, images, cams = _two_cams(open_sample, open_widget)
+    for image, cam in zip(images, cams, strict=True):
+        viewer.layers.selection.active = image
+        assert _bars(viewer) == [cam.name]
+
+
+def test_hiding_or_removing_the_map_in_view_hands_the_colour_bar_to_the_one_left(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, images, cams = _two_cams(open_sample, open_widget)
+    viewer.layers.selection.active = cams[1]
+    assert _bars(viewer) == [cams[1].name]
+    cams[1].visible = False
+    assert _bars(viewer) == [cams[0].name]
+    viewer.layers.selection.active = images[1]  # its map is hidden: the visible one keeps the bar
+    assert _bars(viewer) == [cams[0].name]
+    viewer.layers.remove(cams[0])
+    assert _bars(viewer) == []
