@@ -140,3 +140,10 @@ def test_stain_benchmark_prints_what_a_failing_implementation_raised_under_the_t
     assert "nan" in out.split("broken-peer")[1].splitlines()[0]
     assert "broken-peer        128x96: LinAlgError: SVD did not converge" in out
 
+
+def test_slide_inference_benchmark_quick_keeps_the_sizes_given_explicitly() -> None:
+    parse = load("slide_inference").parse_args
+    args = parse(["--quick", "--edge", "2048", "--batch", "8"])
+    assert (args.edge, args.batch) == (2048, 8)  # given: kept
+    assert (args.input, args.repeats) == (64, 1)  # not given: --quick's
+    assert (parse([]).edge, parse([]).repeats) == (4096, 3)
