@@ -277,26 +277,54 @@ def _write_sparse_slide(path: Path, edge: int = 100_000, tissue_edge: int = 2048
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+#: The sizes a run takes unless given: full, and with --quick (explicit flags win over both).
+SIZES = {"edge": 4096, "input": 128, "batch": 32, "repeats": 3}
+QUICK_SIZES = {"edge": 1024, "input": 64, "batch": 16, "repeats": 1}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, with --edge/--input/--batch/--repeats filled from --quick's sizes or the
+    full ones only where they were not given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edge", type=int, default=4096, help="slide edge at 0.25 µm/px")
+
+    def size(flag: str, text: str) -> None:
+        key = flag.removeprefix("--")
+        parser.add_argument(
+            flag,
+            type=int,
+            default=None,
+            help=f"{text} (default {SIZES[key]}; {QUICK_SIZES[key]} with --quick)",
+        )
+
+    size("--edge", "slide edge at 0.25 µm/px")
     parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--input", type=int, default=128, help="model input side (px)")
+    size("--input", "model input side (px)")
     parser.add_argument("--um", type=float, default=0.5, help="model µm/px")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch", type=int, default=32)
+    size("--batch", "tiles per forward")
     parser.add_argument("--workers", type=int, default=4, help="tile reader threads")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (best of)")
+    size("--repeats", "interleaved repeats (best of)")
     parser.add_argument("--big", action="store_true", help="also the sparse 100k² slide")
-    parser.add_argument("--quick", action="store_true", help="a 1024² slide, 64 px, once")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller defaults: a 1024² slide, 64 px input, batch 16, once; "
+        "--edge/--input/--batch/--repeats given explicitly still win",
+    )
     parser.add_argument(
         "--tia-python",
         default=None,
         help="python of a venv with tiatoolbox (or $PATHREVIEW_TIA_PYTHON)",
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.edge, args.input, args.repeats, args.batch = 1024, 64, 1, 16
+    for key, value in (QUICK_SIZES if args.quick else SIZES).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     import os
 

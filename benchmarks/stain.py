@@ -146,8 +146,9 @@ def timed(fn: Callable[[], object]) -> float:
 
 def run_workload(
     calls: dict[str, Callable[[], object]], reps: int, slow_ms: float
-) -> dict[str, float]:
-    """Median ms per call, repeats interleaved; calls slower than ``slow_ms`` get fewer repeats."""
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Median ms per call (NaN for a call that raised), repeats interleaved; calls slower than
+    ``slow_ms`` get fewer repeats. Also returns what each failed call raised (``failure_note``)."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     failed: dict[str, str] = {}
     for rep in range(reps):
@@ -157,10 +158,50 @@ def run_workload(
             try:
                 times[name].append(timed(fn))
             except Exception as error:  # a peer failing on real tissue is a result, not a crash
-                failed[name] = type(error).__name__
+                failed[name] = failure_note(error)
     out = {n: statistics.median(t) for n, t in times.items() if t}
     out.update({n: float("nan") for n in failed})
-    return out
+    return out, failed
+
+
+def failure_note(error: BaseException, limit: int = 160) -> str:
+    """'LinAlgError: SVD did not converge': the exception's type and first line, shortened."""
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def time_workloads(
+    workloads: dict[str, np.ndarray],
+    peers: dict[tuple[str, str], Transform],
+    target: np.ndarray,
+    reps: int,
+    methods: tuple[str, ...] = ("reinhard", "macenko", "vahadane"),
+) -> tuple[dict[tuple[str, str], dict[str, float]], list[tuple[str, str, str, str]]]:
+    """Ours and every peer on every workload: the table of medians and the failures
+    (method, implementation, workload, note) behind its NaN cells."""
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    failures: list[tuple[str, str, str, str]] = []
+    for method in methods:
+        for label, data in workloads.items():
+            is_tiles = data.ndim == 4
+            calls = ours_calls(
+                method, target, None if is_tiles else data, data if is_tiles else None
+            )
+            for (m, name), fn in peers.items():
+                if m != method:
+                    continue
+                if is_tiles:
+                    calls[name] = lambda fn=fn, data=data: [fn(t) for t in data]
+                else:
+                    calls[name] = lambda fn=fn, data=data: fn(data)
+            medians, failed = run_workload(calls, reps, slow_ms=4000)
+            for name, ms in medians.items():
+                table.setdefault((method, name), {})[label] = ms
+            failures += [(method, name, label, note) for name, note in failed.items()]
+    return table, failures
 
 
 def probe(
@@ -253,23 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         f"cuda {torch.cuda.is_available()}"
     )
     print("skipped peers: " + (", ".join(skipped) or "none"))
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for method in ("reinhard", "macenko", "vahadane"):
-        for label, data in workloads.items():
-            is_tiles = data.ndim == 4
-            calls = ours_calls(
-                method, target, None if is_tiles else data, data if is_tiles else None
-            )
-            for (m, name), fn in peers.items():
-                if m != method:
-                    continue
-                if is_tiles:
-                    calls[name] = lambda fn=fn, data=data: [fn(t) for t in data]
-                else:
-                    calls[name] = lambda fn=fn, data=data: fn(data)
-            for name, ms in run_workload(calls, reps, slow_ms=4000).items():
-                table.setdefault((method, name), {})[label] = ms
+    table, failures = time_workloads(workloads, peers, target, reps)
     print_table(table, list(workloads))
+    print_failures(failures)
     print_ratios(table, list(workloads))
     print("\nprobe (blank / flat 224² tiles):")
     logging.getLogger("napari_pathreview").setLevel(
@@ -286,6 +313,15 @@ def print_table(table: dict, labels: list[str]) -> None:
     for (method, name), row in table.items():
         cells = " ".join(f"{row.get(lab, float('nan')):16.1f}" for lab in labels)
         print(f"{method:9s} {name:18s} {cells}")
+
+
+def print_failures(failures: list[tuple[str, str, str, str]]) -> None:
+    """Why a cell above reads nan (and its ratio n/a): what the implementation raised."""
+    if not failures:
+        return
+    print("failed while timed (nan above, n/a below):")
+    for method, name, label, note in failures:
+        print(f"  {method:9s} {name:18s} {label}: {note}")
 
 
 def print_ratios(table: dict, labels: list[str]) -> None:

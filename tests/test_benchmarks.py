@@ -117,3 +117,33 @@ def test_lesion_mil_benchmark_times_one_fold_model_beside_the_bare_encoder(tmp_p
     row = bench.bench(32, 1, films, tmp_path, repeats=1)
     assert row["patches"] == 225  # 15×15 patches of 64 px at stride 32 on a 512² film
     assert row["ours_s"] > 0 and row["bare_s"] > 0
+
+
+def test_stain_benchmark_prints_what_a_failing_implementation_raised_under_the_table(
+    capsys,
+) -> None:
+    stain = load("stain")
+    rng = np.random.default_rng(0)
+    target = rng.integers(40, 220, (64, 64, 3), dtype=np.uint8)
+    image = rng.integers(40, 220, (96, 128, 3), dtype=np.uint8)
+
+    def broken(_image: np.ndarray) -> np.ndarray:
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    peers = {("reinhard", "broken-peer"): broken}
+    table, failures = stain.time_workloads(
+        {"128x96": image}, peers, target, reps=1, methods=("reinhard",)
+    )
+    stain.print_table(table, ["128x96"])
+    stain.print_failures(failures)
+    out = capsys.readouterr().out
+    assert "nan" in out.split("broken-peer")[1].splitlines()[0]
+    assert "broken-peer        128x96: LinAlgError: SVD did not converge" in out
+
+
+def test_slide_inference_benchmark_quick_keeps_the_sizes_given_explicitly() -> None:
+    parse = load("slide_inference").parse_args
+    args = parse(["--quick", "--edge", "2048", "--batch", "8"])
+    assert (args.edge, args.batch) == (2048, 8)  # given: kept
+    assert (args.input, args.repeats) == (64, 1)  # not given: --quick's
+    assert (parse([]).edge, parse([]).repeats) == (4096, 3)

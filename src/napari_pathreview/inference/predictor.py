@@ -39,6 +39,7 @@ from napari_pathreview.preprocessing import (
     plan,
     size_warning,
 )
+from napari_pathreview.registry.card import decision_threshold
 
 __all__ = ["Prediction", "Predictor", "Progress"]
 
@@ -168,10 +169,8 @@ class Predictor:
 
     @property
     def threshold(self) -> float | None:
-        """The binary decision threshold (the card's, else 0.5), or None for argmax decisions."""
-        if len(self.classes) != 2:
-            return None
-        return 0.5 if self.card.threshold is None else float(self.card.threshold)
+        """The decision threshold (one rule: ``registry.card.decision_threshold``)."""
+        return decision_threshold(self.card, self.classes)
 
     # -- the forward path ----------------------------------------------------------------------
     def prepare(

@@ -300,6 +300,13 @@ def reading_tta(card: object, tta: str | None) -> str:
     return (getattr(card, "tta", None) or "none") if tta is None else tta
 
 
+def decision_threshold(card: Any, classes: Any) -> float | None:
+    """The binary decision threshold (the card's, else 0.5), or None for argmax decisions."""
+    if len(classes) != 2:
+        return None
+    return 0.5 if card.threshold is None else float(card.threshold)
+
+
 def tta_mismatch(card: ModelCard, tta: str) -> str | None:
     """Why decisions made with ``tta`` may be off for this card, or None when they are not.
 

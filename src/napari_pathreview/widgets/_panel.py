@@ -126,22 +126,53 @@ def result_texts(result: Any) -> tuple[str, str, str]:
 
     An uncertain output is not printed in bold: the decision reads "uncertain: <label>".
     """
-    probs = result.probabilities
-    threshold = result.prediction.threshold
-    label = str(result.prediction.label)
-    flags = uncertainty_flags(probs, threshold)
     if result.prediction.qc is None:
         qc = "QC: not run (histology only)" if result.card.modality != "histology" else ""
     else:
         qc = "QC: passed" if not result.warnings else "QC: " + "; ".join(result.warnings)
+    return _texts(
+        result.probabilities,
+        str(result.prediction.label),
+        result.prediction.threshold,
+        f"{result.model_name}@{result.model_version}",
+        qc,
+        result.card,
+        result.request.tta,
+    )
+
+
+def restored_texts(record: Mapping[str, Any], card: Any) -> tuple[str, str, str]:
+    """The panel's texts for a prediction restored (``_recall``), not computed by this run:
+    the decision line says where it came from, so it is never read as a fresh result."""
+    note = f"restored {record.get('restored', '')} (Run again for its CAM and quality check)"
+    return _texts(
+        record["probabilities"],
+        str(record["label"]),
+        record.get("threshold"),
+        f"{record['model_name']}@{record['model_version']}",
+        note,
+        card,
+        str((record.get("settings") or {}).get("tta", card.tta)),
+    )
+
+
+def _texts(
+    probs: Mapping[str, float],
+    label: str,
+    threshold: float | None,
+    model: str,
+    note: str,
+    card: Any,
+    tta: str,
+) -> tuple[str, str, str]:
+    flags = uncertainty_flags(probs, threshold)
     shown = html.escape(label)  # the decision line is rich text: a bare "<" would start a tag
     call = f"uncertain: {shown}" if flags else f"<b>{shown}</b>"
-    lines = (decision_text(probs, label, threshold), f"{result.model_name}@{result.model_version}")
-    rule, model = (html.escape(line) for line in lines)
-    decision = f"Decision: {call}<br>{rule}<br>{model} · {html.escape(qc)}"
-    mismatch = tta_mismatch(result.card, result.request.tta)
+    rule = html.escape(decision_text(probs, label, threshold))
+    decision = f"Decision: {call}<br>{rule}<br>{html.escape(model)} · {html.escape(note)}"
+    mismatch = tta_mismatch(card, tta)
     caveats = "\n".join(f"⚠ {flag}" for flag in [*flags, *([mismatch] if mismatch else [])])
-    return decision, caveats, "\n".join(metric_lines(result.card.metrics))
+    return decision, caveats, "\n".join(metric_lines(card.metrics))
 
 
 def roi_text(

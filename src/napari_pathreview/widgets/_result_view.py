@@ -38,13 +38,19 @@ class ResultView:
 
     def fill(self, result: Any) -> None:
         """Show an ``AnalysisResult``."""
-        probs = result.probabilities
+        self._show(result.probabilities, _panel.result_texts(result))
+
+    def fill_restored(self, record: Any, card: Any) -> None:
+        """Show a prediction restored from earlier (``_recall``), labelled as such."""
+        self._show(record["probabilities"], _panel.restored_texts(record, card))
+
+    def _show(self, probs: Any, texts: tuple[str, str, str]) -> None:
         self.table.setRowCount(len(probs))
         for row, (name, value) in enumerate(probs.items()):
             self.table.setItem(row, 0, QTableWidgetItem(name))
-            self.table.setItem(row, 1, QTableWidgetItem(f"{value:.3f}"))
+            self.table.setItem(row, 1, QTableWidgetItem(f"{float(value):.3f}"))
         self._fit_table()
-        for label, text in zip(self.widgets[1:], _panel.result_texts(result), strict=True):
+        for label, text in zip(self.widgets[1:], texts, strict=True):
             label.setText(text)
         fit_height(*self.widgets)
 

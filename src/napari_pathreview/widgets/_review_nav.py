@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import file_sha256
-from napari_pathreview.widgets import _results
+from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets._common import _Failed, guard_triton_import
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._queue import QUEUE_ORDER_CHOICES, WorkQueue, reviewed_hashes
@@ -56,7 +56,19 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
 
     data = [item for item in read_paths(str(path)) if item and item[0] is not None]
     hashes = {p: file_sha256(p) for p in {Path(path), *map(Path, to_hash)}}
-    return path, [Layer.create(*item) for item in data], hashes
+    layers = [Layer.create(*item) for item in data]
+    for layer in layers:  # the layer will be reused: its hash says which image it shows
+        if _results.is_image(layer):
+            _tag_sha256(layer, hashes[Path(path)])
+    return path, layers, hashes
+
+
+def _tag_sha256(layer: Any, sha256: str) -> None:
+    """Note the file's hash on an image layer (``_recall``: what a prediction is kept under)."""
+    meta = dict(layer.metadata.get("pathreview") or {})
+    meta[_recall.SHA_KEY] = sha256
+    with layer.events.metadata.blocker():  # the same image: nothing to reload
+        layer.metadata = {**layer.metadata, "pathreview": meta}
 
 
 def prepare_queue(
@@ -114,6 +126,7 @@ class QueueNavigation:
     loading: Any = None
     saving: bool = False  # a review is being written: navigation waits for it
     loaded_path: Path | None = None
+    prediction_memory: _recall.PredictionMemory | None = None  # shared with Analyze (workspace)
     _queue_layers: list[Any]
     _hashes: dict[Path, str]
 
@@ -337,6 +350,7 @@ class QueueNavigation:
         adopted = self._already_open(path)
         if adopted is not None:  # opened by hand or by a restored session: use that one
             self._replace_queue_layers([])
+            _tag_sha256(adopted, hashes[Path(path)])
             self._queue_layers = [adopted]
             self._show_image(adopted.name, path)
             return
@@ -365,6 +379,7 @@ class QueueNavigation:
             match = next((o for o in old if _reusable(o, new)), None)
             if match is not None:
                 old.remove(match)
+                self._remember_prediction(match)
                 _take_over(match, new)
                 shown.append(match)
             else:
@@ -383,6 +398,13 @@ class QueueNavigation:
             if meta.get("kind") and meta.get("image") and meta["image"] not in names:
                 layer.visible = False
         return shown
+
+    def _remember_prediction(self, layer: Any) -> None:
+        """Keep the prediction of the image leaving ``layer`` for when the reviewer comes back."""
+        meta = (layer.metadata or {}).get("pathreview") or {}
+        sha, prediction = _recall.image_sha256(layer), meta.get("prediction")
+        if self.prediction_memory is not None and sha and prediction:
+            self.prediction_memory.remember(sha, prediction)
 
     def _already_open(self, path: Path) -> Any:
         for layer in self.viewer.layers:

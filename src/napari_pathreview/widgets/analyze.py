@@ -42,7 +42,7 @@ from napari_pathreview.inference.heatmap import HeatmapStream
 from napari_pathreview.inference.mil_maps import MAP_KINDS
 from napari_pathreview.inference.slide_grid import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
-from napari_pathreview.widgets import _panel, _pixel_size, _results, _scale
+from napari_pathreview.widgets import _panel, _pixel_size, _recall, _results, _scale
 from napari_pathreview.widgets._common import (
     _Failed,
     _guarded,
@@ -68,7 +68,7 @@ NO_ROI = "(no ROI)"
 PREDICTED = "(predicted class)"
 
 
-class AnalyzeWidget(QWidget):
+class AnalyzeWidget(_recall.RecallsPredictions, QWidget):
     """Classify and explain the chosen image layer with a registered model.
 
     Args:
@@ -89,6 +89,7 @@ class AnalyzeWidget(QWidget):
         self._started = 0.0
         self._running_on: str | None = None
         self._delivered = False  # whether the current run's result reached the panel
+        self.memory = _recall.PredictionMemory()  # this session's predictions, by image
         self.catalog = CardCatalog()
         self._tta_set_for: str | None = None  # the model whose card last set the TTA choice
         self.pixel_size = _pixel_size.PixelSizeBox(self.viewer, lambda: self.image_layer)
@@ -228,6 +229,7 @@ class AnalyzeWidget(QWidget):
             )
             if own is not None:
                 self.roi_combo.value = own
+        self.recall_prediction()
 
     @property
     def image_layer(self) -> Any:
@@ -276,6 +278,7 @@ class AnalyzeWidget(QWidget):
         if name not in self.image_combo.choices:
             return None
         self.image_combo.value = name
+        self.recall_prediction()
         analysed = bool(
             (self.viewer.layers[name].metadata.get("pathreview") or {}).get("prediction")
         )
@@ -353,7 +356,8 @@ class AnalyzeWidget(QWidget):
             _start_thread=False,
         )
         self._stream = stream = HeatmapStream(self.viewer, layer, request.target_class)
-        worker.yielded.connect(lambda item, layer=layer: self._on_yield(item, layer, worker))
+        started = _recall.image_identity(layer)  # the queue may load another image into it
+        worker.yielded.connect(lambda item: self._on_yield(item, layer, worker, started))
         worker.finished.connect(lambda: self._on_finished(worker, stream))
         self._set_running(True)
         self._started = time.perf_counter()
@@ -387,10 +391,15 @@ class AnalyzeWidget(QWidget):
         if self._cancel.is_set() and self.status.text() in ("cancelling…", "starting…"):
             self.status.setText("cancelled")
 
-    def _on_yield(self, item: Any, layer: Any, worker: Any) -> None:
+    def _on_yield(self, item: Any, layer: Any, worker: Any, started: Any) -> None:
         if worker is not self.worker:  # a superseded run: its progress, tiles or result would
             return  # land in the newer run's bar, status and heat map
         try:
+            if isinstance(item, AnalysisResult) and _recall.image_identity(layer) != started:
+                # the queue put another image in the layer: kept for its own image instead
+                self.memory.remember(started[1], item.record())
+                self.status.setText("the image changed while it ran: its result is kept for it")
+                return
             self._handle(item, layer)
         except RuntimeError as error:  # the dock was closed while the run went on
             if "has been deleted" not in str(error):
@@ -440,10 +449,9 @@ class AnalyzeWidget(QWidget):
             self.image_combo.value = layer.name  # the panel names no image: the picker does
         self._watch_result_layer(layer)
         self.result, self.result_layer = result, layer
-        meta = dict(layer.metadata.get("pathreview") or {})
-        meta["prediction"] = result.record()
-        # assigning a new dict fires the layer's metadata event: the Review widget listens
-        layer.metadata = {**layer.metadata, "pathreview": meta}
+        record = result.record()
+        _recall.put_prediction(layer, record)  # fires the metadata event: Review listens
+        self.memory.remember(_recall.image_sha256(layer), record)
         stream = getattr(self, "_stream", None)
         if result.tiled is not None and stream is not None:
             stream.show(result.tiled)  # the streamed heatmap, complete (or a cache hit's)

@@ -25,7 +25,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets import _results
+from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
@@ -293,6 +293,17 @@ class ReviewWidget(QueueNavigation, QWidget):
             self.store().reviews(reviewer=reviewer), self.sha256_of(source)
         )
 
+    def stored_prediction(
+        self, sha256: str, model_ref: str, settings: dict[str, Any]
+    ) -> tuple[Any, str] | None:
+        """``_recall.stored_prediction`` read in the store thread; None if it cannot be read."""
+        try:
+            find = _recall.stored_prediction
+            return wait_in_store_thread(lambda: find(self.store(), sha256, model_ref, settings))
+        except Exception as error:  # noqa: BLE001 - notified; nothing is restored
+            notify_exception(error, "Stored prediction")
+            return None
+
     def _restore_roi(self, image: Any, geojson: Any) -> None:
         if not geojson:
             return
@@ -332,9 +343,10 @@ class ReviewWidget(QueueNavigation, QWidget):
     def _show_model_line(self) -> None:
         prediction = self.prediction()
         if prediction:
+            origin = prediction.get(_recall.RESTORED_KEY)
             self.model_line.value = (
                 f"{prediction['model_name']}@{prediction['model_version']}"
-                f" said {prediction['label']}"
+                f" said {prediction['label']}" + (f" ({origin})" if origin else "")
             )
         else:
             self.model_line.value = "no prediction (run Analyze); saved without agreement"

@@ -75,6 +75,9 @@ class PathReviewWorkspace(QWidget):
         for inner in (self.analyze, self.review):
             inner.setMaximumWidth(DOCK_WIDTH - 24)  # room for the vertical scroll bar
         self.review.image_opened.connect(self._queue_image_opened)
+        # an image the queue comes back to gets its earlier prediction again (widgets._recall)
+        self.review.prediction_memory = self.analyze.memory
+        self.analyze.stored_prediction = self.review.stored_prediction
 
     def _queue_image_opened(self, name: str) -> None:
         """The queue moved on: Analyze shows the same image (and runs it if asked to)."""
