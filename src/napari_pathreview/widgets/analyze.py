@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.explain.methods import CAM_METHOD_NAMES
-from napari_pathreview.explain.metrics import cam_is_empty, roi_scores
 from napari_pathreview.inference.analysis import (
     AnalysisCancelled,
     AnalysisProgress,
@@ -42,7 +41,7 @@ from napari_pathreview.inference.heatmap import HeatmapStream
 from napari_pathreview.inference.mil_maps import MAP_KINDS
 from napari_pathreview.inference.slide_grid import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
-from napari_pathreview.widgets import _panel, _pixel_size, _recall, _results, _scale
+from napari_pathreview.widgets import _pixel_size, _recall, _results, _scale
 from napari_pathreview.widgets._common import (
     _Failed,
     _guarded,
@@ -58,17 +57,17 @@ from napari_pathreview.widgets._models import CardCatalog, describe_card, model_
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
 from napari_pathreview.widgets._result_view import ResultView
 from napari_pathreview.widgets._review_state import own_roi_name
+from napari_pathreview.widgets._roi_scores import NO_ROI, ScoresAgainstRoi
 from napari_pathreview.widgets._stain_box import StainBox
 from napari_pathreview.widgets._two_film_box import TwoFilmBox
 
 logger = logging.getLogger(__name__)
 
 CAM_METHODS = CAM_METHOD_NAMES  # the one list (explain.methods); "none" is added in the combo
-NO_ROI = "(no ROI)"
 PREDICTED = "(predicted class)"
 
 
-class AnalyzeWidget(_recall.RecallsPredictions, QWidget):
+class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
     """Classify and explain the chosen image layer with a registered model.
 
     Args:
@@ -478,36 +477,3 @@ class AnalyzeWidget(_recall.RecallsPredictions, QWidget):
         cam = _results.cam_layer_of(self.viewer, layer) if layer is not None else None
         if cam is not None:
             cam.opacity = float(self.opacity.value)
-
-    # -------------------------------------------------------------------- ROI
-    def _watch_roi_layer(self, *_: Any) -> None:
-        if self._roi_layer is not None:
-            for event in _results.roi_events(self._roi_layer):
-                event.disconnect(self.update_roi_scores)
-            self._roi_layer = None
-        name = self.roi_combo.value
-        if name and name != NO_ROI and name in self.viewer.layers:
-            self._roi_layer = self.viewer.layers[name]
-            for event in _results.roi_events(self._roi_layer):
-                event.connect(self.update_roi_scores)
-        self.update_roi_scores()
-
-    def update_roi_scores(self, *_: Any) -> dict[str, float] | None:
-        """Recompute IoU and Dice of the shown CAM against the ROI layer."""
-        result, roi = self.result, self._roi_layer
-        if result is None or result.cam is None or roi is None or roi not in self.viewer.layers:
-            self.roi_scores = None
-            self.roi_label.setText("IoU / Dice: — (run with a CAM and pick an ROI layer)")
-            return None
-        try:
-            mask = _results.roi_mask(roi, self.result_layer)
-            scores = roi_scores(result.cam.cam, mask, float(self.threshold.value))
-        except Exception as error:  # noqa: BLE001 - shown as a notification
-            notify_exception(error, "ROI")
-            return None
-        self.roi_scores = scores
-        text = _panel.roi_text(
-            scores, float(self.threshold.value), roi.name, cam_is_empty(result.cam.cam)
-        )
-        self.roi_label.setText(text)
-        return scores

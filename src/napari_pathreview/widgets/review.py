@@ -29,13 +29,13 @@ from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
+from napari_pathreview.widgets._roi_scores import NO_ROI
 from napari_pathreview.widgets._scale import shapes_in_image_pixels
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
 logger = logging.getLogger(__name__)
 
-NO_ROI = "(no ROI)"
 DEFAULT_CLASSES = {
     "histology": ("benign", "malignant"),
     "mammogram": ("normal", "benign", "malignant"),
