@@ -43,6 +43,17 @@ def _shown(qtbot: Any, review: Any, path: Path) -> None:
     )
 
 
+def _queue_of_two(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> tuple[list[Path], Any, Any]:
+    """Two images queued in the Workspace dock, the first one shown."""
+    paths = _folder(tmp_path, 2)
+    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    workspace.review.load_queue(paths[0].parent)
+    _shown(qtbot, workspace.review, paths[0])
+    return paths, viewer, workspace
+
+
 def _analyse(qtbot: Any, analyze: Any) -> dict[str, Any]:
     analyze.run()
     qtbot.waitUntil(lambda: analyze.result is not None, timeout=60_000)
@@ -56,11 +67,8 @@ def _prediction(viewer: Any, name: str) -> dict[str, Any] | None:
 def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_this_session(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
-    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
     analyze, review = workspace.analyze, workspace.review
-    review.load_queue(paths[0].parent)
-    _shown(qtbot, review, paths[0])
     made = _analyse(qtbot, analyze)
     review.next_item()
     _shown(qtbot, review, paths[1])
@@ -82,11 +90,8 @@ def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_thi
 def test_the_next_image_never_shows_the_prediction_of_the_one_before(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
-    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
     analyze, review = workspace.analyze, workspace.review
-    review.load_queue(paths[0].parent)
-    _shown(qtbot, review, paths[0])
     _analyse(qtbot, analyze)
     review.next_item()
     _shown(qtbot, review, paths[1])
@@ -104,11 +109,8 @@ def test_a_prediction_of_another_model_is_not_restored(
     tmp_path: Path,
 ) -> None:
     other = register_model("tiny-histology-b", "histology", ["benign", "malignant"], seed=3)
-    paths = _folder(tmp_path, 2)
-    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
     analyze, review = workspace.analyze, workspace.review
-    review.load_queue(paths[0].parent)
-    _shown(qtbot, review, paths[0])
     analyze.model_combo.value = histology_model
     _analyse(qtbot, analyze)
     review.next_item()

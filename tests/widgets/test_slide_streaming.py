@@ -52,6 +52,17 @@ def _heatmap(viewer: Any) -> Any:
     return None
 
 
+def _slide_dock(make_napari_viewer: Any, open_widget: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """A viewer with a µm slide open and the Analyze dock on it, set to its model, no CAM."""
+    ref = _register_model_at_half_micron()
+    viewer = make_napari_viewer()
+    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.cam_method.value = "none"
+    return viewer, widget
+
+
 def test_heatmap_appears_at_start_and_fills_in_without_freezing_the_ui(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
@@ -104,12 +115,7 @@ def test_cancelling_a_slide_run_leaves_no_partial_heatmap(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
 ) -> None:
     """Unclassified cells are transparent, as low ones are: half a map reads as a finished one."""
-    ref = _register_model_at_half_micron()
-    viewer = make_napari_viewer()
-    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
-    widget = open_widget(viewer, "Analyze")
-    widget.model_combo.value = ref
-    widget.cam_method.value = "none"
+    viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path)
     widget.load_model = slow_loader(0.2)
     assert widget.run() is not None
     qtbot.waitUntil(lambda: _heatmap(viewer) is not None, timeout=120_000)
@@ -122,12 +128,7 @@ def test_cancelling_a_slide_run_leaves_no_partial_heatmap(
 def test_a_slide_run_shows_one_time_left_estimate(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
 ) -> None:
-    ref = _register_model_at_half_micron()
-    viewer = make_napari_viewer()
-    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
-    widget = open_widget(viewer, "Analyze")
-    widget.model_combo.value = ref
-    widget.cam_method.value = "none"
+    viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path)
     widget.load_model = slow_loader(0.05)
     statuses: list[str] = []
     worker = widget.run()
