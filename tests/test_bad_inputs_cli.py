@@ -90,3 +90,29 @@ def test_a_reader_that_stops_early_ends_the_command_without_traceback() -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports `head`'s writer
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+REFUSED_WITH_AN_OUTPUT = {
+    "review-export-missing-db": "review export --db {tmp}/missing.db --out {tmp}/new/manifest.csv",
+    "review-queue-missing-db": "review queue --db {tmp}/missing.db --out {tmp}/new/queue.csv",
+    "review-queue-no-model": "review queue {tmp} --out {tmp}/new/queue.csv",
+    "stain-fit-preset-of-another-method": (
+        "stain fit --preset breakhis --method macenko --out {tmp}/new/target.json"
+    ),
+}
+
+
+@pytest.mark.parametrize("command", REFUSED_WITH_AN_OUTPUT.values(), ids=REFUSED_WITH_AN_OUTPUT)
+def test_a_refused_command_leaves_no_folder_for_its_output(command, tmp_path) -> None:
+    """The output is checked first, but its folder is made only when the file is written."""
+    result = _run(*command.format(tmp=tmp_path).split())
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_stain_fit_makes_the_folder_of_its_out_when_it_writes(tmp_path) -> None:
+    out = tmp_path / "targets" / "breakhis.json"
+    result = _run("stain", "fit", "--preset", "breakhis", "--method", "reinhard", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()

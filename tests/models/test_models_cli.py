@@ -137,3 +137,25 @@ def test_import_of_a_pickle_exits_2_explaining_why(tmp_path: Path, capsys) -> No
 def test_bad_reference_exits_2(capsys) -> None:
     assert main(["models", "remove", "../etc@1"]) == 2
     assert "invalid model name" in capsys.readouterr().err
+
+
+def test_a_refused_export_leaves_no_folder_for_its_archive(registered, tmp_path: Path) -> None:
+    """Damaged weights are found after the destination is checked: the check makes nothing."""
+    (registered.folder("demo-histo") / "weights.safetensors").write_bytes(b"damaged")
+    archive = tmp_path / "exports" / "demo-histo.tar.gz"
+    assert main(["models", "export", "demo-histo", str(archive)]) == 2
+    assert not (tmp_path / "exports").exists()
+
+
+def test_a_refused_import_leaves_no_empty_registry_folder(tmp_path: Path, capsys) -> None:
+    registry = tmp_path / "new-registry"
+    missing = tmp_path / "missing.tar.gz"
+    assert main(["models", "--registry", str(registry), "import", str(missing)]) == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
+    assert not registry.exists()
+
+
+def test_listing_a_registry_folder_not_made_yet_says_it_is_empty(tmp_path: Path, capsys) -> None:
+    registry = tmp_path / "new-registry"
+    assert main(["models", "--registry", str(registry), "list"]) == 0
+    assert "pathreview demo" in capsys.readouterr().out and not registry.exists()

@@ -174,8 +174,10 @@ def _export(args: argparse.Namespace) -> int:
     suffix = archive_suffix(Path(args.dest))
     with reported_as(FORCE_FLAG):
         if suffix is not None:  # a folder so named fails only at the rename, naming the temp file
-            example = f"{card.name}-v{card.version}{suffix}"
-            preflight.output_file(args.dest, "the destination", example, overwrite=args.force)
+            example = f"{card.name}-v{card.version}{suffix}"  # its folder made on writing
+            preflight.output_file(
+                args.dest, "the destination", example, overwrite=args.force, create=False
+            )
         path = registry.export(name, card.version, args.dest, overwrite=args.force)
     print(f"exported {card.ref} to {path}")
     return 0

@@ -67,7 +67,8 @@ class ModelRegistry:
     """Registered models under ``root`` (default ``pathreview_home()/"models"``).
 
     Args:
-        root: Registry folder; created if absent.
+        root: Registry folder; created by the first model written to it (a refused import
+            leaves no empty registry behind).
     """
 
     def __init__(self, root: str | Path | None = None) -> None:
@@ -76,7 +77,6 @@ class ModelRegistry:
 
             root = pathreview_home() / "models"
         self.root = Path(root).expanduser()
-        self.root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -84,6 +84,8 @@ class ModelRegistry:
     # -- reading -------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """Registered model names, sorted."""
+        if not self.root.exists():  # nothing written yet
+            return []
         return sorted(
             p.name
             for p in self.root.iterdir()
@@ -276,9 +278,10 @@ class ModelRegistry:
 
         Returns (name, version). Pickles are refused; the weights must match the card's SHA-256.
         """
-        from napari_pathreview.registry.transfer import unpack_model
+        from napari_pathreview.registry.transfer import check_model_source, unpack_model
         from napari_pathreview.registry.verify import verify_loadable
 
+        check_model_source(Path(path))  # refused before the registry's folders are made
         staging = self._staging()
         try:
             try:

@@ -87,6 +87,25 @@ def _write_archive(folder: Path, stem: str, dest: Path) -> Path:
     return dest
 
 
+def check_model_source(source: Path) -> None:
+    """Refuse what cannot be an exported model by its name alone: a missing path, a pickle,
+    a file that is not a ``.tar``/``.tar.gz`` archive.
+
+    Raises:
+        WeightsError: a pickle.
+        InvalidInputError: a missing path, or a file of another kind.
+    """
+    if not source.exists():
+        raise InvalidInputError(f"{source} does not exist")
+    if source.is_file() and source.suffix.lower() in PICKLE_SUFFIXES:
+        raise model_pickle_refusal(source)
+    if not source.is_dir() and not is_archive(source):
+        raise InvalidInputError(
+            f"{source} is neither a model folder nor a .tar/.tar.gz archive made by "
+            "`pathreview models export`"
+        )
+
+
 def unpack_model(source: Path, staging: Path) -> ModelCard:
     """Copy an exported model into ``staging`` and return its verified card.
 
@@ -94,19 +113,11 @@ def unpack_model(source: Path, staging: Path) -> ModelCard:
         WeightsError: a pickle instead of safetensors, or weights that fail the card's SHA-256.
         InvalidInputError: not a model folder/archive, or an archive with unsafe members.
     """
-    if not source.exists():
-        raise InvalidInputError(f"{source} does not exist")
-    if source.is_file() and source.suffix.lower() in PICKLE_SUFFIXES:
-        raise model_pickle_refusal(source)
+    check_model_source(source)
     if source.is_dir():
         _copy_folder(source, staging)
-    elif is_archive(source):
-        _extract_archive(source, staging)
     else:
-        raise InvalidInputError(
-            f"{source} is neither a model folder nor a .tar/.tar.gz archive made by "
-            "`pathreview models export`"
-        )
+        _extract_archive(source, staging)
     card = read_card(staging)
     try:
         verified_weights(staging, card)

@@ -134,7 +134,8 @@ def _export(args: argparse.Namespace) -> int:
     from napari_pathreview.review.store import ReviewStore
 
     with reported_as(FORCE_FLAG):  # reviews change: an earlier export cannot be made again
-        preflight.output_file(args.out, example="manifest.csv", overwrite=args.force)
+        # its folder is made by the export itself, once the database has opened
+        preflight.output_file(args.out, example="manifest.csv", overwrite=args.force, create=False)
     with ReviewStore(args.db, create=False) as store:
         path = store.export_manifest(args.out, args.disagreement_weight, **_filters(args))
         n_rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
@@ -156,8 +157,9 @@ def _queue(args: argparse.Namespace) -> int:
     from napari_pathreview.review.queue_source import queue_paths
     from napari_pathreview.review.store import ReviewStore
 
-    # a report ordered afresh on every run; a folder is refused before the model runs
-    preflight.output_file(args.out, example="queue.csv", overwrite=True)
+    # a report ordered afresh on every run; a folder is refused before the model runs, and
+    # the CSV's folder is made only when it is written
+    preflight.output_file(args.out, example="queue.csv", overwrite=True, create=False)
     model, rois = args.model, None
     if args.source is not None and model is None:
         raise InvalidInputError("review queue: give --model with a folder or CSV of images")

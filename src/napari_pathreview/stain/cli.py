@@ -87,7 +87,7 @@ def _fit(args: argparse.Namespace) -> int:
     from napari_pathreview.stain.base import StainFitError
 
     with reported_as(FORCE_FLAG):  # a bad or existing --out fails before the images are read
-        out = preflight.output_file(args.out, overwrite=args.force)
+        out = preflight.output_file(args.out, overwrite=args.force, create=False)
     if args.preset:
         if args.method != "reinhard":
             raise InvalidInputError("--preset breakhis is a Reinhard target; use --method reinhard")
@@ -106,6 +106,7 @@ def _fit(args: argparse.Namespace) -> int:
             ) from None
         logger.info("fitted %s on %d image(s)", args.method, len(used))
     state = normalizer.to_dict()
+    out.parent.mkdir(parents=True, exist_ok=True)  # only now: a refused fit leaves no folder
     out.write_text(json.dumps(state, indent=2), encoding="utf-8")
     print(json.dumps(state))
     return 0
