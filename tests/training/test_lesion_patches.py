@@ -197,3 +197,19 @@ def test_qupath_roi_on_a_pyramid_marks_the_lesion_at_the_training_resolution(tmp
     lesion = prepared.pixels[..., 1] < 100
     overlap = (lesion & prepared.roi_mask).sum() / (lesion | prepared.roi_mask).sum()
     assert overlap > 0.95
+
+
+def test_a_bad_roi_from_a_geojson_file_is_named_by_its_file_and_feature(tmp_path: Path):
+    """The ROI number counts the shapes kept for the image; the reader edits a feature of a file."""
+    inside = [[[10, 10], [30, 10], [30, 30], [10, 30], [10, 10]]]
+    outside = [[[500, 500], [560, 500], [560, 540], [500, 540], [500, 500]]]
+    features = [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": c}}
+        for c in (inside, outside)
+    ]
+    path = tmp_path / "slide7.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    rois = geojson_rois(str(path), tmp_path, "slide7.png")
+    with pytest.raises(PatchError) as refused:
+        rois_mask(rois, (100, 200), 0.5, "slide7.png")
+    assert str(refused.value).startswith(f"slide7.png ROI 1 ({path} feature 1) lies outside")

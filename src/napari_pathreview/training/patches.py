@@ -179,7 +179,8 @@ def rois_mask(
             ``i`` centred on ``i``).
         shape: (rows, cols) of the resampled image.
         scale: resampled pixels per source pixel.
-        where: the image, named in errors and warnings.
+        where: the image, named in errors and warnings (with an ROI's ``source``, the
+            GeoJSON file and feature it was read from, when it has one).
         source_shape: (rows, cols) of the file, named when an ROI lies outside it (else
             estimated from ``shape`` and ``scale``).
 
@@ -192,7 +193,8 @@ def rois_mask(
 
     mask = np.zeros(shape, bool)
     for number, roi in enumerate(rois):
-        label = f"{where} ROI {number}"
+        source = getattr(roi, "source", "")  # a GeoJSON ROI's file and feature
+        label = f"{where} ROI {number}" + (f" ({source})" if source else "")
         if isinstance(roi, tuple | list) and len(roi) == 3:
             corners, part = _circle_mask(roi, shape, scale, label)
         else:
