@@ -123,6 +123,48 @@ def test_a_prediction_of_another_model_is_not_restored(
     assert review.model_line.value.startswith("no prediction")
 
 
+def _away_and_back(qtbot: Any, review: Any, paths: list[Path], change: Any) -> None:
+    """Next, ``change`` the Analyze form while the other image is shown, then Prev."""
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    change()
+    review.previous_item()
+    _shown(qtbot, review, paths[0])
+
+
+def test_a_prediction_comes_back_when_only_the_cam_method_changed(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze = workspace.analyze
+    analyze.cam_method.value = "gradcam"
+    made = _analyse(qtbot, analyze)
+
+    def other_cam() -> None:
+        analyze.cam_method.value = "none"
+
+    _away_and_back(qtbot, workspace.review, paths, other_cam)
+    again = _prediction(viewer, "case_0")
+    assert again is not None and again["label"] == made["label"]
+    assert again["restored"] == "from earlier this session"
+
+
+def test_a_prediction_made_with_other_tta_is_not_restored(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze = workspace.analyze
+    analyze.tta.value = "none"
+    _analyse(qtbot, analyze)
+
+    def other_tta() -> None:
+        analyze.tta.value = "flips"
+
+    _away_and_back(qtbot, workspace.review, paths, other_tta)
+    assert _prediction(viewer, "case_0") is None
+    assert analyze.table.rowCount() == 0
+
+
 def test_a_prediction_saved_with_a_review_comes_back_next_day_labelled_stored(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
@@ -191,3 +233,4 @@ def test_memory_offers_a_prediction_only_for_its_image_model_version_and_setting
     assert memory.recall("sha-b", "m@2", settings) is None  # another image
     assert memory.recall("sha-a", "m@1", settings) is None  # another version
     assert memory.recall("sha-a", "m@2", {**settings, "tta": "flips"}) is None  # other settings
+    assert memory.recall("sha-a", "m@2", {**settings, "cam_method": "eigencam"}) is record
