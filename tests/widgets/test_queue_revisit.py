@@ -100,6 +100,20 @@ def test_the_next_image_never_shows_the_prediction_of_the_one_before(
     assert review.model_line.value.startswith("no prediction")
 
 
+def test_the_status_line_is_cleared_with_the_panel_when_the_queue_moves_on(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, _viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze, review = workspace.analyze, workspace.review
+    analyze.auto_run.value = False
+    _analyse(qtbot, analyze)
+    assert analyze.status.text().startswith("done in")
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    assert analyze.table.rowCount() == 0
+    assert analyze.status.text() == ""
+
+
 def test_a_prediction_of_another_model_is_not_restored(
     qtbot: Any,
     make_napari_viewer: Any,
