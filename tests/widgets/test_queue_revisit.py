@@ -64,6 +64,15 @@ def _prediction(viewer: Any, name: str) -> dict[str, Any] | None:
     return viewer.layers[name].metadata["pathreview"].get("prediction")
 
 
+def _away_and_back(qtbot: Any, review: Any, paths: list[Path], change: Any) -> None:
+    """Next, ``change`` the Analyze form while the other image is shown, then Prev."""
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    change()
+    review.previous_item()
+    _shown(qtbot, review, paths[0])
+
+
 def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_this_session(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
@@ -85,6 +94,24 @@ def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_thi
     saved = workspace.save_session(tmp_path / "s.session.json")
     entry = json.loads(saved.read_text())["layers"][0]
     assert entry["name"] == "case_0" and entry["prediction"]["label"] == made["label"]
+
+
+def test_a_prediction_reopened_from_a_session_is_labelled_from_the_saved_session(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, _viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    review = workspace.review
+    made = _analyse(qtbot, workspace.analyze)
+    _away_and_back(qtbot, review, paths, lambda: None)  # restored from earlier this session
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+    assert "from earlier this session" not in saved.read_text()
+
+    viewer, workspace = _workspace(make_napari_viewer, open_widget)  # the next day
+    assert workspace.restore_session(saved)
+    _shown(qtbot, workspace.review, paths[0])
+    again = _prediction(viewer, "case_0")
+    assert again["label"] == made["label"] and again["restored"] == "from the saved session"
+    assert workspace.review.model_line.value.endswith("(from the saved session)")
 
 
 def test_the_next_image_never_shows_the_prediction_of_the_one_before(
@@ -135,15 +162,6 @@ def test_a_prediction_of_another_model_is_not_restored(
     assert _prediction(viewer, "case_0") is None
     assert analyze.table.rowCount() == 0
     assert review.model_line.value.startswith("no prediction")
-
-
-def _away_and_back(qtbot: Any, review: Any, paths: list[Path], change: Any) -> None:
-    """Next, ``change`` the Analyze form while the other image is shown, then Prev."""
-    review.next_item()
-    _shown(qtbot, review, paths[1])
-    change()
-    review.previous_item()
-    _shown(qtbot, review, paths[0])
 
 
 def test_a_prediction_comes_back_when_only_the_cam_method_changed(

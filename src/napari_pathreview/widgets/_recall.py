@@ -21,6 +21,7 @@ from napari_pathreview.registry.card import decision_threshold
 
 SESSION = "from earlier this session"
 STORED = "stored in the review database"
+SAVED = "from the saved session"  # reopened from a session file (another day, perhaps)
 #: The key of a restored prediction (and of the queue's image hash) in the plugin metadata.
 RESTORED_KEY, SHA_KEY = "restored", "sha256"
 
@@ -57,6 +58,19 @@ def same_prediction_settings(recorded: Mapping[str, Any], chosen: Mapping[str, A
 def restored(record: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """A copy of ``record`` marked as restored ``origin`` (SESSION or STORED), not fresh."""
     return {**record, RESTORED_KEY: origin}
+
+
+def for_session(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``record`` as a session file keeps it: without its origin, which reads wrongly the day
+    the session is reopened (that origin is ``SAVED``: :func:`from_session`)."""
+    if not record:
+        return None
+    return {k: v for k, v in record.items() if k != RESTORED_KEY}
+
+
+def from_session(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A prediction read back from a session file, labelled so (it is not a fresh run)."""
+    return restored(record, SAVED)
 
 
 def from_stored(row: Any, db_key: str, card: Any) -> dict[str, Any]:
