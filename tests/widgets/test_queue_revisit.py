@@ -266,3 +266,36 @@ def test_memory_offers_a_prediction_only_for_its_image_model_version_and_setting
     assert memory.recall("sha-a", "m@1", settings) is None  # another version
     assert memory.recall("sha-a", "m@2", {**settings, "tta": "flips"}) is None  # other settings
     assert memory.recall("sha-a", "m@2", {**settings, "cam_method": "eigencam"}) is record
+
+
+def test_a_cam_stays_with_its_file_when_the_next_file_has_the_same_name(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    from napari_pathreview.widgets._results import cam_layer_of
+
+    rng = np.random.default_rng(7)
+    paths = []
+    for folder in ("left", "right"):  # two files called x.png: both layers are named "x"
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "x.png"
+        Image.fromarray(rng.integers(60, 200, (48, 48, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    manifest = tmp_path / "queue.csv"
+    manifest.write_text("path\n" + "".join(f"{p}\n" for p in paths))
+    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    analyze, review = workspace.analyze, workspace.review
+    analyze.auto_run.value = False
+    analyze.cam_method.value = "gradcam"
+    review.load_queue(manifest)
+    _shown(qtbot, review, paths[0])
+    _analyse(qtbot, analyze)
+    assert cam_layer_of(viewer, viewer.layers["x"]).visible
+
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    assert cam_layer_of(viewer, viewer.layers["x"]) is None  # left/x.png's CAM is not this one's
+    assert not any(
+        layer.visible
+        for layer in viewer.layers
+        if (layer.metadata.get("pathreview") or {}).get("kind") == "cam"
+    )
