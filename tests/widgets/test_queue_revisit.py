@@ -64,6 +64,15 @@ def _prediction(viewer: Any, name: str) -> dict[str, Any] | None:
     return viewer.layers[name].metadata["pathreview"].get("prediction")
 
 
+def _away_and_back(qtbot: Any, review: Any, paths: list[Path], change: Any) -> None:
+    """Next, ``change`` the Analyze form while the other image is shown, then Prev."""
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    change()
+    review.previous_item()
+    _shown(qtbot, review, paths[0])
+
+
 def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_this_session(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
@@ -87,6 +96,24 @@ def test_coming_back_to_an_analysed_image_shows_its_prediction_labelled_from_thi
     assert entry["name"] == "case_0" and entry["prediction"]["label"] == made["label"]
 
 
+def test_a_prediction_reopened_from_a_session_is_labelled_from_the_saved_session(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, _viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    review = workspace.review
+    made = _analyse(qtbot, workspace.analyze)
+    _away_and_back(qtbot, review, paths, lambda: None)  # restored from earlier this session
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+    assert "from earlier this session" not in saved.read_text()
+
+    viewer, workspace = _workspace(make_napari_viewer, open_widget)  # the next day
+    assert workspace.restore_session(saved)
+    _shown(qtbot, workspace.review, paths[0])
+    again = _prediction(viewer, "case_0")
+    assert again["label"] == made["label"] and again["restored"] == "from the saved session"
+    assert workspace.review.model_line.value.endswith("(from the saved session)")
+
+
 def test_the_next_image_never_shows_the_prediction_of_the_one_before(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
@@ -98,6 +125,20 @@ def test_the_next_image_never_shows_the_prediction_of_the_one_before(
     assert _prediction(viewer, "case_1") is None
     assert analyze.table.rowCount() == 0
     assert review.model_line.value.startswith("no prediction")
+
+
+def test_the_status_line_is_cleared_with_the_panel_when_the_queue_moves_on(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, _viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze, review = workspace.analyze, workspace.review
+    analyze.auto_run.value = False
+    _analyse(qtbot, analyze)
+    assert analyze.status.text().startswith("done in")
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    assert analyze.table.rowCount() == 0
+    assert analyze.status.text() == ""
 
 
 def test_a_prediction_of_another_model_is_not_restored(
@@ -121,6 +162,39 @@ def test_a_prediction_of_another_model_is_not_restored(
     assert _prediction(viewer, "case_0") is None
     assert analyze.table.rowCount() == 0
     assert review.model_line.value.startswith("no prediction")
+
+
+def test_a_prediction_comes_back_when_only_the_cam_method_changed(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze = workspace.analyze
+    analyze.cam_method.value = "gradcam"
+    made = _analyse(qtbot, analyze)
+
+    def other_cam() -> None:
+        analyze.cam_method.value = "none"
+
+    _away_and_back(qtbot, workspace.review, paths, other_cam)
+    again = _prediction(viewer, "case_0")
+    assert again is not None and again["label"] == made["label"]
+    assert again["restored"] == "from earlier this session"
+
+
+def test_a_prediction_made_with_other_tta_is_not_restored(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    paths, viewer, workspace = _queue_of_two(qtbot, make_napari_viewer, open_widget, tmp_path)
+    analyze = workspace.analyze
+    analyze.tta.value = "none"
+    _analyse(qtbot, analyze)
+
+    def other_tta() -> None:
+        analyze.tta.value = "flips"
+
+    _away_and_back(qtbot, workspace.review, paths, other_tta)
+    assert _prediction(viewer, "case_0") is None
+    assert analyze.table.rowCount() == 0
 
 
 def test_a_prediction_saved_with_a_review_comes_back_next_day_labelled_stored(
@@ -191,3 +265,37 @@ def test_memory_offers_a_prediction_only_for_its_image_model_version_and_setting
     assert memory.recall("sha-b", "m@2", settings) is None  # another image
     assert memory.recall("sha-a", "m@1", settings) is None  # another version
     assert memory.recall("sha-a", "m@2", {**settings, "tta": "flips"}) is None  # other settings
+    assert memory.recall("sha-a", "m@2", {**settings, "cam_method": "eigencam"}) is record
+
+
+def test_a_cam_stays_with_its_file_when_the_next_file_has_the_same_name(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
+) -> None:
+    from napari_pathreview.widgets._results import cam_layer_of
+
+    rng = np.random.default_rng(7)
+    paths = []
+    for folder in ("left", "right"):  # two files called x.png: both layers are named "x"
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "x.png"
+        Image.fromarray(rng.integers(60, 200, (48, 48, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    manifest = tmp_path / "queue.csv"
+    manifest.write_text("path\n" + "".join(f"{p}\n" for p in paths))
+    viewer, workspace = _workspace(make_napari_viewer, open_widget)
+    analyze, review = workspace.analyze, workspace.review
+    analyze.auto_run.value = False
+    analyze.cam_method.value = "gradcam"
+    review.load_queue(manifest)
+    _shown(qtbot, review, paths[0])
+    _analyse(qtbot, analyze)
+    assert cam_layer_of(viewer, viewer.layers["x"]).visible
+
+    review.next_item()
+    _shown(qtbot, review, paths[1])
+    assert cam_layer_of(viewer, viewer.layers["x"]) is None  # left/x.png's CAM is not this one's
+    assert not any(
+        layer.visible
+        for layer in viewer.layers
+        if (layer.metadata.get("pathreview") or {}).get("kind") == "cam"
+    )

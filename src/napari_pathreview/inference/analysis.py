@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,6 +78,18 @@ class AnalysisRequest:
             "tiled": self.tiled,
             "slide_mode": self.slide_mode,
         }
+
+
+#: The recorded settings that change a prediction's probabilities (and so its decision): the
+#: views averaged (TTA), the stain normalisation (method, or a user target's fitted state) and
+#: how a large image is tiled. Device, QC (it only flags), CAM method and target class do not.
+PREDICTION_SETTINGS = ("tta", "stain", "tiled", "slide_mode")
+
+
+def prediction_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of recorded ``settings`` (:meth:`AnalysisRequest.settings`) that makes the
+    prediction: two runs agreeing on it give the same probabilities, whatever they explained."""
+    return {key: settings.get(key) for key in PREDICTION_SETTINGS}
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ No Qt here. The work queue shows every image in one reused layer, so a layer's m
 only the prediction of the image shown now: coming back to an image used to find none, and
 the Review form and a saved session recorded ``null``. A prediction is kept (or found in the
 review database) under the image file's sha256 and the model and settings that made it, and
-is offered back only for that same image, model version and settings — never another
-image's, nor one of a model or settings other than those chosen now. It comes back labelled
+is offered back only for that same image, model version and the settings that make the
+prediction (``analysis.prediction_settings``) — never another image's, nor one of a model or
+such settings other than those chosen now. It comes back labelled
 with where it came from, so nobody mistakes it for a fresh run.
 """
 
@@ -15,10 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.analysis import prediction_settings
 from napari_pathreview.registry.card import decision_threshold
 
 SESSION = "from earlier this session"
 STORED = "stored in the review database"
+SAVED = "from the saved session"  # reopened from a session file (another day, perhaps)
 #: The key of a restored prediction (and of the queue's image hash) in the plugin metadata.
 RESTORED_KEY, SHA_KEY = "restored", "sha256"
 
@@ -40,14 +43,34 @@ def image_identity(layer: Any) -> tuple[str | None, str | None]:
 
 
 def made_by(record: Mapping[str, Any], model_ref: str, settings: Mapping[str, Any]) -> bool:
-    """Whether prediction ``record`` was made by ``model_ref`` (name@version) with ``settings``."""
+    """Whether prediction ``record`` was made by ``model_ref`` (name@version) with the settings
+    that make a prediction (``prediction_settings``: a CAM method or device of its own does not
+    change it)."""
     ref = f"{record.get('model_name')}@{record.get('model_version')}"
-    return ref == model_ref and dict(record.get("settings") or {}) == dict(settings)
+    return ref == model_ref and same_prediction_settings(record.get("settings") or {}, settings)
+
+
+def same_prediction_settings(recorded: Mapping[str, Any], chosen: Mapping[str, Any]) -> bool:
+    """Whether ``recorded`` and ``chosen`` settings give the same probabilities."""
+    return prediction_settings(recorded) == prediction_settings(chosen)
 
 
 def restored(record: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """A copy of ``record`` marked as restored ``origin`` (SESSION or STORED), not fresh."""
     return {**record, RESTORED_KEY: origin}
+
+
+def for_session(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``record`` as a session file keeps it: without its origin, which reads wrongly the day
+    the session is reopened (that origin is ``SAVED``: :func:`from_session`)."""
+    if not record:
+        return None
+    return {k: v for k, v in record.items() if k != RESTORED_KEY}
+
+
+def from_session(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A prediction read back from a session file, labelled so (it is not a fresh run)."""
+    return restored(record, SAVED)
 
 
 def from_stored(row: Any, db_key: str, card: Any) -> dict[str, Any]:
@@ -126,7 +149,7 @@ def stored_prediction(
     """The latest prediction ``store`` holds of image ``sha256`` by ``model_ref`` with
     ``settings``, and the store's key (for ``store_id``); None when there is none."""
     rows = store.predictions(sha256, model=model_ref)
-    same = [row for row in rows if dict(row.settings) == dict(settings)]
+    same = [row for row in rows if same_prediction_settings(row.settings, settings)]
     return (same[-1], str(store.url)) if same else None
 
 

@@ -7,7 +7,8 @@ a coarse pixel, so pixel centres line up in world coordinates whatever the pyram
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,11 +156,43 @@ def cam_layer_name(image_layer: Any, method: str = "cam", target: str = "") -> s
     return f"CAM {what} · {image_layer.name}"
 
 
+#: Result-layer metadata keys naming the file their image showed (the layer's own
+#: ``source_path`` and ``sha256``): a queue reuses one layer, and two files of one name in
+#: different folders give layers of the same name.
+_IDENTITY = {"image_source": "source_path", "image_sha256": "sha256"}
+
+
+def image_ref(image_layer: Any) -> dict[str, Any]:
+    """The metadata that ties a result layer to ``image_layer``: its name and its file."""
+    meta = (getattr(image_layer, "metadata", {}) or {}).get("pathreview") or {}
+    return {"image": image_layer.name, **{k: meta.get(v) for k, v in _IDENTITY.items()}}
+
+
+def belongs_to(meta: Mapping[str, Any], image_layer: Any) -> bool:
+    """Whether result metadata ``meta`` is ``image_layer``'s: same name and, where both sides
+    know it, the same file (a leftover CAM of another file of that name is not)."""
+    now = image_ref(image_layer)
+    if meta.get("image") != now["image"]:
+        return False
+    was_sha, was_path = meta.get("image_sha256"), meta.get("image_source")
+    if was_sha and now["image_sha256"]:
+        return bool(was_sha == now["image_sha256"])
+    if was_path and now["image_source"]:  # one file opened by two spellings of its path
+        return Path(was_path).resolve() == Path(now["image_source"]).resolve()
+    return True
+
+
+def image_shown(viewer: Any, meta: Mapping[str, Any]) -> bool:
+    """Whether the image a result layer (``meta``) was made on is in the viewer now."""
+    name = meta.get("image")
+    return bool(name) and name in viewer.layers and belongs_to(meta, viewer.layers[name])
+
+
 def cam_layer_of(viewer: Any, image_layer: Any) -> Any:
     """The CAM layer shown over ``image_layer`` (there is one per image), or None."""
     for layer in viewer.layers:
         meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
-        if meta.get("kind") == "cam" and meta.get("image") == image_layer.name:
+        if meta.get("kind") == "cam" and belongs_to(meta, image_layer):
             return layer
     return None
 
@@ -174,10 +207,9 @@ def adopt_orphan(viewer: Any, kind: str) -> Any:
     Removing a layer makes napari run a full garbage collection (seconds with torch
     loaded, a frozen UI); reusing the previous image's CAM layer avoids it.
     """
-    names = {layer.name for layer in viewer.layers}
     for layer in viewer.layers:
         meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
-        if meta.get("kind") == kind and meta.get("image") not in names:
+        if meta.get("kind") == kind and not image_shown(viewer, meta):
             layer.visible = True
             return layer
     return None
@@ -219,7 +251,7 @@ def add_cam_layer(
                 "kind": "cam",
                 "method": method,
                 "target": target,
-                "image": image_layer.name,
+                **image_ref(image_layer),
             }
         },
     )
@@ -257,7 +289,7 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
             "pathreview": {
                 "kind": "tile_probability",
                 "class": list(classes)[-1],
-                "image": image_layer.name,
+                **image_ref(image_layer),
             }
         },
     )

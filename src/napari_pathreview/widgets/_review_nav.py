@@ -392,10 +392,13 @@ class QueueNavigation:
             s if s is not None else self.viewer.add_layer(n)
             for s, n in zip(shown, layers, strict=True)
         ]
-        names = {layer.name for layer in self.viewer.layers}
         for layer in self.viewer.layers:  # results of the image that left: hidden, reused later
             meta = (layer.metadata or {}).get("pathreview") or {}
-            if meta.get("kind") and meta.get("image") and meta["image"] not in names:
+            if (
+                meta.get("kind")
+                and meta.get("image")
+                and not _results.image_shown(self.viewer, meta)
+            ):
                 layer.visible = False
         return shown
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._recall import for_session
 from napari_pathreview.widgets._scale import shapes_in_image_pixels
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                     "type": "image",
                     "name": layer.name,
                     "path": str(Path(meta["source_path"]).resolve()),
-                    "prediction": _jsonable(meta.get("prediction")),
+                    "prediction": _jsonable(for_session(meta.get("prediction"))),
                     "visible": bool(layer.visible),
                     # a pixel size the user typed (the file has none) is not in the file
                     "um_per_px": (

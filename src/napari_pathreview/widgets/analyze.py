@@ -433,6 +433,8 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         self.result = self.result_layer = None
         self.view.clear()
         self.two_film.show_decision(None)
+        if self.worker is None or not self.worker.is_running:  # a run's progress still holds
+            self.status.setText("")  # "done in 1.8 s" over an empty panel read as this image's
         self.update_roi_scores()
 
     def _watch_result_layer(self, layer: Any) -> None:

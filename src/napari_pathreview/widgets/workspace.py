@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_pathreview.widgets import _pixel_size, _session
+from napari_pathreview.widgets import _pixel_size, _recall, _session
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets.analyze import AnalyzeWidget
 from napari_pathreview.widgets.review import ReviewWidget
@@ -171,7 +171,7 @@ class PathReviewWorkspace(QWidget):
                 image = next(layer for layer in opened if _results.is_image(layer))
                 if entry.get("prediction"):
                     meta = dict(image.metadata.get("pathreview") or {})
-                    meta["prediction"] = entry["prediction"]
+                    meta["prediction"] = _recall.from_session(entry["prediction"])
                     image.metadata = {**image.metadata, "pathreview": meta}
                 if entry.get("um_per_px") and _pixel_size.needs_pixel_size(image):
                     _pixel_size.set_pixel_size(self.viewer, image, float(entry["um_per_px"]))
