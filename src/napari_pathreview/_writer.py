@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_pathreview.io.geojson import frame_of, rois_from_shapes, write_geojson_rois
 from napari_pathreview.io.labels import label_image_to_rois
+from napari_pathreview.io.shape_holes import shape_holes
 
 
 def _with_suffix(path: str) -> Path:
@@ -36,10 +37,12 @@ def write_shapes_geojson(path: str, data: Any, attributes: dict[str, Any]) -> li
     """Save a Shapes layer: polygons, rectangles and ellipses as Polygons, paths as LineStrings.
 
     Feature columns become GeoJSON properties (a "classification" column becomes QuPath's
-    classification).
+    classification); holes read from a QuPath file (``io.shape_holes``) are written back.
     """
-    shape_types = attributes.get("shape_type") or ["polygon"] * len(data)
-    rois = rois_from_shapes(list(data), list(shape_types), _feature_columns(attributes))
+    shape_types = list(attributes.get("shape_type") or ["polygon"] * len(data))
+    columns = _feature_columns(attributes)
+    holes = shape_holes(list(data), shape_types, columns, attributes.get("metadata"))
+    rois = rois_from_shapes(list(data), shape_types, columns, holes)
     return [str(write_geojson_rois(_with_suffix(path), rois, frame_of(attributes)))]
 
 

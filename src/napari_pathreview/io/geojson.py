@@ -42,6 +42,9 @@ FRAME_KEY = "pathreview_frame"
 # this module writes) or "centre" (napari's: our files and review ROIs from before 0.5 px was
 # accounted for, tagged so when migrated).
 PIXEL_ORIGIN_KEY = "pathreview_pixel_origin"
+# A napari feature column naming each shape, so the holes napari cannot hold stay with their
+# shape (``io.shape_holes``); bookkeeping, never written as a property.
+ROI_ID = "pathreview_roi_id"
 ELLIPSE_VERTICES = 64  # multiple of 4: the polygon passes through both semi-axis ends
 _WRITABLE_TYPES = ("polygon", "rectangle", "ellipse", "path", "line")
 
@@ -395,17 +398,21 @@ def rois_from_shapes(
     data: Sequence[np.ndarray],
     shape_types: Sequence[str],
     properties: Mapping[str, Sequence[Any]] | None = None,
+    holes: Sequence[Sequence[np.ndarray]] | None = None,
 ) -> list[Roi]:
     """ROIs from a napari Shapes layer's ``data``, ``shape_type`` and ``features`` columns.
 
     Only the last two coordinates of each vertex are kept (row, col), so shapes drawn on
-    a 3-D stack are written as their 2-D outline.
+    a 3-D stack are written as their 2-D outline. ``holes`` gives each shape's interior
+    rings (``io.shape_holes.shape_holes``); the ``ROI_ID`` column is not a property.
     """
-    columns = {k: list(v) for k, v in (properties or {}).items()}
+    columns = {k: list(v) for k, v in (properties or {}).items() if k != ROI_ID}
     rois = []
     for index, (vertices, kind) in enumerate(zip(data, shape_types, strict=True)):
         props = {k: _json_scalar(v[index]) for k, v in columns.items() if index < len(v)}
-        rois.append(Roi(np.asarray(vertices, dtype=float)[:, -2:], str(kind), props))
+        own = holes[index] if holes else ()
+        rings = tuple(np.asarray(ring, dtype=float)[:, -2:] for ring in own)
+        rois.append(Roi(np.asarray(vertices, dtype=float)[:, -2:], str(kind), props, rings))
     return rois
 
 

@@ -29,6 +29,7 @@ from napari_pathreview.io.mias import (
 )
 from napari_pathreview.io.pixel_origin import resample_centres
 from napari_pathreview.io.roi_placement import frameless_placement
+from napari_pathreview.io.shape_holes import carry_holes
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,13 @@ def mias_roi_layer(
 
 
 def roi_shapes_layer(rois: Sequence[Roi], name: str, source: str = "") -> LayerData:
-    """A Shapes layer of GeoJSON ROIs; property keys become feature columns."""
+    """A Shapes layer of GeoJSON ROIs; property keys become feature columns.
+
+    Polygon holes travel with the layer (``io.shape_holes``): napari does not draw them, but
+    the Analyze dock's IoU, the writer and the review ROI honour them.
+    """
     keys = sorted({key for roi in rois for key in roi.properties})
     features = {key: [_feature_value(roi.properties.get(key)) for roi in rois] for key in keys}
-    if any(roi.holes for roi in rois):
-        logger.info("%s: polygon holes are kept in the file but not drawn (napari Shapes)", source)
     kwargs = {
         "name": name,
         "shape_type": [roi.shape_type for roi in rois],
@@ -161,7 +164,8 @@ def roi_shapes_layer(rois: Sequence[Roi], name: str, source: str = "") -> LayerD
         "edge_width": 3,
         "metadata": {"pathreview": {"modality": None, "kind": "roi", "source_path": source}},
     }
-    return [np.asarray(roi.data, dtype=float) for roi in rois], kwargs, "shapes"
+    data = [np.asarray(roi.data, dtype=float) for roi in rois]
+    return data, carry_holes(kwargs, rois), "shapes"
 
 
 def _feature_value(value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets._scale import shapes_in_image_pixels
+from napari_pathreview.widgets._scale import layer_rois
 
 CAM_COLORMAP = "inferno"
 HEATMAP_COLORMAP = "turbo"
@@ -359,13 +359,10 @@ def roi_mask(roi_layer: Any, image_layer: Any) -> np.ndarray:
     from napari.layers import Labels, Shapes
 
     shape = level0_shape(image_layer)
-    if isinstance(roi_layer, Shapes):
-        from napari_pathreview.explain import mask_from_shapes
+    if isinstance(roi_layer, Shapes):  # holes cut out as for `explain --roi` (one rule)
+        from napari_pathreview.explain.masks import mask_from_rois
 
-        data = shapes_in_image_pixels(roi_layer, image_layer)
-        if not data:
-            return np.zeros(shape, dtype=bool)
-        return np.asarray(mask_from_shapes(data, list(roi_layer.shape_type), shape), dtype=bool)
+        return mask_from_rois(layer_rois(roi_layer, image_layer), shape)
     if isinstance(roi_layer, Labels):
         labels = np.asarray(roi_layer.data[0] if roi_layer.multiscale else roi_layer.data)
         mask = labels > 0

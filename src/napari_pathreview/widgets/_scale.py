@@ -154,6 +154,29 @@ def shapes_in_image_pixels(layer: Any, image: Any) -> list[np.ndarray]:
     return [_through_world(shape, source, target) for shape in layer.data]
 
 
+def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[Any]:
+    """A Shapes ``layer``'s shapes as ``io.geojson.Roi``, each with its holes (``io.shape_holes``).
+
+    Args:
+        layer: The Shapes layer.
+        image: The image layer whose pixels the ROIs are wanted in (see
+            :func:`shapes_in_image_pixels`); None keeps the layer's own data coordinates.
+        properties: Whether its feature columns become the ROIs' properties.
+    """
+    from napari_pathreview.io.geojson import rois_from_shapes
+    from napari_pathreview.io.shape_holes import shape_holes
+
+    data = list(layer.data)
+    holes = shape_holes(data, list(layer.shape_type), layer.features, layer.metadata)
+    if image is not None:
+        source = data_to_world_matrix(layer)
+        target = np.linalg.inv(data_to_world_matrix(image))
+        data = [_through_world(shape, source, target) for shape in data]
+        holes = [tuple(_through_world(ring, source, target) for ring in own) for own in holes]
+    columns = layer.features.to_dict(orient="list") if properties else None
+    return rois_from_shapes(data, list(layer.shape_type), columns, holes)
+
+
 def _through_world(vertices: Any, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """N×2 (row, col): ``vertices`` mapped by ``source`` (data → world), then ``target``
     (world → the image's data)."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.widgets._recall import for_session
-from napari_pathreview.widgets._scale import shapes_in_image_pixels
+from napari_pathreview.widgets._scale import layer_rois
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +127,12 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
 def _roi_geojson(viewer: Any, layer: Any, image_name: str | None) -> dict[str, Any]:
     """A drawn ROI in its image's pixels (restored on the image's frame); with no image in
     the viewer, in its own data coordinates with its own frame (restored on that frame)."""
-    from napari_pathreview.io.geojson import frame_of, rois_from_shapes, rois_to_geojson
+    from napari_pathreview.io.geojson import frame_of, rois_to_geojson
 
     if image_name and image_name in viewer.layers:
-        vertices = shapes_in_image_pixels(layer, viewer.layers[image_name])
-        return rois_to_geojson(rois_from_shapes(vertices, layer.shape_type))
+        return rois_to_geojson(layer_rois(layer, viewer.layers[image_name]))
     frame = {"scale": layer.scale, "translate": layer.translate, "units": layer.units}
-    return rois_to_geojson(rois_from_shapes(layer.data, layer.shape_type), frame_of(frame))
+    return rois_to_geojson(layer_rois(layer), frame_of(frame))
 
 
 def _placed(layer: Any, meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._roi_scores import NO_ROI
-from napari_pathreview.widgets._scale import shapes_in_image_pixels
+from napari_pathreview.widgets._scale import layer_rois
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
@@ -308,22 +308,23 @@ class ReviewWidget(QueueNavigation, QWidget):
         if not geojson:
             return
         from napari_pathreview.io.geojson import parse_geojson_rois
+        from napari_pathreview.io.shape_holes import carry_holes
 
         rois = parse_geojson_rois(geojson, "saved review ROI")
         name = f"saved ROI · {image.name}"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        layer = self.viewer.add_shapes(
-            [roi.data for roi in rois],
-            shape_type=[roi.shape_type for roi in rois],
-            name=name,
-            edge_color="lime",
-            face_color="transparent",
-            scale=image.scale,
-            translate=image.translate,
-            metadata={"pathreview": {"kind": "roi", "image": image.name}},
+        kwargs = {
+            "shape_type": [roi.shape_type for roi in rois],
+            "name": name,
+            "edge_color": "lime",
+            "face_color": "transparent",
+            "scale": image.scale,
+            "translate": image.translate,
+            "metadata": {"pathreview": {"kind": "roi", "image": image.name}},
             **_results.units_of(image),
-        )
+        }
+        layer = self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         self.roi_combo.reset_choices()
         self.roi_combo.value = layer.name
 
@@ -379,7 +380,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             return None
         from napari.layers import Shapes
 
-        from napari_pathreview.io.geojson import rois_from_shapes, rois_to_geojson
+        from napari_pathreview.io.geojson import rois_to_geojson
 
         layer = self.viewer.layers[name]
         if not isinstance(layer, Shapes):
@@ -393,8 +394,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             return None
         # training, scoring and the queue read these as the image's pixels, whatever the
         # Shapes layer's own scale/translate: convert through the world
-        vertices = shapes_in_image_pixels(layer, self.image_layer)
-        return rois_to_geojson(rois_from_shapes(vertices, layer.shape_type))
+        return rois_to_geojson(layer_rois(layer, self.image_layer))
 
     def _gather(self) -> dict[str, Any]:
         layer = self.image_layer

@@ -217,6 +217,7 @@ class PathReviewWorkspace(QWidget):
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
         from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
+        from napari_pathreview.io.shape_holes import carry_holes
         from napari_pathreview.widgets import _results
 
         if entry["name"] in self.viewer.layers:
@@ -233,16 +234,16 @@ class PathReviewWorkspace(QWidget):
             own = geojson_frame(entry["geojson"], where)  # saved without its image in view
             if own:
                 place, extra = own, {}
-            self.viewer.add_shapes(
-                [roi.data for roi in rois],
-                shape_type=[roi.shape_type for roi in rois],
-                name=entry["name"],
-                edge_color="lime",
-                face_color="transparent",
-                metadata=meta,
+            kwargs = {
+                "shape_type": [roi.shape_type for roi in rois],
+                "name": entry["name"],
+                "edge_color": "lime",
+                "face_color": "transparent",
+                "metadata": meta,
                 **place,
                 **extra,
-            )
+            }
+            self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         else:
             self.viewer.add_labels(
                 arrays[entry["array"]],

@@ -1,0 +1,126 @@
+"""A QuPath ROI with a hole keeps its hole in napari, though napari Shapes cannot draw it.
+
+The ROI is QuPath's 20×20 square (0, 0)–(20, 20) with the 10×10 hole (5, 5)–(15, 15), opened
+through the plugin's reader beside its 32×32 image: the Analyze dock scores against the same
+300 pixels as ``pathreview explain --roi``, and saving the layer or a review keeps the hole.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_pathreview.review import ReviewStore
+from napari_pathreview.widgets._results import roi_mask
+
+pytestmark = pytest.mark.viewer
+
+OUTER = [[0, 0], [20, 0], [20, 20], [0, 20], [0, 0]]
+HOLE = [[5, 5], [5, 15], [15, 15], [15, 5], [5, 5]]
+SOLID = [[24, 24], [30, 24], [30, 30], [24, 30], [24, 24]]
+
+
+def _feature(*rings: list[list[int]]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "properties": {"classification": {"name": "Tumor"}},
+        "geometry": {"type": "Polygon", "coordinates": list(rings)},
+    }
+
+
+def _open(viewer: Any, tmp_path: Path, *features: dict[str, Any]) -> tuple[Any, Any]:
+    """The image ``tumour.png`` and, beside it, ``tumour.geojson`` as QuPath exports them."""
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(tmp_path / "tumour.png")
+    document = {"type": "FeatureCollection", "features": list(features)}
+    (tmp_path / "tumour.geojson").write_text(json.dumps(document))
+    [image] = viewer.open(tmp_path / "tumour.png", plugin="napari-pathreview")
+    [roi] = viewer.open(tmp_path / "tumour.geojson", plugin="napari-pathreview")
+    return image, roi
+
+
+def _rings(path: Path) -> list[list[list[list[float]]]]:
+    document = json.loads(path.read_text())
+    return [feature["geometry"]["coordinates"] for feature in document["features"]]
+
+
+def test_the_analyze_dock_scores_against_the_roi_without_its_hole(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    widget = open_widget(viewer, "Analyze")
+    widget.roi_combo.value = roi.name
+    mask = roi_mask(roi, image)  # what the dock's live IoU / Dice is computed against
+    expected = np.zeros((32, 32), bool)
+    expected[0:20, 0:20] = True
+    expected[5:15, 5:15] = False
+    assert mask.sum() == 300
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_saving_the_layer_writes_the_hole_back(make_napari_viewer: Any, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    [[outer, hole]] = _rings(saved)
+    np.testing.assert_allclose(outer, OUTER)
+    np.testing.assert_allclose(hole, HOLE)  # QuPath's corner convention, as read
+    assert "pathreview_roi_id" not in json.loads(saved.read_text())["features"][0]["properties"]
+
+
+def test_deleting_another_shape_keeps_the_hole_on_its_own_shape(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(SOLID), _feature(OUTER, HOLE))
+    roi.selected_data = {0}
+    roi.remove_selected()
+    assert roi_mask(roi, image).sum() == 300
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    [[outer, hole]] = _rings(saved)
+    np.testing.assert_allclose(outer, OUTER)
+    np.testing.assert_allclose(hole, HOLE)
+
+
+def test_a_shape_drawn_after_opening_gets_no_hole(make_napari_viewer: Any, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    # drawn over the hole (pixels 2..17): napari's default would give it the last shape's id
+    roi.add_rectangles(np.array([[1.5, 1.5], [1.5, 17.5], [17.5, 17.5], [17.5, 1.5]]))
+    assert roi_mask(roi, image).sum() == 400  # the new square fills the other's hole
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    assert [len(rings) for rings in _rings(saved)] == [2, 1]
+
+
+def test_a_shape_dragged_off_its_hole_drops_the_hole(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    """The hole stays where it was drawn; outside its region it would be an invalid polygon."""
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    roi.data = [roi.data[0] + 12.0]
+    assert roi_mask(roi, image).sum() == 400  # rows and columns 12..31, whole
+
+
+def test_a_review_stores_the_roi_with_its_hole(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    review = open_widget(viewer, "Review")
+    review.reviewer.value = "dr_hole"
+    review.label.value = "benign"
+    review.roi_combo.value = roi.name
+    assert review.save() is not None
+    [record] = ReviewStore().reviews(reviewer="dr_hole")
+    [[outer, hole]] = [f["geometry"]["coordinates"] for f in record.roi_geojson["features"]]
+    np.testing.assert_allclose(outer, OUTER)
+    np.testing.assert_allclose(hole, HOLE)
