@@ -320,7 +320,8 @@ def frame_of(attributes: Mapping[str, Any]) -> dict[str, list[Any]]:
     return frame
 
 
-def _ellipse_ring(corners: np.ndarray) -> np.ndarray:
+def ellipse_ring(corners: np.ndarray) -> np.ndarray:
+    """The ring written for an ellipse given by its 4 bounding-box corners (row, col)."""
     centre = corners.mean(axis=0)
     half1 = (corners[1] - corners[0]) / 2.0
     half2 = (corners[2] - corners[1]) / 2.0
@@ -350,7 +351,7 @@ def roi_feature(roi: Roi) -> dict[str, Any]:
     if roi.shape_type in ("path", "line"):
         geometry = {"type": "LineString", "coordinates": _xy(data, close=False)}
     else:
-        ring = _ellipse_ring(data[:, -2:]) if roi.shape_type == "ellipse" else data
+        ring = ellipse_ring(data[:, -2:]) if roi.shape_type == "ellipse" else data
         rings = [_xy(ring, close=True)] + [_xy(np.asarray(h, float), close=True) for h in roi.holes]
         geometry = {"type": "Polygon", "coordinates": rings}
     if roi.shape_type != "polygon":

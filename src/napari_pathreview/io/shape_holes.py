@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from skimage.measure import points_in_poly
 
-from napari_pathreview.io.geojson import ROI_ID, Roi, _ellipse_ring
+from napari_pathreview.io.geojson import ROI_ID, Roi, ellipse_ring
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _inside(vertices: np.ndarray, shape_type: str, rings: Sequence[Any]) -> tupl
         return ()
     outline = np.asarray(vertices, float)[:, -2:]
     if shape_type == "ellipse" and outline.shape[0] == 4:
-        outline = _ellipse_ring(outline)
+        outline = ellipse_ring(outline)
     kept = []
     for ring in rings:
         points = np.asarray(ring, float)

@@ -6,8 +6,7 @@ scale. The scale bar is switched on in µm only when the layer's world scale rea
 physical size; otherwise it would print "150 µm" over 150 pixels of unknown size.
 
 ROIs are stored in their image's pixels whatever their own layer's frame:
-:func:`shapes_in_image_pixels` goes from one layer's data coordinates to another's through
-the world.
+:func:`layer_rois` goes from one layer's data coordinates to another's through the world.
 """
 
 from __future__ import annotations
@@ -141,26 +140,17 @@ def data_to_world_matrix(layer: Any) -> np.ndarray:
     return np.asarray(layer.affine.affine_matrix, float) @ np.asarray(physical.affine_matrix)
 
 
-def shapes_in_image_pixels(layer: Any, image: Any) -> list[np.ndarray]:
-    """Every shape of a Shapes ``layer`` as (row, col) vertices on ``image``'s pixel grid.
-
-    A Shapes layer need not share its image's frame (napari's "new shapes layer" button gives
-    scale 1 over a µm-scaled image), so its own data coordinates are not image pixels: they go
-    through the world, the space both layers are shown in. Dimensions align from the last. The
-    two transforms are built once per call, not per shape (the live IoU calls this on every edit).
-    """
-    source = data_to_world_matrix(layer)
-    target = np.linalg.inv(data_to_world_matrix(image))
-    return [_through_world(shape, source, target) for shape in layer.data]
-
-
 def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[Any]:
     """A Shapes ``layer``'s shapes as ``io.geojson.Roi``, each with its holes (``io.shape_holes``).
 
     Args:
         layer: The Shapes layer.
-        image: The image layer whose pixels the ROIs are wanted in (see
-            :func:`shapes_in_image_pixels`); None keeps the layer's own data coordinates.
+        image: The image layer whose pixels the ROIs are wanted in; None keeps the layer's
+            own data coordinates. A Shapes layer need not share its image's frame (napari's
+            "new shapes layer" button gives scale 1 over a µm-scaled image), so its data
+            coordinates go through the world, the space both layers are shown in; dimensions
+            align from the last, and the transforms are built once per call (the live IoU
+            calls this on every edit).
         properties: Whether its feature columns become the ROIs' properties.
     """
     from napari_pathreview.io.geojson import rois_from_shapes
