@@ -168,7 +168,7 @@ def image_ref(image_layer: Any) -> dict[str, Any]:
     return {"image": image_layer.name, **{k: meta.get(v) for k, v in _IDENTITY.items()}}
 
 
-def belongs_to(meta: Mapping[str, Any], image_layer: Any) -> bool:
+def made_on(meta: Mapping[str, Any], image_layer: Any) -> bool:
     """Whether result metadata ``meta`` is ``image_layer``'s: same name and, where both sides
     know it, the same file (a leftover CAM of another file of that name is not)."""
     now = image_ref(image_layer)
@@ -185,14 +185,14 @@ def belongs_to(meta: Mapping[str, Any], image_layer: Any) -> bool:
 def image_shown(viewer: Any, meta: Mapping[str, Any]) -> bool:
     """Whether the image a result layer (``meta``) was made on is in the viewer now."""
     name = meta.get("image")
-    return bool(name) and name in viewer.layers and belongs_to(meta, viewer.layers[name])
+    return bool(name) and name in viewer.layers and made_on(meta, viewer.layers[name])
 
 
 def cam_layer_of(viewer: Any, image_layer: Any) -> Any:
     """The CAM layer shown over ``image_layer`` (there is one per image), or None."""
     for layer in viewer.layers:
         meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
-        if meta.get("kind") == "cam" and belongs_to(meta, image_layer):
+        if meta.get("kind") == "cam" and made_on(meta, image_layer):
             return layer
     return None
 
