@@ -12,6 +12,7 @@ from typing import Any
 from napari_pathreview.inference.analysis import analyse
 from napari_pathreview.modality import MODALITIES
 from napari_pathreview.widgets import _results
+from napari_pathreview.widgets._layer_meta import plugin_meta
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,7 @@ ETA_AFTER = 0.1
 
 def layer_modality(layer: Any) -> str:
     """The layer's modality from the reader's metadata, else guessed: RGB → histology."""
-    meta = getattr(layer, "metadata", {}) or {}
-    modality = (meta.get("pathreview") or {}).get("modality")
+    modality = plugin_meta(layer).get("modality")
     if modality in MODALITIES:
         return modality
     return "histology" if getattr(layer, "rgb", False) else "mammogram"
@@ -30,7 +30,7 @@ def layer_modality(layer: Any) -> str:
 
 def is_source_image(layer: Any) -> bool:
     """An image the user opened (not a CAM, heat map or stain view the plugin added)."""
-    meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+    meta = plugin_meta(layer)
     return _results.is_image(layer) and meta.get("kind") is None
 
 
@@ -51,10 +51,7 @@ def analysis_roi_names(layers: Any, image: Any) -> list[str]:
         if _results.is_roi_layer(layer)
         and (
             belongs_to(layer, image)
-            or (
-                not (layer.metadata or {}).get("pathreview")
-                and not any(belongs_to(layer, other) for other in others)
-            )
+            or (not plugin_meta(layer) and not any(belongs_to(layer, other) for other in others))
         )
     ]
 

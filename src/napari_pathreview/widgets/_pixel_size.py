@@ -18,6 +18,7 @@ from magicgui.widgets import Container, FloatSpinBox, PushButton
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.widgets import _scale
 from napari_pathreview.widgets._common import is_source_image, layer_modality
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_state import belongs_to
 
@@ -33,7 +34,7 @@ def needs_pixel_size(layer: Any) -> bool:
     """Whether the field applies: a histology image with no stated (or a user-given) size."""
     if layer is None or layer_modality(layer) != "histology":
         return False
-    meta = (layer.metadata or {}).get("pathreview") or {}
+    meta = plugin_meta(layer)
     return _scale.pixel_size_um(meta) is None or meta.get("um_per_px_source") == USER
 
 
@@ -56,7 +57,7 @@ def set_pixel_size(viewer: Any, layer: Any, um_per_px: float) -> None:
     size = float(um_per_px)
     factor = size / float(layer.scale[-1])
     followers = [o for o in viewer.layers if not is_source_image(o) and belongs_to(o, layer)]
-    meta = {**((layer.metadata or {}).get("pathreview") or {})}
+    meta = plugin_meta(layer)
     meta.update(um_per_px=size, um_per_px_source=USER)
     layer.metadata = {**layer.metadata, "pathreview": meta}
     layer.scale = _rescaled(layer.scale, factor)
@@ -93,7 +94,7 @@ class PixelSizeBox:
         """Enable the field for an image without a stated size; show the size otherwise."""
         layer = self.current_layer()
         needed = needs_pixel_size(layer)
-        meta = ((layer.metadata or {}).get("pathreview") or {}) if layer is not None else {}
+        meta = plugin_meta(layer)
         known = _scale.pixel_size_um(meta)
         self.field.value = known or self.field.min
         for widget in (self.field, self.apply_button):

@@ -18,6 +18,7 @@ from typing import Any
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.analysis import prediction_settings
 from napari_pathreview.registry.card import decision_threshold
+from napari_pathreview.widgets._layer_meta import plugin_meta
 
 SESSION = "from earlier this session"
 STORED = "stored in the review database"
@@ -26,28 +27,30 @@ SAVED = "from the saved session"  # reopened from a session file (another day, p
 RESTORED_KEY, SHA_KEY = "restored", "sha256"
 
 
-def _meta(layer: Any) -> dict[str, Any]:
-    return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
-
-
 def image_sha256(layer: Any) -> str | None:
     """The sha256 of the file a queue layer shows (the queue reader notes it), else None."""
-    sha = _meta(layer).get(SHA_KEY) if layer is not None else None
+    sha = plugin_meta(layer).get(SHA_KEY) if layer is not None else None
     return str(sha) if sha else None
 
 
 def image_identity(layer: Any) -> tuple[str | None, str | None]:
     """Which image ``layer`` shows now (its file and hash): a reused layer changes both."""
-    meta = _meta(layer)
+    meta = plugin_meta(layer)
     return meta.get("source_path"), meta.get(SHA_KEY)
+
+
+def record_ref(record: Mapping[str, Any]) -> str:
+    """``name@version`` of the model that made prediction ``record``."""
+    return f"{record.get('model_name')}@{record.get('model_version')}"
 
 
 def made_by(record: Mapping[str, Any], model_ref: str, settings: Mapping[str, Any]) -> bool:
     """Whether prediction ``record`` was made by ``model_ref`` (name@version) with the settings
     that make a prediction (``prediction_settings``: a CAM method or device of its own does not
     change it)."""
-    ref = f"{record.get('model_name')}@{record.get('model_version')}"
-    return ref == model_ref and same_prediction_settings(record.get("settings") or {}, settings)
+    return record_ref(record) == model_ref and same_prediction_settings(
+        record.get("settings") or {}, settings
+    )
 
 
 def same_prediction_settings(recorded: Mapping[str, Any], chosen: Mapping[str, Any]) -> bool:
@@ -103,8 +106,8 @@ class PredictionMemory:
         if not sha256:
             return
         kept = self._records.setdefault(sha256, [])
-        ref = f"{record.get('model_name')}@{record.get('model_version')}"
-        kept[:] = [r for r in kept if not made_by(r, ref, record.get("settings") or {})]
+        ref, settings = record_ref(record), record.get("settings") or {}
+        kept[:] = [r for r in kept if not made_by(r, ref, settings)]
         kept.append(record)
 
     def recall(
@@ -117,7 +120,7 @@ class PredictionMemory:
 
 def put_prediction(layer: Any, record: dict[str, Any]) -> None:
     """Set ``layer``'s prediction; a new metadata dict fires its event (Review listens)."""
-    meta = _meta(layer)
+    meta = plugin_meta(layer)
     meta["prediction"] = record
     layer.metadata = {**layer.metadata, "pathreview": meta}
 
@@ -133,7 +136,7 @@ def find_earlier(
     review database's (``stored``), labelled; None unless image, model and settings (those of
     the ``AnalysisRequest`` the form holds now) all match."""
     sha = image_sha256(layer)
-    if sha is None or _meta(layer).get("prediction"):
+    if sha is None or plugin_meta(layer).get("prediction"):
         return None
     model_ref, settings = request.model_ref, request.settings()
     record = memory.recall(sha, model_ref, settings)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._scale import layer_rois
 
 CAM_COLORMAP = "inferno"
@@ -164,7 +165,7 @@ _IDENTITY = {"image_source": "source_path", "image_sha256": "sha256"}
 
 def image_ref(image_layer: Any) -> dict[str, Any]:
     """The metadata that ties a result layer to ``image_layer``: its name and its file."""
-    meta = (getattr(image_layer, "metadata", {}) or {}).get("pathreview") or {}
+    meta = plugin_meta(image_layer)
     return {"image": image_layer.name, **{k: meta.get(v) for k, v in _IDENTITY.items()}}
 
 
@@ -191,7 +192,7 @@ def image_shown(viewer: Any, meta: Mapping[str, Any]) -> bool:
 def cam_layer_of(viewer: Any, image_layer: Any) -> Any:
     """The CAM layer shown over ``image_layer`` (there is one per image), or None."""
     for layer in viewer.layers:
-        meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+        meta = plugin_meta(layer)
         if meta.get("kind") == "cam" and made_on(meta, image_layer):
             return layer
     return None
@@ -208,7 +209,7 @@ def adopt_orphan(viewer: Any, kind: str) -> Any:
     loaded, a frozen UI); reusing the previous image's CAM layer avoids it.
     """
     for layer in viewer.layers:
-        meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+        meta = plugin_meta(layer)
         if meta.get("kind") == kind and not image_shown(viewer, meta):
             layer.visible = True
             return layer
@@ -297,12 +298,8 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
     return layer
 
 
-def _pathreview(layer: Any) -> dict[str, Any]:
-    return (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
-
-
 def _map_layers(viewer: Any) -> list[Any]:
-    return [layer for layer in viewer.layers if _pathreview(layer).get("kind") in COLORBAR_KINDS]
+    return [layer for layer in viewer.layers if plugin_meta(layer).get("kind") in COLORBAR_KINDS]
 
 
 def colorbar_layer(viewer: Any) -> Any:
@@ -317,7 +314,7 @@ def colorbar_layer(viewer: Any) -> Any:
         return None
     active = getattr(viewer.layers.selection.active, "name", None)  # proxies: by name
     selected = [layer for layer in shown if layer.name == active]
-    owned = [layer for layer in shown if _pathreview(layer).get("image") == active]
+    owned = [layer for layer in shown if plugin_meta(layer).get("image") == active]
     return (selected or owned or shown)[-1]
 
 

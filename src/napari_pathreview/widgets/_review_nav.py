@@ -33,6 +33,7 @@ from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import file_sha256
 from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets._common import _Failed, guard_triton_import
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._queue import QUEUE_ORDER_CHOICES, WorkQueue, reviewed_hashes
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
@@ -65,7 +66,7 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
 
 def _tag_sha256(layer: Any, sha256: str) -> None:
     """Note the file's hash on an image layer (``_recall``: what a prediction is kept under)."""
-    meta = dict(layer.metadata.get("pathreview") or {})
+    meta = plugin_meta(layer)
     meta[_recall.SHA_KEY] = sha256
     with layer.events.metadata.blocker():  # the same image: nothing to reload
         layer.metadata = {**layer.metadata, "pathreview": meta}
@@ -357,7 +358,7 @@ class QueueNavigation:
         images = [layer for layer in layers if _results.is_image(layer)]
         for layer in layers:
             if images and _results.is_roi_layer(layer):
-                meta = dict(layer.metadata.get("pathreview") or {})
+                meta = plugin_meta(layer)
                 meta["image"] = images[0].name
                 layer.metadata["pathreview"] = meta
         self._queue_layers = self._replace_queue_layers(layers)
@@ -393,7 +394,7 @@ class QueueNavigation:
             for s, n in zip(shown, layers, strict=True)
         ]
         for layer in self.viewer.layers:  # results of the image that left: hidden, reused later
-            meta = (layer.metadata or {}).get("pathreview") or {}
+            meta = plugin_meta(layer)
             if (
                 meta.get("kind")
                 and meta.get("image")
@@ -404,14 +405,14 @@ class QueueNavigation:
 
     def _remember_prediction(self, layer: Any) -> None:
         """Keep the prediction of the image leaving ``layer`` for when the reviewer comes back."""
-        meta = (layer.metadata or {}).get("pathreview") or {}
+        meta = plugin_meta(layer)
         sha, prediction = _recall.image_sha256(layer), meta.get("prediction")
         if self.prediction_memory is not None and sha and prediction:
             self.prediction_memory.remember(sha, prediction)
 
     def _already_open(self, path: Path) -> Any:
         for layer in self.viewer.layers:
-            meta = (layer.metadata or {}).get("pathreview") or {}
+            meta = plugin_meta(layer)
             source = meta.get("source_path")
             is_open = source and Path(source) == Path(path) and meta.get("kind") is None
             if is_open and _results.is_image(layer):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._layer_meta import plugin_meta
 
 AGREE, DISAGREE, NO_MODEL = "agree", "disagree", "no prediction"
 DEFAULT_CONFIDENCE = 0.8
@@ -119,13 +120,11 @@ def agrees_with_model(
 
 
 # ------------------------------------------------------------------------ ROI ownership
-def _meta(layer: Any) -> dict[str, Any]:
-    return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
 
 
 def roi_owner(layer: Any) -> str | None:
     """The image an ROI layer belongs to: tagged, named after it, or None when unknown."""
-    meta = _meta(layer)
+    meta = plugin_meta(layer)
     owner = meta.get("image")
     return str(owner) if owner else None
 
@@ -143,7 +142,10 @@ def belongs_to(layer: Any, image: Any) -> bool:
         return owner == image.name
     if image.name and image.name in str(layer.name):
         return True
-    source, image_source = _meta(layer).get("source_path"), _meta(image).get("source_path")
+    source, image_source = (
+        plugin_meta(layer).get("source_path"),
+        plugin_meta(image).get("source_path"),
+    )
     if source and image_source:
         return Path(str(source)).stem.split(".")[0] == Path(str(image_source)).stem
     return False
@@ -151,7 +153,7 @@ def belongs_to(layer: Any, image: Any) -> bool:
 
 def tag_owner(layer: Any, image_name: str) -> None:
     """Record that ``layer`` belongs to ``image_name`` (fires the layer's metadata event)."""
-    meta = _meta(layer)
+    meta = plugin_meta(layer)
     meta["image"] = image_name
     layer.metadata = {**(layer.metadata or {}), "pathreview": meta}
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_pathreview.widgets._layer_meta import plugin_meta
+
 logger = logging.getLogger(__name__)
 
 _UM_KEYS = ("um_per_px", "microns_per_pixel", "mpp")
@@ -51,7 +53,7 @@ def scale_unit(layer: Any) -> str | None:
         return "um"
     if current and all(u == "millimeter" for u in current):
         return "mm"
-    meta = (getattr(layer, "metadata", {}) or {}).get("pathreview") or {}
+    meta = plugin_meta(layer)
     size_um = pixel_size_um(meta)
     if size_um is None:
         return None

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._recall import for_session
 from napari_pathreview.widgets._scale import layer_rois
 
@@ -35,10 +36,6 @@ class SessionError(InvalidInputError):
 def cams_path(path: Path) -> Path:
     """Where a session's CAM arrays live: ``review.session.json`` → ``review.session.cams.npz``."""
     return path.with_name(path.name.removesuffix(".json") + ".cams.npz")
-
-
-def _meta(layer: Any) -> dict[str, Any]:
-    return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,7 +61,7 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
     entries: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for layer in viewer.layers:
-        meta = _meta(layer)
+        meta = plugin_meta(layer)
         if isinstance(layer, Image) and meta.get("kind") is None and meta.get("source_path"):
             entries.append(
                 {

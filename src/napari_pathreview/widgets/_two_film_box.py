@@ -15,12 +15,13 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
 from napari_pathreview.widgets import _panel
 from napari_pathreview.widgets._common import layer_modality
+from napari_pathreview.widgets._layer_meta import plugin_meta
 
 NO_OTHER = "(read this film alone)"
 
 
 def _patient(layer: Any) -> str | None:
-    patient = ((layer.metadata or {}).get("pathreview") or {}).get("patient_id")
+    patient = plugin_meta(layer).get("patient_id")
     return str(patient) if patient not in (None, "") else None
 
 

@@ -53,6 +53,7 @@ from napari_pathreview.widgets._common import (
     is_source_image,
     layer_modality,
 )
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
 from napari_pathreview.widgets._result_view import ResultView
@@ -278,9 +279,7 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
             return None
         self.image_combo.value = name
         self.recall_prediction()
-        analysed = bool(
-            (self.viewer.layers[name].metadata.get("pathreview") or {}).get("prediction")
-        )
+        analysed = bool(plugin_meta(self.viewer.layers[name]).get("prediction"))
         if not (run if run is not None else self.auto_run.value and not analysed):
             return None
         if self.worker is not None and self.worker.is_running:
@@ -349,7 +348,7 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
             layer_modality(layer),
             self._cancel,
             self.load_model,
-            um_per_px=(layer.metadata.get("pathreview") or {}).get("um_per_px"),
+            um_per_px=plugin_meta(layer).get("um_per_px"),
             other_film=other_film,
             other_name=other.name if other is not None else "",
             _start_thread=False,

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets import _review_state as state
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._roi_scores import NO_ROI
@@ -43,10 +44,6 @@ DEFAULT_CLASSES = {
 AGREE_KEY, DISAGREE_KEY, SAVE_KEY = "Alt-A", "Alt-D", "Alt-S"
 
 __all__ = ["AGREE_KEY", "DISAGREE_KEY", "NEXT_KEY", "PREVIOUS_KEY", "SAVE_KEY", "ReviewWidget"]
-
-
-def _meta(layer: Any) -> dict[str, Any]:
-    return dict((getattr(layer, "metadata", {}) or {}).get("pathreview") or {})
 
 
 class ReviewWidget(QueueNavigation, QWidget):
@@ -159,7 +156,7 @@ class ReviewWidget(QueueNavigation, QWidget):
     def prediction(self) -> dict[str, Any] | None:
         """The Analyze widget's last prediction on the current image, if any."""
         layer = self.image_layer
-        return _meta(layer).get("prediction") if layer is not None else None
+        return plugin_meta(layer).get("prediction") if layer is not None else None
 
     def classes(self) -> list[str]:
         """The label choices: the predicting model's classes, else the modality's usual ones."""
@@ -197,7 +194,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         layer, image = event.value, self.image_layer
         if image is None or not _results.is_roi_layer(layer):
             return
-        if not _meta(layer) and state.roi_owner(layer) is None:
+        if not plugin_meta(layer) and state.roi_owner(layer) is None:
             state.tag_owner(layer, image.name)
         _results.match_roi_units(self.viewer, layer, image)
 
@@ -232,7 +229,7 @@ class ReviewWidget(QueueNavigation, QWidget):
 
     def _key(self, image: Any) -> tuple[str, str] | None:
         """Which image the form is about: a reused layer gets a new name and file."""
-        return None if image is None else (image.name, str(_meta(image).get("source_path")))
+        return None if image is None else (image.name, str(plugin_meta(image).get("source_path")))
 
     def _image_changed(self, *_: Any) -> None:
         image = self.image_layer
@@ -277,7 +274,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         return restored
 
     def _saved_review(self, image: Any) -> Any:
-        source = _meta(image).get("source_path")
+        source = plugin_meta(image).get("source_path")
         reviewer = (self.reviewer.value or "").strip()
         if not source or not reviewer or not Path(source).is_file():
             return None
@@ -346,8 +343,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         if prediction:
             origin = prediction.get(_recall.RESTORED_KEY)
             self.model_line.value = (
-                f"{prediction['model_name']}@{prediction['model_version']}"
-                f" said {prediction['label']}" + (f" ({origin})" if origin else "")
+                f"{_recall.record_ref(prediction)} said {prediction['label']}"
+                + (f" ({origin})" if origin else "")
             )
         else:
             self.model_line.value = "no prediction (run Analyze); saved without agreement"
@@ -400,7 +397,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         layer = self.image_layer
         if layer is None:
             raise InvalidInputError("choose the image you are reviewing (open one first).")
-        meta = _meta(layer)
+        meta = plugin_meta(layer)
         source = meta.get("source_path") or getattr(layer.source, "path", None)
         if not source or not Path(source).is_file():
             raise InvalidInputError(

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pathreview.widgets import _pixel_size, _recall, _session
+from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets.analyze import AnalyzeWidget
 from napari_pathreview.widgets.review import ReviewWidget
@@ -170,7 +171,7 @@ class PathReviewWorkspace(QWidget):
                 opened = self.viewer.open(entry["path"], plugin="napari-pathreview")
                 image = next(layer for layer in opened if _results.is_image(layer))
                 if entry.get("prediction"):
-                    meta = dict(image.metadata.get("pathreview") or {})
+                    meta = plugin_meta(image)
                     meta["prediction"] = _recall.from_session(entry["prediction"])
                     image.metadata = {**image.metadata, "pathreview": meta}
                 if entry.get("um_per_px") and _pixel_size.needs_pixel_size(image):
