@@ -109,11 +109,14 @@ def check_model_source(source: Path) -> None:
 def unpack_model(source: Path, staging: Path) -> ModelCard:
     """Copy an exported model into ``staging`` and return its verified card.
 
+    ``source`` has passed :func:`check_model_source` (``ModelRegistry.import_model`` checks
+    it before making ``staging``): a model folder or a ``.tar``/``.tar.gz`` archive.
+
     Raises:
-        WeightsError: a pickle instead of safetensors, or weights that fail the card's SHA-256.
-        InvalidInputError: not a model folder/archive, or an archive with unsafe members.
+        WeightsError: a pickle inside it instead of safetensors, or weights that fail the
+            card's SHA-256.
+        InvalidInputError: an archive with unsafe members or without a card and weights.
     """
-    check_model_source(source)
     if source.is_dir():
         _copy_folder(source, staging)
     else:
