@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from napari_pathreview.errors import WeightsError
+from napari_pathreview.errors import InvalidInputError, WeightsError
 from napari_pathreview.models import create_model
 from napari_pathreview.registry import ModelCard, ModelCardError, ModelRegistry, sha256_file
 
@@ -103,7 +103,7 @@ def test_import_refuses_a_model_that_would_not_load(exported, target, changes, e
     with pytest.raises(error, match=named):
         target.import_model(exported)
     assert target.names() == []
-    assert not any((target.root / ".tmp").iterdir())
+    assert not target.root.exists()  # not even an empty .tmp staging folder
 
 
 def _forge_header(weights: Path, header: dict, data: bytes = b"") -> None:
@@ -208,6 +208,22 @@ def test_models_import_of_a_damaged_export_names_the_users_file_on_one_line(
     assert str(given) in lines[0] and says in lines[0]
     assert ".tmp" not in lines[0] and "after registration" not in lines[0]
     assert ModelRegistry(registry).names() == []
+
+
+def test_a_refused_import_into_a_new_registry_leaves_no_folder_behind(exported, target) -> None:
+    """A cut-short archive used to leave an empty ``.tmp`` staging folder in the registry."""
+    _cut_short_archive(exported)
+    with pytest.raises(InvalidInputError, match="cut short"):
+        target.import_model(exported.with_name("model.tar.gz"))
+    assert not target.root.exists()
+
+
+def test_a_refused_import_leaves_an_existing_registry_as_it_was(source, exported) -> None:
+    _cut_short_archive(exported)
+    before = sorted(source.root.rglob("*"))
+    with pytest.raises(InvalidInputError, match="cut short"):
+        source.import_model(exported.with_name("model.tar.gz"))
+    assert sorted(source.root.rglob("*")) == before
 
 
 def test_a_valid_export_still_imports_and_loads(exported, target) -> None:

@@ -202,6 +202,7 @@ class ModelRegistry:
             complete.pop(key, None)
         draft = ModelCard.from_dict(complete)  # validate before writing anything
         _check_classes(model, draft)
+        made = self._missing_folders()
         staging = self._staging()
         try:
             with torch.no_grad():
@@ -216,12 +217,37 @@ class ModelRegistry:
             complete["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
             return self._commit(staging, complete)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            self._discard(staging, made)
 
     def _staging(self) -> Path:
+        """A new, empty ``.tmp/<uuid>`` (made again should a refused writer's clean-up remove
+        the ``.tmp`` it was being made in)."""
         staging = self.root / TMP_DIR / uuid.uuid4().hex
-        staging.mkdir(parents=True)
+        for attempt in range(3):
+            try:
+                staging.mkdir(parents=True)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         return staging
+
+    def _missing_folders(self) -> list[Path]:
+        """The registry folders a write is about to make (``.tmp`` first, then the root)."""
+        return [folder for folder in (self.root / TMP_DIR, self.root) if not folder.exists()]
+
+    def _discard(self, staging: Path, made: list[Path]) -> None:
+        """Remove ``staging`` (a no-op once committed) and, after a refused write, the folders
+        it ``made``, each only while empty (another writer may have started in them), so a
+        refused import leaves the registry as it found it."""
+        if not staging.exists():
+            return
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: in use by another writer
+                return
 
     def _commit(self, staging: Path, fields: dict[str, Any]) -> str:
         """Allocate the next version under the lock, write the card, rename into place."""
@@ -251,9 +277,8 @@ class ModelRegistry:
         targets = self.versions(name) if version is None else [self.folder(name, version).name]
         with FileLock(str(self.root / LOCK_FILE), timeout=120):
             for target in targets:
-                trash = self.root / TMP_DIR / f"removed-{uuid.uuid4().hex}"
-                trash.parent.mkdir(exist_ok=True)
-                os.rename(self.root / name / target, trash)
+                trash = self._staging()  # a non-empty .tmp: a refused writer leaves it be
+                os.rename(self.root / name / target, trash / target)
                 shutil.rmtree(trash)
             if not self._versions(name):
                 shutil.rmtree(self.root / name, ignore_errors=True)
@@ -282,6 +307,7 @@ class ModelRegistry:
         from napari_pathreview.registry.verify import verify_loadable
 
         check_model_source(Path(path))  # refused before the registry's folders are made
+        made = self._missing_folders()
         staging = self._staging()
         try:
             try:
@@ -294,7 +320,7 @@ class ModelRegistry:
             version = self._commit(staging, fields)
             return card.name, version
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            self._discard(staging, made)
 
 
 def summary_of(card: ModelCard) -> ModelSummary:
