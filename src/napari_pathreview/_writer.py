@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_pathreview.io.geojson import frame_of, rois_from_shapes, write_geojson_rois
 from napari_pathreview.io.labels import label_image_to_rois
-from napari_pathreview.io.shape_holes import shape_holes
+from napari_pathreview.io.shape_holes import dropped_hole_message, settle_holes
 
 
 def _with_suffix(path: str) -> Path:
@@ -39,10 +39,14 @@ def write_shapes_geojson(path: str, data: Any, attributes: dict[str, Any]) -> li
     Feature columns become GeoJSON properties (a "classification" column becomes QuPath's
     classification); holes read from a QuPath file (``io.shape_holes``) are written back.
     """
+    from napari.utils.notifications import show_warning
+
     shape_types = list(attributes.get("shape_type") or ["polygon"] * len(data))
     columns = _feature_columns(attributes)
-    holes = shape_holes(list(data), shape_types, columns, attributes.get("metadata"))
-    rois = rois_from_shapes(list(data), shape_types, columns, holes)
+    settled = settle_holes(list(data), shape_types, columns, attributes.get("metadata"))
+    for index in settled.dropped:  # its region was reshaped so that it lies outside
+        show_warning(dropped_hole_message(str(attributes.get("name", "")), index, columns))
+    rois = rois_from_shapes(list(data), shape_types, columns, settled.holes)
     return [str(write_geojson_rois(_with_suffix(path), rois, frame_of(attributes)))]
 
 

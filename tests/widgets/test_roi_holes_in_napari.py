@@ -100,14 +100,55 @@ def test_a_shape_drawn_after_opening_gets_no_hole(make_napari_viewer: Any, tmp_p
     assert [len(rings) for rings in _rings(saved)] == [2, 1]
 
 
-def test_a_shape_dragged_off_its_hole_drops_the_hole(
+def _notifications() -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    return seen
+
+
+def test_a_region_dragged_as_a_whole_takes_its_hole_along(
     make_napari_viewer: Any, tmp_path: Path
 ) -> None:
-    """The hole stays where it was drawn; outside its region it would be an invalid polygon."""
+    """Dragging used to leave the hole behind, where it fell outside and was dropped."""
     viewer = make_napari_viewer()
     image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
-    roi.data = [roi.data[0] + 12.0]
-    assert roi_mask(roi, image).sum() == 400  # rows and columns 12..31, whole
+    roi.data = [roi.data[0] + 12.0]  # what napari's drag does: every vertex moved alike
+    expected = np.zeros((32, 32), bool)
+    expected[12:32, 12:32] = True
+    expected[17:27, 17:27] = False
+    np.testing.assert_array_equal(roi_mask(roi, image), expected)
+
+
+def test_a_hole_follows_two_drags_into_the_saved_file(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    roi.data = [roi.data[0] + [4.0, 0.0]]
+    roi.data = [roi.data[0] + [0.0, 6.0]]
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    [[outer, hole]] = _rings(saved)  # [x, y]: x = column, moved 6; y = row, moved 4
+    np.testing.assert_allclose(outer, np.asarray(OUTER) + [6, 4])
+    np.testing.assert_allclose(hole, np.asarray(HOLE) + [6, 4])
+
+
+def test_a_hole_outside_its_reshaped_region_is_dropped_with_a_notification_naming_it(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(SOLID), _feature(OUTER, HOLE))
+    seen = _notifications()
+    corner = roi.data[1].copy()
+    corner[:, :] = np.minimum(corner, 4.0)  # the region pulled in to its corner (0..4)
+    roi.data = [roi.data[0], corner]
+    assert roi_mask(roi, image)[0:4, 0:4].all()  # the hole is not cut out of it
+    [message] = [m for m in seen if "hole" in m]
+    assert f"{roi.name!r}, shape 2 (Tumor)" in message and "dropped" in message
+    roi_mask(roi, image)
+    assert len([m for m in seen if "hole" in m]) == 1  # told once: the hole is gone
 
 
 def test_a_review_stores_the_roi_with_its_hole(

@@ -5,15 +5,19 @@ shape gets an id in the ``ROI_ID`` feature column and its holes (rings in the la
 coordinates) are kept in ``metadata["pathreview"]["holes"]`` under that id. napari deletes and
 reorders feature rows with their shapes, so the holes stay with their region; a shape drawn
 later gets ``NO_ID`` (napari's default would copy the last row's id, and with it its holes).
-A hole no longer inside its region's outline (the region was dragged away from it) is
-dropped where holes are used, so no polygon is written with a hole outside it. napari draws
-no hole: the masks (``explain.masks.cut_holes``) and the GeoJSON written honour them.
+Beside the holes each region's outline is kept (``ANCHORS_KEY``): a region whose every vertex
+moved by one displacement was dragged as a whole, and its holes move with it. A hole no longer
+inside its region's outline (the region was reshaped away from it) is dropped where holes are
+used, so no polygon is written with a hole outside it; :func:`settle_holes` says which shapes
+lost one, so the napari side can tell the user. napari draws no hole: the masks
+(``explain.masks.cut_holes``) and the GeoJSON written honour them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 NO_ID = -1
 HOLES_KEY = "holes"
+ANCHORS_KEY = "hole_anchors"
+"""Each holed region's outline (row, col) when its holes were last placed; older metadata
+without it keeps its holes where they were drawn."""
 
 
 def carry_holes(kwargs: Mapping[str, Any], rois: Sequence[Roi]) -> dict[str, Any]:
@@ -44,8 +51,72 @@ def carry_holes(kwargs: Mapping[str, Any], rois: Sequence[Roi]) -> dict[str, Any
         for index, roi in enumerate(rois)
         if roi.holes
     }
+    facts[ANCHORS_KEY] = {
+        str(index): np.asarray(roi.data, float)[:, -2:].tolist()
+        for index, roi in enumerate(rois)
+        if roi.holes
+    }
     metadata["pathreview"] = facts
     return {**kwargs, "features": features, "feature_defaults": defaults, "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class SettledHoles:
+    """Where each shape's holes are now, and what changed.
+
+    Attributes:
+        holes: Per shape, its holes in the layer's data coordinates (row, col).
+        facts: The layer's ``metadata["pathreview"]`` with the holes and anchors as now
+            placed (those dropped removed); None when the layer carries no holes.
+        dropped: Indices of the shapes that lost a hole (reshaped so it lies outside).
+    """
+
+    holes: list[tuple[np.ndarray, ...]]
+    facts: dict[str, Any] | None
+    dropped: list[int]
+
+
+def settle_holes(
+    data: Sequence[np.ndarray],
+    shape_types: Sequence[str],
+    features: Any,
+    metadata: Mapping[str, Any] | None,
+) -> SettledHoles:
+    """Place each shape's holes on its outline as it is now.
+
+    A region moved as a whole (every vertex by one displacement since its anchor) takes its
+    holes along; a hole that lies outside its region after that is dropped.
+
+    Args:
+        data: The layer's ``data``.
+        shape_types: Its ``shape_type`` list.
+        features: Its ``features`` (a DataFrame, or a mapping of columns).
+        metadata: Its ``metadata``.
+    """
+    facts = dict((metadata or {}).get("pathreview") or {})
+    stored = facts.get(HOLES_KEY) or {}
+    if not stored or features is None or ROI_ID not in features:
+        return SettledHoles([()] * len(data), None, [])
+    anchors = facts.get(ANCHORS_KEY) or {}
+    ids = list(features[ROI_ID])
+    holes: list[tuple[np.ndarray, ...]] = []
+    kept_holes: dict[str, list[list[list[float]]]] = {}
+    kept_anchors: dict[str, list[list[float]]] = {}
+    dropped = []
+    for index in range(len(data)):
+        key = _key(ids, index)
+        rings = stored.get(key, []) if key else []
+        outline = np.asarray(data[index], float)[:, -2:]
+        moved = [np.asarray(r, float) + _displacement(anchors.get(key), outline) for r in rings]
+        own = _inside(outline, shape_types[index], moved)
+        holes.append(own)
+        if len(own) < len(rings):
+            dropped.append(index)
+        if own:
+            kept_holes[key] = [ring.tolist() for ring in own]
+            kept_anchors[key] = outline.tolist()
+    facts[HOLES_KEY], facts[ANCHORS_KEY] = kept_holes, kept_anchors
+    return SettledHoles(holes, facts, dropped)
 
 
 def shape_holes(
@@ -54,7 +125,8 @@ def shape_holes(
     features: Any,
     metadata: Mapping[str, Any] | None,
 ) -> list[tuple[np.ndarray, ...]]:
-    """The holes of each shape of a layer, in its data coordinates (row, col).
+    """The holes of each shape of a layer, in its data coordinates (row, col): those of
+    :func:`settle_holes`, moved with a dragged region, none outside its region.
 
     Args:
         data: The layer's ``data``.
@@ -62,14 +134,21 @@ def shape_holes(
         features: Its ``features`` (a DataFrame, or a mapping of columns).
         metadata: Its ``metadata``.
     """
-    stored = ((metadata or {}).get("pathreview") or {}).get(HOLES_KEY) or {}
-    if not stored or features is None or ROI_ID not in features:
-        return [()] * len(data)
-    ids = list(features[ROI_ID])
-    return [
-        _inside(data[index], shape_types[index], stored.get(_key(ids, index), []))
-        for index in range(len(data))
-    ]
+    return settle_holes(data, shape_types, features, metadata).holes
+
+
+def _displacement(anchor: Any, outline: np.ndarray) -> np.ndarray:
+    """How far the region moved as a whole since ``anchor``: zero when it was reshaped
+    (vertices moved unequally or added), or when there is no anchor."""
+    if anchor is None:
+        return np.zeros(2)
+    before = np.asarray(anchor, float)
+    if before.shape != outline.shape:
+        return np.zeros(2)
+    shift = outline - before
+    if not np.allclose(shift, shift[0], atol=1e-6):
+        return np.zeros(2)
+    return shift[0]
 
 
 def _key(ids: list[Any], index: int) -> str:
@@ -81,11 +160,10 @@ def _key(ids: list[Any], index: int) -> str:
         return ""
 
 
-def _inside(vertices: np.ndarray, shape_type: str, rings: Sequence[Any]) -> tuple[np.ndarray, ...]:
+def _inside(outline: np.ndarray, shape_type: str, rings: Sequence[Any]) -> tuple[np.ndarray, ...]:
     """The rings lying inside the shape's outline; the others are dropped and logged."""
     if not rings:
         return ()
-    outline = np.asarray(vertices, float)[:, -2:]
     if shape_type == "ellipse" and outline.shape[0] == 4:
         outline = ellipse_ring(outline)
     kept = []
@@ -94,5 +172,20 @@ def _inside(vertices: np.ndarray, shape_type: str, rings: Sequence[Any]) -> tupl
         if points.ndim == 2 and points.shape[0] >= 3 and points_in_poly(points, outline).all():
             kept.append(points)
         else:
-            logger.warning("a hole no longer inside its region (moved or reshaped) is dropped")
+            logger.warning("a hole no longer inside its reshaped region is dropped")
     return tuple(kept)
+
+
+def dropped_hole_message(layer_name: str, index: int, features: Any) -> str:
+    """What the user is told when shape ``index`` of ``layer_name`` lost a hole: the ROI by
+    layer, number (from 1, as counted in the layer) and its name or class when it has one."""
+    label = ""
+    for column in ("name", "classification"):
+        values = list(features[column]) if features is not None and column in features else []
+        if index < len(values) and str(values[index]).strip():
+            label = f" ({values[index]})"
+            break
+    return (
+        f"ROI layer {layer_name!r}, shape {index + 1}{label}: a hole no longer lies inside the "
+        "reshaped region and was dropped; reopen the GeoJSON to get it back"
+    )

@@ -156,10 +156,9 @@ def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[
         properties: Whether its feature columns become the ROIs' properties.
     """
     from napari_pathreview.io.geojson import rois_from_shapes
-    from napari_pathreview.io.shape_holes import shape_holes
 
     data = list(layer.data)
-    holes = shape_holes(data, list(layer.shape_type), layer.features, layer.metadata)
+    holes = _settled_holes(layer, data)
     if image is not None:
         source = data_to_world_matrix(layer)
         target = np.linalg.inv(data_to_world_matrix(image))
@@ -167,6 +166,22 @@ def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[
         holes = [tuple(_through_world(ring, source, target) for ring in own) for own in holes]
     columns = layer.features.to_dict(orient="list") if properties else None
     return rois_from_shapes(data, list(layer.shape_type), columns, holes)
+
+
+def _settled_holes(layer: Any, data: list[Any]) -> list[tuple[np.ndarray, ...]]:
+    """The holes of each shape (``io.shape_holes.settle_holes``), kept on the layer as now
+    placed: a dragged region's holes moved with it, and a hole its reshaped region no longer
+    holds dropped, with a napari warning naming the ROI (once: it is gone from the layer)."""
+    from napari.utils.notifications import show_warning
+
+    from napari_pathreview.io.shape_holes import dropped_hole_message, settle_holes
+
+    settled = settle_holes(data, list(layer.shape_type), layer.features, layer.metadata)
+    if settled.facts is not None and settled.facts != plugin_meta(layer):
+        layer.metadata = {**layer.metadata, "pathreview": settled.facts}
+    for index in settled.dropped:
+        show_warning(dropped_hole_message(layer.name, index, layer.features))
+    return settled.holes
 
 
 def _through_world(vertices: Any, source: np.ndarray, target: np.ndarray) -> np.ndarray:
