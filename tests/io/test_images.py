@@ -125,6 +125,21 @@ def test_grayscale_png_is_a_mammogram(tmp_path: Path) -> None:
     assert loaded.modality == "mammogram" and loaded.data.shape == (16, 12)
 
 
+def test_an_rgb_png_of_a_grey_film_is_a_mammogram(sample_data: Path, tmp_path: Path) -> None:
+    """A MIAS film saved as 8-bit RGB (R = G = B) used to open as histology."""
+    grey = np.asarray(Image.open(sample_data / "mias" / "mdb028.pgm"))
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / "mdb028.png")
+    loaded = load_image(tmp_path / "mdb028.png")
+    assert loaded.modality == "mammogram" and np.array_equal(loaded.data, grey)
+    assert loaded.scale == (0.2, 0.2)  # a MIAS film's documented pixel size, as for its .pgm
+
+
+def test_a_blank_rgb_png_stays_histology(tmp_path: Path) -> None:
+    """One value throughout shows no content: its colour channels decide, as before."""
+    Image.fromarray(np.full((16, 16, 3), 230, np.uint8)).save(tmp_path / "background.png")
+    assert load_image(tmp_path / "background.png").modality == "histology"
+
+
 def test_16bit_grayscale_png_keeps_16_bits(tmp_path: Path) -> None:
     pixels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 200).astype(np.uint16)
     Image.fromarray(pixels).save(tmp_path / "deep.png")

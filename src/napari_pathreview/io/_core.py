@@ -176,13 +176,38 @@ def to_rgb_uint8(array: Any) -> np.ndarray:
     return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
 
 
-def modality_of(array_shape: tuple[int, ...], path: Path) -> str:
-    """Colour → histology; single channel → mammogram; BreaKHis names are always histology."""
+GREY_SAMPLE_PIXELS = 1 << 20
+""":func:`grey_in_colour` looks at an even grid of at most this many pixels."""
+
+
+def modality_of(array_shape: tuple[int, ...], path: Path, pixels: Any = None) -> str:
+    """Colour → histology; single channel, or colour whose channels are equal (``pixels``
+    given: :func:`grey_in_colour`) → mammogram; BreaKHis names are always histology."""
     if parse_breakhis_name(path.name) is not None:
         return HISTOLOGY
     if len(array_shape) == 2 or (len(array_shape) == 3 and array_shape[-1] in (1, 2)):
         return MAMMOGRAM
+    if pixels is not None and grey_in_colour(pixels):
+        return MAMMOGRAM
     return HISTOLOGY
+
+
+def grey_in_colour(pixels: Any) -> bool:
+    """Whether an RGB(A) image holds grey content: R, G and B equal (a film saved as colour).
+
+    The one rule for the plugin's reader and for layers napari's own reader made. It is judged
+    on an even grid of at most :data:`GREY_SAMPLE_PIXELS` pixels, so lazy (dask, zarr) data is
+    read only that far; an image of one value throughout (a blank tile) shows no content and
+    keeps its colour reading.
+    """
+    shape = tuple(getattr(pixels, "shape", ()))
+    if len(shape) != 3 or shape[-1] not in (3, 4) or min(shape[:2]) < 1:
+        return False
+    step = max(1, math.ceil(math.sqrt(shape[0] * shape[1] / GREY_SAMPLE_PIXELS)))
+    sample = np.asarray(pixels[::step, ::step, :3])
+    red = sample[..., 0]
+    equal = np.array_equal(red, sample[..., 1]) and np.array_equal(red, sample[..., 2])
+    return bool(equal and red.min() != red.max())
 
 
 def normalize_pixels(array: np.ndarray, modality: str) -> np.ndarray:
@@ -237,7 +262,7 @@ def finish_loaded(
     """Build the ``LoadedImage`` of a fully decoded single-level image."""
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
-    modality = modality_of(array.shape, path)
+    modality = modality_of(array.shape, path, array)
     try:
         pixels = normalize_pixels(array, modality)
     except InvalidInputError as error:

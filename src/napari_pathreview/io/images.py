@@ -4,8 +4,9 @@ The suffix → loader table below picks the reader: PNG/JPEG/PGM (:mod:`.raster`
 (:mod:`.slides`: tifffile, or OpenSlide for vendor TIFF flavours), the other whole-slide
 formats (OpenSlide) and DICOM (:mod:`.mammograms` for single images, wsidicom for
 whole-slide series). The *modality* decides how an image is shown and which models apply:
-colour images are histology (RGB uint8), single-channel images are mammograms (uint8 or
-uint16 grayscale). ``to_rgb_uint8`` is the one conversion every model input goes through.
+colour images are histology (RGB uint8), single-channel images and colour images whose
+channels are equal (a film saved as RGB) are mammograms (uint8 or uint16 grayscale).
+``to_rgb_uint8`` is the one conversion every model input goes through.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from napari_pathreview.io._core import (
     LoadedImage,
     base_metadata,
     finish_loaded,
+    grey_in_colour,
     has_dicom_preamble,
     is_supported_image,
     modality_of,
@@ -55,6 +57,7 @@ __all__ = [
     "LoadedImage",
     "base_metadata",
     "finish_loaded",
+    "grey_in_colour",
     "is_supported_image",
     "load_image",
     "modality_of",

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from napari_pathreview.inference.analysis import analyse
-from napari_pathreview.modality import MODALITIES
+from napari_pathreview.modality import HISTOLOGY, MAMMOGRAM, MODALITIES
 from napari_pathreview.widgets import _results
 from napari_pathreview.widgets._layer_meta import plugin_meta
 
@@ -21,11 +21,18 @@ ETA_AFTER = 0.1
 
 
 def layer_modality(layer: Any) -> str:
-    """The layer's modality from the reader's metadata, else guessed: RGB → histology."""
+    """The layer's modality from the plugin reader's metadata; for a layer another reader
+    made, the plugin reader's own rule (``io.images.modality_of``): RGB is histology unless its
+    channels are equal (a mammogram saved as colour), anything else a mammogram."""
+    from napari_pathreview.io.images import grey_in_colour
+
     modality = plugin_meta(layer).get("modality")
     if modality in MODALITIES:
         return modality
-    return "histology" if getattr(layer, "rgb", False) else "mammogram"
+    if not getattr(layer, "rgb", False):
+        return MAMMOGRAM
+    pixels = layer.data[-1] if getattr(layer, "multiscale", False) else layer.data
+    return MAMMOGRAM if grey_in_colour(pixels) else HISTOLOGY
 
 
 def is_source_image(layer: Any) -> bool:
