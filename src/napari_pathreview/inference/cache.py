@@ -34,8 +34,15 @@ ENGINE_VERSION = 1
 """Bumped when the engine's output for the same inputs changes (invalidates old entries)."""
 
 
-def cache_key(slide_fingerprint: str, predictor: Any, settings: Any) -> tuple[str, dict]:
-    """(sha256 hex key, the JSON-able fields it was computed from)."""
+def cache_key(
+    slide_fingerprint: str, predictor: Any, settings: Any, slide_um_per_px: float | None = None
+) -> tuple[str, dict]:
+    """(sha256 hex key, the JSON-able fields it was computed from).
+
+    ``slide_um_per_px``: the level-0 pixel size the slide is read with. It is not in the
+    file's fingerprint when given by hand (a size typed in the Analyze dock, ``um_per_px=``),
+    and another size is another tile grid.
+    """
     card = predictor.card
     spec = getattr(card, "preprocess", None)
     normalizer = getattr(predictor, "normalizer", None)
@@ -43,6 +50,7 @@ def cache_key(slide_fingerprint: str, predictor: Any, settings: Any) -> tuple[st
     fields = {
         "engine": ENGINE_VERSION,
         "slide": slide_fingerprint,
+        "slide_um_per_px": slide_um_per_px,
         "model": predictor.model_ref,
         "weights": getattr(card, "weights_sha256", None),
         "preprocess": spec.to_dict() if hasattr(spec, "to_dict") else repr(predictor.spec),
@@ -297,7 +305,9 @@ def cached_slide(
     if cache is None:
         yield from iter_slide(predictor, source, settings, cancel)
         return
-    key, fields = cache_key(source.fingerprint, predictor, settings)
+    key, fields = cache_key(
+        source.fingerprint, predictor, settings, getattr(source, "um_per_px", None)
+    )
     hit = cache.get(key)
     if hit is not None:
         logger.info("slide result served from cache %s", key[:12])
