@@ -206,16 +206,25 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to the slides directly inside them (sorted)."""
+    """Files as given; a DICOM WSI folder as one slide; other folders expanded to the slide
+    files and DICOM WSI folders directly inside them (sorted)."""
+    from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
+
     paths: list[Path] = []
     for item in items:
         item = Path(item)
-        if item.is_dir() and not any(p.suffix.lower() == ".dcm" for p in item.iterdir()):
-            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES))
+        if item.is_dir() and not is_dicom_wsi_folder(item):
+            paths.extend(
+                p
+                for p in sorted(item.iterdir())
+                if (p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES) or is_dicom_wsi_folder(p)
+            )
         else:
             paths.append(item)
     if not paths:
-        raise InvalidInputError("no slides given (folders held no slide files)")
+        raise InvalidInputError(
+            "no slides given (the folders hold no slide files and no DICOM WSI folders)"
+        )
     unique = {str(p.resolve()): p for p in reversed(paths)}  # a file named twice runs once
     return [p for p in paths if unique[str(p.resolve())] is p]
 
