@@ -82,3 +82,22 @@ def test_a_damaged_slides_csv_row_is_dropped_and_its_slide_runs_again(model_ref,
     again = _run(slides, model_ref, out)
     assert again.skipped == [str(slides[0])] and [r["slide"] for r in again.rows] == ["s1"]
     assert [r["slide"] for r in _rows(out / "slides.csv")] == ["s0", "s1"]
+
+
+def test_a_result_left_half_written_by_a_killed_run_is_removed_and_its_slide_rerun(
+    model_ref, tmp_path
+) -> None:
+    import subprocess
+    import sys
+
+    slide = write_slide(tmp_path / "in" / "s0.tif", tissue_slide(256, 384))
+    out = tmp_path / "out"
+    _run([slide], model_ref, out)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    partial = out / "slides" / f"s0.tmp{int(gone.stdout)}"  # killed before its final rename
+    (out / "slides" / "s0").rename(partial)
+    (out / "slides" / "notes.tmpx").mkdir()  # not a partial's name: left alone
+    again = _run([slide], model_ref, out)
+    assert [r["slide"] for r in again.rows] == ["s0"]
+    assert sorted(p.name for p in (out / "slides").iterdir()) == ["notes.tmpx", "s0"]

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 2 * 2**30
 """Default cache size limit (2 GiB); ``$PATHREVIEW_CACHE_MAX_MB`` overrides it."""
 
+PARTIAL_MARK = ".tmp"
+"""``<folder>.tmp<pid>``: where :func:`write_result` writes before moving the result in place."""
+
 ENGINE_VERSION = 1
 """Bumped when the engine's output for the same inputs changes (invalidates old entries)."""
 
@@ -119,7 +122,7 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
     import zarr
 
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp = folder.with_name(folder.name + f"{PARTIAL_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     group = zarr.open_group(str(tmp / "result.zarr"), mode="w")
@@ -149,6 +152,39 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
         shutil.rmtree(folder)
     tmp.rename(folder)
     return folder
+
+
+def is_partial(folder: Path) -> bool:
+    """A folder :func:`write_result` is (or was, when killed) writing: ``<name>.tmp<pid>``."""
+    name, mark, pid = folder.name.rpartition(PARTIAL_MARK)
+    return bool(name and mark and pid.isdigit())
+
+
+def remove_stale_partials(root: Path) -> list[Path]:
+    """Remove the partial results under ``root`` whose writing process is gone (a killed run);
+    returns them. Those of a live process on this machine are left to finish."""
+    stale = []
+    for folder in sorted(root.iterdir()) if Path(root).is_dir() else ():
+        if (
+            folder.is_dir()
+            and is_partial(folder)
+            and not _alive(int(folder.name.rpartition(PARTIAL_MARK)[2]))
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            stale.append(folder)
+    if stale:
+        logger.info("removed %d partial result(s) left by a stopped run in %s", len(stale), root)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or not ours to judge: keep its folder
+    return True
 
 
 def _finite(value: float) -> float | None:

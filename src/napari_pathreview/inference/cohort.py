@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.inference.cache import is_partial, remove_stale_partials
 
 __all__ = [
     "CohortJob",
@@ -260,6 +261,8 @@ def _stems(paths: Sequence[Path], out: Path, rows: Sequence[dict[str, str]]) -> 
             owners[row["slide"]] = str(Path(row["path"]).resolve())
     root = out / "slides"
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if is_partial(folder):
+            continue
         if owner := _owner(_result_meta(folder)):
             owners[folder.name] = owner  # the folder's own record wins over a row's
     stems = []
@@ -325,6 +328,7 @@ def run_cohort(
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     slides_csv, failures_csv = out / "slides.csv", out / "failures.csv"
+    remove_stale_partials(out / "slides")
     earlier = _read_rows(slides_csv)
     done = {r["key"] for r in earlier}
     todo, skipped = [], []
