@@ -68,6 +68,22 @@ def test_other_settings_or_tta_are_cached_separately(model_ref, slide_path, tmp_
     assert len(cache.entries()) == 3
 
 
+def test_a_slide_given_another_pixel_size_is_analysed_again_not_served_the_old_result(
+    model_ref, tmp_path
+) -> None:
+    """The Analyze dock's way: a slide stating no µm/px, its size typed, then corrected."""
+    from napari_pathreview.inference.layer_slide import LevelsSlide
+
+    predictor = Predictor.from_registry(model_ref, device="cpu")
+    cache = SlideCache(tmp_path / "cache")
+    levels = [tissue_slide(384, 512)]
+    typed = list(cached_slide(predictor, LevelsSlide(levels, 0.25), SlideSettings(), cache))
+    corrected = list(cached_slide(predictor, LevelsSlide(levels, 0.5), SlideSettings(), cache))
+    assert len(corrected) > 1  # the engine ran (a cache hit is the result alone)
+    assert corrected[-1].grid.level0_um_per_px == 0.5
+    assert corrected[-1].grid.shape != typed[-1].grid.shape
+
+
 def test_the_cache_evicts_least_recently_used_entries_past_its_limit(
     model_ref, slide_path, tmp_path
 ) -> None:

@@ -105,6 +105,18 @@ def test_a_slide_without_scale_is_refused_unless_preview_is_asked_for(tmp_path, 
     assert preview.grid.um_per_px is None and preview.grid.n_cells <= 100
 
 
+def test_a_slide_far_coarser_than_the_model_is_refused_before_its_grid_is_planned(
+    tmp_path,
+) -> None:
+    """A TIFF stating its default 72 dpi (352.8 µm/px) would give a 64-px tile 0.09 slide
+    pixels: millions of cells, a run that never ends."""
+    path = write_slide(tmp_path / "dpi72.tif", tissue_slide(250, 300), um_per_px=25400 / 72)
+    with pytest.raises(SlideScaleError, match=r"706× coarser.*72 dpi.*--mpp"):
+        plan_grid(as_slide(path), (64, 64), SlideSettings(), MODEL_UM)
+    given = plan_grid(as_slide(path, um_per_px=0.25), (64, 64), SlideSettings(), MODEL_UM)
+    assert given.shape == (2, 3)  # 128-px tiles at 0.25 µm/px
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

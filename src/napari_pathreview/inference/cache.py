@@ -30,12 +30,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 2 * 2**30
 """Default cache size limit (2 GiB); ``$PATHREVIEW_CACHE_MAX_MB`` overrides it."""
 
+PARTIAL_MARK = ".tmp"
+"""``<folder>.tmp<pid>``: where :func:`write_result` writes before moving the result in place."""
+
 ENGINE_VERSION = 1
 """Bumped when the engine's output for the same inputs changes (invalidates old entries)."""
 
 
-def cache_key(slide_fingerprint: str, predictor: Any, settings: Any) -> tuple[str, dict]:
-    """(sha256 hex key, the JSON-able fields it was computed from)."""
+def cache_key(
+    slide_fingerprint: str, predictor: Any, settings: Any, slide_um_per_px: float | None = None
+) -> tuple[str, dict]:
+    """(sha256 hex key, the JSON-able fields it was computed from).
+
+    ``slide_um_per_px``: the level-0 pixel size the slide is read with. It is not in the
+    file's fingerprint when given by hand (a size typed in the Analyze dock, ``um_per_px=``),
+    and another size is another tile grid.
+    """
     card = predictor.card
     spec = getattr(card, "preprocess", None)
     normalizer = getattr(predictor, "normalizer", None)
@@ -43,6 +53,7 @@ def cache_key(slide_fingerprint: str, predictor: Any, settings: Any) -> tuple[st
     fields = {
         "engine": ENGINE_VERSION,
         "slide": slide_fingerprint,
+        "slide_um_per_px": slide_um_per_px,
         "model": predictor.model_ref,
         "weights": getattr(card, "weights_sha256", None),
         "preprocess": spec.to_dict() if hasattr(spec, "to_dict") else repr(predictor.spec),
@@ -111,7 +122,7 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
     import zarr
 
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp = folder.with_name(folder.name + f"{PARTIAL_MARK}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     group = zarr.open_group(str(tmp / "result.zarr"), mode="w")
@@ -141,6 +152,39 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
         shutil.rmtree(folder)
     tmp.rename(folder)
     return folder
+
+
+def is_partial(folder: Path) -> bool:
+    """A folder :func:`write_result` is (or was, when killed) writing: ``<name>.tmp<pid>``."""
+    name, mark, pid = folder.name.rpartition(PARTIAL_MARK)
+    return bool(name and mark and pid.isdigit())
+
+
+def remove_stale_partials(root: Path) -> list[Path]:
+    """Remove the partial results under ``root`` whose writing process is gone (a killed run);
+    returns them. Those of a live process on this machine are left to finish."""
+    stale = []
+    for folder in sorted(root.iterdir()) if Path(root).is_dir() else ():
+        if (
+            folder.is_dir()
+            and is_partial(folder)
+            and not _alive(int(folder.name.rpartition(PARTIAL_MARK)[2]))
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            stale.append(folder)
+    if stale:
+        logger.info("removed %d partial result(s) left by a stopped run in %s", len(stale), root)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or not ours to judge: keep its folder
+    return True
 
 
 def _finite(value: float) -> float | None:
@@ -297,7 +341,9 @@ def cached_slide(
     if cache is None:
         yield from iter_slide(predictor, source, settings, cancel)
         return
-    key, fields = cache_key(source.fingerprint, predictor, settings)
+    key, fields = cache_key(
+        source.fingerprint, predictor, settings, getattr(source, "um_per_px", None)
+    )
     hit = cache.get(key)
     if hit is not None:
         logger.info("slide result served from cache %s", key[:12])

@@ -3,8 +3,11 @@
 Each task opens its slide, runs the slide engine (``slides.iter_slide``) with a predictor the
 worker keeps between tasks, and writes ``slides/<stem>/`` (result.zarr + tiles.geojson) under
 the output folder. The driver collects one row of slide-level aggregates per slide into
-``slides.csv`` and one row per failed slide into ``failures.csv``; a failing slide never stops
-the others, and slides already in ``slides.csv`` with their folder present are skipped.
+``slides.csv`` and one row per failed slide into ``failures.csv``, rewritten after every slide
+so an interrupted run keeps what it finished; a failing slide never stops the others, and
+slides already in ``slides.csv`` whose folder holds that run's result are skipped. A slide's
+folder is named once (its stem, ``-2``… when another file of that name has one) and kept by
+later runs.
 ``workers=0`` runs the same tasks in this process (no Dask), which the tests compare against.
 """
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.errors import InvalidInputError, PathReviewError
+from napari_pathreview.inference.cache import is_partial, remove_stale_partials
 
 __all__ = [
     "CohortJob",
@@ -195,51 +199,110 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     finally:
         source.close()
     key = job.slide_key(Path(path))
-    write_result(Path(job.out) / "slides" / stem, result, meta={"key": key, "path": str(path)})
+    meta = {"key": key, "path": str(path), "file": str(Path(path).resolve())}
+    write_result(Path(job.out) / "slides" / stem, result, meta=meta)
     return _row(
         Path(path), stem, key, result, predictor.stain_name, target_id(predictor.normalizer)
     )
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to the slides directly inside them (sorted)."""
+    """Files as given; a DICOM WSI folder as one slide; other folders expanded to the slide
+    files and DICOM WSI folders directly inside them (sorted)."""
+    from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
+
     paths: list[Path] = []
     for item in items:
         item = Path(item)
-        if item.is_dir() and not any(p.suffix.lower() == ".dcm" for p in item.iterdir()):
-            paths.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES))
+        if item.is_dir() and not is_dicom_wsi_folder(item):
+            paths.extend(
+                p
+                for p in sorted(item.iterdir())
+                if (p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES) or is_dicom_wsi_folder(p)
+            )
         else:
             paths.append(item)
     if not paths:
-        raise InvalidInputError("no slides given (folders held no slide files)")
-    return paths
+        raise InvalidInputError(
+            "no slides given (the folders hold no slide files and no DICOM WSI folders)"
+        )
+    unique = {str(p.resolve()): p for p in reversed(paths)}  # a file named twice runs once
+    return [p for p in paths if unique[str(p.resolve())] is p]
 
 
-def _stems(paths: Sequence[Path]) -> list[str]:
-    seen: dict[str, int] = {}
+def _result_meta(folder: Path) -> dict[str, Any]:
+    """The ``meta`` a slide task stored with its result (empty when none is readable)."""
+    import zarr
+
+    store = folder / "result.zarr"
+    if not store.is_dir():
+        return {}
+    try:
+        meta = zarr.open_group(str(store), mode="r").attrs.get("meta")
+    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _owner(meta: dict[str, Any]) -> str | None:
+    """The resolved slide path a result was written for (older results: only ``path``)."""
+    named = meta.get("file") or meta.get("path")
+    return str(Path(named).resolve()) if named else None
+
+
+def _stems(paths: Sequence[Path], out: Path, rows: Sequence[dict[str, str]]) -> list[str]:
+    """Each slide's folder under ``out/slides``: the one an earlier run gave that file, else
+    its stem, suffixed ``-2``, ``-3``… while another file owns that name (a result folder on
+    disk, a ``slides.csv`` row, or an earlier slide of this run), so ``a/s1.tif`` and
+    ``b/s1.tif`` never share a folder, whichever run or order they come in."""
+    owners: dict[str, str] = {}
+    for row in rows:
+        if row.get("slide") and row.get("path"):
+            owners[row["slide"]] = str(Path(row["path"]).resolve())
+    root = out / "slides"
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if is_partial(folder):
+            continue
+        if owner := _owner(_result_meta(folder)):
+            owners[folder.name] = owner  # the folder's own record wins over a row's
     stems = []
     for path in paths:
-        stem = path.stem
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        me = str(path.resolve())
+        name = next((n for n, o in owners.items() if o == me), None)
+        if name is None:
+            name, n = path.stem, 1
+            while name in owners:
+                n += 1
+                name = f"{path.stem}-{n}"
+            owners[name] = me
+        stems.append(name)
     return stems
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
+    """``slides.csv``'s rows; a row without its slide, path or key (a damaged line) is
+    dropped with a warning, so that slide simply runs again."""
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))
+    good = [r for r in rows if r.get("slide") and r.get("path") and r.get("key")]
+    if len(good) < len(rows):
+        logger.warning("%s: %d damaged row(s) ignored", path, len(rows) - len(good))
+    return good
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the table whole, then move it into place: a kill mid-write leaves the old one."""
     header: list[str] = []
     for row in rows:
         header.extend(k for k in row if k not in header)
-    with path.open("w", newline="") as handle:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header or ["slide"])
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def run_cohort(
@@ -265,21 +328,35 @@ def run_cohort(
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     slides_csv, failures_csv = out / "slides.csv", out / "failures.csv"
-    done = {r["key"]: r for r in _read_rows(slides_csv) if "key" in r}
+    remove_stale_partials(out / "slides")
+    earlier = _read_rows(slides_csv)
+    done = {r["key"] for r in earlier}
     todo, skipped = [], []
-    for path, stem in zip(paths, _stems(paths), strict=True):
+    for path, stem in zip(paths, _stems(paths, out, earlier), strict=True):
         key = job.slide_key(path)
-        if key in done and (out / "slides" / stem / "result.zarr").exists():
+        if key in done and _result_meta(out / "slides" / stem).get("key") == key:
             skipped.append(str(path))
         else:
             todo.append((path, stem))
     if skipped:
         logger.info("skipping %d finished slide(s)", len(skipped))
-    rows, failures = _dispatch(todo, job, scheduler, workers, progress)
-    kept = [r for r in done.values() if r["path"] not in {str(p) for p, _ in todo}]
-    _write_rows(slides_csv, kept + rows)
-    _write_rows(failures_csv, failures)
+    rerun = {stem for _, stem in todo}
+    kept = [r for r in earlier if r["slide"] not in rerun]
+    table = _Tables(slides_csv, failures_csv, kept)
+    rows, failures = _dispatch(todo, job, scheduler, workers, progress, table.save)
+    table.save(rows, failures)  # in the order given, whatever order they finished in
     return CohortSummary(rows, skipped, failures, slides_csv, failures_csv)
+
+
+class _Tables:
+    """``slides.csv`` and ``failures.csv``, written again after every slide that ends."""
+
+    def __init__(self, slides_csv: Path, failures_csv: Path, kept: list[dict[str, Any]]):
+        self.slides_csv, self.failures_csv, self.kept = slides_csv, failures_csv, kept
+
+    def save(self, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
+        _write_rows(self.slides_csv, self.kept + rows)
+        _write_rows(self.failures_csv, failures)
 
 
 def _dispatch(
@@ -288,7 +365,10 @@ def _dispatch(
     scheduler: str | None,
     workers: int | None,
     progress: bool,
+    save: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Run the slides; ``save(rows, failures)`` after each one ends (an interrupted run keeps
+    what it finished)."""
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
@@ -301,6 +381,7 @@ def _dispatch(
         else:
             logger.warning("%s failed: %s", path, error)
             failures.append({"path": str(path), "error": f"{type(error).__name__}: {error}"})
+        save(rows, failures)
         bar.update(1)
 
     if not todo:

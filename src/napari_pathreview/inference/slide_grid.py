@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("matched", "preview")
 
+MAX_ENLARGEMENT = 8.0
+"""How much coarser than the model a slide may be in matched mode (tiles are enlarged)."""
+
 
 #: each numeric setting's valid range and how an error states it (``SettingError`` carries
 #: the field, so the CLI reports it under the flag typed: ``--mpp`` for ``slide_um_per_px``)
@@ -224,6 +227,7 @@ def plan_grid(
                 "use the explicitly coarse preview mode (--mode preview)."
             )
         assert model_um is not None
+        _check_enlargement(source, slide_um, model_um, tile_size)
         level = _read_level(downs, slide_um, model_um)
         target = model_um
         if slide_um > model_um * 1.01:
@@ -251,6 +255,25 @@ def plan_grid(
         level0_shape=(height, width),
         downsample=downs[level],
         level0_um_per_px=slide_um,
+    )
+
+
+def _check_enlargement(
+    source: Any, slide_um: float, model_um: float, tile_size: tuple[int, int]
+) -> None:
+    """Refuse a slide far coarser than the model: its tiles would be a few pixels blown up, and
+    the grid (one cell per tile) could hold millions of cells, freezing the run."""
+    factor = slide_um / model_um
+    if factor <= MAX_ENLARGEMENT:
+        return
+    covers = min(tile_size) / factor
+    raise SlideScaleError(
+        f"{getattr(source, 'path', 'the slide')} is at {slide_um:.4g} µm/px, {factor:.3g}× "
+        f"coarser than the model's {model_um:.3g} µm/px: a {min(tile_size)}-px tile would be "
+        f"{covers:.2g} slide pixels enlarged (at most {MAX_ENLARGEMENT:g}× is tiled). If that "
+        "is not the scanner's pixel size (a TIFF's default 72 dpi reads as 352.8 µm/px), give "
+        "the right one (CLI: --mpp; Python: open_slide(path, um_per_px=…)); otherwise use a "
+        "model trained nearer this resolution, or the explicitly coarse --mode preview."
     )
 
 

@@ -1,0 +1,103 @@
+"""Cohort runs that are stopped, resumed, or given slides of one file name in several folders."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from slide_fixtures import register_tiny, tissue_slide, write_slide
+
+from napari_pathreview.inference import cohort
+from napari_pathreview.inference.cohort import job_from_settings, run_cohort
+from napari_pathreview.inference.slides import SlideSettings
+
+
+@pytest.fixture
+def model_ref(registry) -> str:
+    return register_tiny(registry)
+
+
+def _rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _run(slides, model_ref, out):
+    job = job_from_settings(model_ref, out, SlideSettings(batch_size=8), device="cpu")
+    return run_cohort(slides, job, workers=0, progress=False)
+
+
+def test_an_interrupted_cohort_keeps_its_finished_slides_and_resumes_after_them(
+    model_ref, tmp_path, monkeypatch
+) -> None:
+    slides = [
+        write_slide(tmp_path / "in" / f"s{i}.tif", tissue_slide(256, 384, seed=i)) for i in range(3)
+    ]
+    real_task = cohort.slide_task
+
+    def stopped_at_the_second(path, stem, job):  # Ctrl-C while the second slide runs
+        if stem == "s1":
+            raise KeyboardInterrupt
+        return real_task(path, stem, job)
+
+    monkeypatch.setattr(cohort, "slide_task", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        _run(slides, model_ref, tmp_path / "out")
+    assert [r["slide"] for r in _rows(tmp_path / "out" / "slides.csv")] == ["s0"]
+    monkeypatch.setattr(cohort, "slide_task", real_task)
+    resumed = _run(slides, model_ref, tmp_path / "out")
+    assert resumed.skipped == [str(slides[0])]
+    assert [r["slide"] for r in resumed.rows] == ["s1", "s2"]
+    assert [r["slide"] for r in _rows(resumed.slides_csv)] == ["s0", "s1", "s2"]
+
+
+def test_slides_of_one_name_run_separately_keep_separate_folders(model_ref, tmp_path) -> None:
+    first = write_slide(tmp_path / "a" / "s1.tif", tissue_slide(256, 384, seed=1))
+    second = write_slide(tmp_path / "b" / "s1.tif", tissue_slide(256, 384, seed=2))
+    out = tmp_path / "out"
+    _run([first], model_ref, out)
+    _run([second], model_ref, out)
+    rows = {r["path"]: r["slide"] for r in _rows(out / "slides.csv")}
+    assert rows == {str(first): "s1", str(second): "s1-2"}
+    assert cohort._result_meta(out / "slides" / "s1")["path"] == str(first)
+    assert cohort._result_meta(out / "slides" / "s1-2")["path"] == str(second)
+
+
+def test_a_slide_named_twice_runs_once(model_ref, tmp_path) -> None:
+    slide = write_slide(tmp_path / "in" / "s0.tif", tissue_slide(256, 384))
+    summary = _run([tmp_path / "in", slide], model_ref, tmp_path / "out")
+    assert [r["slide"] for r in summary.rows] == ["s0"]
+    assert [p.name for p in (tmp_path / "out" / "slides").iterdir()] == ["s0"]
+
+
+def test_a_damaged_slides_csv_row_is_dropped_and_its_slide_runs_again(model_ref, tmp_path) -> None:
+    slides = [
+        write_slide(tmp_path / "in" / f"s{i}.tif", tissue_slide(256, 384, seed=i)) for i in range(2)
+    ]
+    out = tmp_path / "out"
+    _run(slides, model_ref, out)
+    lines = (out / "slides.csv").read_text().splitlines()
+    cut = lines[2].split(",")[:2]  # s1's row cut short after its path, as by a full disk
+    (out / "slides.csv").write_text("\n".join([*lines[:2], ",".join(cut), "garbage"]) + "\n")
+    again = _run(slides, model_ref, out)
+    assert again.skipped == [str(slides[0])] and [r["slide"] for r in again.rows] == ["s1"]
+    assert [r["slide"] for r in _rows(out / "slides.csv")] == ["s0", "s1"]
+
+
+def test_a_result_left_half_written_by_a_killed_run_is_removed_and_its_slide_rerun(
+    model_ref, tmp_path
+) -> None:
+    import subprocess
+    import sys
+
+    slide = write_slide(tmp_path / "in" / "s0.tif", tissue_slide(256, 384))
+    out = tmp_path / "out"
+    _run([slide], model_ref, out)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    partial = out / "slides" / f"s0.tmp{int(gone.stdout)}"  # killed before its final rename
+    (out / "slides" / "s0").rename(partial)
+    (out / "slides" / "notes.tmpx").mkdir()  # not a partial's name: left alone
+    again = _run([slide], model_ref, out)
+    assert [r["slide"] for r in again.rows] == ["s0"]
+    assert sorted(p.name for p in (out / "slides").iterdir()) == ["notes.tmpx", "s0"]
