@@ -118,7 +118,10 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
         dest="slide_um_per_px",
         type=float,
         default=None,
-        help="level-0 µm per pixel of slides whose files do not state it (never guessed)",
+        help=(
+            "level-0 µm per pixel for every slide given: for files that do not state it or"
+            " state it wrongly (it replaces a stated value; never guessed)"
+        ),
         **typed,
     )
 

@@ -121,7 +121,7 @@ def open_slide(
         _check_decodes(source)
     if um_per_px:
         if source.um_per_px and abs(source.um_per_px - um_per_px) > 1e-9:
-            logger.info(
+            logger.warning(
                 "%s: pixel size %.4g µm given replaces %.4g µm from the file",
                 path,
                 um_per_px,
