@@ -111,6 +111,15 @@ def test_slide_io_benchmark_skips_the_openslide_reference_when_it_is_missing(
     assert "OpenSlide reference skipped: peer missing" in capsys.readouterr().out
 
 
+def test_label_outlines_benchmark_times_our_tracer_beside_opencv_on_each_workload(capsys) -> None:
+    argv = ["--edge", "128", "--regions", "4", "--noise-edge", "32"]
+    assert load("label_outlines").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ours / cv2" in out
+    for workload in ("4 regions, 128²", "1 ragged region with holes, 128²", "random noise, 32²"):
+        assert workload in out
+
+
 def test_lesion_mil_benchmark_times_one_fold_model_beside_the_bare_encoder(tmp_path) -> None:
     bench = load("lesion_mil")
     films = bench._films(1, tmp_path)

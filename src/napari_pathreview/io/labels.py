@@ -14,23 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.edge_rings import edge_polygons
 from napari_pathreview.io.geojson import Roi
 from napari_pathreview.io.pixel_origin import CORNER, corner_to_centre
-
-Vertex = tuple[int, int]
-"""A pixel corner (row, col): pixel (i, j) spans [i, i + 1) × [j, j + 1)."""
-Heading = tuple[int, int]
-
-# The edge each side of a foreground pixel contributes when its neighbour there is background:
-# (neighbour offset, start corner offset, heading), walking with the pixel on the RIGHT.
-_SIDES: tuple[tuple[Heading, Vertex, Heading], ...] = (
-    ((-1, 0), (0, 0), (0, 1)),  # top: east
-    ((0, 1), (0, 1), (1, 0)),  # right: south
-    ((1, 0), (1, 1), (0, -1)),  # bottom: west
-    ((0, -1), (1, 0), (-1, 0)),  # left: north
-)
 
 
 def label_image_to_rois(labels: Any, class_names: dict[int, str] | None = None) -> list[Roi]:
@@ -54,117 +43,41 @@ def label_image_to_rois(labels: Any, class_names: dict[int, str] | None = None) 
             f"expected a 2-D integer label image, got {array.shape} {array.dtype}"
         )
     rois: list[Roi] = []
-    for value in np.unique(array):
-        if value == 0:
-            continue
-        props: dict[str, Any] = {"label": int(value)}
-        if class_names and int(value) in class_names:
-            props["classification"] = class_names[int(value)]
-        for exterior, holes in edge_polygons(array == value):
-            rois.append(Roi(_napari(exterior), "polygon", dict(props), tuple(map(_napari, holes))))
+    for value, box in _label_boxes(array):
+        props: dict[str, Any] = {"label": value}
+        if class_names and value in class_names:
+            props["classification"] = class_names[value]
+        origin = np.array([box[0].start, box[1].start], dtype=float)
+        for exterior, holes in edge_polygons(array[box] == value):
+            rois.append(
+                Roi(
+                    _napari(exterior + origin),
+                    "polygon",
+                    dict(props),
+                    tuple(_napari(hole + origin) for hole in holes),
+                )
+            )
     return rois
 
 
-def edge_polygons(mask: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """The polygons (exterior, holes) whose union is ``mask``, as rings of pixel corners.
+def _label_boxes(array: np.ndarray) -> list[tuple[int, tuple[slice, slice]]]:
+    """Each non-zero label value, ascending, with the bounding box of its pixels.
 
-    Every ring is simple (a ring that touched itself at a corner is split there), exteriors
-    run clockwise on screen and holes anticlockwise, and only the corners where the outline
-    turns are kept.
+    Tracing each label inside its box, not over the whole image, is what keeps a slide-sized
+    layer with thousands of small regions fast. Values far beyond the image's pixel count (or
+    negative) are replaced by their rank first, so the table of boxes stays as small as the
+    image.
     """
-    from skimage.measure import points_in_poly
-
-    rings = [simple for ring in _trace(np.asarray(mask, dtype=bool)) for simple in _split(ring)]
-    exteriors = [r for r in rings if _area(r) < 0]
-    areas = [-_area(r) for r in exteriors]
-    polygons: list[tuple[np.ndarray, list[np.ndarray]]] = [(r, []) for r in exteriors]
-    for hole in (r for r in rings if _area(r) > 0):
-        inside = _inside_point(hole)
-        holders = [i for i, r in enumerate(exteriors) if points_in_poly([inside], r)[0]]
-        polygons[min(holders, key=areas.__getitem__)][1].append(hole)
-    return polygons
-
-
-def _outgoing(mask: np.ndarray) -> dict[Vertex, set[Heading]]:
-    """Each boundary edge, by its start corner: foreground pixel on the right, background on
-    the left (outside the image counts as background)."""
-    padded = np.pad(mask, 1)
-    rows, cols = mask.shape
-    edges: dict[Vertex, set[Heading]] = {}
-    for (dr, dc), (sr, sc), heading in _SIDES:
-        neighbour = padded[1 + dr : 1 + dr + rows, 1 + dc : 1 + dc + cols]
-        for r, c in zip(*np.nonzero(mask & ~neighbour), strict=True):
-            edges.setdefault((int(r) + sr, int(c) + sc), set()).add(heading)
-    return edges
-
-
-def _left(heading: Heading) -> Heading:
-    return (-heading[1], heading[0])
-
-
-def _right(heading: Heading) -> Heading:
-    return (heading[1], -heading[0])
-
-
-def _trace(mask: np.ndarray) -> list[list[Vertex]]:
-    """Closed rings of boundary edges. Where two background and two foreground pixels meet
-    diagonally the walk turns left, keeping the diagonal foreground pixels in one ring."""
-    edges = _outgoing(mask)
-    rings = []
-    while edges:
-        start = next(iter(edges))
-        first = _take(edges, start, next(iter(edges[start])))
-        ring, vertex, heading = [start], _step(start, first), first
-        while True:
-            options = edges.get(vertex, set()) | ({first} if vertex == start else set())
-            turn = next(t for t in (_left(heading), heading, _right(heading)) if t in options)
-            if vertex == start and turn == first:
-                break
-            if turn != heading:
-                ring.append(vertex)
-            heading = _take(edges, vertex, turn)
-            vertex = _step(vertex, heading)
-        rings.append(ring if first != heading else ring[1:])  # a start mid-side is no corner
-    return rings
-
-
-def _take(edges: dict[Vertex, set[Heading]], vertex: Vertex, heading: Heading) -> Heading:
-    edges[vertex].discard(heading)
-    if not edges[vertex]:
-        del edges[vertex]
-    return heading
-
-
-def _step(vertex: Vertex, heading: Heading) -> Vertex:
-    return (vertex[0] + heading[0], vertex[1] + heading[1])
-
-
-def _split(ring: list[Vertex]) -> list[np.ndarray]:
-    """``ring`` as simple rings: a loop that returns to a corner already passed is cut off."""
-    rings, stack, seen = [], [], {}
-    for vertex in ring:
-        if vertex in seen:
-            at = seen[vertex]
-            rings.append(np.array(stack[at:], dtype=float))
-            for passed in stack[at + 1 :]:
-                del seen[passed]
-            del stack[at + 1 :]
-        else:
-            seen[vertex] = len(stack)
-            stack.append(vertex)
-    return [*rings, np.array(stack, dtype=float)]
-
-
-def _area(ring: np.ndarray) -> float:
-    """Signed (shoelace) area in (row, col): negative for exteriors, positive for holes."""
-    rows, cols = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.sum(rows * np.roll(cols, -1) - np.roll(rows, -1) * cols))
-
-
-def _inside_point(hole: np.ndarray) -> np.ndarray:
-    """The centre of the background pixel left of the hole's first edge (inside the hole)."""
-    heading = np.sign(hole[1] - hole[0])
-    return hole[0] + 0.5 * heading + 0.5 * np.array(_left((int(heading[0]), int(heading[1]))))
+    if array.size == 0:
+        return []
+    values = None
+    dense = array.view(np.uint8) if array.dtype == bool else array
+    if dense.min() < 0 or dense.max() > max(dense.size, 1 << 16):
+        values, inverse = np.unique(dense, return_inverse=True)
+        dense = np.where(dense == 0, 0, inverse.reshape(dense.shape) + 1)
+    boxes = ndimage.find_objects(dense)
+    named = [(i + 1 if values is None else int(values[i]), box) for i, box in enumerate(boxes)]
+    return [(value, box) for value, box in named if box is not None]
 
 
 def _napari(ring: np.ndarray) -> np.ndarray:
