@@ -331,7 +331,8 @@ def ellipse_ring(corners: np.ndarray) -> np.ndarray:
 
 def _xy(ring_rc: np.ndarray, close: bool) -> list[list[float]]:
     corner = centre_to_corner(ring_rc[:, -2:])  # napari (row, col) → GeoJSON [x, y]
-    points = [[round(float(c), 4), round(float(r), 4)] for r, c in corner]
+    # numpy rounds k/10⁴ to the nearest double, so each value still prints as a short decimal
+    points = np.round(np.asarray(corner, dtype=float)[:, ::-1], 4).tolist()
     if close and points and points[0] != points[-1]:
         points.append(points[0])
     return points
@@ -391,8 +392,18 @@ def write_geojson_rois(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rois_to_geojson(rois, frame), indent=1), encoding="utf-8")
+    path.write_text(_feature_per_line(rois_to_geojson(rois, frame)), encoding="utf-8")
     return path
+
+
+def _feature_per_line(document: dict[str, Any]) -> str:
+    """The document as JSON with one compact feature per line: readable in a text editor, and
+    written by json's C encoder (``indent=`` falls back to the pure-Python one, which made the
+    text, not the tracing, the slow part of saving a slide-sized Labels layer)."""
+    head = {key: value for key, value in document.items() if key != "features"}
+    lines = [json.dumps(feature) for feature in document["features"]]
+    opening = json.dumps(head)[:-1] + (', "features": [' if head else '"features": [')
+    return opening + "\n" + ",\n".join(lines) + "\n]}\n"
 
 
 def rois_from_shapes(
