@@ -259,9 +259,11 @@ def test_openslide_and_tifffile_backends_agree_on_an_svs(svs: Path) -> None:
 def test_a_given_pixel_size_replaces_the_file_s_with_a_warning_naming_the_file(
     svs: Path, caplog
 ) -> None:
-    with caplog.at_level("WARNING", logger="napari_pathreview.io.wsi"):
-        with open_slide(svs, um_per_px=0.5) as slide:
-            assert slide.um_per_px == 0.5
+    with (
+        caplog.at_level("WARNING", logger="napari_pathreview.io.wsi"),
+        open_slide(svs, um_per_px=0.5) as slide,
+    ):
+        assert slide.um_per_px == 0.5
     assert any(
         record.levelname == "WARNING" and str(svs) in record.getMessage()
         for record in caplog.records
