@@ -107,7 +107,7 @@ def heatmap_png(levels: list[Any], tiled: Any, class_index: int, path: Path) -> 
     from matplotlib import colormaps
     from PIL import Image
 
-    from napari_pathreview.inference.heatmap import auto_contrast
+    from napari_pathreview.inference.heatmap import PROBABILITY_LIMITS
 
     rgb = overview(levels).astype(np.float32)
     grid = tiled.grid
@@ -115,7 +115,7 @@ def heatmap_png(levels: list[Any], tiled: Any, class_index: int, path: Path) -> 
     cols = _cell_index(rgb.shape[1], grid.level0_shape[1], grid.cell[1], grid.shape[1])
     values = tiled.prob_maps[class_index][np.ix_(rows, cols)]
     covered = tiled.coverage[np.ix_(rows, cols)]
-    low, high = auto_contrast(tiled.prob_maps[class_index][tiled.coverage])
+    low, high = PROBABILITY_LIMITS
     scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
     colour = colormaps["turbo"](scaled)[..., :3] * 255.0
     alpha = np.where(covered, 0.5, 0.0)[..., None]

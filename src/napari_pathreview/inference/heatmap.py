@@ -2,7 +2,7 @@
 
 The widget calls :func:`heatmap_layer` on ``SlideStart`` (an empty map the size of the grid,
 placed over the slide), :func:`fill_heatmap` on each ``SlideBatch`` (writes the batch's
-cells in place and returns new contrast limits) and :func:`tissue_layer` for the optional
+cells in place) and :func:`tissue_layer` for the optional
 tissue Labels layer. Each returns napari ``LayerData`` tuples or plain arrays, so they are
 tested here without a viewer.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = [
     "HEATMAP_COLORMAP",
-    "auto_contrast",
+    "PROBABILITY_LIMITS",
     "fill_heatmap",
     "heatmap_layer",
     "heatmap_name",
@@ -35,26 +35,16 @@ HEATMAP_COLORMAP: dict[str, Any] = {
 }
 """A napari colormap dict: transparent → blue → green → yellow → red."""
 
+PROBABILITY_LIMITS = (0.0, 1.0)
+"""A probability map's contrast limits, fixed: a colour means the same probability on every
+slide and image. Limits fitted to each map's percentiles painted a benign slide whose tiles
+all read 0.47–0.48 bright red, below the model's own threshold."""
+
 
 def heatmap_name(model_ref: str, class_name: str, um_per_px: float | None) -> str:
     """The layer name: model, class and the resolution the model saw."""
     where = f"{um_per_px:.3g} µm/px" if um_per_px else "preview"
     return f"P({class_name}) · {model_ref} · {where}"
-
-
-def auto_contrast(values: np.ndarray, low: float = 2.0, high: float = 98.0) -> tuple[float, float]:
-    """Contrast limits from the classified (non-zero) cells' percentiles, never a zero range."""
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values) & (values > 0)]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
-    if hi - lo < 1e-3:
-        centre = (hi + lo) / 2.0
-        lo, hi = max(0.0, centre - 5e-4), min(1.0, centre + 5e-4)
-        if hi - lo < 1e-3:
-            lo, hi = hi - 1e-3, hi
-    return lo, hi
 
 
 def heatmap_layer(
@@ -81,7 +71,7 @@ def heatmap_layer(
         "scale": scale,
         "translate": translate,
         "colormap": HEATMAP_COLORMAP,
-        "contrast_limits": (0.0, 1.0),
+        "contrast_limits": PROBABILITY_LIMITS,
         "blending": "translucent",
         "interpolation2d": "nearest",
         "metadata": {
@@ -98,11 +88,11 @@ def heatmap_layer(
     return data, kwargs, "image"
 
 
-def fill_heatmap(data: np.ndarray, batch: Any, class_index: int) -> tuple[float, float]:
-    """Write a ``SlideBatch``'s probabilities into ``data``; returns new contrast limits."""
+def fill_heatmap(data: np.ndarray, batch: Any, class_index: int) -> None:
+    """Write a ``SlideBatch``'s probabilities into ``data`` (the layer keeps its limits, so a
+    contrast the user set while it streams stays)."""
     if len(batch.rows):
         data[batch.rows, batch.cols] = batch.probabilities[:, class_index]
-    return auto_contrast(data)
 
 
 def tissue_layer(
@@ -163,7 +153,7 @@ class HeatmapStream:
         if hasattr(event, "grid") and hasattr(event, "n_tiles"):
             self._start(event)
         elif self.data is not None and hasattr(event, "probabilities"):
-            self.layer.contrast_limits = fill_heatmap(self.data, event, self.class_index)
+            fill_heatmap(self.data, event, self.class_index)
             self.layer.refresh()
 
     def _start(self, start: Any) -> None:
@@ -199,7 +189,6 @@ class HeatmapStream:
 
             self._start(SlideStart(result.grid, result.classes, result.model_ref, 0))
         self.data[...] = result.prob_maps[self.class_index]
-        self.layer.contrast_limits = auto_contrast(self.data)
         self.layer.refresh()
         self.complete = True
 

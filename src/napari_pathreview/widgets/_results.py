@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.heatmap import PROBABILITY_LIMITS
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._scale import layer_rois
 
@@ -279,7 +280,7 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
         colormap=faded_colormap(HEATMAP_COLORMAP),
         opacity=CAM_OPACITY,
         blending="translucent",
-        contrast_limits=(0.0, 1.0),  # a probability: its scale is fixed, not auto
+        contrast_limits=PROBABILITY_LIMITS,
         # the tiler gives cell size and cell (0, 0)'s centre in level-0 pixels
         scale=tuple((base_scale * np.asarray(tiled.scale, dtype=float)).tolist()),
         translate=tuple(
