@@ -330,13 +330,29 @@ class ReviewWidget(QueueNavigation, QWidget):
         if self._key(self.image_layer) != self._shown_key:
             self._image_changed()  # the layer was reused for the next image
             return
-        if not self.has_unsaved_changes() or not self._state.label:
-            self._shown_prediction = self.prediction()
-            self._apply(self._state_for(self.image_layer))
+        unsaved, typed = self.has_unsaved_changes(), self.form_state()  # judged before the update
+        self._shown_prediction = self.prediction()
+        if unsaved:
+            self._keep_typed(typed)
         else:
-            self._shown_prediction = self.prediction()
-            self._suggest_agreement()
+            self._apply(self._state_for(self.image_layer))
         self._show_model_line()
+
+    def _keep_typed(self, typed: state.FormState) -> None:
+        """A prediction arrived over unsaved entries: keep them, only fill in an empty label.
+
+        Notes typed while the model ran are the reviewer's work; the agreement follows the
+        label, as the store requires.
+        """
+        prediction, baseline = self.prediction(), self._state
+        suggested = state.fresh_state(prediction, self.classes())
+        label = typed.label if typed.label in self.classes() else suggested.label
+        agreement = state.suggest(label, prediction) if label else suggested.agreement
+        self._apply(typed.edited(label=label, agreement=agreement))
+        if baseline.label:
+            self._state = baseline.edited(agreement=state.suggest(baseline.label, prediction))
+        else:
+            self._state = suggested.edited(review_id=baseline.review_id)
 
     def _show_model_line(self) -> None:
         prediction = self.prediction()
