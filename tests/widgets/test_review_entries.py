@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from napari_pathreview.review import ReviewStore
+
 pytestmark = pytest.mark.viewer
 
 BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
@@ -38,6 +40,12 @@ def _predict(layer: Any, prediction: dict[str, Any] = PREDICTION) -> None:
     meta = dict(layer.metadata["pathreview"])
     meta["prediction"] = dict(prediction)
     layer.metadata = {**layer.metadata, "pathreview": meta}
+
+
+def _enter_reviewer(review: Any, name: str) -> None:
+    """Type a name in Reviewer and leave the field, as a user does."""
+    review.reviewer.value = name
+    review.reviewer.native.editingFinished.emit()
 
 
 def _folder(tmp_path: Path, n: int) -> list[Path]:
@@ -80,3 +88,74 @@ def test_a_label_picked_before_the_prediction_arrives_is_kept(
     review.label.value = "benign"
     _predict(layers[0])
     assert review.label.value == "benign" and review.agreement.value == "disagree"
+
+
+def test_another_reviewer_does_not_see_the_first_reviewer_s_entries(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_a")
+    _predict(layers[0])
+    review.label.value = "benign"
+    review.notes.value = "dr_a's note"
+    assert review.save() is not None
+    _enter_reviewer(review, "dr_b")
+    assert review.notes.value == "" and review.label.value == "malignant"
+    assert not review.has_unsaved_changes()
+    review.notes.value = "dr_b's own note"
+    assert review.save() is not None
+    [b_record] = ReviewStore().reviews(reviewer="dr_b")
+    assert b_record.label == "malignant" and b_record.notes == "dr_b's own note"
+    _enter_reviewer(review, "dr_a")  # back to the first reviewer: their review again
+    assert review.notes.value == "dr_a's note" and review.label.value == "benign"
+
+
+def test_a_reviewer_s_name_entered_after_typing_keeps_the_entries(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, _layers = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    review.label.value = "benign"
+    review.notes.value = "typed before the name"
+    _enter_reviewer(review, "dr_late")
+    assert review.notes.value == "typed before the name" and review.label.value == "benign"
+    assert review.save() is not None
+    [record] = ReviewStore().reviews(reviewer="dr_late")
+    assert record.notes == "typed before the name"
+
+
+def test_the_disagreement_list_follows_the_reviewer_s_name(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_a")
+    _predict(layers[0])
+    review.label.value = "benign"
+    assert review.save() is not None
+    assert review.disagreements.count() == 1
+    _enter_reviewer(review, "dr_b")
+    assert review.only_mine.value and review.disagreements.count() == 0
+
+
+def test_a_restored_session_shows_the_restored_reviewer_s_review(
+    make_napari_viewer: Any, open_widget: Any, sample_data: Path, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    workspace = open_widget(viewer, "Workspace (Analyze + Review)")
+    viewer.open(sample_data / BREAKHIS, plugin="napari-pathreview")
+    review = workspace.review
+    _enter_reviewer(review, "dr_a")
+    review.label.value = "benign"
+    review.notes.value = "dr_a's note"
+    assert review.save() is not None
+    session = workspace.save_session(tmp_path / "review.session.json")
+
+    other = make_napari_viewer()
+    restored = open_widget(other, "Workspace (Analyze + Review)")
+    _enter_reviewer(restored.review, "someone_else")
+    assert restored.restore_session(session)
+    assert restored.review.reviewer.value == "dr_a"
+    assert restored.review.notes.value == "dr_a's note"
+    assert restored.review.label.value == "benign"

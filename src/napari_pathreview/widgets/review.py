@@ -73,6 +73,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_image: Any = None
         self._shown_key: tuple[str, str] | None = None
         self._shown_prediction: dict[str, Any] | None = None
+        self._shown_reviewer = ""  # whose saved review the form was filled from
         self._state = state.FormState()
         self.saving = False
         self._build_form()
@@ -130,8 +131,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         compact(self.image_combo, self.label, self.roi_combo)
         self.image_combo.changed.connect(self._image_changed)
         self.label.changed.connect(self._suggest_agreement)
-        # Once the name is typed (Enter, or focus leaves), not per keystroke: each count is a read.
-        self.reviewer.native.editingFinished.connect(self.refresh_progress)
+        # Once the name is typed (Enter, or focus leaves), not per keystroke: each is a read.
+        self.reviewer.native.editingFinished.connect(self.reviewer_entered)
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
@@ -250,6 +251,25 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._apply(self._state_for(image))
         self._show_model_line()
 
+    def reviewer_entered(self, *_: Any) -> None:
+        """The form, count and list follow the reviewer: their saved review, else a fresh form.
+
+        Entries typed before the name are kept (they are this reviewer's, not yet saved).
+        """
+        reviewer = (self.reviewer.value or "").strip()
+        if self.saving:
+            return  # the form stays as it is being written; the next entry catches up
+        if reviewer != self._shown_reviewer:
+            self._shown_reviewer = reviewer
+            image = self.image_layer
+            if image is not None and not self.has_unsaved_changes():
+                self.roi_combo.value = NO_ROI  # another reviewer's saved ROI is not theirs
+                self._apply(self._state_for(image))
+            else:
+                self._state = self._state.edited(review_id=None)
+        self.refresh_progress()
+        self.refresh_disagreements()
+
     def _leaving_refused(self) -> bool:
         """Picking another image with unsaved entries asks first; "Stay" puts the pick back."""
         shown = self._shown_image
@@ -275,7 +295,7 @@ class ReviewWidget(QueueNavigation, QWidget):
 
     def _saved_review(self, image: Any) -> Any:
         source = plugin_meta(image).get("source_path")
-        reviewer = (self.reviewer.value or "").strip()
+        reviewer = self._shown_reviewer = (self.reviewer.value or "").strip()
         if not source or not reviewer or not Path(source).is_file():
             return None
         try:
