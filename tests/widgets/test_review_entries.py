@@ -159,3 +159,18 @@ def test_a_restored_session_shows_the_restored_reviewer_s_review(
     assert restored.review.reviewer.value == "dr_a"
     assert restored.review.notes.value == "dr_a's note"
     assert restored.review.label.value == "benign"
+
+
+def test_a_disagreement_corrected_later_leaves_the_list(open_sample: Any, open_widget: Any) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_a")
+    _predict(layers[0])
+    review.label.value = "benign"
+    assert review.save() is not None
+    review.notes.value = "second look"
+    assert review.save() is not None
+    assert review.disagreements.count() == 1  # edited, not listed twice
+    review.label.value = "malignant"  # now agrees with the model
+    assert review.save() is not None
+    assert review.disagreements.count() == 0

@@ -429,11 +429,15 @@ class QueueNavigation:
 
     # ---------------------------------------------------------- disagreements
     def refresh_disagreements(self, *_: Any) -> list[Any]:
-        """List the reviews that disagree with the model (this reviewer's, or everyone's)."""
+        """List the reviews that disagree with the model (this reviewer's, or everyone's).
+
+        Each reviewer's latest review of an image only, as the export writes them: an edited
+        review is listed once, and a disagreement later corrected to agreement not at all.
+        """
         reviewer = self.reviewer.value.strip() if self.only_mine.value else None
         try:
             records = wait_in_store_thread(
-                lambda: self.store().reviews(reviewer=reviewer, disagreements_only=True)
+                lambda: self.store().latest_reviews(reviewer=reviewer, disagreements_only=True)
             )
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Disagreements")
