@@ -174,3 +174,26 @@ def test_a_disagreement_corrected_later_leaves_the_list(open_sample: Any, open_w
     review.label.value = "malignant"  # now agrees with the model
     assert review.save() is not None
     assert review.disagreements.count() == 0
+
+
+def test_a_queue_image_deleted_after_review_is_reported_without_a_traceback(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    seen = _messages()
+    paths = _folder(tmp_path, 2)
+    viewer = make_napari_viewer()
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_q")
+    review.load_queue(paths[0].parent)
+    _wait_loaded(qtbot, review, paths[0])
+    review.label.value = "benign"
+    assert review.save() is not None
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    paths[0].unlink()
+    worker = review.previous_item()
+    qtbot.waitUntil(lambda: not worker.is_running and review.next_button.isEnabled())
+    assert any("Cannot open case_0.png" in m for m in seen)
+    assert "case_0.png" in review.progress_label.text()
+    assert "cannot be opened" in review.progress_label.text()
+    assert review.image_combo.value == "case_1"  # still the image on screen
