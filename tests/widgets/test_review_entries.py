@@ -197,3 +197,30 @@ def test_a_queue_image_deleted_after_review_is_reported_without_a_traceback(
     assert "case_0.png" in review.progress_label.text()
     assert "cannot be opened" in review.progress_label.text()
     assert review.image_combo.value == "case_1"  # still the image on screen
+
+
+def test_moving_on_in_the_queue_never_restores_another_open_image_s_roi(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, shared_data: Path, tmp_path: Path
+) -> None:
+    """The queue renames its reused layer; the form must not fall back to the first image."""
+    import shutil
+
+    for name in ("mdb005.pgm", "Info.txt"):
+        shutil.copy(shared_data / "mias" / name, tmp_path / name)
+    paths = _folder(tmp_path, 2)
+    viewer = make_napari_viewer()
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_q")
+    viewer.open(tmp_path / "mdb005.pgm", plugin="napari-pathreview")
+    review.label.value = "benign"
+    review.roi_combo.value = "mdb005 ROI"
+    assert review.save() is not None
+    shown: list[str] = []
+    review.image_combo.changed.connect(shown.append)
+    review.load_queue(paths[0].parent)
+    _wait_loaded(qtbot, review, paths[0])
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    assert "mdb005" not in shown
+    assert "saved ROI · mdb005" not in viewer.layers
+    assert review.image_combo.value == "case_1"

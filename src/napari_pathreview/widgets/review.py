@@ -173,8 +173,16 @@ class ReviewWidget(QueueNavigation, QWidget):
         return self.classes()
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh the pickers; the form is only reset when the image itself changed."""
-        self.form.reset_choices()
+        """Refresh the pickers; the form is only reset when the image itself changed.
+
+        A renamed image layer (the queue reuses it for the next file) stays picked: falling
+        back to the first image for a moment read that image's review and restored its ROI.
+        """
+        shown = self._shown_image
+        with self.image_combo.changed.blocked():
+            self.form.reset_choices()
+            if shown in self.viewer.layers and shown.name in self.image_combo.choices:
+                self.image_combo.value = shown.name
         self._image_changed()
 
     def _follow_active(self, *_: Any) -> None:
