@@ -224,3 +224,18 @@ def test_moving_on_in_the_queue_never_restores_another_open_image_s_roi(
     assert "mdb005" not in shown
     assert "saved ROI · mdb005" not in viewer.layers
     assert review.image_combo.value == "case_1"
+
+
+def test_the_model_line_shows_the_model_s_name_when_the_text_is_long(
+    open_sample: Any, open_widget: Any
+) -> None:
+    viewer, layers = open_sample(BREAKHIS)
+    workspace = open_widget(viewer, "Workspace (Analyze + Review)")
+    review = workspace.review
+    long_name = {**PREDICTION, "model_name": "breakhis-efficientnet-b0-stain-macenko"}
+    _predict(layers[0], {**long_name, "restored": "from the saved session"})
+    workspace.tabs.setCurrentIndex(1)
+    field = review.model_line.native
+    assert field.text().startswith("breakhis-efficientnet-b0-stain-macenko@1 said malignant")
+    assert field.cursorPosition() == 0  # the start (the model's name) is what shows
+    assert field.toolTip() == field.text()

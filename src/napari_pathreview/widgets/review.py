@@ -383,15 +383,19 @@ class ReviewWidget(QueueNavigation, QWidget):
             self._state = suggested.edited(review_id=baseline.review_id)
 
     def _show_model_line(self) -> None:
+        """Which model said what; the line starts at the model's name (a long line is cut at
+        its end, never at the name), the whole of it in the tooltip."""
         prediction = self.prediction()
         if prediction:
             origin = prediction.get(_recall.RESTORED_KEY)
-            self.model_line.value = (
-                f"{_recall.record_ref(prediction)} said {prediction['label']}"
-                + (f" ({origin})" if origin else "")
+            text = f"{_recall.record_ref(prediction)} said {prediction['label']}" + (
+                f" ({origin})" if origin else ""
             )
         else:
-            self.model_line.value = "no prediction (run Analyze); saved without agreement"
+            text = "no prediction (run Analyze); saved without agreement"
+        self.model_line.value = text
+        self.model_line.native.setCursorPosition(0)
+        self.model_line.tooltip = text
 
     def _suggest_agreement(self, *_: Any) -> None:
         prediction = self.prediction()
