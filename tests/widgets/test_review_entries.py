@@ -239,3 +239,39 @@ def test_the_model_line_shows_the_model_s_name_when_the_text_is_long(
     assert field.text().startswith("breakhis-efficientnet-b0-stain-macenko@1 said malignant")
     assert field.cursorPosition() == 0  # the start (the model's name) is what shows
     assert field.toolTip() == field.text()
+
+
+def _answer_prompt(button: str) -> None:
+    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+            return
+        next(b for b in box.buttons() if b.text() == button).click()
+
+    QTimer.singleShot(20, click)
+
+
+def test_an_roi_picked_but_not_saved_asks_before_moving_on(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    paths = _folder(tmp_path, 2)
+    viewer = make_napari_viewer()
+    review = open_widget(viewer, "Review")
+    _enter_reviewer(review, "dr_q")
+    review.load_queue(paths[0].parent)
+    _wait_loaded(qtbot, review, paths[0])
+    _predict(review.image_layer)  # the form agrees with the model already
+    assert not review.has_unsaved_changes()
+    viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="lesion")
+    review.roi_combo.value = "lesion"
+    assert review.has_unsaved_changes()
+    _answer_prompt("Save")
+    review.next_item()
+    _wait_loaded(qtbot, review, paths[1])
+    [record] = ReviewStore().reviews(reviewer="dr_q")
+    assert record.roi_geojson is not None

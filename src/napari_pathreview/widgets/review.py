@@ -216,6 +216,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             agreement=agreement,
             confidence=float(self.confidence.value),
             notes=str(self.notes.value or ""),
+            roi_layer="" if self.roi_combo.value in (None, NO_ROI) else str(self.roi_combo.value),
             review_id=self._state.review_id,
         )
 
@@ -298,8 +299,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         if saved is None:
             return state.fresh_state(prediction, self.classes())
         restored = state.restored_state(saved, prediction)
-        self._restore_roi(image, restored.roi_geojson)
-        return restored
+        return restored.edited(roi_layer=self._restore_roi(image, restored.roi_geojson))
 
     def _saved_review(self, image: Any) -> Any:
         source = plugin_meta(image).get("source_path")
@@ -329,9 +329,10 @@ class ReviewWidget(QueueNavigation, QWidget):
             notify_exception(error, "Stored prediction")
             return None
 
-    def _restore_roi(self, image: Any, geojson: Any) -> None:
+    def _restore_roi(self, image: Any, geojson: Any) -> str:
+        """Show a saved review's ROI as a Shapes layer and pick it; returns its name ("": none)."""
         if not geojson:
-            return
+            return ""
         from napari_pathreview.io.geojson import parse_geojson_rois
         from napari_pathreview.io.shape_holes import carry_holes
 
@@ -352,6 +353,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         layer = self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         self.roi_combo.reset_choices()
         self.roi_combo.value = layer.name
+        return str(layer.name)
 
     def _prediction_changed(self, *_: Any) -> None:
         """Analyze stored a prediction (with or without a CAM) on the image under review."""
