@@ -55,13 +55,24 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
 
     from napari_pathreview._reader import read_paths
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} is gone (moved or deleted since the queue was opened)")
     data = [item for item in read_paths(str(path)) if item and item[0] is not None]
-    hashes = {p: file_sha256(p) for p in {Path(path), *map(Path, to_hash)}}
+    others = {p for p in map(Path, to_hash) if p.is_file()}  # another gone file: not this one's
+    hashes = {p: file_sha256(p) for p in {Path(path), *others}}
     layers = [Layer.create(*item) for item in data]
     for layer in layers:  # the layer will be reused: its hash says which image it shows
         if _results.is_image(layer):
             _tag_sha256(layer, hashes[Path(path)])
     return path, layers, hashes
+
+
+def _item_or_failure(path: Path, to_hash: Sequence[Path]) -> Any:
+    """:func:`read_item`, its error wrapped (not raised) for the widget to notify."""
+    try:
+        return read_item(path, to_hash)
+    except Exception as error:  # noqa: BLE001 - notified by the widget, in the main thread
+        return _Failed(error)
 
 
 def _tag_sha256(layer: Any, sha256: str) -> None:
@@ -127,6 +138,7 @@ class QueueNavigation:
     loading: Any = None
     saving: bool = False  # a review is being written: navigation waits for it
     loaded_path: Path | None = None
+    failed_path: Path | None = None  # the last image the queue could not open
     prediction_memory: _recall.PredictionMemory | None = None  # shared with Analyze (workspace)
     _queue_layers: list[Any]
     _hashes: dict[Path, str]
@@ -328,11 +340,8 @@ class QueueNavigation:
         self.previous_button.setEnabled(False)
         self.progress_label.setText(f"opening {Path(path).name}…")
         pending = [] if self.queue is None else self.queue.unhashed()
-        worker = create_worker(read_item, Path(path), pending, _start_thread=False)
-        worker.returned.connect(self._on_loaded)
-        worker.errored.connect(
-            lambda error: notify_exception(error, f"Cannot open {Path(path).name}; skip it")
-        )
+        worker = create_worker(_item_or_failure, Path(path), pending, _start_thread=False)
+        worker.returned.connect(lambda loaded: self._on_loaded(loaded, Path(path)))
         worker.finished.connect(self._loading_done)
         self.loading = worker
         worker.start()
@@ -341,9 +350,17 @@ class QueueNavigation:
     def _loading_done(self) -> None:
         self.next_button.setEnabled(True)
         self.previous_button.setEnabled(True)
-        self._show_progress()
+        failed = self.queue is not None and self.failed_path == self.queue.current
+        self._show_progress(" — cannot be opened; still showing the last image" if failed else "")
 
-    def _on_loaded(self, loaded: tuple[Path, list[Any], dict[Path, str]]) -> None:
+    def _on_loaded(
+        self, loaded: tuple[Path, list[Any], dict[Path, str]] | _Failed, asked: Path
+    ) -> None:
+        if isinstance(loaded, _Failed):
+            self.failed_path = asked
+            notify_exception(loaded.error, f"Cannot open {asked.name}; skip it")
+            return
+        self.failed_path = None
         path, layers, hashes = loaded
         self._hashes.update(hashes)
         if self.queue is not None:
@@ -429,11 +446,15 @@ class QueueNavigation:
 
     # ---------------------------------------------------------- disagreements
     def refresh_disagreements(self, *_: Any) -> list[Any]:
-        """List the reviews that disagree with the model (this reviewer's, or everyone's)."""
+        """List the reviews that disagree with the model (this reviewer's, or everyone's).
+
+        Each reviewer's latest review of an image only, as the export writes them: an edited
+        review is listed once, and a disagreement later corrected to agreement not at all.
+        """
         reviewer = self.reviewer.value.strip() if self.only_mine.value else None
         try:
             records = wait_in_store_thread(
-                lambda: self.store().reviews(reviewer=reviewer, disagreements_only=True)
+                lambda: self.store().latest_reviews(reviewer=reviewer, disagreements_only=True)
             )
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Disagreements")

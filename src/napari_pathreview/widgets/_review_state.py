@@ -34,6 +34,7 @@ class FormState:
         confidence: the reviewer's confidence in [0, 1].
         notes: free text.
         roi_geojson: the saved ROI (restored as a Shapes layer), or None.
+        roi_layer: the ROI layer picked in the form ("" for none): picking another is an edit.
         review_id: id of the saved review this state came from (None: a fresh form).
     """
 
@@ -42,18 +43,23 @@ class FormState:
     confidence: float = DEFAULT_CONFIDENCE
     notes: str = ""
     roi_geojson: Mapping[str, Any] | None = None
+    roi_layer: str = ""
     review_id: int | None = None
 
     def edited(self, **changes: Any) -> FormState:
         return replace(self, **changes)
 
     def same_entries(self, other: FormState) -> bool:
-        """Whether what the reviewer typed or picked is the same (ids and ROIs aside)."""
-        return (self.label, self.agreement, round(self.confidence, 3), self.notes.strip()) == (
-            other.label,
-            other.agreement,
-            round(other.confidence, 3),
-            other.notes.strip(),
+        """Whether what the reviewer typed or picked is the same (ids and saved GeoJSON aside)."""
+        return self._entries() == other._entries()
+
+    def _entries(self) -> tuple[str, str, float, str, str]:
+        return (
+            self.label,
+            self.agreement,
+            round(self.confidence, 3),
+            self.notes.strip(),
+            self.roi_layer,
         )
 
 

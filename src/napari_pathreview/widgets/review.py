@@ -73,6 +73,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_image: Any = None
         self._shown_key: tuple[str, str] | None = None
         self._shown_prediction: dict[str, Any] | None = None
+        self._shown_reviewer = ""  # whose saved review the form was filled from
         self._state = state.FormState()
         self.saving = False
         self._build_form()
@@ -130,8 +131,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         compact(self.image_combo, self.label, self.roi_combo)
         self.image_combo.changed.connect(self._image_changed)
         self.label.changed.connect(self._suggest_agreement)
-        # Once the name is typed (Enter, or focus leaves), not per keystroke: each count is a read.
-        self.reviewer.native.editingFinished.connect(self.refresh_progress)
+        # Once the name is typed (Enter, or focus leaves), not per keystroke: each is a read.
+        self.reviewer.native.editingFinished.connect(self.reviewer_entered)
 
     # ---------------------------------------------------------------- choices
     def _image_names(self, _widget: Any = None) -> list[str]:
@@ -172,8 +173,16 @@ class ReviewWidget(QueueNavigation, QWidget):
         return self.classes()
 
     def reset_choices(self, *_: Any) -> None:
-        """Refresh the pickers; the form is only reset when the image itself changed."""
-        self.form.reset_choices()
+        """Refresh the pickers; the form is only reset when the image itself changed.
+
+        A renamed image layer (the queue reuses it for the next file) stays picked: falling
+        back to the first image for a moment read that image's review and restored its ROI.
+        """
+        shown = self._shown_image
+        with self.image_combo.changed.blocked():
+            self.form.reset_choices()
+            if shown in self.viewer.layers and shown.name in self.image_combo.choices:
+                self.image_combo.value = shown.name
         self._image_changed()
 
     def _follow_active(self, *_: Any) -> None:
@@ -207,6 +216,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             agreement=agreement,
             confidence=float(self.confidence.value),
             notes=str(self.notes.value or ""),
+            roi_layer="" if self.roi_combo.value in (None, NO_ROI) else str(self.roi_combo.value),
             review_id=self._state.review_id,
         )
 
@@ -250,6 +260,25 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._apply(self._state_for(image))
         self._show_model_line()
 
+    def reviewer_entered(self, *_: Any) -> None:
+        """The form, count and list follow the reviewer: their saved review, else a fresh form.
+
+        Entries typed before the name are kept (they are this reviewer's, not yet saved).
+        """
+        reviewer = (self.reviewer.value or "").strip()
+        if self.saving:
+            return  # the form stays as it is being written; the next entry catches up
+        if reviewer != self._shown_reviewer:
+            self._shown_reviewer = reviewer
+            image = self.image_layer
+            if image is not None and not self.has_unsaved_changes():
+                self.roi_combo.value = NO_ROI  # another reviewer's saved ROI is not theirs
+                self._apply(self._state_for(image))
+            else:
+                self._state = self._state.edited(review_id=None)
+        self.refresh_progress()
+        self.refresh_disagreements()
+
     def _leaving_refused(self) -> bool:
         """Picking another image with unsaved entries asks first; "Stay" puts the pick back."""
         shown = self._shown_image
@@ -270,12 +299,11 @@ class ReviewWidget(QueueNavigation, QWidget):
         if saved is None:
             return state.fresh_state(prediction, self.classes())
         restored = state.restored_state(saved, prediction)
-        self._restore_roi(image, restored.roi_geojson)
-        return restored
+        return restored.edited(roi_layer=self._restore_roi(image, restored.roi_geojson))
 
     def _saved_review(self, image: Any) -> Any:
         source = plugin_meta(image).get("source_path")
-        reviewer = (self.reviewer.value or "").strip()
+        reviewer = self._shown_reviewer = (self.reviewer.value or "").strip()
         if not source or not reviewer or not Path(source).is_file():
             return None
         try:
@@ -301,9 +329,10 @@ class ReviewWidget(QueueNavigation, QWidget):
             notify_exception(error, "Stored prediction")
             return None
 
-    def _restore_roi(self, image: Any, geojson: Any) -> None:
+    def _restore_roi(self, image: Any, geojson: Any) -> str:
+        """Show a saved review's ROI as a Shapes layer and pick it; returns its name ("": none)."""
         if not geojson:
-            return
+            return ""
         from napari_pathreview.io.geojson import parse_geojson_rois
         from napari_pathreview.io.shape_holes import carry_holes
 
@@ -324,30 +353,51 @@ class ReviewWidget(QueueNavigation, QWidget):
         layer = self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         self.roi_combo.reset_choices()
         self.roi_combo.value = layer.name
+        return str(layer.name)
 
     def _prediction_changed(self, *_: Any) -> None:
         """Analyze stored a prediction (with or without a CAM) on the image under review."""
         if self._key(self.image_layer) != self._shown_key:
             self._image_changed()  # the layer was reused for the next image
             return
-        if not self.has_unsaved_changes() or not self._state.label:
-            self._shown_prediction = self.prediction()
-            self._apply(self._state_for(self.image_layer))
+        unsaved, typed = self.has_unsaved_changes(), self.form_state()  # judged before the update
+        self._shown_prediction = self.prediction()
+        if unsaved:
+            self._keep_typed(typed)
         else:
-            self._shown_prediction = self.prediction()
-            self._suggest_agreement()
+            self._apply(self._state_for(self.image_layer))
         self._show_model_line()
 
+    def _keep_typed(self, typed: state.FormState) -> None:
+        """A prediction arrived over unsaved entries: keep them, only fill in an empty label.
+
+        Notes typed while the model ran are the reviewer's work; the agreement follows the
+        label, as the store requires.
+        """
+        prediction, baseline = self.prediction(), self._state
+        suggested = state.fresh_state(prediction, self.classes())
+        label = typed.label if typed.label in self.classes() else suggested.label
+        agreement = state.suggest(label, prediction) if label else suggested.agreement
+        self._apply(typed.edited(label=label, agreement=agreement))
+        if baseline.label:
+            self._state = baseline.edited(agreement=state.suggest(baseline.label, prediction))
+        else:
+            self._state = suggested.edited(review_id=baseline.review_id)
+
     def _show_model_line(self) -> None:
+        """Which model said what; the line starts at the model's name (a long line is cut at
+        its end, never at the name), the whole of it in the tooltip."""
         prediction = self.prediction()
         if prediction:
             origin = prediction.get(_recall.RESTORED_KEY)
-            self.model_line.value = (
-                f"{_recall.record_ref(prediction)} said {prediction['label']}"
-                + (f" ({origin})" if origin else "")
+            text = f"{_recall.record_ref(prediction)} said {prediction['label']}" + (
+                f" ({origin})" if origin else ""
             )
         else:
-            self.model_line.value = "no prediction (run Analyze); saved without agreement"
+            text = "no prediction (run Analyze); saved without agreement"
+        self.model_line.value = text
+        self.model_line.native.setCursorPosition(0)
+        self.model_line.tooltip = text
 
     def _suggest_agreement(self, *_: Any) -> None:
         prediction = self.prediction()

@@ -261,6 +261,7 @@ class PathReviewWorkspace(QWidget):
         review_settings = document.get("review") or {}
         review.reviewer.value = review_settings.get("reviewer") or review.reviewer.value
         review.only_mine.value = bool(review_settings.get("only_mine", True))
+        review.reviewer_entered()  # the form, count and list of the restored reviewer
         analyze.reset_choices()
         analyze.all_models.value = bool(settings.get("all_models", False))
         for widget, key in (
