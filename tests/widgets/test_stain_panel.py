@@ -140,3 +140,20 @@ def test_the_fit_layer_list_offers_h_and_e_images_and_never_a_mammogram(
     viewer.layers.remove(he)
     assert _fit_choices(box) == []  # and as it was removed
     assert film.name in [layer.name for layer in viewer.layers]
+
+
+def test_a_fit_that_finds_no_tissue_is_a_notice_naming_the_layer_without_a_traceback(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
+) -> None:
+    seen = _messages()
+    viewer, _ = open_sample(BREAKHIS)
+    viewer.add_image(np.full((96, 96, 3), 250, np.uint8), rgb=True, name="blank glass")
+    box = open_widget(viewer, "Analyze").stain_box
+    box.fit_method.setCurrentText("macenko")
+    box.refresh_layers()
+    worker = box.fit_to_layer("blank glass")
+    assert worker is not None
+    qtbot.waitUntil(lambda: box.fit_button.isEnabled(), timeout=30_000)
+    assert any("blank glass" in m and "no tissue" in m for m in seen), seen
+    assert box.user_target is None
+    assert box.target_label.text() == "user target: none"  # not "fitting … to blank glass…"

@@ -107,6 +107,18 @@ class _Failed:
         self.error = error
 
 
+def failure_returned(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` in a worker, an error returned as :class:`_Failed`.
+
+    napari's ``create_worker`` re-raises a worker's error in the main thread, so a notice
+    from ``errored`` came with a traceback on top; the widget notifies a returned failure.
+    """
+    try:
+        return function(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - notified by the widget, in the main thread
+        return _Failed(error)
+
+
 def _guarded(*args: Any, **kwargs: Any):
     """Run :func:`analyse`, turning any exception into a yielded :class:`_Failed`."""
     try:

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import file_sha256
 from napari_pathreview.widgets import _recall, _results
-from napari_pathreview.widgets._common import _Failed, guard_triton_import
+from napari_pathreview.widgets._common import _Failed, failure_returned, guard_triton_import
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._queue import QUEUE_ORDER_CHOICES, WorkQueue, reviewed_hashes
@@ -67,14 +67,6 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
     return path, layers, hashes
 
 
-def _item_or_failure(path: Path, to_hash: Sequence[Path]) -> Any:
-    """:func:`read_item`, its error wrapped (not raised) for the widget to notify."""
-    try:
-        return read_item(path, to_hash)
-    except Exception as error:  # noqa: BLE001 - notified by the widget, in the main thread
-        return _Failed(error)
-
-
 def _tag_sha256(layer: Any, sha256: str) -> None:
     """Note the file's hash on an image layer (``_recall``: what a prediction is kept under)."""
     meta = plugin_meta(layer)
@@ -98,14 +90,6 @@ def prepare_queue(
 
         rois = reviewer_rois(store)
     return WorkQueue.from_source(source, done, order, model, rois)
-
-
-def _queue_or_failure(*args: Any) -> WorkQueue | _Failed:
-    """:func:`prepare_queue`, its error wrapped (not raised) for the widget to notify."""
-    try:
-        return prepare_queue(*args)
-    except Exception as error:  # noqa: BLE001 - notified by the widget, in the main thread
-        return _Failed(error)
 
 
 def _reusable(old: Any, new: Any) -> bool:
@@ -241,7 +225,14 @@ class QueueNavigation:
         )
         reviewer = self.reviewer.value.strip()
         worker = create_worker(
-            _queue_or_failure, store, reviewer, Path(source), order, model, _start_thread=False
+            failure_returned,
+            prepare_queue,
+            store,
+            reviewer,
+            Path(source),
+            order,
+            model,
+            _start_thread=False,
         )
         worker.returned.connect(lambda queue: self._queue_ready(queue, Path(source), index, at))
         self.loading = worker
@@ -340,7 +331,9 @@ class QueueNavigation:
         self.previous_button.setEnabled(False)
         self.progress_label.setText(f"opening {Path(path).name}…")
         pending = [] if self.queue is None else self.queue.unhashed()
-        worker = create_worker(_item_or_failure, Path(path), pending, _start_thread=False)
+        worker = create_worker(
+            failure_returned, read_item, Path(path), pending, _start_thread=False
+        )
         worker.returned.connect(lambda loaded: self._on_loaded(loaded, Path(path)))
         worker.finished.connect(self._loading_done)
         self.loading = worker

@@ -204,14 +204,29 @@ class StainBox(QGroupBox):
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Stain target")
             return None
+        from napari_pathreview.widgets._common import failure_returned
+
         self.fit_button.setEnabled(False)
+        before = self.target_label.text()
         self.target_label.setText(f"fitting {method} to {name}…")
-        self.fit_worker = create_worker(_stain.fit_target, method, rgb, _start_thread=False)
-        self.fit_worker.returned.connect(lambda state: self.set_user_target(state, name))
-        self.fit_worker.errored.connect(lambda error: notify_exception(error, "Stain fit"))
+        self.fit_worker = create_worker(
+            failure_returned, _stain.fit_target, method, rgb, _start_thread=False
+        )
+        self.fit_worker.returned.connect(lambda state: self._fitted(state, name, before))
         self.fit_worker.finished.connect(lambda: self.fit_button.setEnabled(True))
         self.fit_worker.start()
         return self.fit_worker
+
+    def _fitted(self, state: Any, name: str, before: str) -> None:
+        """A fit's outcome: the user target, or a notice naming the layer (no traceback)
+        with the target line back to the target still in use."""
+        from napari_pathreview.widgets._common import _Failed
+
+        if isinstance(state, _Failed):
+            self.target_label.setText(before)
+            notify_exception(state.error, f"Stain fit to {name!r}")
+            return
+        self.set_user_target(state, name)
 
     def _layer(self, name: str | None) -> Any:
         """The H&E image layer ``name``; any other is refused with :func:`fit_refusal`'s
