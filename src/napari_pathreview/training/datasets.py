@@ -197,13 +197,20 @@ def from_mias(root: Path) -> list[Sample]:
 
 
 def from_reviews(db: str | None, workdir: Path, disagreement_weight: float) -> list[Sample]:
-    """Export the review store (pathologists' labels, weighted) and read it as a manifest."""
+    """Export the review store (pathologists' labels, weighted) and read it as a manifest.
+
+    The export is kept in the run folder, and a resumed run reads that copy: reviews saved
+    since the run began would change its data under the folds it has already finished.
+    """
     from napari_pathreview.review import ReviewStore
 
+    manifest = workdir / "reviews_manifest.csv"
+    if manifest.is_file():
+        log.info("reading the reviews exported when this run began: %s", manifest)
+        return from_csv(manifest)
     url = None
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).resolve()}"
-    manifest = workdir / "reviews_manifest.csv"
     with ReviewStore(url, create=False) as store:  # a typo must not train on a new empty DB
         store.export_manifest(manifest, disagreement_weight=disagreement_weight)
     samples = from_csv(manifest)

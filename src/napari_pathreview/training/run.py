@@ -10,6 +10,7 @@ stain target on its own training part and evaluates with its own spec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import numpy as np
 import yaml
 
 from napari_pathreview.errors import PathReviewError
+from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
@@ -59,7 +61,7 @@ from napari_pathreview.training.results import (
     fold_dir,
     read_fold,
 )
-from napari_pathreview.training.splits import SplitPlan, make_splits
+from napari_pathreview.training.splits import SplitPlan, make_splits, record_splits
 from napari_pathreview.training.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,32 @@ def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Re
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
+def with_reviews_source(recipe: Recipe, db: str) -> Recipe:
+    """The recipe as ``--from-reviews`` runs it: ``data.source: reviews`` and the store as
+    ``data.root``, so the run folder's recipe.yaml (which ``--resume`` reads) and the model
+    card say what the model was trained on, not the recipe's own data.
+
+    A SQLite path is made absolute (a resume may start elsewhere); a URL loses its password,
+    which must not reach recipe.yaml or a card. MIAS's stored pixel size, which a lesion run
+    took from ``data.source: mias``, is written out so the patches stay the same size.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" in db:
+        parts = urlsplit(db)
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+        netloc += f":{parts.port}" if parts.port else ""
+        root = urlunsplit(parts._replace(netloc=netloc))
+    else:
+        root = str(Path(db).expanduser().resolve()) if db else ""
+    lesion = recipe.lesion
+    if recipe.data.source == "mias" and lesion.enabled and not lesion.source_pixel_size:
+        lesion = dataclasses.replace(lesion, source_pixel_size=MIAS_MM_PER_PX)
+    data = dataclasses.replace(recipe.data, source="reviews", root=root)
+    return dataclasses.replace(recipe, data=data, lesion=lesion)
+
+
 def _check_needs(recipe: Recipe, weights: bool) -> None:
     """The device, the architecture, its kwargs, its CAM grid for ``eval.cam_iou`` and
     (``weights``) the pretrained weights, in seconds."""
@@ -267,6 +295,8 @@ def run_recipe(
     if rescore:
         _check_rescore_overrides(overrides)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume, rescore)
+    if from_reviews is not None:
+        parsed = with_reviews_source(parsed, from_reviews)
     if rescore and (resume is None or not parsed.lesion.enabled):
         raise RecipeError(
             "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
@@ -349,8 +379,8 @@ def _run_in(
         )
         return RunResult(run_dir, metrics, registered)
     data = prepare_data(parsed, run_dir, from_reviews)
-    if rank == 0:
-        _write_splits(data, run_dir / "splits.json")
+    if rank == 0:  # a resumed run's data must still split as its finished folds did
+        record_splits(data.plan, data.samples, run_dir / "splits.json")
     device = _device(parsed.device, distributed)
     folds = [
         _run_fold(parsed, data, i, run_dir, device, distributed, progress)
@@ -385,29 +415,6 @@ def _registered_before(run_dir: Path) -> str | None:
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None
     return registered if isinstance(registered, str) and registered else None
-
-
-def _write_splits(data: RunData, path: Path) -> None:
-    """Which image (and patient) went where, per fold: the audit trail of the split protocol."""
-    folds = []
-    for fold in data.plan.folds:
-        rows = {
-            name: [data.samples[i] for i in getattr(fold, name)]
-            for name in ("train", "val", "test")
-        }
-        folds.append(
-            {
-                name: [{"path": s.path, "patient_id": s.patient_id, "label": s.label} for s in part]
-                for name, part in rows.items()
-            }
-        )
-    payload = {
-        "protocol": data.plan.protocol,
-        "leaky": data.plan.leaky,
-        "description": data.plan.description,
-        "folds": folds,
-    }
-    path.write_text(json.dumps(payload, indent=1))
 
 
 def _fold_datasets(data: RunData, index: int, prepared: list) -> dict[str, ds.ImageDataset]:
