@@ -543,3 +543,14 @@ def test_every_shipped_whole_image_recipe_has_a_cam_layer_that_can_localise(path
 
     recipe = load_recipe(path, ["eval.cam_iou=true"])
     require_cam_grid(recipe, require_buildable(recipe))
+
+
+def test_a_task_class_without_an_image_is_refused_before_decoding(tiny_recipe, tmp_path):
+    """Task 'mammogram' over BreaKHis (benign/malignant only) used to train and register a
+    three-class model whose 'normal' output had never seen an image."""
+    from napari_pathreview.training import run_recipe
+
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "task": "mammogram"})
+    with pytest.raises(DatasetError, match="'normal' of task 'mammogram' have no image"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())

@@ -142,10 +142,12 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
 def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> RunData:
     """Discover, decode and fit to the recipe's spec (once), QC, split by patient."""
     samples = discover(recipe, workdir, reviews_db)
+    _require_every_class(recipe, samples, "in the data")
     spec = base_spec(recipe)
     prepared = ds.prepare_all(samples, spec)
     if recipe.data.qc:
         samples, prepared = qc_filter(recipe, samples, prepared)
+        _require_every_class(recipe, samples, "after QC (data.qc)")
     spec = with_measured_resolution(spec, prepared)
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
@@ -161,6 +163,20 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
     return RunData(samples, classes, labels, prepared, plan, spec)
+
+
+def _require_every_class(recipe: Recipe, samples: list, where: str) -> None:
+    """Refuse a task class without a single image (``mammogram`` keeps all three of MIAS's):
+    the model would get an output it never learnt, and the macro figures would count it."""
+    present = {s.label for s in samples}
+    missing = [c for c in ds.class_names(samples, recipe.data.task) if c not in present]
+    if missing:
+        raise ds.DatasetError(
+            f"class(es) {', '.join(map(repr, missing))} of task {recipe.data.task!r} have no "
+            f"image {where} ({recipe.data.source} {recipe.data.root or ''}".rstrip()
+            + "): add images of them, or set data.task to a free task name to train on the "
+            f"labels present ({', '.join(sorted(present))})"
+        )
 
 
 def _start_run_dir(recipe: Recipe, out_dir: str | Path | None) -> Path:
