@@ -159,6 +159,16 @@ def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     assert metrics["external_test"]["all"]["n"] == len(images)
 
 
+def test_a_patient_split_runs_ci_resample_the_test_patients(tiny_recipe, tmp_path):
+    """BreaKHis has several images per patient; metrics.json says what the bootstrap drew."""
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}])
+    result = run_recipe(recipe, out_dir=tmp_path)
+    test = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]["test"]
+    patients = {row["patient_id"] for row in test}
+    assert len(patients) < len(test)
+    assert result.metrics["test"]["ci_resampled"] == f"{len(patients)} patients"
+
+
 def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
     from napari_pathreview.cli import main
 

@@ -127,7 +127,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_table(test: dict, names: tuple[str, ...]) -> None:
     """Pooled test figures with their bootstrap CIs, one metric per line."""
-    print(f"{'metric':<20}{'value':>8}   95% CI")
+    unit = test.get("ci_resampled")
+    print(f"{'metric':<20}{'value':>8}   95% CI" + (f" (bootstrap over {unit})" if unit else ""))
     for name in names:
         value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
         shown = "n/a" if value is None else f"{value:.3f}"

@@ -148,7 +148,10 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
     labels, probs = pooled_predictions(folds)
     threshold = pooled_threshold([f.threshold for f in folds])
     pooled = compute_metrics(labels, probs, threshold)
-    ci = bootstrap_ci(labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    groups = _test_patients(recipe, data, folds)
+    ci = bootstrap_ci(
+        labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed, groups=groups
+    )
     kfold = len(folds) > 1
     metrics = {
         "recipe": recipe.name,
@@ -165,6 +168,7 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "test": {
             **pooled,
             "ci95": {k: list(v) for k, v in ci.items()},
+            "ci_resampled": _resampled_unit(groups),
             "pooled_out_of_fold": kfold,
         },
         "folds": [f.summary() for f in folds],
@@ -180,6 +184,25 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         _plots(data, folds, metrics, labels, probs, run_dir)
     return metrics
+
+
+def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
+    """The patient (the split's group) of each pooled test image; None for an image-level
+    protocol, whose leaky split already treats images as independent."""
+    if data.plan.leaky:
+        return None
+    stem = recipe.split.group_by == "patient_stem"
+    patient = {
+        s.path: (s.extra.get("patient_stem", s.patient_id) if stem else s.patient_id)
+        for s in data.samples
+    }
+    paths = [p for f in folds for p in f.test_predictions.paths]
+    return [patient.get(p, p) for p in paths]
+
+
+def _resampled_unit(groups: list[str] | None) -> str:
+    """What the bootstrap drew, for metrics.json: "N patients" or "images"."""
+    return "images" if groups is None else f"{len(set(groups))} patients"
 
 
 def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:
