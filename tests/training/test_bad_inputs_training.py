@@ -306,7 +306,7 @@ def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
         assert first.poll() is None, "the first run ended before the check"
         run_dir = next(runs.iterdir())
         recipe_before = (run_dir / "recipe.yaml").read_bytes()
-        second = _cli("train", "--resume", str(run_dir), "--set", "phases.*.epochs=1")
+        second = _cli("train", "--resume", str(run_dir))
     finally:
         first.terminate()
         first.wait(timeout=60)
@@ -554,3 +554,17 @@ def test_a_task_class_without_an_image_is_refused_before_decoding(tiny_recipe, t
     with pytest.raises(DatasetError, match="'normal' of task 'mammogram' have no image"):
         run_recipe(recipe, out_dir=tmp_path / "runs")
     assert not list((tmp_path / "runs").iterdir())
+
+
+def test_resume_refuses_a_training_setting_and_leaves_the_run_as_it_was(png_tree, tmp_path):
+    """`--resume RUN --set optim.lr=0.5` used to rewrite recipe.yaml (and so the card's
+    recipe) with a learning rate none of the finished folds was trained with."""
+    recipe = _recipe_file(tmp_path, png_tree)
+    trained = _cli("train", str(recipe), "--set", "register.enabled=false", "--out", str(tmp_path))
+    assert trained.returncode == 0, trained.stderr
+    run_dir = next(tmp_path.glob("tinyrun-*"))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    result = _cli("train", "--resume", str(run_dir), "--set", "optim.lr=0.5")
+    assert result.returncode == 2 and "--resume --set optim.lr" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before

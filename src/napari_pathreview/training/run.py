@@ -262,16 +262,37 @@ RESCORE_KEYS = (
 )
 
 
-def _check_rescore_overrides(overrides: Sequence[str]) -> None:
-    """Refuse ``--set`` of a training setting with ``--rescore``: nothing would retrain, and
-    the run folder's recipe.yaml would then describe models it does not hold."""
+# what a plain --resume may change: where and how fast it runs, the CIs it computes over the
+# saved test predictions, and what it registers; never how the unfinished folds train
+RESUME_KEYS = (
+    "device",
+    "optim.num_workers",
+    "eval.bootstrap",
+    "register.enabled",
+    "register.name",
+    "register.description",
+)
+
+
+def _check_resume_overrides(overrides: Sequence[str], rescore: bool) -> None:
+    """Refuse ``--set`` of a training setting with ``--resume``: the finished folds were
+    trained (a rescore: every fold) without it, and the run folder's recipe.yaml, which the
+    card copies, would then describe models it does not hold."""
+    allowed = RESCORE_KEYS if rescore else RESUME_KEYS
     for assignment in overrides:
         key = assignment.split("=", 1)[0].strip()
-        if key not in RESCORE_KEYS:
+        if key in allowed:
+            continue
+        if rescore:
             raise RecipeError(
                 f"--rescore --set {key}: a rescore re-reads the saved fold models and trains "
                 f"nothing; only {', '.join(RESCORE_KEYS)} can change"
             )
+        raise RecipeError(
+            f"--resume --set {key}: the run's finished folds were trained without it, and its "
+            f"recipe.yaml would describe models it does not hold; only {', '.join(RESUME_KEYS)} "
+            "can change on a resume (start a new run to train otherwise)"
+        )
 
 
 def _shared_run_dir(recipe: Recipe, out_dir) -> Path:
@@ -308,8 +329,8 @@ def run_recipe(
             saved models and embeddings, by the current scoring code (no training).
     """
     distributed, rank = _distributed()
-    if rescore:
-        _check_rescore_overrides(overrides)
+    if resume is not None:
+        _check_resume_overrides(overrides, rescore)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume, rescore)
     if from_reviews is not None:
         parsed = with_reviews_source(parsed, from_reviews)
