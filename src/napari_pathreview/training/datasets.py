@@ -71,6 +71,17 @@ def from_folder(root: Path) -> list[Sample]:
     return samples
 
 
+def split_group(sample: Sample, group_by: str) -> str:
+    """What a split keeps in one part: the patient, or with ``group_by: patient_stem`` the
+    numeric stem of a BreaKHis patient code (slides 14-22549AB and 14-22549CD may be one
+    patient), whatever source named the patient: file name, manifest column or review."""
+    if group_by != "patient_stem":
+        return sample.patient_id
+    from napari_pathreview.io.breakhis import patient_stem
+
+    return patient_stem(sample.patient_id) or sample.patient_id
+
+
 def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
     """A CSV manifest: ``path`` (relative to the CSV's folder), a label column, optional patient_id,
     weight, roi_geojson, magnification, subtype. The review store's export is such a CSV."""
@@ -159,11 +170,7 @@ def from_breakhis(root: Path, task: str, magnification: int | None = None) -> li
                 str(path),
                 label,
                 info.patient_id,
-                extra={
-                    "magnification": info.magnification,
-                    "subtype": info.subtype,
-                    "patient_stem": info.patient_stem,
-                },
+                extra={"magnification": info.magnification, "subtype": info.subtype},
             )
         )
     return samples

@@ -191,11 +191,7 @@ def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
     protocol, whose leaky split already treats images as independent."""
     if data.plan.leaky:
         return None
-    stem = recipe.split.group_by == "patient_stem"
-    patient = {
-        s.path: (s.extra.get("patient_stem", s.patient_id) if stem else s.patient_id)
-        for s in data.samples
-    }
+    patient = {s.path: ds.split_group(s, recipe.split.group_by) for s in data.samples}
     paths = [p for f in folds for p in f.test_predictions.paths]
     return [patient.get(p, p) for p in paths]
 

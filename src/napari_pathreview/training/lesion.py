@@ -424,7 +424,7 @@ def run_lesion(
     labels = np.asarray([im.label for im in images])
     if len(set(labels.tolist())) < 2:
         raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    groups = [s.patient_id for s in samples]
+    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
     cfg = recipe.split
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed

@@ -154,10 +154,7 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     labels = np.asarray([index[s.label] for s in samples])
     if len(set(labels.tolist())) < 2:
         raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    if recipe.split.group_by == "patient_stem":
-        groups = [s.extra.get("patient_stem", s.patient_id) for s in samples]
-    else:
-        groups = [s.patient_id for s in samples]
+    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
     cfg = recipe.split
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
