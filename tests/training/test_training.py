@@ -293,3 +293,20 @@ def test_ddp_with_two_gloo_processes_on_cpu_trains_one_run(tiny_recipe, tmp_path
     assert len({r["run_dir"] for r in ranks}) == 1  # both ranks share one run folder
     run_dir = Path(ranks[0]["run_dir"])
     assert json.loads((run_dir / "metrics.json").read_text())["registered"] == "ddp@1"
+
+
+def test_a_threshold_youden_could_not_choose_is_reported_as_the_fallback(png_tree, tmp_path):
+    """One validation image has no ROC curve: the threshold is 0.5, and metrics.json used to
+    call it youden_on_validation all the same."""
+    recipe = {
+        "data": {"source": "folder", "root": str(png_tree), "image_size": 32, "resize": 36},
+        "split": {"val_fraction": 0.08, "test_fraction": 0.3},
+        "phases": [{"name": "all", "epochs": 1}],
+        "schedule": {"name": "none"},
+        "eval": {"bootstrap": 10},
+        "register": {"enabled": False},
+    }
+    result = run_recipe(recipe, out_dir=tmp_path)
+    assert result.metrics["folds"][0]["sizes"]["val"] == 1
+    assert result.metrics["threshold"] == 0.5
+    assert result.metrics["threshold_rule"].startswith("0.5: every validation part held one class")

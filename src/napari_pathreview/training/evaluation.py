@@ -99,6 +99,13 @@ def evaluate_fold(
     threshold = None
     if len(data.classes) == 2 and recipe.eval.threshold == "youden" and len(val_labels):
         threshold = youden_threshold(val_labels, val_probs[:, 1])
+        if np.unique(val_labels).size < 2:
+            log.warning(
+                "fold %d: the validation part holds only %r images: no ROC curve for Youden's "
+                "J, so the threshold is 0.5 (more patients, or a larger split.val_fraction)",
+                index,
+                data.classes[int(val_labels[0])],
+            )
     fold = data.plan.folds[index]
     parts = ("train", "val", "test")
     result = FoldResult(
@@ -163,7 +170,7 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "n_images": len(data.samples),
         "n_patients": len({s.patient_id for s in data.samples}),
         "threshold": threshold,
-        "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
+        "threshold_rule": _threshold_rule(folds, threshold),
         "tta": recipe.eval.tta,
         "test": {
             **pooled,
@@ -184,6 +191,25 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         _plots(data, folds, metrics, labels, probs, run_dir)
     return metrics
+
+
+def _threshold_rule(folds: list[FoldResult], threshold: float | None) -> str:
+    """How the pooled threshold came about; Youden's J needs both classes in a fold's
+    validation part, and a fold without them took 0.5 (``youden_threshold``)."""
+    if threshold is None:
+        return "argmax"
+    fallback = [
+        f.fold
+        for f in folds
+        if f.threshold is not None
+        and sum(1 for row in f.val.get("confusion_matrix", []) if sum(row)) < 2
+    ]
+    if not fallback:
+        return "youden_on_validation"
+    if len(fallback) == len(folds):
+        return "0.5: every validation part held one class (no ROC curve for Youden's J)"
+    shown = ", ".join(map(str, fallback))
+    return f"youden_on_validation; 0.5 in fold(s) {shown}, whose validation part held one class"
 
 
 def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
