@@ -568,3 +568,42 @@ def test_resume_refuses_a_training_setting_and_leaves_the_run_as_it_was(png_tree
     assert result.returncode == 2 and "--resume --set optim.lr" in result.stderr
     assert "Traceback" not in result.stderr
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def _breakhis_manifest(shared_data: Path, path: Path, extra: str = "") -> Path:
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))
+    rows = [f"{p},{'malignant' if 'SOB_M_' in p.name else 'benign'}" for p in images]
+    path.write_text("path,label\n" + "\n".join(rows) + "\n" + extra)
+    return path
+
+
+def test_a_mammogram_in_a_histology_manifest_is_refused_before_decoding(
+    tiny_recipe, shared_data, tmp_path
+):
+    """At data.pixel_size 0.5 µm a MIAS film (200 µm/px) asked OpenCV for a 500 GB canvas
+    and ended in a traceback; without it the film trained as a stretched histology patch."""
+    from napari_pathreview.inference.analysis import ModalityMismatchError
+    from napari_pathreview.training import run_recipe
+
+    film = shared_data / "mias" / "mdb001.pgm"
+    manifest = _breakhis_manifest(shared_data, tmp_path / "m.csv", f"{film},benign\n")
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "source": "csv", "root": str(manifest)})
+    with pytest.raises(ModalityMismatchError, match=r"mdb001\.pgm is a mammogram image"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_a_bad_external_test_manifest_is_refused_before_training(
+    tiny_recipe, shared_data, tmp_path
+):
+    """data.external_test is scored after training; a label the model cannot have used to
+    end the run there, after every fold had trained."""
+    from napari_pathreview.training import run_recipe
+
+    external = tmp_path / "external.csv"
+    external.write_text(f"path,label\n{shared_data / 'breakhis' / 'SOB_B_A-14-22549AB-40-001.png'},"
+                        "lobular\n")  # fmt: skip
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "external_test": str(external)})
+    with pytest.raises(DatasetError, match=r"external\.csv: label 'lobular'"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())

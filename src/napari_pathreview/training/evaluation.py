@@ -18,6 +18,7 @@ from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.cam_eval import cam_iou_for_fold
+from napari_pathreview.training.label_checks import check_modality
 from napari_pathreview.training.metrics import (
     compute_metrics,
     json_safe,
@@ -253,7 +254,7 @@ BACH_TO_BINARY = {
 }
 
 
-def _external_labels(samples, classes) -> list[int]:
+def _external_labels(samples, classes, manifest: Path) -> list[int]:
     """Class indices of an external set; BACH's four classes fold to benign/malignant (seed 001)."""
     out = []
     for sample in samples:
@@ -261,9 +262,21 @@ def _external_labels(samples, classes) -> list[int]:
         if label not in classes:
             label = BACH_TO_BINARY.get(label.lower())
         if label not in classes:
-            raise ds.DatasetError(f"external test label {sample.label!r} is not one of {classes}")
+            raise ds.DatasetError(
+                f"data.external_test {manifest}: label {sample.label!r} of {sample.path} is not "
+                f"one of the model's classes {classes} (nor a BACH class that folds into them)"
+            )
         out.append(classes.index(label))
     return out
+
+
+def external_samples(recipe, classes) -> tuple[list, list[int]]:
+    """The external manifest's samples and class indices, checked as the training data is
+    (labels, modality): run before training too, so a bad manifest costs no training."""
+    manifest = resolve_path(recipe, recipe.data.external_test)
+    samples = ds.from_csv(manifest)
+    check_modality(samples, recipe.modality, f"data.external_test {manifest}")
+    return samples, _external_labels(samples, list(classes), manifest)
 
 
 def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="cpu") -> dict:
@@ -276,8 +289,7 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
 
     index = best_fold(folds)
     spec = folds[index].preprocess
-    samples = ds.from_csv(resolve_path(recipe, recipe.data.external_test))
-    labels = _external_labels(samples, list(data.classes))
+    samples, labels = external_samples(recipe, data.classes)
     prepared = ds.prepare_all(samples, spec)
     config = ds.qc_config(recipe.data)
     passed = [assess_quality(p.pixels, config).passed for p in prepared]

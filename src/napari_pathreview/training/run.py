@@ -34,8 +34,12 @@ from napari_pathreview.training.build import (
     require_cam_grid,
     require_recipe_weights,
 )
-from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
-from napari_pathreview.training.label_checks import check_labels
+from napari_pathreview.training.evaluation import (
+    evaluate_fold,
+    external_samples,
+    summarize_run,
+)
+from napari_pathreview.training.label_checks import check_labels, check_modality
 from napari_pathreview.training.losses import balanced_class_weights
 from napari_pathreview.training.preparation import (
     base_spec,
@@ -136,6 +140,7 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
         raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
     from_csv = reviews_db is not None or data.source in ("csv", "reviews")
     check_labels(samples, data.task, where, first_row=2 if from_csv else None)
+    check_modality(samples, recipe.modality, where)
     return ds.stratified_subset(samples, data.subset, recipe.seed)
 
 
@@ -143,6 +148,8 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     """Discover, decode and fit to the recipe's spec (once), QC, split by patient."""
     samples = discover(recipe, workdir, reviews_db)
     _require_every_class(recipe, samples, "in the data")
+    if recipe.data.external_test:  # scored after training: checked before it
+        external_samples(recipe, ds.class_names(samples, recipe.data.task))
     spec = base_spec(recipe)
     prepared = ds.prepare_all(samples, spec)
     if recipe.data.qc:
