@@ -310,3 +310,17 @@ def test_a_threshold_youden_could_not_choose_is_reported_as_the_fallback(png_tre
     assert result.metrics["folds"][0]["sizes"]["val"] == 1
     assert result.metrics["threshold"] == 0.5
     assert result.metrics["threshold_rule"].startswith("0.5: every validation part held one class")
+
+
+def test_train_prints_per_fold_figures_as_mean_and_sd_not_json():
+    from napari_pathreview.training.cli import fold_summary_line
+
+    summary = {
+        "balanced_accuracy": {"mean": 0.5306, "sd": 0.1431, "n_folds": 3},
+        "f1_macro": {"mean": 0.4946, "sd": 0.1756, "n_folds": 3},
+        "roc_auc": {"mean": None, "sd": None, "n_folds": 0},
+    }
+    assert fold_summary_line(summary) == (
+        "per fold (mean ± sd over 3 folds): balanced_accuracy 0.531 ± 0.143, "
+        "f1_macro 0.495 ± 0.176, roc_auc n/a"
+    )
