@@ -1,4 +1,5 @@
-"""Refuse a training set whose labels do not match the recipe's task, before any decoding.
+"""Refuse a training set whose labels do not match the recipe's task, or whose images are of
+the other modality, before any decoding.
 
 A typo (``cat``) or a second spelling (``Malignant`` beside ``malignant``) would otherwise
 become an extra class: the model trains, the card says "binary" with three classes, and
