@@ -136,3 +136,10 @@ def test_a_class_predicted_but_absent_counts_against_precision_and_f1():
     assert m["sensitivity"] == pytest.approx(m["balanced_accuracy"]) == pytest.approx(5 / 6)
     assert m["precision"] == pytest.approx((1 + 1 + 1 + 0) / 4)
     assert m["f1_macro"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
+
+
+def test_a_class_present_but_never_predicted_counts_against_precision():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    m = compute_metrics(y, np.eye(3)[predicted] * 0.9 + 0.05)
+    assert m["precision"] == pytest.approx((1 + 0.5 + 0) / 3)

@@ -180,11 +180,12 @@ def _macro_rates(
     A class absent from a test part (a small fold, a bootstrap resample) has no recall: it
     used to count as 0, so a perfect model scored 0.75 on a fold holding three of four
     classes. Sensitivity averages the classes present (it equals balanced accuracy),
-    precision the classes predicted.
+    precision the classes present or predicted (a present class never predicted counts 0,
+    so a model that never names a class is not flattered).
     """
-    present, predicted = np.unique(y_true), np.unique(y_pred)
+    present = np.unique(y_true)
     precision = skm.precision_score(
-        y_true, y_pred, labels=predicted, average="macro", zero_division=0
+        y_true, y_pred, labels=np.union1d(present, y_pred), average="macro", zero_division=0
     )
     sensitivity = skm.recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
     defined = specificity[np.isfinite(specificity)]
