@@ -306,7 +306,7 @@ def test_resuming_a_run_that_is_still_training_is_refused(png_tree, tmp_path):
         assert first.poll() is None, "the first run ended before the check"
         run_dir = next(runs.iterdir())
         recipe_before = (run_dir / "recipe.yaml").read_bytes()
-        second = _cli("train", "--resume", str(run_dir), "--set", "phases.*.epochs=1")
+        second = _cli("train", "--resume", str(run_dir))
     finally:
         first.terminate()
         first.wait(timeout=60)
@@ -543,3 +543,67 @@ def test_every_shipped_whole_image_recipe_has_a_cam_layer_that_can_localise(path
 
     recipe = load_recipe(path, ["eval.cam_iou=true"])
     require_cam_grid(recipe, require_buildable(recipe))
+
+
+def test_a_task_class_without_an_image_is_refused_before_decoding(tiny_recipe, tmp_path):
+    """Task 'mammogram' over BreaKHis (benign/malignant only) used to train and register a
+    three-class model whose 'normal' output had never seen an image."""
+    from napari_pathreview.training import run_recipe
+
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "task": "mammogram"})
+    with pytest.raises(DatasetError, match="'normal' of task 'mammogram' have no image"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_resume_refuses_a_training_setting_and_leaves_the_run_as_it_was(png_tree, tmp_path):
+    """`--resume RUN --set optim.lr=0.5` used to rewrite recipe.yaml (and so the card's
+    recipe) with a learning rate none of the finished folds was trained with."""
+    recipe = _recipe_file(tmp_path, png_tree)
+    trained = _cli("train", str(recipe), "--set", "register.enabled=false", "--out", str(tmp_path))
+    assert trained.returncode == 0, trained.stderr
+    run_dir = next(tmp_path.glob("tinyrun-*"))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    result = _cli("train", "--resume", str(run_dir), "--set", "optim.lr=0.5")
+    assert result.returncode == 2 and "--resume --set optim.lr" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def _breakhis_manifest(shared_data: Path, path: Path, extra: str = "") -> Path:
+    images = sorted((shared_data / "breakhis").glob("SOB_*.png"))
+    rows = [f"{p},{'malignant' if 'SOB_M_' in p.name else 'benign'}" for p in images]
+    path.write_text("path,label\n" + "\n".join(rows) + "\n" + extra)
+    return path
+
+
+def test_a_mammogram_in_a_histology_manifest_is_refused_before_decoding(
+    tiny_recipe, shared_data, tmp_path
+):
+    """At data.pixel_size 0.5 µm a MIAS film (200 µm/px) asked OpenCV for a 500 GB canvas
+    and ended in a traceback; without it the film trained as a stretched histology patch."""
+    from napari_pathreview.inference.analysis import ModalityMismatchError
+    from napari_pathreview.training import run_recipe
+
+    film = shared_data / "mias" / "mdb001.pgm"
+    manifest = _breakhis_manifest(shared_data, tmp_path / "m.csv", f"{film},benign\n")
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "source": "csv", "root": str(manifest)})
+    with pytest.raises(ModalityMismatchError, match=r"mdb001\.pgm is a mammogram image"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_a_bad_external_test_manifest_is_refused_before_training(
+    tiny_recipe, shared_data, tmp_path
+):
+    """data.external_test is scored after training; a label the model cannot have used to
+    end the run there, after every fold had trained."""
+    from napari_pathreview.training import run_recipe
+
+    external = tmp_path / "external.csv"
+    external.write_text(f"path,label\n{shared_data / 'breakhis' / 'SOB_B_A-14-22549AB-40-001.png'},"
+                        "lobular\n")  # fmt: skip
+    recipe = tiny_recipe(data={**tiny_recipe()["data"], "external_test": str(external)})
+    with pytest.raises(DatasetError, match=r"external\.csv: label 'lobular'"):
+        run_recipe(recipe, out_dir=tmp_path / "runs")
+    assert not list((tmp_path / "runs").iterdir())

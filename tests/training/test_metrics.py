@@ -118,3 +118,28 @@ def test_the_kept_epoch_is_scored_by_the_metric_or_by_balanced_accuracy_where_it
     undefined = {"roc_auc": float("nan"), "ece": None, "balanced_accuracy": 0.6}
     assert selection_score(undefined, "roc_auc", "max") == 0.6
     assert selection_score(undefined, "ece", "min") == 0.6  # not -0.6: a better BA scores higher
+
+
+def test_a_class_absent_from_the_test_part_does_not_lower_the_macro_figures():
+    """A perfect model on a fold holding three of four subtypes scored 0.75 sensitivity,
+    precision and macro F1 (beside a balanced accuracy of 1.0): the absent class counted 0."""
+    y = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(4)[y] * 0.9 + 0.025
+    m = compute_metrics(y, probs)
+    assert m["sensitivity"] == m["precision"] == m["f1_macro"] == m["balanced_accuracy"] == 1.0
+
+
+def test_a_class_predicted_but_absent_counts_against_precision_and_f1():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 3])
+    m = compute_metrics(y, np.eye(4)[predicted] * 0.9 + 0.025)
+    assert m["sensitivity"] == pytest.approx(m["balanced_accuracy"]) == pytest.approx(5 / 6)
+    assert m["precision"] == pytest.approx((1 + 1 + 1 + 0) / 4)
+    assert m["f1_macro"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
+
+
+def test_a_class_present_but_never_predicted_counts_against_precision():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    m = compute_metrics(y, np.eye(3)[predicted] * 0.9 + 0.05)
+    assert m["precision"] == pytest.approx((1 + 0.5 + 0) / 3)

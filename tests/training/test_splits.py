@@ -59,3 +59,30 @@ def test_too_few_patients_for_the_folds_raise_a_clear_error():
         make_splits([0, 1, 0, 1, 0, 1], ["a", "a", "b", "b", "c", "c"], "patient_kfold", folds=5)
     with pytest.raises(SplitError, match="unknown split protocol"):
         make_splits([0, 1, 0, 1], list("abcd"), "random")
+
+
+@pytest.mark.parametrize("with_patient_column", [False, True])
+def test_patient_stem_grouping_holds_for_a_breakhis_manifest(
+    shared_data, tmp_path, with_patient_column
+):
+    """split.group_by: patient_stem was read only from `source: breakhis`; a CSV manifest (or
+    the review export) of the same files split slides 14-22549AB and 14-22549CD apart."""
+    from napari_pathreview.training.recipe import load_recipe
+    from napari_pathreview.training.run import prepare_data
+
+    samples = from_breakhis(shared_data / "breakhis", "binary")
+    manifest = tmp_path / "labels.csv"
+    rows = [f"{s.path},{s.label},{s.patient_id}" for s in samples]
+    header = "path,label,patient_id" if with_patient_column else "path,label"
+    if not with_patient_column:
+        rows = [row.rsplit(",", 1)[0] for row in rows]
+    manifest.write_text("\n".join([header, *rows]) + "\n")
+    recipe = load_recipe(
+        {
+            "data": {"source": "csv", "root": str(manifest), "image_size": 32, "resize": 36},
+            "split": {"protocol": "patient_kfold", "folds": 3, "group_by": "patient_stem"},
+        }
+    )
+    data = prepare_data(recipe, tmp_path)
+    stems = [s.patient_id.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for s in data.samples]
+    _check_disjoint(data.plan, stems)

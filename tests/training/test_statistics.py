@@ -27,6 +27,20 @@ def test_bootstrap_interval_brackets_the_point_estimate_and_is_reproducible():
     assert ci == bootstrap_ci(y, probs, 0.5, n_resamples=100, seed=3)
 
 
+def test_a_patient_bootstrap_draws_whole_patients():
+    """Ten images of each of eight patients, each patient all right or all wrong: there is
+    as much evidence as eight images, and the interval must say so."""
+    correct = np.repeat([1, 1, 1, 1, 0, 0, 0, 0], 10)
+    y = np.tile([0, 1], 40)
+    p = np.where(correct == 1, y, 1 - y) * 0.8 + 0.1
+    probs = np.stack([1 - p, p], 1)
+    patients = np.repeat([f"p{i}" for i in range(8)], 10)
+    by_image = bootstrap_ci(y, probs, 0.5, n_resamples=300, seed=0)["accuracy"]
+    by_patient = bootstrap_ci(y, probs, 0.5, n_resamples=300, seed=0, groups=patients)["accuracy"]
+    assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
+    assert by_patient[0] <= 0.5 <= by_patient[1]
+
+
 def test_fold_summary_is_mean_and_sample_sd():
     folds = [
         {"accuracy": 0.5, "roc_auc": 0.6},

@@ -159,6 +159,16 @@ def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     assert metrics["external_test"]["all"]["n"] == len(images)
 
 
+def test_a_patient_split_runs_ci_resample_the_test_patients(tiny_recipe, tmp_path):
+    """BreaKHis has several images per patient; metrics.json says what the bootstrap drew."""
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}])
+    result = run_recipe(recipe, out_dir=tmp_path)
+    test = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]["test"]
+    patients = {row["patient_id"] for row in test}
+    assert len(patients) < len(test)
+    assert result.metrics["test"]["ci_resampled"] == f"{len(patients)} patients"
+
+
 def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
     from napari_pathreview.cli import main
 
@@ -283,3 +293,34 @@ def test_ddp_with_two_gloo_processes_on_cpu_trains_one_run(tiny_recipe, tmp_path
     assert len({r["run_dir"] for r in ranks}) == 1  # both ranks share one run folder
     run_dir = Path(ranks[0]["run_dir"])
     assert json.loads((run_dir / "metrics.json").read_text())["registered"] == "ddp@1"
+
+
+def test_a_threshold_youden_could_not_choose_is_reported_as_the_fallback(png_tree, tmp_path):
+    """One validation image has no ROC curve: the threshold is 0.5, and metrics.json used to
+    call it youden_on_validation all the same."""
+    recipe = {
+        "data": {"source": "folder", "root": str(png_tree), "image_size": 32, "resize": 36},
+        "split": {"val_fraction": 0.08, "test_fraction": 0.3},
+        "phases": [{"name": "all", "epochs": 1}],
+        "schedule": {"name": "none"},
+        "eval": {"bootstrap": 10},
+        "register": {"enabled": False},
+    }
+    result = run_recipe(recipe, out_dir=tmp_path)
+    assert result.metrics["folds"][0]["sizes"]["val"] == 1
+    assert result.metrics["threshold"] == 0.5
+    assert result.metrics["threshold_rule"].startswith("0.5: every validation part held one class")
+
+
+def test_train_prints_per_fold_figures_as_mean_and_sd_not_json():
+    from napari_pathreview.training.cli import fold_summary_line
+
+    summary = {
+        "balanced_accuracy": {"mean": 0.5306, "sd": 0.1431, "n_folds": 3},
+        "f1_macro": {"mean": 0.4946, "sd": 0.1756, "n_folds": 3},
+        "roc_auc": {"mean": None, "sd": None, "n_folds": 0},
+    }
+    assert fold_summary_line(summary) == (
+        "per fold (mean ± sd over 3 folds): balanced_accuracy 0.531 ± 0.143, "
+        "f1_macro 0.495 ± 0.176, roc_auc n/a"
+    )

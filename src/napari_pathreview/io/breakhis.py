@@ -39,6 +39,16 @@ _NAME = re.compile(
 )
 
 
+_PATIENT = re.compile(r"^(?P<stem>\d{2}-\d+)[A-Z]*$", re.IGNORECASE)
+
+
+def patient_stem(patient_id: str) -> str | None:
+    """The numeric stem of a BreaKHis patient code ("14-22549AB" → "14-22549"); None when
+    ``patient_id`` is not such a code (a MIAS woman, a file name, another dataset's id)."""
+    match = _PATIENT.match(patient_id.strip())
+    return match["stem"] if match else None
+
+
 @dataclass(frozen=True)
 class BreakhisInfo:
     """What a BreaKHis file name says about the image.
@@ -69,7 +79,7 @@ class BreakhisInfo:
         BreaKHis gives letter suffixes to different slides that may be the same patient;
         group patient-level splits by this stem when in doubt.
         """
-        return re.sub(r"[A-Z]+$", "", self.patient_id)
+        return patient_stem(self.patient_id) or self.patient_id
 
     @property
     def um_per_px(self) -> float:

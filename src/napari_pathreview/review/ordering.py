@@ -142,7 +142,7 @@ def order_images(
         else:
             roi = (rois or {}).get(file_sha256(path))
             score = math.nan if roi is None else 1.0 - _map_iou(predictor, decoded, roi, path.name)
-        label = predictor.classes[int(mean.argmax())]
+        label = predictor.decide(mean)  # the card's threshold, as `predict` labels it
         entries.append(QueueEntry(path, float(score), label, tuple(float(v) for v in mean)))
         if progress:
             progress(i + 1, len(paths))

@@ -79,8 +79,6 @@ def _check_folders(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-
     from napari_pathreview.training.recipe import load_recipe
 
     recipe = find_recipe(args.recipe) if args.recipe else None
@@ -105,15 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     _print_table(test, ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"))
     if "kfold_summary" in result.metrics:
-        print(
-            json.dumps(
-                {
-                    k: v
-                    for k, v in result.metrics["kfold_summary"].items()
-                    if k in ("balanced_accuracy", "f1_macro", "roc_auc")
-                }
-            )
-        )
+        print(fold_summary_line(result.metrics["kfold_summary"]))
     if "bilateral_decision" in result.metrics:
         print("two-film decision (each film against the woman's other film):")
         _print_table(
@@ -125,9 +115,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def fold_summary_line(summary: dict, names=("balanced_accuracy", "f1_macro", "roc_auc")) -> str:
+    """The per-fold figures as people read them: ``roc_auc 0.514 ± 0.201`` (was raw JSON)."""
+    parts, n_folds = [], 0
+    for name in names:
+        entry = summary.get(name) or {}
+        mean, sd = entry.get("mean"), entry.get("sd")
+        n_folds = max(n_folds, entry.get("n_folds") or 0)
+        parts.append(f"{name} " + ("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}"))
+    return f"per fold (mean ± sd over {n_folds} folds): " + ", ".join(parts)
+
+
 def _print_table(test: dict, names: tuple[str, ...]) -> None:
     """Pooled test figures with their bootstrap CIs, one metric per line."""
-    print(f"{'metric':<20}{'value':>8}   95% CI")
+    unit = test.get("ci_resampled")
+    print(f"{'metric':<20}{'value':>8}   95% CI" + (f" (bootstrap over {unit})" if unit else ""))
     for name in names:
         value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
         shown = "n/a" if value is None else f"{value:.3f}"

@@ -71,6 +71,17 @@ def from_folder(root: Path) -> list[Sample]:
     return samples
 
 
+def split_group(sample: Sample, group_by: str) -> str:
+    """What a split keeps in one part: the patient, or with ``group_by: patient_stem`` the
+    numeric stem of a BreaKHis patient code (slides 14-22549AB and 14-22549CD may be one
+    patient), whatever source named the patient: file name, manifest column or review."""
+    if group_by != "patient_stem":
+        return sample.patient_id
+    from napari_pathreview.io.breakhis import patient_stem
+
+    return patient_stem(sample.patient_id) or sample.patient_id
+
+
 def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
     """A CSV manifest: ``path`` (relative to the CSV's folder), a label column, optional patient_id,
     weight, roi_geojson, magnification, subtype. The review store's export is such a CSV."""
@@ -159,11 +170,7 @@ def from_breakhis(root: Path, task: str, magnification: int | None = None) -> li
                 str(path),
                 label,
                 info.patient_id,
-                extra={
-                    "magnification": info.magnification,
-                    "subtype": info.subtype,
-                    "patient_stem": info.patient_stem,
-                },
+                extra={"magnification": info.magnification, "subtype": info.subtype},
             )
         )
     return samples
@@ -197,13 +204,20 @@ def from_mias(root: Path) -> list[Sample]:
 
 
 def from_reviews(db: str | None, workdir: Path, disagreement_weight: float) -> list[Sample]:
-    """Export the review store (pathologists' labels, weighted) and read it as a manifest."""
+    """Export the review store (pathologists' labels, weighted) and read it as a manifest.
+
+    The export is kept in the run folder, and a resumed run reads that copy: reviews saved
+    since the run began would change its data under the folds it has already finished.
+    """
     from napari_pathreview.review import ReviewStore
 
+    manifest = workdir / "reviews_manifest.csv"
+    if manifest.is_file():
+        log.info("reading the reviews exported when this run began: %s", manifest)
+        return from_csv(manifest)
     url = None
     if db:
         url = db if "://" in db else f"sqlite:///{Path(db).resolve()}"
-    manifest = workdir / "reviews_manifest.csv"
     with ReviewStore(url, create=False) as store:  # a typo must not train on a new empty DB
         store.export_manifest(manifest, disagreement_weight=disagreement_weight)
     samples = from_csv(manifest)

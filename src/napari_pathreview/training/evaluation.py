@@ -18,6 +18,7 @@ from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import load_fold_model
 from napari_pathreview.training.cam_eval import cam_iou_for_fold
+from napari_pathreview.training.label_checks import check_modality
 from napari_pathreview.training.metrics import (
     compute_metrics,
     json_safe,
@@ -99,6 +100,13 @@ def evaluate_fold(
     threshold = None
     if len(data.classes) == 2 and recipe.eval.threshold == "youden" and len(val_labels):
         threshold = youden_threshold(val_labels, val_probs[:, 1])
+        if np.unique(val_labels).size < 2:
+            log.warning(
+                "fold %d: the validation part holds only %r images: no ROC curve for Youden's "
+                "J, so the threshold is 0.5 (more patients, or a larger split.val_fraction)",
+                index,
+                data.classes[int(val_labels[0])],
+            )
     fold = data.plan.folds[index]
     parts = ("train", "val", "test")
     result = FoldResult(
@@ -148,7 +156,10 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
     labels, probs = pooled_predictions(folds)
     threshold = pooled_threshold([f.threshold for f in folds])
     pooled = compute_metrics(labels, probs, threshold)
-    ci = bootstrap_ci(labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    groups = _test_patients(recipe, data, folds)
+    ci = bootstrap_ci(
+        labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed, groups=groups
+    )
     kfold = len(folds) > 1
     metrics = {
         "recipe": recipe.name,
@@ -160,11 +171,12 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "n_images": len(data.samples),
         "n_patients": len({s.patient_id for s in data.samples}),
         "threshold": threshold,
-        "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
+        "threshold_rule": _threshold_rule(folds, threshold),
         "tta": recipe.eval.tta,
         "test": {
             **pooled,
             "ci95": {k: list(v) for k, v in ci.items()},
+            "ci_resampled": _resampled_unit(groups),
             "pooled_out_of_fold": kfold,
         },
         "folds": [f.summary() for f in folds],
@@ -180,6 +192,40 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         _plots(data, folds, metrics, labels, probs, run_dir)
     return metrics
+
+
+def _threshold_rule(folds: list[FoldResult], threshold: float | None) -> str:
+    """How the pooled threshold came about; Youden's J needs both classes in a fold's
+    validation part, and a fold without them took 0.5 (``youden_threshold``)."""
+    if threshold is None:
+        return "argmax"
+    fallback = [
+        f.fold
+        for f in folds
+        if f.threshold is not None
+        and sum(1 for row in f.val.get("confusion_matrix", []) if sum(row)) < 2
+    ]
+    if not fallback:
+        return "youden_on_validation"
+    if len(fallback) == len(folds):
+        return "0.5: every validation part held one class (no ROC curve for Youden's J)"
+    shown = ", ".join(map(str, fallback))
+    return f"youden_on_validation; 0.5 in fold(s) {shown}, whose validation part held one class"
+
+
+def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
+    """The patient (the split's group) of each pooled test image; None for an image-level
+    protocol, whose leaky split already treats images as independent."""
+    if data.plan.leaky:
+        return None
+    patient = {s.path: ds.split_group(s, recipe.split.group_by) for s in data.samples}
+    paths = [p for f in folds for p in f.test_predictions.paths]
+    return [patient.get(p, p) for p in paths]
+
+
+def _resampled_unit(groups: list[str] | None) -> str:
+    """What the bootstrap drew, for metrics.json: "N patients" or "images"."""
+    return "images" if groups is None else f"{len(set(groups))} patients"
 
 
 def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:
@@ -208,7 +254,7 @@ BACH_TO_BINARY = {
 }
 
 
-def _external_labels(samples, classes) -> list[int]:
+def _external_labels(samples, classes, manifest: Path) -> list[int]:
     """Class indices of an external set; BACH's four classes fold to benign/malignant (seed 001)."""
     out = []
     for sample in samples:
@@ -216,9 +262,21 @@ def _external_labels(samples, classes) -> list[int]:
         if label not in classes:
             label = BACH_TO_BINARY.get(label.lower())
         if label not in classes:
-            raise ds.DatasetError(f"external test label {sample.label!r} is not one of {classes}")
+            raise ds.DatasetError(
+                f"data.external_test {manifest}: label {sample.label!r} of {sample.path} is not "
+                f"one of the model's classes {classes} (nor a BACH class that folds into them)"
+            )
         out.append(classes.index(label))
     return out
+
+
+def external_samples(recipe, classes) -> tuple[list, list[int]]:
+    """The external manifest's samples and class indices, checked as the training data is
+    (labels, modality): run before training too, so a bad manifest costs no training."""
+    manifest = resolve_path(recipe, recipe.data.external_test)
+    samples = ds.from_csv(manifest)
+    check_modality(samples, recipe.modality, f"data.external_test {manifest}")
+    return samples, _external_labels(samples, list(classes), manifest)
 
 
 def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="cpu") -> dict:
@@ -231,8 +289,7 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
 
     index = best_fold(folds)
     spec = folds[index].preprocess
-    samples = ds.from_csv(resolve_path(recipe, recipe.data.external_test))
-    labels = _external_labels(samples, list(data.classes))
+    samples, labels = external_samples(recipe, data.classes)
     prepared = ds.prepare_all(samples, spec)
     config = ds.qc_config(recipe.data)
     passed = [assess_quality(p.pixels, config).passed for p in prepared]

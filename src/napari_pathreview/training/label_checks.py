@@ -1,4 +1,5 @@
-"""Refuse a training set whose labels do not match the recipe's task, before any decoding.
+"""Refuse a training set whose labels do not match the recipe's task, or whose images are of
+the other modality, before any decoding.
 
 A typo (``cat``) or a second spelling (``Malignant`` beside ``malignant``) would otherwise
 become an extra class: the model trains, the card says "binary" with three classes, and
@@ -95,4 +96,30 @@ def _check_spellings(
         raise LabelError(
             f"{source}: one label spelt more than one way would train as separate classes: "
             f"{details}. Use one spelling"
+        )
+
+
+def check_modality(samples: Sequence[Any], modality: str, source: str) -> None:
+    """Refuse images of the other modality than the recipe's, from their headers alone.
+
+    A mammogram in a histology manifest (or the reverse) is resampled from its mm to the
+    recipe's µm: a MIAS film at 0.5 µm/px asked for a 500 GB canvas. Files whose header
+    cannot tell are left to the reader.
+
+    Raises:
+        ModalityMismatchError: Naming the files and what to change.
+    """
+    from napari_pathreview.inference.analysis import ModalityMismatchError
+    from napari_pathreview.preflight import probe_modality
+
+    found = [(i, probe_modality(s.path)) for i, s in enumerate(samples)]
+    wrong = [i for i, m in found if m not in (None, modality)]
+    if wrong:
+        other = found[wrong[0]][1]
+        files = _where(samples, wrong, None).removeprefix("files ")
+        plural = len(wrong) > 1
+        raise ModalityMismatchError(
+            f"{source}: {files} {'are' if plural else 'is a'} {other} image{'s' if plural else ''}"
+            f" but the recipe's modality is {modality}; remove "
+            f"{'them' if plural else 'it'} from the data, or set modality: {other}"
         )

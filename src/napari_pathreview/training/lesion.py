@@ -405,7 +405,7 @@ def run_lesion(
     are scored again from their saved models (``run_fold``).
     """
     from napari_pathreview.training.lesion_eval import register_lesion_run, summarize_lesion_run
-    from napari_pathreview.training.splits import make_splits
+    from napari_pathreview.training.splits import make_splits, record_splits
 
     classes = ds.class_names(samples, recipe.data.task)
     frozen_state = None
@@ -424,14 +424,14 @@ def run_lesion(
     labels = np.asarray([im.label for im in images])
     if len(set(labels.tolist())) < 2:
         raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    groups = [s.patient_id for s in samples]
+    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
     cfg = recipe.split
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
     if rescore:
         _check_rescorable(run_dir, len(plan.folds))
-    _write_splits(plan, samples, run_dir / "splits.json")
+    record_splits(plan, samples, run_dir / "splits.json")
     folds = [
         run_fold(recipe, images, classes, fold, i, run_dir, device, progress, rescore, frozen_state)
         for i, fold in enumerate(plan.folds)
@@ -468,18 +468,3 @@ def _check_rescorable(run_dir: Path, n_folds: int) -> None:
         weights = done.parent / str(json.loads(done.read_text()).get("weights", ""))
         if not weights.is_file():
             raise RecipeError(f"--rescore: {weights} is missing; fold {index} cannot be re-scored")
-
-
-def _write_splits(plan, samples: Sequence[ds.Sample], path: Path) -> None:
-    """Which image (and patient) went where, per fold: the audit trail of the split."""
-
-    def entry(i: int) -> dict:
-        sample = samples[i]
-        return {"path": sample.path, "patient_id": sample.patient_id, "label": sample.label}
-
-    folds = [
-        {name: [entry(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
-        for fold in plan.folds
-    ]
-    payload = {"protocol": plan.protocol, "leaky": plan.leaky, "description": plan.description}
-    path.write_text(json.dumps({**payload, "folds": folds}, indent=1))

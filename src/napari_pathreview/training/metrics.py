@@ -153,10 +153,7 @@ def compute_metrics(
         sensitivity = skm.recall_score(y_true, y_pred, pos_label=1, zero_division=0)
         spec = specificity[1]
     else:
-        macro = {"labels": labels, "average": "macro", "zero_division": 0}
-        precision = skm.precision_score(y_true, y_pred, **macro)
-        sensitivity = skm.recall_score(y_true, y_pred, **macro)
-        spec = np.nanmean(specificity) if np.isfinite(specificity).any() else np.nan
+        precision, sensitivity, spec = _macro_rates(y_true, y_pred, specificity)
     roc_auc, pr_auc = _auc_scores(y_true, probs)
     result = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
@@ -164,9 +161,7 @@ def compute_metrics(
         "precision": float(precision),
         "sensitivity": float(sensitivity),
         "specificity": float(spec),
-        "f1_macro": float(
-            skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-        ),
+        "f1_macro": float(_f1_macro(y_true, y_pred, n_classes)),
         "roc_auc": roc_auc,
         "pr_auc": pr_auc,
         "ece": expected_calibration_error(y_true, probs),
@@ -175,6 +170,33 @@ def compute_metrics(
     if with_confusion:
         result["confusion_matrix"] = confusion.tolist()
     return result
+
+
+def _macro_rates(
+    y_true: np.ndarray, y_pred: np.ndarray, specificity: np.ndarray
+) -> tuple[float, float, float]:
+    """Macro precision, sensitivity and specificity over the classes each is defined for.
+
+    A class absent from a test part (a small fold, a bootstrap resample) has no recall: it
+    used to count as 0, so a perfect model scored 0.75 on a fold holding three of four
+    classes. Sensitivity averages the classes present (it equals balanced accuracy),
+    precision the classes present or predicted (a present class never predicted counts 0,
+    so a model that never names a class is not flattered).
+    """
+    present = np.unique(y_true)
+    precision = skm.precision_score(
+        y_true, y_pred, labels=np.union1d(present, y_pred), average="macro", zero_division=0
+    )
+    sensitivity = skm.recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+    defined = specificity[np.isfinite(specificity)]
+    return float(precision), float(sensitivity), float(defined.mean()) if defined.size else np.nan
+
+
+def _f1_macro(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro F1 over the classes present or predicted; a class in neither has no F1 (it
+    used to count as 0). Binary tasks keep both classes, as before."""
+    labels = list(range(n_classes)) if n_classes == 2 else np.union1d(y_true, y_pred)
+    return skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

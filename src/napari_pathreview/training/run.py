@@ -10,6 +10,7 @@ stain target on its own training part and evaluates with its own spec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import numpy as np
 import yaml
 
 from napari_pathreview.errors import PathReviewError
+from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.models.factory import require_architecture
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
@@ -32,8 +34,12 @@ from napari_pathreview.training.build import (
     require_cam_grid,
     require_recipe_weights,
 )
-from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
-from napari_pathreview.training.label_checks import check_labels
+from napari_pathreview.training.evaluation import (
+    evaluate_fold,
+    external_samples,
+    summarize_run,
+)
+from napari_pathreview.training.label_checks import check_labels, check_modality
 from napari_pathreview.training.losses import balanced_class_weights
 from napari_pathreview.training.preparation import (
     base_spec,
@@ -59,7 +65,7 @@ from napari_pathreview.training.results import (
     fold_dir,
     read_fold,
 )
-from napari_pathreview.training.splits import SplitPlan, make_splits
+from napari_pathreview.training.splits import SplitPlan, make_splits, record_splits
 from napari_pathreview.training.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -134,31 +140,47 @@ def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> li
         raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
     from_csv = reviews_db is not None or data.source in ("csv", "reviews")
     check_labels(samples, data.task, where, first_row=2 if from_csv else None)
+    check_modality(samples, recipe.modality, where)
     return ds.stratified_subset(samples, data.subset, recipe.seed)
 
 
 def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> RunData:
     """Discover, decode and fit to the recipe's spec (once), QC, split by patient."""
     samples = discover(recipe, workdir, reviews_db)
+    _require_every_class(recipe, samples, "in the data")
+    if recipe.data.external_test:  # scored after training: checked before it
+        external_samples(recipe, ds.class_names(samples, recipe.data.task))
     spec = base_spec(recipe)
     prepared = ds.prepare_all(samples, spec)
     if recipe.data.qc:
         samples, prepared = qc_filter(recipe, samples, prepared)
+        _require_every_class(recipe, samples, "after QC (data.qc)")
     spec = with_measured_resolution(spec, prepared)
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
     labels = np.asarray([index[s.label] for s in samples])
     if len(set(labels.tolist())) < 2:
         raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    if recipe.split.group_by == "patient_stem":
-        groups = [s.extra.get("patient_stem", s.patient_id) for s in samples]
-    else:
-        groups = [s.patient_id for s in samples]
+    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
     cfg = recipe.split
     plan = make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
     return RunData(samples, classes, labels, prepared, plan, spec)
+
+
+def _require_every_class(recipe: Recipe, samples: list, where: str) -> None:
+    """Refuse a task class without a single image (``mammogram`` keeps all three of MIAS's):
+    the model would get an output it never learnt, and the macro figures would count it."""
+    present = {s.label for s in samples}
+    missing = [c for c in ds.class_names(samples, recipe.data.task) if c not in present]
+    if missing:
+        raise ds.DatasetError(
+            f"class(es) {', '.join(map(repr, missing))} of task {recipe.data.task!r} have no "
+            f"image {where} ({recipe.data.source} {recipe.data.root or ''}".rstrip()
+            + "): add images of them, or set data.task to a free task name to train on the "
+            f"labels present ({', '.join(sorted(present))})"
+        )
 
 
 def _start_run_dir(recipe: Recipe, out_dir: str | Path | None) -> Path:
@@ -197,6 +219,32 @@ def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Re
     return parsed, _shared_run_dir(parsed, out_dir)
 
 
+def with_reviews_source(recipe: Recipe, db: str) -> Recipe:
+    """The recipe as ``--from-reviews`` runs it: ``data.source: reviews`` and the store as
+    ``data.root``, so the run folder's recipe.yaml (which ``--resume`` reads) and the model
+    card say what the model was trained on, not the recipe's own data.
+
+    A SQLite path is made absolute (a resume may start elsewhere); a URL loses its password,
+    which must not reach recipe.yaml or a card. MIAS's stored pixel size, which a lesion run
+    took from ``data.source: mias``, is written out so the patches stay the same size.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" in db:
+        parts = urlsplit(db)
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+        netloc += f":{parts.port}" if parts.port else ""
+        root = urlunsplit(parts._replace(netloc=netloc))
+    else:
+        root = str(Path(db).expanduser().resolve()) if db else ""
+    lesion = recipe.lesion
+    if recipe.data.source == "mias" and lesion.enabled and not lesion.source_pixel_size:
+        lesion = dataclasses.replace(lesion, source_pixel_size=MIAS_MM_PER_PX)
+    data = dataclasses.replace(recipe.data, source="reviews", root=root)
+    return dataclasses.replace(recipe, data=data, lesion=lesion)
+
+
 def _check_needs(recipe: Recipe, weights: bool) -> None:
     """The device, the architecture, its kwargs, its CAM grid for ``eval.cam_iou`` and
     (``weights``) the pretrained weights, in seconds."""
@@ -218,16 +266,37 @@ RESCORE_KEYS = (
 )
 
 
-def _check_rescore_overrides(overrides: Sequence[str]) -> None:
-    """Refuse ``--set`` of a training setting with ``--rescore``: nothing would retrain, and
-    the run folder's recipe.yaml would then describe models it does not hold."""
+# what a plain --resume may change: where and how fast it runs, the CIs it computes over the
+# saved test predictions, and what it registers; never how the unfinished folds train
+RESUME_KEYS = (
+    "device",
+    "optim.num_workers",
+    "eval.bootstrap",
+    "register.enabled",
+    "register.name",
+    "register.description",
+)
+
+
+def _check_resume_overrides(overrides: Sequence[str], rescore: bool) -> None:
+    """Refuse ``--set`` of a training setting with ``--resume``: the finished folds were
+    trained (a rescore: every fold) without it, and the run folder's recipe.yaml, which the
+    card copies, would then describe models it does not hold."""
+    allowed = RESCORE_KEYS if rescore else RESUME_KEYS
     for assignment in overrides:
         key = assignment.split("=", 1)[0].strip()
-        if key not in RESCORE_KEYS:
+        if key in allowed:
+            continue
+        if rescore:
             raise RecipeError(
                 f"--rescore --set {key}: a rescore re-reads the saved fold models and trains "
                 f"nothing; only {', '.join(RESCORE_KEYS)} can change"
             )
+        raise RecipeError(
+            f"--resume --set {key}: the run's finished folds were trained without it, and its "
+            f"recipe.yaml would describe models it does not hold; only {', '.join(RESUME_KEYS)} "
+            "can change on a resume (start a new run to train otherwise)"
+        )
 
 
 def _shared_run_dir(recipe: Recipe, out_dir) -> Path:
@@ -264,9 +333,11 @@ def run_recipe(
             saved models and embeddings, by the current scoring code (no training).
     """
     distributed, rank = _distributed()
-    if rescore:
-        _check_rescore_overrides(overrides)
+    if resume is not None:
+        _check_resume_overrides(overrides, rescore)
     parsed, run_dir = _load(recipe, overrides, out_dir, resume, rescore)
+    if from_reviews is not None:
+        parsed = with_reviews_source(parsed, from_reviews)
     if rescore and (resume is None or not parsed.lesion.enabled):
         raise RecipeError(
             "--rescore re-reads a finished lesion-aware run: give --resume RUN_DIR of a run "
@@ -349,8 +420,8 @@ def _run_in(
         )
         return RunResult(run_dir, metrics, registered)
     data = prepare_data(parsed, run_dir, from_reviews)
-    if rank == 0:
-        _write_splits(data, run_dir / "splits.json")
+    if rank == 0:  # a resumed run's data must still split as its finished folds did
+        record_splits(data.plan, data.samples, run_dir / "splits.json")
     device = _device(parsed.device, distributed)
     folds = [
         _run_fold(parsed, data, i, run_dir, device, distributed, progress)
@@ -385,29 +456,6 @@ def _registered_before(run_dir: Path) -> str | None:
     except (ValueError, UnicodeDecodeError, AttributeError):
         return None
     return registered if isinstance(registered, str) and registered else None
-
-
-def _write_splits(data: RunData, path: Path) -> None:
-    """Which image (and patient) went where, per fold: the audit trail of the split protocol."""
-    folds = []
-    for fold in data.plan.folds:
-        rows = {
-            name: [data.samples[i] for i in getattr(fold, name)]
-            for name in ("train", "val", "test")
-        }
-        folds.append(
-            {
-                name: [{"path": s.path, "patient_id": s.patient_id, "label": s.label} for s in part]
-                for name, part in rows.items()
-            }
-        )
-    payload = {
-        "protocol": data.plan.protocol,
-        "leaky": data.plan.leaky,
-        "description": data.plan.description,
-        "folds": folds,
-    }
-    path.write_text(json.dumps(payload, indent=1))
 
 
 def _fold_datasets(data: RunData, index: int, prepared: list) -> dict[str, ds.ImageDataset]:

@@ -8,8 +8,10 @@ to reproduce a seed, and every run made with one is flagged ``leaky``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import (
@@ -172,3 +174,55 @@ def assert_no_patient_overlap(plan: SplitPlan, groups: Sequence[str]) -> None:
                 raise SplitError(
                     f"fold {number}: patients in both {a} and {b}: {sorted(shared)[:5]}"
                 )
+
+
+def _record(plan: SplitPlan, samples: Sequence) -> dict:
+    """Which image (and patient) went where, per fold: the audit trail of the split."""
+
+    def entry(i: int) -> dict:
+        sample = samples[i]
+        return {"path": sample.path, "patient_id": sample.patient_id, "label": sample.label}
+
+    folds = [
+        {name: [entry(i) for i in getattr(fold, name)] for name in ("train", "val", "test")}
+        for fold in plan.folds
+    ]
+    payload = {"protocol": plan.protocol, "leaky": plan.leaky, "description": plan.description}
+    return {**payload, "folds": folds}
+
+
+def record_splits(plan: SplitPlan, samples: Sequence, path: Path) -> None:
+    """Write ``splits.json``; refuse when the run folder's record says another split.
+
+    A resumed run reuses its finished folds, which were trained and tested on the recorded
+    split: beside folds of another split (files added or removed, labels changed) the pooled
+    test figures would include images some fold trained on.
+
+    Raises:
+        SplitError: The recorded split differs; names the first fold and part that differs.
+    """
+    record = _record(plan, samples)
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))["folds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = None
+    if before is not None and before != record["folds"]:
+        raise SplitError(
+            f"{path.parent}: the data no longer splits as when this run began "
+            f"({path.name}: {_first_difference(before, record['folds'])}); its finished folds "
+            "were trained on that split. Restore the data, or start a new run"
+        )
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _first_difference(before: list, now: list) -> str:
+    """Where two split records first differ, with an image that moved."""
+    for index, (old, new) in enumerate(zip(before, now, strict=False)):
+        for part in ("train", "val", "test"):
+            was = {row["path"] for row in old.get(part, [])}
+            is_ = {row["path"] for row in new[part]}
+            if old.get(part) != new[part]:
+                moved = sorted(was ^ is_)
+                detail = f", e.g. {moved[0]}" if moved else " (labels or patients changed)"
+                return f"fold {index}'s {part} part differs{detail}"
+    return f"{len(before)} fold(s) then, {len(now)} now"

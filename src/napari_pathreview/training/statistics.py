@@ -26,11 +26,16 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: Sequence | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of every scalar metric, resampling images with replacement.
+    """Percentile bootstrap intervals of every scalar metric, resampling images with
+    replacement, or whole patients when ``groups`` names each image's patient.
 
-    A hand loop rather than ``scipy.stats.bootstrap`` because resamples that miss a class
-    leave AUC undefined; those are dropped per metric instead of poisoning the interval.
+    Images of one patient are not independent (BreaKHis has dozens per patient): resampling
+    them one by one gives intervals as if each were another patient, far too narrow. A
+    patient drawn brings all of its images. A hand loop rather than ``scipy.stats.bootstrap``
+    because resamples that miss a class leave AUC undefined; those are dropped per metric
+    instead of poisoning the interval.
 
     Returns:
         metric name → (low, high); (nan, nan) when no resample defined the metric.
@@ -39,10 +44,11 @@ def bootstrap_ci(
     probs = np.asarray(probs, dtype=float)
     if y_true.size == 0:
         return {name: (math.nan, math.nan) for name in SCALAR_METRICS}
+    draw = _resampler(y_true.size, groups)
     rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {name: [] for name in SCALAR_METRICS}
     for _ in range(n_resamples):
-        idx = rng.integers(0, y_true.size, y_true.size)
+        idx = draw(rng)
         values = compute_metrics(y_true[idx], probs[idx], threshold, with_confusion=False)
         for name in SCALAR_METRICS:
             if math.isfinite(values[name]):
@@ -56,6 +62,19 @@ def bootstrap_ci(
         else:
             out[name] = (math.nan, math.nan)
     return out
+
+
+def _resampler(n_images: int, groups: Sequence | None):
+    """A function of a generator giving one bootstrap resample's image indices."""
+    if groups is None:
+        return lambda rng: rng.integers(0, n_images, n_images)
+    if len(groups) != n_images:
+        raise InvalidInputError(f"bootstrap: {len(groups)} patients given for {n_images} images")
+    codes = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
+    members = [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1)]
+    return lambda rng: np.concatenate(
+        [members[g] for g in rng.integers(0, len(members), len(members))]
+    )
 
 
 def summarize_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
