@@ -101,3 +101,17 @@ def test_a_result_left_half_written_by_a_killed_run_is_removed_and_its_slide_rer
     again = _run([slide], model_ref, out)
     assert [r["slide"] for r in again.rows] == ["s0"]
     assert sorted(p.name for p in (out / "slides").iterdir()) == ["notes.tmpx", "s0"]
+
+
+def test_a_mammogram_dicom_in_a_slide_folder_is_a_failures_row_and_the_slides_run(
+    model_ref, tmp_path, dicom_factory
+) -> None:
+    import numpy as np
+
+    slide = write_slide(tmp_path / "in" / "s0.tif", tissue_slide(256, 384))
+    mammogram = dicom_factory("in/film.dcm", np.full((64, 48), 900, np.uint16))
+    summary = _run([tmp_path / "in"], model_ref, tmp_path / "out")
+    assert [r["path"] for r in _rows(summary.slides_csv)] == [str(slide)]
+    failures = _rows(summary.failures_csv)
+    assert [r["path"] for r in failures] == [str(mammogram)]
+    assert "not a whole-slide image" in failures[0]["error"]

@@ -85,6 +85,19 @@ def test_grayscale_16bit_tiff_is_a_mammogram(tmp_path: Path) -> None:
     assert loaded.modality == "mammogram" and loaded.data.dtype == np.uint16
 
 
+def test_pyramidal_colour_tiff_of_a_grey_film_is_a_lazy_mammogram(tmp_path: Path) -> None:
+    import dask.array as da
+
+    rows, cols = np.mgrid[0:1024, 0:768]
+    film = ((rows // 5 + cols // 7) % 256).astype(np.uint8)  # R = G = B, a film saved as RGB
+    rgb = np.repeat(film[..., None], 3, axis=-1)
+    path = write_pyramidal_tiff(rgb, tmp_path / "film.tif", compression="deflate")
+    loaded = load_image(path)
+    assert loaded.modality == "mammogram" and loaded.multiscale
+    assert all(isinstance(level, da.Array) and level.ndim == 2 for level in loaded.levels)
+    assert np.array_equal(np.asarray(loaded.levels[0][300:310, 500:520]), film[300:310, 500:520])
+
+
 def test_bad_tile_size_and_jpeg_16bit_are_refused(tissue, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="multiple of 16"):
         write_pyramidal_tiff(tissue, tmp_path / "x.tif", tile=100)
@@ -129,7 +142,8 @@ def test_slide_larger_than_the_memory_limit_is_browsable(tmp_path: Path) -> None
     import sys
 
     edge, tile = 20480, 1024
-    shades = [np.full((tile, tile, 3), value, np.uint8) for value in range(251)]
+    # coloured shades (R ≠ G): tiles whose R = G = B would make the file a grey film
+    shades = [np.full((tile, tile, 3), (value, 250 - value, 128), np.uint8) for value in range(251)]
 
     def tiles(size: int):
         for row in range(0, size, tile):

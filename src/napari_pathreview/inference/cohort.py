@@ -3,11 +3,12 @@
 Each task opens its slide, runs the slide engine (``slides.iter_slide``) with a predictor the
 worker keeps between tasks, and writes ``slides/<stem>/`` (result.zarr + tiles.geojson) under
 the output folder. The driver collects one row of slide-level aggregates per slide into
-``slides.csv`` and one row per failed slide into ``failures.csv``, rewritten after every slide
-so an interrupted run keeps what it finished; a failing slide never stops the others, and
-slides already in ``slides.csv`` whose folder holds that run's result are skipped. A slide's
-folder is named once (its stem, ``-2``… when another file of that name has one) and kept by
-later runs.
+``slides.csv`` and one row per failed slide into ``failures.csv`` (after a row for each thing
+a given folder holds that looks like a slide but is not used, see ``io.slide_folders``),
+rewritten after every slide so an interrupted run keeps what it finished; a failing slide
+never stops the others, and slides already in ``slides.csv`` whose folder holds that run's
+result are skipped. A slide's folder is named once (its stem, ``-2``… when another file of
+that name has one) and kept by later runs.
 ``workers=0`` runs the same tasks in this process (no Dask), which the tests compare against.
 """
 
@@ -23,10 +24,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_pathreview.errors import InvalidInputError, PathReviewError
 from napari_pathreview.inference.cache import is_partial, remove_stale_partials
+
+if TYPE_CHECKING:
+    from napari_pathreview.io.slide_folders import SlideList
 
 __all__ = [
     "CohortJob",
@@ -41,20 +45,6 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5
 """Seconds to wait for a scheduler address to answer before giving up."""
-
-SLIDE_SUFFIXES = (
-    ".svs",
-    ".tif",
-    ".tiff",
-    ".ndpi",
-    ".mrxs",
-    ".scn",
-    ".bif",
-    ".vms",
-    ".vmu",
-    ".svslide",
-    ".dcm",
-)
 
 
 class SchedulerUnreachableError(PathReviewError):
@@ -207,27 +197,26 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a DICOM WSI folder as one slide; other folders expanded to the slide
-    files and DICOM WSI folders directly inside them (sorted)."""
-    from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
+    """The slides that files and folders stand for (``io.slide_folders``: a folder's slide
+    files and DICOM WSI series).
 
-    paths: list[Path] = []
-    for item in items:
-        item = Path(item)
-        if item.is_dir() and not is_dicom_wsi_folder(item):
-            paths.extend(
-                p
-                for p in sorted(item.iterdir())
-                if (p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES) or is_dicom_wsi_folder(p)
-            )
-        else:
-            paths.append(item)
-    if not paths:
+    Raises:
+        InvalidInputError: No slide at all; names what the folders held that was refused.
+    """
+    return _expanded(items).slides
+
+
+def _expanded(items: Iterable[str | Path]) -> SlideList:
+    from napari_pathreview.io.slide_folders import expand_folders
+
+    found = expand_folders(items)
+    if not found.slides:
+        refused = "; ".join(f"{r.path}: {r.why}" for r in found.refused[:5])
         raise InvalidInputError(
-            "no slides given (the folders hold no slide files and no DICOM WSI folders)"
+            "no slides given (the folders hold no slide files and no DICOM WSI series)"
+            + (f"; not used: {refused}" if refused else "")
         )
-    unique = {str(p.resolve()): p for p in reversed(paths)}  # a file named twice runs once
-    return [p for p in paths if unique[str(p.resolve())] is p]
+    return found
 
 
 def _result_meta(folder: Path) -> dict[str, Any]:
@@ -324,7 +313,11 @@ def run_cohort(
     Raises:
         SchedulerUnreachableError: ``scheduler`` did not answer within ``CONNECT_TIMEOUT_S``.
     """
-    paths = expand_slides(slides)
+    found = _expanded(slides)
+    paths = found.slides
+    refused = [{"path": str(r.path), "error": f"not used: {r.why}"} for r in found.refused]
+    for row in refused:
+        logger.warning("%s %s", row["path"], row["error"])
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     slides_csv, failures_csv = out / "slides.csv", out / "failures.csv"
@@ -342,21 +335,32 @@ def run_cohort(
         logger.info("skipping %d finished slide(s)", len(skipped))
     rerun = {stem for _, stem in todo}
     kept = [r for r in earlier if r["slide"] not in rerun]
-    table = _Tables(slides_csv, failures_csv, kept)
+    table = _Tables(slides_csv, failures_csv, kept, refused)
     rows, failures = _dispatch(todo, job, scheduler, workers, progress, table.save)
     table.save(rows, failures)  # in the order given, whatever order they finished in
-    return CohortSummary(rows, skipped, failures, slides_csv, failures_csv)
+    return CohortSummary(rows, skipped, refused + failures, slides_csv, failures_csv)
 
 
 class _Tables:
-    """``slides.csv`` and ``failures.csv``, written again after every slide that ends."""
+    """``slides.csv`` and ``failures.csv``, written again after every slide that ends.
 
-    def __init__(self, slides_csv: Path, failures_csv: Path, kept: list[dict[str, Any]]):
-        self.slides_csv, self.failures_csv, self.kept = slides_csv, failures_csv, kept
+    ``kept``: earlier runs' rows; ``refused``: what the folders held that is not used, the
+    first rows of ``failures.csv``.
+    """
+
+    def __init__(
+        self,
+        slides_csv: Path,
+        failures_csv: Path,
+        kept: list[dict[str, Any]],
+        refused: list[dict[str, str]],
+    ):
+        self.slides_csv, self.failures_csv = slides_csv, failures_csv
+        self.kept, self.refused = kept, refused
 
     def save(self, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
         _write_rows(self.slides_csv, self.kept + rows)
-        _write_rows(self.failures_csv, failures)
+        _write_rows(self.failures_csv, self.refused + failures)
 
 
 def _dispatch(

@@ -2,7 +2,9 @@
 
 A DICOM WSI is a series of instances, one or more per pyramid level, each holding tiled
 frames (TILED_FULL or TILED_SPARSE). Opening any one ``.dcm`` finds its siblings in the
-same folder by SeriesInstanceUID; a folder opens its one WSI series. Headers are checked
+same folder by SeriesInstanceUID and wsidicom is given that series' files only, so each
+series of a folder opens as a slide of its own (:func:`dicom_folder` sorts a folder's files
+into series); a folder opens its one WSI series. Headers are checked
 before wsidicom assembles the pyramid, so an unsupported encoding or a missing level is
 reported with the file's name instead of surfacing later as a broken tile.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,8 @@ _HEADER_TAGS = [
     "TotalPixelMatrixRows",
     "TotalPixelMatrixColumns",
     "OpticalPathSequence",
+    "Modality",
+    "Rows",
 ]
 
 
@@ -80,30 +85,81 @@ def is_dicom_wsi_folder(path: str | Path, probe: int = 8) -> bool:
     return any(is_dicom_wsi(p) for p in dicoms[:probe])
 
 
+@dataclass(frozen=True)
+class DicomFolder:
+    """The DICOM files directly inside a folder.
+
+    Attributes:
+        series: WSI instances (file → header) by SeriesInstanceUID, files sorted.
+        refused: (file, why) for what looks like a slide but is none: a DICOM image of another
+            kind (a mammogram) and a ``.dcm``/``.dicom`` file that is no readable DICOM.
+            DICOM objects without pixels (DICOMDIR, reports) are neither.
+    """
+
+    series: dict[str, dict[Path, Any]]
+    refused: list[tuple[Path, str]]
+
+
+def dicom_folder(folder: Path) -> DicomFolder:
+    """Sort the files directly inside ``folder`` into WSI series and refused DICOM files."""
+    from pydicom.uid import UID
+
+    series: dict[str, dict[Path, Any]] = {}
+    refused: list[tuple[Path, str]] = []
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        header = _header(file)
+        if header is None:
+            if file.suffix.lower() in (".dcm", ".dicom"):
+                refused.append((file, "not a readable DICOM file"))
+            continue
+        sop = str(getattr(header, "SOPClassUID", ""))
+        if sop == WSI_SOP_CLASS:
+            uid = str(getattr(header, "SeriesInstanceUID", ""))
+            series.setdefault(uid, {})[file] = header
+        elif "Rows" in header:
+            kind = UID(sop).name if sop else "image without a SOP class"
+            modality = str(getattr(header, "Modality", "")) or "?"
+            refused.append(
+                (file, f"a DICOM {kind} (modality {modality}), not a whole-slide image (VL WSI)")
+            )
+    return DicomFolder(series, refused)
+
+
+def volume_file(headers: dict[Path, Any]) -> Path | None:
+    """The largest VOLUME (pyramid) instance of a series, None when it has none (a series
+    of LABEL or OVERVIEW images only)."""
+    volumes = [file for file, h in headers.items() if "VOLUME" in _image_type(h)]
+    return max(volumes, key=lambda file: _pixels(headers[file]), default=None)
+
+
+def _image_type(header: Any) -> list[str]:
+    return [str(v).upper() for v in header.get("ImageType", [])]
+
+
+def _pixels(header: Any) -> int:
+    rows = int(header.get("TotalPixelMatrixRows", 0) or 0)
+    return rows * int(header.get("TotalPixelMatrixColumns", 0) or 0)
+
+
 def series_files(path: Path) -> dict[Path, Any]:
     """Instances (file → header) of the WSI series ``path`` belongs to, or a folder holds.
 
     Raises:
         ImageReadError: No WSI instance, or a folder holding several WSI series.
     """
-    folder = path if path.is_dir() else path.parent
-    headers = {file: _header(file) for file in sorted(folder.iterdir()) if file.is_file()}
-    wsi = {
-        file: str(getattr(h, "SeriesInstanceUID", ""))
-        for file, h in headers.items()
-        if h is not None and str(getattr(h, "SOPClassUID", "")) == WSI_SOP_CLASS
-    }
+    found = dicom_folder(path if path.is_dir() else path.parent).series
     if path.is_dir():
-        series = set(wsi.values())
-        if len(series) != 1:
-            found = "no DICOM whole-slide instance" if not series else f"{len(series)} series"
-            raise ImageReadError(f"{path}: expected one DICOM WSI series, found {found}")
-        uid = series.pop()
-    else:
-        if path not in wsi:
-            raise ImageReadError(f"{path}: not a DICOM whole-slide (VL WSI) instance")
-        uid = wsi[path]
-    return {file: headers[file] for file, series_uid in wsi.items() if series_uid == uid}
+        if len(found) != 1:
+            what = "no DICOM whole-slide instance" if not found else f"{len(found)} series"
+            raise ImageReadError(
+                f"{path}: expected one DICOM WSI series, found {what}; name one instance file "
+                "of a series to open that series"
+            )
+        return next(iter(found.values()))
+    for headers in found.values():
+        if path in headers:
+            return headers
+    raise ImageReadError(f"{path}: not a DICOM whole-slide (VL WSI) instance")
 
 
 def _check_transfer_syntaxes(files: Iterable[Path]) -> None:
@@ -134,19 +190,11 @@ def _base_header(path: Path, headers: dict[Path, Any]) -> Any:
     Level 0 of a DICOM WSI pyramid has ImageType value 4 NONE; when the largest volume
     present is RESAMPLED the full-resolution instance is missing from the folder.
     """
-    volumes = [
-        h for h in headers.values() if "VOLUME" in [str(v).upper() for v in h.get("ImageType", [])]
-    ]
-    if not volumes:
+    file = volume_file(headers)
+    if file is None:
         raise ImageReadError(f"{path}: the DICOM WSI series has no VOLUME (pyramid) instance")
-    base = max(
-        volumes,
-        key=lambda h: (
-            int(h.get("TotalPixelMatrixRows", 0) or 0)
-            * int(h.get("TotalPixelMatrixColumns", 0) or 0)
-        ),
-    )
-    if "RESAMPLED" in [str(v).upper() for v in base.ImageType]:
+    base = headers[file]
+    if "RESAMPLED" in _image_type(base):
         raise ImageReadError(
             f"{path}: the full-resolution level of this DICOM WSI series is missing (the "
             f"largest instance present is resampled, {base.get('TotalPixelMatrixColumns')}×"

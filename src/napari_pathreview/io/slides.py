@@ -18,6 +18,7 @@ import numpy as np
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io._core import (
     HISTOLOGY,
+    MAMMOGRAM,
     LoadedImage,
     base_metadata,
     finish_loaded,
@@ -34,6 +35,10 @@ EAGER_MAX_BYTES = 256 * 2**20
 
 VIRTUAL_LEVEL_EDGE = 4096
 """A lazy single-level image wider than this gets strided overview levels."""
+
+GREY_CHECK_EDGE = 2048
+"""The grey-in-colour check of a lazy colour TIFF reads at most this centre window of its
+smallest level (a pyramid's smallest level is usually whole within it)."""
 
 
 def _to_yxs(level: Any, axes: str) -> Any:
@@ -74,18 +79,23 @@ def _virtual_levels(level0: Any) -> list[Any]:
 
 
 def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
-    """A pyramidal or very large grayscale TIFF (a mammogram): lazy, bit depth kept."""
+    """A pyramidal or very large grayscale TIFF (a mammogram): lazy, bit depth kept.
+
+    A colour file whose channels are equal (a film saved as RGB) keeps one channel, as the
+    eager reader does.
+    """
     import zarr
 
     series = tif.series[0]
     root = zarr.open(series.aszarr(), mode="r")
     arrays = [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
     levels = [_to_yxs(array, series.axes) for array in arrays]
+    if levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4):
+        levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
     virtual = len(levels) == 1 and max(levels[0].shape[:2]) > VIRTUAL_LEVEL_EDGE
     if virtual:
         levels = _virtual_levels(levels[0])
-    modality = modality_of(tuple(levels[0].shape), path)
-    metadata = base_metadata(path, modality)
+    metadata = base_metadata(path, MAMMOGRAM)
     metadata.update(
         {
             "original_dtype": str(series.dtype),
@@ -97,7 +107,7 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
         }
     )
     # No close(): the zarr store reads tiles through the TiffFile's handle.
-    return LoadedImage(levels[0], levels, modality, metadata, (1.0, 1.0), path)
+    return LoadedImage(levels[0], levels, MAMMOGRAM, metadata, (1.0, 1.0), path)
 
 
 def loaded_from_slide(source: SlideSource) -> LoadedImage:
@@ -146,19 +156,35 @@ def load_slide(path: str | Path, *, um_per_px: float | None = None) -> LoadedIma
 
 
 def _is_histology_series(path: Path, series: Any) -> bool:
+    """The reader's one modality rule (``modality_of``), judged on the shape and, for colour,
+    on a centre window of the smallest level: a film saved as a colour pyramid is grey."""
     shape = tuple(int(n) for n in series.shape)
     axes = series.axes
     yxs = tuple(
         n for n, a in zip(shape, axes, strict=True) if a in "YXS" or (a == "C" and n in (3, 4))
     )
-    return modality_of(yxs, path) == HISTOLOGY
+    if modality_of(yxs, path) != HISTOLOGY:
+        return False
+    return modality_of(yxs, path, _smallest_level_window(series)) == HISTOLOGY
+
+
+def _smallest_level_window(series: Any) -> np.ndarray:
+    """A centre window of at most ``GREY_CHECK_EDGE`` px of the series' smallest level."""
+    import zarr
+
+    root = zarr.open(series.aszarr(), mode="r")
+    smallest = root[str(len(series.levels) - 1)] if len(series.levels) > 1 else root
+    level = _to_yxs(smallest, series.axes)
+    top, left = (max(0, (n - GREY_CHECK_EDGE) // 2) for n in level.shape[:2])
+    return np.asarray(level[top : top + GREY_CHECK_EDGE, left : left + GREY_CHECK_EDGE])
 
 
 def load_tiff(path: str | Path) -> LoadedImage:
     """Open a TIFF or SVS: pyramids and files over ``EAGER_MAX_BYTES`` lazily, others at once.
 
     Colour pyramids become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``); small files
-    are decoded whole; grayscale pyramids (mammograms) stay lazy with their bit depth.
+    are decoded whole; grayscale pyramids (mammograms, and colour ones whose R = G = B) stay
+    lazy with their bit depth.
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
