@@ -129,6 +129,26 @@ def test_a_dicom_series_of_labels_only_is_refused_not_a_slide(tmp_path: Path) ->
     assert "no pyramid (VOLUME) instance" in found.refused[0].why
 
 
+def test_a_label_series_beside_the_pyramid_of_its_study_is_neither_a_slide_nor_refused(
+    tmp_path: Path,
+) -> None:
+    import pydicom
+
+    folder = tmp_path / "case"
+    study = "1.2.826.0.1.3680043.8.2"
+    _series_into(folder, "a", tissue_image(128, 128), study=study)
+    labels = _series_into(folder, "label", tissue_image(64, 64), study=study)
+    for file in labels:
+        dataset = pydicom.dcmread(file)
+        dataset.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+        dataset.save_as(file)
+    found = expand_folders([folder])
+    assert found.slides == [folder] and found.refused == []  # the folder is that one slide
+    with open_slide(folder) as slide:  # it opens with its label
+        assert slide.level_shapes == ((128, 128), (64, 64))
+        assert "label" in slide.associated_images
+
+
 def test_slide_files_in_a_sub_folder_are_reported_not_dropped(tmp_path: Path) -> None:
     svs = _svs(tmp_path / "cohort" / "a.svs")
     _svs(tmp_path / "cohort" / "batch2" / "b.svs")

@@ -141,13 +141,35 @@ def _pixels(header: Any) -> int:
     return rows * int(header.get("TotalPixelMatrixColumns", 0) or 0)
 
 
+def slide_series(series: dict[str, dict[Path, Any]]) -> dict[str, dict[Path, Any]]:
+    """The series that are slides (they hold a pyramid), each with its scanner's label and
+    overview series: a series without a VOLUME instance belongs to the one slide of its study
+    (some scanners write them apart). Left out: label/overview series with no such slide."""
+
+    def study(headers: dict[Path, Any]) -> str:
+        return str(getattr(next(iter(headers.values())), "StudyInstanceUID", ""))
+
+    pyramids = {uid: h for uid, h in series.items() if volume_file(h) is not None}
+    by_study: dict[str, list[str]] = {}
+    for uid, headers in pyramids.items():
+        by_study.setdefault(study(headers), []).append(uid)
+    slides = {uid: dict(headers) for uid, headers in pyramids.items()}
+    for uid, headers in series.items():
+        owners = by_study.get(study(headers), [])
+        if uid not in pyramids and len(owners) == 1:
+            slides[owners[0]].update(headers)
+    return slides
+
+
 def series_files(path: Path) -> dict[Path, Any]:
-    """Instances (file → header) of the WSI series ``path`` belongs to, or a folder holds.
+    """Instances (file → header) of the WSI slide ``path`` belongs to, or a folder holds: its
+    pyramid series with its label/overview series (:func:`slide_series`).
 
     Raises:
-        ImageReadError: No WSI instance, or a folder holding several WSI series.
+        ImageReadError: No WSI instance, or a folder holding several WSI slides.
     """
-    found = dicom_folder(path if path.is_dir() else path.parent).series
+    everything = dicom_folder(path if path.is_dir() else path.parent).series
+    found = slide_series(everything) or everything  # labels only: refused when opened
     if path.is_dir():
         if len(found) != 1:
             what = "no DICOM whole-slide instance" if not found else f"{len(found)} series"

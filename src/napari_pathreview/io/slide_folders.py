@@ -2,13 +2,15 @@
 
 A folder stands for the slide files directly inside it (by suffix) and for its DICOM
 whole-slide series, one slide per SeriesInstanceUID (each opens on its own: wsidicom is given
-that series' files only). A DICOM slide is named by its folder when that folder holds this one
-series and no other slide, else by the series' full-resolution instance file. Each sub-folder
+that series' files only). A DICOM slide is named by its folder when that folder holds no other
+slide, else by the series' full-resolution instance file. Each sub-folder
 adds its DICOM WSI series the same way; sub-folders are not searched for slide files.
 
 What looks like a slide but cannot be used — a DICOM image of another kind (a mammogram), an
-unreadable ``.dcm``, a series without pyramid levels, slide files in a sub-folder — is
-returned as refused, with why, so callers report it rather than drop it.
+unreadable ``.dcm``, a series without pyramid levels and no slide of its study beside it,
+slide files in a sub-folder — is returned as refused, with why, so callers report it rather
+than drop it. A label/overview-only series beside a pyramid of its study is that slide's (some
+scanners write them as series of their own) and is neither.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_pathreview.io._core import SLIDE_SUFFIXES
-from napari_pathreview.io.dicom_slide import DicomFolder, dicom_folder, volume_file
+from napari_pathreview.io.dicom_slide import DicomFolder, dicom_folder, slide_series, volume_file
 
 __all__ = ["Refused", "SlideList", "expand_folders"]
 
@@ -79,15 +81,16 @@ def _dicom_slides(folder: Path, dicom: DicomFolder, alone: bool) -> SlideList:
     """One slide per WSI series that has pyramid levels; ``alone``: the folder holds no other
     slide, so one series there is named by the folder."""
     refused = [Refused(path, why) for path, why in dicom.refused]
-    slides = []
+    slides_by_series = slide_series(dicom.series)
+    owned = {file for headers in slides_by_series.values() for file in headers}
     for uid, headers in dicom.series.items():
-        base = volume_file(headers)
-        if base is None:
+        if not owned.intersection(headers):
             first = next(iter(headers))
             why = f"DICOM WSI series {uid} holds no pyramid (VOLUME) instance, only labels or"
-            refused.append(Refused(first, f"{why} overviews: not a slide of its own"))
-        else:
-            slides.append(base)
-    if alone and len(slides) == 1 and len(dicom.series) == 1:
+            refused.append(
+                Refused(first, f"{why} overviews, and no slide of its study is beside it")
+            )
+    slides = [volume_file(headers) for headers in slides_by_series.values()]
+    if alone and len(slides) == 1:  # a label/overview series beside it is its own
         slides = [folder]
     return SlideList(slides, refused)
