@@ -97,6 +97,8 @@ def test_lesion_run_reports_pooled_out_of_fold_metrics_and_map_scores(trained):
     assert metrics["lesion_aware"] and metrics["test"]["pooled_out_of_fold"]
     assert metrics["n_images"] == 12 and not metrics["leaky"]
     assert set(metrics["test"]["ci95"]) >= {"roc_auc", "balanced_accuracy"}
+    # the bootstrap draws whole women, as image runs draw patients
+    assert metrics["test"]["ci_resampled"] == f"{metrics['n_patients']} patients"
     iou = metrics["maps_vs_roi"]["patch_map"]["iou"]
     assert iou["n"] == 6 and 0.0 <= iou["mean"] <= 1.0
     assert metrics["lesion_classes_at_roi"] is None  # one lesion class: nothing to separate
@@ -211,6 +213,7 @@ def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_pa
     assert [f["calibration"]["n_films"] for f in decision["folds"]] == [2, 2]  # one val woman
     assert all(f["calibration"]["fitted"] for f in decision["folds"])
     assert set(decision["test"]["ci95"]) >= {"roc_auc", "balanced_accuracy"}
+    assert decision["test"]["ci_resampled"] == f"{metrics['n_patients']} patients"
     assert decision["kfold_summary"]["balanced_accuracy"]["n_folds"] == 2
     # each held-out film's two-film probabilities follow from its own and its partner's
     from napari_pathreview.bilateral import BilateralCalibration, bilateral_probs

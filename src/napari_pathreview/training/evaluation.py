@@ -35,7 +35,7 @@ from napari_pathreview.training.results import (
     fold_dir,
     write_fold,
 )
-from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+from napari_pathreview.training.statistics import bootstrap_ci, resampled_unit, summarize_folds
 from napari_pathreview.training.trainer import predict_probabilities
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "test": {
             **pooled,
             "ci95": {k: list(v) for k, v in ci.items()},
-            "ci_resampled": _resampled_unit(groups),
+            "ci_resampled": resampled_unit(groups),
             "pooled_out_of_fold": kfold,
         },
         "folds": [f.summary() for f in folds],
@@ -221,11 +221,6 @@ def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
     patient = {s.path: ds.split_group(s, recipe.split.group_by) for s in data.samples}
     paths = [p for f in folds for p in f.test_predictions.paths]
     return [patient.get(p, p) for p in paths]
-
-
-def _resampled_unit(groups: list[str] | None) -> str:
-    """What the bootstrap drew, for metrics.json: "N patients" or "images"."""
-    return "images" if groups is None else f"{len(set(groups))} patients"
 
 
 def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:

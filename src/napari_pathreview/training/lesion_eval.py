@@ -25,7 +25,7 @@ from napari_pathreview.training.metrics import (
     pooled_threshold,
     youden_threshold,
 )
-from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+from napari_pathreview.training.statistics import bootstrap_ci, resampled_unit, summarize_folds
 
 log = logging.getLogger(__name__)
 MAP_NAMES: tuple[str, ...] = ("patch_map", "attention_map")
@@ -169,15 +169,34 @@ def perfect_patch_map(
 
 
 def pooled_with_ci(
-    labels: np.ndarray, probs: np.ndarray, recipe, threshold: float | None = None
+    labels: np.ndarray,
+    probs: np.ndarray,
+    recipe,
+    patients: Sequence[str],
+    threshold: float | None = None,
 ) -> dict:
-    """Pooled out-of-fold metrics with the run's bootstrap 95 % CIs (``ci95``)."""
-    ci = bootstrap_ci(labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed)
+    """Pooled out-of-fold metrics with the run's bootstrap 95 % CIs (``ci95``), drawing whole
+    women (``patients``, one per film): a woman's two films are not independent, and drawing
+    films one by one gave intervals as if each film were another woman."""
+    ci = bootstrap_ci(
+        labels,
+        probs,
+        threshold,
+        n_resamples=recipe.eval.bootstrap,
+        seed=recipe.seed,
+        groups=patients,
+    )
     metrics = compute_metrics(labels, probs, threshold)
-    return {**metrics, "ci95": {k: list(v) for k, v in ci.items()}}
+    return {
+        **metrics,
+        "ci95": {k: list(v) for k, v in ci.items()},
+        "ci_resampled": resampled_unit(patients),
+    }
 
 
-def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
+def bilateral_decision(
+    labels: np.ndarray, folds: list[dict], recipe, patients: Sequence[str]
+) -> dict:
     """Pooled out-of-fold figures of the two-film decision, with the same bootstrap as the
     run's own, and each fold's figures and fitted calibration."""
     probs = np.concatenate([np.asarray(f["bilateral"]["probs"], float) for f in folds])
@@ -185,7 +204,7 @@ def bilateral_decision(labels: np.ndarray, folds: list[dict], recipe) -> dict:
         "rule": "P(abnormal) = sigmoid(slope * (film log-odds - other film's) + intercept), "
         "fitted per fold on its validation films; lesion classes share it in the film's own "
         "proportions; needs both films of a woman (the registered model reads one)",
-        "test": pooled_with_ci(labels, probs, recipe),
+        "test": pooled_with_ci(labels, probs, recipe, patients),
         "folds": [
             {"calibration": f["bilateral"]["calibration"], "test": f["bilateral"]["test"]}
             for f in folds
@@ -296,7 +315,7 @@ def summarize_lesion_run(
         "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
         "tta": recipe.eval.tta,
         "test": {
-            **pooled_with_ci(labels, probs, recipe, threshold),
+            **pooled_with_ci(labels, probs, recipe, patients, threshold),
             "pooled_out_of_fold": len(folds) > 1,
         },
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
@@ -318,7 +337,7 @@ def summarize_lesion_run(
     if len(folds) > 1:
         metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
     if recipe.lesion.bilateral:
-        metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe)
+        metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe, patients)
     metrics = json_safe(metrics)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (run_dir / "map_scores.json").write_text(json.dumps(json_safe(rows), indent=1))

@@ -64,6 +64,11 @@ def bootstrap_ci(
     return out
 
 
+def resampled_unit(groups: Sequence | None) -> str:
+    """What the bootstrap drew, for metrics.json: "N patients" or "images"."""
+    return "images" if groups is None else f"{len({str(g) for g in groups})} patients"
+
+
 def _resampler(n_images: int, groups: Sequence | None):
     """A function of a generator giving one bootstrap resample's image indices."""
     if groups is None:
