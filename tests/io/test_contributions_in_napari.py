@@ -80,3 +80,23 @@ def test_every_manifest_pattern_names_files_the_reader_opens(manager, tmp_path: 
             path = tmp_path / "Info.txt"
         path.write_text(geojson if path.suffix.lower() == ".json" else "")
         assert napari_get_reader(str(path)) is not None, pattern
+
+
+def _entries(menu, prefix: str = "") -> list[str]:
+    entries = []
+    for action in menu.actions():
+        if action.menu():
+            entries += _entries(action.menu(), f"{prefix}{action.text()} ▸ ")
+        elif action.text():
+            entries.append(prefix + action.text().replace("&&", "&"))
+    return entries
+
+
+def test_the_plugins_menu_lists_each_dock_by_the_name_the_readme_gives(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    ours = [e for e in _entries(viewer.window.plugins_menu) if e.startswith("PathReview ▸ ")]
+    names = [e.removeprefix("PathReview ▸ ") for e in ours]
+    assert names == ["Workspace (Analyze + Review)", "Analyze", "Review"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "*Plugins ▸ PathReview*" in readme
+    assert all(f"*{name}*" in readme for name in names)
