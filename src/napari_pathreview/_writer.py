@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_pathreview.errors import LayerExportError
 from napari_pathreview.io.geojson import frame_of, rois_from_shapes, write_geojson_rois
 from napari_pathreview.io.labels import label_image_to_rois
 from napari_pathreview.io.shape_holes import dropped_hole_message, settle_holes
@@ -50,11 +51,22 @@ def write_shapes_geojson(path: str, data: Any, attributes: dict[str, Any]) -> li
     return [str(write_geojson_rois(_with_suffix(path), rois, frame_of(attributes)))]
 
 
-def write_labels_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """Save a 2-D Labels layer: one polygon (with holes) per connected component per label."""
+def _label_plane(data: Any, attributes: dict[str, Any]) -> np.ndarray:
+    """The layer's one 2-D plane (leading axes of length 1 dropped); a stack is refused."""
     level = data[0] if attributes.get("multiscale") else data
     labels = np.asarray(level)
     while labels.ndim > 2 and labels.shape[0] == 1:
         labels = labels[0]
-    rois = label_image_to_rois(labels)
+    if labels.ndim != 2:
+        raise LayerExportError(
+            f"Labels layer {attributes.get('name', '')!r} has shape {labels.shape}: QuPath "
+            "GeoJSON holds one 2-D plane. Add the plane you want as its own layer "
+            "(viewer.add_labels(layer.data[i])) and save that, or save the stack as .tif."
+        )
+    return labels
+
+
+def write_labels_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """Save a 2-D Labels layer: one polygon (with holes) per connected component per label."""
+    rois = label_image_to_rois(_label_plane(data, attributes))
     return [str(write_geojson_rois(_with_suffix(path), rois, frame_of(attributes)))]

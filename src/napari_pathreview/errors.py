@@ -20,6 +20,14 @@ class InvalidInputError(PathReviewError, ValueError):
     """An array or argument of the wrong shape, dtype or range."""
 
 
+class LayerExportError(PathReviewError):
+    """A napari layer that cannot be written in the chosen format.
+
+    Deliberately not a ValueError: napari's writer lookup takes a ValueError for "no writer
+    found" and shows that instead of the message.
+    """
+
+
 class ArgumentError(InvalidInputError):
     """An error whose advice names arguments of a Python call (``fields``).
 

@@ -32,6 +32,7 @@ from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._roi_scores import NO_ROI
 from napari_pathreview.widgets._scale import layer_rois
+from napari_pathreview.widgets._shortcuts import bind_panel_keys
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
@@ -89,14 +90,13 @@ class ReviewWidget(QueueNavigation, QWidget):
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
         keys = {
-            AGREE_KEY: lambda _v: self.set_agreement(state.AGREE),
-            DISAGREE_KEY: lambda _v: self.set_agreement(state.DISAGREE),
-            SAVE_KEY: lambda _v: self.save(),
-            NEXT_KEY: lambda _v: self.next_item(),
-            PREVIOUS_KEY: lambda _v: self.previous_item(),
+            AGREE_KEY: lambda panel: panel.set_agreement(state.AGREE),
+            DISAGREE_KEY: lambda panel: panel.set_agreement(state.DISAGREE),
+            SAVE_KEY: lambda panel: panel.save(),
+            NEXT_KEY: lambda panel: panel.next_item(),
+            PREVIOUS_KEY: lambda panel: panel.previous_item(),
         }
-        for key, action in keys.items():
-            self.viewer.bind_key(key, action, overwrite=True)
+        bind_panel_keys(self.viewer, self, keys)  # the closed panel lets go of them
         self.reset_choices()
 
     # ----------------------------------------------------------------- layout
