@@ -7,6 +7,7 @@ a manifest's ``patient_id`` column, when there is one, always wins over this.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
@@ -30,15 +31,55 @@ def patient_of_file(path: str | Path) -> str | None:
     return None
 
 
-def _dicom_patient(path: Path) -> str | None:
+def _dicom_header(path: Path, tags: list[str]) -> object | None:
     import pydicom
 
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
-    except Exception:  # noqa: BLE001 - an unreadable header names no patient; reading it fails later
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+    except Exception:  # noqa: BLE001 - an unreadable header says nothing; reading it fails later
         return None
-    patient = str(header.get("PatientID", "") or "").strip()
+
+
+def _text(header: object | None, keyword: str) -> str:
+    return str(getattr(header, keyword, "") or "").strip().upper()
+
+
+def _dicom_patient(path: Path) -> str | None:
+    header = _dicom_header(path, ["PatientID"])
+    patient = str(getattr(header, "PatientID", "") or "").strip()
     return patient or None
+
+
+@dataclass(frozen=True)
+class FilmSide:
+    """Which breast a mammogram shows and from where; None where the file does not say.
+
+    Attributes:
+        laterality: "L" or "R".
+        view: The view position as the header writes it ("CC", "MLO", …).
+    """
+
+    laterality: str | None = None
+    view: str | None = None
+
+    @classmethod
+    def of(cls, laterality: object, view: object) -> FilmSide:
+        """From header or metadata text: laterality other than L/R, and blanks, are unknown."""
+        side = str(laterality or "").strip().upper()
+        position = str(view or "").strip().upper()
+        return cls(side if side in ("L", "R") else None, position or None)
+
+
+def film_side(path: str | Path) -> FilmSide:
+    """The breast and view of a DICOM mammogram (``ImageLaterality``, else the series'
+    ``Laterality``; ``ViewPosition``), so a two-film reading pairs left with right in one
+    view; other files say neither."""
+    path = Path(path)
+    if path.suffix.lower() not in DICOM_SUFFIXES:
+        return FilmSide()
+    header = _dicom_header(path, ["ImageLaterality", "Laterality", "ViewPosition"])
+    side = _text(header, "ImageLaterality") or _text(header, "Laterality")
+    return FilmSide.of(side, _text(header, "ViewPosition"))
 
 
 def check_one_patient(
