@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.io._core import DICOM_SUFFIXES
+from napari_pathreview.io._core import DICOM_SUFFIXES, has_dicom_preamble
 from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.mias import mias_refnum, mias_woman
 
@@ -26,9 +26,19 @@ def patient_of_file(path: str | Path) -> str | None:
     refnum = mias_refnum(path)
     if refnum is not None:
         return str(mias_woman(refnum))
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    if _is_dicom(path):
         return _dicom_patient(path)
     return None
+
+
+def _is_dicom(path: Path) -> bool:
+    """A ``.dcm`` name, or the DICM preamble of a PACS export named ``IM0001`` (as the reader)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return path.is_file() and has_dicom_preamble(path)
+    except OSError:
+        return False
 
 
 def _dicom_header(path: Path, tags: list[str]) -> object | None:
@@ -75,7 +85,7 @@ def film_side(path: str | Path) -> FilmSide:
     ``Laterality``; ``ViewPosition``), so a two-film reading pairs left with right in one
     view; other files say neither."""
     path = Path(path)
-    if path.suffix.lower() not in DICOM_SUFFIXES:
+    if not _is_dicom(path):
         return FilmSide()
     header = _dicom_header(path, ["ImageLaterality", "Laterality", "ViewPosition"])
     side = _text(header, "ImageLaterality") or _text(header, "Laterality")
