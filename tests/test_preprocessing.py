@@ -219,3 +219,16 @@ def test_size_rule_measures_physical_upsampling_against_the_cards_um_per_px() ->
     text = size_warning(plan(big, (0, 2000, 0, 2000), spec, um_per_px=2.5), spec)
     assert text is not None and "to the card's 0.5 um/px" in text
     assert size_warning(plan(big, (0, 2000, 0, 2000), spec, um_per_px=0.5), spec) is None
+
+
+def test_a_dicom_mammogram_is_resampled_to_the_cards_mm_per_pixel_from_its_pixel_spacing(
+    dicom_factory,
+) -> None:
+    film = np.zeros((400, 300), np.uint16)
+    film[50:350, :200] = 3000  # the breast against a black background
+    path = dicom_factory("L_CC.dcm", film, spacing=(0.25, 0.25))
+    decoded = decode(path)
+    assert decoded.um_per_px == pytest.approx(250.0)
+    spec = PreprocessSpec(input_size=(3, 64, 64), pixel_size=1.0, pixel_unit="mm")
+    placement = plan(decoded.rgb.shape, (0, 400, 0, 300), spec, decoded.um_per_px)
+    assert placement.scaled == (100, 75)  # 100 mm × 75 mm at 1 mm per network pixel

@@ -327,7 +327,9 @@ def source_um_per_px(path: Any, width: int, loaded: Any = None) -> float | None:
     From the datasets' documentation: BreaKHis names (``io.BREAKHIS_UM_PER_PX`` at the
     700-px capture; a copy resized to another width, like the demo's 350-px patches, scales
     with it) and mini-MIAS names (200 µm/px at 1024 px). Otherwise the reader's level-0
-    ``um_per_px`` (slides that record it), scaled to ``width``. Never guessed.
+    ``um_per_px`` (slides that record it) or a mammogram's ``pixel_spacing_mm`` (DICOM
+    PixelSpacing, column spacing: ``width`` runs along the columns), scaled to ``width``.
+    Never guessed.
     """
     from napari_pathreview.io import mias_refnum, parse_breakhis_name
     from napari_pathreview.io.mias import MIAS_MM_PER_PX, MIAS_SIZE
@@ -339,6 +341,9 @@ def source_um_per_px(path: Any, width: int, loaded: Any = None) -> float | None:
         if mias_refnum(path) is not None:
             return MIAS_MM_PER_PX * 1000.0 * MIAS_SIZE / width
     base = getattr(loaded, "um_per_px", None)
+    spacing = (getattr(loaded, "metadata", None) or {}).get("pixel_spacing_mm")
+    if not base and spacing:
+        base = float(spacing[-1]) * 1000.0
     if base:
         return float(base) * loaded.levels[0].shape[1] / width
     return None

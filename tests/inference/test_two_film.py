@@ -12,7 +12,9 @@ from napari_pathreview.inference.two_film import (
     decide_pair,
     patients_of,
     read_patients_csv,
+    why_alone,
 )
+from napari_pathreview.io.patients import FilmSide, film_side
 from napari_pathreview.registry import ModelCard
 
 CLASSES = ("normal", "benign", "malignant")
@@ -75,6 +77,88 @@ def test_films_without_exactly_one_other_film_of_hers_stand_alone():
     women = ["1", "2", "3", "3", "4", "4", "4", None]  # 3's other film failed; 4 has three
     decisions = decide_films(TWO_FILM, films, women, [str(i) for i in range(8)])
     assert decisions == [None] * 8
+
+
+def test_a_four_view_exam_pairs_left_with_right_in_each_view():
+    views = [("L", "CC"), ("L", "MLO"), ("R", "MLO"), ("R", "CC")]
+    sides = [FilmSide(*v) for v in views]
+    films = [film(0.3), film(0.5), film(0.6), film(0.9)]
+    names = ["LCC", "LMLO", "RMLO", "RCC"]
+    decisions = decide_films(TWO_FILM, films, ["A"] * 4, names, sides)
+    assert [d.other for d in decisions] == ["RCC", "RMLO", "LMLO", "LCC"]
+    assert decisions[0] == decide_pair(TWO_FILM, films[0], films[3], "RCC")
+
+
+def test_two_films_of_one_breast_are_not_read_as_her_left_and_right():
+    sides = [FilmSide("L", "CC"), FilmSide("L", "MLO")]
+    films = [film(0.3), film(0.9)]
+    assert decide_films(TWO_FILM, films, ["B", "B"], ["LCC", "LMLO"], sides) == [None, None]
+    assert why_alone(films, ["B", "B"], sides) == {
+        0: "both films of patient B show the L breast",
+        1: "both films of patient B show the L breast",
+    }
+
+
+def test_each_film_read_alone_is_told_why():
+    films = [film(0.3), None, film(0.2), film(0.2), film(0.2), film(0.4), film(0.6)]
+    women = ["1", "1", "4", "4", "4", None, "5"]
+    sides = [FilmSide()] * 5 + [FilmSide(), FilmSide("R", "CC")]
+    assert why_alone(films, women, sides) == {
+        0: "no other film of patient 1",
+        1: "its prediction failed",
+        2: "3 films of patient 4: which two are her left and right is not said",
+        3: "3 films of patient 4: which two are her left and right is not said",
+        4: "3 films of patient 4: which two are her left and right is not said",
+        5: "the file names no patient (give --patients)",
+        6: "no other film of patient 5",
+    }
+
+
+def test_a_dicom_film_says_which_breast_and_view(dicom_factory, tmp_path):
+    path = dicom_factory("film.dcm", np.zeros((8, 8), np.uint16), laterality="L", view="MLO")
+    assert film_side(path) == FilmSide("L", "MLO")
+    assert film_side(tmp_path / "mdb001.pgm") == FilmSide()
+
+
+def test_predict_pairs_a_womans_dicom_films_by_breast_and_view(
+    registry, dicom_factory, tmp_path, capsys
+):
+    from napari_pathreview.cli import main
+    from napari_pathreview.models import create_model
+
+    fields = {**TWO_FILM.to_dict(), "architecture": "resnet18", "input_size": [3, 64, 64]}
+    registry.register(create_model("resnet18", 3), fields)
+    rng = np.random.default_rng(0)
+    films = [
+        dicom_factory(
+            f"{woman}_{side}{view}.dcm",
+            rng.integers(0, 4096, (96, 80)),
+            laterality=side,
+            view=view,
+            patient_id=woman,
+        )
+        for woman, side, view in [
+            ("A", "L", "CC"),
+            ("A", "R", "CC"),
+            ("A", "L", "MLO"),
+            ("A", "R", "MLO"),
+            ("B", "L", "CC"),
+            ("B", "L", "MLO"),
+        ]
+    ]
+    argv = ["predict", *map(str, films), "--model", "mias-lesion", "--two-film"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    read_with = {
+        line.split("\t")[0]: line.split("\tvs ")[1]
+        for line in printed.splitlines()
+        if "\ttwo-film\t" in line and "\tvs " in line
+    }
+    assert read_with == {str(films[a]): str(films[b]) for a, b in [(0, 1), (1, 0), (2, 3), (3, 2)]}
+    for alone in films[4:]:
+        assert f"{alone}\ttwo-film\tread alone: both films of patient B show the L breast" in (
+            printed
+        )
 
 
 def test_a_model_without_a_two_film_calibration_is_refused_by_name():

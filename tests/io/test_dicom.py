@@ -51,6 +51,19 @@ def test_missing_spacing_gives_unit_scale(dicom_factory, ramp12) -> None:
     assert loaded.scale == (1.0, 1.0) and "pixel_spacing_mm" not in loaded.metadata
 
 
+def test_a_detector_spacing_is_divided_by_the_views_magnification(dicom_factory, ramp12) -> None:
+    import pydicom
+
+    path = dicom_factory("mag.dcm", ramp12, spacing=None)
+    ds = pydicom.dcmread(path)
+    ds.ImagerPixelSpacing = [0.1, 0.1]  # at the detector: the breast is magnified 2× onto it
+    ds.EstimatedRadiographicMagnificationFactor = 2.0
+    ds.save_as(path)
+    loaded = load_image(path)
+    assert loaded.scale == pytest.approx((0.05, 0.05))
+    assert loaded.metadata["pixel_spacing_mm"] == pytest.approx([0.05, 0.05])
+
+
 def test_dicom_without_pixel_data_is_rejected(dicom_factory) -> None:
     with pytest.raises(ImageReadError, match="without pixel data"):
         load_image(dicom_factory("report.dcm", None))

@@ -20,6 +20,14 @@ def test_a_dicom_film_names_its_patient_in_the_header(dicom_factory):
     assert patient_of_file(path) == "TEST-001"
 
 
+def test_a_dicom_film_without_a_suffix_names_its_patient_and_side(dicom_factory):
+    from napari_pathreview.io.patients import FilmSide, film_side
+
+    path = dicom_factory("IM0001", np.zeros((8, 8), np.uint16), laterality="L", view="CC")
+    assert patient_of_file(path) == "TEST-001"
+    assert film_side(path) == FilmSide("L", "CC")
+
+
 def test_a_file_that_says_nothing_names_no_patient(tmp_path):
     (tmp_path / "broken.dcm").write_bytes(b"not a dicom")
     assert patient_of_file(tmp_path / "scan.png") is None

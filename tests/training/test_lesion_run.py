@@ -246,7 +246,7 @@ def test_a_two_film_run_reports_its_decision_beside_the_single_film_model(tmp_pa
         [*predict, "--out", str(tmp_path / "pred")], capture_output=True, text=True, env=env
     )
     assert read.returncode == 0, read.stderr
-    assert "1 film(s) without exactly one other film of the same woman: read alone" in read.stdout
+    assert f"{films[2]}\ttwo-film\tread alone: no other film of patient " in read.stdout
     with open(tmp_path / "pred" / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     one_film = np.asarray([[float(r[f"p_{c}"]) for c in card.classes] for r in rows[:2]])

@@ -106,3 +106,77 @@ def test_a_model_without_the_calibration_reads_one_film(
     _run_to_end(qtbot, widget)
     assert widget.result is not None and widget.result.two_film is None
     assert widget.two_film.text.text() == ""
+
+
+@pytest.fixture
+def four_view_exam(dicom_factory: Any) -> list[Path]:
+    """One woman's screening exam as DICOM: left and right breast, CC and MLO views."""
+    import numpy as np
+
+    film = cv2.imread(str(Path(__file__).parents[2] / "sample_data/mias/mdb028.pgm"), 0)
+    pixels = film[::4, ::4].astype(np.uint16) * 16  # 12-bit
+    return [
+        dicom_factory(f"{side}{view}.dcm", pixels, laterality=side, view=view, patient_id="W9")
+        for side, view in [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+    ]
+
+
+def test_in_a_four_view_exam_her_other_breast_in_the_same_view_is_preselected(
+    make_napari_viewer: Any, open_widget: Any, register_model: Any, four_view_exam: list
+) -> None:
+    ref = register_model(
+        "tiny-two-film", "mammogram", CLASSES, bilateral=card_entry(CALIBRATION, "normal", "x")
+    )
+    viewer = make_napari_viewer()
+    _open(viewer, four_view_exam)
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    for film, other in [("LCC", "RCC"), ("RMLO", "LMLO"), ("LMLO", "RMLO")]:
+        widget.image_combo.value = film
+        assert widget.two_film.other.currentText() == other
+
+
+def test_a_film_of_the_same_breast_picked_as_the_other_is_refused_naming_both(
+    make_napari_viewer: Any, open_widget: Any, register_model: Any, four_view_exam: list
+) -> None:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    ref = register_model(
+        "tiny-two-film", "mammogram", CLASSES, bilateral=card_entry(CALIBRATION, "normal", "x")
+    )
+    viewer = make_napari_viewer()
+    _open(viewer, four_view_exam)
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.image_combo.value = "LCC"
+    widget.two_film.other.setCurrentText("LMLO")
+    assert widget.run() is None
+    assert any("'LCC' and 'LMLO': both films of patient W9 show the L breast" in m for m in seen), (
+        seen
+    )
+
+
+def test_another_womans_film_picked_as_the_other_is_refused_naming_both(
+    make_napari_viewer: Any,
+    open_widget: Any,
+    register_model: Any,
+    woman_14: list,
+    four_view_exam: list,
+) -> None:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
+    ref = register_model(
+        "tiny-two-film", "mammogram", CLASSES, bilateral=card_entry(CALIBRATION, "normal", "x")
+    )
+    viewer = make_napari_viewer()
+    _open(viewer, [woman_14[1], four_view_exam[0]])
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = ref
+    widget.image_combo.value = "mdb028"
+    widget.two_film.other.setCurrentText("LCC")
+    assert widget.run() is None
+    assert any("'LCC' is patient W9's and 'mdb028' patient 14's" in m for m in seen), seen

@@ -207,6 +207,7 @@ def analyse(
     um_per_px: float | None = None,
     other_film: np.ndarray | None = None,
     other_name: str = "",
+    other_um_per_px: float | None = None,
 ) -> Iterator[Any]:
     """Classify and explain one image, yielding progress and finally an :class:`AnalysisResult`.
 
@@ -216,11 +217,14 @@ def analyse(
         modality: the layer's modality, checked against the model card.
         cancel: set it to stop; the generator then raises :class:`AnalysisCancelled`.
         load_model: ``(model_ref, device) -> (model, card)``.
-        um_per_px: level-0 pixel size of the image in µm (from the file), None if unknown.
+        um_per_px: level-0 pixel size of the image in µm (from the file: a mammogram's mm
+            too), None if unknown; a known one resamples the image to the card's resolution,
+            as ``pathreview predict`` does for the file.
         other_film: the same woman's other mammogram: it is classified too and the image is
             decided against it with the card's two-film calibration (``inference.two_film``);
             a card without one is refused before any prediction.
         other_name: what the result calls the other film (its layer name).
+        other_um_per_px: the other film's pixel size in µm, None if unknown.
 
     Large images also yield the slide engine's ``SlideStart`` and ``SlideBatch`` events as
     they come, so a viewer can show the heatmap filling in (``inference.heatmap``).
@@ -243,7 +247,8 @@ def analyse(
     if needs_tiling(levels, modality, request.tiled):
         steps = _tiled_steps(predictor, request, levels, target, cancel, um_per_px)
     else:
-        steps = _whole_steps(predictor, request, levels[0], target, cancel)
+        image = with_pixel_size(levels[0], um_per_px)
+        steps = _whole_steps(predictor, request, image, target, cancel)
     prediction = cam = tiled = None
     cam_note = ""
     for item in steps:
@@ -256,7 +261,8 @@ def analyse(
     if other_film is not None:
         label = f"classifying the other film ({other_name})"
         yield AnalysisProgress(label, 0.96)
-        other = yield from _classify_steps(predictor, other_film, cancel, label, (0.96, 0.03))
+        other_image = with_pixel_size(other_film, other_um_per_px)
+        other = yield from _classify_steps(predictor, other_image, cancel, label, (0.96, 0.03))
         two_film = decide_pair(card, prediction.probabilities, other.probabilities, other_name)
     qc = getattr(prediction, "qc", None)
     warnings = tuple(qc.reasons) if qc is not None and not qc.passed else ()
@@ -275,12 +281,24 @@ def analyse(
     )
 
 
+def with_pixel_size(image: Any, um_per_px: float | None) -> Any:
+    """A whole image as the predictor takes it: an array, or with a known pixel size a
+    ``LoadedImage`` carrying it, so it is resampled to the card's resolution like its file."""
+    from napari_pathreview.io import LoadedImage
+
+    array = np.asarray(image)
+    if not um_per_px:
+        return array
+    modality = "histology" if array.ndim == 3 else "mammogram"
+    return LoadedImage(array, [array], modality, um_per_px=float(um_per_px))
+
+
 def _classify_steps(
     predictor: Any, image: Any, cancel: Any, label: str, span: tuple[float, float]
 ) -> Generator[AnalysisProgress, None, Any]:
     """Classify one whole image, relaying progress over ``span`` (start, width); its prediction."""
     prediction = None
-    for item in predictor.iter_predict([np.asarray(image)], cancel=cancel):
+    for item in predictor.iter_predict([image], cancel=cancel):
         if hasattr(item, "probabilities"):
             prediction = item
         else:
@@ -302,20 +320,19 @@ def _whole_steps(
     layer is too coarse for is left out, with the reason, and the prediction kept."""
     from napari_pathreview.explain.cam_grid import CamResolutionError
 
-    base = np.asarray(image)
-    prediction = yield from _classify_steps(predictor, base, cancel, "classifying", (0.1, 0.4))
+    prediction = yield from _classify_steps(predictor, image, cancel, "classifying", (0.1, 0.4))
     cam, note = None, ""
     if request.cam_method:
         yield AnalysisProgress(f"explaining ({request.cam_method})", 0.6)
         try:
-            cam = yield from _explain_steps(predictor, base, request.cam_method, target, cancel)
+            cam = yield from _explain_steps(predictor, image, request.cam_method, target, cancel)
         except CamResolutionError as error:
             note = str(error)
     yield prediction, cam, None, note
 
 
 def _explain_steps(
-    predictor: Any, image: np.ndarray, method: str, target: str | None, cancel: Any
+    predictor: Any, image: Any, method: str, target: str | None, cancel: Any
 ) -> Generator[AnalysisProgress, None, Any]:
     """Explain in a helper thread, relaying Score-CAM's per-batch progress (0.6 → 0.95).
 

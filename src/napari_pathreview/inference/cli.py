@@ -164,26 +164,32 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _two_film_patients(args: argparse.Namespace, card: Any, images: list[Path]) -> Any:
-    """Each image's woman for ``--two-film`` (None without it), checked before any prediction."""
+    """Each image's woman and ``FilmSide`` for ``--two-film`` (None without it), checked before
+    any prediction."""
     from napari_pathreview.inference import two_film
 
     if not args.two_film:
         if args.patients is not None:
             raise InvalidInputError("--patients says whose films are paired: add --two-film")
         return None
+    from napari_pathreview.io.patients import film_side
+
     two_film.check_two_film_model(card)
     listed = two_film.read_patients_csv(args.patients) if args.patients else None
-    return two_film.patients_of(images, listed, args.patients)
+    patients = two_film.patients_of(images, listed, args.patients)
+    return patients, [film_side(image) for image in images]
 
 
-def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, patients: list) -> list:
+def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, films: tuple) -> list:
     """Fill and print each film's two-film decision; returns the columns it adds.
 
     ``one_film``: each row's one-film probabilities (None where the prediction failed).
+    ``films``: each row's patient and ``FilmSide``.
     """
-    from napari_pathreview.inference.two_film import decide_films
+    from napari_pathreview.inference.two_film import decide_films, why_alone
 
-    decisions = decide_films(card, one_film, patients, [row["path"] for row in rows])
+    patients, sides = films
+    decisions = decide_films(card, one_film, patients, [row["path"] for row in rows], sides)
     columns = ["two_film_other", *[f"two_film_p_{c}" for c in card.classes], "two_film_label"]
     for row, decision in zip(rows, decisions, strict=True):
         if decision is None:  # no other film of hers here: the film stands alone
@@ -192,9 +198,8 @@ def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, patient
         row.update({f"two_film_p_{c}": f"{v:.6f}" for c, v in decision.probabilities.items()})
         row.update(two_film_other=decision.other, two_film_label=decision.label)
         print(f"{row['path']}\ttwo-film\t{decision.label}\tvs {decision.other}")
-    alone = sum(d is None for d in decisions)
-    if alone:
-        print(f"{alone} film(s) without exactly one other film of the same woman: read alone")
+    for i, why in sorted(why_alone(one_film, patients, sides).items()):
+        print(f"{rows[i]['path']}\ttwo-film\tread alone: {why}")
     return columns
 
 

@@ -117,10 +117,17 @@ def _first_float(value: Any) -> float:
 
 
 def _spacing(ds: Any) -> tuple[float, float] | None:
+    """(row, col) mm per pixel in the breast: ``PixelSpacing`` (calibrated at the patient), else
+    ``ImagerPixelSpacing`` (at the detector, which a mammography unit's geometry magnifies: a
+    magnification view by ~1.5–2) divided by ``EstimatedRadiographicMagnificationFactor``."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = getattr(ds, keyword, None)
         if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
-            return float(value[0]), float(value[1])
+            factor = 1.0
+            if keyword == "ImagerPixelSpacing":
+                factor = float(getattr(ds, "EstimatedRadiographicMagnificationFactor", 0) or 1.0)
+            factor = factor if factor > 0 else 1.0
+            return float(value[0]) / factor, float(value[1]) / factor
     return None
 
 

@@ -7,10 +7,11 @@ a manifest's ``patient_id`` column, when there is one, always wins over this.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.io._core import DICOM_SUFFIXES
+from napari_pathreview.io._core import DICOM_SUFFIXES, has_dicom_preamble
 from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.mias import mias_refnum, mias_woman
 
@@ -25,20 +26,70 @@ def patient_of_file(path: str | Path) -> str | None:
     refnum = mias_refnum(path)
     if refnum is not None:
         return str(mias_woman(refnum))
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    if _is_dicom(path):
         return _dicom_patient(path)
     return None
 
 
-def _dicom_patient(path: Path) -> str | None:
+def _is_dicom(path: Path) -> bool:
+    """A ``.dcm`` name, or the DICM preamble of a PACS export named ``IM0001`` (as the reader)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return path.is_file() and has_dicom_preamble(path)
+    except OSError:
+        return False
+
+
+def _dicom_header(path: Path, tags: list[str]) -> object | None:
     import pydicom
 
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
-    except Exception:  # noqa: BLE001 - an unreadable header names no patient; reading it fails later
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+    except Exception:  # noqa: BLE001 - an unreadable header says nothing; reading it fails later
         return None
-    patient = str(header.get("PatientID", "") or "").strip()
+
+
+def _text(header: object | None, keyword: str) -> str:
+    return str(getattr(header, keyword, "") or "").strip().upper()
+
+
+def _dicom_patient(path: Path) -> str | None:
+    header = _dicom_header(path, ["PatientID"])
+    patient = str(getattr(header, "PatientID", "") or "").strip()
     return patient or None
+
+
+@dataclass(frozen=True)
+class FilmSide:
+    """Which breast a mammogram shows and from where; None where the file does not say.
+
+    Attributes:
+        laterality: "L" or "R".
+        view: The view position as the header writes it ("CC", "MLO", …).
+    """
+
+    laterality: str | None = None
+    view: str | None = None
+
+    @classmethod
+    def of(cls, laterality: object, view: object) -> FilmSide:
+        """From header or metadata text: laterality other than L/R, and blanks, are unknown."""
+        side = str(laterality or "").strip().upper()
+        position = str(view or "").strip().upper()
+        return cls(side if side in ("L", "R") else None, position or None)
+
+
+def film_side(path: str | Path) -> FilmSide:
+    """The breast and view of a DICOM mammogram (``ImageLaterality``, else the series'
+    ``Laterality``; ``ViewPosition``), so a two-film reading pairs left with right in one
+    view; other files say neither."""
+    path = Path(path)
+    if not _is_dicom(path):
+        return FilmSide()
+    header = _dicom_header(path, ["ImageLaterality", "Laterality", "ViewPosition"])
+    side = _text(header, "ImageLaterality") or _text(header, "Laterality")
+    return FilmSide.of(side, _text(header, "ViewPosition"))
 
 
 def check_one_patient(

@@ -308,7 +308,8 @@ def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none"
         raise DatasetError(
             f"{sample.path}: its pixel size is unknown, but the recipe resamples to "
             f"data.pixel_size={spec.pixel_size} {spec.pixel_unit}; use files whose resolution "
-            "is known (BreaKHis or MIAS names, slides that record it) or drop data.pixel_size"
+            "is known (BreaKHis or MIAS names, DICOM PixelSpacing, slides that record it) or drop "
+            "data.pixel_size"
         )
     canvas, placement = to_canvas(decoded.rgb, spec, decoded.um_per_px)
     box, (sh, sw), (oy, ox) = placement.box, placement.scaled, placement.offset

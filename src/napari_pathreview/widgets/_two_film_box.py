@@ -13,6 +13,9 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
+from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.inference.two_film import not_a_pair
+from napari_pathreview.io.patients import FilmSide
 from napari_pathreview.widgets import _panel
 from napari_pathreview.widgets._common import layer_modality
 from napari_pathreview.widgets._layer_meta import plugin_meta
@@ -23,6 +26,28 @@ NO_OTHER = "(read this film alone)"
 def _patient(layer: Any) -> str | None:
     patient = plugin_meta(layer).get("patient_id")
     return str(patient) if patient not in (None, "") else None
+
+
+def _side(layer: Any) -> FilmSide:
+    meta = plugin_meta(layer)
+    return FilmSide.of(meta.get("laterality"), meta.get("view"))
+
+
+def check_pair(image_layer: Any, other: Any) -> None:
+    """Refuse, naming both layers, an other film the files say is not her other breast."""
+    mine, theirs = _patient(image_layer), _patient(other)
+    if mine is not None and theirs is not None and mine != theirs:
+        raise InvalidInputError(
+            f"two films: '{other.name}' is patient {theirs}'s and '{image_layer.name}' patient "
+            f"{mine}'s; choose the same woman's other film, or read this film alone"
+        )
+    why = not_a_pair(mine or "?", "", [_side(image_layer), _side(other)])
+    if why:
+        raise InvalidInputError(
+            f"two films: '{image_layer.name}' and '{other.name}': {why}; a two-film reading "
+            "compares her left breast with her right in one view: choose that film, or read "
+            "this film alone"
+        )
 
 
 class TwoFilmBox(QGroupBox):
@@ -76,14 +101,25 @@ class TwoFilmBox(QGroupBox):
         same = [
             n for n in names if patient is not None and _patient(self.viewer.layers[n]) == patient
         ]
+        if len(same) > 1:  # a four-view exam: her other breast in this view
+            mine = _side(image_layer)
+            same = [n for n in same if not not_a_pair("", "", [mine, _side(self.viewer.layers[n])])]
         return same[0] if len(same) == 1 else NO_OTHER
 
     def other_layer(self) -> Any:
-        """The chosen other film's layer, or None (hidden row, nothing chosen, or gone)."""
+        """The chosen other film's layer, or None (hidden row, nothing chosen, or gone).
+
+        Raises:
+            InvalidInputError: the files say it is another woman's, or not her other breast
+                in this view (:func:`check_pair`).
+        """
         name = self.other.currentText()
         if self.isHidden() or name == NO_OTHER or name not in self.viewer.layers:
             return None
-        return self.viewer.layers[name]
+        other = self.viewer.layers[name]
+        if self._image is not None and self._image in self.viewer.layers:
+            check_pair(self.viewer.layers[self._image], other)
+        return other
 
     def show_decision(self, decision: Any, card: Any = None) -> None:
         """The last run's two-film decision (None clears it)."""

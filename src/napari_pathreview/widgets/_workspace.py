@@ -12,7 +12,7 @@ from typing import Any
 
 from napari_pathreview.inference.analysis import AnalysisResult, analyse
 from napari_pathreview.widgets._layer_meta import plugin_meta
-from napari_pathreview.widgets._scale import fit_view
+from napari_pathreview.widgets._scale import fit_view, pixel_size_um
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _analyse_now(analyze: Any, image: Any, model_ref: str, modality: str, device
         levels if len(levels) > 1 else levels[0],
         modality=modality,
         load_model=analyze.load_model,
-        um_per_px=plugin_meta(image).get("um_per_px"),
+        um_per_px=pixel_size_um(plugin_meta(image)),
     ):
         if isinstance(item, AnalysisResult):
             return item

@@ -348,9 +348,10 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
             layer_modality(layer),
             self._cancel,
             self.load_model,
-            um_per_px=plugin_meta(layer).get("um_per_px"),
+            um_per_px=_scale.pixel_size_um(plugin_meta(layer)),
             other_film=other_film,
             other_name=other.name if other is not None else "",
+            other_um_per_px=None if other is None else _scale.pixel_size_um(plugin_meta(other)),
             _start_thread=False,
         )
         self._stream = stream = HeatmapStream(self.viewer, layer, request.target_class)
