@@ -247,7 +247,7 @@ def analyse(
     if needs_tiling(levels, modality, request.tiled):
         steps = _tiled_steps(predictor, request, levels, target, cancel, um_per_px)
     else:
-        image = with_pixel_size(levels[0], um_per_px)
+        image = sized_image(levels[0], um_per_px, modality)
         steps = _whole_steps(predictor, request, image, target, cancel)
     prediction = cam = tiled = None
     cam_note = ""
@@ -261,7 +261,7 @@ def analyse(
     if other_film is not None:
         label = f"classifying the other film ({other_name})"
         yield AnalysisProgress(label, 0.96)
-        other_image = with_pixel_size(other_film, other_um_per_px)
+        other_image = sized_image(other_film, other_um_per_px, modality)
         other = yield from _classify_steps(predictor, other_image, cancel, label, (0.96, 0.03))
         two_film = decide_pair(card, prediction.probabilities, other.probabilities, other_name)
     qc = getattr(prediction, "qc", None)
@@ -281,16 +281,21 @@ def analyse(
     )
 
 
-def with_pixel_size(image: Any, um_per_px: float | None) -> Any:
+def sized_image(image: Any, um_per_px: float | None, modality: str | None) -> Any:
     """A whole image as the predictor takes it: an array, or with a known pixel size a
-    ``LoadedImage`` carrying it, so it is resampled to the card's resolution like its file."""
+    ``LoadedImage`` carrying it, so it is resampled to the card's resolution like its file.
+
+    ``modality`` is the layer's (a film saved as RGB is a mammogram); guessed from the
+    array's channels only when not given.
+    """
     from napari_pathreview.io import LoadedImage
+    from napari_pathreview.modality import HISTOLOGY, MAMMOGRAM
 
     array = np.asarray(image)
     if not um_per_px:
         return array
-    modality = "histology" if array.ndim == 3 else "mammogram"
-    return LoadedImage(array, [array], modality, um_per_px=float(um_per_px))
+    kind = modality or (HISTOLOGY if array.ndim == 3 else MAMMOGRAM)
+    return LoadedImage(array, [array], kind, um_per_px=float(um_per_px))
 
 
 def _classify_steps(
