@@ -205,6 +205,17 @@ def test_remove_one_version_then_all(registry, tiny_model) -> None:
     assert registry.names() == [] and not (registry.root / "tiny").exists()
 
 
+def test_importing_one_archive_twice_lists_the_model_once(registry, tiny_model, tmp_path) -> None:
+    registry.register(tiny_model, CARD)
+    exported = registry.export("tiny", "1", tmp_path / "model.tar.gz")
+    other = ModelRegistry(tmp_path / "elsewhere")
+    assert other.import_model(exported) == ("tiny", "1")
+    assert other.import_model(exported) == ("tiny", "1")
+    assert other.versions("tiny") == ["1"]
+    registry.register(tiny_model, {**CARD, "description": "retrained"})  # another card: a version
+    assert other.import_model(registry.export("tiny", "2", tmp_path / "v2.tar.gz")) == ("tiny", "2")
+
+
 @pytest.mark.parametrize("dest_name", ["exported", "model.tar", "model.tar.gz"])
 def test_export_then_import_round_trips(registry, tiny_model, batch, tmp_path, dest_name) -> None:
     registry.register(tiny_model, CARD)

@@ -67,10 +67,13 @@ def test_export_import_remove_cycle(registered, tmp_path: Path, capsys) -> None:
     assert main(["models", "export", "demo-histo", str(archive)]) == 0
     assert archive.is_file()
     assert f"exported demo-histo@1 to {archive}" in capsys.readouterr().out  # not "@latest"
-    assert main(["models", "import", str(archive)]) == 0
-    assert "imported demo-histo@2" in capsys.readouterr().out
+    assert main(["models", "import", str(archive)]) == 0  # the same model: not copied again
+    assert "already registered as demo-histo@1" in capsys.readouterr().out
+    assert registered.versions("demo-histo") == ["1"]
     assert main(["models", "remove", "demo-histo@1"]) == 0
-    assert registered.versions("demo-histo") == ["2"]
+    assert registered.names() == []
+    assert main(["models", "import", str(archive)]) == 0
+    assert "imported demo-histo@1" in capsys.readouterr().out
     assert main(["models", "remove", "demo-histo"]) == 0
     assert registered.names() == []
 
@@ -112,8 +115,8 @@ def test_export_with_force_replaces_an_existing_archive(registered, tmp_path: Pa
     archive = tmp_path / "demo.tar.gz"
     archive.write_bytes(b"an old export")
     assert main(["models", "export", "demo-histo", str(archive), "--force"]) == 0
-    assert main(["models", "import", str(archive)]) == 0
-    assert "imported demo-histo@2" in capsys.readouterr().out
+    assert main(["models", "import", str(archive)]) == 0  # the export replaced the old bytes
+    assert "already registered as demo-histo@1" in capsys.readouterr().out
 
 
 def test_python_export_onto_an_existing_archive_names_the_overwrite_argument(

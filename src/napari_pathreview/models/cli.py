@@ -157,8 +157,13 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    name, version = _registry(args).import_model(args.path)
-    print(f"imported {name}@{version}")
+    registry = _registry(args)
+    before = {(m.name, m.version) for m in registry.list()} if registry.root.is_dir() else set()
+    name, version = registry.import_model(args.path)
+    if (name, version) in before:
+        print(f"{args.path} is already registered as {name}@{version} (same weights and card)")
+    else:
+        print(f"imported {name}@{version}")
     return 0
 
 

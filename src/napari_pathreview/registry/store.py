@@ -249,6 +249,17 @@ class ModelRegistry:
             except OSError:  # not empty: in use by another writer
                 return
 
+    def _registered_as(self, fields: dict[str, Any]) -> str | None:
+        """The version of ``fields["name"]`` whose card is ``fields`` (the same model), or None."""
+        for version in self._versions(validate_name(fields["name"])):
+            try:
+                registered = self._read_registered(self.root / fields["name"] / version)
+            except PathReviewError:  # a damaged version is not this model
+                continue
+            if _identity(registered) == fields:
+                return version
+        return None
+
     def _commit(self, staging: Path, fields: dict[str, Any]) -> str:
         """Allocate the next version under the lock, write the card, rename into place."""
         from filelock import FileLock
@@ -302,6 +313,8 @@ class ModelRegistry:
         """Import an exported folder or archive as the next version of its name.
 
         Returns (name, version). Pickles are refused; the weights must match the card's SHA-256.
+        A model already registered under its name (same weights and card) is not copied again:
+        its version is returned, so importing a colleague's archive twice lists it once.
         """
         from napari_pathreview.registry.transfer import check_model_source, unpack_model
         from napari_pathreview.registry.verify import verify_loadable
@@ -316,11 +329,21 @@ class ModelRegistry:
             except PathReviewError as error:  # name the user's file, not the hidden staged copy
                 error.args = (str(error).replace(str(staging), str(path)),)
                 raise
-            fields = {k: v for k, v in card.to_dict().items() if k not in ("version", "created_at")}
+            fields = _identity(card)
+            same = self._registered_as(fields)
+            if same is not None:
+                logger.info("%s is already registered as %s@%s", path, card.name, same)
+                return card.name, same
             version = self._commit(staging, fields)
             return card.name, version
         finally:
             self._discard(staging, made)
+
+
+def _identity(card: ModelCard) -> dict[str, Any]:
+    """What makes two registered models the same model: every card field (the weights' hash
+    among them) but where and when it was registered."""
+    return {k: v for k, v in card.to_dict().items() if k not in ("version", "created_at")}
 
 
 def summary_of(card: ModelCard) -> ModelSummary:
