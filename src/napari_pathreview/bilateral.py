@@ -9,8 +9,10 @@ one offset per fold, fitted on the fold's validation films, never on its held-ou
 The run reports the decision beside the one-film figures (``metrics.json`` →
 ``bilateral_decision``); the registered model's card carries its calibration (``ModelCard.
 bilateral``) so that ``pathreview predict --two-film`` and the Analyze dock can decide a film
-against the woman's other film (``inference.two_film``). Plain numpy: training, the registry and
-inference share this one definition.
+against the woman's other film (``inference.two_film``). Which films are read together is one
+rule too (:func:`pair_films`): a woman's two films, or in a DICOM four-view exam her left and
+right film of each view. Plain numpy: training, the registry and inference share this one
+definition.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+
+if TYPE_CHECKING:  # the registry reads cards through this module: it needs no image reader
+    from napari_pathreview.io.patients import FilmSide
 
 # normal : abnormal total sample weight when fitting, as for three balanced classes with the
 # two lesion classes merged (what balanced accuracy over normal / benign / malignant rewards)
@@ -92,27 +98,81 @@ def lesion_log_odds(probs: np.ndarray, negative: int) -> np.ndarray:
     return np.log1p(-p_negative) - np.log(p_negative)
 
 
-def film_partners(patients: Sequence[str]) -> dict[int, int]:
-    """Index → index of the same woman's other film, for women with exactly two films here.
+def pair_films(
+    patients: Sequence[str | None], sides: Sequence[FilmSide] | None = None
+) -> tuple[dict[int, int], dict[int, str]]:
+    """Which films are read together: (index → partner, index → why it stands alone).
 
-    A woman with one film (or more than two: not a left/right pair) has no partner.
+    The one pairing rule of training (:func:`film_partners`) and inference
+    (``inference.two_film``). A woman's two films are a pair unless the files say they show
+    one breast, or two views (``sides``: each film's ``io.patients.FilmSide``; omitted, nothing
+    is said, as for MIAS, whose two films per woman are her left and right). With more films
+    (a four-view exam: left and right, CC and MLO) each view that holds one left and one right
+    film is a pair. Nothing is guessed where the files say too little.
     """
-    films: dict[str, list[int]] = {}
+    if sides is None:
+        from napari_pathreview.io.patients import FilmSide
+
+        sides = [FilmSide()] * len(patients)
+    women: dict[str, list[int]] = {}
+    alone: dict[int, str] = {}
     for i, patient in enumerate(patients):
-        films.setdefault(str(patient), []).append(i)
+        if patient is None:
+            alone[i] = "the file names no patient (give --patients)"
+        else:
+            women.setdefault(str(patient), []).append(i)
     partners: dict[int, int] = {}
-    for pair in films.values():
-        if len(pair) == 2:
-            a, b = pair
-            partners[a], partners[b] = b, a
-    return partners
+    for woman, films in women.items():
+        groups = {"": films}
+        if len(films) > 2 and all(sides[i].view for i in films):
+            groups = {}
+            for i in films:
+                groups.setdefault(str(sides[i].view), []).append(i)
+        for view, group in groups.items():
+            why = not_a_pair(woman, view, [sides[i] for i in group])
+            if why:
+                alone.update(dict.fromkeys(group, why))
+            else:
+                partners[group[0]], partners[group[1]] = group[1], group[0]
+    return partners, alone
+
+
+def not_a_pair(woman: str, view: str, sides: Sequence[FilmSide]) -> str:
+    """Why these films of one woman (in one ``view``, "" for any) are not a left/right pair."""
+    where = f"patient {woman}" + (f" in view {view}" if view else "")
+    if len(sides) == 1:
+        return f"no other film of {where}"
+    if len(sides) != 2:
+        return f"{len(sides)} films of {where}: which two are her left and right is not said"
+    (a, b) = sides
+    if a.laterality and a.laterality == b.laterality:
+        return f"both films of {where} show the {a.laterality} breast"
+    if a.view and b.view and a.view != b.view:
+        return f"the two films of {where} are different views ({a.view}, {b.view})"
+    return ""
+
+
+def film_partners(
+    patients: Sequence[str | None], sides: Sequence[FilmSide] | None = None
+) -> dict[int, int]:
+    """Index → index of the film read with it (:func:`pair_films`): a woman's left and right
+    film (of one view, where ``sides`` says which film is which).
+
+    A woman with one film, or more than two that ``sides`` do not sort into left/right pairs,
+    has no partner.
+    """
+    return pair_films(patients, sides)[0]
 
 
 def log_odds_difference(
-    probs: np.ndarray, patients: Sequence[str], negative: int
+    probs: np.ndarray,
+    patients: Sequence[str | None],
+    negative: int,
+    sides: Sequence[FilmSide] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the paired films, their log-odds minus their partner's)."""
-    partners = film_partners(patients)
+    """(indices of the paired films (:func:`film_partners`), their log-odds minus their
+    partner's)."""
+    partners = film_partners(patients, sides)
     paired = np.asarray(sorted(partners), int)
     score = lesion_log_odds(probs, negative)
     if paired.size == 0:
@@ -121,7 +181,11 @@ def log_odds_difference(
 
 
 def fit_bilateral(
-    probs: np.ndarray, labels: Sequence[int], patients: Sequence[str], negative: int
+    probs: np.ndarray,
+    labels: Sequence[int],
+    patients: Sequence[str | None],
+    negative: int,
+    sides: Sequence[FilmSide] | None = None,
 ) -> BilateralCalibration:
     """Fit the slope and offset on (validation) films whose labels are known.
 
@@ -132,7 +196,7 @@ def fit_bilateral(
     """
     from sklearn.linear_model import LogisticRegression
 
-    paired, difference = log_odds_difference(probs, patients, negative)
+    paired, difference = log_odds_difference(probs, patients, negative, sides)
     abnormal = (np.asarray(labels, int)[paired] != negative).astype(int)
     if np.unique(abnormal).size < 2:
         return BilateralCalibration(n_films=int(paired.size))
@@ -148,19 +212,20 @@ def fit_bilateral(
 
 def bilateral_probs(
     probs: np.ndarray,
-    patients: Sequence[str],
+    patients: Sequence[str | None],
     negative: int,
     calibration: BilateralCalibration,
+    sides: Sequence[FilmSide] | None = None,
 ) -> np.ndarray:
     """Class probabilities of the two-film decision.
 
-    P(abnormal) comes from the film's log-odds difference with her other film; the lesion
-    classes share it in the film's own proportions. A film without a partner keeps its own
-    probabilities.
+    P(abnormal) comes from the film's log-odds difference with the film it is paired with
+    (:func:`film_partners`); the lesion classes share it in the film's own proportions. A film
+    without a partner keeps its own probabilities.
     """
     probs = np.asarray(probs, float)
     out = probs.copy()
-    paired, difference = log_odds_difference(probs, patients, negative)
+    paired, difference = log_odds_difference(probs, patients, negative, sides)
     if paired.size == 0:
         return out
     abnormal = 1.0 / (1.0 + np.exp(-(calibration.slope * difference + calibration.intercept)))

@@ -210,6 +210,26 @@ def test_train_cli_refuses_before_work_without_traceback(
     assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
 
 
+def test_typos_in_several_sections_are_all_named_in_one_refusal(tmp_path, isolated_home):
+    """Only the first section's unknown keys were reported: each typo cost another run."""
+    text = (
+        f"data:\n  source: folder\n  root: {tmp_path / 'no-such-folder'}\n  imag_size: 32\n"
+        "optim:\n  lrr: 0.001\nphases:\n  - {name: all, epoch: 1}\nevaluation: {}\n"
+    )
+    result = _cli("train", str(_file(tmp_path, "typos.yaml", text.encode())), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    for named in (
+        "data.imag_size (did you mean data.image_size?)",
+        "optim.lrr (did you mean optim.lr?)",
+        "phases.0.epoch (did you mean phases.0.epochs?)",
+        "evaluation",
+    ):
+        assert named in result.stderr
+    assert "no-such-folder" not in result.stderr  # refused before the data is looked at
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (isolated_home / "runs").exists()
+
+
 def test_resume_of_a_run_whose_recipe_yaml_is_damaged_names_it(tmp_path) -> None:
     """A run folder's recipe.yaml cut short (a full disk) used to end `train --resume` in a
     yaml.parser.ParserError traceback."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,64 @@ def test_the_registered_model_carries_the_two_film_calibration_of_what_it_averag
     assert ensemble["fitted_on"] == "the 2 folds' held-out films"
     assert (ensemble["slope"], ensemble["intercept"]) == (pooled.slope, pooled.intercept)
     assert ensemble["n_films"] == 16 and ensemble["fitted"]
+
+
+def dicom_training_set(dicom_factory, root: Path, films: list[tuple[str, ...]]) -> dict:
+    """DICOM films (woman, laterality, view, class) under ``root`` (dicom_factory's folder)
+    read as a lesion run reads its training set: class folders, the woman from each header's
+    PatientID. Returns file stem → LesionImage."""
+    from napari_pathreview.training import datasets as ds
+    from napari_pathreview.training.lesion import prepare_lesion_image
+
+    rng = np.random.default_rng(0)
+    for woman, side, view, label in films:
+        pixels = rng.integers(200, 3000, (16, 16)).astype(np.uint16)
+        name = f"set/{label}/{woman}-{side}{view}.dcm"
+        dicom_factory(name, pixels, patient_id=woman, laterality=side, view=view)
+    samples = ds.from_folder(root / "set")
+    return {
+        Path(s.path).stem: prepare_lesion_image(s, CLASSES.index(s.label), 1.0, "mammogram")
+        for s in samples
+    }
+
+
+def test_a_four_view_training_set_pairs_left_with_right_in_each_view(dicom_factory, tmp_path):
+    """A DICOM four-view exam used to give no pairs (four films of one woman), and two films
+    of one breast were paired as her left and right: training now pairs as inference does."""
+    from napari_pathreview.bilateral import BilateralCalibration, bilateral_probs
+    from napari_pathreview.training.lesion_eval import bilateral_fold
+
+    four_view = [("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO")]
+    films = [("A", s, v, "benign" if (s, v) == ("L", "CC") else "normal") for s, v in four_view]
+    films += [("B", s, v, "normal") for s, v in four_view]
+    films += [("C", "L", "CC", "malignant"), ("C", "L", "MLO", "normal")]  # one breast
+    images = dicom_training_set(dicom_factory, tmp_path, films)
+    names = list(images)
+    val = [names.index(f"A-{s}{v}") for s, v in four_view]
+    test = [names.index(f"B-{s}{v}") for s, v in four_view]
+    test += [names.index("C-LCC"), names.index("C-LMLO")]
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1, 1], len(names))
+    out = bilateral_fold(
+        list(images.values()), {"val": val, "test": test}, 0, probs[val], probs[test]
+    )["bilateral"]
+    assert out["calibration"]["n_films"] == 4 and out["calibration"]["fitted"]
+    calibration = BilateralCalibration(**out["calibration"])
+    decided = np.asarray(out["probs"])
+    for pair in ([0, 1], [2, 3]):  # B's L-CC with R-CC, L-MLO with R-MLO
+        expected = bilateral_probs(probs[test][pair], ["B", "B"], 0, calibration)
+        np.testing.assert_allclose(decided[pair], expected)
+    np.testing.assert_allclose(decided[4:], probs[test][4:])  # C's films stand alone
+
+
+def test_the_diagnostics_compare_left_with_right_in_each_view_as_the_decision_does():
+    from napari_pathreview.io.patients import FilmSide
+
+    sides = [FilmSide(s, v) for s, v in (("L", "CC"), ("R", "CC"), ("L", "MLO"), ("R", "MLO"))]
+    sides += [FilmSide("L", "CC"), FilmSide("L", "MLO")]  # woman b: two films of one breast
+    women, labels = ["a"] * 4 + ["b"] * 2, [1, 0, 1, 0, 1, 0]
+    probs = film_probs([2.0, 0.0, 1.5, 0.5, 1.0, 0.0])
+    out = lesion_detection(labels, probs, women, [0] * 6, 0, 50, 0, sides=sides)
+    assert out["bilateral"]["n_women"] == 1  # her two pairs; b's films stand alone
+    assert out["bilateral"]["pooled"]["film_alone"]["n_images"] == 4
+    assert out["bilateral"]["pooled"]["minus_other_film"]["roc_auc"] == pytest.approx(1.0)

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathreview.bilateral import bilateral_probs, read_card_entry
+from napari_pathreview.bilateral import (  # noqa: F401 - not_a_pair: the dock reads it here
+    bilateral_probs,
+    not_a_pair,
+    pair_films,
+    read_card_entry,
+)
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.csv_table import read_csv_rows
 from napari_pathreview.io.patients import FilmSide, check_one_patient
@@ -70,16 +75,12 @@ def decide_films(
     sides = list(sides) if sides is not None else [FilmSide()] * len(probabilities)
     usable = [i for i, p in enumerate(probabilities) if p is not None]
     out: list[TwoFilmDecision | None] = [None] * len(probabilities)
-    partners, _ = pair_films([patients[i] for i in usable], [sides[i] for i in usable])
+    women, film_sides = [patients[i] for i in usable], [sides[i] for i in usable]
+    partners, _ = pair_films(women, film_sides)
     if not partners:
         return out
-    # one key per pair (and none shared otherwise), so bilateral_probs pairs exactly these
-    keys = [
-        f"pair {min(row, partners[row])}" if row in partners else f"alone {row}"
-        for row in range(len(usable))
-    ]
     probs = np.asarray([[probabilities[i][c] for c in card.classes] for i in usable], float)
-    decided = bilateral_probs(probs, keys, negative, calibration)
+    decided = bilateral_probs(probs, women, negative, calibration, film_sides)
     for row, partner in partners.items():
         values = {c: float(v) for c, v in zip(card.classes, decided[row], strict=True)}
         out[usable[row]] = TwoFilmDecision(
@@ -98,53 +99,6 @@ def why_alone(
     usable = [i for i in range(len(probabilities)) if i not in failed]
     _, alone = pair_films([patients[i] for i in usable], [sides[i] for i in usable])
     return {**failed, **{usable[row]: why for row, why in alone.items()}}
-
-
-def pair_films(
-    patients: Sequence[str | None], sides: Sequence[FilmSide]
-) -> tuple[dict[int, int], dict[int, str]]:
-    """Which films are read together: (index → partner, index → why it stands alone).
-
-    A woman's two films are a pair unless the files say they show one breast, or two views.
-    With more films (a four-view exam: left and right, CC and MLO) each view that holds one
-    left and one right film is a pair. Nothing is guessed where the files say too little.
-    """
-    women: dict[str, list[int]] = {}
-    alone: dict[int, str] = {}
-    for i, patient in enumerate(patients):
-        if patient is None:
-            alone[i] = "the file names no patient (give --patients)"
-        else:
-            women.setdefault(str(patient), []).append(i)
-    partners: dict[int, int] = {}
-    for woman, films in women.items():
-        groups = {"": films}
-        if len(films) > 2 and all(sides[i].view for i in films):
-            groups = {}
-            for i in films:
-                groups.setdefault(str(sides[i].view), []).append(i)
-        for view, group in groups.items():
-            why = not_a_pair(woman, view, [sides[i] for i in group])
-            if why:
-                alone.update(dict.fromkeys(group, why))
-            else:
-                partners[group[0]], partners[group[1]] = group[1], group[0]
-    return partners, alone
-
-
-def not_a_pair(woman: str, view: str, sides: Sequence[FilmSide]) -> str:
-    """Why these films of one woman (in one ``view``, "" for any) are not a left/right pair."""
-    where = f"patient {woman}" + (f" in view {view}" if view else "")
-    if len(sides) == 1:
-        return f"no other film of {where}"
-    if len(sides) != 2:
-        return f"{len(sides)} films of {where}: which two are her left and right is not said"
-    (a, b) = sides
-    if a.laterality and a.laterality == b.laterality:
-        return f"both films of {where} show the {a.laterality} breast"
-    if a.view and b.view and a.view != b.view:
-        return f"the two films of {where} are different views ({a.view}, {b.view})"
-    return ""
 
 
 def read_patients_csv(path: Path) -> dict[Path, str]:

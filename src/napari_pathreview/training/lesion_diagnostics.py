@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_pathreview.training.metrics import compute_metrics
 from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+
+if TYPE_CHECKING:
+    from napari_pathreview.io.patients import FilmSide
 
 
 def lesion_class_separation(
@@ -51,12 +55,14 @@ def lesion_detection(
     n_resamples: int,
     seed: int,
     bilateral: bool = True,
+    sides: Sequence[FilmSide] | None = None,
 ) -> dict:
     """Abnormal-vs-normal ROC-AUC of the held-out films, alone and against the woman's other film.
 
     A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
-    score subtracts the score of the same woman's other film (women with exactly two held-out
-    films, taken to be her left and right breast, as in MIAS), as a radiologist compares left
+    score subtracts the score of the film it is paired with (``bilateral.pair_films``: a
+    woman's two held-out films, as in MIAS, or her left and right film of one view where
+    ``sides``, each film's ``io.patients.FilmSide``, say so), as a radiologist compares left
     with right: it would cancel what both breasts share (density, exposure). Nothing is fitted
     here: it tells whether the comparison carries signal; ``lesion.bilateral`` builds the
     two-film decision from it (``napari_pathreview.bilateral``).
@@ -78,12 +84,14 @@ def lesion_detection(
         "within_folds": _per_fold_auc(abnormal, score, folds),
         "bilateral": None,
     }
-    paired, minus_other = log_odds_difference(probs, patients, negative) if bilateral else ([], [])
+    paired, minus_other = (
+        log_odds_difference(probs, patients, negative, sides) if bilateral else ([], [])
+    )
     if len(paired) == 0:
         return out
     y, groups, fold_of = abnormal[paired], patients[paired], folds[paired]
     out["bilateral"] = {
-        "n_women": len(paired) // 2,
+        "n_women": len(set(groups)),  # a four-view exam is two pairs of one woman
         "pooled": {
             "film_alone": _grouped_auc(y, score[paired], groups, n_resamples, seed),
             "minus_other_film": _grouped_auc(y, minus_other, groups, n_resamples, seed),

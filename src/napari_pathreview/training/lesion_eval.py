@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from napari_pathreview.training.metrics import (
     youden_threshold,
 )
 from napari_pathreview.training.statistics import bootstrap_ci, resampled_unit, summarize_folds
+
+if TYPE_CHECKING:
+    from napari_pathreview.io.patients import FilmSide
 
 log = logging.getLogger(__name__)
 MAP_NAMES: tuple[str, ...] = ("patch_map", "attention_map")
@@ -116,9 +120,14 @@ def bilateral_fold(images, part: dict, negative: int, val_probs, test_probs) -> 
 
     val, test = part["val"], part["test"]
     calibration = fit_bilateral(
-        val_probs, [images[i].label for i in val], [images[i].patient_id for i in val], negative
+        val_probs,
+        [images[i].label for i in val],
+        [images[i].patient_id for i in val],
+        negative,
+        film_sides([images[i].path for i in val]),
     )
-    probs = bilateral_probs(test_probs, [images[i].patient_id for i in test], negative, calibration)
+    women, sides = [images[i].patient_id for i in test], film_sides([images[i].path for i in test])
+    probs = bilateral_probs(test_probs, women, negative, calibration, sides)
     labels = [int(images[i].label) for i in test]
     return {
         "bilateral": {
@@ -127,6 +136,15 @@ def bilateral_fold(images, part: dict, negative: int, val_probs, test_probs) -> 
             "test": compute_metrics(labels, probs, None, with_confusion=False),
         }
     }
+
+
+def film_sides(paths: Sequence[str]) -> list[FilmSide]:
+    """Each film's breast and view as its file says (``io.patients.film_side``: a DICOM
+    header's laterality and view position), so that training pairs a woman's films as
+    inference does (``bilateral.pair_films``); MIAS files say neither."""
+    from napari_pathreview.io.patients import film_side
+
+    return [film_side(path) for path in paths]
 
 
 def roi_patches(roi_mask: np.ndarray, grid: tuple[int, int], patch: int, stride: int) -> np.ndarray:
@@ -234,8 +252,9 @@ def registered_bilateral(
     tests = [f["test_predictions"] for f in folds]
     probs = np.concatenate([np.asarray(t["probs"], float) for t in tests])
     labels = [label for t in tests for label in t["labels"]]
-    patients = [patient_of[path] for t in tests for path in t["paths"]]
-    calibration = fit_bilateral(probs, labels, patients, negative)
+    paths = [path for t in tests for path in t["paths"]]
+    patients = [patient_of[path] for path in paths]
+    calibration = fit_bilateral(probs, labels, patients, negative, film_sides(paths))
     return card_entry(calibration, classes[negative], f"the {len(folds)} folds' held-out films")
 
 
@@ -286,7 +305,8 @@ def summarize_lesion_run(
     probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], float) for f in folds])
     patient_of = {im.path: im.patient_id for im in images}
     # a film the run's images no longer list counts as a woman of its own (never paired)
-    patients = [patient_of.get(p, p) for f in folds for p in f["test_predictions"]["paths"]]
+    paths = [p for f in folds for p in f["test_predictions"]["paths"]]
+    patients = [patient_of.get(p, p) for p in paths]
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     threshold = pooled_threshold([f.get("threshold") for f in folds])
@@ -331,6 +351,7 @@ def summarize_lesion_run(
             recipe.eval.bootstrap,
             recipe.seed,
             bilateral=recipe.modality == "mammogram",
+            sides=film_sides(paths) if recipe.modality == "mammogram" else None,
         ),
         "folds": [{k: v for k, v in f.items() if k not in FOLD_DETAIL} for f in folds],
     }

@@ -22,7 +22,7 @@ from napari_pathreview.modality import MODALITIES
 from napari_pathreview.preprocessing import CROP_MODES, INTENSITY_MODES
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.stain.methods import STAIN_METHODS
-from napari_pathreview.training.recipe_schema import range_problems
+from napari_pathreview.training.recipe_schema import range_problems, unknown_keys_problem
 from napari_pathreview.tta import TTA_MODES
 
 
@@ -319,14 +319,7 @@ def _build(cls, raw, where: str):
         raw = {}
     if not isinstance(raw, Mapping):
         raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise RecipeError(
-            f"unknown key(s) {', '.join(sorted(map(str, unknown)))} in {where or 'recipe'}; "
-            f"valid keys: {', '.join(sorted(names))}"
-        )
+    hints = typing.get_type_hints(cls)  # unknown keys were refused before (load_recipe)
     values = {}
     for key, value in raw.items():
         path = f"{where}.{key}" if where else key
@@ -473,6 +466,9 @@ def load_recipe(
     for assignment in overrides:
         apply_override(raw, assignment)
     raw.setdefault("base_dir", str(folder))
+    unknown = unknown_keys_problem(Recipe, raw, _LIST_ITEM_TYPES)
+    if unknown:  # every section's typos at once, before any value is read
+        raise RecipeError(unknown)
     parsed = _build(Recipe, raw, "")
     _validate(parsed)
     return parsed

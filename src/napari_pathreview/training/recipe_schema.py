@@ -274,3 +274,56 @@ def _name_problems(recipe: Any) -> list[str]:
         except ModelCardError as error:
             problems.append(f"{key}={name!r}: the registry would refuse it ({error})")
     return problems
+
+
+def unknown_keys_problem(cls: type, raw: Any, lists: dict) -> str | None:
+    """One message naming every key of recipe mapping ``raw`` that no field of its section
+    names (``section.key (did you mean section.other?)``) with each such section's valid keys;
+    None when there is none. Found before anything is built, so one refusal lists the typos of
+    every section rather than the first section's.
+
+    Args:
+        cls: The dataclass ``raw`` is read into.
+        lists: Top-level key → dataclass of each item of a list section (``phases``).
+    """
+    found: list[tuple[str, str, list[str]]] = []
+    _unknown_keys(cls, raw, "", lists, found)
+    if not found:
+        return None
+    sections = {where: names for _, where, names in found}
+    valid = "; ".join(
+        f"{where or 'top level'}: {', '.join(names)}" for where, names in sections.items()
+    )
+    return f"unknown key(s) {', '.join(key for key, _, _ in found)}; valid keys: {valid}"
+
+
+def _unknown_keys(cls: type, raw: Any, where: str, lists: dict, found: list) -> None:
+    """Append (path with its suggestion, section, section's keys) for each unknown key."""
+    import difflib
+    import typing
+
+    if not isinstance(raw, dict):  # a section that is not a mapping: the parser names it
+        return
+    hints = typing.get_type_hints(cls)
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            prefix = f"{where}." if where else ""
+            found.append(
+                (path + (f" (did you mean {prefix}{close[0]}?)" if close else ""), where, names)
+            )
+        elif not where and key in lists and isinstance(value, list):
+            for i, item in enumerate(value):
+                _unknown_keys(lists[key], item, f"{path}.{i}", {}, found)
+        elif (section := _section_class(hints[key])) is not None:
+            _unknown_keys(section, value, path, {}, found)
+
+
+def _section_class(annotation: Any) -> type | None:
+    """The dataclass a field holds (through ``X | None``), else None."""
+    import typing
+
+    options = typing.get_args(annotation) if typing.get_origin(annotation) else (annotation,)
+    return next((o for o in options if dataclasses.is_dataclass(o)), None)
