@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathreview.bilateral import (  # noqa: F401 - not_a_pair: the dock reads it here
+from napari_pathreview.bilateral import (
     bilateral_probs,
-    not_a_pair,
     pair_films,
     read_card_entry,
 )

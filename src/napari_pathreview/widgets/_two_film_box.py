@@ -13,8 +13,8 @@ from typing import Any
 
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel
 
+from napari_pathreview.bilateral import not_a_pair
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.inference.two_film import not_a_pair
 from napari_pathreview.io.patients import FilmSide
 from napari_pathreview.widgets import _panel
 from napari_pathreview.widgets._common import layer_modality
