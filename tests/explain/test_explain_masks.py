@@ -78,6 +78,16 @@ def test_mias_circle_scaled_to_downsampled_image() -> None:
     assert cols.mean() == pytest.approx(64, abs=1)
 
 
+def test_mias_circle_holds_every_pixel_at_its_radius() -> None:
+    # mdb005's second circle: radius 26 at row 1024 - 168 = 856, col 500; 24² + 10² = 26²
+    ann = MiasAnnotation("mdb005", "F", "CIRC", "B", x=500, y=168, radius=26)
+    mask = mask_from_mias([ann], (1024, 1024))
+    rows, cols = np.mgrid[:1024, :1024]
+    within = (rows - 856) ** 2 + (cols - 500) ** 2 <= 26**2
+    assert mask[856 + 24, 500 + 10] and mask[856 + 26, 500]
+    assert np.array_equal(mask, within)
+
+
 def test_mias_rows_without_circle_give_empty_mask() -> None:
     normal = MiasAnnotation("mdb003", "D", "NORM", None, None, None, None)
     assert not mask_from_mias([normal], (1024, 1024)).any()

@@ -223,7 +223,10 @@ def mask_from_mias(
                 f"MIAS ROI ({row}, {col}) radius {radius}: needs finite coordinates and a "
                 "positive radius"
             )
-        # a circle of radius r around the centre of pixel (row, col) of the source film
+        # a circle of radius r around the centre of pixel (row, col) of the source film, its
+        # rim included: compared without dividing, so a pixel exactly r away (24² + 10² = 26²)
+        # is not lost to rounding while (26, 0) is kept
         cr, cc = resample_centres([row, col], np.array([sy, sx]))
-        mask |= ((grid_r - cr) / (radius * sy)) ** 2 + ((grid_c - cc) / (radius * sx)) ** 2 <= 1.0
+        ry, rx = radius * sy, radius * sx
+        mask |= ((grid_r - cr) * rx) ** 2 + ((grid_c - cc) * ry) ** 2 <= (rx * ry) ** 2
     return mask

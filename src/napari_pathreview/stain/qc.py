@@ -46,8 +46,9 @@ class QCConfig:
         background_threshold: grayscale level at or above which a pixel is background.
         min_tissue_fraction: least fraction of tissue pixels.
         max_pen_fraction: most fraction of pen-ink pixels.
-        max_saturation_fraction: most fraction of clipped (0 or 255 in any channel) pixels
-            among tissue-or-bright pixels, i.e. over- or under-exposure.
+        max_saturation_fraction: most fraction of clipped pixels (pure white, 255 in every
+            channel, or 0 in any channel) among all pixels, i.e. over- or under-exposure; blank
+            glass a scanner writes as pure white counts as clipped.
         pen_min_saturation: HSV saturation (0-255) that makes a blue/green pixel ink.
         pen_max_value: HSV value (0-255) below which a pixel counts as black ink.
     """
