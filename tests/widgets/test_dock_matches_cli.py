@@ -95,3 +95,28 @@ def test_dock_iou_and_dice_equal_explain_s_for_the_same_roi(
     assert row["target"] == result.cam.target_label
     assert widget.roi_scores["iou"] == pytest.approx(float(row["iou"]), rel=1e-9)
     assert widget.roi_scores["dice"] == pytest.approx(float(row["dice"]), rel=1e-9)
+
+
+def test_explain_reads_with_the_dock_s_tta_when_given_the_same(
+    qtbot: Any,
+    make_napari_viewer: Any,
+    open_widget: Any,
+    capsys: Any,
+    tmp_path: Path,
+    mammogram_model: str,
+    film: Path,
+) -> None:
+    viewer = make_napari_viewer()
+    roi = _layer(viewer.open(film, plugin="napari-pathreview"), "Shapes")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = mammogram_model
+    widget.roi_combo.value = roi.name
+    widget.tta.value = "flips"  # the views that decide the predicted class the CAM explains
+    widget.threshold.value = 0.0
+    result = _run(qtbot, widget)
+    out = _cli(capsys, "explain", film, "--model", mammogram_model, "--tta", "flips",
+               "--threshold", "0", "--mias-info", film.parent / "Info.txt",
+               "--out", tmp_path / "scores.csv")  # fmt: skip
+    (row,) = _rows(tmp_path / "scores.csv")
+    assert row["target"] == result.cam.target_label == result.prediction.label, out
+    assert widget.roi_scores["iou"] == pytest.approx(float(row["iou"]), rel=1e-9)
