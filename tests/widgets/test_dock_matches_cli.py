@@ -7,10 +7,12 @@ the CLI runs in-process (``cli.main``) on the same file with the matching flags.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.viewer
@@ -120,3 +122,38 @@ def test_explain_reads_with_the_dock_s_tta_when_given_the_same(
     (row,) = _rows(tmp_path / "scores.csv")
     assert row["target"] == result.cam.target_label == result.prediction.label, out
     assert widget.roi_scores["iou"] == pytest.approx(float(row["iou"]), rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["macenko", "vahadane"])
+def test_a_target_fitted_to_a_layer_equals_stain_fit_on_its_file(
+    qtbot: Any,
+    open_sample: Any,
+    open_widget: Any,
+    capsys: Any,
+    tmp_path: Path,
+    sample_data: Path,
+    histology_model: str,
+    method: str,
+) -> None:
+    viewer, _ = open_sample(BREAKHIS)
+    reference = viewer.open(sample_data / REFERENCE, plugin="napari-pathreview")[0]
+    widget = open_widget(viewer, "Analyze")
+    box = widget.stain_box
+    box.fit_method.setCurrentText(method)
+    box.refresh_layers()
+    assert box.fit_to_layer(reference.name) is not None
+    qtbot.waitUntil(lambda: box.user_target is not None, timeout=60_000)
+    widget.image_combo.value = Path(BREAKHIS).stem
+    widget.cam_method.value = "none"
+    result = _run(qtbot, widget)
+    target = tmp_path / f"{method}.json"
+    _cli(capsys, "stain", "fit", "--method", method, "--images", sample_data / REFERENCE,
+         "--out", target)  # fmt: skip
+    fitted = json.loads(target.read_text(encoding="utf-8"))
+    np.testing.assert_allclose(box.user_target["stain_matrix"], fitted["stain_matrix"], atol=1e-9)
+    _cli(capsys, "predict", sample_data / BREAKHIS, "--model", histology_model,
+         "--stain-target", target, "--out", tmp_path / "out")  # fmt: skip
+    (row,) = _rows(tmp_path / "out" / "predictions.csv")
+    for name, p in result.probabilities.items():
+        assert p == pytest.approx(float(row[f"p_{name}"]), abs=2e-6)
+    assert result.prediction.label == row["predicted_label"]
