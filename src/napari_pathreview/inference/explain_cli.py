@@ -20,6 +20,8 @@ from napari_pathreview.inference.cli_options import (
     explain_kwargs,
     model_options,
     preflight_card,
+    tta_option,
+    warn_tta_mismatch,
     write_csv,
 )
 
@@ -42,6 +44,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     roi.add_argument("--mias-info", type=Path, help="MIAS Info.txt listing the image's ROI circle")
     explain.add_argument("--threshold", type=float, default=0.5, help="CAM binarisation threshold")
     explain.add_argument("--out", type=Path, default=None, help="optional CSV of the scores")
+    tta_option(explain)  # decides the predicted class a CAM explains, as the Analyze dock's TTA
     cam_options(explain)
     explain.set_defaults(handler=_explain)
 
@@ -125,7 +128,8 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         mask = roi_mask_from_mias(args.mias_info, args.image, shape)
     methods = cam_methods(args.method)
-    predictor = build_predictor(args, qc=False)
+    predictor = build_predictor(args, tta=args.tta, qc=False)
+    warn_tta_mismatch("explain", predictor.card, predictor.tta)
     predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:

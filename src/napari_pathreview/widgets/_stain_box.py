@@ -200,7 +200,7 @@ class StainBox(QGroupBox):
         method = self.fit_method.currentText()
         try:
             layer = self._layer(name)
-            rgb = np.asarray(_results.layer_levels(layer)[-1] if layer.multiscale else layer.data)
+            rgb = _stain.fit_level(_results.layer_levels(layer))
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Stain target")
             return None
