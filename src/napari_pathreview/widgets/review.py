@@ -25,7 +25,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets import _recall, _results
+from napari_pathreview.widgets import _recall, _results, _review_roi
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
@@ -292,13 +292,21 @@ class ReviewWidget(QueueNavigation, QWidget):
             self.image_combo.value = shown.name
         return True
 
-    def _state_for(self, image: Any) -> state.FormState:
-        """The reviewer's saved review of ``image``, else a fresh form."""
+    def _state_for(self, image: Any, show_roi: bool = True) -> state.FormState:
+        """The reviewer's saved review of ``image``, else a fresh form.
+
+        Args:
+            image: The image layer under review.
+            show_roi: Whether the saved ROI is (re)shown; False keeps the ROI the form was
+                filled with (only the prediction changed).
+        """
         prediction = self.prediction()
         saved = self._saved_review(image) if image is not None else None
         if saved is None:
             return state.fresh_state(prediction, self.classes())
         restored = state.restored_state(saved, prediction)
+        if not show_roi:
+            return restored.edited(roi_layer=self._state.roi_layer)
         return restored.edited(roi_layer=self._restore_roi(image, restored.roi_geojson))
 
     def _saved_review(self, image: Any) -> Any:
@@ -333,24 +341,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         """Show a saved review's ROI as a Shapes layer and pick it; returns its name ("": none)."""
         if not geojson:
             return ""
-        from napari_pathreview.io.geojson import parse_geojson_rois
-        from napari_pathreview.io.shape_holes import carry_holes
-
-        rois = parse_geojson_rois(geojson, "saved review ROI")
-        name = f"saved ROI · {image.name}"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        kwargs = {
-            "shape_type": [roi.shape_type for roi in rois],
-            "name": name,
-            "edge_color": "lime",
-            "face_color": "transparent",
-            "scale": image.scale,
-            "translate": image.translate,
-            "metadata": {"pathreview": {"kind": "roi", "image": image.name}},
-            **_results.units_of(image),
-        }
-        layer = self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
+        layer = _review_roi.show_saved_roi(self.viewer, image, geojson)
         self.roi_combo.reset_choices()
         self.roi_combo.value = layer.name
         return str(layer.name)
@@ -364,8 +355,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_prediction = self.prediction()
         if unsaved:
             self._keep_typed(typed)
-        else:
-            self._apply(self._state_for(self.image_layer))
+        else:  # the saved ROI shown stays (re-adding a layer freezes the viewer for a moment)
+            self._apply(self._state_for(self.image_layer, show_roi=False))
         self._show_model_line()
 
     def _keep_typed(self, typed: state.FormState) -> None:
