@@ -31,7 +31,6 @@ from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._roi_scores import NO_ROI
-from napari_pathreview.widgets._scale import layer_rois
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
 
@@ -217,11 +216,18 @@ class ReviewWidget(QueueNavigation, QWidget):
             confidence=float(self.confidence.value),
             notes=str(self.notes.value or ""),
             roi_layer="" if self.roi_combo.value in (None, NO_ROI) else str(self.roi_combo.value),
+            roi_geojson=self._roi_outline(),
             review_id=self._state.review_id,
         )
 
+    def _roi_outline(self) -> dict[str, Any] | None:
+        """The picked ROI as a review of the image the form was filled for would store it now
+        (None: none, or not storable). That image, not the one just picked: leaving it, the
+        ROI is judged against its own image."""
+        return _review_roi.outline_now(self.viewer, self.roi_combo.value, self._shown_image)
+
     def has_unsaved_changes(self) -> bool:
-        """Whether the reviewer typed or picked something not saved yet."""
+        """Whether the reviewer typed, picked or redrew something not saved yet."""
         return self._shown_image is not None and not self.form_state().same_entries(self._state)
 
     def _apply(self, new: state.FormState) -> None:
@@ -306,8 +312,12 @@ class ReviewWidget(QueueNavigation, QWidget):
             return state.fresh_state(prediction, self.classes())
         restored = state.restored_state(saved, prediction)
         if not show_roi:
-            return restored.edited(roi_layer=self._state.roi_layer)
-        return restored.edited(roi_layer=self._restore_roi(image, restored.roi_geojson))
+            return restored.edited(
+                roi_layer=self._state.roi_layer, roi_geojson=self._state.roi_geojson
+            )
+        name = self._restore_roi(image, restored.roi_geojson)
+        # the outline as the layer gives it back, so an untouched layer is no edit
+        return restored.edited(roi_layer=name, roi_geojson=self._roi_outline() if name else None)
 
     def _saved_review(self, image: Any) -> Any:
         source = plugin_meta(image).get("source_path")
@@ -412,28 +422,6 @@ class ReviewWidget(QueueNavigation, QWidget):
             self._store = ReviewStore(self.db_url, busy_timeout_s=self.busy_timeout_s, retries=1)
         return self._store
 
-    def _roi_geojson(self) -> dict[str, Any] | None:
-        name = self.roi_combo.value
-        if not name or name == NO_ROI or name not in self.viewer.layers:
-            return None
-        from napari.layers import Shapes
-
-        from napari_pathreview.io.geojson import rois_to_geojson
-
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, Shapes):
-            raise InvalidInputError(
-                f"ROI {name!r} is a Labels layer; the review stores Shapes ROIs as GeoJSON — "
-                "draw the region with the Shapes tools."
-            )
-        if not state.belongs_to(layer, self.image_layer):
-            raise InvalidInputError(f"ROI {name!r} belongs to another image; pick this image's.")
-        if len(layer.data) == 0:
-            return None
-        # training, scoring and the queue read these as the image's pixels, whatever the
-        # Shapes layer's own scale/translate: convert through the world
-        return rois_to_geojson(layer_rois(layer, self.image_layer))
-
     def _gather(self) -> dict[str, Any]:
         layer = self.image_layer
         if layer is None:
@@ -462,7 +450,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             "agrees": state.agrees_with_model(label, self.agreement.value, prediction),
             "confidence": float(self.confidence.value),
             "notes": str(self.notes.value or ""),
-            "roi": self._roi_geojson(),
+            "roi": _review_roi.roi_geojson(self.viewer, self.roi_combo.value, layer),
             "classes": self.classes(),
             "prediction": prediction,  # the layer's own dict: its store ids are noted on it
         }
