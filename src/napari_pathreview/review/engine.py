@@ -43,6 +43,9 @@ DB_URL_ENV = "PATHREVIEW_DB_URL"
 # SQLSTATEs PostgreSQL uses for "someone else holds it": lock_timeout, serialisation, deadlock.
 _PG_RETRY_STATES = frozenset({"55P03", "40001", "40P01"})
 _SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table is locked")
+# SQLite's words for a file it could only open read-only, and for one it could not open at all
+_SQLITE_READ_ONLY_WORDS = ("attempt to write a readonly database",)
+_SQLITE_CANNOT_OPEN_WORDS = ("unable to open database file",)
 DEFAULT_FILENAME = "reviews.sqlite"
 PG_CONNECT_TIMEOUT_S = 10  # libpq's connect_timeout where the URL gives none
 PG_ANSWER_TIMEOUT_S = 30.0  # the longest one store operation waits for a connected server
@@ -213,6 +216,54 @@ def is_lock_error(error: DBAPIError) -> bool:
     return any(words in message for words in _SQLITE_LOCK_WORDS)
 
 
+def failure_message(action: str, where: str, error: DBAPIError) -> str:
+    """What to tell the user when ``action`` failed on the database ``where``, not for a lock.
+
+    An SQLite file that cannot be written (no write permission, a read-only share or disk)
+    is named with what to do: SQLite opens such a file read-only and fails at the first write,
+    and one in a folder it cannot write fails to open at all (a WAL database keeps its
+    ``-shm``/``-wal`` files beside it, even for reading).
+    """
+    said = str(error.orig)
+    path = _sqlite_file(where)
+    why = None if path is None else _why_unwritable(path, said.lower())
+    if why is None:
+        return f"could not {action} in {where}: {said}"
+    return (
+        f"could not {action}: the review database {path} cannot be written ({why}; a read-only "
+        "share or disk?). Nothing was written. Copy it to a folder you can write and use the "
+        "copy, or choose another, writable database (PATHREVIEW_DB_URL, or --db on the command "
+        f"line). SQLite said: {said}"
+    )
+
+
+def _why_unwritable(path: Path, said: str) -> str | None:
+    """Why SQLite could not write ``path``, judged from its error ``said`` (lower case) and the
+    file's permissions; None when the error is another one."""
+    read_only = any(words in said for words in _SQLITE_READ_ONLY_WORDS)
+    if not read_only and not any(words in said for words in _SQLITE_CANNOT_OPEN_WORDS):
+        return None
+    if path.is_file() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if path.is_file() and not os.access(path.parent, os.W_OK):
+        return (
+            f"its folder {path.parent} is read-only, and SQLite writes its journal beside the "
+            "database even to read it"
+        )
+    return "SQLite opened it read-only" if read_only else None
+
+
+def _sqlite_file(where: str) -> Path | None:
+    """The SQLite file of the database URL ``where`` (None for another backend)."""
+    try:
+        url = make_url(where)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database)
+
+
 def run_with_retries(
     attempt: Callable[[], T],
     action: str,
@@ -246,7 +297,7 @@ def run_with_retries(
                     "before saving again."
                 ) from error
             if not is_lock_error(error):
-                raise ReviewStoreError(f"could not {action} in {where}: {error.orig}") from error
+                raise ReviewStoreError(failure_message(action, where, error)) from error
             if number == retries:
                 raise ReviewStoreError(
                     f"could not {action}: the review database {where} is locked by another "

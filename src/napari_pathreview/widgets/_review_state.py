@@ -33,7 +33,8 @@ class FormState:
         agreement: ``agree``, ``disagree`` or ``no prediction``.
         confidence: the reviewer's confidence in [0, 1].
         notes: free text.
-        roi_geojson: the saved ROI (restored as a Shapes layer), or None.
+        roi_geojson: the picked ROI's outline as the review stores it (GeoJSON), or None;
+            a saved review's is restored as a Shapes layer.
         roi_layer: the ROI layer picked in the form ("" for none): picking another is an edit.
         review_id: id of the saved review this state came from (None: a fresh form).
     """
@@ -50,16 +51,18 @@ class FormState:
         return replace(self, **changes)
 
     def same_entries(self, other: FormState) -> bool:
-        """Whether what the reviewer typed or picked is the same (ids and saved GeoJSON aside)."""
+        """Whether what the reviewer typed, picked or drew is the same (ids aside): a moved
+        vertex of the ROI, or a shape added or deleted, is an edit."""
         return self._entries() == other._entries()
 
-    def _entries(self) -> tuple[str, str, float, str, str]:
+    def _entries(self) -> tuple[str, str, float, str, str, Mapping[str, Any] | None]:
         return (
             self.label,
             self.agreement,
             round(self.confidence, 3),
             self.notes.strip(),
             self.roi_layer,
+            self.roi_geojson,
         )
 
 

@@ -25,13 +25,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.widgets import _recall, _results
+from napari_pathreview.widgets import _recall, _results, _review_roi
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._roi_scores import NO_ROI
-from napari_pathreview.widgets._scale import layer_rois
 from napari_pathreview.widgets._shortcuts import bind_panel_keys
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
 from napari_pathreview.widgets.analyze import compact, is_source_image, layer_modality
@@ -217,11 +216,18 @@ class ReviewWidget(QueueNavigation, QWidget):
             confidence=float(self.confidence.value),
             notes=str(self.notes.value or ""),
             roi_layer="" if self.roi_combo.value in (None, NO_ROI) else str(self.roi_combo.value),
+            roi_geojson=self._roi_outline(),
             review_id=self._state.review_id,
         )
 
+    def _roi_outline(self) -> dict[str, Any] | None:
+        """The picked ROI as a review of the image the form was filled for would store it now
+        (None: none, or not storable). That image, not the one just picked: leaving it, the
+        ROI is judged against its own image."""
+        return _review_roi.outline_now(self.viewer, self.roi_combo.value, self._shown_image)
+
     def has_unsaved_changes(self) -> bool:
-        """Whether the reviewer typed or picked something not saved yet."""
+        """Whether the reviewer typed, picked or redrew something not saved yet."""
         return self._shown_image is not None and not self.form_state().same_entries(self._state)
 
     def _apply(self, new: state.FormState) -> None:
@@ -292,14 +298,26 @@ class ReviewWidget(QueueNavigation, QWidget):
             self.image_combo.value = shown.name
         return True
 
-    def _state_for(self, image: Any) -> state.FormState:
-        """The reviewer's saved review of ``image``, else a fresh form."""
+    def _state_for(self, image: Any, show_roi: bool = True) -> state.FormState:
+        """The reviewer's saved review of ``image``, else a fresh form.
+
+        Args:
+            image: The image layer under review.
+            show_roi: Whether the saved ROI is (re)shown; False keeps the ROI the form was
+                filled with (only the prediction changed).
+        """
         prediction = self.prediction()
         saved = self._saved_review(image) if image is not None else None
         if saved is None:
             return state.fresh_state(prediction, self.classes())
         restored = state.restored_state(saved, prediction)
-        return restored.edited(roi_layer=self._restore_roi(image, restored.roi_geojson))
+        if not show_roi:
+            return restored.edited(
+                roi_layer=self._state.roi_layer, roi_geojson=self._state.roi_geojson
+            )
+        name = self._restore_roi(image, restored.roi_geojson)
+        # the outline as the layer gives it back, so an untouched layer is no edit
+        return restored.edited(roi_layer=name, roi_geojson=self._roi_outline() if name else None)
 
     def _saved_review(self, image: Any) -> Any:
         source = plugin_meta(image).get("source_path")
@@ -333,24 +351,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         """Show a saved review's ROI as a Shapes layer and pick it; returns its name ("": none)."""
         if not geojson:
             return ""
-        from napari_pathreview.io.geojson import parse_geojson_rois
-        from napari_pathreview.io.shape_holes import carry_holes
-
-        rois = parse_geojson_rois(geojson, "saved review ROI")
-        name = f"saved ROI · {image.name}"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        kwargs = {
-            "shape_type": [roi.shape_type for roi in rois],
-            "name": name,
-            "edge_color": "lime",
-            "face_color": "transparent",
-            "scale": image.scale,
-            "translate": image.translate,
-            "metadata": {"pathreview": {"kind": "roi", "image": image.name}},
-            **_results.units_of(image),
-        }
-        layer = self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
+        layer = _review_roi.show_saved_roi(self.viewer, image, geojson)
         self.roi_combo.reset_choices()
         self.roi_combo.value = layer.name
         return str(layer.name)
@@ -364,8 +365,8 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_prediction = self.prediction()
         if unsaved:
             self._keep_typed(typed)
-        else:
-            self._apply(self._state_for(self.image_layer))
+        else:  # the saved ROI shown stays (re-adding a layer freezes the viewer for a moment)
+            self._apply(self._state_for(self.image_layer, show_roi=False))
         self._show_model_line()
 
     def _keep_typed(self, typed: state.FormState) -> None:
@@ -421,28 +422,6 @@ class ReviewWidget(QueueNavigation, QWidget):
             self._store = ReviewStore(self.db_url, busy_timeout_s=self.busy_timeout_s, retries=1)
         return self._store
 
-    def _roi_geojson(self) -> dict[str, Any] | None:
-        name = self.roi_combo.value
-        if not name or name == NO_ROI or name not in self.viewer.layers:
-            return None
-        from napari.layers import Shapes
-
-        from napari_pathreview.io.geojson import rois_to_geojson
-
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, Shapes):
-            raise InvalidInputError(
-                f"ROI {name!r} is a Labels layer; the review stores Shapes ROIs as GeoJSON — "
-                "draw the region with the Shapes tools."
-            )
-        if not state.belongs_to(layer, self.image_layer):
-            raise InvalidInputError(f"ROI {name!r} belongs to another image; pick this image's.")
-        if len(layer.data) == 0:
-            return None
-        # training, scoring and the queue read these as the image's pixels, whatever the
-        # Shapes layer's own scale/translate: convert through the world
-        return rois_to_geojson(layer_rois(layer, self.image_layer))
-
     def _gather(self) -> dict[str, Any]:
         layer = self.image_layer
         if layer is None:
@@ -471,7 +450,7 @@ class ReviewWidget(QueueNavigation, QWidget):
             "agrees": state.agrees_with_model(label, self.agreement.value, prediction),
             "confidence": float(self.confidence.value),
             "notes": str(self.notes.value or ""),
-            "roi": self._roi_geojson(),
+            "roi": _review_roi.roi_geojson(self.viewer, self.roi_combo.value, layer),
             "classes": self.classes(),
             "prediction": prediction,  # the layer's own dict: its store ids are noted on it
         }
