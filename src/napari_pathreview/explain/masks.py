@@ -97,8 +97,15 @@ def _fill_ellipse(mask: np.ndarray, verts: np.ndarray) -> None:
         return
     rows, cols = np.mgrid[r0:r_end, c0:c_end]
     d = np.stack([rows - centre[0], cols - centre[1]], axis=-1)
-    inside = (d @ u1 / r1) ** 2 + (d @ u2 / r2) ** 2 <= 1.0
-    mask[r0:r_end, c0:c_end] |= inside
+    mask[r0:r_end, c0:c_end] |= inside_ellipse(d @ u1, d @ u2, r1, r2)
+
+
+def inside_ellipse(along1: Any, along2: Any, r1: float, r2: float) -> np.ndarray:
+    """Whether points ``along1``/``along2`` from the centre, on the axes of radii ``r1``/``r2``,
+    lie in the ellipse, its rim included: compared without dividing, so a pixel exactly on
+    the rim (24² + 10² = 26²) is not lost to rounding. The one rule for MIAS circles and
+    napari ellipses, so the dock and ``explain`` count the same pixels."""
+    return (np.asarray(along1) * r2) ** 2 + (np.asarray(along2) * r1) ** 2 <= (r1 * r2) ** 2
 
 
 def mask_from_shapes(
@@ -224,9 +231,7 @@ def mask_from_mias(
                 "positive radius"
             )
         # a circle of radius r around the centre of pixel (row, col) of the source film, its
-        # rim included: compared without dividing, so a pixel exactly r away (24² + 10² = 26²)
-        # is not lost to rounding while (26, 0) is kept
+        # rim included (inside_ellipse)
         cr, cc = resample_centres([row, col], np.array([sy, sx]))
-        ry, rx = radius * sy, radius * sx
-        mask |= ((grid_r - cr) * rx) ** 2 + ((grid_c - cc) * ry) ** 2 <= (rx * ry) ** 2
+        mask |= inside_ellipse(grid_r - cr, grid_c - cc, radius * sy, radius * sx)
     return mask

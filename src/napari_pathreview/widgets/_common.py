@@ -42,10 +42,11 @@ def is_source_image(layer: Any) -> bool:
 
 
 def analysis_roi_names(layers: Any, image: Any) -> list[str]:
-    """The ROI layers the Analyze dock offers for ``image``: its own, plus untagged ones drawn
-    by hand that belong to no other open image (one named for another image, say "SOB_… -
+    """The ROI layers the Analyze dock offers for ``image``: its own, plus those tied to no
+    image (drawn by hand, or a GeoJSON such as QuPath's ``annotations.geojson`` opened beside
+    it) that belong to no other open image (one named for another image, say "SOB_… -
     Shapes", would otherwise be kept as the ROI of the next film and scored against it)."""
-    from napari_pathreview.widgets._review_state import belongs_to
+    from napari_pathreview.widgets._review_state import belongs_to, roi_owner
 
     others = [
         layer
@@ -58,7 +59,7 @@ def analysis_roi_names(layers: Any, image: Any) -> list[str]:
         if _results.is_roi_layer(layer)
         and (
             belongs_to(layer, image)
-            or (not plugin_meta(layer) and not any(belongs_to(layer, other) for other in others))
+            or (roi_owner(layer) is None and not any(belongs_to(layer, other) for other in others))
         )
     ]
 
