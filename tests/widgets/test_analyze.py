@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
+from review_helpers import messages
 
 from napari_pathreview.widgets._results import cam_layer_of
 
@@ -18,15 +19,6 @@ pytestmark = pytest.mark.viewer
 
 BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
 MIAS = "mias/mdb028.pgm"
-
-
-def _messages() -> list[str]:
-    """Collect napari notifications shown by the widgets."""
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
-    return seen
 
 
 def _image(layers: list[Any]) -> Any:
@@ -149,7 +141,7 @@ def test_near_uniform_output_is_flagged_and_small_test_sets_show_n_and_ci(
 def test_a_failed_run_clears_the_previous_result(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, mammogram_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer, _ = open_sample(BREAKHIS)
     widget = open_widget(viewer, "Analyze")
     _run_to_end(qtbot, widget)
@@ -165,7 +157,7 @@ def test_a_failed_run_clears_the_previous_result(
 def test_live_iou_from_the_plugins_menu_follows_shapes_and_threshold(
     qtbot: Any, open_sample: Any, open_widget: Any, mammogram_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer, layers = open_sample(MIAS)
     image = _image(layers)
     widget = open_widget(viewer, "Analyze")
@@ -371,7 +363,7 @@ def test_missing_model_and_absent_cuda_become_notifications(
 ) -> None:
     import torch
 
-    seen = _messages()
+    seen = messages()
     viewer, _ = open_sample(BREAKHIS)
     widget = open_widget(viewer, "Analyze")
     assert widget.run() is None
@@ -419,7 +411,7 @@ def test_a_multiscale_slide_gets_aligned_cam_and_tile_heatmap_layers(
 def test_a_stack_layer_is_refused_with_advice(
     make_napari_viewer: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 32, 32), np.uint8), name="stack")
     widget = open_widget(viewer, "Analyze")
@@ -555,7 +547,7 @@ def test_a_three_class_table_shows_every_class_without_scrolling(
 def test_a_one_pixel_image_is_refused_and_a_small_one_warned(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer = make_napari_viewer()
     pink = np.array([200, 120, 180], np.uint8)
     viewer.add_image(np.full((1, 1, 3), pink), rgb=True, name="dot")

@@ -10,24 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from review_helpers import queue_folder
 
 from napari_pathreview.review import ReviewStore
 
 pytestmark = pytest.mark.viewer
 
 WORKSPACE = "Workspace (Analyze + Review)"
-
-
-def _folder(tmp_path: Path, n: int) -> list[Path]:
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    paths = []
-    for i in range(n):
-        path = folder / f"case_{i}.png"
-        Image.fromarray(rng.integers(60, 200, (48, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 def _workspace(make_napari_viewer: Any, open_widget: Any) -> tuple[Any, Any]:
@@ -47,7 +36,7 @@ def _queue_of_two(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> tuple[list[Path], Any, Any]:
     """Two images queued in the Workspace dock, the first one shown."""
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=5, shape=(48, 48))
     viewer, workspace = _workspace(make_napari_viewer, open_widget)
     workspace.review.load_queue(paths[0].parent)
     _shown(qtbot, workspace.review, paths[0])
@@ -200,7 +189,7 @@ def test_a_prediction_made_with_other_tta_is_not_restored(
 def test_a_prediction_saved_with_a_review_comes_back_next_day_labelled_stored(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, histology_model: str, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=5, shape=(48, 48))
     _viewer, workspace = _workspace(make_napari_viewer, open_widget)
     review = workspace.review
     review.load_queue(paths[0].parent)
@@ -236,7 +225,7 @@ def test_a_run_that_ends_after_the_queue_moved_on_stays_with_its_own_image(
     slow_loader: Any,
     tmp_path: Path,
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=5, shape=(48, 48))
     viewer, workspace = _workspace(make_napari_viewer, open_widget)
     analyze, review = workspace.analyze, workspace.review
     analyze.load_model = slow_loader(1.0)

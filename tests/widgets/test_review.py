@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from review_helpers import PREDICTION, messages, put_prediction, queue_folder, wait_loaded
 
 from napari_pathreview.review import ReviewStore
 from napari_pathreview.widgets.review import NEXT_KEY
@@ -17,48 +17,6 @@ from napari_pathreview.widgets.review import NEXT_KEY
 pytestmark = pytest.mark.viewer
 
 BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
-PREDICTION = {
-    "model_name": "m",
-    "model_version": "1",
-    "classes": ["benign", "malignant"],
-    "probabilities": {"benign": 0.2, "malignant": 0.8},
-    "label": "malignant",
-    "threshold": 0.5,
-    "settings": {"tta": "none"},
-}
-
-
-def _messages() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
-    return seen
-
-
-def _folder(tmp_path: Path, n: int = 3) -> list[Path]:
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    paths = []
-    for i in range(n):
-        path = folder / f"case_{i}.png"
-        Image.fromarray(rng.integers(60, 200, (40, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
-def _wait_loaded(qtbot: Any, review: Any, path: Path) -> None:
-    qtbot.waitUntil(
-        lambda: review.loaded_path == path and review.next_button.isEnabled(), timeout=20_000
-    )
-
-
-def _predict(layer: Any, prediction: dict[str, Any] = PREDICTION) -> None:
-    """What the Analyze widget leaves on a layer (assigned whole: fires the metadata event)."""
-    meta = dict(layer.metadata["pathreview"])
-    meta["prediction"] = dict(prediction)
-    layer.metadata = {**layer.metadata, "pathreview": meta}
 
 
 def _queue_review(qtbot: Any, make_napari_viewer: Any, open_widget: Any, paths: list[Path]) -> Any:
@@ -66,7 +24,7 @@ def _queue_review(qtbot: Any, make_napari_viewer: Any, open_widget: Any, paths: 
     review = open_widget(viewer, "Review")
     review.reviewer.value = "dr_q"
     review.load_queue(paths[0].parent)
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     return viewer, review
 
 
@@ -154,8 +112,8 @@ def test_review_sees_a_prediction_made_without_a_cam(
 def test_no_prediction_stores_null_and_disagreeing_with_the_model_s_own_label_is_refused(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    seen = _messages()
-    paths = _folder(tmp_path, 2)
+    seen = messages()
+    paths = queue_folder(tmp_path, 2, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     assert not review.agreement.enabled  # nothing to agree with yet
     review.label.value = "benign"
@@ -163,8 +121,8 @@ def test_no_prediction_stores_null_and_disagreeing_with_the_model_s_own_label_is
     [record] = ReviewStore().reviews(reviewer="dr_q")
     assert record.agrees_with_model is None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
-    _predict(review.image_layer)
+    wait_loaded(qtbot, review, paths[1])
+    put_prediction(review.image_layer)
     review.label.value = "malignant"
     review.agreement.value = "disagree"
     assert review.save() is None
@@ -175,7 +133,7 @@ def test_no_prediction_stores_null_and_disagreeing_with_the_model_s_own_label_is
 def test_moving_on_resets_the_form_and_never_saves_the_previous_image_s_roi(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=1)
     viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.label.value = "malignant"
     review.confidence.value = 0.3
@@ -184,7 +142,7 @@ def test_moving_on_resets_the_form_and_never_saves_the_previous_image_s_roi(
     review.roi_combo.value = "mine"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert review.notes.value == "" and review.confidence.value == pytest.approx(0.8)
     assert review.label.value is None
     assert review.roi_combo.choices == ("(no ROI)",)  # the first image's ROI is not offered
@@ -194,7 +152,7 @@ def test_moving_on_resets_the_form_and_never_saves_the_previous_image_s_roi(
     assert first.roi_geojson is not None and second.roi_geojson is None
 
     review.previous_item()  # back to the first: its saved review comes back
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert review.label.value == "malignant" and review.notes.value == "first case"
     assert review.confidence.value == pytest.approx(0.3)
     assert review.roi_combo.value == f"saved ROI · {review.image_layer.name}"
@@ -205,18 +163,18 @@ def test_a_saved_roi_never_comes_back_as_another_queue_image_s_roi(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
     """The queue reuses the image layer; its ROI must follow the file, not the old layer name."""
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=1)
     viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.label.value = "malignant"
     viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="mine")
     review.roi_combo.value = "mine"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     review.previous_item()
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert review.roi_combo.choices == ("(no ROI)",)
     assert "saved ROI · case_1" not in viewer.layers
 
@@ -224,7 +182,7 @@ def test_a_saved_roi_never_comes_back_as_another_queue_image_s_roi(
 def test_unsaved_changes_prompt_before_moving_on(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.label.value = "benign"
     review.notes.value = "half-typed"
@@ -233,18 +191,18 @@ def test_unsaved_changes_prompt_before_moving_on(
     assert review.queue.index == 0 and review.notes.value == "half-typed"
     _answer_prompt(qtbot, "Save")
     assert review.next_item() is not None
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert [r.notes for r in ReviewStore().reviews(reviewer="dr_q")] == ["half-typed"]
 
 
 def test_end_of_queue_is_announced(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    seen = _messages()
-    paths = _folder(tmp_path, 2)
+    seen = messages()
+    paths = queue_folder(tmp_path, 2, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert review.next_item() is None
     assert any(m.startswith("End of the queue: 0 of 2 reviewed; 2 still to review") for m in seen)
     assert "end of the queue" in review.progress_label.text()
@@ -255,9 +213,9 @@ def test_hotkeys_agree_disagree_and_save(
 ) -> None:
     from napari_pathreview.widgets.review import AGREE_KEY, DISAGREE_KEY, SAVE_KEY
 
-    paths = _folder(tmp_path, 1)
+    paths = queue_folder(tmp_path, 1, seed=1)
     viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
-    _predict(review.image_layer)
+    put_prediction(review.image_layer)
     keys = {str(k).replace("+", "-"): f for k, f in viewer.keymap.items()}
     review.label.value = "benign"
     keys[AGREE_KEY](viewer)
@@ -272,16 +230,16 @@ def test_hotkeys_agree_disagree_and_save(
 def test_clicking_a_disagreement_opens_its_image(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
-    _predict(review.image_layer)
+    put_prediction(review.image_layer)
     review.label.value = "benign"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     item = review.disagreements.item(0)
     review.disagreements.itemClicked.emit(item)
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert review.queue.index == 0
     assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[0])
 
@@ -292,7 +250,7 @@ def test_a_locked_database_keeps_the_form_and_saves_later(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen = _messages()
+    seen = messages()
     db = tmp_path / "team.sqlite"
     monkeypatch.setenv("PATHREVIEW_DB_URL", str(db))
     viewer, _ = open_sample(BREAKHIS)
@@ -327,7 +285,7 @@ def test_a_silent_database_server_makes_save_wait_but_never_the_viewer(
 
     monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)  # the default is 10 s
     monkeypatch.setenv("PATHREVIEW_DB_URL", f"postgresql://dr@127.0.0.1:{silent_server}/reviews")
-    seen = _messages()
+    seen = messages()
     viewer, _ = open_sample(BREAKHIS)
     review = open_widget(viewer, "Review")
     review.reviewer.value = "dr_c"
@@ -355,7 +313,7 @@ def test_a_silent_database_server_makes_save_wait_but_never_the_viewer(
 def test_saving_a_layer_without_a_file_says_what_to_do(
     make_napari_viewer: Any, open_widget: Any
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((20, 20, 3), np.uint8), name="pasted", rgb=True)
     review = open_widget(viewer, "Review")
@@ -367,7 +325,7 @@ def test_saving_a_layer_without_a_file_says_what_to_do(
 def test_queue_resumes_where_the_reviewer_stopped(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path)
+    paths = queue_folder(tmp_path, 3, seed=1)
     viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[0])
     review.label.value = "benign"
@@ -375,7 +333,7 @@ def test_queue_resumes_where_the_reviewer_stopped(
     assert review.progress_label.text().startswith("1 of 3 reviewed")
     keys = {str(k).replace("+", "-"): f for k, f in viewer.keymap.items()}
     keys[NEXT_KEY](viewer)  # what pressing Alt+→ in the viewer calls
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert review.queue.current == paths[1]
     assert review.image_layer.metadata["pathreview"]["source_path"] == str(paths[1])
     from napari.layers import Image as ImageLayer
@@ -389,7 +347,7 @@ def test_queue_resumes_where_the_reviewer_stopped(
     other.load_queue(paths[0].parent)  # built in a worker: the store is read off the GUI thread
     qtbot.waitUntil(lambda: other.queue is not None, timeout=20_000)
     assert other.queue.current == paths[0]
-    _wait_loaded(qtbot, other, paths[0])  # its image opens in a worker too: let it finish
+    wait_loaded(qtbot, other, paths[0])  # its image opens in a worker too: let it finish
 
 
 def test_the_count_follows_the_reviewer_once_the_name_is_entered(
@@ -397,7 +355,7 @@ def test_the_count_follows_the_reviewer_once_the_name_is_entered(
 ) -> None:
     from qtpy.QtCore import Qt
 
-    paths = _folder(tmp_path)
+    paths = queue_folder(tmp_path, 3, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.label.value = "benign"
     assert review.save() is not None
@@ -413,15 +371,15 @@ def test_the_count_follows_the_reviewer_once_the_name_is_entered(
 def test_disagreements_export_as_a_training_manifest(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=1)
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
-    _predict(review.image_layer)
+    put_prediction(review.image_layer)
     review.label.value = "benign"
     assert review.agreement.value == "disagree"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
-    _predict(review.image_layer, {**PREDICTION, "label": "benign"})
+    wait_loaded(qtbot, review, paths[1])
+    put_prediction(review.image_layer, {**PREDICTION, "label": "benign"})
     review.label.value = "benign"
     assert review.agreement.value == "agree"
     assert review.save() is not None

@@ -9,61 +9,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from review_helpers import (
+    PREDICTION,
+    enter_reviewer,
+    messages,
+    put_prediction,
+    queue_folder,
+    wait_loaded,
+)
 
 from napari_pathreview.review import ReviewStore
 
 pytestmark = pytest.mark.viewer
 
 BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
-PREDICTION = {
-    "model_name": "m",
-    "model_version": "1",
-    "classes": ["benign", "malignant"],
-    "probabilities": {"benign": 0.2, "malignant": 0.8},
-    "label": "malignant",
-    "threshold": 0.5,
-    "settings": {"tta": "none"},
-}
-
-
-def _messages() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
-    return seen
-
-
-def _predict(layer: Any, prediction: dict[str, Any] = PREDICTION) -> None:
-    """What the Analyze widget leaves on a layer (assigned whole: fires the metadata event)."""
-    meta = dict(layer.metadata["pathreview"])
-    meta["prediction"] = dict(prediction)
-    layer.metadata = {**layer.metadata, "pathreview": meta}
-
-
-def _enter_reviewer(review: Any, name: str) -> None:
-    """Type a name in Reviewer and leave the field, as a user does."""
-    review.reviewer.value = name
-    review.reviewer.native.editingFinished.emit()
-
-
-def _folder(tmp_path: Path, n: int) -> list[Path]:
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    paths = []
-    for i in range(n):
-        path = folder / f"case_{i}.png"
-        Image.fromarray(rng.integers(60, 200, (40, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
-def _wait_loaded(qtbot: Any, review: Any, path: Path) -> None:
-    qtbot.waitUntil(
-        lambda: review.loaded_path == path and review.next_button.isEnabled(), timeout=20_000
-    )
 
 
 def test_notes_typed_before_the_prediction_arrives_are_kept(
@@ -73,7 +32,7 @@ def test_notes_typed_before_the_prediction_arrives_are_kept(
     review = open_widget(viewer, "Review")
     review.notes.value = "typed while the model runs"
     review.confidence.value = 0.95
-    _predict(layers[0])  # Analyze finishes
+    put_prediction(layers[0])  # Analyze finishes
     assert review.notes.value == "typed while the model runs"
     assert review.confidence.value == pytest.approx(0.95)
     assert review.label.value == "malignant" and review.agreement.value == "agree"
@@ -86,7 +45,7 @@ def test_a_label_picked_before_the_prediction_arrives_is_kept(
     viewer, layers = open_sample(BREAKHIS)
     review = open_widget(viewer, "Review")
     review.label.value = "benign"
-    _predict(layers[0])
+    put_prediction(layers[0])
     assert review.label.value == "benign" and review.agreement.value == "disagree"
 
 
@@ -95,19 +54,19 @@ def test_another_reviewer_does_not_see_the_first_reviewer_s_entries(
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_a")
-    _predict(layers[0])
+    enter_reviewer(review, "dr_a")
+    put_prediction(layers[0])
     review.label.value = "benign"
     review.notes.value = "dr_a's note"
     assert review.save() is not None
-    _enter_reviewer(review, "dr_b")
+    enter_reviewer(review, "dr_b")
     assert review.notes.value == "" and review.label.value == "malignant"
     assert not review.has_unsaved_changes()
     review.notes.value = "dr_b's own note"
     assert review.save() is not None
     [b_record] = ReviewStore().reviews(reviewer="dr_b")
     assert b_record.label == "malignant" and b_record.notes == "dr_b's own note"
-    _enter_reviewer(review, "dr_a")  # back to the first reviewer: their review again
+    enter_reviewer(review, "dr_a")  # back to the first reviewer: their review again
     assert review.notes.value == "dr_a's note" and review.label.value == "benign"
 
 
@@ -118,7 +77,7 @@ def test_a_reviewer_s_name_entered_after_typing_keeps_the_entries(
     review = open_widget(viewer, "Review")
     review.label.value = "benign"
     review.notes.value = "typed before the name"
-    _enter_reviewer(review, "dr_late")
+    enter_reviewer(review, "dr_late")
     assert review.notes.value == "typed before the name" and review.label.value == "benign"
     assert review.save() is not None
     [record] = ReviewStore().reviews(reviewer="dr_late")
@@ -130,12 +89,12 @@ def test_the_disagreement_list_follows_the_reviewer_s_name(
 ) -> None:
     viewer, layers = open_sample(BREAKHIS)
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_a")
-    _predict(layers[0])
+    enter_reviewer(review, "dr_a")
+    put_prediction(layers[0])
     review.label.value = "benign"
     assert review.save() is not None
     assert review.disagreements.count() == 1
-    _enter_reviewer(review, "dr_b")
+    enter_reviewer(review, "dr_b")
     assert review.only_mine.value and review.disagreements.count() == 0
 
 
@@ -146,7 +105,7 @@ def test_a_restored_session_shows_the_restored_reviewer_s_review(
     workspace = open_widget(viewer, "Workspace (Analyze + Review)")
     viewer.open(sample_data / BREAKHIS, plugin="napari-pathreview")
     review = workspace.review
-    _enter_reviewer(review, "dr_a")
+    enter_reviewer(review, "dr_a")
     review.label.value = "benign"
     review.notes.value = "dr_a's note"
     assert review.save() is not None
@@ -154,7 +113,7 @@ def test_a_restored_session_shows_the_restored_reviewer_s_review(
 
     other = make_napari_viewer()
     restored = open_widget(other, "Workspace (Analyze + Review)")
-    _enter_reviewer(restored.review, "someone_else")
+    enter_reviewer(restored.review, "someone_else")
     assert restored.restore_session(session)
     assert restored.review.reviewer.value == "dr_a"
     assert restored.review.notes.value == "dr_a's note"
@@ -164,8 +123,8 @@ def test_a_restored_session_shows_the_restored_reviewer_s_review(
 def test_a_disagreement_corrected_later_leaves_the_list(open_sample: Any, open_widget: Any) -> None:
     viewer, layers = open_sample(BREAKHIS)
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_a")
-    _predict(layers[0])
+    enter_reviewer(review, "dr_a")
+    put_prediction(layers[0])
     review.label.value = "benign"
     assert review.save() is not None
     review.notes.value = "second look"
@@ -179,17 +138,17 @@ def test_a_disagreement_corrected_later_leaves_the_list(open_sample: Any, open_w
 def test_a_queue_image_deleted_after_review_is_reported_without_a_traceback(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    seen = _messages()
-    paths = _folder(tmp_path, 2)
+    seen = messages()
+    paths = queue_folder(tmp_path, 2, seed=3)
     viewer = make_napari_viewer()
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_q")
+    enter_reviewer(review, "dr_q")
     review.load_queue(paths[0].parent)
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     review.label.value = "benign"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     paths[0].unlink()
     worker = review.previous_item()
     qtbot.waitUntil(lambda: not worker.is_running and review.next_button.isEnabled())
@@ -207,10 +166,10 @@ def test_moving_on_in_the_queue_never_restores_another_open_image_s_roi(
 
     for name in ("mdb005.pgm", "Info.txt"):
         shutil.copy(shared_data / "mias" / name, tmp_path / name)
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=3)
     viewer = make_napari_viewer()
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_q")
+    enter_reviewer(review, "dr_q")
     viewer.open(tmp_path / "mdb005.pgm", plugin="napari-pathreview")
     review.label.value = "benign"
     review.roi_combo.value = "mdb005 ROI"
@@ -218,9 +177,9 @@ def test_moving_on_in_the_queue_never_restores_another_open_image_s_roi(
     shown: list[str] = []
     review.image_combo.changed.connect(shown.append)
     review.load_queue(paths[0].parent)
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     assert "mdb005" not in shown
     assert "saved ROI · mdb005" not in viewer.layers
     assert review.image_combo.value == "case_1"
@@ -233,7 +192,7 @@ def test_the_model_line_shows_the_model_s_name_when_the_text_is_long(
     workspace = open_widget(viewer, "Workspace (Analyze + Review)")
     review = workspace.review
     long_name = {**PREDICTION, "model_name": "breakhis-efficientnet-b0-stain-macenko"}
-    _predict(layers[0], {**long_name, "restored": "from the saved session"})
+    put_prediction(layers[0], {**long_name, "restored": "from the saved session"})
     workspace.tabs.setCurrentIndex(1)
     field = review.model_line.native
     assert field.text().startswith("breakhis-efficientnet-b0-stain-macenko@1 said malignant")
@@ -259,19 +218,19 @@ def _answer_prompt(button: str) -> None:
 def test_an_roi_picked_but_not_saved_asks_before_moving_on(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
-    paths = _folder(tmp_path, 2)
+    paths = queue_folder(tmp_path, 2, seed=3)
     viewer = make_napari_viewer()
     review = open_widget(viewer, "Review")
-    _enter_reviewer(review, "dr_q")
+    enter_reviewer(review, "dr_q")
     review.load_queue(paths[0].parent)
-    _wait_loaded(qtbot, review, paths[0])
-    _predict(review.image_layer)  # the form agrees with the model already
+    wait_loaded(qtbot, review, paths[0])
+    put_prediction(review.image_layer)  # the form agrees with the model already
     assert not review.has_unsaved_changes()
     viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="lesion")
     review.roi_combo.value = "lesion"
     assert review.has_unsaved_changes()
     _answer_prompt("Save")
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     [record] = ReviewStore().reviews(reviewer="dr_q")
     assert record.roi_geojson is not None

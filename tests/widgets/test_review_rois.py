@@ -9,49 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from review_helpers import put_prediction, queue_folder, wait_loaded
 
 from napari_pathreview.io.geojson import parse_geojson_rois
 from napari_pathreview.review import ReviewStore
 
 pytestmark = pytest.mark.viewer
 
-PREDICTION = {
-    "model_name": "m",
-    "model_version": "1",
-    "classes": ["benign", "malignant"],
-    "probabilities": {"benign": 0.2, "malignant": 0.8},
-    "label": "malignant",
-    "threshold": 0.5,
-    "settings": {"tta": "none"},
-}
 TRIANGLE = np.array([[2.0, 2.0], [2.0, 20.0], [20.0, 20.0]])
 SQUARE = np.array([[25.0, 25.0], [25.0, 35.0], [35.0, 35.0], [35.0, 25.0]])
-
-
-def _folder(tmp_path: Path, n: int = 2) -> list[Path]:
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    paths = []
-    for i in range(n):
-        path = folder / f"case_{i}.png"
-        Image.fromarray(rng.integers(60, 200, (40, 48, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
-
-
-def _wait_loaded(qtbot: Any, review: Any, path: Path) -> None:
-    qtbot.waitUntil(
-        lambda: review.loaded_path == path and review.next_button.isEnabled(), timeout=20_000
-    )
-
-
-def _predict(layer: Any) -> None:
-    """What the Analyze widget leaves on a layer (assigned whole: fires the metadata event)."""
-    meta = dict(layer.metadata["pathreview"])
-    meta["prediction"] = dict(PREDICTION)
-    layer.metadata = {**layer.metadata, "pathreview": meta}
 
 
 def _answer_prompt(button: str) -> None:
@@ -74,20 +40,20 @@ def _back_to_saved_roi(
 ) -> tuple[Any, Any, list[Path]]:
     """A queue whose first image was reviewed with a two-shape ROI, then left and shown again:
     the form shows its "saved ROI" layer."""
-    paths = _folder(tmp_path)
+    paths = queue_folder(tmp_path, 2, seed=5)
     viewer = make_napari_viewer()
     review = open_widget(viewer, "Review")
     review.reviewer.value = "dr_q"
     review.load_queue(paths[0].parent)
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     review.label.value = "malignant"
     viewer.add_shapes([TRIANGLE, SQUARE], shape_type="polygon", name="mine")
     review.roi_combo.value = "mine"
     assert review.save() is not None
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     review.previous_item()
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert review.roi_combo.value == "saved ROI · case_0"
     return viewer, review, paths
 
@@ -144,7 +110,7 @@ def test_next_asks_before_leaving_an_edited_saved_roi_and_save_stores_the_new_ou
     _move_vertex(_saved_layer(viewer))
     _answer_prompt("Save")
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     latest = ReviewStore().reviews(reviewer="dr_q")[-1]
     triangle, square = parse_geojson_rois(latest.roi_geojson)
     assert [30.0, 40.0] in triangle.data.tolist()
@@ -166,7 +132,7 @@ def test_a_prediction_arriving_keeps_an_edited_saved_roi(
     viewer, review, _paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
     layer = _saved_layer(viewer)
     _move_vertex(layer)
-    _predict(review.image_layer)
+    put_prediction(review.image_layer)
     assert [30.0, 40.0] in np.asarray(_saved_layer(viewer).data[0]).tolist()
     assert review.has_unsaved_changes()
 
@@ -179,9 +145,9 @@ def test_returning_to_an_image_refills_its_saved_roi_layer_in_place(
     removed: list[str] = []
     viewer.layers.events.removed.connect(lambda event: removed.append(event.value.name))
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     review.previous_item()
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert _saved_layer(viewer) is first
     assert "saved ROI · case_0" not in removed
     assert first.visible and len(first.data) == 2
@@ -195,7 +161,7 @@ def test_a_prediction_arriving_keeps_the_saved_roi_layer(
     first = _saved_layer(viewer)
     removed: list[str] = []
     viewer.layers.events.removed.connect(lambda event: removed.append(event.value.name))
-    _predict(review.image_layer)
+    put_prediction(review.image_layer)
     assert _saved_layer(viewer) is first and removed == []
     assert review.roi_combo.value == "saved ROI · case_0"
     assert not review.has_unsaved_changes()
@@ -206,7 +172,7 @@ def test_a_saved_roi_with_a_hole_shown_again_is_no_unsaved_change(
 ) -> None:
     from napari_pathreview.io.geojson import Roi, rois_to_geojson
 
-    paths = _folder(tmp_path)
+    paths = queue_folder(tmp_path, 2, seed=5)
     outer = np.array([[2.0, 2.0], [2.0, 40.0], [30.0, 40.0], [30.0, 2.0]])
     hole = np.array([[10.0, 10.0], [10.0, 20.0], [20.0, 20.0], [20.0, 10.0]])
     with ReviewStore() as store:
@@ -217,12 +183,12 @@ def test_a_saved_roi_with_a_hole_shown_again_is_no_unsaved_change(
     review = open_widget(viewer, "Review")
     review.reviewer.value = "dr_q"
     review.load_queue(paths[0].parent, index=0)  # not resumed past the reviewed image
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert not review.has_unsaved_changes()
     review.next_item()
-    _wait_loaded(qtbot, review, paths[1])
+    wait_loaded(qtbot, review, paths[1])
     review.previous_item()
-    _wait_loaded(qtbot, review, paths[0])
+    wait_loaded(qtbot, review, paths[0])
     assert not review.has_unsaved_changes()
     [shown] = parse_geojson_rois(review.form_state().roi_geojson)
     np.testing.assert_allclose(shown.holes[0], hole)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from review_helpers import messages
 
 pytestmark = pytest.mark.viewer
 
@@ -16,18 +17,10 @@ BREAKHIS = "breakhis/SOB_M_DC-14-2523-40-010.png"
 REFERENCE = "he_reference/HEnorm_python_example1.png"
 
 
-def _messages() -> list[str]:
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
-    return seen
-
-
 def test_methods_the_card_cannot_serve_are_disabled_before_the_model_loads(
     open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer, _ = open_sample(BREAKHIS)
     widget = open_widget(viewer, "Analyze")
     loads: list[str] = []
@@ -75,7 +68,7 @@ def test_a_target_file_enables_vahadane_and_a_bad_file_is_named(
 ) -> None:
     from napari_pathreview.stain import get_normalizer
 
-    seen = _messages()
+    seen = messages()
     rgb = np.asarray(Image.open(sample_data / REFERENCE).convert("RGB"))
     target = tmp_path / "vahadane.json"
     target.write_text(json.dumps(get_normalizer("vahadane").fit(rgb).to_dict()))
@@ -109,7 +102,7 @@ def test_compare_shows_every_usable_normalisation_beside_the_image(
 def test_fitting_a_stain_target_to_a_mammogram_layer_is_refused_saying_why(
     open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer, layers = open_sample("mias/mdb028.pgm")
     box = open_widget(viewer, "Analyze").stain_box
     box.refresh_layers()
@@ -145,7 +138,7 @@ def test_the_fit_layer_list_offers_h_and_e_images_and_never_a_mammogram(
 def test_a_fit_that_finds_no_tissue_is_a_notice_naming_the_layer_without_a_traceback(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:
-    seen = _messages()
+    seen = messages()
     viewer, _ = open_sample(BREAKHIS)
     viewer.add_image(np.full((96, 96, 3), 250, np.uint8), rgb=True, name="blank glass")
     box = open_widget(viewer, "Analyze").stain_box
