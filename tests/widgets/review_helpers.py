@@ -62,3 +62,18 @@ def wait_loaded(qtbot: Any, review: Any, path: Path) -> None:
     qtbot.waitUntil(
         lambda: review.loaded_path == path and review.next_button.isEnabled(), timeout=20_000
     )
+
+
+def answer_prompt(button: str) -> None:
+    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+            return
+        next(b for b in box.buttons() if b.text() == button).click()
+
+    QTimer.singleShot(20, click)

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from review_helpers import PREDICTION, messages, put_prediction, queue_folder, wait_loaded
+from review_helpers import (
+    PREDICTION,
+    answer_prompt,
+    messages,
+    put_prediction,
+    queue_folder,
+    wait_loaded,
+)
 
 from napari_pathreview.review import ReviewStore
 from napari_pathreview.widgets.review import NEXT_KEY
@@ -26,21 +33,6 @@ def _queue_review(qtbot: Any, make_napari_viewer: Any, open_widget: Any, paths: 
     review.load_queue(paths[0].parent)
     wait_loaded(qtbot, review, paths[0])
     return viewer, review
-
-
-def _answer_prompt(qtbot: Any, button: str) -> None:
-    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if box is None:
-            QTimer.singleShot(20, click)
-            return
-        next(b for b in box.buttons() if b.text() == button).click()
-
-    QTimer.singleShot(20, click)
 
 
 def test_a_review_saved_from_the_widget_is_in_the_store(
@@ -186,10 +178,10 @@ def test_unsaved_changes_prompt_before_moving_on(
     _viewer, review = _queue_review(qtbot, make_napari_viewer, open_widget, paths)
     review.label.value = "benign"
     review.notes.value = "half-typed"
-    _answer_prompt(qtbot, "Stay")
+    answer_prompt("Stay")
     assert review.next_item() is None
     assert review.queue.index == 0 and review.notes.value == "half-typed"
-    _answer_prompt(qtbot, "Save")
+    answer_prompt("Save")
     assert review.next_item() is not None
     wait_loaded(qtbot, review, paths[1])
     assert [r.notes for r in ReviewStore().reviews(reviewer="dr_q")] == ["half-typed"]
@@ -402,9 +394,9 @@ def test_picking_another_image_with_unsaved_entries_asks_first(
     review.image_combo.value = layers[0].name
     review.label.value = "benign"
     review.notes.value = "not saved yet"
-    _answer_prompt(qtbot, "Stay")
+    answer_prompt("Stay")
     review.image_combo.value = other.name
     assert review.image_combo.value == layers[0].name and review.notes.value == "not saved yet"
-    _answer_prompt(qtbot, "Discard")
+    answer_prompt("Discard")
     review.image_combo.value = other.name
     assert review.image_combo.value == other.name and review.notes.value == ""

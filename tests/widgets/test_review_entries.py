@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from review_helpers import (
     PREDICTION,
+    answer_prompt,
     enter_reviewer,
     messages,
     put_prediction,
@@ -200,21 +201,6 @@ def test_the_model_line_shows_the_model_s_name_when_the_text_is_long(
     assert field.toolTip() == field.text()
 
 
-def _answer_prompt(button: str) -> None:
-    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if box is None:
-            QTimer.singleShot(20, click)
-            return
-        next(b for b in box.buttons() if b.text() == button).click()
-
-    QTimer.singleShot(20, click)
-
-
 def test_an_roi_picked_but_not_saved_asks_before_moving_on(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
@@ -229,7 +215,7 @@ def test_an_roi_picked_but_not_saved_asks_before_moving_on(
     viewer.add_shapes([np.array([[2, 2], [2, 20], [20, 20]])], shape_type="polygon", name="lesion")
     review.roi_combo.value = "lesion"
     assert review.has_unsaved_changes()
-    _answer_prompt("Save")
+    answer_prompt("Save")
     review.next_item()
     wait_loaded(qtbot, review, paths[1])
     [record] = ReviewStore().reviews(reviewer="dr_q")

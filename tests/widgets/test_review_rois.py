@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from review_helpers import put_prediction, queue_folder, wait_loaded
+from review_helpers import answer_prompt, put_prediction, queue_folder, wait_loaded
 
 from napari_pathreview.io.geojson import parse_geojson_rois
 from napari_pathreview.review import ReviewStore
@@ -18,21 +18,6 @@ pytestmark = pytest.mark.viewer
 
 TRIANGLE = np.array([[2.0, 2.0], [2.0, 20.0], [20.0, 20.0]])
 SQUARE = np.array([[25.0, 25.0], [25.0, 35.0], [35.0, 35.0], [35.0, 25.0]])
-
-
-def _answer_prompt(button: str) -> None:
-    """Click ``button`` in the unsaved-changes dialog as soon as it opens."""
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if box is None:
-            QTimer.singleShot(20, click)
-            return
-        next(b for b in box.buttons() if b.text() == button).click()
-
-    QTimer.singleShot(20, click)
 
 
 def _back_to_saved_roi(
@@ -108,7 +93,7 @@ def test_next_asks_before_leaving_an_edited_saved_roi_and_save_stores_the_new_ou
 ) -> None:
     viewer, review, paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
     _move_vertex(_saved_layer(viewer))
-    _answer_prompt("Save")
+    answer_prompt("Save")
     review.next_item()
     wait_loaded(qtbot, review, paths[1])
     latest = ReviewStore().reviews(reviewer="dr_q")[-1]
