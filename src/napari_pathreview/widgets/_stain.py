@@ -81,11 +81,12 @@ def thumbnail(rgb: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     return np.ascontiguousarray(rgb[::step, ::step, :3])
 
 
-def fit_level(levels: Sequence[Any]) -> np.ndarray:
+def fit_level(levels: Sequence[Any]) -> Any:
     """The pyramid level (level 0 first) a target is fitted to: the finest of at most
-    ``FIT_MAX_PIXELS`` pixels (the coarsest when none is), as an array."""
+    ``FIT_MAX_PIXELS`` pixels (the coarsest when none is). Left as it is (a lazy slide level
+    stays lazy): :func:`fit_target` reads it, in the dock's worker, not the viewer's thread."""
     small = [lv for lv in levels if int(np.prod(lv.shape[:2])) <= FIT_MAX_PIXELS]
-    return np.asarray(small[0] if small else levels[-1])
+    return small[0] if small else levels[-1]
 
 
 def fit_target(method: str, rgb: np.ndarray) -> dict[str, Any]:
