@@ -152,3 +152,26 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.delenv("PATHREVIEW_PRETRAINED_DIR", raising=False)
     return cache
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """``read_only(path)`` makes a file or folder unwritable until the test ends: by its mode,
+    or for root (who ignores modes) by the immutable attribute, which refuses writes as a
+    read-only mount does."""
+    import subprocess
+
+    changed: list[tuple[Path, int]] = []
+
+    def make(path: Path) -> None:
+        changed.append((path, path.stat().st_mode))
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        if os.access(path, os.W_OK):
+            subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if os.access(path, os.W_OK):
+            pytest.skip("cannot make a file unwritable here (root without chattr)")
+
+    yield make
+    for path, mode in reversed(changed):
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+        path.chmod(mode)

@@ -143,3 +143,20 @@ def test_export_refuses_a_bad_disagreement_weight(tmp_path: Path, weight: str) -
                   "--disagreement-weight", weight)  # fmt: skip
     assert result.returncode != 0
     assert "disagreement_weight" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_folder_given_as_the_database_is_refused_naming_the_file_in_it(tmp_path) -> None:
+    """`--db ~/team/reviews` (the folder, not the file in it) used to end in SQLite's
+    "unable to open database file", naming neither the folder nor the file to give."""
+    inside = tmp_path / "reviews.sqlite"
+    ReviewStore(inside).close()
+    with pytest.raises(ReviewStoreError) as raised:
+        ReviewStore(tmp_path)
+    assert f"{tmp_path} is a folder, not a review database" in str(raised.value)
+    assert f"the one in it is {inside}" in str(raised.value)
+
+
+def test_read_commands_refuse_a_folder_given_as_db(tmp_path) -> None:
+    result = _run("review", "stats", "--db", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path} is a folder, not a review database" in result.stderr

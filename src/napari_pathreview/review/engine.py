@@ -13,6 +13,17 @@ locked by someone else fails after the same wait instead of hanging the viewer, 
 server that accepts the connection but never answers — a hung server or a stalled tunnel would
 freeze the Review widget and the CLI with it. A server that stops answering later, mid-session,
 is cut off by the store's :class:`~.deadline.AnswerDeadline` (``PG_ANSWER_TIMEOUT_S``).
+
+An SQLite file the user cannot write (a team's database on a read-only share) is opened
+read-only, so it can still be listed, counted and exported, and every write is refused up front
+naming the file. SQLite reads a WAL database through its ``-shm`` file, which it must create
+beside the database when none is there, so a read-only folder would stop even reading; there the
+file is opened ``immutable`` (no ``-shm``, no locks), which is safe only while nobody changes the
+file. The rule (:func:`read_only_uri`), checked afresh for every connection (read-only engines
+keep none open between operations): ``immutable`` only when the folder cannot be written *and*
+no ``-wal`` or ``-journal`` file is beside the database, i.e. no writer has it open and no
+crash left work unfinished; otherwise plain ``mode=ro``, which reads a writer's ``-wal`` through
+its existing ``-shm`` and so sees everything committed.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from napari_pathreview.errors import ReviewStoreError
 from napari_pathreview.home import pathreview_home
@@ -46,6 +58,8 @@ _SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table 
 # SQLite's words for a file it could only open read-only, and for one it could not open at all
 _SQLITE_READ_ONLY_WORDS = ("attempt to write a readonly database",)
 _SQLITE_CANNOT_OPEN_WORDS = ("unable to open database file",)
+# Files beside an SQLite database while a writer has it open (WAL) or a crash left work in it
+_SQLITE_WORK_SUFFIXES = ("-wal", "-journal")
 DEFAULT_FILENAME = "reviews.sqlite"
 PG_CONNECT_TIMEOUT_S = 10  # libpq's connect_timeout where the URL gives none
 PG_ANSWER_TIMEOUT_S = 30.0  # the longest one store operation waits for a connected server
@@ -60,6 +74,7 @@ class Engines:
     write: Engine
     url: URL
     deadline: AnswerDeadline | None = None  # PostgreSQL: how long a server may stay silent
+    unwritable: str | None = None  # SQLite opened read-only: why it cannot be written
 
     @property
     def display(self) -> str:
@@ -89,7 +104,36 @@ def resolve_url(url: str | os.PathLike[str] | None) -> URL:
     return parsed
 
 
-def _sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:
+def sqlite_unwritable(path: Path) -> str | None:
+    """Why we cannot write the existing SQLite file ``path``; None when we can (or it is absent).
+
+    SQLite needs the folder too: it creates its ``-wal``/``-shm`` (or ``-journal``) files there.
+    """
+    if not path.is_file():
+        return None
+    if not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"its folder {path.parent} is read-only, and SQLite writes its journal beside it"
+    return None
+
+
+def read_only_uri(path: Path) -> str:
+    """The SQLite URI that reads ``path`` without writing anything (rule in the module doc)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    folder_writable = os.access(path.parent, os.W_OK | os.X_OK)
+    in_use = any(Path(f"{path}{suffix}").exists() for suffix in _SQLITE_WORK_SUFFIXES)
+    return uri if folder_writable or in_use else f"{uri}&immutable=1"
+
+
+def _sqlite_listeners(engine: Engine, busy_timeout_ms: int, read_only: Path | None) -> None:
+    if read_only is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _open_read_only(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict) -> None:
+            cargs[:] = [read_only_uri(read_only)]
+            cparams["uri"] = True
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
@@ -98,8 +142,9 @@ def _sqlite_listeners(engine: Engine, busy_timeout_ms: int) -> None:
             # PRAGMA takes no bound parameters; the value is an int we computed, not user text.
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; survives crashes
+            if read_only is None:  # a journal mode is written into the file; reading needs none
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; survives crashes
         finally:
             cursor.close()
 
@@ -134,37 +179,22 @@ def open_engines(
             typo in ``--db`` is an error instead of a new, empty database in a new folder.
 
     Raises:
-        ReviewStoreError: Unsupported backend, a missing SQLite file when ``create`` is
-            false, or the SQLite folder cannot be created.
+        ReviewStoreError: Unsupported backend, or an SQLite path refused by
+            :func:`_sqlite_path`. An existing SQLite file we cannot write is opened read-only
+            (``Engines.unwritable`` says why), not refused: reading it is still useful.
     """
     resolved = resolve_url(url)
     timeout_ms = max(0, int(busy_timeout_s * 1000))
-    deadline = None
+    deadline = unwritable = None
     backend = resolved.get_backend_name()
     if backend == "sqlite":
-        database = resolved.database or ""
-        if database in ("", ":memory:"):
-            raise ReviewStoreError(
-                "an in-memory SQLite review database would vanish on close; give a file path"
-            )
-        if not create and not Path(database).is_file():
-            raise ReviewStoreError(
-                f"no review database at {database}: check the path (reviews are saved from the "
-                "Review widget; a new database is created only where you ask for one)"
-            )
-        if not create and Path(database).stat().st_size == 0:  # SQLite would adopt it
-            raise ReviewStoreError(
-                f"{database} is an empty file, not a review database: check the path (a reader "
-                "never turns another file into a database)"
-            )
-        _refuse_foreign_sqlite(Path(database))
-        try:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ReviewStoreError(f"cannot create the folder for {database}: {error}") from error
+        path = _sqlite_path(resolved, create)
+        unwritable = sqlite_unwritable(path)
         # The sqlite3 module's own timeout would wait too; PRAGMA busy_timeout is the one we set.
-        engine = create_engine(resolved, connect_args={"timeout": busy_timeout_s})
-        _sqlite_listeners(engine, timeout_ms)
+        # Read-only: a connection per operation, so each one checks the immutable rule afresh.
+        pool = {"poolclass": NullPool} if unwritable else {}
+        engine = create_engine(resolved, connect_args={"timeout": busy_timeout_s}, **pool)
+        _sqlite_listeners(engine, timeout_ms, path if unwritable else None)
     elif backend == "postgresql":
         try:
             connect_args = {}
@@ -184,7 +214,52 @@ def open_engines(
             "use an SQLite path or a postgresql:// URL"
         )
     write = engine.execution_options(**{_WRITE_OPTION: True})
-    return Engines(read=engine, write=write, url=resolved, deadline=deadline)
+    return Engines(read=engine, write=write, url=resolved, deadline=deadline, unwritable=unwritable)
+
+
+def _sqlite_path(url: URL, create: bool) -> Path:
+    """The SQLite file of ``url``, checked: a file (or, with ``create``, a place for one).
+
+    Raises:
+        ReviewStoreError: In memory, a folder, missing (unless ``create``), an empty file for a
+            reader, another program's database, or no folder for it can be made or written.
+    """
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        raise ReviewStoreError(
+            "an in-memory SQLite review database would vanish on close; give a file path"
+        )
+    path = Path(database)
+    if path.is_dir():
+        inside = path / DEFAULT_FILENAME
+        hint = f"the one in it is {inside}" if inside.is_file() else f"e.g. {inside}"
+        raise ReviewStoreError(
+            f"{path} is a folder, not a review database: give the database file's path ({hint})"
+        )
+    if not create and not path.is_file():
+        raise ReviewStoreError(
+            f"no review database at {database}: check the path (reviews are saved from the "
+            "Review widget; a new database is created only where you ask for one)"
+        )
+    if not create and path.stat().st_size == 0:  # SQLite would adopt it
+        raise ReviewStoreError(
+            f"{database} is an empty file, not a review database: check the path (a reader "
+            "never turns another file into a database)"
+        )
+    _refuse_foreign_sqlite(path)
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReviewStoreError(f"cannot create the folder for {database}: {error}") from error
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ReviewStoreError(
+            f"cannot create the review database {path}: its folder {path.parent} is read-only (a "
+            "read-only share or disk?). Choose a writable place for it (PATHREVIEW_DB_URL, or "
+            "--db on the command line)"
+        )
+    return path
 
 
 def _refuse_foreign_sqlite(path: Path) -> None:
@@ -195,8 +270,7 @@ def _refuse_foreign_sqlite(path: Path) -> None:
         return
     query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     try:
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
             tables = sorted(row[0] for row in conn.execute(query))
     except sqlite3.Error:
         return
@@ -216,25 +290,30 @@ def is_lock_error(error: DBAPIError) -> bool:
     return any(words in message for words in _SQLITE_LOCK_WORDS)
 
 
+def unwritable_message(action: str, path: Path, why: str, said: str = "") -> str:
+    """What to tell the user when ``action`` would write the SQLite file ``path`` that ``why``
+    cannot be written; ``said`` is SQLite's own error, if it came to one."""
+    return (
+        f"could not {action}: the review database {path} cannot be written ({why}; a read-only "
+        "share or disk?). Nothing was written; it can still be read (listed, counted, "
+        "exported). To save, copy it to a folder you can write and use the copy, or choose "
+        "another, writable database (PATHREVIEW_DB_URL, or --db on the command line)."
+        + (f" SQLite said: {said}" if said else "")
+    )
+
+
 def failure_message(action: str, where: str, error: DBAPIError) -> str:
     """What to tell the user when ``action`` failed on the database ``where``, not for a lock.
 
-    An SQLite file that cannot be written (no write permission, a read-only share or disk)
-    is named with what to do: SQLite opens such a file read-only and fails at the first write,
-    and one in a folder it cannot write fails to open at all (a WAL database keeps its
-    ``-shm``/``-wal`` files beside it, even for reading).
+    An SQLite file that cannot be written (no write permission, a read-only share or disk) is
+    named with what to do: SQLite opens such a file read-only and fails at the first write.
     """
     said = str(error.orig)
     path = _sqlite_file(where)
     why = None if path is None else _why_unwritable(path, said.lower())
     if why is None:
         return f"could not {action} in {where}: {said}"
-    return (
-        f"could not {action}: the review database {path} cannot be written ({why}; a read-only "
-        "share or disk?). Nothing was written. Copy it to a folder you can write and use the "
-        "copy, or choose another, writable database (PATHREVIEW_DB_URL, or --db on the command "
-        f"line). SQLite said: {said}"
-    )
+    return unwritable_message(action, path, why, said)
 
 
 def _why_unwritable(path: Path, said: str) -> str | None:
@@ -243,13 +322,9 @@ def _why_unwritable(path: Path, said: str) -> str | None:
     read_only = any(words in said for words in _SQLITE_READ_ONLY_WORDS)
     if not read_only and not any(words in said for words in _SQLITE_CANNOT_OPEN_WORDS):
         return None
-    if path.is_file() and not os.access(path, os.W_OK):
-        return "the file is read-only"
-    if path.is_file() and not os.access(path.parent, os.W_OK):
-        return (
-            f"its folder {path.parent} is read-only, and SQLite writes its journal beside the "
-            "database even to read it"
-        )
+    why = sqlite_unwritable(path)
+    if why is not None:
+        return why
     return "SQLite opened it read-only" if read_only else None
 
 

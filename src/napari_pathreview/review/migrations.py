@@ -8,7 +8,8 @@ advisory lock) and the second one finds the work done.
 
 Steps never change once released; a new column or index is a new step. Opening a database
 whose version is newer than :data:`LATEST_VERSION` is refused: this code would not know
-what the newer columns mean.
+what the newer columns mean. An older database that cannot be written (a read-only share) is
+refused too, saying so: this code's queries need the missing steps, which only a writer can apply.
 """
 
 from __future__ import annotations
@@ -199,8 +200,22 @@ def _refuse_newer(version: int, where: str) -> None:
         )
 
 
+def _refuse_unwritable(version: int, target: int, where: str, unwritable: str | None) -> None:
+    if unwritable is not None and version < target:
+        raise ReviewStoreError(
+            f"The review database {where} is at schema version {version}, older than this "
+            f"release's {target}, and cannot be upgraded here: {unwritable}. Have it opened once "
+            "with this release where it can be written (by whoever keeps it), or copy it to a "
+            "folder you can write and open the copy."
+        )
+
+
 def upgrade(
-    read_engine: Engine, write_engine: Engine, target: int = LATEST_VERSION, where: str = ""
+    read_engine: Engine,
+    write_engine: Engine,
+    target: int = LATEST_VERSION,
+    where: str = "",
+    unwritable: str | None = None,
 ) -> int:
     """Bring the database to ``target``, applying each missing step in one transaction.
 
@@ -209,12 +224,13 @@ def upgrade(
         write_engine: Opens write transactions (``BEGIN IMMEDIATE`` on SQLite).
         target: Stop at this version (tests build old databases with it).
         where: The database, as shown in error messages.
+        unwritable: Why the database cannot be written (opened read-only), else None.
 
     Returns:
         The version the database is at afterwards.
 
     Raises:
-        ReviewStoreError: The database is newer than this code.
+        ReviewStoreError: The database is newer than this code, or older and ``unwritable``.
     """
     if not 0 <= target <= LATEST_VERSION:
         raise ReviewStoreError(f"unknown schema version {target}; latest is {LATEST_VERSION}")
@@ -223,6 +239,7 @@ def upgrade(
     _refuse_newer(version, where)
     if version >= target:
         return version
+    _refuse_unwritable(version, target, where, unwritable)
     with write_engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK_KEY)))

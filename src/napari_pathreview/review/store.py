@@ -4,8 +4,9 @@ One :class:`ReviewStore` per database. Every write is one transaction, so a cras
 killed process leaves either the whole review or none of it. A database locked by someone
 else is retried a few times (each try already waits ``busy_timeout_s`` inside SQLite or
 PostgreSQL) and then refused with :class:`~napari_pathreview.errors.ReviewStoreError`; the
-caller still holds the review and can simply call again. Statements are SQLAlchemy Core
-expressions with bound parameters; no SQL is built from user text.
+caller still holds the review and can simply call again. An SQLite file the user cannot write
+(a read-only share) is opened read-only: every read works, every write is refused up front.
+Statements are SQLAlchemy Core expressions with bound parameters; no SQL is built from user text.
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ from sqlalchemy import Select, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.errors import InvalidInputError, ReviewStoreError
 from napari_pathreview.review import migrations, validation
-from napari_pathreview.review.engine import Engines, open_engines, run_with_retries
+from napari_pathreview.review.engine import (
+    Engines,
+    open_engines,
+    run_with_retries,
+    unwritable_message,
+)
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import (
     ImageRecord,
@@ -78,13 +84,23 @@ class ReviewStore:
         self._backoff = retry_backoff_s
         self.schema_version = self._retry(
             "open the review database",
-            lambda: migrations.upgrade(self._engines.read, self._engines.write, where=self.url),
+            lambda: migrations.upgrade(
+                self._engines.read,
+                self._engines.write,
+                where=self.url,
+                unwritable=self._engines.unwritable,
+            ),
         )
 
     @property
     def url(self) -> str:
         """The database URL, password hidden."""
         return self._engines.display
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this is an SQLite file we cannot write, opened for reading only."""
+        return self._engines.unwritable is not None
 
     @property
     def backend(self) -> str:
@@ -112,6 +128,10 @@ class ReviewStore:
         )
 
     def _write(self, action: str, work: Callable[[Connection], T]) -> T:
+        if self._engines.unwritable is not None:  # opened read-only: refused before any work
+            path = Path(self._engines.url.database or "")
+            raise ReviewStoreError(unwritable_message(action, path, self._engines.unwritable))
+
         def attempt() -> T:
             with self._engines.write.begin() as conn:
                 return work(conn)
