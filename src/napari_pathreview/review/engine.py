@@ -60,6 +60,10 @@ _SQLITE_READ_ONLY_WORDS = ("attempt to write a readonly database",)
 _SQLITE_CANNOT_OPEN_WORDS = ("unable to open database file",)
 # Files beside an SQLite database while a writer has it open (WAL) or a crash left work in it
 _SQLITE_WORK_SUFFIXES = ("-wal", "-journal")
+# PostgreSQL: a read-only transaction (a hot standby, default_transaction_read_only), and a
+# role without the privilege to write
+_PG_READ_ONLY_STATE = "25006"
+_PG_NO_PRIVILEGE_STATE = "42501"
 DEFAULT_FILENAME = "reviews.sqlite"
 PG_CONNECT_TIMEOUT_S = 10  # libpq's connect_timeout where the URL gives none
 PG_ANSWER_TIMEOUT_S = 30.0  # the longest one store operation waits for a connected server
@@ -305,15 +309,41 @@ def unwritable_message(action: str, path: Path, why: str, said: str = "") -> str
 def failure_message(action: str, where: str, error: DBAPIError) -> str:
     """What to tell the user when ``action`` failed on the database ``where``, not for a lock.
 
-    An SQLite file that cannot be written (no write permission, a read-only share or disk) is
-    named with what to do: SQLite opens such a file read-only and fails at the first write.
+    A database that cannot be written is named with what to do: an SQLite file (no write
+    permission, a read-only share or disk; SQLite opens such a file read-only and fails at the
+    first write), a PostgreSQL server that only reads (a hot standby, a database or role with
+    ``default_transaction_read_only``) or a role without the privilege to write.
     """
     said = str(error.orig)
+    refused = _postgres_refusal(action, where, error)
+    if refused is not None:
+        return refused
     path = _sqlite_file(where)
     why = None if path is None else _why_unwritable(path, said.lower())
     if why is None:
         return f"could not {action} in {where}: {said}"
     return unwritable_message(action, path, why, said)
+
+
+def _postgres_refusal(action: str, where: str, error: DBAPIError) -> str | None:
+    """The message for a PostgreSQL server or role that will not let us write; else None."""
+    state = getattr(error.orig, "sqlstate", None)
+    if state == _PG_READ_ONLY_STATE:
+        why = (
+            "the server only allows reading: a hot standby (replica), or a database or role "
+            "with default_transaction_read_only on"
+        )
+        what = "point PATHREVIEW_DB_URL (or --db) at the primary server"
+    elif state == _PG_NO_PRIVILEGE_STATE:
+        why = "your database role is not allowed to write its tables"
+        what = "connect as a role that may write them"
+    else:
+        return None
+    return (
+        f"could not {action}: the review database {where} cannot be written ({why}). Nothing "
+        f"was written. To save, {what}, or ask the database's administrator for write access. "
+        f"PostgreSQL said: {str(error.orig).strip()}"
+    )
 
 
 def _why_unwritable(path: Path, said: str) -> str | None:
