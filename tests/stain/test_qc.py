@@ -113,3 +113,66 @@ def test_a_bad_threshold_error_names_that_field_alone(field, value):
     assert f"QCConfig.{field} must be" in message and str(value) in message
     others = {f.name for f in dataclasses.fields(QCConfig)} - {field}
     assert not any(other in message for other in others)
+
+
+# ----- tissue only: glass neither blurs nor over-exposes a patch -------------------------------
+#: a sharp, tissue-filled BreaKHis patch (Laplacian variance ≈ 104, above the default 75)
+SHARP_PATCH = "breakhis/SOB_B_A-14-22549CD-40-007.png"
+
+
+@pytest.fixture(scope="module")
+def patch(shared_data) -> np.ndarray:
+    from stain_testutils import read_rgb
+
+    return read_rgb(shared_data / SHARP_PATCH)
+
+
+def _beside_glass(rgb: np.ndarray, glass_fraction: float = 0.45) -> np.ndarray:
+    """``rgb`` with blank glass (pure white, as scanners write it) added to its right."""
+    height, width, _ = rgb.shape
+    extra = round(width * glass_fraction / (1 - glass_fraction))
+    return np.concatenate([rgb, np.full((height, extra, 3), 255, np.uint8)], axis=1)
+
+
+def test_glass_beside_sharp_tissue_leaves_its_blur_score_and_verdict(patch):
+    alone, padded = assess_quality(patch), assess_quality(_beside_glass(patch))
+    assert padded.blur_score == pytest.approx(alone.blur_score, rel=0.02)
+    assert padded.blur_score > 75
+    assert not any(r.startswith("blurry") for r in padded.reasons)
+
+
+def test_blurred_tissue_beside_glass_is_still_blurry(patch):
+    result = assess_quality(_beside_glass(cv2.GaussianBlur(patch, (0, 0), 3)))
+    assert any(r.startswith("blurry") for r in result.reasons)
+
+
+def test_pure_white_glass_is_not_over_exposure(patch):
+    result = assess_quality(_beside_glass(patch, glass_fraction=0.6))
+    assert result.saturation_fraction == 0.0
+    assert not any(r.startswith("over/under-exposed") for r in result.reasons)
+
+
+def test_tissue_clipped_at_white_is_over_exposure(patch):
+    """An exposure 1.6× too long saturates the red channel of the pink stroma."""
+    bright = np.clip(patch.astype(np.float32) * 1.6, 0, 255).astype(np.uint8)
+    result = assess_quality(bright)
+    assert result.saturation_fraction > 0.25
+    assert any(r.startswith("over/under-exposed") for r in result.reasons)
+
+
+def test_an_image_without_tissue_has_no_blur_score_and_says_so():
+    result = assess_quality(np.full((128, 128, 3), 245, np.uint8))
+    assert result.blur_score is None and result.saturation_fraction == 0.0
+    assert any(r.startswith("blur not measured") for r in result.reasons)
+    assert not any(r.startswith("blurry") for r in result.reasons)
+
+
+def test_a_speck_of_tissue_is_too_little_to_measure_blur_on(patch):
+    glass = np.full((256, 256, 3), 255, np.uint8)
+    glass[100:112, 100:112] = patch[:12, :12]  # 144 px of tissue
+    assert assess_quality(glass).blur_score is None
+
+
+def test_a_blur_threshold_of_zero_turns_the_blur_check_off_even_without_tissue():
+    config = QCConfig(blur_threshold=0.0, min_tissue_fraction=0.0)
+    assert assess_quality(np.full((64, 64, 3), 245, np.uint8), config).passed

@@ -74,6 +74,11 @@ def test_bad_override_is_refused_naming_key_value_and_range(override, named) -> 
     assert named in str(caught.value)
 
 
+def test_qc_is_refused_for_a_mammogram_recipe_before_it_drops_every_film() -> None:
+    with pytest.raises(RecipeError, match=r"data\.qc drops images failing H&E .*'mammogram'"):
+        load_recipe(MINIMAL, ["modality=mammogram", "data.qc=true"])
+
+
 def test_range_message_gives_the_allowed_range() -> None:
     with pytest.raises(RecipeError, match=r"eval\.bootstrap=-1 is outside \[0, 100000\]"):
         load_recipe(MINIMAL, ["eval.bootstrap=-1"])

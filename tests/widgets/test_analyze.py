@@ -566,3 +566,19 @@ def test_a_one_pixel_image_is_refused_and_a_small_one_warned(
     assert widget.result is not None
     assert any("heavily upsampled" in w for w in widget.result.warnings)
     assert "heavily upsampled" in widget.decision.text()  # QC line of the panel
+
+
+def test_a_tiled_image_gets_the_same_quality_check_as_pathreview_predict(
+    qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, sample_data: Any
+) -> None:
+    from napari_pathreview.inference import Predictor
+
+    viewer, _ = open_sample("slides/he_pyramid.tif")  # a pyramid: the dock tiles it
+    widget = open_widget(viewer, "Analyze")
+    widget.slide_mode.value = "preview"  # the bundled pyramid states no µm/px
+    widget.cam_method.value = "none"
+    _run_to_end(qtbot, widget, timeout_s=180)
+    assert widget.result is not None and widget.result.tiled is not None
+    cli = Predictor.from_registry(histology_model).predict([sample_data / "slides/he_pyramid.tif"])
+    assert widget.result.prediction.qc == cli[0].qc  # same scores, verdict and reasons
+    assert "QC: " in _shown(widget.decision)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -397,12 +397,17 @@ def _tiled_steps(
     from napari_pathreview.inference.layer_slide import LevelsSlide
     from napari_pathreview.inference.slide_cam import iter_slide_cam
     from napari_pathreview.inference.slide_grid import SlideSettings
+    from napari_pathreview.io import LoadedImage
+    from napari_pathreview.modality import HISTOLOGY
 
     settings = SlideSettings(mode=request.slide_mode)
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
     tiled = yield from _slide_stage(cached_slide(predictor, source, settings, SlideCache(), cancel))
     prediction = _prediction_from_tiled(predictor, tiled)
+    if predictor.qc:  # as `pathreview predict` checks the same file: on its preview level
+        whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
+        prediction = replace(prediction, qc=predictor.quality(whole))
     cam = None
     if request.cam_method in MAP_KINDS:  # a patch MIL model's own maps, from the run itself
         cam = _slide_mil_map(predictor, tiled, request.cam_method, prediction.label)

@@ -296,6 +296,12 @@ class Predictor:
             model=self.model_ref,
         )
 
+    def quality(self, image: Any) -> Any:
+        """QC of one image decoded as ``iter_predict`` decodes it (a pyramid's preview level),
+        so a caller that classifies it another way (the dock's tiles) reports the same check.
+        None when QC is off or the model is not histology's."""
+        return self._qc(decode(image, min_side=min(self.spec.hw)))
+
     def _qc(self, decoded: Any) -> Any:
         """Quality control of one decoded image; the size rule refuses whether or not QC runs."""
         rgb = decoded.rgb

@@ -1,9 +1,11 @@
 """Image quality control: blur, tissue fraction, pen marks and over-exposure.
 
 Defaults follow seed 001 (Laplacian variance < 75 is blurry; under 40 % of pixels darker than
-220 is too little tissue). Pen marks are strongly
-saturated green-to-blue pixels (hue 70°-230°, short of haematoxylin's blue-purple) or near-black
-ones, which H&E does not produce; over-exposure is the fraction of clipped pixels.
+220 is too little tissue). Blur and clipping are measured on tissue only (:func:`tissue_mask`,
+the one tissue rule): blank glass has no edges, so counting it would lower the blur score of a
+sharp patch in proportion to its glass, and a scanner writes glass as pure white, which is not
+over-exposed tissue. Pen marks are strongly saturated green-to-blue pixels (hue 70°-230°, short
+of haematoxylin's blue-purple) or near-black ones, which H&E does not produce.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ class QCConfig:
         background_threshold: grayscale level at or above which a pixel is background.
         min_tissue_fraction: least fraction of tissue pixels.
         max_pen_fraction: most fraction of pen-ink pixels.
-        max_saturation_fraction: most fraction of clipped pixels (pure white, 255 in every
-            channel, or 0 in any channel) among all pixels, i.e. over- or under-exposure; blank
-            glass a scanner writes as pure white counts as clipped.
+        max_saturation_fraction: most fraction of stained pixels with a clipped channel
+            (255: over-exposed stain; 0: under-exposed); glass, pure white or not, never
+            counts (:func:`clipped_fraction`).
         pen_min_saturation: HSV saturation (0-255) that makes a blue/green pixel ink.
         pen_max_value: HSV value (0-255) below which a pixel counts as black ink.
     """
@@ -67,9 +69,14 @@ class QCConfig:
 
 @dataclass(frozen=True)
 class QCResult:
-    """Scores of one image and the verdict; ``reasons`` names each failed check."""
+    """Scores of one image and the verdict; ``reasons`` names each failed check.
 
-    blur_score: float
+    ``blur_score`` is None when the image has too little tissue to measure it on
+    (:data:`MIN_BLUR_PIXELS`); ``saturation_fraction`` is a fraction of the stained pixels
+    (0 without any), the other fractions of all pixels.
+    """
+
+    blur_score: float | None
     tissue_fraction: float
     pen_fraction: float
     saturation_fraction: float
@@ -91,13 +98,56 @@ def _as_rgb(image: Any) -> np.ndarray:
 
 def tissue_mask(image: Any, background_threshold: int = 220) -> np.ndarray:
     """Boolean H×W mask of tissue: grayscale below ``background_threshold`` (seed 001's rule)."""
-    rgb = _as_rgb(image)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) < background_threshold
+    return _tissue(_gray(_as_rgb(image)), background_threshold)
 
 
-def blur_score(gray: np.ndarray) -> float:
-    """Variance of the Laplacian of a uint8 grayscale image (higher is sharper)."""
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def _tissue(gray: np.ndarray, background_threshold: int) -> np.ndarray:
+    return gray < background_threshold
+
+
+#: Tissue pixels (clear of glass) a blur score needs; with fewer it is not measured, since the
+#: Laplacian variance of a few dozen pixels says little about focus.
+MIN_BLUR_PIXELS = 256
+
+
+def blur_score(gray: np.ndarray, tissue: np.ndarray | None = None) -> float | None:
+    """Variance of the Laplacian of a uint8 grayscale image (higher is sharper).
+
+    With a ``tissue`` mask only pixels whose 3×3 neighbourhood is all tissue count, so neither
+    flat glass nor the tissue/glass border moves the score; None when fewer than
+    :data:`MIN_BLUR_PIXELS` remain.
+    """
+    laplacian = cv2.Laplacian(gray, cv2.CV_64F)
+    if tissue is None:
+        return float(laplacian.var())
+    inner = cv2.erode(tissue.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if int(inner.sum()) < MIN_BLUR_PIXELS:
+        return None
+    return float(laplacian[inner].var())
+
+
+#: Colour (max − min channel, 0-255) that marks a bright pixel as pale stain, not glass: glass
+#: is grey (BreaKHis glass stays under ~15), eosin lifted to a clipped 255 keeps its pink.
+STAIN_CHROMA = 20
+
+
+def clipped_fraction(rgb: np.ndarray, tissue: np.ndarray) -> float:
+    """Fraction of stained pixels with a channel at 255 or 0 (0.0 when none is stained).
+
+    Stained pixels are ``tissue`` plus coloured ones (:data:`STAIN_CHROMA`) that over-exposure
+    lifted above the background level; blank glass, pure white or grey, is never counted.
+    """
+    chroma = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    stained = tissue | (chroma >= STAIN_CHROMA)
+    count = int(stained.sum())
+    if count == 0:
+        return 0.0
+    clipped = (rgb == 255).any(axis=2) | (rgb == 0).any(axis=2)
+    return float((clipped & stained).sum()) / count
 
 
 def pen_mask(rgb: np.ndarray, config: QCConfig = QCConfig()) -> np.ndarray:
@@ -116,23 +166,21 @@ def assess_quality(image: Any, config: QCConfig = QCConfig()) -> QCResult:
         config: thresholds.
     """
     rgb = _as_rgb(image)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    total = float(gray.size)
-    blur = blur_score(gray)
-    tissue = float((gray < config.background_threshold).sum()) / total
-    pen = float(pen_mask(rgb, config).sum()) / total
-    clipped = ((rgb == 255).all(axis=2) | (rgb == 0).any(axis=2)).sum() / total
-    saturation = float(clipped)
-    reasons = []
-    if blur < config.blur_threshold:
-        reasons.append(f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})")
+    gray = _gray(rgb)
+    tissue_pixels = _tissue(gray, config.background_threshold)
+    blur = blur_score(gray, tissue_pixels)
+    tissue = float(tissue_pixels.mean())
+    pen = float(pen_mask(rgb, config).mean())
+    saturation = clipped_fraction(rgb, tissue_pixels)
+    reasons = [*_blur_reasons(blur, config)]
     if tissue < config.min_tissue_fraction:
         reasons.append(f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})")
     if pen > config.max_pen_fraction:
         reasons.append(f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})")
     if saturation > config.max_saturation_fraction:
         reasons.append(
-            f"over/under-exposed ({saturation:.1%} clipped > {config.max_saturation_fraction:.0%})"
+            f"over/under-exposed ({saturation:.1%} of stained pixels clipped"
+            f" > {config.max_saturation_fraction:.0%})"
         )
     return QCResult(
         blur_score=blur,
@@ -142,3 +190,14 @@ def assess_quality(image: Any, config: QCConfig = QCConfig()) -> QCResult:
         passed=not reasons,
         reasons=tuple(reasons),
     )
+
+
+def _blur_reasons(blur: float | None, config: QCConfig) -> list[str]:
+    """The blur check's reason, if any; a threshold of 0 turns the check off."""
+    if config.blur_threshold <= 0:
+        return []
+    if blur is None:
+        return [f"blur not measured (under {MIN_BLUR_PIXELS} px of tissue clear of glass)"]
+    if blur < config.blur_threshold:
+        return [f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})"]
+    return []

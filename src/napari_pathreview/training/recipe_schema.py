@@ -181,6 +181,12 @@ def _cross_field_problems(recipe: Any) -> list[str]:
             f"data.intensity='breast' stretches a mammogram's breast grey levels; this recipe's "
             f"modality is {recipe.modality!r} (use data.stain for histology colour)"
         )
+    if data.qc and recipe.modality != "histology":
+        problems.append(
+            f"data.qc drops images failing H&E quality rules (tissue darker than white glass, "
+            f"pen ink, clipped stain); this recipe's modality is {recipe.modality!r}, whose "
+            "images would all fail them: set data.qc: false"
+        )
     if recipe.register.select == "ema" and not recipe.ema.enabled:
         problems.append("register.select: ema needs ema.enabled: true")
     if recipe.register.select == "ensemble":
