@@ -115,6 +115,33 @@ def test_repeated_views_are_told_apart_by_file_name(shared_data, tmp_path, dicom
     assert names == ["R CC (A.dcm)", "R CC (B.dcm)"]
 
 
+def _cd(films: list[Path], root: Path) -> None:
+    """The films as a hospital CD holds them: a DICOMDIR and PT000000/ST000000/SE00000N/IM000000
+    (written by pydicom's FileSet, one series per film)."""
+    import pydicom
+    from pydicom.fileset import FileSet
+    from pydicom.uid import generate_uid
+
+    study, cd = generate_uid(), FileSet()
+    for number, film in enumerate(films, start=1):
+        ds = pydicom.dcmread(film)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "1200", "1", ""
+        ds.PatientName, ds.SeriesNumber, ds.InstanceNumber = "Test^Film", number, 1
+        cd.add(ds)
+    cd.write(root)
+
+
+def test_a_hospital_cd_opens_the_films_its_dicomdir_lists(
+    shared_data, tmp_path, dicom_factory
+) -> None:
+    _cd(_films(dicom_factory, "films", shared_data), tmp_path / "cd")
+    assert (tmp_path / "cd" / "DICOMDIR").is_file()
+    layers = _read(tmp_path / "cd")
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["R CC", "L CC", "R MLO", "L MLO"]
+    assert all(kwargs["scale"] == (0.8, 0.8) for _, kwargs, _ in layers)
+
+
 def test_a_folder_without_dicom_is_left_to_other_readers(shared_data, tmp_path) -> None:
     folder = tmp_path / "tiles"
     folder.mkdir()
