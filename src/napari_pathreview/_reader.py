@@ -1,8 +1,10 @@
-"""napari reader contribution: histology, slides, mammograms, MIAS Info.txt and GeoJSON ROIs.
+"""napari reader contribution: histology, slides, mammograms, MIAS Info.txt and GeoJSON ROIs,
+and folders of DICOM files (each film and whole-slide series a layer: ``io.folders``).
 
-``napari_get_reader`` only looks at the path (and the first bytes of a .json) and returns
-None for anything else; it never raises. The returned function reads each file; a file
-it cannot read gives an error notification and no layer, never a crash dialog.
+``napari_get_reader`` only looks at the path (and the first bytes of a .json, or of a
+folder's first files) and returns None for anything else; it never raises. The returned
+function reads each file; a file it cannot read gives an error notification and no layer,
+never a crash dialog.
 """
 
 from __future__ import annotations
@@ -89,8 +91,47 @@ def _slide_fingerprint(layers: list[tuple[Any, ...]]) -> str:
     return str(facts.get("slide_fingerprint", ""))
 
 
+def _expand_folders(paths: list[Path]) -> list[tuple[Path, str | None]]:
+    """Files as given (their layers keep their names); a folder as its images and DICOM series,
+    each named (``io.folders``), after a notice naming what in it cannot be opened."""
+    from napari_pathreview.io.folders import folder_contents
+
+    expanded: list[tuple[Path, str | None]] = []
+    for file in paths:
+        if not file.is_dir():
+            expanded.append((file, None))
+            continue
+        try:
+            contents = folder_contents(file)
+        except OSError as error:  # a folder that cannot be listed (permissions)
+            _notify_error(f"napari-pathreview could not list {file}: {error.strerror or error}")
+            continue
+        listed = "; ".join(f"{p.name}: {why}" for p, why in contents.problems[:10])
+        if len(contents.problems) > 10:
+            listed += f" (+{len(contents.problems) - 10} more)"
+        if not contents.items:
+            _notify_error(
+                f"napari-pathreview found no image to open in {file}"
+                + (f"; not opened: {listed}" if listed else "")
+            )
+        elif listed:
+            _notify_warning(f"napari-pathreview opened {file.name} without: {listed}")
+        expanded.extend((item.path, item.name) for item in contents.items)
+    return expanded
+
+
+def _named(layers: list[tuple[Any, ...]], name: str | None) -> list[tuple[Any, ...]]:
+    """The file's image layer renamed ``name`` (a folder's item); other layers as they are."""
+    if name is None or not layers or len(layers[0]) < 3 or layers[0][2] != "image":
+        return layers
+    data, kwargs, kind = layers[0][:3]
+    return [(data, {**kwargs, "name": name}, kind), *layers[1:]]
+
+
 def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
     """Read each path into layers; unreadable files are reported, not raised.
+
+    A folder opens as its images and DICOM series, one layer each (``io.folders``).
 
     Returns:
         LayerData tuples, or ``[(None,)]`` when no file could be read.
@@ -99,9 +140,9 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
 
     layers: list[tuple[Any, ...]] = []
     slides: set[str] = set()  # several instances of one DICOM WSI series open it once
-    for file in _as_paths(path) or []:
+    for file, name in _expand_folders(_as_paths(path) or []):
         try:
-            opened = layers_for_path(file)
+            opened = _named(layers_for_path(file), name)
             fingerprint = _slide_fingerprint(opened)
             if fingerprint in slides:
                 continue

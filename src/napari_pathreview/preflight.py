@@ -2,7 +2,8 @@
 
 A missing file or an unknown model is the commonest mistake and should be reported in a
 fraction of a second, not after the deep-learning stack has loaded. Everything here reads
-file headers and YAML only (numpy and Pillow at most), never pixels or weights.
+file headers and YAML (numpy, Pillow and tifffile at most), never weights; pixels only as
+far as the reader's modality rule needs them (a sample of a colour image).
 """
 
 from __future__ import annotations
@@ -127,16 +128,16 @@ def model_card(ref: str, registry: str | os.PathLike[str] | None = None) -> Any:
 
 
 def probe_modality(path: str | os.PathLike[str]) -> str | None:
-    """The modality of an image file from its header alone, or None when it cannot tell.
+    """The modality of an image file as the reader will find it, or None when it cannot tell.
 
-    Colour rasters and slides are histology; single-channel rasters (PGM, 16-bit PNG) and
-    DICOM other than slide microscopy (``SM``) are mammograms. BreaKHis names are histology.
+    The reader's own rule decides (``io._core.modality_of``): single-channel rasters (PGM,
+    16-bit PNG) are mammograms, colour ones histology unless R = G = B (a film saved as
+    colour: ``io._core.grey_in_colour``, judged on a sample of the pixels); a TIFF by its first
+    series (``io.slides.tiff_modality``: a stack of grey frames or a film with a thumbnail page
+    is a mammogram, an H&E pyramid histology); DICOM other than slide microscopy (``SM``) is a
+    mammogram; other slide formats and BreaKHis names are histology.
     """
-    from napari_pathreview.io._core import (
-        DICOM_SUFFIXES,
-        RASTER_SUFFIXES,
-        SLIDE_SUFFIXES,
-    )
+    from napari_pathreview.io._core import DICOM_SUFFIXES, RASTER_SUFFIXES, SLIDE_SUFFIXES
     from napari_pathreview.io.breakhis import parse_breakhis_name
 
     file = Path(path)
@@ -145,20 +146,40 @@ def probe_modality(path: str | os.PathLike[str]) -> str | None:
         return HISTOLOGY
     if suffix in DICOM_SUFFIXES:
         return _dicom_modality(file)
-    if suffix in RASTER_SUFFIXES or suffix in (".tif", ".tiff"):
-        try:
-            from PIL import Image
-
-            with Image.open(file) as image:
-                mode, frames = image.mode, getattr(image, "n_frames", 1)
-        except Exception:  # noqa: BLE001 - the full reader reports the real problem later
-            return HISTOLOGY if suffix in SLIDE_SUFFIXES else None
-        if frames > 1 and suffix not in RASTER_SUFFIXES:
-            return HISTOLOGY  # a pyramidal TIFF is a slide
-        return MAMMOGRAM if mode in _GREY_MODES else HISTOLOGY
+    if suffix in (".tif", ".tiff", ".svs"):
+        return _tiff_modality(file)
+    if suffix in RASTER_SUFFIXES:
+        return _raster_modality(file)
     if suffix in SLIDE_SUFFIXES:
         return HISTOLOGY
     return None
+
+
+def _tiff_modality(file: Path) -> str | None:
+    from napari_pathreview.io.slides import tiff_modality
+
+    try:
+        return tiff_modality(file)
+    except ImageReadError:  # a vendor TIFF tifffile cannot parse is OpenSlide's: a slide
+        return HISTOLOGY if file.is_file() and file.stat().st_size else None
+
+
+def _raster_modality(file: Path) -> str | None:
+    import numpy as np
+    from PIL import Image
+
+    from napari_pathreview.io._core import grey_in_colour
+
+    try:
+        with Image.open(file) as image:
+            if image.mode in _GREY_MODES:
+                return MAMMOGRAM
+            if image.mode not in ("RGB", "RGBA"):
+                return HISTOLOGY
+            colour = np.asarray(image)
+    except Exception:  # noqa: BLE001 - the full reader reports the real problem later
+        return None
+    return MAMMOGRAM if grey_in_colour(colour) else HISTOLOGY
 
 
 def _dicom_modality(file: Path) -> str | None:

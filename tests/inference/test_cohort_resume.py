@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 from slide_fixtures import register_tiny, tissue_slide, write_slide
@@ -115,3 +116,44 @@ def test_a_mammogram_dicom_in_a_slide_folder_is_a_failures_row_and_the_slides_ru
     failures = _rows(summary.failures_csv)
     assert [r["path"] for r in failures] == [str(mammogram)]
     assert "not a whole-slide image" in failures[0]["error"]
+
+
+def _as_older_versions_wrote(out, typed: dict[str, str]) -> None:
+    """Rewrite a run's records as versions before the result's resolved ``file`` wrote them:
+    slides.csv's ``path`` and the result's ``path`` as typed (relative to where it started)."""
+    import zarr
+
+    rows = _rows(out / "slides.csv")
+    for row in rows:
+        row["path"] = typed[row["slide"]]
+        attrs = zarr.open_group(str(out / "slides" / row["slide"] / "result.zarr"), mode="a").attrs
+        attrs["meta"] = {"key": row["key"], "path": typed[row["slide"]]}
+    with open(out / "slides.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_cohort_of_relative_paths_resumes_from_another_folder(
+    model_ref, tmp_path, monkeypatch
+) -> None:
+    for i in range(2):
+        write_slide(tmp_path / "in" / f"s{i}.tif", tissue_slide(256, 384, seed=i))
+    monkeypatch.chdir(tmp_path)
+    _run([Path("in")], model_ref, Path("out"))
+    _as_older_versions_wrote(tmp_path / "out", {"s0": "in/s0.tif", "s1": "in/s1.tif"})
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resumed = _run([tmp_path / "in"], model_ref, tmp_path / "out")
+    assert resumed.rows == [] and len(resumed.skipped) == 2
+    assert sorted(p.name for p in (tmp_path / "out" / "slides").iterdir()) == ["s0", "s1"]
+    assert [r["slide"] for r in _rows(tmp_path / "out" / "slides.csv")] == ["s0", "s1"]
+
+
+def test_slides_csv_holds_absolute_paths_for_slides_given_relative(
+    model_ref, tmp_path, monkeypatch
+) -> None:
+    slide = write_slide(tmp_path / "in" / "s0.tif", tissue_slide(256, 384))
+    monkeypatch.chdir(tmp_path)
+    summary = _run([Path("in") / "s0.tif"], model_ref, Path("out"))
+    assert [r["path"] for r in _rows(summary.slides_csv)] == [str(slide)]

@@ -7,7 +7,8 @@ the output folder. The driver collects one row of slide-level aggregates per sli
 a given folder holds that looks like a slide but is not used, see ``io.slide_folders``),
 rewritten after every slide so an interrupted run keeps what it finished; a failing slide
 never stops the others, and slides already in ``slides.csv`` whose folder holds that run's
-result are skipped. A slide's folder is named once (its stem, ``-2``… when another file of
+result are skipped (``slides.csv`` holds absolute paths; a relative one is read relative to
+its folder). A slide's folder is named once (its stem, ``-2``… when another file of
 that name has one) and kept by later runs.
 ``workers=0`` runs the same tasks in this process (no Dask), which the tests compare against.
 """
@@ -152,7 +153,7 @@ def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) 
     target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
     row: dict[str, Any] = {
         "slide": stem,
-        "path": str(path),
+        "path": os.path.abspath(path),  # absolute: a later run from any folder finds it
         "key": key,
         "model": result.model_ref,
         "stain": stain,
@@ -233,30 +234,47 @@ def _result_meta(folder: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _owner(meta: dict[str, Any]) -> str | None:
-    """The resolved slide path a result was written for (older results: only ``path``)."""
+def _owner(meta: dict[str, Any], out: Path) -> str | None:
+    """The resolved slide path a result was written for (older results: only ``path``, a
+    relative one read relative to ``out``, as :func:`_row_file` reads rows)."""
     named = meta.get("file") or meta.get("path")
-    return str(Path(named).resolve()) if named else None
+    return str((out / named).resolve()) if named else None
 
 
-def _stems(paths: Sequence[Path], out: Path, rows: Sequence[dict[str, str]]) -> list[str]:
+def _row_file(row: dict[str, str], out: Path) -> str:
+    """A ``slides.csv`` row's slide, resolved: rows hold absolute paths; a relative one (rows
+    of older versions held the path as typed, or one edited by hand) is read relative to the
+    CSV's folder, never to wherever this run was started."""
+    return str((out / row["path"]).resolve())
+
+
+def _stems(
+    paths: Sequence[Path], keys: Sequence[str], out: Path, rows: Sequence[dict[str, str]]
+) -> list[str]:
     """Each slide's folder under ``out/slides``: the one an earlier run gave that file, else
     its stem, suffixed ``-2``, ``-3``… while another file owns that name (a result folder on
     disk, a ``slides.csv`` row, or an earlier slide of this run), so ``a/s1.tif`` and
-    ``b/s1.tif`` never share a folder, whichever run or order they come in."""
+    ``b/s1.tif`` never share a folder, whichever run or order they come in.
+
+    A row whose ``key`` is the slide's own (the key hashes the resolved path) names its folder
+    whatever its ``path`` says (older versions wrote the path as typed, relative to the folder
+    that run started in), so a cohort resumes from any working folder."""
     owners: dict[str, str] = {}
     for row in rows:
         if row.get("slide") and row.get("path"):
-            owners[row["slide"]] = str(Path(row["path"]).resolve())
+            owners[row["slide"]] = _row_file(row, out)
     root = out / "slides"
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
         if is_partial(folder):
             continue
-        if owner := _owner(_result_meta(folder)):
+        if owner := _owner(_result_meta(folder), out):
             owners[folder.name] = owner  # the folder's own record wins over a row's
+    by_key = {row["key"]: row["slide"] for row in rows if row.get("slide")}
     stems = []
-    for path in paths:
+    for path, key in zip(paths, keys, strict=True):
         me = str(path.resolve())
+        if key in by_key:
+            owners[by_key[key]] = me
         name = next((n for n, o in owners.items() if o == me), None)
         if name is None:
             name, n = path.stem, 1
@@ -325,8 +343,8 @@ def run_cohort(
     earlier = _read_rows(slides_csv)
     done = {r["key"] for r in earlier}
     todo, skipped = [], []
-    for path, stem in zip(paths, _stems(paths, out, earlier), strict=True):
-        key = job.slide_key(path)
+    keys = [job.slide_key(path) for path in paths]
+    for path, key, stem in zip(paths, keys, _stems(paths, keys, out, earlier), strict=True):
         if key in done and _result_meta(out / "slides" / stem).get("key") == key:
             skipped.append(str(path))
         else:
@@ -400,8 +418,8 @@ def _dispatch(
     else:
         _on_dask(todo, job, scheduler, workers, record)
     bar.close()
-    order = {str(p): i for i, (p, _) in enumerate(todo)}
-    rows.sort(key=lambda r: order[r["path"]])
+    order = {stem: i for i, (_, stem) in enumerate(todo)}
+    rows.sort(key=lambda r: order[r["slide"]])
     return rows, failures
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,12 @@ _HEADER_TAGS = [
     "OpticalPathSequence",
     "Modality",
     "Rows",
+    "StudyInstanceUID",
+    "SeriesDescription",
+    "SeriesNumber",
+    "ImageLaterality",
+    "Laterality",
+    "ViewPosition",
 ]
 
 
@@ -94,10 +100,13 @@ class DicomFolder:
         refused: (file, why) for what looks like a slide but is none: a DICOM image of another
             kind (a mammogram) and a ``.dcm``/``.dicom`` file that is no readable DICOM.
             DICOM objects without pixels (DICOMDIR, reports) are neither.
+        images: The DICOM images of another kind (file → header), also among ``refused``:
+            what the napari reader opens one layer each.
     """
 
     series: dict[str, dict[Path, Any]]
     refused: list[tuple[Path, str]]
+    images: dict[Path, Any] = field(default_factory=dict)
 
 
 def dicom_folder(folder: Path) -> DicomFolder:
@@ -106,6 +115,7 @@ def dicom_folder(folder: Path) -> DicomFolder:
 
     series: dict[str, dict[Path, Any]] = {}
     refused: list[tuple[Path, str]] = []
+    images: dict[Path, Any] = {}
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
         header = _header(file)
         if header is None:
@@ -122,7 +132,8 @@ def dicom_folder(folder: Path) -> DicomFolder:
             refused.append(
                 (file, f"a DICOM {kind} (modality {modality}), not a whole-slide image (VL WSI)")
             )
-    return DicomFolder(series, refused)
+            images[file] = header
+    return DicomFolder(series, refused, images)
 
 
 def volume_file(headers: dict[Path, Any]) -> Path | None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
+from napari_pathreview.io.folders import holds_dicom
 from napari_pathreview.io.geojson import Roi, read_geojson
 from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
 from napari_pathreview.io.mammograms import contrast_limits
@@ -57,10 +57,11 @@ def looks_like_geojson(path: str | Path) -> bool:
 
 
 def can_read(path: str | Path) -> bool:
-    """True for what this plugin opens: images, slides, Info.txt, GeoJSON, DICOM WSI folders."""
+    """True for what this plugin opens: images, slides, Info.txt, GeoJSON, folders of DICOM
+    files (films, whole-slide series: ``io.folders``)."""
     suffix = Path(str(path)).suffix.lower()
     if Path(str(path)).is_dir():
-        return is_dicom_wsi_folder(path)
+        return holds_dicom(path)
     return suffix in IMAGE_SUFFIXES or is_mias_info(path) or looks_like_geojson(path)
 
 

@@ -179,6 +179,30 @@ def _smallest_level_window(series: Any) -> np.ndarray:
     return np.asarray(level[top : top + GREY_CHECK_EDGE, left : left + GREY_CHECK_EDGE])
 
 
+def tiff_modality(path: str | Path) -> str:
+    """The modality :func:`load_tiff` gives a TIFF, judged without decoding it whole.
+
+    The first series decides (a stack of grey frames or a film with a thumbnail page is a
+    mammogram; an H&E pyramid is histology), by :func:`_is_histology_series`: the shape, and
+    for colour a centre window of the smallest level (a film saved as colour is grey).
+
+    Raises:
+        ImageReadError: Not a TIFF tifffile can parse, or holding no image.
+    """
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tiff_series(tif):
+                raise ImageReadError(f"{path}: the TIFF holds no image")
+            return HISTOLOGY if _is_histology_series(path, tif.series[0]) else MAMMOGRAM
+    except ImageReadError:
+        raise
+    except Exception as error:  # tifffile/zarr raise many kinds on damaged files
+        raise ImageReadError(f"{path}: not a readable TIFF ({error})") from error
+
+
 def load_tiff(path: str | Path) -> LoadedImage:
     """Open a TIFF or SVS: pyramids and files over ``EAGER_MAX_BYTES`` lazily, others at once.
 
