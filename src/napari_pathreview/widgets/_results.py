@@ -35,10 +35,13 @@ def is_image(layer: Any) -> bool:
 
 
 def is_roi_layer(layer: Any) -> bool:
-    """Whether ``layer`` can hold an ROI: a Shapes or Labels layer (proxied or not)."""
+    """Whether ``layer`` can hold an ROI: a Shapes or Labels layer (proxied or not), other
+    than the outlines of another layer's holes (``_hole_outlines``)."""
     from napari.layers import Labels, Shapes
 
-    return isinstance(layer, (Shapes, Labels))
+    from napari_pathreview._hole_outlines import is_hole_outlines
+
+    return isinstance(layer, (Shapes, Labels)) and not is_hole_outlines(layer)
 
 
 def faded_colormap(name: str) -> Any:

@@ -217,6 +217,7 @@ class PathReviewWorkspace(QWidget):
         sync_colorbars(self.viewer)
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
+        from napari_pathreview._hole_outlines import show_holes
         from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
         from napari_pathreview.io.shape_holes import carry_holes
         from napari_pathreview.widgets import _results
@@ -244,6 +245,7 @@ class PathReviewWorkspace(QWidget):
                 **place,
                 **extra,
             }
+            show_holes(self.viewer)
             self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         else:
             self.viewer.add_labels(
