@@ -86,6 +86,11 @@ def _warn_roi_placement(layers: list[tuple[Any, ...]]) -> None:
             _notify_warning(str(facts["frame_note"]))
 
 
+def _has_holes(layer: tuple[Any, ...]) -> bool:
+    facts = layer[1].get("metadata", {}).get("pathreview", {}) if len(layer) > 1 else {}
+    return bool(facts.get("holes"))
+
+
 def _slide_fingerprint(layers: list[tuple[Any, ...]]) -> str:
     facts = layers[0][1].get("metadata", {}).get("pathreview", {}) if layers else {}
     return str(facts.get("slide_fingerprint", ""))
@@ -151,6 +156,10 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
             _warn_unknown_pixel_size(opened, file)
             _warn_roi_placement(opened)
             layers.extend(opened)
+            if any(_has_holes(layer) for layer in opened):
+                from napari_pathreview._hole_outlines import show_holes_in_current_viewer
+
+                show_holes_in_current_viewer()  # napari cannot draw them; they get outlines
         except PathReviewError as error:
             _notify_error(f"napari-pathreview could not open a file. {error}")
         except Exception as error:  # unexpected: still no crash dialog, but keep the traceback

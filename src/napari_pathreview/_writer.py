@@ -16,7 +16,7 @@ import numpy as np
 from napari_pathreview.errors import LayerExportError
 from napari_pathreview.io.geojson import frame_of, rois_from_shapes, write_geojson_rois
 from napari_pathreview.io.labels import label_image_to_rois
-from napari_pathreview.io.shape_holes import dropped_hole_message, settle_holes
+from napari_pathreview.io.shape_holes import HOLES_KIND, dropped_hole_message, settle_holes
 
 
 def _with_suffix(path: str) -> Path:
@@ -42,6 +42,13 @@ def write_shapes_geojson(path: str, data: Any, attributes: dict[str, Any]) -> li
     """
     from napari.utils.notifications import show_warning
 
+    facts = (attributes.get("metadata") or {}).get("pathreview") or {}
+    if facts.get("kind") == HOLES_KIND:
+        raise LayerExportError(
+            f"layer {attributes.get('name', '')!r} only shows the holes of ROI layer "
+            f"{facts.get('holes_of', '')!r}: save that layer instead; its holes are written "
+            "as the interior rings of their regions."
+        )
     shape_types = list(attributes.get("shape_type") or ["polygon"] * len(data))
     columns = _feature_columns(attributes)
     settled = settle_holes(list(data), shape_types, columns, attributes.get("metadata"))

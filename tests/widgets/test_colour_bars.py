@@ -59,3 +59,41 @@ def test_hiding_or_removing_the_map_in_view_hands_the_colour_bar_to_the_one_left
     assert _bars(viewer) == [cams[0].name]
     viewer.layers.remove(cams[0])
     assert _bars(viewer) == []
+
+
+def _live(callback: Any) -> bool:
+    """napari holds a method weakly, as ``(ref, name)``; a freed panel's is dead, not called."""
+    return not isinstance(callback, tuple) or callback[0]() is not None
+
+
+def _callbacks(viewer: Any, layer: Any) -> int:
+    """The live callbacks on the events a colour-bar follower listens to."""
+    emitters = (
+        viewer.layers.events.inserted,
+        viewer.layers.events.removed,
+        viewer.layers.events.reordered,
+        viewer.layers.selection.events.active,
+        layer.events.visible,
+    )
+    return sum(_live(callback) for emitter in emitters for callback in emitter.callbacks)
+
+
+@pytest.mark.parametrize("dock_name", ["Analyze", "Workspace (Analyze + Review)"])
+def test_closing_the_analyze_dock_disconnects_its_colour_bar_callbacks(
+    open_sample: Any, dock_name: str
+) -> None:
+    """Each Analyze dock opened and closed used to leave its callbacks connected to the viewer."""
+    import gc
+
+    from qtpy.QtWidgets import QApplication
+
+    viewer, (image, *_) = open_sample(MALIGNANT)
+    before = _callbacks(viewer, image)
+    for _ in range(2):
+        dock, _widget = viewer.window.add_plugin_dock_widget("napari-pathreview", dock_name)
+        assert _callbacks(viewer, image) > before
+        viewer.window.remove_dock_widget(dock)  # the dock's × button
+        del dock, _widget
+        QApplication.processEvents()
+        gc.collect()
+    assert _callbacks(viewer, image) == before

@@ -8,6 +8,7 @@ through the plugin's reader beside its 32×32 image: the Analyze dock scores aga
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,107 @@ def test_a_review_stores_the_roi_with_its_hole(
     [[outer, hole]] = [f["geometry"]["coordinates"] for f in record.roi_geojson["features"]]
     np.testing.assert_allclose(outer, OUTER)
     np.testing.assert_allclose(hole, HOLE)
+
+
+def _outlines(viewer: Any, roi: Any) -> Any:
+    """The layer outlining ``roi``'s holes: the one just above it."""
+    above = viewer.layers[viewer.layers.index(roi) + 1]
+    assert above.name == f"{roi.name} holes"
+    return above
+
+
+def test_the_hole_is_outlined_unfilled_just_above_its_roi(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    """napari drew the region's outline only: the lumen it excludes looked included."""
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(SOLID), _feature(OUTER, HOLE))
+    outlines = _outlines(viewer, roi)
+    [ring] = outlines.data  # QuPath's corners (5, 5)-(15, 15) are napari's 4.5-14.5
+    np.testing.assert_allclose(
+        sorted(map(tuple, ring)), [(4.5, 4.5), (4.5, 14.5), (14.5, 4.5), (14.5, 14.5)]
+    )
+    assert outlines.shape_type == ["polygon"]
+    np.testing.assert_allclose(outlines.face_color[0], [0, 0, 0, 0])
+    np.testing.assert_allclose(outlines.edge_color[0], [1, 0, 1, 1])  # not the region's lime
+    np.testing.assert_allclose(outlines.scale, roi.scale)
+    assert viewer.layers.selection.active is roi  # the ROI stays the layer being edited
+
+
+def test_a_region_dragged_as_a_whole_takes_its_hole_outline_along(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    roi.data = [roi.data[0] + [4.0, 6.0]]
+    [ring] = _outlines(viewer, roi).data
+    np.testing.assert_allclose(ring.min(axis=0), [8.5, 10.5])
+    np.testing.assert_allclose(ring.max(axis=0), [18.5, 20.5])
+
+
+def test_a_hole_dropped_from_its_reshaped_region_is_no_longer_outlined(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    roi.data = [np.minimum(roi.data[0], 4.0)]
+    assert len(_outlines(viewer, roi).data) == 0
+
+
+def test_an_edit_made_on_the_hole_outlines_is_undone(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    outlines = _outlines(viewer, roi)
+    drawn = outlines.data[0].copy()
+    outlines.data = [drawn + 3.0]
+    np.testing.assert_allclose(outlines.data[0], drawn)
+
+
+def test_the_hole_outlines_are_not_offered_as_an_roi(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    widget = open_widget(viewer, "Analyze")
+    assert f"{roi.name} holes" not in widget.roi_combo.choices
+    assert roi.name in widget.roi_combo.choices
+
+
+def test_saving_the_hole_outlines_is_refused_naming_the_roi_layer(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview._writer import write_shapes_geojson
+    from napari_pathreview.errors import LayerExportError
+
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    data, attributes, _kind = _outlines(viewer, roi).as_layer_data_tuple()
+    with pytest.raises(LayerExportError, match=re.escape(f"holes of ROI layer {roi.name!r}")):
+        write_shapes_geojson(str(tmp_path / "holes.geojson"), data, attributes)
+    assert not (tmp_path / "holes.geojson").exists()
+
+
+def test_removing_the_roi_layer_removes_its_hole_outlines(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    viewer.layers.remove(roi)
+    assert [layer.name for layer in viewer.layers] == [image.name]
+
+
+def test_a_review_s_saved_roi_shows_its_hole_and_a_session_keeps_it_once(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    from napari_pathreview.widgets._review_roi import show_saved_roi
+    from napari_pathreview.widgets._session import capture_layers
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((32, 32)), name="film")
+    geojson = {"type": "FeatureCollection", "features": [_feature(OUTER, HOLE)]}
+    roi = show_saved_roi(viewer, image, geojson)
+    assert len(_outlines(viewer, roi).data) == 1
+    entries, _arrays = capture_layers(viewer)
+    assert [entry["name"] for entry in entries if entry["type"] == "roi"] == [roi.name]

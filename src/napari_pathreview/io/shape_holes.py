@@ -9,8 +9,9 @@ Beside the holes each region's outline is kept (``ANCHORS_KEY``): a region whose
 moved by one displacement was dragged as a whole, and its holes move with it. A hole no longer
 inside its region's outline (the region was reshaped away from it) is dropped where holes are
 used, so no polygon is written with a hole outside it; :func:`settle_holes` says which shapes
-lost one, so the napari side can tell the user. napari draws no hole: the masks
-(``explain.masks.cut_holes``) and the GeoJSON written honour them.
+lost one, so the napari side can tell the user. napari draws no hole, so ``_hole_outlines``
+shows them as outlines (:func:`hole_outlines`) in a layer of their own beside the ROI layer
+(``HOLES_KIND``); the masks (``explain.masks.cut_holes``) and the GeoJSON written honour them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ HOLES_KEY = "holes"
 ANCHORS_KEY = "hole_anchors"
 """Each holed region's outline (row, col) when its holes were last placed; older metadata
 without it keeps its holes where they were drawn."""
+HOLES_KIND = "roi_holes"
+"""``metadata["pathreview"]["kind"]`` of the layer showing an ROI layer's holes: a display,
+never an ROI itself (not offered in the pickers, not saved as regions)."""
 
 
 def carry_holes(kwargs: Mapping[str, Any], rois: Sequence[Roi]) -> dict[str, Any]:
@@ -189,3 +193,28 @@ def dropped_hole_message(layer_name: str, index: int, features: Any) -> str:
         f"ROI layer {layer_name!r}, shape {index + 1}{label}: a hole no longer lies inside the "
         "reshaped region and was dropped; reopen the GeoJSON to get it back"
     )
+
+
+def hole_outlines(
+    data: Sequence[np.ndarray], holes: Sequence[Sequence[np.ndarray]]
+) -> tuple[list[np.ndarray], list[int]]:
+    """The holes as polygons to draw over the layer, and the shape each belongs to.
+
+    Holes are kept as (row, col); a layer of more dimensions gets them on its region's plane
+    (the leading coordinates of the region's first vertex).
+
+    Args:
+        data: The layer's ``data``.
+        holes: Per shape, its holes (``settle_holes(...).holes``).
+    """
+    rings: list[np.ndarray] = []
+    owners: list[int] = []
+    for index, own in enumerate(holes):
+        lead = np.asarray(data[index], float)[0, :-2]
+        for ring in own:
+            points = np.asarray(ring, float)[:, -2:]
+            if len(points) > 1 and np.allclose(points[0], points[-1]):
+                points = points[:-1]  # napari closes a polygon itself
+            rings.append(np.hstack([np.tile(lead, (len(points), 1)), points]))
+            owners.append(index)
+    return rings, owners

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 from typing import Any
 
 from napari_pathreview.inference.analysis import analyse
@@ -20,19 +21,41 @@ logger = logging.getLogger(__name__)
 ETA_AFTER = 0.1
 
 
+#: Each colour layer's modality as judged from its pixels, dropped when its data is replaced
+#: (``events.data``); keyed weakly, so a removed layer takes its entry with it.
+_JUDGED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
 def layer_modality(layer: Any) -> str:
     """The layer's modality from the plugin reader's metadata; for a layer another reader
     made, the plugin reader's own rule (``io.images.modality_of``): RGB is histology unless its
-    channels are equal (a mammogram saved as colour), anything else a mammogram."""
-    from napari_pathreview.io.images import grey_in_colour
+    channels are equal (a mammogram saved as colour), anything else a mammogram.
 
+    The pixel check reads up to ``GREY_SAMPLE_PIXELS`` pixels (a lazy slide level from disk),
+    and every refresh of the model and film pickers asks for each layer, so its answer is kept
+    per layer until the layer's data changes.
+    """
     modality = plugin_meta(layer).get("modality")
     if modality in MODALITIES:
         return modality
     if not getattr(layer, "rgb", False):
         return MAMMOGRAM
+    layer = getattr(layer, "__wrapped__", layer)  # napari's proxy: one entry per real layer
+    if layer not in _JUDGED:
+        _JUDGED[layer] = _judge_colour(layer)
+        layer.events.data.connect(_forget_judged)  # napari connects a function once
+    return _JUDGED[layer]
+
+
+def _judge_colour(layer: Any) -> str:
+    from napari_pathreview.io.images import grey_in_colour
+
     pixels = layer.data[-1] if getattr(layer, "multiscale", False) else layer.data
     return MAMMOGRAM if grey_in_colour(pixels) else HISTOLOGY
+
+
+def _forget_judged(event: Any) -> None:
+    _JUDGED.pop(event.source, None)
 
 
 def is_source_image(layer: Any) -> bool:

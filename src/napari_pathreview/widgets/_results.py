@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.heatmap import PROBABILITY_LIMITS
+from napari_pathreview.widgets._colorbars import sync_colorbars
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._scale import layer_rois
 
@@ -24,8 +25,6 @@ HEATMAP_COLORMAP = "turbo"
 #: low CAM values leave the H&E underneath untouched instead of darkening or tinting it.
 FADE_FRACTION = 0.25
 CAM_OPACITY = 0.7
-#: Result layers that are read through a colour bar (``metadata["pathreview"]["kind"]``).
-COLORBAR_KINDS = ("cam", "tile_probability")
 
 
 def is_image(layer: Any) -> bool:
@@ -36,10 +35,13 @@ def is_image(layer: Any) -> bool:
 
 
 def is_roi_layer(layer: Any) -> bool:
-    """Whether ``layer`` can hold an ROI: a Shapes or Labels layer (proxied or not)."""
+    """Whether ``layer`` can hold an ROI: a Shapes or Labels layer (proxied or not), other
+    than the outlines of another layer's holes (``_hole_outlines``)."""
     from napari.layers import Labels, Shapes
 
-    return isinstance(layer, (Shapes, Labels))
+    from napari_pathreview._hole_outlines import is_hole_outlines
+
+    return isinstance(layer, (Shapes, Labels)) and not is_hole_outlines(layer)
 
 
 def faded_colormap(name: str) -> Any:
@@ -297,53 +299,6 @@ def add_tile_heatmap(viewer: Any, image_layer: Any, tiled: Any, classes: Sequenc
     )
     sync_colorbars(viewer)
     return layer
-
-
-def _map_layers(viewer: Any) -> list[Any]:
-    return [layer for layer in viewer.layers if plugin_meta(layer).get("kind") in COLORBAR_KINDS]
-
-
-def colorbar_layer(viewer: Any) -> Any:
-    """The one map whose colour bar is shown, or None when no map is visible.
-
-    napari draws every layer's bar in the same corner without a title, so several bars
-    cannot be told apart: the bar belongs to the selected map, else to the selected image's
-    map, else to the topmost visible map (the one seen on top).
-    """
-    shown = [layer for layer in _map_layers(viewer) if layer.visible]
-    if not shown:
-        return None
-    active = getattr(viewer.layers.selection.active, "name", None)  # proxies: by name
-    selected = [layer for layer in shown if layer.name == active]
-    owned = [layer for layer in shown if plugin_meta(layer).get("image") == active]
-    return (selected or owned or shown)[-1]
-
-
-def sync_colorbars(viewer: Any) -> None:
-    """Show the colour bar of :func:`colorbar_layer` only; hide every other map's bar."""
-    chosen = colorbar_layer(viewer)
-    name = None if chosen is None else chosen.name
-    for layer in _map_layers(viewer):
-        layer.colorbar.visible = layer.name == name
-
-
-def follow_colorbars(viewer: Any) -> None:
-    """Keep :func:`sync_colorbars` true as layers are selected, added, removed or hidden."""
-
-    def sync(*_: Any) -> None:
-        sync_colorbars(viewer)
-
-    def watch(event: Any) -> None:
-        event.value.events.visible.connect(sync)
-        sync()
-
-    for layer in viewer.layers:
-        layer.events.visible.connect(sync)
-    viewer.layers.events.inserted.connect(watch)
-    viewer.layers.events.removed.connect(sync)
-    viewer.layers.events.reordered.connect(sync)
-    viewer.layers.selection.events.active.connect(sync)
-    sync()
 
 
 def roi_events(layer: Any) -> list[Any]:

@@ -33,6 +33,7 @@ def show_saved_roi(viewer: Any, image: Any, geojson: Any) -> Any:
     """
     from napari.layers import Shapes
 
+    from napari_pathreview._hole_outlines import show_holes
     from napari_pathreview.io.geojson import parse_geojson_rois
     from napari_pathreview.io.shape_holes import carry_holes
 
@@ -49,12 +50,14 @@ def show_saved_roi(viewer: Any, image: Any, geojson: Any) -> Any:
     )
     shapes = [roi.data for roi in rois]
     types = [roi.shape_type for roi in rois]
+    show_holes(viewer)
     layer = next((layer for layer in viewer.layers if layer.name == name), None)
     if not isinstance(layer, Shapes):
         if layer is not None:
             viewer.layers.remove(layer)  # not Shapes: it cannot hold the outline
         style = {"edge_color": "lime", "face_color": "transparent"}
         return viewer.add_shapes(shapes, shape_type=types, name=name, **style, **settings)
+    layer.metadata = {**layer.metadata, "pathreview": {}}  # the old outline's holes go first
     layer.data = list(zip(shapes, types, strict=True))
     layer.features = settings.get("features", {})
     layer.feature_defaults = settings.get("feature_defaults", {})

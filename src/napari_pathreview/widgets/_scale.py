@@ -158,7 +158,7 @@ def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[
     from napari_pathreview.io.geojson import rois_from_shapes
 
     data = list(layer.data)
-    holes = _settled_holes(layer, data)
+    holes = settle_layer_holes(layer, data)
     if image is not None:
         source = data_to_world_matrix(layer)
         target = np.linalg.inv(data_to_world_matrix(image))
@@ -168,7 +168,7 @@ def layer_rois(layer: Any, image: Any = None, properties: bool = False) -> list[
     return rois_from_shapes(data, list(layer.shape_type), columns, holes)
 
 
-def _settled_holes(layer: Any, data: list[Any]) -> list[tuple[np.ndarray, ...]]:
+def settle_layer_holes(layer: Any, data: list[Any]) -> list[tuple[np.ndarray, ...]]:
     """The holes of each shape (``io.shape_holes.settle_holes``), kept on the layer as now
     placed: a dragged region's holes moved with it, and a hole its reshaped region no longer
     holds dropped, with a napari warning naming the ROI (once: it is gone from the layer)."""

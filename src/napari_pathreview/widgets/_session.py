@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.shape_holes import HOLES_KIND
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._recall import for_session
 from napari_pathreview.widgets._scale import layer_rois
@@ -46,7 +47,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _drawn(layer: Any, meta: Mapping[str, Any]) -> bool:
-    """A layer the reviewer made (not opened from a file, which is reopened instead)."""
+    """A layer the reviewer made (not opened from a file, which is reopened instead, nor the
+    outlines of an ROI's holes, which come back with their ROI)."""
+    if meta.get("kind") == HOLES_KIND:
+        return False
     return not meta.get("source_path") and not meta.get("dataset")
 
 

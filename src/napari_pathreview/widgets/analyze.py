@@ -42,6 +42,7 @@ from napari_pathreview.inference.mil_maps import MAP_KINDS
 from napari_pathreview.inference.slide_grid import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
 from napari_pathreview.widgets import _pixel_size, _recall, _results, _scale
+from napari_pathreview.widgets._colorbars import ColourBarFollower, follow_while_docked
 from napari_pathreview.widgets._common import (
     _Failed,
     _guarded,
@@ -107,7 +108,8 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
-        _results.follow_colorbars(self.viewer)
+        self.colour_bars = ColourBarFollower(self.viewer)
+        follow_while_docked(self, self.colour_bars)
         self.reset_choices()
         self._image_changed()
 

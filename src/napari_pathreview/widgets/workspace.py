@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_pathreview.widgets import _pixel_size, _recall, _session
+from napari_pathreview.widgets._colorbars import follow_while_docked, sync_colorbars
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info
 from napari_pathreview.widgets.analyze import AnalyzeWidget
@@ -75,6 +76,7 @@ class PathReviewWorkspace(QWidget):
         self.setFixedWidth(DOCK_WIDTH)
         for inner in (self.analyze, self.review):
             inner.setMaximumWidth(DOCK_WIDTH - 24)  # room for the vertical scroll bar
+        follow_while_docked(self, self.analyze.colour_bars)  # the dock closed is this one
         self.review.image_opened.connect(self._queue_image_opened)
         # an image the queue comes back to gets its earlier prediction again (widgets._recall)
         self.review.prediction_memory = self.analyze.memory
@@ -197,8 +199,6 @@ class PathReviewWorkspace(QWidget):
         """A slide's tile heat map, drawn as it was saved (``_session._placed``)."""
         from napari.utils.colormaps import Colormap
 
-        from napari_pathreview.widgets import _results
-
         colormap = Colormap(**entry["colormap"])
         layer = self.viewer.add_image(
             data,
@@ -214,9 +214,10 @@ class PathReviewWorkspace(QWidget):
             metadata={"pathreview": entry["metadata"]},
         )
         layer.visible = bool(entry.get("visible", True))
-        _results.sync_colorbars(self.viewer)
+        sync_colorbars(self.viewer)
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
+        from napari_pathreview._hole_outlines import show_holes
         from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
         from napari_pathreview.io.shape_holes import carry_holes
         from napari_pathreview.widgets import _results
@@ -244,6 +245,7 @@ class PathReviewWorkspace(QWidget):
                 **place,
                 **extra,
             }
+            show_holes(self.viewer)
             self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
         else:
             self.viewer.add_labels(
