@@ -285,6 +285,8 @@ def test_the_readme_names_every_slides_csv_column_and_um_per_px_as_the_model_s(
     line = next(x for x in readme.splitlines() if x.startswith("# slides.csv: "))
     documented = [c.strip() for c in line.split(":", 1)[1].split(",")]
     per_class = {"mean_<class>…", "max_<class>…", "topk_mean_<class>…"}
+    # a column only some models write (a patch MIL model's mil_<class>…) is not this one's
+    documented = [c for c in documented if "models only" not in c]
     named = [c.split(" ")[0] for c in documented]
     expanded = [
         col

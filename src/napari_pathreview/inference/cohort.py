@@ -147,9 +147,12 @@ def _worker_device(device: str) -> str:
     return f"cuda:{index % count}"
 
 
-def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) -> dict[str, Any]:
-    """The slides.csv row; ``stain``: the method applied, ``target``: the id of the fitted
-    target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
+def _row(
+    path: Path, stem: str, key: str, result: Any, decided: Any, stain: str, target: str
+) -> dict[str, Any]:
+    """The slides.csv row; ``decided``: the slide's ``Prediction`` (``slides.slide_prediction``,
+    as the Analyze dock decides), ``stain``: the method applied, ``target``: the id of the
+    fitted target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
     row: dict[str, Any] = {
         "slide": stem,
         "path": str(path),
@@ -162,8 +165,12 @@ def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) 
         "n_failed_tiles": int(result.n_failed),
         # unmeasured with --no-tissue: an empty cell, never "nan"
         "tissue_area_mm2": round(area, 6) if math.isfinite(area := result.tissue_area_mm2) else "",
+        "predicted_label": decided.label,
+        "threshold": "" if decided.threshold is None else decided.threshold,
     }
-    for how in ("mean", "max", "topk_mean"):
+    # a patch MIL model decides on its own pooling of all tiles: those probabilities first
+    pooled = ("mil",) if "mil" in result.aggregate else ()
+    for how in (*pooled, "mean", "max", "topk_mean"):
         for name, value in result.aggregate[how].items():
             row[f"{how}_{name}"] = round(float(value), 6)
     row["seconds"] = round(float(result.seconds), 3)
@@ -175,7 +182,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row."""
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
-    from napari_pathreview.inference.slides import SlideSettings, predict_slide
+    from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
     from napari_pathreview.stain.targets import target_id
 
     settings = SlideSettings(**job.settings)
@@ -188,12 +195,12 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
         result = predict_slide(predictor, source, settings)
     finally:
         source.close()
+    decided = slide_prediction(predictor, result)
     key = job.slide_key(Path(path))
     meta = {"key": key, "path": str(path), "file": str(Path(path).resolve())}
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
-    return _row(
-        Path(path), stem, key, result, predictor.stain_name, target_id(predictor.normalizer)
-    )
+    applied = target_id(predictor.normalizer)
+    return _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
