@@ -203,6 +203,17 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     return _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
 
 
+def _slide_outcome(path: str, stem: str, job: CohortJob) -> dict[str, Any] | PathReviewError:
+    """:func:`slide_task` as a Dask task: a slide refused for a reason the user can act on
+    comes back as its error instead of raising, because Dask logs every raising task as
+    "Compute Failed" with a worker traceback, which buried the one-line failure (a bug's
+    exception still raises, traceback and all)."""
+    try:
+        return slide_task(path, stem, job)
+    except PathReviewError as error:
+        return error
+
+
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
     """The slides that files and folders stand for (``io.slide_folders``: a folder's slide
     files and DICOM WSI series).
@@ -447,18 +458,39 @@ def _on_dask(
     client, cluster = _client(scheduler, workers)
     try:
         futures = {
-            client.submit(slide_task, str(path), stem, job, pure=False): path for path, stem in todo
+            client.submit(_slide_outcome, str(path), stem, job, pure=False): path
+            for path, stem in todo
         }
         for future in as_completed(futures):
             path = futures[future]
             try:
-                record(path, future.result(), None)
+                outcome = future.result()
             except Exception as error:  # the worker's exception, re-raised here
                 record(path, None, error)
+                continue
+            refused = isinstance(outcome, BaseException)
+            record(path, None if refused else outcome, outcome if refused else None)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        _close(client, cluster)
+
+
+def _close(client: Any, cluster: Any) -> None:
+    """Close the client and, when this run started it, the local cluster, without the nanny's
+    "Worker process still alive after 4.0 seconds, killing": every result is in by then, and
+    it only means a worker was slow to unload torch on a busy machine."""
+    client.close()
+    if cluster is None:
+        return
+    nanny = logging.getLogger("distributed.nanny")
+
+    def slow_exit(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Worker process still alive")
+
+    nanny.addFilter(slow_exit)
+    try:
+        cluster.close()
+    finally:
+        nanny.removeFilter(slow_exit)
 
 
 def job_from_settings(model_ref: str, out: Path, settings: Any, **kwargs: Any) -> CohortJob:
