@@ -125,6 +125,19 @@ def test_cancelling_a_slide_run_leaves_no_partial_heatmap(
     assert _heatmap(viewer) is None
 
 
+def test_a_slide_s_result_says_its_quality_was_not_checked_when_qc_is_ticked(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    _viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path)
+    assert widget.qc.value  # ticked, as by default
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    assert widget.result is not None and widget.result.prediction.qc is None
+    decision = widget.decision.text()
+    assert "QC: not run on a tiled slide" in decision
+    assert not decision.endswith(" · ")  # the line once ended in a dangling separator
+
+
 def test_a_slide_run_shows_one_time_left_estimate(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
 ) -> None:
