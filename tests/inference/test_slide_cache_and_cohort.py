@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -285,6 +286,8 @@ def test_the_readme_names_every_slides_csv_column_and_um_per_px_as_the_model_s(
     line = next(x for x in readme.splitlines() if x.startswith("# slides.csv: "))
     documented = [c.strip() for c in line.split(":", 1)[1].split(",")]
     per_class = {"mean_<class>…", "max_<class>…", "topk_mean_<class>…"}
+    # a column only some models write (a patch MIL model's mil_<class>…) is not this one's
+    documented = [c for c in documented if "models only" not in c]
     named = [c.split(" ")[0] for c in documented]
     expanded = [
         col
@@ -294,3 +297,36 @@ def test_the_readme_names_every_slides_csv_column_and_um_per_px_as_the_model_s(
     ]  # fmt: skip
     assert expanded == list(row)
     assert "the model's analysis resolution" in documented[named.index("um_per_px")]
+
+
+def test_a_slide_refused_on_a_dask_worker_is_a_failures_row_without_a_traceback(
+    model_ref, tmp_path
+) -> None:
+    unscaled = write_slide(tmp_path / "unscaled.tif", tissue_slide(384, 512), um_per_px=None)
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict-slides", str(unscaled), "--model", model_ref, "--out", str(out),
+        "--workers", "1", "--device", "cpu", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1
+    (failure,) = _rows(out / "failures.csv")
+    assert failure["error"].startswith("SlideScaleError: ") and "--mpp" in failure["error"]
+    assert "Compute Failed" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _exit_slowly() -> None:
+    """On a worker: take 6 s to exit, as unloading torch can on a busy machine."""
+    import atexit
+    import time
+
+    atexit.register(time.sleep, 6)
+
+
+def test_closing_the_local_cluster_does_not_warn_of_a_worker_slow_to_exit(caplog) -> None:
+    from napari_pathreview.inference import cohort
+
+    client, cluster = cohort._client(None, 1)
+    client.run(_exit_slowly)
+    with caplog.at_level(logging.WARNING):
+        cohort._close(client, cluster)
+    assert not [r for r in caplog.records if "still alive" in r.getMessage()]

@@ -9,9 +9,8 @@ import torch
 from slide_fixtures import MODEL_UM, register_tiny, tissue_slide, write_slide
 
 from napari_pathreview.inference import Predictor
-from napari_pathreview.inference.analysis import _prediction_from_tiled
 from napari_pathreview.inference.layer_slide import as_slide
-from napari_pathreview.inference.slides import SlideSettings, predict_slide
+from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
 from napari_pathreview.models import create_model
 
 PATCH = 32
@@ -80,7 +79,7 @@ def test_a_slide_is_one_bag_of_all_its_tissue_patches(tmp_path, registry, poolin
     np.testing.assert_allclose(bag.attention, attention, atol=1e-5)
     assert list(result.aggregate["mil"]) == CLASSES
     # the slide's decision is the model's own pooling, not the mean of tile probabilities
-    decided = _prediction_from_tiled(predictor, result)
+    decided = slide_prediction(predictor, result)
     decided_probs = [decided.probabilities[name] for name in CLASSES]
     np.testing.assert_allclose(decided_probs, probs, atol=1e-4)
 
@@ -135,3 +134,25 @@ def test_analyse_shows_a_lesion_models_attention_over_a_slide_and_decides_by_its
     assert result.cam.cam.max() == pytest.approx(1.0)
     mil = [tiled.aggregate["mil"][name] for name in CLASSES]
     assert [result.probabilities[name] for name in CLASSES] == pytest.approx(mil)
+
+
+def test_predict_slides_writes_a_lesion_model_s_bag_decision_as_the_dock_makes_it(
+    tmp_path, registry
+) -> None:
+    import csv
+
+    from napari_pathreview.cli import main
+
+    ref = _register_patch_mil(registry, "attention")
+    path = write_slide(tmp_path / "slide.tif", tissue_slide(256, 384), um_per_px=0.25)
+    argv = ["predict-slides", str(path), "--model", ref, "--out", str(tmp_path / "out"),
+            "--workers", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    with (tmp_path / "out" / "slides.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    predictor = Predictor.from_registry(ref, device="cpu")
+    expected = slide_prediction(predictor, predict_slide(predictor, as_slide(path)))
+    bag = [float(row[f"mil_{name}"]) for name in CLASSES]  # the MIL head's pooled call …
+    assert bag == pytest.approx([expected.probabilities[name] for name in CLASSES], abs=1e-5)
+    assert row["predicted_label"] == expected.label  # … decided by the card's rule
+    assert row["threshold"] == str(expected.threshold)

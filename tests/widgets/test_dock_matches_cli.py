@@ -157,3 +157,38 @@ def test_a_target_fitted_to_a_layer_equals_stain_fit_on_its_file(
     for name, p in result.probabilities.items():
         assert p == pytest.approx(float(row[f"p_{name}"]), abs=2e-6)
     assert result.prediction.label == row["predicted_label"]
+
+
+def test_predict_slides_calls_a_slide_as_the_dock_does(
+    qtbot: Any,
+    make_napari_viewer: Any,
+    open_widget: Any,
+    capsys: Any,
+    tmp_path: Path,
+    sample_data: Path,
+    register_model: Any,
+) -> None:
+    from PIL import Image
+
+    from napari_pathreview.io.pyramid import write_pyramidal_tiff
+
+    patch = np.asarray(Image.open(sample_data / BREAKHIS).convert("RGB"))
+    slide = write_pyramidal_tiff(  # a BreaKHis patch as a 0.25 µm/px pyramid
+        patch, tmp_path / "slide.tif", tile=128, n_levels=2, compression="deflate",
+        microns_per_pixel=0.25,
+    )  # fmt: skip
+    spec = {"input_size": [3, 64, 64], "pixel_size": 0.5, "pixel_unit": "um"}
+    model = register_model("tiny-slide", "histology", ["benign", "malignant"], preprocess=spec)
+    viewer = make_napari_viewer()
+    viewer.open(slide, plugin="napari-pathreview")
+    widget = open_widget(viewer, "Analyze")
+    widget.model_combo.value = model
+    widget.cam_method.value = "none"
+    result = _run(qtbot, widget)
+    _cli(capsys, "predict-slides", slide, "--model", model, "--out", tmp_path / "out",
+         "--workers", "0", "--device", "cpu", "--no-progress")  # fmt: skip
+    (row,) = _rows(tmp_path / "out" / "slides.csv")
+    for name, p in result.probabilities.items():  # the dock decides on the tiles' mean …
+        assert p == pytest.approx(float(row[f"mean_{name}"]), abs=1e-6)
+    assert row["predicted_label"] == result.prediction.label  # … and so does the cohort run
+    assert float(row["threshold"]) == result.prediction.threshold

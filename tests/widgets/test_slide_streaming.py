@@ -125,6 +125,30 @@ def test_cancelling_a_slide_run_leaves_no_partial_heatmap(
     assert _heatmap(viewer) is None
 
 
+def test_a_slide_s_result_shows_its_quality_check_when_qc_is_ticked(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    _viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path)
+    assert widget.qc.value  # ticked, as by default
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    assert widget.result is not None and widget.result.prediction.qc is not None
+    decision = widget.decision.text()
+    assert "QC: passed" in decision or "QC: " in decision.split(" · ")[-1]
+    assert not decision.endswith(" · ")  # the line once ended in a dangling separator
+
+
+def test_a_slide_s_result_says_qc_is_off_when_unticked(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    _viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path)
+    widget.qc.value = False
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    assert widget.result is not None and widget.result.prediction.qc is None
+    assert widget.decision.text().endswith("QC: off")
+
+
 def test_a_slide_run_shows_one_time_left_estimate(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, slow_loader: Any, tmp_path: Path
 ) -> None:

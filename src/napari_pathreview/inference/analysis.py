@@ -397,6 +397,7 @@ def _tiled_steps(
     from napari_pathreview.inference.layer_slide import LevelsSlide
     from napari_pathreview.inference.slide_cam import iter_slide_cam
     from napari_pathreview.inference.slide_grid import SlideSettings
+    from napari_pathreview.inference.slides import slide_prediction
     from napari_pathreview.io import LoadedImage
     from napari_pathreview.modality import HISTOLOGY
 
@@ -404,7 +405,7 @@ def _tiled_steps(
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
     tiled = yield from _slide_stage(cached_slide(predictor, source, settings, SlideCache(), cancel))
-    prediction = _prediction_from_tiled(predictor, tiled)
+    prediction = slide_prediction(predictor, tiled)
     if predictor.qc:  # as `pathreview predict` checks the same file: on its preview level
         whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
         prediction = replace(prediction, qc=predictor.quality(whole))
@@ -484,15 +485,3 @@ def _target(card: Any, target_class: str | None) -> str | None:
     if target_class not in classes:
         raise InvalidInputError(f"class {target_class!r} is not one of the model's {classes}.")
     return target_class
-
-
-def _prediction_from_tiled(predictor: Any, tiled: Any) -> Any:
-    """The image-level prediction of a tiled run: a patch MIL model's own pooling of all tiles
-    (``aggregate["mil"]``), else the mean over tissue tiles; then the card's rule."""
-    mean = tiled.aggregate.get("mil") or tiled.aggregate.get("mean") or {}
-    if not mean or not all(np.isfinite(float(v)) for v in mean.values()):
-        raise InvalidInputError(
-            "no tissue tile found in the image; check the image or untick tissue skipping."
-        )
-    probs = np.array([float(mean[name]) for name in predictor.classes], dtype=np.float64)
-    return predictor.to_prediction(probs)

@@ -148,9 +148,12 @@ def _worker_device(device: str) -> str:
     return f"cuda:{index % count}"
 
 
-def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) -> dict[str, Any]:
-    """The slides.csv row; ``stain``: the method applied, ``target``: the id of the fitted
-    target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
+def _row(
+    path: Path, stem: str, key: str, result: Any, decided: Any, stain: str, target: str
+) -> dict[str, Any]:
+    """The slides.csv row; ``decided``: the slide's ``Prediction`` (``slides.slide_prediction``,
+    as the Analyze dock decides), ``stain``: the method applied, ``target``: the id of the
+    fitted target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
     row: dict[str, Any] = {
         "slide": stem,
         "path": os.path.abspath(path),  # absolute: a later run from any folder finds it
@@ -163,8 +166,12 @@ def _row(path: Path, stem: str, key: str, result: Any, stain: str, target: str) 
         "n_failed_tiles": int(result.n_failed),
         # unmeasured with --no-tissue: an empty cell, never "nan"
         "tissue_area_mm2": round(area, 6) if math.isfinite(area := result.tissue_area_mm2) else "",
+        "predicted_label": decided.label,
+        "threshold": "" if decided.threshold is None else decided.threshold,
     }
-    for how in ("mean", "max", "topk_mean"):
+    # a patch MIL model decides on its own pooling of all tiles: those probabilities first
+    pooled = ("mil",) if "mil" in result.aggregate else ()
+    for how in (*pooled, "mean", "max", "topk_mean"):
         for name, value in result.aggregate[how].items():
             row[f"{how}_{name}"] = round(float(value), 6)
     row["seconds"] = round(float(result.seconds), 3)
@@ -176,7 +183,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row."""
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
-    from napari_pathreview.inference.slides import SlideSettings, predict_slide
+    from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
     from napari_pathreview.stain.targets import target_id
 
     settings = SlideSettings(**job.settings)
@@ -189,12 +196,23 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
         result = predict_slide(predictor, source, settings)
     finally:
         source.close()
+    decided = slide_prediction(predictor, result)
     key = job.slide_key(Path(path))
     meta = {"key": key, "path": str(path), "file": str(Path(path).resolve())}
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
-    return _row(
-        Path(path), stem, key, result, predictor.stain_name, target_id(predictor.normalizer)
-    )
+    applied = target_id(predictor.normalizer)
+    return _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+
+
+def _slide_outcome(path: str, stem: str, job: CohortJob) -> dict[str, Any] | PathReviewError:
+    """:func:`slide_task` as a Dask task: a slide refused for a reason the user can act on
+    comes back as its error instead of raising, because Dask logs every raising task as
+    "Compute Failed" with a worker traceback, which buried the one-line failure (a bug's
+    exception still raises, traceback and all)."""
+    try:
+        return slide_task(path, stem, job)
+    except PathReviewError as error:
+        return error
 
 
 def expand_slides(items: Iterable[str | Path]) -> list[Path]:
@@ -458,18 +476,39 @@ def _on_dask(
     client, cluster = _client(scheduler, workers)
     try:
         futures = {
-            client.submit(slide_task, str(path), stem, job, pure=False): path for path, stem in todo
+            client.submit(_slide_outcome, str(path), stem, job, pure=False): path
+            for path, stem in todo
         }
         for future in as_completed(futures):
             path = futures[future]
             try:
-                record(path, future.result(), None)
+                outcome = future.result()
             except Exception as error:  # the worker's exception, re-raised here
                 record(path, None, error)
+                continue
+            refused = isinstance(outcome, BaseException)
+            record(path, None if refused else outcome, outcome if refused else None)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        _close(client, cluster)
+
+
+def _close(client: Any, cluster: Any) -> None:
+    """Close the client and, when this run started it, the local cluster, without the nanny's
+    "Worker process still alive after 4.0 seconds, killing": every result is in by then, and
+    it only means a worker was slow to unload torch on a busy machine."""
+    client.close()
+    if cluster is None:
+        return
+    nanny = logging.getLogger("distributed.nanny")
+
+    def slow_exit(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Worker process still alive")
+
+    nanny.addFilter(slow_exit)
+    try:
+        cluster.close()
+    finally:
+        nanny.removeFilter(slow_exit)
 
 
 def job_from_settings(model_ref: str, out: Path, settings: Any, **kwargs: Any) -> CohortJob:

@@ -49,6 +49,7 @@ __all__ = [
     "model_um_per_px",
     "plan_grid",
     "predict_slide",
+    "slide_prediction",
     "tissue_cells",
 ]
 
@@ -297,3 +298,20 @@ def predict_slide(
             result = item
     assert result is not None
     return result
+
+
+def slide_prediction(predictor: Any, result: SlideResult) -> Any:
+    """The slide's decision, the one rule the Analyze dock and ``predict-slides`` share: a patch
+    MIL model's own pooling of every tile (``aggregate["mil"]``), else the mean over tissue
+    tiles, decided by the card's rule (``Predictor.to_prediction``: its threshold or argmax).
+
+    Raises:
+        InvalidInputError: No tissue tile was classified, so there is nothing to decide on.
+    """
+    probs = result.aggregate.get("mil") or result.aggregate.get("mean") or {}
+    if not probs or not all(np.isfinite(float(v)) for v in probs.values()):
+        raise InvalidInputError(
+            "no tissue tile found in the image; check the image or untick tissue skipping."
+        )
+    values = np.array([float(probs[name]) for name in predictor.classes], dtype=np.float64)
+    return predictor.to_prediction(values)

@@ -127,7 +127,7 @@ def result_texts(result: Any) -> tuple[str, str, str]:
     An uncertain output is not printed in bold: the decision reads "uncertain: <label>".
     """
     if result.prediction.qc is None:
-        qc = "QC: not run (histology only)" if result.card.modality != "histology" else ""
+        qc = _qc_not_run(result)
     else:
         qc = "QC: passed" if not result.warnings else "QC: " + "; ".join(result.warnings)
     return _texts(
@@ -139,6 +139,13 @@ def result_texts(result: Any) -> tuple[str, str, str]:
         result.card,
         result.request.tta,
     )
+
+
+def _qc_not_run(result: Any) -> str:
+    """Why a result has no quality check: said, so a ticked box is not read as a pass."""
+    if result.card.modality != "histology":
+        return "QC: not run (histology only)"
+    return "QC: off" if not result.request.qc else "QC: not run"
 
 
 def restored_texts(record: Mapping[str, Any], card: Any) -> tuple[str, str, str]:
