@@ -9,7 +9,7 @@ import torch
 from slide_fixtures import MODEL_UM, register_tiny, tissue_slide, write_slide
 
 from napari_pathreview.inference import Predictor
-from napari_pathreview.inference.analysis import _prediction_from_tiled
+from napari_pathreview.inference.large_images import prediction_from_tiled
 from napari_pathreview.inference.layer_slide import as_slide
 from napari_pathreview.inference.slides import SlideSettings, predict_slide
 from napari_pathreview.models import create_model
@@ -80,7 +80,7 @@ def test_a_slide_is_one_bag_of_all_its_tissue_patches(tmp_path, registry, poolin
     np.testing.assert_allclose(bag.attention, attention, atol=1e-5)
     assert list(result.aggregate["mil"]) == CLASSES
     # the slide's decision is the model's own pooling, not the mean of tile probabilities
-    decided = _prediction_from_tiled(predictor, result)
+    decided = prediction_from_tiled(predictor, result)
     decided_probs = [decided.probabilities[name] for name in CLASSES]
     np.testing.assert_allclose(decided_probs, probs, atol=1e-4)
 
