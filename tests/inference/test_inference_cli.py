@@ -356,3 +356,24 @@ def test_predict_cam_with_a_one_by_one_cam_layer_still_refuses_an_unknown_target
     assert main(argv) == 2
     assert not (tmp_path / "results").exists()
 
+
+def test_evaluate_cam_with_tta_scores_each_film_as_explain_does_with_the_same_tta(
+    binary_ref, rng, tmp_path
+) -> None:
+    """``--tta`` decides the predicted class each CAM explains; evaluate-cam had no --tta."""
+    folder = _mias_folder(tmp_path / "mias", rng)
+    per_image = tmp_path / "per_image.csv"
+    argv = ["evaluate-cam", "--mias", str(folder), "--model", binary_ref, "--device", "cpu",
+            "--allow-modality-mismatch", "--methods", "gradcam", "--tta", "flips",
+            "--per-image", str(per_image)]  # fmt: skip
+    assert main(argv) == 0
+    for row in _rows(per_image):
+        scores = tmp_path / f"{row['image']}.csv"
+        argv = ["explain", str(folder / row["image"]), "--model", binary_ref, "--device", "cpu",
+                "--allow-modality-mismatch", "--method", "gradcam", "--tta", "flips",
+                "--mias-info", str(folder / "Info.txt"), "--out", str(scores)]  # fmt: skip
+        assert main(argv) == 0
+        (explained,) = _rows(scores)
+        assert explained["target"] == row["target"]
+        for score in ("iou", "dice", "pointing", "energy"):
+            assert float(explained[score]) == pytest.approx(float(row[score]), abs=1e-9)

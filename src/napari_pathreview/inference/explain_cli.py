@@ -64,6 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--limit", type=int, default=None, help="evaluate the first N images only"
     )
+    tta_option(evaluate)  # as explain's: the views that decide the predicted class explained
     cam_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -192,7 +193,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _check_evaluate_args(args)
     methods = cam_methods(args.methods)
-    predictor = build_predictor(args, qc=False)
+    predictor = build_predictor(args, tta=args.tta, qc=False)
+    warn_tta_mismatch("evaluate-cam", predictor.card, predictor.tta)
     predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:
