@@ -86,3 +86,25 @@ def test_predict_tta_of_a_lesion_model_averages_its_four_flipped_views(
     merged = probabilities(tmp_path / "tta", str(tmp_path / "id.png"), "--tta", "flips")
     np.testing.assert_allclose(merged["id"], np.mean(list(alone.values()), axis=0), atol=1e-5)
     assert not np.allclose(alone["id"], alone["hv"], atol=1e-4)  # the views do differ
+
+
+def test_explain_takes_a_lesion_models_patch_map_as_its_method(
+    registry, rng, tissue_like, tmp_path
+) -> None:
+    """predict --cam and the Analyze dock offer patch_map; explain --method refused it as an
+    unknown CAM method though it scores a lesion model's maps anyway."""
+    from napari_pathreview.io import Roi, write_geojson_rois
+
+    ref = _lesion_ref(registry)
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), tissue_like(rng, 64, 64)[:, :, ::-1])
+    square = np.array([[8, 8], [8, 40], [40, 40], [40, 8]])
+    roi = write_geojson_rois(tmp_path / "roi.geojson", [Roi(square, "rectangle")])
+    scores = tmp_path / "scores.csv"
+    done = _pathreview(
+        "explain", str(image), "--model", ref, "--device", "cpu", "--method", "patch_map",
+        "--roi", str(roi), "--out", str(scores),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(scores.open(newline="")))
+    assert [r["method"] for r in rows] == ["patch_map", "attention_map"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,8 @@ from napari_pathreview.errors import (  # noqa: F401  (DeviceUnavailableError: r
     PathReviewError,
 )
 from napari_pathreview.inference.device import resolve_device
-from napari_pathreview.inference.mil_maps import MAP_KINDS
+from napari_pathreview.inference.large_images import needs_tiling
 from napari_pathreview.inference.two_film import check_two_film_model, decide_pair
-
-#: Histology images whose longer side exceeds this many pixels are classified tile by tile.
-TILE_ABOVE_PIXELS = 1600
 
 
 class ModalityMismatchError(InvalidInputError):
@@ -181,16 +178,6 @@ def _levels(image: np.ndarray | Sequence[Any]) -> list[Any]:
             raise InvalidInputError("the image layer holds no data.")
         return list(image)
     return [image]
-
-
-def needs_tiling(levels: Sequence[Any], modality: str | None, tiled: bool | None) -> bool:
-    """Tile multiscale images and large histology; whole mammograms are classified whole."""
-    if tiled is not None:
-        return tiled
-    if modality == "mammogram":
-        return False
-    shape = levels[0].shape
-    return len(levels) > 1 or max(shape[0], shape[1]) > TILE_ABOVE_PIXELS
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:
@@ -392,81 +379,71 @@ def _tiled_steps(
     The CAM is explained on the heatmap's own plan (matched mode: the model's µm/px, read
     from the nearest finer level) and blended into a map a few pixels per heatmap cell
     (``inference.slide_cam``), so it shows what the model saw at the resolution it learned.
+    The steps are ``inference.large_images``'s, which ``pathreview predict`` runs too.
     """
-    from napari_pathreview.inference.cache import SlideCache, cached_slide
+    from napari_pathreview.inference.cache import SlideCache
+    from napari_pathreview.inference.large_images import iter_classify_tiles, iter_explain_tiles
     from napari_pathreview.inference.layer_slide import LevelsSlide
-    from napari_pathreview.inference.slide_cam import iter_slide_cam
+    from napari_pathreview.inference.mil_maps import MAP_KINDS
     from napari_pathreview.inference.slide_grid import SlideSettings
-    from napari_pathreview.inference.slides import slide_prediction
     from napari_pathreview.io import LoadedImage
     from napari_pathreview.modality import HISTOLOGY
 
     settings = SlideSettings(mode=request.slide_mode)
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
-    tiled = yield from _slide_stage(cached_slide(predictor, source, settings, SlideCache(), cancel))
-    prediction = slide_prediction(predictor, tiled)
-    if predictor.qc:  # as `pathreview predict` checks the same file: on its preview level
-        whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
-        prediction = replace(prediction, qc=predictor.quality(whole))
+    whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
+    steps = iter_classify_tiles(predictor, source, settings, cancel, SlideCache(), image=whole)
+    prediction, tiled = yield from _slide_stage(steps)
     cam = None
-    if request.cam_method in MAP_KINDS:  # a patch MIL model's own maps, from the run itself
-        cam = _slide_mil_map(predictor, tiled, request.cam_method, prediction.label)
-    elif request.cam_method:
-        index = list(predictor.classes).index(target or prediction.label)
-        where = f"{tiled.grid.um_per_px:.3g} µm/px" if tiled.grid.um_per_px else "preview"
-        yield AnalysisProgress(f"explaining tiles ({request.cam_method}, {where})", 0.7)
-        steps = iter_slide_cam(
-            predictor, source, tiled.grid, settings, index, request.cam_method, cancel
+    if request.cam_method:
+        if request.cam_method not in MAP_KINDS:
+            where = f"{tiled.grid.um_per_px:.3g} µm/px" if tiled.grid.um_per_px else "preview"
+            yield AnalysisProgress(f"explaining tiles ({request.cam_method}, {where})", 0.7)
+        label = target or prediction.label
+        steps = iter_explain_tiles(
+            predictor, source, tiled, settings, request.cam_method, label, cancel
         )
         cam = yield from _tiled_stage(steps, 0.7, 0.95)
     yield prediction, cam, tiled, ""
 
 
-def _slide_mil_map(predictor: Any, tiled: Any, kind: str, label: str) -> Any:
-    from napari_pathreview.explain.cams import CamResult
-    from napari_pathreview.inference.mil_maps import negative_class_index
-    from napari_pathreview.inference.slide_mil import slide_map
-
-    grid = slide_map(tiled, kind, negative_class_index(predictor.card))
-    return CamResult(grid, kind, list(predictor.classes).index(label), label)
-
-
-def _slide_stage(steps: Iterator[Any]) -> Generator[Any, None, Any]:
-    """Relay the slide engine's events (and progress in [0.1, 0.7]); returns its result."""
+def _slide_stage(steps: Generator[Any, None, Any]) -> Generator[Any, None, Any]:
+    """Relay the slide engine's events (and progress in [0.1, 0.7]); returns what ``steps``
+    returns."""
     from napari_pathreview.inference.progress import Progress
-    from napari_pathreview.inference.slides import SlideBatch, SlideResult
+    from napari_pathreview.inference.slides import SlideBatch
 
-    result = None
-    for item in steps:
-        if isinstance(item, SlideResult):
-            result = item
-        elif isinstance(item, Progress) and item.cancelled:
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, Progress) and item.cancelled:
             raise AnalysisCancelled("analysis cancelled; nothing was added.")
-        else:
-            yield item
-            if isinstance(item, SlideBatch):
-                fraction = item.done / item.total if item.total else 1.0
-                yield AnalysisProgress(f"classifying tiles: {item.message}", 0.1 + 0.6 * fraction)
-    return result
+        yield item
+        if isinstance(item, SlideBatch):
+            fraction = item.done / item.total if item.total else 1.0
+            yield AnalysisProgress(f"classifying tiles: {item.message}", 0.1 + 0.6 * fraction)
 
 
 def _tiled_stage(
-    steps: Iterator[Any], low: float, high: float
+    steps: Generator[Any, None, Any], low: float, high: float
 ) -> Generator[AnalysisProgress, None, Any]:
     """Relay a tiled generator's progress into [low, high]; returns its result (cancel raises)."""
     from napari_pathreview.inference.progress import Progress
 
-    result = None
-    for item in steps:
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as stop:
+            return stop.value
         if not isinstance(item, Progress):
-            result = item
-        elif item.cancelled:
+            continue
+        if item.cancelled:
             raise AnalysisCancelled("analysis cancelled; nothing was added.")
-        else:
-            fraction = item.done / item.total if item.total else 1.0
-            yield AnalysisProgress(item.message or "tiles", low + (high - low) * fraction)
-    return result
+        fraction = item.done / item.total if item.total else 1.0
+        yield AnalysisProgress(item.message or "tiles", low + (high - low) * fraction)
 
 
 def _fraction(progress: Any) -> float:

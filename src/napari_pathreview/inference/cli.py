@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,20 @@ from napari_pathreview.inference.cli_options import (
     warn_tta_mismatch,
     write_csv,
 )
+from napari_pathreview.inference.large_images import TILE_ABOVE_PIXELS
 
 logger = logging.getLogger(__name__)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Attach ``predict``, ``explain`` and ``evaluate-cam`` to the ``pathreview`` parser."""
-    predict = subparsers.add_parser("predict", help="classify images → predictions.csv (+ CAMs)")
+    predict = subparsers.add_parser(
+        "predict",
+        help="classify images → predictions.csv (+ CAMs)",
+        description="Classify images. A large one (a pyramid, or histology over "
+        f"{TILE_ABOVE_PIXELS} px) is classified tile by tile as the Analyze dock does it "
+        "(--mode, --mpp, --min-tissue); the rest whole.",
+    )
     predict.add_argument("images", nargs="+", type=Path, help="image files")
     model_options(predict)
     tta_option(predict)
@@ -59,9 +67,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--patients", type=Path, default=None, metavar="CSV", help="path,patient_id per image"
     )
     cam_options(predict)
-    predict.set_defaults(handler=_predict)
-
     from napari_pathreview.inference import explain_cli, slide_cli
+
+    # large images (a pyramid, or histology over 1600 px) are tiled as the Analyze dock tiles
+    slide_cli.add_scale_options(predict, what="histology image")
+    predict.set_defaults(handler=_predict)
 
     explain_cli.add_commands(subparsers)  # explain, evaluate-cam
     slide_cli.add_commands(subparsers)  # predict-slides, cache
@@ -112,10 +122,16 @@ def _stems(paths: list[Path]) -> list[str]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Predict every image; a bad one gets ``status=error`` in its row and the rest go on."""
+    """Predict every image; a bad one gets ``status=error`` in its row and the rest go on.
+
+    A large image is classified tile by tile, by the Analyze dock's rule and steps
+    (``inference.large_images``), so both give the same probabilities for the same file.
+    """
     from napari_pathreview import preflight
+    from napari_pathreview.inference.slide_cli import scale_settings
 
     stain = stain_arg(args)  # a --stain-target file is read and checked before --out exists
+    settings = scale_settings(args)  # a bad --mpp: refused under its flag, nothing made
     images = list(args.images)
     problems = {i: preflight.file_problem(p) for i, p in enumerate(images)}
     readable = [p for i, p in enumerate(images) if problems[i] is None]
@@ -128,12 +144,12 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = build_predictor(args, tta=args.tta, qc=not args.no_qc, stain=stain)
     warn_tta_mismatch("predict", predictor.card, predictor.tta)
     method = cam_method(args.cam, predictor) if args.cam else None
-    if method:
-        check_cam_options(args, method, predictor)  # a 1×1 CAM layer: refused, nothing made
+    no_cam = _cam_refusal(args, method, predictor)
     out = preflight.output_folder(args.out)
     classes = predictor.classes
     rows, one_film = [], []
-    for path, stem, p in _iter_predictions(predictor, images, problems):
+    for path, stem, item in _iter_predictions(predictor, images, problems, settings):
+        p = item.prediction if isinstance(item, TiledImage) else item
         one_film.append(None if isinstance(p, str) else p.probabilities)
         if isinstance(p, str):
             rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
@@ -143,10 +159,11 @@ def _predict(args: argparse.Namespace) -> int:
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
         )
-        if method:
+        if no_cam:
+            row.update(_failed(f"CAM: {no_cam}"))
+        elif method:
             try:
-                result = predictor.explain(path, method, **explain_kwargs(args, method))
-                _write_cam(out, stem, path, result)
+                _write_cam(out, stem, path, _explain_one(predictor, path, item, method, args))
             except Exception as error:  # noqa: BLE001 - one image must not stop the batch
                 row.update(_failed(f"CAM: {describe_error(error)}"))
         rows.append(row)
@@ -155,12 +172,46 @@ def _predict(args: argparse.Namespace) -> int:
         header += _add_two_film(rows, one_film, predictor.card, patients)
     csv_path = write_csv(out / "predictions.csv", rows, header)
     print(f"wrote {csv_path}")
-    failed = sum(r["status"] != "ok" for r in rows)
-    if failed:
-        logger.error("%d of %d image(s) failed; see the status/error columns", failed, len(rows))
-        print(f"pathreview predict: {failed} of {len(rows)} image(s) failed", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(rows)
+
+
+def _cam_refusal(args: argparse.Namespace, method: str | None, predictor: Any) -> str:
+    """Check the CAM options once, before any image; returns why no CAM can be made ("" when
+    they can). A CAM layer too coarse to localise (1×1) skips the CAMs, said once on stderr,
+    and the probabilities are still written; any other bad option refuses the command."""
+    from napari_pathreview.explain.cam_grid import CamResolutionError
+
+    if not method:
+        return ""
+    try:
+        check_cam_options(args, method, predictor)
+    except CamResolutionError as error:
+        print(
+            f"pathreview predict: no CAMs ({method}): {error}; "
+            "the probabilities are written, the CAMs skipped",
+            file=sys.stderr,
+        )
+        return str(error)
+    return ""
+
+
+def _report_failures(rows: list[dict[str, Any]]) -> int:
+    """Exit status 1 when any row is not ``ok`` (partial results), said on stderr."""
+    failed = [r for r in rows if r["status"] != "ok"]
+    if not failed:
+        return 0
+    logger.error("%d of %d image(s) failed; see the status/error columns", len(failed), len(rows))
+    no_cam = sum(str(r["error"]).startswith("CAM: ") for r in failed)
+    lost = len(failed) - no_cam
+    if lost:
+        print(f"pathreview predict: {lost} of {len(rows)} image(s) failed", file=sys.stderr)
+    if no_cam:
+        print(
+            f"pathreview predict: {no_cam} of {len(rows)} image(s) have probabilities but no "
+            "CAM; see the error column",
+            file=sys.stderr,
+        )
+    return 1
 
 
 def _two_film_patients(args: argparse.Namespace, card: Any, images: list[Path]) -> Any:
@@ -224,28 +275,104 @@ def _failed(message: str) -> dict[str, str]:
     return {"status": "error", "error": message}
 
 
+@dataclass(frozen=True)
+class TiledImage:
+    """A large image classified tile by tile: its prediction and what its CAM is read from."""
+
+    prediction: Any
+    result: Any  # slides.SlideResult
+    source: Any  # the SlideSource the tiles were read from
+    settings: Any  # slide_grid.SlideSettings
+
+
+def _explain_one(predictor: Any, path: Path, item: Any, method: str, args: Any) -> Any:
+    """An image's CAM: a tiled image's on the heatmap's plan (as the Analyze dock's), else the
+    whole image's with the CAM options."""
+    if not isinstance(item, TiledImage):
+        image = path if args.slide_um_per_px is None else _load(path, args.slide_um_per_px)
+        return predictor.explain(image, method, **explain_kwargs(args, method))
+    from napari_pathreview.inference.large_images import iter_explain_tiles, run_to_end
+
+    label = args.target_class or item.prediction.label
+    steps = iter_explain_tiles(predictor, item.source, item.result, item.settings, method, label)
+    return run_to_end(steps)
+
+
+def _load(path: Path, um_per_px: float | None) -> Any:
+    from napari_pathreview.io import load_image
+
+    return load_image(path, um_per_px=um_per_px)
+
+
+def _classify(predictor: Any, path: Path, settings: Any) -> Any:
+    """A large image's ``TiledImage`` (the dock's rule and steps), else the ``LoadedImage``
+    to classify whole (with ``--mpp``'s pixel size when given).
+
+    Raises:
+        ImageReadError: the file cannot be read; SlideScaleError: matched tiling without a
+            pixel size (the message says what to pass).
+    """
+    from napari_pathreview.inference.large_images import (
+        iter_classify_tiles,
+        needs_tiling,
+        run_to_end,
+    )
+    from napari_pathreview.inference.layer_slide import as_slide
+
+    loaded = _load(path, settings.slide_um_per_px)
+    if not needs_tiling(loaded.levels, loaded.modality):
+        return loaded
+    source = as_slide(loaded)
+    steps = iter_classify_tiles(predictor, source, settings, path=str(path), image=loaded)
+    prediction, result = run_to_end(steps)
+    return TiledImage(prediction, result, source, settings)
+
+
 def _iter_predictions(
-    predictor: Any, images: list[Path], problems: dict[int, str | None]
+    predictor: Any, images: list[Path], problems: dict[int, str | None], settings: Any
 ) -> Iterator[tuple[Path, str, Any]]:
-    """(path, stem, Prediction or error text) in input order, batch by batch.
+    """(path, stem, a Prediction, ``TiledImage`` or error text) in input order, batch by batch.
 
     A batch that fails is retried image by image, so one unreadable file costs only itself.
+    Results are handed on as each batch finishes, so a large image's tiles are let go of
+    before the next batch.
     """
     stems = _stems(images)
     good = [i for i in range(len(images)) if problems[i] is None]
     results: dict[int, Any] = {i: problems[i] for i in range(len(images)) if problems[i]}
     size = predictor.images_per_forward
+    handed = 0
     for start in range(0, len(good), size):
-        chunk = good[start : start + size]
-        try:
-            for i, p in zip(chunk, predictor.predict([images[i] for i in chunk]), strict=True):
-                results[i] = p
-        except Exception:  # noqa: BLE001 - retried one by one below to find the bad image
-            for i in chunk:
-                try:
-                    results[i] = predictor.predict([images[i]])[0]
-                except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
-                    logger.debug("prediction of %s failed", images[i], exc_info=True)
-                    results[i] = describe_error(error)
-    for i, path in enumerate(images):
-        yield path, stems[i], results[i]
+        whole: dict[int, Any] = {}  # index → LoadedImage
+        for i in good[start : start + size]:
+            try:
+                item = _classify(predictor, images[i], settings)
+            except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
+                logger.debug("prediction of %s failed", images[i], exc_info=True)
+                item = describe_error(error)
+            if isinstance(item, str | TiledImage):
+                results[i] = item
+            else:
+                whole[i] = item
+        _predict_whole(predictor, whole, results)
+        while handed < len(images) and handed in results:
+            yield images[handed], stems[handed], results.pop(handed)
+            handed += 1
+    for i in range(handed, len(images)):
+        yield images[i], stems[i], results.pop(i)
+
+
+def _predict_whole(predictor: Any, chunk: dict[int, Any], results: dict[int, Any]) -> None:
+    """Predict ``chunk`` (index → loaded image) as one batch, into ``results``."""
+    if not chunk:
+        return
+    try:
+        for i, p in zip(chunk, predictor.predict(list(chunk.values())), strict=True):
+            results[i] = p
+    except Exception:  # noqa: BLE001 - retried one by one below to find the bad image
+        for i, image in chunk.items():
+            try:
+                results[i] = predictor.predict([image])[0]
+            except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
+                logger.debug("prediction of %s failed", image.path, exc_info=True)
+                results[i] = describe_error(error)

@@ -195,11 +195,13 @@ def cam_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_cam_options(args: argparse.Namespace, method: str, predictor: Any) -> None:
     """``--target-class``, the Score-CAM options and the model's CAM grid, checked once before
-    the first image: a bad one would otherwise fail the CAM of every image, one by one."""
+    the first image: a bad one would otherwise fail the CAM of every image, one by one.
+
+    The grid last: a CAM layer too coarse to localise (``CamResolutionError``) is the one
+    refusal ``predict`` turns into skipped CAMs, so the options are checked before it.
+    """
     from napari_pathreview.inference.mil_maps import MAP_KINDS
 
-    if method not in MAP_KINDS:
-        predictor.require_cam_grid()
     if args.target_class is not None:  # a class name: the probabilities are not consulted
         import numpy as np
 
@@ -208,6 +210,8 @@ def check_cam_options(args: argparse.Namespace, method: str, predictor: Any) -> 
         from napari_pathreview.explain.cams import check_scorecam_options
 
         check_scorecam_options(**cam_kwargs(args))
+    if method not in MAP_KINDS:
+        predictor.require_cam_grid()
 
 
 def explain_kwargs(args: argparse.Namespace, method: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.cli_options import (
     build_predictor,
+    cam_method,
     cam_methods,
     cam_options,
     explain_kwargs,
@@ -37,7 +38,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--method",
         default="gradcam",
-        help="CAM method(s), comma-separated (e.g. gradcam,gradcam++,scorecam)",
+        help="CAM method(s), comma-separated (e.g. gradcam,gradcam++,scorecam); a lesion-aware "
+        "(patch MIL) model's own patch_map and attention_map are scored too",
     )
     roi = explain.add_mutually_exclusive_group(required=True)
     roi.add_argument("--roi", type=Path, help="GeoJSON with polygon/rectangle/ellipse ROIs")
@@ -64,6 +66,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--limit", type=int, default=None, help="evaluate the first N images only"
     )
+    tta_option(evaluate)  # as explain's: the views that decide the predicted class explained
     cam_options(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -127,10 +130,13 @@ def _explain(args: argparse.Namespace) -> int:
         mask = roi_mask_from_geojson(args.roi, shape)
     else:
         mask = roi_mask_from_mias(args.mias_info, args.image, shape)
-    methods = cam_methods(args.method)
+    methods, maps = _explain_methods(args.method)
     predictor = build_predictor(args, tta=args.tta, qc=False)
     warn_tta_mismatch("explain", predictor.card, predictor.tta)
-    predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
+    for kind in maps:  # an ordinary CNN has no patch map: said before any CAM is computed
+        cam_method(kind, predictor)
+    if methods:
+        predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:
         rows += score_methods(
@@ -148,6 +154,17 @@ def _explain(args: argparse.Namespace) -> int:
     if args.out is not None:
         print(f"wrote {write_csv(args.out, rows, SCORE_COLUMNS)}")
     return 0
+
+
+def _explain_methods(text: str) -> tuple[list[str], list[str]]:
+    """``--method``: the CAM methods (checked before torch loads) and the patch MIL maps
+    named (``patch_map``, ``attention_map``: a lesion model scores both anyway)."""
+    from napari_pathreview.inference.mil_maps import MAP_KINDS
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    maps = [m for m in names if m in MAP_KINDS]
+    cams = [m for m in names if m not in MAP_KINDS]
+    return (cam_methods(",".join(cams)) if cams or not maps else []), maps
 
 
 def warn_empty_cams(command: str, rows: Sequence[dict[str, Any]], shown: int = 5) -> None:
@@ -192,7 +209,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _check_evaluate_args(args)
     methods = cam_methods(args.methods)
-    predictor = build_predictor(args, qc=False)
+    predictor = build_predictor(args, tta=args.tta, qc=False)
+    warn_tta_mismatch("evaluate-cam", predictor.card, predictor.tta)
     predictor.require_cam_grid()  # a 1×1 CAM layer: say so, not a table of flat maps
     rows = []
     for method in methods:

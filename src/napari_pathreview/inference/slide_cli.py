@@ -20,6 +20,7 @@ from napari_pathreview.inference.cli_options import (
     warn_tta_mismatch,
 )
 from napari_pathreview.inference.device import DEVICES
+from napari_pathreview.inference.slide_grid import MODES
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +70,7 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     Each value option records the spelling typed (``TypedFlag``), so a bad value is reported
     under it (``--mpp must be …``) rather than the ``SlideSettings`` field it fills.
     """
-    parser.add_argument(
-        "--mode",
-        choices=("matched", "preview"),
-        default="matched",
-        help="matched: tile at the model's µm/px (default); preview: a coarse level, fast",
-    )
+    add_scale_options(parser)
     typed = {"action": TypedFlag}
     parser.add_argument(
         "--overlap",
@@ -83,14 +79,6 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
         help="tile overlap in [0, 0.9] (default: %(default)s)",
         **typed,
     )
-    parser.add_argument(
-        "--min-tissue",
-        type=float,
-        default=0.25,
-        help="least tissue fraction of a tile (default: %(default)s)",
-        **typed,
-    )
-    parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -105,6 +93,24 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
         help="tile reader threads (default: %(default)s)",
         **typed,
     )
+
+
+def add_scale_options(parser: argparse.ArgumentParser, what: str = "slide") -> None:
+    """``--mode``, ``--model-um-per-px``, ``--mpp``, ``--min-tissue`` and ``--no-tissue``: at
+    what resolution tiles are read and which are classified (``predict-slides``; ``predict``
+    for its large images, read by :func:`scale_settings`).
+
+    Args:
+        what: What ``--mpp`` applies to, as its help names it.
+    """
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="matched",
+        help="matched: tile at the model's µm/px (default); preview: a coarse level, fast, "
+        "not the resolution the model learned",
+    )
+    typed = {"action": TypedFlag}
     parser.add_argument(
         "--model-um-per-px",
         type=float,
@@ -119,11 +125,34 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help=(
-            "level-0 µm per pixel for every slide given: for files that do not state it or"
+            f"level-0 µm per pixel for every {what} given: for files that do not state it or"
             " state it wrongly (it replaces a stated value; never guessed)"
         ),
         **typed,
     )
+    parser.add_argument(
+        "--min-tissue",
+        type=float,
+        default=0.25,
+        help="least tissue fraction of a tile (default: %(default)s)",
+        **typed,
+    )
+    parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
+
+
+def scale_settings(args: argparse.Namespace):
+    """``SlideSettings`` from :func:`add_scale_options` only (the rest at their defaults, as
+    the Analyze dock tiles); a bad value is reported under its flag."""
+    from napari_pathreview.inference.slide_grid import SlideSettings
+
+    with reported_as(typed_flags(args)):
+        return SlideSettings(
+            mode=args.mode,
+            model_um_per_px=args.model_um_per_px,
+            slide_um_per_px=args.slide_um_per_px,
+            min_tissue=args.min_tissue,
+            tissue=not args.no_tissue,
+        )
 
 
 def settings_from_args(args: argparse.Namespace):

@@ -300,7 +300,7 @@ def predict_slide(
     return result
 
 
-def slide_prediction(predictor: Any, result: SlideResult) -> Any:
+def slide_prediction(predictor: Any, result: SlideResult, path: str | None = None) -> Any:
     """The slide's decision, the one rule the Analyze dock and ``predict-slides`` share: a patch
     MIL model's own pooling of every tile (``aggregate["mil"]``), else the mean over tissue
     tiles, decided by the card's rule (``Predictor.to_prediction``: its threshold or argmax).
@@ -314,4 +314,4 @@ def slide_prediction(predictor: Any, result: SlideResult) -> Any:
             "no tissue tile found in the image; check the image or untick tissue skipping."
         )
     values = np.array([float(probs[name]) for name in predictor.classes], dtype=np.float64)
-    return predictor.to_prediction(values)
+    return predictor.to_prediction(values, path=path, seconds=float(result.seconds))
