@@ -324,3 +324,23 @@ def test_train_prints_per_fold_figures_as_mean_and_sd_not_json():
         "per fold (mean ± sd over 3 folds): balanced_accuracy 0.531 ± 0.143, "
         "f1_macro 0.495 ± 0.176, roc_auc n/a"
     )
+
+
+def test_train_says_what_the_table_was_scored_on_and_decided_at():
+    """A k-fold run's table is pooled out of fold, at the folds' mean validation threshold:
+    train printed the figures without either."""
+    from napari_pathreview.training.cli import scored_on_line
+
+    metrics = {
+        "classes": ["benign", "malignant"],
+        "threshold": 0.4213,
+        "threshold_rule": "youden_on_validation",
+        "folds": [{}, {}, {}],
+        "test": {"n": 120, "pooled_out_of_fold": True},
+    }
+    assert scored_on_line(metrics) == (
+        "test:       120 images, pooled out of 3 folds; decision P(malignant) >= 0.421 "
+        "(youden_on_validation); ece lower is better"
+    )
+    argmax = {**metrics, "threshold": None, "folds": [{}], "test": {"n": 40}}
+    assert "40 images, one test part; decision argmax" in scored_on_line(argmax)
