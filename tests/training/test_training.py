@@ -169,6 +169,28 @@ def test_a_patient_split_runs_ci_resample_the_test_patients(tiny_recipe, tmp_pat
     assert result.metrics["test"]["ci_resampled"] == f"{len(patients)} patients"
 
 
+def test_metrics_count_the_groups_a_patient_stem_split_and_its_bootstrap_draw(
+    tiny_recipe, tmp_path
+):
+    """With split.group_by: patient_stem, slides 14-22549AB, CD and G are one group: metrics.json
+    counted them as three (n_patients) and the bootstrap's "N patients" named stems, so the two
+    figures disagreed with nothing saying why."""
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split={"group_by": "patient_stem"})
+    result = run_recipe(recipe, out_dir=tmp_path)
+    fold = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]
+    patients = {row["patient_id"] for part in ("train", "val", "test") for row in fold[part]}
+    test_stems = {_stem(row["patient_id"]) for row in fold["test"]}
+    metrics = result.metrics
+    assert metrics["n_patients"] == len(patients)
+    assert metrics["group_by"] == "patient_stem"
+    assert metrics["n_groups"] == len({_stem(p) for p in patients}) < len(patients)
+    assert metrics["test"]["ci_resampled"] == f"{len(test_stems)} patient_stem groups"
+
+
+def _stem(patient: str) -> str:
+    return patient.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
     from napari_pathreview.cli import main
 
