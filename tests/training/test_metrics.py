@@ -143,3 +143,17 @@ def test_a_class_present_but_never_predicted_counts_against_precision():
     predicted = np.array([0, 0, 1, 1, 1, 1])
     m = compute_metrics(y, np.eye(3)[predicted] * 0.9 + 0.05)
     assert m["precision"] == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_binary_sensitivity_and_precision_are_undefined_without_a_malignant_image():
+    """A binary test part of benign images only: nothing to detect, as specificity is
+    undefined without a benign image (sensitivity and precision used to read 0)."""
+    benign_only = compute_metrics(np.zeros(4, int), np.array([[0.9, 0.1]] * 4), 0.5)
+    assert math.isnan(benign_only["sensitivity"]) and math.isnan(benign_only["precision"])
+    assert benign_only["f1_macro"] == benign_only["accuracy"] == benign_only["specificity"] == 1.0
+
+
+def test_binary_precision_still_counts_0_when_malignant_images_are_never_called():
+    missed = compute_metrics(np.array([0, 0, 1, 1]), np.array([[0.9, 0.1]] * 4), 0.5)
+    assert missed["precision"] == missed["sensitivity"] == 0.0
+    assert missed["f1_macro"] == pytest.approx((2 / 3 + 0) / 2)

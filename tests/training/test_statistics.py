@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.training.metrics import compute_metrics
+from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
 from napari_pathreview.training.statistics import (
     bootstrap_ci,
     friedman_nemenyi,
@@ -39,6 +39,55 @@ def test_a_patient_bootstrap_draws_whole_patients():
     by_patient = bootstrap_ci(y, probs, 0.5, n_resamples=300, seed=0, groups=patients)["accuracy"]
     assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
     assert by_patient[0] <= 0.5 <= by_patient[1]
+
+
+def _calibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n images whose labels are drawn from the model's own P(malignant): a calibrated model."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 0.5, n)
+    return (rng.random(n) < p).astype(int), np.stack([1 - p, p], 1)
+
+
+def test_a_calibrated_models_ece_lies_inside_its_own_interval():
+    """The resamples' binned ECE sits above the figure (duplicated images make the bins'
+    accuracies noisier): the percentile interval was [0.026, 0.063] around an ECE of 0.021."""
+    y, probs = _calibrated(500, seed=12)
+    point = compute_metrics(y, probs, 0.5)["ece"]
+    low, high = bootstrap_ci(y, probs, 0.5, n_resamples=200, seed=0)["ece"]
+    assert point == pytest.approx(0.0209, abs=1e-4)
+    assert low < point < high and high - low > 0.02
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_reported_figure_lies_inside_its_interval(seed):
+    y, probs = _calibrated(300, seed)
+    patients = np.arange(300) // 3
+    point = compute_metrics(y, probs, 0.4)
+    ci = bootstrap_ci(y, probs, 0.4, n_resamples=100, seed=seed, groups=patients)
+    outside = [name for name in SCALAR_METRICS if not ci[name][0] <= point[name] <= ci[name][1]]
+    assert outside == []
+
+
+def test_an_interval_keeps_the_resamples_spread_and_stays_within_0_and_1():
+    from napari_pathreview.training.statistics import centred_interval
+
+    resampled = np.linspace(0.02, 0.06, 101)  # median 0.04, percentiles 0.021 and 0.059
+    low, high = centred_interval(resampled, 0.01)
+    assert low == 0.0 and high == pytest.approx(0.01 + 0.019)
+    assert centred_interval(resampled, float("nan")) == pytest.approx((0.021, 0.059))
+    assert all(map(np.isnan, centred_interval([], 0.5)))
+
+
+def test_resamples_without_a_malignant_patient_do_not_widen_a_perfect_models_intervals():
+    """Twenty patients, three malignant, a perfect model: one resample in twenty-five draws no
+    malignant patient. Those scored sensitivity and precision 0 and macro F1 0.5, so the
+    intervals read [0, 1] and [0.5, 1] for a model that never erred."""
+    patients = np.repeat(np.arange(20), 5)
+    y = (patients < 3).astype(int)
+    p = np.where(y == 1, 0.9, 0.1)
+    ci = bootstrap_ci(y, np.stack([1 - p, p], 1), 0.5, n_resamples=400, seed=0, groups=patients)
+    for name in ("sensitivity", "precision", "f1_macro", "specificity", "roc_auc"):
+        assert ci[name] == (1.0, 1.0), name
 
 
 def test_fold_summary_is_mean_and_sample_sd():

@@ -169,6 +169,28 @@ def test_a_patient_split_runs_ci_resample_the_test_patients(tiny_recipe, tmp_pat
     assert result.metrics["test"]["ci_resampled"] == f"{len(patients)} patients"
 
 
+def test_metrics_count_the_groups_a_patient_stem_split_and_its_bootstrap_draw(
+    tiny_recipe, tmp_path
+):
+    """With split.group_by: patient_stem, slides 14-22549AB, CD and G are one group: metrics.json
+    counted them as three (n_patients) and the bootstrap's "N patients" named stems, so the two
+    figures disagreed with nothing saying why."""
+    recipe = tiny_recipe(phases=[{"name": "all", "epochs": 1}], split={"group_by": "patient_stem"})
+    result = run_recipe(recipe, out_dir=tmp_path)
+    fold = json.loads((result.run_dir / "splits.json").read_text())["folds"][0]
+    patients = {row["patient_id"] for part in ("train", "val", "test") for row in fold[part]}
+    test_stems = {_stem(row["patient_id"]) for row in fold["test"]}
+    metrics = result.metrics
+    assert metrics["n_patients"] == len(patients)
+    assert metrics["group_by"] == "patient_stem"
+    assert metrics["n_groups"] == len({_stem(p) for p in patients}) < len(patients)
+    assert metrics["test"]["ci_resampled"] == f"{len(test_stems)} patient_stem groups"
+
+
+def _stem(patient: str) -> str:
+    return patient.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def test_cli_reports_a_bad_recipe_without_a_traceback(tmp_path, capsys):
     from napari_pathreview.cli import main
 
@@ -324,3 +346,23 @@ def test_train_prints_per_fold_figures_as_mean_and_sd_not_json():
         "per fold (mean ± sd over 3 folds): balanced_accuracy 0.531 ± 0.143, "
         "f1_macro 0.495 ± 0.176, roc_auc n/a"
     )
+
+
+def test_train_says_what_the_table_was_scored_on_and_decided_at():
+    """A k-fold run's table is pooled out of fold, at the folds' mean validation threshold:
+    train printed the figures without either."""
+    from napari_pathreview.training.cli import scored_on_line
+
+    metrics = {
+        "classes": ["benign", "malignant"],
+        "threshold": 0.4213,
+        "threshold_rule": "youden_on_validation",
+        "folds": [{}, {}, {}],
+        "test": {"n": 120, "pooled_out_of_fold": True},
+    }
+    assert scored_on_line(metrics) == (
+        "test:       120 images, pooled out of 3 folds; decision P(malignant) >= 0.421 "
+        "(youden_on_validation); ece lower is better"
+    )
+    argmax = {**metrics, "threshold": None, "folds": [{}], "test": {"n": 40}}
+    assert "40 images, one test part; decision argmax" in scored_on_line(argmax)

@@ -2,7 +2,9 @@
 
 A reviewer's time is best spent where the model is least sure or visibly wrong. Three orders:
 
-* ``uncertainty`` — entropy of the TTA-averaged class probabilities (high = unsure);
+* ``uncertainty`` — how near the TTA-averaged probabilities lie to the model's own decision
+  (:func:`decision_uncertainty`: for a binary card, the entropy with its threshold moved to
+  0.5; else the entropy; high = unsure);
 * ``tta_disagreement`` — how much the TTA views disagree (mean per-class standard deviation
   of the view probabilities): a decision that flips when the image is flipped is fragile;
 * ``roi_disagreement`` — 1 − IoU between the model's map (a patch MIL model's patch map, else
@@ -45,6 +47,26 @@ def entropy(probs: np.ndarray) -> float:
     """Shannon entropy (nats) of a probability vector; 0 for a certain prediction."""
     p = np.clip(np.asarray(probs, float), 1e-12, 1.0)
     return float(-(p * np.log(p)).sum())
+
+
+def decision_uncertainty(probs: np.ndarray, threshold: float | None) -> float:
+    """How unsure the model's decision is: the entropy (nats) of the probabilities as the
+    decision reads them, ln 2 on a binary card's threshold and 0 far from it.
+
+    A binary decision is P(positive) >= ``threshold``, so the least certain image is the one at
+    the threshold, not at 0.5: with a threshold of 0.2, an image at P = 0.2 is a coin flip and
+    one at 0.5 is called malignant with some margin. P is moved in log-odds by the threshold's
+    (logit q = logit P - logit t, the prior shift that turns the threshold into 0.5) and the
+    entropy of q is returned; at t = 0.5 this is the plain entropy, as before. Argmax decisions
+    (``threshold`` None: more than two classes) keep the entropy of the probabilities.
+    """
+    probs = np.asarray(probs, float)
+    if threshold is None or probs.shape[-1] != 2:
+        return entropy(probs)
+    eps = 1e-12
+    p, t = np.clip([probs[-1], threshold], eps, 1 - eps)
+    q = 1.0 / (1.0 + math.exp(-(math.log(p / (1 - p)) - math.log(t / (1 - t)))))
+    return entropy(np.asarray([1.0 - q, q]))
 
 
 def view_disagreement(view_probs: np.ndarray) -> float:
@@ -136,7 +158,7 @@ def order_images(
         views = view_probabilities(predictor, decoded.rgb, tta)
         mean = views.mean(axis=0)
         if order == "uncertainty":
-            score = entropy(mean)
+            score = decision_uncertainty(mean, predictor.threshold)
         elif order == "tta_disagreement":
             score = view_disagreement(views)
         else:

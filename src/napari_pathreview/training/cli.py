@@ -101,6 +101,7 @@ def _train(args: argparse.Namespace) -> int:
         f"protocol:   {result.metrics['split_protocol']}"
         + ("  [LEAKY: image-level split]" if result.metrics["leaky"] else "")
     )
+    print(scored_on_line(result.metrics))
     _print_table(test, ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "ece"))
     if "kfold_summary" in result.metrics:
         print(fold_summary_line(result.metrics["kfold_summary"]))
@@ -113,6 +114,21 @@ def _train(args: argparse.Namespace) -> int:
     if result.registered:
         print(f"registered: {result.registered}")
     return 0
+
+
+def scored_on_line(metrics: dict) -> str:
+    """What the table's figures were computed on and decided at: the pooled out-of-fold test
+    images of k folds read like one test part, and a binary run's accuracy, balanced accuracy
+    and F1 are at the validation threshold, not 0.5; neither was printed."""
+    test, folds = metrics["test"], len(metrics.get("folds") or [])
+    where = f"pooled out of {folds} folds" if test.get("pooled_out_of_fold") else "one test part"
+    threshold = metrics.get("threshold")
+    if threshold is None:
+        decision = "argmax"
+    else:
+        rule = metrics.get("threshold_rule") or "card"
+        decision = f"P({metrics['classes'][-1]}) >= {threshold:.3f} ({rule})"
+    return f"test:       {test.get('n')} images, {where}; decision {decision}; ece lower is better"
 
 
 def fold_summary_line(summary: dict, names=("balanced_accuracy", "f1_macro", "roc_auc")) -> str:

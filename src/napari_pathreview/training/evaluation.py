@@ -35,7 +35,13 @@ from napari_pathreview.training.results import (
     fold_dir,
     write_fold,
 )
-from napari_pathreview.training.statistics import bootstrap_ci, resampled_unit, summarize_folds
+from napari_pathreview.training.statistics import (
+    bootstrap_ci,
+    bootstrap_groups,
+    population,
+    resampled_unit,
+    summarize_folds,
+)
 from napari_pathreview.training.trainer import predict_probabilities
 
 log = logging.getLogger(__name__)
@@ -156,7 +162,8 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
     labels, probs = pooled_predictions(folds)
     threshold = pooled_threshold([f.threshold for f in folds])
     pooled = compute_metrics(labels, probs, threshold)
-    groups = _test_patients(recipe, data, folds)
+    paths = [p for f in folds for p in f.test_predictions.paths]
+    groups = bootstrap_groups(data.samples, paths, recipe.split.group_by, data.plan.leaky)
     ci = bootstrap_ci(
         labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed, groups=groups
     )
@@ -168,15 +175,14 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "split_protocol": data.plan.description,
         "protocol": data.plan.protocol,
         "leaky": data.plan.leaky,
-        "n_images": len(data.samples),
-        "n_patients": len({s.patient_id for s in data.samples}),
+        **population(data.samples, recipe.split.group_by),
         "threshold": threshold,
         "threshold_rule": _threshold_rule(folds, threshold),
         "tta": recipe.eval.tta,
         "test": {
             **pooled,
             "ci95": {k: list(v) for k, v in ci.items()},
-            "ci_resampled": resampled_unit(groups),
+            "ci_resampled": resampled_unit(groups, recipe.split.group_by),
             "pooled_out_of_fold": kfold,
         },
         "folds": [f.summary() for f in folds],
@@ -211,16 +217,6 @@ def _threshold_rule(folds: list[FoldResult], threshold: float | None) -> str:
         return "0.5: every validation part held one class (no ROC curve for Youden's J)"
     shown = ", ".join(map(str, fallback))
     return f"youden_on_validation; 0.5 in fold(s) {shown}, whose validation part held one class"
-
-
-def _test_patients(recipe, data, folds: list[FoldResult]) -> list[str] | None:
-    """The patient (the split's group) of each pooled test image; None for an image-level
-    protocol, whose leaky split already treats images as independent."""
-    if data.plan.leaky:
-        return None
-    patient = {s.path: ds.split_group(s, recipe.split.group_by) for s in data.samples}
-    paths = [p for f in folds for p in f.test_predictions.paths]
-    return [patient.get(p, p) for p in paths]
 
 
 def _plots(data, folds, metrics, labels, probs, run_dir: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_pathreview.training.metrics import compute_metrics
-from napari_pathreview.training.statistics import bootstrap_ci, summarize_folds
+from napari_pathreview.training.statistics import bootstrap_ci, centred_interval, summarize_folds
 
 if TYPE_CHECKING:
     from napari_pathreview.io.patients import FilmSide
@@ -120,7 +120,8 @@ def _per_fold_auc(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> 
 def _grouped_auc(
     labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int
 ) -> dict:
-    """ROC-AUC with a percentile bootstrap that resamples whole groups (women)."""
+    """ROC-AUC with a bootstrap interval (``centred_interval``) that resamples whole groups
+    (women)."""
     from sklearn.metrics import roc_auc_score
 
     out = {"roc_auc": math.nan, "ci95": [math.nan, math.nan], "n_images": int(labels.size)}
@@ -134,6 +135,5 @@ def _grouped_auc(
         idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
         if np.unique(labels[idx]).size == 2:
             resampled.append(roc_auc_score(labels[idx], scores[idx]))
-    if resampled:
-        out["ci95"] = [float(q) for q in np.quantile(resampled, [0.025, 0.975])]
+    out["ci95"] = list(centred_interval(resampled, out["roc_auc"]))
     return out

@@ -26,7 +26,14 @@ from napari_pathreview.training.metrics import (
     pooled_threshold,
     youden_threshold,
 )
-from napari_pathreview.training.statistics import bootstrap_ci, resampled_unit, summarize_folds
+from napari_pathreview.training.statistics import (
+    bootstrap_ci,
+    bootstrap_groups,
+    centred_interval,
+    population,
+    resampled_unit,
+    summarize_folds,
+)
 
 if TYPE_CHECKING:
     from napari_pathreview.io.patients import FilmSide
@@ -190,30 +197,31 @@ def pooled_with_ci(
     labels: np.ndarray,
     probs: np.ndarray,
     recipe,
-    patients: Sequence[str],
+    groups: Sequence[str] | None,
     threshold: float | None = None,
 ) -> dict:
     """Pooled out-of-fold metrics with the run's bootstrap 95 % CIs (``ci95``), drawing whole
-    women (``patients``, one per film): a woman's two films are not independent, and drawing
-    films one by one gave intervals as if each film were another woman."""
+    split groups (``groups``, one per film; ``statistics.bootstrap_groups``): a woman's two
+    films are not independent, and drawing films one by one gave intervals as if each film
+    were another woman."""
     ci = bootstrap_ci(
         labels,
         probs,
         threshold,
         n_resamples=recipe.eval.bootstrap,
         seed=recipe.seed,
-        groups=patients,
+        groups=groups,
     )
     metrics = compute_metrics(labels, probs, threshold)
     return {
         **metrics,
         "ci95": {k: list(v) for k, v in ci.items()},
-        "ci_resampled": resampled_unit(patients),
+        "ci_resampled": resampled_unit(groups, recipe.split.group_by),
     }
 
 
 def bilateral_decision(
-    labels: np.ndarray, folds: list[dict], recipe, patients: Sequence[str]
+    labels: np.ndarray, folds: list[dict], recipe, groups: Sequence[str] | None
 ) -> dict:
     """Pooled out-of-fold figures of the two-film decision, with the same bootstrap as the
     run's own, and each fold's figures and fitted calibration."""
@@ -222,7 +230,7 @@ def bilateral_decision(
         "rule": "P(abnormal) = sigmoid(slope * (film log-odds - other film's) + intercept), "
         "fitted per fold on its validation films; lesion classes share it in the film's own "
         "proportions; needs both films of a woman (the registered model reads one)",
-        "test": pooled_with_ci(labels, probs, recipe, patients),
+        "test": pooled_with_ci(labels, probs, recipe, groups),
         "folds": [
             {"calibration": f["bilateral"]["calibration"], "test": f["bilateral"]["test"]}
             for f in folds
@@ -264,8 +272,8 @@ def _mean_ci(values: Sequence[float], n_resamples: int, seed: int) -> dict:
         return {"mean": math.nan, "ci95": [math.nan, math.nan], "n": 0}
     rng = np.random.default_rng(seed)
     means = [values[rng.integers(0, values.size, values.size)].mean() for _ in range(n_resamples)]
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"mean": float(values.mean()), "ci95": [float(low), float(high)], "n": int(values.size)}
+    mean = float(values.mean())
+    return {"mean": mean, "ci95": list(centred_interval(means, mean)), "n": int(values.size)}
 
 
 def map_summary(rows: Sequence[dict], name: str, n_resamples: int, seed: int) -> dict:
@@ -307,6 +315,7 @@ def summarize_lesion_run(
     # a film the run's images no longer list counts as a woman of its own (never paired)
     paths = [p for f in folds for p in f["test_predictions"]["paths"]]
     patients = [patient_of.get(p, p) for p in paths]
+    groups = bootstrap_groups(images, paths, recipe.split.group_by, plan.leaky)
     fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     threshold = pooled_threshold([f.get("threshold") for f in folds])
@@ -328,14 +337,13 @@ def summarize_lesion_run(
         "split_protocol": plan.description,
         "protocol": plan.protocol,
         "leaky": plan.leaky,
-        "n_images": len(images),
-        "n_patients": len({im.patient_id for im in images}),
+        **population(images, recipe.split.group_by),
         "n_images_with_roi": int(sum(im.has_roi for im in images)),
         "threshold": threshold,
         "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
         "tta": recipe.eval.tta,
         "test": {
-            **pooled_with_ci(labels, probs, recipe, patients, threshold),
+            **pooled_with_ci(labels, probs, recipe, groups, threshold),
             "pooled_out_of_fold": len(folds) > 1,
         },
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
@@ -358,7 +366,7 @@ def summarize_lesion_run(
     if len(folds) > 1:
         metrics["kfold_summary"] = summarize_folds([f["test"] for f in folds])
     if recipe.lesion.bilateral:
-        metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe, patients)
+        metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe, groups)
     metrics = json_safe(metrics)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (run_dir / "map_scores.json").write_text(json.dumps(json_safe(rows), indent=1))

@@ -149,8 +149,7 @@ def compute_metrics(
     confusion = skm.confusion_matrix(y_true, y_pred, labels=labels)
     specificity = _specificity(confusion)
     if n_classes == 2:
-        precision = skm.precision_score(y_true, y_pred, pos_label=1, zero_division=0)
-        sensitivity = skm.recall_score(y_true, y_pred, pos_label=1, zero_division=0)
+        precision, sensitivity = _positive_rates(y_true, y_pred)
         spec = specificity[1]
     else:
         precision, sensitivity, spec = _macro_rates(y_true, y_pred, specificity)
@@ -161,7 +160,7 @@ def compute_metrics(
         "precision": float(precision),
         "sensitivity": float(sensitivity),
         "specificity": float(spec),
-        "f1_macro": float(_f1_macro(y_true, y_pred, n_classes)),
+        "f1_macro": float(_f1_macro(y_true, y_pred)),
         "roc_auc": roc_auc,
         "pr_auc": pr_auc,
         "ece": expected_calibration_error(y_true, probs),
@@ -170,6 +169,25 @@ def compute_metrics(
     if with_confusion:
         result["confusion_matrix"] = confusion.tolist()
     return result
+
+
+def _positive_rates(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    """Binary precision and sensitivity of the positive class, NaN where undefined.
+
+    With no positive image there is nothing to detect: sensitivity is undefined, as
+    specificity is without negatives (it used to read 0, so a bootstrap resample of a perfect
+    model that drew no malignant patient pulled the interval's low end to 0). Precision follows
+    the macro rule (``_macro_rates``): undefined when the positive class is neither present nor
+    predicted, 0 when present but never predicted.
+    """
+    positives, predicted = int((y_true == 1).sum()), int((y_pred == 1).sum())
+    precision = (
+        skm.precision_score(y_true, y_pred, pos_label=1, zero_division=0)
+        if positives or predicted
+        else math.nan
+    )
+    sensitivity = skm.recall_score(y_true, y_pred, pos_label=1) if positives else math.nan
+    return float(precision), float(sensitivity)
 
 
 def _macro_rates(
@@ -192,10 +210,11 @@ def _macro_rates(
     return float(precision), float(sensitivity), float(defined.mean()) if defined.size else np.nan
 
 
-def _f1_macro(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+def _f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Macro F1 over the classes present or predicted; a class in neither has no F1 (it
-    used to count as 0). Binary tasks keep both classes, as before."""
-    labels = list(range(n_classes)) if n_classes == 2 else np.union1d(y_true, y_pred)
+    used to count as 0, binary tasks included: a perfect model scored 0.5 on a bootstrap
+    resample that drew no malignant patient)."""
+    labels = np.union1d(y_true, y_pred)
     return skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
 
 

@@ -25,6 +25,8 @@ def card_metrics(metrics: dict) -> dict:
         "tta",
         "n_images",
         "n_patients",
+        "group_by",
+        "n_groups",
         "kfold_summary",
         "cam_iou",
         "external_test",
