@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -179,3 +180,13 @@ def test_recipe_accepts_every_cam_method_and_an_indexed_device() -> None:
         [f"eval.cam_methods=[{names}]", "device=cuda:1"],
     )
     assert tuple(recipe.eval.cam_methods) == CAM_METHOD_NAMES and recipe.device == "cuda:1"
+
+
+def test_lesion_patches_find_histology_tissue_with_the_qc_rule(shared_data: Path) -> None:
+    from napari_pathreview.io import load_image, to_rgb_uint8
+    from napari_pathreview.stain.qc import tissue_mask
+    from napari_pathreview.training import patches
+
+    path = shared_data / "breakhis" / "SOB_M_DC-14-2773-40-004.png"  # pale pink stroma
+    rgb = to_rgb_uint8(load_image(path).data)
+    assert np.array_equal(patches.tissue_mask(rgb, "histology"), tissue_mask(rgb))

@@ -213,3 +213,18 @@ def test_a_bad_roi_from_a_geojson_file_is_named_by_its_file_and_feature(tmp_path
     with pytest.raises(PatchError) as refused:
         rois_mask(rois, (100, 200), 0.5, "slide7.png")
     assert str(refused.value).startswith(f"slide7.png ROI 1 ({path} feature 1) lies outside")
+
+
+def test_histology_background_patches_come_from_what_qc_calls_glass(shared_data: Path):
+    """Pale pink stroma (e.g. RGB 254, 171, 242) is tissue, not an empty-glass example."""
+    from napari_pathreview.stain.qc import tissue_mask as qc_tissue
+    from napari_pathreview.training.lesion import prepare_lesion_image
+
+    path = shared_data / "breakhis" / "SOB_M_DC-14-2773-40-004.png"  # pale pink stroma
+    sample = Sample(str(path), "malignant", "1", rois=((230.0, 350.0, 60.0),))
+    image = prepare_lesion_image(sample, 1, 0.5, "histology")
+    patches = sample_patches([image], PatchSampling(patch_size=32, context=0), 0)
+    background = patches.centres[patches.kinds == 2]
+    assert len(background) > 0
+    tissue = qc_tissue(image.pixels)
+    assert not any(tissue[row, col] for row, col in background)

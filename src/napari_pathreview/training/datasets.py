@@ -350,6 +350,22 @@ def prepare_all(
     return prepared
 
 
+def sample_quality(sample: Sample, spec: PreprocessSpec | int, config: Any = None) -> Any:
+    """QC (``stain.assess_quality``) of a sample on the image prediction judges, not its canvas.
+
+    ``Predictor.quality`` checks the image decoded for the model (the file as stored; a
+    pyramid's smallest level covering the model's side), and blur depends on scale: shrunk onto
+    a 256-px canvas a blurry 700-px BreaKHis image looks sharp. Training decodes the same image
+    here, so it keeps and drops what prediction passes and flags; one image at a time, so
+    memory holds one decoded image, never the whole set.
+    """
+    from napari_pathreview.inference.preprocess import decode
+    from napari_pathreview.stain import QCConfig, assess_quality
+
+    decoded = decode(sample.path, min_side=min(_as_spec(spec, "none").hw))
+    return assess_quality(decoded.rgb, config or QCConfig())
+
+
 def qc_config(data: Any):
     """The ``stain.QCConfig`` a recipe's ``data.qc_*`` settings ask for (defaults elsewhere)."""
     from napari_pathreview.stain import QCConfig

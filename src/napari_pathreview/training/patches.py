@@ -290,12 +290,14 @@ def geojson_rois(text: str, base: Path, where: str) -> list:
 
 
 def tissue_mask(pixels: np.ndarray, modality: str) -> np.ndarray:
-    """Where negatives may come from: the breast (largest bright component; film labels
-    dropped) for mammograms, non-white pixels for histology."""
-    grey = pixels[..., :3].mean(axis=-1)
+    """Where negatives may come from: for mammograms the breast (``preprocessing.breast_mask``:
+    largest bright component, film labels dropped), for histology QC's tissue
+    (``stain.qc.tissue_mask``), so negatives come from what QC calls tissue."""
     if modality == "mammogram":
-        return breast_mask(grey)
-    return grey < 220
+        return breast_mask(pixels[..., :3].mean(axis=-1))
+    from napari_pathreview.stain.qc import tissue_mask as histology_tissue
+
+    return histology_tissue(pixels)
 
 
 # ----- sampling ------------------------------------------------------------------------------

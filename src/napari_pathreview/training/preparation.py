@@ -134,16 +134,25 @@ def stain_images(
 
 
 def qc_filter(recipe: Recipe, samples: list, prepared: list) -> tuple[list, list]:
-    """Drop images failing the preprocessing core's quality check (seed 001's blur/tissue rule).
+    """Drop images failing QC (seed 001's blur/tissue rule), judged as prediction judges them.
+
+    Each image is checked as decoded for the model (:func:`~.datasets.sample_quality`), not
+    on its training canvas, so training keeps what ``pathreview predict`` and the Analyze dock
+    pass and drops what they flag; every dropped image is logged with its reasons.
 
     Raises:
         DatasetError: every image failed.
     """
-    from napari_pathreview.stain import assess_quality
-    from napari_pathreview.training.datasets import DatasetError
+    from napari_pathreview.training.datasets import DatasetError, sample_quality
 
-    config = qc_config(recipe.data)
-    keep = [i for i, p in enumerate(prepared) if assess_quality(p.pixels, config).passed]
+    config, spec = qc_config(recipe.data), base_spec(recipe)
+    keep = []
+    for i, sample in enumerate(samples):
+        result = sample_quality(sample, spec, config)
+        if result.passed:
+            keep.append(i)
+        else:
+            log.warning("QC drops %s: %s", sample.path, "; ".join(result.reasons))
     log.info("QC kept %d of %d images", len(keep), len(samples))
     if not keep:
         raise DatasetError("every image failed QC; relax data.qc_* or disable data.qc")

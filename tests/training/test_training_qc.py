@@ -1,0 +1,72 @@
+"""Training's QC (``data.qc``) judges the image prediction judges, not the training canvas."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from napari_pathreview.training import datasets as ds
+from napari_pathreview.training.preparation import base_spec, qc_filter
+from napari_pathreview.training.recipe import load_recipe
+
+RECIPES = Path(__file__).resolve().parents[2] / "training"
+#: blurry as stored (Laplacian variance 67 < 75), sharp once shrunk onto a 256-px canvas (170)
+BLURRY = "SOB_B_A-14-22549CD-40-019.png"
+SHARP = "SOB_B_A-14-22549AB-40-001.png"
+
+
+@pytest.fixture
+def seed001(shared_data: Path):
+    """Seed 001's recipe (QC on: blur < 75, tissue < 40 %) over the shared BreaKHis images."""
+    return load_recipe(RECIPES / "seed001_hybrid.yaml", [f"data.root={shared_data / 'breakhis'}"])
+
+
+@pytest.fixture
+def pair(shared_data: Path) -> list[ds.Sample]:
+    folder = shared_data / "breakhis"
+    return [ds.Sample(str(folder / name), "benign", name) for name in (BLURRY, SHARP)]
+
+
+def _predictor(recipe):
+    """A predictor of a model trained by ``recipe`` (its card carries the recipe's spec)."""
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.models import create_model
+    from napari_pathreview.registry.card import ModelCard
+
+    spec = base_spec(recipe)
+    card = ModelCard(
+        name="qc",
+        architecture="resnet18",
+        task="binary",
+        classes=("benign", "malignant"),
+        modality="histology",
+        input_size=spec.input_size,
+        preprocess=spec,
+    )
+    return Predictor(create_model("resnet18", 2), card, device="cpu", channels_last=False)
+
+
+def test_an_image_predict_flags_blurry_is_dropped_by_training_qc_and_named(
+    seed001, pair, caplog
+) -> None:
+    assert "blurry" in _predictor(seed001).quality(pair[0].path).reasons[0]
+    prepared = ds.prepare_all(pair, base_spec(seed001))
+    with caplog.at_level(logging.WARNING):
+        samples, kept = qc_filter(seed001, pair, prepared)
+    assert [s.path for s in samples] == [pair[1].path] and kept == [prepared[1]]
+    assert f"QC drops {pair[0].path}: blurry (laplacian variance 66.8 < 75)" in caplog.text
+
+
+def test_an_image_predict_passes_is_kept_by_training_qc(seed001, pair) -> None:
+    assert _predictor(seed001).quality(pair[1].path).passed
+    samples, _ = qc_filter(seed001, pair[1:], ds.prepare_all(pair[1:], base_spec(seed001)))
+    assert [s.path for s in samples] == [pair[1].path]
+
+
+def test_training_qc_scores_are_predict_s_on_breakhis_images(seed001, shared_data) -> None:
+    spec, config = base_spec(seed001), ds.qc_config(seed001.data)
+    predictor = _predictor(seed001)
+    for sample in ds.from_breakhis(shared_data / "breakhis", "binary")[::4]:
+        assert ds.sample_quality(sample, spec, config) == predictor.quality(sample.path)
