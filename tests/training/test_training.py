@@ -128,6 +128,9 @@ def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     path.write_text(yaml.safe_dump(tiny_recipe()))
     external = tmp_path / "bach.csv"  # BACH-style labels fold into benign / malignant
     images = sorted((shared_data / "breakhis").glob("SOB_*.png"))[::8]
+    # blurry as stored (predict flags it), sharp on the 256-px canvas: not in the QC-passed part
+    blurry = shared_data / "breakhis" / "SOB_B_A-14-22549CD-40-019.png"
+    images = [p for p in images if p != blurry] + [blurry]
     external.write_text(
         "path,label\n"
         + "".join(f"{p},{'Invasive' if 'SOB_M_' in p.name else 'Normal'}\n" for p in images)
@@ -157,6 +160,12 @@ def test_cli_trains_kfold_from_a_recipe_file_with_overrides(
     assert set(metrics["kfold_summary"]["balanced_accuracy"]) == {"mean", "sd", "n_folds"}
     assert sum(f["sizes"]["test"] for f in metrics["folds"]) == metrics["n_images"]
     assert metrics["external_test"]["all"]["n"] == len(images)
+    from napari_pathreview.inference.preprocess import decode
+    from napari_pathreview.stain import assess_quality
+
+    predict_passes = [assess_quality(decode(p, min_side=32).rgb).passed for p in images]
+    assert predict_passes[-1] is False  # the blurry image
+    assert metrics["external_test"]["qc_passed"]["n"] == sum(predict_passes)
 
 
 def test_a_patient_split_runs_ci_resample_the_test_patients(tiny_recipe, tmp_path):

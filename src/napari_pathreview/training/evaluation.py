@@ -276,14 +276,12 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
     The images are prepared with that fold's spec and stained with its target, as the
     registered model will be fed.
     """
-    from napari_pathreview.stain import assess_quality
-
     index = best_fold(folds)
     spec = folds[index].preprocess
     samples, labels = external_samples(recipe, data.classes)
     prepared = ds.prepare_all(samples, spec)
     config = ds.qc_config(recipe.data)
-    passed = [assess_quality(p.pixels, config).passed for p in prepared]
+    passed = [ds.sample_quality(s, spec, config).passed for s in samples]  # as predict judges
     prepared = stain_images(prepared, spec.stain_target)
     model = load_fold_model(run_dir, index)
     dataset = ds.ImageDataset(prepared, labels, transform=ds.eval_transform(spec))
