@@ -8,9 +8,9 @@ only that image's ROI layers are offered, and unsaved entries are never carried 
 dropped silently. A save that fails (locked database, bad input) leaves the form untouched.
 Every database call runs in the store thread (:mod:`~napari_pathreview.widgets._store_thread`):
 a locked file or a silent PostgreSQL server makes Save wait, never the viewer.
-Queue navigation, loading in a worker and the disagreement list live in
-:mod:`~napari_pathreview.widgets._review_nav`; reading the form and writing it to the store,
-in :mod:`~napari_pathreview.widgets._review_save`.
+Queue navigation and loading in a worker live in :mod:`~napari_pathreview.widgets._review_nav`;
+the disagreement list and its export in :mod:`~napari_pathreview.widgets._review_disagreements`;
+reading the form and writing it to the store in :mod:`~napari_pathreview.widgets._review_save`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from napari_pathreview.widgets import _recall, _results, _review_roi
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception
+from napari_pathreview.widgets._review_disagreements import DisagreementList
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
 from napari_pathreview.widgets._review_save import ReviewSaving
 from napari_pathreview.widgets._roi_scores import NO_ROI
@@ -47,7 +48,7 @@ AGREE_KEY, DISAGREE_KEY, SAVE_KEY = "Alt-A", "Alt-D", "Alt-S"
 __all__ = ["AGREE_KEY", "DISAGREE_KEY", "NEXT_KEY", "PREVIOUS_KEY", "SAVE_KEY", "ReviewWidget"]
 
 
-class ReviewWidget(QueueNavigation, ReviewSaving, QWidget):
+class ReviewWidget(QueueNavigation, DisagreementList, ReviewSaving, QWidget):
     """Agree or disagree with the model on the current image, and move through a queue.
 
     Args:
@@ -84,6 +85,7 @@ class ReviewWidget(QueueNavigation, ReviewSaving, QWidget):
         self.save_button.clicked.connect(self.save)
         layout.addWidget(self.save_button)
         self.init_navigation(layout)
+        self.init_disagreements(layout)
         layout.addStretch(1)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
