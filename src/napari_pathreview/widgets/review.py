@@ -77,6 +77,7 @@ class ReviewWidget(QueueNavigation, DisagreementList, ReviewSaving, QWidget):
         self._shown_prediction: dict[str, Any] | None = None
         self._shown_reviewer = ""  # whose saved review the form was filled from
         self._state = state.FormState()
+        self._outlines = _review_roi.OutlineCache()  # the picked ROI's, kept between checks
         self.saving = False
         self._build_form()
         layout = QVBoxLayout(self)
@@ -227,7 +228,7 @@ class ReviewWidget(QueueNavigation, DisagreementList, ReviewSaving, QWidget):
         """The picked ROI as a review of the image the form was filled for would store it now
         (None: none, or not storable). That image, not the one just picked: leaving it, the
         ROI is judged against its own image."""
-        return _review_roi.outline_now(self.viewer, self.roi_combo.value, self._shown_image)
+        return self._outlines.outline(self.viewer, self.roi_combo.value, self._shown_image)
 
     def has_unsaved_changes(self) -> bool:
         """Whether the reviewer typed, picked or redrew something not saved yet."""
