@@ -12,7 +12,8 @@ its evaluation transform takes the same window and normalisation, so a model is 
 inference exactly as it was evaluated.
 
 This module is neutral: it imports neither training, inference, widgets nor Qt (only ``io``,
-lazily, to read the resolution datasets document in their file names).
+lazily, to read the resolution datasets document in their file names). Finding the breast on a
+mammogram, for the ``breast`` crop and intensity rules, is :mod:`~napari_pathreview.breast_region`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_pathreview.breast_region import breast_box, stretch_breast
 from napari_pathreview.errors import InvalidInputError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -239,65 +241,15 @@ class Placement:
     window: tuple[int, int, int, int]
 
 
-BREAST_THRESHOLD: int = 20
-"""Grey level above which a mammogram pixel may be breast (film background is darker)."""
-
-
-def breast_mask(gray: np.ndarray, threshold: int = BREAST_THRESHOLD) -> np.ndarray:
-    """The largest bright component of a grey mammogram: the breast, not film labels.
-
-    All False when nothing is brighter than ``threshold``.
-    """
-    from skimage.measure import label
-
-    bright = gray > threshold
-    labelled = label(bright)
-    if labelled.max() == 0:
-        return bright
-    sizes = np.bincount(labelled.ravel())
-    sizes[0] = 0
-    return labelled == sizes.argmax()
-
-
-def breast_box(gray: np.ndarray, threshold: int = BREAST_THRESHOLD) -> tuple[int, int, int, int]:
-    """Box (r0, r1, c0, c1) of the breast (:func:`breast_mask`); the whole image without one."""
-    rows, cols = np.nonzero(breast_mask(gray, threshold))
-    if rows.size == 0:
-        return 0, gray.shape[0], 0, gray.shape[1]
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-
-
-#: Breast grey-level percentiles :func:`normalise_intensity` maps to ``BREAST_RANGE``.
-BREAST_PERCENTILES: tuple[float, float] = (2.0, 99.8)
-BREAST_RANGE: tuple[int, int] = (16, 255)
-
-
 def normalise_intensity(image: np.ndarray, mode: str) -> np.ndarray:
-    """A uint8 image with the spec's intensity rule applied ("none": unchanged).
-
-    "breast": the breast's 2nd grey-level percentile (its thin edge) goes to 16 and its 99.8th
-    (the densest tissue) to 255, linearly, so the same tissue has about the same grey level on
-    every film whatever its exposure; everything outside the breast (background, film labels)
-    goes to 0. The top percentile is high so that a mass, often the brightest 1 % of a fatty
-    breast, keeps its texture. An image without a breast, or a flat one, is returned as is.
-    """
+    """A uint8 image with the spec's intensity rule applied: "none" leaves it unchanged,
+    "breast" stretches the breast's grey levels to one range
+    (:func:`~napari_pathreview.breast_region.stretch_breast`)."""
     if mode == "none":
         return image
     if mode != "breast":
         raise PreprocessSpecError(f"preprocessing 'intensity' must be one of {INTENSITY_MODES}")
-    gray = image if image.ndim == 2 else image[..., :3].mean(axis=-1)
-    breast = breast_mask(gray)
-    if not breast.any():
-        return image
-    low, high = np.percentile(gray[breast], BREAST_PERCENTILES)
-    if high - low < 4:
-        return image
-    out_low, out_high = BREAST_RANGE
-    levels = np.arange(256, dtype=np.float32)
-    lut = np.clip(out_low + (levels - low) * (out_high - out_low) / (high - low), 0, 255)
-    out = np.rint(lut).astype(np.uint8)[image]
-    out[~breast] = 0
-    return out
+    return stretch_breast(image)
 
 
 def check_tileable(spec: PreprocessSpec, model: str) -> None:

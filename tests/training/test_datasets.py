@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from napari_pathreview.preprocessing import breast_box
+from napari_pathreview.breast_region import breast_box
 from napari_pathreview.training.datasets import (
     DatasetError,
     class_names,

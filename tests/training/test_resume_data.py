@@ -92,7 +92,7 @@ def test_a_resumed_from_reviews_run_ignores_reviews_saved_since_it_began(
 
 def test_from_reviews_keeps_a_database_password_out_of_the_recipe():
     from napari_pathreview.training.recipe import load_recipe
-    from napari_pathreview.training.run import with_reviews_source
+    from napari_pathreview.training.run_data import with_reviews_source
 
     recipe = load_recipe({"data": {"source": "csv", "root": "x.csv"}})
     url = "postgresql://ana:s3cret@db.example:5433/reviews"

@@ -68,7 +68,7 @@ def test_patient_stem_grouping_holds_for_a_breakhis_manifest(
     """split.group_by: patient_stem was read only from `source: breakhis`; a CSV manifest (or
     the review export) of the same files split slides 14-22549AB and 14-22549CD apart."""
     from napari_pathreview.training.recipe import load_recipe
-    from napari_pathreview.training.run import prepare_data
+    from napari_pathreview.training.run_data import prepare_data
 
     samples = from_breakhis(shared_data / "breakhis", "binary")
     manifest = tmp_path / "labels.csv"

@@ -105,7 +105,7 @@ def test_a_training_part_one_image_past_a_full_batch_trains(tiny_recipe, tmp_pat
     """A last batch of a single image cannot pass BatchNorm in training mode; one image more
     than a multiple of the batch size is an ordinary data set size and must train."""
     from napari_pathreview.training.recipe import load_recipe
-    from napari_pathreview.training.run import discover
+    from napari_pathreview.training.run_data import discover
     from napari_pathreview.training.splits import make_splits
 
     split = {"protocol": "image_holdout", "val_fraction": 0.15, "test_fraction": 0.15}

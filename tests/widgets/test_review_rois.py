@@ -54,6 +54,27 @@ def _move_vertex(layer: Any) -> None:
     layer.data = moved
 
 
+def _drag_vertex(layer: Any, shape: int, vertex: int, to: list[float]) -> None:
+    """Drag a vertex to ``to`` with napari's vertex tool (direct select): the shape changes
+    while the mouse moves, and the layer's ``data`` event comes once, at the release."""
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    layer.mode = "direct"
+    layer.selected_data = {shape}
+    start = tuple(layer.data_to_world(layer.data[shape][vertex]))
+    end = tuple(layer.data_to_world(np.asarray(to, float)))
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", position=start))
+    drag = read_only_mouse_event(type="mouse_move", is_dragging=True, position=end)
+    mouse_move_callbacks(layer, drag)
+    release = read_only_mouse_event(type="mouse_release", is_dragging=True, position=end)
+    mouse_release_callbacks(layer, release)
+
+
 def test_an_untouched_saved_roi_is_no_unsaved_change(
     qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
@@ -66,6 +87,37 @@ def test_moving_a_vertex_of_the_saved_roi_is_an_unsaved_change(
 ) -> None:
     viewer, review, _paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
     _move_vertex(_saved_layer(viewer))
+    assert review.has_unsaved_changes()
+
+
+def test_the_saved_roi_s_outline_is_kept_between_checks_while_nothing_changes(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer, review, _paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
+    kept = review.form_state().roi_geojson
+    viewer.layers.selection.active = _saved_layer(viewer)  # each active-layer change checks
+    viewer.layers.selection.active = review.image_layer
+    assert not review.has_unsaved_changes()
+    assert review.form_state().roi_geojson is kept  # not rebuilt vertex by vertex
+
+
+def test_a_vertex_dragged_after_the_outline_was_kept_is_an_unsaved_change(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer, review, _paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
+    assert not review.has_unsaved_changes()  # the outline is built and kept
+    layer = _saved_layer(viewer)
+    _drag_vertex(layer, shape=0, vertex=2, to=[30.0, 40.0])
+    assert [30.0, 40.0] in np.asarray(layer.data[0]).tolist()
+    assert review.has_unsaved_changes()
+
+
+def test_the_saved_roi_layer_moved_after_the_outline_was_kept_is_an_unsaved_change(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer, review, _paths = _back_to_saved_roi(qtbot, make_napari_viewer, open_widget, tmp_path)
+    assert not review.has_unsaved_changes()
+    _saved_layer(viewer).translate = (5.0, 0.0)  # over other pixels of the image now
     assert review.has_unsaved_changes()
 
 

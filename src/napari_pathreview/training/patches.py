@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_pathreview.breast_region import breast_mask
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.preprocessing import breast_mask
 
 log = logging.getLogger(__name__)
 KINDS: tuple[str, ...] = ("positive", "negative", "background", "hard")

@@ -3,30 +3,25 @@
 The run folder holds ``recipe.yaml`` (as run, overrides applied), ``metrics.json``, PNG plots,
 and one sub-folder per fold with its resumable checkpoint and chosen weights. A fold that
 finished is not retrained on ``--resume``; an interrupted one continues from its last epoch.
-Images are decoded and fitted to the recipe's preprocessing spec once; each fold fits its
-stain target on its own training part and evaluates with its own spec
-(:mod:`~napari_pathreview.training.preparation`).
+Images are decoded and fitted to the recipe's preprocessing spec once
+(:mod:`~napari_pathreview.training.run_data`); each fold fits its stain target on its own
+training part and evaluates with its own spec (:mod:`~napari_pathreview.training.preparation`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from napari_pathreview.errors import PathReviewError
-from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.models.factory import require_architecture
-from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.build import (
     build_model,
@@ -34,28 +29,10 @@ from napari_pathreview.training.build import (
     require_cam_grid,
     require_recipe_weights,
 )
-from napari_pathreview.training.evaluation import (
-    evaluate_fold,
-    external_samples,
-    summarize_run,
-)
-from napari_pathreview.training.label_checks import check_labels, check_modality
+from napari_pathreview.training.evaluation import evaluate_fold, summarize_run
 from napari_pathreview.training.losses import balanced_class_weights
-from napari_pathreview.training.preparation import (
-    base_spec,
-    fit_fold_stain,
-    fold_spec,
-    qc_filter,
-    stain_images,
-    with_measured_resolution,
-)
-from napari_pathreview.training.recipe import (
-    Recipe,
-    RecipeError,
-    load_recipe,
-    read_recipe_yaml,
-    resolve_path,
-)
+from napari_pathreview.training.preparation import fit_fold_stain, fold_spec, stain_images
+from napari_pathreview.training.recipe import Recipe, RecipeError, load_recipe, read_recipe_yaml
 from napari_pathreview.training.registration import register_run
 from napari_pathreview.training.results import (
     RECIPE_FILE,
@@ -65,7 +42,8 @@ from napari_pathreview.training.results import (
     fold_dir,
     read_fold,
 )
-from napari_pathreview.training.splits import SplitPlan, make_splits, record_splits
+from napari_pathreview.training.run_data import RunData, discover, prepare_data, with_reviews_source
+from napari_pathreview.training.splits import record_splits
 from napari_pathreview.training.trainer import Trainer, seed_everything
 
 log = logging.getLogger(__name__)
@@ -73,23 +51,7 @@ log = logging.getLogger(__name__)
 TrainResult = RunResult
 """The name ``run_recipe``'s result had before results were typed (kept for callers)."""
 
-__all__ = ["RunData", "RunResult", "TrainResult", "build_model", "prepare_data", "run_recipe"]
-
-
-@dataclass(frozen=True)
-class RunData:
-    """Everything folds share: samples, class order, cached canvases, split plan, base spec.
-
-    ``prepared`` holds the canvases before stain normalisation: each fold stains them with
-    the target fitted on its own training part.
-    """
-
-    samples: list
-    classes: tuple
-    labels: np.ndarray
-    prepared: list
-    plan: SplitPlan
-    spec: PreprocessSpec
+__all__ = ["RunResult", "TrainResult", "build_model", "run_recipe"]
 
 
 def _distributed() -> tuple[bool, int]:
@@ -116,71 +78,6 @@ def _device(name: str, distributed: bool):
     if device.type == "cuda" and distributed:
         return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
     return device
-
-
-def discover(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> list:
-    """The recipe's samples (source, task, magnification, subset), before QC."""
-    data = recipe.data
-    where = str(resolve_path(recipe, data.root)) if data.root else data.source
-    if reviews_db is not None or data.source == "reviews":
-        # --from-reviews names its store ("" = the default one); data.root is then the recipe's
-        # own data, not a database, and only a `source: reviews` recipe's root names one
-        db = reviews_db if reviews_db is not None else data.root
-        samples = ds.from_reviews(db or None, workdir, data.disagreement_weight)
-        where = f"the reviews in {db or 'the default review store'} (as `pathreview review export`)"
-    elif data.source == "csv":
-        samples = ds.from_csv(resolve_path(recipe, data.root), data.label_column)
-    elif data.source == "folder":
-        samples = ds.from_folder(resolve_path(recipe, data.root))
-    elif data.source == "breakhis":
-        samples = ds.from_breakhis(resolve_path(recipe, data.root), data.task, data.magnification)
-    else:
-        samples = ds.from_mias(resolve_path(recipe, data.root))
-    if not samples:
-        raise ds.DatasetError(f"no labelled images for recipe {recipe.name!r} ({data.source})")
-    from_csv = reviews_db is not None or data.source in ("csv", "reviews")
-    check_labels(samples, data.task, where, first_row=2 if from_csv else None)
-    check_modality(samples, recipe.modality, where)
-    return ds.stratified_subset(samples, data.subset, recipe.seed)
-
-
-def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -> RunData:
-    """Discover, decode and fit to the recipe's spec (once), QC, split by patient."""
-    samples = discover(recipe, workdir, reviews_db)
-    _require_every_class(recipe, samples, "in the data")
-    if recipe.data.external_test:  # scored after training: checked before it
-        external_samples(recipe, ds.class_names(samples, recipe.data.task))
-    spec = base_spec(recipe)
-    prepared = ds.prepare_all(samples, spec)
-    if recipe.data.qc:
-        samples, prepared = qc_filter(recipe, samples, prepared)
-        _require_every_class(recipe, samples, "after QC (data.qc)")
-    spec = with_measured_resolution(spec, prepared)
-    classes = ds.class_names(samples, recipe.data.task)
-    index = {name: i for i, name in enumerate(classes)}
-    labels = np.asarray([index[s.label] for s in samples])
-    if len(set(labels.tolist())) < 2:
-        raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
-    cfg = recipe.split
-    plan = make_splits(
-        labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
-    )
-    return RunData(samples, classes, labels, prepared, plan, spec)
-
-
-def _require_every_class(recipe: Recipe, samples: list, where: str) -> None:
-    """Refuse a task class without a single image (``mammogram`` keeps all three of MIAS's):
-    the model would get an output it never learnt, and the macro figures would count it."""
-    present = {s.label for s in samples}
-    missing = [c for c in ds.class_names(samples, recipe.data.task) if c not in present]
-    if missing:
-        raise ds.DatasetError(
-            f"class(es) {', '.join(map(repr, missing))} of task {recipe.data.task!r} have no "
-            f"image {where} ({recipe.data.source} {recipe.data.root or ''}".rstrip()
-            + "): add images of them, or set data.task to a free task name to train on the "
-            f"labels present ({', '.join(sorted(present))})"
-        )
 
 
 def _start_run_dir(recipe: Recipe, out_dir: str | Path | None) -> Path:
@@ -217,32 +114,6 @@ def _load(recipe, overrides, out_dir, resume, rescore: bool = False) -> tuple[Re
     parsed = load_recipe(recipe, overrides)
     _check_needs(parsed, weights=not rescore)
     return parsed, _shared_run_dir(parsed, out_dir)
-
-
-def with_reviews_source(recipe: Recipe, db: str) -> Recipe:
-    """The recipe as ``--from-reviews`` runs it: ``data.source: reviews`` and the store as
-    ``data.root``, so the run folder's recipe.yaml (which ``--resume`` reads) and the model
-    card say what the model was trained on, not the recipe's own data.
-
-    A SQLite path is made absolute (a resume may start elsewhere); a URL loses its password,
-    which must not reach recipe.yaml or a card. MIAS's stored pixel size, which a lesion run
-    took from ``data.source: mias``, is written out so the patches stay the same size.
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    if "://" in db:
-        parts = urlsplit(db)
-        host = parts.hostname or ""
-        netloc = (f"{parts.username}@" if parts.username else "") + host
-        netloc += f":{parts.port}" if parts.port else ""
-        root = urlunsplit(parts._replace(netloc=netloc))
-    else:
-        root = str(Path(db).expanduser().resolve()) if db else ""
-    lesion = recipe.lesion
-    if recipe.data.source == "mias" and lesion.enabled and not lesion.source_pixel_size:
-        lesion = dataclasses.replace(lesion, source_pixel_size=MIAS_MM_PER_PX)
-    data = dataclasses.replace(recipe.data, source="reviews", root=root)
-    return dataclasses.replace(recipe, data=data, lesion=lesion)
 
 
 def _check_needs(recipe: Recipe, weights: bool) -> None:

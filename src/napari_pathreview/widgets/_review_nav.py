@@ -1,11 +1,11 @@
-"""The Review widget's navigation: work queue, loading in a worker, disagreements, export.
+"""The Review widget's navigation: the work queue and loading its images in a worker.
 
 A mixin of :class:`~napari_pathreview.widgets.review.ReviewWidget` (it uses the widget's
 form, store and ``image_opened`` signal). Building the queue (reading the store, ordering,
 hashing) and reading and hashing the next image run in napari workers, so neither opening a
-queue nor *Next* blocks the UI; only adding the finished layers happens in
-the main thread. The progress count, the disagreement list and the export read the store in
-the store thread. Leaving an image with unsaved entries asks first (Save / Discard / Stay).
+queue nor *Next* blocks the UI; only adding the finished layers happens in the main thread.
+The progress count reads the store in the store thread. Leaving an image with unsaved entries
+asks first (Save / Discard / Stay).
 """
 
 from __future__ import annotations
@@ -15,21 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, LineEdit
-from qtpy.QtCore import Qt
+from magicgui.widgets import ComboBox, LineEdit
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
 )
 
-from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
 from napari_pathreview.review.records import file_sha256
 from napari_pathreview.widgets import _recall, _results
 from napari_pathreview.widgets._common import _Failed, failure_returned, guard_triton_import
@@ -116,7 +112,7 @@ def _take_over(old: Any, new: Any) -> None:
 
 
 class QueueNavigation:
-    """Queue, disagreement list and export for the Review widget (a mixin)."""
+    """The work queue for the Review widget (a mixin)."""
 
     queue: WorkQueue | None = None
     loading: Any = None
@@ -132,7 +128,6 @@ class QueueNavigation:
         self._hashes = {}
         self.queue_source: Path | None = None
         layout.addWidget(self._build_queue_box())
-        layout.addWidget(self._build_disagreement_box())
 
     def _build_queue_box(self) -> QGroupBox:
         box = QGroupBox("Work queue")
@@ -161,25 +156,6 @@ class QueueNavigation:
         layout.addLayout(open_row)
         layout.addLayout(nav_row)
         layout.addWidget(self.progress_label)
-        return box
-
-    def _build_disagreement_box(self) -> QGroupBox:
-        box = QGroupBox("Disagreements with the model (click to open)")
-        layout = QVBoxLayout(box)
-        self.disagreements = QListWidget()
-        self.disagreements.setMaximumHeight(100)
-        self.disagreements.itemClicked.connect(self.open_disagreement)
-        self.only_mine = CheckBox(text="only mine", value=True)
-        self.only_mine.changed.connect(self.refresh_disagreements)
-        row = QHBoxLayout()
-        refresh, export = QPushButton("Refresh"), QPushButton("Export for retraining…")
-        refresh.clicked.connect(self.refresh_disagreements)
-        export.clicked.connect(self._choose_export)
-        row.addWidget(refresh)
-        row.addWidget(export)
-        layout.addWidget(self.only_mine.native)
-        layout.addWidget(self.disagreements)
-        layout.addLayout(row)
         return box
 
     def sha256_of(self, path: Path) -> str:
@@ -436,65 +412,3 @@ class QueueNavigation:
         self.loaded_path = path
         self._show_progress()
         self.image_opened.emit(name)
-
-    # ---------------------------------------------------------- disagreements
-    def refresh_disagreements(self, *_: Any) -> list[Any]:
-        """List the reviews that disagree with the model (this reviewer's, or everyone's).
-
-        Each reviewer's latest review of an image only, as the export writes them: an edited
-        review is listed once, and a disagreement later corrected to agreement not at all.
-        """
-        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
-        try:
-            records = wait_in_store_thread(
-                lambda: self.store().latest_reviews(reviewer=reviewer, disagreements_only=True)
-            )
-        except Exception as error:  # noqa: BLE001 - notified
-            notify_exception(error, "Disagreements")
-            return []
-        self.disagreements.clear()
-        for record in records:
-            said = f"{record.model} said {record.predicted_label}" if record.model else "no model"
-            item = QListWidgetItem(
-                f"{Path(record.image_path).name}: {record.label} ({said}) — {record.reviewer}"
-            )
-            item.setData(Qt.ItemDataRole.UserRole, str(record.image_path))
-            item.setToolTip(str(record.image_path))
-            self.disagreements.addItem(item)
-        return records
-
-    def open_disagreement(self, item: QListWidgetItem) -> Any:
-        """Open the image of a clicked disagreement (moving the queue there when it holds it)."""
-        path = Path(str(item.data(Qt.ItemDataRole.UserRole)))
-        if not path.is_file():
-            notify_exception(FileNotFoundError(f"{path} no longer exists"), "Disagreement")
-            return None
-        if self.saving or not self.confirm_leave():
-            return None
-        if self.queue is not None and path in self.queue.paths:
-            self.queue.index = self.queue.paths.index(path)
-        return self.open_path(path)
-
-    def _choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Training manifest", "disagreements.csv", "CSV (*.csv)"
-        )
-        if path:
-            self.export_disagreements(path)
-
-    def export_disagreements(
-        self, path: str | Path, weight: float = DEFAULT_DISAGREEMENT_WEIGHT
-    ) -> Path | None:
-        """Write the listed disagreements as a training manifest (``pathreview train`` reads it)."""
-        reviewer = self.reviewer.value.strip() if self.only_mine.value else None
-        try:
-            written = wait_in_store_thread(
-                lambda: self.store().export_manifest(
-                    path, disagreement_weight=weight, reviewer=reviewer, disagreements_only=True
-                )
-            )
-        except Exception as error:  # noqa: BLE001 - notified
-            notify_exception(error, "Export")
-            return None
-        show_info(f"Disagreements exported to {written}")
-        return Path(written)

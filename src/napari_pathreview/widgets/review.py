@@ -8,8 +8,9 @@ only that image's ROI layers are offered, and unsaved entries are never carried 
 dropped silently. A save that fails (locked database, bad input) leaves the form untouched.
 Every database call runs in the store thread (:mod:`~napari_pathreview.widgets._store_thread`):
 a locked file or a silent PostgreSQL server makes Save wait, never the viewer.
-Queue navigation, loading in a worker and the disagreement list live in
-:mod:`~napari_pathreview.widgets._review_nav`.
+Queue navigation and loading in a worker live in :mod:`~napari_pathreview.widgets._review_nav`;
+the disagreement list and its export in :mod:`~napari_pathreview.widgets._review_disagreements`;
+reading the form and writing it to the store in :mod:`~napari_pathreview.widgets._review_save`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from magicgui.widgets import ComboBox, Container, FloatSlider, LineEdit, RadioBu
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
-from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.widgets import _recall, _results, _review_roi
 from napari_pathreview.widgets import _review_state as state
 from napari_pathreview.widgets._layer_meta import plugin_meta
-from napari_pathreview.widgets._notify import notify_exception, show_info
+from napari_pathreview.widgets._notify import notify_exception
+from napari_pathreview.widgets._review_disagreements import DisagreementList
 from napari_pathreview.widgets._review_nav import NEXT_KEY, PREVIOUS_KEY, QueueNavigation
+from napari_pathreview.widgets._review_save import ReviewSaving
 from napari_pathreview.widgets._roi_scores import NO_ROI
 from napari_pathreview.widgets._shortcuts import bind_panel_keys
 from napari_pathreview.widgets._store_thread import wait_in_store_thread
@@ -46,7 +48,7 @@ AGREE_KEY, DISAGREE_KEY, SAVE_KEY = "Alt-A", "Alt-D", "Alt-S"
 __all__ = ["AGREE_KEY", "DISAGREE_KEY", "NEXT_KEY", "PREVIOUS_KEY", "SAVE_KEY", "ReviewWidget"]
 
 
-class ReviewWidget(QueueNavigation, QWidget):
+class ReviewWidget(QueueNavigation, DisagreementList, ReviewSaving, QWidget):
     """Agree or disagree with the model on the current image, and move through a queue.
 
     Args:
@@ -75,6 +77,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         self._shown_prediction: dict[str, Any] | None = None
         self._shown_reviewer = ""  # whose saved review the form was filled from
         self._state = state.FormState()
+        self._outlines = _review_roi.OutlineCache()  # the picked ROI's, kept between checks
         self.saving = False
         self._build_form()
         layout = QVBoxLayout(self)
@@ -83,6 +86,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         self.save_button.clicked.connect(self.save)
         layout.addWidget(self.save_button)
         self.init_navigation(layout)
+        self.init_disagreements(layout)
         layout.addStretch(1)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
@@ -224,7 +228,7 @@ class ReviewWidget(QueueNavigation, QWidget):
         """The picked ROI as a review of the image the form was filled for would store it now
         (None: none, or not storable). That image, not the one just picked: leaving it, the
         ROI is judged against its own image."""
-        return _review_roi.outline_now(self.viewer, self.roi_combo.value, self._shown_image)
+        return self._outlines.outline(self.viewer, self.roi_combo.value, self._shown_image)
 
     def has_unsaved_changes(self) -> bool:
         """Whether the reviewer typed, picked or redrew something not saved yet."""
@@ -409,120 +413,3 @@ class ReviewWidget(QueueNavigation, QWidget):
         """Agree or disagree (Alt+A / Alt+D); ignored without a prediction."""
         if self.prediction():
             self.agreement.value = value
-
-    # ------------------------------------------------------------------ store
-    def store(self) -> Any:
-        """The review store, opened on first use (a failure to open is retried next time).
-
-        Opening connects to the database: call it in the store thread, as every caller here does.
-        """
-        if self._store is None:
-            from napari_pathreview.review import ReviewStore
-
-            self._store = ReviewStore(self.db_url, busy_timeout_s=self.busy_timeout_s, retries=1)
-        return self._store
-
-    def _gather(self) -> dict[str, Any]:
-        layer = self.image_layer
-        if layer is None:
-            raise InvalidInputError("choose the image you are reviewing (open one first).")
-        meta = plugin_meta(layer)
-        source = meta.get("source_path") or getattr(layer.source, "path", None)
-        if not source or not Path(source).is_file():
-            raise InvalidInputError(
-                f"layer {layer.name!r} has no image file on disk; open the image from a file "
-                "(File ▸ Open) so the review can be keyed by its contents."
-            )
-        reviewer = (self.reviewer.value or "").strip()
-        if not reviewer:
-            raise InvalidInputError("type your name in Reviewer before saving.")
-        if not self.label.value:
-            raise InvalidInputError("choose a label before saving.")
-        label = str(self.label.value)
-        prediction = self.prediction()
-        return {
-            "layer_name": layer.name,
-            "source": Path(source),
-            "modality": layer_modality(layer),
-            "reviewer": reviewer,
-            "patient_id": meta.get("patient_id"),
-            "label": label,
-            "agrees": state.agrees_with_model(label, self.agreement.value, prediction),
-            "confidence": float(self.confidence.value),
-            "notes": str(self.notes.value or ""),
-            "roi": _review_roi.roi_geojson(self.viewer, self.roi_combo.value, layer),
-            "classes": self.classes(),
-            "prediction": prediction,  # the layer's own dict: its store ids are noted on it
-        }
-
-    def save(self, *_: Any) -> int | None:
-        """Write the review (and the prediction it judges); returns its id, None on failure.
-
-        The form is read here, written in the store thread; while that waits (a locked or
-        silent database) the viewer stays live, Save is disabled and a second press is refused.
-        """
-        if self.saving:
-            show_info("Still saving the last review; wait for it before saving again.")
-            return None
-        shown_key, entries = self._shown_key, self.form_state()
-        self.saving = True
-        self.save_button.setEnabled(False)
-        try:
-            form = self._gather()
-            review_id, sha, db_key, prediction_id = wait_in_store_thread(self._write, form)
-        except Exception as error:  # noqa: BLE001 - notified; the form keeps its contents
-            notify_exception(error, "Review not saved (your entries are kept)")
-            return None
-        finally:
-            self.saving = False
-            self.save_button.setEnabled(True)
-        if prediction_id is not None:  # the prediction's row, reused by the next save
-            form["prediction"].setdefault("store_id", {})[db_key] = prediction_id
-        if self.queue is not None:
-            self.queue.mark_reviewed(sha)
-        self.last_review_id = review_id
-        if self._shown_key == shown_key:  # edits made while it was written stay unsaved
-            self._state = entries.edited(review_id=review_id)
-        show_info(f"Review saved ({form['reviewer']}: {form['label']}).")
-        self.refresh_progress()
-        self.refresh_disagreements()
-        return review_id
-
-    def _write(self, form: dict[str, Any]) -> tuple[int, str, str, int | None]:
-        """In the store thread: the image, the prediction (once per database) and the review.
-
-        Returns the review id, the image's hash, the database key and the prediction id.
-        """
-        store = self.store()
-        db_key = str(store.url)
-        patient = form["patient_id"]
-        sha = store.add_image(
-            form["source"],
-            form["modality"],
-            metadata={"layer": form["layer_name"]},
-            patient_id=str(patient) if patient else None,
-        )
-        prediction, prediction_id = form["prediction"], None
-        if prediction:
-            prediction_id = prediction.get("store_id", {}).get(db_key)
-            if prediction_id is None:
-                prediction_id = store.add_prediction(
-                    sha,
-                    prediction["model_name"],
-                    prediction["model_version"],
-                    prediction["probabilities"],
-                    prediction["settings"],
-                    label=prediction["label"],
-                )
-        review_id = store.add_review(
-            sha,
-            form["reviewer"],
-            form["label"],
-            form["agrees"],
-            confidence=form["confidence"],
-            notes=form["notes"],
-            roi_geojson=form["roi"],
-            prediction_id=prediction_id,
-            allowed_labels=form["classes"],
-        )
-        return review_id, sha, db_key, prediction_id
