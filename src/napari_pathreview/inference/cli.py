@@ -49,6 +49,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     predict.add_argument("--no-qc", action="store_true", help="skip quality control")
     predict.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="K",
+        help="multi-frame images (tomosynthesis, stacks of film frames): classify frame K, "
+        "counted from 0 as napari's frame slider shows it; without it a stack is refused, "
+        "never read by its first frame. Single-frame images are read as they are",
+    )
+    predict.add_argument(
         "--two-film",
         action="store_true",
         help="mammograms: also decide each film against the same woman's other film (models "
@@ -84,7 +93,7 @@ def _prediction_row(p: Any, classes: tuple[str, ...]) -> dict[str, Any]:
     return row
 
 
-def _write_cam(out: Path, stem: str, image_path: Path, result: Any) -> None:
+def _write_cam(out: Path, stem: str, image: Any, result: Any) -> None:
     import cv2
     import numpy as np
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -92,7 +101,7 @@ def _write_cam(out: Path, stem: str, image_path: Path, result: Any) -> None:
     from napari_pathreview.inference.preprocess import decode
 
     np.save(out / f"{stem}_{result.method}.npy", result.cam)
-    rgb = decode(image_path).rgb
+    rgb = decode(image).rgb  # the file, or the frame ``--frame`` chose
     if rgb.shape[:2] != result.cam.shape:
         rgb = cv2.resize(
             rgb, (result.cam.shape[1], result.cam.shape[0]), interpolation=cv2.INTER_AREA
@@ -133,24 +142,26 @@ def _predict(args: argparse.Namespace) -> int:
     out = preflight.output_folder(args.out)
     classes = predictor.classes
     rows, one_film = [], []
-    for path, stem, p in _iter_predictions(predictor, images, problems):
+    for path, stem, p in _iter_predictions(predictor, images, problems, args.frame):
         one_film.append(None if isinstance(p, str) else p.probabilities)
         if isinstance(p, str):
             rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
             print(f"{path}\terror\t{p}")
             continue
-        row = {**_prediction_row(p, classes), "status": "ok", "error": ""}
+        row = {**_prediction_row(p, classes), **_frame_cell(path, args.frame)}
+        row.update(status="ok", error="")
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
         )
         if method:
             try:
-                result = predictor.explain(path, method, **explain_kwargs(args, method))
-                _write_cam(out, stem, path, result)
+                item = _item(path, args.frame)
+                result = predictor.explain(item, method, **explain_kwargs(args, method))
+                _write_cam(out, stem, item, result)
             except Exception as error:  # noqa: BLE001 - one image must not stop the batch
                 row.update(_failed(f"CAM: {describe_error(error)}"))
         rows.append(row)
-    header = _predict_header(classes)
+    header = _predict_header(classes, frame=args.frame is not None)
     if patients is not None:
         header += _add_two_film(rows, one_film, predictor.card, patients)
     csv_path = write_csv(out / "predictions.csv", rows, header)
@@ -203,9 +214,10 @@ def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, films: 
     return columns
 
 
-def _predict_header(classes: tuple[str, ...]) -> list[str]:
+def _predict_header(classes: tuple[str, ...], frame: bool = False) -> list[str]:
     return [
         "path",
+        *(["frame"] if frame else []),
         "model",
         *[f"p_{c}" for c in classes],
         "predicted_label",
@@ -224,8 +236,27 @@ def _failed(message: str) -> dict[str, str]:
     return {"status": "error", "error": message}
 
 
+def _item(path: Path, frame: int | None) -> Any:
+    """What the predictor reads for ``path``: the file, or with ``--frame`` its frame K (a
+    stack without ``--frame`` is refused when read: ``io.frames``)."""
+    if frame is None:
+        return path
+    from napari_pathreview.io import load_image
+
+    return load_image(path, frame=frame)
+
+
+def _frame_cell(path: Path, frame: int | None) -> dict[str, Any]:
+    """The ``frame`` column with ``--frame``: K for a stack, empty for a single image."""
+    if frame is None:
+        return {}
+    from napari_pathreview.io.images import count_frames
+
+    return {"frame": frame if count_frames(path) > 1 else ""}
+
+
 def _iter_predictions(
-    predictor: Any, images: list[Path], problems: dict[int, str | None]
+    predictor: Any, images: list[Path], problems: dict[int, str | None], frame: int | None = None
 ) -> Iterator[tuple[Path, str, Any]]:
     """(path, stem, Prediction or error text) in input order, batch by batch.
 
@@ -238,12 +269,13 @@ def _iter_predictions(
     for start in range(0, len(good), size):
         chunk = good[start : start + size]
         try:
-            for i, p in zip(chunk, predictor.predict([images[i] for i in chunk]), strict=True):
+            items = [_item(images[i], frame) for i in chunk]
+            for i, p in zip(chunk, predictor.predict(items), strict=True):
                 results[i] = p
         except Exception:  # noqa: BLE001 - retried one by one below to find the bad image
             for i in chunk:
                 try:
-                    results[i] = predictor.predict([images[i]])[0]
+                    results[i] = predictor.predict([_item(images[i], frame)])[0]
                 except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
                     logger.debug("prediction of %s failed", images[i], exc_info=True)
                     results[i] = describe_error(error)
