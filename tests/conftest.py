@@ -85,7 +85,8 @@ def write_dicom(
     rescale: tuple[float, float] | None = None,
     patient_id: str = "TEST-001",
 ) -> Path:
-    """Write a minimal but valid DICOM (digital mammography SOP class) with pydicom."""
+    """Write a minimal but valid DICOM (digital mammography SOP class) with pydicom; 3-D
+    ``pixels`` (frames first) make a multi-frame one."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -105,7 +106,9 @@ def write_dicom(
     if spacing is not None:
         ds.PixelSpacing = [str(spacing[0]), str(spacing[1])]
     if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape
+        ds.Rows, ds.Columns = pixels.shape[-2:]
+        if pixels.ndim == 3:  # frames first: a multi-frame object (tomosynthesis)
+            ds.NumberOfFrames = pixels.shape[0]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = photometric
         ds.BitsAllocated = 16

@@ -28,7 +28,7 @@ def test_a_tiff_stack_of_grey_film_frames_is_a_mammogram(shared_data, tmp_path) 
     path = tmp_path / "films.tif"
     tifffile.imwrite(path, frames, photometric="minisblack")
     assert len(tifffile.TiffFile(path).pages) == 3
-    assert probe_modality(path) == "mammogram" == load_image(path).modality
+    assert probe_modality(path) == "mammogram" == load_image(path, frame="all").modality
 
 
 def test_a_film_tiff_with_a_thumbnail_page_is_a_mammogram(shared_data, tmp_path) -> None:

@@ -126,10 +126,16 @@ def _expand_folders(paths: list[Path]) -> list[tuple[Path, str | None]]:
 
 
 def _named(layers: list[tuple[Any, ...]], name: str | None) -> list[tuple[Any, ...]]:
-    """The file's image layer renamed ``name`` (a folder's item); other layers as they are."""
+    """The file's image layer renamed ``name`` (a folder's item; a stack's name still says how
+    many frames it holds); other layers as they are."""
     if name is None or not layers or len(layers[0]) < 3 or layers[0][2] != "image":
         return layers
     data, kwargs, kind = layers[0][:3]
+    frames = int(kwargs.get("metadata", {}).get("pathreview", {}).get("frames", 1))
+    if frames > 1:
+        from napari_pathreview.io.frames import stack_name
+
+        name = stack_name(name, frames)
     return [(data, {**kwargs, "name": name}, kind), *layers[1:]]
 
 

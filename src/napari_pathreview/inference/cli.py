@@ -57,6 +57,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     predict.add_argument("--no-qc", action="store_true", help="skip quality control")
     predict.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="K",
+        help="multi-frame images (tomosynthesis, stacks of film frames): classify frame K, "
+        "counted from 0 as napari's frame slider shows it; without it a stack is refused, "
+        "never read by its first frame. Single-frame images are read as they are",
+    )
+    predict.add_argument(
         "--two-film",
         action="store_true",
         help="mammograms: also decide each film against the same woman's other film (models "
@@ -94,7 +103,7 @@ def _prediction_row(p: Any, classes: tuple[str, ...]) -> dict[str, Any]:
     return row
 
 
-def _write_cam(out: Path, stem: str, image_path: Path, result: Any) -> None:
+def _write_cam(out: Path, stem: str, image: Any, result: Any) -> None:
     import cv2
     import numpy as np
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -102,7 +111,7 @@ def _write_cam(out: Path, stem: str, image_path: Path, result: Any) -> None:
     from napari_pathreview.inference.preprocess import decode
 
     np.save(out / f"{stem}_{result.method}.npy", result.cam)
-    rgb = decode(image_path).rgb
+    rgb = decode(image).rgb  # the file, or the frame ``--frame`` chose
     if rgb.shape[:2] != result.cam.shape:
         rgb = cv2.resize(
             rgb, (result.cam.shape[1], result.cam.shape[0]), interpolation=cv2.INTER_AREA
@@ -148,14 +157,15 @@ def _predict(args: argparse.Namespace) -> int:
     out = preflight.output_folder(args.out)
     classes = predictor.classes
     rows, one_film = [], []
-    for path, stem, item in _iter_predictions(predictor, images, problems, settings):
+    for path, stem, item in _iter_predictions(predictor, images, problems, settings, args.frame):
         p = item.prediction if isinstance(item, TiledImage) else item
         one_film.append(None if isinstance(p, str) else p.probabilities)
         if isinstance(p, str):
             rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
             print(f"{path}\terror\t{p}")
             continue
-        row = {**_prediction_row(p, classes), "status": "ok", "error": ""}
+        row = {**_prediction_row(p, classes), **_frame_cell(path, args.frame)}
+        row.update(status="ok", error="")
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
         )
@@ -163,11 +173,12 @@ def _predict(args: argparse.Namespace) -> int:
             row.update(_failed(f"CAM: {no_cam}"))
         elif method:
             try:
-                _write_cam(out, stem, path, _explain_one(predictor, path, item, method, args))
+                cam = _explain_one(predictor, path, item, method, args)
+                _write_cam(out, stem, _image(path, args), cam)
             except Exception as error:  # noqa: BLE001 - one image must not stop the batch
                 row.update(_failed(f"CAM: {describe_error(error)}"))
         rows.append(row)
-    header = _predict_header(classes)
+    header = _predict_header(classes, frame=args.frame is not None)
     if patients is not None:
         header += _add_two_film(rows, one_film, predictor.card, patients)
     csv_path = write_csv(out / "predictions.csv", rows, header)
@@ -254,9 +265,10 @@ def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, films: 
     return columns
 
 
-def _predict_header(classes: tuple[str, ...]) -> list[str]:
+def _predict_header(classes: tuple[str, ...], frame: bool = False) -> list[str]:
     return [
         "path",
+        *(["frame"] if frame else []),
         "model",
         *[f"p_{c}" for c in classes],
         "predicted_label",
@@ -289,8 +301,7 @@ def _explain_one(predictor: Any, path: Path, item: Any, method: str, args: Any) 
     """An image's CAM: a tiled image's on the heatmap's plan (as the Analyze dock's), else the
     whole image's with the CAM options."""
     if not isinstance(item, TiledImage):
-        image = path if args.slide_um_per_px is None else _load(path, args.slide_um_per_px)
-        return predictor.explain(image, method, **explain_kwargs(args, method))
+        return predictor.explain(_image(path, args), method, **explain_kwargs(args, method))
     from napari_pathreview.inference.large_images import iter_explain_tiles, run_to_end
 
     label = args.target_class or item.prediction.label
@@ -298,13 +309,31 @@ def _explain_one(predictor: Any, path: Path, item: Any, method: str, args: Any) 
     return run_to_end(steps)
 
 
-def _load(path: Path, um_per_px: float | None) -> Any:
+def _image(path: Path, args: Any) -> Any:
+    """What a whole image's CAM reads: the file, or the image ``--mpp`` / ``--frame`` chose."""
+    if args.slide_um_per_px is None and args.frame is None:
+        return path
+    return _load(path, args.slide_um_per_px, args.frame)
+
+
+def _load(path: Path, um_per_px: float | None, frame: int | None = None) -> Any:
+    """The image as read for the model: with ``--mpp``'s pixel size and ``--frame``'s frame
+    (a stack without ``--frame`` is refused, naming its frames: ``io.frames``)."""
     from napari_pathreview.io import load_image
 
-    return load_image(path, um_per_px=um_per_px)
+    return load_image(path, um_per_px=um_per_px, frame=frame)
 
 
-def _classify(predictor: Any, path: Path, settings: Any) -> Any:
+def _frame_cell(path: Path, frame: int | None) -> dict[str, Any]:
+    """The ``frame`` column with ``--frame``: K for a stack, empty for a single image."""
+    if frame is None:
+        return {}
+    from napari_pathreview.io.images import count_frames
+
+    return {"frame": frame if count_frames(path) > 1 else ""}
+
+
+def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = None) -> Any:
     """A large image's ``TiledImage`` (the dock's rule and steps), else the ``LoadedImage``
     to classify whole (with ``--mpp``'s pixel size when given).
 
@@ -319,7 +348,7 @@ def _classify(predictor: Any, path: Path, settings: Any) -> Any:
     )
     from napari_pathreview.inference.layer_slide import as_slide
 
-    loaded = _load(path, settings.slide_um_per_px)
+    loaded = _load(path, settings.slide_um_per_px, frame)
     if not needs_tiling(loaded.levels, loaded.modality):
         return loaded
     source = as_slide(loaded)
@@ -329,7 +358,11 @@ def _classify(predictor: Any, path: Path, settings: Any) -> Any:
 
 
 def _iter_predictions(
-    predictor: Any, images: list[Path], problems: dict[int, str | None], settings: Any
+    predictor: Any,
+    images: list[Path],
+    problems: dict[int, str | None],
+    settings: Any,
+    frame: int | None = None,
 ) -> Iterator[tuple[Path, str, Any]]:
     """(path, stem, a Prediction, ``TiledImage`` or error text) in input order, batch by batch.
 
@@ -346,7 +379,7 @@ def _iter_predictions(
         whole: dict[int, Any] = {}  # index → LoadedImage
         for i in good[start : start + size]:
             try:
-                item = _classify(predictor, images[i], settings)
+                item = _classify(predictor, images[i], settings, frame)
             except Exception as error:  # noqa: BLE001 - recorded in the row, batch goes on
                 logger.debug("prediction of %s failed", images[i], exc_info=True)
                 item = describe_error(error)

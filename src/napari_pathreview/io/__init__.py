@@ -6,11 +6,13 @@ Public names (see .team/CONTRACTS.md): ``load_image``/``LoadedImage``, ``to_rgb_
 Also: ``layers_for_path`` (the napari LayerData of a file, as the reader builds it),
 ``rois_to_geojson``/``parse_geojson_rois``/``rois_from_shapes`` (ROIs ↔ GeoJSON dicts,
 e.g. a review's ``roi_geojson``), ``label_image_to_rois``, ``write_pyramidal_tiff``,
-``contrast_limits``; ``open_slide``/``SlideSource`` (whole slides of every format:
+``contrast_limits``, ``MultiFrameError`` (a stack read without a frame: ``io.frames``);
+``open_slide``/``SlideSource`` (whole slides of every format:
 regions at any level, µm/px, associated images, a cache fingerprint).
 """
 
 from napari_pathreview.io.breakhis import BREAKHIS_UM_PER_PX, BreakhisInfo, parse_breakhis_name
+from napari_pathreview.io.frames import MultiFrameError
 from napari_pathreview.io.geojson import (
     Roi,
     parse_geojson_rois,
@@ -40,6 +42,7 @@ __all__ = [
     "BreakhisInfo",
     "LoadedImage",
     "MiasAnnotation",
+    "MultiFrameError",
     "Roi",
     "contrast_limits",
     "find_mias_annotations",

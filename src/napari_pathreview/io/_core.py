@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io.breakhis import parse_breakhis_name
+from napari_pathreview.io.frames import stack_name
 from napari_pathreview.io.mias import (
     MIAS_MM_PER_PX,
     MIAS_SIZE,
@@ -56,6 +57,10 @@ class LoadedImage:
         um_per_px: Level-0 pixel size in µm (histology), None when unknown.
         slide: The open :class:`~napari_pathreview.io.wsi.SlideSource` behind a whole
             slide (regions at any level, associated images), None for plain images.
+        frames: How many frames a grey stack holds (tomosynthesis, a multi-frame TIFF);
+            ``data`` is then frames×H×W and ``scale`` stays the frames' (row, col) spacing.
+            1 for a single image (see :mod:`.frames`).
+        frame_spacing_mm: Distance between a stack's frames when the file states it.
     """
 
     data: Any
@@ -66,6 +71,8 @@ class LoadedImage:
     path: Path | None = None
     um_per_px: float | None = None
     slide: Any = None
+    frames: int = 1
+    frame_spacing_mm: float | None = None
 
     @property
     def multiscale(self) -> bool:
@@ -83,8 +90,10 @@ class LoadedImage:
 
     @property
     def name(self) -> str:
-        """The image layer's name: the file name without its suffix."""
-        return (self.path or Path("image")).stem
+        """The image layer's name: the file name without its suffix (and, for a stack, how
+        many frames it holds)."""
+        stem = (self.path or Path("image")).stem
+        return stack_name(stem, self.frames) if self.frames > 1 else stem
 
     @property
     def layer_frame(self) -> dict[str, Any]:
@@ -217,6 +226,11 @@ def normalize_pixels(array: np.ndarray, modality: str) -> np.ndarray:
     if array.ndim == 3:
         # grey + alpha: composite on white and keep one channel; otherwise the first channel
         array = to_rgb_uint8(array)[..., 0] if array.shape[-1] == 2 else array[..., 0]
+    return _grey_levels(array)
+
+
+def _grey_levels(array: np.ndarray) -> np.ndarray:
+    """Grey pixels (an image or a stack of frames, scaled as one) as uint8 or uint16."""
     if array.dtype in (np.uint8, np.uint16):
         return array
     if array.dtype == bool:
@@ -278,3 +292,22 @@ def finish_loaded(
         metadata["pixel_spacing_mm"] = [MIAS_MM_PER_PX, MIAS_MM_PER_PX]
         scale = (MIAS_MM_PER_PX, MIAS_MM_PER_PX)
     return LoadedImage(pixels, [pixels], modality, metadata, scale, path, um_per_px)
+
+
+def finish_stack(path: Path, stack: np.ndarray, extra: dict[str, Any] | None = None) -> LoadedImage:
+    """Build the ``LoadedImage`` of a decoded stack of grey frames (frames×H×W, or ×S for
+    frames saved as colour), its levels scaled as one so every frame reads alike."""
+    if stack.ndim == 4:
+        frames = [normalize_pixels(frame, MAMMOGRAM) for frame in stack]
+        pixels = _grey_levels(np.stack(frames))
+    else:
+        try:
+            pixels = _grey_levels(stack)
+        except InvalidInputError as error:
+            raise ImageReadError(f"{path}: {error}") from error
+    metadata = base_metadata(path, MAMMOGRAM)
+    metadata["original_dtype"] = str(stack.dtype)
+    metadata["original_shape"] = list(stack.shape)
+    metadata["frames"] = len(pixels)
+    metadata.update(extra or {})
+    return LoadedImage(pixels, [pixels], MAMMOGRAM, metadata, (1.0, 1.0), path, frames=len(pixels))

@@ -38,9 +38,10 @@ from napari_pathreview.io._core import (
     to_rgb_uint8,
 )
 from napari_pathreview.io.dicom_slide import is_dicom_wsi
+from napari_pathreview.io.frames import choose_frame
 from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.raster import load_raster, read_raster
-from napari_pathreview.io.slides import load_slide, load_tiff
+from napari_pathreview.io.slides import _is_histology_series, frame_count, load_slide, load_tiff
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ __all__ = [
     "base_metadata",
     "finish_loaded",
     "grey_in_colour",
+    "count_frames",
     "is_supported_image",
     "load_image",
     "modality_of",
@@ -87,13 +89,18 @@ LOADERS: dict[str, Callable[[Path], LoadedImage]] = {
 _has_dicom_preamble = has_dicom_preamble  # kept for callers of the old private name
 
 
-def load_image(path: str | Path, *, um_per_px: float | None = None) -> LoadedImage:
+def load_image(
+    path: str | Path, *, um_per_px: float | None = None, frame: int | str | None = None
+) -> LoadedImage:
     """Open a histology image, whole slide or mammogram.
 
     Args:
         path: An image or slide file (see ``IMAGE_SUFFIXES``), or a DICOM WSI folder.
         um_per_px: Level-0 pixel size (µm) for histology whose file does not state it;
             it replaces the file's value. Ignored for mammograms.
+        frame: For a stack of grey frames (tomosynthesis, a multi-frame TIFF): which frame
+            to read, counted from 0, or ``"all"`` for the whole stack (the viewer's
+            frames×H×W layer). A single-frame image is read as it is whatever ``frame`` says.
 
     Returns:
         The image with its modality, file facts (BreaKHis name, MIAS Info.txt beside it,
@@ -102,6 +109,9 @@ def load_image(path: str | Path, *, um_per_px: float | None = None) -> LoadedIma
     Raises:
         ImageReadError: The file is missing, empty, truncated, corrupt or of an
             unsupported kind; the message names the file and the reason.
+        MultiFrameError: The file is a stack and ``frame`` is None: a 2-D model must not
+            read its first frame unasked (``io.frames``).
+        InvalidInputError: ``frame`` is not one of the stack's frames.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -120,6 +130,7 @@ def load_image(path: str | Path, *, um_per_px: float | None = None) -> LoadedIma
             f"{path}: unsupported image type {suffix or '(no suffix)'}; "
             f"expected one of {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
+    loaded = choose_frame(loaded, frame)
     return with_pixel_size(loaded, um_per_px) if um_per_px is not None else loaded
 
 
@@ -141,3 +152,30 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
     return dataclasses.replace(
         loaded, metadata=metadata, scale=(um_per_px, um_per_px), um_per_px=float(um_per_px)
     )
+
+
+def count_frames(path: str | Path) -> int:
+    """How many frames the reader finds in a file (1 for anything but a grey stack), read from
+    the header: a DICOM's ``NumberOfFrames``, a grey TIFF's frame axes. Unreadable: 1."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            return _tiff_frames(path)
+        if path.is_file():
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            grey = str(getattr(ds, "PhotometricInterpretation", "")).upper().startswith("MONO")
+            return int(getattr(ds, "NumberOfFrames", 1) or 1) if grey else 1
+    except Exception:  # noqa: BLE001 - the reader reports an unreadable file itself
+        return 1
+    return 1
+
+
+def _tiff_frames(path: Path) -> int:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return 1 if _is_histology_series(path, series) else frame_count(series)

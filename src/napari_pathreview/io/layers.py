@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io.folders import holds_dicom
+from napari_pathreview.io.frames import ALL_FRAMES
 from napari_pathreview.io.geojson import Roi, read_geojson
 from napari_pathreview.io.images import HISTOLOGY, IMAGE_SUFFIXES, LoadedImage, load_image
 from napari_pathreview.io.mammograms import contrast_limits
@@ -70,12 +71,16 @@ def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
 
     The scale is physical where the file says so (µm for histology, mm for DICOM
     mammograms) and the layer's ``units`` name it, so napari's scale bar reads µm or mm.
+    A stack of frames is one 3-D layer, frames first (napari gives it a slider), its frame
+    axis in mm where the file states the spacing, else one step per frame.
     """
     kwargs: dict[str, Any] = {
         "name": name or loaded.name,
         **loaded.layer_frame,
         "metadata": {"pathreview": dict(loaded.metadata)},
     }
+    if loaded.frames > 1:
+        kwargs.update(_stack_frame(loaded))
     if loaded.multiscale:
         kwargs["multiscale"] = True
     if loaded.modality == HISTOLOGY:
@@ -86,6 +91,16 @@ def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
         )
     data = loaded.levels if loaded.multiscale else loaded.data
     return data, kwargs, "image"
+
+
+def _stack_frame(loaded: LoadedImage) -> dict[str, Any]:
+    """``scale`` (and ``units``) of a stack's 3-D layer: the frame axis, then the frames'."""
+    spacing = loaded.frame_spacing_mm
+    frame = {"scale": (spacing or 1.0, *loaded.scale)}
+    units = loaded.layer_frame.get("units")
+    if units:
+        frame["units"] = ("mm" if spacing else "pixel", *units)
+    return frame
 
 
 def _circle_corners(row: float, col: float, r_radius: float, c_radius: float) -> np.ndarray:
@@ -208,7 +223,7 @@ def associated_layers(
 def _image_layers(
     path: Path, um_per_px: float | None = None, associated: Sequence[str] = ()
 ) -> list[LayerData]:
-    loaded = load_image(path, um_per_px=um_per_px)
+    loaded = load_image(path, um_per_px=um_per_px, frame=ALL_FRAMES)
     if loaded.modality == HISTOLOGY and loaded.slide is not None and not loaded.um_per_px:
         logger.warning(
             "%s: the file does not state its pixel size; the slide opens in pixels (the "

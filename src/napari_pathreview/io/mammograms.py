@@ -22,6 +22,7 @@ from napari_pathreview.io._core import (
     base_metadata,
     to_rgb_uint8,
 )
+from napari_pathreview.io.frames import frame_spacing_mm, pixel_measures
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +41,17 @@ def contrast_limits(image: Any, low: float = 0.5, high: float = 99.5) -> tuple[f
     """Display range from percentiles of a subsample, so one bright label does not grey everything.
 
     Args:
-        image: Grayscale array (numpy or dask); at most ~1M pixels are read.
+        image: Grayscale array (numpy or dask), or a stack of frames (frames first, so the
+            limits hold for every frame); at most ~1M pixels are read, evenly spread.
         low: Lower percentile.
         high: Upper percentile.
 
     Returns:
         (low, high) with high > low, usable as a napari layer's ``contrast_limits``.
     """
-    array = np.asarray(image)
-    step = max(1, int(np.sqrt(array.size / 1_000_000)))
-    sample = array[::step, ::step].astype(np.float64)
+    size = float(np.prod(image.shape)) if len(image.shape) else 1.0
+    step = max(1, int((size / 1_000_000) ** (1.0 / max(1, len(image.shape)))))
+    sample = np.asarray(image[(slice(None, None, step),) * len(image.shape)]).astype(np.float64)
     if sample.size == 0:
         return 0.0, 1.0
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
@@ -85,13 +87,17 @@ def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise ImageReadError(
             f"{path}: cannot decode DICOM pixel data ({type(error).__name__}: {error})"
         ) from error
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        logger.info("%s: %s frames; showing the first", path, ds.NumberOfFrames)
-        raw = raw[0]
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    grey = photometric in ("MONOCHROME1", "MONOCHROME2")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1 and not grey:
+        logger.info("%s: %s colour frames; showing the first", path, frames)
+        raw = raw[0]
     facts: dict[str, Any] = {"original_dtype": str(raw.dtype)}
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+    if not grey:
         return raw, facts  # colour DICOM (e.g. a photographed slide)
+    if frames > 1:  # tomosynthesis, an enhanced object's frames: the whole stack, one window
+        facts["frames"] = frames
     pixels = apply_modality_lut(raw, ds)
     has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
     if has_voi:
@@ -120,8 +126,11 @@ def _spacing(ds: Any) -> tuple[float, float] | None:
     """(row, col) mm per pixel in the breast: ``PixelSpacing`` (calibrated at the patient), else
     ``ImagerPixelSpacing`` (at the detector, which a mammography unit's geometry magnifies: a
     magnification view by ~1.5–2) divided by ``EstimatedRadiographicMagnificationFactor``."""
+    measures = pixel_measures(ds)  # enhanced objects (tomosynthesis) state it per frame group
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = getattr(ds, keyword, None)
+        if value is None and measures is not None:
+            value = getattr(measures, keyword, None)
         if value is not None and len(value) == 2 and all(float(v) > 0 for v in value):
             factor = 1.0
             if keyword == "ImagerPixelSpacing":
@@ -133,6 +142,10 @@ def _spacing(ds: Any) -> tuple[float, float] | None:
 
 def load_dicom(path: str | Path) -> LoadedImage:
     """Open a DICOM image as a display-ready mammogram (or histology, for colour DICOM).
+
+    A grey multi-frame object (tomosynthesis, ``NumberOfFrames`` > 1) opens whole: a
+    frames×H×W stack windowed as one, its frame spacing from ``SpacingBetweenSlices`` or
+    ``SliceThickness`` (:mod:`.frames`).
 
     Raises:
         ImageReadError: Not DICOM, no pixel data, or an encoding that cannot be decoded.
@@ -146,10 +159,14 @@ def load_dicom(path: str | Path) -> LoadedImage:
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as error:
         raise ImageReadError(f"{path}: not a readable DICOM file ({error})") from error
     pixels, facts = _dicom_pixels(ds, path)
-    modality = HISTOLOGY if pixels.ndim == 3 and pixels.shape[-1] in (3, 4) else MAMMOGRAM
+    frames = int(facts.get("frames", 1))
+    stacked = frames > 1
+    modality = (
+        HISTOLOGY if not stacked and pixels.ndim == 3 and pixels.shape[-1] in (3, 4) else MAMMOGRAM
+    )
     if modality == HISTOLOGY:
         pixels = to_rgb_uint8(pixels)
-    elif pixels.ndim != 2:
+    elif pixels.ndim != 2 + stacked:
         raise ImageReadError(f"{path}: unsupported DICOM pixel array shape {pixels.shape}")
     metadata = base_metadata(path, modality)
     metadata["dataset"] = "DICOM"
@@ -164,4 +181,16 @@ def load_dicom(path: str | Path) -> LoadedImage:
     if spacing is not None:
         metadata["pixel_spacing_mm"] = list(spacing)
     metadata["original_shape"] = list(pixels.shape)
-    return LoadedImage(pixels, [pixels], modality, metadata, spacing or (1.0, 1.0), path)
+    between = frame_spacing_mm(ds) if stacked else None
+    if between is not None:
+        metadata["frame_spacing_mm"] = between
+    return LoadedImage(
+        pixels,
+        [pixels],
+        modality,
+        metadata,
+        spacing or (1.0, 1.0),
+        path,
+        frames=frames,
+        frame_spacing_mm=between,
+    )

@@ -35,6 +35,7 @@ from napari_pathreview.io._core import (
     TIFF_SUFFIXES,
 )
 from napari_pathreview.io.dicom_slide import is_dicom_wsi_folder
+from napari_pathreview.io.frames import ALL_FRAMES
 from napari_pathreview.io.geojson import Roi
 from napari_pathreview.io.images import load_image
 from napari_pathreview.io.pixel_origin import centre_to_corner
@@ -124,7 +125,7 @@ def frameless_placement(
         logger.warning(note)
         return {}, {"frame_from": "pixels", "frame_note": note}
     try:
-        loaded = load_image(image)
+        loaded = load_image(image, frame=ALL_FRAMES)  # a stack's frames share one frame
     except ImageReadError as error:
         note = (
             f"{geojson.name}: its image {image.name} cannot be read ({error}), so the ROIs "

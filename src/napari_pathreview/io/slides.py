@@ -22,8 +22,10 @@ from napari_pathreview.io._core import (
     LoadedImage,
     base_metadata,
     finish_loaded,
+    finish_stack,
     modality_of,
 )
+from napari_pathreview.io.frames import FRAME_AXES
 from napari_pathreview.io.slide_source import SlideSource
 from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series, tiff_um_per_px
 from napari_pathreview.io.wsi import open_slide
@@ -41,8 +43,12 @@ GREY_CHECK_EDGE = 2048
 smallest level (a pyramid's smallest level is usually whole within it)."""
 
 
-def _to_yxs(level: Any, axes: str) -> Any:
-    """Reorder a lazy level to Y×X or Y×X×S, taking the first plane of any other axis."""
+def _to_yxs(level: Any, axes: str, frames: bool = False) -> Any:
+    """Reorder a lazy level to Y×X or Y×X×S, taking the first plane of any other axis.
+
+    With ``frames`` the axes that number frames (:data:`.frames.FRAME_AXES`) are kept, merged
+    into one leading axis: F×Y×X(×S), F = 1 when the file has no such axis.
+    """
     import dask.array as da
 
     # the zarr array's chunks are the file's tiles: dask must keep them, not rechunk ("auto")
@@ -55,14 +61,27 @@ def _to_yxs(level: Any, axes: str) -> Any:
         if axis in "YXS" or (axis == "C" and array.shape[position] in (3, 4)):
             index.append(slice(None))
             kept.append("S" if axis == "C" else axis)
+        elif frames and axis in FRAME_AXES:
+            index.append(slice(None))
+            kept.append("F")
         else:
             index.append(0)
     array = array[tuple(index)]
-    order = [kept.index(a) for a in "YXS" if a in kept]
-    return array.transpose(order)
+    stacked = [i for i, a in enumerate(kept) if a == "F"]
+    array = array.transpose(stacked + [kept.index(a) for a in "YXS" if a in kept])
+    if not frames:
+        return array
+    return array.reshape((-1, *array.shape[len(stacked) :]))
 
 
-def _virtual_levels(level0: Any) -> list[Any]:
+def frame_count(series: Any) -> int:
+    """How many frames a TIFF series' frame axes (pages, depth, time) number together."""
+    return int(
+        np.prod([n for n, a in zip(series.shape, series.axes, strict=True) if a in FRAME_AXES])
+    )
+
+
+def _virtual_levels(level0: Any, stacked: bool = False) -> list[Any]:
     """Strided overviews of a big single-level image, so napari never asks for all of level 0.
 
     Each overview is computed tile by tile (a tile is read, subsampled and dropped), so
@@ -73,8 +92,9 @@ def _virtual_levels(level0: Any) -> list[Any]:
         "write a pyramidal TIFF (io.pyramid.write_pyramidal_tiff) for fast browsing"
     )
     levels = [level0]
-    while max(levels[-1].shape[:2]) > VIRTUAL_LEVEL_EDGE // 2:
-        levels.append(levels[-1][::2, ::2])
+    plane = slice(1, 3) if stacked else slice(0, 2)  # a stack's frames are never strided
+    while max(levels[-1].shape[plane]) > VIRTUAL_LEVEL_EDGE // 2:
+        levels.append(levels[-1][:, ::2, ::2] if stacked else levels[-1][::2, ::2])
     return levels
 
 
@@ -89,12 +109,16 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
     series = tif.series[0]
     root = zarr.open(series.aszarr(), mode="r")
     arrays = [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
-    levels = [_to_yxs(array, series.axes) for array in arrays]
-    if levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4):
+    levels = [_to_yxs(array, series.axes, frames=True) for array in arrays]
+    if levels[0].ndim == 4:
         levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
-    virtual = len(levels) == 1 and max(levels[0].shape[:2]) > VIRTUAL_LEVEL_EDGE
+    frames = int(levels[0].shape[0])
+    if frames == 1:
+        levels = [level[0] for level in levels]
+    stacked = frames > 1  # a stack of film frames: the viewer scrolls them all
+    virtual = len(levels) == 1 and max(levels[0].shape[-2:]) > VIRTUAL_LEVEL_EDGE
     if virtual:
-        levels = _virtual_levels(levels[0])
+        levels = _virtual_levels(levels[0], stacked)
     metadata = base_metadata(path, MAMMOGRAM)
     metadata.update(
         {
@@ -104,10 +128,11 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
             "levels": [list(level.shape) for level in levels],
             "lazy": True,
             "virtual_levels": virtual,
+            **({"frames": frames} if stacked else {}),
         }
     )
     # No close(): the zarr store reads tiles through the TiffFile's handle.
-    return LoadedImage(levels[0], levels, MAMMOGRAM, metadata, (1.0, 1.0), path)
+    return LoadedImage(levels[0], levels, MAMMOGRAM, metadata, (1.0, 1.0), path, frames=frames)
 
 
 def loaded_from_slide(source: SlideSource) -> LoadedImage:
@@ -249,8 +274,10 @@ def load_tiff(path: str | Path) -> LoadedImage:
     mpp = tiff_um_per_px(tif)
     axes = series.axes
     tif.close()
-    array = np.asarray(_to_yxs(array, axes))
+    stack = np.asarray(_to_yxs(array, axes, frames=True))
     extra: dict[str, Any] = {"axes": axes}
     if mpp:
         extra["um_per_px"] = mpp
-    return finish_loaded(path, array, extra)
+    if len(stack) > 1 and modality_of(stack[0].shape, path, stack[0]) == MAMMOGRAM:
+        return finish_stack(path, stack, extra)  # film frames; colour pages keep the first
+    return finish_loaded(path, stack[0], extra)

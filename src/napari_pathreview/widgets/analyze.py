@@ -41,7 +41,7 @@ from napari_pathreview.inference.heatmap import HeatmapStream
 from napari_pathreview.inference.mil_maps import MAP_KINDS
 from napari_pathreview.inference.slide_grid import MODES as SLIDE_MODES
 from napari_pathreview.tta import TTA_MODES
-from napari_pathreview.widgets import _pixel_size, _recall, _results, _scale
+from napari_pathreview.widgets import _frames, _pixel_size, _recall, _results, _scale
 from napari_pathreview.widgets._colorbars import ColourBarFollower, follow_while_docked
 from napari_pathreview.widgets._common import (
     _Failed,
@@ -330,10 +330,14 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
                 raise InvalidInputError(
                     "choose an image layer to analyse (open one with File ▸ Open)."
                 )
+            model = self.model_combo.value
+            _frames.refuse_stack(self.viewer, layer, model)  # a 2-D model never guesses a frame
             _results.level0_shape(layer)
             levels = _results.layer_levels(layer)
             request = self.request()
             other = self.two_film.other_layer()
+            if other is not None:
+                _frames.refuse_stack(self.viewer, other, model)
             other_film = None if other is None else _results.layer_levels(other)[0]
         except Exception as error:  # noqa: BLE001 - shown as a notification
             notify_exception(error, "Analyze")
