@@ -74,3 +74,18 @@ def test_uncertainty_is_the_entropy_with_the_threshold_moved_to_one_half() -> No
     assert decision_uncertainty([0.85, 0.15], 0.2) > decision_uncertainty([0.5, 0.5], 0.2)
     assert decision_uncertainty([0.3, 0.7], 0.5) == pytest.approx(entropy([0.3, 0.7]))
     assert decision_uncertainty([0.2, 0.3, 0.5], None) == pytest.approx(entropy([0.2, 0.3, 0.5]))
+
+
+def test_an_image_the_model_cannot_read_is_queued_last_and_says_why(
+    folder, register, tmp_path
+) -> None:
+    """A damaged file in the folder used to refuse the whole queue; now the rest are ordered and
+    it comes last, unscored, with the reason in its ``problem`` cell."""
+    broken = folder / "broken.png"
+    broken.write_bytes((folder / "patch0.png").read_bytes()[:100])  # truncated
+    queue = _queue(folder, register(0.5), tmp_path / "queue.csv")
+    assert [Path(row["path"]).name for row in queue][-1] == "broken.png"
+    assert all(row["uncertainty"] and not row["problem"] for row in queue[:-1])
+    last = queue[-1]
+    assert last["uncertainty"] == last["predicted_label"] == last["p_malignant"] == ""
+    assert "broken.png" in last["problem"] and "cannot decode" in last["problem"]

@@ -176,7 +176,10 @@ def _queue(args: argparse.Namespace) -> int:
     predictor = Predictor.from_registry(model, device=args.device)
     entries = order_images(predictor, paths, args.order, args.tta, rois)
     write_queue_csv(entries, args.out, args.order, predictor.classes)
-    print(f"{len(entries)} images ordered by {args.order}: {args.out}")
+    unscored = [entry for entry in entries if entry.problem]
+    print(f"{len(entries) - len(unscored)} images ordered by {args.order}: {args.out}")
+    if unscored:  # each was named in a warning as it was met
+        print(f"{len(unscored)} image(s) not scored, queued last (see the problem column)")
     return 0
 
 

@@ -40,7 +40,8 @@ class QueueEntry:
     path: Path
     score: float  # higher = review sooner; NaN = no score (e.g. no ROI), queued last
     label: str
-    probs: tuple[float, ...]
+    probs: tuple[float, ...]  # empty when the image could not be scored
+    problem: str = ""  # why it could not be scored (unreadable, a multi-frame stack)
 
 
 def entropy(probs: np.ndarray) -> float:
@@ -139,9 +140,14 @@ def order_images(
         rois: image sha256 → reviewer ROI GeoJSON, for ``roi_disagreement``.
         progress: called with (done, total).
 
+    An image that cannot be read for the model (damaged, a multi-frame stack a 2-D model will
+    not guess a frame of) is still queued, last and unscored, with ``problem`` saying why: the
+    reviewer sees it, and one file does not cost the ordering of the rest.
+
     Raises:
         InvalidInputError: unknown order, or no images.
     """
+    from napari_pathreview.errors import ImageReadError
     from napari_pathreview.inference.preprocess import decode
     from napari_pathreview.review.records import file_sha256
 
@@ -154,7 +160,12 @@ def order_images(
     entries = []
     for i, path in enumerate(paths):
         path = Path(path)
-        decoded = decode(path, min_side=min(predictor.spec.hw))
+        try:
+            decoded = decode(path, min_side=min(predictor.spec.hw))
+        except ImageReadError as error:
+            log.warning("not scored, queued last: %s", error)
+            entries.append(QueueEntry(path, math.nan, "", (), problem=str(error)))
+            continue
         views = view_probabilities(predictor, decoded.rgb, tta)
         mean = views.mean(axis=0)
         if order == "uncertainty":
@@ -186,14 +197,17 @@ def reviewer_rois(store: Any) -> dict[str, Mapping[str, Any]]:
 def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str, classes) -> Path:
     """The ordered queue as CSV (``path`` first: the Review widget opens it as a work queue).
 
-    Image paths are written absolute: readers resolve a relative one against the CSV's folder,
-    which is not the folder the paths were given relative to (``--out queues/next.csv``).
+    An image that could not be scored has empty score, label and probabilities, and says why
+    in ``problem``. Image paths are written absolute: readers resolve a relative one against the
+    CSV's folder, which is not the folder the paths were given relative to
+    (``--out queues/next.csv``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "rank", order, "predicted_label", *[f"p_{c}" for c in classes]])
+        header = ["path", "rank", order, "predicted_label", *[f"p_{c}" for c in classes]]
+        writer.writerow([*header, "problem"])
         for rank, entry in enumerate(entries, start=1):
             score = "" if math.isnan(entry.score) else f"{entry.score:.6f}"
             writer.writerow(
@@ -202,7 +216,8 @@ def write_queue_csv(entries: Sequence[QueueEntry], path: str | Path, order: str,
                     rank,
                     score,
                     entry.label,
-                    *[f"{p:.6f}" for p in entry.probs],
+                    *([f"{p:.6f}" for p in entry.probs] or [""] * len(classes)),
+                    entry.problem,
                 ]
             )
     return path
