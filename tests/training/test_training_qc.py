@@ -70,3 +70,26 @@ def test_training_qc_scores_are_predict_s_on_breakhis_images(seed001, shared_dat
     predictor = _predictor(seed001)
     for sample in ds.from_breakhis(shared_data / "breakhis", "binary")[::4]:
         assert ds.sample_quality(sample, spec, config) == predictor.quality(sample.path)
+
+
+@pytest.fixture
+def small_crop(shared_data: Path, tmp_path: Path) -> ds.Sample:
+    """A sharp 60×60 px piece of a real BreaKHis image (resolution unknown): QC passes its
+    blur and tissue, but seed 001's 256-px canvas would enlarge it 4.3×."""
+    import cv2
+
+    bgr = cv2.imread(str(shared_data / "breakhis" / SHARP))
+    path = tmp_path / "small.png"
+    cv2.imwrite(str(path), bgr[200:260, 300:360])
+    return ds.Sample(str(path), "benign", "small")
+
+
+def test_an_image_predict_calls_heavily_upsampled_is_dropped_by_training_qc(
+    seed001, small_crop, caplog
+) -> None:
+    reasons = _predictor(seed001).quality(small_crop.path).reasons
+    assert [r.split(" (")[0] for r in reasons] == ["heavily upsampled"]
+    prepared = ds.prepare_all([small_crop], base_spec(seed001))
+    with caplog.at_level(logging.WARNING), pytest.raises(ds.DatasetError, match="every image"):
+        qc_filter(seed001, [small_crop], prepared)
+    assert f"QC drops {small_crop.path}: heavily upsampled (60×60 px enlarged" in caplog.text

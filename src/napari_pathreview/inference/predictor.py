@@ -26,8 +26,10 @@ from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.device import amp_dtype, is_out_of_memory, resolve_device
 from napari_pathreview.inference.preprocess import (
     decode,
+    image_quality,
     normalise,
     resolve_stain,
+    size_check,
     spec_for,
     to_batch,
 )
@@ -37,7 +39,6 @@ from napari_pathreview.preprocessing import (
     cam_to_image,
     crop_box,
     plan,
-    size_warning,
 )
 from napari_pathreview.registry.card import decision_threshold
 
@@ -303,20 +304,12 @@ class Predictor:
         return self._qc(decode(image, min_side=min(self.spec.hw)))
 
     def _qc(self, decoded: Any) -> Any:
-        """Quality control of one decoded image; the size rule refuses whether or not QC runs."""
-        rgb = decoded.rgb
-        placement = plan(rgb.shape, crop_box(rgb, self.spec), self.spec, decoded.um_per_px)
-        upsampled = size_warning(placement, self.spec, decoded.path or "the image")
+        """Quality control of one decoded image (``inference.preprocess.image_quality``); the
+        size rule refuses whether or not QC runs."""
         if not self.qc:
+            size_check(decoded, self.spec)
             return None
-        from dataclasses import replace
-
-        from napari_pathreview.stain import assess_quality
-
-        qc = assess_quality(rgb)
-        if upsampled is None:
-            return qc
-        return replace(qc, passed=False, reasons=(*qc.reasons, upsampled))
+        return image_quality(decoded, self.spec)
 
     def _predict_chunk(self, items: Sequence[Any]) -> list[Prediction]:
         start = time.perf_counter()

@@ -351,19 +351,19 @@ def prepare_all(
 
 
 def sample_quality(sample: Sample, spec: PreprocessSpec | int, config: Any = None) -> Any:
-    """QC (``stain.assess_quality``) of a sample on the image prediction judges, not its canvas.
+    """QC of a sample as prediction judges it (``inference.preprocess.image_quality``).
 
     ``Predictor.quality`` checks the image decoded for the model (the file as stored; a
-    pyramid's smallest level covering the model's side), and blur depends on scale: shrunk onto
-    a 256-px canvas a blurry 700-px BreaKHis image looks sharp. Training decodes the same image
-    here, so it keeps and drops what prediction passes and flags; one image at a time, so
-    memory holds one decoded image, never the whole set.
+    pyramid's smallest level covering the model's side), not its canvas: blur depends on scale
+    (shrunk onto a 256-px canvas a blurry 700-px BreaKHis image looks sharp), and an image the
+    model would enlarge more than 4× fails. Training judges the same image by the same rule, so
+    it keeps and drops what prediction passes and flags; one image at a time, so memory holds
+    one decoded image, never the whole set.
     """
-    from napari_pathreview.inference.preprocess import decode
-    from napari_pathreview.stain import QCConfig, assess_quality
+    from napari_pathreview.inference.preprocess import decode, image_quality
 
-    decoded = decode(sample.path, min_side=min(_as_spec(spec, "none").hw))
-    return assess_quality(decoded.rgb, config or QCConfig())
+    spec = _as_spec(spec, "none")
+    return image_quality(decode(sample.path, min_side=min(spec.hw)), spec, config)
 
 
 def qc_config(data: Any):

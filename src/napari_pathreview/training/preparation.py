@@ -136,9 +136,10 @@ def stain_images(
 def qc_filter(recipe: Recipe, samples: list, prepared: list) -> tuple[list, list]:
     """Drop images failing QC (seed 001's blur/tissue rule), judged as prediction judges them.
 
-    Each image is checked as decoded for the model (:func:`~.datasets.sample_quality`), not
-    on its training canvas, so training keeps what ``pathreview predict`` and the Analyze dock
-    pass and drops what they flag; every dropped image is logged with its reasons.
+    Each image is checked as decoded for the model (:func:`~.datasets.sample_quality`: blur and
+    tissue at the recipe's ``data.qc_*``, and no more than 4× enlargement), not on its training
+    canvas, so training keeps what ``pathreview predict`` and the Analyze dock pass and drops
+    what they flag; every dropped image is logged with its reasons.
 
     Raises:
         DatasetError: every image failed.
