@@ -93,3 +93,17 @@ def test_an_image_predict_calls_heavily_upsampled_is_dropped_by_training_qc(
     with caplog.at_level(logging.WARNING), pytest.raises(ds.DatasetError, match="every image"):
         qc_filter(seed001, [small_crop], prepared)
     assert f"QC drops {small_crop.path}: heavily upsampled (60×60 px enlarged" in caplog.text
+
+
+def test_a_model_trained_at_blur_40_passes_at_predict_the_images_it_trained_on(
+    tiny_recipe, pair, tmp_path
+) -> None:
+    from napari_pathreview.inference.predictor import Predictor
+    from napari_pathreview.training import run_recipe
+
+    data = {**tiny_recipe()["data"], "qc": True, "qc_blur_threshold": 40}
+    recipe = tiny_recipe(data=data, phases=[{"name": "all", "epochs": 1}], register={"name": "qc"})
+    result = run_recipe(recipe, out_dir=tmp_path)
+    predictor = Predictor.from_registry(result.registered, device="cpu")
+    assert predictor.card.qc["blur_threshold"] == 40.0
+    assert predictor.quality(pair[0].path).passed  # Laplacian variance 66.8: kept by training

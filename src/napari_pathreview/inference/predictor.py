@@ -1,9 +1,9 @@
 """The predictor: a registered model plus everything needed to feed it and read its output.
 
-decode → QC flags → the card's preprocessing spec (crop, resample to the trained-at
-resolution, stain normalisation to the fitted target, centre crop, mean/std: the functions of
-``napari_pathreview.preprocessing`` that training's evaluation transform uses too) → batch →
-``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
+decode → QC flags (at the card's thresholds) → the card's preprocessing spec (crop, resample
+to the trained-at resolution, stain normalisation to the fitted target, centre crop, mean/std:
+the functions of ``napari_pathreview.preprocessing`` that training's evaluation transform uses
+too) → batch → ``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
 probabilities and the decision at the card's threshold. Long runs are generators
 (:meth:`Predictor.iter_predict`) that yield :class:`Progress` and honour a cancel event, so a
 napari ``thread_worker`` can wrap them and tests can iterate them synchronously.
@@ -40,7 +40,7 @@ from napari_pathreview.preprocessing import (
     crop_box,
     plan,
 )
-from napari_pathreview.registry.card import decision_threshold
+from napari_pathreview.registry.card import decision_threshold, qc_config
 
 __all__ = ["Prediction", "Predictor", "Progress"]
 
@@ -108,7 +108,8 @@ class Predictor:
             default (``default_batch_size``) (so memory use does not grow
             with the TTA mode: d4 at 32 puts 4 images × 8 views through each forward); halved
             automatically on CUDA out-of-memory.
-        qc: Run quality control on histology images (flags only; nothing is dropped).
+        qc: Run quality control on histology images (flags only; nothing is dropped), under
+            the thresholds the model was trained under (``ModelCard.qc``).
         channels_last: Put the model in channels_last memory format (faster convolutions).
     """
 
@@ -147,6 +148,7 @@ class Predictor:
         self.tta = tta
         self.batch_size = int(batch_size)
         self.qc = qc and card.modality == "histology"
+        self.qc_config = qc_config(card)
         self.classes = tuple(card.classes)
 
     @classmethod
@@ -304,12 +306,12 @@ class Predictor:
         return self._qc(decode(image, min_side=min(self.spec.hw)))
 
     def _qc(self, decoded: Any) -> Any:
-        """Quality control of one decoded image (``inference.preprocess.image_quality``); the
-        size rule refuses whether or not QC runs."""
+        """Quality control of one decoded image under the card's thresholds
+        (``inference.preprocess.image_quality``); the size rule refuses whether or not QC runs."""
         if not self.qc:
             size_check(decoded, self.spec)
             return None
-        return image_quality(decoded, self.spec)
+        return image_quality(decoded, self.spec, self.qc_config)
 
     def _predict_chunk(self, items: Sequence[Any]) -> list[Prediction]:
         start = time.perf_counter()

@@ -368,14 +368,11 @@ def sample_quality(sample: Sample, spec: PreprocessSpec | int, config: Any = Non
 
 def qc_config(data: Any):
     """The ``stain.QCConfig`` a recipe's ``data.qc_*`` settings ask for (defaults elsewhere)."""
-    from napari_pathreview.stain import QCConfig
+    from dataclasses import asdict
 
-    kwargs = {}
-    if data.qc_blur_threshold is not None:
-        kwargs["blur_threshold"] = data.qc_blur_threshold
-    if data.qc_tissue_fraction is not None:
-        kwargs["min_tissue_fraction"] = data.qc_tissue_fraction
-    return QCConfig(**kwargs)
+    from napari_pathreview.stain.qc_config import recipe_qc_config
+
+    return recipe_qc_config(asdict(data))
 
 
 class RandomRot90:
