@@ -95,6 +95,23 @@ def test_an_image_predict_calls_heavily_upsampled_is_dropped_by_training_qc(
     assert f"QC drops {small_crop.path}: heavily upsampled (60×60 px enlarged" in caplog.text
 
 
+def test_preparing_with_qc_judges_each_image_from_its_one_decode(seed001, pair, tmp_path) -> None:
+    import shutil
+
+    copies = []
+    for sample in pair:
+        copy = tmp_path / Path(sample.path).name
+        shutil.copy(sample.path, copy)
+        copies.append(ds.Sample(str(copy), sample.label, sample.patient_id))
+    spec, config = base_spec(seed001), ds.qc_config(seed001.data)
+    prepared = ds.prepare_all(copies, spec, qc=config)
+    assert [p.qc for p in prepared] == [ds.sample_quality(s, spec, config) for s in copies]
+    for copy in copies:  # qc_filter has no file left to decode a second time
+        Path(copy.path).unlink()
+    samples, kept = qc_filter(seed001, copies, prepared)
+    assert [s.path for s in samples] == [copies[1].path] and kept == [prepared[1]]
+
+
 def test_a_model_trained_at_blur_40_passes_at_predict_the_images_it_trained_on(
     tiny_recipe, pair, tmp_path
 ) -> None:
