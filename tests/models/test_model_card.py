@@ -145,3 +145,35 @@ def test_reading_with_other_views_than_the_fitted_ones_is_explained() -> None:
     assert "two-film calibration was fitted" in tta_mismatch(two_film, "d4")
     # a card with neither a threshold nor a two-film calibration decides by argmax alone
     assert tta_mismatch(ModelCard.from_dict({**MAMMOGRAM, "tta": "flips"}), "none") is None
+
+
+def test_a_card_records_every_qc_threshold_it_was_given_or_defaults() -> None:
+    card = ModelCard.from_dict({**BASE, "qc": {"blur_threshold": 40}})
+    assert card.qc["blur_threshold"] == 40.0 and card.qc["min_tissue_fraction"] == 0.4
+    assert ModelCard.from_dict(card.to_dict()) == card
+
+
+def test_a_histology_card_written_before_qc_takes_its_recipe_s_thresholds() -> None:
+    recipe = {"data": {"qc": True, "qc_blur_threshold": 40, "qc_tissue_fraction": 0.3}}
+    card = ModelCard.from_dict({**BASE, "recipe": recipe})
+    assert (card.qc["blur_threshold"], card.qc["min_tissue_fraction"]) == (40, 0.3)
+
+
+def test_a_histology_card_without_recorded_thresholds_takes_the_qc_defaults() -> None:
+    from napari_pathreview.stain import QCConfig
+
+    assert ModelCard.from_dict(BASE).qc == QCConfig().to_dict()
+
+
+def test_a_mammogram_card_has_no_qc_thresholds() -> None:
+    assert ModelCard.from_dict(MAMMOGRAM).qc is None
+
+
+def test_a_card_qc_threshold_out_of_range_is_named() -> None:
+    with pytest.raises(ModelCardError, match=r"'qc.min_tissue_fraction' must be within \[0, 1\]"):
+        ModelCard.from_dict({**BASE, "qc": {"min_tissue_fraction": 1.5}})
+
+
+def test_an_unknown_card_qc_threshold_is_named() -> None:
+    with pytest.raises(ModelCardError, match="card field 'qc' takes .*blur_treshold"):
+        ModelCard.from_dict({**BASE, "qc": {"blur_treshold": 40}})

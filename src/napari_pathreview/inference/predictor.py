@@ -1,9 +1,9 @@
 """The predictor: a registered model plus everything needed to feed it and read its output.
 
-decode → QC flags → the card's preprocessing spec (crop, resample to the trained-at
-resolution, stain normalisation to the fitted target, centre crop, mean/std: the functions of
-``napari_pathreview.preprocessing`` that training's evaluation transform uses too) → batch →
-``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
+decode → QC flags (at the card's thresholds) → the card's preprocessing spec (crop, resample
+to the trained-at resolution, stain normalisation to the fitted target, centre crop, mean/std:
+the functions of ``napari_pathreview.preprocessing`` that training's evaluation transform uses
+too) → batch → ``torch.inference_mode``, AMP on CUDA, channels_last → TTA merge →
 probabilities and the decision at the card's threshold. Long runs are generators
 (:meth:`Predictor.iter_predict`) that yield :class:`Progress` and honour a cancel event, so a
 napari ``thread_worker`` can wrap them and tests can iterate them synchronously.
@@ -26,8 +26,10 @@ from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference.device import amp_dtype, is_out_of_memory, resolve_device
 from napari_pathreview.inference.preprocess import (
     decode,
+    image_quality,
     normalise,
     resolve_stain,
+    size_check,
     spec_for,
     to_batch,
 )
@@ -37,9 +39,8 @@ from napari_pathreview.preprocessing import (
     cam_to_image,
     crop_box,
     plan,
-    size_warning,
 )
-from napari_pathreview.registry.card import decision_threshold
+from napari_pathreview.registry.card import decision_threshold, qc_config
 
 __all__ = ["Prediction", "Predictor", "Progress"]
 
@@ -107,7 +108,8 @@ class Predictor:
             default (``default_batch_size``) (so memory use does not grow
             with the TTA mode: d4 at 32 puts 4 images × 8 views through each forward); halved
             automatically on CUDA out-of-memory.
-        qc: Run quality control on histology images (flags only; nothing is dropped).
+        qc: Run quality control on histology images (flags only; nothing is dropped), under
+            the thresholds the model was trained under (``ModelCard.qc``).
         channels_last: Put the model in channels_last memory format (faster convolutions).
     """
 
@@ -146,6 +148,7 @@ class Predictor:
         self.tta = tta
         self.batch_size = int(batch_size)
         self.qc = qc and card.modality == "histology"
+        self.qc_config = qc_config(card)
         self.classes = tuple(card.classes)
 
     @classmethod
@@ -303,20 +306,12 @@ class Predictor:
         return self._qc(decode(image, min_side=min(self.spec.hw)))
 
     def _qc(self, decoded: Any) -> Any:
-        """Quality control of one decoded image; the size rule refuses whether or not QC runs."""
-        rgb = decoded.rgb
-        placement = plan(rgb.shape, crop_box(rgb, self.spec), self.spec, decoded.um_per_px)
-        upsampled = size_warning(placement, self.spec, decoded.path or "the image")
+        """Quality control of one decoded image under the card's thresholds
+        (``inference.preprocess.image_quality``); the size rule refuses whether or not QC runs."""
         if not self.qc:
+            size_check(decoded, self.spec)
             return None
-        from dataclasses import replace
-
-        from napari_pathreview.stain import assess_quality
-
-        qc = assess_quality(rgb)
-        if upsampled is None:
-            return qc
-        return replace(qc, passed=False, reasons=(*qc.reasons, upsampled))
+        return image_quality(decoded, self.spec, self.qc_config)
 
     def _predict_chunk(self, items: Sequence[Any]) -> list[Prediction]:
         start = time.perf_counter()

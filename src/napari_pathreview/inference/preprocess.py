@@ -22,7 +22,10 @@ from napari_pathreview.errors import ArgumentError, InvalidInputError
 from napari_pathreview.preprocessing import (
     Placement,
     PreprocessSpec,
+    crop_box,
     normalise,
+    plan,
+    size_warning,
     source_um_per_px,
     to_canvas,
     window,
@@ -32,9 +35,11 @@ __all__ = [
     "DecodedImage",
     "StainTargetNeededError",
     "decode",
+    "image_quality",
     "normalise",
     "pick_level",
     "resolve_stain",
+    "size_check",
     "spec_for",
     "to_batch",
 ]
@@ -109,6 +114,38 @@ def decode(item: Any, min_side: int = 0) -> DecodedImage:
     resolution = source_um_per_px(path, rgb.shape[1], loaded) if known else None
     source_shape = tuple(int(n) for n in loaded.levels[0].shape[:2]) if loaded else None
     return DecodedImage(rgb, path, resolution, source_shape)
+
+
+def size_check(decoded: DecodedImage, spec: PreprocessSpec) -> str | None:
+    """``preprocessing.size_warning`` for the image as ``spec`` lays it on the model's canvas.
+
+    Raises:
+        InvalidInputError: the image is too small to classify at all.
+    """
+    rgb = decoded.rgb
+    placement = plan(rgb.shape, crop_box(rgb, spec), spec, decoded.um_per_px)
+    return size_warning(placement, spec, decoded.path or "the image")
+
+
+def image_quality(decoded: DecodedImage, spec: PreprocessSpec, config: Any = None) -> Any:
+    """The QC verdict (``stain.QCResult``) on an image a model with ``spec`` is to read.
+
+    ``stain.assess_quality`` under ``config`` (None: ``QCConfig()``), failed also when the
+    model would enlarge the image heavily (:func:`size_check`): the one verdict prediction
+    reports and training's ``data.qc`` keeps or drops by.
+
+    Raises:
+        InvalidInputError: the image is too small to classify at all.
+    """
+    from dataclasses import replace
+
+    from napari_pathreview.stain import QCConfig, assess_quality
+
+    upsampled = size_check(decoded, spec)
+    qc = assess_quality(decoded.rgb, config if config is not None else QCConfig())
+    if upsampled is None:
+        return qc
+    return replace(qc, passed=False, reasons=(*qc.reasons, upsampled))
 
 
 def canvases(

@@ -113,6 +113,10 @@ class ModelCard:
             figures were obtained under (the run's ``eval.tta``): the views ``predict``, the
             slide engine and the Analyze dock use unless told otherwise. Cards written before
             this field take it from ``metrics.tta`` (else "none").
+        qc: Histology models: the quality-control thresholds (``stain.QCConfig``, every field)
+            the model was trained under (the run's ``data.qc_*``), which ``predict``, the slide
+            engine and the Analyze dock flag images by. Cards written before this field take
+            them from their recorded recipe's ``data.qc_*``, else QCConfig's defaults.
     """
 
     name: str
@@ -139,6 +143,7 @@ class ModelCard:
     description: str = ""
     bilateral: dict | None = None
     tta: str | None = None
+    qc: dict | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -170,6 +175,7 @@ class ModelCard:
             recorded = self.metrics.get("tta")
             set_(self, "tta", recorded if recorded in TTA_MODES else "none")
         _choice("tta", self.tta, TTA_MODES)
+        self._resolve_qc()
         if self.threshold is not None:
             value = _expect("threshold", self.threshold, (int, float))
             if not 0.0 <= float(value) <= 1.0 or math.isnan(float(value)):
@@ -216,6 +222,27 @@ class ModelCard:
         except InvalidInputError as error:
             raise ModelCardError(f"card field {error}") from error
         object.__setattr__(self, "bilateral", entry)
+
+    def _resolve_qc(self) -> None:
+        """Validate the QC thresholds; fill them for a histology card written before them."""
+        from napari_pathreview.stain.qc_config import QCConfig, QCConfigError, recipe_qc_config
+
+        qc = self.qc
+        try:
+            if qc is not None:
+                config = QCConfig(**_plain(_expect("qc", qc, Mapping)))
+            elif self.modality == "histology":
+                data = self.recipe.get("data")
+                config = recipe_qc_config(data if isinstance(data, Mapping) else {})
+            else:
+                return
+        except QCConfigError as error:
+            name = f"'qc.{error.field}'"
+            raise ModelCardError(f"card field {error.naming({error.field: name})}") from None
+        except TypeError:  # an unknown threshold name
+            known = sorted(QCConfig().to_dict())
+            raise ModelCardError(f"card field 'qc' takes {known}, got {sorted(qc)}") from None
+        object.__setattr__(self, "qc", config.to_dict())
 
     def _resolve_preprocess(self) -> None:
         """Parse the spec, fill the flat fields from it (or it from them), demand agreement."""
@@ -298,6 +325,14 @@ def reading_tta(card: object, tta: str | None) -> str:
     """The views a model is read with: ``tta`` when given, else its card's (``ModelCard.tta``;
     "none" for a card-like object without one)."""
     return (getattr(card, "tta", None) or "none") if tta is None else tta
+
+
+def qc_config(card: Any) -> Any:
+    """The ``stain.QCConfig`` a model's images are judged by: its card's ``qc`` (defaults for a
+    card-like object without one)."""
+    from napari_pathreview.stain.qc_config import QCConfig
+
+    return QCConfig(**(getattr(card, "qc", None) or {}))
 
 
 def decision_threshold(card: Any, classes: Any) -> float | None:

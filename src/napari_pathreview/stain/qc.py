@@ -16,55 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from napari_pathreview.errors import SettingError
-from napari_pathreview.setting_rules import FINITE_NON_NEGATIVE, Rule, check_settings, within
+from napari_pathreview.stain.qc_config import QCConfig, QCConfigError
 
-
-class QCConfigError(SettingError):
-    """A ``QCConfig`` threshold out of range; ``field`` lets a caller call it its own name."""
-
-    def __init__(self, field: str, requirement: str, value: object) -> None:
-        super().__init__(field, requirement, value, name=f"QCConfig.{field}")
-
-
-#: each threshold's valid range and how an error states it
-_RANGES: dict[str, Rule] = {
-    "blur_threshold": FINITE_NON_NEGATIVE,
-    "background_threshold": within(0, 256),
-    "min_tissue_fraction": within(0.0, 1.0),
-    "max_pen_fraction": within(0.0, 1.0),
-    "max_saturation_fraction": within(0.0, 1.0),
-    "pen_min_saturation": within(0, 256),
-    "pen_max_value": within(0, 256),
-}
-
-
-@dataclass(frozen=True)
-class QCConfig:
-    """Thresholds of :func:`assess_quality`.
-
-    Attributes:
-        blur_threshold: Laplacian variance below which an image is blurry.
-        background_threshold: grayscale level at or above which a pixel is background.
-        min_tissue_fraction: least fraction of tissue pixels.
-        max_pen_fraction: most fraction of pen-ink pixels.
-        max_saturation_fraction: most fraction of stained pixels with a clipped channel
-            (255: over-exposed stain; 0: under-exposed); glass, pure white or not, never
-            counts (:func:`clipped_fraction`).
-        pen_min_saturation: HSV saturation (0-255) that makes a blue/green pixel ink.
-        pen_max_value: HSV value (0-255) below which a pixel counts as black ink.
-    """
-
-    blur_threshold: float = 75.0
-    background_threshold: int = 220
-    min_tissue_fraction: float = 0.40
-    max_pen_fraction: float = 0.05
-    max_saturation_fraction: float = 0.25
-    pen_min_saturation: int = 100
-    pen_max_value: int = 30
-
-    def __post_init__(self) -> None:
-        check_settings(self, _RANGES, error=QCConfigError)
+__all__ = ["QCConfig", "QCConfigError", "QCResult", "assess_quality", "tissue_mask"]
 
 
 @dataclass(frozen=True)

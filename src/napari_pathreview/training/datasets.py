@@ -270,12 +270,15 @@ class PreparedImage:
         rois: ((row, col, radius), ...) in canvas pixels.
         um_per_px: The source image's pixel size in µm (None when unknown).
         box_hw: Size of the part of the source laid on the canvas (all of it, or the breast).
+        qc: The source image's QC verdict (:func:`sample_quality`'s) when preparation was
+            asked for one, else None.
     """
 
     pixels: np.ndarray
     rois: tuple
     um_per_px: float | None = None
     box_hw: tuple[int, int] = (0, 0)
+    qc: Any = None
 
 
 def _as_spec(spec: PreprocessSpec | int, crop: str) -> PreprocessSpec:
@@ -285,7 +288,9 @@ def _as_spec(spec: PreprocessSpec | int, crop: str) -> PreprocessSpec:
     return PreprocessSpec(input_size=(3, int(spec), int(spec)), crop=crop)
 
 
-def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none") -> PreparedImage:
+def prepare_image(
+    sample: Sample, spec: PreprocessSpec | int, crop: str = "none", qc: Any = None
+) -> PreparedImage:
     """Decode a sample and lay it on the spec's canvas (``preprocessing.to_canvas``).
 
     Decoding and fitting are the functions the Predictor uses, so evaluation and inference
@@ -296,11 +301,13 @@ def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none"
         sample: The image.
         spec: The preprocessing spec, or a side: stretch to side×side (with ``crop``).
         crop: Crop mode for a bare side.
+        qc: A ``stain.QCConfig``: also judge the decoded image as :func:`sample_quality` does
+            (``PreparedImage.qc``), without decoding it a second time.
 
     Raises:
         DatasetError: the spec wants a physical resolution the image does not state.
     """
-    from napari_pathreview.inference.preprocess import decode
+    from napari_pathreview.inference.preprocess import decode, image_quality
 
     spec = _as_spec(spec, crop)
     decoded = decode(sample.path, min_side=min(spec.hw))
@@ -316,7 +323,8 @@ def prepare_image(sample: Sample, spec: PreprocessSpec | int, crop: str = "none"
     sy, sx = sh / (box[1] - box[0]), sw / (box[3] - box[2])
     rois = tuple(_canvas_circle(roi, box, (sy, sx), (oy, ox)) for roi in sample.rois)
     box_hw = (box[1] - box[0], box[3] - box[2])
-    return PreparedImage(canvas, rois, decoded.um_per_px, box_hw)
+    verdict = image_quality(decoded, spec, qc) if qc is not None else None
+    return PreparedImage(canvas, rois, decoded.um_per_px, box_hw, verdict)
 
 
 def _canvas_circle(
@@ -340,42 +348,42 @@ def prepare_all(
     spec: PreprocessSpec | int,
     crop: str = "none",
     progress: Callable[[int, int], None] | None = None,
+    qc: Any = None,
 ) -> list[PreparedImage]:
-    """Decode every sample once (the cache shared by all folds and epochs)."""
+    """Decode every sample once (the cache shared by all folds and epochs); with a
+    ``stain.QCConfig`` as ``qc`` each is also judged by it (``PreparedImage.qc``)."""
     prepared = []
     for i, sample in enumerate(samples):
-        prepared.append(prepare_image(sample, spec, crop))
+        prepared.append(prepare_image(sample, spec, crop, qc))
         if progress:
             progress(i + 1, len(samples))
     return prepared
 
 
 def sample_quality(sample: Sample, spec: PreprocessSpec | int, config: Any = None) -> Any:
-    """QC (``stain.assess_quality``) of a sample on the image prediction judges, not its canvas.
+    """QC of a sample as prediction judges it (``inference.preprocess.image_quality``).
 
     ``Predictor.quality`` checks the image decoded for the model (the file as stored; a
-    pyramid's smallest level covering the model's side), and blur depends on scale: shrunk onto
-    a 256-px canvas a blurry 700-px BreaKHis image looks sharp. Training decodes the same image
-    here, so it keeps and drops what prediction passes and flags; one image at a time, so
-    memory holds one decoded image, never the whole set.
+    pyramid's smallest level covering the model's side), not its canvas: blur depends on scale
+    (shrunk onto a 256-px canvas a blurry 700-px BreaKHis image looks sharp), and an image the
+    model would enlarge more than 4× fails. Training judges the same image by the same rule, so
+    it keeps and drops what prediction passes and flags; one image at a time, so memory holds
+    one decoded image, never the whole set. :func:`prepare_all` with ``qc`` judges each image
+    from the decode it makes anyway.
     """
-    from napari_pathreview.inference.preprocess import decode
-    from napari_pathreview.stain import QCConfig, assess_quality
+    from napari_pathreview.inference.preprocess import decode, image_quality
 
-    decoded = decode(sample.path, min_side=min(_as_spec(spec, "none").hw))
-    return assess_quality(decoded.rgb, config or QCConfig())
+    spec = _as_spec(spec, "none")
+    return image_quality(decode(sample.path, min_side=min(spec.hw)), spec, config)
 
 
 def qc_config(data: Any):
     """The ``stain.QCConfig`` a recipe's ``data.qc_*`` settings ask for (defaults elsewhere)."""
-    from napari_pathreview.stain import QCConfig
+    from dataclasses import asdict
 
-    kwargs = {}
-    if data.qc_blur_threshold is not None:
-        kwargs["blur_threshold"] = data.qc_blur_threshold
-    if data.qc_tissue_fraction is not None:
-        kwargs["min_tissue_fraction"] = data.qc_tissue_fraction
-    return QCConfig(**kwargs)
+    from napari_pathreview.stain.qc_config import recipe_qc_config
+
+    return recipe_qc_config(asdict(data))
 
 
 class RandomRot90:

@@ -279,9 +279,8 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
     index = best_fold(folds)
     spec = folds[index].preprocess
     samples, labels = external_samples(recipe, data.classes)
-    prepared = ds.prepare_all(samples, spec)
-    config = ds.qc_config(recipe.data)
-    passed = [ds.sample_quality(s, spec, config).passed for s in samples]  # as predict judges
+    prepared = ds.prepare_all(samples, spec, qc=ds.qc_config(recipe.data))  # as predict judges
+    passed = [p.qc.passed for p in prepared]
     prepared = stain_images(prepared, spec.stain_target)
     model = load_fold_model(run_dir, index)
     dataset = ds.ImageDataset(prepared, labels, transform=ds.eval_transform(spec))

@@ -136,9 +136,12 @@ def stain_images(
 def qc_filter(recipe: Recipe, samples: list, prepared: list) -> tuple[list, list]:
     """Drop images failing QC (seed 001's blur/tissue rule), judged as prediction judges them.
 
-    Each image is checked as decoded for the model (:func:`~.datasets.sample_quality`), not
-    on its training canvas, so training keeps what ``pathreview predict`` and the Analyze dock
-    pass and drops what they flag; every dropped image is logged with its reasons.
+    Each image is checked as decoded for the model (:func:`~.datasets.sample_quality`: blur and
+    tissue at the recipe's ``data.qc_*``, and no more than 4× enlargement), not on its training
+    canvas, so training keeps what ``pathreview predict`` and the Analyze dock pass and drops
+    what they flag; every dropped image is logged with its reasons. An image prepared with the
+    recipe's QC config (``prepare_all(..., qc=qc_config(recipe.data))``) keeps its verdict
+    from that one decode; others are decoded again here.
 
     Raises:
         DatasetError: every image failed.
@@ -148,7 +151,8 @@ def qc_filter(recipe: Recipe, samples: list, prepared: list) -> tuple[list, list
     config, spec = qc_config(recipe.data), base_spec(recipe)
     keep = []
     for i, sample in enumerate(samples):
-        result = sample_quality(sample, spec, config)
+        verdict = prepared[i].qc
+        result = verdict if verdict is not None else sample_quality(sample, spec, config)
         if result.passed:
             keep.append(i)
         else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from napari_pathreview.registry import ModelRegistry
 from napari_pathreview.training.build import load_fold_model
-from napari_pathreview.training.datasets import data_fingerprint
+from napari_pathreview.training.datasets import data_fingerprint, qc_config
 from napari_pathreview.training.results import FoldResult, best_fold
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def register_run(recipe, data, folds: list[FoldResult], metrics: dict, run_dir: 
     """Register the best fold's selected weights (best / EMA / top-k mean); returns name@version.
 
     The card carries that fold's preprocessing spec as resolved for training (geometry,
-    resolution, normalisation, and the stain target fitted on that fold's training part).
+    resolution, normalisation, and the stain target fitted on that fold's training part), and
+    the recipe's QC thresholds, so prediction flags what training would have dropped.
     """
     index = best_fold(folds)
     model = load_fold_model(run_dir, index)
@@ -66,6 +67,8 @@ def register_run(recipe, data, folds: list[FoldResult], metrics: dict, run_dir: 
         "preprocess": spec.to_dict(),
         "threshold": folds[index].threshold,
         "tta": recipe.eval.tta,  # the views the threshold was fitted under
+        # the QC thresholds of data.qc, which prediction flags images by (H&E rules only)
+        "qc": qc_config(recipe.data).to_dict() if recipe.modality == "histology" else None,
         "metrics": {
             **card_metrics(metrics),
             "registered_fold": index,
