@@ -75,7 +75,8 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     if recipe.data.external_test:  # scored after training: checked before it
         external_samples(recipe, ds.class_names(samples, recipe.data.task))
     spec = base_spec(recipe)
-    prepared = ds.prepare_all(samples, spec)
+    qc = ds.qc_config(recipe.data) if recipe.data.qc else None  # judged from the one decode
+    prepared = ds.prepare_all(samples, spec, qc=qc)
     if recipe.data.qc:
         samples, prepared = qc_filter(recipe, samples, prepared)
         _require_every_class(recipe, samples, "after QC (data.qc)")
