@@ -71,6 +71,21 @@ def test_lesion_classes_are_scored_at_the_roi_and_on_the_pooled_image_separately
     assert 0.0 <= low <= high <= 1.0
 
 
+def test_lesion_class_intervals_draw_the_split_groups_whole():
+    """Each patient holds a benign and a malignant lesion: drawn whole, as the run's own
+    intervals draw them, every resample holds both classes; drawn film by film (as before),
+    some held one class and the interval rested on the others only."""
+    labels = [1, 2] * 2
+    scored = rows([0.1, 0.7, 0.3, 0.9], [0.5] * 4, labels)
+    for i, row in enumerate(scored):
+        row["path"] = f"film{i}.png"
+    group_of = {f"film{i}.png": f"patient{i // 2}" for i in range(4)}
+    by_patient = lesion_class_separation(scored, CLASSES, 0, 100, 0, group_of)
+    by_film = lesion_class_separation(scored, CLASSES, 0, 100, 0)
+    assert by_patient["roi_patches"]["ci_n_resamples"] == 100
+    assert by_film["roi_patches"]["ci_n_resamples"] < 100
+
+
 def test_with_one_lesion_class_there_is_nothing_to_separate():
     two = rows([0.1, 0.9], [0.1, 0.9], [1, 1])
     assert lesion_class_separation(two, ["normal", "lesion"], 0, 10, 0) is None
@@ -91,7 +106,7 @@ def test_comparing_a_film_with_the_other_breast_cancels_what_both_share():
     ]  # fmt: skip
     scores = [density[w] + lesion for w, _, lesion in films]
     labels, women = [y for _, y, _ in films], [w for w, _, _ in films]
-    out = lesion_detection(labels, film_probs(scores), women, [0] * 8, 0, 200, 0)
+    out = lesion_detection(labels, film_probs(scores), women, [0] * 8, 0, 200, 0, groups=women)
     assert out["pooled"]["roc_auc"] < 0.75  # dense normal breasts outscore the lesions
     assert out["within_folds"]["per_fold"] == [pytest.approx(out["pooled"]["roc_auc"])]
     paired = out["bilateral"]
@@ -113,7 +128,7 @@ def test_within_folds_the_comparison_is_not_credited_with_cancelling_fold_offset
     folds = [0] * 4 + [1] * 4
     out = lesion_detection(
         [y for _, y, _ in films], film_probs([s for *_, s in films]), [w for w, *_ in films],
-        folds, 0, 50, 0,
+        folds, 0, 50, 0, groups=[w for w, *_ in films],
     )  # fmt: skip
     within = out["bilateral"]["within_folds"]
     assert within["film_alone"]["per_fold"] == [pytest.approx(0.5), pytest.approx(0.5)]
@@ -127,13 +142,15 @@ def test_only_women_with_exactly_two_films_are_compared():
     films = [("a", 1, 2.0), ("a", 0, 0.0), ("b", 0, 0.5), ("c", 0, 0.1), ("c", 2, 1.0), ("c", 0, 0)]
     labels, women = [y for _, y, _ in films], [w for w, *_ in films]
     probs, folds = film_probs([s for *_, s in films]), [0] * 6
-    out = lesion_detection(labels, probs, women, folds, 0, 50, 0)
+    out = lesion_detection(labels, probs, women, folds, 0, 50, 0, groups=women)
     assert out["pooled"]["n_images"] == 6
     assert out["bilateral"]["n_women"] == 1  # "b" has one film, "c" three
     assert out["bilateral"]["pooled"]["film_alone"]["n_images"] == 2
-    slides = lesion_detection(labels, probs, women, folds, 0, 50, 0, bilateral=False)
+    slides = lesion_detection(labels, probs, women, folds, 0, 50, 0, groups=women, bilateral=False)
     assert slides["bilateral"] is None  # two slides of a patient are not left and right
-    alone = lesion_detection([1, 0], film_probs([1.0, 0.0]), ["a", "b"], [0, 0], 0, 50, 0)
+    alone = lesion_detection(
+        [1, 0], film_probs([1.0, 0.0]), ["a", "b"], [0, 0], 0, 50, 0, groups=["a", "b"]
+    )
     assert alone["bilateral"] is None and alone["pooled"]["roc_auc"] == pytest.approx(1.0)
 
 
@@ -235,7 +252,7 @@ def test_the_diagnostics_compare_left_with_right_in_each_view_as_the_decision_do
     sides += [FilmSide("L", "CC"), FilmSide("L", "MLO")]  # woman b: two films of one breast
     women, labels = ["a"] * 4 + ["b"] * 2, [1, 0, 1, 0, 1, 0]
     probs = film_probs([2.0, 0.0, 1.5, 0.5, 1.0, 0.0])
-    out = lesion_detection(labels, probs, women, [0] * 6, 0, 50, 0, sides=sides)
+    out = lesion_detection(labels, probs, women, [0] * 6, 0, 50, 0, groups=women, sides=sides)
     assert out["bilateral"]["n_women"] == 1  # her two pairs; b's films stand alone
     assert out["bilateral"]["pooled"]["film_alone"]["n_images"] == 4
     assert out["bilateral"]["pooled"]["minus_other_film"]["roc_auc"] == pytest.approx(1.0)

@@ -879,3 +879,22 @@ def test_a_rescore_counts_the_maps_that_come_out_empty_beside_their_mean_iou(tra
     assert scored["gradcam"]["n_cam_empty"] == scored["gradcam"]["iou"]["n"] == 6
     assert scored["patch_map"]["n_cam_empty"] == 6
     assert scored["perfect_patch_map"]["n_cam_empty"] == 0
+
+
+def test_detection_intervals_draw_the_split_groups_as_the_test_intervals_do(tmp_path):
+    """An image-level (leaky) split resamples single films for its test figures; lesion_detection
+    drew women by patient ID whatever the split kept together, so on a binary run the same AUC
+    carried two different intervals in one metrics.json."""
+    write_lesion_set(tmp_path / "data", pairs=True)
+    recipe = lesion_recipe(str(tmp_path / "data" / "labels.csv"))
+    recipe["split"] = {**recipe["split"], "protocol": "image_kfold"}
+    recipe["phases"] = [{"name": "all", "epochs": 1}]
+    recipe["lesion"] = {**recipe["lesion"], "mil_epochs": 1}
+    recipe["register"] = {"enabled": False}
+    metrics = run_recipe(recipe, out_dir=tmp_path / "runs").metrics
+    test, detection = metrics["test"], metrics["lesion_detection"]
+    assert detection["pooled"]["roc_auc"] == pytest.approx(test["roc_auc"])
+    # was [0.54, 0.97] beside the test's [0.33, 0.94]
+    assert detection["pooled"]["ci95"] == pytest.approx(test["ci95"]["roc_auc"])
+    assert metrics["leaky"] and test["ci_resampled"] == detection["ci_resampled"] == "images"
+    assert detection["pooled"]["ci_n_resamples"] == test["ci_n_resamples"]["roc_auc"]

@@ -143,11 +143,21 @@ def fold_summary_line(summary: dict, names=("balanced_accuracy", "f1_macro", "ro
 
 
 def _print_table(test: dict, names: tuple[str, ...]) -> None:
-    """Pooled test figures with their bootstrap CIs, one metric per line."""
+    """Pooled test figures with their bootstrap CIs, one metric per line; an interval resting
+    on few of the resamples (``statistics.thin_intervals``) is marked, with a footnote."""
+    from napari_pathreview.training.statistics import USABLE_SHARE, thin_intervals
+
     unit = test.get("ci_resampled")
+    thin = set(thin_intervals(test)) & set(names)
     print(f"{'metric':<20}{'value':>8}   95% CI" + (f" (bootstrap over {unit})" if unit else ""))
     for name in names:
         value, (low, high) = test.get(name), test["ci95"].get(name, (None, None))
         shown = "n/a" if value is None else f"{value:.3f}"
         ci = "" if low is None else f"[{low:.3f}, {high:.3f}]"
-        print(f"{name:<20}{shown:>8}   {ci}")
+        mark = f" * {test['ci_n_resamples'][name]}" if name in thin else ""
+        print(f"{name:<20}{shown:>8}   {ci}{mark}")
+    if thin:
+        print(
+            f"* the interval rests on this many of the {test['ci_n_drawn']} resamples (under "
+            f"{USABLE_SHARE:.0%}); the others lacked a class the metric needs"
+        )

@@ -36,10 +36,9 @@ from napari_pathreview.training.results import (
     write_fold,
 )
 from napari_pathreview.training.statistics import (
-    bootstrap_ci,
     bootstrap_groups,
+    bootstrap_report,
     population,
-    resampled_unit,
     summarize_folds,
 )
 from napari_pathreview.training.trainer import predict_probabilities
@@ -164,8 +163,8 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
     pooled = compute_metrics(labels, probs, threshold)
     paths = [p for f in folds for p in f.test_predictions.paths]
     groups = bootstrap_groups(data.samples, paths, recipe.split.group_by, data.plan.leaky)
-    ci = bootstrap_ci(
-        labels, probs, threshold, n_resamples=recipe.eval.bootstrap, seed=recipe.seed, groups=groups
+    ci = bootstrap_report(
+        labels, probs, threshold, recipe.eval.bootstrap, recipe.seed, groups, recipe.split.group_by
     )
     kfold = len(folds) > 1
     metrics = {
@@ -181,8 +180,7 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
         "tta": recipe.eval.tta,
         "test": {
             **pooled,
-            "ci95": {k: list(v) for k, v in ci.items()},
-            "ci_resampled": resampled_unit(groups, recipe.split.group_by),
+            **ci,
             "pooled_out_of_fold": kfold,
         },
         "folds": [f.summary() for f in folds],
@@ -290,17 +288,26 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
     threshold = folds[index].threshold
     result = {"manifest": recipe.data.external_test, "fold": index}
     keep = np.asarray(passed, dtype=bool)
+    groups = external_groups(samples, recipe.split.group_by)
     for name, mask in (("all", np.ones_like(keep)), ("qc_passed", keep)):
         if mask.any():
-            ci = bootstrap_ci(
+            ci = bootstrap_report(
                 truth[mask],
                 probs[mask],
                 threshold,
-                n_resamples=recipe.eval.bootstrap,
-                seed=recipe.seed,
+                recipe.eval.bootstrap,
+                recipe.seed,
+                None if groups is None else [g for g, m in zip(groups, mask, strict=True) if m],
+                recipe.split.group_by,
             )
-            result[name] = {
-                **compute_metrics(truth[mask], probs[mask], threshold),
-                "ci95": {k: list(v) for k, v in ci.items()},
-            }
+            result[name] = {**compute_metrics(truth[mask], probs[mask], threshold), **ci}
     return result
+
+
+def external_groups(samples, group_by: str) -> list[str] | None:
+    """What the external test's bootstrap draws whole: the patients its manifest names (a
+    ``patient_id`` column, or file names that say, as BreaKHis's do), grouped as the run's
+    split groups them (``split.group_by``); None (single images) when every image is a
+    patient of its own, as in a BACH manifest without patients."""
+    groups = bootstrap_groups(samples, [s.path for s in samples], group_by, leaky=False)
+    return None if len(set(groups)) == len(groups) else groups

@@ -27,11 +27,10 @@ from napari_pathreview.training.metrics import (
     youden_threshold,
 )
 from napari_pathreview.training.statistics import (
-    bootstrap_ci,
     bootstrap_groups,
+    bootstrap_report,
     centred_interval,
     population,
-    resampled_unit,
     summarize_folds,
 )
 
@@ -204,20 +203,10 @@ def pooled_with_ci(
     split groups (``groups``, one per film; ``statistics.bootstrap_groups``): a woman's two
     films are not independent, and drawing films one by one gave intervals as if each film
     were another woman."""
-    ci = bootstrap_ci(
-        labels,
-        probs,
-        threshold,
-        n_resamples=recipe.eval.bootstrap,
-        seed=recipe.seed,
-        groups=groups,
+    ci = bootstrap_report(
+        labels, probs, threshold, recipe.eval.bootstrap, recipe.seed, groups, recipe.split.group_by
     )
-    metrics = compute_metrics(labels, probs, threshold)
-    return {
-        **metrics,
-        "ci95": {k: list(v) for k, v in ci.items()},
-        "ci_resampled": resampled_unit(groups, recipe.split.group_by),
-    }
+    return {**compute_metrics(labels, probs, threshold), **ci}
 
 
 def bilateral_decision(
@@ -348,7 +337,12 @@ def summarize_lesion_run(
         },
         "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
         "lesion_classes_at_roi": lesion_class_separation(
-            rows, classes, negative, recipe.eval.bootstrap, recipe.seed
+            rows,
+            classes,
+            negative,
+            recipe.eval.bootstrap,
+            recipe.seed,
+            None if groups is None else dict(zip(paths, groups, strict=True)),
         ),
         "lesion_detection": lesion_detection(
             labels,
@@ -358,6 +352,8 @@ def summarize_lesion_run(
             negative,
             recipe.eval.bootstrap,
             recipe.seed,
+            groups=groups,
+            group_by=recipe.split.group_by,
             bilateral=recipe.modality == "mammogram",
             sides=film_sides(paths) if recipe.modality == "mammogram" else None,
         ),
