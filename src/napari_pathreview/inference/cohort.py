@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,6 +115,12 @@ class CohortSummary:
     failures_csv: Path
     changed: list[str] = field(default_factory=list)
 
+    @property
+    def model_loads(self) -> list[float]:
+        """Seconds each worker took to load the model in this run (the rows' ``model_load_s``
+        that are not 0; none when every worker already held it)."""
+        return [float(r["model_load_s"]) for r in self.rows if float(r["model_load_s"]) > 0]
+
 
 def default_workers() -> int:
     """One worker per GPU, else one per four CPU cores (each worker runs torch's own threads)."""
@@ -127,10 +134,19 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
+@dataclass
+class _Loaded:
+    """A worker's predictor, and whether a slide's row has reported the time it took to load
+    (only the first slide to use it waited for it)."""
+
+    predictor: Any
+    reported: bool = False
+
+
 @functools.lru_cache(maxsize=2)
 def _worker_predictor(
     model_ref: str, device: str, stain_json: str, tta: str | None, home: str | None
-):
+) -> _Loaded:
     """A predictor per worker process and model, loaded once and reused across its slides.
 
     ``stain_json``: the job's ``stain`` as JSON text, hashable for the cache even when it is a
@@ -141,7 +157,9 @@ def _worker_predictor(
     from napari_pathreview.inference.predictor import Predictor
 
     stain = json.loads(stain_json)
-    return Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
+    return _Loaded(
+        Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
+    )
 
 
 def _worker_device(device: str) -> str:
@@ -195,7 +213,13 @@ def _row(
 
 
 def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
-    """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row."""
+    """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row.
+
+    The row's ``model_load_s`` is the time this task spent importing torch and loading the
+    model when it was the first on its worker to need them (0 for the others); the slide's
+    ``seconds`` and ``tiles_per_s`` never include it.
+    """
+    start = time.perf_counter()
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
     from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
@@ -205,7 +229,9 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     slide_um = settings.slide_um_per_px
     device = _worker_device(job.device)
     stain_json = json.dumps(job.stain, sort_keys=True)
-    predictor = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
+    loaded = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
+    predictor, load_s = loaded.predictor, 0.0 if loaded.reported else time.perf_counter() - start
+    loaded.reported = True
     state = slide_state(Path(path))  # before reading: the files this result comes from
     key = job.key_for(Path(path), state)
     source = as_slide(Path(path), um_per_px=slide_um)
@@ -217,7 +243,8 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     meta = {"key": key, "path": str(path), "file": str(Path(path).resolve()), "slide_state": state}
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
     applied = target_id(predictor.normalizer)
-    return _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+    row = _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+    return {**row, "model_load_s": round(load_s, 3)}
 
 
 def _slide_outcome(path: str, stem: str, job: CohortJob) -> dict[str, Any] | PathReviewError:
