@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Iterable
@@ -39,7 +40,9 @@ __all__ = [
     "CohortJob",
     "CohortSummary",
     "SchedulerUnreachableError",
+    "WorkersFailedToStartError",
     "default_workers",
+    "job_from_settings",
     "run_cohort",
     "slide_task",
 ]
@@ -52,6 +55,17 @@ CONNECT_TIMEOUT_S = 5
 
 class SchedulerUnreachableError(PathReviewError):
     """No Dask scheduler answered at the given address."""
+
+
+class WorkersFailedToStartError(PathReviewError):
+    """The local cluster's workers did not start (most often: a script calling
+    :func:`run_cohort` outside ``if __name__ == "__main__":``)."""
+
+
+UNGUARDED = (
+    'a script that calls run_cohort must call it under `if __name__ == "__main__":` '
+    "(Dask starts each local worker by importing the script again; README: Whole slides)"
+)
 
 
 @dataclass(frozen=True)
@@ -299,7 +313,11 @@ def run_cohort(
 
     Raises:
         SchedulerUnreachableError: ``scheduler`` did not answer within ``CONNECT_TIMEOUT_S``.
+        WorkersFailedToStartError: the local cluster did not start; also raised in a worker
+            process that is importing its parent's script, which called this at its top level.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise WorkersFailedToStartError(f"run_cohort called while a worker starts: {UNGUARDED}")
     found = _expanded(slides)
     paths = found.slides
     refused = [{"path": str(r.path), "error": f"not used: {r.why}"} for r in found.refused]
@@ -345,18 +363,15 @@ def _dispatch(
         save(rows, failures)
         bar.update(1)
 
-    if not todo:
-        bar.close()
-        return rows, failures
-    if workers == 0 and scheduler is None:
-        for path, stem in todo:
-            try:
-                record(path, slide_task(str(path), stem, job), None)
-            except Exception as error:  # one slide's failure must not stop the cohort
-                record(path, None, error)
-    else:
-        _on_dask(todo, job, scheduler, workers, record)
-    bar.close()
+    with bar:  # closed on an error too, so its line does not follow the message
+        if workers == 0 and scheduler is None:
+            for path, stem in todo:
+                try:
+                    record(path, slide_task(str(path), stem, job), None)
+                except Exception as error:  # one slide's failure must not stop the cohort
+                    record(path, None, error)
+        elif todo:
+            _on_dask(todo, job, scheduler, workers, record)
     order = {stem: i for i, (_, stem) in enumerate(todo)}
     rows.sort(key=lambda r: order[r["slide"]])
     return rows, failures
@@ -375,13 +390,19 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
                 "`dask worker ADDRESS` on each machine) or leave out --scheduler to use a "
                 "local cluster."
             ) from error
-    cluster = LocalCluster(
-        n_workers=workers or default_workers(),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    try:
+        cluster = LocalCluster(
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    except RuntimeError as error:  # distributed says only "Nanny failed to start."
+        raise WorkersFailedToStartError(
+            f"the local Dask workers did not start ({error}); {UNGUARDED}. Otherwise see the "
+            "worker errors above, or run with workers=0 (--workers 0) in this process."
+        ) from error
     return Client(cluster), cluster
 
 
