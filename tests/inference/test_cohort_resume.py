@@ -10,6 +10,7 @@ from slide_fixtures import register_tiny, tissue_slide, write_slide
 
 from napari_pathreview.inference import cohort
 from napari_pathreview.inference.cohort import job_from_settings, run_cohort
+from napari_pathreview.inference.cohort_records import result_meta
 from napari_pathreview.inference.slides import SlideSettings
 
 
@@ -60,8 +61,8 @@ def test_slides_of_one_name_run_separately_keep_separate_folders(model_ref, tmp_
     _run([second], model_ref, out)
     rows = {r["path"]: r["slide"] for r in _rows(out / "slides.csv")}
     assert rows == {str(first): "s1", str(second): "s1-2"}
-    assert cohort._result_meta(out / "slides" / "s1")["path"] == str(first)
-    assert cohort._result_meta(out / "slides" / "s1-2")["path"] == str(second)
+    assert result_meta(out / "slides" / "s1")["path"] == str(first)
+    assert result_meta(out / "slides" / "s1-2")["path"] == str(second)
 
 
 def test_a_slide_named_twice_runs_once(model_ref, tmp_path) -> None:
@@ -157,3 +158,91 @@ def test_slides_csv_holds_absolute_paths_for_slides_given_relative(
     monkeypatch.chdir(tmp_path)
     summary = _run([Path("in") / "s0.tif"], model_ref, Path("out"))
     assert [r["path"] for r in _rows(summary.slides_csv)] == [str(slide)]
+
+
+def _same_size_replacement(path: Path, seed: int) -> None:
+    """Overwrite ``path`` with another slide of the same size, as a re-scan exported again."""
+    before = path.stat().st_size
+    write_slide(path, tissue_slide(256, 384, seed=seed), compression="none")
+    assert path.stat().st_size == before
+
+
+def test_a_slide_replaced_by_another_of_the_same_size_runs_again_and_is_reported(
+    model_ref, tmp_path
+) -> None:
+    slides = [
+        write_slide(
+            tmp_path / "in" / f"s{i}.tif", tissue_slide(256, 384, seed=i), compression="none"
+        )
+        for i in range(2)
+    ]
+    out = tmp_path / "out"
+    first = {r["slide"]: r for r in _run(slides, model_ref, out).rows}
+    _same_size_replacement(slides[0], seed=7)
+    again = _run(slides, model_ref, out)
+    assert [r["slide"] for r in again.rows] == ["s0"] and again.changed == [str(slides[0])]
+    assert again.skipped == [str(slides[1])]
+    rows = {r["slide"]: r for r in _rows(out / "slides.csv")}
+    assert rows["s0"]["key"] != first["s0"]["key"]
+    assert rows["s0"]["mean_malignant"] != str(first["s0"]["mean_malignant"])
+    assert rows["s1"]["key"] == first["s1"]["key"]
+    assert result_meta(out / "slides" / "s0")["key"] == rows["s0"]["key"]
+
+
+def test_predict_slides_says_which_slides_changed_and_ran_again(
+    model_ref, tmp_path, capsys, caplog
+) -> None:
+    from napari_pathreview.cli import main
+
+    slide = write_slide(tmp_path / "s0.tif", tissue_slide(256, 384), compression="none")
+    argv = ["predict-slides", str(slide), "--model", model_ref, "--out", str(tmp_path / "out"),
+            "--workers", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    _same_size_replacement(slide, seed=7)
+    capsys.readouterr()
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "1 slide(s) done, 0 skipped as finished" in said
+    assert "1 of them changed since their earlier result" in said
+    assert any(str(slide) in r.getMessage() and "changed" in r.getMessage() for r in caplog.records)
+
+
+def _as_the_old_key_wrote(out: Path, job) -> None:
+    """Rewrite a run's keys as versions before the slide state was in the key wrote them."""
+    import zarr
+
+    rows = _rows(out / "slides.csv")
+    for row in rows:
+        row["key"] = job.legacy_key(Path(row["path"]))
+        attrs = zarr.open_group(str(out / "slides" / row["slide"] / "result.zarr"), mode="a").attrs
+        meta = dict(attrs["meta"])
+        del meta["slide_state"]
+        attrs["meta"] = {**meta, "key": row["key"]}
+    with open(out / "slides.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_row_of_the_old_key_is_kept_for_an_untouched_slide_and_rerun_for_a_rewritten_one(
+    model_ref, tmp_path
+) -> None:
+    slides = [
+        write_slide(
+            tmp_path / "in" / f"s{i}.tif", tissue_slide(256, 384, seed=i), compression="none"
+        )
+        for i in range(2)
+    ]
+    out = tmp_path / "out"
+    job = job_from_settings(model_ref, out, SlideSettings(batch_size=8), device="cpu")
+    run_cohort(slides, job, workers=0, progress=False)
+    _as_the_old_key_wrote(out, job)
+    _same_size_replacement(slides[1], seed=7)  # after its result was written
+    upgraded = run_cohort(slides, job, workers=0, progress=False)
+    assert upgraded.skipped == [str(slides[0])] and upgraded.changed == [str(slides[1])]
+    assert [r["slide"] for r in upgraded.rows] == ["s1"]
+    rows = {r["slide"]: r for r in _rows(out / "slides.csv")}
+    assert rows["s0"]["key"] == job.slide_key(slides[0])  # judged by the new key from now on
+    assert result_meta(out / "slides" / "s0")["key"] == job.slide_key(slides[0])
+    again = run_cohort(slides, job, workers=0, progress=False)
+    assert again.rows == [] and len(again.skipped) == 2

@@ -330,3 +330,18 @@ def test_closing_the_local_cluster_does_not_warn_of_a_worker_slow_to_exit(caplog
     with caplog.at_level(logging.WARNING):
         cohort._close(client, cluster)
     assert not [r for r in caplog.records if "still alive" in r.getMessage()]
+
+
+def test_a_worker_s_model_load_is_its_first_slide_s_model_load_s_not_its_seconds(
+    model_ref, tmp_path
+) -> None:
+    slides = [write_slide(tmp_path / f"s{i}.tif", tissue_slide(256, 384, seed=i)) for i in (0, 1)]
+    out = tmp_path / "out"
+    done = _pathreview(
+        "predict-slides", *map(str, slides), "--model", model_ref, "--out", str(out),
+        "--workers", "1", "--device", "cpu", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loads = sorted(float(r["model_load_s"]) for r in _rows(out / "slides.csv"))
+    assert loads[0] == 0 and loads[1] > 0  # one worker: it loaded the model once
+    assert "model loaded by 1 worker(s)" in done.stdout

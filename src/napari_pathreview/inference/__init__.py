@@ -21,6 +21,9 @@ _EXPORTS: dict[str, str] = {
     "iter_slide": "napari_pathreview.inference.slides",
     "predict_slide": "napari_pathreview.inference.slides",
     "as_slide": "napari_pathreview.inference.layer_slide",
+    "CohortJob": "napari_pathreview.inference.cohort",
+    "job_from_settings": "napari_pathreview.inference.cohort",
+    "run_cohort": "napari_pathreview.inference.cohort",
     "resolve_device": "napari_pathreview.inference.device",
     "DeviceUnavailableError": "napari_pathreview.inference.device",
 }

@@ -7,28 +7,31 @@ the output folder. The driver collects one row of slide-level aggregates per sli
 a given folder holds that looks like a slide but is not used, see ``io.slide_folders``),
 rewritten after every slide so an interrupted run keeps what it finished; a failing slide
 never stops the others, and slides already in ``slides.csv`` whose folder holds that run's
-result are skipped (``slides.csv`` holds absolute paths; a relative one is read relative to
-its folder). A slide's folder is named once (its stem, ``-2``… when another file of
-that name has one) and kept by later runs.
+result, from the same files, are skipped (``cohort_records``: what an earlier run left and
+what this one makes of it; a slide whose files changed runs again). A slide's folder is named
+once (its stem, ``-2``… when another file of that name has one) and kept by later runs.
 ``workers=0`` runs the same tasks in this process (no Dask), which the tests compare against.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_pathreview.errors import InvalidInputError, PathReviewError
-from napari_pathreview.inference.cache import is_partial, remove_stale_partials
+from napari_pathreview.inference.cache import remove_stale_partials
+from napari_pathreview.inference.cohort_records import Tables, plan_run, read_rows
+from napari_pathreview.io.slide_files import slide_state
 
 if TYPE_CHECKING:
     from napari_pathreview.io.slide_folders import SlideList
@@ -37,7 +40,9 @@ __all__ = [
     "CohortJob",
     "CohortSummary",
     "SchedulerUnreachableError",
+    "WorkersFailedToStartError",
     "default_workers",
+    "job_from_settings",
     "run_cohort",
     "slide_task",
 ]
@@ -50,6 +55,17 @@ CONNECT_TIMEOUT_S = 5
 
 class SchedulerUnreachableError(PathReviewError):
     """No Dask scheduler answered at the given address."""
+
+
+class WorkersFailedToStartError(PathReviewError):
+    """The local cluster's workers did not start (most often: a script calling
+    :func:`run_cohort` outside ``if __name__ == "__main__":``)."""
+
+
+UNGUARDED = (
+    'a script that calls run_cohort must call it under `if __name__ == "__main__":` '
+    "(Dask starts each local worker by importing the script again; README: Whole slides)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,10 +91,21 @@ class CohortJob:
     home: str | None = None
 
     def slide_key(self, path: Path) -> str:
-        """Identifies (slide file, model, settings, stain target) so re-runs skip finished
-        slides, and only those run with the same settings."""
-        stat = path.stat() if path.exists() else None
-        size = stat.st_size if stat else None
+        """Identifies (slide and the state of its files, model, settings, stain target) so
+        re-runs skip finished slides, and only those run with the same settings on the same
+        files: a slide re-scanned or re-exported in place (any of its files rewritten, even
+        at the same size: ``io.slide_files.slide_state``) runs again."""
+        return self.key_for(path, slide_state(path))
+
+    def key_for(self, path: Path, state: str) -> str:
+        """:meth:`slide_key` of ``path`` with its files in ``state``."""
+        parts = [str(path.resolve()), state, self.model_ref, self.settings, self.stain, self.tta]
+        return _digest(parts, 16)
+
+    def legacy_key(self, path: Path) -> str:
+        """The key of versions before the slide's state was part of it (path and the named
+        file's size): recognised on resume only (``cohort_records``), never written."""
+        size = path.stat().st_size if path.exists() else None
         parts = [str(path.resolve()), size, self.model_ref, self.settings, self.stain, self.tta]
         return _digest(parts, 16)
 
@@ -91,13 +118,22 @@ def _digest(value: Any, length: int) -> str:
 
 @dataclass(frozen=True)
 class CohortSummary:
-    """What a cohort run did: rows written, slides skipped as finished, failures."""
+    """What a cohort run did: rows written, slides skipped as finished, failures, and the
+    slides run again because their files changed since their earlier result (``changed``,
+    also in ``rows`` or ``failures``)."""
 
     rows: list[dict[str, Any]]
     skipped: list[str]
     failures: list[dict[str, str]]
     slides_csv: Path
     failures_csv: Path
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def model_loads(self) -> list[float]:
+        """Seconds each worker took to load the model in this run (the rows' ``model_load_s``
+        that are not 0; none when every worker already held it)."""
+        return [float(r["model_load_s"]) for r in self.rows if float(r["model_load_s"]) > 0]
 
 
 def default_workers() -> int:
@@ -112,10 +148,19 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
+@dataclass
+class _Loaded:
+    """A worker's predictor, and whether a slide's row has reported the time it took to load
+    (only the first slide to use it waited for it)."""
+
+    predictor: Any
+    reported: bool = False
+
+
 @functools.lru_cache(maxsize=2)
 def _worker_predictor(
     model_ref: str, device: str, stain_json: str, tta: str | None, home: str | None
-):
+) -> _Loaded:
     """A predictor per worker process and model, loaded once and reused across its slides.
 
     ``stain_json``: the job's ``stain`` as JSON text, hashable for the cache even when it is a
@@ -126,7 +171,9 @@ def _worker_predictor(
     from napari_pathreview.inference.predictor import Predictor
 
     stain = json.loads(stain_json)
-    return Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
+    return _Loaded(
+        Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
+    )
 
 
 def _worker_device(device: str) -> str:
@@ -180,7 +227,13 @@ def _row(
 
 
 def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
-    """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row."""
+    """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row.
+
+    The row's ``model_load_s`` is the time this task spent importing torch and loading the
+    model when it was the first on its worker to need them (0 for the others); the slide's
+    ``seconds`` and ``tiles_per_s`` never include it.
+    """
+    start = time.perf_counter()
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
     from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
@@ -190,18 +243,22 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     slide_um = settings.slide_um_per_px
     device = _worker_device(job.device)
     stain_json = json.dumps(job.stain, sort_keys=True)
-    predictor = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
+    loaded = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
+    predictor, load_s = loaded.predictor, 0.0 if loaded.reported else time.perf_counter() - start
+    loaded.reported = True
+    state = slide_state(Path(path))  # before reading: the files this result comes from
+    key = job.key_for(Path(path), state)
     source = as_slide(Path(path), um_per_px=slide_um)
     try:
         result = predict_slide(predictor, source, settings)
     finally:
         source.close()
     decided = slide_prediction(predictor, result)
-    key = job.slide_key(Path(path))
-    meta = {"key": key, "path": str(path), "file": str(Path(path).resolve())}
+    meta = {"key": key, "path": str(path), "file": str(Path(path).resolve()), "slide_state": state}
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
     applied = target_id(predictor.normalizer)
-    return _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+    row = _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+    return {**row, "model_load_s": round(load_s, 3)}
 
 
 def _slide_outcome(path: str, stem: str, job: CohortJob) -> dict[str, Any] | PathReviewError:
@@ -238,98 +295,6 @@ def _expanded(items: Iterable[str | Path]) -> SlideList:
     return found
 
 
-def _result_meta(folder: Path) -> dict[str, Any]:
-    """The ``meta`` a slide task stored with its result (empty when none is readable)."""
-    import zarr
-
-    store = folder / "result.zarr"
-    if not store.is_dir():
-        return {}
-    try:
-        meta = zarr.open_group(str(store), mode="r").attrs.get("meta")
-    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
-def _owner(meta: dict[str, Any], out: Path) -> str | None:
-    """The resolved slide path a result was written for (older results: only ``path``, a
-    relative one read relative to ``out``, as :func:`_row_file` reads rows)."""
-    named = meta.get("file") or meta.get("path")
-    return str((out / named).resolve()) if named else None
-
-
-def _row_file(row: dict[str, str], out: Path) -> str:
-    """A ``slides.csv`` row's slide, resolved: rows hold absolute paths; a relative one (rows
-    of older versions held the path as typed, or one edited by hand) is read relative to the
-    CSV's folder, never to wherever this run was started."""
-    return str((out / row["path"]).resolve())
-
-
-def _stems(
-    paths: Sequence[Path], keys: Sequence[str], out: Path, rows: Sequence[dict[str, str]]
-) -> list[str]:
-    """Each slide's folder under ``out/slides``: the one an earlier run gave that file, else
-    its stem, suffixed ``-2``, ``-3``… while another file owns that name (a result folder on
-    disk, a ``slides.csv`` row, or an earlier slide of this run), so ``a/s1.tif`` and
-    ``b/s1.tif`` never share a folder, whichever run or order they come in.
-
-    A row whose ``key`` is the slide's own (the key hashes the resolved path) names its folder
-    whatever its ``path`` says (older versions wrote the path as typed, relative to the folder
-    that run started in), so a cohort resumes from any working folder."""
-    owners: dict[str, str] = {}
-    for row in rows:
-        if row.get("slide") and row.get("path"):
-            owners[row["slide"]] = _row_file(row, out)
-    root = out / "slides"
-    for folder in sorted(root.iterdir()) if root.is_dir() else ():
-        if is_partial(folder):
-            continue
-        if owner := _owner(_result_meta(folder), out):
-            owners[folder.name] = owner  # the folder's own record wins over a row's
-    by_key = {row["key"]: row["slide"] for row in rows if row.get("slide")}
-    stems = []
-    for path, key in zip(paths, keys, strict=True):
-        me = str(path.resolve())
-        if key in by_key:
-            owners[by_key[key]] = me
-        name = next((n for n, o in owners.items() if o == me), None)
-        if name is None:
-            name, n = path.stem, 1
-            while name in owners:
-                n += 1
-                name = f"{path.stem}-{n}"
-            owners[name] = me
-        stems.append(name)
-    return stems
-
-
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    """``slides.csv``'s rows; a row without its slide, path or key (a damaged line) is
-    dropped with a warning, so that slide simply runs again."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    good = [r for r in rows if r.get("slide") and r.get("path") and r.get("key")]
-    if len(good) < len(rows):
-        logger.warning("%s: %d damaged row(s) ignored", path, len(rows) - len(good))
-    return good
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the table whole, then move it into place: a kill mid-write leaves the old one."""
-    header: list[str] = []
-    for row in rows:
-        header.extend(k for k in row if k not in header)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header or ["slide"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, path)
-
-
 def run_cohort(
     slides: Iterable[str | Path],
     job: CohortJob,
@@ -348,7 +313,11 @@ def run_cohort(
 
     Raises:
         SchedulerUnreachableError: ``scheduler`` did not answer within ``CONNECT_TIMEOUT_S``.
+        WorkersFailedToStartError: the local cluster did not start; also raised in a worker
+            process that is importing its parent's script, which called this at its top level.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise WorkersFailedToStartError(f"run_cohort called while a worker starts: {UNGUARDED}")
     found = _expanded(slides)
     paths = found.slides
     refused = [{"path": str(r.path), "error": f"not used: {r.why}"} for r in found.refused]
@@ -358,45 +327,15 @@ def run_cohort(
     out.mkdir(parents=True, exist_ok=True)
     slides_csv, failures_csv = out / "slides.csv", out / "failures.csv"
     remove_stale_partials(out / "slides")
-    earlier = _read_rows(slides_csv)
-    done = {r["key"] for r in earlier}
-    todo, skipped = [], []
-    keys = [job.slide_key(path) for path in paths]
-    for path, key, stem in zip(paths, keys, _stems(paths, keys, out, earlier), strict=True):
-        if key in done and _result_meta(out / "slides" / stem).get("key") == key:
-            skipped.append(str(path))
-        else:
-            todo.append((path, stem))
-    if skipped:
-        logger.info("skipping %d finished slide(s)", len(skipped))
-    rerun = {stem for _, stem in todo}
-    kept = [r for r in earlier if r["slide"] not in rerun]
-    table = _Tables(slides_csv, failures_csv, kept, refused)
-    rows, failures = _dispatch(todo, job, scheduler, workers, progress, table.save)
+    plan = plan_run(paths, job, out, read_rows(slides_csv))
+    if plan.skipped:
+        logger.info("skipping %d finished slide(s)", len(plan.skipped))
+    table = Tables(slides_csv, failures_csv, plan.kept, refused)
+    rows, failures = _dispatch(plan.todo, job, scheduler, workers, progress, table.save)
     table.save(rows, failures)  # in the order given, whatever order they finished in
-    return CohortSummary(rows, skipped, refused + failures, slides_csv, failures_csv)
-
-
-class _Tables:
-    """``slides.csv`` and ``failures.csv``, written again after every slide that ends.
-
-    ``kept``: earlier runs' rows; ``refused``: what the folders held that is not used, the
-    first rows of ``failures.csv``.
-    """
-
-    def __init__(
-        self,
-        slides_csv: Path,
-        failures_csv: Path,
-        kept: list[dict[str, Any]],
-        refused: list[dict[str, str]],
-    ):
-        self.slides_csv, self.failures_csv = slides_csv, failures_csv
-        self.kept, self.refused = kept, refused
-
-    def save(self, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
-        _write_rows(self.slides_csv, self.kept + rows)
-        _write_rows(self.failures_csv, self.refused + failures)
+    return CohortSummary(
+        rows, plan.skipped, refused + failures, slides_csv, failures_csv, plan.changed
+    )
 
 
 def _dispatch(
@@ -424,18 +363,15 @@ def _dispatch(
         save(rows, failures)
         bar.update(1)
 
-    if not todo:
-        bar.close()
-        return rows, failures
-    if workers == 0 and scheduler is None:
-        for path, stem in todo:
-            try:
-                record(path, slide_task(str(path), stem, job), None)
-            except Exception as error:  # one slide's failure must not stop the cohort
-                record(path, None, error)
-    else:
-        _on_dask(todo, job, scheduler, workers, record)
-    bar.close()
+    with bar:  # closed on an error too, so its line does not follow the message
+        if workers == 0 and scheduler is None:
+            for path, stem in todo:
+                try:
+                    record(path, slide_task(str(path), stem, job), None)
+                except Exception as error:  # one slide's failure must not stop the cohort
+                    record(path, None, error)
+        elif todo:
+            _on_dask(todo, job, scheduler, workers, record)
     order = {stem: i for i, (_, stem) in enumerate(todo)}
     rows.sort(key=lambda r: order[r["slide"]])
     return rows, failures
@@ -454,13 +390,19 @@ def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
                 "`dask worker ADDRESS` on each machine) or leave out --scheduler to use a "
                 "local cluster."
             ) from error
-    cluster = LocalCluster(
-        n_workers=workers or default_workers(),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    try:
+        cluster = LocalCluster(
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    except RuntimeError as error:  # distributed says only "Nanny failed to start."
+        raise WorkersFailedToStartError(
+            f"the local Dask workers did not start ({error}); {UNGUARDED}. Otherwise see the "
+            "worker errors above, or run with workers=0 (--workers 0) in this process."
+        ) from error
     return Client(cluster), cluster
 
 

@@ -223,6 +223,16 @@ def _predict_slides(args: argparse.Namespace) -> int:
         f"{len(summary.rows)} slide(s) done, {len(summary.skipped)} skipped as finished, "
         f"{len(summary.failures)} failed → {summary.slides_csv}"
     )
+    if loads := summary.model_loads:
+        print(
+            f"model loaded by {len(loads)} worker(s), {sum(loads) / len(loads):.1f} s each on "
+            "average, before their first slide (model_load_s; not in seconds or tiles_per_s)"
+        )
+    if summary.changed:
+        print(
+            f"{len(summary.changed)} of them changed since their earlier result (a file "
+            "rewritten: another size or modification time) and were run again"
+        )
     if summary.failures:
         print(f"failures: {summary.failures_csv}")
     return 1 if summary.failures else 0
