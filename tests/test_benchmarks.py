@@ -156,3 +156,13 @@ def test_slide_inference_benchmark_quick_keeps_the_sizes_given_explicitly() -> N
     assert (args.edge, args.batch) == (2048, 8)  # given: kept
     assert (args.input, args.repeats) == (64, 1)  # not given: --quick's
     assert (parse([]).edge, parse([]).repeats) == (4096, 3)
+
+
+def test_slide_cam_benchmark_times_ours_beside_the_two_pass_way_and_the_bare_forward(
+    capsys,
+) -> None:
+    argv = ["--edge", "384", "--input", "64", "--batch", "16", "--repeats", "1", "--device", "cpu"]
+    assert load("slide_cam").main(argv) == 0
+    out = capsys.readouterr().out
+    for row in ("ours: one forward per tile", "two-pass", "slide cache", "bare forward"):
+        assert row in out

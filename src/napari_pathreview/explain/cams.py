@@ -39,10 +39,12 @@ from napari_pathreview.explain.methods import CAM_METHOD_CLASSES, resolve_method
 __all__ = [
     "CAM_METHODS",
     "BatchedScoreCAM",
+    "CamBatch",
     "CamResult",
     "EconomyEigenCAM",
     "cam_layers",
     "compute_cam",
+    "explain_batch",
     "resolve_method",
 ]
 
@@ -272,8 +274,9 @@ def _run_cam(
     layers: list[nn.Module],
     reshape: Callable | None,
     options: dict,
-) -> np.ndarray:
-    """One pytorch-grad-cam call; hooks, graph and parameter flags restored afterwards."""
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """One pytorch-grad-cam call: (maps, the logits of its forward on ``x``, detached, on the
+    CPU; None if the method kept none); hooks, graph and parameter flags restored afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     uses_gradients = not issubclass(cls, (ScoreCAM, EigenCAM))
     # Registered before the CAM's own hooks, so those see (and store) the leaf tensor.
@@ -287,7 +290,10 @@ def _run_cam(
         cam = cls(model=model, target_layers=layers, reshape_transform=reshape, **options)
         with torch.inference_mode(False), torch.enable_grad():
             inp = x.detach().clone()
-            return np.asarray(cam(input_tensor=inp, targets=targets), dtype=np.float32)
+            maps = np.asarray(cam(input_tensor=inp, targets=targets), dtype=np.float32)
+        outputs = getattr(cam, "outputs", None)
+        logits = outputs.detach().float().cpu() if isinstance(outputs, torch.Tensor) else None
+        return maps, logits
     finally:
         for handle in leaf_hooks:
             handle.remove()
@@ -317,7 +323,36 @@ def _rescale(maps: np.ndarray) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class CamBatch:
+    """A batch's CAMs and the logits of the forward pass that made them.
+
+    Attributes:
+        maps: float32 N×H×W, each map min–max scaled to [0, 1] (all zeros if flat).
+        logits: float32 (V·N)×K logits of the CAM's own forward (V views, view-major as
+            ``tta.augment_batch`` stacks them), on the CPU; None if the method kept none.
+            A caller that weights maps by probabilities reads them here instead of running
+            the model a second time.
+    """
+
+    maps: np.ndarray
+    logits: torch.Tensor | None
+
+
 def compute_cam(
+    model: nn.Module,
+    input_tensor: torch.Tensor,
+    method: str = "gradcam",
+    target_class: int | Sequence[int] | None = None,
+    tta: str = "none",
+    **options: object,
+) -> np.ndarray:
+    """CAMs for a batch of model-ready inputs, one H×W map in [0, 1] per image: the maps of
+    :func:`explain_batch` (same arguments)."""
+    return explain_batch(model, input_tensor, method, target_class, tta, **options).maps
+
+
+def explain_batch(
     model: nn.Module,
     input_tensor: torch.Tensor,
     method: str = "gradcam",
@@ -330,8 +365,8 @@ def compute_cam(
     top_k: int | None = None,
     cancel: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """CAMs for a batch of model-ready inputs, one H×W map in [0, 1] per image.
+) -> CamBatch:
+    """CAMs for a batch of model-ready inputs, with the logits of the CAM's forward pass.
 
     Args:
         model: Classifier; its ``cam_target_layers()`` / ``cam_reshape_transform`` are used
@@ -348,9 +383,6 @@ def compute_cam(
         cancel: Event checked before the CAM and, in Score-CAM, before every masked batch;
             once set, raises ``InterruptedError``.
         progress: Score-CAM's ``progress(done, total)`` over its masked batches.
-
-    Returns:
-        float32 array N×H×W, each map min–max scaled to [0, 1] (all zeros if flat).
     """
     name = resolve_method(method)
     if input_tensor.ndim != 4:
@@ -374,17 +406,16 @@ def compute_cam(
             else {}
         )
         if tta == "none":
-            return _rescale(
-                _run_cam(CAM_METHODS[name], model, x, targets, layers, reshape, options)
-            )
+            maps, logits = _run_cam(CAM_METHODS[name], model, x, targets, layers, reshape, options)
+            return CamBatch(_rescale(maps), logits)
         from napari_pathreview import tta as tta_mod
 
         views = tta_mod.augment_batch(x, tta)
         view_count = views.shape[0] // n
-        maps = _run_cam(
+        maps, logits = _run_cam(
             CAM_METHODS[name], model, views, targets * view_count, layers, reshape, options
         )
         restored = tta_mod.deaugment_maps(torch.from_numpy(maps), tta)
-        return _rescale(torch.as_tensor(restored).float().mean(dim=0).numpy())
+        return CamBatch(_rescale(torch.as_tensor(restored).float().mean(dim=0).numpy()), logits)
     finally:
         model.train(was_training)

@@ -374,7 +374,7 @@ def _tiled_steps(
     cancel: threading.Event | None,
     um_per_px: float | None = None,
 ) -> Iterator[Any]:
-    """Tile a large or multiscale image with the slide engine (cached), then a stitched CAM.
+    """Tile a large or multiscale image with the slide engine, then a stitched CAM (both cached).
 
     The CAM is explained on the heatmap's own plan (matched mode: the model's µm/px, read
     from the nearest finer level) and blended into a map a few pixels per heatmap cell
@@ -393,7 +393,8 @@ def _tiled_steps(
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
     whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
-    steps = iter_classify_tiles(predictor, source, settings, cancel, SlideCache(), image=whole)
+    cache = SlideCache()
+    steps = iter_classify_tiles(predictor, source, settings, cancel, cache, image=whole)
     prediction, tiled = yield from _slide_stage(steps)
     cam = None
     if request.cam_method:
@@ -402,7 +403,7 @@ def _tiled_steps(
             yield AnalysisProgress(f"explaining tiles ({request.cam_method}, {where})", 0.7)
         label = target or prediction.label
         steps = iter_explain_tiles(
-            predictor, source, tiled, settings, request.cam_method, label, cancel
+            predictor, source, tiled, settings, request.cam_method, label, cancel, cache
         )
         cam = yield from _tiled_stage(steps, 0.7, 0.95)
     yield prediction, cam, tiled, ""

@@ -4,7 +4,10 @@ An entry is keyed by everything that changes the numbers: the slide's content fi
 the model (name@version and the sha256 of its weights), its preprocessing spec, the stain and
 TTA settings, and the tiling settings. It is a zarr group (probability maps, coverage, the tile
 table; the grid and aggregates as attributes) plus ``tiles.geojson``, the tile predictions as
-QuPath-importable GeoJSON. The cache has a size limit: least recently used entries go first.
+QuPath-importable GeoJSON. A slide's stitched CAMs lie beside its result, in ``cams/``, one per
+(method, target class, CAM options): explaining takes longer than classifying, so pressing Run
+again must not explain again. The cache has a size limit: least recently used entries (with
+their CAMs) go first.
 """
 
 from __future__ import annotations
@@ -23,12 +26,24 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 
-__all__ = ["CacheEntry", "SlideCache", "cache_key", "read_result", "tiles_geojson", "write_result"]
+__all__ = [
+    "CacheEntry",
+    "SlideCache",
+    "cache_key",
+    "cached_slide",
+    "cached_slide_cam",
+    "read_result",
+    "tiles_geojson",
+    "write_result",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 2 * 2**30
 """Default cache size limit (2 GiB); ``$PATHREVIEW_CACHE_MAX_MB`` overrides it."""
+
+CAM_FOLDER = "cams"
+"""Where a result's stitched CAMs lie inside its folder (:meth:`SlideCache.put_cam`)."""
 
 PARTIAL_MARK = ".tmp"
 """``<folder>.tmp<pid>``: where :func:`write_result` writes before moving the result in place."""
@@ -297,6 +312,31 @@ class SlideCache:
         self.evict(keep=key)
         return folder
 
+    def get_cam(self, key: str, cam: str) -> Any | None:
+        """The ``TiledCam`` stored as ``cam`` beside the result ``key`` (and mark the entry
+        recently used), or None."""
+        path = self.folder(key) / CAM_FOLDER / f"{cam}.npz"
+        if not (self.folder(key) / "result.zarr").exists() or not path.is_file():
+            return None
+        try:
+            stored = read_cam(path)
+        except Exception as error:  # a damaged CAM is computed again, not fatal
+            logger.warning("dropping unreadable cached CAM %s: %s", path, error)
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(self.folder(key))
+        return stored
+
+    def put_cam(self, key: str, cam: str, tiled_cam: Any) -> Path | None:
+        """Store a ``TiledCam`` beside the result ``key`` (None, nothing stored, when that result
+        is not cached), then evict old entries past the size limit."""
+        folder = self.folder(key)
+        if not (folder / "result.zarr").exists():
+            return None
+        path = write_cam(folder / CAM_FOLDER / f"{cam}.npz", tiled_cam)
+        self.evict(keep=key)
+        return path
+
     def entries(self) -> list[CacheEntry]:
         """Entries, most recently used first."""
         if not self.root.is_dir():
@@ -329,6 +369,90 @@ class SlideCache:
         return len(entries)
 
 
+def write_cam(path: Path, cam: Any) -> Path:
+    """A ``TiledCam`` as one ``.npz`` (the map, its fields as JSON), written atomically."""
+    meta = {
+        "method": cam.method,
+        "target_class": int(cam.target_class),
+        "target_label": cam.target_label,
+        "scale": [float(v) for v in cam.scale],
+        "level": int(cam.level),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}{PARTIAL_MARK}{os.getpid()}.npz")
+    np.savez_compressed(tmp, cam=np.asarray(cam.cam, np.float32), meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+    return path
+
+
+def read_cam(path: Path) -> Any:
+    """The ``TiledCam`` stored by :func:`write_cam`."""
+    from napari_pathreview.inference.tiling import TiledCam
+
+    with np.load(path, allow_pickle=False) as stored:
+        meta = json.loads(str(stored["meta"]))
+        cam = np.asarray(stored["cam"], np.float32)
+    return TiledCam(
+        cam,
+        meta["method"],
+        meta["target_class"],
+        meta["target_label"],
+        tuple(meta["scale"]),
+        meta["level"],
+    )
+
+
+def cam_key(fields: dict[str, Any]) -> str:
+    """The name a CAM is stored under beside its slide's result: sha256 of ``fields``."""
+    text = json.dumps(fields, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def slide_key(predictor: Any, source: Any, settings: Any) -> tuple[str, dict]:
+    """:func:`cache_key` of a slide source (its fingerprint and the µm/px it is read with)."""
+    return cache_key(source.fingerprint, predictor, settings, getattr(source, "um_per_px", None))
+
+
+def cached_slide_cam(
+    predictor: Any,
+    source: Any,
+    heat_grid: Any,
+    settings: Any,
+    target_index: int,
+    method: str,
+    cache: SlideCache | None,
+    cancel: Any = None,
+    cam_options: dict[str, Any] | None = None,
+) -> Any:
+    """:func:`slide_cam.iter_slide_cam`, served from ``cache`` when the same slide, model,
+    settings, method, target class and CAM options were explained before.
+
+    Stored beside the slide's cached result (its key covers the slide, model, preprocessing,
+    stain, TTA and tiling), so it goes when that result goes. A hit yields only the
+    ``TiledCam``.
+    """
+    from napari_pathreview.inference.slide_cam import cam_cache_fields, iter_slide_cam
+    from napari_pathreview.inference.tiling import TiledCam
+
+    steps = iter_slide_cam(
+        predictor, source, heat_grid, settings, target_index, method, cancel, None, cam_options
+    )
+    if cache is None:
+        yield from steps
+        return
+    key, _ = slide_key(predictor, source, settings)
+    name = cam_key(cam_cache_fields(predictor, method, target_index, cam_options or {}))
+    hit = cache.get_cam(key, name)
+    if hit is not None:
+        logger.info("slide CAM served from cache %s/%s", key[:12], name[:12])
+        yield hit
+        return
+    for item in steps:
+        if isinstance(item, TiledCam):
+            cache.put_cam(key, name, item)
+        yield item
+
+
 def cached_slide(
     predictor: Any, source: Any, settings: Any, cache: SlideCache | None, cancel: Any = None
 ) -> Any:
@@ -341,9 +465,7 @@ def cached_slide(
     if cache is None:
         yield from iter_slide(predictor, source, settings, cancel)
         return
-    key, fields = cache_key(
-        source.fingerprint, predictor, settings, getattr(source, "um_per_px", None)
-    )
+    key, fields = slide_key(predictor, source, settings)
     hit = cache.get(key)
     if hit is not None:
         logger.info("slide result served from cache %s", key[:12])

@@ -298,14 +298,18 @@ class TiledImage:
 
 
 def _explain_one(predictor: Any, path: Path, item: Any, method: str, args: Any) -> Any:
-    """An image's CAM: a tiled image's on the heatmap's plan (as the Analyze dock's), else the
-    whole image's with the CAM options."""
+    """An image's CAM with the CAM options: a tiled image's on the heatmap's plan (as the
+    Analyze dock's, each tile under ``--cam-tta`` and the Score-CAM options), else the whole
+    image's."""
+    options = explain_kwargs(args, method)
     if not isinstance(item, TiledImage):
-        return predictor.explain(_image(path, args), method, **explain_kwargs(args, method))
+        return predictor.explain(_image(path, args), method, **options)
     from napari_pathreview.inference.large_images import iter_explain_tiles, run_to_end
 
-    label = args.target_class or item.prediction.label
-    steps = iter_explain_tiles(predictor, item.source, item.result, item.settings, method, label)
+    label = options.pop("target_class") or item.prediction.label
+    steps = iter_explain_tiles(
+        predictor, item.source, item.result, item.settings, method, label, cam_options=options
+    )
     return run_to_end(steps)
 
 

@@ -87,6 +87,8 @@ def iter_explain_tiles(
     method: str,
     label: str,
     cancel: threading.Event | None = None,
+    cache: Any = None,
+    cam_options: dict[str, Any] | None = None,
 ) -> Generator[Any, None, Any]:
     """The CAM of a tiled image on the heatmap's plan, a CAM map a few pixels per heatmap cell
     (``slide_cam``); a patch MIL model's own map for ``patch_map`` / ``attention_map``.
@@ -94,19 +96,25 @@ def iter_explain_tiles(
     Args:
         tiled: The ``SlideResult`` of :func:`iter_classify_tiles`.
         label: The class to explain (the target class, else the predicted one).
+        cache: A ``cache.SlideCache`` to serve and keep the CAM beside the slide's result.
+        cam_options: CAM test-time augmentation (``tta``) and Score-CAM's ``batch_size`` /
+            ``top_k``, applied to every tile (``slide_cam.iter_slide_cam``).
 
     Yields the CAM's ``Progress``; returns the CAM (``TiledCam`` or ``CamResult``), None when
     cancelled.
     """
+    from napari_pathreview.inference.cache import cached_slide_cam
     from napari_pathreview.inference.mil_maps import MAP_KINDS
-    from napari_pathreview.inference.slide_cam import iter_slide_cam
     from napari_pathreview.inference.tiling import TiledCam
 
     if method in MAP_KINDS:
         return _slide_mil_map(predictor, tiled, method, label)
     index = list(predictor.classes).index(label)
     cam = None
-    for item in iter_slide_cam(predictor, source, tiled.grid, settings, index, method, cancel):
+    steps = cached_slide_cam(
+        predictor, source, tiled.grid, settings, index, method, cache, cancel, cam_options
+    )
+    for item in steps:
         if isinstance(item, TiledCam):
             cam = item
         else:

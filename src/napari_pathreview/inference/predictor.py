@@ -220,6 +220,14 @@ class Predictor:
             self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
         ):
             logits = self.model(views).float()
+        return self.probabilities_of_logits(logits)
+
+    def probabilities_of_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """N×K probabilities from the (V·N)×K logits of this predictor's TTA views (view-major,
+        as ``tta.augment_batch`` stacks them): the one rule for its own forward and for the
+        logits a CAM's forward already computed (``explain.explain_batch``)."""
+        from napari_pathreview import tta as tta_mod
+
         probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
         return tta_mod.merge_probabilities(probs, self.tta)
 

@@ -16,7 +16,7 @@ the map lines up with the slide at sub-pixel accuracy whatever the cell size.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -28,13 +28,22 @@ from napari_pathreview.errors import ImageReadError
 from napari_pathreview.inference.progress import Progress
 from napari_pathreview.inference.tiling import TiledCam, hann_window
 
-__all__ = ["CAM_MAP_MAX_SIDE", "CamCanvas", "cam_grid", "iter_slide_cam", "tile_box0"]
+__all__ = [
+    "CAM_MAP_MAX_SIDE",
+    "CamCanvas",
+    "cam_cache_fields",
+    "cam_grid",
+    "iter_slide_cam",
+    "tile_box0",
+]
 
 #: The stitched CAM map is at most this many pixels on its long side (unless the heatmap grid
 #: itself is larger: then one map pixel per cell).
 CAM_MAP_MAX_SIDE = 2048
 #: At most this many map pixels per heatmap cell along each axis.
 CAM_MAX_PER_CELL = 16
+#: Bumped when the stitched CAM for the same inputs changes (invalidates cached CAMs).
+CAM_VERSION = 1
 
 
 def tile_box0(grid: Any, row: int, col: int) -> tuple[float, float, float, float]:
@@ -116,18 +125,47 @@ def map_shape(heat_shape: Sequence[int], max_side: int = CAM_MAP_MAX_SIDE) -> tu
     return int(heat_shape[0]) * k, int(heat_shape[1]) * k
 
 
-def _default_explainer(predictor: Any, method: str, index: int) -> Callable:
-    """``tiles -> N×h×w`` CAMs of model-size tiles, each weighted by P(target) of its tile."""
-    from napari_pathreview.explain.cams import compute_cam
+def cam_cache_fields(
+    predictor: Any, method: str, target_index: int, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What changes a slide's CAM beyond its heatmap's cache key (slide, model, stain, TTA,
+    tiling): the method, the class explained and the CAM options (speed knobs left out)."""
+    from napari_pathreview.explain.cams import resolve_method
+
+    name = resolve_method(method)
+    return {
+        "cam_version": CAM_VERSION,
+        "map_max_side": CAM_MAP_MAX_SIDE,
+        "method": name,
+        "target_class": int(target_index),
+        "target_label": str(predictor.classes[target_index]),
+        "cam_tta": options.get("tta", "none"),
+        "scorecam_top_k": options.get("top_k") if name == "scorecam" else None,
+    }
+
+
+def _default_explainer(predictor: Any, method: str, index: int, options: Mapping) -> Callable:
+    """``tiles -> N×h×w`` CAMs of model-size tiles, each weighted by P(target) of its tile.
+
+    P(target) is read from the logits of the CAM's own forward pass when it ran the
+    predictor's views (CAM TTA = the predictor's TTA: the same input, the same views): one
+    forward per tile instead of two. Otherwise (other views, or a method that keeps no
+    logits) the tiles are classified as the heatmap classifies them.
+    """
+    from napari_pathreview.explain.cams import explain_batch
     from napari_pathreview.inference.prefetch import forward_tiles
 
     spec = replace(predictor.spec, resize=None, crop="none")
+    same_views = options.get("tta", "none") == predictor.tta
 
     def explain(tiles: list[np.ndarray], cancel: threading.Event | None) -> np.ndarray:
-        probs = forward_tiles(predictor, tiles)[:, index]
         x = predictor.prepare(tiles, spec).detach().clone()
-        maps = compute_cam(predictor.model, x, method, target_class=index, cancel=cancel)
-        return np.asarray(maps, np.float32) * probs[:, None, None]
+        cams = explain_batch(predictor.model, x, method, index, cancel=cancel, **options)
+        if same_views and cams.logits is not None:
+            probs = predictor.probabilities_of_logits(cams.logits).numpy()[:, index]
+        else:
+            probs = forward_tiles(predictor, tiles)[:, index]
+        return cams.maps * probs[:, None, None].astype(np.float32)
 
     return explain
 
@@ -141,6 +179,7 @@ def iter_slide_cam(
     method: str = "gradcam",
     cancel: threading.Event | None = None,
     explainer: Callable | None = None,
+    cam_options: Mapping[str, Any] | None = None,
 ) -> Iterator[Progress | TiledCam]:
     """Explain a slide's tissue tiles at the model's resolution and stitch one CAM map.
 
@@ -157,6 +196,8 @@ def iter_slide_cam(
         cancel: Event that stops the run.
         explainer: ``(tiles, cancel) -> N×h×w`` maps; default Grad-CAM-style CAMs weighted by
             the tile's probability of the target class.
+        cam_options: ``explain.explain_batch`` options for each tile batch: ``tta`` (CAM
+            test-time augmentation) and Score-CAM's ``batch_size`` / ``top_k``.
     """
     from napari_pathreview.explain.cams import resolve_method
     from napari_pathreview.inference.prefetch import TileReader, _read_ahead
@@ -168,7 +209,7 @@ def iter_slide_cam(
     tissue = slide_tissue(source) if settings.tissue else None
     cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
     canvas = CamCanvas(heat_grid.level0_shape, map_shape(heat_grid.shape))
-    explain = explainer or _default_explainer(predictor, method, target_index)
+    explain = explainer or _default_explainer(predictor, method, target_index, cam_options or {})
     size = max(1, int(predictor.batch_size))
     reader = TileReader(source, grid)
     done = 0
