@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -32,6 +32,7 @@ from napari_pathreview.review.engine import (
     unwritable_message,
 )
 from napari_pathreview.review.manifest import DEFAULT_DISAGREEMENT_WEIGHT
+from napari_pathreview.review.queries import model_clauses, review_query
 from napari_pathreview.review.records import (
     ImageRecord,
     PredictionRecord,
@@ -41,7 +42,6 @@ from napari_pathreview.review.records import (
     image_row,
     prediction_row,
     review_row,
-    split_model_ref,
 )
 from napari_pathreview.review.schema import images, predictions, reviews
 
@@ -229,7 +229,7 @@ class ReviewStore:
         if image_sha256 is not None:
             query = query.where(predictions.c.image_sha256 == image_sha256)
         if model is not None:
-            query = query.where(*self._model_clauses(model))
+            query = query.where(*model_clauses(model))
 
         def work(conn: Connection) -> list[PredictionRecord]:
             return [
@@ -370,56 +370,6 @@ class ReviewStore:
 
         return self._write("add the prediction and review", work)
 
-    @staticmethod
-    def _model_clauses(model: str) -> list[Any]:
-        name, version = split_model_ref(validation.require_text(model, "model"))
-        clauses = [predictions.c.model_name == name]
-        if version is not None:
-            clauses.append(predictions.c.model_version == version)
-        return clauses
-
-    def _review_query(
-        self,
-        reviewer: str | None,
-        model: str | None,
-        disagreements_only: bool,
-        since: datetime | date | str | None,
-        until: datetime | date | str | None,
-        label: str | None,
-    ) -> Select[Any]:
-        query = (
-            select(
-                reviews,
-                images.c.path.label("image_path"),
-                images.c.modality,
-                images.c.patient_id,
-                predictions.c.model_name,
-                predictions.c.model_version,
-                predictions.c.predicted_label,
-            )
-            .join(images, images.c.sha256 == reviews.c.image_sha256)
-            .outerjoin(predictions, predictions.c.id == reviews.c.prediction_id)
-            .order_by(reviews.c.created_at, reviews.c.id)
-        )
-        if reviewer is not None:
-            query = query.where(reviews.c.reviewer == reviewer)
-        if model is not None:
-            query = query.where(*self._model_clauses(model))
-        if disagreements_only:
-            query = query.where(reviews.c.agrees_with_model.is_(False))
-        start = validation.to_utc_naive(since)
-        if start is not None:
-            query = query.where(reviews.c.created_at >= start)
-        end = validation.to_utc_naive(until, end_of_day=True)
-        if end is not None:
-            inclusive = isinstance(until, datetime) or (isinstance(until, str) and len(until) > 10)
-            query = query.where(
-                reviews.c.created_at <= end if inclusive else reviews.c.created_at < end
-            )
-        if label is not None:
-            query = query.where(reviews.c.label == label)
-        return query
-
     def reviews(
         self,
         reviewer: str | None = None,
@@ -437,7 +387,7 @@ class ReviewStore:
             since: Inclusive lower bound on the review time (datetime, date or ISO text).
             until: Inclusive upper bound; a bare date includes that whole day.
         """
-        query = self._review_query(reviewer, model, disagreements_only, since, until, label)
+        query = review_query(reviewer, model, disagreements_only, since, until, label)
 
         def work(conn: Connection) -> list[ReviewRecord]:
             records = []
