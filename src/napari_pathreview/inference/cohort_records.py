@@ -20,13 +20,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from napari_pathreview.inference.cache import is_partial
 from napari_pathreview.io.slide_files import modified_after, slide_state
-
-if TYPE_CHECKING:
-    from napari_pathreview.inference.cohort import CohortJob
 
 __all__ = ["Plan", "Tables", "plan_run", "read_rows", "result_meta", "stems"]
 
@@ -169,11 +166,10 @@ class Plan:
     kept: list[dict[str, str]] = field(default_factory=list)
 
 
-def plan_run(
-    paths: Sequence[Path], job: CohortJob, out: Path, earlier: list[dict[str, str]]
-) -> Plan:
+def plan_run(paths: Sequence[Path], job: Any, out: Path, earlier: list[dict[str, str]]) -> Plan:
     """Sort the slides into finished, changed and new (module docstring); upgrades the key of
-    a legacy row and result found finished."""
+    a legacy row and result found finished. ``job`` is the run's ``cohort.CohortJob`` (typed
+    ``Any``: cohort imports this module)."""
     states = [slide_state(p) for p in paths]
     keys = [job.key_for(p, s) for p, s in zip(paths, states, strict=True)]
     legacy = [job.legacy_key(p) for p in paths]
@@ -213,7 +209,7 @@ def _changed_since(path: Path, folder: Path) -> bool:
     return bool(modified_after(path, written))
 
 
-def _same_run_other_files(meta: dict[str, Any], path: Path, state: str, job: CohortJob) -> bool:
+def _same_run_other_files(meta: dict[str, Any], path: Path, state: str, job: Any) -> bool:
     """The result was written by this job for this slide path, from files in another state."""
     earlier = meta.get("slide_state")
     return bool(earlier) and earlier != state and meta.get("key") == job.key_for(path, earlier)
