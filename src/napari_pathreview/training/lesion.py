@@ -405,7 +405,8 @@ def run_lesion(
     are scored again from their saved models (``run_fold``).
     """
     from napari_pathreview.training.lesion_eval import register_lesion_run, summarize_lesion_run
-    from napari_pathreview.training.splits import make_splits, record_splits
+    from napari_pathreview.training.run_data import split_plan
+    from napari_pathreview.training.splits import record_splits
 
     classes = ds.class_names(samples, recipe.data.task)
     frozen_state = None
@@ -421,14 +422,7 @@ def run_lesion(
     ]
     negative = negative_index(recipe, classes)
     check_classes_have_rois(images, classes, negative)
-    labels = np.asarray([im.label for im in images])
-    if len(set(labels.tolist())) < 2:
-        raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
-    groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
-    cfg = recipe.split
-    plan = make_splits(
-        labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
-    )
+    plan = split_plan(recipe, samples, np.asarray([im.label for im in images]), classes)
     if rescore:
         _check_rescorable(run_dir, len(plan.folds))
     record_splits(plan, samples, run_dir / "splits.json")

@@ -84,14 +84,24 @@ def prepare_data(recipe: Recipe, workdir: Path, reviews_db: str | None = None) -
     classes = ds.class_names(samples, recipe.data.task)
     index = {name: i for i, name in enumerate(classes)}
     labels = np.asarray([index[s.label] for s in samples])
+    plan = split_plan(recipe, samples, labels, classes)
+    return RunData(samples, classes, labels, prepared, plan, spec)
+
+
+def split_plan(recipe: Recipe, samples: list, labels: np.ndarray, classes: list[str]) -> SplitPlan:
+    """The recipe's split of ``samples`` by their groups (``split.group_by``); the one rule for
+    image and lesion runs.
+
+    Raises:
+        DatasetError: only one class is left, so there is nothing to learn.
+    """
     if len(set(labels.tolist())) < 2:
         raise ds.DatasetError(f"only one class ({classes}) in the data: nothing to learn")
     groups = [ds.split_group(s, recipe.split.group_by) for s in samples]
     cfg = recipe.split
-    plan = make_splits(
+    return make_splits(
         labels, groups, cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.folds, recipe.seed
     )
-    return RunData(samples, classes, labels, prepared, plan, spec)
 
 
 def _require_every_class(recipe: Recipe, samples: list, where: str) -> None:
