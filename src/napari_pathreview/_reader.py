@@ -163,7 +163,7 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
             _warn_roi_placement(opened)
             layers.extend(opened)
             if any(_has_holes(layer) for layer in opened):
-                from napari_pathreview._hole_outlines import show_holes_in_current_viewer
+                from napari_pathreview.widgets._hole_outlines import show_holes_in_current_viewer
 
                 show_holes_in_current_viewer()  # napari cannot draw them; they get outlines
         except PathReviewError as error:

@@ -9,7 +9,7 @@ Beside the holes each region's outline is kept (``ANCHORS_KEY``): a region whose
 moved by one displacement was dragged as a whole, and its holes move with it. A hole no longer
 inside its region's outline (the region was reshaped away from it) is dropped where holes are
 used, so no polygon is written with a hole outside it; :func:`settle_holes` says which shapes
-lost one, so the napari side can tell the user. napari draws no hole, so ``_hole_outlines``
+lost one, so the napari side can tell the user. napari draws no hole, so ``widgets._hole_outlines``
 shows them as outlines (:func:`hole_outlines`) in a layer of their own beside the ROI layer
 (``HOLES_KIND``); the masks (``explain.masks.cut_holes``) and the GeoJSON written honour them.
 """

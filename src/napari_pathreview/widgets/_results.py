@@ -39,7 +39,7 @@ def is_roi_layer(layer: Any) -> bool:
     than the outlines of another layer's holes (``_hole_outlines``)."""
     from napari.layers import Labels, Shapes
 
-    from napari_pathreview._hole_outlines import is_hole_outlines
+    from napari_pathreview.widgets._hole_outlines import is_hole_outlines
 
     return isinstance(layer, (Shapes, Labels)) and not is_hole_outlines(layer)
 

@@ -37,9 +37,9 @@ def show_saved_roi(viewer: Any, image: Any, geojson: Any) -> Any:
     """
     from napari.layers import Shapes
 
-    from napari_pathreview._hole_outlines import show_holes
     from napari_pathreview.io.geojson import parse_geojson_rois
     from napari_pathreview.io.shape_holes import carry_holes
+    from napari_pathreview.widgets._hole_outlines import show_holes
 
     rois = parse_geojson_rois(geojson, "saved review ROI")
     name = saved_roi_name(image)

@@ -217,10 +217,10 @@ class PathReviewWorkspace(QWidget):
         sync_colorbars(self.viewer)
 
     def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
-        from napari_pathreview._hole_outlines import show_holes
         from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
         from napari_pathreview.io.shape_holes import carry_holes
         from napari_pathreview.widgets import _results
+        from napari_pathreview.widgets._hole_outlines import show_holes
 
         if entry["name"] in self.viewer.layers:
             return
