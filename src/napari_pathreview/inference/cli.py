@@ -173,8 +173,8 @@ def _predict(args: argparse.Namespace) -> int:
             row.update(_failed(f"CAM: {no_cam}"))
         elif method:
             try:
-                cam = _explain_one(predictor, path, item, method, args)
-                _write_cam(out, stem, _image(path, args), cam)
+                image = _image(path, args)  # read once for the CAM and its overlay
+                _write_cam(out, stem, image, _explain_one(predictor, image, item, method, args))
             except Exception as error:  # noqa: BLE001 - one image must not stop the batch
                 row.update(_failed(f"CAM: {describe_error(error)}"))
         rows.append(row)
@@ -297,13 +297,13 @@ class TiledImage:
     settings: Any  # slide_grid.SlideSettings
 
 
-def _explain_one(predictor: Any, path: Path, item: Any, method: str, args: Any) -> Any:
+def _explain_one(predictor: Any, image: Any, item: Any, method: str, args: Any) -> Any:
     """An image's CAM with the CAM options: a tiled image's on the heatmap's plan (as the
     Analyze dock's, each tile under ``--cam-tta`` and the Score-CAM options), else the whole
-    image's."""
+    ``image``'s (``_image``: the file, or what ``--mpp`` / ``--frame`` chose)."""
     options = explain_kwargs(args, method)
     if not isinstance(item, TiledImage):
-        return predictor.explain(_image(path, args), method, **options)
+        return predictor.explain(image, method, **options)
     from napari_pathreview.inference.large_images import iter_explain_tiles, run_to_end
 
     label = options.pop("target_class") or item.prediction.label
