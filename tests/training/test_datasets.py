@@ -51,7 +51,7 @@ def test_folder_tree_and_csv_manifest(png_tree, tmp_path):
         writer.writerow(["light/light_0.png", "light", "", ""])
     rows = from_csv(manifest)
     assert rows[0].patient_id == "p1" and rows[0].weight == 2.5
-    assert rows[1].patient_id == "light_0" and rows[1].weight == 1.0
+    assert rows[1].patient_id == "light/light_0" and rows[1].weight == 1.0
 
 
 def test_bad_sources_raise_dataset_errors(tmp_path):

@@ -126,7 +126,8 @@ def patients_of(
 ) -> list[str | None]:
     """Each image's patient: from the CSV when one is given (an image it omits is refused,
     naming it and the CSV ``source``: pairing must not guess), else from what the file says
-    (``io.patient_of_file``)."""
+    (``io.patient_of_file``): None for a file that says nothing, which then stands alone (the
+    training sources' file-name fallback, ``io.patients.patient_or_file``, never pairs)."""
     from napari_pathreview.io.patients import patient_of_file
 
     if listed is None:

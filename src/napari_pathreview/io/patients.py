@@ -31,6 +31,28 @@ def patient_of_file(path: str | Path) -> str | None:
     return None
 
 
+def patient_or_file(path: str | Path, root: str | Path) -> str:
+    """A file's split group when nothing names its patient: what the file says
+    (:func:`patient_of_file`), else the file itself, named by its path under ``root`` (the data
+    folder, a manifest's folder) without suffix, e.g. "benign/001".
+
+    The file's stem alone would merge ``normal/001.png`` and ``benign/001.png`` of a
+    class-per-folder tree into one patient. The two-film reading never uses this: a file that
+    names no patient stands alone there (``bilateral.pair_films``), and here it is a patient of
+    its own, with one film, so it is never paired either.
+    """
+    path = Path(path)
+    named = patient_of_file(path)
+    if named is not None:
+        return named
+    file = Path(os.path.normpath(path))
+    try:
+        file = file.relative_to(os.path.normpath(root))
+    except ValueError:  # outside root (an absolute manifest row): the whole path says who
+        file = Path(os.path.abspath(file))
+    return file.with_suffix("").as_posix()
+
+
 def _is_dicom(path: Path) -> bool:
     """A ``.dcm`` name, or the DICM preamble of a PACS export named ``IM0001`` (as the reader)."""
     if path.suffix.lower() in DICOM_SUFFIXES:

@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.csv_table import read_csv_rows
-from napari_pathreview.io.patients import check_one_patient
+from napari_pathreview.io.patients import check_one_patient, patient_or_file
 from napari_pathreview.preprocessing import (
     PreprocessSpec,
     centre_offset,
@@ -52,14 +52,6 @@ def _images_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _fallback_patient(path: Path) -> str:
-    """A file's patient when none is given: what the file says (``io.patient_of_file``), else
-    the file itself."""
-    from napari_pathreview.io.patients import patient_of_file
-
-    return patient_of_file(path) or path.stem
-
-
 def from_folder(root: Path) -> list[Sample]:
     """Class-per-sub-folder layout (``root/<class>/**/image``), as torchvision's ImageFolder."""
     if not root.is_dir():
@@ -67,7 +59,7 @@ def from_folder(root: Path) -> list[Sample]:
     samples = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in _images_under(class_dir):
-            samples.append(Sample(str(path), class_dir.name, _fallback_patient(path)))
+            samples.append(Sample(str(path), class_dir.name, patient_or_file(path, root)))
     return samples
 
 
@@ -101,7 +93,7 @@ def from_csv(manifest: Path, label_column: str = "label") -> list[Sample]:
             raise DatasetError(f"{manifest}:{number}: empty {label_column!r}")
         path = Path(row["path"])
         path = path if path.is_absolute() else manifest.parent / path
-        patient = (row.get("patient_id") or "").strip() or _fallback_patient(path)
+        patient = (row.get("patient_id") or "").strip() or patient_or_file(path, manifest.parent)
         check_one_patient(owners, path, patient, str(manifest), number, DatasetError)
         weight = _weight(row.get("weight"), manifest, number)
         keep = ("magnification", "subtype", "sha256", "roi_geojson", "roi_mask")
@@ -183,6 +175,7 @@ def from_mias(root: Path) -> list[Sample]:
     (n + 1) // 2, since MIAS numbers a woman's two breasts consecutively.
     """
     from napari_pathreview.io import mias_image_label, mias_refnum, read_mias_info
+    from napari_pathreview.io.mias import mias_woman
 
     names = ("labels.csv", "Info.txt", "info.txt")
     table = next((root / n for n in names if (root / n).is_file()), None)
@@ -198,8 +191,8 @@ def from_mias(root: Path) -> list[Sample]:
             continue
         rows = by_ref[refnum]
         rois = tuple((float(a.row), float(a.col), float(a.radius)) for a in rows if a.has_roi)
-        woman = (int(refnum[3:]) + 1) // 2
-        samples.append(Sample(str(path), mias_image_label(rows), str(woman), rois=rois))
+        woman = str(mias_woman(refnum))
+        samples.append(Sample(str(path), mias_image_label(rows), woman, rois=rois))
     return samples
 
 
