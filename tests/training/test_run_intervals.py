@@ -89,12 +89,16 @@ def test_each_interval_counts_the_resamples_it_rests_on():
     """Twenty patients, one malignant: a resample leaves that patient out about e^-1 of the
     time, and then has no AUC, sensitivity, PR-AUC or (nothing called malignant either)
     precision; accuracy is defined on every resample."""
-    from napari_pathreview.training.statistics import bootstrap_report, thin_intervals
+    from napari_pathreview.training.statistics import (
+        Resampling,
+        bootstrap_report,
+        thin_intervals,
+    )
 
     patients = np.repeat(np.arange(20), 5)
     y = (patients == 0).astype(int)
     p = np.where(y == 1, 0.8, 0.3)
-    report = bootstrap_report(y, np.stack([1 - p, p], 1), 0.5, 400, 0, patients)
+    report = bootstrap_report(y, np.stack([1 - p, p], 1), 0.5, Resampling(400, 0, patients))
     used = report["ci_n_resamples"]
     assert report["ci_n_drawn"] == used["accuracy"] == used["specificity"] == 400
     assert used["roc_auc"] == used["sensitivity"] == used["pr_auc"] == used["precision"]
@@ -104,11 +108,15 @@ def test_each_interval_counts_the_resamples_it_rests_on():
 
 def test_an_interval_missing_only_a_few_resamples_is_not_marked():
     """Five malignant patients of twenty: fewer than 1 % of the resamples draw none of them."""
-    from napari_pathreview.training.statistics import bootstrap_report, thin_intervals
+    from napari_pathreview.training.statistics import (
+        Resampling,
+        bootstrap_report,
+        thin_intervals,
+    )
 
     patients = np.repeat(np.arange(20), 5)
     y = (patients < 5).astype(int)
     p = np.where(y == 1, 0.8, 0.3)
-    report = bootstrap_report(y, np.stack([1 - p, p], 1), 0.5, 200, 0, patients)
+    report = bootstrap_report(y, np.stack([1 - p, p], 1), 0.5, Resampling(200, 0, patients))
     assert report["ci_n_resamples"]["roc_auc"] > 0.97 * 200
     assert thin_intervals(report) == []

@@ -7,6 +7,7 @@ from scipy import stats
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
 from napari_pathreview.training.statistics import (
+    Resampling,
     bootstrap_ci,
     friedman_nemenyi,
     plot_critical_difference,
@@ -19,12 +20,12 @@ def test_bootstrap_interval_brackets_the_point_estimate_and_is_reproducible():
     y = rng.integers(0, 2, 60)
     p = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 60), 0, 1)
     probs = np.stack([1 - p, p], 1)
-    ci = bootstrap_ci(y, probs, 0.5, n_resamples=100, seed=3)
+    ci = bootstrap_ci(y, probs, 0.5, Resampling(100, 3))
     point = compute_metrics(y, probs, 0.5)
     for name in ("accuracy", "balanced_accuracy", "roc_auc"):
         low, high = ci[name]
         assert low <= point[name] <= high and high - low > 0
-    assert ci == bootstrap_ci(y, probs, 0.5, n_resamples=100, seed=3)
+    assert ci == bootstrap_ci(y, probs, 0.5, Resampling(100, 3))
 
 
 def test_a_patient_bootstrap_draws_whole_patients():
@@ -35,8 +36,8 @@ def test_a_patient_bootstrap_draws_whole_patients():
     p = np.where(correct == 1, y, 1 - y) * 0.8 + 0.1
     probs = np.stack([1 - p, p], 1)
     patients = np.repeat([f"p{i}" for i in range(8)], 10)
-    by_image = bootstrap_ci(y, probs, 0.5, n_resamples=300, seed=0)["accuracy"]
-    by_patient = bootstrap_ci(y, probs, 0.5, n_resamples=300, seed=0, groups=patients)["accuracy"]
+    by_image = bootstrap_ci(y, probs, 0.5, Resampling(300, 0))["accuracy"]
+    by_patient = bootstrap_ci(y, probs, 0.5, Resampling(300, 0, patients))["accuracy"]
     assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
     assert by_patient[0] <= 0.5 <= by_patient[1]
 
@@ -53,7 +54,7 @@ def test_a_calibrated_models_ece_lies_inside_its_own_interval():
     accuracies noisier): the percentile interval was [0.026, 0.063] around an ECE of 0.021."""
     y, probs = _calibrated(500, seed=12)
     point = compute_metrics(y, probs, 0.5)["ece"]
-    low, high = bootstrap_ci(y, probs, 0.5, n_resamples=200, seed=0)["ece"]
+    low, high = bootstrap_ci(y, probs, 0.5, Resampling(200, 0))["ece"]
     assert point == pytest.approx(0.0209, abs=1e-4)
     assert low < point < high and high - low > 0.02
 
@@ -63,7 +64,7 @@ def test_every_reported_figure_lies_inside_its_interval(seed):
     y, probs = _calibrated(300, seed)
     patients = np.arange(300) // 3
     point = compute_metrics(y, probs, 0.4)
-    ci = bootstrap_ci(y, probs, 0.4, n_resamples=100, seed=seed, groups=patients)
+    ci = bootstrap_ci(y, probs, 0.4, Resampling(100, seed, patients))
     outside = [name for name in SCALAR_METRICS if not ci[name][0] <= point[name] <= ci[name][1]]
     assert outside == []
 
@@ -85,7 +86,7 @@ def test_resamples_without_a_malignant_patient_do_not_widen_a_perfect_models_int
     patients = np.repeat(np.arange(20), 5)
     y = (patients < 3).astype(int)
     p = np.where(y == 1, 0.9, 0.1)
-    ci = bootstrap_ci(y, np.stack([1 - p, p], 1), 0.5, n_resamples=400, seed=0, groups=patients)
+    ci = bootstrap_ci(y, np.stack([1 - p, p], 1), 0.5, Resampling(400, 0, patients))
     for name in ("sensitivity", "precision", "f1_macro", "specificity", "roc_auc"):
         assert ci[name] == (1.0, 1.0), name
 

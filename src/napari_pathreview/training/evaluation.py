@@ -36,6 +36,7 @@ from napari_pathreview.training.results import (
     write_fold,
 )
 from napari_pathreview.training.statistics import (
+    Resampling,
     bootstrap_groups,
     bootstrap_report,
     population,
@@ -163,9 +164,7 @@ def summarize_run(recipe, data, folds: list[FoldResult], run_dir: Path, write: b
     pooled = compute_metrics(labels, probs, threshold)
     paths = [p for f in folds for p in f.test_predictions.paths]
     groups = bootstrap_groups(data.samples, paths, recipe.split.group_by, data.plan.leaky)
-    ci = bootstrap_report(
-        labels, probs, threshold, recipe.eval.bootstrap, recipe.seed, groups, recipe.split.group_by
-    )
+    ci = bootstrap_report(labels, probs, threshold, Resampling.of_run(recipe, groups))
     kfold = len(folds) > 1
     metrics = {
         "recipe": recipe.name,
@@ -291,15 +290,9 @@ def external_test(recipe, data, folds: list[FoldResult], run_dir: Path, device="
     groups = external_groups(samples, recipe.split.group_by)
     for name, mask in (("all", np.ones_like(keep)), ("qc_passed", keep)):
         if mask.any():
-            ci = bootstrap_report(
-                truth[mask],
-                probs[mask],
-                threshold,
-                recipe.eval.bootstrap,
-                recipe.seed,
-                None if groups is None else [g for g, m in zip(groups, mask, strict=True) if m],
-                recipe.split.group_by,
-            )
+            drawn = None if groups is None else [g for g, m in zip(groups, mask, strict=True) if m]
+            resampling = Resampling.of_run(recipe, drawn)
+            ci = bootstrap_report(truth[mask], probs[mask], threshold, resampling)
             result[name] = {**compute_metrics(truth[mask], probs[mask], threshold), **ci}
     return result
 

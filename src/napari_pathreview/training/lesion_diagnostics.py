@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_pathreview.training.metrics import compute_metrics
 from napari_pathreview.training.statistics import (
+    Resampling,
     bootstrap_report,
     centred_interval,
     resampled_unit,
@@ -54,7 +55,7 @@ def lesion_class_separation(
         probs = np.asarray([r[key] for r in kept], float)[:, lesion]
         probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
         auc = compute_metrics(labels, probs, None, with_confusion=False)["roc_auc"]
-        ci = bootstrap_report(labels, probs, None, n_resamples, seed, groups)
+        ci = bootstrap_report(labels, probs, None, Resampling(n_resamples, seed, groups))
         out[name] = {
             "roc_auc": auc,
             "ci95": ci["ci95"]["roc_auc"],

@@ -27,6 +27,7 @@ from napari_pathreview.training.metrics import (
     youden_threshold,
 )
 from napari_pathreview.training.statistics import (
+    Resampling,
     bootstrap_groups,
     bootstrap_report,
     centred_interval,
@@ -203,9 +204,7 @@ def pooled_with_ci(
     split groups (``groups``, one per film; ``statistics.bootstrap_groups``): a woman's two
     films are not independent, and drawing films one by one gave intervals as if each film
     were another woman."""
-    ci = bootstrap_report(
-        labels, probs, threshold, recipe.eval.bootstrap, recipe.seed, groups, recipe.split.group_by
-    )
+    ci = bootstrap_report(labels, probs, threshold, Resampling.of_run(recipe, groups))
     return {**compute_metrics(labels, probs, threshold), **ci}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,51 +25,64 @@ from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
 USABLE_SHARE = 0.9
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """How a bootstrap draws: ``n_resamples`` resamples from ``seed``, of single images or,
+    when ``groups`` names each image's split group (``bootstrap_groups``), of whole groups.
+
+    Images of one patient are not independent (BreaKHis has dozens per patient): resampling
+    them one by one gives intervals as if each were another patient, far too narrow. A
+    patient drawn brings all of its images. ``group_by`` (``split.group_by``) names the
+    groups in metrics.json (``resampled_unit``).
+    """
+
+    n_resamples: int = 1000
+    seed: int = 0
+    groups: Sequence | None = field(default=None, hash=False)
+    group_by: str = "patient"
+
+    @classmethod
+    def of_run(cls, recipe, groups: Sequence | None) -> Resampling:
+        """A training run's bootstrap (``eval.bootstrap``, ``seed``, ``split.group_by``)
+        drawing ``groups``."""
+        return cls(recipe.eval.bootstrap, recipe.seed, groups, recipe.split.group_by)
+
+
 def bootstrap_ci(
     y_true: Sequence[int],
     probs: np.ndarray,
     threshold: float | None = None,
-    n_resamples: int = 1000,
+    resampling: Resampling = Resampling(),
     confidence: float = 0.95,
-    seed: int = 0,
-    groups: Sequence | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Bootstrap intervals of every scalar metric (``centred_interval``), resampling images
-    with replacement, or whole patients when ``groups`` names each image's split group.
+    """Bootstrap intervals of every scalar metric (``centred_interval``), drawing images or
+    whole patients as ``resampling`` says.
 
-    Images of one patient are not independent (BreaKHis has dozens per patient): resampling
-    them one by one gives intervals as if each were another patient, far too narrow. A
-    patient drawn brings all of its images. A hand loop rather than ``scipy.stats.bootstrap``
-    because a resample can leave a metric undefined (AUC or sensitivity without a malignant
-    image): those are dropped per metric, so that metric's interval is conditional on the
-    resamples that define it, instead of poisoned (``bootstrap_report`` counts them).
+    A hand loop rather than ``scipy.stats.bootstrap`` because a resample can leave a metric
+    undefined (AUC or sensitivity without a malignant image): those are dropped per metric,
+    so that metric's interval is conditional on the resamples that define it, instead of
+    poisoned (``bootstrap_report`` counts them).
 
     Returns:
         metric name → (low, high); (nan, nan) when no resample defined the metric.
     """
-    point, samples = _resampled_metrics(y_true, probs, threshold, n_resamples, seed, groups)
+    point, samples = _resampled_metrics(y_true, probs, threshold, resampling)
     return {name: centred_interval(samples[name], point[name], confidence) for name in samples}
 
 
 def bootstrap_report(
-    y_true: Sequence[int],
-    probs: np.ndarray,
-    threshold: float | None,
-    n_resamples: int,
-    seed: int,
-    groups: Sequence | None,
-    group_by: str = "patient",
+    y_true: Sequence[int], probs: np.ndarray, threshold: float | None, resampling: Resampling
 ) -> dict:
     """What metrics.json says of a figure set's bootstrap: ``ci95`` (``bootstrap_ci``),
     ``ci_resampled`` (``resampled_unit``), ``ci_n_drawn`` and ``ci_n_resamples``, per metric
     the resamples its interval rests on. AUC needs both classes in a resample, sensitivity a
     positive image: with one or two minority patients up to a third of the resamples lack
     them, and the interval is conditional on the resamples that drew them."""
-    point, samples = _resampled_metrics(y_true, probs, threshold, n_resamples, seed, groups)
+    point, samples = _resampled_metrics(y_true, probs, threshold, resampling)
     return {
         "ci95": {name: list(centred_interval(samples[name], point[name])) for name in samples},
-        "ci_resampled": resampled_unit(groups, group_by),
-        "ci_n_drawn": int(n_resamples) if len(y_true) else 0,
+        "ci_resampled": resampled_unit(resampling.groups, resampling.group_by),
+        "ci_n_drawn": int(resampling.n_resamples) if len(y_true) else 0,
         "ci_n_resamples": {name: len(values) for name, values in samples.items()},
     }
 
@@ -84,12 +97,7 @@ def thin_intervals(figures: Mapping) -> list[str]:
 
 
 def _resampled_metrics(
-    y_true: Sequence[int],
-    probs: np.ndarray,
-    threshold: float | None,
-    n_resamples: int,
-    seed: int,
-    groups: Sequence | None,
+    y_true: Sequence[int], probs: np.ndarray, threshold: float | None, resampling: Resampling
 ) -> tuple[dict, dict[str, list[float]]]:
     """The figures and, per scalar metric, its values on the resamples that define it."""
     y_true = np.asarray(y_true).astype(int)
@@ -98,9 +106,9 @@ def _resampled_metrics(
     if y_true.size == 0:
         return {name: math.nan for name in SCALAR_METRICS}, samples
     point = compute_metrics(y_true, probs, threshold, with_confusion=False)
-    draw = resampler(y_true.size, groups)
-    rng = np.random.default_rng(seed)
-    for _ in range(n_resamples):
+    draw = resampler(y_true.size, resampling.groups)
+    rng = np.random.default_rng(resampling.seed)
+    for _ in range(resampling.n_resamples):
         idx = draw(rng)
         values = compute_metrics(y_true[idx], probs[idx], threshold, with_confusion=False)
         for name in SCALAR_METRICS:
