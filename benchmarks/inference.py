@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _bench import register_random_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BREAKHIS = ROOT.parent / "shared" / "data" / "breakhis"
@@ -72,23 +73,11 @@ def _images(n: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def _register(arch: str, size: int, home: Path) -> str:
-    from napari_pathreview.models import create_model
     from napari_pathreview.registry import ModelRegistry
 
-    torch.manual_seed(0)
-    model = create_model(arch, 2).eval()
-    card = {
-        "name": f"bench-{arch}",
-        "architecture": arch,
-        "task": "binary",
-        "classes": ["benign", "malignant"],
-        "modality": "histology",
-        "input_size": [3, size, size],
-        "threshold": 0.5,
-        "description": "benchmark model with random weights",
-    }
-    version = ModelRegistry(home / "models").register(model, card)
-    return f"bench-{arch}@{version}"
+    registry = ModelRegistry(home / "models")
+    description = "benchmark model with random weights"
+    return register_random_model(registry, f"bench-{arch}", arch, size, description=description)
 
 
 def _predictor(ref: str, home: Path, device: str, **kw):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _bench import add_size, parse_sized
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -104,20 +105,22 @@ def best_times(labels: np.ndarray, repeats: int) -> tuple[float, float, int, int
     return min(runs[ours]), min(runs[reference]), counts[ours], counts[reference]
 
 
+#: The sizes a run takes unless given: full, and with --quick (explicit flags win over both).
+SIZES = {"edge": 8192, "regions": 2000, "noise_edge": 1024, "repeats": 3}
+QUICK_SIZES = {"edge": 1024, "regions": 100, "noise_edge": 256, "repeats": 1}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024² images, one repeat")
-    parser.add_argument("--edge", type=int, help="image edge in pixels (default 8192)")
-    parser.add_argument("--regions", type=int, help="painted regions (default 2000)")
-    parser.add_argument("--noise-edge", type=int, help="edge of the noise image (default 1024)")
-    parser.add_argument("--repeats", type=int, help="default 3")
-    args = parser.parse_args(argv)
-    quick = {"edge": 1024, "regions": 100, "noise_edge": 256, "repeats": 1}
-    full = {"edge": 8192, "regions": 2000, "noise_edge": 1024, "repeats": 3}
-    for name, value in (quick if args.quick else full).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    for key, text in (
+        ("edge", "image edge in pixels"),
+        ("regions", "painted regions"),
+        ("noise_edge", "edge of the noise image"),
+        ("repeats", "timed repeats (best of)"),
+    ):
+        add_size(parser, key, text, SIZES, QUICK_SIZES)
+    return parse_sized(parser, argv, SIZES, QUICK_SIZES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ matched to the model's µm/px), timed in one run, best of ``--repeats`` interlea
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -27,19 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import slide_inference as _slides
+from _bench import add_slide_options, parse_sized
 
-
-def _sibling(name: str):
-    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_slides = _sibling("slide_inference")  # the same slide, model and device sync as its benchmark
+# the same slide, model and device sync as its benchmark
 _predictor, _sync, _tissue_image = _slides._predictor, _slides._sync, _slides._tissue_image
 
 SIZES = {"edge": 2048, "input": 128, "batch": 32, "repeats": 3}
@@ -100,27 +90,9 @@ def _timed(run) -> tuple[float, object]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for key, text in (
-        ("edge", "slide edge at 0.25 µm/px"),
-        ("input", "model input side (px)"),
-        ("batch", "tiles per forward"),
-        ("repeats", "interleaved repeats (best of)"),
-    ):
-        parser.add_argument(
-            f"--{key}",
-            type=int,
-            default=None,
-            help=f"{text} (default {SIZES[key]}; {QUICK_SIZES[key]} with --quick)",
-        )
-    parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--um", type=float, default=0.5, help="model µm/px")
-    parser.add_argument("--device", default="auto")
+    add_slide_options(parser, SIZES, QUICK_SIZES)
     parser.add_argument("--quick", action="store_true", help="a 768² slide, 64 px input, once")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK_SIZES if args.quick else SIZES).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return parse_sized(parser, argv, SIZES, QUICK_SIZES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _bench import add_slide_options, parse_sized, register_random_model
 
 
 def _tissue_image(edge: int, seed: int = 0) -> np.ndarray:
@@ -42,27 +43,12 @@ def _tissue_image(edge: int, seed: int = 0) -> np.ndarray:
 
 
 def _predictor(arch: str, side: int, device: str, batch: int, um: float):
-    import torch
-
     from napari_pathreview.inference.predictor import Predictor
-    from napari_pathreview.models import create_model
     from napari_pathreview.registry import ModelRegistry
 
-    torch.manual_seed(0)
-    card = {
-        "name": "bench-slide",
-        "architecture": arch,
-        "task": "binary",
-        "classes": ["benign", "malignant"],
-        "modality": "histology",
-        "input_size": [3, side, side],
-        "threshold": 0.5,
-        "preprocess": {"input_size": [3, side, side], "pixel_size": um, "pixel_unit": "um"},
-    }
-    version = ModelRegistry().register(create_model(arch, 2).eval(), card)
-    return Predictor.from_registry(
-        f"bench-slide@{version}", device=device, batch_size=batch, qc=False
-    )
+    preprocess = {"input_size": [3, side, side], "pixel_size": um, "pixel_unit": "um"}
+    ref = register_random_model(ModelRegistry(), "bench-slide", arch, side, preprocess=preprocess)
+    return Predictor.from_registry(ref, device=device, batch_size=batch, qc=False)
 
 
 def _sync(predictor) -> None:
@@ -286,24 +272,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options, with --edge/--input/--batch/--repeats filled from --quick's sizes or the
     full ones only where they were not given."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-
-    def size(flag: str, text: str) -> None:
-        key = flag.removeprefix("--")
-        parser.add_argument(
-            flag,
-            type=int,
-            default=None,
-            help=f"{text} (default {SIZES[key]}; {QUICK_SIZES[key]} with --quick)",
-        )
-
-    size("--edge", "slide edge at 0.25 µm/px")
-    parser.add_argument("--arch", default="resnet18")
-    size("--input", "model input side (px)")
-    parser.add_argument("--um", type=float, default=0.5, help="model µm/px")
-    parser.add_argument("--device", default="auto")
-    size("--batch", "tiles per forward")
+    add_slide_options(parser, SIZES, QUICK_SIZES)
     parser.add_argument("--workers", type=int, default=4, help="tile reader threads")
-    size("--repeats", "interleaved repeats (best of)")
     parser.add_argument("--big", action="store_true", help="also the sparse 100k² slide")
     parser.add_argument(
         "--quick",
@@ -316,11 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="python of a venv with tiatoolbox (or $PATHREVIEW_TIA_PYTHON)",
     )
-    args = parser.parse_args(argv)
-    for key, value in (QUICK_SIZES if args.quick else SIZES).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return parse_sized(parser, argv, SIZES, QUICK_SIZES)
 
 
 def main(argv: list[str] | None = None) -> int:

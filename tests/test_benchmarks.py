@@ -19,7 +19,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def load(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    """Import ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package); its sibling
+    imports (``_bench``) resolve as when the script runs, benchmarks/ being on ``sys.path``."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
