@@ -163,10 +163,26 @@ class DeconvolutionNormalizer(StainNormalizer):
     def is_fitted(self) -> bool:
         return self.stain_matrix is not None
 
+    def estimate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+        """(stain matrix, 99th-percentile concentrations) of one uint8 RGB image, or a reason
+        ("no_tissue", "degenerate_stains")."""
+        od, mask = sample_od(image)
+        if not min_tissue_ok(mask):
+            return "no_tissue"
+        return self._estimate_od(od, mask)
+
     # ---- per-method hooks ----------------------------------------------------------------
     @abstractmethod
-    def estimate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
-        """(stain matrix, 99th-percentile concentrations) of one uint8 RGB image, or a reason."""
+    def _estimate_od(self, od: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+        """:meth:`estimate` from an image's sampled OD pixels (P×3) and their tissue mask (P,),
+        which holds enough tissue."""
+
+    @abstractmethod
+    def _reconstruct_numpy(
+        self, image: np.ndarray, matrix: np.ndarray, ratio: np.ndarray
+    ) -> np.ndarray:
+        """The normalised uint8 image from its own stains (2×3) and the target-to-own
+        concentration ratios (2,)."""
 
     @abstractmethod
     def _estimate_torch(self, od: Any, mask: Any) -> tuple[Any, Any]:
@@ -192,6 +208,14 @@ class DeconvolutionNormalizer(StainNormalizer):
         )
 
     # ---- transform -----------------------------------------------------------------------
+    def _transform_numpy(self, image: np.ndarray) -> tuple[np.ndarray, str | None]:
+        found = self.estimate(image)
+        if isinstance(found, str):
+            return image, found
+        matrix, max_conc = found
+        ratio = self.max_concentrations / np.maximum(max_conc, MIN_MAX_CONCENTRATION)
+        return self._reconstruct_numpy(image, matrix, ratio), None
+
     def _transform_torch(self, batch: Any) -> tuple[Any, Any]:
         import torch
 

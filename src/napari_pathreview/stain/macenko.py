@@ -14,18 +14,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from napari_pathreview.stain._deconvolution import (
-    MIN_MAX_CONCENTRATION,
     PERCENTILE,
     DeconvolutionNormalizer,
     check_stains,
     covariance3,
     masked_quantile,
-    min_tissue_ok,
     od_image,
     order_he,
     pinv_rows,
     reconstruct_uint8,
-    sample_od,
 )
 
 #: angle percentile (Macenko's α)
@@ -89,23 +86,17 @@ class MacenkoNormalizer(DeconvolutionNormalizer):
 
     name: ClassVar[str] = "macenko"
 
-    def estimate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
-        od, mask = sample_od(image)
-        if not min_tissue_ok(mask):
-            return "no_tissue"
+    def _estimate_od(self, od: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
         matrix = macenko_stains(od[mask])
         conc = od @ pinv_rows(matrix)
         max_conc = np.percentile(conc, PERCENTILE, axis=0)
         return check_stains(matrix, max_conc) or (matrix, max_conc)
 
-    def _transform_numpy(self, image: np.ndarray) -> tuple[np.ndarray, str | None]:
-        found = self.estimate(image)
-        if isinstance(found, str):
-            return image, found
-        matrix, max_conc = found
-        ratio = self.max_concentrations / np.maximum(max_conc, MIN_MAX_CONCENTRATION)
+    def _reconstruct_numpy(
+        self, image: np.ndarray, matrix: np.ndarray, ratio: np.ndarray
+    ) -> np.ndarray:
         mapping = pinv_rows(matrix) @ (ratio[:, None] * self.stain_matrix)  # OD_out = OD @ mapping
-        return reconstruct_uint8(od_image(image), mapping), None
+        return reconstruct_uint8(od_image(image), mapping)
 
     def _estimate_torch(self, od: Any, mask: Any) -> tuple[Any, Any]:
         matrix = macenko_stains_torch(od, mask)

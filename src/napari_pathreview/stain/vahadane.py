@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 
 from napari_pathreview.stain._deconvolution import (
-    MIN_MAX_CONCENTRATION,
     PERCENTILE,
     DeconvolutionNormalizer,
     check_stains,
@@ -24,7 +23,6 @@ from napari_pathreview.stain._deconvolution import (
     od_image,
     order_he,
     reconstruct_uint8,
-    sample_od,
 )
 from napari_pathreview.stain.macenko import (
     macenko_stains,
@@ -132,10 +130,7 @@ class VahadaneNormalizer(DeconvolutionNormalizer):
 
     name: ClassVar[str] = "vahadane"
 
-    def estimate(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
-        od, mask = sample_od(image)
-        if not min_tissue_ok(mask):
-            return "no_tissue"
+    def _estimate_od(self, od: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
         step = max(1, len(od) // MAX_DICT_PIXELS)
         tissue = od[::step][mask[::step]]
         if not min_tissue_ok(mask[::step]):
@@ -148,12 +143,9 @@ class VahadaneNormalizer(DeconvolutionNormalizer):
         max_conc = np.percentile(conc, PERCENTILE, axis=0)
         return check_stains(matrix, max_conc) or (matrix, max_conc)
 
-    def _transform_numpy(self, image: np.ndarray) -> tuple[np.ndarray, str | None]:
-        found = self.estimate(image)
-        if isinstance(found, str):
-            return image, found
-        matrix, max_conc = found
-        ratio = self.max_concentrations / np.maximum(max_conc, MIN_MAX_CONCENTRATION)
+    def _reconstruct_numpy(
+        self, image: np.ndarray, matrix: np.ndarray, ratio: np.ndarray
+    ) -> np.ndarray:
         proj = cv2.transform(
             od_image(image), np.vstack([matrix, np.zeros((1, 3))]).astype(np.float32)
         )
@@ -161,7 +153,7 @@ class VahadaneNormalizer(DeconvolutionNormalizer):
             proj[..., 0], proj[..., 1], _gram(matrix.astype(np.float32)), CONC_LAMBDA
         )
         conc = np.dstack([c0, c1])
-        return reconstruct_uint8(conc, ratio[:, None] * self.stain_matrix), None
+        return reconstruct_uint8(conc, ratio[:, None] * self.stain_matrix)
 
     def _estimate_torch(self, od: Any, mask: Any) -> tuple[Any, Any]:
         import torch
