@@ -92,3 +92,24 @@ def test_normal_and_abnormal_films_weigh_one_to_two_whatever_their_counts():
     calibration = fit_bilateral(probs, labels, women, NORMAL)
     decided = bilateral_probs(probs, women, NORMAL, calibration)
     assert (decided[labels != NORMAL].argmax(1) != NORMAL).all()
+
+
+def test_rows_of_one_image_are_one_film_never_its_own_partner():
+    """A review export lists an image once per reviewer: its rows are one film, read against
+    the woman's other image."""
+    rows = ["a/left.png", "a/left.png", "a/right.png", "b/only.png", "b/only.png"]
+    women = ["a", "a", "a", "b", "b"]
+    assert film_partners(women, films=rows) == {0: 2, 1: 2, 2: 0}
+
+
+def test_an_image_listed_twice_is_not_compared_with_itself():
+    probs = film_probs([2.0, 2.0, -1.0])
+    women = ["b", "b", "c"]
+    kept = bilateral_probs(
+        probs,
+        women,
+        NORMAL,
+        BilateralCalibration(2.0, -1.0, True, 10),
+        films=["b.png", "b.png", "c.png"],
+    )
+    assert kept == pytest.approx(probs)  # no other film: the film's own probabilities

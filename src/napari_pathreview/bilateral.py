@@ -18,6 +18,7 @@ definition.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -99,7 +100,9 @@ def lesion_log_odds(probs: np.ndarray, negative: int) -> np.ndarray:
 
 
 def pair_films(
-    patients: Sequence[str | None], sides: Sequence[FilmSide] | None = None
+    patients: Sequence[str | None],
+    sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> tuple[dict[int, int], dict[int, str]]:
     """Which films are read together: (index → partner, index → why it stands alone).
 
@@ -109,6 +112,10 @@ def pair_films(
     is said, as for MIAS, whose two films per woman are her left and right). With more films
     (a four-view exam: left and right, CC and MLO) each view that holds one left and one right
     film is a pair. Nothing is guessed where the files say too little.
+
+    ``films`` (each row's image, e.g. its path) makes rows of one image one film: a review
+    export lists an image once per reviewer, and an image must never be read against itself.
+    Every row of a paired film gets the first row of the other film as its partner.
     """
     if sides is None:
         from napari_pathreview.io.patients import FilmSide
@@ -122,19 +129,35 @@ def pair_films(
         else:
             women.setdefault(str(patient), []).append(i)
     partners: dict[int, int] = {}
-    for woman, films in women.items():
-        groups = {"": films}
-        if len(films) > 2 and all(sides[i].view for i in films):
+    for woman, rows in women.items():
+        copies = _rows_by_film(rows, films)  # first row of each image → all its rows
+        groups = {"": list(copies)}
+        if len(copies) > 2 and all(sides[i].view for i in copies):
             groups = {}
-            for i in films:
+            for i in copies:
                 groups.setdefault(str(sides[i].view), []).append(i)
         for view, group in groups.items():
             why = not_a_pair(woman, view, [sides[i] for i in group])
+            if why and len(group) == 1 and len(copies[group[0]]) > 1:
+                why += f" (its {len(copies[group[0]])} rows are one image)"
             if why:
-                alone.update(dict.fromkeys(group, why))
-            else:
-                partners[group[0]], partners[group[1]] = group[1], group[0]
+                alone.update(dict.fromkeys([row for i in group for row in copies[i]], why))
+                continue
+            partners.update(dict.fromkeys(copies[group[0]], group[1]))
+            partners.update(dict.fromkeys(copies[group[1]], group[0]))
     return partners, alone
+
+
+def _rows_by_film(rows: list[int], films: Sequence[str] | None) -> dict[int, list[int]]:
+    """One woman's rows grouped by image: first row of each image → its rows, in order."""
+    if films is None:
+        return {row: [row] for row in rows}
+    first_of: dict[str, int] = {}
+    copies: dict[int, list[int]] = {}
+    for row in rows:
+        first = first_of.setdefault(os.path.normpath(str(films[row])), row)
+        copies.setdefault(first, []).append(row)
+    return copies
 
 
 def not_a_pair(woman: str, view: str, sides: Sequence[FilmSide]) -> str:
@@ -153,7 +176,9 @@ def not_a_pair(woman: str, view: str, sides: Sequence[FilmSide]) -> str:
 
 
 def film_partners(
-    patients: Sequence[str | None], sides: Sequence[FilmSide] | None = None
+    patients: Sequence[str | None],
+    sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> dict[int, int]:
     """Index → index of the film read with it (:func:`pair_films`): a woman's left and right
     film (of one view, where ``sides`` says which film is which).
@@ -161,7 +186,7 @@ def film_partners(
     A woman with one film, or more than two that ``sides`` do not sort into left/right pairs,
     has no partner.
     """
-    return pair_films(patients, sides)[0]
+    return pair_films(patients, sides, films)[0]
 
 
 def log_odds_difference(
@@ -169,10 +194,11 @@ def log_odds_difference(
     patients: Sequence[str | None],
     negative: int,
     sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices of the paired films (:func:`film_partners`), their log-odds minus their
     partner's)."""
-    partners = film_partners(patients, sides)
+    partners = film_partners(patients, sides, films)
     paired = np.asarray(sorted(partners), int)
     score = lesion_log_odds(probs, negative)
     if paired.size == 0:
@@ -186,6 +212,7 @@ def fit_bilateral(
     patients: Sequence[str | None],
     negative: int,
     sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> BilateralCalibration:
     """Fit the slope and offset on (validation) films whose labels are known.
 
@@ -196,7 +223,7 @@ def fit_bilateral(
     """
     from sklearn.linear_model import LogisticRegression
 
-    paired, difference = log_odds_difference(probs, patients, negative, sides)
+    paired, difference = log_odds_difference(probs, patients, negative, sides, films)
     abnormal = (np.asarray(labels, int)[paired] != negative).astype(int)
     if np.unique(abnormal).size < 2:
         return BilateralCalibration(n_films=int(paired.size))
@@ -216,6 +243,7 @@ def bilateral_probs(
     negative: int,
     calibration: BilateralCalibration,
     sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Class probabilities of the two-film decision.
 
@@ -225,7 +253,7 @@ def bilateral_probs(
     """
     probs = np.asarray(probs, float)
     out = probs.copy()
-    paired, difference = log_odds_difference(probs, patients, negative, sides)
+    paired, difference = log_odds_difference(probs, patients, negative, sides, films)
     if paired.size == 0:
         return out
     abnormal = 1.0 / (1.0 + np.exp(-(calibration.slope * difference + calibration.intercept)))

@@ -114,6 +114,16 @@ def test_each_film_read_alone_is_told_why():
     }
 
 
+def test_an_image_given_twice_is_read_alone_and_told_why():
+    films = [film(0.3), film(0.3)]
+    paths = ["mdb001.pgm", "./mdb001.pgm"]
+    assert decide_films(TWO_FILM, films, ["1", "1"], paths, films=paths) == [None, None]
+    assert why_alone(films, ["1", "1"], [FilmSide()] * 2, paths) == {
+        0: "no other film of patient 1 (its 2 rows are one image)",
+        1: "no other film of patient 1 (its 2 rows are one image)",
+    }
+
+
 def test_a_dicom_film_says_which_breast_and_view(dicom_factory, tmp_path):
     path = dicom_factory("film.dcm", np.zeros((8, 8), np.uint16), laterality="L", view="MLO")
     assert film_side(path) == FilmSide("L", "MLO")

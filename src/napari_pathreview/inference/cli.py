@@ -251,7 +251,8 @@ def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, films: 
     from napari_pathreview.inference.two_film import decide_films, why_alone
 
     patients, sides = films
-    decisions = decide_films(card, one_film, patients, [row["path"] for row in rows], sides)
+    paths = [row["path"] for row in rows]
+    decisions = decide_films(card, one_film, patients, paths, sides, paths)
     columns = ["two_film_other", *[f"two_film_p_{c}" for c in card.classes], "two_film_label"]
     for row, decision in zip(rows, decisions, strict=True):
         if decision is None:  # no other film of hers here: the film stands alone
@@ -260,7 +261,7 @@ def _add_two_film(rows: list[dict[str, Any]], one_film: list, card: Any, films: 
         row.update({f"two_film_p_{c}": f"{v:.6f}" for c, v in decision.probabilities.items()})
         row.update(two_film_other=decision.other, two_film_label=decision.label)
         print(f"{row['path']}\ttwo-film\t{decision.label}\tvs {decision.other}")
-    for i, why in sorted(why_alone(one_film, patients, sides).items()):
+    for i, why in sorted(why_alone(one_film, patients, sides, paths).items()):
         print(f"{rows[i]['path']}\ttwo-film\tread alone: {why}")
     return columns
 

@@ -62,11 +62,13 @@ def decide_films(
     patients: Sequence[str | None],
     names: Sequence[str],
     sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> list[TwoFilmDecision | None]:
     """Each film's two-film decision, in input order.
 
     A film gets one when :func:`pair_films` pairs it (None probabilities: a film that failed;
-    None patient: unknown; ``sides``: each film's breast and view, unknown when omitted).
+    None patient: unknown; ``sides``: each film's breast and view, unknown when omitted;
+    ``films``: each row's image, so an image listed twice is never read against itself).
     Any other film gets None: it stands alone.
     """
     check_two_film_model(card)
@@ -75,11 +77,12 @@ def decide_films(
     usable = [i for i, p in enumerate(probabilities) if p is not None]
     out: list[TwoFilmDecision | None] = [None] * len(probabilities)
     women, film_sides = [patients[i] for i in usable], [sides[i] for i in usable]
-    partners, _ = pair_films(women, film_sides)
+    images = None if films is None else [films[i] for i in usable]
+    partners, _ = pair_films(women, film_sides, images)
     if not partners:
         return out
     probs = np.asarray([[probabilities[i][c] for c in card.classes] for i in usable], float)
-    decided = bilateral_probs(probs, women, negative, calibration, film_sides)
+    decided = bilateral_probs(probs, women, negative, calibration, film_sides, images)
     for row, partner in partners.items():
         values = {c: float(v) for c, v in zip(card.classes, decided[row], strict=True)}
         out[usable[row]] = TwoFilmDecision(
@@ -92,11 +95,13 @@ def why_alone(
     probabilities: Sequence[Mapping[str, float] | None],
     patients: Sequence[str | None],
     sides: Sequence[FilmSide],
+    films: Sequence[str] | None = None,
 ) -> dict[int, str]:
     """Input index → why that film gets no two-film decision (as :func:`decide_films`)."""
     failed = {i: "its prediction failed" for i, p in enumerate(probabilities) if p is None}
     usable = [i for i in range(len(probabilities)) if i not in failed]
-    _, alone = pair_films([patients[i] for i in usable], [sides[i] for i in usable])
+    images = None if films is None else [films[i] for i in usable]
+    _, alone = pair_films([patients[i] for i in usable], [sides[i] for i in usable], images)
     return {**failed, **{usable[row]: why for row, why in alone.items()}}
 
 

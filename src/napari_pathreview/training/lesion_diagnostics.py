@@ -77,13 +77,15 @@ def lesion_detection(
     group_by: str = "patient",
     bilateral: bool = True,
     sides: Sequence[FilmSide] | None = None,
+    films: Sequence[str] | None = None,
 ) -> dict:
     """Abnormal-vs-normal ROC-AUC of the held-out films, alone and against the woman's other film.
 
     A film's score is its lesion log-odds, log((1 − p_negative) / p_negative). The bilateral
     score subtracts the score of the film it is paired with (``bilateral.pair_films``: a
     woman's two held-out films, as in MIAS, or her left and right film of one view where
-    ``sides``, each film's ``io.patients.FilmSide``, say so), as a radiologist compares left
+    ``sides``, each film's ``io.patients.FilmSide``, say so; rows of one of ``films`` are one
+    film), as a radiologist compares left
     with right: it would cancel what both breasts share (density, exposure). Nothing is fitted
     here: it tells whether the comparison carries signal; ``lesion.bilateral`` builds the
     two-film decision from it (``napari_pathreview.bilateral``).
@@ -110,7 +112,7 @@ def lesion_detection(
         "bilateral": None,
     }
     paired, minus_other = (
-        log_odds_difference(probs, patients, negative, sides) if bilateral else ([], [])
+        log_odds_difference(probs, patients, negative, sides, films) if bilateral else ([], [])
     )
     if len(paired) == 0:
         return out

@@ -126,15 +126,19 @@ def bilateral_fold(images, part: dict, negative: int, val_probs, test_probs) -> 
     from napari_pathreview.bilateral import bilateral_probs, fit_bilateral
 
     val, test = part["val"], part["test"]
+    val_paths, test_paths = [images[i].path for i in val], [images[i].path for i in test]
     calibration = fit_bilateral(
         val_probs,
         [images[i].label for i in val],
         [images[i].patient_id for i in val],
         negative,
-        film_sides([images[i].path for i in val]),
+        film_sides(val_paths),
+        val_paths,
     )
-    women, sides = [images[i].patient_id for i in test], film_sides([images[i].path for i in test])
-    probs = bilateral_probs(test_probs, women, negative, calibration, sides)
+    women = [images[i].patient_id for i in test]
+    probs = bilateral_probs(
+        test_probs, women, negative, calibration, film_sides(test_paths), test_paths
+    )
     labels = [int(images[i].label) for i in test]
     return {
         "bilateral": {
@@ -250,7 +254,7 @@ def registered_bilateral(
     labels = [label for t in tests for label in t["labels"]]
     paths = [path for t in tests for path in t["paths"]]
     patients = [patient_of[path] for path in paths]
-    calibration = fit_bilateral(probs, labels, patients, negative, film_sides(paths))
+    calibration = fit_bilateral(probs, labels, patients, negative, film_sides(paths), paths)
     return card_entry(calibration, classes[negative], f"the {len(folds)} folds' held-out films")
 
 
@@ -355,6 +359,7 @@ def summarize_lesion_run(
             group_by=recipe.split.group_by,
             bilateral=recipe.modality == "mammogram",
             sides=film_sides(paths) if recipe.modality == "mammogram" else None,
+            films=paths,
         ),
         "folds": [{k: v for k, v in f.items() if k not in FOLD_DETAIL} for f in folds],
     }
