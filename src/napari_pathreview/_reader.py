@@ -4,7 +4,8 @@ and folders of DICOM files (each film and whole-slide series a layer: ``io.folde
 ``napari_get_reader`` only looks at the path (and the first bytes of a .json, or of a
 folder's first files) and returns None for anything else; it never raises. The returned
 function reads each file; a file it cannot read gives an error notification and no layer,
-never a crash dialog.
+never a crash dialog. It never looks for a viewer: an ROI with holes comes with the layer
+outlining them (``read_layers``), which napari adds wherever it adds the ROI.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _as_paths(path: PathOrPaths) -> list[Path] | None:
 
 
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list] | None:
-    """Return ``read_paths`` when every path is a file this plugin opens, else None."""
+    """Return ``read_layers`` when every path is a file this plugin opens, else None."""
     try:
         from napari_pathreview.io.layers import can_read
 
@@ -43,7 +44,7 @@ def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list] | None
     except Exception:  # a reader probe must never raise into napari; log for debugging
         logger.exception("napari-pathreview: could not probe %r", path)
         return None
-    return read_paths
+    return read_layers
 
 
 def _notify_error(message: str) -> None:
@@ -162,10 +163,6 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
             _warn_unknown_pixel_size(opened, file)
             _warn_roi_placement(opened)
             layers.extend(opened)
-            if any(_has_holes(layer) for layer in opened):
-                from napari_pathreview.widgets._hole_outlines import show_holes_in_current_viewer
-
-                show_holes_in_current_viewer()  # napari cannot draw them; they get outlines
         except PathReviewError as error:
             _notify_error(f"napari-pathreview could not open a file. {error}")
         except Exception as error:  # unexpected: still no crash dialog, but keep the traceback
@@ -174,3 +171,17 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
                 f"napari-pathreview could not open {file.name}: {type(error).__name__}: {error}"
             )
     return layers or NULL_LAYER
+
+
+def read_layers(path: PathOrPaths) -> list[Any]:
+    """What napari adds for ``path``: ``read_paths``'s LayerData, except that an ROI layer
+    with holes comes as napari layers, after the layer outlining its holes and linked to it
+    (``widgets._hole_outlines``; napari adds a reader's layers to the viewer that opened the
+    file, and a layer built here can carry the link that a LayerData tuple cannot).
+    """
+    items = read_paths(path)
+    if not any(_has_holes(item) for item in items):
+        return items
+    from napari_pathreview.widgets._hole_outlines import layers_with_hole_outlines
+
+    return layers_with_hole_outlines(items)

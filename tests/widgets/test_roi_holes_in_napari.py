@@ -40,7 +40,7 @@ def _open(viewer: Any, tmp_path: Path, *features: dict[str, Any]) -> tuple[Any, 
     document = {"type": "FeatureCollection", "features": list(features)}
     (tmp_path / "tumour.geojson").write_text(json.dumps(document))
     [image] = viewer.open(tmp_path / "tumour.png", plugin="napari-pathreview")
-    [roi] = viewer.open(tmp_path / "tumour.geojson", plugin="napari-pathreview")
+    *_outlines, roi = viewer.open(tmp_path / "tumour.geojson", plugin="napari-pathreview")
     return image, roi
 
 
@@ -136,15 +136,21 @@ def test_a_hole_follows_two_drags_into_the_saved_file(
     np.testing.assert_allclose(hole, np.asarray(HOLE) + [6, 4])
 
 
+def _far_corner_pulled_in(square: np.ndarray) -> np.ndarray:
+    """The square reshaped: its corner far from (0, 0) dragged alone to (4, 4), leaving the
+    hole outside (a resize, every vertex alike, would take the hole along)."""
+    reshaped = square.copy()
+    reshaped[np.argmax(square.sum(axis=1))] = 4.0
+    return reshaped
+
+
 def test_a_hole_outside_its_reshaped_region_is_dropped_with_a_notification_naming_it(
     make_napari_viewer: Any, tmp_path: Path
 ) -> None:
     viewer = make_napari_viewer()
     image, roi = _open(viewer, tmp_path, _feature(SOLID), _feature(OUTER, HOLE))
     seen = _notifications()
-    corner = roi.data[1].copy()
-    corner[:, :] = np.minimum(corner, 4.0)  # the region pulled in to its corner (0..4)
-    roi.data = [roi.data[0], corner]
+    roi.data = [roi.data[0], _far_corner_pulled_in(roi.data[1])]
     assert roi_mask(roi, image)[0:4, 0:4].all()  # the hole is not cut out of it
     [message] = [m for m in seen if "hole" in m]
     assert f"{roi.name!r}, shape 2 (Tumor)" in message and "dropped" in message
@@ -169,13 +175,13 @@ def test_a_review_stores_the_roi_with_its_hole(
 
 
 def _outlines(viewer: Any, roi: Any) -> Any:
-    """The layer outlining ``roi``'s holes: the one just above it."""
-    above = viewer.layers[viewer.layers.index(roi) + 1]
-    assert above.name == f"{roi.name} holes"
-    return above
+    """The layer outlining ``roi``'s holes: the one just below it."""
+    below = viewer.layers[viewer.layers.index(roi) - 1]
+    assert below.name == f"{roi.name} holes"
+    return below
 
 
-def test_the_hole_is_outlined_unfilled_just_above_its_roi(
+def test_the_hole_is_outlined_unfilled_just_below_its_roi(
     make_napari_viewer: Any, tmp_path: Path
 ) -> None:
     """napari drew the region's outline only: the lumen it excludes looked included."""
@@ -209,7 +215,7 @@ def test_a_hole_dropped_from_its_reshaped_region_is_no_longer_outlined(
 ) -> None:
     viewer = make_napari_viewer()
     _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
-    roi.data = [np.minimum(roi.data[0], 4.0)]
+    roi.data = [_far_corner_pulled_in(roi.data[0])]
     assert len(_outlines(viewer, roi).data) == 0
 
 
@@ -248,11 +254,13 @@ def test_saving_the_hole_outlines_is_refused_naming_the_roi_layer(
     assert not (tmp_path / "holes.geojson").exists()
 
 
-def test_removing_the_roi_layer_removes_its_hole_outlines(
-    make_napari_viewer: Any, tmp_path: Path
+def test_removing_the_roi_layer_with_a_dock_open_removes_its_hole_outlines(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
 ) -> None:
+    """napari tells a layer nothing when it leaves a viewer: the dock follows the layer list."""
     viewer = make_napari_viewer()
     image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    open_widget(viewer, "Analyze")
     viewer.layers.remove(roi)
     assert [layer.name for layer in viewer.layers] == [image.name]
 
@@ -270,3 +278,112 @@ def test_a_review_s_saved_roi_shows_its_hole_and_a_session_keeps_it_once(
     assert len(_outlines(viewer, roi).data) == 1
     entries, _arrays = capture_layers(viewer)
     assert [entry["name"] for entry in entries if entry["type"] == "roi"] == [roi.name]
+
+
+def _hole_box(outlines: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, col) corners of the one hole outlined."""
+    [ring] = outlines.data
+    return ring.min(axis=0), ring.max(axis=0)
+
+
+def test_the_outlines_land_in_the_viewer_that_opened_the_file(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    """The reader used to draw them in napari's current viewer, whichever opened the file."""
+    from napari import current_viewer
+
+    opening = make_napari_viewer()
+    other = make_napari_viewer()
+    assert current_viewer() is other
+    _, roi = _open(opening, tmp_path, _feature(OUTER, HOLE))
+    np.testing.assert_allclose(_hole_box(_outlines(opening, roi)), [[4.5, 4.5], [14.5, 14.5]])
+    assert list(other.layers) == []
+
+
+def test_the_reader_returns_the_roi_after_its_outlines_linked_without_a_viewer(
+    tmp_path: Path,
+) -> None:
+    from napari_pathreview._reader import napari_get_reader
+
+    path = tmp_path / "tumour.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(OUTER, HOLE)]}))
+    outlines, roi = napari_get_reader(str(path))(str(path))
+    assert outlines.name == f"{roi.name} holes"
+    roi.data = [roi.data[0] + [2.0, 3.0]]
+    np.testing.assert_allclose(_hole_box(outlines), [[6.5, 7.5], [16.5, 17.5]])
+
+
+def _drag_region(layer: Any, start: list[float], end: list[float]) -> Any:
+    """Drag the region under ``start`` to ``end`` with napari's select tool; returns the
+    release, to send when the test has looked at the layers mid-drag."""
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    layer.mode = "select"
+    start_w, end_w = tuple(layer.data_to_world(start)), tuple(layer.data_to_world(end))
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", position=start_w))
+    drag = read_only_mouse_event(type="mouse_move", is_dragging=True, position=end_w)
+    mouse_move_callbacks(layer, drag)
+    release = read_only_mouse_event(type="mouse_release", is_dragging=True, position=end_w)
+    return lambda: mouse_release_callbacks(layer, release)
+
+
+def test_a_dragged_region_s_hole_outline_follows_before_the_mouse_is_released(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    image, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    release = _drag_region(roi, [2.0, 2.0], [6.0, 9.0])
+    np.testing.assert_allclose(roi.data[0].min(axis=0), [3.5, 6.5])  # napari moved it already
+    np.testing.assert_allclose(_hole_box(_outlines(viewer, roi)), [[8.5, 11.5], [18.5, 21.5]])
+    release()
+    np.testing.assert_allclose(_hole_box(_outlines(viewer, roi)), [[8.5, 11.5], [18.5, 21.5]])
+    expected = np.zeros((32, 32), bool)
+    expected[4:24, 7:27] = True
+    expected[9:19, 12:22] = False
+    np.testing.assert_array_equal(roi_mask(roi, image), expected)  # the IoU's mask agrees
+
+
+def test_deleting_a_region_removes_its_hole_outline_and_its_hole(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE), _feature(SOLID))
+    roi.selected_data = {0}
+    roi.remove_selected()
+    assert len(_outlines(viewer, roi).data) == 0
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    assert [len(rings) for rings in _rings(saved)] == [1]
+
+
+def test_a_region_resized_as_a_whole_saves_its_hole_resized(
+    make_napari_viewer: Any, tmp_path: Path
+) -> None:
+    """napari's selection box resizes every vertex by one map: the hole takes it too."""
+    viewer = make_napari_viewer()
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    corner = np.array([-0.5, -0.5])  # QuPath's (0, 0), in napari's pixel centres
+    roi.data = [corner + (roi.data[0] - corner) * 1.5]
+    np.testing.assert_allclose(_hole_box(_outlines(viewer, roi)), [[7.0, 7.0], [22.0, 22.0]])
+    saved = tmp_path / "saved.geojson"
+    roi.save(str(saved), plugin="napari-pathreview")
+    [[outer, hole]] = _rings(saved)
+    np.testing.assert_allclose(outer, np.asarray(OUTER) * 1.5)
+    np.testing.assert_allclose(hole, np.asarray(HOLE) * 1.5)
+
+
+def test_a_file_opened_with_a_dock_open_gets_one_hole_outline_layer(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    viewer = make_napari_viewer()
+    open_widget(viewer, "Review")  # follows the layer list before the file arrives
+    _, roi = _open(viewer, tmp_path, _feature(OUTER, HOLE))
+    assert [layer.name for layer in viewer.layers].count(f"{roi.name} holes") == 1
+    assert viewer.layers.selection.active is roi
+    viewer.layers.remove(roi)
+    assert f"{roi.name} holes" not in viewer.layers

@@ -5,13 +5,15 @@ shape gets an id in the ``ROI_ID`` feature column and its holes (rings in the la
 coordinates) are kept in ``metadata["pathreview"]["holes"]`` under that id. napari deletes and
 reorders feature rows with their shapes, so the holes stay with their region; a shape drawn
 later gets ``NO_ID`` (napari's default would copy the last row's id, and with it its holes).
-Beside the holes each region's outline is kept (``ANCHORS_KEY``): a region whose every vertex
-moved by one displacement was dragged as a whole, and its holes move with it. A hole no longer
+Beside the holes each region's outline is kept (``ANCHORS_KEY``): a region whose vertices all
+moved by one affine map (dragged, or resized or rotated by napari's selection box) was moved as a
+whole, and its holes take the same map (:func:`region_transform`). A hole no longer
 inside its region's outline (the region was reshaped away from it) is dropped where holes are
 used, so no polygon is written with a hole outside it; :func:`settle_holes` says which shapes
 lost one, so the napari side can tell the user. napari draws no hole, so ``widgets._hole_outlines``
 shows them as outlines (:func:`hole_outlines`) in a layer of their own beside the ROI layer
 (``HOLES_KIND``); the masks (``explain.masks.cut_holes``) and the GeoJSON written honour them.
+Display, saving and scoring all place holes through :func:`settle_holes`, so they agree.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def settle_holes(
 ) -> SettledHoles:
     """Place each shape's holes on its outline as it is now.
 
-    A region moved as a whole (every vertex by one displacement since its anchor) takes its
+    A region moved as a whole (every vertex by one affine map since its anchor) takes its
     holes along; a hole that lies outside its region after that is dropped.
 
     Args:
@@ -111,7 +113,8 @@ def settle_holes(
         key = _key(ids, index)
         rings = stored.get(key, []) if key else []
         outline = np.asarray(data[index], float)[:, -2:]
-        moved = [np.asarray(r, float) + _displacement(anchors.get(key), outline) for r in rings]
+        transform = region_transform(anchors.get(key), outline)
+        moved = [_apply(transform, np.asarray(r, float)) for r in rings]
         own = _inside(outline, shape_types[index], moved)
         holes.append(own)
         if len(own) < len(rings):
@@ -141,18 +144,39 @@ def shape_holes(
     return settle_holes(data, shape_types, features, metadata).holes
 
 
-def _displacement(anchor: Any, outline: np.ndarray) -> np.ndarray:
-    """How far the region moved as a whole since ``anchor``: zero when it was reshaped
-    (vertices moved unequally or added), or when there is no anchor."""
+def region_transform(anchor: Any, outline: np.ndarray) -> np.ndarray:
+    """The 3×3 affine map (row, col) that took the region from ``anchor`` to ``outline``: the
+    identity when it was reshaped (a vertex added, or moved on its own), or has no anchor.
+
+    napari's selection box moves, resizes and rotates a region: each is one affine map of every
+    vertex, and the holes inside take it too. A triangle fits any affine map exactly, so for
+    fewer than four vertices only a move (one displacement) counts as a whole-region edit.
+    """
+    identity = np.eye(3)
     if anchor is None:
-        return np.zeros(2)
+        return identity
     before = np.asarray(anchor, float)
-    if before.shape != outline.shape:
-        return np.zeros(2)
+    if before.shape != outline.shape or before.ndim != 2 or before.shape[1] != 2:
+        return identity
     shift = outline - before
-    if not np.allclose(shift, shift[0], atol=1e-6):
-        return np.zeros(2)
-    return shift[0]
+    if np.allclose(shift, shift[0], atol=1e-6):
+        moved = identity.copy()
+        moved[:2, 2] = shift[0]
+        return moved
+    if len(before) < 4:
+        return identity
+    source = np.hstack([before, np.ones((len(before), 1))])
+    fitted, *_ = np.linalg.lstsq(source, outline, rcond=None)  # 3×2: outline ≈ source @ fitted
+    tolerance = 1e-6 * max(1.0, float(np.abs(outline).max()))
+    if not np.allclose(source @ fitted, outline, atol=tolerance):
+        return identity
+    mapped = identity.copy()
+    mapped[:2, :] = fitted.T
+    return mapped
+
+
+def _apply(transform: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    return ring @ transform[:2, :2].T + transform[:2, 2]
 
 
 def _key(ids: list[Any], index: int) -> str:

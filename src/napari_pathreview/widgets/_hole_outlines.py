@@ -1,21 +1,29 @@
 """The holes of ROI polygons drawn in napari, whose Shapes cannot draw a polygon with a hole.
 
 A Shapes layer carrying holes (``io.shape_holes``) gets a companion layer, ``"<ROI> holes"``,
-just above it: each hole outlined in :data:`HOLE_EDGE_COLOUR`, unfilled, at its region's edge
-width, with the ROI layer's transform, visibility and opacity. It is a display: it follows
-the ROI layer (a region dragged as a whole takes its holes along; a region reshaped away from
-a hole loses it, with the warning ``settle_layer_holes`` gives), an edit made on it is undone,
-the pickers do not offer it, and the writer refuses to save it. Deleting it hides the holes
-of that ROI layer; deleting the ROI layer deletes it.
+just below it: each hole outlined in :data:`HOLE_EDGE_COLOUR`, unfilled, at its region's edge
+width, with the ROI layer's transform, visibility and opacity. Below, so that the ROI layer,
+the one being edited, is the active layer once both are added. It is a display linked to the
+ROI layer itself, not to a viewer: a region moved, resized or rotated as a whole takes its
+holes along (live, while it is dragged), a region deleted takes its holes' outlines with it,
+a region reshaped away from a hole loses it (the warning ``settle_layer_holes`` gives); an
+edit made on the display is undone, the pickers do not offer it, the writer refuses to save it.
 
-:func:`show_holes` starts this for a viewer: the plugin's reader calls it for the viewer a
-file with holes is opened into, and the docks that add ROI layers call it for theirs.
+Two ways in. The plugin's reader builds a holed ROI layer and its display itself
+(:func:`layers_with_hole_outlines`; napari adds the layers a reader returns to the viewer that
+opened the file, so the reader never asks which viewer that is). And :func:`show_holes`, called
+by the docks for their viewer, gives a display to a holed ROI layer added there by code, and
+lets the links of that viewer follow its layer list: deleting the display hides those holes,
+deleting the ROI layer deletes its display. napari tells a layer nothing when it leaves a
+viewer, so without a dock in that viewer the display of a deleted ROI layer stays until
+deleted too.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,9 +44,25 @@ _FOLLOWED = ("scale", "translate", "rotate", "shear", "affine", "units", "visibl
 _AFTER = ("added", "removed", "changed")  # napari's data actions once a change is made
 
 
+def layers_with_hole_outlines(items: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """napari layers of the LayerData ``items``; each Shapes layer carrying holes comes after
+    the layer outlining them, the two linked (the reader returns these to napari)."""
+    from napari.layers import Layer
+
+    layers: list[Any] = []
+    for item in items:
+        layer = Layer.create(*item)
+        if _carries_holes(layer):
+            link = _LINKS[layer] = _Link(layer)
+            if link.outlines is not None:
+                layers.append(link.outlines)
+        layers.append(layer)
+    return layers
+
+
 def show_holes(viewer: Any) -> None:
     """Draw the holes of every Shapes layer of ``viewer`` that carries some, now and as layers
-    are added (calling it again changes nothing)."""
+    are added, and follow its layer list (calling it again changes nothing)."""
     layers = getattr(viewer, "__wrapped__", viewer).layers
     layers.events.inserted.connect(_inserted)  # napari connects a function once
     layers.events.removed.connect(_removed)
@@ -46,21 +70,17 @@ def show_holes(viewer: Any) -> None:
         _link(layers, layer)
 
 
-def show_holes_in_current_viewer() -> None:
-    """:func:`show_holes` for the viewer napari is opening files into (none: nothing)."""
-    try:
-        from napari import current_viewer
-    except ImportError:
-        return
-    viewer = current_viewer()
-    if viewer is not None:
-        show_holes(viewer)
-
-
 def is_hole_outlines(layer: Any) -> bool:
     """Whether ``layer`` is the display of another layer's holes."""
     facts = (getattr(layer, "metadata", None) or {}).get("pathreview") or {}
     return isinstance(facts, dict) and facts.get("kind") == HOLES_KIND
+
+
+def _carries_holes(layer: Any) -> bool:
+    from napari.layers import Shapes
+
+    facts = (getattr(layer, "metadata", None) or {}).get("pathreview") or {}
+    return isinstance(layer, Shapes) and isinstance(facts, dict) and bool(facts.get(HOLES_KEY))
 
 
 _LINKS: weakref.WeakKeyDictionary[Any, _Link] = weakref.WeakKeyDictionary()
@@ -85,20 +105,36 @@ def _removed(event: Any) -> None:
 def _link(layers: Any, layer: Any) -> None:
     from napari.layers import Shapes
 
-    if isinstance(layer, Shapes) and not is_hole_outlines(layer) and layer not in _LINKS:
-        _LINKS[layer] = _Link(layers, layer)
+    if not isinstance(layer, Shapes) or is_hole_outlines(layer):
+        return
+    link = _LINKS.get(layer)
+    if link is None:
+        _LINKS[layer] = _Link(layer, layers)
+    else:
+        link.layers = layers  # linked by the reader: now its viewer's list is known too
 
 
 class _Link:
-    """One ROI layer and the layer outlining its holes (made when it first has a hole)."""
+    """One ROI layer and the layer outlining its holes (made when it first has a hole).
 
-    def __init__(self, layers: Any, roi: Any) -> None:
+    Args:
+        roi: The ROI layer.
+        layers: The layer list of its viewer, where the display is inserted and removed;
+            None for a layer the reader built (napari inserts both).
+    """
+
+    def __init__(self, roi: Any, layers: Any = None) -> None:
         self.layers = layers
         self.roi = weakref.ref(roi)
         self.outlines: Any = None
         self.dismissed = False
         self._drawing = False
-        self._connected = [(roi.events.data, self._data_changed), (roi.events.metadata, self.draw)]
+        self._drawn: tuple[list[np.ndarray], list[float]] = ([], [])
+        self._connected = [
+            (roi.events.data, self._data_changed),
+            (roi.events.metadata, self.draw),
+            (roi.events.set_data, self.draw),  # every refresh: each step of a drag
+        ]
         for name in ("name", *_FOLLOWED):
             if hasattr(roi.events, name):
                 self._connected.append((getattr(roi.events, name), self._follow))
@@ -117,7 +153,7 @@ class _Link:
         self.draw()
 
     def draw(self, *_: Any) -> None:
-        """Outline the holes as the ROI layer places them now."""
+        """Outline the holes as the ROI layer places them now (nothing when that is as drawn)."""
         roi = self.roi()
         if roi is None or self.dismissed:
             return
@@ -127,11 +163,13 @@ class _Link:
         data = list(roi.data)
         settled = settle_holes(data, list(roi.shape_type), roi.features, roi.metadata)
         rings, owners = hole_outlines(data, settled.holes)
+        widths = [float(np.asarray(roi.edge_width)[i]) for i in owners]
         if self.outlines is None:
             if not rings:
                 return
             self._make_outlines(roi)
-        widths = [float(np.asarray(roi.edge_width)[i]) for i in owners]
+        elif _same(self._drawn, (rings, widths)):
+            return
         self._drawing = True
         try:
             self.outlines.data = []
@@ -144,6 +182,7 @@ class _Link:
                 )
         finally:
             self._drawing = False
+        self._drawn = (rings, widths)
 
     def _make_outlines(self, roi: Any) -> None:
         from napari.layers import Shapes
@@ -157,9 +196,10 @@ class _Link:
         )
         self._follow()
         self.outlines.events.data.connect(self._undo_edit)
-        active = self.layers.selection.active
-        self.layers.insert(self.layers.index(roi) + 1, self.outlines)
-        self.layers.selection.active = active  # the ROI stays the layer being edited
+        if self.layers is not None and roi in self.layers:
+            active = self.layers.selection.active
+            self.layers.insert(self.layers.index(roi), self.outlines)
+            self.layers.selection.active = active  # the ROI stays the layer being edited
 
     def _follow(self, *_: Any) -> None:
         roi = self.roi()
@@ -174,6 +214,7 @@ class _Link:
     def _undo_edit(self, event: Any) -> None:
         """The holes are edited on the ROI layer's file, not here: redraw them as they are."""
         if not self._drawing and str(getattr(event, "action", "changed")) in _AFTER:
+            self._drawn = ([], [])
             self.draw()
 
     def unlink(self) -> None:
@@ -182,5 +223,17 @@ class _Link:
             emitter.disconnect(callback)
         self._connected = []
         outlines, self.outlines = self.outlines, None
-        if outlines is not None and outlines in self.layers:
+        if outlines is not None and self.layers is not None and outlines in self.layers:
             self.layers.remove(outlines)
+
+
+def _same(
+    drawn: tuple[list[np.ndarray], list[float]], now: tuple[list[np.ndarray], list[float]]
+) -> bool:
+    """Whether the outlines ``now`` are those ``drawn`` (a refresh that moved no hole)."""
+    (rings, widths), (new_rings, new_widths) = drawn, now
+    return (
+        widths == new_widths
+        and len(rings) == len(new_rings)
+        and all(np.array_equal(a, b) for a, b in zip(rings, new_rings, strict=True))
+    )

@@ -47,16 +47,15 @@ def read_item(path: Path, to_hash: Sequence[Path] = ()) -> tuple[Path, list[Any]
     the first time (napari sets up units and colour maps), and none of it needs the viewer.
     The queue's progress count needs every image's hash; they are computed here too.
     """
-    from napari.layers import Layer
-
     from napari_pathreview._reader import read_paths
+    from napari_pathreview.widgets._hole_outlines import layers_with_hole_outlines
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} is gone (moved or deleted since the queue was opened)")
     data = [item for item in read_paths(str(path)) if item and item[0] is not None]
     others = {p for p in map(Path, to_hash) if p.is_file()}  # another gone file: not this one's
     hashes = {p: file_sha256(p) for p in {Path(path), *others}}
-    layers = [Layer.create(*item) for item in data]
+    layers = layers_with_hole_outlines(data)  # an ROI with holes comes with their outlines
     for layer in layers:  # the layer will be reused: its hash says which image it shows
         if _results.is_image(layer):
             _tag_sha256(layer, hashes[Path(path)])

@@ -54,6 +54,7 @@ from napari_pathreview.widgets._common import (
     is_source_image,
     layer_modality,
 )
+from napari_pathreview.widgets._hole_outlines import show_holes
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._models import CardCatalog, describe_card, model_choices
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
@@ -107,6 +108,7 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
+        show_holes(self.viewer)  # its ROI layers' hole outlines follow its layer list
         self.viewer.layers.selection.events.active.connect(self._follow_active)
         self.colour_bars = ColourBarFollower(self.viewer)
         follow_while_docked(self, self.colour_bars)

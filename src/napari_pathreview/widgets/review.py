@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from napari_pathreview.widgets import _recall, _results, _review_roi
 from napari_pathreview.widgets import _review_state as state
+from napari_pathreview.widgets._hole_outlines import show_holes
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception
 from napari_pathreview.widgets._review_disagreements import DisagreementList
@@ -89,6 +90,7 @@ class ReviewWidget(QueueNavigation, DisagreementList, ReviewSaving, QWidget):
         self.init_disagreements(layout)
         layout.addStretch(1)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
+        show_holes(self.viewer)  # its ROI layers' hole outlines follow its layer list
         self.viewer.layers.selection.events.active.connect(self._follow_active)
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(self.reset_choices)
