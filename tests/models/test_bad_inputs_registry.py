@@ -159,6 +159,33 @@ def test_models_import_cli_refuses_without_traceback(exported, tmp_path) -> None
     assert "bogus_rate" in result.stderr and "Traceback" not in result.stderr
 
 
+MAMMOGRAM_QC = {**CARD, "name": "mammo", "modality": "mammogram", "qc": {"blur_threshold": 40}}
+
+
+def test_registering_a_mammogram_model_with_qc_thresholds_is_refused(tiny_model, target) -> None:
+    with pytest.raises(ModelCardError, match="'qc'.*mammogram.*remove 'qc'"):
+        target.register(tiny_model, MAMMOGRAM_QC)
+    assert target.names() == []
+
+
+def test_models_import_refuses_a_mammogram_card_carrying_qc_on_one_line(tiny_model, tmp_path):
+    """A hand-edited card: the thresholds would be silently ignored, so the import says so."""
+    source = ModelRegistry(tmp_path / "source")
+    source.register(tiny_model, {k: v for k, v in MAMMOGRAM_QC.items() if k != "qc"})
+    exported = source.export("mammo", None, tmp_path / "out")
+    _edit_card(exported, qc=MAMMOGRAM_QC["qc"])
+    registry = tmp_path / "cli"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pathreview"), "models", "--registry",
+         str(registry), "import", str(exported)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "card field 'qc'" in lines[0] and "'mammogram'" in lines[0]
+    assert ModelRegistry(registry).names() == []
+
+
 def _truncate_weights(folder: Path) -> None:
     weights = folder / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1000])  # an interrupted copy

@@ -169,6 +169,12 @@ def test_a_mammogram_card_has_no_qc_thresholds() -> None:
     assert ModelCard.from_dict(MAMMOGRAM).qc is None
 
 
+def test_a_mammogram_card_carrying_qc_thresholds_is_refused_naming_qc() -> None:
+    """Mammograms get no QC, so thresholds on their card would be ignored without a word."""
+    with pytest.raises(ModelCardError, match=r"card field 'qc' holds H&E .*'mammogram'"):
+        ModelCard.from_dict({**MAMMOGRAM, "qc": {"blur_threshold": 40}})
+
+
 def test_a_card_qc_threshold_out_of_range_is_named() -> None:
     with pytest.raises(ModelCardError, match=r"'qc.min_tissue_fraction' must be within \[0, 1\]"):
         ModelCard.from_dict({**BASE, "qc": {"min_tissue_fraction": 1.5}})

@@ -191,6 +191,7 @@ def test_stain_apply_refuses_to_write_an_image_over_itself(folder, tmp_path) -> 
         ("--max-saturation", "2", "max_saturation_fraction"),
         ("--blur-threshold", "nan", "blur_threshold"),
         ("--background-threshold", "300", "background_threshold"),
+        ("--washed-out-level", "-1", "washed_out_level"),
     ],
 )
 def test_qc_names_the_flag_the_user_typed_for_a_bad_threshold(folder, tmp_path, flag, value, field):

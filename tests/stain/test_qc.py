@@ -176,3 +176,89 @@ def test_a_speck_of_tissue_is_too_little_to_measure_blur_on(patch):
 def test_a_blur_threshold_of_zero_turns_the_blur_check_off_even_without_tissue():
     config = QCConfig(blur_threshold=0.0, min_tissue_fraction=0.0)
     assert assess_quality(np.full((64, 64, 3), 245, np.uint8), config).passed
+
+
+# ----- over-exposure: washed-out tissue is not glass; red-clipped BreaKHis scans -----------------
+#: a well-exposed BreaKHis image of grey-purple tissue: darkest 1 % at grey 137
+GREY_PURPLE = "breakhis/SOB_B_A-14-22549AB-40-001.png"
+#: the two BreaKHis scans whose eosin-stained tissue saturates the red channel
+RED_CLIPPED = ("SOB_M_DC-14-2773-40-004.png", "SOB_M_MC-14-18842D-200-016.png")
+
+
+def _longer_exposure(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """``rgb`` as a scan exposed ``factor``× too long: linear light scaled, clipped at white."""
+    value = rgb / 255.0
+    linear = np.where(value <= 0.04045, value / 12.92, ((value + 0.055) / 1.055) ** 2.4)
+    linear = np.minimum(linear * factor, 1.0)
+    value = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.rint(value * 255).astype(np.uint8)
+
+
+def _lifted_tones(rgb: np.ndarray, gamma: float) -> np.ndarray:
+    """``rgb`` with every tone lifted by a gamma below 1: paler, nothing clipped."""
+    return np.rint(255 * (rgb / 255.0) ** gamma).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def grey_purple(shared_data) -> np.ndarray:
+    from stain_testutils import read_rgb
+
+    return read_rgb(shared_data / GREY_PURPLE)
+
+
+@pytest.fixture(scope="module")
+def breakhis_qc(shared_data) -> dict[str, QCResult]:
+    """The verdict on every BreaKHis image in shared data, as scanned."""
+    from stain_testutils import read_rgb
+
+    paths = sorted((shared_data / "breakhis").glob("*.png"))
+    return {path.name: assess_quality(read_rgb(path)) for path in paths}
+
+
+def _washed_out(result: QCResult) -> bool:
+    return any(r.startswith("over-exposed (washed out") for r in result.reasons)
+
+
+def test_a_well_exposed_grey_purple_image_is_not_over_exposed(grey_purple):
+    result = assess_quality(grey_purple)
+    assert result.passed and result.dark_level < 175
+
+
+def test_washed_out_grey_white_tissue_is_over_exposed_though_nothing_clips(grey_purple):
+    """Lifted tones leave the tissue pale grey-white, as glass, with no channel at 255."""
+    result = assess_quality(_lifted_tones(grey_purple, 0.4))
+    assert result.saturation_fraction == 0.0
+    assert _washed_out(result) and result.dark_level >= 175
+
+
+def test_a_scan_exposed_twice_too_long_is_over_exposed_below_the_clipping_limit(grey_purple):
+    result = assess_quality(_longer_exposure(grey_purple, 2.0))
+    assert result.saturation_fraction < QCConfig().max_saturation_fraction
+    assert _washed_out(result)
+
+
+def test_the_washed_out_check_follows_its_threshold(grey_purple):
+    washed = _lifted_tones(grey_purple, 0.4)
+    assert not _washed_out(assess_quality(washed, QCConfig(washed_out_level=220)))  # off
+
+
+def test_no_breakhis_image_as_scanned_is_washed_out_however_much_glass_it_shows(breakhis_qc):
+    """The 64 images include glass-heavy fields (up to 63 % background) whose pale glass looks
+    like washed-out tissue pixel by pixel; their tissue's nuclei keep the dark end dark."""
+    assert len(breakhis_qc) == 64
+    assert min(r.tissue_fraction for r in breakhis_qc.values()) < 0.4  # glass-heavy fields too
+    assert [name for name, r in breakhis_qc.items() if _washed_out(r)] == []
+
+
+def test_exactly_the_two_red_clipped_breakhis_scans_are_flagged_for_clipping(breakhis_qc):
+    """Their pink stroma reads R=255 in 24.5 % / 35.7 % of the stained pixels, a pile-up 6-10×
+    the counts at R=250-254 (a cut distribution, not a peak): real loss, and the reason says
+    which channel."""
+    clipped = {
+        name: reason
+        for name, result in breakhis_qc.items()
+        for reason in result.reasons
+        if reason.startswith("over/under-exposed")
+    }
+    assert sorted(clipped) == sorted(RED_CLIPPED)
+    assert all("most: red at 255" in reason for reason in clipped.values())

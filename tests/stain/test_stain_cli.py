@@ -106,6 +106,7 @@ def test_qc_writes_one_row_per_image_with_reasons(shared_data, tmp_path):
         "tissue_fraction",
         "pen_fraction",
         "saturation_fraction",
+        "dark_level",
         "passed",
         "reasons",
     }

@@ -15,7 +15,7 @@ from typing import Any
 
 from napari_pathreview.bilateral import read_card_entry
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.modality import MODALITIES
+from napari_pathreview.modality import HISTOLOGY, MODALITIES
 from napari_pathreview.preprocessing import (
     PreprocessSpec,
     PreprocessSpecError,
@@ -116,7 +116,8 @@ class ModelCard:
         qc: Histology models: the quality-control thresholds (``stain.QCConfig``, every field)
             the model was trained under (the run's ``data.qc_*``), which ``predict``, the slide
             engine and the Analyze dock flag images by. Cards written before this field take
-            them from their recorded recipe's ``data.qc_*``, else QCConfig's defaults.
+            them from their recorded recipe's ``data.qc_*``, else QCConfig's defaults. Refused
+            on a mammogram card: its images get no QC, so the thresholds would be ignored.
     """
 
     name: str
@@ -228,10 +229,17 @@ class ModelCard:
         from napari_pathreview.stain.qc_config import QCConfig, QCConfigError, recipe_qc_config
 
         qc = self.qc
+        if qc is not None and self.modality != HISTOLOGY:
+            raise ModelCardError(
+                "card field 'qc' holds H&E quality-control thresholds (tissue darker than "
+                "white glass, pen ink, clipped stain); this card's modality is "
+                f"{self.modality!r}, whose images get no QC, so they would be ignored: "
+                "remove 'qc' from the card"
+            )
         try:
             if qc is not None:
                 config = QCConfig(**_plain(_expect("qc", qc, Mapping)))
-            elif self.modality == "histology":
+            elif self.modality == HISTOLOGY:
                 data = self.recipe.get("data")
                 config = recipe_qc_config(data if isinstance(data, Mapping) else {})
             else:

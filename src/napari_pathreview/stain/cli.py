@@ -29,6 +29,7 @@ QC_FLAGS: dict[str, tuple[str, type, str]] = {
     "--min-tissue": ("min_tissue_fraction", float, "min tissue fraction"),
     "--max-pen": ("max_pen_fraction", float, "max pen-mark fraction"),
     "--max-saturation": ("max_saturation_fraction", float, "max clipped-pixel fraction"),
+    "--washed-out-level": ("washed_out_level", int, "grey of the darkest 1%% that is washed out"),
 }
 
 
@@ -246,6 +247,7 @@ def _qc(args: argparse.Namespace) -> int:
         "tissue_fraction",
         "pen_fraction",
         "saturation_fraction",
+        "dark_level",
         "passed",
         "reasons",
         "status",

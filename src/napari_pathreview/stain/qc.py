@@ -4,8 +4,11 @@ Defaults follow seed 001 (Laplacian variance < 75 is blurry; under 40 % of pixel
 220 is too little tissue). Blur and clipping are measured on tissue only (:func:`tissue_mask`,
 the one tissue rule): blank glass has no edges, so counting it would lower the blur score of a
 sharp patch in proportion to its glass, and a scanner writes glass as pure white, which is not
-over-exposed tissue. Pen marks are strongly saturated green-to-blue pixels (hue 70°-230°, short
-of haematoxylin's blue-purple) or near-black ones, which H&E does not produce.
+over-exposed tissue. Over-exposure that does not clip (a washed-out scan, its tissue pale
+grey-white like glass) is told from glass by the image's dark end instead (:func:`dark_level`):
+however much glass a well-exposed image shows, its tissue keeps dark nuclei. Pen marks are
+strongly saturated green-to-blue pixels (hue 70°-230°, short of haematoxylin's blue-purple) or
+near-black ones, which H&E does not produce.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import numpy as np
 
 from napari_pathreview.stain.qc_config import QCConfig, QCConfigError
 
-__all__ = ["QCConfig", "QCConfigError", "QCResult", "assess_quality", "tissue_mask"]
+__all__ = [
+    "QCConfig",
+    "QCConfigError",
+    "QCResult",
+    "assess_quality",
+    "dark_level",
+    "tissue_mask",
+]
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,15 @@ class QCResult:
 
     ``blur_score`` is None when the image has too little tissue to measure it on
     (:data:`MIN_BLUR_PIXELS`); ``saturation_fraction`` is a fraction of the stained pixels
-    (0 without any), the other fractions of all pixels.
+    (0 without any), the other fractions of all pixels; ``dark_level`` is the grey level of the
+    darkest 1 % of the pixels (:func:`dark_level`).
     """
 
     blur_score: float | None
     tissue_fraction: float
     pen_fraction: float
     saturation_fraction: float
+    dark_level: int
     passed: bool
     reasons: tuple[str, ...]
 
@@ -89,19 +101,66 @@ def blur_score(gray: np.ndarray, tissue: np.ndarray | None = None) -> float | No
 STAIN_CHROMA = 20
 
 
+def _channel_range(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel max and min channel (element-wise over the three planes: numpy's reduction
+    along a length-3 last axis is several times slower)."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.maximum(np.maximum(red, green), blue), np.minimum(np.minimum(red, green), blue)
+
+
+def _stained(high: np.ndarray, low: np.ndarray, tissue: np.ndarray) -> np.ndarray:
+    """``tissue`` plus coloured pixels (:data:`STAIN_CHROMA`) lifted above the background level."""
+    return tissue | (high.astype(np.int16) - low >= STAIN_CHROMA)
+
+
 def clipped_fraction(rgb: np.ndarray, tissue: np.ndarray) -> float:
     """Fraction of stained pixels with a channel at 255 or 0 (0.0 when none is stained).
 
     Stained pixels are ``tissue`` plus coloured ones (:data:`STAIN_CHROMA`) that over-exposure
     lifted above the background level; blank glass, pure white or grey, is never counted.
     """
-    chroma = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    stained = tissue | (chroma >= STAIN_CHROMA)
+    high, low = _channel_range(rgb)
+    stained = _stained(high, low, tissue)
     count = int(stained.sum())
     if count == 0:
         return 0.0
-    clipped = (rgb == 255).any(axis=2) | (rgb == 0).any(axis=2)
+    clipped = (high == 255) | (low == 0)
     return float((clipped & stained).sum()) / count
+
+
+CHANNELS = ("red", "green", "blue")
+
+
+def most_clipped_channel(rgb: np.ndarray, tissue: np.ndarray) -> tuple[str, float]:
+    """The channel and end ("red at 255") clipped in most stained pixels, with that fraction
+    of the stained pixels: which one says whether the stain (eosin's red) or the whole
+    exposure saturated."""
+    pixels = rgb[_stained(*_channel_range(rgb), tissue)]
+    if pixels.size == 0:
+        return "none", 0.0
+    counts = {
+        f"{name} at {end}": int((pixels[:, channel] == end).sum())
+        for end in (255, 0)
+        for channel, name in enumerate(CHANNELS)
+    }
+    worst = max(counts, key=counts.__getitem__)
+    return worst, counts[worst] / len(pixels)
+
+
+#: The share of the pixels whose grey level :func:`dark_level` reports: H&E nuclei fill more
+#: than 1 % of any tissue field, so in a well-exposed image this level lies among them.
+DARK_SHARE = 0.01
+
+
+def dark_level(gray: np.ndarray) -> int:
+    """Grey level at or below which the darkest :data:`DARK_SHARE` of the pixels lie.
+
+    Over-exposure lifts every tone, haematoxylin's dark nuclei included, so a washed-out image
+    has no dark end even where nothing clips; glass beside tissue leaves the level where the
+    tissue's nuclei put it.
+    """
+    cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    return int(np.searchsorted(cumulative, DARK_SHARE * gray.size))
 
 
 def pen_mask(rgb: np.ndarray, config: QCConfig = QCConfig()) -> np.ndarray:
@@ -126,21 +185,29 @@ def assess_quality(image: Any, config: QCConfig = QCConfig()) -> QCResult:
     tissue = float(tissue_pixels.mean())
     pen = float(pen_mask(rgb, config).mean())
     saturation = clipped_fraction(rgb, tissue_pixels)
+    dark = dark_level(gray)
     reasons = [*_blur_reasons(blur, config)]
     if tissue < config.min_tissue_fraction:
         reasons.append(f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})")
     if pen > config.max_pen_fraction:
         reasons.append(f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})")
     if saturation > config.max_saturation_fraction:
+        channel, share = most_clipped_channel(rgb, tissue_pixels)
         reasons.append(
             f"over/under-exposed ({saturation:.1%} of stained pixels clipped"
-            f" > {config.max_saturation_fraction:.0%})"
+            f" > {config.max_saturation_fraction:.0%}; most: {channel} in {share:.1%})"
+        )
+    if config.washed_out_level <= dark < config.background_threshold:
+        reasons.append(
+            f"over-exposed (washed out: the darkest {DARK_SHARE:.0%} of pixels are grey {dark}"
+            f" ≥ {config.washed_out_level}; well-exposed nuclei are darker)"
         )
     return QCResult(
         blur_score=blur,
         tissue_fraction=tissue,
         pen_fraction=pen,
         saturation_fraction=saturation,
+        dark_level=dark,
         passed=not reasons,
         reasons=tuple(reasons),
     )

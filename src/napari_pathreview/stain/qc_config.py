@@ -28,6 +28,7 @@ _RANGES: dict[str, Rule] = {
     "min_tissue_fraction": within(0.0, 1.0),
     "max_pen_fraction": within(0.0, 1.0),
     "max_saturation_fraction": within(0.0, 1.0),
+    "washed_out_level": within(0, 256),
     "pen_min_saturation": within(0, 256),
     "pen_max_value": within(0, 256),
 }
@@ -45,6 +46,11 @@ class QCConfig:
         max_saturation_fraction: most fraction of stained pixels with a clipped channel
             (255: over-exposed stain; 0: under-exposed); glass, pure white or not, never
             counts (:func:`clipped_fraction`).
+        washed_out_level: grey level (0-255) at or above which the darkest 1 % of the pixels
+            call an image washed out (over-exposed without clipping): H&E nuclei are darker in
+            any well-exposed scan (the palest BreaKHis image in shared data: 157). Judged only
+            on an image with tissue (its darkest 1 % darker than ``background_threshold``), so
+            a level at or above that turns the check off.
         pen_min_saturation: HSV saturation (0-255) that makes a blue/green pixel ink.
         pen_max_value: HSV value (0-255) below which a pixel counts as black ink.
     """
@@ -54,6 +60,7 @@ class QCConfig:
     min_tissue_fraction: float = 0.40
     max_pen_fraction: float = 0.05
     max_saturation_fraction: float = 0.25
+    washed_out_level: int = 175
     pen_min_saturation: int = 100
     pen_max_value: int = 30
 
