@@ -129,6 +129,35 @@ def write_dicom(
     return path
 
 
+def write_colour_dicom(path: Path, frames: np.ndarray) -> Path:
+    """Write a colour multi-frame DICOM (frames×rows×cols×3 uint8, RGB interleaved; a VL
+    photographic image, as a camera on a microscope makes) with pydicom."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "XC", "TEST-RGB"
+    ds.NumberOfFrames, ds.Rows, ds.Columns = frames.shape[:3]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.astype(np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def colour_dicom_factory(tmp_path: Path) -> Callable[[str, np.ndarray], Path]:
+    """``colour_dicom_factory(name, frames)`` writes a colour multi-frame DICOM into tmp_path."""
+    return lambda name, frames: write_colour_dicom(tmp_path / name, frames)
+
+
 @pytest.fixture
 def dicom_factory(tmp_path: Path) -> Callable[..., Path]:
     """``dicom_factory(name, pixels, **options)`` writes a DICOM into tmp_path (``name`` may

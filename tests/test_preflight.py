@@ -61,3 +61,9 @@ def test_an_h_and_e_png_stays_histology(shared_data, tmp_path, name) -> None:
     path = tmp_path / "tile.png"  # a name that says nothing: the pixels decide
     path.write_bytes((shared_data / "breakhis" / name).read_bytes())
     assert probe_modality(path) == "histology" == load_image(path).modality
+
+
+def test_a_colour_multi_frame_dicom_is_histology(colour_dicom_factory) -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)
+    path = colour_dicom_factory("photos.dcm", frames)
+    assert probe_modality(path) == "histology" == load_image(path, frame="all").modality

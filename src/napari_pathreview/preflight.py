@@ -134,8 +134,8 @@ def probe_modality(path: str | os.PathLike[str]) -> str | None:
     16-bit PNG) are mammograms, colour ones histology unless R = G = B (a film saved as
     colour: ``io._core.grey_in_colour``, judged on a sample of the pixels); a TIFF by its first
     series (``io.slides.tiff_modality``: a stack of grey frames or a film with a thumbnail page
-    is a mammogram, an H&E pyramid histology); DICOM other than slide microscopy (``SM``) is a
-    mammogram; other slide formats and BreaKHis names are histology.
+    is a mammogram, an H&E pyramid histology); DICOM other than slide microscopy (``SM``) or colour
+    (``SamplesPerPixel`` 3) is a mammogram; other slide formats and BreaKHis names are histology.
     """
     from napari_pathreview.io._core import DICOM_SUFFIXES, RASTER_SUFFIXES, SLIDE_SUFFIXES
     from napari_pathreview.io.breakhis import parse_breakhis_name
@@ -189,7 +189,9 @@ def _dicom_modality(file: Path) -> str | None:
         dataset = pydicom.dcmread(file, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - the full reader reports the real problem later
         return None
-    return HISTOLOGY if str(getattr(dataset, "Modality", "")).upper() == "SM" else MAMMOGRAM
+    colour = int(getattr(dataset, "SamplesPerPixel", 1) or 1) >= 3  # as io.mammograms reads it
+    slide = str(getattr(dataset, "Modality", "")).upper() == "SM"
+    return HISTOLOGY if slide or colour else MAMMOGRAM
 
 
 CLI_OVERRIDE = "pass --allow-modality-mismatch to run it anyway"

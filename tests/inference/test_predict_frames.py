@@ -1,11 +1,18 @@
-"""``pathreview predict`` and a stack of frames: refused by name unless ``--frame`` picks one."""
+"""``pathreview predict`` and a stack of frames: refused by name unless ``--frame`` picks one;
+a ``--frame`` the stack lacks is refused from its header before the model loads; a colour stack
+gives an RGB frame."""
 
 from __future__ import annotations
 
 import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_pathreview.cli import main
 
@@ -34,6 +41,12 @@ def mammogram_ref(registry) -> str:
 def stack(dicom_factory):
     rng = np.random.default_rng(0)
     return dicom_factory("dbt.dcm", rng.integers(0, 4096, (4, 72, 64)).astype(np.uint16))
+
+
+def _console_script() -> str:
+    """The installed ``pathreview`` console script (beside this Python)."""
+    script = Path(sys.executable).with_name("pathreview")
+    return str(script) if script.exists() else shutil.which("pathreview") or "pathreview"
 
 
 def _rows(out):
@@ -76,8 +89,47 @@ def test_predict_reads_the_chosen_frame_not_the_first(stack, mammogram_ref, tmp_
     assert float(row["p_malignant"]) == pytest.approx(expected.probabilities["malignant"], 1e-4)
 
 
-def test_a_frame_beyond_the_stack_is_named_in_its_row(stack, mammogram_ref, tmp_path):
-    argv = ["predict", str(stack), "--model", mammogram_ref, "--frame", "9"]
+def test_a_frame_beyond_the_stack_is_named_in_its_row(
+    stack, dicom_factory, mammogram_ref, tmp_path
+):
+    film = dicom_factory("film.dcm", np.full((72, 64), 900, np.uint16))
+    argv = ["predict", str(stack), str(film), "--model", mammogram_ref, "--frame", "9"]
     assert main([*argv, "--out", str(tmp_path)]) == 1
-    [row] = _rows(tmp_path)
-    assert "frame 9 is not one of its 4 frames" in row["error"]
+    stacked, single = _rows(tmp_path)
+    assert "frame 9 is not one of its 4 frames (0 to 3)" in stacked["error"]
+    assert single["status"] == "ok"  # a single film is read as it is
+
+
+def test_a_frame_the_only_stack_lacks_is_refused_before_the_model_loads(
+    stack, mammogram_ref, tmp_path
+):
+    out = tmp_path / "out"  # made only once the model has loaded
+    argv = ["predict", stack, "--model", mammogram_ref, "--frame", 4, "--out", out]
+    result = subprocess.run([_console_script(), *map(str, argv)], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{stack}: frame 4 is not one of its 4 frames (0 to 3)" in result.stderr
+    assert not out.exists()
+
+
+def test_predict_frame_1_of_an_rgb_stack_classifies_that_rgb_frame(
+    tmp_path, binary_ref, rng, tissue_like
+):
+    from napari_pathreview.inference import Predictor
+    from napari_pathreview.io import load_image
+    from napari_pathreview.registry import ModelRegistry
+
+    frames = np.stack([tissue_like(rng, 64, 64) for _ in range(3)])
+    path = tmp_path / "he.tif"
+    tifffile.imwrite(path, frames)
+    chosen = load_image(path, frame=1)
+    assert chosen.data.shape == (64, 64, 3) and np.array_equal(chosen.data, frames[1])
+    registry = ModelRegistry()
+    model, card = registry.load(*binary_ref.split("@")), registry.card(*binary_ref.split("@"))
+    expected = Predictor(model, card).predict([chosen])[0]
+    out = tmp_path / "out"
+    argv = ["predict", path, "--model", binary_ref, "--frame", 1, "--no-qc", "--out", out]
+    result = subprocess.run([_console_script(), *map(str, argv)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    [row] = _rows(out)
+    assert row["status"] == "ok" and row["frame"] == "1"
+    assert float(row["p_malignant"]) == pytest.approx(expected.probabilities["malignant"], 1e-4)

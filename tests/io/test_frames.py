@@ -97,15 +97,42 @@ def test_a_large_grey_tiff_stack_opens_lazily_with_every_frame(tmp_path, frames1
     assert data.shape == (5, 24, 32) and np.array_equal(np.asarray(data[3]), frames12[3])
 
 
-def test_a_multi_page_colour_tiff_keeps_its_first_page(tmp_path):
-    """H&E pages are not a film stack: the histology reading is as it was."""
-    rng = np.random.default_rng(0)
-    pages = rng.integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)
+@pytest.fixture
+def colour_frames() -> np.ndarray:
+    """Three RGB frames of noise, so a frame is known by its pixels."""
+    return np.random.default_rng(0).integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)
+
+
+def test_a_multi_page_colour_tiff_opens_as_a_stack_of_rgb_frames(tmp_path, colour_frames):
     path = tmp_path / "he.tif"
-    tifffile.imwrite(path, pages)
+    tifffile.imwrite(path, colour_frames)
     [(data, kwargs, _)] = layers_for_path(path)
-    assert kwargs["rgb"] is True and np.array_equal(data, pages[0])
-    assert count_frames(path) == 1
+    assert kwargs["rgb"] is True and np.array_equal(data, colour_frames)
+    assert kwargs["name"] == "he [3 frames]" and count_frames(path) == 3
+    assert kwargs["metadata"]["pathreview"]["modality"] == "histology"
+
+
+def test_an_rgb_multi_frame_dicom_opens_in_napari_as_rgb_frames_with_a_slider(
+    make_napari_viewer, colour_dicom_factory, colour_frames
+):
+    path = colour_dicom_factory("photos.dcm", colour_frames)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(path, plugin="napari-pathreview")
+    assert layer.rgb and layer.ndim == 3 and layer.name == "photos [3 frames]"
+    assert viewer.dims.nsteps[0] == 3
+    viewer.dims.set_current_step(0, 2)
+    assert np.array_equal(layer._slice.image.raw, colour_frames[2])
+
+
+def test_a_chosen_frame_of_an_rgb_stack_is_read_as_an_rgb_image(
+    colour_dicom_factory, colour_frames
+):
+    path = colour_dicom_factory("photos.dcm", colour_frames)
+    loaded = load_image(path, frame=1)
+    assert loaded.modality == "histology" and loaded.frames == 1
+    assert np.array_equal(loaded.data, colour_frames[1])
+    with pytest.raises(MultiFrameError, match="3 frames"):
+        load_image(path)
 
 
 def test_analysis_refuses_a_stack_naming_its_frames_and_how_to_choose_one(dicom_factory, frames12):

@@ -61,8 +61,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="multi-frame images (tomosynthesis, stacks of film frames): classify frame K, "
-        "counted from 0 as napari's frame slider shows it; without it a stack is refused, "
+        help="multi-frame images (tomosynthesis, stacks of film or colour frames): classify "
+        "frame K, counted from 0 as napari's frame slider shows it (a K the stack lacks is "
+        "refused before the model loads); without it a stack is refused, "
         "never read by its first frame. Single-frame images are read as they are",
     )
     predict.add_argument(
@@ -143,6 +144,7 @@ def _predict(args: argparse.Namespace) -> int:
     settings = scale_settings(args)  # a bad --mpp: refused under its flag, nothing made
     images = list(args.images)
     problems = {i: preflight.file_problem(p) for i, p in enumerate(images)}
+    frames = _frame_counts(images, problems, args.frame)  # a bad --frame: refused here
     readable = [p for i, p in enumerate(images) if problems[i] is None]
     if not readable:
         raise ImageReadError("; ".join(str(m) for m in problems.values()))
@@ -164,7 +166,7 @@ def _predict(args: argparse.Namespace) -> int:
             rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
             print(f"{path}\terror\t{p}")
             continue
-        row = {**_prediction_row(p, classes), **_frame_cell(path, args.frame)}
+        row = {**_prediction_row(p, classes), **_frame_cell(frames.get(path), args.frame)}
         row.update(status="ok", error="")
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
@@ -329,13 +331,30 @@ def _load(path: Path, um_per_px: float | None, frame: int | None = None) -> Any:
     return load_image(path, um_per_px=um_per_px, frame=frame)
 
 
-def _frame_cell(path: Path, frame: int | None) -> dict[str, Any]:
+def _frame_counts(
+    images: list[Path], problems: dict[int, str | None], frame: int | None
+) -> dict[Path, int]:
+    """With ``--frame``: each readable image's frame count, read once from its header before
+    any model work; a stack that has no frame K gets it as its problem (its row's error, or
+    the command's when no image is left), naming the file and its frames."""
+    if frame is None:
+        return {}
+    from napari_pathreview.io.frames import frame_problem
+    from napari_pathreview.io.images import count_frames
+
+    counts = {}
+    for i, path in enumerate(images):
+        if problems[i] is None:
+            counts[path] = count_frames(path)
+            problems[i] = frame_problem(path, counts[path], frame)
+    return counts
+
+
+def _frame_cell(frames: int | None, frame: int | None) -> dict[str, Any]:
     """The ``frame`` column with ``--frame``: K for a stack, empty for a single image."""
     if frame is None:
         return {}
-    from napari_pathreview.io.images import count_frames
-
-    return {"frame": frame if count_frames(path) > 1 else ""}
+    return {"frame": frame if (frames or 1) > 1 else ""}
 
 
 def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = None) -> Any:

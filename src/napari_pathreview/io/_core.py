@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io.breakhis import parse_breakhis_name
-from napari_pathreview.io.frames import stack_name
+from napari_pathreview.io.frames import stack_name, stack_sizes
 from napari_pathreview.io.mias import (
     MIAS_MM_PER_PX,
     MIAS_SIZE,
@@ -57,10 +57,10 @@ class LoadedImage:
         um_per_px: Level-0 pixel size in µm (histology), None when unknown.
         slide: The open :class:`~napari_pathreview.io.wsi.SlideSource` behind a whole
             slide (regions at any level, associated images), None for plain images.
-        frames: How many frames a grey stack holds (tomosynthesis, a multi-frame TIFF);
-            ``data`` is then frames×H×W and ``scale`` stays the frames' (row, col) spacing.
-            1 for a single image (see :mod:`.frames`).
-        frame_spacing_mm: Distance between a stack's frames when the file states it.
+        frames: How many frames a stack holds (tomosynthesis, a multi-frame TIFF or colour
+            DICOM); ``data`` is then frames×H×W (grey) or frames×H×W×3 (RGB) and ``scale``
+            stays the frames' (row, col) spacing. 1 for a single image (see :mod:`.frames`).
+        frame_spacing_mm: Distance between a stack's frames (mm) when the file states it.
     """
 
     data: Any
@@ -185,6 +185,17 @@ def to_rgb_uint8(array: Any) -> np.ndarray:
     return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
 
 
+def stack_to_rgb_uint8(stack: Any) -> np.ndarray:
+    """A stack of colour frames (frames×H×W×S) as RGB uint8, converted as one image by
+    :func:`to_rgb_uint8` (frames laid end to end), so every frame is scaled alike."""
+    frames = np.asarray(stack)
+    if frames.ndim != 4:
+        raise InvalidInputError(f"expected a stack shaped frames×H×W×S, got {frames.shape}")
+    count, height = frames.shape[:2]
+    tall = to_rgb_uint8(frames.reshape(count * height, *frames.shape[2:]))
+    return tall.reshape(count, height, *tall.shape[1:])
+
+
 GREY_SAMPLE_PIXELS = 1 << 20
 """:func:`grey_in_colour` looks at an even grid of at most this many pixels."""
 
@@ -294,20 +305,46 @@ def finish_loaded(
     return LoadedImage(pixels, [pixels], modality, metadata, scale, path, um_per_px)
 
 
-def finish_stack(path: Path, stack: np.ndarray, extra: dict[str, Any] | None = None) -> LoadedImage:
-    """Build the ``LoadedImage`` of a decoded stack of grey frames (frames×H×W, or ×S for
-    frames saved as colour), its levels scaled as one so every frame reads alike."""
-    if stack.ndim == 4:
-        frames = [normalize_pixels(frame, MAMMOGRAM) for frame in stack]
-        pixels = _grey_levels(np.stack(frames))
-    else:
-        try:
+def finish_stack(
+    path: Path,
+    stack: np.ndarray,
+    extra: dict[str, Any] | None = None,
+    frame_step_um: float | None = None,
+) -> LoadedImage:
+    """Build the ``LoadedImage`` of a decoded stack of frames: grey (frames×H×W, or ×S for
+    frames saved as colour whose R = G = B) or colour (histology: frames×H×W×3 RGB), its
+    frames scaled as one so every frame reads alike.
+
+    Args:
+        extra: File facts; its ``um_per_px`` (the file's pixel size) sets the frames' scale.
+        frame_step_um: The distance between frames the file states (ImageJ, OME).
+    """
+    modality = modality_of(stack.shape[1:], path, stack[0])
+    try:
+        if modality == HISTOLOGY:
+            pixels = stack_to_rgb_uint8(stack)
+        elif stack.ndim == 4:
+            pixels = _grey_levels(np.stack([normalize_pixels(frame, MAMMOGRAM) for frame in stack]))
+        else:
             pixels = _grey_levels(stack)
-        except InvalidInputError as error:
-            raise ImageReadError(f"{path}: {error}") from error
-    metadata = base_metadata(path, MAMMOGRAM)
+    except InvalidInputError as error:
+        raise ImageReadError(f"{path}: {error}") from error
+    metadata = base_metadata(path, modality)
     metadata["original_dtype"] = str(stack.dtype)
     metadata["original_shape"] = list(stack.shape)
     metadata["frames"] = len(pixels)
     metadata.update(extra or {})
-    return LoadedImage(pixels, [pixels], MAMMOGRAM, metadata, (1.0, 1.0), path, frames=len(pixels))
+    histology = modality == HISTOLOGY
+    scale, sizes = stack_sizes(histology, metadata.get("um_per_px"), frame_step_um)
+    metadata.update(sizes)
+    return LoadedImage(
+        pixels,
+        [pixels],
+        modality,
+        metadata,
+        scale,
+        path,
+        um_per_px=sizes.get("um_per_px"),
+        frames=len(pixels),
+        frame_spacing_mm=sizes.get("frame_spacing_mm"),
+    )

@@ -1,5 +1,5 @@
-"""Multi-frame grey images (tomosynthesis, a stack of film frames): whole in the viewer, one
-frame at a time for a model.
+"""Multi-frame images (tomosynthesis, a stack of film frames, a colour z-stack): whole in the
+viewer, one frame at a time for a model.
 
 A radiologist scrolls the whole stack, so the reader gives napari a 3-D layer (frames first,
 a slider). The models are 2-D: classifying a stack by its first frame would answer a question
@@ -57,12 +57,64 @@ def frame_spacing_mm(ds: Any) -> float | None:
     return None
 
 
+def stack_sizes(
+    histology: bool, pixel_um: float | None, frame_um: float | None
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """The (row, col) scale and the metadata of a TIFF stack's stated sizes (µm in): colour
+    frames in µm (``um_per_px``, as histology), grey frames in mm (``pixel_spacing_mm``, as
+    a DICOM stack's), the step between frames in mm (``frame_spacing_mm``)."""
+    scale, facts = (1.0, 1.0), {}
+    if pixel_um:
+        size = pixel_um if histology else pixel_um / 1000.0
+        scale = (size, size)
+        facts = {"um_per_px": size} if histology else {"pixel_spacing_mm": [size, size]}
+    if frame_um:
+        facts["frame_spacing_mm"] = frame_um / 1000.0
+    return scale, facts
+
+
 def pixel_measures(ds: Any) -> Any:
     """The enhanced objects' shared ``PixelMeasuresSequence`` item (``PixelSpacing`` lives there
     rather than at the top level), else None."""
     for group in getattr(ds, "SharedFunctionalGroupsSequence", None) or []:
         for item in getattr(group, "PixelMeasuresSequence", None) or []:
             return item
+    return None
+
+
+def _states_voi(item: Any) -> bool:
+    """Whether a dataset (or functional-group item) states a window or a VOI LUT."""
+    has_window = "WindowCenter" in item and "WindowWidth" in item
+    return has_window or bool(item.get("VOILUTSequence"))
+
+
+def frame_voi(ds: Any, index: int) -> tuple[str, Any] | None:
+    """Where frame ``index`` of a DICOM states its VOI (window or VOI LUT), and the item that
+    holds it: the frame's own ``FrameVOILUTSequence`` (per-frame functional groups), else the
+    shared groups', else the top level; None when nowhere. One rule for every frame, so the
+    viewer's stack and ``load_image(frame=K)`` window frame K alike.
+
+    Returns:
+        ("per-frame" | "shared" | "top-level", the dataset or item holding the VOI), or None.
+    """
+    places = (("per-frame", "PerFrameFunctionalGroupsSequence", index),)
+    places += (("shared", "SharedFunctionalGroupsSequence", 0),)
+    for source, keyword, at in places:
+        groups = getattr(ds, keyword, None) or []
+        if len(groups) > at:
+            for item in getattr(groups[at], "FrameVOILUTSequence", None) or []:
+                if _states_voi(item):
+                    return source, item
+    return ("top-level", ds) if _states_voi(ds) else None
+
+
+def frame_problem(path: object, frames: int, frame: object) -> str | None:
+    """Why ``frame`` is not a frame of ``path``'s stack of ``frames`` (None: it is, or the file
+    is a single image, which is read as it is whatever ``frame`` says)."""
+    if frames <= 1:
+        return None
+    if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < frames:
+        return f"{path}: frame {frame!r} is not one of its {frames} frames (0 to {frames - 1})"
     return None
 
 
@@ -82,13 +134,14 @@ def choose_frame(loaded: Any, frame: int | str | None) -> Any:
         return loaded
     if frame is None:
         raise MultiFrameError(loaded.path, loaded.frames)
-    if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < loaded.frames:
-        raise InvalidInputError(
-            f"{loaded.path}: frame {frame!r} is not one of its {loaded.frames} frames "
-            f"(0 to {loaded.frames - 1})"
-        )
+    problem = frame_problem(loaded.path, loaded.frames, frame)
+    if problem:
+        raise InvalidInputError(problem)
     levels = [level[frame] for level in loaded.levels]
     metadata = {**loaded.metadata, "frame": frame}
+    windows = metadata.pop("frame_windows", None)  # a DICOM's per-frame windows: this one's
+    if windows and windows[frame]:
+        metadata["window_center"], metadata["window_width"] = windows[frame]
     return dataclasses.replace(
         loaded, data=levels[0], levels=levels, metadata=metadata, frames=1, frame_spacing_mm=None
     )

@@ -37,11 +37,11 @@ from napari_pathreview.io._core import (
     normalize_pixels,
     to_rgb_uint8,
 )
-from napari_pathreview.io.dicom_slide import is_dicom_wsi
+from napari_pathreview.io.dicom_slide import WSI_SOP_CLASS, is_dicom_wsi
 from napari_pathreview.io.frames import choose_frame
 from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.raster import load_raster, read_raster
-from napari_pathreview.io.slides import _is_histology_series, frame_count, load_slide, load_tiff
+from napari_pathreview.io.slides import load_slide, load_tiff, tiff_frames
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,10 @@ def load_image(
         path: An image or slide file (see ``IMAGE_SUFFIXES``), or a DICOM WSI folder.
         um_per_px: Level-0 pixel size (µm) for histology whose file does not state it;
             it replaces the file's value. Ignored for mammograms.
-        frame: For a stack of grey frames (tomosynthesis, a multi-frame TIFF): which frame
-            to read, counted from 0, or ``"all"`` for the whole stack (the viewer's
-            frames×H×W layer). A single-frame image is read as it is whatever ``frame`` says.
+        frame: For a stack of frames (tomosynthesis, a multi-frame TIFF or colour DICOM):
+            which frame to read, counted from 0, or ``"all"`` for the whole stack (the
+            viewer's frames×H×W or frames×H×W×3 layer). A single-frame image is read as it
+            is whatever ``frame`` says.
 
     Returns:
         The image with its modality, file facts (BreaKHis name, MIAS Info.txt beside it,
@@ -155,27 +156,20 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
 
 
 def count_frames(path: str | Path) -> int:
-    """How many frames the reader finds in a file (1 for anything but a grey stack), read from
-    the header: a DICOM's ``NumberOfFrames``, a grey TIFF's frame axes. Unreadable: 1."""
+    """How many frames the reader finds in a file (1 for anything but a stack), read from the
+    header: a DICOM's ``NumberOfFrames`` (a whole-slide instance's frames are its tiles: 1), a
+    TIFF's frame axes (:func:`.slides.tiff_frames`). Unreadable: 1 (the reader says why)."""
     path = Path(path)
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".tif", ".tiff"):
-            return _tiff_frames(path)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return tiff_frames(path)
         if path.is_file():
             import pydicom
 
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-            grey = str(getattr(ds, "PhotometricInterpretation", "")).upper().startswith("MONO")
-            return int(getattr(ds, "NumberOfFrames", 1) or 1) if grey else 1
+            if str(getattr(ds, "SOPClassUID", "")) == WSI_SOP_CLASS:
+                return 1
+            return int(getattr(ds, "NumberOfFrames", 1) or 1)
     except Exception:  # noqa: BLE001 - the reader reports an unreadable file itself
         return 1
     return 1
-
-
-def _tiff_frames(path: Path) -> int:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        return 1 if _is_histology_series(path, series) else frame_count(series)

@@ -71,8 +71,9 @@ def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
 
     The scale is physical where the file says so (µm for histology, mm for DICOM
     mammograms) and the layer's ``units`` name it, so napari's scale bar reads µm or mm.
-    A stack of frames is one 3-D layer, frames first (napari gives it a slider), its frame
-    axis in mm where the file states the spacing, else one step per frame.
+    A stack of frames is one 3-D layer, frames first (napari gives it a slider; colour frames
+    stay RGB), its frame axis physical where the file states the spacing, else one step per
+    frame.
     """
     kwargs: dict[str, Any] = {
         "name": name or loaded.name,
@@ -94,12 +95,20 @@ def image_layer(loaded: LoadedImage, name: str | None = None) -> LayerData:
 
 
 def _stack_frame(loaded: LoadedImage) -> dict[str, Any]:
-    """``scale`` (and ``units``) of a stack's 3-D layer: the frame axis, then the frames'."""
+    """``scale`` (and ``units``) of a stack's 3-D layer: the frame axis, then the frames'.
+
+    The frame step is in the frames' own unit (µm for histology, else mm), so the stack's
+    proportions are physical in all three axes."""
     spacing = loaded.frame_spacing_mm
-    frame = {"scale": (spacing or 1.0, *loaded.scale)}
+    in_um = loaded.scale_unit == "µm"
+    step = spacing * (1000.0 if in_um else 1.0) if spacing else 1.0
+    frame: dict[str, Any] = {"scale": (step, *loaded.scale)}
     units = loaded.layer_frame.get("units")
-    if units:
-        frame["units"] = ("mm" if spacing else "pixel", *units)
+    if units or spacing:
+        frame["units"] = (
+            ("um" if in_um else "mm") if spacing else "pixel",
+            *(units or ("pixel",) * 2),
+        )
     return frame
 
 

@@ -8,7 +8,6 @@ the layer scale, so measurements in napari are in millimetres.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,10 @@ from napari_pathreview.io._core import (
     MAMMOGRAM,
     LoadedImage,
     base_metadata,
+    stack_to_rgb_uint8,
     to_rgb_uint8,
 )
-from napari_pathreview.io.frames import frame_spacing_mm, pixel_measures
-
-logger = logging.getLogger(__name__)
+from napari_pathreview.io.frames import frame_spacing_mm, frame_voi, pixel_measures
 
 _TAGS = {  # metadata key → DICOM keyword
     "laterality": "ImageLaterality",
@@ -75,7 +73,7 @@ def _to_unsigned(pixels: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageReadError(
@@ -90,22 +88,13 @@ def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     grey = photometric in ("MONOCHROME1", "MONOCHROME2")
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1 and not grey:
-        logger.info("%s: %s colour frames; showing the first", path, frames)
-        raw = raw[0]
     facts: dict[str, Any] = {"original_dtype": str(raw.dtype)}
-    if not grey:
-        return raw, facts  # colour DICOM (e.g. a photographed slide)
-    if frames > 1:  # tomosynthesis, an enhanced object's frames: the whole stack, one window
+    if frames > 1:  # tomosynthesis, an enhanced object's or a colour series' frames: all
         facts["frames"] = frames
-    pixels = apply_modality_lut(raw, ds)
-    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
-    if has_voi:
-        pixels = apply_voi_lut(pixels, ds, index=0)
-        facts["voi_applied"] = True
-        if "WindowCenter" in ds and "VOILUTSequence" not in ds:
-            facts["window_center"] = _first_float(ds.WindowCenter)
-            facts["window_width"] = _first_float(ds.WindowWidth)
+    if not grey:
+        return raw, facts  # colour DICOM (e.g. a photographed slide, or a stack of them)
+    pixels, window_facts = _windowed(np.asarray(apply_modality_lut(raw, ds)), ds, frames)
+    facts.update(window_facts)
     bits = int(getattr(ds, "BitsStored", 16) or 16)
     pixels = _to_unsigned(np.asarray(pixels), bits)
     if photometric == "MONOCHROME1":
@@ -113,6 +102,70 @@ def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         pixels = (top - pixels.astype(np.int64)).clip(0, None).astype(pixels.dtype)
         facts["inverted_monochrome1"] = True
     return pixels, facts
+
+
+_VOI_KEYWORDS = ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence")
+_PIXEL_KEYWORDS = (
+    "PhotometricInterpretation",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "ModalityLUTSequence",
+)
+
+
+def _windowed(pixels: np.ndarray, ds: Any, frames: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """``pixels`` (after the modality LUT) through each frame's VOI (:func:`.frames.frame_voi`:
+    the frame's own, else the shared groups', else the top level's), with what was applied.
+
+    A stack whose frames all take one VOI is windowed in one call; otherwise frame by frame,
+    each into the same output range, so the frames stay comparable.
+    """
+    from pydicom.pixels import apply_voi_lut
+
+    found = [frame_voi(ds, k) for k in range(frames)]
+    if not any(found):
+        return pixels, {}
+    facts: dict[str, Any] = {"voi_applied": True}
+    windows = [_window_of(f[1]) if f else None for f in found]
+    if all(f is not None and f[1] is found[0][1] for f in found):  # one VOI for all
+        facts["window_from"] = found[0][0]
+        if windows[0]:
+            facts["window_center"], facts["window_width"] = windows[0]
+        return apply_voi_lut(pixels, _voi_view(ds, found[0][1]), index=0), facts
+    out = [
+        apply_voi_lut(frame, _voi_view(ds, f[1]), index=0) if f else frame
+        for frame, f in zip(pixels, found, strict=True)
+    ]
+    facts["window_from"] = "per-frame"  # only frames' own windows differ from frame to frame
+    facts["frame_windows"] = windows
+    return np.stack([o.astype(np.float64) for o in out]), facts
+
+
+def _voi_view(ds: Any, item: Any) -> Any:
+    """A dataset pydicom's ``apply_voi_lut`` can read: ``ds``'s pixel description (bit depth,
+    rescale: they set the output range) with ``item``'s VOI (a functional-group item)."""
+    if item is ds:
+        return ds
+    from pydicom.dataset import Dataset
+
+    view = Dataset()
+    for source, keywords in ((ds, _PIXEL_KEYWORDS), (item, _VOI_KEYWORDS)):
+        for keyword in keywords:
+            if keyword in source:
+                view.add(source[keyword])
+    if hasattr(ds, "file_meta"):
+        view.file_meta = ds.file_meta  # the byte order of an OW LUT
+    return view
+
+
+def _window_of(item: Any) -> list[float] | None:
+    """[centre, width] of the first window ``item`` states (None: none, or a VOI LUT, which
+    ``apply_voi_lut`` prefers over a window)."""
+    if "WindowCenter" not in item or item.get("VOILUTSequence"):
+        return None
+    return [_first_float(item.WindowCenter), _first_float(item.WindowWidth)]
 
 
 def _first_float(value: Any) -> float:
@@ -143,9 +196,10 @@ def _spacing(ds: Any) -> tuple[float, float] | None:
 def load_dicom(path: str | Path) -> LoadedImage:
     """Open a DICOM image as a display-ready mammogram (or histology, for colour DICOM).
 
-    A grey multi-frame object (tomosynthesis, ``NumberOfFrames`` > 1) opens whole: a
-    frames×H×W stack windowed as one, its frame spacing from ``SpacingBetweenSlices`` or
-    ``SliceThickness`` (:mod:`.frames`).
+    A multi-frame object (tomosynthesis, ``NumberOfFrames`` > 1) opens whole: a frames×H×W
+    grey stack, each frame through its own window where the file states one per frame
+    (:func:`.frames.frame_voi`), or a frames×H×W×3 colour stack; its frame spacing from
+    ``SpacingBetweenSlices`` or ``SliceThickness`` (:mod:`.frames`).
 
     Raises:
         ImageReadError: Not DICOM, no pixel data, or an encoding that cannot be decoded.
@@ -161,11 +215,10 @@ def load_dicom(path: str | Path) -> LoadedImage:
     pixels, facts = _dicom_pixels(ds, path)
     frames = int(facts.get("frames", 1))
     stacked = frames > 1
-    modality = (
-        HISTOLOGY if not stacked and pixels.ndim == 3 and pixels.shape[-1] in (3, 4) else MAMMOGRAM
-    )
+    colour = pixels.ndim == 3 + stacked and pixels.shape[-1] in (3, 4)
+    modality = HISTOLOGY if colour else MAMMOGRAM
     if modality == HISTOLOGY:
-        pixels = to_rgb_uint8(pixels)
+        pixels = stack_to_rgb_uint8(pixels) if stacked else to_rgb_uint8(pixels)
     elif pixels.ndim != 2 + stacked:
         raise ImageReadError(f"{path}: unsupported DICOM pixel array shape {pixels.shape}")
     metadata = base_metadata(path, modality)

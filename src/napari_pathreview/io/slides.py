@@ -25,9 +25,10 @@ from napari_pathreview.io._core import (
     finish_stack,
     modality_of,
 )
-from napari_pathreview.io.frames import FRAME_AXES
+from napari_pathreview.io.frames import FRAME_AXES, stack_sizes
 from napari_pathreview.io.slide_source import SlideSource
-from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series, tiff_um_per_px
+from napari_pathreview.io.tiff_physical import tiff_frame_step_um, tiff_um_per_px
+from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
 from napari_pathreview.io.wsi import open_slide
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
     virtual = len(levels) == 1 and max(levels[0].shape[-2:]) > VIRTUAL_LEVEL_EDGE
     if virtual:
         levels = _virtual_levels(levels[0], stacked)
+    scale, sizes = (1.0, 1.0), {}  # a single lazy film stays in pixels, as it always has
+    if stacked:
+        scale, sizes = stack_sizes(False, tiff_um_per_px(tif), tiff_frame_step_um(tif))
     metadata = base_metadata(path, MAMMOGRAM)
     metadata.update(
         {
@@ -129,10 +133,20 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
             "lazy": True,
             "virtual_levels": virtual,
             **({"frames": frames} if stacked else {}),
+            **sizes,
         }
     )
     # No close(): the zarr store reads tiles through the TiffFile's handle.
-    return LoadedImage(levels[0], levels, MAMMOGRAM, metadata, (1.0, 1.0), path, frames=frames)
+    return LoadedImage(
+        levels[0],
+        levels,
+        MAMMOGRAM,
+        metadata,
+        scale,
+        path,
+        frames=frames,
+        frame_spacing_mm=sizes.get("frame_spacing_mm"),
+    )
 
 
 def loaded_from_slide(source: SlideSource) -> LoadedImage:
@@ -233,7 +247,9 @@ def load_tiff(path: str | Path) -> LoadedImage:
 
     Colour pyramids become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``); small files
     are decoded whole; grayscale pyramids (mammograms, and colour ones whose R = G = B) stay
-    lazy with their bit depth.
+    lazy with their bit depth. A stack of pages (grey film frames, or colour frames) opens
+    whole, frames first, at the pixel size and frame step ImageJ or OME metadata state
+    (:mod:`.tiff_physical`).
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
@@ -257,10 +273,10 @@ def load_tiff(path: str | Path) -> LoadedImage:
             raise ImageReadError(f"{path}: the TIFF holds no image")
         series = tif.series[0]
         check_tiff_structure(path, tif)
+        if opens_as_slide(path, series):
+            tif.close()
+            return load_slide(path)
         if len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES:
-            if _is_histology_series(path, series):
-                tif.close()
-                return load_slide(path)
             return _open_lazy_gray(path, tif)
         array = series.asarray()
     except ImageReadError:
@@ -272,12 +288,30 @@ def load_tiff(path: str | Path) -> LoadedImage:
             f"{path}: cannot decode TIFF ({type(error).__name__}: {error})"
         ) from error
     mpp = tiff_um_per_px(tif)
+    step = tiff_frame_step_um(tif)
     axes = series.axes
     tif.close()
     stack = np.asarray(_to_yxs(array, axes, frames=True))
     extra: dict[str, Any] = {"axes": axes}
     if mpp:
         extra["um_per_px"] = mpp
-    if len(stack) > 1 and modality_of(stack[0].shape, path, stack[0]) == MAMMOGRAM:
-        return finish_stack(path, stack, extra)  # film frames; colour pages keep the first
+    if len(stack) > 1:  # film frames, or colour ones (a z-stack of a section): all of them
+        return finish_stack(path, stack, extra, step)
     return finish_loaded(path, stack[0], extra)
+
+
+def opens_as_slide(path: Path, series: Any) -> bool:
+    """Whether :func:`load_tiff` opens a TIFF series as a whole slide (lazy, one image): a
+    colour pyramid or a colour file over ``EAGER_MAX_BYTES``. Anything else is decoded
+    whole or read lazily as grey frames, every frame kept."""
+    large = len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES
+    return large and _is_histology_series(path, series)
+
+
+def tiff_frames(path: Path) -> int:
+    """How many frames :func:`load_tiff` finds in a TIFF, from its header (1 for a slide)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tiff_series(tif)[0]
+        return 1 if opens_as_slide(path, series) else frame_count(series)

@@ -18,40 +18,13 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io.slide_source import BACKGROUND, SlideSource, check_level_shapes
+from napari_pathreview.io.tiff_physical import tiff_um_per_px
 from napari_pathreview.io.tiff_tiles import TileCache, TileReader, direct_readable
 
 logger = logging.getLogger(__name__)
 
-_MPP = re.compile(r"MPP\s*=\s*([0-9.]+)")
 _APP_MAG = re.compile(r"AppMag\s*=\s*([0-9.]+)")
-_UNIT_MICRONS = {2: 25_400.0, 3: 10_000.0}  # TIFF ResolutionUnit inch, centimetre → µm
 ASSOCIATED_KINDS = ("label", "macro", "thumbnail")
-
-
-def tiff_um_per_px(tif: Any) -> float | None:
-    """Pixel size in µm: Aperio ``MPP = …``, OME ``PhysicalSizeX``, else the resolution tags.
-
-    Resolution tags count only with an inch or centimetre unit, as OpenSlide reads them.
-    """
-    page = tif.pages[0]
-    match = _MPP.search(page.description or "")
-    if match:
-        return float(match.group(1))
-    if tif.is_ome:
-        found = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
-        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata or "")
-        if found and (unit is None or unit.group(1) in ("µm", "um")):
-            return float(found.group(1))
-    try:
-        resolution = page.tags["XResolution"].value
-        unit = int(page.tags["ResolutionUnit"].value)
-    except KeyError:
-        return None
-    per_unit = resolution[0] / resolution[1] if isinstance(resolution, tuple) else resolution
-    microns = _UNIT_MICRONS.get(unit)
-    if not per_unit or microns is None:
-        return None
-    return microns / float(per_unit)
 
 
 def _objective_power(tif: Any) -> float | None:

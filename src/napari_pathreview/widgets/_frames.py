@@ -1,4 +1,5 @@
-"""The Analyze dock and a stack of frames (tomosynthesis, a multi-frame film TIFF).
+"""The Analyze dock and a stack of frames (tomosynthesis, a multi-frame film TIFF, a colour
+z-stack).
 
 The models are 2-D and a stack opens as one 3-D layer, so the dock refuses it rather than
 classifying a frame the user did not pick; the message names the frame on screen and the two
@@ -21,16 +22,14 @@ def frame_on_screen(viewer: Any, layer: Any) -> int:
 
 
 def refuse_stack(viewer: Any, layer: Any, model: str | None = None) -> None:
-    """Refuse a grey image layer that holds a stack of frames, saying how to pick one
-    (with ``model``, the chosen model, in the command it suggests).
+    """Refuse an image layer that holds a stack of frames, saying how to pick one (with
+    ``model``, the chosen model, in the command it suggests).
 
     Raises:
-        InvalidInputError: ``layer`` is frames×H×W.
+        InvalidInputError: ``layer`` is frames×H×W, or frames×H×W×3 RGB.
     """
-    if getattr(layer, "rgb", False):
-        return
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    if len(data.shape) != 3:
+    if len(data.shape) != 3 + bool(getattr(layer, "rgb", False)):
         return
     frames = int(data.shape[0])
     shown = frame_on_screen(viewer, layer)
