@@ -43,6 +43,16 @@ def test_every_cli_choice_list_is_the_shared_one() -> None:
     assert checked >= 4  # predict/explain/evaluate-cam --device, --stain, demo --device, ...
 
 
+def test_the_slide_flags_default_to_the_slide_settings_own() -> None:
+    """``predict-slides`` and the Analyze dock start from one set of tiling defaults."""
+    from napari_pathreview.cli import build_parser
+    from napari_pathreview.inference.slide_cli import settings_from_args
+    from napari_pathreview.inference.slide_grid import SlideSettings
+
+    args = build_parser().parse_args(["predict-slides", "s.tif", "--model", "m", "--out", "o"])
+    assert settings_from_args(args) == SlideSettings()
+
+
 def test_stain_fit_offers_every_stain_method() -> None:
     from napari_pathreview.cli import build_parser
 

@@ -77,9 +77,7 @@ def analyse_slide(
     from napari_pathreview.io import load_image
 
     image = load_image(path)
-    request = AnalysisRequest(
-        model_ref=model_ref, device=device, cam_method=cam_method, slide_mode="matched"
-    )
+    request = AnalysisRequest(model_ref=model_ref, device=device, cam_method=cam_method)
     for item in analyse(request, image.levels, modality=image.modality, um_per_px=image.um_per_px):
         if isinstance(item, AnalysisResult):
             return item

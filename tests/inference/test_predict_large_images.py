@@ -20,6 +20,7 @@ from slide_fixtures import register_tiny
 
 from napari_pathreview.inference.analysis import AnalysisRequest, AnalysisResult, analyse
 from napari_pathreview.inference.large_images import TILE_ABOVE_PIXELS
+from napari_pathreview.inference.slide_grid import SlideSettings
 from napari_pathreview.io import load_image
 
 CLI = [sys.executable, "-m", "napari_pathreview.cli"]
@@ -47,7 +48,9 @@ def mosaic(tmp_path: Path, sample_data: Path) -> Path:
 
 
 def _dock(model: str, image: Path, mode: str, um_per_px: float | None, cam: str | None) -> Any:
-    request = AnalysisRequest(model_ref=model, device="cpu", cam_method=cam, slide_mode=mode)
+    request = AnalysisRequest(
+        model_ref=model, device="cpu", cam_method=cam, slide=SlideSettings(mode=mode)
+    )
     levels = load_image(image).levels
     steps = analyse(request, levels[0], "histology", um_per_px=um_per_px)
     return next(item for item in steps if isinstance(item, AnalysisResult))

@@ -89,11 +89,8 @@ def test_each_interval_counts_the_resamples_it_rests_on():
     """Twenty patients, one malignant: a resample leaves that patient out about e^-1 of the
     time, and then has no AUC, sensitivity, PR-AUC or (nothing called malignant either)
     precision; accuracy is defined on every resample."""
-    from napari_pathreview.training.statistics import (
-        Resampling,
-        bootstrap_report,
-        thin_intervals,
-    )
+    from napari_pathreview.training.ci_counts import thin_intervals
+    from napari_pathreview.training.statistics import Resampling, bootstrap_report
 
     patients = np.repeat(np.arange(20), 5)
     y = (patients == 0).astype(int)
@@ -108,11 +105,8 @@ def test_each_interval_counts_the_resamples_it_rests_on():
 
 def test_an_interval_missing_only_a_few_resamples_is_not_marked():
     """Five malignant patients of twenty: fewer than 1 % of the resamples draw none of them."""
-    from napari_pathreview.training.statistics import (
-        Resampling,
-        bootstrap_report,
-        thin_intervals,
-    )
+    from napari_pathreview.training.ci_counts import thin_intervals
+    from napari_pathreview.training.statistics import Resampling, bootstrap_report
 
     patients = np.repeat(np.arange(20), 5)
     y = (patients < 5).astype(int)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from napari_pathreview.widgets._panel import decision_text, metric_lines, uncertainty_flags
@@ -36,6 +37,39 @@ def test_metrics_carry_their_n_and_interval() -> None:
     assert lines[0] == "test AUC 1.000 (95 % CI 0.62–1.00, n = 5)"
     assert lines[-1].startswith("small test set (5 images)")
     assert metric_lines({}) == ["no test metrics on the model card"]
+
+
+def _card_metrics(malignant_patients: int) -> dict:
+    """A card's test block as training writes it: figures and their patient bootstrap, 20
+    patients of 5 images each, the first ``malignant_patients`` of them malignant."""
+    from napari_pathreview.training.metrics import compute_metrics
+    from napari_pathreview.training.statistics import bootstrap_report
+
+    patients = np.repeat(np.arange(20), 5)
+    y = (patients < malignant_patients).astype(int)
+    p = np.where(y == 1, 0.8, 0.3)
+    probs = np.stack([1 - p, p], 1)
+    report = bootstrap_report(y, probs, 0.5, 200, 0, patients)
+    return {"test": {**compute_metrics(y, probs, 0.5), **report, "n": int(y.size)}}
+
+
+def test_an_interval_resting_on_few_resamples_says_on_how_many() -> None:
+    """One malignant patient: about a third of the resamples draw no malignant image and
+    define no AUC, so its interval rests on the others, and the panel says so."""
+    test = _card_metrics(malignant_patients=1)["test"]
+    used, drawn = test["ci_n_resamples"]["roc_auc"], test["ci_n_drawn"]
+    assert 0 < used < 0.9 * drawn
+    lines = metric_lines({"test": test})
+    (auc,) = [line for line in lines if line.startswith("test AUC")]
+    assert f" on {used} of {drawn} resamples, n = 100)" in auc
+    (accuracy,) = [line for line in lines if line.startswith("test balanced accuracy")]
+    assert "resamples" not in accuracy  # defined on every resample
+    assert any(line.startswith("an interval on under 90% of the resamples") for line in lines)
+
+
+def test_an_interval_on_nearly_every_resample_carries_no_count() -> None:
+    lines = metric_lines(_card_metrics(malignant_patients=5))
+    assert not any("resamples" in line for line in lines)
 
 
 def test_agreement_is_null_without_a_prediction_and_contradictions_are_refused() -> None:

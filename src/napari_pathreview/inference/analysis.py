@@ -24,6 +24,7 @@ from napari_pathreview.errors import (  # noqa: F401  (DeviceUnavailableError: r
 )
 from napari_pathreview.inference.device import resolve_device
 from napari_pathreview.inference.large_images import needs_tiling
+from napari_pathreview.inference.slide_grid import SlideSettings
 from napari_pathreview.inference.two_film import check_two_film_model, decide_pair
 
 
@@ -48,9 +49,11 @@ class AnalysisRequest:
         cam_method: CAM method name, or None for no CAM.
         target_class: class to explain, or None for the predicted one.
         tiled: force tiling on/off; None decides from the image size.
-        slide_mode: how large images are tiled: "matched" (at the model card's µm/px; the
-            image needs a physical scale) or "preview" (a coarse level, fast, not the
-            resolution the model learned).
+        slide: how large images are tiled, the settings ``pathreview predict-slides`` builds
+            from its flags: the mode ("matched" at the model card's µm/px, the image needing
+            a physical scale, or "preview": a coarse level, fast, not the resolution the model
+            learned), the model's µm/px for a card without one, the least tissue fraction of
+            a tile and whether glass tiles are classified too.
     """
 
     model_ref: str
@@ -61,7 +64,11 @@ class AnalysisRequest:
     cam_method: str | None = "gradcam"
     target_class: str | None = None
     tiled: bool | None = None
-    slide_mode: str = "matched"
+    slide: SlideSettings = field(default_factory=SlideSettings)
+
+    @property
+    def slide_mode(self) -> str:
+        return self.slide.mode
 
     def settings(self) -> dict[str, Any]:
         """The settings recorded with a prediction in the review store."""
@@ -74,13 +81,27 @@ class AnalysisRequest:
             "target_class": self.target_class,
             "tiled": self.tiled,
             "slide_mode": self.slide_mode,
+            "slide_settings": chosen_slide_settings(self.slide),
         }
+
+
+def chosen_slide_settings(settings: SlideSettings) -> dict[str, Any] | None:
+    """The result-changing slide settings besides the mode that differ from the defaults;
+    None when all are the defaults, so a prediction recorded before they could be chosen
+    still matches one made with them (``prediction_settings``)."""
+    default = SlideSettings(mode=settings.mode).cache_fields()
+    chosen = {
+        key: value
+        for key, value in settings.cache_fields().items()
+        if key != "mode" and value != default[key]
+    }
+    return chosen or None
 
 
 #: The recorded settings that change a prediction's probabilities (and so its decision): the
 #: views averaged (TTA), the stain normalisation (method, or a user target's fitted state) and
 #: how a large image is tiled. Device, QC (it only flags), CAM method and target class do not.
-PREDICTION_SETTINGS = ("tta", "stain", "tiled", "slide_mode")
+PREDICTION_SETTINGS = ("tta", "stain", "tiled", "slide_mode", "slide_settings")
 
 
 def prediction_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -385,11 +406,10 @@ def _tiled_steps(
     from napari_pathreview.inference.large_images import iter_classify_tiles, iter_explain_tiles
     from napari_pathreview.inference.layer_slide import LevelsSlide
     from napari_pathreview.inference.mil_maps import MAP_KINDS
-    from napari_pathreview.inference.slide_grid import SlideSettings
     from napari_pathreview.io import LoadedImage
     from napari_pathreview.modality import HISTOLOGY
 
-    settings = SlideSettings(mode=request.slide_mode)
+    settings = request.slide
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
     whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)

@@ -20,9 +20,12 @@ from napari_pathreview.inference.cli_options import (
     warn_tta_mismatch,
 )
 from napari_pathreview.inference.device import DEVICES
-from napari_pathreview.inference.slide_grid import MODES
+from napari_pathreview.inference.slide_grid import MODES, SlideSettings
 
 logger = logging.getLogger(__name__)
+
+DEFAULTS = SlideSettings()
+"""The flags' defaults are the settings' own (the Analyze dock shows the same ones)."""
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +78,7 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overlap",
         type=float,
-        default=0.0,
+        default=DEFAULTS.overlap,
         help="tile overlap in [0, 0.9] (default: %(default)s)",
         **typed,
     )
@@ -89,7 +92,7 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-workers",
         type=int,
-        default=4,
+        default=DEFAULTS.read_workers,
         help="tile reader threads (default: %(default)s)",
         **typed,
     )
@@ -106,7 +109,7 @@ def add_scale_options(parser: argparse.ArgumentParser, what: str = "slide") -> N
     parser.add_argument(
         "--mode",
         choices=MODES,
-        default="matched",
+        default=DEFAULTS.mode,
         help="matched: tile at the model's µm/px (default); preview: a coarse level, fast, "
         "not the resolution the model learned",
     )
@@ -133,7 +136,7 @@ def add_scale_options(parser: argparse.ArgumentParser, what: str = "slide") -> N
     parser.add_argument(
         "--min-tissue",
         type=float,
-        default=0.25,
+        default=DEFAULTS.min_tissue,
         help="least tissue fraction of a tile (default: %(default)s)",
         **typed,
     )

@@ -174,8 +174,9 @@ def model_um_per_px(card: Any, settings: SlideSettings) -> float:
         raise SlideScaleError(
             f"model {card.name}@{card.version} has no training resolution: its card's "
             "preprocess.pixel_size (µm per network-input pixel) is not set. Re-register it "
-            "with the resolution (BreaKHis 40X = 0.492 µm/px), pass --model-um-per-px, or use "
-            "the explicitly coarse --mode preview."
+            "with the resolution (BreaKHis 40X = 0.492 µm/px), give it (CLI: --model-um-per-px; "
+            "Analyze: Advanced slide settings ▸ 'model µm/px'), or use the explicitly coarse "
+            "preview mode (--mode preview)."
         )
     return float(value)
 

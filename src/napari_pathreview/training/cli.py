@@ -144,8 +144,8 @@ def fold_summary_line(summary: dict, names=("balanced_accuracy", "f1_macro", "ro
 
 def _print_table(test: dict, names: tuple[str, ...]) -> None:
     """Pooled test figures with their bootstrap CIs, one metric per line; an interval resting
-    on few of the resamples (``statistics.thin_intervals``) is marked, with a footnote."""
-    from napari_pathreview.training.statistics import USABLE_SHARE, thin_intervals
+    on few of the resamples (``ci_counts.thin_intervals``) is marked, with a footnote."""
+    from napari_pathreview.training.ci_counts import USABLE_SHARE, thin_intervals
 
     unit = test.get("ci_resampled")
     thin = set(thin_intervals(test)) & set(names)

@@ -20,10 +20,6 @@ from scipy import stats
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.training.metrics import SCALAR_METRICS, compute_metrics
 
-# an interval resting on fewer of the drawn resamples than this share is marked as such: it
-# is conditional on the resamples that held what the metric needs (``thin_intervals``)
-USABLE_SHARE = 0.9
-
 
 @dataclass(frozen=True)
 class Resampling:
@@ -77,7 +73,8 @@ def bootstrap_report(
     ``ci_resampled`` (``resampled_unit``), ``ci_n_drawn`` and ``ci_n_resamples``, per metric
     the resamples its interval rests on. AUC needs both classes in a resample, sensitivity a
     positive image: with one or two minority patients up to a third of the resamples lack
-    them, and the interval is conditional on the resamples that drew them."""
+    them, and the interval is conditional on the resamples that drew them (an interval on
+    few of them is marked: ``ci_counts.thin_intervals``)."""
     point, samples = _resampled_metrics(y_true, probs, threshold, resampling)
     return {
         "ci95": {name: list(centred_interval(samples[name], point[name])) for name in samples},
@@ -85,15 +82,6 @@ def bootstrap_report(
         "ci_n_drawn": int(resampling.n_resamples) if len(y_true) else 0,
         "ci_n_resamples": {name: len(values) for name, values in samples.items()},
     }
-
-
-def thin_intervals(figures: Mapping) -> list[str]:
-    """The metrics of a ``bootstrap_report`` whose interval rests on fewer than
-    ``USABLE_SHARE`` of the drawn resamples (but some): a binary metric loses at most about
-    37 % of them (a single minority patient is left out of e^-1 of the resamples), two
-    minority patients about 14 %; an entry written before the counts existed has none."""
-    drawn, used = figures.get("ci_n_drawn") or 0, figures.get("ci_n_resamples") or {}
-    return [name for name, n in used.items() if 0 < n < USABLE_SHARE * drawn]
 
 
 def _resampled_metrics(

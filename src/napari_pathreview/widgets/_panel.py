@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from napari_pathreview.registry.card import tta_mismatch
+from napari_pathreview.training.ci_counts import USABLE_SHARE, thin_intervals
 
 #: A binary probability this close to the threshold is called borderline.
 BORDERLINE_MARGIN = 0.05
@@ -94,13 +95,16 @@ def _test_block(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def metric_lines(metrics: Mapping[str, Any], limit: int = 3) -> list[str]:
-    """'test AUC 0.912 (95 % CI 0.85–0.96, n = 40)' for the card's headline test metrics."""
+    """'test AUC 0.912 (95 % CI 0.85–0.96, n = 40)' for the card's headline test metrics; an
+    interval resting on few of the bootstrap resamples says on how many, as ``pathreview
+    train`` marks it (``ci_counts.thin_intervals``)."""
     test = _test_block(metrics or {})
     if not test:
         return ["no test metrics on the model card"]
     n = test.get("n") or (metrics or {}).get("n_images")
     ci = test.get("ci95") if isinstance(test.get("ci95"), Mapping) else {}
-    lines = []
+    thin = set(thin_intervals(test))
+    lines, marked = [], False
     for key, name in _METRIC_NAMES.items():
         value = test.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -108,6 +112,9 @@ def metric_lines(metrics: Mapping[str, Any], limit: int = 3) -> list[str]:
         interval = ci.get(key)
         if isinstance(interval, Sequence) and len(interval) == 2 and None not in interval:
             ci_text = f"95 % CI {float(interval[0]):.2f}–{float(interval[1]):.2f}"
+            if key in thin:
+                ci_text += f" on {test['ci_n_resamples'][key]} of {test['ci_n_drawn']} resamples"
+                marked = True
         else:
             ci_text = "no CI on the card"
         n_text = f"n = {int(n)}" if isinstance(n, (int, float)) else "n unknown"
@@ -116,6 +123,11 @@ def metric_lines(metrics: Mapping[str, Any], limit: int = 3) -> list[str]:
             break
     if not lines:
         return ["no test metrics on the model card"]
+    if marked:
+        lines.append(
+            f"an interval on under {USABLE_SHARE:.0%} of the resamples: the others lacked a "
+            "class the metric needs"
+        )
     if isinstance(n, (int, float)) and n < SMALL_TEST_SET:
         lines.append(f"small test set ({int(n)} images): treat these figures as rough")
     return lines

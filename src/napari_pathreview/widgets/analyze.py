@@ -61,6 +61,7 @@ from napari_pathreview.widgets._notify import notify_exception, show_info, show_
 from napari_pathreview.widgets._result_view import ResultView
 from napari_pathreview.widgets._review_state import own_roi_name
 from napari_pathreview.widgets._roi_scores import NO_ROI, ScoresAgainstRoi
+from napari_pathreview.widgets._slide_box import SlideSettingsBox
 from napari_pathreview.widgets._stain_box import StainBox
 from napari_pathreview.widgets._two_film_box import TwoFilmBox
 
@@ -98,7 +99,8 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         self._build_form()
         self._build_results()
         layout = QVBoxLayout(self)
-        for box in (self.form.native, self.two_film, self.pixel_size.native, self.stain_box):
+        boxes = (self.form.native, self.two_film, self.pixel_size.native, self.slide_box)
+        for box in (*boxes, self.stain_box):
             layout.addWidget(box)
         layout.addWidget(self.overlay_box.native)
         layout.addLayout(self._buttons)
@@ -150,6 +152,7 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         )
         self.opacity = FloatSlider(label="CAM opacity", min=0.0, max=1.0, step=0.05, value=0.7)
         self.overlay_box = Container(widgets=[self.opacity])
+        self.slide_box = SlideSettingsBox()  # predict-slides' scale and tissue flags
         self.stain_box = StainBox(self.viewer, self._image_names)
         self.stain_box.current_image = lambda: self.image_combo.value
         self.two_film = TwoFilmBox(self.viewer, self._image_names)
@@ -260,9 +263,11 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         if tuple(self.cam_method.choices) != tuple(self._cam_choices()):
             self.cam_method.reset_choices()
         self.stain_box.set_card(card)
+        self.slide_box.set_card(card)
         self.two_film.set_context(card, self.image_layer)
-        # stain normalisation is an H&E matter: the panel only takes room for histology
-        self.stain_box.setVisible(card is None or card.modality != "mammogram")
+        # stain normalisation and slide tiling are H&E matters: they take room for histology
+        for box in (self.stain_box, self.slide_box):
+            box.setVisible(card is None or card.modality != "mammogram")
         if card is None:
             self.model_info.value = f"{self._no_model()} — run `pathreview demo` or train one"
             return
@@ -304,7 +309,8 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
 
     # -------------------------------------------------------------------- run
     def request(self) -> AnalysisRequest:
-        """The settings the form holds now (stain availability is checked from the card)."""
+        """The settings the form holds now (stain availability is checked from the card); a
+        bad advanced slide setting is refused here, by its field's name, before any run."""
         if not self.model_combo.value:
             raise InvalidInputError(
                 f"{self._no_model()}; run `pathreview demo` to train the demo models, or "
@@ -319,7 +325,7 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
             tta=str(self.tta.value),
             cam_method=None if self.cam_method.value == "none" else str(self.cam_method.value),
             target_class=None if target in (None, PREDICTED) else str(target),
-            slide_mode=str(self.slide_mode.value),
+            slide=self.slide_box.settings(str(self.slide_mode.value)),
         )
 
     def run(self, *_: Any) -> Any:
