@@ -43,13 +43,13 @@ def _card_metrics(malignant_patients: int) -> dict:
     """A card's test block as training writes it: figures and their patient bootstrap, 20
     patients of 5 images each, the first ``malignant_patients`` of them malignant."""
     from napari_pathreview.training.metrics import compute_metrics
-    from napari_pathreview.training.statistics import bootstrap_report
+    from napari_pathreview.training.statistics import Resampling, bootstrap_report
 
     patients = np.repeat(np.arange(20), 5)
     y = (patients < malignant_patients).astype(int)
     p = np.where(y == 1, 0.8, 0.3)
     probs = np.stack([1 - p, p], 1)
-    report = bootstrap_report(y, probs, 0.5, 200, 0, patients)
+    report = bootstrap_report(y, probs, 0.5, Resampling(200, 0, patients))
     return {"test": {**compute_metrics(y, probs, 0.5), **report, "n": int(y.size)}}
 
 
