@@ -17,6 +17,9 @@ import pytest
 # used to segfault). The widgets guard the same way at Run.
 import timm  # noqa: F401, E402
 
+# The PostgreSQL server fixtures, for the review store's tests and the Review dock's alike
+from postgres_server import pg_server, pg_url  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO_ROOT / "sample_data"
 SHARED_DATA = Path(os.environ.get("PATHREVIEW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -6,6 +6,9 @@ Modes:
                                                (idempotent), a prediction and N reviews of it
     forever URL SHA                            add prediction+review pairs, printing the count after
                                                each commit, until killed
+    rewrite PATH BURSTS                        BURSTS times: 10 times rewrite every review's
+                                               notes to "pass N" in one transaction, checkpointed
+                                               into the file, then pause 0.3 s; print the last N
     lock-sqlite PATH                           hold an EXCLUSIVE lock until a line arrives on stdin
     lock-postgres URL                          hold ACCESS EXCLUSIVE on ``reviews`` likewise
 """
@@ -63,6 +66,24 @@ def _forever(url: str, sha: str) -> None:
         print(written, flush=True)
 
 
+def _rewrite(path: str, bursts: str) -> None:
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    rewritten = 0
+    for _ in range(int(bursts)):
+        for _ in range(10):
+            rewritten += 1
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE reviews SET notes = ?", (f"pass {rewritten}",))
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the pages go into the file itself
+        time.sleep(0.3)
+    conn.close()
+    print(rewritten, flush=True)
+
+
 def _lock_sqlite(path: str) -> None:
     import sqlite3
 
@@ -75,9 +96,12 @@ def _lock_sqlite(path: str) -> None:
 
 
 def _lock_postgres(url: str) -> None:
-    from conftest import _admin
+    from pathlib import Path
 
-    with _admin(url) as conn, conn.transaction():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, as under pytest
+    from postgres_server import admin
+
+    with admin(url) as conn, conn.transaction():
         conn.execute("LOCK TABLE reviews IN ACCESS EXCLUSIVE MODE")
         print("locked", flush=True)
         sys.stdin.readline()
@@ -88,6 +112,7 @@ if __name__ == "__main__":
     {
         "reviews": _reviews,
         "forever": _forever,
+        "rewrite": _rewrite,
         "lock-sqlite": _lock_sqlite,
         "lock-postgres": _lock_postgres,
     }[mode](*arguments)

@@ -164,3 +164,42 @@ def test_another_programs_database_on_a_read_only_share_is_refused_as_such(
     _on_a_read_only_share(other, read_only)
     with pytest.raises(ReviewStoreError, match="places.sqlite is an SQLite database of another"):
         ReviewStore(other, create=False)
+
+
+@pytest.mark.timeout(120)
+def test_a_reader_on_a_read_only_view_never_gets_rows_torn_by_a_writer_it_cannot_see(
+    tmp_path: Path, read_only: Callable[[Path], None], make_image: Callable[[], Path]
+) -> None:
+    """The keeper writes the file through a path of their own while a reader reads it through
+    a folder the reader cannot write (a share mounted read-only for the reader): no ``-wal`` is
+    beside the reader's path, so the file is read ``immutable``, without locks. A rewrite
+    checkpointed into the file mid-read must not reach the reader half old, half new."""
+    import os
+    import subprocess
+    import sys
+
+    keeper = tmp_path / "keeper" / "reviews.sqlite"
+    with ReviewStore(keeper) as store:
+        sha = store.add_image(make_image(), "histology")
+        for _ in range(200):
+            store.add_review(sha, "dr_a", "benign", None, notes="pass 0")
+    view = tmp_path / "share" / "reviews.sqlite"
+    view.parent.mkdir()
+    os.link(keeper, view)  # the same file, seen from the reader's side
+    read_only(view.parent)
+    writer = Path(__file__).with_name("_writer.py")
+    rewrite = subprocess.Popen(
+        [sys.executable, str(writer), "rewrite", str(keeper), "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[set[str]] = []
+    with ReviewStore(view, create=False) as reader:
+        while rewrite.poll() is None:
+            seen.append({r.notes for r in reader.reviews()})
+        out, err = rewrite.communicate(timeout=30)
+        assert rewrite.returncode == 0, err
+        assert {r.notes for r in reader.reviews()} == {f"pass {int(out)}"}
+    torn = [notes for notes in seen if len(notes) != 1]
+    assert not torn, f"{len(torn)} of {len(seen)} reads mixed two versions: {torn[0]}"

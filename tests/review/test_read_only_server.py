@@ -9,47 +9,41 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from napari_pathreview.errors import ReviewStoreError
-from napari_pathreview.review import ReviewStore
+from napari_pathreview.review import LATEST_VERSION, ReviewStore, migrations
+from napari_pathreview.review.engine import open_engines
+from postgres_server import admin
 
 pytestmark = pytest.mark.postgres
 
 # How a team makes its review database read-only for a user, as PostgreSQL reports it:
 READ_ONLY_ROLE = "ALTER ROLE {role} SET default_transaction_read_only = on"  # 25006, as a standby
 SELECT_ONLY_ROLE = "SELECT 1"  # only the SELECT granted below: 42501, permission denied
-
-
-def _admin(url: str):  # -> psycopg.Connection
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    return psycopg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        dbname=parsed.database,
-        autocommit=True,
-        options=parsed.query.get("options", ""),
-    )
+# A reviewer's role: may add and change rows, but does not own the tables (42501 on ALTER TABLE)
+WRITER_ROLE = "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+OLD_VERSION = 1  # the first release's schema: every later step must be applied
 
 
 @pytest.fixture
 def reader_url(pg_url: str) -> Iterator[Callable[[str], str]]:
-    """``make(setup)``: the URL of ``pg_url``'s review database as a new role that may read
-    its tables, after ``setup`` (SQL, ``{role}`` filled in) restricted it further."""
+    """``make(setup, version)``: the URL of ``pg_url``'s review database (at schema
+    ``version``, the latest by default) as a new role that may read its tables, after ``setup``
+    (SQL, ``{role}`` and ``{schema}`` filled in) restricted or extended that."""
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
     roles: list[str] = []
 
-    def make(setup: str) -> str:
-        ReviewStore(pg_url).close()  # the tables, at the latest version
+    def make(setup: str, version: int = LATEST_VERSION) -> str:
+        engines = open_engines(pg_url, busy_timeout_s=5.0)  # the tables, at ``version``
+        migrations.upgrade(engines.read, engines.write, target=version)
+        engines.read.dispose()
         role = f"reader_{uuid.uuid4().hex[:12]}"
         roles.append(role)
         name = sql.Identifier(role)
-        with _admin(pg_url) as conn:
+        with admin(pg_url) as conn:
             schema = conn.execute("SELECT current_schema()").fetchone()[0]
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
             conn.execute(
@@ -60,11 +54,11 @@ def reader_url(pg_url: str) -> Iterator[Callable[[str], str]]:
                     sql.Identifier(schema), name
                 )
             )
-            conn.execute(sql.SQL(setup).format(role=name))
+            conn.execute(sql.SQL(setup).format(role=name, schema=sql.Identifier(schema)))
         return make_url(pg_url).set(username=role).render_as_string(hide_password=False)
 
     yield make
-    with _admin(pg_url) as conn:
+    with admin(pg_url) as conn:
         for role in roles:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
@@ -111,3 +105,35 @@ def test_saving_as_a_role_without_write_privileges_names_the_database_and_what_t
     message = str(raised.value)
     assert f"the review database {where} cannot be written (your database role" in message
     assert "a role that may write" in message and "Nothing was written" in message
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [READ_ONLY_ROLE, SELECT_ONLY_ROLE, WRITER_ROLE],
+    ids=["read-only", "select", "writer"],
+)
+def test_an_older_postgres_database_opened_by_a_role_that_cannot_upgrade_says_who_must(
+    pg_url: str, reader_url: Callable[[str, int], str], setup: str
+) -> None:
+    url = reader_url(setup, OLD_VERSION)
+    with pytest.raises(ReviewStoreError) as raised:
+        ReviewStore(url, create=False)
+    message = str(raised.value)
+    where = make_url(url).render_as_string(hide_password=True)
+    assert f"The review database {where} is at schema version {OLD_VERSION};" in message
+    assert f"needs schema version {LATEST_VERSION}" in message
+    assert "cannot upgrade it" in message and "Nothing was changed" in message
+    assert "the role that owns its tables (postgres)" in message
+    assert "open it once with this release" in message
+    with ReviewStore(pg_url) as owner:  # nothing was half-applied: the owner's upgrade runs
+        assert owner.schema_version == LATEST_VERSION
+
+
+def test_an_older_postgres_database_opens_for_a_read_only_role_once_its_owner_upgraded_it(
+    pg_url: str, reader_url: Callable[[str, int], str]
+) -> None:
+    url = reader_url(SELECT_ONLY_ROLE, OLD_VERSION)
+    ReviewStore(pg_url).close()  # the owner opens it once with this release
+    with ReviewStore(url, create=False) as store:
+        assert store.schema_version == LATEST_VERSION
+        assert store.reviews() == []

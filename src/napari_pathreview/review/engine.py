@@ -16,14 +16,9 @@ is cut off by the store's :class:`~.deadline.AnswerDeadline` (``PG_ANSWER_TIMEOU
 
 An SQLite file the user cannot write (a team's database on a read-only share) is opened
 read-only, so it can still be listed, counted and exported, and every write is refused up front
-naming the file. SQLite reads a WAL database through its ``-shm`` file, which it must create
-beside the database when none is there, so a read-only folder would stop even reading; there the
-file is opened ``immutable`` (no ``-shm``, no locks), which is safe only while nobody changes the
-file. The rule (:func:`read_only_uri`), checked afresh for every connection (read-only engines
-keep none open between operations): ``immutable`` only when the folder cannot be written *and*
-no ``-wal`` or ``-journal`` file is beside the database, i.e. no writer has it open and no
-crash left work unfinished; otherwise plain ``mode=ro``, which reads a writer's ``-wal`` through
-its existing ``-shm`` and so sees everything committed.
+naming the file. How it is read without writing anything beside it, and without tearing under a
+writer it cannot lock out, is :mod:`~.shared_sqlite`'s (read-only engines keep no connection
+between operations, so each read chooses afresh).
 """
 
 from __future__ import annotations
@@ -47,6 +42,7 @@ from napari_pathreview.errors import ReviewStoreError
 from napari_pathreview.home import pathreview_home
 from napari_pathreview.review.deadline import AnswerDeadline
 from napari_pathreview.review.schema import schema_version
+from napari_pathreview.review.shared_sqlite import connect_uri, read_steadily
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,8 +54,6 @@ _SQLITE_LOCK_WORDS = ("database is locked", "database is busy", "database table 
 # SQLite's words for a file it could only open read-only, and for one it could not open at all
 _SQLITE_READ_ONLY_WORDS = ("attempt to write a readonly database",)
 _SQLITE_CANNOT_OPEN_WORDS = ("unable to open database file",)
-# Files beside an SQLite database while a writer has it open (WAL) or a crash left work in it
-_SQLITE_WORK_SUFFIXES = ("-wal", "-journal")
 # PostgreSQL: a read-only transaction (a hot standby, default_transaction_read_only), and a
 # role without the privilege to write
 _PG_READ_ONLY_STATE = "25006"
@@ -79,6 +73,13 @@ class Engines:
     url: URL
     deadline: AnswerDeadline | None = None  # PostgreSQL: how long a server may stay silent
     unwritable: str | None = None  # SQLite opened read-only: why it cannot be written
+
+    def steady(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, one whole read; of an SQLite file opened read-only, never torn by a
+        writer it cannot lock out (:func:`~.shared_sqlite.read_steadily`)."""
+        if self.unwritable is None:
+            return attempt()
+        return read_steadily(Path(self.url.database or ""), attempt)
 
     @property
     def display(self) -> str:
@@ -122,20 +123,12 @@ def sqlite_unwritable(path: Path) -> str | None:
     return None
 
 
-def read_only_uri(path: Path) -> str:
-    """The SQLite URI that reads ``path`` without writing anything (rule in the module doc)."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    folder_writable = os.access(path.parent, os.W_OK | os.X_OK)
-    in_use = any(Path(f"{path}{suffix}").exists() for suffix in _SQLITE_WORK_SUFFIXES)
-    return uri if folder_writable or in_use else f"{uri}&immutable=1"
-
-
 def _sqlite_listeners(engine: Engine, busy_timeout_ms: int, read_only: Path | None) -> None:
     if read_only is not None:
 
         @event.listens_for(engine, "do_connect")
         def _open_read_only(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict) -> None:
-            cargs[:] = [read_only_uri(read_only)]
+            cargs[:] = [connect_uri(read_only)]
             cparams["uri"] = True
 
     @event.listens_for(engine, "connect")
@@ -195,7 +188,7 @@ def open_engines(
         path = _sqlite_path(resolved, create)
         unwritable = sqlite_unwritable(path)
         # The sqlite3 module's own timeout would wait too; PRAGMA busy_timeout is the one we set.
-        # Read-only: a connection per operation, so each one checks the immutable rule afresh.
+        # Read-only: a connection per operation, so each read chooses how to open it afresh.
         pool = {"poolclass": NullPool} if unwritable else {}
         engine = create_engine(resolved, connect_args={"timeout": busy_timeout_s}, **pool)
         _sqlite_listeners(engine, timeout_ms, path if unwritable else None)
@@ -273,9 +266,13 @@ def _refuse_foreign_sqlite(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+
+    def list_tables() -> list[str]:
+        with contextlib.closing(sqlite3.connect(connect_uri(path), uri=True)) as conn:
+            return sorted(row[0] for row in conn.execute(query))
+
     try:
-        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
-            tables = sorted(row[0] for row in conn.execute(query))
+        tables = read_steadily(path, list_tables)
     except sqlite3.Error:
         return
     if tables and schema_version.name not in tables:
@@ -325,20 +322,30 @@ def failure_message(action: str, where: str, error: DBAPIError) -> str:
     return unwritable_message(action, path, why, said)
 
 
-def _postgres_refusal(action: str, where: str, error: DBAPIError) -> str | None:
-    """The message for a PostgreSQL server or role that will not let us write; else None."""
+def postgres_refusal(error: DBAPIError) -> tuple[str, str] | None:
+    """Why a PostgreSQL server or role would not let us write, and what to do about it; None
+    for any other error (judged by SQLSTATE)."""
     state = getattr(error.orig, "sqlstate", None)
     if state == _PG_READ_ONLY_STATE:
         why = (
             "the server only allows reading: a hot standby (replica), or a database or role "
             "with default_transaction_read_only on"
         )
-        what = "point PATHREVIEW_DB_URL (or --db) at the primary server"
-    elif state == _PG_NO_PRIVILEGE_STATE:
-        why = "your database role is not allowed to write its tables"
-        what = "connect as a role that may write them"
-    else:
+        return why, "point PATHREVIEW_DB_URL (or --db) at the primary server"
+    if state == _PG_NO_PRIVILEGE_STATE:
+        return (
+            "your database role lacks the privilege to change its tables",
+            "connect as a role that may write them",
+        )
+    return None
+
+
+def _postgres_refusal(action: str, where: str, error: DBAPIError) -> str | None:
+    """The message for a PostgreSQL server or role that will not let us write; else None."""
+    refusal = postgres_refusal(error)
+    if refusal is None:
         return None
+    why, what = refusal
     return (
         f"could not {action}: the review database {where} cannot be written ({why}). Nothing "
         f"was written. To save, {what}, or ask the database's administrator for write access. "

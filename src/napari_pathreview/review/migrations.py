@@ -10,6 +10,8 @@ Steps never change once released; a new column or index is a new step. Opening a
 whose version is newer than :data:`LATEST_VERSION` is refused: this code would not know
 what the newer columns mean. An older database that cannot be written (a read-only share) is
 refused too, saying so: this code's queries need the missing steps, which only a writer can apply.
+On PostgreSQL that is the role that owns the tables (a step adds columns and indexes); a read-only
+role or server is told the versions and who must open the database once to upgrade it.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from napari_pathreview.errors import ReviewStoreError
 from napari_pathreview.review import schema
+from napari_pathreview.review.engine import postgres_refusal
 
 # Any fixed 64-bit number works; it only has to be the same in every process.
 _PG_MIGRATION_LOCK_KEY = 0x70617468726576  # "pathrev"
@@ -230,7 +234,8 @@ def upgrade(
         The version the database is at afterwards.
 
     Raises:
-        ReviewStoreError: The database is newer than this code, or older and ``unwritable``.
+        ReviewStoreError: The database is newer than this code, or older and ``unwritable``
+            (or, on PostgreSQL, the role or server would not let the steps be applied).
     """
     if not 0 <= target <= LATEST_VERSION:
         raise ReviewStoreError(f"unknown schema version {target}; latest is {LATEST_VERSION}")
@@ -240,6 +245,19 @@ def upgrade(
     if version >= target:
         return version
     _refuse_unwritable(version, target, where, unwritable)
+    try:
+        return _apply(write_engine, target, where)
+    except DBAPIError as error:
+        refusal = postgres_refusal(error)
+        if refusal is None:
+            raise
+        owner = _tables_owner(read_engine)
+        message = _postgres_upgrade_refused(version, target, where, refusal[0], owner, error)
+        raise ReviewStoreError(message) from error
+
+
+def _apply(write_engine: Engine, target: int, where: str) -> int:
+    """Apply the missing steps up to ``target`` in one transaction; the version afterwards."""
     with write_engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK_KEY)))
@@ -258,3 +276,34 @@ def upgrade(
                 )
                 version = migration.version
     return version
+
+
+def _tables_owner(read_engine: Engine) -> str | None:
+    """The PostgreSQL role that owns the review tables (the one that may upgrade them)."""
+    query = text(
+        "SELECT tableowner FROM pg_tables "
+        "WHERE schemaname = current_schema() AND tablename = :table"
+    )
+    with read_engine.connect() as conn:
+        return conn.execute(query, {"table": schema.reviews.name}).scalar()
+
+
+def _postgres_upgrade_refused(
+    version: int, target: int, where: str, why: str, owner: str | None, error: DBAPIError
+) -> str:
+    """What to tell a PostgreSQL user whose role or server cannot bring the schema up to date:
+    the versions, the database, and who must open it once (the steps add columns and indexes,
+    which PostgreSQL allows only the tables' owner, or a superuser)."""
+    state = "holds no review tables yet" if version == 0 else f"is at schema version {version}"
+    who = (
+        "a role that may create tables in it"
+        if owner is None
+        else f"the role that owns its tables ({owner}), or a superuser,"
+    )
+    return (
+        f"The review database {where} {state}; this napari-pathreview needs schema version "
+        f"{target}, and this connection cannot upgrade it ({why}). Nothing was changed. Have "
+        f"{who} open it once with this release, on the primary server (for example "
+        "`pathreview review stats --db URL` as that role); after that it opens for every role "
+        f"that may read it. PostgreSQL said: {str(error.orig).strip()}"
+    )

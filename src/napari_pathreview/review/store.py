@@ -84,11 +84,13 @@ class ReviewStore:
         self._backoff = retry_backoff_s
         self.schema_version = self._retry(
             "open the review database",
-            lambda: migrations.upgrade(
-                self._engines.read,
-                self._engines.write,
-                where=self.url,
-                unwritable=self._engines.unwritable,
+            lambda: self._engines.steady(
+                lambda: migrations.upgrade(
+                    self._engines.read,
+                    self._engines.write,
+                    where=self.url,
+                    unwritable=self._engines.unwritable,
+                )
             ),
         )
 
@@ -143,7 +145,7 @@ class ReviewStore:
             with self._engines.read.connect() as conn:
                 return work(conn)
 
-        return self._retry(action, attempt)
+        return self._retry(action, lambda: self._engines.steady(attempt))
 
     # -- images ---------------------------------------------------------------------------
 
