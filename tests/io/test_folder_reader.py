@@ -82,6 +82,25 @@ def test_a_folder_of_two_slide_series_opens_each_as_its_pyramid(tmp_path) -> Non
     assert len({kwargs["name"] for _, kwargs, _ in layers}) == 2
 
 
+def test_a_label_only_series_of_another_study_is_a_problem_and_the_slide_opens(tmp_path) -> None:
+    import pydicom
+
+    from napari_pathreview.io.folders import folder_contents
+
+    folder = tmp_path / "case"
+    slide = write_dicom_wsi(folder, tissue_image(128, 128), n_levels=2)
+    labels = write_dicom_wsi(tmp_path / "other", tissue_image(64, 64), n_levels=2)
+    for index, file in enumerate(labels):  # another study's label, with no slide beside it
+        dataset = pydicom.dcmread(file)
+        dataset.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+        dataset.StudyInstanceUID = "1.2.826.0.1.3680043.8.3"
+        dataset.save_as(folder / f"label_{index}.dcm")
+    found = folder_contents(folder)
+    assert [item.path for item in found.items] == [slide[0]]
+    assert [path.name for path, _ in found.problems] == ["label_0.dcm"]
+    assert "holds only labels or overviews" in found.problems[0][1]
+
+
 def test_a_folder_mixing_films_and_a_slide_series_opens_them_all(
     shared_data, tmp_path, dicom_factory
 ) -> None:

@@ -172,6 +172,19 @@ def slide_series(series: dict[str, dict[Path, Any]]) -> dict[str, dict[Path, Any
     return slides
 
 
+def left_out_series(
+    series: dict[str, dict[Path, Any]], slides: dict[str, dict[Path, Any]]
+) -> dict[str, Path]:
+    """UID → first file of each series that :func:`slide_series` gave as ``slides`` left
+    out (labels or overviews only, no slide of their study beside them): what callers refuse."""
+    owned = {file for headers in slides.values() for file in headers}
+    return {
+        uid: next(iter(headers))
+        for uid, headers in series.items()
+        if not owned.intersection(headers)
+    }
+
+
 def series_files(path: Path) -> dict[Path, Any]:
     """Instances (file → header) of the WSI slide ``path`` belongs to, or a folder holds: its
     pyramid series with its label/overview series (:func:`slide_series`).

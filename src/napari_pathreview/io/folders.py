@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from napari_pathreview.io._core import DICOM_SUFFIXES, IMAGE_SUFFIXES, has_dicom_preamble
-from napari_pathreview.io.dicom_slide import DicomFolder, dicom_folder, slide_series, volume_file
+from napari_pathreview.io.dicom_slide import (
+    DicomFolder,
+    dicom_folder,
+    left_out_series,
+    slide_series,
+    volume_file,
+)
 
 __all__ = ["FolderContents", "FolderItem", "folder_contents", "holds_dicom"]
 
@@ -107,12 +113,10 @@ def _slide_items(
     one, else by series); label-only series with no slide of their study beside them are
     problems."""
     slides = slide_series(dicom.series)
-    owned = {file for headers in slides.values() for file in headers}
-    for uid, headers in dicom.series.items():
-        if not owned.intersection(headers):
-            problems.append(
-                (next(iter(headers)), f"DICOM WSI series {uid} holds only labels or overviews")
-            )
+    problems.extend(
+        (first, f"DICOM WSI series {uid} holds only labels or overviews")
+        for uid, first in left_out_series(dicom.series, slides).items()
+    )
     items = []
     for headers in slides.values():
         base = volume_file(headers)

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_pathreview.io._core import SLIDE_SUFFIXES
-from napari_pathreview.io.dicom_slide import DicomFolder, dicom_folder, slide_series, volume_file
+from napari_pathreview.io.dicom_slide import (
+    DicomFolder,
+    dicom_folder,
+    left_out_series,
+    slide_series,
+    volume_file,
+)
 
 __all__ = ["Refused", "SlideList", "expand_folders"]
 
@@ -82,14 +88,9 @@ def _dicom_slides(folder: Path, dicom: DicomFolder, alone: bool) -> SlideList:
     slide, so one series there is named by the folder."""
     refused = [Refused(path, why) for path, why in dicom.refused]
     slides_by_series = slide_series(dicom.series)
-    owned = {file for headers in slides_by_series.values() for file in headers}
-    for uid, headers in dicom.series.items():
-        if not owned.intersection(headers):
-            first = next(iter(headers))
-            why = f"DICOM WSI series {uid} holds no pyramid (VOLUME) instance, only labels or"
-            refused.append(
-                Refused(first, f"{why} overviews, and no slide of its study is beside it")
-            )
+    for uid, first in left_out_series(dicom.series, slides_by_series).items():
+        why = f"DICOM WSI series {uid} holds no pyramid (VOLUME) instance, only labels or"
+        refused.append(Refused(first, f"{why} overviews, and no slide of its study is beside it"))
     slides = [volume_file(headers) for headers in slides_by_series.values()]
     if alone and len(slides) == 1:  # a label/overview series beside it is its own
         slides = [folder]

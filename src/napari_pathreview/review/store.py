@@ -184,9 +184,7 @@ class ReviewStore:
         """The stored facts of one image."""
 
         def work(conn: Connection) -> ImageRecord:
-            row = conn.execute(select(images).where(images.c.sha256 == image_sha256)).first()
-            if row is None:
-                raise ReviewNotFoundError(f"no image with sha256 {image_sha256} in {self.url}")
+            row = self._image_row(conn, image_sha256)
             return ImageRecord(**{**row._mapping, "added_at": as_aware(row.added_at)})
 
         return self._read("read the image", work)
@@ -243,12 +241,16 @@ class ReviewStore:
 
     # -- reviews --------------------------------------------------------------------------
 
+    def _image_row(self, conn: Connection, sha: str, hint: str = "") -> Any:
+        """Image ``sha``'s row; not stored: a :class:`ReviewNotFoundError` naming it and this
+        store, then ``hint``."""
+        row = conn.execute(select(images).where(images.c.sha256 == sha)).first()
+        if row is None:
+            raise ReviewNotFoundError(f"no image with sha256 {sha} in {self.url}{hint}")
+        return row
+
     def _require_image(self, conn: Connection, sha: str) -> None:
-        found = conn.execute(select(images.c.sha256).where(images.c.sha256 == sha)).first()
-        if found is None:
-            raise ReviewNotFoundError(
-                f"no image with sha256 {sha} in {self.url}; record it with add_image first"
-            )
+        self._image_row(conn, sha, "; record it with add_image first")
 
     def _insert_review(
         self, conn: Connection, values: dict[str, Any], allowed: Sequence[str] | None
