@@ -18,7 +18,11 @@ import numpy as np
 
 from napari_pathreview.stain.qc_config import QCConfig, QCConfigError
 
-__all__ = ["QCConfig", "QCConfigError", "QCResult", "assess_quality", "tissue_mask"]
+__all__ = ["CHECKS", "QCConfig", "QCConfigError", "QCResult", "assess_quality", "tissue_mask"]
+
+#: The name of each check (``QCResult.checks``), in the order their reasons are listed.
+#: ``blur_unmeasured``: too little tissue clear of glass to score focus on.
+CHECKS: tuple[str, ...] = ("blur", "blur_unmeasured", "tissue", "pen", "exposure")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,10 @@ class QCResult:
 
     ``blur_score`` is None when the image has too little tissue to measure it on
     (:data:`MIN_BLUR_PIXELS`); ``saturation_fraction`` is a fraction of the stained pixels
-    (0 without any), the other fractions of all pixels.
+    (0 without any), the other fractions of all pixels. ``checks`` names the failed checks
+    (:data:`CHECKS`, and ``upsampled`` from ``inference.preprocess.image_quality``), one per
+    reason, so a caller counts failures by check without reading the reasons' wording (the
+    slide engine's per-tile QC, ``inference.slide_qc``).
     """
 
     blur_score: float | None
@@ -36,10 +43,13 @@ class QCResult:
     saturation_fraction: float
     passed: bool
     reasons: tuple[str, ...]
+    checks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (reasons joined by ';') for CSV rows and JSON."""
+        """Plain dict (reasons joined by ';'; ``checks`` left out, the reasons say it) for CSV
+        rows and JSON."""
         row = asdict(self)
+        del row["checks"]
         row["reasons"] = ";".join(self.reasons)
         return row
 
@@ -95,12 +105,16 @@ def clipped_fraction(rgb: np.ndarray, tissue: np.ndarray) -> float:
     Stained pixels are ``tissue`` plus coloured ones (:data:`STAIN_CHROMA`) that over-exposure
     lifted above the background level; blank glass, pure white or grey, is never counted.
     """
-    chroma = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    stained = tissue | (chroma >= STAIN_CHROMA)
+    # channel by channel: numpy's reductions over a 3-long last axis cost ~20x more, which
+    # counts when every tile of a slide is checked (``inference.slide_qc``)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high = np.maximum(np.maximum(red, green), blue)
+    low = np.minimum(np.minimum(red, green), blue)
+    stained = tissue | ((high - low) >= STAIN_CHROMA)  # high >= low: no uint8 wrap
     count = int(stained.sum())
     if count == 0:
         return 0.0
-    clipped = (rgb == 255).any(axis=2) | (rgb == 0).any(axis=2)
+    clipped = (high == 255) | (low == 0)  # a channel at 255 or at 0
     return float((clipped & stained).sum()) / count
 
 
@@ -126,32 +140,50 @@ def assess_quality(image: Any, config: QCConfig = QCConfig()) -> QCResult:
     tissue = float(tissue_pixels.mean())
     pen = float(pen_mask(rgb, config).mean())
     saturation = clipped_fraction(rgb, tissue_pixels)
-    reasons = [*_blur_reasons(blur, config)]
-    if tissue < config.min_tissue_fraction:
-        reasons.append(f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})")
-    if pen > config.max_pen_fraction:
-        reasons.append(f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})")
-    if saturation > config.max_saturation_fraction:
-        reasons.append(
-            f"over/under-exposed ({saturation:.1%} of stained pixels clipped"
-            f" > {config.max_saturation_fraction:.0%})"
-        )
+    failed = [
+        *_blur_reasons(blur, config),
+        *_fraction_reasons(tissue, pen, saturation, config),
+    ]
     return QCResult(
         blur_score=blur,
         tissue_fraction=tissue,
         pen_fraction=pen,
         saturation_fraction=saturation,
-        passed=not reasons,
-        reasons=tuple(reasons),
+        passed=not failed,
+        reasons=tuple(reason for _, reason in failed),
+        checks=tuple(check for check, _ in failed),
     )
 
 
-def _blur_reasons(blur: float | None, config: QCConfig) -> list[str]:
-    """The blur check's reason, if any; a threshold of 0 turns the check off."""
+def _fraction_reasons(
+    tissue: float, pen: float, saturation: float, config: QCConfig
+) -> list[tuple[str, str]]:
+    """(check, reason) of each failed tissue, pen and exposure check."""
+    failed = []
+    if tissue < config.min_tissue_fraction:
+        failed.append(
+            ("tissue", f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})")
+        )
+    if pen > config.max_pen_fraction:
+        failed.append(("pen", f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})"))
+    if saturation > config.max_saturation_fraction:
+        failed.append(
+            (
+                "exposure",
+                f"over/under-exposed ({saturation:.1%} of stained pixels clipped"
+                f" > {config.max_saturation_fraction:.0%})",
+            )
+        )
+    return failed
+
+
+def _blur_reasons(blur: float | None, config: QCConfig) -> list[tuple[str, str]]:
+    """The blur check's (check, reason), if failed; a threshold of 0 turns the check off."""
     if config.blur_threshold <= 0:
         return []
     if blur is None:
-        return [f"blur not measured (under {MIN_BLUR_PIXELS} px of tissue clear of glass)"]
+        why = f"blur not measured (under {MIN_BLUR_PIXELS} px of tissue clear of glass)"
+        return [("blur_unmeasured", why)]
     if blur < config.blur_threshold:
-        return [f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})"]
+        return [("blur", f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})")]
     return []
