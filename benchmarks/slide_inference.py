@@ -3,7 +3,8 @@
 Three ways over the same generated slide, model and tile grid (matched to the model's µm/px):
 
 1. ours, end to end: tissue detection, threaded tile reading + area resize, batching, forward
-   (``inference.slides.predict_slide``);
+   (``inference.slides.predict_slide``); and again with every tile quality-checked in the
+   reader threads (``inference.slide_qc``, as ``predict-slides`` runs by default);
 2. the bare model forward on the same tiles, already extracted into memory and normalised
    (the ceiling: goal ours ≥ 0.85× of it, i.e. reading hidden behind compute);
 3. TIAToolbox's ``PatchPredictor`` with the same weights (our resnet18 exported to its
@@ -49,6 +50,23 @@ def _predictor(arch: str, side: int, device: str, batch: int, um: float):
     preprocess = {"input_size": [3, side, side], "pixel_size": um, "pixel_unit": "um"}
     ref = register_random_model(ModelRegistry(), "bench-slide", arch, side, preprocess=preprocess)
     return Predictor.from_registry(ref, device=device, batch_size=batch, qc=False)
+
+
+def _with_tile_qc(predictor, path: Path, settings) -> float:
+    """Seconds of one end-to-end run with each tile quality-checked (``predict-slides``' way)."""
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slides import predict_slide
+
+    predictor.qc = True
+    try:
+        _sync(predictor)
+        start = time.perf_counter()
+        result = predict_slide(predictor, as_slide(path), settings)
+        _sync(predictor)
+        assert result.tile_qc is not None
+        return time.perf_counter() - start
+    finally:
+        predictor.qc = False
 
 
 def _sync(predictor) -> None:
@@ -311,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = SlideSettings(batch_size=args.batch, read_workers=args.workers)
         tiles = _extract(predictor, as_slide(path), settings)
         predict_slide(predictor, as_slide(path), settings)  # warm-up (cuDNN, caches)
-        ours_times, bare_times = [], []
+        ours_times, bare_times, qc_times = [], [], []
         tia_skip = _tia_prepare(predictor, tiles, args, Path(tmp), path)
         tia_runs: list[dict] = []
         for _ in range(args.repeats):  # interleaved, best of N: load from others hits all
@@ -320,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             result = predict_slide(predictor, as_slide(path), settings)
             _sync(predictor)
             ours_times.append(time.perf_counter() - start)
+            qc_times.append(_with_tile_qc(predictor, path, settings))
             bare_times.append(_bare(predictor, tiles))
             if not tia_skip:
                 tia_runs.append(_tia_run(args, Path(tmp)))
@@ -333,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'ours end to end (tissue+read+resize+model)':<44}{n / ours:>10.1f}"
             f"{bare / ours:>9.2f}x  (goal >= 0.85x)"
+        )
+        print(
+            f"{'ours with per-tile QC (blur, pen, exposure)':<44}{n / min(qc_times):>10.1f}"
+            f"{bare / min(qc_times):>9.2f}x  ({ours / min(qc_times):.2f}x of ours without)"
         )
         print(f"{'bare forward on pre-extracted tiles':<44}{len(tiles) / bare:>10.1f}{1.0:>9.2f}x")
         if tia_runs:

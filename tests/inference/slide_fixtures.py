@@ -53,9 +53,10 @@ def register_tiny(
     pixel_size: float | None = MODEL_UM,
     name: str = "tinyslide",
     preprocess: dict | None = None,
+    qc: dict | None = None,
 ) -> str:
     """Register a random-weight resnet18 at 64 px with ``preprocess.pixel_size`` (and any
-    other ``preprocess`` fields given); its ref."""
+    other ``preprocess`` fields given; ``qc``: the card's QC thresholds); its ref."""
     import torch
 
     from napari_pathreview.models import create_model
@@ -77,6 +78,7 @@ def register_tiny(
             "pixel_unit": "um",
             **(preprocess or {}),
         },
+        **({"qc": qc} if qc is not None else {}),
     }
     version = registry.register(model, card)
     return f"{name}@{version}"

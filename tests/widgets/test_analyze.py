@@ -568,10 +568,14 @@ def test_a_one_pixel_image_is_refused_and_a_small_one_warned(
     assert "heavily upsampled" in widget.decision.text()  # QC line of the panel
 
 
-def test_a_tiled_image_gets_the_same_quality_check_as_pathreview_predict(
+def test_a_tiled_image_gets_its_tissue_tiles_quality_check_as_pathreview_predict_does(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str, sample_data: Any
 ) -> None:
     from napari_pathreview.inference import Predictor
+    from napari_pathreview.inference.large_images import iter_classify_tiles, run_to_end
+    from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slide_grid import SlideSettings
+    from napari_pathreview.inference.slide_qc import SlideQC
 
     viewer, _ = open_sample("slides/he_pyramid.tif")  # a pyramid: the dock tiles it
     widget = open_widget(viewer, "Analyze")
@@ -579,6 +583,12 @@ def test_a_tiled_image_gets_the_same_quality_check_as_pathreview_predict(
     widget.cam_method.value = "none"
     _run_to_end(qtbot, widget, timeout_s=180)
     assert widget.result is not None and widget.result.tiled is not None
-    cli = Predictor.from_registry(histology_model).predict([sample_data / "slides/he_pyramid.tif"])
-    assert widget.result.prediction.qc == cli[0].qc  # same scores, verdict and reasons
+    qc = widget.result.prediction.qc
+    assert isinstance(qc, SlideQC) and qc.n_tiles == len(widget.result.tiled.tile_probabilities)
+    # pathreview predict's steps for a large image (inference.cli._classify)
+    source = as_slide(sample_data / "slides/he_pyramid.tif")
+    steps = iter_classify_tiles(Predictor.from_registry(histology_model), source,
+                                SlideSettings(mode="preview"))  # fmt: skip
+    prediction, _ = run_to_end(steps)
+    assert qc == prediction.qc  # same tiles, shares and verdict
     assert "QC: " in _shown(widget.decision)

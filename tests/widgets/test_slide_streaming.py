@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,11 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 
-def _slide(path: Path) -> Path:
-    """A 1024×1536 RGB pyramid at 0.25 µm/px with an elliptic patch of tissue."""
+def _slide(path: Path, blurred_to: int = 0) -> Path:
+    """A 1024×1536 RGB pyramid at 0.25 µm/px with an elliptic patch of tissue; its columns
+    before ``blurred_to`` out of focus (a Gaussian blur, sigma 4 px)."""
+    import cv2
+
     from napari_pathreview.io.pyramid import write_pyramidal_tiff
 
     rng = np.random.default_rng(0)
@@ -20,6 +24,8 @@ def _slide(path: Path) -> Path:
     tissue = ((yy - 512) / 420.0) ** 2 + ((xx - 768) / 620.0) ** 2 < 1
     texture = np.array([175, 105, 160]) + 25 * np.sin(xx[..., None] / 9.0)
     image[tissue] = np.clip(texture + rng.normal(0, 20, image.shape), 0, 215)[tissue]
+    if blurred_to:
+        image[:, :blurred_to] = cv2.GaussianBlur(image[:, :blurred_to], (0, 0), 4)
     return write_pyramidal_tiff(
         image, path, tile=128, n_levels=3, microns_per_pixel=0.25, compression="deflate"
     )
@@ -52,11 +58,13 @@ def _heatmap(viewer: Any) -> Any:
     return None
 
 
-def _slide_dock(make_napari_viewer: Any, open_widget: Any, tmp_path: Path) -> tuple[Any, Any]:
+def _slide_dock(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path, blurred_to: int = 0
+) -> tuple[Any, Any]:
     """A viewer with a µm slide open and the Analyze dock on it, set to its model, no CAM."""
     ref = _register_model_at_half_micron()
     viewer = make_napari_viewer()
-    viewer.open(_slide(tmp_path / "slide.tif"), plugin="napari-pathreview")
+    viewer.open(_slide(tmp_path / "slide.tif", blurred_to), plugin="napari-pathreview")
     widget = open_widget(viewer, "Analyze")
     widget.model_combo.value = ref
     widget.cam_method.value = "none"
@@ -136,6 +144,23 @@ def test_a_slide_s_result_shows_its_quality_check_when_qc_is_ticked(
     decision = widget.decision.text()
     assert "QC: passed" in decision or "QC: " in decision.split(" · ")[-1]
     assert not decision.endswith(" · ")  # the line once ended in a dangling separator
+
+
+def test_a_slide_half_out_of_focus_shows_its_share_of_blurred_tiles_as_its_qc(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    _viewer, widget = _slide_dock(make_napari_viewer, open_widget, tmp_path, blurred_to=768)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.cancel_button.isEnabled(), timeout=120_000)
+    result = widget.result
+    assert result is not None
+    cell = result.tiled.grid.cell[1]
+    in_blur = ((result.tiled.tile_cols + 1) * cell <= 768).mean()  # tiles wholly blurred
+    qc = result.prediction.qc
+    assert not qc.passed and qc.shares["blur"] == in_blur > 0.25
+    (warning,) = result.warnings
+    assert f"{in_blur:.0%} of {qc.n_tiles} tissue tiles fail QC" in warning
+    assert html.unescape(widget.decision.text()).endswith("QC: " + warning)  # rich text
 
 
 def test_a_slide_s_result_says_qc_is_off_when_unticked(

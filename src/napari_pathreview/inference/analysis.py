@@ -406,15 +406,12 @@ def _tiled_steps(
     from napari_pathreview.inference.large_images import iter_classify_tiles, iter_explain_tiles
     from napari_pathreview.inference.layer_slide import LevelsSlide
     from napari_pathreview.inference.mil_maps import MAP_KINDS
-    from napari_pathreview.io import LoadedImage
-    from napari_pathreview.modality import HISTOLOGY
 
     settings = request.slide
     source = LevelsSlide(levels, um_per_px)
     yield AnalysisProgress(f"classifying tiles ({request.slide_mode})", 0.1)
-    whole = LoadedImage(levels[0], list(levels), HISTOLOGY, um_per_px=um_per_px)
     cache = SlideCache()
-    steps = iter_classify_tiles(predictor, source, settings, cancel, cache, image=whole)
+    steps = iter_classify_tiles(predictor, source, settings, cancel, cache)
     prediction, tiled = yield from _slide_stage(steps)
     cam = None
     if request.cam_method:

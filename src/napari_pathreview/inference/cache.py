@@ -48,8 +48,9 @@ CAM_FOLDER = "cams"
 PARTIAL_MARK = ".tmp"
 """``<folder>.tmp<pid>``: where :func:`write_result` writes before moving the result in place."""
 
-ENGINE_VERSION = 1
-"""Bumped when the engine's output for the same inputs changes (invalidates old entries)."""
+ENGINE_VERSION = 2
+"""Bumped when the engine's output for the same inputs changes (invalidates old entries).
+2: results carry their tiles' quality checks (``SlideResult.tile_qc``)."""
 
 
 def cache_key(
@@ -75,6 +76,8 @@ def cache_key(
         "stain": predictor.stain_name,
         "stain_state": stain_state,
         "tta": predictor.tta,
+        # the card's thresholds the tiles were judged by (``slide_qc``); None: QC off
+        "qc": predictor.qc_config.to_dict() if getattr(predictor, "qc", False) else None,
         "settings": settings.cache_fields(),
     }
     text = json.dumps(fields, sort_keys=True, default=_json_default)
@@ -95,13 +98,15 @@ def tiles_geojson(result: Any) -> dict[str, Any]:
     It lies in a cache or cohort folder with no slide beside it, so it carries the slide's
     frame (``geojson.FRAME_KEY``): it opens in napari over the slide, at the slide's µm/px.
     """
+    from napari_pathreview.inference.slide_qc import failed_checks
     from napari_pathreview.io.geojson import FRAME_KEY, PIXEL_ORIGIN_KEY, frame_of
     from napari_pathreview.io.pixel_origin import CORNER
 
     grid = result.grid
     features = []
-    for row, col, probs in zip(
-        result.tile_rows, result.tile_cols, result.tile_probabilities, strict=True
+    qc = None if result.tile_qc is None else failed_checks(result.tile_qc)
+    for i, (row, col, probs) in enumerate(
+        zip(result.tile_rows, result.tile_cols, result.tile_probabilities, strict=True)
     ):
         y0, x0 = float(row) * grid.cell[0], float(col) * grid.cell[1]
         y1, x1 = y0 + grid.cell[0], x0 + grid.cell[1]
@@ -119,6 +124,7 @@ def tiles_geojson(result: Any) -> dict[str, Any]:
                         for name, p in zip(result.classes, probs, strict=True)
                     },
                     "model": result.model_ref,
+                    **({"qc": qc[i]} if qc is not None else {}),
                 },
             }
         )
@@ -146,6 +152,8 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
     tiles = np.stack([result.tile_rows, result.tile_cols], axis=1).astype(np.int32)
     group.create_array("tile_cells", data=tiles.reshape(-1, 2))
     group.create_array("tile_probabilities", data=np.asarray(result.tile_probabilities, np.float32))
+    if result.tile_qc is not None:  # bits over slide_qc.TILE_CHECKS, as the attrs name them
+        group.create_array("tile_qc", data=np.asarray(result.tile_qc, np.uint8))
     if result.bag is not None:  # a patch MIL model's slide decision and tile attention
         group.create_array("bag_probabilities", data=result.bag.probabilities)
         group.create_array("bag_attention", data=result.bag.attention)
@@ -161,6 +169,10 @@ def write_result(folder: Path, result: Any, meta: dict[str, Any] | None = None) 
         "settings": result.settings,
         "meta": meta or {},
     }
+    if result.tile_qc is not None:
+        from napari_pathreview.inference.slide_qc import TILE_CHECKS
+
+        attrs["tile_qc_checks"] = list(TILE_CHECKS)
     group.attrs.update(json.loads(json.dumps(attrs, default=_json_default)))
     (tmp / "tiles.geojson").write_text(json.dumps(tiles_geojson(result)))
     if folder.exists():
@@ -239,6 +251,7 @@ def read_result(folder: Path) -> Any:
         seconds=float(attrs.get("seconds", 0.0)),
         settings=attrs.get("settings", {}),
         bag=bag,
+        tile_qc=np.asarray(group["tile_qc"][:]) if "tile_qc" in group else None,
     )
 
 

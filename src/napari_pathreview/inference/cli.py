@@ -376,7 +376,7 @@ def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = Non
     if not needs_tiling(loaded.levels, loaded.modality):
         return loaded
     source = as_slide(loaded)
-    steps = iter_classify_tiles(predictor, source, settings, path=str(path), image=loaded)
+    steps = iter_classify_tiles(predictor, source, settings, path=str(path))
     prediction, result = run_to_end(steps)
     return TiledImage(prediction, result, source, settings)
 

@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,8 @@ class CohortJob:
         stain: None (the card's), a method name, or a fitted target's state (``--stain-target``),
             which is part of :meth:`slide_key`: another target is another result.
         home: ``$PATHREVIEW_HOME`` the workers read the registry from.
+        qc: Quality-check every tissue tile (``slide_qc``; histology models) and give each
+            row its QC columns; part of :meth:`slide_key`, as ``settings.qc_max_flagged`` is.
     """
 
     model_ref: str
@@ -89,6 +91,7 @@ class CohortJob:
     stain: str | dict[str, Any] | None = None
     tta: str | None = None
     home: str | None = None
+    qc: bool = True
 
     def slide_key(self, path: Path) -> str:
         """Identifies (slide and the state of its files, model, settings, stain target) so
@@ -100,7 +103,7 @@ class CohortJob:
     def key_for(self, path: Path, state: str) -> str:
         """:meth:`slide_key` of ``path`` with its files in ``state``."""
         parts = [str(path.resolve()), state, self.model_ref, self.settings, self.stain, self.tta]
-        return _digest(parts, 16)
+        return _digest([*parts, {"qc": self.qc}], 16)
 
     def legacy_key(self, path: Path) -> str:
         """The key of versions before the slide's state was part of it (path and the named
@@ -159,7 +162,7 @@ class _Loaded:
 
 @functools.lru_cache(maxsize=2)
 def _worker_predictor(
-    model_ref: str, device: str, stain_json: str, tta: str | None, home: str | None
+    model_ref: str, device: str, stain_json: str, tta: str | None, home: str | None, qc: bool
 ) -> _Loaded:
     """A predictor per worker process and model, loaded once and reused across its slides.
 
@@ -171,9 +174,7 @@ def _worker_predictor(
     from napari_pathreview.inference.predictor import Predictor
 
     stain = json.loads(stain_json)
-    return _Loaded(
-        Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=False)
-    )
+    return _Loaded(Predictor.from_registry(model_ref, device=device, stain=stain, tta=tta, qc=qc))
 
 
 def _worker_device(device: str) -> str:
@@ -199,8 +200,11 @@ def _row(
     path: Path, stem: str, key: str, result: Any, decided: Any, stain: str, target: str
 ) -> dict[str, Any]:
     """The slides.csv row; ``decided``: the slide's ``Prediction`` (``slides.slide_prediction``,
-    as the Analyze dock decides), ``stain``: the method applied, ``target``: the id of the
-    fitted target applied (``stain.targets.target_id``: a --stain-target's or the card's)."""
+    as the Analyze dock decides, its ``qc`` the slide's ``slide_qc.SlideQC`` or None),
+    ``stain``: the method applied, ``target``: the id of the fitted target applied
+    (``stain.targets.target_id``: a --stain-target's or the card's)."""
+    from napari_pathreview.inference.slide_qc import qc_columns
+
     row: dict[str, Any] = {
         "slide": stem,
         "path": os.path.abspath(path),  # absolute: a later run from any folder finds it
@@ -221,6 +225,7 @@ def _row(
     for how in (*pooled, "mean", "max", "topk_mean"):
         for name, value in result.aggregate[how].items():
             row[f"{how}_{name}"] = round(float(value), 6)
+    row.update(qc_columns(decided.qc))
     row["seconds"] = round(float(result.seconds), 3)
     row["tiles_per_s"] = round(float(result.tiles_per_s), 2)
     return row
@@ -236,6 +241,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     start = time.perf_counter()
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.slide_qc import qc_columns, slide_quality
     from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
     from napari_pathreview.stain.targets import target_id
 
@@ -243,7 +249,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     slide_um = settings.slide_um_per_px
     device = _worker_device(job.device)
     stain_json = json.dumps(job.stain, sort_keys=True)
-    loaded = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home)
+    loaded = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home, job.qc)
     predictor, load_s = loaded.predictor, 0.0 if loaded.reported else time.perf_counter() - start
     loaded.reported = True
     state = slide_state(Path(path))  # before reading: the files this result comes from
@@ -253,8 +259,10 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
         result = predict_slide(predictor, source, settings)
     finally:
         source.close()
-    decided = slide_prediction(predictor, result)
+    qc = slide_quality(result, settings.qc_max_flagged) if predictor.qc else None
+    decided = replace(slide_prediction(predictor, result), qc=qc)
     meta = {"key": key, "path": str(path), "file": str(Path(path).resolve()), "slide_state": state}
+    meta["qc"] = qc_columns(qc)  # the slide's verdict beside its tiles' checks (tile_qc)
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
     applied = target_id(predictor.normalizer)
     row = _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)

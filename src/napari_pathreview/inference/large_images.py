@@ -48,9 +48,12 @@ def iter_classify_tiles(
     cancel: threading.Event | None = None,
     cache: Any = None,
     path: str | None = None,
-    image: Any = None,
 ) -> Generator[Any, None, tuple[Any, Any]]:
     """Run the slide engine over ``source``, relaying its events; returns (prediction, result).
+
+    With ``predictor.qc`` on, the prediction's ``qc`` is the slide's verdict from its tissue
+    tiles (``slide_qc.slide_quality``: blur, pen and exposure per tile, the slide flagged above
+    ``settings.qc_max_flagged``), which ``predict`` and the Analyze dock both report.
 
     Args:
         predictor: An ``inference.Predictor`` (its stain, TTA and batch size apply per tile).
@@ -59,10 +62,9 @@ def iter_classify_tiles(
         cancel: Event that stops the run (a ``Progress(cancelled=True)`` is relayed).
         cache: A ``cache.SlideCache`` to serve and keep the result, or None.
         path: What the prediction names as its source.
-        image: The ``LoadedImage`` quality control judges, as ``predict`` decodes it
-            (``Predictor.quality``: a pyramid's preview level); None skips QC.
     """
     from napari_pathreview.inference.cache import cached_slide
+    from napari_pathreview.inference.slide_qc import slide_quality
     from napari_pathreview.inference.slides import SlideResult, slide_prediction
 
     result = None
@@ -74,8 +76,8 @@ def iter_classify_tiles(
     if result is None:  # cancelled: the caller saw the cancelled Progress
         return None, None
     prediction = slide_prediction(predictor, result, path)
-    if image is not None and predictor.qc:
-        prediction = replace(prediction, qc=predictor.quality(image))
+    if predictor.qc:
+        prediction = replace(prediction, qc=slide_quality(result, settings.qc_max_flagged))
     return prediction, result
 
 

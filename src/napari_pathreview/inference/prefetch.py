@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,11 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 class TileReader:
-    """Reads one grid cell's tile at the model's resolution (thread-safe if the source is)."""
+    """Reads one grid cell's tile at the model's resolution (thread-safe if the source is).
 
-    def __init__(self, source: Any, grid: Any) -> None:
+    ``qc``: the ``QCConfig`` tiles are judged by in :meth:`checked` (None: no QC).
+    """
+
+    def __init__(self, source: Any, grid: Any, qc: Any = None) -> None:
         self.source = source
         self.grid = grid
+        self.qc = qc
 
     def __call__(self, row: int, col: int) -> np.ndarray:
         """RGB uint8 tile of ``grid.tile_size``: read on ``grid.level``, area-resized."""
@@ -50,16 +54,28 @@ class TileReader:
             )
         return np.ascontiguousarray(region[..., :3])
 
+    def checked(self, row: int, col: int) -> tuple[np.ndarray, int | None]:
+        """The tile and its QC flags (``slide_qc.tile_flags``; None without ``qc``), judged
+        here in the reader thread, on the array the model gets, while the model runs."""
+        tile = self(row, col)
+        if self.qc is None:
+            return tile, None
+        from napari_pathreview.inference.slide_qc import tile_flags
+
+        return tile, tile_flags(tile, self.qc)
+
 
 @dataclass(frozen=True)
 class ReadyBatch:
-    """A classified batch: cells, their probabilities, and the tiles that failed to read."""
+    """A classified batch: cells, their probabilities, and the tiles that failed to read;
+    ``qc``: each classified tile's QC flags (``slide_qc.TILE_CHECKS`` bits), None without QC."""
 
     rows: np.ndarray
     cols: np.ndarray
     probabilities: np.ndarray
     failed: int = 0
     error: str = ""
+    qc: np.ndarray | None = None
 
 
 def forward_tiles(predictor: Any, tiles: list[np.ndarray]) -> np.ndarray:
@@ -72,7 +88,7 @@ def forward_tiles(predictor: Any, tiles: list[np.ndarray]) -> np.ndarray:
 
 
 def _read_ahead(
-    pool: ThreadPoolExecutor, reader: TileReader, cells: np.ndarray, ahead: int
+    pool: ThreadPoolExecutor, reader: Callable[[int, int], Any], cells: np.ndarray, ahead: int
 ) -> Iterator[tuple[int, int, Future]]:
     """(row, col, future) in grid order, keeping at most ``ahead`` reads in flight."""
     queue: deque[tuple[int, int, Future]] = deque()
@@ -100,10 +116,14 @@ def run_batches(
     try:
         tiles: list[np.ndarray] = []
         where: list[tuple[int, int]] = []
+        flags: list[int | None] = []
+        judged = reader.qc is not None
         failed, error = 0, ""
-        for row, col, future in _read_ahead(pool, reader, cells, ahead):
+        for row, col, future in _read_ahead(pool, reader.checked, cells, ahead):
             try:
-                tiles.append(future.result())
+                tile, qc = future.result()
+                tiles.append(tile)
+                flags.append(qc)
                 where.append((row, col))
             except ImageReadError as problem:
                 failed, error = failed + 1, str(problem)
@@ -112,19 +132,24 @@ def run_batches(
                 if cancel is not None and cancel.is_set():
                     yield None
                     return
-                yield _classify(predictor, tiles, where, failed, error)
-                tiles, where, failed, error = [], [], 0, ""
+                yield _classify(predictor, tiles, where, flags if judged else None, failed, error)
+                tiles, where, flags, failed, error = [], [], [], 0, ""
         if tiles or failed:
             if cancel is not None and cancel.is_set():
                 yield None
                 return
-            yield _classify(predictor, tiles, where, failed, error)
+            yield _classify(predictor, tiles, where, flags if judged else None, failed, error)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _classify(
-    predictor: Any, tiles: list[np.ndarray], where: list[tuple[int, int]], failed: int, error: str
+    predictor: Any,
+    tiles: list[np.ndarray],
+    where: list[tuple[int, int]],
+    flags: list[int | None] | None,
+    failed: int,
+    error: str,
 ) -> ReadyBatch:
     cells = np.asarray(where, int).reshape(-1, 2)
     probs = (
@@ -132,4 +157,5 @@ def _classify(
         if tiles
         else np.zeros((0, len(predictor.classes)), np.float32)
     )
-    return ReadyBatch(cells[:, 0], cells[:, 1], probs, failed, error)
+    qc = None if flags is None else np.asarray(flags, np.uint8).reshape(-1)
+    return ReadyBatch(cells[:, 0], cells[:, 1], probs, failed, error, qc)

@@ -145,7 +145,9 @@ def image_quality(decoded: DecodedImage, spec: PreprocessSpec, config: Any = Non
     qc = assess_quality(decoded.rgb, config if config is not None else QCConfig())
     if upsampled is None:
         return qc
-    return replace(qc, passed=False, reasons=(*qc.reasons, upsampled))
+    return replace(
+        qc, passed=False, reasons=(*qc.reasons, upsampled), checks=(*qc.checks, "upsampled")
+    )
 
 
 def canvases(

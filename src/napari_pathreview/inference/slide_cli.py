@@ -54,6 +54,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     tta_option(run)
     modality_option(run)
     add_tiling_options(run)
+    run.add_argument(
+        "--no-qc", action="store_true", help="skip the tiles' quality control (no qc_ columns)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_predict_slides)
 
@@ -99,9 +102,10 @@ def add_tiling_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_scale_options(parser: argparse.ArgumentParser, what: str = "slide") -> None:
-    """``--mode``, ``--model-um-per-px``, ``--mpp``, ``--min-tissue`` and ``--no-tissue``: at
-    what resolution tiles are read and which are classified (``predict-slides``; ``predict``
-    for its large images, read by :func:`scale_settings`).
+    """``--mode``, ``--model-um-per-px``, ``--mpp``, ``--min-tissue``, ``--no-tissue`` and
+    ``--qc-max-flagged``: at what resolution tiles are read, which are classified, and when
+    their quality checks flag the slide (``predict-slides``; ``predict`` for its large images,
+    read by :func:`scale_settings`).
 
     Args:
         what: What ``--mpp`` applies to, as its help names it.
@@ -141,13 +145,19 @@ def add_scale_options(parser: argparse.ArgumentParser, what: str = "slide") -> N
         **typed,
     )
     parser.add_argument("--no-tissue", action="store_true", help="classify glass tiles too")
+    parser.add_argument(
+        "--qc-max-flagged",
+        type=float,
+        default=DEFAULTS.qc_max_flagged,
+        help=f"flag a {what} when more than this share of its tissue tiles fail quality "
+        "control (blur, pen, exposure; default: %(default)s)",
+        **typed,
+    )
 
 
 def scale_settings(args: argparse.Namespace):
     """``SlideSettings`` from :func:`add_scale_options` only (the rest at their defaults, as
     the Analyze dock tiles); a bad value is reported under its flag."""
-    from napari_pathreview.inference.slide_grid import SlideSettings
-
     with reported_as(typed_flags(args)):
         return SlideSettings(
             mode=args.mode,
@@ -155,6 +165,7 @@ def scale_settings(args: argparse.Namespace):
             slide_um_per_px=args.slide_um_per_px,
             min_tissue=args.min_tissue,
             tissue=not args.no_tissue,
+            qc_max_flagged=args.qc_max_flagged,
         )
 
 
@@ -164,8 +175,6 @@ def settings_from_args(args: argparse.Namespace):
     Raises:
         InvalidInputError: naming the flag typed (``--mpp``), not the field behind it.
     """
-    from napari_pathreview.inference.slide_grid import SlideSettings
-
     with reported_as(typed_flags(args)):
         return SlideSettings(
             mode=args.mode,
@@ -176,6 +185,7 @@ def settings_from_args(args: argparse.Namespace):
             read_workers=args.read_workers,
             model_um_per_px=args.model_um_per_px,
             slide_um_per_px=args.slide_um_per_px,
+            qc_max_flagged=args.qc_max_flagged,
         )
 
 
@@ -211,6 +221,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
         device=args.device,
         stain=stain,
         tta=args.tta,
+        qc=not args.no_qc,
     )
     if applied:  # ties the stain_target column of slides.csv to the target's file or card
         source = args.stain_target or (f"for --stain {stain}" if stain else f"of {args.model}")
@@ -231,6 +242,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
             f"model loaded by {len(loads)} worker(s), {sum(loads) / len(loads):.1f} s each on "
             "average, before their first slide (model_load_s; not in seconds or tiles_per_s)"
         )
+    _say_flagged(summary.rows, settings.qc_max_flagged)
     if summary.changed:
         print(
             f"{len(summary.changed)} of them changed since their earlier result (a file "
@@ -239,6 +251,27 @@ def _predict_slides(args: argparse.Namespace) -> int:
     if summary.failures:
         print(f"failures: {summary.failures_csv}")
     return 1 if summary.failures else 0
+
+
+def _say_flagged(rows: list[dict], max_flagged: float) -> None:
+    """Name the slides of this run that quality control flagged (their ``qc_reasons`` say
+    why), or say that none was; nothing when QC did not run."""
+    judged = [r for r in rows if r.get("qc_passed") != ""]
+    if not judged:
+        return
+    flagged = [r["slide"] for r in judged if r["qc_passed"] is False]
+    if not flagged:
+        print(f"QC: none of {len(judged)} slide(s) flagged")
+        return
+    shown = ", ".join(flagged[:SHOWN_FLAGGED]) + (", …" if len(flagged) > SHOWN_FLAGGED else "")
+    print(
+        f"QC flagged {len(flagged)} of {len(judged)} slide(s), over {max_flagged:.0%} of their "
+        f"tissue tiles blurred, pen-marked or badly exposed (qc_reasons in slides.csv): {shown}"
+    )
+
+
+#: Flagged slides the summary names; the rest are in slides.csv (qc_passed False).
+SHOWN_FLAGGED = 20
 
 
 def _cache_list(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import InvalidInputError, SettingError
+from napari_pathreview.inference.slide_qc import DEFAULT_MAX_FLAGGED
 from napari_pathreview.setting_rules import COUNT, Rule, check_settings, positive, within
 
 __all__ = [
@@ -53,6 +54,7 @@ _SETTING_RANGES: dict[str, Rule] = {
     "preview_max_tiles": COUNT,
     "top_k": COUNT,
     "max_failed": within(0.0, 1.0),
+    "qc_max_flagged": within(0.0, 1.0),
 }
 _OPTIONAL = frozenset({"batch_size", "model_um_per_px", "slide_um_per_px"})  # None: not set
 
@@ -79,6 +81,9 @@ class SlideSettings:
         preview_max_tiles: Tile budget of the preview mode.
         top_k: Tiles averaged for the ``topk_mean`` aggregate.
         max_failed: Fraction of unreadable tiles above which the run stops.
+        qc_max_flagged: Share of tissue tiles failing quality control above which the slide
+            is flagged (``slide_qc``); the verdict is made from the tiles' stored checks, so
+            it is not part of :meth:`cache_fields`.
     """
 
     mode: str = "matched"
@@ -93,6 +98,7 @@ class SlideSettings:
     preview_max_tiles: int = 100
     top_k: int = 5
     max_failed: float = 0.1
+    qc_max_flagged: float = DEFAULT_MAX_FLAGGED
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

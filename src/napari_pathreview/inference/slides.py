@@ -107,6 +107,9 @@ class SlideResult:
         tissue_area_mm2: From the tissue mask (NaN without a scale).
         bag: A patch MIL model's decision over all tiles as one bag (``slide_mil.SlideBag``;
             also ``aggregate["mil"]``), else None.
+        tile_qc: uint8 per classified tile, its failed QC checks as bits over
+            ``slide_qc.TILE_CHECKS``; None when QC did not run (``slide_qc.slide_quality``
+            makes the slide's verdict of it).
     """
 
     grid: SlideGrid
@@ -124,6 +127,7 @@ class SlideResult:
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     bag: Any = None
+    tile_qc: np.ndarray | None = None
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -156,6 +160,9 @@ def iter_slide(
         settings: Tiling settings (defaults: matched mode, no overlap).
         cancel: Set it to stop before the next batch (yields ``Progress(cancelled=True)``).
 
+    Each tile read is quality-checked when ``predictor.qc`` is on (``slide_qc``: under the
+    card's thresholds, on the array the model gets; flagged, never dropped).
+
     Raises:
         SlideScaleError: no physical scale on the card or slide (checked before any reading).
         ImageReadError: more than ``max_failed`` of the tiles could not be read.
@@ -182,8 +189,9 @@ def iter_slide(
     maps = _Maps(grid, classes)
     model_start = time.perf_counter()
     done = failed = 0
+    reader = TileReader(source, grid, predictor.qc_config if predictor.qc else None)
     with tap if tap is not None else contextlib.nullcontext():
-        for batch in run_batches(predictor, TileReader(source, grid), cells, settings, cancel):
+        for batch in run_batches(predictor, reader, cells, settings, cancel):
             if batch is None:
                 yield Progress(done, len(cells), "cancelled", cancelled=True)
                 return
@@ -249,14 +257,19 @@ class _Maps:
         self.rows: list[np.ndarray] = []
         self.cols: list[np.ndarray] = []
         self.probs: list[np.ndarray] = []
+        self.qc: list[np.ndarray] | None = []
 
     def add(self, batch: Any) -> None:
+        if batch.qc is None:
+            self.qc = None
         if len(batch.rows):
             self.total[:, batch.rows, batch.cols] = batch.probabilities.T
             self.covered[batch.rows, batch.cols] = True
             self.rows.append(batch.rows)
             self.cols.append(batch.cols)
             self.probs.append(batch.probabilities)
+            if self.qc is not None:
+                self.qc.append(batch.qc)
 
     def result(
         self,
@@ -285,6 +298,7 @@ class _Maps:
             tiles_per_s=len(probs) / model_seconds if model_seconds > 0 else 0.0,
             seconds=seconds,
             settings=settings.cache_fields(),
+            tile_qc=np.concatenate(self.qc) if self.qc else None,
         )
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from napari_pathreview.stain.qc_config import QCConfig, QCConfigError
 
 __all__ = [
+    "CHECKS",
     "QCConfig",
     "QCConfigError",
     "QCResult",
@@ -29,6 +30,10 @@ __all__ = [
     "dark_level",
     "tissue_mask",
 ]
+
+#: The name of each check (``QCResult.checks``), in the order their reasons are listed.
+#: ``blur_unmeasured``: too little tissue clear of glass to score focus on.
+CHECKS: tuple[str, ...] = ("blur", "blur_unmeasured", "tissue", "pen", "exposure")
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,10 @@ class QCResult:
     ``blur_score`` is None when the image has too little tissue to measure it on
     (:data:`MIN_BLUR_PIXELS`); ``saturation_fraction`` is a fraction of the stained pixels
     (0 without any), the other fractions of all pixels; ``dark_level`` is the grey level of the
-    darkest 1 % of the pixels (:func:`dark_level`).
+    darkest 1 % of the pixels (:func:`dark_level`). ``checks`` names the failed checks
+    (:data:`CHECKS`, and ``upsampled`` from ``inference.preprocess.image_quality``), one per
+    reason, so a caller counts failures by check without reading the reasons' wording (the
+    slide engine's per-tile QC, ``inference.slide_qc``).
     """
 
     blur_score: float | None
@@ -48,10 +56,13 @@ class QCResult:
     dark_level: int
     passed: bool
     reasons: tuple[str, ...]
+    checks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (reasons joined by ';') for CSV rows and JSON."""
+        """Plain dict (reasons joined by ';'; ``checks`` left out, the reasons say it) for CSV
+        rows and JSON."""
         row = asdict(self)
+        del row["checks"]
         row["reasons"] = ";".join(self.reasons)
         return row
 
@@ -186,39 +197,44 @@ def assess_quality(image: Any, config: QCConfig = QCConfig()) -> QCResult:
     pen = float(pen_mask(rgb, config).mean())
     saturation = clipped_fraction(rgb, tissue_pixels)
     dark = dark_level(gray)
-    reasons = [*_blur_reasons(blur, config)]
+    failed = [*_blur_reasons(blur, config)]
     if tissue < config.min_tissue_fraction:
-        reasons.append(f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})")
+        why = f"little tissue ({tissue:.0%} < {config.min_tissue_fraction:.0%})"
+        failed.append(("tissue", why))
     if pen > config.max_pen_fraction:
-        reasons.append(f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})")
+        failed.append(("pen", f"pen marks ({pen:.1%} > {config.max_pen_fraction:.0%})"))
     if saturation > config.max_saturation_fraction:
         channel, share = most_clipped_channel(rgb, tissue_pixels)
-        reasons.append(
+        why = (
             f"over/under-exposed ({saturation:.1%} of stained pixels clipped"
             f" > {config.max_saturation_fraction:.0%}; most: {channel} in {share:.1%})"
         )
+        failed.append(("exposure", why))
     if config.washed_out_level <= dark < config.background_threshold:
-        reasons.append(
+        why = (
             f"over-exposed (washed out: the darkest {DARK_SHARE:.0%} of pixels are grey {dark}"
             f" ≥ {config.washed_out_level}; well-exposed nuclei are darker)"
         )
+        failed.append(("exposure", why))
     return QCResult(
         blur_score=blur,
         tissue_fraction=tissue,
         pen_fraction=pen,
         saturation_fraction=saturation,
         dark_level=dark,
-        passed=not reasons,
-        reasons=tuple(reasons),
+        passed=not failed,
+        reasons=tuple(reason for _, reason in failed),
+        checks=tuple(check for check, _ in failed),
     )
 
 
-def _blur_reasons(blur: float | None, config: QCConfig) -> list[str]:
-    """The blur check's reason, if any; a threshold of 0 turns the check off."""
+def _blur_reasons(blur: float | None, config: QCConfig) -> list[tuple[str, str]]:
+    """The blur check's (check, reason), if failed; a threshold of 0 turns the check off."""
     if config.blur_threshold <= 0:
         return []
     if blur is None:
-        return [f"blur not measured (under {MIN_BLUR_PIXELS} px of tissue clear of glass)"]
+        why = f"blur not measured (under {MIN_BLUR_PIXELS} px of tissue clear of glass)"
+        return [("blur_unmeasured", why)]
     if blur < config.blur_threshold:
-        return [f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})"]
+        return [("blur", f"blurry (laplacian variance {blur:.1f} < {config.blur_threshold:g})")]
     return []
