@@ -67,3 +67,38 @@ def test_a_colour_multi_frame_dicom_is_histology(colour_dicom_factory) -> None:
     frames = np.random.default_rng(0).integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)
     path = colour_dicom_factory("photos.dcm", frames)
     assert probe_modality(path) == "histology" == load_image(path, frame="all").modality
+
+
+def test_probe_image_reads_a_dicom_stack_s_modality_and_frames_from_one_header_read(
+    dicom_factory, monkeypatch
+) -> None:
+    """``predict --frame`` counts frames and checks modality from this one probe per file."""
+    import pydicom
+
+    from napari_pathreview.preflight import ImageProbe, probe_image
+
+    path = dicom_factory("dbt.dcm", np.zeros((3, 16, 16), dtype=np.uint16))
+    reads = []
+    real_read = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    assert probe_image(path) == ImageProbe("mammogram", 3)
+    assert len(reads) == 1
+    assert load_image(path, frame="all").frames == 3
+
+
+def test_probe_image_counts_a_tiff_stack_s_frames_as_the_reader_finds_them(tmp_path) -> None:
+    from napari_pathreview.preflight import ImageProbe, probe_image
+
+    path = tmp_path / "films.tif"
+    tifffile.imwrite(path, np.zeros((4, 16, 16), dtype=np.uint16), photometric="minisblack")
+    assert probe_image(path) == ImageProbe("mammogram", 4)
+    assert load_image(path, frame="all").frames == 4
+
+
+def test_a_dicom_named_as_a_png_is_probed_as_the_reader_reads_it(dicom_factory) -> None:
+    from napari_pathreview.preflight import ImageProbe, probe_image
+
+    path = dicom_factory("dbt.dcm", np.zeros((2, 16, 16), dtype=np.uint16))
+    renamed = path.rename(path.with_suffix(".png"))
+    assert probe_image(renamed) == ImageProbe("mammogram", 2)
+    assert load_image(renamed, frame="all").frames == 2

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,41 +128,72 @@ def model_card(ref: str, registry: str | os.PathLike[str] | None = None) -> Any:
     return ModelRegistry(registry).card(name, version)
 
 
-def probe_modality(path: str | os.PathLike[str]) -> str | None:
-    """The modality of an image file as the reader will find it, or None when it cannot tell.
+@dataclass(frozen=True)
+class ImageProbe:
+    """What one read of an image file's header tells before any model work.
 
-    The reader's own rule decides (``io._core.modality_of``): single-channel rasters (PGM,
-    16-bit PNG) are mammograms, colour ones histology unless R = G = B (a film saved as
-    colour: ``io._core.grey_in_colour``, judged on a sample of the pixels); a TIFF by its first
-    series (``io.slides.tiff_modality``: a stack of grey frames or a film with a thumbnail page
-    is a mammogram, an H&E pyramid histology); DICOM other than slide microscopy (``SM``) or colour
-    (``SamplesPerPixel`` 3) is a mammogram; other slide formats and BreaKHis names are histology.
+    Attributes:
+        modality: The modality the reader will find (:func:`probe_modality`), None when the
+            file does not tell.
+        frames: How many frames the reader finds, from the header: a DICOM's
+            (``io.images.dicom_frames``), a TIFF's frame axes (``io.slides.tiff_header``); 1 for
+            any other image, and for an unreadable file (the reader says why).
+    """
+
+    modality: str | None
+    frames: int = 1
+
+
+def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
+    """The modality and frame count of an image file, from one read of its header: a command
+    that needs both (``predict --frame``) probes each file once. See :func:`probe_modality`.
     """
     from napari_pathreview.io._core import DICOM_SUFFIXES, RASTER_SUFFIXES, SLIDE_SUFFIXES
     from napari_pathreview.io.breakhis import parse_breakhis_name
 
     file = Path(path)
     suffix = file.suffix.lower()
-    if parse_breakhis_name(file.name) is not None:
-        return HISTOLOGY
-    if suffix in DICOM_SUFFIXES:
-        return _dicom_modality(file)
-    if suffix in (".tif", ".tiff", ".svs"):
-        return _tiff_modality(file)
-    if suffix in RASTER_SUFFIXES:
-        return _raster_modality(file)
-    if suffix in SLIDE_SUFFIXES:
-        return HISTOLOGY
-    return None
+    named = parse_breakhis_name(file.name) is not None
+    if suffix in DICOM_SUFFIXES or _has_preamble(file):
+        probe = _dicom_probe(file)  # DICOM whatever its name, as ``io.load_image`` finds it
+    elif suffix in (".tif", ".tiff", ".svs"):
+        probe = _tiff_probe(file)
+    elif suffix in RASTER_SUFFIXES:
+        probe = ImageProbe(HISTOLOGY if named else _raster_modality(file))
+    else:
+        probe = ImageProbe(HISTOLOGY if suffix in SLIDE_SUFFIXES else None)
+    return ImageProbe(HISTOLOGY, probe.frames) if named else probe
 
 
-def _tiff_modality(file: Path) -> str | None:
-    from napari_pathreview.io.slides import tiff_modality
+def probe_modality(path: str | os.PathLike[str]) -> str | None:
+    """The modality of an image file as the reader will find it, or None when it cannot tell.
+
+    The reader's own rule decides (``io._core.modality_of``): single-channel rasters (PGM,
+    16-bit PNG) are mammograms, colour ones histology unless R = G = B (a film saved as
+    colour: ``io._core.grey_in_colour``, judged on a sample of the pixels); a TIFF by its first
+    series (``io.slides.tiff_header``: a stack of grey frames or a film with a thumbnail page
+    is a mammogram, an H&E pyramid histology); DICOM other than slide microscopy (``SM``) or colour
+    (``SamplesPerPixel`` 3) is a mammogram; other slide formats and BreaKHis names are histology.
+    """
+    return probe_image(path).modality
+
+
+def _has_preamble(file: Path) -> bool:
+    from napari_pathreview.io._core import has_dicom_preamble
 
     try:
-        return tiff_modality(file)
+        return file.is_file() and has_dicom_preamble(file)
+    except OSError:  # unreadable: the reader says why
+        return False
+
+
+def _tiff_probe(file: Path) -> ImageProbe:
+    from napari_pathreview.io.slides import tiff_header
+
+    try:
+        return ImageProbe(*tiff_header(file))
     except ImageReadError:  # a vendor TIFF tifffile cannot parse is OpenSlide's: a slide
-        return HISTOLOGY if file.is_file() and file.stat().st_size else None
+        return ImageProbe(HISTOLOGY if file.is_file() and file.stat().st_size else None)
 
 
 def _raster_modality(file: Path) -> str | None:
@@ -182,16 +214,18 @@ def _raster_modality(file: Path) -> str | None:
     return MAMMOGRAM if grey_in_colour(colour) else HISTOLOGY
 
 
-def _dicom_modality(file: Path) -> str | None:
+def _dicom_probe(file: Path) -> ImageProbe:
     try:
         import pydicom
 
+        from napari_pathreview.io.images import dicom_frames
+
         dataset = pydicom.dcmread(file, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - the full reader reports the real problem later
-        return None
+        return ImageProbe(None)
     colour = int(getattr(dataset, "SamplesPerPixel", 1) or 1) >= 3  # as io.mammograms reads it
     slide = str(getattr(dataset, "Modality", "")).upper() == "SM"
-    return HISTOLOGY if slide or colour else MAMMOGRAM
+    return ImageProbe(HISTOLOGY if slide or colour else MAMMOGRAM, dicom_frames(dataset))
 
 
 CLI_OVERRIDE = "pass --allow-modality-mismatch to run it anyway"
@@ -202,18 +236,22 @@ def check_modalities(
     paths: Sequence[Path],
     allow_mismatch: bool = False,
     override: str | None = CLI_OVERRIDE,
+    probes: Mapping[Path, ImageProbe] | None = None,
 ) -> None:
     """Refuse images whose modality differs from the model's, as the Analyze widget does.
 
     Args:
         override: How the caller lets a user run it anyway (None where it cannot: a widget).
+        probes: Images the caller has probed already (:func:`probe_image`), not read again.
 
     Raises:
         ModalityMismatchError: Naming the images and the model, unless ``allow_mismatch``.
     """
     from napari_pathreview.inference.analysis import ModalityMismatchError
 
-    wrong = [p for p in paths if (m := probe_modality(p)) is not None and m != card.modality]
+    known = probes or {}
+    modalities = {p: known[p].modality if p in known else probe_modality(p) for p in paths}
+    wrong = [p for p in paths if modalities[p] is not None and modalities[p] != card.modality]
     if not wrong:
         return
     other = MAMMOGRAM if card.modality == HISTOLOGY else HISTOLOGY

@@ -12,7 +12,7 @@ import tifffile
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io import layers_for_path, load_image
 from napari_pathreview.io.frames import MultiFrameError
-from napari_pathreview.io.images import count_frames
+from napari_pathreview.preflight import probe_image
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_a_multi_page_colour_tiff_opens_as_a_stack_of_rgb_frames(tmp_path, colou
     tifffile.imwrite(path, colour_frames)
     [(data, kwargs, _)] = layers_for_path(path)
     assert kwargs["rgb"] is True and np.array_equal(data, colour_frames)
-    assert kwargs["name"] == "he [3 frames]" and count_frames(path) == 3
+    assert kwargs["name"] == "he [3 frames]" and probe_image(path).frames == 3
     assert kwargs["metadata"]["pathreview"]["modality"] == "histology"
 
 

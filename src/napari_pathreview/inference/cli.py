@@ -144,11 +144,11 @@ def _predict(args: argparse.Namespace) -> int:
     settings = scale_settings(args)  # a bad --mpp: refused under its flag, nothing made
     images = list(args.images)
     problems = {i: preflight.file_problem(p) for i, p in enumerate(images)}
-    frames = _frame_counts(images, problems, args.frame)  # a bad --frame: refused here
+    probes = _probes(images, problems, args.frame)  # each header read once; a bad --frame
     readable = [p for i, p in enumerate(images) if problems[i] is None]
     if not readable:
         raise ImageReadError("; ".join(str(m) for m in problems.values()))
-    card = preflight_card(args, readable)
+    card = preflight_card(args, readable, probes)
     checked_stain(card, stain)  # a method without a fitted target: refused before the weights
     patients = _two_film_patients(args, card, images)
     preflight.output_folder(args.out, create=False)  # made once the model and --cam pass
@@ -166,7 +166,8 @@ def _predict(args: argparse.Namespace) -> int:
             rows.append({"path": str(path), "model": predictor.model_ref, **_failed(p)})
             print(f"{path}\terror\t{p}")
             continue
-        row = {**_prediction_row(p, classes), **_frame_cell(frames.get(path), args.frame)}
+        frames = probes[path].frames if path in probes else None
+        row = {**_prediction_row(p, classes), **_frame_cell(frames, args.frame)}
         row.update(status="ok", error="")
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
@@ -331,23 +332,23 @@ def _load(path: Path, um_per_px: float | None, frame: int | None = None) -> Any:
     return load_image(path, um_per_px=um_per_px, frame=frame)
 
 
-def _frame_counts(
+def _probes(
     images: list[Path], problems: dict[int, str | None], frame: int | None
-) -> dict[Path, int]:
-    """With ``--frame``: each readable image's frame count, read once from its header before
-    any model work; a stack that has no frame K gets it as its problem (its row's error, or
-    the command's when no image is left), naming the file and its frames."""
-    if frame is None:
-        return {}
+) -> dict[Path, Any]:
+    """Each readable image's modality and frame count (``preflight.probe_image``), from one
+    read of its header before any model work; with ``--frame``, a stack that has no frame K
+    gets it as its problem (its row's error, or the command's when no image is left), naming
+    the file and its frames."""
     from napari_pathreview.io.frames import frame_problem
-    from napari_pathreview.io.images import count_frames
+    from napari_pathreview.preflight import probe_image
 
-    counts = {}
+    probes = {}
     for i, path in enumerate(images):
         if problems[i] is None:
-            counts[path] = count_frames(path)
-            problems[i] = frame_problem(path, counts[path], frame)
-    return counts
+            probes[path] = probe_image(path)
+            if frame is not None:
+                problems[i] = frame_problem(path, probes[path].frames, frame)
+    return probes
 
 
 def _frame_cell(frames: int | None, frame: int | None) -> dict[str, Any]:

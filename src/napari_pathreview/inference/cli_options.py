@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,17 @@ def stain_arg(args: argparse.Namespace) -> Any:
     return state
 
 
-def preflight_card(args: argparse.Namespace, images: list[Path]) -> Any:
-    """Check the model reference, its card and the images' modality before torch loads."""
+def preflight_card(
+    args: argparse.Namespace, images: list[Path], probes: Mapping[Path, Any] | None = None
+) -> Any:
+    """Check the model reference, its card and the images' modality before torch loads
+    (``probes``: images the caller has probed already, ``preflight.probe_image``)."""
     from napari_pathreview import preflight
 
     if args.batch_size is not None and args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
     card = preflight.model_card(args.model)
-    preflight.check_modalities(card, images, args.allow_modality_mismatch)
+    preflight.check_modalities(card, images, args.allow_modality_mismatch, probes=probes)
     return card
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io.breakhis import parse_breakhis_name
-from napari_pathreview.io.frames import stack_name, stack_sizes
+from napari_pathreview.io.frames import stack_name
 from napari_pathreview.io.mias import (
     MIAS_MM_PER_PX,
     MIAS_SIZE,
@@ -25,6 +25,7 @@ from napari_pathreview.io.mias import (
     mias_refnum,
     mias_woman,
 )
+from napari_pathreview.io.tiff_physical import stated_sizes
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".pnm", ".bmp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff", ".svs"})
@@ -283,8 +284,14 @@ def finish_loaded(
     array: np.ndarray,
     extra: dict[str, Any] | None = None,
     scale: tuple[float, float] = (1.0, 1.0),
+    pixel_um: float | None = None,
 ) -> LoadedImage:
-    """Build the ``LoadedImage`` of a fully decoded single-level image."""
+    """Build the ``LoadedImage`` of a fully decoded single-level image.
+
+    Args:
+        pixel_um: The pixel size the file states (µm): the scale by the rule a stack's frames
+            follow (:func:`.tiff_physical.stated_sizes`: µm for colour, mm for grey).
+    """
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
     modality = modality_of(array.shape, path, array)
@@ -296,6 +303,9 @@ def finish_loaded(
     metadata["original_dtype"] = str(array.dtype)
     metadata["original_shape"] = list(array.shape)
     metadata.update(extra or {})
+    if pixel_um and scale == (1.0, 1.0):
+        scale, sizes = stated_sizes(modality == HISTOLOGY, pixel_um)
+        metadata.update(sizes)
     um_per_px = metadata.get("um_per_px") if modality == HISTOLOGY else None
     if um_per_px and scale == (1.0, 1.0):
         scale = (float(um_per_px), float(um_per_px))
@@ -310,14 +320,17 @@ def finish_stack(
     stack: np.ndarray,
     extra: dict[str, Any] | None = None,
     frame_step_um: float | None = None,
+    pixel_um: float | None = None,
 ) -> LoadedImage:
     """Build the ``LoadedImage`` of a decoded stack of frames: grey (frames×H×W, or ×S for
     frames saved as colour whose R = G = B) or colour (histology: frames×H×W×3 RGB), its
     frames scaled as one so every frame reads alike.
 
     Args:
-        extra: File facts; its ``um_per_px`` (the file's pixel size) sets the frames' scale.
+        extra: File facts.
         frame_step_um: The distance between frames the file states (ImageJ, OME).
+        pixel_um: The pixel size the file states (µm), the frames' scale
+            (:func:`.tiff_physical.stated_sizes`).
     """
     modality = modality_of(stack.shape[1:], path, stack[0])
     try:
@@ -335,7 +348,7 @@ def finish_stack(
     metadata["frames"] = len(pixels)
     metadata.update(extra or {})
     histology = modality == HISTOLOGY
-    scale, sizes = stack_sizes(histology, metadata.get("um_per_px"), frame_step_um)
+    scale, sizes = stated_sizes(histology, pixel_um or metadata.get("um_per_px"), frame_step_um)
     metadata.update(sizes)
     return LoadedImage(
         pixels,

@@ -10,6 +10,7 @@ nobody asked, so analysis refuses a stack unless it is told which frame to read
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
@@ -57,22 +58,6 @@ def frame_spacing_mm(ds: Any) -> float | None:
     return None
 
 
-def stack_sizes(
-    histology: bool, pixel_um: float | None, frame_um: float | None
-) -> tuple[tuple[float, float], dict[str, Any]]:
-    """The (row, col) scale and the metadata of a TIFF stack's stated sizes (µm in): colour
-    frames in µm (``um_per_px``, as histology), grey frames in mm (``pixel_spacing_mm``, as
-    a DICOM stack's), the step between frames in mm (``frame_spacing_mm``)."""
-    scale, facts = (1.0, 1.0), {}
-    if pixel_um:
-        size = pixel_um if histology else pixel_um / 1000.0
-        scale = (size, size)
-        facts = {"um_per_px": size} if histology else {"pixel_spacing_mm": [size, size]}
-    if frame_um:
-        facts["frame_spacing_mm"] = frame_um / 1000.0
-    return scale, facts
-
-
 def pixel_measures(ds: Any) -> Any:
     """The enhanced objects' shared ``PixelMeasuresSequence`` item (``PixelSpacing`` lives there
     rather than at the top level), else None."""
@@ -88,6 +73,28 @@ def _states_voi(item: Any) -> bool:
     return has_window or bool(item.get("VOILUTSequence"))
 
 
+def _states_rescale(item: Any) -> bool:
+    """Whether a dataset (or functional-group item) states a modality LUT or rescale."""
+    has_rescale = "RescaleSlope" in item and "RescaleIntercept" in item
+    return has_rescale or bool(item.get("ModalityLUTSequence"))
+
+
+def _frame_place(
+    ds: Any, index: int, sequence: str, states: Callable[[Any], bool]
+) -> tuple[str, Any] | None:
+    """The first item of ``sequence`` that ``states`` accepts: in frame ``index``'s per-frame
+    functional group, else the shared group, else the top level (``ds`` itself)."""
+    places = (("per-frame", "PerFrameFunctionalGroupsSequence", index),)
+    places += (("shared", "SharedFunctionalGroupsSequence", 0),)
+    for source, keyword, at in places:
+        groups = getattr(ds, keyword, None) or []
+        if len(groups) > at:
+            for item in getattr(groups[at], sequence, None) or []:
+                if states(item):
+                    return source, item
+    return ("top-level", ds) if states(ds) else None
+
+
 def frame_voi(ds: Any, index: int) -> tuple[str, Any] | None:
     """Where frame ``index`` of a DICOM states its VOI (window or VOI LUT), and the item that
     holds it: the frame's own ``FrameVOILUTSequence`` (per-frame functional groups), else the
@@ -97,15 +104,19 @@ def frame_voi(ds: Any, index: int) -> tuple[str, Any] | None:
     Returns:
         ("per-frame" | "shared" | "top-level", the dataset or item holding the VOI), or None.
     """
-    places = (("per-frame", "PerFrameFunctionalGroupsSequence", index),)
-    places += (("shared", "SharedFunctionalGroupsSequence", 0),)
-    for source, keyword, at in places:
-        groups = getattr(ds, keyword, None) or []
-        if len(groups) > at:
-            for item in getattr(groups[at], "FrameVOILUTSequence", None) or []:
-                if _states_voi(item):
-                    return source, item
-    return ("top-level", ds) if _states_voi(ds) else None
+    return _frame_place(ds, index, "FrameVOILUTSequence", _states_voi)
+
+
+def frame_rescale(ds: Any, index: int) -> tuple[str, Any] | None:
+    """Where frame ``index`` of a DICOM states its modality LUT (rescale slope and intercept,
+    which an enhanced object may give each frame), by :func:`frame_voi`'s rule: the frame's
+    own ``PixelValueTransformationSequence``, else the shared groups', else the top level;
+    None when nowhere (the stored values are the values).
+
+    Returns:
+        ("per-frame" | "shared" | "top-level", the dataset or item holding it), or None.
+    """
+    return _frame_place(ds, index, "PixelValueTransformationSequence", _states_rescale)
 
 
 def frame_problem(path: object, frames: int, frame: object) -> str | None:

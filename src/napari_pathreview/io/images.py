@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io._core import (
@@ -41,7 +42,7 @@ from napari_pathreview.io.dicom_slide import WSI_SOP_CLASS, is_dicom_wsi
 from napari_pathreview.io.frames import choose_frame
 from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.raster import load_raster, read_raster
-from napari_pathreview.io.slides import load_slide, load_tiff, tiff_frames
+from napari_pathreview.io.slides import load_slide, load_tiff
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ __all__ = [
     "base_metadata",
     "finish_loaded",
     "grey_in_colour",
-    "count_frames",
+    "dicom_frames",
     "is_supported_image",
     "load_image",
     "modality_of",
@@ -155,21 +156,9 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
     )
 
 
-def count_frames(path: str | Path) -> int:
-    """How many frames the reader finds in a file (1 for anything but a stack), read from the
-    header: a DICOM's ``NumberOfFrames`` (a whole-slide instance's frames are its tiles: 1), a
-    TIFF's frame axes (:func:`.slides.tiff_frames`). Unreadable: 1 (the reader says why)."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return tiff_frames(path)
-        if path.is_file():
-            import pydicom
-
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            if str(getattr(ds, "SOPClassUID", "")) == WSI_SOP_CLASS:
-                return 1
-            return int(getattr(ds, "NumberOfFrames", 1) or 1)
-    except Exception:  # noqa: BLE001 - the reader reports an unreadable file itself
+def dicom_frames(ds: Any) -> int:
+    """How many frames the reader finds in a DICOM header: ``NumberOfFrames``, except that a
+    whole-slide instance's frames are its tiles (1: it opens as one slide)."""
+    if str(getattr(ds, "SOPClassUID", "")) == WSI_SOP_CLASS:
         return 1
-    return 1
+    return int(getattr(ds, "NumberOfFrames", 1) or 1)

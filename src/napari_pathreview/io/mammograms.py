@@ -1,9 +1,11 @@
 """Mammograms: DICOM through pydicom, and display helpers for grayscale images.
 
 DICOM pixels go through the modality LUT (rescale slope/intercept), then the VOI LUT or
-window the file asks for, and MONOCHROME1 images (where 0 is white) are inverted, so the
-array looks like what a radiologist's workstation shows. ``PixelSpacing`` (mm) becomes
-the layer scale, so measurements in napari are in millimetres.
+window the file asks for (each frame of a stack through its own where the file states one
+per frame: :func:`.frames.frame_rescale`, :func:`.frames.frame_voi`), and MONOCHROME1 images
+(where 0 is white) are inverted, so the array looks like what a radiologist's workstation
+shows. ``PixelSpacing`` (mm) becomes the layer scale, so measurements in napari are in
+millimetres.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from napari_pathreview.io._core import (
     stack_to_rgb_uint8,
     to_rgb_uint8,
 )
-from napari_pathreview.io.frames import frame_spacing_mm, frame_voi, pixel_measures
+from napari_pathreview.io.frames import (
+    frame_rescale,
+    frame_spacing_mm,
+    frame_voi,
+    pixel_measures,
+)
 
 _TAGS = {  # metadata key → DICOM keyword
     "laterality": "ImageLaterality",
@@ -73,8 +80,6 @@ def _to_unsigned(pixels: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    from pydicom.pixels import apply_modality_lut
-
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageReadError(
             f"{path}: DICOM file without pixel data (a report or structured document?)"
@@ -93,7 +98,8 @@ def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         facts["frames"] = frames
     if not grey:
         return raw, facts  # colour DICOM (e.g. a photographed slide, or a stack of them)
-    pixels, window_facts = _windowed(np.asarray(apply_modality_lut(raw, ds)), ds, frames)
+    rescales = [frame_rescale(ds, k) for k in range(frames)]
+    pixels, window_facts = _windowed(_rescaled(raw, ds, rescales), ds, rescales)
     facts.update(window_facts)
     bits = int(getattr(ds, "BitsStored", 16) or 16)
     pixels = _to_unsigned(np.asarray(pixels), bits)
@@ -105,54 +111,84 @@ def _dicom_pixels(ds: Any, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 _VOI_KEYWORDS = ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence")
-_PIXEL_KEYWORDS = (
-    "PhotometricInterpretation",
-    "BitsStored",
-    "PixelRepresentation",
-    "RescaleSlope",
-    "RescaleIntercept",
-    "ModalityLUTSequence",
-)
+_RESCALE_KEYWORDS = ("RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence")
+_PIXEL_KEYWORDS = ("PhotometricInterpretation", "BitsStored", "PixelRepresentation")
+
+Place = tuple[str, Any] | None
+"""Where a frame states a transform (:func:`.frames.frame_rescale`, :func:`.frames.frame_voi`)."""
 
 
-def _windowed(pixels: np.ndarray, ds: Any, frames: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """``pixels`` (after the modality LUT) through each frame's VOI (:func:`.frames.frame_voi`:
-    the frame's own, else the shared groups', else the top level's), with what was applied.
+def _one_place(places: list[Place]) -> bool:
+    """Whether every frame takes the same item (or none): one call transforms the stack."""
+    first = places[0][1] if places[0] else None
+    return all((p[1] if p else None) is first for p in places)
 
-    A stack whose frames all take one VOI is windowed in one call; otherwise frame by frame,
-    each into the same output range, so the frames stay comparable.
+
+def _rescaled(raw: np.ndarray, ds: Any, places: list[Place]) -> np.ndarray:
+    """``raw`` through each frame's modality LUT (``places``, one per frame: the frame's own,
+    else the shared groups', else the top level's); frames that share one in one call."""
+    from pydicom.pixels import apply_modality_lut
+
+    if _one_place(places):
+        return np.asarray(apply_modality_lut(raw, _view(ds, places[0][1]))) if places[0] else raw
+    out = [
+        apply_modality_lut(frame, _view(ds, p[1])) if p else frame
+        for frame, p in zip(raw, places, strict=True)
+    ]
+    return np.stack([np.asarray(o, dtype=np.float64) for o in out])
+
+
+def _windowed(
+    pixels: np.ndarray, ds: Any, rescales: list[Place]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``pixels`` (after each frame's modality LUT, ``rescales``) through each frame's VOI
+    (:func:`.frames.frame_voi`: the frame's own, else the shared groups', else the top level's),
+    with what was applied.
+
+    A stack whose frames all take one VOI and one rescale is windowed in one call; otherwise
+    frame by frame, each into the output range its own rescale gives, so the frames stay
+    comparable.
     """
     from pydicom.pixels import apply_voi_lut
 
-    found = [frame_voi(ds, k) for k in range(frames)]
+    found = [frame_voi(ds, k) for k in range(len(rescales))]
+    facts: dict[str, Any] = {}
+    if any(rescales):
+        facts["rescale_from"] = (
+            rescales[0][0] if _one_place(rescales) and rescales[0] else "per-frame"
+        )
     if not any(found):
-        return pixels, {}
-    facts: dict[str, Any] = {"voi_applied": True}
+        return pixels, facts
+    facts["voi_applied"] = True
     windows = [_window_of(f[1]) if f else None for f in found]
-    if all(f is not None and f[1] is found[0][1] for f in found):  # one VOI for all
-        facts["window_from"] = found[0][0]
-        if windows[0]:
-            facts["window_center"], facts["window_width"] = windows[0]
-        return apply_voi_lut(pixels, _voi_view(ds, found[0][1]), index=0), facts
+    one_voi = _one_place(found)
+    facts["window_from"] = found[0][0] if one_voi else "per-frame"
+    if one_voi and windows[0]:
+        facts["window_center"], facts["window_width"] = windows[0]
+    elif not one_voi:
+        facts["frame_windows"] = windows
+    if one_voi and _one_place(rescales):
+        rescale = rescales[0][1] if rescales[0] else None
+        return apply_voi_lut(pixels, _view(ds, rescale, found[0][1]), index=0), facts
     out = [
-        apply_voi_lut(frame, _voi_view(ds, f[1]), index=0) if f else frame
-        for frame, f in zip(pixels, found, strict=True)
+        apply_voi_lut(frame, _view(ds, r[1] if r else None, f[1]), index=0) if f else frame
+        for frame, f, r in zip(pixels, found, rescales, strict=True)
     ]
-    facts["window_from"] = "per-frame"  # only frames' own windows differ from frame to frame
-    facts["frame_windows"] = windows
     return np.stack([o.astype(np.float64) for o in out]), facts
 
 
-def _voi_view(ds: Any, item: Any) -> Any:
-    """A dataset pydicom's ``apply_voi_lut`` can read: ``ds``'s pixel description (bit depth,
-    rescale: they set the output range) with ``item``'s VOI (a functional-group item)."""
-    if item is ds:
+def _view(ds: Any, rescale: Any, voi: Any = None) -> Any:
+    """A dataset pydicom's ``apply_modality_lut`` and ``apply_voi_lut`` can read: ``ds``'s pixel
+    description (bit depth) with a frame's rescale (it also sets the windowed output range)
+    and VOI, which may sit in functional-group items."""
+    if all(item is None or item is ds for item in (rescale, voi)):
         return ds
     from pydicom.dataset import Dataset
 
     view = Dataset()
-    for source, keywords in ((ds, _PIXEL_KEYWORDS), (item, _VOI_KEYWORDS)):
-        for keyword in keywords:
+    sources = ((ds, _PIXEL_KEYWORDS), (rescale, _RESCALE_KEYWORDS), (voi, _VOI_KEYWORDS))
+    for source, keywords in sources:
+        for keyword in keywords if source is not None else ():
             if keyword in source:
                 view.add(source[keyword])
     if hasattr(ds, "file_meta"):

@@ -25,9 +25,9 @@ from napari_pathreview.io._core import (
     finish_stack,
     modality_of,
 )
-from napari_pathreview.io.frames import FRAME_AXES, stack_sizes
+from napari_pathreview.io.frames import FRAME_AXES
 from napari_pathreview.io.slide_source import SlideSource
-from napari_pathreview.io.tiff_physical import tiff_frame_step_um, tiff_um_per_px
+from napari_pathreview.io.tiff_physical import stated_sizes, tiff_frame_step_um, tiff_um_per_px
 from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
 from napari_pathreview.io.wsi import open_slide
 
@@ -120,9 +120,8 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
     virtual = len(levels) == 1 and max(levels[0].shape[-2:]) > VIRTUAL_LEVEL_EDGE
     if virtual:
         levels = _virtual_levels(levels[0], stacked)
-    scale, sizes = (1.0, 1.0), {}  # a single lazy film stays in pixels, as it always has
-    if stacked:
-        scale, sizes = stack_sizes(False, tiff_um_per_px(tif), tiff_frame_step_um(tif))
+    step = tiff_frame_step_um(tif) if stacked else None
+    scale, sizes = stated_sizes(False, tiff_um_per_px(tif), step)  # mm, as the eager films
     metadata = base_metadata(path, MAMMOGRAM)
     metadata.update(
         {
@@ -218,12 +217,14 @@ def _smallest_level_window(series: Any) -> np.ndarray:
     return np.asarray(level[top : top + GREY_CHECK_EDGE, left : left + GREY_CHECK_EDGE])
 
 
-def tiff_modality(path: str | Path) -> str:
-    """The modality :func:`load_tiff` gives a TIFF, judged without decoding it whole.
+def tiff_header(path: str | Path) -> tuple[str, int]:
+    """The modality and the frame count :func:`load_tiff` gives a TIFF, from one opening of
+    the file, without decoding it whole.
 
-    The first series decides (a stack of grey frames or a film with a thumbnail page is a
-    mammogram; an H&E pyramid is histology), by :func:`_is_histology_series`: the shape, and
-    for colour a centre window of the smallest level (a film saved as colour is grey).
+    The first series decides the modality (a stack of grey frames or a film with a thumbnail
+    page is a mammogram; an H&E pyramid is histology), by :func:`_is_histology_series`: the
+    shape, and for colour a centre window of the smallest level (a film saved as colour is
+    grey). Frames are its frame axes' (:func:`frame_count`); a file opened as a slide has 1.
 
     Raises:
         ImageReadError: Not a TIFF tifffile can parse, or holding no image.
@@ -235,7 +236,10 @@ def tiff_modality(path: str | Path) -> str:
         with tifffile.TiffFile(path) as tif:
             if not tiff_series(tif):
                 raise ImageReadError(f"{path}: the TIFF holds no image")
-            return HISTOLOGY if _is_histology_series(path, tif.series[0]) else MAMMOGRAM
+            series = tif.series[0]
+            histology = _is_histology_series(path, series)
+            frames = 1 if histology and _is_large(series) else frame_count(series)
+            return (HISTOLOGY if histology else MAMMOGRAM), frames
     except ImageReadError:
         raise
     except Exception as error:  # tifffile/zarr raise many kinds on damaged files
@@ -248,8 +252,9 @@ def load_tiff(path: str | Path) -> LoadedImage:
     Colour pyramids become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``); small files
     are decoded whole; grayscale pyramids (mammograms, and colour ones whose R = G = B) stay
     lazy with their bit depth. A stack of pages (grey film frames, or colour frames) opens
-    whole, frames first, at the pixel size and frame step ImageJ or OME metadata state
-    (:mod:`.tiff_physical`).
+    whole, frames first. A single image and a stack alike open at the pixel size the file
+    states (OME, ImageJ, resolution tags in inch or cm: :mod:`.tiff_physical`), colour in µm
+    and grey in mm, and a stack's frames at the step ImageJ or OME state; otherwise in pixels.
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
@@ -276,7 +281,7 @@ def load_tiff(path: str | Path) -> LoadedImage:
         if opens_as_slide(path, series):
             tif.close()
             return load_slide(path)
-        if len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES:
+        if _is_large(series):
             return _open_lazy_gray(path, tif)
         array = series.asarray()
     except ImageReadError:
@@ -293,25 +298,18 @@ def load_tiff(path: str | Path) -> LoadedImage:
     tif.close()
     stack = np.asarray(_to_yxs(array, axes, frames=True))
     extra: dict[str, Any] = {"axes": axes}
-    if mpp:
-        extra["um_per_px"] = mpp
     if len(stack) > 1:  # film frames, or colour ones (a z-stack of a section): all of them
-        return finish_stack(path, stack, extra, step)
-    return finish_loaded(path, stack[0], extra)
+        return finish_stack(path, stack, extra, step, pixel_um=mpp)
+    return finish_loaded(path, stack[0], extra, pixel_um=mpp)
 
 
 def opens_as_slide(path: Path, series: Any) -> bool:
     """Whether :func:`load_tiff` opens a TIFF series as a whole slide (lazy, one image): a
     colour pyramid or a colour file over ``EAGER_MAX_BYTES``. Anything else is decoded
     whole or read lazily as grey frames, every frame kept."""
-    large = len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES
-    return large and _is_histology_series(path, series)
+    return _is_large(series) and _is_histology_series(path, series)
 
 
-def tiff_frames(path: Path) -> int:
-    """How many frames :func:`load_tiff` finds in a TIFF, from its header (1 for a slide)."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tiff_series(tif)[0]
-        return 1 if opens_as_slide(path, series) else frame_count(series)
+def _is_large(series: Any) -> bool:
+    """A pyramid, or a file over ``EAGER_MAX_BYTES``: read lazily rather than whole."""
+    return len(series.levels) > 1 or series.nbytes > EAGER_MAX_BYTES

@@ -4,7 +4,8 @@ Four writers state them four ways: Aperio in the description (``MPP = …``), OM
 (``PhysicalSizeX``/``Z`` with their units), ImageJ in its description (``unit=…`` for the
 resolution tags, ``spacing=…`` between slices), and plain TIFF in the resolution tags (inch
 or centimetre). Everything here answers in µm; a unit it does not know answers None rather
-than a guessed scale.
+than a guessed scale. :func:`stated_sizes` turns them into a layer's scale by one rule for a
+single image and a stack alike.
 """
 
 from __future__ import annotations
@@ -115,3 +116,21 @@ def tiff_frame_step_um(tif: Any) -> float | None:
     spacing = _positive(metadata.get("spacing")) if metadata else None
     factor = _imagej_unit_um(tif)
     return spacing * factor if spacing and factor else None
+
+
+def stated_sizes(
+    histology: bool, pixel_um: float | None, frame_um: float | None = None
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """The (row, col) scale and the metadata of the sizes a TIFF states (µm in), one rule for
+    a single image and a stack: colour in µm (``um_per_px``, as histology), grey in mm
+    (``pixel_spacing_mm``, as a DICOM mammogram's), a stack's step between frames in mm
+    (``frame_spacing_mm``). Nothing stated: pixels, (1, 1) and no facts."""
+    scale: tuple[float, float] = (1.0, 1.0)
+    facts: dict[str, Any] = {}
+    if pixel_um:
+        size = pixel_um if histology else pixel_um / 1000.0
+        scale = (size, size)
+        facts = {"um_per_px": size} if histology else {"pixel_spacing_mm": [size, size]}
+    if frame_um:
+        facts["frame_spacing_mm"] = frame_um / 1000.0
+    return scale, facts
