@@ -94,3 +94,15 @@ def test_a_saved_review_restores_the_form() -> None:
         0.4,
         7,
     )
+
+
+def test_the_panel_shows_the_macro_f1_training_writes() -> None:
+    """Training writes ``f1_macro`` beside AUC and balanced accuracy; the panel shows all three."""
+    lines = metric_lines(_card_metrics(malignant_patients=10))
+    names = [line.split(" (")[0].rsplit(" ", 1)[0] for line in lines[:3]]
+    assert names == ["test AUC", "test balanced accuracy", "test macro F1"]
+
+
+def test_a_card_with_both_auc_keys_shows_its_auc_once() -> None:
+    lines = metric_lines({"test": {"auc": 0.9, "roc_auc": 0.9, "accuracy": 0.8}})
+    assert [line.startswith("test AUC") for line in lines] == [True, False]

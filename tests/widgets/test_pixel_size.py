@@ -16,8 +16,8 @@ MODEL_UM = 0.5
 WORKSPACE = "Workspace (Analyze + Review)"
 
 
-def _unscaled_slide(path: Path) -> Path:
-    """A 512×512 two-level pyramid with tissue and no resolution tags."""
+def _unscaled_slide(path: Path, microns_per_pixel: float | None = None) -> Path:
+    """A 512×512 two-level pyramid with tissue and no resolution tags (or these µm/px)."""
     from napari_pathreview.io.pyramid import write_pyramidal_tiff
 
     rng = np.random.default_rng(0)
@@ -27,7 +27,12 @@ def _unscaled_slide(path: Path) -> Path:
     texture = np.array([175, 105, 160]) + 25 * np.sin(xx[..., None] / 9.0)
     image[tissue] = np.clip(texture + rng.normal(0, 20, image.shape), 0, 215)[tissue]
     return write_pyramidal_tiff(
-        image, path, tile=128, n_levels=2, microns_per_pixel=None, compression="deflate"
+        image,
+        path,
+        tile=128,
+        n_levels=2,
+        microns_per_pixel=microns_per_pixel,
+        compression="deflate",
     )
 
 
@@ -119,16 +124,22 @@ def test_an_unknown_pixel_size_reads_unknown_and_is_never_set_as_zero(
     assert any("pixel size is unknown" in m for m in seen)
 
 
-def test_the_field_is_off_for_an_image_whose_file_states_its_size(
+def test_the_field_shows_the_size_a_file_states_and_is_off_for_a_mammogram(
     make_napari_viewer: Any, open_widget: Any, sample_data: Path
 ) -> None:
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(
+    (patch,) = viewer.open(
         sample_data / "breakhis/SOB_M_DC-14-2523-40-010.png", plugin="napari-pathreview"
     )
-    box = open_widget(viewer, "Analyze").pixel_size
+    film = viewer.open(sample_data / "mias/mdb028.pgm", plugin="napari-pathreview")[0]
+    analyze = open_widget(viewer, "Analyze")
+    box = analyze.pixel_size
+    analyze.image_combo.value = patch.name
+    assert box.field.enabled and box.apply_button.enabled
+    assert box.field.value == pytest.approx(patch.metadata["pathreview"]["um_per_px"], abs=1e-4)
+    assert "the pixel size the file states" in box.native.toolTip()
+    analyze.image_combo.value = film.name
     assert not box.field.enabled and not box.apply_button.enabled
-    assert box.field.value == pytest.approx(layer.metadata["pathreview"]["um_per_px"])
     assert not box.apply()
 
 
@@ -151,3 +162,38 @@ def test_a_typed_pixel_size_comes_back_with_the_session(
     restored = viewer2.layers[layer.name]
     assert tuple(restored.scale) == (0.5, 0.5)
     assert restored.metadata["pathreview"]["um_per_px"] == 0.5
+
+
+def test_the_dock_replaces_a_stated_pixel_size_and_the_layer_its_roi_and_session_follow(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    """A file may state a wrong size: the field shows it, and Set replaces it as ``--mpp``."""
+    slide = _unscaled_slide(tmp_path / "stated.tif", microns_per_pixel=1.0)
+    ref = _register_model_at(MODEL_UM)
+    viewer = make_napari_viewer()
+    workspace = open_widget(viewer, WORKSPACE)
+    (layer,) = viewer.open(slide, plugin="napari-pathreview")
+    analyze = workspace.analyze
+    analyze.image_combo.value = layer.name
+    analyze.model_combo.value = ref
+    analyze.cam_method.value = "none"
+    box = analyze.pixel_size
+    assert box.field.enabled and box.field.value == pytest.approx(1.0)  # the file's
+    roi = viewer.add_shapes(
+        [np.array([[100, 100], [100, 300], [300, 300]])], shape_type="polygon", name="ROI"
+    )
+    assert tuple(roi.scale) == (1.0, 1.0)
+    box.field.value = 0.25
+    box.apply_button.native.click()
+    assert tuple(layer.scale) == (0.25, 0.25)
+    assert tuple(roi.scale) == (0.25, 0.25)
+    assert "the file states 1 µm/px" in box.native.toolTip()
+    result = _run(qtbot, analyze)
+    assert result.tiled.grid.level0_um_per_px == pytest.approx(0.25)
+    saved = workspace.save_session(tmp_path / "s.json")
+
+    viewer2 = make_napari_viewer()
+    restored = open_widget(viewer2, WORKSPACE)
+    assert restored.restore_session(saved)
+    assert tuple(viewer2.layers[layer.name].scale) == (0.25, 0.25)
+    assert restored.analyze.pixel_size.field.value == pytest.approx(0.25)

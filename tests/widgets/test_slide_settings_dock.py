@@ -182,3 +182,146 @@ def test_an_invalid_slide_setting_is_refused_naming_its_field_and_starts_nothing
     assert analyze.run() is None
     assert analyze.worker is None
     assert f"Analyze: {said}" in messages
+
+
+WORKSPACE = "Workspace (Analyze + Review)"
+
+
+def _workspace_on(viewer: Any, open_widget: Any, slide: Path, model: str) -> Any:
+    """The Workspace dock with ``slide`` opened and chosen, ``model`` picked, no CAM."""
+    workspace = open_widget(viewer, WORKSPACE)
+    (layer,) = viewer.open(slide, plugin="napari-pathreview")
+    analyze = workspace.analyze
+    analyze.image_combo.value = layer.name
+    analyze.model_combo.value = model
+    analyze.cam_method.value = "none"
+    return workspace
+
+
+def _set_slide_settings(analyze: Any) -> None:
+    """Every slide setting away from its default (the tiling mode is set by each test)."""
+    analyze.slide_box.model_um.value = str(MODEL_UM)
+    analyze.slide_box.min_tissue.value = "0.6"
+    analyze.target_class.value = "malignant"
+
+
+def test_a_session_restores_the_slide_settings_and_a_run_uses_them(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    model = _register(pixel_size=None)  # runs only with the model µm/px the session kept
+    slide = _slide(tmp_path / "s.tif", SLIDE_UM)
+    workspace = _workspace_on(make_napari_viewer(), open_widget, slide, model)
+    _set_slide_settings(workspace.analyze)
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+    assert saved is not None
+
+    restored = open_widget(make_napari_viewer(), WORKSPACE)
+    assert restored.restore_session(saved)
+    box = restored.analyze.slide_box
+    assert (box.model_um.value, box.min_tissue.value) == ("0.5", "0.6")
+    assert restored.analyze.target_class.value == "malignant"
+    result = _run(qtbot, restored.analyze)
+    assert result is not None and result.tiled is not None
+    assert result.tiled.grid.um_per_px == pytest.approx(MODEL_UM)
+    assert result.record()["settings"]["slide_settings"] == {
+        "model_um_per_px": MODEL_UM,
+        "min_tissue": 0.6,
+    }
+    assert result.record()["settings"]["target_class"] == "malignant"
+
+
+def test_a_session_restores_the_preview_mode_and_glass_tiles_and_a_run_uses_them(
+    qtbot: Any, make_napari_viewer: Any, open_widget: Any, tmp_path: Path
+) -> None:
+    model = _register(pixel_size=MODEL_UM)
+    slide = _slide(tmp_path / "s.tif", SLIDE_UM)
+    workspace = _workspace_on(make_napari_viewer(), open_widget, slide, model)
+    workspace.analyze.slide_mode.value = "preview"
+    workspace.analyze.slide_box.glass.value = True
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+
+    workspace2 = open_widget(make_napari_viewer(), WORKSPACE)
+    assert workspace2.restore_session(saved)
+    analyze = workspace2.analyze
+    assert analyze.slide_mode.value == "preview" and analyze.slide_box.glass.value
+    tiled = _run(qtbot, analyze).tiled
+    assert analyze.result.request.slide.mode == "preview"
+    assert tiled.coverage.all() and len(tiled.tile_probabilities) == tiled.grid.n_cells
+
+
+def test_a_bad_setting_in_a_session_is_named_with_its_file_and_the_rest_restored(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path, messages: list[str]
+) -> None:
+    import json
+
+    model = _register(pixel_size=None)
+    slide = _slide(tmp_path / "s.tif", SLIDE_UM)
+    workspace = _workspace_on(make_napari_viewer(), open_widget, slide, model)
+    _set_slide_settings(workspace.analyze)
+    workspace.analyze.threshold.value = 0.7
+    saved = workspace.save_session(tmp_path / "day1.session.json")
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    document["analyze"]["slide"]["min_tissue"] = 1.5  # hand-edited, or another version's
+    document["analyze"]["tta"] = "sideways"
+    document["layers"][0]["um_per_px"] = -0.25
+    saved.write_text(json.dumps(document), encoding="utf-8")
+
+    restored = open_widget(make_napari_viewer(), WORKSPACE)
+    assert restored.restore_session(saved)  # the rest is restored
+    (warning,) = [m for m in messages if "not restored" in m]
+    assert str(saved) in warning
+    assert "analyze.slide.min_tissue: min tissue must be within [0, 1], got 1.5" in warning
+    assert "analyze.tta: 'sideways' is not a valid choice" in warning
+    assert "layers[0].um_per_px (image s): s: pixel size must be positive, got -0.25" in warning
+    analyze = restored.analyze
+    assert analyze.slide_box.min_tissue.value == "0.25"  # left at its default
+    assert analyze.tta.value == "none"
+    assert analyze.slide_box.model_um.value == "0.5"
+    assert analyze.target_class.value == "malignant"
+    assert analyze.threshold.value == pytest.approx(0.7)
+    assert tuple(analyze.image_layer.scale) == (SLIDE_UM, SLIDE_UM)  # the file's size kept
+
+
+def test_a_session_saved_before_the_slide_settings_were_kept_restores_their_defaults(
+    make_napari_viewer: Any, open_widget: Any, tmp_path: Path, messages: list[str]
+) -> None:
+    import json
+
+    model = _register(pixel_size=MODEL_UM)
+    slide = _slide(tmp_path / "s.tif", SLIDE_UM)
+    workspace = _workspace_on(make_napari_viewer(), open_widget, slide, model)
+    workspace.analyze.cam_method.value = "gradcam++"
+    saved = workspace.save_session(tmp_path / "old.session.json")
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    for key in ("slide", "target_class", "other_film"):
+        del document["analyze"][key]
+    saved.write_text(json.dumps(document), encoding="utf-8")
+
+    restored = open_widget(make_napari_viewer(), WORKSPACE)
+    assert restored.restore_session(saved)
+    assert not any("not restored" in m for m in messages)
+    analyze = restored.analyze
+    assert analyze.cam_method.value == "gradcam++"
+    assert analyze.slide_mode.value == "matched" and not analyze.slide_box.glass.value
+    assert (analyze.slide_box.model_um.value, analyze.slide_box.min_tissue.value) == ("", "0.25")
+
+
+def test_a_bad_value_left_in_the_hidden_slide_settings_does_not_refuse_a_mammogram_run(
+    qtbot: Any,
+    make_napari_viewer: Any,
+    open_widget: Any,
+    tmp_path: Path,
+    sample_data: Path,
+    mammogram_model: str,
+) -> None:
+    model = _register(pixel_size=MODEL_UM)
+    viewer = make_napari_viewer()
+    analyze = _dock(viewer, open_widget, _slide(tmp_path / "s.tif", SLIDE_UM), model)
+    analyze.slide_box.min_tissue.value = "1.5"  # refused while it applies
+    assert analyze.run() is None
+    film = viewer.open(sample_data / "mias/mdb028.pgm", plugin="napari-pathreview")[0]
+    analyze.image_combo.value = film.name
+    analyze.model_combo.value = mammogram_model
+    assert analyze.slide_box.isHidden()
+    result = _run(qtbot, analyze)
+    assert result is not None and result.request.slide.min_tissue == 0.25

@@ -143,8 +143,7 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
         InvalidInputError: ``um_per_px`` is not a positive finite number (0 used to be
             ignored and NaN or inf became the layer's scale).
     """
-    if not (math.isfinite(um_per_px) and um_per_px > 0):
-        raise InvalidInputError(f"{loaded.path}: pixel size must be positive, got {um_per_px}")
+    check_pixel_size(um_per_px, loaded.path)
     if loaded.modality != HISTOLOGY:
         logger.info("%s: a pixel size in µm applies to histology only; ignored", loaded.path)
         return loaded
@@ -154,6 +153,19 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
     return dataclasses.replace(
         loaded, metadata=metadata, scale=(um_per_px, um_per_px), um_per_px=float(um_per_px)
     )
+
+
+def check_pixel_size(um_per_px: Any, where: Any) -> float:
+    """A user-given level-0 pixel size, checked by the one rule ``--mpp``, the Analyze dock's
+    field and a saved session share: a positive finite number of µm.
+
+    Raises:
+        InvalidInputError: naming ``where`` (the file or layer) and the value.
+    """
+    number = isinstance(um_per_px, (int, float)) and not isinstance(um_per_px, bool)
+    if not (number and math.isfinite(um_per_px) and um_per_px > 0):
+        raise InvalidInputError(f"{where}: pixel size must be positive, got {um_per_px!r}")
+    return float(um_per_px)
 
 
 def dicom_frames(ds: Any) -> int:

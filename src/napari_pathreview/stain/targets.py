@@ -26,8 +26,6 @@ def load_target(path: str | Path) -> dict[str, Any]:
         StainTargetError: naming the file, when it is missing, not JSON, or not a fitted
             Reinhard/Macenko/Vahadane state.
     """
-    from napari_pathreview.stain import normalizer_from_dict
-
     path = Path(path)
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -37,12 +35,27 @@ def load_target(path: str | Path) -> dict[str, Any]:
         raise StainTargetError(
             f"{path} is not JSON ({error}); write one with `pathreview stain fit`"
         ) from error
+    return check_target(state, path)
+
+
+def check_target(state: Any, where: Any) -> dict[str, Any]:
+    """``state`` if it is a fitted normaliser's (a target file's, or one a saved session
+    holds), checked by restoring a normaliser from it.
+
+    Raises:
+        StainTargetError: naming ``where``, when it is not a fitted Reinhard/Macenko/Vahadane
+            state.
+    """
+    from napari_pathreview.stain import normalizer_from_dict
+
+    if not isinstance(state, dict):
+        raise StainTargetError(f"{where} is not a stain target: not a JSON object")
     try:
         normalizer = normalizer_from_dict(state)
     except Exception as error:  # noqa: BLE001 - re-raised naming the file
-        raise StainTargetError(f"{path} is not a stain target: {error}") from error
+        raise StainTargetError(f"{where} is not a stain target: {error}") from error
     if not normalizer.is_fitted:
-        raise StainTargetError(f"{path} holds an unfitted {state.get('method')} normaliser")
+        raise StainTargetError(f"{where} holds an unfitted {state.get('method')} normaliser")
     return dict(state)
 
 

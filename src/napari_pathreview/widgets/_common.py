@@ -170,3 +170,9 @@ def fit_height(*widgets: Any, width: int = 250) -> None:
             header = native.horizontalHeader().height() if rows else 0
             body = sum(native.rowHeight(r) for r in range(rows))
             native.setMinimumHeight(min(native.maximumHeight(), header + body + 4))
+
+
+def he_settings_apply(card: Any) -> bool:
+    """Whether stain normalisation and the advanced slide settings apply (and are shown):
+    H&E matters, so not for a mammogram model; a value left in them then refuses nothing."""
+    return card is None or card.modality != "mammogram"

@@ -23,13 +23,15 @@ NEAR_UNIFORM_ENTROPY = 0.95
 #: Test sets smaller than this get a "small test set" caveat beside their metrics.
 SMALL_TEST_SET = 30
 
+#: Card metric key → its name in the panel, headline first: training writes ``roc_auc``,
+#: ``balanced_accuracy`` and ``f1_macro`` (``training.metrics.SCALAR_METRICS``), which lead.
 _METRIC_NAMES = {
     "auc": "AUC",
     "roc_auc": "AUC",
     "balanced_accuracy": "balanced accuracy",
-    "accuracy": "accuracy",
+    "f1_macro": "macro F1",
     "f1": "F1",
-    "macro_f1": "macro F1",
+    "accuracy": "accuracy",
     "sensitivity": "sensitivity",
     "specificity": "specificity",
     "kappa": "kappa",
@@ -104,11 +106,12 @@ def metric_lines(metrics: Mapping[str, Any], limit: int = 3) -> list[str]:
     n = test.get("n") or (metrics or {}).get("n_images")
     ci = test.get("ci95") if isinstance(test.get("ci95"), Mapping) else {}
     thin = set(thin_intervals(test))
-    lines, marked = [], False
+    lines, marked, named = [], False, set()
     for key, name in _METRIC_NAMES.items():
         value = test.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or name in named:
+            continue  # a card with both ``auc`` and ``roc_auc`` shows its AUC once
+        named.add(name)
         interval = ci.get(key)
         if isinstance(interval, Sequence) and len(interval) == 2 and None not in interval:
             ci_text = f"95 % CI {float(interval[0]):.2f}–{float(interval[1]):.2f}"

@@ -1,10 +1,14 @@
-"""The Analyze widget's pixel-size field, for slides whose file does not state their µm/px.
+"""The Analyze widget's pixel-size field: a slide's level-0 µm/px, given or corrected.
 
-Such a slide opens in pixels (the reader says so once) and matched-resolution tiling
-refuses it: nothing is guessed. The scanner's µm per level-0 pixel, typed here, becomes the
-layer's scale in µm and ``metadata["pathreview"]["um_per_px"]``, which is what the Analyze
-widget passes to :func:`~napari_pathreview.inference.analysis.analyse` (and from there to
-the slide engine's ``LevelsSlide``). ROIs, CAMs and heat maps over the image follow it.
+A slide whose file states no size opens in pixels (the reader says so once) and
+matched-resolution tiling refuses it: nothing is guessed. A file may also state a wrong
+size (a TIFF's default 72 dpi reads as 352.8 µm/px). The field shows the stated size; a
+size set here replaces it by the rule ``--mpp`` follows (``io.images.check_pixel_size``:
+histology only, a positive finite number of µm, the file's value replaced). It becomes the
+layer's scale in µm and ``metadata["pathreview"]["um_per_px"]`` (source ``"user"``, the
+file's value kept as ``um_per_px_stated``), which is what the Analyze widget passes to
+:func:`~napari_pathreview.inference.analysis.analyse` and a saved session keeps. ROIs, CAMs
+and heat maps over the image follow it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from magicgui.widgets import Container, FloatSpinBox, PushButton
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io.images import check_pixel_size
 from napari_pathreview.widgets import _scale
 from napari_pathreview.widgets._common import is_source_image, layer_modality
 from napari_pathreview.widgets._layer_meta import plugin_meta
@@ -28,14 +33,21 @@ FIELD_LABEL = "pixel size (µm/px)"
 #: What the field shows while the size is not known (its value is then 0, its minimum).
 UNKNOWN = "unknown"
 USER = "user"  # metadata["pathreview"]["um_per_px_source"] of a size typed here
+STATED = "um_per_px_stated"  # the file's own size, kept when one typed here replaces it
 
 
-def needs_pixel_size(layer: Any) -> bool:
-    """Whether the field applies: a histology image with no stated (or a user-given) size."""
-    if layer is None or layer_modality(layer) != "histology":
-        return False
+def can_set_pixel_size(layer: Any) -> bool:
+    """Whether the field applies: a histology image (a stated size may be replaced, as
+    ``--mpp`` replaces it; a mammogram's mm spacing is not µm/px of a slide)."""
+    return layer is not None and layer_modality(layer) == "histology"
+
+
+def stated_size(layer: Any) -> float | None:
+    """The pixel size ``layer``'s file states, whether or not one set here replaced it."""
     meta = plugin_meta(layer)
-    return _scale.pixel_size_um(meta) is None or meta.get("um_per_px_source") == USER
+    if meta.get("um_per_px_source") == USER:
+        return meta.get(STATED)
+    return _scale.pixel_size_um(meta)
 
 
 def _rescaled(values: Any, factor: float) -> tuple[float, ...]:
@@ -43,22 +55,29 @@ def _rescaled(values: Any, factor: float) -> tuple[float, ...]:
     return (*values[:-2], values[-2] * factor, values[-1] * factor)
 
 
-def set_pixel_size(viewer: Any, layer: Any, um_per_px: float) -> None:
-    """Give ``layer`` (and the layers drawn over it) a level-0 pixel size in µm.
+def set_pixel_size(viewer: Any, layer: Any, um_per_px: Any) -> None:
+    """Give ``layer`` (and the layers drawn over it) a level-0 pixel size in µm, replacing
+    the one its file states, if any.
 
     Raises:
-        InvalidInputError: a size that is not positive.
+        InvalidInputError: a size that is not a positive finite number, or not histology.
     """
-    if not um_per_px > 0:
+    if not can_set_pixel_size(layer):
         raise InvalidInputError(
-            f"{layer.name}: enter the scanner's µm per level-0 pixel (a positive number, "
-            f"e.g. 0.25 at 40×); got {um_per_px}."
+            f"{layer.name}: a pixel size in µm applies to histology images only"
         )
-    size = float(um_per_px)
+    size = check_pixel_size(um_per_px, layer.name)
     factor = size / float(layer.scale[-1])
     followers = [o for o in viewer.layers if not is_source_image(o) and belongs_to(o, layer)]
     meta = plugin_meta(layer)
+    stated = stated_size(layer)
+    if stated is not None and abs(stated - size) > 1e-9:
+        logger.warning(
+            "%s: pixel size %.4g µm given replaces %.4g µm from the file", layer.name, size, stated
+        )
     meta.update(um_per_px=size, um_per_px_source=USER)
+    if stated is not None:
+        meta[STATED] = stated
     layer.metadata = {**layer.metadata, "pathreview": meta}
     layer.scale = _rescaled(layer.scale, factor)
     for other in followers:  # CAMs, heat maps and ROIs drawn over the image keep their place
@@ -91,20 +110,14 @@ class PixelSizeBox:
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
-        """Enable the field for an image without a stated size; show the size otherwise."""
+        """Enable the field for a histology image; show its size (stated, or set here)."""
         layer = self.current_layer()
-        needed = needs_pixel_size(layer)
-        meta = plugin_meta(layer)
-        known = _scale.pixel_size_um(meta)
+        settable = can_set_pixel_size(layer)
+        known = _scale.pixel_size_um(plugin_meta(layer))
         self.field.value = known or self.field.min
         for widget in (self.field, self.apply_button):
-            widget.enabled = needed
-        self.native.setToolTip(
-            "the file does not state its pixel size: type the scanner's µm per level-0 pixel "
-            "so the slide is shown and analysed at its physical scale"
-            if needed
-            else "the image's pixel size, from its file"
-        )
+            widget.enabled = settable
+        self.native.setToolTip(_tooltip(layer, settable, known))
 
     def typed(self) -> float | None:
         """The size in the field, None while it reads "unknown"."""
@@ -114,7 +127,7 @@ class PixelSizeBox:
     def apply(self, *_: Any) -> bool:
         """Set the typed size on the chosen image; False (and a notification) if refused."""
         layer = self.current_layer()
-        if not needs_pixel_size(layer):
+        if not can_set_pixel_size(layer):
             return False
         try:
             size = self.typed()
@@ -127,6 +140,25 @@ class PixelSizeBox:
         except InvalidInputError as error:
             notify_exception(error, "Pixel size")
             return False
-        show_info(f"{layer.name}: {self.field.value:.4g} µm per pixel; the scale bar is in µm.")
+        stated = stated_size(layer)
+        replaced = f" (replaces the file's {stated:.4g})" if stated is not None else ""
+        show_info(f"{layer.name}: {size:.4g} µm per pixel{replaced}; the scale bar is in µm.")
         self.refresh()
         return True
+
+
+def _tooltip(layer: Any, settable: bool, known: float | None) -> str:
+    """What the field holds: the file's size, one set here (and what it replaced), or none."""
+    if not settable:
+        return "a pixel size in µm applies to histology images"
+    if known is None:
+        return (
+            "the file does not state its pixel size: type the scanner's µm per level-0 pixel "
+            "so the slide is shown and analysed at its physical scale"
+        )
+    stated = stated_size(layer)
+    if plugin_meta(layer).get("um_per_px_source") != USER:
+        return "the pixel size the file states; type another and press Set if it is wrong"
+    if stated is None:
+        return "the pixel size set here (the file states none)"
+    return f"the pixel size set here; the file states {stated:.4g} µm/px"

@@ -16,7 +16,7 @@ from magicgui.widgets import CheckBox, Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QToolButton, QVBoxLayout, QWidget
 
-from napari_pathreview.errors import reported_as
+from napari_pathreview.errors import InvalidInputError, reported_as
 from napari_pathreview.inference.slide_grid import SlideScaleError, SlideSettings, model_um_per_px
 
 DEFAULTS = SlideSettings()
@@ -83,12 +83,16 @@ class SlideSettingsBox(QWidget):
         hint = f"card: {stated:g}" if stated is not None else "card states none"
         self.model_um.native.setPlaceholderText(hint if card is not None else "")
 
-    def settings(self, mode: str) -> SlideSettings:
-        """The ``SlideSettings`` of ``mode`` and these fields.
+    def settings(self, mode: str, applies: bool = True) -> SlideSettings:
+        """The ``SlideSettings`` of ``mode`` and these fields; with ``applies`` False (the
+        group is hidden: a mammogram model tiles nothing) the defaults, whatever the fields
+        hold, so a value left in a hidden field never refuses a run.
 
         Raises:
             InvalidInputError: a value out of range, naming its field as labelled here.
         """
+        if not applies:
+            return SlideSettings(mode=mode)
         with reported_as(FIELD_LABELS):
             return SlideSettings(
                 mode=mode,
@@ -96,3 +100,33 @@ class SlideSettingsBox(QWidget):
                 min_tissue=_typed(self.min_tissue.value),  # type: ignore[arg-type]
                 tissue=not self.glass.value,
             )
+
+    def state(self) -> dict[str, Any]:
+        """The fields as a saved session keeps them, by ``SlideSettings`` field: a number,
+        None for a blank µm/px, or the text typed when it is not a number (refused on
+        restore, naming the key, as Run refuses it)."""
+        return {
+            "model_um_per_px": _typed(self.model_um.value),
+            "min_tissue": _typed(self.min_tissue.value),
+            "tissue": not self.glass.value,
+        }
+
+    def restore(self, field: str, value: Any) -> None:
+        """Put back one field of :meth:`state`, checked first by the rule a typed value meets
+        (``SlideSettings``); a refused value leaves the field as it was.
+
+        Raises:
+            InvalidInputError: the value is refused, naming the field as labelled here.
+            KeyError: ``field`` is not one of :meth:`state`'s.
+        """
+        if field == "tissue":
+            if not isinstance(value, bool):
+                raise InvalidInputError(f"'{GLASS_TEXT}' must be true or false, got {value!r}")
+            self.glass.value = not value
+            return
+        edit = {"model_um_per_px": self.model_um, "min_tissue": self.min_tissue}[field]
+        if isinstance(value, bool):  # JSON's true is no number of µm, though Python's 1 is
+            value = str(value).lower()
+        with reported_as(FIELD_LABELS):
+            SlideSettings(**{field: value})
+        edit.value = "" if value is None else repr(float(value))

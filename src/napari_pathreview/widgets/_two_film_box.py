@@ -93,6 +93,11 @@ class TwoFilmBox(QGroupBox):
         self.other.setCurrentText(current if keep else self._same_woman(image_layer, names))
         self.other.blockSignals(False)
 
+    @property
+    def picked_by_hand(self) -> bool:
+        """Whether the reader chose the other film (or none) for this image, not the dock."""
+        return self._by_hand
+
     def _picked(self, _text: str) -> None:
         self._by_hand = True
 

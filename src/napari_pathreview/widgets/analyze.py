@@ -51,6 +51,7 @@ from napari_pathreview.widgets._common import (
     eta_text,
     fit_height,
     guard_triton_import,
+    he_settings_apply,
     is_source_image,
     layer_modality,
 )
@@ -265,9 +266,8 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
         self.stain_box.set_card(card)
         self.slide_box.set_card(card)
         self.two_film.set_context(card, self.image_layer)
-        # stain normalisation and slide tiling are H&E matters: they take room for histology
         for box in (self.stain_box, self.slide_box):
-            box.setVisible(card is None or card.modality != "mammogram")
+            box.setVisible(he_settings_apply(card))
         if card is None:
             self.model_info.value = f"{self._no_model()} — run `pathreview demo` or train one"
             return
@@ -317,15 +317,16 @@ class AnalyzeWidget(_recall.RecallsPredictions, ScoresAgainstRoi, QWidget):
                 "`pathreview train RECIPE.yaml`, then reopen this widget."
             )
         target = self.target_class.value
+        applies = he_settings_apply(self.selected_card())  # hidden boxes do not apply
         return AnalysisRequest(
             model_ref=str(self.model_combo.value),
             device=str(self.device.value),
-            stain=self.stain_box.value(),
+            stain=self.stain_box.value() if applies else None,
             qc=bool(self.qc.value),
             tta=str(self.tta.value),
             cam_method=None if self.cam_method.value == "none" else str(self.cam_method.value),
             target_class=None if target in (None, PREDICTED) else str(target),
-            slide=self.slide_box.settings(str(self.slide_mode.value)),
+            slide=self.slide_box.settings(str(self.slide_mode.value), applies),
         )
 
     def run(self, *_: Any) -> Any:

@@ -10,6 +10,7 @@ workspace (open images, ROI and CAM layers, queue position, settings) to a proje
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_pathreview.widgets import _pixel_size, _recall, _session
+from napari_pathreview.widgets import _analyze_settings, _pixel_size, _recall, _session
 from napari_pathreview.widgets._colorbars import follow_while_docked, sync_colorbars
 from napari_pathreview.widgets._layer_meta import plugin_meta
-from napari_pathreview.widgets._notify import notify_exception, show_info
+from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
 from napari_pathreview.widgets.analyze import AnalyzeWidget
 from napari_pathreview.widgets.review import ReviewWidget
 
@@ -103,7 +104,6 @@ class PathReviewWorkspace(QWidget):
         """The workspace as a JSON-able document and its arrays."""
         layers, arrays = _session.capture_layers(self.viewer)
         analyze, review, queue = self.analyze, self.review, self.review.queue
-        box = analyze.stain_box
         state = {
             "layers": layers,
             "queue": None
@@ -115,21 +115,7 @@ class PathReviewWorkspace(QWidget):
                 "order": str(review.queue_order.value),
                 "model": review.queue_model.value.strip(),
             },
-            "analyze": {
-                "image": analyze.image_combo.value,
-                "model": analyze.model_combo.value,
-                "all_models": bool(analyze.all_models.value),
-                "qc": bool(analyze.qc.value),
-                "tta": analyze.tta.value,
-                "device": analyze.device.value,
-                "cam": analyze.cam_method.value,
-                "threshold": float(analyze.threshold.value),
-                "opacity": float(analyze.opacity.value),
-                "auto_run": bool(analyze.auto_run.value),
-                "stain": box.method.currentText(),
-                "stain_target": box.user_target,
-                "roi": analyze.roi_combo.value,
-            },
+            "analyze": _analyze_settings.capture(analyze),
             "review": {
                 "reviewer": review.reviewer.value,
                 "image": review.image_combo.value,
@@ -152,20 +138,27 @@ class PathReviewWorkspace(QWidget):
 
     def restore_session(self, path: str | Path) -> bool:
         """Reopen a saved session in this viewer; returns whether it worked."""
+        skipped = _analyze_settings.SkippedSettings()
         try:
             document, arrays = _session.read_session(path)
-            self._restore_layers(document.get("layers", []), arrays)
-            self._restore_settings(document)
+            self._restore_layers(document.get("layers", []), arrays, skipped)
+            self._restore_settings(document, skipped)
+            self.analyze.pixel_size.refresh()  # a restored size is set before its image is chosen
         except Exception as error:  # noqa: BLE001 - notified
             notify_exception(error, "Open session")
             return False
-        show_info(f"Session restored from {path}")
+        if skipped.problems:
+            show_warning(skipped.message(path))
+        else:
+            show_info(f"Session restored from {path}")
         return True
 
-    def _restore_layers(self, entries: list[dict[str, Any]], arrays: dict[str, Any]) -> None:
+    def _restore_layers(
+        self, entries: list[dict[str, Any]], arrays: dict[str, Any], skipped: Any
+    ) -> None:
         from napari_pathreview.widgets import _results
 
-        for entry in entries:
+        for index, entry in enumerate(entries):
             kind = entry.get("type")
             if kind == "image":
                 if entry["name"] in self.viewer.layers:
@@ -176,8 +169,10 @@ class PathReviewWorkspace(QWidget):
                     meta = plugin_meta(image)
                     meta["prediction"] = _recall.from_session(entry["prediction"])
                     image.metadata = {**image.metadata, "pathreview": meta}
-                if entry.get("um_per_px") and _pixel_size.needs_pixel_size(image):
-                    _pixel_size.set_pixel_size(self.viewer, image, float(entry["um_per_px"]))
+                if entry.get("um_per_px") is not None:  # set in the dock: over the file's
+                    key = f"layers[{index}].um_per_px (image {entry['name']})"
+                    size = partial(_pixel_size.set_pixel_size, self.viewer, image)
+                    skipped.put(key, entry, "um_per_px", size)
                 image.visible = bool(entry.get("visible", True))
             elif kind == "cam" and entry.get("image") in self.viewer.layers:
                 image = self.viewer.layers[entry["image"]]
@@ -257,36 +252,14 @@ class PathReviewWorkspace(QWidget):
                 **extra,
             )
 
-    def _restore_settings(self, document: dict[str, Any]) -> None:
-        analyze, review = self.analyze, self.review
+    def _restore_settings(self, document: dict[str, Any], skipped: Any) -> None:
+        review = self.review
         settings = document.get("analyze") or {}
         review_settings = document.get("review") or {}
         review.reviewer.value = review_settings.get("reviewer") or review.reviewer.value
         review.only_mine.value = bool(review_settings.get("only_mine", True))
         review.reviewer_entered()  # the form, count and list of the restored reviewer
-        analyze.reset_choices()
-        analyze.all_models.value = bool(settings.get("all_models", False))
-        for widget, key in (
-            (analyze.qc, "qc"),
-            (analyze.device, "device"),
-            (analyze.cam_method, "cam"),
-            (analyze.threshold, "threshold"),
-            (analyze.opacity, "opacity"),
-            (analyze.auto_run, "auto_run"),
-        ):
-            if settings.get(key) is not None:
-                widget.value = settings[key]
-        for widget, key in ((analyze.image_combo, "image"), (analyze.model_combo, "model")):
-            if settings.get(key) in widget.choices:
-                widget.value = settings[key]
-        if settings.get("tta") is not None:  # after the model, whose card sets its own default
-            analyze.tta.value = settings["tta"]
-        if settings.get("stain_target"):
-            analyze.stain_box.set_user_target(settings["stain_target"], "the saved session")
-        if settings.get("stain"):
-            analyze.stain_box.method.setCurrentText(settings["stain"])
-        if settings.get("roi") in analyze.roi_combo.choices:
-            analyze.roi_combo.value = settings["roi"]
+        _analyze_settings.restore(self.analyze, settings, skipped)
         queue = document.get("queue")
         if queue:
             review.queue_order.value = queue.get("order") or "file name"
@@ -295,4 +268,11 @@ class PathReviewWorkspace(QWidget):
             review.load_queue(queue["source"], index=int(queue.get("index", 0)), at=at)
         elif review_settings.get("image") in review.image_combo.choices:
             review.image_combo.value = review_settings["image"]
-        self.tabs.setCurrentIndex(int(document.get("tab", ANALYZE_TAB)))
+        skipped.put("tab", document, "tab", self._show_tab)
+
+    def _show_tab(self, index: Any) -> None:
+        if index not in (ANALYZE_TAB, REVIEW_TAB) or isinstance(index, bool):
+            raise ValueError(
+                f"must be {ANALYZE_TAB} (Analyze) or {REVIEW_TAB} (Review), got {index!r}"
+            )
+        self.tabs.setCurrentIndex(index)
