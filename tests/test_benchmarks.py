@@ -169,3 +169,13 @@ def test_slide_cam_benchmark_times_ours_beside_the_two_pass_way_and_the_bare_for
     out = capsys.readouterr().out
     for row in ("ours: one forward per tile", "two-pass", "slide cache", "bare forward"):
         assert row in out
+
+
+def test_tiled_cam_benchmark_times_ours_beside_the_two_pass_way_and_the_bare_forward(
+    capsys,
+) -> None:
+    argv = ["--edge", "192", "--input", "64", "--batch", "8", "--repeats", "1", "--device", "cpu"]
+    assert load("tiled_cam").main(argv) == 0
+    out = capsys.readouterr().out
+    for row in ("ours: one forward per tile", "two-pass", "bare forward", "max |map difference|"):
+        assert row in out

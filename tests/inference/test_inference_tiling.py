@@ -146,3 +146,83 @@ def test_hann_stitching_leaves_no_seams_on_a_smooth_field() -> None:
     plain_border, plain_inside = steps(flat / count)
     assert plain_border > 2 * plain_inside  # the naive average shows the grid ...
     assert blended_border <= blended_inside * 1.05  # ... the Hann blend does not
+
+
+@pytest.fixture
+def he_field(sample_data) -> np.ndarray:
+    """A 160×224 crop of a BreaKHis H&E field: tissue in every 64-px tile."""
+    from napari_pathreview.io import load_image
+
+    image = load_image(sample_data / "breakhis" / "SOB_M_DC-14-2523-40-010.png").levels[0]
+    return np.ascontiguousarray(image[100:260, 200:424])
+
+
+def _count_forwards(predictor: Predictor) -> tuple[list[int], object]:
+    """Batch sizes of the real model's forward passes (a forward hook), and its handle."""
+    inputs: list[int] = []
+    hook = predictor.model.register_forward_hook(lambda m, i, out: inputs.append(out.shape[0]))
+    return inputs, hook
+
+
+@pytest.mark.parametrize(
+    ("target", "passes"), [("malignant", 1), (None, 2)], ids=["given-class", "decided-class"]
+)
+def test_a_tiled_cam_runs_each_tile_through_the_model_once_per_pass(
+    predictor, he_field, target, passes: int
+) -> None:
+    """Grad-CAM's forward gives the tile weights (the tiles used to be classified again);
+    without a target class, one more pass decides it."""
+    tiles = predictor.predict_tiled(he_field, tile_size=64, overlap=0.25).n_tiles
+    inputs, hook = _count_forwards(predictor)
+    result = explain_tiled(
+        predictor, he_field, "gradcam", target_class=target, tile_size=64, overlap=0.25
+    )
+    hook.remove()
+    assert tiles > 8 and result.cam.max() > 0.0
+    assert sum(inputs) == passes * tiles
+    assert len(inputs) == passes * -(-tiles // 8)  # one forward per batch of 8, per pass
+
+
+def _two_pass(predictor: Predictor, method: str, index: int, options: dict):
+    """The reference: classify the tiles as the predictor does, then the CAM runs them again
+    (``iter_explain_tiled`` before it read the weights from the CAM's forward)."""
+    from napari_pathreview.explain.cams import compute_cam
+
+    def explain(rgbs):
+        probs = predictor.probabilities(rgbs)[:, index]
+        x = predictor.prepare(rgbs).detach().clone()
+        return compute_cam(predictor.model, x, method, target_class=index, **options), probs
+
+    return explain
+
+
+@pytest.mark.parametrize(
+    ("method", "predictor_tta", "options"),
+    [("gradcam", "none", {}), ("gradcam", "flips", {"tta": "flips"}),
+     ("gradcam", "flips", {"tta": "none"}), ("scorecam", "none", {"top_k": 2})],
+    ids=["gradcam", "same-tta", "other-tta", "scorecam"],
+)  # fmt: skip
+def test_a_tiled_cam_is_the_two_pass_one(
+    binary_ref, he_field, method: str, predictor_tta: str, options: dict
+) -> None:
+    """Same tile weights (the CAM's logits, or a classification under other views) and the
+    same stitched map as classifying every tile first."""
+    from functools import partial
+
+    from napari_pathreview.inference.tiling import tile_cams
+
+    predictor = Predictor.from_registry(binary_ref, device="cpu", batch_size=8, tta=predictor_tta)
+    rgbs = [he_field[:64, :64], he_field[64:128, 64:128], he_field[96:160, 160:224]]
+    x = predictor.prepare(rgbs).detach().clone()
+    classify = partial(predictor.probabilities, rgbs)
+    maps, probs = tile_cams(predictor, x, method, 1, classify, options)
+    ref_maps, ref_probs = _two_pass(predictor, method, 1, options)(rgbs)
+    np.testing.assert_allclose(probs, ref_probs, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(maps, ref_maps, rtol=0, atol=1e-6)
+    field = he_field[:112, :160]  # 2×3 tiles
+    kwargs = {"target_class": 1, "tile_size": 64, "overlap": 0.25, **options}
+    ours = explain_tiled(predictor, field, method, **kwargs)
+    reference = _two_pass(predictor, method, 1, options)
+    before = explain_tiled(predictor, field, method, explainer=reference, **kwargs)
+    np.testing.assert_allclose(ours.cam, before.cam, rtol=0, atol=1e-6)
+    assert ours.cam.max() > 0.0

@@ -114,3 +114,49 @@ def test_predict_says_how_to_tile_a_large_image_that_states_no_pixel_size(
     assert "states no physical pixel size" in large["error"]
     assert "--mpp" in large["error"] and "--mode preview" in large["error"]
     assert whole["status"] == "ok" and whole["p_benign"] != ""
+
+
+def _predict_cam(model: str, image: Path, out: Path) -> subprocess.CompletedProcess:
+    done = _run("predict", image, "--model", model, "--device", "cpu", "--mode", "preview",
+                "--cam", "gradcam", "--out", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_predicting_a_large_image_again_reads_its_heatmap_and_cam_from_the_cache(
+    binary_ref: str, mosaic: Path, tmp_path: Path
+) -> None:
+    """The Analyze dock's slide cache: the unchanged file, model and settings run no tile
+    through the model the second time (both stages say they were served from the cache)."""
+    first = _predict_cam(binary_ref, mosaic, tmp_path / "first")
+    again = _predict_cam(binary_ref, mosaic, tmp_path / "again")
+    assert "served from cache" not in first.stderr
+    assert "slide result served from cache" in again.stderr
+    assert "slide CAM served from cache" in again.stderr
+    (row,) = _rows(tmp_path / "first" / "predictions.csv")
+    (row_again,) = _rows(tmp_path / "again" / "predictions.csv")
+    assert row_again["p_malignant"] == row["p_malignant"] and row_again["status"] == "ok"
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "again" / "mosaic_gradcam.npy"),
+        np.load(tmp_path / "first" / "mosaic_gradcam.npy"),
+    )
+
+
+@pytest.mark.parametrize("change", ["modified-file", "another-model"])
+def test_a_large_image_modified_since_or_another_model_is_computed_afresh(
+    registry: Any, binary_ref: str, mosaic: Path, tmp_path: Path, change: str
+) -> None:
+    """A new modification time (the same bytes: a file rewritten in place) or another model
+    version is another cache key."""
+    import os
+
+    _predict_cam(binary_ref, mosaic, tmp_path / "first")
+    model = binary_ref
+    if change == "modified-file":
+        stat = mosaic.stat()
+        os.utime(mosaic, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    else:
+        model = register_tiny(registry, name="tiny")  # tiny@2
+        assert model != binary_ref
+    again = _predict_cam(model, mosaic, tmp_path / "again")
+    assert "served from cache" not in again.stderr

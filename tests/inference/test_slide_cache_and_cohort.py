@@ -332,9 +332,13 @@ def test_closing_the_local_cluster_does_not_warn_of_a_worker_slow_to_exit(caplog
     assert not [r for r in caplog.records if "still alive" in r.getMessage()]
 
 
-def test_a_worker_s_model_load_is_its_first_slide_s_model_load_s_not_its_seconds(
+def test_a_worker_s_model_load_and_warm_up_are_its_first_slide_s_fields_not_its_seconds(
     model_ref, tmp_path
 ) -> None:
+    """One worker, two slides: the first slide's row carries the load and the warm-up forward
+    in fields of their own; every row's seconds is its slide engine's own clock."""
+    from napari_pathreview.inference.cache import read_result
+
     slides = [write_slide(tmp_path / f"s{i}.tif", tissue_slide(256, 384, seed=i)) for i in (0, 1)]
     out = tmp_path / "out"
     done = _pathreview(
@@ -342,6 +346,40 @@ def test_a_worker_s_model_load_is_its_first_slide_s_model_load_s_not_its_seconds
         "--workers", "1", "--device", "cpu", "--no-progress",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    loads = sorted(float(r["model_load_s"]) for r in _rows(out / "slides.csv"))
-    assert loads[0] == 0 and loads[1] > 0  # one worker: it loaded the model once
-    assert "model loaded by 1 worker(s)" in done.stdout
+    rows = _rows(out / "slides.csv")
+    first = [r for r in rows if float(r["model_load_s"]) > 0]
+    assert len(first) == 1  # one worker: it loaded the model once
+    assert [float(r["model_warmup_s"]) > 0 for r in rows] == [r in first for r in rows]
+    for row in rows:
+        engine = read_result(out / "slides" / row["slide"]).seconds
+        assert float(row["seconds"]) == round(engine, 3)  # nothing added to the engine's time
+    assert "model loaded by 1 worker(s)" in done.stdout and "warmed up" in done.stdout
+
+
+def test_a_worker_warms_its_model_up_once_before_its_first_slide_s_tiles(
+    model_ref, tmp_path
+) -> None:
+    """The warm-up is the model's first forward (a blank batch at the engine's batch shape),
+    run before the first slide's tiles and not again for the next slide."""
+    from napari_pathreview.inference import cohort
+
+    slides = [write_slide(tmp_path / f"s{i}.tif", tissue_slide(256, 384, seed=i)) for i in (0, 1)]
+    settings = SlideSettings(batch_size=4)
+    job = job_from_settings(model_ref, tmp_path / "out", settings, device="cpu")
+    cohort._worker_predictor.cache_clear()
+    loaded = cohort._worker_predictor(job.model_ref, "cpu", "null", None, job.home)
+    blank: list[bool] = []  # per forward: were all its inputs one blank (constant) tile?
+
+    def record(module, inputs, output) -> None:
+        x = inputs[0]
+        blank.append(bool((x == x[:1, :, :1, :1]).all()))
+
+    hook = loaded.predictor.model.register_forward_hook(record)
+    try:
+        summary = run_cohort(slides, job, workers=0, progress=False)
+    finally:
+        hook.remove()
+        cohort._worker_predictor.cache_clear()
+    assert len(summary.rows) == 2 and len(blank) > 2
+    assert blank[0] and not any(blank[1:])  # one warm-up, first, then only slide tiles
+    assert [r["model_warmup_s"] > 0 for r in summary.rows] == [True, False]

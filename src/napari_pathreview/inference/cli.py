@@ -299,6 +299,7 @@ class TiledImage:
     result: Any  # slides.SlideResult
     source: Any  # the SlideSource the tiles were read from
     settings: Any  # slide_grid.SlideSettings
+    cache: Any = None  # the cache.SlideCache the result came from / went to; its CAM too
 
 
 def _explain_one(predictor: Any, image: Any, item: Any, method: str, args: Any) -> Any:
@@ -312,7 +313,7 @@ def _explain_one(predictor: Any, image: Any, item: Any, method: str, args: Any) 
 
     label = options.pop("target_class") or item.prediction.label
     steps = iter_explain_tiles(
-        predictor, item.source, item.result, item.settings, method, label, cam_options=options
+        predictor, item.source, item.result, item.settings, method, label, None, item.cache, options
     )
     return run_to_end(steps)
 
@@ -362,10 +363,16 @@ def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = Non
     """A large image's ``TiledImage`` (the dock's rule and steps), else the ``LoadedImage``
     to classify whole (with ``--mpp``'s pixel size when given).
 
+    A large image's heatmap (and its CAM) is kept in the Analyze dock's slide cache, keyed by
+    the file (its size and modification time), the model and the settings, so predicting the
+    unchanged file again reads it from there. A frame chosen from a stack is not cached (the
+    file's key does not say which frame).
+
     Raises:
         ImageReadError: the file cannot be read; SlideScaleError: matched tiling without a
             pixel size (the message says what to pass).
     """
+    from napari_pathreview.inference.cache import SlideCache
     from napari_pathreview.inference.large_images import (
         iter_classify_tiles,
         needs_tiling,
@@ -377,9 +384,10 @@ def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = Non
     if not needs_tiling(loaded.levels, loaded.modality):
         return loaded
     source = as_slide(loaded)
-    steps = iter_classify_tiles(predictor, source, settings, path=str(path))
+    cache = SlideCache() if "frame" not in loaded.metadata else None
+    steps = iter_classify_tiles(predictor, source, settings, None, cache, str(path))
     prediction, result = run_to_end(steps)
-    return TiledImage(prediction, result, source, settings)
+    return TiledImage(prediction, result, source, settings, cache)
 
 
 def _iter_predictions(

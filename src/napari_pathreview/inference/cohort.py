@@ -138,6 +138,12 @@ class CohortSummary:
         that are not 0; none when every worker already held it)."""
         return [float(r["model_load_s"]) for r in self.rows if float(r["model_load_s"]) > 0]
 
+    @property
+    def model_warmups(self) -> list[float]:
+        """Seconds of each worker's warm-up forward in this run (the rows' ``model_warmup_s``
+        that are not 0)."""
+        return [float(r["model_warmup_s"]) for r in self.rows if float(r["model_warmup_s"]) > 0]
+
 
 def default_workers() -> int:
     """One worker per GPU, else one per four CPU cores (each worker runs torch's own threads)."""
@@ -154,7 +160,7 @@ def default_workers() -> int:
 @dataclass
 class _Loaded:
     """A worker's predictor, and whether a slide's row has reported the time it took to load
-    (only the first slide to use it waited for it)."""
+    and warm up (only the first slide to use it waited for them)."""
 
     predictor: Any
     reported: bool = False
@@ -235,12 +241,14 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     """Run one slide (on a worker or here): writes ``out/slides/<stem>`` and returns its row.
 
     The row's ``model_load_s`` is the time this task spent importing torch and loading the
-    model when it was the first on its worker to need them (0 for the others); the slide's
-    ``seconds`` and ``tiles_per_s`` never include it.
+    model when it was the first on its worker to need them, and ``model_warmup_s`` that of
+    the model's first forward (``prefetch.warm_up``, run before the slide starts), both 0 for
+    the worker's other slides; the slide's ``seconds`` and ``tiles_per_s`` include neither.
     """
     start = time.perf_counter()
     from napari_pathreview.inference.cache import write_result
     from napari_pathreview.inference.layer_slide import as_slide
+    from napari_pathreview.inference.prefetch import warm_up
     from napari_pathreview.inference.slide_qc import qc_columns, slide_quality
     from napari_pathreview.inference.slides import SlideSettings, predict_slide, slide_prediction
     from napari_pathreview.stain.targets import target_id
@@ -250,8 +258,11 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     device = _worker_device(job.device)
     stain_json = json.dumps(job.stain, sort_keys=True)
     loaded = _worker_predictor(job.model_ref, device, stain_json, job.tta, job.home, job.qc)
-    predictor, load_s = loaded.predictor, 0.0 if loaded.reported else time.perf_counter() - start
-    loaded.reported = True
+    predictor, load_s, warmup_s = loaded.predictor, 0.0, 0.0
+    if not loaded.reported:
+        load_s = time.perf_counter() - start
+        warmup_s = warm_up(predictor, settings)
+        loaded.reported = True
     state = slide_state(Path(path))  # before reading: the files this result comes from
     key = job.key_for(Path(path), state)
     source = as_slide(Path(path), um_per_px=slide_um)
@@ -266,7 +277,7 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     write_result(Path(job.out) / "slides" / stem, result, meta=meta)
     applied = target_id(predictor.normalizer)
     row = _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
-    return {**row, "model_load_s": round(load_s, 3)}
+    return {**row, "model_load_s": round(load_s, 3), "model_warmup_s": round(warmup_s, 3)}
 
 
 def _slide_outcome(path: str, stem: str, job: CohortJob) -> dict[str, Any] | PathReviewError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +24,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 
-__all__ = ["ReadyBatch", "TileReader", "forward_tiles", "run_batches"]
+__all__ = ["ReadyBatch", "TileReader", "forward_tiles", "run_batches", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,30 @@ def _read_ahead(
         yield queue.popleft()
 
 
+def _batch_tiles(predictor: Any, settings: Any) -> int:
+    """Tiles per forward under ``settings`` (its ``batch_size``, when set, is the predictor's
+    from then on)."""
+    if settings.batch_size is not None:
+        predictor.batch_size = int(settings.batch_size)
+    return max(1, int(getattr(predictor, "images_per_forward", predictor.batch_size)))
+
+
+def warm_up(predictor: Any, settings: Any) -> float:
+    """Seconds of one forward of a blank batch shaped as :func:`run_batches` will send.
+
+    A model's first forward is slower than the next ones (cuDNN picks its algorithms, oneDNN
+    builds its kernels, the allocator grows its pools): run before a slide's clock starts, it
+    leaves the first slide timed as the others are.
+    """
+    from napari_pathreview.inference.slide_mil import tile_size_of
+
+    start = time.perf_counter()
+    height, width = tile_size_of(predictor)
+    blank = np.full((height, width, 3), 255, np.uint8)
+    forward_tiles(predictor, [blank] * _batch_tiles(predictor, settings))
+    return time.perf_counter() - start
+
+
 def run_batches(
     predictor: Any,
     reader: TileReader,
@@ -108,9 +133,7 @@ def run_batches(
     cancel: threading.Event | None = None,
 ) -> Iterator[ReadyBatch | None]:
     """Classified batches over ``cells``; a final None means ``cancel`` stopped the run."""
-    if settings.batch_size is not None:
-        predictor.batch_size = int(settings.batch_size)
-    size = max(1, int(getattr(predictor, "images_per_forward", predictor.batch_size)))
+    size = _batch_tiles(predictor, settings)
     ahead = max(size * int(settings.prefetch), int(settings.read_workers))
     pool = ThreadPoolExecutor(max_workers=int(settings.read_workers), thread_name_prefix="tiles")
     try:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import cv2
@@ -26,7 +27,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.inference.progress import Progress
-from napari_pathreview.inference.tiling import TiledCam, hann_window
+from napari_pathreview.inference.tiling import TiledCam, hann_window, tile_cams
 
 __all__ = [
     "CAM_MAP_MAX_SIDE",
@@ -145,27 +146,18 @@ def cam_cache_fields(
 
 
 def _default_explainer(predictor: Any, method: str, index: int, options: Mapping) -> Callable:
-    """``tiles -> N×h×w`` CAMs of model-size tiles, each weighted by P(target) of its tile.
-
-    P(target) is read from the logits of the CAM's own forward pass when it ran the
-    predictor's views (CAM TTA = the predictor's TTA: the same input, the same views): one
-    forward per tile instead of two. Otherwise (other views, or a method that keeps no
-    logits) the tiles are classified as the heatmap classifies them.
-    """
-    from napari_pathreview.explain.cams import explain_batch
+    """``tiles -> N×h×w`` CAMs of model-size tiles, each weighted by P(target) of its tile:
+    :func:`tiling.tile_cams` (one forward per tile; classified as the heatmap classifies
+    them when the CAM's forward cannot give the probabilities)."""
     from napari_pathreview.inference.prefetch import forward_tiles
 
     spec = replace(predictor.spec, resize=None, crop="none")
-    same_views = options.get("tta", "none") == predictor.tta
 
     def explain(tiles: list[np.ndarray], cancel: threading.Event | None) -> np.ndarray:
         x = predictor.prepare(tiles, spec).detach().clone()
-        cams = explain_batch(predictor.model, x, method, index, cancel=cancel, **options)
-        if same_views and cams.logits is not None:
-            probs = predictor.probabilities_of_logits(cams.logits).numpy()[:, index]
-        else:
-            probs = forward_tiles(predictor, tiles)[:, index]
-        return cams.maps * probs[:, None, None].astype(np.float32)
+        classify = partial(forward_tiles, predictor, tiles)
+        maps, probs = tile_cams(predictor, x, method, index, classify, options, cancel)
+        return maps * probs[:, None, None].astype(np.float32)
 
     return explain
 

@@ -238,9 +238,11 @@ def _predict_slides(args: argparse.Namespace) -> int:
         f"{len(summary.failures)} failed → {summary.slides_csv}"
     )
     if loads := summary.model_loads:
+        warmups = summary.model_warmups or [0.0]
         print(
             f"model loaded by {len(loads)} worker(s), {sum(loads) / len(loads):.1f} s each on "
-            "average, before their first slide (model_load_s; not in seconds or tiles_per_s)"
+            f"average, and warmed up ({sum(warmups) / len(warmups):.1f} s: one forward), before "
+            "their first slide (model_load_s, model_warmup_s; not in seconds or tiles_per_s)"
         )
     _say_flagged(summary.rows, settings.qc_max_flagged)
     if summary.changed:

@@ -9,8 +9,9 @@ come back on a coarse grid with the scale/translate that places them on the imag
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "iter_predict_tiled",
     "last_result",
     "predict_tiled",
+    "tile_cams",
     "tile_origins",
 ]
 
@@ -308,6 +310,46 @@ def _tile_target(
     return predictor.target_index(None, mean)
 
 
+def tile_cams(
+    predictor: Any,
+    x: Any,
+    method: str,
+    index: int,
+    classify: Callable[[], np.ndarray],
+    options: Mapping[str, Any],
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CAMs of a prepared tile batch and each tile's P(target), one forward per tile.
+
+    P(target) is read from the logits of the CAM's own forward when it ran the predictor's
+    views (CAM TTA = the predictor's TTA: the same input, the same views), so the tiles are
+    not run through the model a second time. Otherwise (other views, or a method that keeps
+    no logits) ``classify()`` gives the tiles' N×K probabilities as the heatmap classifies
+    them. Both tiled CAMs (this module's and ``slide_cam``'s) weight their tiles by this.
+
+    Args:
+        predictor: An ``inference.Predictor``.
+        x: The tiles as the model sees them (``Predictor.prepare``).
+        method: CAM method name.
+        index: Class explained.
+        classify: Computes the tiles' N×K probabilities when the CAM's logits cannot serve.
+        options: ``explain.explain_batch`` options (``tta``, Score-CAM's ``batch_size`` /
+            ``top_k``).
+        cancel: Event a CAM method checks (``InterruptedError`` once set).
+
+    Returns:
+        (N×h×w maps in [0, 1] at the model's input size, N probabilities of class ``index``).
+    """
+    from napari_pathreview.explain.cams import explain_batch
+
+    cams = explain_batch(predictor.model, x, method, index, cancel=cancel, **options)
+    if options.get("tta", "none") == predictor.tta and cams.logits is not None:
+        probs = predictor.probabilities_of_logits(cams.logits).numpy()
+    else:
+        probs = classify()
+    return cams.maps, np.asarray(probs)[:, index]
+
+
 def iter_explain_tiled(
     predictor: Any,
     image_or_levels: Any,
@@ -319,18 +361,25 @@ def iter_explain_tiled(
     skip_background: bool | None = None,
     min_tissue: float = 0.1,
     cancel: threading.Event | None = None,
+    explainer: Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]] | None = None,
     **cam_options: Any,
 ) -> Iterator[Progress | TiledCam]:
     """A CAM over a large image, stitched at the chosen level's resolution, tile batch by batch.
 
     Tiles stream from the image (never all held at once). Each tissue tile's CAM (min–max
-    scaled within the tile) is weighted by the tile's probability of the target class, so
-    tiles without evidence do not light up, and blended with a :func:`hann_window` so
-    overlapping tiles leave no seams. The target is the given class, else the decision on the
-    mean tile probabilities (one extra streaming pass). Same progress/cancel protocol as
-    :func:`iter_predict_tiled`.
+    scaled within the tile) is weighted by the tile's probability of the target class, read
+    from the CAM's own forward (:func:`tile_cams`: one forward per tile), so tiles without
+    evidence do not light up, and blended with a :func:`hann_window` so overlapping tiles
+    leave no seams. The target is the given class, else the decision on the mean tile
+    probabilities (one extra streaming pass, one more forward per tile). Same progress/cancel
+    protocol as :func:`iter_predict_tiled`.
+
+    Args:
+        explainer: ``tiles -> (N×h×w maps, N P(target))`` of a batch of RGB tiles; default
+            :func:`tile_cams` on the tiles prepared with the card's spec.
+        **cam_options: ``explain.explain_batch`` options (``tta``, Score-CAM's).
     """
-    from napari_pathreview.explain.cams import compute_cam, resolve_method
+    from napari_pathreview.explain.cams import resolve_method
 
     levels = _levels(image_or_levels)
     data, tile, stride, down = _geometry(predictor, levels, level, tile_size, overlap)
@@ -340,6 +389,7 @@ def iter_explain_tiled(
         return _tissue_tiles(data, tile, stride, skip, min_tissue, 220)
 
     index = _tile_target(predictor, tiles(), target_class)
+    explain = explainer or _tile_explainer(predictor, method, index, cam_options)
     cam = np.zeros(data.shape[:2], np.float32)
     weight = np.zeros(data.shape[:2], np.float32)
     n_grid = len(tile_origins(data.shape[0], tile, stride)) * len(
@@ -354,18 +404,30 @@ def iter_explain_tiled(
         done += walked
         if not batch:
             continue
-        probs = predictor.probabilities([rgb for _, _, rgb in batch])
-        x = predictor.prepare([rgb for _, _, rgb in batch]).detach().clone()
-        maps = compute_cam(predictor.model, x, method, target_class=index, **cam_options)
+        maps, probs = explain([rgb for _, _, rgb in batch])
         for (r0, c0, rgb), m, p in zip(batch, maps, probs, strict=True):
             h, w = rgb.shape[:2]
             resized = predictor.cam_to_image(m, rgb)
             window = hann_window(h, w)
-            cam[r0 : r0 + h, c0 : c0 + w] += resized * float(p[index]) * window
+            cam[r0 : r0 + h, c0 : c0 + w] += resized * float(p) * window
             weight[r0 : r0 + h, c0 : c0 + w] += window
     yield Progress(n_grid, n_grid, "done")
     stitched = np.where(weight > 0, cam / np.maximum(weight, 1e-12), 0.0).astype(np.float32)
     yield TiledCam(stitched, resolve_method(method), index, predictor.classes[index], down, level)
+
+
+def _tile_explainer(
+    predictor: Any, method: str, index: int, options: Mapping[str, Any]
+) -> Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """:func:`tile_cams` of RGB tiles prepared with the card's spec (resized to the model's
+    input when the tiles are another size), classified the same way when it must."""
+
+    def explain(rgbs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = predictor.prepare(rgbs).detach().clone()
+        classify = partial(predictor.probabilities, rgbs)
+        return tile_cams(predictor, x, method, index, classify, options)
+
+    return explain
 
 
 def explain_tiled(

@@ -168,11 +168,15 @@ class SlideSource(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """A cheap content hash for caches: file headers, sizes and level shapes (sha256)."""
+        """A cheap hash for caches (sha256): level shapes, and the headers, sizes and
+        modification times of the files, so a file rewritten in place, even at the same size
+        and header, is another slide to a cache (as ``slide_files.slide_state`` is to a
+        cohort)."""
         if self._fingerprint is None:
             digest = hashlib.sha256(repr(self.level_shapes).encode())
             for file in sorted(self._fingerprint_files())[:64]:
-                digest.update(str(file.stat().st_size).encode())
+                stat = file.stat()
+                digest.update(f"{stat.st_size} {stat.st_mtime_ns}".encode())
                 with open(file, "rb") as handle:
                     digest.update(handle.read(HEADER_BYTES))
             self._fingerprint = digest.hexdigest()

@@ -1,0 +1,175 @@
+"""A large image's tiled CAM (``tiling.explain_tiled``): ours vs two passes vs the bare forward.
+
+Over the same generated H&E-like image, model and tile grid (model-size tiles, 25 % overlap,
+background skipped), timed in one run, best of ``--repeats`` interleaved:
+
+1. ours: Grad-CAM per tile batch, each tile weighted by P(target) read from Grad-CAM's own
+   forward (``tiling.tile_cams``: one forward per tile), Hann-blended at full resolution;
+2. the two-pass way it replaced: the same, but each batch is classified first
+   (``Predictor.probabilities``) and Grad-CAM runs it again;
+3. the bare model forward over the same tissue tiles, pre-extracted and normalised (fp32, as
+   Grad-CAM runs it: the floor one forward per tile costs).
+
+The target class is given, as the Analyze dock and ``predict`` give it (without one, a first
+pass over the tiles decides it: one more forward per tile, the same for both ways).
+
+    python benchmarks/tiled_cam.py [--edge 1536] [--input 128] [--batch 32] [--repeats 3]
+        [--device auto] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _sibling(name: str):
+    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_slides = _sibling("slide_inference")  # the same image, model and device sync as its benchmark
+_predictor, _sync, _tissue_image = _slides._predictor, _slides._sync, _slides._tissue_image
+
+SIZES = {"edge": 1536, "input": 128, "batch": 32, "repeats": 3}
+QUICK_SIZES = {"edge": 512, "input": 64, "batch": 16, "repeats": 1}
+OVERLAP = 0.25
+TARGET = 1
+
+
+def _tissue_tiles(predictor, image: np.ndarray, tile: int) -> list[np.ndarray]:
+    """The tiles the tiled CAM explains (the tiled prediction's tissue tiles), not timed."""
+    from napari_pathreview.inference.tiling import predict_tiled
+
+    origins = predict_tiled(predictor, image, tile_size=tile, overlap=OVERLAP).tile_origins
+    return [image[r : r + tile, c : c + tile] for r, c in origins]
+
+
+def _bare(predictor, tiles: list[np.ndarray]) -> float:
+    """Seconds for one plain forward (fp32, as Grad-CAM runs it) over prepared tiles."""
+    import torch
+
+    size = predictor.batch_size
+    with torch.inference_mode():
+        batches = [predictor.prepare(tiles[i : i + size]) for i in range(0, len(tiles), size)]
+        predictor.model(batches[0])  # warm-up
+        _sync(predictor)
+        start = time.perf_counter()
+        for x in batches:
+            predictor.model(x).float().cpu()
+        _sync(predictor)
+    return time.perf_counter() - start
+
+
+def _two_pass(predictor):
+    """The explainer before: classify the batch, then Grad-CAM it (two forwards per tile)."""
+    from napari_pathreview.explain.cams import compute_cam
+
+    def explain(rgbs):
+        probs = predictor.probabilities(rgbs)[:, TARGET]
+        x = predictor.prepare(rgbs).detach().clone()
+        return compute_cam(predictor.model, x, "gradcam", target_class=TARGET), probs
+
+    return explain
+
+
+def _forwards(predictor, run) -> tuple[int, object]:
+    """Tiles put through the model by ``run()`` (a forward hook), and its result."""
+    seen: list[int] = []
+    hook = predictor.model.register_forward_hook(lambda m, i, out: seen.append(out.shape[0]))
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return sum(seen), result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for key, text in (
+        ("edge", "image edge (px)"),
+        ("input", "model input side = tile edge (px)"),
+        ("batch", "tiles per forward"),
+        ("repeats", "interleaved repeats (best of)"),
+    ):
+        parser.add_argument(
+            f"--{key}",
+            type=int,
+            default=None,
+            help=f"{text} (default {SIZES[key]}; {QUICK_SIZES[key]} with --quick)",
+        )
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="a 512² image, 64 px input, once")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK_SIZES if args.quick else SIZES).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from napari_pathreview.inference.tiling import explain_tiled
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PATHREVIEW_HOME"] = tmp
+        image = _tissue_image(args.edge)
+        predictor = _predictor(args.arch, args.input, args.device, args.batch, 0.5)
+        tiles = _tissue_tiles(predictor, image, args.input)
+        kwargs = {"target_class": TARGET, "tile_size": args.input, "overlap": OVERLAP}
+
+        def ours():
+            return explain_tiled(predictor, image, "gradcam", **kwargs)
+
+        def two_pass():
+            return explain_tiled(
+                predictor, image, "gradcam", explainer=_two_pass(predictor), **kwargs
+            )
+
+        counted = {"ours": _forwards(predictor, ours)[0], "two": _forwards(predictor, two_pass)[0]}
+        times: dict[str, list[float]] = {"ours": [], "two": [], "bare": []}
+        maps = {}
+        for _ in range(args.repeats):  # interleaved, best of N
+            for key, run in (("ours", ours), ("two", two_pass)):
+                _sync(predictor)
+                start = time.perf_counter()
+                maps[key] = run().cam
+                _sync(predictor)
+                times[key].append(time.perf_counter() - start)
+            times["bare"].append(_bare(predictor, tiles))
+        best = {key: min(value) for key, value in times.items()}
+        print(
+            f"image {args.edge}², {args.arch} {args.input}px, device {predictor.device}, batch "
+            f"{args.batch}; {len(tiles)} tissue tiles of {args.input}px at {OVERLAP:.0%} overlap"
+        )
+        print(f"{'tiled CAM (Grad-CAM)':<50}{'tiles fwd':>10}{'seconds':>9}{'vs bare':>10}")
+        rows = (
+            ("ours: one forward per tile (Grad-CAM's logits)", counted["ours"], best["ours"]),
+            ("two-pass: classify, then Grad-CAM (before)", counted["two"], best["two"]),
+            ("bare forward over the same tiles (reference)", len(tiles), best["bare"]),
+        )
+        for name, forwards, seconds in rows:
+            print(f"{name:<50}{forwards:>10}{seconds:>9.3f}{seconds / best['bare']:>9.2f}x")
+        diff = float(np.abs(maps["ours"] - maps["two"]).max())
+        print(
+            f"ours / two-pass: {best['ours'] / best['two']:.2f}x the time; "
+            f"max |map difference| {diff:.1g}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
