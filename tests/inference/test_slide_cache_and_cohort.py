@@ -367,7 +367,7 @@ def test_a_worker_warms_its_model_up_once_before_its_first_slide_s_tiles(
     settings = SlideSettings(batch_size=4)
     job = job_from_settings(model_ref, tmp_path / "out", settings, device="cpu")
     cohort._worker_predictor.cache_clear()
-    loaded = cohort._worker_predictor(job.model_ref, "cpu", "null", None, job.home)
+    loaded = cohort._worker_predictor(job.model_ref, "cpu", "null", None, job.home, job.qc)
     blank: list[bool] = []  # per forward: were all its inputs one blank (constant) tile?
 
     def record(module, inputs, output) -> None:

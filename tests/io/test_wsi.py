@@ -256,6 +256,15 @@ def test_openslide_and_tifffile_backends_agree_on_an_svs(svs: Path) -> None:
         assert np.array_equal(other.associated_images["label"], ours.associated_images["label"])
 
 
+@pytest.mark.parametrize("given", [0, -0.5, float("nan")])
+def test_a_given_pixel_size_that_is_not_positive_is_refused_naming_the_file(
+    svs: Path, given: float
+) -> None:
+    """Not ignored: a 0 once fell through ``if um_per_px`` and left the file's size in place."""
+    with pytest.raises(InvalidInputError, match=f"{svs.name}.*pixel size must be positive"):
+        open_slide(svs, um_per_px=given)
+
+
 def test_a_given_pixel_size_replaces_the_file_s_with_a_warning_naming_the_file(
     svs: Path, caplog
 ) -> None:

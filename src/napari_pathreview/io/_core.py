@@ -361,3 +361,16 @@ def finish_stack(
         frames=len(pixels),
         frame_spacing_mm=sizes.get("frame_spacing_mm"),
     )
+
+
+def check_pixel_size(um_per_px: Any, where: Any) -> float:
+    """A user-given level-0 pixel size, checked by the one rule ``--mpp``, the Analyze dock's
+    field and a saved session share: a positive finite number of µm.
+
+    Raises:
+        InvalidInputError: naming ``where`` (the file or layer) and the value.
+    """
+    number = isinstance(um_per_px, (int, float)) and not isinstance(um_per_px, bool)
+    if not (number and math.isfinite(um_per_px) and um_per_px > 0):
+        raise InvalidInputError(f"{where}: pixel size must be positive, got {um_per_px!r}")
+    return float(um_per_px)

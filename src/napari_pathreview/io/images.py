@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io._core import (
     DICOM_SUFFIXES,
     HISTOLOGY,
@@ -30,6 +29,7 @@ from napari_pathreview.io._core import (
     TIFF_SUFFIXES,
     LoadedImage,
     base_metadata,
+    check_pixel_size,
     finish_loaded,
     grey_in_colour,
     has_dicom_preamble,
@@ -153,19 +153,6 @@ def with_pixel_size(loaded: LoadedImage, um_per_px: float) -> LoadedImage:
     return dataclasses.replace(
         loaded, metadata=metadata, scale=(um_per_px, um_per_px), um_per_px=float(um_per_px)
     )
-
-
-def check_pixel_size(um_per_px: Any, where: Any) -> float:
-    """A user-given level-0 pixel size, checked by the one rule ``--mpp``, the Analyze dock's
-    field and a saved session share: a positive finite number of µm.
-
-    Raises:
-        InvalidInputError: naming ``where`` (the file or layer) and the value.
-    """
-    number = isinstance(um_per_px, (int, float)) and not isinstance(um_per_px, bool)
-    if not (number and math.isfinite(um_per_px) and um_per_px > 0):
-        raise InvalidInputError(f"{where}: pixel size must be positive, got {um_per_px!r}")
-    return float(um_per_px)
 
 
 def dicom_frames(ds: Any) -> int:

@@ -25,6 +25,7 @@ from napari_pathreview.io._core import (
     OPENSLIDE_SUFFIXES,
     RASTER_SUFFIXES,
     TIFF_SUFFIXES,
+    check_pixel_size,
     has_dicom_preamble,
     to_rgb_uint8,
 )
@@ -102,6 +103,8 @@ def open_slide(
             the file.
     """
     path = Path(path)
+    if um_per_px is not None:
+        um_per_px = check_pixel_size(um_per_px, path)  # 0 or NaN is refused, not ignored
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder")
     if path.is_file() and path.stat().st_size == 0:
@@ -119,7 +122,7 @@ def open_slide(
         raise ImageReadError(f"{path}: unknown slide backend {chosen!r}")
     if chosen != "memory":
         _check_decodes(source)
-    if um_per_px:
+    if um_per_px is not None:
         if source.um_per_px and abs(source.um_per_px - um_per_px) > 1e-9:
             logger.warning(
                 "%s: pixel size %.4g µm given replaces %.4g µm from the file",
