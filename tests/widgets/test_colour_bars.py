@@ -82,18 +82,29 @@ def _callbacks(viewer: Any, layer: Any) -> int:
 def test_closing_the_analyze_dock_disconnects_its_colour_bar_callbacks(
     open_sample: Any, dock_name: str
 ) -> None:
-    """Each Analyze dock opened and closed used to leave its callbacks connected to the viewer."""
+    """Each Analyze dock opened and closed used to leave its callbacks connected to the viewer.
+
+    The viewer keeps one thing past the first dock: the ROI hole-outline follower
+    (``widgets._hole_outlines.show_holes``), connected once per viewer so that outlines follow
+    their ROIs whether or not a dock is open; nothing grows with each dock opened and closed.
+    """
     import gc
 
     from qtpy.QtWidgets import QApplication
 
+    from napari_pathreview.widgets import _hole_outlines
+
     viewer, (image, *_) = open_sample(MALIGNANT)
     before = _callbacks(viewer, image)
-    for _ in range(2):
+    for _ in range(3):
         dock, _widget = viewer.window.add_plugin_dock_widget("napari-pathreview", dock_name)
         assert _callbacks(viewer, image) > before
         viewer.window.remove_dock_widget(dock)  # the dock's × button
         del dock, _widget
         QApplication.processEvents()
         gc.collect()
-    assert _callbacks(viewer, image) == before
+    followers = [_hole_outlines._inserted, _hole_outlines._removed]
+    layer_events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+    kept = [c for emitter in layer_events for c in emitter.callbacks if c in followers]
+    assert len(kept) == 2  # the follower, once, however many docks came and went
+    assert _callbacks(viewer, image) == before + len(kept)
