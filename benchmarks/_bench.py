@@ -1,5 +1,6 @@
 """What the benchmark scripts share: size options that ``--quick`` shrinks, the options of the
-random-weights model a slide benchmark times, and that model's registration.
+random-weights model a slide benchmark times, that model's registration, and the reference a
+CAM benchmark compares with (the bare forward over the same tiles).
 
 Not a benchmark itself. The scripts import it as a sibling module: ``python benchmarks/x.py``
 puts benchmarks/ first on ``sys.path`` (``tests/test_benchmarks.py`` adds it too).
@@ -8,6 +9,7 @@ puts benchmarks/ first on ``sys.path`` (``tests/test_benchmarks.py`` adds it too
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Mapping, Sequence
 
 
@@ -80,3 +82,29 @@ def register_random_model(registry, name: str, arch: str, side: int, **card) -> 
     }
     version = registry.register(create_model(arch, 2).eval(), card)
     return f"{name}@{version}"
+
+
+def sync(predictor) -> None:
+    """Wait for the predictor's GPU work, so a timer stops when the work has (no-op on CPU)."""
+    import torch
+
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_forward_seconds(predictor, tiles: Sequence, spec=None) -> float:
+    """Seconds for one plain forward (fp32, as Grad-CAM runs it) over ``tiles``, prepared and
+    batched up front (``predictor.prepare`` with ``spec``, the predictor's own when None) and
+    after one warm-up batch: the floor one forward per tile costs."""
+    import torch
+
+    size = predictor.batch_size
+    with torch.inference_mode():
+        batches = [predictor.prepare(tiles[i : i + size], spec) for i in range(0, len(tiles), size)]
+        predictor.model(batches[0])  # warm-up
+        sync(predictor)
+        start = time.perf_counter()
+        for x in batches:
+            predictor.model(x).float().cpu()
+        sync(predictor)
+    return time.perf_counter() - start

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import slide_inference as _slides
-from _bench import add_slide_options, parse_sized
+from _bench import add_slide_options, bare_forward_seconds, parse_sized, sync
 
 # the same slide, model and device sync as its benchmark
-_predictor, _sync, _tissue_image = _slides._predictor, _slides._sync, _slides._tissue_image
+_predictor, _tissue_image = _slides._predictor, _slides._tissue_image
 
 SIZES = {"edge": 2048, "input": 128, "batch": 32, "repeats": 3}
 QUICK_SIZES = {"edge": 768, "input": 64, "batch": 16, "repeats": 1}
@@ -47,23 +47,6 @@ def _cam_tiles(predictor, source, heat_grid, settings) -> list[np.ndarray]:
     reader = TileReader(source, grid)
     cells = tissue_cells(grid, slide_tissue(source), settings.min_tissue)
     return [reader(int(r), int(c)) for r, c in cells]
-
-
-def _bare(predictor, tiles: list[np.ndarray]) -> float:
-    """Seconds for one plain forward (fp32, as Grad-CAM runs it) over prepared tiles."""
-    import torch
-
-    size = predictor.batch_size
-    spec = replace(predictor.spec, resize=None, crop="none")
-    with torch.inference_mode():
-        batches = [predictor.prepare(tiles[i : i + size], spec) for i in range(0, len(tiles), size)]
-        predictor.model(batches[0])  # warm-up
-        _sync(predictor)
-        start = time.perf_counter()
-        for x in batches:
-            predictor.model(x).float().cpu()
-        _sync(predictor)
-    return time.perf_counter() - start
 
 
 def _two_pass(predictor, index: int):
@@ -116,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         source, cache = as_slide(path), SlideCache(Path(tmp) / "cache")
         heat = last_result(cached_slide(predictor, source, settings, cache))
         tiles = _cam_tiles(predictor, source, heat.grid, settings)
+        cam_spec = replace(predictor.spec, resize=None, crop="none")  # tiles come at model size
         index = 1
 
         def ours():
@@ -133,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         cached()  # fills the cache (and warms up cuDNN / the readers)
         times: dict[str, list[float]] = {"ours": [], "two": [], "bare": [], "cached": []}
         for _ in range(args.repeats):  # interleaved, best of N
-            _sync(predictor)
+            sync(predictor)
             seconds, mine = _timed(ours)
             times["ours"].append(seconds)
             seconds, before = _timed(two_pass)
             times["two"].append(seconds)
-            times["bare"].append(_bare(predictor, tiles))
+            times["bare"].append(bare_forward_seconds(predictor, tiles, cam_spec))
             seconds, served = _timed(cached)
             times["cached"].append(seconds)
         best = {key: min(value) for key, value in times.items()}

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _bench import add_slide_options, parse_sized, register_random_model
+from _bench import add_slide_options, parse_sized, register_random_model, sync
 
 
 def _tissue_image(edge: int, seed: int = 0) -> np.ndarray:
@@ -59,21 +59,14 @@ def _with_tile_qc(predictor, path: Path, settings) -> float:
 
     predictor.qc = True
     try:
-        _sync(predictor)
+        sync(predictor)
         start = time.perf_counter()
         result = predict_slide(predictor, as_slide(path), settings)
-        _sync(predictor)
+        sync(predictor)
         assert result.tile_qc is not None
         return time.perf_counter() - start
     finally:
         predictor.qc = False
-
-
-def _sync(predictor) -> None:
-    import torch
-
-    if predictor.device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _extract(predictor, source, settings) -> list[np.ndarray]:
@@ -97,11 +90,11 @@ def _bare(predictor, tiles: list[np.ndarray]) -> float:
         batches = [predictor.prepare(tiles[i : i + size]) for i in range(0, len(tiles), size)]
         batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
         predictor._forward(batches[0])  # warm-up
-        _sync(predictor)
+        sync(predictor)
         start = time.perf_counter()
         for x in batches:
             predictor._forward(x).cpu()
-        _sync(predictor)
+        sync(predictor)
     return time.perf_counter() - start
 
 
@@ -333,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         tia_skip = _tia_prepare(predictor, tiles, args, Path(tmp), path)
         tia_runs: list[dict] = []
         for _ in range(args.repeats):  # interleaved, best of N: load from others hits all
-            _sync(predictor)
+            sync(predictor)
             start = time.perf_counter()
             result = predict_slide(predictor, as_slide(path), settings)
-            _sync(predictor)
+            sync(predictor)
             ours_times.append(time.perf_counter() - start)
             qc_times.append(_with_tile_qc(predictor, path, settings))
             bare_times.append(_bare(predictor, tiles))

@@ -20,28 +20,17 @@ pass over the tiles decides it: one more forward per tile, the same for both way
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+import slide_inference as _slides  # the same image, model and device sync as its benchmark
+from _bench import add_size, bare_forward_seconds, parse_sized, sync
 
+_predictor, _tissue_image = _slides._predictor, _slides._tissue_image
 
-def _sibling(name: str):
-    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_slides = _sibling("slide_inference")  # the same image, model and device sync as its benchmark
-_predictor, _sync, _tissue_image = _slides._predictor, _slides._sync, _slides._tissue_image
 
 SIZES = {"edge": 1536, "input": 128, "batch": 32, "repeats": 3}
 QUICK_SIZES = {"edge": 512, "input": 64, "batch": 16, "repeats": 1}
@@ -55,22 +44,6 @@ def _tissue_tiles(predictor, image: np.ndarray, tile: int) -> list[np.ndarray]:
 
     origins = predict_tiled(predictor, image, tile_size=tile, overlap=OVERLAP).tile_origins
     return [image[r : r + tile, c : c + tile] for r, c in origins]
-
-
-def _bare(predictor, tiles: list[np.ndarray]) -> float:
-    """Seconds for one plain forward (fp32, as Grad-CAM runs it) over prepared tiles."""
-    import torch
-
-    size = predictor.batch_size
-    with torch.inference_mode():
-        batches = [predictor.prepare(tiles[i : i + size]) for i in range(0, len(tiles), size)]
-        predictor.model(batches[0])  # warm-up
-        _sync(predictor)
-        start = time.perf_counter()
-        for x in batches:
-            predictor.model(x).float().cpu()
-        _sync(predictor)
-    return time.perf_counter() - start
 
 
 def _two_pass(predictor):
@@ -104,20 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("batch", "tiles per forward"),
         ("repeats", "interleaved repeats (best of)"),
     ):
-        parser.add_argument(
-            f"--{key}",
-            type=int,
-            default=None,
-            help=f"{text} (default {SIZES[key]}; {QUICK_SIZES[key]} with --quick)",
-        )
+        add_size(parser, key, text, SIZES, QUICK_SIZES)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="a 512² image, 64 px input, once")
-    args = parser.parse_args(argv)
-    for key, value in (QUICK_SIZES if args.quick else SIZES).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return parse_sized(parser, argv, SIZES, QUICK_SIZES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         maps = {}
         for _ in range(args.repeats):  # interleaved, best of N
             for key, run in (("ours", ours), ("two", two_pass)):
-                _sync(predictor)
+                sync(predictor)
                 start = time.perf_counter()
                 maps[key] = run().cam
-                _sync(predictor)
+                sync(predictor)
                 times[key].append(time.perf_counter() - start)
-            times["bare"].append(_bare(predictor, tiles))
+            times["bare"].append(bare_forward_seconds(predictor, tiles))
         best = {key: min(value) for key, value in times.items()}
         print(
             f"image {args.edge}², {args.arch} {args.input}px, device {predictor.device}, batch "
