@@ -148,13 +148,13 @@ def probe_image(path: str | os.PathLike[str]) -> ImageProbe:
     """The modality and frame count of an image file, from one read of its header: a command
     that needs both (``predict --frame``) probes each file once. See :func:`probe_modality`.
     """
-    from napari_pathreview.io._core import DICOM_SUFFIXES, RASTER_SUFFIXES, SLIDE_SUFFIXES
+    from napari_pathreview.io._core import RASTER_SUFFIXES, SLIDE_SUFFIXES, is_dicom_file
     from napari_pathreview.io.breakhis import parse_breakhis_name
 
     file = Path(path)
     suffix = file.suffix.lower()
     named = parse_breakhis_name(file.name) is not None
-    if suffix in DICOM_SUFFIXES or _has_preamble(file):
+    if is_dicom_file(file):
         probe = _dicom_probe(file)  # DICOM whatever its name, as ``io.load_image`` finds it
     elif suffix in (".tif", ".tiff", ".svs"):
         probe = _tiff_probe(file)
@@ -176,15 +176,6 @@ def probe_modality(path: str | os.PathLike[str]) -> str | None:
     (``SamplesPerPixel`` 3) is a mammogram; other slide formats and BreaKHis names are histology.
     """
     return probe_image(path).modality
-
-
-def _has_preamble(file: Path) -> bool:
-    from napari_pathreview.io._core import has_dicom_preamble
-
-    try:
-        return file.is_file() and has_dicom_preamble(file)
-    except OSError:  # unreadable: the reader says why
-        return False
 
 
 def _tiff_probe(file: Path) -> ImageProbe:

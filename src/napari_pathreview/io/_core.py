@@ -119,6 +119,17 @@ def has_dicom_preamble(path: Path) -> bool:
         return handle.read(4) == b"DICM"
 
 
+def is_dicom_file(path: Path) -> bool:
+    """A ``.dcm`` name, or the DICM preamble of a PACS export named ``IM0001``, as the reader
+    finds DICOM; an unreadable file is not (the reader says why)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return path.is_file() and has_dicom_preamble(path)
+    except OSError:
+        return False
+
+
 def _bit_depth_max(array: np.ndarray) -> float:
     """The full-scale value of an unsigned integer image: 2**bits - 1 for the bits in use.
 

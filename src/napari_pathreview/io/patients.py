@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.io._core import DICOM_SUFFIXES, has_dicom_preamble
+from napari_pathreview.io._core import is_dicom_file
 from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.mias import mias_refnum, mias_woman
 
@@ -26,7 +26,7 @@ def patient_of_file(path: str | Path) -> str | None:
     refnum = mias_refnum(path)
     if refnum is not None:
         return str(mias_woman(refnum))
-    if _is_dicom(path):
+    if is_dicom_file(path):
         return _dicom_patient(path)
     return None
 
@@ -51,16 +51,6 @@ def patient_or_file(path: str | Path, root: str | Path) -> str:
     except ValueError:  # outside root (an absolute manifest row): the whole path says who
         file = Path(os.path.abspath(file))
     return file.with_suffix("").as_posix()
-
-
-def _is_dicom(path: Path) -> bool:
-    """A ``.dcm`` name, or the DICM preamble of a PACS export named ``IM0001`` (as the reader)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        return path.is_file() and has_dicom_preamble(path)
-    except OSError:
-        return False
 
 
 def _dicom_header(path: Path, tags: list[str]) -> object | None:
@@ -107,7 +97,7 @@ def film_side(path: str | Path) -> FilmSide:
     ``Laterality``; ``ViewPosition``), so a two-film reading pairs left with right in one
     view; other files say neither."""
     path = Path(path)
-    if not _is_dicom(path):
+    if not is_dicom_file(path):
         return FilmSide()
     header = _dicom_header(path, ["ImageLaterality", "Laterality", "ViewPosition"])
     side = _text(header, "ImageLaterality") or _text(header, "Laterality")
