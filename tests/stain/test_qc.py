@@ -262,3 +262,24 @@ def test_exactly_the_two_red_clipped_breakhis_scans_are_flagged_for_clipping(bre
     }
     assert sorted(clipped) == sorted(RED_CLIPPED)
     assert all("most: red at 255" in reason for reason in clipped.values())
+
+
+def test_of_the_four_he_references_only_torchstain_source_is_flagged_and_for_its_blue_channel(
+    shared_data,
+):
+    """torchstain's "source" tile reads B=255 in 27 % of its stained pixels, 4.8× the counts at
+    B=250-254: its blue channel is cut off, so the flag is a real loss, not a false alarm."""
+    from stain_testutils import read_rgb
+
+    verdicts = {
+        path.stem: assess_quality(read_rgb(path))
+        for path in sorted((shared_data / "he_reference").glob("*.png"))
+    }
+    assert len(verdicts) == 4
+    assert [name for name, result in verdicts.items() if not result.passed] == ["torchstain_source"]
+    assert verdicts["torchstain_source"].checks == ("exposure",)
+    assert "most: blue at 255" in verdicts["torchstain_source"].reasons[0]
+    rgb = read_rgb(shared_data / "he_reference" / "torchstain_source.png")
+    blue = rgb[..., 2][tissue_mask(rgb)]
+    counts = np.bincount(blue, minlength=256)
+    assert counts[255] > 3 * counts[250:255].mean()  # a cut distribution, not a peak at white
