@@ -133,3 +133,95 @@ def test_predict_frame_1_of_an_rgb_stack_classifies_that_rgb_frame(
     [row] = _rows(out)
     assert row["status"] == "ok" and row["frame"] == "1"
     assert float(row["p_malignant"]) == pytest.approx(expected.probabilities["malignant"], 1e-4)
+
+
+def _pyramidal_colour_stack(path: Path, frames: np.ndarray) -> Path:
+    """Each frame a tiled page with its half-size level as a SubIFD (lossless), 0.5 µm pixels."""
+    options = {"tile": (32, 32), "photometric": "rgb", "compression": "zlib"}
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(
+            frames, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options
+        )
+        writer.write(frames[:, ::2, ::2], subfiletype=1, **options)
+    return path
+
+
+def test_predict_frame_2_of_a_large_colour_stack_classifies_that_frame(
+    tmp_path, binary_ref, rng, tissue_like, monkeypatch
+):
+    from napari_pathreview.inference import Predictor
+    from napari_pathreview.io import load_image, slides
+    from napari_pathreview.registry import ModelRegistry
+
+    monkeypatch.setattr(slides, "EAGER_MAX_BYTES", 1000)  # the stack is read lazily
+    path = tmp_path / "he.tif"
+    tifffile.imwrite(path, np.stack([tissue_like(rng, 64, 64) for _ in range(3)]))
+    registry = ModelRegistry()
+    model, card = registry.load(*binary_ref.split("@")), registry.card(*binary_ref.split("@"))
+    chosen, first = load_image(path, frame=2), load_image(path, frame=0)
+    assert chosen.metadata["lazy"] is True
+    expected, other = Predictor(model, card).predict([chosen, first])
+    out = tmp_path / "out"
+    argv = ["predict", str(path), "--model", binary_ref, "--frame", "2", "--no-qc"]
+    assert main([*argv, "--out", str(out)]) == 0
+    [row] = _rows(out)
+    assert row["status"] == "ok" and row["frame"] == "2"
+    p_malignant = float(row["p_malignant"])
+    assert p_malignant == pytest.approx(expected.probabilities["malignant"], 1e-4)
+    assert p_malignant != pytest.approx(other.probabilities["malignant"], 1e-4)
+
+
+def test_predict_frame_1_of_a_pyramidal_colour_stack_matches_that_frame_saved_alone(
+    tmp_path, binary_ref, rng, tissue_like
+):
+    frames = np.stack([tissue_like(rng, 96, 96) for _ in range(3)])
+    stack = _pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
+    alone = [_pyramidal_colour_stack(tmp_path / f"frame{k}.tif", frames[k : k + 1]) for k in (1, 0)]
+    out = tmp_path / "out"
+    argv = ["predict", stack, *alone, "--model", binary_ref, "--frame", 1, "--no-qc"]
+    argv += ["--model-um-per-px", 0.5, "--no-tissue", "--out", out]  # tiled, every tile
+    result = subprocess.run([_console_script(), *map(str, argv)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    stacked, frame1, frame0 = _rows(out)
+    assert stacked["status"] == "ok" and stacked["frame"] == "1"
+    assert float(stacked["p_malignant"]) == pytest.approx(float(frame1["p_malignant"]), 1e-4)
+    assert float(stacked["p_malignant"]) != pytest.approx(float(frame0["p_malignant"]), 1e-4)
+
+
+def test_a_frame_a_pyramidal_colour_stack_lacks_is_refused_before_the_model_loads(
+    tmp_path, binary_ref, rng, tissue_like
+):
+    frames = np.stack([tissue_like(rng, 96, 96) for _ in range(3)])
+    path = _pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
+    out = tmp_path / "out"  # made only once the model has loaded
+    argv = ["predict", path, "--model", binary_ref, "--frame", 3, "--out", out]
+    result = subprocess.run([_console_script(), *map(str, argv)], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{path}: frame 3 is not one of its 3 frames (0 to 2)" in result.stderr
+    assert not out.exists()
+
+
+def test_predict_frame_1_of_a_large_colour_dicom_classifies_that_frame(
+    tmp_path, colour_dicom_factory, binary_ref, rng, tissue_like, monkeypatch
+):
+    from napari_pathreview.inference import Predictor
+    from napari_pathreview.io import load_image, slides
+    from napari_pathreview.registry import ModelRegistry
+
+    monkeypatch.setattr(slides, "EAGER_MAX_BYTES", 1000)  # the stack is read lazily
+    path = colour_dicom_factory(
+        "photos.dcm", np.stack([tissue_like(rng, 64, 64) for _ in range(3)])
+    )
+    registry = ModelRegistry()
+    model, card = registry.load(*binary_ref.split("@")), registry.card(*binary_ref.split("@"))
+    chosen, first = load_image(path, frame=1), load_image(path, frame=0)
+    assert chosen.metadata["lazy"] is True
+    expected, other = Predictor(model, card).predict([chosen, first])
+    out = tmp_path / "out"
+    argv = ["predict", str(path), "--model", binary_ref, "--frame", "1", "--no-qc"]
+    assert main([*argv, "--out", str(out)]) == 0
+    [row] = _rows(out)
+    assert row["status"] == "ok" and row["frame"] == "1"
+    p_malignant = float(row["p_malignant"])
+    assert p_malignant == pytest.approx(expected.probabilities["malignant"], 1e-4)
+    assert p_malignant != pytest.approx(other.probabilities["malignant"], 1e-4)

@@ -10,6 +10,7 @@ nobody asked, so analysis refuses a stack unless it is told which frame to read
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,12 @@ class MultiFrameError(ImageReadError):
             f"`pathreview predict --frame K` (K from 0 to {frames - 1}, as napari's frame "
             "slider counts) or load_image(path, frame=K)"
         )
+
+
+def frame_count(series: Any) -> int:
+    """How many frames a TIFF series' frame axes (pages, depth, time) number together."""
+    sizes = (n for n, a in zip(series.shape, series.axes, strict=True) if a in FRAME_AXES)
+    return int(math.prod(sizes))
 
 
 def stack_name(stem: str, frames: int) -> str:

@@ -39,6 +39,7 @@ from napari_pathreview.io._core import (
     to_rgb_uint8,
 )
 from napari_pathreview.io.dicom_slide import WSI_SOP_CLASS, is_dicom_wsi
+from napari_pathreview.io.dicom_stack import is_large_colour_stack, load_large_colour_stack
 from napari_pathreview.io.frames import choose_frame
 from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.raster import load_raster, read_raster
@@ -71,8 +72,11 @@ __all__ = [
 
 
 def _load_dicom_any(path: Path) -> LoadedImage:
-    """A DICOM WSI instance opens its whole series; any other DICOM is a single image."""
-    return load_slide(path) if is_dicom_wsi(path) else load_dicom(path)
+    """A DICOM WSI instance opens its whole series; a large colour stack lazily, frame by
+    frame (:mod:`.dicom_stack`); any other DICOM (a film, a stack) is decoded whole."""
+    if is_dicom_wsi(path):
+        return load_slide(path)
+    return load_large_colour_stack(path) if is_large_colour_stack(path) else load_dicom(path)
 
 
 def _load_openslide(path: Path) -> LoadedImage:

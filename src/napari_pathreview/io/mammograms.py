@@ -257,6 +257,16 @@ def load_dicom(path: str | Path) -> LoadedImage:
         pixels = stack_to_rgb_uint8(pixels) if stacked else to_rgb_uint8(pixels)
     elif pixels.ndim != 2 + stacked:
         raise ImageReadError(f"{path}: unsupported DICOM pixel array shape {pixels.shape}")
+    return dicom_loaded(ds, path, pixels, modality, facts)
+
+
+def dicom_loaded(
+    ds: Any, path: Path, pixels: Any, modality: str, facts: dict[str, Any]
+) -> LoadedImage:
+    """The ``LoadedImage`` of a DICOM's display-ready ``pixels`` (decoded, or a lazy stack):
+    its tags, ``PixelSpacing`` (mm) as the scale and a stack's frame spacing, one rule for
+    every DICOM image the plugin opens."""
+    frames = int(facts.get("frames", 1))
     metadata = base_metadata(path, modality)
     metadata["dataset"] = "DICOM"
     for key, keyword in _TAGS.items():
@@ -270,7 +280,7 @@ def load_dicom(path: str | Path) -> LoadedImage:
     if spacing is not None:
         metadata["pixel_spacing_mm"] = list(spacing)
     metadata["original_shape"] = list(pixels.shape)
-    between = frame_spacing_mm(ds) if stacked else None
+    between = frame_spacing_mm(ds) if frames > 1 else None
     if between is not None:
         metadata["frame_spacing_mm"] = between
     return LoadedImage(

@@ -25,10 +25,10 @@ from napari_pathreview.io._core import (
     finish_stack,
     modality_of,
 )
-from napari_pathreview.io.frames import FRAME_AXES
+from napari_pathreview.io.frames import FRAME_AXES, frame_count
 from napari_pathreview.io.slide_source import SlideSource
 from napari_pathreview.io.tiff_physical import stated_sizes, tiff_frame_step_um, tiff_um_per_px
-from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
+from napari_pathreview.io.tiff_slide import check_tiff_structure, region_to_rgb, tiff_series
 from napari_pathreview.io.wsi import open_slide
 
 logger = logging.getLogger(__name__)
@@ -75,13 +75,6 @@ def _to_yxs(level: Any, axes: str, frames: bool = False) -> Any:
     return array.reshape((-1, *array.shape[len(stacked) :]))
 
 
-def frame_count(series: Any) -> int:
-    """How many frames a TIFF series' frame axes (pages, depth, time) number together."""
-    return int(
-        np.prod([n for n, a in zip(series.shape, series.axes, strict=True) if a in FRAME_AXES])
-    )
-
-
 def _virtual_levels(level0: Any, stacked: bool = False) -> list[Any]:
     """Strided overviews of a big single-level image, so napari never asks for all of level 0.
 
@@ -99,30 +92,64 @@ def _virtual_levels(level0: Any, stacked: bool = False) -> list[Any]:
     return levels
 
 
-def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
-    """A pyramidal or very large grayscale TIFF (a mammogram): lazy, bit depth kept.
-
-    A colour file whose channels are equal (a film saved as RGB) keeps one channel, as the
-    eager reader does.
-    """
+def _zarr_levels(series: Any) -> list[Any]:
+    """tifffile's zarr view of each level of a series (its chunks are the file's tiles)."""
     import zarr
 
-    series = tif.series[0]
     root = zarr.open(series.aszarr(), mode="r")
-    arrays = [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
-    levels = [_to_yxs(array, series.axes, frames=True) for array in arrays]
-    if levels[0].ndim == 4:
+    return [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
+
+
+def _rgb_frames(path: Path, levels: list[Any], dtype: Any) -> list[Any]:
+    """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name) as RGB uint8,
+    chunk by chunk by the lazy slide rule (:func:`.tiff_slide.region_to_rgb`: 16-bit /257,
+    alpha dropped), so a frame is decoded only when it is shown.
+
+    Raises:
+        ImageReadError: Pixels that are neither 8- nor 16-bit, which have no per-chunk rule.
+    """
+    if np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise ImageReadError(
+            f"{path}: a colour stack this large ({EAGER_MAX_BYTES // 2**20} MiB or more, or "
+            f"pyramidal) is read lazily, frame by frame, which needs 8- or 16-bit pixels, not "
+            f"{np.dtype(dtype)}; save it as 8-bit RGB, or split it into smaller files"
+        )
+    if np.dtype(dtype) == np.uint8 and levels[0].ndim == 4 and levels[0].shape[-1] == 3:
+        return levels
+    converted = []
+    for level in levels:
+        level = level if level.ndim == 4 else level[..., None]
+        level = level.rechunk({3: -1})  # a chunk holds every sample of its pixels
+        chunks = (*level.chunks[:3], (3,))
+        converted.append(level.map_blocks(region_to_rgb, dtype=np.uint8, chunks=chunks))
+    return converted
+
+
+def _open_lazy(path: Path, tif: Any, histology: bool) -> LoadedImage:
+    """A pyramidal or very large TIFF that is not one colour slide, lazy: grey (a mammogram,
+    bit depth kept) or a stack of colour frames (histology, RGB uint8).
+
+    Frames come first (napari's slider) and each frame's tiles are read when it is shown; a
+    pyramid's levels are each such a stack. A colour file whose channels are equal (a film
+    saved as RGB) keeps one channel, as the eager reader does.
+    """
+    series = tif.series[0]
+    levels = [_to_yxs(array, series.axes, frames=True) for array in _zarr_levels(series)]
+    if histology:
+        levels = _rgb_frames(path, levels, series.dtype)
+    elif levels[0].ndim == 4:
         levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
     frames = int(levels[0].shape[0])
-    if frames == 1:
+    stacked = frames > 1  # a stack of frames: the viewer scrolls them all
+    if not stacked:
         levels = [level[0] for level in levels]
-    stacked = frames > 1  # a stack of film frames: the viewer scrolls them all
-    virtual = len(levels) == 1 and max(levels[0].shape[-2:]) > VIRTUAL_LEVEL_EDGE
+    virtual = len(levels) == 1 and max(levels[0].shape[stacked : stacked + 2]) > VIRTUAL_LEVEL_EDGE
     if virtual:
         levels = _virtual_levels(levels[0], stacked)
     step = tiff_frame_step_um(tif) if stacked else None
-    scale, sizes = stated_sizes(False, tiff_um_per_px(tif), step)  # mm, as the eager films
-    metadata = base_metadata(path, MAMMOGRAM)
+    scale, sizes = stated_sizes(histology, tiff_um_per_px(tif), step)  # µm colour, mm grey
+    modality = HISTOLOGY if histology else MAMMOGRAM
+    metadata = base_metadata(path, modality)
     metadata.update(
         {
             "original_dtype": str(series.dtype),
@@ -139,10 +166,11 @@ def _open_lazy_gray(path: Path, tif: Any) -> LoadedImage:
     return LoadedImage(
         levels[0],
         levels,
-        MAMMOGRAM,
+        modality,
         metadata,
         scale,
         path,
+        um_per_px=sizes.get("um_per_px"),
         frames=frames,
         frame_spacing_mm=sizes.get("frame_spacing_mm"),
     )
@@ -208,11 +236,7 @@ def _is_histology_series(path: Path, series: Any) -> bool:
 
 def _smallest_level_window(series: Any) -> np.ndarray:
     """A centre window of at most ``GREY_CHECK_EDGE`` px of the series' smallest level."""
-    import zarr
-
-    root = zarr.open(series.aszarr(), mode="r")
-    smallest = root[str(len(series.levels) - 1)] if len(series.levels) > 1 else root
-    level = _to_yxs(smallest, series.axes)
+    level = _to_yxs(_zarr_levels(series)[-1], series.axes)
     top, left = (max(0, (n - GREY_CHECK_EDGE) // 2) for n in level.shape[:2])
     return np.asarray(level[top : top + GREY_CHECK_EDGE, left : left + GREY_CHECK_EDGE])
 
@@ -224,7 +248,8 @@ def tiff_header(path: str | Path) -> tuple[str, int]:
     The first series decides the modality (a stack of grey frames or a film with a thumbnail
     page is a mammogram; an H&E pyramid is histology), by :func:`_is_histology_series`: the
     shape, and for colour a centre window of the smallest level (a film saved as colour is
-    grey). Frames are its frame axes' (:func:`frame_count`); a file opened as a slide has 1.
+    grey). Frames are its frame axes' (:func:`.frames.frame_count`), whether the stack opens
+    whole or lazily; only a file of one frame opens as a slide.
 
     Raises:
         ImageReadError: Not a TIFF tifffile can parse, or holding no image.
@@ -238,8 +263,7 @@ def tiff_header(path: str | Path) -> tuple[str, int]:
                 raise ImageReadError(f"{path}: the TIFF holds no image")
             series = tif.series[0]
             histology = _is_histology_series(path, series)
-            frames = 1 if histology and _is_large(series) else frame_count(series)
-            return (HISTOLOGY if histology else MAMMOGRAM), frames
+            return (HISTOLOGY if histology else MAMMOGRAM), frame_count(series)
     except ImageReadError:
         raise
     except Exception as error:  # tifffile/zarr raise many kinds on damaged files
@@ -249,12 +273,14 @@ def tiff_header(path: str | Path) -> tuple[str, int]:
 def load_tiff(path: str | Path) -> LoadedImage:
     """Open a TIFF or SVS: pyramids and files over ``EAGER_MAX_BYTES`` lazily, others at once.
 
-    Colour pyramids become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``); small files
-    are decoded whole; grayscale pyramids (mammograms, and colour ones whose R = G = B) stay
-    lazy with their bit depth. A stack of pages (grey film frames, or colour frames) opens
-    whole, frames first. A single image and a stack alike open at the pixel size the file
-    states (OME, ImageJ, resolution tags in inch or cm: :mod:`.tiff_physical`), colour in µm
-    and grey in mm, and a stack's frames at the step ImageJ or OME state; otherwise in pixels.
+    Colour pyramids of one frame become a :class:`.tiff_slide.TiffSlide` (``loaded.slide``);
+    small files are decoded whole; grayscale pyramids (mammograms, and colour ones whose
+    R = G = B) stay lazy with their bit depth. A stack of pages (grey film frames, or colour
+    frames) opens frames first, every frame kept: whole when small, else lazily (each level of
+    a pyramid a lazy stack, a frame read when shown). A single image and a stack alike open at
+    the pixel size the file states (OME, ImageJ, resolution tags in inch or cm:
+    :mod:`.tiff_physical`), colour in µm and grey in mm, and a stack's frames at the step
+    ImageJ or OME state; otherwise in pixels.
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
@@ -278,11 +304,12 @@ def load_tiff(path: str | Path) -> LoadedImage:
             raise ImageReadError(f"{path}: the TIFF holds no image")
         series = tif.series[0]
         check_tiff_structure(path, tif)
-        if opens_as_slide(path, series):
-            tif.close()
-            return load_slide(path)
         if _is_large(series):
-            return _open_lazy_gray(path, tif)
+            histology = _is_histology_series(path, series)
+            if opens_as_slide(series, histology):
+                tif.close()
+                return load_slide(path)
+            return _open_lazy(path, tif, histology)
         array = series.asarray()
     except ImageReadError:
         tif.close()
@@ -303,11 +330,12 @@ def load_tiff(path: str | Path) -> LoadedImage:
     return finish_loaded(path, stack[0], extra, pixel_um=mpp)
 
 
-def opens_as_slide(path: Path, series: Any) -> bool:
-    """Whether :func:`load_tiff` opens a TIFF series as a whole slide (lazy, one image): a
-    colour pyramid or a colour file over ``EAGER_MAX_BYTES``. Anything else is decoded
-    whole or read lazily as grey frames, every frame kept."""
-    return _is_large(series) and _is_histology_series(path, series)
+def opens_as_slide(series: Any, histology: bool) -> bool:
+    """Whether :func:`load_tiff` opens a TIFF series (of the ``histology`` modality, as
+    :func:`_is_histology_series` finds it) as a whole slide, lazy and one image: a colour
+    pyramid or colour file over ``EAGER_MAX_BYTES`` of one frame. A colour stack of such
+    frames opens as a lazy stack instead, every frame kept (a slide reads one plane)."""
+    return histology and _is_large(series) and frame_count(series) == 1
 
 
 def _is_large(series: Any) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.frames import MultiFrameError, frame_count
 from napari_pathreview.io.slide_source import BACKGROUND, SlideSource, check_level_shapes
 from napari_pathreview.io.tiff_physical import tiff_um_per_px
 from napari_pathreview.io.tiff_tiles import TileCache, TileReader, direct_readable
@@ -142,6 +143,9 @@ def region_to_rgb(region: np.ndarray) -> np.ndarray:
 class TiffSlide(SlideSource):
     """A pyramidal TIFF read through tifffile, tiles decoded on demand.
 
+    A stack of frames is refused (``io.frames.MultiFrameError``): a slide is one plane, and
+    tiling its first frame would answer for a frame nobody chose.
+
     The common layout (one tiled, contiguous page per level) is read tile by tile
     directly (:mod:`.tiff_tiles`); other layouts go through tifffile's zarr store, opened
     only when such a level is first read (importing zarr costs a second).
@@ -163,6 +167,8 @@ class TiffSlide(SlideSource):
                 raise ImageReadError(f"{path}: the TIFF holds no image")
             series = tif.series[0]
             check_tiff_structure(path, tif)
+            if frame_count(series) > 1:  # a slide reads one plane: never page 1 unasked
+                raise MultiFrameError(path, frame_count(series))
             self._series = series
             self._arrays: list[Any] | None = None
             self._axes = series.axes

@@ -30,6 +30,7 @@ from napari_pathreview.io._core import (
     to_rgb_uint8,
 )
 from napari_pathreview.io.dicom_slide import DicomSlide, is_dicom_wsi
+from napari_pathreview.io.frames import MultiFrameError
 from napari_pathreview.io.mammograms import load_dicom
 from napari_pathreview.io.openslide_slide import OpenSlideSource
 from napari_pathreview.io.raster import load_raster
@@ -157,7 +158,11 @@ def _check_decodes(source: SlideSource) -> None:
 
 
 def _memory_slide(path: Path) -> ArraySlide:
+    """A plain image as a one-level slide; a stack of frames is refused (a slide is one
+    plane, and its first frame is no frame anybody chose)."""
     loaded = load_raster(path) if path.suffix.lower() in RASTER_SUFFIXES else load_dicom(path)
+    if loaded.frames > 1:
+        raise MultiFrameError(path, loaded.frames)
     if loaded.modality != HISTOLOGY:
         logger.info("%s: a %s opened as a one-level RGB slide", path, loaded.modality)
     return ArraySlide(path, np.asarray(loaded.data), loaded.um_per_px)
