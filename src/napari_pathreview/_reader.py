@@ -4,8 +4,9 @@ and folders of DICOM files (each film and whole-slide series a layer: ``io.folde
 ``napari_get_reader`` only looks at the path (and the first bytes of a .json, or of a
 folder's first files) and returns None for anything else; it never raises. The returned
 function reads each file; a file it cannot read gives an error notification and no layer,
-never a crash dialog. It never looks for a viewer: an ROI with holes comes with the layer
-outlining them (``read_layers``), which napari adds wherever it adds the ROI.
+never a crash dialog. Every layer comes as LayerData, so napari applies what
+``viewer.open(path, name=..., ...)`` asks for; an ROI with holes is outlined by the follower
+``read_layers`` connects (``widgets._hole_outlines``).
 """
 
 from __future__ import annotations
@@ -173,15 +174,16 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
     return layers or NULL_LAYER
 
 
-def read_layers(path: PathOrPaths) -> list[Any]:
-    """What napari adds for ``path``: ``read_paths``'s LayerData, except that an ROI layer
-    with holes comes as napari layers, after the layer outlining its holes and linked to it
-    (``widgets._hole_outlines``; napari adds a reader's layers to the viewer that opened the
-    file, and a layer built here can carry the link that a LayerData tuple cannot).
+def read_layers(path: PathOrPaths) -> list[tuple[Any, ...]]:
+    """What napari adds for ``path``: ``read_paths``'s LayerData, never napari layers (napari
+    adds a layer object as it is, without the ``name`` or other arguments given to
+    ``viewer.open``). The holes of an ROI layer are outlined by a follower of the viewer's
+    layer list, connected here to every open viewer, since napari does not say which one
+    opened the file (``widgets._hole_outlines``).
     """
     items = read_paths(path)
-    if not any(_has_holes(item) for item in items):
-        return items
-    from napari_pathreview.widgets._hole_outlines import layers_with_hole_outlines
+    if any(_has_holes(item) for item in items):
+        from napari_pathreview.widgets._hole_outlines import follow_open_viewers
 
-    return layers_with_hole_outlines(items)
+        follow_open_viewers()
+    return items

@@ -300,14 +300,16 @@ def test_the_outlines_land_in_the_viewer_that_opened_the_file(
     assert list(other.layers) == []
 
 
-def test_the_reader_returns_the_roi_after_its_outlines_linked_without_a_viewer(
+def test_layers_built_before_a_viewer_takes_them_come_linked_to_their_outlines(
     tmp_path: Path,
 ) -> None:
-    from napari_pathreview._reader import napari_get_reader
+    """The review queue builds an item's layers off the GUI thread, then adds them."""
+    from napari_pathreview._reader import read_paths
+    from napari_pathreview.widgets._hole_outlines import layers_with_hole_outlines
 
     path = tmp_path / "tumour.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(OUTER, HOLE)]}))
-    outlines, roi = napari_get_reader(str(path))(str(path))
+    outlines, roi = layers_with_hole_outlines(read_paths(str(path)))
     assert outlines.name == f"{roi.name} holes"
     roi.data = [roi.data[0] + [2.0, 3.0]]
     np.testing.assert_allclose(_hole_box(outlines), [[6.5, 7.5], [16.5, 17.5]])

@@ -2,21 +2,20 @@
 
 A Shapes layer carrying holes (``io.shape_holes``) gets a companion layer, ``"<ROI> holes"``,
 just below it: each hole outlined in :data:`HOLE_EDGE_COLOUR`, unfilled, at its region's edge
-width, with the ROI layer's transform, visibility and opacity. Below, so that the ROI layer,
-the one being edited, is the active layer once both are added. It is a display linked to the
-ROI layer itself, not to a viewer: a region moved, resized or rotated as a whole takes its
-holes along (live, while it is dragged), a region deleted takes its holes' outlines with it,
-a region reshaped away from a hole loses it (the warning ``settle_layer_holes`` gives); an
-edit made on the display is undone, the pickers do not offer it, the writer refuses to save it.
+width, with the ROI layer's name, transform, visibility and opacity. Below, so that the ROI
+layer, the one being edited, stays the active layer. It is a display linked to the ROI layer:
+a region moved, resized or rotated as a whole takes its holes along (live, while it is
+dragged), a region deleted takes its holes' outlines with it, a region reshaped away from a
+hole loses it (the warning ``settle_layer_holes`` gives); an edit made on the display is
+undone, the pickers do not offer it, the writer refuses to save it.
 
-Two ways in. The plugin's reader builds a holed ROI layer and its display itself
-(:func:`layers_with_hole_outlines`; napari adds the layers a reader returns to the viewer that
-opened the file, so the reader never asks which viewer that is). And :func:`show_holes`, called
-by the docks for their viewer, gives a display to a holed ROI layer added there by code, and
-lets the links of that viewer follow its layer list: deleting the display hides those holes,
-deleting the ROI layer deletes its display. napari tells a layer nothing when it leaves a
-viewer, so without a dock in that viewer the display of a deleted ROI layer stays until
-deleted too.
+napari tells a layer nothing when it joins or leaves a viewer, so the display follows the
+viewer's layer list (:func:`show_holes`, connected once per viewer): a holed ROI layer added
+gets its display, a deleted one takes its display along, a display deleted alone stays
+deleted (the ROI layer keeps its holes; re-adding the ROI layer draws them again). The docks
+connect it for their viewer, and the reader for every open viewer
+(:func:`follow_open_viewers`): napari builds the ROI layer from the reader's LayerData, with
+what ``viewer.open(path, name=...)`` asks for, in whichever viewer opened the file.
 """
 
 from __future__ import annotations
@@ -46,7 +45,8 @@ _AFTER = ("added", "removed", "changed")  # napari's data actions once a change 
 
 def layers_with_hole_outlines(items: Sequence[tuple[Any, ...]]) -> list[Any]:
     """napari layers of the LayerData ``items``; each Shapes layer carrying holes comes after
-    the layer outlining them, the two linked (the reader returns these to napari)."""
+    the layer outlining them, the two linked (the review queue builds these off the GUI
+    thread, before they are added to its viewer)."""
     from napari.layers import Layer
 
     layers: list[Any] = []
@@ -64,10 +64,28 @@ def show_holes(viewer: Any) -> None:
     """Draw the holes of every Shapes layer of ``viewer`` that carries some, now and as layers
     are added, and follow its layer list (calling it again changes nothing)."""
     layers = getattr(viewer, "__wrapped__", viewer).layers
-    layers.events.inserted.connect(_inserted)  # napari connects a function once
-    layers.events.removed.connect(_removed)
+    events = layers.events
+    for emitter, callback in (
+        (events.inserted, _inserted),  # napari connects a function once, after its own
+        (events.removed, _removed),
+        (events.begin_batch, _batch_began),
+        (events.end_batch, _batch_ended),
+    ):
+        emitter.connect(callback)
     for layer in list(layers):
         _link(layers, layer)
+
+
+def follow_open_viewers() -> None:
+    """:func:`show_holes` for every open napari viewer: the reader cannot tell which one
+    opened the file, and napari adds the holed ROI layer it builds from LayerData there."""
+    from napari import Viewer
+
+    viewers = getattr(Viewer, "_instances", None)  # napari's own registry (``close_all``)
+    if viewers is None:
+        logger.warning("napari lists no open viewers: ROI holes are outlined once a dock opens")
+    for viewer in list(viewers or ()):
+        show_holes(viewer)
 
 
 def is_hole_outlines(layer: Any) -> bool:
@@ -85,6 +103,20 @@ def _carries_holes(layer: Any) -> bool:
 
 _LINKS: weakref.WeakKeyDictionary[Any, _Link] = weakref.WeakKeyDictionary()
 """Each followed ROI layer's link; an entry goes with its layer."""
+_BATCHES: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+"""Layer lists amid a batch of removals (``remove_selected``, ``clear``), each with the displays
+to remove when it ends: napari's loop would fail on a selected display removed under it."""
+
+
+def _batch_began(event: Any) -> None:
+    _BATCHES.setdefault(event.source, [])
+
+
+def _batch_ended(event: Any) -> None:
+    layers = event.source
+    for outlines in _BATCHES.pop(layers, []):
+        if outlines in layers:
+            layers.remove(outlines)
 
 
 def _inserted(event: Any) -> None:
@@ -92,14 +124,20 @@ def _inserted(event: Any) -> None:
 
 
 def _removed(event: Any) -> None:
-    layer = event.value
+    layers, layer = event.source, event.value
     link = _LINKS.pop(layer, None)
-    if link is not None:
-        link.unlink()
+    if link is None:
+        for other in list(_LINKS.values()):
+            if other.outlines is layer:  # the user deleted the holes' display: leave it deleted
+                other.unlink(dismissed=True)
         return
-    for link in list(_LINKS.values()):
-        if link.outlines is layer:  # the user deleted the holes' display: leave it deleted
-            link.outlines, link.dismissed = None, True
+    outlines = link.unlink()  # the ROI layer left: its holes' display goes too
+    if outlines is None or outlines not in layers:
+        return
+    if layers in _BATCHES:
+        _BATCHES[layers].append(outlines)
+    else:
+        layers.remove(outlines)
 
 
 def _link(layers: Any, layer: Any) -> None:
@@ -111,7 +149,7 @@ def _link(layers: Any, layer: Any) -> None:
     if link is None:
         _LINKS[layer] = _Link(layer, layers)
     else:
-        link.layers = layers  # linked by the reader: now its viewer's list is known too
+        link.layers = layers  # built linked, off the viewer: now its viewer's list is known
 
 
 class _Link:
@@ -119,8 +157,8 @@ class _Link:
 
     Args:
         roi: The ROI layer.
-        layers: The layer list of its viewer, where the display is inserted and removed;
-            None for a layer the reader built (napari inserts both).
+        layers: The layer list of its viewer, where the display is inserted; None for a
+            layer built before it is added (``layers_with_hole_outlines``: both are added).
     """
 
     def __init__(self, roi: Any, layers: Any = None) -> None:
@@ -217,14 +255,19 @@ class _Link:
             self._drawn = ([], [])
             self.draw()
 
-    def unlink(self) -> None:
-        """The ROI layer left the viewer: its holes' display goes too."""
+    def unlink(self, dismissed: bool = False) -> Any:
+        """Let go of the holes' display and return it (None if there is none): the ROI layer
+        left the viewer, or, ``dismissed``, the display did and the ROI layer draws no more."""
+        if self.outlines is not None:
+            self.outlines.events.data.disconnect(self._undo_edit)
+        outlines, self.outlines = self.outlines, None
+        if dismissed:
+            self.dismissed = True
+            return outlines
         for emitter, callback in self._connected:
             emitter.disconnect(callback)
         self._connected = []
-        outlines, self.outlines = self.outlines, None
-        if outlines is not None and self.layers is not None and outlines in self.layers:
-            self.layers.remove(outlines)
+        return outlines
 
 
 def _same(
