@@ -276,28 +276,26 @@ def crop_box(image: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, in
 def source_um_per_px(path: Any, width: int, loaded: Any = None) -> float | None:
     """The physical pixel size (µm) of an image file as decoded at ``width`` pixels, or None.
 
-    From the datasets' documentation: BreaKHis names (``io.BREAKHIS_UM_PER_PX`` at the
-    700-px capture; a copy resized to another width, like the demo's 350-px patches, scales
-    with it) and mini-MIAS names (200 µm/px at 1024 px). Otherwise the reader's level-0
-    ``um_per_px`` (slides that record it) or a mammogram's ``pixel_spacing_mm`` (DICOM
-    PixelSpacing, column spacing: ``width`` runs along the columns), scaled to ``width``.
-    Never guessed.
+    The reader's order (``io._core.stated_um_per_px``): the size the file states (TIFF
+    resolution, OME, ImageJ, a DICOM's ``PixelSpacing``, a slide's) or the user gave, scaled to
+    ``width``, wins over its name. Otherwise the datasets' documentation: BreaKHis names
+    (``io.BREAKHIS_UM_PER_PX`` at the 700-px capture; a copy resized to another width, like the
+    demo's 350-px patches, scales with it) and mini-MIAS names (200 µm/px at 1024 px). Never
+    guessed.
     """
     from napari_pathreview.io import mias_refnum, parse_breakhis_name
+    from napari_pathreview.io._core import stated_um_per_px
     from napari_pathreview.io.mias import MIAS_MM_PER_PX, MIAS_SIZE
 
+    stated = stated_um_per_px(loaded) if loaded is not None else None
+    if stated:
+        return stated * loaded.levels[0].shape[1] / width
     if path is not None:
         info = parse_breakhis_name(Path(str(path)).name)
         if info is not None:
             return info.um_per_px * BREAKHIS_WIDTH / width
         if mias_refnum(path) is not None:
             return MIAS_MM_PER_PX * 1000.0 * MIAS_SIZE / width
-    base = getattr(loaded, "um_per_px", None)
-    spacing = (getattr(loaded, "metadata", None) or {}).get("pixel_spacing_mm")
-    if not base and spacing:
-        base = float(spacing[-1]) * 1000.0
-    if base:
-        return float(base) * loaded.levels[0].shape[1] / width
     return None
 
 

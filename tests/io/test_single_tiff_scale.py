@@ -120,3 +120,49 @@ def test_a_large_grey_tiff_read_lazily_keeps_its_pixel_size(tmp_path, film, monk
     [(_, kwargs, _)] = layers_for_path(path)
     assert kwargs["metadata"]["pathreview"]["lazy"]
     assert kwargs["scale"] == pytest.approx((0.05, 0.05)) and kwargs["units"] == ("mm", "mm")
+
+
+def _mias_film(path, size: int, **resolution):
+    """A grey film named like a mini-MIAS one (``mdbNNN``), stating ``resolution`` if given."""
+    film = np.random.default_rng(1).integers(20, 230, (size, size), dtype=np.uint8)
+    tifffile.imwrite(path, film, **resolution)
+    return path
+
+
+def test_a_mias_named_tiff_that_states_its_size_opens_and_is_predicted_at_that_size(
+    make_napari_viewer, tmp_path
+):
+    from napari_pathreview.inference.preprocess import decode
+
+    path = _mias_film(
+        tmp_path / "mdb001.tif", 1024, resolution=(200, 200), resolutionunit="CENTIMETER"
+    )  # 50 µm, not the 200 µm the mini-MIAS name documents
+    layer = _open(make_napari_viewer(), path)
+    assert tuple(layer.scale) == pytest.approx((0.05, 0.05))
+    assert _units(layer) == ["millimeter"] * 2
+    assert decode(path).um_per_px == pytest.approx(50.0)  # the size napari shows
+
+
+def test_a_mias_named_tiff_stating_one_millimetre_per_pixel_keeps_it(make_napari_viewer, tmp_path):
+    """A stated 1 mm/px is a scale of (1, 1): it is still the file's, not 'no size'."""
+    from napari_pathreview.inference.preprocess import decode
+
+    path = _mias_film(
+        tmp_path / "mdb001.tif", 1024, resolution=(10, 10), resolutionunit="CENTIMETER"
+    )
+    layer = _open(make_napari_viewer(), path)
+    assert tuple(layer.scale) == (1.0, 1.0)
+    assert _units(layer) == ["millimeter"] * 2
+    assert layer.metadata["pathreview"]["pixel_spacing_mm"] == [1.0, 1.0]
+    assert decode(path).um_per_px == pytest.approx(1000.0)
+
+
+def test_a_mias_named_tiff_stating_no_size_opens_and_is_predicted_at_the_documented_size(
+    make_napari_viewer, tmp_path
+):
+    from napari_pathreview.inference.preprocess import decode
+
+    path = _mias_film(tmp_path / "mdb001.tif", 1024)
+    layer = _open(make_napari_viewer(), path)
+    assert tuple(layer.scale) == pytest.approx((0.2, 0.2))
+    assert decode(path).um_per_px == pytest.approx(200.0)

@@ -137,7 +137,7 @@ def test_the_field_shows_the_size_a_file_states_and_is_off_for_a_mammogram(
     analyze.image_combo.value = patch.name
     assert box.field.enabled and box.apply_button.enabled
     assert box.field.value == pytest.approx(patch.metadata["pathreview"]["um_per_px"], abs=1e-4)
-    assert "the pixel size the file states" in box.native.toolTip()
+    assert "the pixel size its dataset documents for this file name" in box.native.toolTip()
     analyze.image_combo.value = film.name
     assert not box.field.enabled and not box.apply_button.enabled
     assert not box.apply()

@@ -41,6 +41,12 @@ IMAGE_SUFFIXES = RASTER_SUFFIXES | SLIDE_SUFFIXES | DICOM_SUFFIXES
 HISTOLOGY = "histology"
 MAMMOGRAM = "mammogram"
 
+SIZE_SOURCE = "um_per_px_source"
+"""``metadata["pathreview"]`` key: where a pixel size came from when the file does not state it:
+:data:`FROM_NAME` (a dataset's documented size for a file named like its images) or ``"user"``
+(``--mpp``, the Analyze dock). Absent: the file states it (or none is known)."""
+FROM_NAME = "file name"
+
 
 @dataclass(frozen=True)
 class LoadedImage:
@@ -290,6 +296,38 @@ def _is_mias_film(path: Path, pixels: np.ndarray, modality: str) -> bool:
     )
 
 
+def _named_scale(
+    path: Path, pixels: np.ndarray, modality: str, metadata: dict[str, Any]
+) -> tuple[float, float]:
+    """The scale a dataset documents for a file named like its images, for a file that states
+    none: a BreaKHis patch's µm (its magnification, from :func:`base_metadata`), a 1024²
+    mini-MIAS film's 0.2 mm; recorded as :data:`FROM_NAME`. Else pixels, (1, 1)."""
+    if modality == HISTOLOGY and metadata.get("um_per_px"):
+        size = float(metadata["um_per_px"])
+    elif _is_mias_film(path, pixels, modality):
+        size = MIAS_MM_PER_PX
+        metadata["pixel_spacing_mm"] = [size, size]
+    else:
+        return (1.0, 1.0)
+    metadata[SIZE_SOURCE] = FROM_NAME
+    return (size, size)
+
+
+def stated_um_per_px(loaded: LoadedImage) -> float | None:
+    """Level 0's pixel size (µm) as the file states it (or the user gave it): µm/px, or a
+    mammogram's mm spacing (its column spacing, along the width). None when nothing is stated
+    or the size is only the file name's (:data:`FROM_NAME`), which a resized copy does not keep.
+
+    The one order the reader and ``predict`` share: the file's own size wins over its name.
+    """
+    if loaded.metadata.get(SIZE_SOURCE) == FROM_NAME:
+        return None
+    if loaded.um_per_px:
+        return float(loaded.um_per_px)
+    spacing = loaded.metadata.get("pixel_spacing_mm")
+    return float(spacing[-1]) * 1000.0 if spacing else None
+
+
 def finish_loaded(
     path: Path,
     array: np.ndarray,
@@ -300,8 +338,10 @@ def finish_loaded(
     """Build the ``LoadedImage`` of a fully decoded single-level image.
 
     Args:
+        scale: The (row, col) size the file states, when the reader has it as a scale.
         pixel_um: The pixel size the file states (µm): the scale by the rule a stack's frames
-            follow (:func:`.tiff_physical.stated_sizes`: µm for colour, mm for grey).
+            follow (:func:`.tiff_physical.stated_sizes`: µm for colour, mm for grey). Either
+            wins over the size a dataset documents for the file's name (:func:`_named_scale`).
     """
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
@@ -314,15 +354,14 @@ def finish_loaded(
     metadata["original_dtype"] = str(array.dtype)
     metadata["original_shape"] = list(array.shape)
     metadata.update(extra or {})
-    if pixel_um and scale == (1.0, 1.0):
+    stated = scale != (1.0, 1.0)  # a stated 1 mm (or 1 µm) per pixel is (1, 1) too: not "none"
+    if pixel_um and not stated:
         scale, sizes = stated_sizes(modality == HISTOLOGY, pixel_um)
         metadata.update(sizes)
+        stated = True
+    if not stated:
+        scale = _named_scale(path, pixels, modality, metadata)
     um_per_px = metadata.get("um_per_px") if modality == HISTOLOGY else None
-    if um_per_px and scale == (1.0, 1.0):
-        scale = (float(um_per_px), float(um_per_px))
-    if _is_mias_film(path, pixels, modality) and scale == (1.0, 1.0):
-        metadata["pixel_spacing_mm"] = [MIAS_MM_PER_PX, MIAS_MM_PER_PX]
-        scale = (MIAS_MM_PER_PX, MIAS_MM_PER_PX)
     return LoadedImage(pixels, [pixels], modality, metadata, scale, path, um_per_px)
 
 
@@ -361,6 +400,8 @@ def finish_stack(
     histology = modality == HISTOLOGY
     scale, sizes = stated_sizes(histology, pixel_um or metadata.get("um_per_px"), frame_step_um)
     metadata.update(sizes)
+    if not pixel_um and sizes.get("um_per_px"):  # a BreaKHis name's size (base_metadata)
+        metadata[SIZE_SOURCE] = FROM_NAME
     return LoadedImage(
         pixels,
         [pixels],

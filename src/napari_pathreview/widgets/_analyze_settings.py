@@ -6,7 +6,7 @@ advanced slide settings, stain method and target, ROI, threshold, opacity, auto-
 film), so a restored workspace runs as it did. A key a session lacks (saved before it was kept)
 leaves the dock's default; a value the dock would refuse (an unknown TTA, a min tissue of 1.5)
 is left as the dock holds it and named, with its key and why, in one warning naming the session
-file, while the other keys are restored (:class:`SkippedSettings`).
+file, while the other keys are restored (the one rule of :mod:`._session_keys`).
 """
 
 from __future__ import annotations
@@ -14,69 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from napari_pathreview.errors import PathReviewError
+from napari_pathreview.widgets._session_keys import (
+    SkippedSettings,
+    boolean,
+    chosen,
+    number,
+    setter,
+)
 from napari_pathreview.widgets._two_film_box import NO_OTHER
-
-#: What one key's restore may raise: a user error or a widget refusing the value.
-REFUSED = (PathReviewError, ValueError, TypeError, KeyError)
-
-
-class SkippedSettings:
-    """The keys of a session that were not restored, each with why."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def put(self, key: str, section: Mapping[str, Any], name: str, apply: Callable) -> None:
-        """``apply(section[name])`` unless the session lacks ``name``; a refusal is noted
-        under ``key`` (the dotted path in the file) instead of stopping the restore."""
-        if name not in section:
-            return
-        try:
-            apply(section[name])
-        except REFUSED as error:
-            reason = str(error.args[0]) if isinstance(error, KeyError) and error.args else error
-            self.problems.append(f"{key}: {reason}")
-
-    def message(self, path: Any) -> str:
-        """The warning shown after a restore: the session file and every key left out."""
-        return (
-            f"{path}: {len(self.problems)} saved setting(s) not restored (left as the dock "
-            "holds them; the rest is restored): " + "; ".join(self.problems)
-        )
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _number(value: Any) -> float:
-    """A number for a slider (the slider refuses one out of its range)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"must be a number, got {value!r}")
-    return float(value)
-
-
-def _setter(widget: Any, check: Callable[[Any], Any] = lambda v: v) -> Callable[[Any], None]:
-    def apply(value: Any) -> None:
-        widget.value = check(value)
-
-    return apply
-
-
-def _chosen(combo: Any, what: str) -> Callable[[Any], None]:
-    """Pick a layer or model by name; None (nothing was chosen) leaves the picker as it is."""
-
-    def apply(value: Any) -> None:
-        if value is None:
-            return
-        if value not in combo.choices:
-            raise ValueError(f"{value!r}: no such {what} here")
-        combo.value = value
-
-    return apply
 
 
 def capture(analyze: Any) -> dict[str, Any]:
@@ -111,37 +56,31 @@ def restore(analyze: Any, settings: Mapping[str, Any], skipped: SkippedSettings)
         skipped.put(f"analyze.{name}", settings, name, apply)
 
     analyze.reset_choices()
-    put("all_models", _setter(analyze.all_models, _boolean))
+    put("all_models", setter(analyze.all_models, boolean))
     for name, widget in (("qc", analyze.qc), ("auto_run", analyze.auto_run)):
-        put(name, _setter(widget, _boolean))
+        put(name, setter(widget, boolean))
     for name, widget in (("threshold", analyze.threshold), ("opacity", analyze.opacity)):
-        put(name, _setter(widget, _number))
-    put("device", _setter(analyze.device))
-    put("image", _chosen(analyze.image_combo, "image layer"))
-    put("model", _chosen(analyze.model_combo, "registered model for this image"))
+        put(name, setter(widget, number))
+    put("device", setter(analyze.device))
+    put("image", chosen(analyze.image_combo, "image layer"))
+    put("model", chosen(analyze.model_combo, "registered model for this image"))
     # after the model, whose card sets its own TTA and offers its own CAMs and classes
     for name, widget in (
         ("tta", analyze.tta),
         ("cam", analyze.cam_method),
         ("target_class", analyze.target_class),
     ):
-        put(name, _setter(widget))
+        put(name, setter(widget))
     put("stain_target", lambda state: _stain_target(analyze, state))
     put("stain", lambda method: _stain(analyze.stain_box, method))
-    put("roi", _chosen(analyze.roi_combo, "ROI layer"))
+    put("roi", chosen(analyze.roi_combo, "ROI layer"))
     put("other_film", lambda name: _other_film(analyze.two_film, name))
-    slide = settings.get("slide")
-    if not isinstance(slide, Mapping):
-        put("slide", lambda value: _not_an_object(value, slide is None))
-        return
-    skipped.put("analyze.slide.mode", slide, "mode", _setter(analyze.slide_mode))
+    slide = skipped.section("analyze.slide", settings, "slide")
+    skipped.put("analyze.slide.mode", slide, "mode", setter(analyze.slide_mode))
     for name in ("model_um_per_px", "min_tissue", "tissue"):
         skipped.put(f"analyze.slide.{name}", slide, name, _slide_field(analyze.slide_box, name))
-
-
-def _not_an_object(value: Any, missing: bool) -> None:
-    if not missing:
-        raise TypeError(f"must be an object of slide settings, got {value!r}")
+    skipped.unknown("analyze.slide", slide)
+    skipped.unknown("analyze", settings)
 
 
 def _slide_field(box: Any, name: str) -> Callable[[Any], None]:

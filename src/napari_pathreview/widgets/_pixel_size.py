@@ -20,6 +20,7 @@ from typing import Any
 from magicgui.widgets import Container, FloatSpinBox, PushButton
 
 from napari_pathreview.errors import InvalidInputError
+from napari_pathreview.io._core import FROM_NAME
 from napari_pathreview.io.images import check_pixel_size
 from napari_pathreview.widgets import _scale
 from napari_pathreview.widgets._common import is_source_image, layer_modality
@@ -157,7 +158,10 @@ def _tooltip(layer: Any, settable: bool, known: float | None) -> str:
             "so the slide is shown and analysed at its physical scale"
         )
     stated = stated_size(layer)
-    if plugin_meta(layer).get("um_per_px_source") != USER:
+    source = plugin_meta(layer).get("um_per_px_source")
+    if source == FROM_NAME:
+        return "the pixel size its dataset documents for this file name; type another if wrong"
+    if source != USER:
         return "the pixel size the file states; type another and press Set if it is wrong"
     if stated is None:
         return "the pixel size set here (the file states none)"

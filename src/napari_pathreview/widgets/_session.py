@@ -5,18 +5,23 @@ Qt-free: a session is a JSON document (plus an ``.npz`` beside it holding the CA
 arrays),
 so a reviewer closes napari at night and resumes tomorrow exactly where they stopped. Paths
 are stored absolute; a session whose images moved is refused with the missing file named.
+Both files are written beside their targets and moved into place, the JSON last, and the JSON
+names its arrays file's save: a save cut off part way leaves the previous session whole, never
+half a file, nor a JSON read with another save's arrays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_pathreview._atomic import write_atomically
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.io.shape_holes import HOLES_KIND
 from napari_pathreview.widgets._layer_meta import plugin_meta
@@ -28,6 +33,10 @@ logger = logging.getLogger(__name__)
 FORMAT = "napari-pathreview-session"
 VERSION = 2
 """2: ROI GeoJSON in QuPath's pixel convention (``io.geojson.PIXEL_ORIGIN_KEY``); 1: napari's."""
+SAVE_KEY = "save_id"
+"""The JSON's and its arrays file's mark of one save (absent in sessions saved before it)."""
+DOCUMENT_KEYS = ("format", "version", "layers", SAVE_KEY)
+"""The document's own keys, besides the docks' settings (``widgets._session_keys``)."""
 
 
 class SessionError(InvalidInputError):
@@ -161,19 +170,46 @@ def _placed(layer: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_session(path: str | Path, state: Mapping[str, Any], arrays: Mapping[str, Any]) -> Path:
-    """Write the session JSON (and its CAM arrays); returns the JSON path."""
+    """Write the session JSON (and its CAM arrays), each atomically, the JSON last; returns
+    the JSON path."""
     path = Path(path)
     if path.suffix.lower() != ".json":
         path = path.with_suffix(".json")
-    document = {"format": FORMAT, "version": VERSION, **state}
+    save_id = uuid.uuid4().hex
+    document = {"format": FORMAT, "version": VERSION, SAVE_KEY: save_id, **state}
+    text = json.dumps(document, indent=2)  # before any file is touched: a bad value stops here
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     target = cams_path(path)
     if arrays:
-        np.savez_compressed(target, **{k: np.asarray(v) for k, v in arrays.items()})
-    elif target.exists():
-        target.unlink()
+        saved = {SAVE_KEY: np.array(save_id), **{k: np.asarray(v) for k, v in arrays.items()}}
+        write_atomically(target, lambda handle: np.savez_compressed(handle, **saved))
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
+    if not arrays:
+        target.unlink(missing_ok=True)  # after the JSON: the old one's arrays until it is replaced
     return path
+
+
+def _read_arrays(path: Path, document: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The session's arrays; refused when they belong to another save of the same name
+    (a session that needs none ignores a stale arrays file)."""
+    layers = document.get("layers") or []
+    needed = any(isinstance(entry, dict) and "array" in entry for entry in layers)
+    if not needed:
+        return {}
+    if not cams_path(path).is_file():
+        raise SessionError(
+            f"{path}: its arrays file {cams_path(path).name} (CAMs, heat maps, labels) is "
+            "missing; keep it beside the session file"
+        )
+    with np.load(cams_path(path)) as data:
+        arrays = {key: np.asarray(data[key]) for key in data.files}
+    saved = arrays.pop(SAVE_KEY, None)
+    if SAVE_KEY in document and (saved is None or str(saved) != document[SAVE_KEY]):
+        raise SessionError(
+            f"{path}: its arrays file {cams_path(path).name} is from another save (a save cut "
+            "off part way); save the session again, or open the images afresh"
+        )
+    return arrays
 
 
 def _mark_napari_origin(layers: list[Any]) -> None:
@@ -217,8 +253,4 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
             f"{path}: {len(missing)} image(s) of the session are gone (first: {missing[0]}); "
             "move them back or open the images again"
         )
-    arrays: dict[str, np.ndarray] = {}
-    if cams_path(path).is_file():
-        with np.load(cams_path(path)) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    return document, arrays
+    return document, _read_arrays(path, document)

@@ -25,10 +25,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_pathreview.widgets import _analyze_settings, _pixel_size, _recall, _session
+from napari_pathreview.widgets import (
+    _analyze_settings,
+    _pixel_size,
+    _recall,
+    _review_settings,
+    _session,
+)
 from napari_pathreview.widgets._colorbars import follow_while_docked, sync_colorbars
 from napari_pathreview.widgets._layer_meta import plugin_meta
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
+from napari_pathreview.widgets._session_keys import SkippedSettings
 from napari_pathreview.widgets.analyze import AnalyzeWidget
 from napari_pathreview.widgets.review import ReviewWidget
 
@@ -103,24 +110,12 @@ class PathReviewWorkspace(QWidget):
     def session_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The workspace as a JSON-able document and its arrays."""
         layers, arrays = _session.capture_layers(self.viewer)
-        analyze, review, queue = self.analyze, self.review, self.review.queue
+        review, queue = _review_settings.capture(self.review)
         state = {
             "layers": layers,
-            "queue": None
-            if queue is None
-            else {
-                "source": str(review.queue_source),
-                "index": int(queue.index),
-                "path": str(queue.current),  # the image, whatever order rebuilds the queue
-                "order": str(review.queue_order.value),
-                "model": review.queue_model.value.strip(),
-            },
-            "analyze": _analyze_settings.capture(analyze),
-            "review": {
-                "reviewer": review.reviewer.value,
-                "image": review.image_combo.value,
-                "only_mine": bool(review.only_mine.value),
-            },
+            "queue": queue,
+            "analyze": _analyze_settings.capture(self.analyze),
+            "review": review,
             "tab": int(self.tabs.currentIndex()),
         }
         return state, arrays
@@ -138,7 +133,7 @@ class PathReviewWorkspace(QWidget):
 
     def restore_session(self, path: str | Path) -> bool:
         """Reopen a saved session in this viewer; returns whether it worked."""
-        skipped = _analyze_settings.SkippedSettings()
+        skipped = SkippedSettings()
         try:
             document, arrays = _session.read_session(path)
             self._restore_layers(document.get("layers", []), arrays, skipped)
@@ -252,23 +247,17 @@ class PathReviewWorkspace(QWidget):
                 **extra,
             )
 
-    def _restore_settings(self, document: dict[str, Any], skipped: Any) -> None:
-        review = self.review
-        settings = document.get("analyze") or {}
-        review_settings = document.get("review") or {}
-        review.reviewer.value = review_settings.get("reviewer") or review.reviewer.value
-        review.only_mine.value = bool(review_settings.get("only_mine", True))
-        review.reviewer_entered()  # the form, count and list of the restored reviewer
-        _analyze_settings.restore(self.analyze, settings, skipped)
-        queue = document.get("queue")
-        if queue:
-            review.queue_order.value = queue.get("order") or "file name"
-            review.queue_model.value = queue.get("model") or ""
-            at = Path(queue["path"]) if queue.get("path") else None
-            review.load_queue(queue["source"], index=int(queue.get("index", 0)), at=at)
-        elif review_settings.get("image") in review.image_combo.choices:
-            review.image_combo.value = review_settings["image"]
+    def _restore_settings(self, document: dict[str, Any], skipped: SkippedSettings) -> None:
+        """Every dock setting, key by key (``_session_keys``), in the order they depend on
+        one another: the reviewer, Analyze's settings, then the queue (it opens an image,
+        which Analyze follows and may run on)."""
+        form = _review_settings.restore_form(self.review, document, skipped)
+        analyze = skipped.section("analyze", document, "analyze")
+        _analyze_settings.restore(self.analyze, analyze, skipped)
+        _review_settings.restore_place(self.review, document, form, skipped)
         skipped.put("tab", document, "tab", self._show_tab)
+        skipped.known(document, *_session.DOCUMENT_KEYS)
+        skipped.unknown("", document)
 
     def _show_tab(self, index: Any) -> None:
         if index not in (ANALYZE_TAB, REVIEW_TAB) or isinstance(index, bool):
