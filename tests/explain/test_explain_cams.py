@@ -167,3 +167,28 @@ def test_gradient_methods_match_pytorch_grad_cam(resnet18, method: str) -> None:
     ours = compute_cam(resnet18, x, method, target_class=2, target_layers=[layer])
     np.testing.assert_allclose(ours, expected, atol=1e-4)
     assert all(p.requires_grad for p in resnet18.parameters())
+
+
+@pytest.mark.parametrize(
+    ("method", "tta"), [("gradcam", "none"), ("gradcam++", "flips"), ("eigencam", "none")]
+)
+def test_every_class_from_one_forward_is_each_class_s_own_cam(resnet18, method, tta) -> None:
+    """``explain_classes``: one forward of the batch, a backward per class, and each class's
+    maps and the logits exactly those of explaining that class alone."""
+    from napari_pathreview.explain.cams import explain_batch, explain_classes
+
+    x = torch.randn(2, 3, 64, 64)
+    layers = {"target_layers": [resnet18.layer4[-1]]}
+    forwards: list[int] = []
+    hook = resnet18.register_forward_hook(lambda m, i, out: forwards.append(out.shape[0]))
+    try:
+        maps, logits = explain_classes(resnet18, x, method, [0, 1, 2], tta, **layers)
+    finally:
+        hook.remove()
+    assert forwards == [logits.shape[0]] and maps.shape == (3, 2, 64, 64)  # every view, once
+    for k in range(3):
+        alone = explain_batch(resnet18, x, method, k, tta, **layers)
+        np.testing.assert_array_equal(maps[k], alone.maps)
+        np.testing.assert_array_equal(logits, alone.logits)
+    if method != "eigencam":  # EigenCAM's map is the same for every class
+        assert not np.array_equal(maps[0], maps[1])

@@ -43,7 +43,8 @@ def test_predict_writes_the_specified_columns(binary_ref, rng, tissue_like, tmp_
         header = next(csv.reader(handle))
     assert header == [
         "path", "model", "p_benign", "p_malignant", "predicted_label", "threshold",
-        "qc_passed", "qc_reasons", "stain", "tta", "seconds", "status", "error",
+        "qc_passed", "qc_reasons", "stain", "tta", "seconds", "cached", "cached_run_seconds",
+        "status", "error",
     ]  # fmt: skip
     rows = _rows(out / "predictions.csv")
     assert [r["path"] for r in rows] == [str(p) for p in images]

@@ -164,14 +164,10 @@ def _count_forwards(predictor: Predictor) -> tuple[list[int], object]:
     return inputs, hook
 
 
-@pytest.mark.parametrize(
-    ("target", "passes"), [("malignant", 1), (None, 2)], ids=["given-class", "decided-class"]
-)
-def test_a_tiled_cam_runs_each_tile_through_the_model_once_per_pass(
-    predictor, he_field, target, passes: int
-) -> None:
-    """Grad-CAM's forward gives the tile weights (the tiles used to be classified again);
-    without a target class, one more pass decides it."""
+@pytest.mark.parametrize("target", ["malignant", None], ids=["given-class", "decided-class"])
+def test_a_tiled_cam_runs_each_tile_through_the_model_once(predictor, he_field, target) -> None:
+    """Grad-CAM's forward gives the tile weights (the tiles used to be classified again) and,
+    without a target class, the decision too (a first pass over the tiles used to decide it)."""
     tiles = predictor.predict_tiled(he_field, tile_size=64, overlap=0.25).n_tiles
     inputs, hook = _count_forwards(predictor)
     result = explain_tiled(
@@ -179,8 +175,34 @@ def test_a_tiled_cam_runs_each_tile_through_the_model_once_per_pass(
     )
     hook.remove()
     assert tiles > 8 and result.cam.max() > 0.0
-    assert sum(inputs) == passes * tiles
-    assert len(inputs) == passes * -(-tiles // 8)  # one forward per batch of 8, per pass
+    assert sum(inputs) == tiles
+    assert len(inputs) == -(-tiles // 8)  # one forward per batch of 8
+
+
+@pytest.mark.parametrize(
+    ("model", "method", "tta"),
+    [("binary_ref", "gradcam", "none"), ("binary_ref", "gradcam++", "flips"),
+     ("subtype_ref", "gradcam", "none")],
+    ids=["gradcam", "gradcam++-flips", "three-classes"],
+)  # fmt: skip
+def test_a_tiled_cam_without_a_target_is_the_two_pass_one(
+    request, he_field, model: str, method: str, tta: str
+) -> None:
+    """The class decided from the CAM pass's own forwards is the one a first pass classifying
+    every tile decides (the card's rule on the mean tile probability), and its map is exactly
+    the map explaining that class given."""
+    ref = request.getfixturevalue(model)
+    predictor = Predictor.from_registry(ref, device="cpu", batch_size=8, tta=tta)
+    field = he_field[:112, :160]  # 2×3 tiles
+    kwargs = {"tile_size": 64, "overlap": 0.25, "tta": tta}
+    first_pass = predictor.predict_tiled(field, tile_size=64, overlap=0.25)
+    decided = predictor.target_index(None, first_pass.tile_probabilities.mean(axis=0))
+    ours = explain_tiled(predictor, field, method, **kwargs)
+    given = explain_tiled(predictor, field, method, target_class=decided, **kwargs)
+    assert (ours.target_class, ours.target_label) == (given.target_class, given.target_label)
+    np.testing.assert_array_equal(ours.cam, given.cam)
+    other = explain_tiled(predictor, field, method, target_class=1 - decided, **kwargs)
+    assert not np.array_equal(ours.cam, other.cam)  # the class kept is the decided one's
 
 
 def _two_pass(predictor: Predictor, method: str, index: int, options: dict):

@@ -142,6 +142,26 @@ def test_predicting_a_large_image_again_reads_its_heatmap_and_cam_from_the_cache
     )
 
 
+def test_a_prediction_served_from_the_cache_says_so_and_keeps_the_stored_run_s_seconds_apart(
+    binary_ref: str, mosaic: Path, sample_data: Path, tmp_path: Path
+) -> None:
+    """On a cache hit ``seconds`` is this run's own (the lookup), not the stored run's as if
+    it had just been computed; ``cached_run_seconds`` keeps the stored run's. An image
+    classified whole is never cached."""
+    whole = sample_data / "breakhis" / BREAKHIS[0]
+    for out in ("first", "again"):
+        done = _run("predict", mosaic, whole, "--model", binary_ref, "--device", "cpu",
+                    "--mode", "preview", "--out", tmp_path / out)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    first, first_whole = _rows(tmp_path / "first" / "predictions.csv")
+    again, again_whole = _rows(tmp_path / "again" / "predictions.csv")
+    assert (first["cached"], first["cached_run_seconds"]) == ("False", "")
+    assert again["cached"] == "True" and again["cached_run_seconds"] == first["seconds"]
+    assert float(again["seconds"]) > 0.0 and again["p_malignant"] == first["p_malignant"]
+    for row in (first_whole, again_whole):
+        assert (row["cached"], row["cached_run_seconds"]) == ("False", "")
+
+
 @pytest.mark.parametrize("change", ["modified-file", "another-model"])
 def test_a_large_image_modified_since_or_another_model_is_computed_afresh(
     registry: Any, binary_ref: str, mosaic: Path, tmp_path: Path, change: str

@@ -85,6 +85,30 @@ def test_a_slide_given_another_pixel_size_is_analysed_again_not_served_the_old_r
     assert corrected[-1].grid.shape != typed[-1].grid.shape
 
 
+def test_a_rescanned_mirax_is_analysed_again_not_served_its_old_result(model_ref, tmp_path) -> None:
+    """A re-scan rewrites the Data files (the tiles) and Index.dat, and leaves the .mrxs and
+    Slidedat.ini as they were: the new pixels are analysed, not the old heatmap served."""
+    import shutil
+
+    from multifile_slides import write_mirax
+    from napari_pathreview.inference.slides import predict_slide
+
+    path = write_mirax(tmp_path / "case.mrxs", tissue_slide(384, 512))
+    rescan = write_mirax(tmp_path / "rescan" / "case.mrxs", tissue_slide(384, 512, left_of=200))
+    predictor = Predictor.from_registry(model_ref, device="cpu")
+    cache = SlideCache(tmp_path / "cache")
+    first = list(cached_slide(predictor, as_slide(path), SlideSettings(), cache))[-1]
+    index = {f: f.read_bytes() for f in (path, path.with_suffix("") / "Slidedat.ini")}
+    for name in ("Data0000.dat", "Data0001.dat", "Index.dat"):
+        shutil.copyfile(rescan.with_suffix("") / name, path.with_suffix("") / name)
+    assert all(f.read_bytes() == data for f, data in index.items())
+    again = list(cached_slide(predictor, as_slide(path), SlideSettings(), cache))
+    assert len(again) > 1 and len(cache.entries()) == 2  # the engine ran; both are kept
+    fresh = predict_slide(predictor, as_slide(path), SlideSettings())
+    np.testing.assert_array_equal(again[-1].prob_maps, fresh.prob_maps)
+    assert not np.array_equal(again[-1].coverage, first.coverage)
+
+
 def test_the_cache_evicts_least_recently_used_entries_past_its_limit(
     model_ref, slide_path, tmp_path
 ) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytorch_grad_cam
@@ -45,6 +46,7 @@ __all__ = [
     "cam_layers",
     "compute_cam",
     "explain_batch",
+    "explain_classes",
     "resolve_method",
 ]
 
@@ -270,13 +272,14 @@ def _run_cam(
     cls: type[BaseCAM],
     model: nn.Module,
     x: torch.Tensor,
-    targets: list[ClassifierOutputTarget],
+    target_sets: list[list[ClassifierOutputTarget]],
     layers: list[nn.Module],
     reshape: Callable | None,
     options: dict,
-) -> tuple[np.ndarray, torch.Tensor | None]:
-    """One pytorch-grad-cam call: (maps, the logits of its forward on ``x``, detached, on the
-    CPU; None if the method kept none); hooks, graph and parameter flags restored afterwards."""
+) -> tuple[list[np.ndarray], torch.Tensor | None]:
+    """One pytorch-grad-cam CAM over one forward of ``x``: (the maps of each target set, the
+    logits of that forward, detached, on the CPU; None if the method kept none); hooks, graph
+    and parameter flags restored afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     uses_gradients = not issubclass(cls, (ScoreCAM, EigenCAM))
     # Registered before the CAM's own hooks, so those see (and store) the leaf tensor.
@@ -289,8 +292,7 @@ def _run_cam(
             param.requires_grad_(False)
         cam = cls(model=model, target_layers=layers, reshape_transform=reshape, **options)
         with torch.inference_mode(False), torch.enable_grad():
-            inp = x.detach().clone()
-            maps = np.asarray(cam(input_tensor=inp, targets=targets), dtype=np.float32)
+            maps = _target_set_maps(cam, x.detach().clone(), target_sets)
         outputs = getattr(cam, "outputs", None)
         logits = outputs.detach().float().cpu() if isinstance(outputs, torch.Tensor) else None
         return maps, logits
@@ -303,6 +305,28 @@ def _run_cam(
         for param, flag in flags:
             param.requires_grad_(flag)
             param.grad = None
+
+
+def _target_set_maps(
+    cam: BaseCAM, x: torch.Tensor, target_sets: list[list[ClassifierOutputTarget]]
+) -> list[np.ndarray]:
+    """Each target set's maps. One set: pytorch-grad-cam's own call. Several: its ``forward``
+    with the forward run once, its activations shared, and for a gradient method one backward
+    per set (from the logits to the target layer only: :func:`_leaf_output`), so each set's
+    maps are those its own call would give."""
+    if len(target_sets) == 1:
+        return [np.asarray(cam(input_tensor=x, targets=target_sets[0]), dtype=np.float32)]
+    cam.outputs = outputs = cam.activations_and_grads(x)
+    maps = []
+    for targets in target_sets:
+        if cam.uses_gradients:
+            cam.activations_and_grads.gradients = []  # this backward's only
+            cam.model.zero_grad()
+            loss = sum(target(output) for target, output in zip(targets, outputs, strict=True))
+            loss.backward(retain_graph=True)
+        per_layer = cam.compute_cam_per_layer(x, targets, False)
+        maps.append(np.asarray(cam.aggregate_multi_layers(per_layer), dtype=np.float32))
+    return maps
 
 
 def _predicted_classes(model: nn.Module, x: torch.Tensor, tta: str) -> list[int]:
@@ -384,6 +408,57 @@ def explain_batch(
             once set, raises ``InterruptedError``.
         progress: Score-CAM's ``progress(done, total)`` over its masked batches.
     """
+    maps, logits = _explain(
+        model,
+        input_tensor,
+        method,
+        [target_class],
+        tta,
+        target_layers=target_layers,
+        reshape_transform=reshape_transform,
+        batch_size=batch_size,
+        top_k=top_k,
+        cancel=cancel,
+        progress=progress,
+    )
+    return CamBatch(maps[0], logits)
+
+
+def explain_classes(
+    model: nn.Module,
+    input_tensor: torch.Tensor,
+    method: str,
+    classes: Sequence[int],
+    tta: str = "none",
+    **options: Any,
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Every class of ``classes`` explained from one forward of the batch: a caller that
+    learns which class it wants only from these logits runs the model once, not twice.
+
+    Arguments as :func:`explain_batch`'s. Returns (float32 C×N×H×W maps, each class's as
+    :func:`explain_batch` gives them; the logits of the one forward, as ``CamBatch.logits``).
+    A gradient method costs one backward per class; Score-CAM its masked forwards per class.
+    """
+    maps, logits = _explain(model, input_tensor, method, [int(c) for c in classes], tta, **options)
+    return np.stack(maps), logits
+
+
+def _explain(
+    model: nn.Module,
+    input_tensor: torch.Tensor,
+    method: str,
+    target_classes: list[Any],
+    tta: str,
+    *,
+    target_layers: Sequence[nn.Module] | None = None,
+    reshape_transform: Callable | None = None,
+    batch_size: int = 64,
+    top_k: int | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[np.ndarray], torch.Tensor | None]:
+    """Each of ``target_classes`` (an index, one per image, or None: the argmax) explained
+    from one forward: ([N×H×W maps in [0, 1]] per entry, the forward's logits)."""
     name = resolve_method(method)
     if input_tensor.ndim != 4:
         raise InvalidInputError(
@@ -396,8 +471,10 @@ def explain_batch(
     was_training = model.training
     model.eval()
     try:
-        classes = _predicted_classes(model, x, tta) if target_class is None else target_class
-        targets = _targets(classes, n)
+        sets = [
+            _targets(_predicted_classes(model, x, tta) if c is None else c, n)
+            for c in target_classes
+        ]
         if cancel is not None and cancel.is_set():
             raise InterruptedError("CAM cancelled")
         options = (
@@ -406,16 +483,16 @@ def explain_batch(
             else {}
         )
         if tta == "none":
-            maps, logits = _run_cam(CAM_METHODS[name], model, x, targets, layers, reshape, options)
-            return CamBatch(_rescale(maps), logits)
+            maps, logits = _run_cam(CAM_METHODS[name], model, x, sets, layers, reshape, options)
+            return [_rescale(m) for m in maps], logits
         from napari_pathreview import tta as tta_mod
 
         views = tta_mod.augment_batch(x, tta)
         view_count = views.shape[0] // n
-        maps, logits = _run_cam(
-            CAM_METHODS[name], model, views, targets * view_count, layers, reshape, options
-        )
-        restored = tta_mod.deaugment_maps(torch.from_numpy(maps), tta)
-        return CamBatch(_rescale(torch.as_tensor(restored).float().mean(dim=0).numpy()), logits)
+        sets = [targets * view_count for targets in sets]
+        maps, logits = _run_cam(CAM_METHODS[name], model, views, sets, layers, reshape, options)
+        restored = [tta_mod.deaugment_maps(torch.from_numpy(m), tta) for m in maps]
+        means = [torch.as_tensor(r).float().mean(dim=0).numpy() for r in restored]
+        return [_rescale(m) for m in means], logits
     finally:
         model.train(was_training)

@@ -219,7 +219,8 @@ def _finite(value: float) -> float | None:
 
 
 def read_result(folder: Path) -> Any:
-    """The ``SlideResult`` stored by :func:`write_result`."""
+    """The ``SlideResult`` stored by :func:`write_result`, marked ``cached`` (its ``seconds``
+    are the stored run's)."""
     import zarr
 
     from napari_pathreview.inference.slide_mil import SlideBag
@@ -252,6 +253,7 @@ def read_result(folder: Path) -> Any:
         settings=attrs.get("settings", {}),
         bag=bag,
         tile_qc=np.asarray(group["tile_qc"][:]) if "tile_qc" in group else None,
+        cached=True,
     )
 
 

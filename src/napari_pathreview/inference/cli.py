@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"{path}\terror\t{p}")
             continue
         frames = probes[path].frames if path in probes else None
-        row = {**_prediction_row(p, classes), **_frame_cell(frames, args.frame)}
+        row = {**_prediction_row(p, classes), **_frame_cell(frames, args.frame), **_cached(item)}
         row.update(status="ok", error="")
         print(
             f"{path}\t{p.label}\t" + "\t".join(f"p_{c}={p.probabilities[c]:.3f}" for c in classes)
@@ -282,9 +283,20 @@ def _predict_header(classes: tuple[str, ...], frame: bool = False) -> list[str]:
         "stain",
         "tta",
         "seconds",
+        "cached",
+        "cached_run_seconds",
         "status",
         "error",
     ]
+
+
+def _cached(item: Any) -> dict[str, Any]:
+    """The ``cached`` and ``cached_run_seconds`` cells: a large image's result read from the
+    slide cache says so, its ``seconds`` being this run's lookup and the stored run's kept
+    apart; a result computed now is not cached."""
+    if isinstance(item, TiledImage) and item.cached_run_seconds is not None:
+        return {"cached": True, "cached_run_seconds": f"{item.cached_run_seconds:.4f}"}
+    return {"cached": False, "cached_run_seconds": ""}
 
 
 def _failed(message: str) -> dict[str, str]:
@@ -300,6 +312,7 @@ class TiledImage:
     source: Any  # the SlideSource the tiles were read from
     settings: Any  # slide_grid.SlideSettings
     cache: Any = None  # the cache.SlideCache the result came from / went to; its CAM too
+    cached_run_seconds: float | None = None  # served from the cache: the stored run's seconds
 
 
 def _explain_one(predictor: Any, image: Any, item: Any, method: str, args: Any) -> Any:
@@ -383,11 +396,16 @@ def _classify(predictor: Any, path: Path, settings: Any, frame: int | None = Non
     loaded = _load(path, settings.slide_um_per_px, frame)
     if not needs_tiling(loaded.levels, loaded.modality):
         return loaded
+    start = time.perf_counter()
     source = as_slide(loaded)
     cache = SlideCache() if "frame" not in loaded.metadata else None
     steps = iter_classify_tiles(predictor, source, settings, None, cache, str(path))
     prediction, result = run_to_end(steps)
-    return TiledImage(prediction, result, source, settings, cache)
+    if not result.cached:
+        return TiledImage(prediction, result, source, settings, cache)
+    # served: this run's seconds are the lookup's (fingerprint, cache read), not the stored run's
+    looked_up = replace(prediction, seconds=time.perf_counter() - start)
+    return TiledImage(looked_up, result, source, settings, cache, prediction.seconds)
 
 
 def _iter_predictions(

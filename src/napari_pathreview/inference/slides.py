@@ -110,6 +110,8 @@ class SlideResult:
         tile_qc: uint8 per classified tile, its failed QC checks as bits over
             ``slide_qc.TILE_CHECKS``; None when QC did not run (``slide_qc.slide_quality``
             makes the slide's verdict of it).
+        cached: Read back from the slide cache (``cache.read_result``), not computed now:
+            ``seconds`` and ``tiles_per_s`` are then those of the run that stored it.
     """
 
     grid: SlideGrid
@@ -128,6 +130,7 @@ class SlideResult:
     settings: dict[str, Any] = field(default_factory=dict)
     bag: Any = None
     tile_qc: np.ndarray | None = None
+    cached: bool = False
 
     @property
     def scale(self) -> tuple[float, float]:

@@ -5,19 +5,21 @@ stem holding ``Slidedat.ini`` and the ``Data*.dat`` tiles; a Hamamatsu ``.vms``/
 its JPEG/raw image files; a DICOM WSI series is the instance files of its folder (``wsidicom``
 is given files directly inside one folder: ``dicom_slide.series_files``). A re-scan or a
 re-export may rewrite any of those and leave the named file's size as it was, so whatever
-remembers a slide's result (a cohort's resume key) must look at every one of them. Only
-``stat`` is called (and a ``.vms``/``.vmu`` index read): no file is opened as a slide.
+remembers a slide's result (a cohort's resume key, the slide cache's ``SlideSource.fingerprint``)
+must look at every one of them. Only ``stat`` is called (and a ``.vms``/``.vmu`` index read):
+no file is opened as a slide.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from napari_pathreview.io._core import DICOM_SUFFIXES, has_dicom_preamble
 
-__all__ = ["slide_files", "slide_state", "modified_after"]
+__all__ = ["files_state", "slide_files", "slide_state", "modified_after"]
 
 HAMAMATSU_INDEX = (".vms", ".vmu")
 """Hamamatsu text indexes naming the image files beside them (``ImageFile(x,y)=…``)."""
@@ -51,9 +53,14 @@ def slide_state(path: Path) -> str:
     :func:`slide_files`; the same for the same files untouched. Names are taken relative to
     the slide's folder, so the state is that of the files, wherever the path was typed from."""
     path = Path(path)
-    base = path if path.is_dir() else path.parent
+    return files_state(slide_files(path), path if path.is_dir() else path.parent)
+
+
+def files_state(files: Iterable[Path], base: Path) -> str:
+    """:func:`slide_state` of ``files`` in the order given, their names relative to ``base``
+    (a missing or unreadable file recorded as such)."""
     facts = []
-    for file in slide_files(path):
+    for file in files:
         try:
             stat = file.stat()
             size, mtime = stat.st_size, stat.st_mtime_ns

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.slide_files import files_state, slide_files
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ BACKGROUND = 255
 """Slide glass is white: regions outside a level are padded with this value."""
 
 HEADER_BYTES = 65536
-"""Bytes of each file hashed into the fingerprint (headers and tile tables, not pixels)."""
+"""Bytes of each index file hashed into the fingerprint (headers and tile tables, not pixels)."""
 
 MIN_CHUNK = 512
 """Smallest dask chunk edge: small native tiles are grouped so napari makes fewer calls."""
@@ -98,6 +99,8 @@ class SlideSource(ABC):
         """Release file handles."""
 
     def _fingerprint_files(self) -> list[Path]:
+        """The index files whose headers the fingerprint hashes (the size and modification
+        time of every file of the slide are hashed besides: ``slide_files.files_state``)."""
         return [self.path]
 
     # --- the contract ----------------------------------------------------------------
@@ -168,17 +171,20 @@ class SlideSource(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """A cheap hash for caches (sha256): level shapes, and the headers, sizes and
-        modification times of the files, so a file rewritten in place, even at the same size
-        and header, is another slide to a cache (as ``slide_files.slide_state`` is to a
-        cohort)."""
+        """A cheap hash for caches (sha256): level shapes, the headers of the index files
+        (``_fingerprint_files``), and the size and modification time of every file the slide
+        is read from (``slide_files.slide_files``: a MIRAX's ``Data*.dat``, the images a
+        ``.vms`` names, a DICOM series' instances), so a file rewritten in place, even at the
+        same size and header, is another slide to a cache as it is to a cohort. Only
+        ``stat`` is called on the tile files: nothing the size of a slide is read. The files
+        are taken in name order: any instance of a DICOM series names the same slide."""
         if self._fingerprint is None:
             digest = hashlib.sha256(repr(self.level_shapes).encode())
             for file in sorted(self._fingerprint_files())[:64]:
-                stat = file.stat()
-                digest.update(f"{stat.st_size} {stat.st_mtime_ns}".encode())
                 with open(file, "rb") as handle:
                     digest.update(handle.read(HEADER_BYTES))
+            folder = self.path if self.path.is_dir() else self.path.parent
+            digest.update(files_state(sorted(slide_files(self.path)), folder).encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
