@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.colour_depth import dicom_bits, region_to_rgb
 from napari_pathreview.io.slide_source import SlideSource
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ _HEADER_TAGS = [
     "ImageLaterality",
     "Laterality",
     "ViewPosition",
+    "BitsAllocated",
+    "BitsStored",
 ]
 
 
@@ -278,6 +281,7 @@ class DicomSlide(SlideSource):
             ) from error
         self._wsi = wsi
         self._files = files
+        self._bits = dicom_bits(base)  # one depth for every tile (:mod:`.colour_depth`)
         try:
             levels = list(wsi.levels)
             if not levels:
@@ -304,10 +308,7 @@ class DicomSlide(SlideSource):
                 f"{self._level_files[level] or self.path}: cannot decode level {level} at "
                 f"(y={y}, x={x}): {type(error).__name__}: {error}"
             ) from error
-        region = np.asarray(region)
-        if region.ndim == 2:
-            region = np.repeat(region[..., None], 3, axis=-1)
-        return np.ascontiguousarray(region[..., :3].astype(np.uint8, copy=False))
+        return region_to_rgb(np.asarray(region), self._bits)
 
     def _associated_names(self) -> list[str]:
         names = []
@@ -327,10 +328,7 @@ class DicomSlide(SlideSource):
         else:
             size = self._wsi.pyramid.thumbnails[0].size
             image = self._wsi.read_thumbnail((size.width, size.height), as_array=True)
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        return np.ascontiguousarray(image[..., :3].astype(np.uint8, copy=False))
+        return region_to_rgb(np.asarray(image), self._bits)  # wsidicom gives 8-bit images
 
     def _fingerprint_files(self) -> list[Path]:
         return list(self._files)
