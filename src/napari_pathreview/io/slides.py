@@ -204,6 +204,8 @@ def loaded_from_slide(source: SlideSource) -> LoadedImage:
         metadata["vendor"] = vendor
     if source.objective_power:
         metadata["objective_power"] = source.objective_power
+    if source.focal_planes:  # a z-stack read at one plane: which, and that it is one of N
+        metadata.update(source.focal_planes.facts(source.path))
     scale = (1.0, 1.0)
     if source.um_per_px:
         metadata["um_per_px"] = source.um_per_px
