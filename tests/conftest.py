@@ -132,9 +132,10 @@ def write_dicom(
     return path
 
 
-def write_colour_dicom(path: Path, frames: np.ndarray) -> Path:
-    """Write a colour multi-frame DICOM (frames×rows×cols×3 uint8, RGB interleaved; a VL
-    photographic image, as a camera on a microscope makes) with pydicom."""
+def write_colour_dicom(path: Path, frames: np.ndarray, bits_stored: int = 8) -> Path:
+    """Write a colour multi-frame DICOM (frames×rows×cols×3, RGB interleaved; a VL
+    photographic image, as a camera on a microscope makes) with pydicom: 8-bit samples, or
+    16-bit ones of which ``bits_stored`` are used when it is over 8."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -149,16 +150,19 @@ def write_colour_dicom(path: Path, frames: np.ndarray) -> Path:
     ds.Modality, ds.PatientID = "XC", "TEST-RGB"
     ds.NumberOfFrames, ds.Rows, ds.Columns = frames.shape[:3]
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = frames.astype(np.uint8).tobytes()
+    allocated = 8 if bits_stored <= 8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = allocated, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = frames.astype(np.uint8 if allocated == 8 else np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 
 
 @pytest.fixture
-def colour_dicom_factory(tmp_path: Path) -> Callable[[str, np.ndarray], Path]:
-    """``colour_dicom_factory(name, frames)`` writes a colour multi-frame DICOM into tmp_path."""
-    return lambda name, frames: write_colour_dicom(tmp_path / name, frames)
+def colour_dicom_factory(tmp_path: Path) -> Callable[..., Path]:
+    """``colour_dicom_factory(name, frames, bits_stored=8)`` writes a colour multi-frame DICOM
+    into tmp_path."""
+    return lambda name, frames, **options: write_colour_dicom(tmp_path / name, frames, **options)
 
 
 @pytest.fixture

@@ -80,12 +80,14 @@ def _warn_unknown_pixel_size(layers: list[tuple[Any, ...]], file: Path) -> None:
             return
 
 
-def _warn_roi_placement(layers: list[tuple[Any, ...]]) -> None:
-    """A GeoJSON left in pixels (no image of its name beside it) or doubtfully placed says so."""
+def _warn_notes(layers: list[tuple[Any, ...]]) -> None:
+    """What a layer's metadata says the user must know: a GeoJSON left in pixels (no image of
+    its name beside it) or doubtfully placed; a slide's z-stack shown at one focal plane."""
     for layer in layers:
         facts = layer[1].get("metadata", {}).get("pathreview", {}) if len(layer) > 1 else {}
-        if facts.get("frame_note"):
-            _notify_warning(str(facts["frame_note"]))
+        for key in ("frame_note", "focal_plane_note"):
+            if facts.get(key):
+                _notify_warning(str(facts[key]))
 
 
 def _has_holes(layer: tuple[Any, ...]) -> bool:
@@ -162,7 +164,7 @@ def read_paths(path: PathOrPaths) -> list[tuple[Any, ...]]:
             if fingerprint:
                 slides.add(fingerprint)
             _warn_unknown_pixel_size(opened, file)
-            _warn_roi_placement(opened)
+            _warn_notes(opened)
             layers.extend(opened)
         except PathReviewError as error:
             _notify_error(f"napari-pathreview could not open a file. {error}")

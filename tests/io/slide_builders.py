@@ -206,6 +206,17 @@ def _sparse_positions(ds: object, level: np.ndarray, tile: int, mpp: float) -> N
     ds.PerFrameFunctionalGroupsSequence = frames
 
 
+def _focal_planes(ds: object, planes: int, plane_um: float) -> None:
+    """State ``planes`` focal planes ``plane_um`` apart, the first at Z 0 (TILED_FULL: the
+    frames hold each plane's tiles in turn, as the standard orders them)."""
+    ds.TotalPixelMatrixFocalPlanes = planes
+    ds.ImagedVolumeDepth = (planes - 1) * plane_um
+    ds.TotalPixelMatrixOriginSequence[0].ZOffsetInSlideCoordinateSystem = 0
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices = (
+        plane_um / 1000
+    )
+
+
 def write_dicom_wsi(
     folder: Path,
     image: np.ndarray,
@@ -215,17 +226,24 @@ def write_dicom_wsi(
     syntax: str = "uncompressed",
     sparse: bool = False,
     mpp: float = 0.5,
+    plane_um: float = 2.0,
 ) -> list[Path]:
-    """A DICOM WSI series, one instance per pyramid level, written with pydicom."""
+    """A DICOM WSI series, one instance per pyramid level, written with pydicom. A 4-D
+    ``image`` (planes×H×W×3) is a z-stack: each level holds every focal plane, ``plane_um``
+    apart (TILED_FULL only)."""
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     uids = {key: generate_uid() for key in ("study", "series", "frame")}
+    stack = image if image.ndim == 4 else image[None]
+    by_plane = [halvings(plane, n_levels) for plane in stack]
     paths = []
-    for index, level in enumerate(halvings(image, n_levels)):
+    for index, level in enumerate(by_plane[0]):
         spacing = mpp * 2**index
         ds = _base_dataset(uids, level, tile, spacing)
+        if len(stack) > 1:
+            _focal_planes(ds, len(stack), plane_um)
         ds.ImageType = [
             "ORIGINAL" if index == 0 else "DERIVED",
             "PRIMARY",
@@ -234,7 +252,7 @@ def write_dicom_wsi(
         ]
         ds.SOPInstanceUID = generate_uid()
         ds.InstanceNumber = index + 1
-        frames = _tiles(level, tile)
+        frames = [t for levels in by_plane for t in _tiles(levels[index], tile)]
         ds.NumberOfFrames = len(frames)
         ds.PhotometricInterpretation = "YBR_FULL_422" if syntax == "jpeg" else "RGB"
         if sparse:

@@ -274,9 +274,11 @@ def slide_task(path: str, stem: str, job: CohortJob) -> dict[str, Any]:
     decided = replace(slide_prediction(predictor, result), qc=qc)
     meta = {"key": key, "path": str(path), "file": str(Path(path).resolve()), "slide_state": state}
     meta["qc"] = qc_columns(qc)  # the slide's verdict beside its tiles' checks (tile_qc)
-    write_result(Path(job.out) / "slides" / stem, result, meta=meta)
+    planes = source.focal_planes.columns() if source.focal_planes else {}  # a z-stack's plane
+    write_result(Path(job.out) / "slides" / stem, result, meta={**meta, **planes})
     applied = target_id(predictor.normalizer)
     row = _row(Path(path), stem, key, result, decided, predictor.stain_name, applied)
+    row.update(planes)
     return {**row, "model_load_s": round(load_s, 3), "model_warmup_s": round(warmup_s, 3)}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
 from napari_pathreview.io.breakhis import parse_breakhis_name
+from napari_pathreview.io.colour_depth import scale_to_uint8
 from napari_pathreview.io.frames import stack_name
 from napari_pathreview.io.mias import (
     MIAS_MM_PER_PX,
@@ -328,12 +329,18 @@ def stated_um_per_px(loaded: LoadedImage) -> float | None:
     return float(spacing[-1]) * 1000.0 if spacing else None
 
 
+def _stated_colour(array: np.ndarray, modality: str, bits: int | None) -> np.ndarray:
+    """Colour (histology) pixels brought to uint8 by the file's stated depth when given."""
+    return scale_to_uint8(array, bits) if modality == HISTOLOGY and bits else array
+
+
 def finish_loaded(
     path: Path,
     array: np.ndarray,
     extra: dict[str, Any] | None = None,
     scale: tuple[float, float] = (1.0, 1.0),
     pixel_um: float | None = None,
+    colour_bits: int | None = None,
 ) -> LoadedImage:
     """Build the ``LoadedImage`` of a fully decoded single-level image.
 
@@ -342,12 +349,14 @@ def finish_loaded(
         pixel_um: The pixel size the file states (µm): the scale by the rule a stack's frames
             follow (:func:`.tiff_physical.stated_sizes`: µm for colour, mm for grey). Either
             wins over the size a dataset documents for the file's name (:func:`_named_scale`).
+        colour_bits: The depth the file states (:mod:`.colour_depth`): 16-bit colour scales
+            by it, as the file's lazy reads do; None: by the bits its values use.
     """
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise ImageReadError(f"{path}: not a 2-D image (array shape {array.shape})")
     modality = modality_of(array.shape, path, array)
     try:
-        pixels = normalize_pixels(array, modality)
+        pixels = normalize_pixels(_stated_colour(array, modality, colour_bits), modality)
     except InvalidInputError as error:
         raise ImageReadError(f"{path}: {error}") from error
     metadata = base_metadata(path, modality)
@@ -371,6 +380,7 @@ def finish_stack(
     extra: dict[str, Any] | None = None,
     frame_step_um: float | None = None,
     pixel_um: float | None = None,
+    colour_bits: int | None = None,
 ) -> LoadedImage:
     """Build the ``LoadedImage`` of a decoded stack of frames: grey (frames×H×W, or ×S for
     frames saved as colour whose R = G = B) or colour (histology: frames×H×W×3 RGB), its
@@ -381,11 +391,12 @@ def finish_stack(
         frame_step_um: The distance between frames the file states (ImageJ, OME).
         pixel_um: The pixel size the file states (µm), the frames' scale
             (:func:`.tiff_physical.stated_sizes`).
+        colour_bits: As :func:`finish_loaded`'s.
     """
     modality = modality_of(stack.shape[1:], path, stack[0])
     try:
         if modality == HISTOLOGY:
-            pixels = stack_to_rgb_uint8(stack)
+            pixels = stack_to_rgb_uint8(_stated_colour(stack, modality, colour_bits))
         elif stack.ndim == 4:
             pixels = _grey_levels(np.stack([normalize_pixels(frame, MAMMOGRAM) for frame in stack]))
         else:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.colour_depth import dicom_bits, region_to_rgb
+from napari_pathreview.io.focal_planes import middle_plane, nearest_plane
 from napari_pathreview.io.slide_source import SlideSource
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ _HEADER_TAGS = [
     "ImageLaterality",
     "Laterality",
     "ViewPosition",
+    "BitsAllocated",
+    "BitsStored",
 ]
 
 
@@ -257,7 +261,11 @@ def _objective_power(header: Any) -> float | None:
 
 
 class DicomSlide(SlideSource):
-    """A DICOM WSI series read through wsidicom (tiles decoded on demand)."""
+    """A DICOM WSI series read through wsidicom (tiles decoded on demand).
+
+    A z-stack (several focal planes) is read at its middle plane (:mod:`.focal_planes`),
+    every level at the plane nearest to it, and says so (``focal_planes``, a warning).
+    """
 
     backend = "wsidicom"
 
@@ -278,11 +286,18 @@ class DicomSlide(SlideSource):
             ) from error
         self._wsi = wsi
         self._files = files
+        self._bits = dicom_bits(base)  # one depth for every tile (:mod:`.colour_depth`)
         try:
             levels = list(wsi.levels)
             if not levels:
                 raise ImageReadError(f"{path}: the DICOM WSI series has no pyramid level")
             self._level_index = [level.level for level in levels]
+            self.focal_planes = middle_plane(list(levels[0].focal_planes))
+            chosen = self.focal_planes.shown_um if self.focal_planes else None
+            self._level_z = [
+                None if chosen is None else nearest_plane(list(level.focal_planes), chosen)
+                for level in levels
+            ]
             self._level_files = [_file_of(headers, level.size) for level in levels]
             super().__init__(
                 path,
@@ -295,19 +310,20 @@ class DicomSlide(SlideSource):
         except ImageReadError:
             wsi.close()
             raise
+        if self.focal_planes:
+            logger.warning("%s", self.focal_planes.note(path))
 
     def _read(self, level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
         try:
-            region = self._wsi.read_region((x, y), self._level_index[level], (w, h), as_array=True)
+            region = self._wsi.read_region(
+                (x, y), self._level_index[level], (w, h), z=self._level_z[level], as_array=True
+            )
         except Exception as error:  # pydicom/wsidicom/codecs raise many kinds on bad frames
             raise ImageReadError(
                 f"{self._level_files[level] or self.path}: cannot decode level {level} at "
                 f"(y={y}, x={x}): {type(error).__name__}: {error}"
             ) from error
-        region = np.asarray(region)
-        if region.ndim == 2:
-            region = np.repeat(region[..., None], 3, axis=-1)
-        return np.ascontiguousarray(region[..., :3].astype(np.uint8, copy=False))
+        return region_to_rgb(np.asarray(region), self._bits)
 
     def _associated_names(self) -> list[str]:
         names = []
@@ -327,10 +343,7 @@ class DicomSlide(SlideSource):
         else:
             size = self._wsi.pyramid.thumbnails[0].size
             image = self._wsi.read_thumbnail((size.width, size.height), as_array=True)
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        return np.ascontiguousarray(image[..., :3].astype(np.uint8, copy=False))
+        return region_to_rgb(np.asarray(image), self._bits)  # wsidicom gives 8-bit images
 
     def _fingerprint_files(self) -> list[Path]:
         return list(self._files)

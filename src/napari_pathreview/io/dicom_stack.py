@@ -4,8 +4,8 @@ A multi-frame colour object (a VL photographic or microscopy series of a section
 z-stack) opens frames first, as :func:`.mammograms.load_dicom` opens a small one. Over the
 eager-read limit (:data:`.slides.EAGER_MAX_BYTES`) decoding it whole would hold every frame
 in memory, so each frame is read from the file on its own (pydicom's
-``pixel_array(path, index=K)`` reads that frame's bytes only) and converted by the lazy
-colour rule (:func:`.tiff_slide.region_to_rgb`, as a large colour TIFF stack's frames are).
+``pixel_array(path, index=K)`` reads that frame's bytes only) and converted by the file's
+``BitsStored`` (:mod:`.colour_depth`), as the frames of a small one decoded whole are.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io import slides
 from napari_pathreview.io._core import HISTOLOGY, LoadedImage
+from napari_pathreview.io.colour_depth import dicom_bits, region_to_rgb
 from napari_pathreview.io.mammograms import dicom_loaded
-from napari_pathreview.io.tiff_slide import region_to_rgb
 
 _STACK_TAGS = ("NumberOfFrames", "SamplesPerPixel", "Rows", "Columns", "BitsAllocated")
 
@@ -50,12 +50,13 @@ def is_large_colour_stack(path: Path) -> bool:
     return frames > 1 and colour and _stack_bytes(ds) > slides.EAGER_MAX_BYTES
 
 
-def _frame(path: Path, index: int) -> np.ndarray:
-    """Frame ``index`` of ``path`` as RGB uint8 (its bytes only are read)."""
+def _frame(path: Path, index: int, bits: int) -> np.ndarray:
+    """Frame ``index`` of ``path`` (of ``bits`` stated bits) as RGB uint8 (its bytes only are
+    read)."""
     from pydicom.pixels import pixel_array
 
     try:
-        return region_to_rgb(np.asarray(pixel_array(path, index=index)))
+        return region_to_rgb(np.asarray(pixel_array(path, index=index)), bits)
     except ImageReadError as error:
         raise ImageReadError(f"{path}: frame {index}: {error}") from error
     except Exception as error:  # pydicom and its codecs raise many kinds on bad frames
@@ -83,13 +84,14 @@ def load_large_colour_stack(path: str | Path) -> LoadedImage:
         raise ImageReadError(f"{path}: not a readable DICOM file")
     frames = int(ds.NumberOfFrames)
     shape = (int(ds.Rows), int(ds.Columns), 3)
-    last = _frame(path, frames - 1)
+    bits = dicom_bits(ds)
+    last = _frame(path, frames - 1, bits)
     if last.shape != shape:
         raise ImageReadError(f"{path}: frames decode as {last.shape}, the header says {shape}")
     read = dask.delayed(_frame, pure=True)
     stack = da.stack(
-        [da.from_delayed(read(path, k), shape=shape, dtype=np.uint8) for k in range(frames)]
+        [da.from_delayed(read(path, k, bits), shape=shape, dtype=np.uint8) for k in range(frames)]
     )
-    bits = int(getattr(ds, "BitsAllocated", 8) or 8)
-    facts = {"frames": frames, "original_dtype": f"uint{8 * math.ceil(bits / 8)}", "lazy": True}
+    container = f"uint{8 * math.ceil(int(getattr(ds, 'BitsAllocated', 8) or 8) / 8)}"
+    facts = {"frames": frames, "original_dtype": container, "lazy": True}
     return dicom_loaded(ds, path, stack, HISTOLOGY, facts)

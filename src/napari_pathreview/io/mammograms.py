@@ -24,6 +24,7 @@ from napari_pathreview.io._core import (
     stack_to_rgb_uint8,
     to_rgb_uint8,
 )
+from napari_pathreview.io.colour_depth import dicom_bits, scale_to_uint8
 from napari_pathreview.io.frames import (
     frame_rescale,
     frame_spacing_mm,
@@ -253,7 +254,8 @@ def load_dicom(path: str | Path) -> LoadedImage:
     stacked = frames > 1
     colour = pixels.ndim == 3 + stacked and pixels.shape[-1] in (3, 4)
     modality = HISTOLOGY if colour else MAMMOGRAM
-    if modality == HISTOLOGY:
+    if modality == HISTOLOGY:  # by BitsStored, as a large stack's frames read lazily are
+        pixels = scale_to_uint8(pixels, dicom_bits(ds))
         pixels = stack_to_rgb_uint8(pixels) if stacked else to_rgb_uint8(pixels)
     elif pixels.ndim != 2 + stacked:
         raise ImageReadError(f"{path}: unsupported DICOM pixel array shape {pixels.shape}")

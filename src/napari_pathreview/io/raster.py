@@ -9,11 +9,15 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io._core import LoadedImage, finish_loaded
+from napari_pathreview.io.colour_depth import png_bits
 
 
 def load_raster(path: Path) -> LoadedImage:
-    """Open a PNG/JPEG/PGM/BMP as a single-level ``LoadedImage``."""
-    return finish_loaded(path, read_raster(path))
+    """Open a PNG/JPEG/PGM/BMP as a single-level ``LoadedImage``; 16-bit colour PNG scales by
+    its stated depth (:func:`.colour_depth.png_bits`), as a TIFF or DICOM does."""
+    pixels = read_raster(path)
+    bits = png_bits(path) if path.suffix.lower() == ".png" else None
+    return finish_loaded(path, pixels, colour_bits=bits)
 
 
 def _png_is_16bit_colour(path: Path) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.focal_planes import FocalPlanes
 from napari_pathreview.io.slide_files import files_state, slide_files
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,12 @@ class SlideSource(ABC):
         objective_power: Scanning objective (e.g. 20.0, 40.0), None when not stated.
         properties: Vendor metadata as strings (JSON-able).
         backend: "tifffile", "openslide" or "wsidicom".
+        focal_planes: A z-stack's planes and the one read (:mod:`.focal_planes`); None for
+            a slide of one plane.
     """
 
     backend: str = ""
+    focal_planes: FocalPlanes | None = None
 
     def __init__(
         self,

@@ -25,10 +25,11 @@ from napari_pathreview.io._core import (
     finish_stack,
     modality_of,
 )
+from napari_pathreview.io.colour_depth import region_to_rgb, tiff_bits
 from napari_pathreview.io.frames import FRAME_AXES, frame_count
 from napari_pathreview.io.slide_source import SlideSource
 from napari_pathreview.io.tiff_physical import stated_sizes, tiff_frame_step_um, tiff_um_per_px
-from napari_pathreview.io.tiff_slide import check_tiff_structure, region_to_rgb, tiff_series
+from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
 from napari_pathreview.io.wsi import open_slide
 
 logger = logging.getLogger(__name__)
@@ -100,10 +101,10 @@ def _zarr_levels(series: Any) -> list[Any]:
     return [root[str(i)] for i in range(len(series.levels))] if len(series.levels) > 1 else [root]
 
 
-def _rgb_frames(path: Path, levels: list[Any], dtype: Any) -> list[Any]:
+def _rgb_frames(path: Path, levels: list[Any], dtype: Any, bits: int) -> list[Any]:
     """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name) as RGB uint8,
-    chunk by chunk by the lazy slide rule (:func:`.tiff_slide.region_to_rgb`: 16-bit /257,
-    alpha dropped), so a frame is decoded only when it is shown.
+    chunk by chunk by the file's stated depth ``bits`` (:func:`.colour_depth.region_to_rgb`,
+    as a small stack decoded whole converts), so a frame is decoded only when it is shown.
 
     Raises:
         ImageReadError: Pixels that are neither 8- nor 16-bit, which have no per-chunk rule.
@@ -121,7 +122,7 @@ def _rgb_frames(path: Path, levels: list[Any], dtype: Any) -> list[Any]:
         level = level if level.ndim == 4 else level[..., None]
         level = level.rechunk({3: -1})  # a chunk holds every sample of its pixels
         chunks = (*level.chunks[:3], (3,))
-        converted.append(level.map_blocks(region_to_rgb, dtype=np.uint8, chunks=chunks))
+        converted.append(level.map_blocks(region_to_rgb, bits=bits, dtype=np.uint8, chunks=chunks))
     return converted
 
 
@@ -136,7 +137,7 @@ def _open_lazy(path: Path, tif: Any, histology: bool) -> LoadedImage:
     series = tif.series[0]
     levels = [_to_yxs(array, series.axes, frames=True) for array in _zarr_levels(series)]
     if histology:
-        levels = _rgb_frames(path, levels, series.dtype)
+        levels = _rgb_frames(path, levels, series.dtype, tiff_bits(tif))
     elif levels[0].ndim == 4:
         levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
     frames = int(levels[0].shape[0])
@@ -203,6 +204,8 @@ def loaded_from_slide(source: SlideSource) -> LoadedImage:
         metadata["vendor"] = vendor
     if source.objective_power:
         metadata["objective_power"] = source.objective_power
+    if source.focal_planes:  # a z-stack read at one plane: which, and that it is one of N
+        metadata.update(source.focal_planes.facts(source.path))
     scale = (1.0, 1.0)
     if source.um_per_px:
         metadata["um_per_px"] = source.um_per_px
@@ -322,12 +325,13 @@ def load_tiff(path: str | Path) -> LoadedImage:
     mpp = tiff_um_per_px(tif)
     step = tiff_frame_step_um(tif)
     axes = series.axes
+    bits = tiff_bits(tif)  # colour converts by it, as the lazy reads of a larger file do
     tif.close()
     stack = np.asarray(_to_yxs(array, axes, frames=True))
     extra: dict[str, Any] = {"axes": axes}
     if len(stack) > 1:  # film frames, or colour ones (a z-stack of a section): all of them
-        return finish_stack(path, stack, extra, step, pixel_um=mpp)
-    return finish_loaded(path, stack[0], extra, pixel_um=mpp)
+        return finish_stack(path, stack, extra, step, pixel_um=mpp, colour_bits=bits)
+    return finish_loaded(path, stack[0], extra, pixel_um=mpp, colour_bits=bits)
 
 
 def opens_as_slide(series: Any, histology: bool) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.colour_depth import full_scale, region_to_rgb, tiff_bits
 from napari_pathreview.io.frames import MultiFrameError, frame_count
 from napari_pathreview.io.slide_source import BACKGROUND, SlideSource, check_level_shapes
 from napari_pathreview.io.tiff_physical import tiff_um_per_px
@@ -127,19 +128,6 @@ def _yxs_index(axes: str, shape: tuple[int, ...]) -> tuple[list[Any], list[int]]
     return index, [kept.index(a) for a in "YXS" if a in kept]
 
 
-def region_to_rgb(region: np.ndarray) -> np.ndarray:
-    """A decoded region (Y×X or Y×X×S, uint8/uint16) as RGB uint8; uint16 is /257 per pixel."""
-    if region.dtype == np.uint16:
-        region = (region // 257).astype(np.uint8)
-    elif region.dtype != np.uint8:
-        raise ImageReadError(f"unsupported slide pixel type {region.dtype}")
-    if region.ndim == 2:
-        region = region[..., None]
-    if region.shape[-1] in (1, 2):
-        region = np.repeat(region[..., :1], 3, axis=-1)
-    return np.ascontiguousarray(region[..., :3])
-
-
 class TiffSlide(SlideSource):
     """A pyramidal TIFF read through tifffile, tiles decoded on demand.
 
@@ -170,6 +158,7 @@ class TiffSlide(SlideSource):
             if frame_count(series) > 1:  # a slide reads one plane: never page 1 unasked
                 raise MultiFrameError(path, frame_count(series))
             self._series = series
+            self._bits = tiff_bits(tif)  # one depth for every tile: they convert alike
             self._arrays: list[Any] | None = None
             self._axes = series.axes
             self._index, self._order = _yxs_index(series.axes, series.shape)
@@ -203,7 +192,8 @@ class TiffSlide(SlideSource):
             if self._arrays is None:
                 import zarr
 
-                root = zarr.open(self._series.aszarr(fillvalue=BACKGROUND), mode="r")
+                fill = self._fill(self._series.keyframe)
+                root = zarr.open(self._series.aszarr(fillvalue=fill), mode="r")
                 count = len(self._series.levels)
                 self._arrays = [root[str(i)] for i in range(count)] if count > 1 else [root]
         return self._arrays
@@ -214,38 +204,48 @@ class TiffSlide(SlideSource):
         readers: list[TileReader | None] = []
         for level, pages in enumerate(series.levels):
             page = pages.keyframe
-            fill = BACKGROUND if page.dtype == np.uint8 else 257 * BACKGROUND
             usable = len(pages.pages) == 1 and direct_readable(page, series.axes)
-            readers.append(TileReader(tif, page, level, cache, fill) if usable else None)
+            reader = TileReader(tif, page, level, cache, self._fill(page)) if usable else None
+            readers.append(reader)
         return readers
+
+    def _fill(self, page: Any) -> int:
+        """White glass in ``page``'s samples at the slide's depth: a missing tile reads as
+        :data:`.slide_source.BACKGROUND` once converted."""
+        if page.dtype == np.uint8:
+            return BACKGROUND
+        return round(BACKGROUND * full_scale(self._bits) / 255)
 
     def _read(self, level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
         reader = self._readers[level]
         if reader is not None:
-            return region_to_rgb(reader.read(y, x, h, w))
+            return region_to_rgb(reader.read(y, x, h, w), self._bits)
         index = list(self._index)
         index[self._axes.index("Y")] = slice(y, y + h)
         index[self._axes.index("X")] = slice(x, x + w)
         region = np.asarray(self._zarr_levels()[level][tuple(index)]).transpose(self._order)
-        return region_to_rgb(region)
+        return region_to_rgb(region, self._bits)
 
-    def _find_associated(self) -> dict[str, Any]:
-        """Aperio keeps label and macro as extra pages named in their description."""
-        pages: dict[str, Any] = {}
-        for series in self._tif.series[1:]:
+    def _find_associated(self) -> dict[str, int]:
+        """Aperio keeps label and macro as extra pages named in their description: kind →
+        series index."""
+        pages: dict[str, int] = {}
+        for number, series in enumerate(self._tif.series[1:], start=1):
             name = (series.name or "").lower()
             for kind in ASSOCIATED_KINDS:
                 if kind in name and kind not in pages:
-                    pages[kind] = series
+                    pages[kind] = number
         return pages
 
     def _associated_names(self) -> list[str]:
         return list(self._associated_pages)
 
     def _read_associated(self, name: str) -> np.ndarray:
-        series = self._associated_pages[name]
+        number = self._associated_pages[name]
+        series = self._tif.series[number]
         index, order = _yxs_index(series.axes, series.shape)
-        return region_to_rgb(np.asarray(series.asarray())[tuple(index)].transpose(order))
+        region = np.asarray(series.asarray())[tuple(index)].transpose(order)
+        return region_to_rgb(region, tiff_bits(self._tif, number))
 
     def _close(self) -> None:
         self._tif.close()
