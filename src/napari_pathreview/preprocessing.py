@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,9 +217,6 @@ class PreprocessSpec:
 
 # -- the one pipeline: image → canvas (crop, resample, pad) → centre window → normalised tensor --
 
-BREAKHIS_WIDTH: int = 700
-"""BreaKHis patches are captured at 700×460; their µm/px holds at that width."""
-
 
 @dataclass(frozen=True)
 class Placement:
@@ -273,30 +269,18 @@ def crop_box(image: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, in
     return 0, image.shape[0], 0, image.shape[1]
 
 
-def source_um_per_px(path: Any, width: int, loaded: Any = None) -> float | None:
-    """The physical pixel size (µm) of an image file as decoded at ``width`` pixels, or None.
+def source_um_per_px(loaded: Any, width: int) -> float | None:
+    """The physical pixel size (µm) of a ``LoadedImage`` as decoded at ``width`` pixels, or None.
 
-    The reader's order (``io._core.stated_um_per_px``): the size the file states (TIFF
-    resolution, OME, ImageJ, a DICOM's ``PixelSpacing``, a slide's) or the user gave, scaled to
-    ``width``, wins over its name. Otherwise the datasets' documentation: BreaKHis names
-    (``io.BREAKHIS_UM_PER_PX`` at the 700-px capture; a copy resized to another width, like the
-    demo's 350-px patches, scales with it) and mini-MIAS names (200 µm/px at 1024 px). Never
-    guessed.
+    The size the reader gave its level 0 (``io._core.level0_um_per_px``: the size the file
+    states or the user gave, else the one its BreaKHis or mini-MIAS name documents at its
+    width, ``io.named_size``), scaled to ``width``: the size napari shows, and the Analyze
+    dock resamples from. Never guessed.
     """
-    from napari_pathreview.io import mias_refnum, parse_breakhis_name
-    from napari_pathreview.io._core import stated_um_per_px
-    from napari_pathreview.io.mias import MIAS_MM_PER_PX, MIAS_SIZE
+    from napari_pathreview.io._core import level0_um_per_px
 
-    stated = stated_um_per_px(loaded) if loaded is not None else None
-    if stated:
-        return stated * loaded.levels[0].shape[1] / width
-    if path is not None:
-        info = parse_breakhis_name(Path(str(path)).name)
-        if info is not None:
-            return info.um_per_px * BREAKHIS_WIDTH / width
-        if mias_refnum(path) is not None:
-            return MIAS_MM_PER_PX * 1000.0 * MIAS_SIZE / width
-    return None
+    size = level0_um_per_px(loaded)
+    return size * loaded.levels[0].shape[1] / width if size else None
 
 
 def plan(

@@ -50,7 +50,6 @@ def test_metadata_carries_label_subtype_magnification_patient() -> None:
         "subtype_name": "papillary carcinoma",
         "magnification": 400,
         "patient_id": "15-190EF",
-        "um_per_px": 0.0492,
     }
 
 

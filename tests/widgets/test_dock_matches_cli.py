@@ -192,3 +192,39 @@ def test_predict_slides_calls_a_slide_as_the_dock_does(
         assert p == pytest.approx(float(row[f"mean_{name}"]), abs=1e-6)
     assert row["predicted_label"] == result.prediction.label  # … and so does the cohort run
     assert float(row["threshold"]) == result.prediction.threshold
+
+
+@pytest.mark.parametrize(
+    ("demo", "modality", "classes", "model_size"),
+    [
+        ("demo/histology/SOB_B_A-14-22549CD-40-007.jpg", "histology", ["benign", "malignant"],
+         {"pixel_size": 2.0, "pixel_unit": "um"}),  # a 350-px copy of a 40X patch: 0.984 µm/px
+        ("demo/mammogram/mdb028.png", "mammogram", ["normal", "benign", "malignant"],
+         {"pixel_size": 1.6, "pixel_unit": "mm"}),  # a 256² copy of a mini-MIAS film: 0.8 mm/px
+    ],
+)  # fmt: skip
+def test_the_dock_resamples_a_resized_demo_image_from_the_size_predict_does(
+    qtbot: Any,
+    open_sample: Any,
+    open_widget: Any,
+    capsys: Any,
+    tmp_path: Path,
+    sample_data: Path,
+    register_model: Any,
+    demo: str,
+    modality: str,
+    classes: list[str],
+    model_size: dict[str, Any],
+) -> None:
+    spec = {"input_size": [3, 64, 64], **model_size}
+    model = register_model("tiny-at-size", modality, classes, preprocess=spec)
+    viewer, (layer, *_) = open_sample(demo)
+    widget = open_widget(viewer, "Analyze")
+    widget.image_combo.value = layer.name
+    widget.model_combo.value = model
+    widget.cam_method.value = "none"
+    result = _run(qtbot, widget)
+    _cli(capsys, "predict", sample_data / demo, "--model", model, "--out", tmp_path / "out")
+    (row,) = _rows(tmp_path / "out" / "predictions.csv")
+    for name, p in result.probabilities.items():
+        assert p == pytest.approx(float(row[f"p_{name}"]), abs=2e-6)

@@ -109,9 +109,8 @@ def decode(item: Any, min_side: int = 0) -> DecodedImage:
         path = path or (str(item.path) if getattr(item, "path", None) else None)
         item = pick_level(item.levels, min_side) if len(item.levels) > 1 else item.data
     rgb = to_rgb_uint8(np.asarray(item))
-    preview = loaded is not None and len(loaded.levels) > 1
-    known = (path or loaded) and not preview
-    resolution = source_um_per_px(path, rgb.shape[1], loaded) if known else None
+    known = loaded is not None and len(loaded.levels) == 1  # a pyramid's level: a preview
+    resolution = source_um_per_px(loaded, rgb.shape[1]) if known else None
     source_shape = tuple(int(n) for n in loaded.levels[0].shape[:2]) if loaded else None
     return DecodedImage(rgb, path, resolution, source_shape)
 

@@ -19,13 +19,12 @@ from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.colour_depth import scale_to_uint8
 from napari_pathreview.io.frames import stack_name
 from napari_pathreview.io.mias import (
-    MIAS_MM_PER_PX,
-    MIAS_SIZE,
     find_mias_annotations,
     mias_metadata,
     mias_refnum,
     mias_woman,
 )
+from napari_pathreview.io.named_size import named_um_per_px
 from napari_pathreview.io.tiff_physical import stated_sizes
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".pgm", ".pnm", ".bmp"})
@@ -288,41 +287,29 @@ def base_metadata(path: Path, modality: str) -> dict[str, Any]:
     return metadata
 
 
-def _is_mias_film(path: Path, pixels: np.ndarray, modality: str) -> bool:
-    """A mini-MIAS film at its published 1024² size: its pixel size is documented (0.2 mm)."""
-    return (
-        modality == MAMMOGRAM
-        and mias_refnum(path) is not None
-        and tuple(pixels.shape[:2]) == (MIAS_SIZE, MIAS_SIZE)
-    )
+def file_scale(
+    path: Path,
+    modality: str,
+    shape: tuple[int, ...],
+    pixel_um: float | None = None,
+    frame_um: float | None = None,
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """The (row, col) scale and metadata facts of an image of (rows, cols) ``shape``, by the one
+    order every reader follows: the pixel size the file states (µm), else the size its dataset
+    documents for its name at that size (:func:`.named_size.named_um_per_px`, recorded as
+    :data:`FROM_NAME`), else pixels, (1, 1). Colour in µm, grey in mm
+    (:func:`.tiff_physical.stated_sizes`); ``frame_um`` is a stack's step between frames."""
+    named = None if pixel_um else named_um_per_px(path, shape, modality)
+    scale, facts = stated_sizes(modality == HISTOLOGY, pixel_um or named, frame_um)
+    if named:
+        facts[SIZE_SOURCE] = FROM_NAME
+    return scale, facts
 
 
-def _named_scale(
-    path: Path, pixels: np.ndarray, modality: str, metadata: dict[str, Any]
-) -> tuple[float, float]:
-    """The scale a dataset documents for a file named like its images, for a file that states
-    none: a BreaKHis patch's µm (its magnification, from :func:`base_metadata`), a 1024²
-    mini-MIAS film's 0.2 mm; recorded as :data:`FROM_NAME`. Else pixels, (1, 1)."""
-    if modality == HISTOLOGY and metadata.get("um_per_px"):
-        size = float(metadata["um_per_px"])
-    elif _is_mias_film(path, pixels, modality):
-        size = MIAS_MM_PER_PX
-        metadata["pixel_spacing_mm"] = [size, size]
-    else:
-        return (1.0, 1.0)
-    metadata[SIZE_SOURCE] = FROM_NAME
-    return (size, size)
-
-
-def stated_um_per_px(loaded: LoadedImage) -> float | None:
-    """Level 0's pixel size (µm) as the file states it (or the user gave it): µm/px, or a
-    mammogram's mm spacing (its column spacing, along the width). None when nothing is stated
-    or the size is only the file name's (:data:`FROM_NAME`), which a resized copy does not keep.
-
-    The one order the reader and ``predict`` share: the file's own size wins over its name.
-    """
-    if loaded.metadata.get(SIZE_SOURCE) == FROM_NAME:
-        return None
+def level0_um_per_px(loaded: LoadedImage) -> float | None:
+    """Level 0's pixel size (µm) as the reader gave it: the file's (or the user's), else its
+    name's (:func:`file_scale`); a mammogram's mm spacing is its column spacing, along the
+    width. None when unknown. ``predict`` resamples from it, as the dock from the layer's."""
     if loaded.um_per_px:
         return float(loaded.um_per_px)
     spacing = loaded.metadata.get("pixel_spacing_mm")
@@ -348,7 +335,7 @@ def finish_loaded(
         scale: The (row, col) size the file states, when the reader has it as a scale.
         pixel_um: The pixel size the file states (µm): the scale by the rule a stack's frames
             follow (:func:`.tiff_physical.stated_sizes`: µm for colour, mm for grey). Either
-            wins over the size a dataset documents for the file's name (:func:`_named_scale`).
+            wins over the size a dataset documents for the file's name (:func:`file_scale`).
         colour_bits: The depth the file states (:mod:`.colour_depth`): 16-bit colour scales
             by it, as the file's lazy reads do; None: by the bits its values use.
     """
@@ -363,13 +350,9 @@ def finish_loaded(
     metadata["original_dtype"] = str(array.dtype)
     metadata["original_shape"] = list(array.shape)
     metadata.update(extra or {})
-    stated = scale != (1.0, 1.0)  # a stated 1 mm (or 1 µm) per pixel is (1, 1) too: not "none"
-    if pixel_um and not stated:
-        scale, sizes = stated_sizes(modality == HISTOLOGY, pixel_um)
+    if scale == (1.0, 1.0):  # none given as a scale: the file's µm, else its name's
+        scale, sizes = file_scale(path, modality, pixels.shape[:2], pixel_um)
         metadata.update(sizes)
-        stated = True
-    if not stated:
-        scale = _named_scale(path, pixels, modality, metadata)
     um_per_px = metadata.get("um_per_px") if modality == HISTOLOGY else None
     return LoadedImage(pixels, [pixels], modality, metadata, scale, path, um_per_px)
 
@@ -408,11 +391,8 @@ def finish_stack(
     metadata["original_shape"] = list(stack.shape)
     metadata["frames"] = len(pixels)
     metadata.update(extra or {})
-    histology = modality == HISTOLOGY
-    scale, sizes = stated_sizes(histology, pixel_um or metadata.get("um_per_px"), frame_step_um)
+    scale, sizes = file_scale(path, modality, pixels.shape[1:3], pixel_um, frame_step_um)
     metadata.update(sizes)
-    if not pixel_um and sizes.get("um_per_px"):  # a BreaKHis name's size (base_metadata)
-        metadata[SIZE_SOURCE] = FROM_NAME
     return LoadedImage(
         pixels,
         [pixels],

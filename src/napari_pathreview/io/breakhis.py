@@ -83,11 +83,14 @@ class BreakhisInfo:
 
     @property
     def um_per_px(self) -> float:
-        """Physical pixel size of the patch, from the dataset's documented optics."""
+        """Physical pixel size of the patch as captured (700 px wide), from the dataset's
+        documented optics; a resized copy's is :func:`.named_size.named_um_per_px`."""
         return BREAKHIS_UM_PER_PX[self.magnification]
 
     def as_metadata(self) -> dict[str, object]:
-        """JSON-able facts for layer metadata (``metadata["pathreview"]``)."""
+        """JSON-able facts for layer metadata (``metadata["pathreview"]``). The pixel size is
+        not among them: it depends on the width the file holds (:mod:`.named_size`), and the
+        reader decides it with the size the file may state."""
         return {
             "dataset": "BreaKHis",
             "binary_label": self.binary_label,
@@ -96,7 +99,6 @@ class BreakhisInfo:
             "subtype_name": self.subtype_name,
             "magnification": self.magnification,
             "patient_id": self.patient_id,
-            "um_per_px": self.um_per_px,
         }
 
 

@@ -243,37 +243,64 @@ def _image_layers(
     layers = [image_layer(loaded), *associated_layers(loaded, associated)]
     annotations = find_mias_annotations(path) if mias_refnum(path) else None
     if annotations:
-        shape = tuple(int(n) for n in loaded.data.shape[:2])
-        roi = mias_roi_layer(
-            annotations, f"{path.stem} ROI", shape, loaded.scale, str(path.resolve())
-        )
+        roi = film_roi_layer(annotations, f"{path.stem} ROI", loaded, str(path.resolve()))
         if roi is not None:
             layers.append(roi)
     return layers
+
+
+def film_roi_layer(
+    annotations: Sequence[MiasAnnotation], name: str, film: LoadedImage, source: str
+) -> LayerData | None:
+    """The MIAS circles of ``film`` on it as the reader opened it: in its pixels (a resized
+    copy's, :func:`mias_roi_layer`) at its scale and units (``_core.file_scale``: a 256² copy
+    at 0.8 mm), so each lands on its lesion whatever size the film was saved at."""
+    first = 1 if film.frames > 1 else 0  # a stack's frames: its frames' rows and columns
+    rows, cols = (int(n) for n in film.data.shape[first : first + 2])
+    layer = mias_roi_layer(annotations, name, (rows, cols), source=source)
+    if layer is None:
+        return None
+    data, kwargs, kind = layer
+    return data, {**kwargs, **film.layer_frame}, kind
 
 
 FILM_SCALE = (MIAS_MM_PER_PX, MIAS_MM_PER_PX)
 """Info.txt coordinates are pixels of the 1024² films, which open at 0.2 mm per pixel."""
 
 
+def _films_beside(path: Path) -> dict[str, Path]:
+    """Each MIAS reference with an image in ``path``'s folder → its first such file."""
+    films: dict[str, Path] = {}
+    for image in sorted(path.parent.iterdir()):
+        refnum = mias_refnum(image)
+        if refnum and image.suffix.lower() in IMAGE_SUFFIXES:
+            films.setdefault(refnum, image)
+    return films
+
+
+def _info_roi_layer(
+    annotations: Sequence[MiasAnnotation], refnum: str, film: Path, source: str
+) -> LayerData | None:
+    """``refnum``'s circles on its film beside the Info.txt, as the film opens (its size and
+    scale); a film that cannot be read gets them at the 1024² films' 0.2 mm, and a warning."""
+    rows = [a for a in annotations if a.refnum == refnum]
+    if not any(a.has_roi for a in rows):
+        return None
+    try:
+        loaded = load_image(film, frame=ALL_FRAMES)
+    except ImageReadError as error:
+        logger.warning("%s; its ROIs are drawn for a 1024² film at 0.2 mm per pixel", error)
+        return mias_roi_layer(rows, f"{refnum} ROI", scale=FILM_SCALE, source=source)
+    return film_roi_layer(rows, f"{refnum} ROI", loaded, source)
+
+
 def _info_layers(path: Path) -> list[LayerData]:
     annotations = read_mias_info(path)
-    present = sorted(
-        {
-            mias_refnum(p)
-            for p in path.parent.iterdir()
-            if mias_refnum(p) and p.suffix.lower() in IMAGE_SUFFIXES
-        }
-    )
+    present = _films_beside(path)
     source = str(path.resolve())
     layers = []
-    for refnum in present:
-        roi = mias_roi_layer(
-            [a for a in annotations if a.refnum == refnum],
-            f"{refnum} ROI",
-            scale=FILM_SCALE,
-            source=source,
-        )
+    for refnum, film in present.items():
+        roi = _info_roi_layer(annotations, refnum, film, source)
         if roi is not None:
             layers.append(roi)
     if not present:

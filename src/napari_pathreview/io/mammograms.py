@@ -21,6 +21,7 @@ from napari_pathreview.io._core import (
     MAMMOGRAM,
     LoadedImage,
     base_metadata,
+    file_scale,
     stack_to_rgb_uint8,
     to_rgb_uint8,
 )
@@ -266,8 +267,9 @@ def dicom_loaded(
     ds: Any, path: Path, pixels: Any, modality: str, facts: dict[str, Any]
 ) -> LoadedImage:
     """The ``LoadedImage`` of a DICOM's display-ready ``pixels`` (decoded, or a lazy stack):
-    its tags, ``PixelSpacing`` (mm) as the scale and a stack's frame spacing, one rule for
-    every DICOM image the plugin opens."""
+    its tags, ``PixelSpacing`` (mm) as the scale (none stated: its name's, by the readers'
+    one order, ``_core.file_scale``) and a stack's frame spacing, one rule for every DICOM
+    image the plugin opens."""
     frames = int(facts.get("frames", 1))
     metadata = base_metadata(path, modality)
     metadata["dataset"] = "DICOM"
@@ -279,8 +281,12 @@ def dicom_loaded(
         metadata["laterality"] = str(ds.Laterality)  # series-level tag of older files
     metadata.update(facts)
     spacing = _spacing(ds)
+    scale, sizes = spacing or (1.0, 1.0), {}
     if spacing is not None:
         metadata["pixel_spacing_mm"] = list(spacing)
+    else:  # none stated: the size its name documents (a mini-MIAS film saved as DICOM)
+        scale, sizes = file_scale(path, modality, pixels.shape[int(frames > 1) :][:2])
+        metadata.update(sizes)
     metadata["original_shape"] = list(pixels.shape)
     between = frame_spacing_mm(ds) if frames > 1 else None
     if between is not None:
@@ -290,8 +296,9 @@ def dicom_loaded(
         [pixels],
         modality,
         metadata,
-        spacing or (1.0, 1.0),
+        scale,
         path,
+        um_per_px=sizes.get("um_per_px"),
         frames=frames,
         frame_spacing_mm=between,
     )

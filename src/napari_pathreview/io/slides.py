@@ -21,6 +21,7 @@ from napari_pathreview.io._core import (
     MAMMOGRAM,
     LoadedImage,
     base_metadata,
+    file_scale,
     finish_loaded,
     finish_stack,
     modality_of,
@@ -28,7 +29,7 @@ from napari_pathreview.io._core import (
 from napari_pathreview.io.colour_depth import region_to_rgb, tiff_bits
 from napari_pathreview.io.frames import FRAME_AXES, frame_count
 from napari_pathreview.io.slide_source import SlideSource
-from napari_pathreview.io.tiff_physical import stated_sizes, tiff_frame_step_um, tiff_um_per_px
+from napari_pathreview.io.tiff_physical import tiff_frame_step_um, tiff_um_per_px
 from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
 from napari_pathreview.io.wsi import open_slide
 
@@ -148,8 +149,9 @@ def _open_lazy(path: Path, tif: Any, histology: bool) -> LoadedImage:
     if virtual:
         levels = _virtual_levels(levels[0], stacked)
     step = tiff_frame_step_um(tif) if stacked else None
-    scale, sizes = stated_sizes(histology, tiff_um_per_px(tif), step)  # µm colour, mm grey
     modality = HISTOLOGY if histology else MAMMOGRAM
+    shape = levels[0].shape[int(stacked) : int(stacked) + 2]  # a frame's rows and columns
+    scale, sizes = file_scale(path, modality, shape, tiff_um_per_px(tif), step)  # µm, grey mm
     metadata = base_metadata(path, modality)
     metadata.update(
         {
@@ -283,7 +285,8 @@ def load_tiff(path: str | Path) -> LoadedImage:
     a pyramid a lazy stack, a frame read when shown). A single image and a stack alike open at
     the pixel size the file states (OME, ImageJ, resolution tags in inch or cm:
     :mod:`.tiff_physical`), colour in µm and grey in mm, and a stack's frames at the step
-    ImageJ or OME state; otherwise in pixels.
+    ImageJ or OME state; otherwise at the size a BreaKHis or mini-MIAS name documents at the
+    file's width (``_core.file_scale``), else in pixels.
 
     Raises:
         ImageReadError: Not a TIFF, truncated, or an unsupported pixel layout.
