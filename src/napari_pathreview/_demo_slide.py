@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_pathreview._atomic import atomic_path
 from napari_pathreview._sample_data import SAMPLES, sample_path
 
 __all__ = [
@@ -55,16 +55,16 @@ def demo_slide_path(folder: Path | None = None) -> Path:
         return target
     with tifffile.TiffFile(source) as tif:
         rgb = tif.series[0].levels[0].asarray()
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    write_pyramidal_tiff(
-        rgb,
-        partial,
-        tile=256,
-        n_levels=3,
-        compression="deflate",
-        microns_per_pixel=DEMO_SLIDE_UM_PER_PX,
-    )  # lossless: the sample's pixels, not a second JPEG generation
-    partial.replace(target)  # atomic: a concurrent demo never reads half a file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as partial:  # a concurrent demo never reads half a file
+        write_pyramidal_tiff(
+            rgb,
+            partial,
+            tile=256,
+            n_levels=3,
+            compression="deflate",
+            microns_per_pixel=DEMO_SLIDE_UM_PER_PX,
+        )  # lossless: the sample's pixels, not a second JPEG generation
     return target
 
 

@@ -272,7 +272,7 @@ def test_a_bad_setting_in_a_session_is_named_with_its_file_and_the_rest_restored
     assert str(saved) in warning
     assert "analyze.slide.min_tissue: min tissue must be within [0, 1], got 1.5" in warning
     assert "analyze.tta: 'sideways' is not a valid choice" in warning
-    assert "layers[0].um_per_px (image s): s: pixel size must be positive, got -0.25" in warning
+    assert "layers[0].um_per_px (image 's'): s: pixel size must be positive, got -0.25" in warning
     analyze = restored.analyze
     assert analyze.slide_box.min_tissue.value == "0.25"  # left at its default
     assert analyze.tta.value == "none"

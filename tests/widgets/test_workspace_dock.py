@@ -216,24 +216,6 @@ def test_a_session_restores_an_roi_of_a_scale_1_layer_over_the_same_image_pixels
     np.testing.assert_allclose(again, world, rtol=1e-6)
 
 
-def test_a_session_whose_images_moved_is_refused_naming_the_file(
-    make_napari_viewer: Any, open_widget: Any, tmp_path: Path, sample_data: Path
-) -> None:
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-    notification_manager.notification_ready.connect(lambda n: seen.append(str(n.message)))
-    image = tmp_path / "moved.png"
-    image.write_bytes((sample_data / BREAKHIS).read_bytes())
-    viewer = make_napari_viewer()
-    workspace = open_widget(viewer, WORKSPACE)
-    viewer.open(image, plugin="napari-pathreview")
-    saved = workspace.save_session(tmp_path / "s.json")
-    image.unlink()
-    assert not open_widget(make_napari_viewer(), WORKSPACE).restore_session(saved)
-    assert any("moved.png" in m for m in seen)
-
-
 def test_scale_bar_is_in_micrometres_for_a_breakhis_patch(
     qtbot: Any, open_sample: Any, open_widget: Any, histology_model: str
 ) -> None:

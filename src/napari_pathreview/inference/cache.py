@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_pathreview._atomic import write_atomically
 from napari_pathreview.errors import InvalidInputError
 
 __all__ = [
@@ -394,10 +395,8 @@ def write_cam(path: Path, cam: Any) -> Path:
         "level": int(cam.level),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}{PARTIAL_MARK}{os.getpid()}.npz")
-    np.savez_compressed(tmp, cam=np.asarray(cam.cam, np.float32), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, path)
-    return path
+    arrays = {"cam": np.asarray(cam.cam, np.float32), "meta": np.array(json.dumps(meta))}
+    return write_atomically(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def read_cam(path: Path) -> Any:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_pathreview._atomic import atomic_path
 from napari_pathreview.inference.cache import is_partial
 from napari_pathreview.io.slide_files import modified_after, slide_state
 
@@ -124,12 +124,10 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     header: list[str] = []
     for row in rows:
         header.extend(k for k in row if k not in header)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="") as handle:
+    with atomic_path(path) as partial, partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header or ["slide"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(partial, path)
 
 
 class Tables:

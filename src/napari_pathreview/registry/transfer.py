@@ -14,6 +14,7 @@ import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from napari_pathreview._atomic import atomic_path
 from napari_pathreview.errors import DestinationExistsError, InvalidInputError, WeightsError
 from napari_pathreview.models.pretrained import PICKLE_SUFFIXES
 from napari_pathreview.registry.card import ModelCard
@@ -71,19 +72,13 @@ def export_model(folder: Path, card: ModelCard, dest: Path, overwrite: bool = Fa
 
 
 def _write_archive(folder: Path, stem: str, dest: Path) -> Path:
-    """Write ``dest`` through a ``.partial`` file renamed into place, so a reader never sees half
-    an archive; a failed write leaves no ``.partial`` behind."""
+    """Write ``dest`` through a ``.partial`` file renamed into place (``_atomic``), so a reader
+    never sees half an archive; a failed write leaves no ``.partial`` behind."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     mode = "w" if archive_suffix(dest) == ".tar" else "w:gz"
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with tarfile.open(partial, mode) as archive:
-            for member in (CARD_FILE, WEIGHTS_FILE):
-                archive.add(folder / member, arcname=f"{stem}/{member}", recursive=False)
-        partial.replace(dest)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_path(dest) as partial, tarfile.open(partial, mode) as archive:
+        for member in (CARD_FILE, WEIGHTS_FILE):
+            archive.add(folder / member, arcname=f"{stem}/{member}", recursive=False)
     return dest
 
 

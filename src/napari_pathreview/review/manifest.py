@@ -10,20 +10,19 @@ retraining); all others get 1.0.
 
 Columns: path (absolute), sha256, label, patient_id (empty when unknown), modality,
 roi_geojson (compact GeoJSON text or empty), weight, agrees_with_model (``true``/``false``),
-reviewer, review_id. The file is written to a temporary name and renamed, so a reader never
-sees half a manifest.
+reviewer, review_id. The file is written to a temporary name and renamed (``_atomic``), so a
+reader never sees half a manifest.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from napari_pathreview import preflight
+from napari_pathreview._atomic import atomic_path
 from napari_pathreview.errors import InvalidInputError, ReviewStoreError
 from napari_pathreview.review.records import ReviewRecord
 from napari_pathreview.review.stats import latest_reviews
@@ -89,16 +88,13 @@ def write_manifest(
     rows = [_row(r, disagreement_weight) for r in latest_reviews(records)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-                writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with (
+            atomic_path(path) as temporary,
+            temporary.open("w", newline="", encoding="utf-8") as stream,
+        ):
+            writer = csv.DictWriter(stream, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
     except OSError as error:
         raise ReviewStoreError(f"cannot write the manifest {path}: {error}") from error
     return path

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from napari_pathreview._atomic import atomic_path
 from napari_pathreview.errors import WeightsError
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training.datasets import ImageDataset, eval_transform, train_transform
@@ -49,11 +50,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def atomic_save(obj: dict, path: Path) -> None:
-    """Write to a temporary file, then rename over the old one: a killed process never leaves a
-    half-written checkpoint (no fsync: that guards against power loss, at seconds per epoch)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Save through a temporary file moved over the old one (``_atomic``): a killed process
+    never leaves a half-written checkpoint (no fsync: that guards against power loss, at
+    seconds per epoch)."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -4,7 +4,8 @@ position, settings.
 Qt-free: a session is a JSON document (plus an ``.npz`` beside it holding the CAM and heat-map
 arrays),
 so a reviewer closes napari at night and resumes tomorrow exactly where they stopped. Paths
-are stored absolute; a session whose images moved is refused with the missing file named.
+are stored absolute; an image that moved is named and left out when the session is restored
+(``widgets._session_layers``), the rest restored.
 Both files are written beside their targets and moved into place, the JSON last, and the JSON
 names its arrays file's save: a save cut off part way leaves the previous session whole, never
 half a file, nor a JSON read with another save's arrays.
@@ -37,10 +38,14 @@ SAVE_KEY = "save_id"
 """The JSON's and its arrays file's mark of one save (absent in sessions saved before it)."""
 DOCUMENT_KEYS = ("format", "version", "layers", SAVE_KEY)
 """The document's own keys, besides the docks' settings (``widgets._session_keys``)."""
+IMAGE_SHAPE = "image_shape"
+"""A CAM's or heat map's image's level-0 [rows, cols] when saved: what its arrays were fitted to
+(``widgets._session_layers`` refuses them over an image of another shape)."""
 
 
 class SessionError(InvalidInputError):
-    """A session file cannot be read, is not a session, or names files that are gone."""
+    """A session file cannot be read, is not a session, or its arrays file is gone or another
+    save's."""
 
 
 def cams_path(path: Path) -> Path:
@@ -61,6 +66,18 @@ def _drawn(layer: Any, meta: Mapping[str, Any]) -> bool:
     if meta.get("kind") == HOLES_KIND:
         return False
     return not meta.get("source_path") and not meta.get("dataset")
+
+
+def image_shape(viewer: Any, name: Any) -> list[int] | None:
+    """The level-0 [rows, cols] of the open image ``name`` (None: no such 2-D image open)."""
+    from napari_pathreview.widgets._results import level0_shape
+
+    if not isinstance(name, str) or name not in viewer.layers:
+        return None
+    try:
+        return list(level0_shape(viewer.layers[name]))
+    except InvalidInputError:  # a stack: no CAM or heat map is fitted to one
+        return None
 
 
 def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
@@ -92,21 +109,14 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
         elif isinstance(layer, Image) and meta.get("kind") == "cam":
             key = f"cam_{len(arrays)}"
             arrays[key] = np.asarray(layer.data, dtype=np.float32)
-            entries.append(
-                {
-                    "type": "cam",
-                    "array": key,
-                    "image": meta.get("image"),
-                    "method": meta.get("method", "cam"),
-                    "target": meta.get("target", ""),
-                    "opacity": float(layer.opacity),
-                    "visible": bool(layer.visible),
-                }
-            )
+            entries.append(_cam_entry(viewer, layer, meta, key))
         elif isinstance(layer, Image) and meta.get("kind") == "tile_probability":
             key = f"tiles_{len(arrays)}"
             arrays[key] = np.asarray(layer.data, dtype=np.float32)
-            entries.append({"type": "tile_map", "array": key, **_placed(layer, meta)})
+            shape = image_shape(viewer, meta.get("image"))
+            entries.append(
+                {"type": "tile_map", "array": key, IMAGE_SHAPE: shape, **_placed(layer, meta)}
+            )
         elif _drawn(layer, meta) and isinstance(layer, Shapes) and len(layer.data):
             entries.append(
                 {
@@ -132,6 +142,20 @@ def capture_layers(viewer: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndar
                 }
             )
     return entries, arrays
+
+
+def _cam_entry(viewer: Any, layer: Any, meta: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A CAM layer: its array's key, its image (by name, and that image's shape now) and looks."""
+    return {
+        "type": "cam",
+        "array": key,
+        "image": meta.get("image"),
+        IMAGE_SHAPE: image_shape(viewer, meta.get("image")),
+        "method": meta.get("method", "cam"),
+        "target": meta.get("target", ""),
+        "opacity": float(layer.opacity),
+        "visible": bool(layer.visible),
+    }
 
 
 def _roi_geojson(viewer: Any, layer: Any, image_name: str | None) -> dict[str, Any]:
@@ -224,7 +248,8 @@ def _mark_napari_origin(layers: list[Any]) -> None:
 
 
 def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and check a session: every image file must still exist.
+    """Read a session and its arrays (its layer entries are checked one by one as they are
+    restored: ``widgets._session_layers``).
 
     Raises:
         SessionError: naming the file or the key that is wrong.
@@ -245,12 +270,4 @@ def read_session(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
         raise SessionError(f"{path}: 'layers' must be a list")
     if int(document.get("version", 0)) < 2:
         _mark_napari_origin(layers)
-    missing = [
-        e["path"] for e in layers if e.get("type") == "image" and not Path(e["path"]).is_file()
-    ]
-    if missing:
-        raise SessionError(
-            f"{path}: {len(missing)} image(s) of the session are gone (first: {missing[0]}); "
-            "move them back or open the images again"
-        )
     return document, _read_arrays(path, document)

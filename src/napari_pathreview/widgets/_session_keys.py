@@ -1,12 +1,12 @@
 """One rule for restoring a saved session's settings: key by key, each checked as a typed value
 is, a bad one named rather than stopping the restore.
 
-The Analyze settings, the Review form and the work queue all restore through
-:class:`SkippedSettings`: a key a session lacks (saved before it was kept) leaves the dock's
-default; a value the dock would refuse (a wrong type, an unknown choice, a queue folder that is
-gone) is left as the dock holds it and named with its dotted key and why; a key this version does
-not know is named too and ignored. One warning names the session file and every such key, and
-everything else is restored.
+The Analyze settings, the Review form, the work queue and the layers (``_session_layers``) all
+restore through :class:`SkippedSettings`: a key a session lacks (saved before it was kept) leaves
+the dock's default; a value the dock would refuse (a wrong type, an unknown choice, a queue folder
+that is gone) is left as the dock holds it and named with its dotted key and why; a key this
+version does not know is named too and ignored. One warning names the session file and every
+such key, and everything else is restored.
 """
 
 from __future__ import annotations
@@ -34,13 +34,19 @@ class SkippedSettings:
         """``apply(section[name])`` unless the session lacks ``name``; a refusal is noted
         under ``key`` (the dotted path in the file) instead of stopping the restore."""
         self._ask(section, name)
-        if name not in section:
-            return
+        if name in section:
+            self.attempt(key, lambda: apply(section[name]))
+
+    def attempt(self, key: str, apply: Callable[[], Any], outcome: str = "") -> bool:
+        """``apply()``; a refusal is noted under ``key`` (then ``outcome``: what became of it)
+        instead of stopping the restore. Returns whether it went through."""
         try:
-            apply(section[name])
+            apply()
         except REFUSED as error:
             reason = str(error.args[0]) if isinstance(error, KeyError) and error.args else error
-            self.problems.append(f"{key}: {reason}")
+            self.problems.append(f"{key}: {reason}{outcome}")
+            return False
+        return True
 
     def section(self, key: str, parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
         """The object ``parent[name]`` holds; an absent or null one is empty (nothing kept),
@@ -70,8 +76,9 @@ class SkippedSettings:
     def message(self, path: Any) -> str:
         """The warning shown after a restore: the session file and every key left out."""
         return (
-            f"{path}: {len(self.problems)} saved setting(s) not restored (left as the dock "
-            "holds them; the rest is restored): " + "; ".join(self.problems)
+            f"{path}: {len(self.problems)} saved setting(s) or layer(s) not restored (a setting "
+            "left as the dock holds it, a layer left out; the rest is restored): "
+            + "; ".join(self.problems)
         )
 
 

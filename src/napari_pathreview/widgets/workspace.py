@@ -10,7 +10,6 @@ workspace (open images, ROI and CAM layers, queue position, settings) to a proje
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,11 @@ from qtpy.QtWidgets import (
 
 from napari_pathreview.widgets import (
     _analyze_settings,
-    _pixel_size,
-    _recall,
     _review_settings,
     _session,
+    _session_layers,
 )
-from napari_pathreview.widgets._colorbars import follow_while_docked, sync_colorbars
-from napari_pathreview.widgets._layer_meta import plugin_meta
+from napari_pathreview.widgets._colorbars import follow_while_docked
 from napari_pathreview.widgets._notify import notify_exception, show_info, show_warning
 from napari_pathreview.widgets._session_keys import SkippedSettings
 from napari_pathreview.widgets.analyze import AnalyzeWidget
@@ -136,7 +133,7 @@ class PathReviewWorkspace(QWidget):
         skipped = SkippedSettings()
         try:
             document, arrays = _session.read_session(path)
-            self._restore_layers(document.get("layers", []), arrays, skipped)
+            _session_layers.restore(self.viewer, document.get("layers", []), arrays, skipped)
             self._restore_settings(document, skipped)
             self.analyze.pixel_size.refresh()  # a restored size is set before its image is chosen
         except Exception as error:  # noqa: BLE001 - notified
@@ -147,105 +144,6 @@ class PathReviewWorkspace(QWidget):
         else:
             show_info(f"Session restored from {path}")
         return True
-
-    def _restore_layers(
-        self, entries: list[dict[str, Any]], arrays: dict[str, Any], skipped: Any
-    ) -> None:
-        from napari_pathreview.widgets import _results
-
-        for index, entry in enumerate(entries):
-            kind = entry.get("type")
-            if kind == "image":
-                if entry["name"] in self.viewer.layers:
-                    continue
-                opened = self.viewer.open(entry["path"], plugin="napari-pathreview")
-                image = next(layer for layer in opened if _results.is_image(layer))
-                if entry.get("prediction"):
-                    meta = plugin_meta(image)
-                    meta["prediction"] = _recall.from_session(entry["prediction"])
-                    image.metadata = {**image.metadata, "pathreview": meta}
-                if entry.get("um_per_px") is not None:  # set in the dock: over the file's
-                    key = f"layers[{index}].um_per_px (image {entry['name']})"
-                    size = partial(_pixel_size.set_pixel_size, self.viewer, image)
-                    skipped.put(key, entry, "um_per_px", size)
-                image.visible = bool(entry.get("visible", True))
-            elif kind == "cam" and entry.get("image") in self.viewer.layers:
-                image = self.viewer.layers[entry["image"]]
-                layer = _results.add_cam_layer(
-                    self.viewer,
-                    image,
-                    arrays[entry["array"]],
-                    entry.get("method", "cam"),
-                    entry.get("target", ""),
-                    opacity=float(entry.get("opacity", _results.CAM_OPACITY)),
-                )
-                layer.visible = bool(entry.get("visible", True))
-            elif kind == "tile_map" and entry["name"] not in self.viewer.layers:
-                self._restore_tile_map(entry, arrays[entry["array"]])
-            elif kind in ("roi", "labels"):
-                self._restore_roi_entry(entry, arrays)
-
-    def _restore_tile_map(self, entry: dict[str, Any], data: Any) -> None:
-        """A slide's tile heat map, drawn as it was saved (``_session._placed``)."""
-        from napari.utils.colormaps import Colormap
-
-        colormap = Colormap(**entry["colormap"])
-        layer = self.viewer.add_image(
-            data,
-            name=entry["name"],
-            scale=entry["scale"],
-            translate=entry["translate"],
-            units=tuple(entry["units"]),
-            colormap=colormap,
-            contrast_limits=entry["contrast_limits"],
-            opacity=float(entry["opacity"]),
-            blending=entry["blending"],
-            interpolation2d="nearest",
-            metadata={"pathreview": entry["metadata"]},
-        )
-        layer.visible = bool(entry.get("visible", True))
-        sync_colorbars(self.viewer)
-
-    def _restore_roi_entry(self, entry: dict[str, Any], arrays: dict[str, Any]) -> None:
-        from napari_pathreview.io.geojson import geojson_frame, parse_geojson_rois
-        from napari_pathreview.io.shape_holes import carry_holes
-        from napari_pathreview.widgets import _results
-        from napari_pathreview.widgets._hole_outlines import show_holes
-
-        if entry["name"] in self.viewer.layers:
-            return
-        image = (
-            self.viewer.layers[entry["image"]] if entry.get("image") in self.viewer.layers else None
-        )
-        place = {} if image is None else {"scale": image.scale, "translate": image.translate}
-        meta = {"pathreview": {"kind": "roi", "image": entry.get("image")}}
-        extra = {} if image is None else _results.units_of(image)
-        if entry["type"] == "roi":
-            where = f"session ROI {entry['name']}"
-            rois = parse_geojson_rois(entry["geojson"], where)
-            own = geojson_frame(entry["geojson"], where)  # saved without its image in view
-            if own:
-                place, extra = own, {}
-            kwargs = {
-                "shape_type": [roi.shape_type for roi in rois],
-                "name": entry["name"],
-                "edge_color": "lime",
-                "face_color": "transparent",
-                "metadata": meta,
-                **place,
-                **extra,
-            }
-            show_holes(self.viewer)
-            self.viewer.add_shapes([roi.data for roi in rois], **carry_holes(kwargs, rois))
-        else:
-            self.viewer.add_labels(
-                arrays[entry["array"]],
-                name=entry["name"],
-                scale=entry.get("scale"),
-                translate=entry.get("translate"),
-                metadata=meta,
-                **extra,
-            )
 
     def _restore_settings(self, document: dict[str, Any], skipped: SkippedSettings) -> None:
         """Every dock setting, key by key (``_session_keys``), in the order they depend on
