@@ -102,9 +102,10 @@ def _zarr_levels(series: Any) -> list[Any]:
 
 
 def _rgb_frames(path: Path, levels: list[Any], dtype: Any, bits: int) -> list[Any]:
-    """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name) as RGB uint8,
-    chunk by chunk by the file's stated depth ``bits`` (:func:`.colour_depth.region_to_rgb`,
-    as a small stack decoded whole converts), so a frame is decoded only when it is shown.
+    """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name; grey + alpha) as
+    RGB uint8, chunk by chunk by the file's stated depth ``bits``, alpha blended onto white
+    (:func:`.colour_depth.region_to_rgb`, as a small stack decoded whole converts), so a
+    frame is decoded only when it is shown.
 
     Raises:
         ImageReadError: Pixels that are neither 8- nor 16-bit, which have no per-chunk rule.
@@ -138,6 +139,10 @@ def _open_lazy(path: Path, tif: Any, histology: bool) -> LoadedImage:
     levels = [_to_yxs(array, series.axes, frames=True) for array in _zarr_levels(series)]
     if histology:
         levels = _rgb_frames(path, levels, series.dtype, tiff_bits(tif))
+    elif levels[0].ndim == 4 and levels[0].shape[-1] == 2:  # grey + alpha: onto white
+        levels = [
+            level[..., 0] for level in _rgb_frames(path, levels, series.dtype, tiff_bits(tif))
+        ]
     elif levels[0].ndim == 4:
         levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
     frames = int(levels[0].shape[0])
