@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.alpha import has_alpha, over_glass
 from napari_pathreview.io.breakhis import parse_breakhis_name
 from napari_pathreview.io.colour_depth import scale_to_uint8
 from napari_pathreview.io.frames import stack_name
@@ -175,10 +176,10 @@ def to_rgb_uint8(array: Any) -> np.ndarray:
     """Convert any 2-D image to RGB uint8 H×W×3, the input every model expects.
 
     Grayscale (H×W or H×W×1) is replicated to three channels; grey+alpha and RGBA are
-    composited on white (slide background is white, so transparent corners of a tile do
-    not read as tissue); uint16 is rescaled by its bit depth; float in [0, 1] is ×255;
-    other float and signed-integer values within [0, 255] are read as 8-bit levels (rounded),
-    any other range is min-max scaled.
+    composited on white (:func:`.alpha.over_glass`: slide glass is white, so transparent
+    corners of a tile do not read as tissue); uint16 is rescaled by its bit depth; float in
+    [0, 1] is ×255; other float and signed-integer values within [0, 255] are read as 8-bit
+    levels (rounded), any other range is min-max scaled.
 
     Raises:
         InvalidInputError: The array is not H×W, H×W×1, H×W×2, H×W×3 or H×W×4, or holds NaN.
@@ -190,17 +191,14 @@ def to_rgb_uint8(array: Any) -> np.ndarray:
         raise InvalidInputError(
             f"expected an image shaped H×W, H×W×1, H×W×3 or H×W×4, got {image.shape}"
         )
-    channels = image.shape[-1]
-    has_alpha = channels in (2, 4)
-    colour = image[..., : channels - 1] if has_alpha else image
+    alpha = has_alpha(image.shape[-1])
+    colour = image[..., :-1] if alpha else image
     colour8 = _gray_to_uint8(colour)  # all channels scaled together: keeps the colour balance
+    if alpha:  # onto white glass, the one rule every read follows (:mod:`.alpha`)
+        colour8 = over_glass(colour8, _gray_to_uint8(image[..., -1]))
     if colour8.shape[-1] == 1:
         colour8 = np.repeat(colour8, 3, axis=-1)
-    if not has_alpha:
-        return np.ascontiguousarray(colour8)
-    alpha = _gray_to_uint8(image[..., -1]).astype(np.float32)[..., None] / 255.0
-    composited = colour8.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(colour8)
 
 
 def stack_to_rgb_uint8(stack: Any) -> np.ndarray:
@@ -317,8 +315,10 @@ def level0_um_per_px(loaded: LoadedImage) -> float | None:
 
 
 def _stated_colour(array: np.ndarray, modality: str, bits: int | None) -> np.ndarray:
-    """Colour (histology) pixels brought to uint8 by the file's stated depth when given."""
-    return scale_to_uint8(array, bits) if modality == HISTOLOGY and bits else array
+    """Colour (histology) and grey + alpha pixels brought to uint8 by the file's stated depth
+    when given, as the lazy reads convert them before blending the alpha (:mod:`.alpha`)."""
+    grey_alpha = array.ndim >= 3 and array.shape[-1] == 2
+    return scale_to_uint8(array, bits) if (modality == HISTOLOGY or grey_alpha) and bits else array
 
 
 def finish_loaded(
@@ -381,6 +381,7 @@ def finish_stack(
         if modality == HISTOLOGY:
             pixels = stack_to_rgb_uint8(_stated_colour(stack, modality, colour_bits))
         elif stack.ndim == 4:
+            stack = _stated_colour(stack, modality, colour_bits)
             pixels = _grey_levels(np.stack([normalize_pixels(frame, MAMMOGRAM) for frame in stack]))
         else:
             pixels = _grey_levels(stack)

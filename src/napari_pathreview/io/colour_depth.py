@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.alpha import flatten_alpha
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def scale_to_uint8(pixels: np.ndarray, bits: int) -> np.ndarray:
 
 def region_to_rgb(region: np.ndarray, bits: int) -> np.ndarray:
     """A decoded region (Y×X or Y×X×S, uint8/uint16) of a file of ``bits`` stated bits as RGB
-    uint8: scaled by :func:`scale_to_uint8`, grey repeated, alpha dropped. Elementwise, so a
-    file read tile by tile converts as it would whole.
+    uint8: scaled by :func:`scale_to_uint8`, alpha blended onto white
+    (:func:`.alpha.flatten_alpha`), grey repeated. Elementwise, so a file read tile by tile
+    converts as it would whole.
 
     Raises:
         ImageReadError: Pixels that are neither 8- nor 16-bit.
@@ -65,8 +67,9 @@ def region_to_rgb(region: np.ndarray, bits: int) -> np.ndarray:
     region = scale_to_uint8(region, bits)
     if region.ndim == 2:
         region = region[..., None]
-    if region.shape[-1] in (1, 2):
-        region = np.repeat(region[..., :1], 3, axis=-1)
+    region = flatten_alpha(region)
+    if region.shape[-1] == 1:
+        region = np.repeat(region, 3, axis=-1)
     return np.ascontiguousarray(region[..., :3])
 
 

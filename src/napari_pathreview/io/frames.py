@@ -10,17 +10,14 @@ nobody asked, so analysis refuses a stack unless it is told which frame to read
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.tiff_axes import frame_total
 
 ALL_FRAMES = "all"
 """``load_image(path, frame=ALL_FRAMES)``: the whole stack (what the viewer shows)."""
-
-FRAME_AXES = "IZTQ"
-"""tifffile axes that number frames: pages, depth, time, unknown."""
 
 
 class MultiFrameError(ImageReadError):
@@ -37,9 +34,9 @@ class MultiFrameError(ImageReadError):
 
 
 def frame_count(series: Any) -> int:
-    """How many frames a TIFF series' frame axes (pages, depth, time) number together."""
-    sizes = (n for n, a in zip(series.shape, series.axes, strict=True) if a in FRAME_AXES)
-    return int(math.prod(sizes))
+    """How many frames a TIFF series' frame axes (pages, depth, time, channels that are not
+    one colour image: :func:`.tiff_axes.axis_roles`) number together."""
+    return frame_total(series.axes, series.shape)
 
 
 def stack_name(stem: str, frames: int) -> str:

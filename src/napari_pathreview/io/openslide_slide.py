@@ -2,7 +2,7 @@
 
 openslide-python with the native library from the ``openslide-bin`` wheel, so a plain
 ``pip install`` is enough on Linux, macOS and Windows. OpenSlide returns RGBA
-(transparent outside scanned areas); regions are composited on white.
+(transparent outside scanned areas); regions are composited on white (:mod:`.alpha`).
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError
-from napari_pathreview.io.slide_source import BACKGROUND, SlideSource
+from napari_pathreview.io.alpha import over_glass
+from napari_pathreview.io.slide_source import SlideSource
 
 logger = logging.getLogger(__name__)
 
 
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
-    """OpenSlide's (un-premultiplied) RGBA → RGB uint8 on a white background."""
+    """OpenSlide's RGBA (premultiplied ARGB in the library, straight once openslide-python
+    has converted it) → RGB uint8 on white glass, by the rule every read follows
+    (:func:`.alpha.over_glass`): unscanned areas, (0, 0, 0, 0), are white."""
     alpha = rgba[..., 3]
     if alpha.min() == 255:
         return np.ascontiguousarray(rgba[..., :3])
-    weight = alpha.astype(np.float32)[..., None] / 255.0
-    out = rgba[..., :3].astype(np.float32) * weight + BACKGROUND * (1.0 - weight)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return over_glass(rgba[..., :3], alpha)
 
 
 def _float_property(properties: Any, key: str) -> float | None:

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 
 from napari_pathreview.errors import ImageReadError, InvalidInputError
+from napari_pathreview.io.alpha import GLASS
 from napari_pathreview.io.focal_planes import FocalPlanes
 from napari_pathreview.io.slide_files import files_state, slide_files
 
 logger = logging.getLogger(__name__)
 
-BACKGROUND = 255
-"""Slide glass is white: regions outside a level are padded with this value."""
+BACKGROUND = GLASS
+"""Slide glass is white: regions outside a level are padded with it, as transparent pixels
+show it (:mod:`.alpha`)."""
 
 HEADER_BYTES = 65536
 """Bytes of each index file hashed into the fingerprint (headers and tile tables, not pixels)."""

@@ -27,8 +27,9 @@ from napari_pathreview.io._core import (
     modality_of,
 )
 from napari_pathreview.io.colour_depth import region_to_rgb, tiff_bits
-from napari_pathreview.io.frames import FRAME_AXES, frame_count
+from napari_pathreview.io.frames import frame_count
 from napari_pathreview.io.slide_source import SlideSource
+from napari_pathreview.io.tiff_axes import axis_roles, check_axes, pixel_shape, yxs_layout
 from napari_pathreview.io.tiff_physical import tiff_frame_step_um, tiff_um_per_px
 from napari_pathreview.io.tiff_slide import check_tiff_structure, tiff_series
 from napari_pathreview.io.wsi import open_slide
@@ -47,10 +48,11 @@ smallest level (a pyramid's smallest level is usually whole within it)."""
 
 
 def _to_yxs(level: Any, axes: str, frames: bool = False) -> Any:
-    """Reorder a lazy level to Y×X or Y×X×S, taking the first plane of any other axis.
+    """Reorder a lazy level to Y×X or Y×X×S by its axes' roles (:mod:`.tiff_axes`), taking
+    the first plane of the frame axes.
 
-    With ``frames`` the axes that number frames (:data:`.frames.FRAME_AXES`) are kept, merged
-    into one leading axis: F×Y×X(×S), F = 1 when the file has no such axis.
+    With ``frames`` the frame axes are kept instead, merged into one leading axis:
+    F×Y×X(×S), F = 1 when the file has no such axis.
     """
     import dask.array as da
 
@@ -58,23 +60,12 @@ def _to_yxs(level: Any, axes: str, frames: bool = False) -> Any:
     array = (
         da.from_array(level, chunks=level.chunks) if hasattr(level, "chunks") else da.asarray(level)
     )
-    index = []
-    kept = []
-    for position, axis in enumerate(axes):
-        if axis in "YXS" or (axis == "C" and array.shape[position] in (3, 4)):
-            index.append(slice(None))
-            kept.append("S" if axis == "C" else axis)
-        elif frames and axis in FRAME_AXES:
-            index.append(slice(None))
-            kept.append("F")
-        else:
-            index.append(0)
-    array = array[tuple(index)]
-    stacked = [i for i, a in enumerate(kept) if a == "F"]
-    array = array.transpose(stacked + [kept.index(a) for a in "YXS" if a in kept])
+    index, order = yxs_layout(axes, array.shape, frames)
+    array = array[tuple(index)].transpose(order)
     if not frames:
         return array
-    return array.reshape((-1, *array.shape[len(stacked) :]))
+    planes = 3 if "S" in axis_roles(axes, level.shape) else 2
+    return array.reshape((-1, *array.shape[array.ndim - planes :]))
 
 
 def _virtual_levels(level0: Any, stacked: bool = False) -> list[Any]:
@@ -103,9 +94,10 @@ def _zarr_levels(series: Any) -> list[Any]:
 
 
 def _rgb_frames(path: Path, levels: list[Any], dtype: Any, bits: int) -> list[Any]:
-    """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name) as RGB uint8,
-    chunk by chunk by the file's stated depth ``bits`` (:func:`.colour_depth.region_to_rgb`,
-    as a small stack decoded whole converts), so a frame is decoded only when it is shown.
+    """Colour frame levels (F×Y×X×S, or grey F×Y×X under a BreaKHis name; grey + alpha) as
+    RGB uint8, chunk by chunk by the file's stated depth ``bits``, alpha blended onto white
+    (:func:`.colour_depth.region_to_rgb`, as a small stack decoded whole converts), so a
+    frame is decoded only when it is shown.
 
     Raises:
         ImageReadError: Pixels that are neither 8- nor 16-bit, which have no per-chunk rule.
@@ -139,6 +131,10 @@ def _open_lazy(path: Path, tif: Any, histology: bool) -> LoadedImage:
     levels = [_to_yxs(array, series.axes, frames=True) for array in _zarr_levels(series)]
     if histology:
         levels = _rgb_frames(path, levels, series.dtype, tiff_bits(tif))
+    elif levels[0].ndim == 4 and levels[0].shape[-1] == 2:  # grey + alpha: onto white
+        levels = [
+            level[..., 0] for level in _rgb_frames(path, levels, series.dtype, tiff_bits(tif))
+        ]
     elif levels[0].ndim == 4:
         levels = [level[..., 0] for level in levels]  # grey in colour: R = G = B
     frames = int(levels[0].shape[0])
@@ -229,11 +225,7 @@ def load_slide(path: str | Path, *, um_per_px: float | None = None) -> LoadedIma
 def _is_histology_series(path: Path, series: Any) -> bool:
     """The reader's one modality rule (``modality_of``), judged on the shape and, for colour,
     on a centre window of the smallest level: a film saved as a colour pyramid is grey."""
-    shape = tuple(int(n) for n in series.shape)
-    axes = series.axes
-    yxs = tuple(
-        n for n, a in zip(shape, axes, strict=True) if a in "YXS" or (a == "C" and n in (3, 4))
-    )
+    yxs = pixel_shape(series.axes, tuple(int(n) for n in series.shape))
     if modality_of(yxs, path) != HISTOLOGY:
         return False
     return modality_of(yxs, path, _smallest_level_window(series)) == HISTOLOGY
@@ -267,6 +259,7 @@ def tiff_header(path: str | Path) -> tuple[str, int]:
             if not tiff_series(tif):
                 raise ImageReadError(f"{path}: the TIFF holds no image")
             series = tif.series[0]
+            check_axes(path, series.axes, series.shape)
             histology = _is_histology_series(path, series)
             return (HISTOLOGY if histology else MAMMOGRAM), frame_count(series)
     except ImageReadError:

@@ -20,6 +20,7 @@ from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io.colour_depth import full_scale, region_to_rgb, tiff_bits
 from napari_pathreview.io.frames import MultiFrameError, frame_count
 from napari_pathreview.io.slide_source import BACKGROUND, SlideSource, check_level_shapes
+from napari_pathreview.io.tiff_axes import check_axes, yxs_layout
 from napari_pathreview.io.tiff_physical import tiff_um_per_px
 from napari_pathreview.io.tiff_tiles import TileCache, TileReader, direct_readable
 
@@ -83,7 +84,8 @@ def tiff_series(tif: Any) -> list[Any]:
 def check_tiff_structure(path: Path, tif: Any) -> None:
     """Validate a TIFF's first series before any pixel is decoded.
 
-    Every level's tile table must cover its size and stay inside the file, and reduced
+    Its axes must be a readable layout (:func:`.tiff_axes.check_axes`), every level's tile
+    table must cover its size and stay inside the file, and reduced
     levels stored as SubIFDs must share level 0's aspect ratio (tifffile silently drops
     SubIFDs that do not fit, which would hide a broken pyramid).
 
@@ -91,6 +93,7 @@ def check_tiff_structure(path: Path, tif: Any) -> None:
         ImageReadError: Naming the file and what is wrong.
     """
     series = tif.series[0]
+    check_axes(path, series.axes, series.shape)
     size = path.stat().st_size
     for level in series.levels:
         _check_tile_table(path, level.keyframe, size)
@@ -113,19 +116,6 @@ def _tile_shape(page: Any) -> tuple[int, int]:
     if page.is_tiled:
         return int(page.tilelength), int(page.tilewidth)
     return int(min(page.rowsperstrip or page.imagelength, page.imagelength)), int(page.imagewidth)
-
-
-def _yxs_index(axes: str, shape: tuple[int, ...]) -> tuple[list[Any], list[int]]:
-    """Index template and transpose order that bring an array with ``axes`` to Y×X×S."""
-    index: list[Any] = []
-    kept: list[str] = []
-    for position, axis in enumerate(axes):
-        if axis in "YXS" or (axis == "C" and shape[position] in (3, 4)):
-            index.append(slice(None))
-            kept.append("S" if axis == "C" else axis)
-        else:
-            index.append(0)
-    return index, [kept.index(a) for a in "YXS" if a in kept]
 
 
 class TiffSlide(SlideSource):
@@ -161,7 +151,7 @@ class TiffSlide(SlideSource):
             self._bits = tiff_bits(tif)  # one depth for every tile: they convert alike
             self._arrays: list[Any] | None = None
             self._axes = series.axes
-            self._index, self._order = _yxs_index(series.axes, series.shape)
+            self._index, self._order = yxs_layout(series.axes, series.shape, frames=False)
             shapes = [self._yx(level.shape) for level in series.levels]
             tiles = [_tile_shape(level.keyframe) for level in series.levels]
             self._readers = self._tile_readers(tif, series)
@@ -243,7 +233,7 @@ class TiffSlide(SlideSource):
     def _read_associated(self, name: str) -> np.ndarray:
         number = self._associated_pages[name]
         series = self._tif.series[number]
-        index, order = _yxs_index(series.axes, series.shape)
+        index, order = yxs_layout(series.axes, series.shape, frames=False)
         region = np.asarray(series.asarray())[tuple(index)].transpose(order)
         return region_to_rgb(region, tiff_bits(self._tif, number))
 
