@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_pathreview.cli import TypedFlag, typed_flags
 from napari_pathreview.errors import InvalidInputError, reported_as
@@ -21,6 +22,9 @@ from napari_pathreview.inference.cli_options import (
 )
 from napari_pathreview.inference.device import DEVICES
 from napari_pathreview.inference.slide_grid import MODES, SlideSettings
+
+if TYPE_CHECKING:
+    from napari_pathreview.inference.cohort import CohortJob, CohortSummary
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +194,25 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def _predict_slides(args: argparse.Namespace) -> int:
+    from napari_pathreview.inference.cohort import run_cohort
+
+    job = _checked_job(args)
+    summary = run_cohort(
+        args.slides,
+        job,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    _say_summary(summary, job.settings["qc_max_flagged"])
+    return 1 if summary.failures else 0
+
+
+def _checked_job(args: argparse.Namespace) -> CohortJob:
+    """The cohort's ``CohortJob``, every input refused here, once, before any slide is read
+    (rather than by every slide of the cohort); says which stain target slides.csv names."""
     from napari_pathreview import preflight
-    from napari_pathreview.inference.cohort import expand_slides, job_from_settings, run_cohort
+    from napari_pathreview.inference.cohort import expand_slides, job_from_settings
     from napari_pathreview.registry.card import reading_tta
     from napari_pathreview.stain.targets import target_id
 
@@ -226,13 +247,12 @@ def _predict_slides(args: argparse.Namespace) -> int:
     if applied:  # ties the stain_target column of slides.csv to the target's file or card
         source = args.stain_target or (f"for --stain {stain}" if stain else f"of {args.model}")
         print(f"stain target {source}: id {applied} in slides.csv")
-    summary = run_cohort(
-        args.slides,
-        job,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
+    return job
+
+
+def _say_summary(summary: CohortSummary, max_flagged: float) -> None:
+    """What the run did, in a few lines: slides done, skipped and failed, the workers' model
+    load (kept out of each slide's seconds), QC flags, and the slides run again as changed."""
     print(
         f"{len(summary.rows)} slide(s) done, {len(summary.skipped)} skipped as finished, "
         f"{len(summary.failures)} failed → {summary.slides_csv}"
@@ -244,7 +264,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
             f"average, and warmed up ({sum(warmups) / len(warmups):.1f} s: one forward), before "
             "their first slide (model_load_s, model_warmup_s; not in seconds or tiles_per_s)"
         )
-    _say_flagged(summary.rows, settings.qc_max_flagged)
+    _say_flagged(summary.rows, max_flagged)
     if summary.changed:
         print(
             f"{len(summary.changed)} of them changed since their earlier result (a file "
@@ -252,7 +272,6 @@ def _predict_slides(args: argparse.Namespace) -> int:
         )
     if summary.failures:
         print(f"failures: {summary.failures_csv}")
-    return 1 if summary.failures else 0
 
 
 def _say_flagged(rows: list[dict], max_flagged: float) -> None:

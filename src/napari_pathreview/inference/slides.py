@@ -173,63 +173,104 @@ def iter_slide(
     from napari_pathreview.inference import slide_mil
     from napari_pathreview.inference.prefetch import TileReader, run_batches
     from napari_pathreview.inference.progress import Progress
-    from napari_pathreview.inference.tissue import slide_tissue
 
     settings = settings or SlideSettings()
     start = time.perf_counter()
-    check_tileable(predictor.spec, predictor.model_ref)
-    model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
-    tile_size = slide_mil.tile_size_of(predictor)
+    plan = _plan_slide(predictor, source, settings)
     mil_model = slide_mil.patch_mil_of(predictor)
     tap = slide_mil.EmbeddingTap(mil_model, predictor.tta) if mil_model is not None else None
-    grid = plan_grid(source, tile_size, settings, model_um)
+    classes = tuple(predictor.classes)
+    yield SlideStart(plan.grid, classes, predictor.model_ref, len(plan.cells), plan.tissue)
+    maps = _Maps(plan.grid, classes)
+    tally = _Tally(source, len(plan.cells), settings.max_failed)
+    reader = TileReader(source, plan.grid, predictor.qc_config if predictor.qc else None)
+    with tap if tap is not None else contextlib.nullcontext():
+        for batch in run_batches(predictor, reader, plan.cells, settings, cancel):
+            if batch is None:
+                yield Progress(tally.done, tally.total, "cancelled", cancelled=True)
+                return
+            tally.count(batch)
+            maps.add(batch)
+            yield tally.event(batch)
+    if not maps.probs:  # every tile failed, too few to pass ``max_failed``
+        raise ImageReadError(f"{getattr(source, 'path', 'slide')}: no tile could be read")
+    result = maps.result(
+        predictor.model_ref,
+        settings,
+        tissue_area_mm2=plan.tissue.area_mm2 if plan.tissue is not None else float("nan"),
+        n_failed=tally.failed,
+        model_seconds=time.perf_counter() - tally.started,
+        seconds=time.perf_counter() - start,
+    )
+    yield _with_mil_bag(result, mil_model, tap) if tap is not None else result
+
+
+@dataclass(frozen=True)
+class _SlidePlan:
+    """What a run reads, settled before the model starts: the grid, tissue mask and cells."""
+
+    grid: SlideGrid
+    tissue: Any
+    cells: np.ndarray
+
+
+def _plan_slide(predictor: Any, source: Any, settings: SlideSettings) -> _SlidePlan:
+    """Lay out the tiles to classify, refusing a model that cannot tile, a slide or card with
+    no scale, and a slide with no tissue tile here, before the model reads anything."""
+    from napari_pathreview.inference import slide_mil
+    from napari_pathreview.inference.tissue import slide_tissue
+
+    check_tileable(predictor.spec, predictor.model_ref)
+    model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
+    grid = plan_grid(source, slide_mil.tile_size_of(predictor), settings, model_um)
     tissue = slide_tissue(source) if settings.tissue else None
     cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
     if not len(cells):
         raise NoTissueError(_no_tissue_message(source, grid, tissue, settings))
-    classes = tuple(predictor.classes)
-    yield SlideStart(grid, classes, predictor.model_ref, len(cells), tissue)
-    maps = _Maps(grid, classes)
-    model_start = time.perf_counter()
-    done = failed = 0
-    reader = TileReader(source, grid, predictor.qc_config if predictor.qc else None)
-    with tap if tap is not None else contextlib.nullcontext():
-        for batch in run_batches(predictor, reader, cells, settings, cancel):
-            if batch is None:
-                yield Progress(done, len(cells), "cancelled", cancelled=True)
-                return
-            failed += batch.failed
-            if failed > max(2, settings.max_failed * len(cells)):
-                raise ImageReadError(
-                    f"{getattr(source, 'path', 'slide')}: {failed} tiles could not be read "
-                    f"(last error: {batch.error}); the file may be corrupt or gone."
-                )
-            done += len(batch.rows) + batch.failed
-            maps.add(batch)
-            rate = done / max(time.perf_counter() - model_start, 1e-9)
-            eta = (len(cells) - done) / rate if rate > 0 else float("inf")
-            yield SlideBatch(
-                batch.rows, batch.cols, batch.probabilities, done, len(cells), rate, eta
+    return _SlidePlan(grid, tissue, cells)
+
+
+class _Tally:
+    """Tiles done and failed so far: the batches' progress and throughput, and the point at
+    which too many unreadable tiles mean a corrupt or vanished file rather than bad luck."""
+
+    def __init__(self, source: Any, total: int, max_failed: float) -> None:
+        self.source, self.total = source, total
+        self.limit = max(2, max_failed * total)
+        self.done = self.failed = 0
+        self.started = time.perf_counter()  # the model's start: throughput excludes planning
+
+    def count(self, batch: Any) -> None:
+        """Add a batch's tiles; raise ``ImageReadError`` once too many could not be read."""
+        self.failed += batch.failed
+        if self.failed > self.limit:
+            raise ImageReadError(
+                f"{getattr(self.source, 'path', 'slide')}: {self.failed} tiles could not be "
+                f"read (last error: {batch.error}); the file may be corrupt or gone."
             )
-    if not maps.probs:  # every tile failed, too few to pass ``max_failed``
-        raise ImageReadError(f"{getattr(source, 'path', 'slide')}: no tile could be read")
-    elapsed = time.perf_counter() - model_start
-    result = maps.result(
-        predictor.model_ref,
-        settings,
-        tissue_area_mm2=tissue.area_mm2 if tissue is not None else float("nan"),
-        n_failed=failed,
-        model_seconds=elapsed,
-        seconds=time.perf_counter() - start,
-    )
-    if tap is not None:
-        bag = slide_mil.pool_slide(mil_model, tap.embeddings())
-        if bag is not None and len(bag.attention) == len(result.tile_probabilities):
-            mil = dict(zip(classes, map(float, bag.probabilities), strict=True))
-            result = replace(result, bag=bag, aggregate={**result.aggregate, "mil": mil})
-        elif bag is not None:  # e.g. a forward retried after running out of memory
-            logger.warning("tile embeddings do not match the tiles; slide decided by tile mean")
-    yield result
+        self.done += len(batch.rows) + batch.failed
+
+    def event(self, batch: Any) -> SlideBatch:
+        """The :class:`SlideBatch` a viewer shows for ``batch``, with the run's rate and ETA."""
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        return SlideBatch(
+            batch.rows, batch.cols, batch.probabilities, self.done, self.total, rate, eta
+        )
+
+
+def _with_mil_bag(result: SlideResult, mil_model: Any, tap: Any) -> SlideResult:
+    """A patch MIL model decides the slide over all its tiles as one bag (``aggregate["mil"]``);
+    the tile mean stands when the tapped embeddings no longer line up with the tiles."""
+    from napari_pathreview.inference import slide_mil
+
+    bag = slide_mil.pool_slide(mil_model, tap.embeddings())
+    if bag is not None and len(bag.attention) == len(result.tile_probabilities):
+        mil = dict(zip(result.classes, map(float, bag.probabilities), strict=True))
+        return replace(result, bag=bag, aggregate={**result.aggregate, "mil": mil})
+    if bag is not None:  # e.g. a forward retried after running out of memory
+        logger.warning("tile embeddings do not match the tiles; slide decided by tile mean")
+    return result
 
 
 class NoTissueError(InvalidInputError):

@@ -291,11 +291,9 @@ def run_fold(
     from its saved model and embeddings (no training): how a run is re-read after the scoring
     rules change.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from napari_pathreview.training.lesion_eval import evaluate_fold_maps
-    from napari_pathreview.training.losses import balanced_class_weights
-    from napari_pathreview.training.mil import train_mil_head
     from napari_pathreview.training.preparation import fit_fold_stain, stain_images
 
     fold_dir = run_dir / f"fold{index}"
@@ -321,13 +319,7 @@ def run_fold(
         pretrained=finished is None,  # as the recipe says; rescoring loads its own
     )
     if finished is not None:  # checked up front by _check_rescorable
-        model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
-        model.eval()
-        cache = _encode_fold(recipe, model, images, fold_dir)  # the fold's own store, reused
-        finished.pop("bilateral", None)  # present again only if the recipe still asks for it
-        finished.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
-        done.write_text(json.dumps(finished, default=float))
-        return finished
+        return _rescore_fold(recipe, model, images, part, negative, finished, done)
     record: dict = {"fold": index, "stain_target": stain_target}
 
     def report(entry: dict) -> None:
@@ -344,6 +336,54 @@ def run_fold(
     )
     model.cpu().eval()
     cache = _encode_fold(recipe, model, images, fold_dir)
+    record.update(_fit_mil_head(recipe, model, images, cache, part, len(classes), index))
+    record.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(fold_dir / "selected.safetensors"))
+    record["weights"] = "selected.safetensors"
+    done.write_text(json.dumps(record, default=float))
+    return record
+
+
+def _rescore_fold(
+    recipe: Recipe,
+    model,
+    images: Sequence[LesionImage],
+    part: dict,
+    negative: int,
+    finished: dict,
+    done: Path,
+) -> dict:
+    """Score a finished fold again from its saved weights and embedding store, no training:
+    how a run is re-read after the scoring rules change."""
+    from safetensors.torch import load_file
+
+    from napari_pathreview.training.lesion_eval import evaluate_fold_maps
+
+    fold_dir = done.parent
+    model.load_state_dict(load_file(str(fold_dir / finished["weights"])))
+    model.eval()
+    cache = _encode_fold(recipe, model, images, fold_dir)  # the fold's own store, reused
+    finished.pop("bilateral", None)  # present again only if the recipe still asks for it
+    finished.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
+    done.write_text(json.dumps(finished, default=float))
+    return finished
+
+
+def _fit_mil_head(
+    recipe: Recipe,
+    model,
+    images: Sequence[LesionImage],
+    cache,
+    part: dict,
+    n_classes: int,
+    index: int,
+) -> dict:
+    """Train the MIL head on the fold's cached bags (after patch training): the fold record's
+    ``mil_history`` and ``best_val_score``."""
+    from napari_pathreview.training.losses import balanced_class_weights
+    from napari_pathreview.training.mil import train_mil_head
+
     labels = np.asarray([im.label for im in images])
     tr, va = part["train"], part["val"]
     history = train_mil_head(
@@ -355,21 +395,14 @@ def run_fold(
         [images[i].weight for i in tr],
         recipe.lesion.mil_epochs,
         recipe.lesion.mil_lr,
-        class_weights=balanced_class_weights(labels[tr], len(classes)),
+        class_weights=balanced_class_weights(labels[tr], n_classes),
         seed=recipe.seed + index,
         train_classifier=recipe.lesion.mil_train_classifier,
         metric=recipe.early_stopping.metric,
         mode=recipe.early_stopping.mode,
     )
-    record["mil_history"] = history
     scores = [h["val_score"] for h in history if h.get("val_score") is not None]
-    record["best_val_score"] = max(scores) if scores else None
-    record.update(evaluate_fold_maps(recipe, model, images, cache, part, negative))
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(fold_dir / "selected.safetensors"))
-    record["weights"] = "selected.safetensors"
-    done.write_text(json.dumps(record, default=float))
-    return record
+    return {"mil_history": history, "best_val_score": max(scores) if scores else None}
 
 
 def _encode_fold(recipe: Recipe, model, images: Sequence[LesionImage], fold_dir: Path):

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -298,47 +299,18 @@ def summarize_lesion_run(
     """metrics.json: pooled out-of-fold metrics with CIs, per-fold figures, map IoU/Dice, the
     lesion classes' separation at the ROIs (``lesion_class_separation``) and abnormal-vs-normal
     detection, alone and against the woman's other film (``lesion_detection``)."""
-    from napari_pathreview.explain.evaluate import empty_maps_note
-    from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
-
-    labels = np.concatenate([np.asarray(f["test_predictions"]["labels"], int) for f in folds])
-    probs = np.concatenate([np.asarray(f["test_predictions"]["probs"], float) for f in folds])
-    patient_of = {im.path: im.patient_id for im in images}
-    # a film the run's images no longer list counts as a woman of its own (never paired)
-    paths = [p for f in folds for p in f["test_predictions"]["paths"]]
-    patients = [patient_of.get(p, p) for p in paths]
+    test = _PooledTest.of(folds, images)
+    labels, probs, paths = test.labels, test.probs, test.paths
     groups = bootstrap_groups(images, paths, recipe.split.group_by, plan.leaky)
-    fold_of = [i for i, f in enumerate(folds) for _ in f["test_predictions"]["paths"]]
     rows = [row for f in folds for row in f["map_scores"]]
     threshold = pooled_threshold([f.get("threshold") for f in folds])
-    cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
-    maps = {}
-    for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
-        maps[name] = map_summary(rows, name, recipe.eval.bootstrap, recipe.seed)
-        note = empty_maps_note(name, maps[name].get("n_cam_empty", 0), len(rows))
-        if note is not None:
-            log.warning(note)
     metrics = {
-        "recipe": recipe.name,
-        "task": recipe.data.task,
-        "classes": list(classes),
-        "lesion_aware": True,
-        "pooling": recipe.lesion.pooling,
-        "pixel_size": pixel_size,
-        "pixel_unit": recipe.lesion.pixel_unit,
-        "split_protocol": plan.description,
-        "protocol": plan.protocol,
-        "leaky": plan.leaky,
-        **population(images, recipe.split.group_by),
-        "n_images_with_roi": int(sum(im.has_roi for im in images)),
-        "threshold": threshold,
-        "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
-        "tta": recipe.eval.tta,
+        **_run_header(recipe, images, classes, plan, pixel_size, threshold),
         "test": {
             **pooled_with_ci(labels, probs, recipe, groups, threshold),
             "pooled_out_of_fold": len(folds) > 1,
         },
-        "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **maps},
+        "maps_vs_roi": {"threshold": recipe.lesion.map_threshold, **_map_summaries(recipe, rows)},
         "lesion_classes_at_roi": lesion_class_separation(
             rows,
             classes,
@@ -350,8 +322,8 @@ def summarize_lesion_run(
         "lesion_detection": lesion_detection(
             labels,
             probs,
-            patients,
-            fold_of,
+            test.patients,
+            test.fold_of,
             negative,
             recipe.eval.bootstrap,
             recipe.seed,
@@ -368,12 +340,80 @@ def summarize_lesion_run(
     if recipe.lesion.bilateral:
         metrics["bilateral_decision"] = bilateral_decision(labels, folds, recipe, groups)
     metrics = json_safe(metrics)
+    _write_run_files(run_dir, metrics, rows, test, classes)
+    return metrics
+
+
+@dataclass(frozen=True)
+class _PooledTest:
+    """Every fold's test predictions pooled out of fold, each film with its woman and fold."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    paths: list[str]
+    patients: list[str]
+    fold_of: list[int]
+
+    @classmethod
+    def of(cls, folds: Sequence[dict], images) -> _PooledTest:
+        """Pool ``folds``; a film the run's images no longer list is a woman of its own."""
+        patient_of = {im.path: im.patient_id for im in images}
+        tests = [f["test_predictions"] for f in folds]
+        paths = [p for t in tests for p in t["paths"]]
+        return cls(
+            labels=np.concatenate([np.asarray(t["labels"], int) for t in tests]),
+            probs=np.concatenate([np.asarray(t["probs"], float) for t in tests]),
+            paths=paths,
+            patients=[patient_of.get(p, p) for p in paths],
+            fold_of=[i for i, t in enumerate(tests) for _ in t["paths"]],
+        )
+
+
+def _run_header(recipe, images, classes, plan, pixel_size: float | None, threshold) -> dict:
+    """What the run was (task, split protocol, pixel size, population, decision rule, TTA):
+    metrics.json opens with it so its numbers are read against how they were made."""
+    return {
+        "recipe": recipe.name,
+        "task": recipe.data.task,
+        "classes": list(classes),
+        "lesion_aware": True,
+        "pooling": recipe.lesion.pooling,
+        "pixel_size": pixel_size,
+        "pixel_unit": recipe.lesion.pixel_unit,
+        "split_protocol": plan.description,
+        "protocol": plan.protocol,
+        "leaky": plan.leaky,
+        **population(images, recipe.split.group_by),
+        "n_images_with_roi": int(sum(im.has_roi for im in images)),
+        "threshold": threshold,
+        "threshold_rule": "youden_on_validation" if threshold is not None else "argmax",
+        "tta": recipe.eval.tta,
+    }
+
+
+def _map_summaries(recipe, rows: Sequence[dict]) -> dict:
+    """IoU/Dice of the model's maps and of each CAM scored on every row (empty maps logged)."""
+    from napari_pathreview.explain.evaluate import empty_maps_note
+
+    cams = recipe.eval.cam_methods if recipe.eval.cam_iou else ()
+    maps = {}
+    for name in (*SCORED_MAPS, *(m for m in cams if all(f"{m}_iou" in r for r in rows))):
+        maps[name] = map_summary(rows, name, recipe.eval.bootstrap, recipe.seed)
+        note = empty_maps_note(name, maps[name].get("n_cam_empty", 0), len(rows))
+        if note is not None:
+            log.warning(note)
+    return maps
+
+
+def _write_run_files(run_dir: Path, metrics: dict, rows, test: _PooledTest, classes) -> None:
+    """metrics.json, map_scores.json and the ROC, PR and confusion figures of the run."""
+    from napari_pathreview.training.plots import plot_confusion, plot_pr, plot_roc
+
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (run_dir / "map_scores.json").write_text(json.dumps(json_safe(rows), indent=1))
-    plot_roc(labels, probs, classes, run_dir / "roc.png")
-    plot_pr(labels, probs, classes, run_dir / "pr.png")
+    plot_roc(test.labels, test.probs, classes, run_dir / "roc.png")
+    plot_pr(test.labels, test.probs, classes, run_dir / "pr.png")
     plot_confusion(metrics["test"]["confusion_matrix"], classes, run_dir / "confusion.png")
-    return metrics
 
 
 def _preprocess(recipe, model, pixel_size: float | None, stain_target: dict | None) -> dict:

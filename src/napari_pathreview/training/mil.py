@@ -124,10 +124,7 @@ def train_mil_head(
     val_labels = np.asarray(val_labels, int)
     weights = np.ones(len(bags)) if weights is None else np.asarray(weights, float)
     cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
-    params = list(head.parameters())
-    if not train_classifier:
-        params = [head.classifier.bias]
-        params += list(head.attention.parameters()) if head.attention is not None else []
+    params = _trainable(head, train_classifier)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     tensors = [torch.as_tensor(b, dtype=torch.float32).unsqueeze(0) for b in bags]
 
@@ -135,33 +132,14 @@ def train_mil_head(
     # training may only replace it by something better on validation, never by a collapse
     def scored(epoch: int, train_loss: float | None) -> tuple[float, float]:
         score, neg_loss, metrics = _score(head, val_bags, val_labels, metric, mode)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_score": score,
-                "val_balanced_accuracy": float(metrics["balanced_accuracy"]),
-                "val_roc_auc": metrics.get("roc_auc"),
-                "val_loss": -neg_loss,
-            }
-        )
+        history.append(_val_entry(epoch, train_loss, score, neg_loss, metrics))
         return score, neg_loss
 
     history: list[dict] = []
     best = scored(0, None) if len(val_bags) else None
     best_state = copy.deepcopy(head.state_dict())
     for epoch in range(epochs):
-        head.train()
-        total = 0.0
-        for i in rng.permutation(len(tensors)):
-            out = head(tensors[i])
-            loss = torch.nn.functional.cross_entropy(
-                out.logits, torch.tensor([labels[i]]), weight=cw
-            ) * float(weights[i])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
+        total = _train_epoch(head, tensors, labels, weights, cw, optimizer, rng)
         train_loss = total / max(1, len(tensors))
         if len(val_bags):
             score = scored(epoch + 1, train_loss)
@@ -173,3 +151,46 @@ def train_mil_head(
     head.load_state_dict(best_state)
     log.info("MIL head: best validation (%s, -loss) %s over %d epochs", metric, best, epochs)
     return history
+
+
+def _trainable(head, train_classifier: bool) -> list:
+    """The head's parameters bag training may move: all of them, or (the default) only the
+    attention and the classifier's bias, so bag labels cannot overwrite what the ROI-trained
+    patch classifier means."""
+    if train_classifier:
+        return list(head.parameters())
+    params = [head.classifier.bias]
+    return params + (list(head.attention.parameters()) if head.attention is not None else [])
+
+
+def _train_epoch(head, tensors, labels, weights, class_weights, optimizer, rng) -> float:
+    """One pass over the bags, one bag per step (bags differ in size), in a seeded order;
+    each bag's loss scaled by its sample weight. Returns the summed loss."""
+    import torch
+
+    head.train()
+    total = 0.0
+    for i in rng.permutation(len(tensors)):
+        out = head(tensors[i])
+        loss = torch.nn.functional.cross_entropy(
+            out.logits, torch.tensor([labels[i]]), weight=class_weights
+        ) * float(weights[i])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+    return total
+
+
+def _val_entry(
+    epoch: int, train_loss: float | None, score: float, neg_loss: float, metrics: dict
+) -> dict:
+    """One epoch's history entry once validation scored it (the run's training log)."""
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_score": score,
+        "val_balanced_accuracy": float(metrics["balanced_accuracy"]),
+        "val_roc_auc": metrics.get("roc_auc"),
+        "val_loss": -neg_loss,
+    }
