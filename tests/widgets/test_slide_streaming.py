@@ -115,6 +115,7 @@ def test_heatmap_appears_at_start_and_fills_in_without_freezing_the_ui(
     again = _heatmap(viewer)
     assert "SlideBatch" not in batches and widget.result is not None
     np.testing.assert_array_equal(again.data, first)
+    assert "(tiles from the cache of a " in widget.status.text()  # not shown as computed now
 
 
 def test_cancelling_a_slide_run_leaves_no_partial_heatmap(

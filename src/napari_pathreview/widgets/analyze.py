@@ -369,7 +369,7 @@ class AnalyzeWidget(RunsAnalysis, _recall.RecallsPredictions, ScoresAgainstRoi, 
         notes = [f"Quality check: {warning}" for warning in result.warnings]
         for note in notes + ([f"No CAM: {result.cam_note}"] if result.cam_note else []):
             show_warning(note)
-        self.status.setText(f"done in {result.seconds:.1f} s")
+        self.status.setText(_done_text(result))
         self.update_roi_scores()
 
     def _set_opacity(self, *_: Any) -> None:
@@ -377,3 +377,13 @@ class AnalyzeWidget(RunsAnalysis, _recall.RecallsPredictions, ScoresAgainstRoi, 
         cam = _results.cam_layer_of(self.viewer, layer) if layer is not None else None
         if cam is not None:
             cam.opacity = float(self.opacity.value)
+
+
+def _done_text(result: Any) -> str:
+    """The status line of a finished run; tiles read back from the slide cache say so, with
+    the earlier run's time beside this run's (``predict``'s ``cached_run_seconds``)."""
+    text = f"done in {result.seconds:.1f} s"
+    tiled = result.tiled
+    if tiled is not None and getattr(tiled, "cached", False):
+        text += f" (tiles from the cache of a {tiled.seconds:.1f} s run)"
+    return text
