@@ -193,13 +193,10 @@ def iter_slide_cam(
     """
     from napari_pathreview.explain.cams import resolve_method
     from napari_pathreview.inference.prefetch import TileReader, _read_ahead
-    from napari_pathreview.inference.slide_grid import model_um_per_px, tissue_cells
-    from napari_pathreview.inference.tissue import slide_tissue
+    from napari_pathreview.inference.slide_grid import run_um_per_px, tissue_tiles
 
-    model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
-    grid = cam_grid(source, heat_grid, settings, model_um)
-    tissue = slide_tissue(source) if settings.tissue else None
-    cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
+    grid = cam_grid(source, heat_grid, settings, run_um_per_px(predictor.card, settings))
+    _, cells = tissue_tiles(source, grid, settings)
     canvas = CamCanvas(heat_grid.level0_shape, map_shape(heat_grid.shape))
     explain = explainer or _default_explainer(predictor, method, target_index, cam_options or {})
     size = max(1, int(predictor.batch_size))

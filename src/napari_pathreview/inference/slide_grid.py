@@ -293,6 +293,21 @@ def _preview_level(
     return len(shapes) - 1
 
 
+def run_um_per_px(card: Any, settings: SlideSettings) -> float | None:
+    """The µm/px a run reads its tiles at: the model's (:func:`model_um_per_px`) when matched,
+    None in preview mode (the level nearest the model's input, no resampling)."""
+    return model_um_per_px(card, settings) if settings.mode == "matched" else None
+
+
+def tissue_tiles(source: Any, grid: SlideGrid, settings: SlideSettings) -> tuple[Any, np.ndarray]:
+    """The slide's tissue mask (None when the settings classify glass too) and the cells of
+    ``grid`` a run reads: the one rule the heatmap and its CAM share, so they cover one area."""
+    from napari_pathreview.inference.tissue import slide_tissue
+
+    tissue = slide_tissue(source) if settings.tissue else None
+    return tissue, tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
+
+
 def tissue_cells(grid: SlideGrid, tissue: Any, min_tissue: float) -> np.ndarray:
     """K×2 (row, col) of the cells whose tile box holds at least ``min_tissue`` tissue."""
     rows, cols = np.mgrid[0 : grid.shape[0], 0 : grid.shape[1]]

@@ -33,7 +33,9 @@ from napari_pathreview.inference.slide_grid import (
     SlideSettings,
     model_um_per_px,
     plan_grid,
+    run_um_per_px,
     tissue_cells,
+    tissue_tiles,
 )
 from napari_pathreview.preprocessing import check_tileable
 
@@ -218,13 +220,11 @@ def _plan_slide(predictor: Any, source: Any, settings: SlideSettings) -> _SlideP
     """Lay out the tiles to classify, refusing a model that cannot tile, a slide or card with
     no scale, and a slide with no tissue tile here, before the model reads anything."""
     from napari_pathreview.inference import slide_mil
-    from napari_pathreview.inference.tissue import slide_tissue
 
     check_tileable(predictor.spec, predictor.model_ref)
-    model_um = model_um_per_px(predictor.card, settings) if settings.mode == "matched" else None
+    model_um = run_um_per_px(predictor.card, settings)
     grid = plan_grid(source, slide_mil.tile_size_of(predictor), settings, model_um)
-    tissue = slide_tissue(source) if settings.tissue else None
-    cells = tissue_cells(grid, tissue, settings.min_tissue if settings.tissue else 0.0)
+    tissue, cells = tissue_tiles(source, grid, settings)
     if not len(cells):
         raise NoTissueError(_no_tissue_message(source, grid, tissue, settings))
     return _SlidePlan(grid, tissue, cells)
