@@ -19,7 +19,7 @@ import numpy as np
 from skimage.draw import polygon as draw_polygon
 
 from napari_pathreview.errors import InvalidInputError
-from napari_pathreview.io.pixel_origin import resample_centres
+from napari_pathreview.io.mias import MIAS_SIZE, film_circle
 
 __all__ = [
     "MIAS_SIZE",
@@ -29,9 +29,6 @@ __all__ = [
     "mask_from_rois",
     "mask_from_shapes",
 ]
-
-MIAS_SIZE = 1024
-"""Edge of the mini-MIAS images the Info.txt coordinates refer to."""
 
 _AREA_SHAPES = ("polygon", "rectangle", "ellipse")
 
@@ -216,8 +213,7 @@ def mask_from_mias(
         Boolean mask of ``image_shape[:2]``; all False when no row has a circle.
     """
     rows, cols = _image_shape(image_shape)
-    src_rows, src_cols = _image_shape(source_shape)
-    sy, sx = rows / src_rows, cols / src_cols
+    source = _image_shape(source_shape)
     mask = np.zeros((rows, cols), dtype=bool)
     grid_r, grid_c = np.ogrid[:rows, :cols]
     for ann in annotations:
@@ -230,8 +226,8 @@ def mask_from_mias(
                 f"MIAS ROI ({row}, {col}) radius {radius}: needs finite coordinates and a "
                 "positive radius"
             )
-        # a circle of radius r around the centre of pixel (row, col) of the source film, its
-        # rim included (inside_ellipse)
-        cr, cc = resample_centres([row, col], np.array([sy, sx]))
-        mask |= inside_ellipse(grid_r - cr, grid_c - cc, radius * sy, radius * sx)
+        # a circle of radius r around the centre of pixel (row, col) of the source film, on
+        # this image by the viewer's rule (io.mias.film_circle), its rim included
+        cr, cc, r_rows, r_cols = film_circle(ann, (rows, cols), source)
+        mask |= inside_ellipse(grid_r - cr, grid_c - cc, r_rows, r_cols)
     return mask

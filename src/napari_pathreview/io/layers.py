@@ -24,11 +24,11 @@ from napari_pathreview.io.mias import (
     MIAS_MM_PER_PX,
     MIAS_SIZE,
     MiasAnnotation,
+    film_circle,
     find_mias_annotations,
     mias_refnum,
     read_mias_info,
 )
-from napari_pathreview.io.pixel_origin import resample_centres
 from napari_pathreview.io.roi_placement import frameless_placement
 from napari_pathreview.io.shape_holes import carry_holes
 
@@ -138,12 +138,8 @@ def mias_roi_layer(
     drawable = [a for a in annotations if a.has_roi]
     if not drawable:
         return None
-    row_factor, col_factor = image_shape[0] / MIAS_SIZE, image_shape[1] / MIAS_SIZE
-    factors = np.array([row_factor, col_factor])
-    shapes = [  # pixel centres rescale as in ``explain.masks.mask_from_mias``: the same pixels
-        _circle_corners(*resample_centres([a.row, a.col], factors), *(a.radius * factors))
-        for a in drawable
-    ]
+    row_factor = image_shape[0] / MIAS_SIZE
+    shapes = [_circle_corners(*film_circle(a, image_shape)) for a in drawable]  # the one rule
     features = {
         "refnum": [a.refnum for a in drawable],
         "class": [a.abnormality for a in drawable],

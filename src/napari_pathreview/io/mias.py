@@ -15,8 +15,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from napari_pathreview.errors import ImageReadError
+from napari_pathreview.io.pixel_origin import resample_centres
 
 MIAS_SIZE = 1024
 """Edge of every mini-MIAS image in pixels (200 µm per pixel)."""
@@ -94,6 +98,32 @@ def mias_woman(refnum: str) -> int:
 # Info.txt coordinates and radii are pixels of the 1024×1024 mini-MIAS images (MIAS_SIZE).
 MIAS_MM_PER_PX = 0.2
 """mini-MIAS films: 200 µm per pixel at 1024² (Suckling et al. 1994, the dataset's README)."""
+
+
+def film_circle(
+    annotation: Any,
+    film_shape: Sequence[int],
+    source_shape: Sequence[int] = (MIAS_SIZE, MIAS_SIZE),
+) -> tuple[float, float, float, float]:
+    """An ROI circle in the pixels of its film as stored: (row, col, row radius, col radius).
+
+    Info.txt gives the centre (``row = 1024 - y``, :attr:`MiasAnnotation.row`) and radius in
+    pixels of the 1024² film; a copy resized whole shows the same breast, so pixel centres
+    map onto pixel centres (``pixel_origin.resample_centres``) and the radius scales by the
+    same factor along each axis. The one rule the viewer's ellipses (``io.layers``), ROI
+    masks (``explain.masks.mask_from_mias``) and training's circles
+    (``training.datasets.from_mias``) share, so all three land on the same pixels.
+
+    Args:
+        annotation: An object with ``row``, ``col`` and ``radius`` (a drawable
+            :class:`MiasAnnotation`, or a circle already on another grid).
+        film_shape: (rows, cols) of the film as stored (a 256² copy, say).
+        source_shape: (rows, cols) the circle's coordinates refer to: 1024² for Info.txt.
+    """
+    factors = np.asarray(film_shape[:2], float) / np.asarray(source_shape[:2], float)
+    row, col = resample_centres([annotation.row, annotation.col], factors)
+    radius = float(annotation.radius)
+    return float(row), float(col), radius * float(factors[0]), radius * float(factors[1])
 
 
 def _optional_int(text: str | None, what: str = "value") -> int | None:

@@ -172,7 +172,8 @@ def from_mias(root: Path) -> list[Sample]:
     """mini-MIAS: images ``mdbNNN.(png|pgm)`` with ``labels.csv`` or ``Info.txt`` beside them.
 
     Label = normal / benign / malignant (malignant if any finding is); patient = woman
-    (n + 1) // 2, since MIAS numbers a woman's two breasts consecutively.
+    (n + 1) // 2, since MIAS numbers a woman's two breasts consecutively. Circles are in each
+    film's own pixels; a film of unknown pixel size is refused here (:func:`mias_film_circles`).
     """
     from napari_pathreview.io import mias_image_label, mias_refnum, read_mias_info
     from napari_pathreview.io.mias import mias_woman
@@ -190,10 +191,41 @@ def from_mias(root: Path) -> list[Sample]:
         if refnum is None or refnum not in by_ref:
             continue
         rows = by_ref[refnum]
-        rois = tuple((float(a.row), float(a.col), float(a.radius)) for a in rows if a.has_roi)
         woman = str(mias_woman(refnum))
+        rois = mias_film_circles(path, rows, table)
         samples.append(Sample(str(path), mias_image_label(rows), woman, rois=rois))
     return samples
+
+
+def mias_film_circles(path: Path, rows: Sequence[Any], table: Path) -> tuple:
+    """``path``'s Info.txt circles ((row, col, radius), ...) in its own pixels, placed by the
+    viewer's rule (``io.mias.film_circle``: a 256² copy's are the 1024² film's ÷ 4) on the film
+    as ``io.load_image`` reads it, whose pixel size must be known (``io._core.file_scale``).
+
+    Raises:
+        DatasetError: The film cannot be read, or states no pixel size and is not a (square)
+            mini-MIAS film, so neither its size nor where its circles lie is known.
+    """
+    from napari_pathreview.errors import ImageReadError
+    from napari_pathreview.io import load_image
+    from napari_pathreview.io._core import level0_um_per_px
+    from napari_pathreview.io.mias import film_circle
+
+    try:
+        film = load_image(path)
+    except (ImageReadError, InvalidInputError) as error:
+        raise DatasetError(f"{table} lists {path.name}, which cannot be read: {error}") from None
+    shape = tuple(int(n) for n in film.levels[0].shape[:2])
+    if level0_um_per_px(film) is None:
+        raise DatasetError(
+            f"{path}: a {shape[1]}×{shape[0]} px {film.modality} image that states no pixel "
+            "size is not a mini-MIAS film (a grey square: 1024² at 0.2 mm, or a copy resized "
+            f"whole), so neither its pixel size nor where {table.name}'s circles (pixels of the "
+            "whole 1024² film) lie on it is known; use the whole film (resized square), save it "
+            "with its pixel size (a DICOM or TIFF that states it), or remove it"
+        )
+    circles = (film_circle(a, shape) for a in rows if a.has_roi)
+    return tuple((row, col, (r_rows + r_cols) / 2) for row, col, r_rows, r_cols in circles)
 
 
 def from_reviews(db: str | None, workdir: Path, disagreement_weight: float) -> list[Sample]:

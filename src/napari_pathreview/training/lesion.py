@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.training import datasets as ds
+from napari_pathreview.training.lesion_scale import Resampling, resampling_of, training_pixel_size
 from napari_pathreview.training.patches import (
     LesionImage,
     PatchSampling,
@@ -51,30 +51,19 @@ from napari_pathreview.training.recipe import Recipe, RecipeError
 log = logging.getLogger(__name__)
 
 
-def scale_of(recipe: Recipe) -> float:
-    """Resampled pixels per stored pixel: stored pixel size / training pixel size."""
-    cfg = recipe.lesion
-    source = cfg.source_pixel_size or (MIAS_MM_PER_PX if recipe.data.source == "mias" else 0.0)
-    target = training_pixel_size(recipe)
-    if not target:
-        return 1.0
-    if source <= 0:
-        raise RecipeError(
-            "lesion.pixel_size needs lesion.source_pixel_size (the stored images' pixel size)"
-        )
-    return source / target
-
-
-def training_pixel_size(recipe: Recipe) -> float | None:
-    """lesion.pixel_size, else data.pixel_size where the recipe has one, else None (native)."""
-    return recipe.lesion.pixel_size or getattr(recipe.data, "pixel_size", None) or None
-
-
 def prepare_lesion_image(
-    sample: ds.Sample, label: int, scale: float, modality: str, intensity: str = "none"
+    sample: ds.Sample,
+    label: int,
+    scale: float | Resampling,
+    modality: str,
+    intensity: str = "none",
 ) -> LesionImage:
     """Decode, apply the intensity rule, resample to the training resolution and rasterise
-    the sample's ROIs (the order ``preprocessing.to_canvas`` follows at inference)."""
+    the sample's ROIs (the order ``preprocessing.to_canvas`` follows at inference).
+
+    ``scale``: the recipe's :class:`.lesion_scale.Resampling` (from the image's own pixel
+    size, which it refuses naming the image when unknown), or training pixels per stored pixel.
+    """
     import cv2
 
     from napari_pathreview.io import load_image, to_rgb_uint8
@@ -82,6 +71,8 @@ def prepare_lesion_image(
 
     where = Path(sample.path).name
     loaded = load_image(sample.path)
+    if isinstance(scale, Resampling):
+        scale = scale.scale(loaded, where)
     level, downsample = training_level(loaded.levels, scale, where)
     rgb = normalise_intensity(to_rgb_uint8(level), intensity)
     height, width = loaded.levels[0].shape[:2]  # ROIs are in these (level-0) pixels
@@ -448,9 +439,9 @@ def run_lesion(
         target = build_patch_model(recipe, len(classes), recipe.lesion.patch_size, pretrained=False)
         load_frozen_encoder(recipe, target, frozen_state)
     index = {name: i for i, name in enumerate(classes)}
-    scale = scale_of(recipe)
+    resampling = resampling_of(recipe)  # each image from its own pixel size
     images = [
-        prepare_lesion_image(s, index[s.label], scale, recipe.modality, recipe.data.intensity)
+        prepare_lesion_image(s, index[s.label], resampling, recipe.modality, recipe.data.intensity)
         for s in samples
     ]
     negative = negative_index(recipe, classes)

@@ -156,7 +156,7 @@ def training_level(levels: Sequence, scale: float, where: str) -> tuple[np.ndarr
     if rows * cols > WHOLE_IMAGE_MAX_PIXELS:
         raise PatchError(
             f"{where}: {rows}×{cols} pixels are needed at this pixel size, too many to train "
-            "on the whole image; set lesion.pixel_size coarser (with lesion.source_pixel_size)"
+            "on the whole image; set lesion.pixel_size coarser"
         )
     return np.asarray(chosen), downsample
 

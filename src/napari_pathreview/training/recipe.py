@@ -180,7 +180,7 @@ class LesionConfig:
 
     enabled: bool = False
     pixel_size: float = 0.0  # physical size of one training pixel (0: the images' own)
-    source_pixel_size: float = 0.0  # of the stored images (0: MIAS 0.2 mm at 1024 px, else 1)
+    source_pixel_size: float = 0.0  # of images the reader cannot size (0: they are refused)
     pixel_unit: str = "mm"  # mm (mammograms) | um (histology)
     patch_size: int = 32
     stride: int = 16  # of the patch grid an image is pooled over

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_pathreview.io.mias import MIAS_MM_PER_PX
 from napari_pathreview.preprocessing import PreprocessSpec
 from napari_pathreview.training import datasets as ds
 from napari_pathreview.training.evaluation import external_samples
@@ -124,8 +123,8 @@ def with_reviews_source(recipe: Recipe, db: str) -> Recipe:
     card say what the model was trained on, not the recipe's own data.
 
     A SQLite path is made absolute (a resume may start elsewhere); a URL loses its password,
-    which must not reach recipe.yaml or a card. MIAS's stored pixel size, which a lesion run
-    took from ``data.source: mias``, is written out so the patches stay the same size.
+    which must not reach recipe.yaml or a card. A lesion run sizes each reviewed image as it
+    sizes a MIAS folder's, by the reader's rule (``lesion_scale``), so nothing else changes.
     """
     from urllib.parse import urlsplit, urlunsplit
 
@@ -137,8 +136,5 @@ def with_reviews_source(recipe: Recipe, db: str) -> Recipe:
         root = urlunsplit(parts._replace(netloc=netloc))
     else:
         root = str(Path(db).expanduser().resolve()) if db else ""
-    lesion = recipe.lesion
-    if recipe.data.source == "mias" and lesion.enabled and not lesion.source_pixel_size:
-        lesion = dataclasses.replace(lesion, source_pixel_size=MIAS_MM_PER_PX)
     data = dataclasses.replace(recipe.data, source="reviews", root=root)
-    return dataclasses.replace(recipe, data=data, lesion=lesion)
+    return dataclasses.replace(recipe, data=data)
