@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from colour_stacks import write_pyramidal_colour_stack
 from napari_pathreview.cli import main
 
 MAMMOGRAM_CARD = {
@@ -135,17 +136,6 @@ def test_predict_frame_1_of_an_rgb_stack_classifies_that_rgb_frame(
     assert float(row["p_malignant"]) == pytest.approx(expected.probabilities["malignant"], 1e-4)
 
 
-def _pyramidal_colour_stack(path: Path, frames: np.ndarray) -> Path:
-    """Each frame a tiled page with its half-size level as a SubIFD (lossless), 0.5 µm pixels."""
-    options = {"tile": (32, 32), "photometric": "rgb", "compression": "zlib"}
-    with tifffile.TiffWriter(path) as writer:
-        writer.write(
-            frames, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options
-        )
-        writer.write(frames[:, ::2, ::2], subfiletype=1, **options)
-    return path
-
-
 def test_predict_frame_2_of_a_large_colour_stack_classifies_that_frame(
     tmp_path, binary_ref, rng, tissue_like, monkeypatch
 ):
@@ -175,8 +165,10 @@ def test_predict_frame_1_of_a_pyramidal_colour_stack_matches_that_frame_saved_al
     tmp_path, binary_ref, rng, tissue_like
 ):
     frames = np.stack([tissue_like(rng, 96, 96) for _ in range(3)])
-    stack = _pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
-    alone = [_pyramidal_colour_stack(tmp_path / f"frame{k}.tif", frames[k : k + 1]) for k in (1, 0)]
+    stack = write_pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
+    alone = [
+        write_pyramidal_colour_stack(tmp_path / f"frame{k}.tif", frames[k : k + 1]) for k in (1, 0)
+    ]
     out = tmp_path / "out"
     argv = ["predict", stack, *alone, "--model", binary_ref, "--frame", 1, "--no-qc"]
     argv += ["--model-um-per-px", 0.5, "--no-tissue", "--out", out]  # tiled, every tile
@@ -192,7 +184,7 @@ def test_a_frame_a_pyramidal_colour_stack_lacks_is_refused_before_the_model_load
     tmp_path, binary_ref, rng, tissue_like
 ):
     frames = np.stack([tissue_like(rng, 96, 96) for _ in range(3)])
-    path = _pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
+    path = write_pyramidal_colour_stack(tmp_path / "pyramid.tif", frames)
     out = tmp_path / "out"  # made only once the model has loaded
     argv = ["predict", path, "--model", binary_ref, "--frame", 3, "--out", out]
     result = subprocess.run([_console_script(), *map(str, argv)], capture_output=True, text=True)

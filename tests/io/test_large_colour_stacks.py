@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from colour_stacks import write_pyramidal_colour_stack
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.io import load_image, slides
 from napari_pathreview.io.frames import MultiFrameError
@@ -35,17 +36,6 @@ def _imagej_zstack(path: Path, frames: np.ndarray) -> Path:
     metadata = {"spacing": 3.0, "unit": "micron", "axes": "ZYXS"}
     resolution = (1 / 0.25, 1 / 0.25)
     tifffile.imwrite(path, frames, imagej=True, resolution=resolution, metadata=metadata)
-    return path
-
-
-def _pyramidal_stack(path: Path, frames: np.ndarray) -> Path:
-    """Each frame a tiled page with its half-size level as a SubIFD, 0.5 µm pixels (lossless)."""
-    options = {"tile": (32, 32), "photometric": "rgb", "compression": "zlib"}
-    with tifffile.TiffWriter(path) as writer:
-        writer.write(
-            frames, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options
-        )
-        writer.write(frames[:, ::2, ::2], subfiletype=1, **options)
     return path
 
 
@@ -82,7 +72,7 @@ def test_each_frame_of_a_large_colour_stack_is_its_own_read(tmp_path, colour_fra
 def test_a_pyramidal_rgb_stack_opens_as_a_multiscale_of_lazy_stacks(
     make_napari_viewer, tmp_path, colour_frames
 ):
-    path = _pyramidal_stack(tmp_path / "pyramid.tif", colour_frames)
+    path = write_pyramidal_colour_stack(tmp_path / "pyramid.tif", colour_frames)
     viewer = make_napari_viewer()
     [layer] = viewer.open(path, plugin="napari-pathreview")
     assert layer.multiscale and layer.rgb and layer.name == "pyramid [4 frames]"
@@ -94,20 +84,22 @@ def test_a_pyramidal_rgb_stack_opens_as_a_multiscale_of_lazy_stacks(
 
 
 def test_a_chosen_frame_of_a_pyramidal_colour_stack_keeps_its_levels(tmp_path, colour_frames):
-    loaded = load_image(_pyramidal_stack(tmp_path / "pyramid.tif", colour_frames), frame=3)
+    loaded = load_image(
+        write_pyramidal_colour_stack(tmp_path / "pyramid.tif", colour_frames), frame=3
+    )
     assert loaded.frames == 1 and loaded.modality == "histology" and loaded.um_per_px == 0.5
     assert [level.shape for level in loaded.levels] == [(96, 128, 3), (48, 64, 3)]
     assert np.array_equal(np.asarray(loaded.data), colour_frames[3])
 
 
 def test_a_large_colour_stack_is_refused_for_a_2d_model_without_a_frame(tmp_path, colour_frames):
-    path = _pyramidal_stack(tmp_path / "pyramid.tif", colour_frames)
+    path = write_pyramidal_colour_stack(tmp_path / "pyramid.tif", colour_frames)
     with pytest.raises(MultiFrameError, match="4 frames"):
         load_image(path)
 
 
 def test_the_header_probe_counts_every_frame_of_a_large_colour_stack(tmp_path, colour_frames):
-    probe = probe_image(_pyramidal_stack(tmp_path / "pyramid.tif", colour_frames))
+    probe = probe_image(write_pyramidal_colour_stack(tmp_path / "pyramid.tif", colour_frames))
     assert probe.modality == "histology" and probe.frames == 4
 
 
@@ -134,7 +126,7 @@ def test_the_slide_reader_refuses_a_tiff_stack_rather_than_tile_its_first_frame(
 ):
     from napari_pathreview.io.wsi import open_slide
 
-    path = _pyramidal_stack(tmp_path / "pyramid.tif", colour_frames)
+    path = write_pyramidal_colour_stack(tmp_path / "pyramid.tif", colour_frames)
     with pytest.raises(MultiFrameError, match="4 frames") as raised:
         open_slide(path)
     assert str(path) in str(raised.value) and "--frame K" in str(raised.value)
