@@ -1,10 +1,10 @@
-"""A large image's tiled CAM (``tiling.explain_tiled``): ours vs two passes vs the bare forward.
+"""A large image's tiled CAM (``tiled_cams.explain_tiled``): ours vs two passes vs the bare forward.
 
 Over the same generated H&E-like image, model and tile grid (model-size tiles, 25 % overlap,
 background skipped), timed in one run, best of ``--repeats`` interleaved:
 
 1. ours: Grad-CAM per tile batch, each tile weighted by P(target) read from Grad-CAM's own
-   forward (``tiling.tile_cams``: one forward per tile), Hann-blended at full resolution;
+   forward (``tiled_cams.tile_cams``: one forward per tile), Hann-blended at full resolution;
 2. the two-pass way it replaced: the same, but each batch is classified first
    (``Predictor.probabilities``) and Grad-CAM runs it again;
 3. the bare model forward over the same tissue tiles, pre-extracted and normalised (fp32, as
@@ -62,7 +62,7 @@ def _two_pass(predictor):
 
 def _runs(predictor, image: np.ndarray, tiles: list[np.ndarray], tile: int, target: int | None):
     """(ours, the two-pass way, its row name): each a call making the stitched CAM."""
-    from napari_pathreview.inference.tiling import explain_tiled
+    from napari_pathreview.inference.tiled_cams import explain_tiled
 
     kwargs = {"target_class": target, "tile_size": tile, "overlap": OVERLAP}
 

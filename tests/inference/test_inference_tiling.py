@@ -8,7 +8,8 @@ import pytest
 
 from napari_pathreview.errors import InvalidInputError
 from napari_pathreview.inference import Predictor
-from napari_pathreview.inference.tiling import explain_tiled, tile_origins
+from napari_pathreview.inference.tiled_cams import explain_tiled
+from napari_pathreview.inference.tiling import tile_origins
 
 
 @pytest.fixture
@@ -231,7 +232,7 @@ def test_a_tiled_cam_is_the_two_pass_one(
     same stitched map as classifying every tile first."""
     from functools import partial
 
-    from napari_pathreview.inference.tiling import tile_cams
+    from napari_pathreview.inference.tiled_cams import tile_cams
 
     predictor = Predictor.from_registry(binary_ref, device="cpu", batch_size=8, tta=predictor_tta)
     rgbs = [he_field[:64, :64], he_field[64:128, 64:128], he_field[96:160, 160:224]]

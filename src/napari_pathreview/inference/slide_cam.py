@@ -27,7 +27,8 @@ import numpy as np
 
 from napari_pathreview.errors import ImageReadError
 from napari_pathreview.inference.progress import Progress
-from napari_pathreview.inference.tiling import TiledCam, hann_window, tile_cams
+from napari_pathreview.inference.tiled_cams import tile_cams
+from napari_pathreview.inference.tiling import TiledCam, hann_window
 
 __all__ = [
     "CAM_MAP_MAX_SIDE",
@@ -147,7 +148,7 @@ def cam_cache_fields(
 
 def _default_explainer(predictor: Any, method: str, index: int, options: Mapping) -> Callable:
     """``tiles -> N×h×w`` CAMs of model-size tiles, each weighted by P(target) of its tile:
-    :func:`tiling.tile_cams` (one forward per tile; classified as the heatmap classifies
+    :func:`tiled_cams.tile_cams` (one forward per tile; classified as the heatmap classifies
     them when the CAM's forward cannot give the probabilities)."""
     from napari_pathreview.inference.prefetch import forward_tiles
 
